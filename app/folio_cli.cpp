@@ -1,0 +1,237 @@
+// folio-cli: the headless front end of the engine.
+//   folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] (--prompt TEXT | --ask QUESTION) ...
+//   folio-cli tokenize --model PATH [--tokenizer PATH] TEXT
+// Generated text goes to stdout as it streams; progress and the metrics summary go to stderr.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/cli_args.h"
+#include "core/common/mapped_file.h"
+#include "core/engine/chat_prompt.h"
+#include "core/engine/engine.h"
+#include "core/engine/metrics_json.h"
+
+namespace {
+
+using folio::Error;
+using folio::ErrorCode;
+
+const char* kUsage =
+    "usage: folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] (--prompt TEXT | --ask QUESTION)\n"
+    "                 [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
+    "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
+    "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
+    "                 [--metrics-json FILE] [--quiet]\n"
+    "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
+
+struct CliOptions {
+  folio::EngineOptions engine;
+  std::vector<std::string> files;
+  std::optional<std::string> prompt;
+  std::optional<std::string> ask;
+  std::string system;
+  std::string chat_format;
+  std::string metrics_json;
+  std::vector<std::string> stops;
+  int64_t ctx = 0;
+  int64_t chunk = 0;
+  int max_tokens = 256;
+  folio::SamplerParams sampler;
+  bool quiet = false;
+};
+
+std::string format_mib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+// Documents are read as UTF-8 text; anything else is refused with the reason.
+std::string read_document(const std::string& path) {
+  std::string text = folio::read_text_file(path);
+  if (text.find('\0') != std::string::npos)
+    throw Error(ErrorCode::BadArgument, path + " looks like a binary file; --file takes plain text documents");
+  return text;
+}
+
+int run_tokenize(folio::cli::Args& args) {
+  folio::EngineOptions eo;
+  std::vector<std::string> rest;
+  while (!args.done()) {
+    std::string a = args.next();
+    if (a == "--model") eo.model_path = args.value(a);
+    else if (a == "--tokenizer") eo.tokenizer_path = args.value(a);
+    else if (a.rfind("--", 0) == 0) throw folio::cli::UsageError("unknown option " + a);
+    else rest.push_back(a);
+  }
+  if (eo.model_path.empty() && eo.tokenizer_path.empty()) throw folio::cli::UsageError("tokenize needs --model or --tokenizer");
+  if (rest.size() != 1) throw folio::cli::UsageError("tokenize takes exactly one TEXT argument");
+  std::unique_ptr<folio::Tokenizer> tok;
+  if (!eo.tokenizer_path.empty()) {
+    tok = folio::load_tokenizer(eo.tokenizer_path);
+  } else {
+    auto model = folio::load_model(eo.model_path);
+    if (model->tokenizer_path.empty())
+      throw Error(ErrorCode::BadTokenizer, "no tokenizer beside " + eo.model_path + "; pass --tokenizer PATH");
+    tok = folio::load_tokenizer(model->tokenizer_path);
+  }
+  std::vector<int32_t> ids = tok->encode(rest[0], /*add_bos=*/false);
+  for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+  std::cout << "\n";
+  return 0;
+}
+
+CliOptions parse_generate(folio::cli::Args& args) {
+  CliOptions o;
+  while (!args.done()) {
+    std::string a = args.next();
+    if (a == "--model") o.engine.model_path = args.value(a);
+    else if (a == "--tokenizer") o.engine.tokenizer_path = args.value(a);
+    else if (a == "--file") o.files.push_back(args.value(a));
+    else if (a == "--prompt") o.prompt = args.value(a);
+    else if (a == "--ask") o.ask = args.value(a);
+    else if (a == "--system") o.system = args.value(a);
+    else if (a == "--chat-format") o.chat_format = args.value(a);
+    else if (a == "--stop") o.stops.push_back(args.value(a));
+    else if (a == "--max-tokens") o.max_tokens = static_cast<int>(args.integer(a, 0, 1 << 24));
+    else if (a == "--temperature") o.sampler.temperature = static_cast<float>(args.number(a, 0.0, 100.0));
+    else if (a == "--top-k") o.sampler.top_k = static_cast<int>(args.integer(a, 0, 1 << 24));
+    else if (a == "--top-p") o.sampler.top_p = static_cast<float>(args.number(a, 0.0, 1.0));
+    else if (a == "--min-p") o.sampler.min_p = static_cast<float>(args.number(a, 0.0, 1.0));
+    else if (a == "--repeat-penalty") o.sampler.repetition_penalty = static_cast<float>(args.number(a, 0.0, 100.0));
+    else if (a == "--seed") o.sampler.seed = static_cast<uint64_t>(args.integer(a, 0, INT64_MAX));
+    else if (a == "--ctx") o.ctx = args.integer(a, 1, int64_t{1} << 24);
+    else if (a == "--chunk") o.chunk = args.integer(a, 1, int64_t{1} << 24);
+    else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
+    else if (a == "--metrics-json") o.metrics_json = args.value(a);
+    else if (a == "--quiet") o.quiet = true;
+    else if (a == "--backend") {
+      std::string b = args.value(a);
+      if (b == "cpu") o.engine.backend = folio::BackendKind::Cpu;
+      else if (b == "cuda") o.engine.backend = folio::BackendKind::Cuda;
+      else throw folio::cli::UsageError("--backend takes cpu or cuda, not " + b);
+    } else {
+      throw folio::cli::UsageError("unknown argument " + a);
+    }
+  }
+  if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+  if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
+  if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file goes with --ask, not --prompt");
+  return o;
+}
+
+int run_generate(const CliOptions& o) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  // Read the documents first: a bad file is reported before the model is loaded.
+  std::vector<std::pair<std::string, std::string>> docs;
+  for (const auto& f : o.files) docs.emplace_back(f, read_document(f));
+
+  auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
+    if (!o.quiet && tty) std::fprintf(stderr, "\rloading: %-24.*s %3d%%", static_cast<int>(stage.size()), stage.data(),
+                                      static_cast<int>(f * 100));
+  });
+  if (!o.quiet && tty) std::fprintf(stderr, "\r%60s\r", "");
+  if (!engine->notice().empty()) std::fprintf(stderr, "folio-cli: note: %s\n", engine->notice().c_str());
+  const folio::Tokenizer& tok = engine->tokenizer();
+
+  std::vector<int32_t> prompt;
+  folio::GenerateOptions gen;
+  gen.sampler = o.sampler;
+  gen.max_tokens = o.max_tokens;
+  gen.stop_strings = o.stops;
+  if (o.prompt) {
+    prompt = tok.encode(*o.prompt, /*add_bos=*/true);
+    if (prompt.empty()) throw Error(ErrorCode::BadArgument, "the model has no BOS token; give a non-empty --prompt");
+  } else {
+    folio::ChatFormatKind kind = folio::detect_chat_format(*engine);
+    if (!o.chat_format.empty()) {
+      auto k = folio::chat_format_from_name(o.chat_format);
+      if (!k) throw folio::cli::UsageError("unknown --chat-format " + o.chat_format +
+                                           " (plain, chatml, llama2, llama3, mistral, phi3)");
+      kind = *k;
+    }
+    std::string user;
+    for (const auto& [path, text] : docs) user += "<document name=\"" + path + "\">\n" + text + "\n</document>\n\n";
+    user += *o.ask;
+    std::vector<folio::ChatMessage> messages;
+    if (!o.system.empty()) messages.push_back({"system", o.system});
+    messages.push_back({"user", user});
+    prompt = folio::encode_chat(*engine, kind, messages);
+    gen.stop_tokens = folio::chat_stop_tokens(*engine, kind);
+  }
+
+  folio::SessionOptions so;
+  so.context_tokens = o.ctx;
+  if (so.context_tokens == 0) so.context_tokens = std::min<int64_t>(engine->config().max_context, 8192);
+  if (o.chunk > 0) so.prefill_chunk = o.chunk;
+  auto session = engine->create_session(so);
+
+  folio::RequestOptions req;
+  req.generate = gen;
+  req.prefill.on_progress = [&](const folio::PrefillProgress& p) {
+    if (!o.quiet && tty)
+      std::fprintf(stderr, "\rprefill %lld/%lld tokens", static_cast<long long>(p.done_tokens),
+                   static_cast<long long>(p.total_tokens));
+  };
+  bool first = true;
+  req.generate.on_token = [&](int32_t, std::string_view text) {
+    if (first && !o.quiet && tty) std::fprintf(stderr, "\r%40s\r", "");
+    first = false;
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  folio::RequestResult r = session->run(prompt, req);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+
+  const folio::Metrics& m = r.metrics;
+  if (!o.quiet) {
+    std::fprintf(stderr, "ttft %.1f ms | prefill %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s | stop: %s\n",
+                 m.ttft_ms, static_cast<long long>(m.prefill_tokens), m.prefill_tok_s,
+                 static_cast<long long>(m.decode_tokens), m.decode_tok_s, folio::stop_reason_name(m.stop));
+    for (const auto& d : m.memory)
+      std::fprintf(stderr, "memory %s: weights %s, kv cache %s, scratch %s\n", d.device.c_str(),
+                   format_mib(d.weights_bytes).c_str(), format_mib(d.kv_bytes).c_str(),
+                   format_mib(d.scratch_bytes).c_str());
+  }
+  if (!o.metrics_json.empty()) {
+    std::ofstream out(o.metrics_json);
+    if (!out) throw Error(ErrorCode::FileUnreadable, "cannot write metrics to " + o.metrics_json);
+    out << folio::metrics_to_json(m) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  folio::cli::Args args(argc, argv);
+  try {
+    if (args.done()) throw folio::cli::UsageError("no arguments");
+    if (args.peek() == "--help" || args.peek() == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (args.peek() == "tokenize") {
+      args.next();
+      return run_tokenize(args);
+    }
+    return run_generate(parse_generate(args));
+  } catch (const folio::cli::UsageError& e) {
+    std::fprintf(stderr, "folio-cli: %s\n%s", e.what(), kUsage);
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "\nfolio-cli: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nfolio-cli: internal error: %s\n", e.what());
+    return 3;
+  }
+}

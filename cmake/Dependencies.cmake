@@ -1,0 +1,27 @@
+# Every third-party dependency of the build is found here. The Debian packages that provide them
+# are listed once, in tools/deps.sh, which both README commands run.
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SPM REQUIRED IMPORTED_TARGET sentencepiece)
+find_package(nlohmann_json 3.10 REQUIRED)
+
+if(FOLIO_APP)
+  find_package(Qt6 6.4 REQUIRED COMPONENTS Core Test)
+  set(CMAKE_AUTOMOC ON)
+endif()
+
+set(FOLIO_HAVE_CUDA OFF)
+if(NOT FOLIO_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    find_package(CUDAToolkit REQUIRED)
+    set(FOLIO_HAVE_CUDA ON)
+  elseif(FOLIO_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "FOLIO_CUDA=ON but no CUDA compiler (nvcc) was found")
+  endif()
+endif()
+message(STATUS "Folio: app=${FOLIO_APP} cuda=${FOLIO_HAVE_CUDA} sanitize=${FOLIO_SANITIZE}")

@@ -1,0 +1,284 @@
+#include "core/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "kernels/cuda_probe.h"
+
+namespace folio {
+
+namespace {
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Length of the longest suffix of `text` that is a proper prefix of some stop string: those bytes
+// are held back until it is clear they do not start a stop string.
+size_t held_suffix(const std::string& text, const std::vector<std::string>& stops) {
+  size_t held = 0;
+  for (const auto& s : stops) {
+    if (s.empty()) continue;
+    for (size_t len = std::min(text.size(), s.size() - 1); len > held; --len) {
+      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
+        held = len;
+        break;
+      }
+    }
+  }
+  return held;
+}
+
+}  // namespace
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::None: return "none";
+    case StopReason::Eos: return "eos";
+    case StopReason::StopString: return "stop-string";
+    case StopReason::MaxTokens: return "max-tokens";
+    case StopReason::ContextFull: return "context-full";
+    case StopReason::Cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+Engine::~Engine() = default;
+
+std::unique_ptr<Engine> Engine::load(const EngineOptions& options, const LoadProgressFn& progress) {
+  const double t0 = now_ms();
+  if (options.model_path.empty()) throw Error(ErrorCode::BadArgument, "no model given; pass a model path");
+  std::shared_ptr<LoadedModel> model = load_model(options.model_path, progress);
+  const std::string tok_path = options.tokenizer_path.empty() ? model->tokenizer_path : options.tokenizer_path;
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!tok_path.empty()) {
+    if (progress) progress(1.0f, "loading tokenizer");
+    tokenizer = load_tokenizer(tok_path);
+    if (tokenizer->vocab_size() > model->config.vocab_size)
+      throw Error(ErrorCode::BadTokenizer, tok_path + " has " + std::to_string(tokenizer->vocab_size()) +
+                                               " tokens but the model only " + std::to_string(model->config.vocab_size) +
+                                               "; it is not this model's tokenizer");
+  }
+  auto engine = create(std::move(model), std::move(tokenizer), options);
+  engine->load_ms_ = now_ms() - t0;
+  return engine;
+}
+
+std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::unique_ptr<Tokenizer> tokenizer,
+                                       const EngineOptions& options) {
+  const double t0 = now_ms();
+  std::unique_ptr<Engine> engine(new Engine());
+  engine->model_ = std::move(model);
+  engine->tokenizer_ = std::move(tokenizer);
+  if (options.backend == BackendKind::Cuda) {
+    const CudaProbe probe = probe_cuda();
+    engine->notice_ = probe.device_count > 0
+                          ? "the CUDA backend is not implemented yet (" + probe.summary + "); running on the CPU"
+                          : "no usable GPU (" + probe.summary + "); running on the CPU";
+  }
+  engine->backend_ = create_cpu_backend(engine->model_, options.threads);
+  engine->load_ms_ = now_ms() - t0;
+  return engine;
+}
+
+const Tokenizer& Engine::tokenizer() const {
+  if (!tokenizer_)
+    throw Error(ErrorCode::BadTokenizer,
+                "the model has no tokenizer beside it; pass one with --tokenizer (tokenizer.model or tokenizer.bin)");
+  return *tokenizer_;
+}
+
+std::unique_ptr<Session> Engine::create_session(const SessionOptions& options) {
+  return std::unique_ptr<Session>(new Session(*this, options));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+Session::Session(Engine& engine, const SessionOptions& options) : engine_(engine) {
+  const ModelConfig& c = engine.config();
+  context_ = options.context_tokens > 0 ? options.context_tokens : std::min<int64_t>(c.max_context, 8192);
+  if (context_ > c.max_context && c.rope.scaling == RopeScaling::None && c.arch_label == "llama2.c")
+    throw Error(ErrorCode::BadArgument, "this model was trained for " + std::to_string(c.max_context) +
+                                            " tokens; choose a context of at most that");
+  default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : 512;
+  rope_ = make_rope_table(c.rope, context_);
+  kv_ = engine.backend().create_kv_cache(context_);
+  logits_.resize(static_cast<size_t>(c.vocab_size));
+}
+
+Session::~Session() = default;
+
+std::span<const float> Session::logits() const {
+  if (!logits_valid_) return {};
+  return logits_;
+}
+
+void Session::truncate(int64_t n_tokens) {
+  n_tokens = std::clamp<int64_t>(n_tokens, 0, n_past());
+  if (n_tokens == n_past()) return;
+  tokens_.resize(static_cast<size_t>(n_tokens));
+  logits_valid_ = false;
+}
+
+void Session::prefill(std::span<const int32_t> tokens, const PrefillOptions& options) {
+  Metrics m;
+  prefill_impl(tokens, options, &m, now_ms());
+}
+
+void Session::prefill_impl(std::span<const int32_t> tokens, const PrefillOptions& options, Metrics* metrics,
+                           double t0_ms) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return;
+  if (n_past() + n > context_)
+    throw Error(ErrorCode::OutOfContext,
+                "the prompt needs " + std::to_string(n_past() + n) + " tokens but the context holds " +
+                    std::to_string(context_) + "; choose a larger context (--ctx) or send less text");
+  const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_;
+  metrics->prefill_chunk = chunk;
+  const double start = now_ms();
+  int64_t done = 0;
+  while (done < n) {
+    if (options.cancel != nullptr && options.cancel->cancelled()) {
+      metrics->prefill_tokens += done;
+      metrics->prefill_ms += now_ms() - start;
+      throw Error(ErrorCode::Cancelled, "prefill cancelled after " + std::to_string(done) + " of " +
+                                            std::to_string(n) + " tokens");
+    }
+    const int64_t len = std::min(chunk, n - done);
+    const bool last = done + len == n;
+    logits_valid_ = false;
+    engine_.backend().forward(*kv_, tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(len)), n_past(),
+                              rope_, last ? logits_.data() : nullptr);
+    tokens_.insert(tokens_.end(), tokens.begin() + done, tokens.begin() + done + len);
+    logits_valid_ = last;
+    done += len;
+    if (options.on_progress) options.on_progress(PrefillProgress{done, n, now_ms() - t0_ms});
+  }
+  metrics->prefill_tokens += n;
+  metrics->prefill_ms += now_ms() - start;
+}
+
+RequestResult Session::generate(const GenerateOptions& options) {
+  RequestResult result;
+  generate_impl(options, &result, now_ms());
+  return result;
+}
+
+void Session::generate_impl(const GenerateOptions& options, RequestResult* result, double t0_ms) {
+  if (!logits_valid_)
+    throw Error(ErrorCode::BadArgument, "nothing to generate from: prefill a prompt first");
+  const Tokenizer* tok = engine_.has_tokenizer() ? &engine_.tokenizer() : nullptr;
+  std::vector<int32_t> stops = options.stop_tokens;
+  if (options.stop_at_eos) {
+    stops.insert(stops.end(), engine_.config().eos_ids.begin(), engine_.config().eos_ids.end());
+    if (tok != nullptr && tok->eos_id() >= 0) stops.push_back(tok->eos_id());
+  }
+  Sampler sampler(options.sampler);
+  std::unique_ptr<StreamDecoder> decoder = tok != nullptr ? std::make_unique<StreamDecoder>(*tok) : nullptr;
+  Metrics& m = result->metrics;
+  std::string held;  // decoded text not yet shown (could start a stop string)
+  double first_ms = 0.0;
+  auto emit = [&](int32_t id, const std::string& text) {
+    result->text += text;
+    if (options.on_token) options.on_token(id, text);
+  };
+  StopReason stop = StopReason::None;
+  while (stop == StopReason::None) {
+    if (options.cancel != nullptr && options.cancel->cancelled()) {
+      stop = StopReason::Cancelled;
+      break;
+    }
+    const int32_t id = sampler.sample(logits_, tokens_);
+    if (m.decode_tokens == 0) {
+      first_ms = now_ms();
+      m.ttft_ms = first_ms - t0_ms;
+    }
+    if (std::find(stops.begin(), stops.end(), id) != stops.end()) {
+      stop = StopReason::Eos;
+      break;
+    }
+    ++m.decode_tokens;
+    result->tokens.push_back(id);
+    if (decoder) held += decoder->push(id);
+    size_t cut = std::string::npos;
+    for (const auto& s : options.stop_strings) {
+      if (s.empty()) continue;
+      size_t at = held.find(s);
+      if (at != std::string::npos) cut = std::min(cut, at);
+    }
+    if (cut != std::string::npos) {
+      emit(id, held.substr(0, cut));
+      held.clear();
+      stop = StopReason::StopString;
+      break;
+    }
+    const size_t keep = held_suffix(held, options.stop_strings);
+    emit(id, held.substr(0, held.size() - keep));
+    held.erase(0, held.size() - keep);
+    if (options.max_tokens > 0 && m.decode_tokens >= options.max_tokens) {
+      stop = StopReason::MaxTokens;
+      break;
+    }
+    if (n_past() >= context_) {
+      stop = StopReason::ContextFull;
+      break;
+    }
+    logits_valid_ = false;
+    const int32_t one[1] = {id};
+    engine_.backend().forward(*kv_, one, n_past(), rope_, logits_.data());
+    tokens_.push_back(id);
+    logits_valid_ = true;
+  }
+  if (stop != StopReason::StopString) {
+    if (decoder) held += decoder->flush();
+    if (!held.empty()) emit(result->tokens.empty() ? -1 : result->tokens.back(), held);
+  }
+  m.stop = stop;
+  if (m.decode_tokens > 0) {
+    m.decode_ms = now_ms() - first_ms;
+    if (m.decode_tokens > 1 && m.decode_ms > 0) m.decode_tok_s = (m.decode_tokens - 1) * 1000.0 / m.decode_ms;
+  }
+}
+
+RequestResult Session::run(std::span<const int32_t> prompt, const RequestOptions& options) {
+  const double t0 = now_ms();
+  RequestResult result;
+  Metrics& m = result.metrics;
+  m.prompt_tokens = static_cast<int64_t>(prompt.size());
+  m.backend = engine_.backend_name();
+  if (prompt.empty()) throw Error(ErrorCode::BadArgument, "the prompt is empty");
+  if (static_cast<int64_t>(prompt.size()) > context_)
+    throw Error(ErrorCode::OutOfContext,
+                "the prompt is " + std::to_string(prompt.size()) + " tokens but the context holds " +
+                    std::to_string(context_) + "; choose a larger context (--ctx) or send less text");
+  int64_t common = 0;
+  if (options.keep_prefix) {
+    const int64_t limit = std::min<int64_t>(n_past(), static_cast<int64_t>(prompt.size()));
+    while (common < limit && tokens_[static_cast<size_t>(common)] == prompt[static_cast<size_t>(common)]) ++common;
+    // The last prompt token is always run again so that its logits are current.
+    if (common == static_cast<int64_t>(prompt.size())) --common;
+  }
+  truncate(common);
+  m.reused_tokens = common;
+  try {
+    prefill_impl(prompt.subspan(static_cast<size_t>(common)), options.prefill, &m, t0);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::Cancelled) throw;
+    m.stop = StopReason::Cancelled;
+    m.total_ms = now_ms() - t0;
+    m.memory = engine_.memory();
+    return result;
+  }
+  if (m.prefill_ms > 0) m.prefill_tok_s = static_cast<double>(m.prefill_tokens) * 1000.0 / m.prefill_ms;
+  generate_impl(options.generate, &result, t0);
+  m.total_ms = now_ms() - t0;
+  m.memory = engine_.memory();
+  return result;
+}
+
+}  // namespace folio

@@ -1,0 +1,180 @@
+// The engine API: the only header app/ and ui/ use. Load a model, open sessions, prefill in
+// chunks with progress and cancellation, generate with streaming and stop conditions, and read
+// the metrics of every request. Errors are folio::Error (core/common/error.h) with a one-line
+// message that says what was wrong and what to do.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/common/error.h"
+#include "core/engine/sampler.h"
+#include "core/model/backend.h"
+#include "core/model/model_config.h"
+#include "core/model/model_weights.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace folio {
+
+struct EngineOptions {
+  std::string model_path;      // folder with config.json + safetensors, or a llama2.c .bin
+  std::string tokenizer_path;  // "" = the one beside the model
+  BackendKind backend = BackendKind::Cpu;
+  int threads = 0;             // CPU threads; 0 = all
+};
+
+// Shared by app/ and ui/: a flag that long work polls between chunks.
+class CancelToken {
+ public:
+  void cancel() { flag_.store(true); }
+  void reset() { flag_.store(false); }
+  bool cancelled() const { return flag_.load(); }
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+enum class StopReason { None, Eos, StopString, MaxTokens, ContextFull, Cancelled };
+const char* stop_reason_name(StopReason r);
+
+// What one request cost. Times in milliseconds from the request's start.
+struct Metrics {
+  int64_t prompt_tokens = 0;    // tokens of the request's prompt
+  int64_t reused_tokens = 0;    // of those, found in the KV cache (not prefilled again)
+  int64_t prefill_tokens = 0;   // tokens run through prefill
+  double prefill_ms = 0.0;
+  double prefill_tok_s = 0.0;
+  double ttft_ms = 0.0;         // request start to first generated token (0 if none)
+  int64_t decode_tokens = 0;    // generated tokens
+  double decode_ms = 0.0;       // after the first token, to the last
+  double decode_tok_s = 0.0;
+  double total_ms = 0.0;
+  int64_t prefill_chunk = 0;
+  StopReason stop = StopReason::None;
+  std::string backend;
+  std::vector<DeviceMemory> memory;  // at the end of the request
+};
+
+struct PrefillProgress {
+  int64_t done_tokens = 0;
+  int64_t total_tokens = 0;
+  double elapsed_ms = 0.0;
+};
+using PrefillProgressFn = std::function<void(const PrefillProgress&)>;
+// A generated token and the text it completes (whole UTF-8 characters; may be empty).
+using TokenFn = std::function<void(int32_t id, std::string_view text)>;
+
+struct PrefillOptions {
+  int64_t chunk_tokens = 0;  // 0 = the session's default
+  PrefillProgressFn on_progress;
+  const CancelToken* cancel = nullptr;
+};
+
+struct GenerateOptions {
+  SamplerParams sampler;
+  int max_tokens = 256;
+  std::vector<std::string> stop_strings;  // generation ends before any of these is shown
+  bool stop_at_eos = true;
+  std::vector<int32_t> stop_tokens;  // more end-of-turn ids (chat markers) besides the model's EOS
+  TokenFn on_token;
+  const CancelToken* cancel = nullptr;
+};
+
+struct RequestOptions {
+  PrefillOptions prefill;
+  GenerateOptions generate;
+  bool keep_prefix = true;  // reuse the KV of the longest common prefix with the last request
+};
+
+struct RequestResult {
+  std::string text;
+  std::vector<int32_t> tokens;
+  Metrics metrics;
+};
+
+struct SessionOptions {
+  int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
+  int64_t prefill_chunk = 512;
+};
+
+class Engine;
+
+// One conversation's KV cache and position. Not thread-safe: use a session from one thread.
+class Session {
+ public:
+  ~Session();
+  int64_t context_size() const { return context_; }
+  int64_t n_past() const { return static_cast<int64_t>(tokens_.size()); }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+
+  // Appends tokens to the cache in chunks. On cancellation throws Error(Cancelled); the tokens of
+  // the chunks already done stay in the cache and the session stays usable.
+  void prefill(std::span<const int32_t> tokens, const PrefillOptions& options = {});
+  // The logits after the last token in the cache; empty when none are current (e.g. after a
+  // cancelled prefill or a truncation).
+  std::span<const float> logits() const;
+  // Generates after what is in the cache (needs current logits).
+  RequestResult generate(const GenerateOptions& options);
+  // Keeps the first n tokens of the cache.
+  void truncate(int64_t n_tokens);
+  void clear() { truncate(0); }
+
+  // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
+  // A cancelled prefill returns with stop == Cancelled and no text.
+  RequestResult run(std::span<const int32_t> prompt, const RequestOptions& options);
+
+ private:
+  friend class Engine;
+  Session(Engine& engine, const SessionOptions& options);
+  void prefill_impl(std::span<const int32_t> tokens, const PrefillOptions& options, Metrics* metrics, double t0_ms);
+  void generate_impl(const GenerateOptions& options, RequestResult* result, double t0_ms);
+
+  Engine& engine_;
+  int64_t context_ = 0;
+  int64_t default_chunk_ = 512;
+  RopeTable rope_;
+  std::unique_ptr<KvCache> kv_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> logits_;
+  bool logits_valid_ = false;
+};
+
+class Engine {
+ public:
+  // Loads weights and tokenizer and prepares the backend. Throws Error.
+  static std::unique_ptr<Engine> load(const EngineOptions& options, const LoadProgressFn& progress = {});
+  // An engine over weights already in memory (random-weight benchmarks, tests); tokenizer may be null.
+  static std::unique_ptr<Engine> create(std::shared_ptr<LoadedModel> model, std::unique_ptr<Tokenizer> tokenizer,
+                                        const EngineOptions& options);
+  ~Engine();
+
+  const ModelConfig& config() const { return model_->config; }
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  // Throws Error(BadTokenizer) when the model came without one.
+  const Tokenizer& tokenizer() const;
+  Backend& backend() { return *backend_; }
+  std::string backend_name() const { return backend_->name(); }
+  std::vector<DeviceMemory> memory() const { return backend_->memory(); }
+  double load_ms() const { return load_ms_; }
+  // Something the user should know about the load (e.g. a backend fallback); "" if nothing.
+  const std::string& notice() const { return notice_; }
+  const LoadedModel& model() const { return *model_; }
+
+  std::unique_ptr<Session> create_session(const SessionOptions& options = {});
+
+ private:
+  Engine() = default;
+  std::shared_ptr<LoadedModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Backend> backend_;
+  double load_ms_ = 0.0;
+  std::string notice_;
+};
+
+}  // namespace folio

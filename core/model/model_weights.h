@@ -1,0 +1,60 @@
+// The weights of a loaded model: config, tensor views into memory-mapped files, and the small
+// tensors (norms, biases) converted to fp32 and owned here.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/common/mapped_file.h"
+#include "core/model/model_config.h"
+#include "core/model/tensor.h"
+
+namespace folio {
+
+struct LayerWeights {
+  TensorView attn_norm;                // [hidden] fp32
+  TensorView wq, wk, wv, wo;           // [q_dim, hidden], [kv_dim, hidden] x2, [hidden, q_dim]
+  TensorView bq, bk, bv;               // fp32 biases, empty when the model has none
+  TensorView ffn_norm;                 // [hidden] fp32
+  TensorView w_gate, w_up, w_down;     // [ffn, hidden] x2, [hidden, ffn]
+};
+
+struct ModelWeights {
+  TensorView tok_embd;  // [vocab, hidden]
+  TensorView out_norm;  // [hidden] fp32
+  TensorView output;    // [vocab, hidden]; the embedding when tied
+  std::vector<LayerWeights> layers;
+};
+
+enum class ModelFormat { Safetensors, Llama2c };
+
+// Progress of a load: fraction in [0, 1] and what is being done.
+using LoadProgressFn = std::function<void(float fraction, std::string_view stage)>;
+
+class LoadedModel {
+ public:
+  ModelConfig config;
+  ModelWeights weights;
+  ModelFormat format = ModelFormat::Safetensors;
+  std::string path;            // what the user gave
+  std::string tokenizer_path;  // the tokenizer found beside the weights ("" if none)
+
+  size_t weight_bytes() const;  // bytes of all tensors as stored
+
+  // Keeps fp32 copies of small tensors alive; returns a view of the stored copy.
+  TensorView own_f32(std::vector<float> values, int64_t rows, int64_t cols);
+  std::vector<std::unique_ptr<MappedFile>> files;
+
+ private:
+  std::vector<std::unique_ptr<std::vector<float>>> owned_;
+};
+
+// Loads a model from a folder with config.json and *.safetensors (one file or shards listed in
+// model.safetensors.index.json), a .safetensors file inside such a folder, or a llama2.c
+// checkpoint. Throws Error with a message naming the file and the fault.
+std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadProgressFn& progress = {});
+
+}  // namespace folio

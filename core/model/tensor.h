@@ -1,0 +1,46 @@
+// Views of weight tensors as they lie in memory (usually inside a memory-mapped file).
+// A 2-D weight is row-major [rows][cols]; a projection W computes y = x W^T, so rows = outputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace folio {
+
+enum class DType : uint8_t { F32, F16, BF16 };
+const char* dtype_name(DType t);
+size_t dtype_size(DType t);
+
+struct TensorView {
+  DType dtype = DType::F32;
+  int64_t rows = 0;  // 1 for a vector
+  int64_t cols = 0;
+  const void* data = nullptr;
+
+  bool empty() const { return data == nullptr; }
+  int64_t numel() const { return rows * cols; }
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Rows [first, first + count) as a view (fused projections are split this way, without a copy).
+  TensorView row_slice(int64_t first, int64_t count) const {
+    TensorView v = *this;
+    v.rows = count;
+    v.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(first * cols) * dtype_size(dtype);
+    return v;
+  }
+};
+
+// Converts one row (cols values) to fp32.
+void row_to_f32(const TensorView& t, int64_t row, float* out);
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);  // round to nearest even
+uint16_t f32_to_f16(float f);
+
+}  // namespace folio

@@ -1,0 +1,62 @@
+// The tokenizer interface of the engine. Implementations: SentencePiece (libsentencepiece) now,
+// byte-level BPE later. Ids are int32; text is UTF-8.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace folio {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Encodes text. add_bos prepends the BOS id where the model has one. parse_special: text equal
+  // to a special or added token (e.g. "<|im_start|>", "</s>") becomes that token's id instead of
+  // being split into ordinary pieces.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = false) const = 0;
+
+  // The bytes one token contributes to decoded text, given the token before it (-1 at the start).
+  // Byte-fallback pieces give raw single bytes (maybe half of a UTF-8 character); control tokens
+  // such as BOS/EOS give "" unless they are added tokens with text.
+  virtual std::string token_bytes(int32_t id, int32_t previous_id) const = 0;
+
+  // The piece as stored in the vocabulary (e.g. "▁the", "<0x0A>", "<s>").
+  virtual std::string piece(int32_t id) const = 0;
+  virtual std::optional<int32_t> piece_to_id(std::string_view piece) const = 0;
+
+  virtual int32_t vocab_size() const = 0;
+  virtual int32_t bos_id() const = 0;  // -1 when none
+  virtual int32_t eos_id() const = 0;  // -1 when none
+  virtual bool is_control(int32_t id) const = 0;  // BOS, EOS, chat markers ...
+
+  // Whole decode of a sequence (no streaming); the same bytes StreamDecoder gives in total.
+  std::string decode(std::span<const int32_t> ids) const;
+};
+
+// Turns a stream of token ids into text without ever emitting part of a UTF-8 character: bytes of
+// an incomplete sequence are held until it completes. Invalid bytes become U+FFFD.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  // Returns the complete characters that this token makes available (maybe empty).
+  std::string push(int32_t id);
+  // Returns what is still held (an incomplete trailing sequence becomes U+FFFD).
+  std::string flush();
+
+ private:
+  const Tokenizer& tokenizer_;
+  int32_t previous_ = -1;
+  std::string pending_;
+};
+
+// Loads a tokenizer from a file: a SentencePiece .model, or a llama2.c tokenizer.bin (rebuilt in
+// memory as a SentencePiece BPE model). Throws Error(FileNotFound / BadTokenizer).
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+}  // namespace folio

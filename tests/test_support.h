@@ -1,0 +1,22 @@
+// Helpers shared by the Qt Test suites: where the test data is, and skipping when it is absent.
+#pragma once
+
+#include <QString>
+#include <QtTest>
+#include <string>
+
+namespace folio::test {
+
+std::string source_dir();      // the repository root
+std::string shared_models();   // ../shared/models (may not exist)
+std::string bin_dir();         // where folio-cli and folio-bench are built
+bool exists(const std::string& path);
+
+}  // namespace folio::test
+
+// Skips the current test function with a clear message when a data file is missing.
+#define FOLIO_REQUIRE_FILE(path)                                                              \
+  do {                                                                                        \
+    if (!folio::test::exists(path))                                                           \
+      QSKIP(qPrintable(QString("test data not found: %1").arg(QString::fromStdString(path)))); \
+  } while (0)
