@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one list of what Folio needs from Debian 12 (bookworm). Both README commands run this; it
+# installs only what is missing (as root, or through sudo).
+#   bash tools/deps.sh          build tools, engine libraries and the Qt parts
+#   bash tools/deps.sh --list   print the package names and exit
+set -euo pipefail
+
+BUILD_PACKAGES=(cmake ninja-build g++ pkg-config)
+ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev)
+APP_PACKAGES=(qt6-base-dev)
+PACKAGES=("${BUILD_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}" "${APP_PACKAGES[@]}")
+
+if [[ "${1:-}" == "--list" ]]; then
+  echo "${PACKAGES[@]}"
+  exit 0
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps: run as root or install sudo: missing ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The tests on a fresh Debian 12 machine: install what is missing, build with warnings as errors
+# and run every CPU test; then build again with AddressSanitizer + UBSan and run them there too.
+# GPU tests (label gpu) skip with exit 77 where there is no GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/deps.sh
+jobs=$(nproc)
+
+echo "== build (warnings are errors) =="
+cmake --preset ci >/dev/null
+cmake --build --preset ci -j "$jobs"
+echo "== tests =="
+ctest --preset ci -j "$jobs"
+
+echo "== build with AddressSanitizer + UBSan =="
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$jobs"
+echo "== tests under AddressSanitizer + UBSan =="
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --preset asan -j "$jobs"
