@@ -1,8 +1,31 @@
 # Every third-party dependency of the build is found here. The Debian packages that provide them
 # are listed once, in tools/deps.sh, which both README commands run.
 find_package(Threads REQUIRED)
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(SPM REQUIRED IMPORTED_TARGET sentencepiece)
+# On the GPU machine (no apt) the Debian files travel in a folder named by FOLIO_DEPS_DIR,
+# made by tools/gpu_prepare.sh.
+set(FOLIO_DEPS_DIR "" CACHE PATH "Folder with carried headers and libraries (GPU machine)")
+if(FOLIO_DEPS_DIR)
+  list(PREPEND CMAKE_PREFIX_PATH "${FOLIO_DEPS_DIR}")
+endif()
+
+# libsentencepiece: pkg-config where there is one, else a plain search.
+add_library(folio_sentencepiece INTERFACE)
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(SPM QUIET IMPORTED_TARGET sentencepiece)
+endif()
+if(TARGET PkgConfig::SPM)
+  target_link_libraries(folio_sentencepiece INTERFACE PkgConfig::SPM)
+else()
+  find_path(SPM_INCLUDE_DIR sentencepiece_processor.h)
+  find_library(SPM_LIBRARY sentencepiece)
+  if(NOT SPM_INCLUDE_DIR OR NOT SPM_LIBRARY)
+    message(FATAL_ERROR "libsentencepiece not found: install libsentencepiece-dev (bash tools/deps.sh)")
+  endif()
+  target_include_directories(folio_sentencepiece INTERFACE "${SPM_INCLUDE_DIR}")
+  target_link_libraries(folio_sentencepiece INTERFACE "${SPM_LIBRARY}")
+endif()
+
 find_package(nlohmann_json 3.10 REQUIRED)
 
 if(FOLIO_APP)
@@ -16,6 +39,11 @@ if(NOT FOLIO_CUDA STREQUAL "OFF")
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     enable_language(CUDA)
+    # CMake 3.25 does not know nvcc's C++20 flag (nvcc 12+ has it): teach it.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
     set(CMAKE_CUDA_STANDARD 20)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
