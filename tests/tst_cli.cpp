@@ -1,4 +1,329 @@
-#include <QtTest>
-class Stub_tst_cli : public QObject { Q_OBJECT private slots: void todo() { QSKIP("not written yet"); } };
-QTEST_APPLESS_MAIN(Stub_tst_cli)
+// folio-cli as a user runs it (QProcess): the golden stories260K generation on stdout with the
+// metrics on stderr, --metrics-json, tokenize, --ask over a document, the CUDA fallback, and bad
+// input of every kind answered with a non-zero exit and one "folio-cli: ..." line on stderr,
+// never a crash.
+#include <QByteArray>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <string>
+#include <vector>
+
+#include "core/tokenizer/tokenizer.h"
+#include "tests/test_support.h"
+
+using folio::test::bin_dir;
+using folio::test::shared_models;
+using folio::test::source_dir;
+
+namespace {
+
+constexpr int kTimeoutMs = 60000;
+const QByteArray kStoriesText = "Once upon a time, there was a little girl named Lily. She loved to play outsid";
+const QString kStoriesRel = "resources/models/stories260K/stories260K.bin";
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+QString stories_bin() { return qs(source_dir()) + "/" + kStoriesRel; }
+QString cli_path() { return qs(bin_dir()) + "/folio-cli"; }
+
+struct Run {
+  bool started = false;
+  bool finished = false;
+  QProcess::ExitStatus status = QProcess::NormalExit;
+  int code = -1;
+  QByteArray out;
+  QByteArray err;
+
+  QString describe() const {
+    return QString("exit status %1, exit code %2\n--- stdout:\n%3\n--- stderr:\n%4")
+        .arg(status == QProcess::NormalExit ? "normal" : "CRASH")
+        .arg(code)
+        .arg(QString::fromUtf8(out.left(2000)), QString::fromUtf8(err.left(4000)));
+  }
+};
+
+// Runs folio-cli in the repository root with `args`.
+Run run_cli(const QStringList& args) {
+  Run r;
+  QProcess p;
+  p.setWorkingDirectory(qs(source_dir()));
+  p.start(cli_path(), args);
+  r.started = p.waitForStarted(kTimeoutMs);
+  if (!r.started) return r;
+  p.closeWriteChannel();
+  r.finished = p.waitForFinished(kTimeoutMs);
+  if (!r.finished) {
+    p.kill();
+    p.waitForFinished(5000);
+  }
+  r.status = p.exitStatus();
+  r.code = p.exitCode();
+  r.out = p.readAllStandardOutput();
+  r.err = p.readAllStandardError();
+  return r;
+}
+
+bool write_bytes(const QString& path, const QByteArray& bytes) {
+  QFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate)) return false;
+  return f.write(bytes) == bytes.size();
+}
+
+}  // namespace
+
+// The process ran to the end on its own, without a signal.
+#define VERIFY_RAN(r)                                                                                 \
+  do {                                                                                                \
+    QVERIFY2((r).started, qPrintable("cannot start " + cli_path()));                                  \
+    QVERIFY2((r).finished, qPrintable("folio-cli did not finish in 60 s\n" + (r).describe()));       \
+    QVERIFY2((r).status == QProcess::NormalExit, qPrintable("folio-cli crashed\n" + (r).describe())); \
+  } while (0)
+
+class TestCli : public QObject {
+  Q_OBJECT
+
+ private:
+  QTemporaryDir tmp_;
+
+ private slots:
+  void initTestCase() {
+    QVERIFY2(tmp_.isValid(), "cannot create a temporary folder");
+    QVERIFY2(QFile::exists(cli_path()), qPrintable("folio-cli not built at " + cli_path() + " (FOLIO_BIN_DIR)"));
+    FOLIO_REQUIRE_FILE(stories_bin().toStdString());
+  }
+
+  // --- generation -------------------------------------------------------------------------------
+
+  void goldenStories() {
+    Run r = run_cli({"--model", kStoriesRel, "--prompt", "", "--max-tokens", "24", "--temperature", "0"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    QVERIFY2(r.err.contains("ttft"), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("decode 24 tokens"), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("stop: max-tokens"), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("memory"), qPrintable(r.describe()));
+    QVERIFY2(!r.err.contains("error"), qPrintable(r.describe()));
+  }
+
+  void quietHasNoMetrics() {
+    Run r = run_cli({"--model", kStoriesRel, "--prompt", "", "--max-tokens", "24", "--temperature", "0", "--quiet"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    QVERIFY2(!r.err.contains("ttft"), qPrintable(r.describe()));
+  }
+
+  void metricsJson() {
+    const QString path = tmp_.filePath("metrics.json");
+    Run r = run_cli({"--model", stories_bin(), "--prompt", "", "--max-tokens", "24", "--temperature", "0",
+                     "--metrics-json", path});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    QFile f(path);
+    QVERIFY2(f.open(QIODevice::ReadOnly), qPrintable("no metrics file written at " + path));
+    QJsonParseError perr;
+    const QJsonDocument doc = QJsonDocument::fromJson(f.readAll(), &perr);
+    QVERIFY2(doc.isObject(), qPrintable("metrics file is not a JSON object: " + perr.errorString()));
+    const QJsonObject m = doc.object();
+    QCOMPARE(m["prompt_tokens"].toInteger(-1), qint64{1});
+    QCOMPARE(m["decode_tokens"].toInteger(-1), qint64{24});
+    QVERIFY2(m["ttft_ms"].toDouble() > 0.0, qPrintable(QJsonDocument(m).toJson()));
+    QVERIFY(m["total_ms"].toDouble() >= m["ttft_ms"].toDouble());
+    QCOMPARE(m["stop_reason"].toString(), QString("max-tokens"));
+    QVERIFY2(m["memory"].isArray() && !m["memory"].toArray().isEmpty(), qPrintable(QJsonDocument(m).toJson()));
+    const QJsonObject mem = m["memory"].toArray().first().toObject();
+    QVERIFY(!mem["device"].toString().isEmpty());
+    QVERIFY2(mem["weights_bytes"].toDouble() > 0, qPrintable(QJsonDocument(mem).toJson()));
+    QVERIFY2(mem["kv_cache_bytes"].toDouble() > 0, qPrintable(QJsonDocument(mem).toJson()));
+  }
+
+  void metricsJsonUnwritable() {
+    // The generation itself is done; the failed write is still reported.
+    const QString path = tmp_.filePath("no-such-folder/metrics.json");
+    Run r = run_cli({"--model", stories_bin(), "--prompt", "", "--max-tokens", "4", "--metrics-json", path});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 1, qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("folio-cli:") && r.err.contains(path.toUtf8()), qPrintable(r.describe()));
+  }
+
+  void askWithFile() {
+    const QString doc = tmp_.filePath("doc.txt");
+    QVERIFY(write_bytes(doc, "Lily has a red ball. She plays with it in the park every day.\n"
+                             "Her friend Tom has a blue kite.\n"));
+    const QString with_json = tmp_.filePath("ask-with-file.json");
+    Run r = run_cli({"--model", stories_bin(), "--file", doc, "--ask", "What color is the ball?", "--max-tokens",
+                     "16", "--temperature", "0", "--metrics-json", with_json});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(!r.out.trimmed().isEmpty(), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("ttft"), qPrintable(r.describe()));
+    // The document is part of the prompt: far more tokens than the question alone.
+    const QString without_json = tmp_.filePath("ask-without-file.json");
+    Run q = run_cli({"--model", stories_bin(), "--ask", "What color is the ball?", "--max-tokens", "1",
+                     "--temperature", "0", "--metrics-json", without_json});
+    VERIFY_RAN(q);
+    QVERIFY2(q.code == 0, qPrintable(q.describe()));
+    auto prompt_tokens = [](const QString& path) {
+      QFile f(path);
+      if (!f.open(QIODevice::ReadOnly)) return qint64{-1};
+      return QJsonDocument::fromJson(f.readAll()).object()["prompt_tokens"].toInteger(-1);
+    };
+    const qint64 with = prompt_tokens(with_json), without = prompt_tokens(without_json);
+    QVERIFY2(without > 0 && with > without + 20,
+             qPrintable(QString("prompt tokens with the file %1, without %2").arg(with).arg(without)));
+  }
+
+  void cudaBackendFallsBackToCpu() {
+    Run r = run_cli({"--model", kStoriesRel, "--prompt", "", "--max-tokens", "24", "--temperature", "0", "--backend",
+                     "cuda"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    QVERIFY2(r.err.contains("no usable GPU"), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("CPU"), qPrintable(r.describe()));
+  }
+
+  // --- tokenize ---------------------------------------------------------------------------------
+
+  void tokenizeStories() {
+    Run r = run_cli({"tokenize", "--model", stories_bin(), "Once upon a time"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.endsWith('\n') && r.out.count('\n') == 1, qPrintable(r.describe()));
+    const QList<QByteArray> fields = r.out.trimmed().split(' ');
+    std::vector<int32_t> got;
+    for (const QByteArray& f : fields) {
+      bool ok = false;
+      got.push_back(f.toInt(&ok));
+      QVERIFY2(ok, qPrintable("not an id: \"" + QString::fromUtf8(f) + "\" in " + r.describe()));
+    }
+    QVERIFY(!got.empty());
+    QVERIFY2(got.front() != 1, "tokenize must not add BOS");
+    auto tok = folio::load_tokenizer(source_dir() + "/resources/models/stories260K/tok512.bin");
+    const std::vector<int32_t> want = tok->encode("Once upon a time", /*add_bos=*/false);
+    QCOMPARE(got, want);
+  }
+
+  void tokenizeLlama2() {
+    const std::string tok = shared_models() + "/llama2-tokenizer.model";
+    FOLIO_REQUIRE_FILE(tok);
+    Run r = run_cli({"tokenize", "--tokenizer", qs(tok), "Hello world"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, QByteArray("15043 3186\n"));
+    // With a model given too, --tokenizer wins.
+    Run r2 = run_cli({"tokenize", "--model", stories_bin(), "--tokenizer", qs(tok), "Hello world"});
+    VERIFY_RAN(r2);
+    QCOMPARE(r2.out, QByteArray("15043 3186\n"));
+  }
+
+  // --- bad input --------------------------------------------------------------------------------
+
+  void badInput_data() {
+    QTest::addColumn<QStringList>("args");
+    QTest::addColumn<int>("code");        // 1 = error, 2 = usage error
+    QTest::addColumn<QStringList>("phrases");  // in the first stderr line
+
+    const QString model = stories_bin();
+    const QString missing = tmp_.filePath("no-such-model.bin");
+    const QString truncated = tmp_.filePath("truncated.bin");
+    const QString nofile = tmp_.filePath("no-such-doc.txt");
+    const QString binary = tmp_.filePath("binary.dat");
+    const QString folder = tmp_.filePath("a-folder");
+    const QString long_prompt =
+        "Once upon a time there was a little girl named Lily who loved to play outside in the park with her dog";
+
+    QTest::newRow("missing model") << QStringList{"--model", missing, "--prompt", "hi"} << 1
+                                   << QStringList{missing, "not found"};
+    QTest::newRow("truncated model") << QStringList{"--model", truncated, "--prompt", "hi"} << 1
+                                     << QStringList{truncated, "truncated"};
+    QTest::newRow("model is a text file") << QStringList{"--model", tmp_.filePath("text.txt"), "--prompt", "hi"} << 1
+                                          << QStringList{tmp_.filePath("text.txt")};
+    QTest::newRow("missing --file") << QStringList{"--model", model, "--file", nofile, "--ask", "what?"} << 1
+                                    << QStringList{nofile, "not found"};
+    QTest::newRow("binary --file") << QStringList{"--model", model, "--file", binary, "--ask", "what?"} << 1
+                                   << QStringList{binary, "binary"};
+    QTest::newRow("folder as --file") << QStringList{"--model", model, "--file", folder, "--ask", "what?"} << 1
+                                      << QStringList{folder, "folder"};
+    QTest::newRow("prompt longer than --ctx")
+        << QStringList{"--model", model, "--ctx", "8", "--prompt", long_prompt} << 1 << QStringList{"context", "8"};
+    QTest::newRow("--ctx beyond the model") << QStringList{"--model", model, "--ctx", "100000", "--prompt", "hi"} << 1
+                                            << QStringList{"512"};
+    QTest::newRow("missing tokenizer") << QStringList{"--model", model, "--tokenizer", nofile, "--prompt", "hi"} << 1
+                                       << QStringList{nofile, "not found"};
+    QTest::newRow("unknown option") << QStringList{"--model", model, "--prompt", "hi", "--frobnicate"} << 2
+                                    << QStringList{"--frobnicate"};
+    QTest::newRow("--max-tokens abc") << QStringList{"--model", model, "--prompt", "hi", "--max-tokens", "abc"} << 2
+                                      << QStringList{"--max-tokens", "abc"};
+    QTest::newRow("--max-tokens -5") << QStringList{"--model", model, "--prompt", "hi", "--max-tokens", "-5"} << 2
+                                     << QStringList{"--max-tokens", "-5"};
+    QTest::newRow("--temperature x") << QStringList{"--model", model, "--prompt", "hi", "--temperature", "x"} << 2
+                                     << QStringList{"--temperature"};
+    QTest::newRow("--max-tokens without value") << QStringList{"--model", model, "--prompt", "hi", "--max-tokens"}
+                                                << 2 << QStringList{"--max-tokens"};
+    QTest::newRow("--backend tpu") << QStringList{"--model", model, "--prompt", "hi", "--backend", "tpu"} << 2
+                                   << QStringList{"tpu"};
+    QTest::newRow("both --prompt and --ask") << QStringList{"--model", model, "--prompt", "hi", "--ask", "what?"} << 2
+                                             << QStringList{"--prompt", "--ask"};
+    QTest::newRow("neither --prompt nor --ask") << QStringList{"--model", model} << 2
+                                                << QStringList{"--prompt", "--ask"};
+    QTest::newRow("no --model") << QStringList{"--prompt", "hi"} << 2 << QStringList{"--model"};
+    QTest::newRow("no arguments") << QStringList{} << 2 << QStringList{};
+    QTest::newRow("tokenize without text") << QStringList{"tokenize", "--model", model} << 2
+                                           << QStringList{"TEXT"};
+    QTest::newRow("tokenize missing model") << QStringList{"tokenize", "--model", missing, "hi"} << 1
+                                            << QStringList{missing, "not found"};
+  }
+
+  void badInput() {
+    QFETCH(QStringList, args);
+    QFETCH(int, code);
+    QFETCH(QStringList, phrases);
+    // The files the rows use.
+    QByteArray model = [] {
+      QFile f(stories_bin());
+      return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+    }();
+    QVERIFY(model.size() > 1000);
+    QVERIFY(write_bytes(tmp_.filePath("truncated.bin"), model.left(model.size() - 1000)));
+    QVERIFY(write_bytes(tmp_.filePath("text.txt"), "This is not a model. It is a plain text file of some length.\n"));
+    QVERIFY(write_bytes(tmp_.filePath("binary.dat"), QByteArray("\x7f" "ELF\x02\x01\x01\x00\x00\x00\x00\x00", 12) +
+                                                        QByteArray(200, '\0')));
+    QVERIFY(QDir().mkpath(tmp_.filePath("a-folder")));
+
+    Run r = run_cli(args);
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == code, qPrintable(QString("expected exit code %1\n").arg(code) + r.describe()));
+    QVERIFY2(r.out.trimmed().isEmpty(), qPrintable("stdout should be empty\n" + r.describe()));
+    const QString err = QString::fromUtf8(r.err);
+    const QString message = err.trimmed().section('\n', 0, 0);
+    QVERIFY2(message.startsWith("folio-cli:"), qPrintable("no \"folio-cli:\" line on stderr\n" + r.describe()));
+    for (const QString& p : phrases)
+      QVERIFY2(message.contains(p), qPrintable("the stderr message does not say \"" + p + "\"\n" + r.describe()));
+    QVERIFY2(!err.contains("internal error"), qPrintable(r.describe()));
+    // The first line of stderr is the message; a runtime error is that one line alone (a usage
+    // error may add the usage text).
+    const QString first = err.section('\n', 0, 0);
+    QVERIFY2(first.startsWith("folio-cli:"),
+             qPrintable("stderr does not start with a \"folio-cli:\" line\n" + r.describe()));
+    if (code == 1)
+      QVERIFY2(err.count('\n') == 1 && err.endsWith('\n'), qPrintable("stderr is not one line\n" + r.describe()));
+    else
+      QVERIFY2(err.contains("usage: folio-cli"), qPrintable(r.describe()));
+  }
+
+  void helpGoesToStdout() {
+    Run r = run_cli({"--help"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 0);
+    QVERIFY2(r.out.startsWith("usage: folio-cli"), qPrintable(r.describe()));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestCli)
 #include "tst_cli.moc"

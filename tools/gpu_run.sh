@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/folio-gpu}}
 mkdir -p "$out"
-export LD_LIBRARY_PATH="$PWD/.deps/lib:${LD_LIBRARY_PATH:-}"
+# The carried libsentencepiece only where the machine has none of its own: headers and library
+# must come from the same version.
+if ! pkg-config --exists sentencepiece 2>/dev/null; then
+  export LD_LIBRARY_PATH="$PWD/.deps/lib:${LD_LIBRARY_PATH:-}"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 cmake --preset gpu -DFOLIO_DEPS_DIR="$PWD/.deps" > "$out/configure.log"
 cmake --build --preset gpu -j "$(nproc)" 2>&1 | tail -n 5
