@@ -23,6 +23,14 @@ namespace {
 using folio::Error;
 using folio::ErrorCode;
 
+// Progress is drawn on one terminal line with \r; it is cleared before anything else is printed.
+bool g_progress_line = false;
+
+void end_progress_line() {
+  if (g_progress_line) std::fprintf(stderr, "\r%70s\r", "");
+  g_progress_line = false;
+}
+
 const char* kUsage =
     "usage: folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] (--prompt TEXT | --ask QUESTION)\n"
     "                 [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
@@ -134,10 +142,12 @@ int run_generate(const CliOptions& o) {
   for (const auto& f : o.files) docs.emplace_back(f, read_document(f));
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
-    if (!o.quiet && tty) std::fprintf(stderr, "\rloading: %-24.*s %3d%%", static_cast<int>(stage.size()), stage.data(),
-                                      static_cast<int>(f * 100));
+    if (o.quiet || !tty) return;
+    std::fprintf(stderr, "\rloading: %-24.*s %3d%%", static_cast<int>(stage.size()), stage.data(),
+                 static_cast<int>(f * 100));
+    g_progress_line = true;
   });
-  if (!o.quiet && tty) std::fprintf(stderr, "\r%60s\r", "");
+  end_progress_line();
   if (!engine->notice().empty()) std::fprintf(stderr, "folio-cli: note: %s\n", engine->notice().c_str());
   const folio::Tokenizer& tok = engine->tokenizer();
 
@@ -176,14 +186,13 @@ int run_generate(const CliOptions& o) {
   folio::RequestOptions req;
   req.generate = gen;
   req.prefill.on_progress = [&](const folio::PrefillProgress& p) {
-    if (!o.quiet && tty)
-      std::fprintf(stderr, "\rprefill %lld/%lld tokens", static_cast<long long>(p.done_tokens),
-                   static_cast<long long>(p.total_tokens));
+    if (o.quiet || !tty) return;
+    std::fprintf(stderr, "\rprefill %lld/%lld tokens", static_cast<long long>(p.done_tokens),
+                 static_cast<long long>(p.total_tokens));
+    g_progress_line = true;
   };
-  bool first = true;
   req.generate.on_token = [&](int32_t, std::string_view text) {
-    if (first && !o.quiet && tty) std::fprintf(stderr, "\r%40s\r", "");
-    first = false;
+    end_progress_line();
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
   };
@@ -228,10 +237,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "folio-cli: %s\n%s", e.what(), kUsage);
     return 2;
   } catch (const Error& e) {
-    std::fprintf(stderr, "\nfolio-cli: error: %s\n", e.what());
+    end_progress_line();
+    std::fprintf(stderr, "folio-cli: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nfolio-cli: internal error: %s\n", e.what());
+    end_progress_line();
+    std::fprintf(stderr, "folio-cli: internal error: %s\n", e.what());
     return 3;
   }
 }

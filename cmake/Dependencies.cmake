@@ -30,7 +30,6 @@ find_package(nlohmann_json 3.10 REQUIRED)
 
 if(FOLIO_APP)
   find_package(Qt6 6.4 REQUIRED COMPONENTS Core Test)
-  set(CMAKE_AUTOMOC ON)
 endif()
 
 set(FOLIO_HAVE_CUDA OFF)

@@ -52,14 +52,17 @@ MappedFile::~MappedFile() {
 }
 
 std::string read_text_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw Error(ErrorCode::FileUnreadable, path + " is a folder, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) throw Error(ErrorCode::FileNotFound, "file not found: " + path);
     throw Error(ErrorCode::FileUnreadable, "cannot read " + path);
   }
   std::ostringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw Error(ErrorCode::FileUnreadable, "cannot read " + path);
   return ss.str();
 }
 

@@ -26,7 +26,8 @@ std::unique_ptr<LoadedModel> load_llama2c_model(const std::string& path, const L
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
   c.tied_embeddings = h[5] > 0;
-  c.vocab_size = h[5] > 0 ? h[5] : -h[5];
+  const int64_t vocab = h[5] > 0 ? int64_t{h[5]} : -int64_t{h[5]};
+  c.vocab_size = vocab > (1 << 24) ? -1 : static_cast<int32_t>(vocab);
   c.max_context = h[6];
   c.head_dim = c.n_heads > 0 ? c.hidden / c.n_heads : 0;
   c.norm_eps = 1e-5f;
@@ -35,7 +36,13 @@ std::unique_ptr<LoadedModel> load_llama2c_model(const std::string& path, const L
   c.rope.rotary_dim = c.head_dim;
   c.bos_id = 1;
   c.eos_ids = {2};
-  validate_config(c, path + " (llama2.c header)");
+  try {
+    validate_config(c, path + " (llama2.c header)");
+  } catch (const Error& e) {
+    throw Error(ErrorCode::BadModelFile,
+                path + " is not a llama2.c checkpoint (" + e.what() +
+                    "); a model is a folder with config.json and .safetensors files, or a llama2.c .bin file");
+  }
   if (c.head_dim * c.n_heads != c.hidden)
     throw Error(ErrorCode::BadModelFile, path + ": llama2.c header has dim not divisible by n_heads");
 

@@ -211,8 +211,21 @@ void validate_config(const ModelConfig& c, const std::string& source) {
   if (c.rope.rotary_dim <= 0 || c.rope.rotary_dim > c.head_dim || c.rope.rotary_dim % 2 != 0)
     bad(source, "rotary dimension must be even and at most head_dim");
   if (c.rope.theta <= 0) bad(source, "rope_theta must be positive");
-  if (c.vocab_size > (1 << 24) || c.hidden > (1 << 16) || c.n_layers > 1024 || c.ffn_hidden > (1 << 20))
-    bad(source, "implausibly large dimensions; the file is probably corrupt");
+  if (c.vocab_size > (1 << 24) || c.hidden > (1 << 16) || c.n_layers > 1024 || c.ffn_hidden > (1 << 20) ||
+      c.n_heads > 1024 || c.head_dim > 1024)
+    bad(source, "implausibly large dimensions (vocab " + std::to_string(c.vocab_size) + ", hidden " +
+                    std::to_string(c.hidden) + ", heads " + std::to_string(c.n_heads) + ", head_dim " +
+                    std::to_string(c.head_dim) + "); the file is probably corrupt");
+  const RopeConfig& r = c.rope;
+  if (r.scaling != RopeScaling::None && !(r.factor > 0.0))
+    bad(source, "rope scaling factor must be positive (got " + std::to_string(r.factor) + ")");
+  if (r.scaling == RopeScaling::Llama3 && !(r.high_freq_factor > r.low_freq_factor && r.low_freq_factor > 0.0))
+    bad(source, "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor");
+  if (r.scaling == RopeScaling::Yarn && !(r.beta_fast > 0.0 && r.beta_slow > 0.0))
+    bad(source, "yarn beta_fast and beta_slow must be positive");
+  for (const auto* factors : {&r.short_factor, &r.long_factor})
+    for (double f : *factors)
+      if (!(f > 0.0)) bad(source, "longrope factors must be positive");
 }
 
 RopeTable make_rope_table(const RopeConfig& r, int64_t context_tokens) {

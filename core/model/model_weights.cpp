@@ -38,6 +38,7 @@ namespace {
 
 class SafetensorsSet {
  public:
+  explicit SafetensorsSet(std::string dir) : dir_(std::move(dir)) {}
   void add(SafetensorsFile& file) {
     for (const auto& [name, entry] : file.tensors()) entries_.emplace(name, Source{entry, file.path()});
   }
@@ -75,7 +76,9 @@ class SafetensorsSet {
   const Source& find(const std::string& name) const {
     auto it = entries_.find(name);
     if (it == entries_.end())
-      throw Error(ErrorCode::BadModelFile, "tensor \"" + name + "\" is missing from the safetensors files");
+      throw Error(ErrorCode::BadModelFile, dir_ + ": tensor \"" + name +
+                                               "\" is missing from the safetensors files; the download is incomplete "
+                                               "or the weights belong to another model");
     return it->second;
   }
   static std::string shape_str(const std::vector<int64_t>& shape) {
@@ -83,6 +86,7 @@ class SafetensorsSet {
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
   }
+  std::string dir_;
   std::map<std::string, Source> entries_;
   std::set<std::string> used_;
 };
@@ -130,7 +134,7 @@ std::unique_ptr<LoadedModel> load_safetensors_model(const fs::path& dir, const L
   const ModelConfig& c = model->config;
 
   std::vector<std::string> paths = shard_files(dir);
-  SafetensorsSet set;
+  SafetensorsSet set(dir.string());
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   for (size_t i = 0; i < paths.size(); ++i) {
     if (progress) progress(static_cast<float>(i) / static_cast<float>(paths.size() + 1), "mapping weights");

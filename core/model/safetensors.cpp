@@ -42,7 +42,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       corrupt(path, "tensor \"" + name + "\" lacks dtype, shape or data_offsets");
     SafetensorsEntry entry;
-    std::string dt = e["dtype"].is_string() ? e["dtype"].get<std::string>() : "";
+    if (!e["dtype"].is_string()) corrupt(path, "tensor \"" + name + "\" has a dtype that is not a string");
+    std::string dt = e["dtype"].get<std::string>();
     if (dt == "F32") entry.dtype = DType::F32;
     else if (dt == "F16") entry.dtype = DType::F16;
     else if (dt == "BF16") entry.dtype = DType::BF16;
@@ -54,7 +55,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
       if (!d.is_number_integer() || d.get<int64_t>() < 0) corrupt(path, "tensor \"" + name + "\" has a bad shape");
       entry.shape.push_back(d.get<int64_t>());
       uint64_t dim = static_cast<uint64_t>(d.get<int64_t>());
-      if (dim != 0 && numel > (uint64_t{1} << 62) / dim) corrupt(path, "tensor \"" + name + "\" is impossibly large");
+      if (dim != 0 && numel > data_size / dim) corrupt(path, "tensor \"" + name + "\" is larger than the file");
       numel *= dim;
     }
     const auto& off = e["data_offsets"];

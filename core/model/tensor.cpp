@@ -87,16 +87,25 @@ void row_to_f32(const TensorView& t, int64_t row, float* out) {
   const size_t offset = static_cast<size_t>(row) * n;
   switch (t.dtype) {
     case DType::F32:
-      std::memcpy(out, static_cast<const float*>(t.data) + offset, n * 4);
+      std::memcpy(out, static_cast<const uint8_t*>(t.data) + offset * 4, n * 4);
       break;
+    // Stored data may sit at any byte offset in a file: read through memcpy, never a cast pointer.
     case DType::F16: {
-      const uint16_t* src = static_cast<const uint16_t*>(t.data) + offset;
-      for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(src[i]);
+      const uint8_t* src = static_cast<const uint8_t*>(t.data) + offset * 2;
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        out[i] = f16_to_f32(h);
+      }
       break;
     }
     case DType::BF16: {
-      const uint16_t* src = static_cast<const uint16_t*>(t.data) + offset;
-      for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(src[i]);
+      const uint8_t* src = static_cast<const uint8_t*>(t.data) + offset * 2;
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        out[i] = bf16_to_f32(h);
+      }
       break;
     }
   }
