@@ -164,7 +164,7 @@ int run_generate(const CliOptions& o) {
     if (!o.chat_format.empty()) {
       auto k = folio::chat_format_from_name(o.chat_format);
       if (!k) throw folio::cli::UsageError("unknown --chat-format " + o.chat_format +
-                                           " (plain, chatml, llama2, llama3, mistral, phi3)");
+                                           " (plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3)");
       kind = *k;
     }
     std::string user;

@@ -29,7 +29,7 @@ endif()
 find_package(nlohmann_json 3.10 REQUIRED)
 
 if(FOLIO_APP)
-  find_package(Qt6 6.4 REQUIRED COMPONENTS Core Test)
+  find_package(Qt6 6.4 REQUIRED COMPONENTS Core Gui Widgets Test Sql Pdf PdfWidgets Charts Concurrent)
 endif()
 
 set(FOLIO_HAVE_CUDA OFF)

@@ -11,3 +11,13 @@ if(FOLIO_SANITIZE)
     $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)
   target_link_options(folio_options INTERFACE -fsanitize=address,undefined)
 endif()
+
+option(FOLIO_FUZZ "Build the libFuzzer targets in tests/fuzz (needs clang)" OFF)
+if(FOLIO_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "FOLIO_FUZZ needs clang: configure with the fuzz preset (CMAKE_CXX_COMPILER=clang++)")
+  endif()
+  target_compile_options(folio_options INTERFACE
+    $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)
+  target_link_options(folio_options INTERFACE -fsanitize=address,undefined)
+endif()

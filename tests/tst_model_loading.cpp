@@ -808,7 +808,8 @@ class TestModelLoading : public QObject {
   void gguf() {
     const std::string path = tmp_.path().toStdString() + "/model.gguf";
     QVERIFY(write_bytes(path, QByteArray("GGUF\x03\x00\x00\x00", 8)));
-    EXPECT_ERROR(folio::load_model(path), ErrorCode::UnsupportedModel, qs(path), "GGUF");
+    // A GGUF header cut after its version: a damaged file, named, never a crash.
+    EXPECT_ERROR(folio::load_model(path), ErrorCode::BadModelFile, qs(path), "GGUF");
   }
 
   // --- tokenizer against model --------------------------------------------------------------------

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 rm -rf .deps && mkdir -p .deps/include .deps/lib .deps/share/cmake
 cp -r /usr/include/nlohmann .deps/include/
 cp -r /usr/share/cmake/nlohmann_json .deps/share/cmake/
-cp /usr/include/sentencepiece_processor.h /usr/include/sentencepiece_trainer.h .deps/include/
+cp /usr/include/sentencepiece_processor.h /usr/include/sentencepiece_trainer.h /usr/include/pcre2.h .deps/include/
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 cp -P /usr/lib/"$arch"/libsentencepiece.so* /usr/lib/"$arch"/libsentencepiece_train.so* .deps/lib/
+cp -P /usr/lib/"$arch"/libpcre2-8.so* .deps/lib/
 du -sh .deps

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tests on a fresh Debian 12 machine: install what is missing, build with warnings as errors
 # and run every CPU test; then build again with AddressSanitizer + UBSan and run them there too.
-# GPU tests (label gpu) skip with exit 77 where there is no GPU.
+# GPU tests (label gpu) skip with exit 77 where there is no GPU. Last, the libFuzzer targets run a
+# bounded time each (FOLIO_FUZZ_SECONDS, default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
@@ -19,3 +20,6 @@ cmake --build --preset asan -j "$jobs"
 echo "== tests under AddressSanitizer + UBSan =="
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --preset asan -j "$jobs"
+
+echo "== fuzzers (libFuzzer, ASan+UBSan), a bounded time each =="
+bash tools/fuzz.sh "${FOLIO_FUZZ_SECONDS:-45}"

@@ -53,6 +53,8 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, const LoadPro
   const double t0 = now_ms();
   if (options.model_path.empty()) throw Error(ErrorCode::BadArgument, "no model given; pass a model path");
   std::shared_ptr<LoadedModel> model = load_model(options.model_path, progress);
+  // A GGUF file carries its own vocabulary.
+  if (model->format == ModelFormat::Gguf && model->tokenizer_path.empty()) model->tokenizer_path = options.model_path;
   const std::string tok_path = options.tokenizer_path.empty() ? model->tokenizer_path : options.tokenizer_path;
   std::unique_ptr<Tokenizer> tokenizer;
   if (!tok_path.empty()) {

@@ -226,6 +226,11 @@ void validate_config(const ModelConfig& c, const std::string& source) {
   for (const auto* factors : {&r.short_factor, &r.long_factor})
     for (double f : *factors)
       if (!(f > 0.0)) bad(source, "longrope factors must be positive");
+  if (!r.freq_factors.empty() && r.freq_factors.size() != static_cast<size_t>(r.rotary_dim / 2))
+    bad(source, "rope frequency factors must have rotary_dim/2 = " + std::to_string(r.rotary_dim / 2) + " values (got " +
+                    std::to_string(r.freq_factors.size()) + ")");
+  for (double f : r.freq_factors)
+    if (!(f > 0.0) || !std::isfinite(f)) bad(source, "rope frequency factors must be positive");
 }
 
 RopeTable make_rope_table(const RopeConfig& r, int64_t context_tokens) {
@@ -293,6 +298,8 @@ RopeTable make_rope_table(const RopeConfig& r, int64_t context_tokens) {
       break;
     }
   }
+  if (r.freq_factors.size() == static_cast<size_t>(half))
+    for (int i = 0; i < half; ++i) base[static_cast<size_t>(i)] /= r.freq_factors[static_cast<size_t>(i)];
   for (int i = 0; i < half; ++i) t.inv_freq[static_cast<size_t>(i)] = static_cast<float>(base[static_cast<size_t>(i)]);
   t.attention_scale = static_cast<float>(scale);
   return t;

@@ -39,6 +39,9 @@ struct RopeConfig {
   bool yarn_truncate = true;
   // Multiplies cos and sin (yarn/longrope "attention_factor"); 0 = derive from the scaling.
   double attention_factor = 0.0;
+  // Per-pair divisors of the inverse frequencies, applied after the scaling (GGUF's
+  // rope_freqs.weight, how llama.cpp stores Llama-3 scaling); empty = none, else rotary_dim/2.
+  std::vector<double> freq_factors;
 };
 
 struct ModelConfig {

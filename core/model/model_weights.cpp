@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/common/error.h"
+#include "core/model/gguf_model.h"
 #include "core/model/llama2c.h"
 #include "core/model/safetensors.h"
 
@@ -181,6 +182,16 @@ std::unique_ptr<LoadedModel> load_safetensors_model(const fs::path& dir, const L
   }
   for (auto& f : files) model->files.push_back(f->release_mapping());
   if (fs::exists(dir / "tokenizer.model")) model->tokenizer_path = (dir / "tokenizer.model").string();
+  else if (fs::exists(dir / "tokenizer.json")) model->tokenizer_path = (dir / "tokenizer.json").string();
+  if (fs::exists(dir / "tokenizer_config.json")) {
+    try {
+      auto tc = nlohmann::json::parse(read_text_file((dir / "tokenizer_config.json").string()));
+      if (tc.contains("chat_template") && tc["chat_template"].is_string())
+        model->chat_template = tc["chat_template"].get<std::string>();
+    } catch (const nlohmann::json::exception&) {
+      // tokenizer_config.json only offers the chat template; without it the format is guessed
+    }
+  }
   if (progress) progress(1.0f, "weights mapped");
   return model;
 }
@@ -201,8 +212,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadProgr
     model = load_safetensors_model(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path(),
                                    progress);
   } else if (fs::path(path).extension() == ".gguf") {
-    throw Error(ErrorCode::UnsupportedModel,
-                path + ": GGUF files are not supported by this build yet; use a safetensors folder or a llama2.c file");
+    model = load_gguf_model(path, progress);
   } else {
     model = load_llama2c_model(path, progress);
   }

@@ -29,7 +29,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
-enum class ModelFormat { Safetensors, Llama2c };
+enum class ModelFormat { Safetensors, Llama2c, Gguf };
 
 // Progress of a load: fraction in [0, 1] and what is being done.
 using LoadProgressFn = std::function<void(float fraction, std::string_view stage)>;
@@ -41,6 +41,7 @@ class LoadedModel {
   ModelFormat format = ModelFormat::Safetensors;
   std::string path;            // what the user gave
   std::string tokenizer_path;  // the tokenizer found beside the weights ("" if none)
+  std::string chat_template;   // the model's Jinja chat template, where it ships one ("" if none)
 
   size_t weight_bytes() const;  // bytes of all tensors as stored
 

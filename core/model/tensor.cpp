@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/model/quant.h"
+
 namespace folio {
 
 const char* dtype_name(DType t) {
@@ -10,18 +12,49 @@ const char* dtype_name(DType t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_1: return "Q4_1";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q5_K: return "Q5_K";
+    case DType::Q6_K: return "Q6_K";
   }
   return "?";
 }
 
-size_t dtype_size(DType t) {
+bool is_quantized(DType t) { return block_elements(t) > 1; }
+
+int64_t block_elements(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16: return 1;
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1: return 32;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return 256;
+  }
+  return 1;
+}
+
+size_t block_bytes(DType t) {
   switch (t) {
     case DType::F32: return 4;
     case DType::F16: return 2;
     case DType::BF16: return 2;
+    case DType::Q8_0: return 34;   // f16 scale + 32 x int8
+    case DType::Q4_0: return 18;   // f16 scale + 16 bytes of nibbles
+    case DType::Q4_1: return 20;   // f16 scale, f16 min + 16 bytes of nibbles
+    case DType::Q4_K: return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+    case DType::Q5_K: return 176;  // as Q4_K + 32 bytes of high bits
+    case DType::Q6_K: return 210;  // 128 bytes low nibbles, 64 high 2-bits, 16 int8 scales, f16 d
   }
   return 0;
 }
+
+size_t dtype_size(DType t) { return block_bytes(t); }
 
 float f16_to_f32(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -108,6 +141,10 @@ void row_to_f32(const TensorView& t, int64_t row, float* out) {
       }
       break;
     }
+    default:
+      dequantize_row(t.dtype, static_cast<const uint8_t*>(t.data) + static_cast<size_t>(row) * row_bytes(t.dtype, t.cols),
+                     out, t.cols);
+      break;
   }
 }
 

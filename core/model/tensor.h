@@ -8,9 +8,16 @@
 
 namespace folio {
 
-enum class DType : uint8_t { F32, F16, BF16 };
+// Float types, and the GGUF block-quantized types (a row is a whole number of blocks).
+enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K };
 const char* dtype_name(DType t);
-size_t dtype_size(DType t);
+bool is_quantized(DType t);
+int64_t block_elements(DType t);  // values per block: 1 for float types, 32 or 256 otherwise
+size_t block_bytes(DType t);      // bytes per block
+size_t dtype_size(DType t);       // bytes per value of a float type (block_bytes for them)
+inline size_t row_bytes(DType t, int64_t cols) {
+  return static_cast<size_t>(cols / block_elements(t)) * block_bytes(t);
+}
 
 struct TensorView {
   DType dtype = DType::F32;
@@ -20,17 +27,17 @@ struct TensorView {
 
   bool empty() const { return data == nullptr; }
   int64_t numel() const { return rows * cols; }
-  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  size_t bytes() const { return static_cast<size_t>(rows) * row_bytes(dtype, cols); }
   // Rows [first, first + count) as a view (fused projections are split this way, without a copy).
   TensorView row_slice(int64_t first, int64_t count) const {
     TensorView v = *this;
     v.rows = count;
-    v.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(first * cols) * dtype_size(dtype);
+    v.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(first) * row_bytes(dtype, cols);
     return v;
   }
 };
 
-// Converts one row (cols values) to fp32.
+// Converts one row (cols values) to fp32 (dequantizes block types).
 void row_to_f32(const TensorView& t, int64_t row, float* out);
 
 inline float bf16_to_f32(uint16_t h) {

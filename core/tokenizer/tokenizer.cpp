@@ -1,9 +1,13 @@
 #include "core/tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "core/common/error.h"
 #include "core/common/mapped_file.h"
+#include "core/tokenizer/bpe_tokenizer.h"
+#include "core/tokenizer/gguf_tokenizer.h"
 #include "core/tokenizer/llama2c_format.h"
 #include "core/tokenizer/sentencepiece_tokenizer.h"
 #include "core/tokenizer/spm_proto.h"
@@ -100,6 +104,21 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (std::filesystem::is_directory(path, ec))
     throw Error(ErrorCode::FileUnreadable,
                 path + " is a folder, not a tokenizer file; pick the tokenizer.model or tokenizer.bin inside it");
+  // GGUF files (vocabulary-only or whole models, maybe gigabytes) are mapped, not read; they and
+  // tokenizer.json are known by their first bytes or their name.
+  std::string head(4, '\0');
+  {
+    std::ifstream in(path, std::ios::binary);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(in ? head.size() : static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  }
+  std::string name = std::filesystem::path(path).filename().string();
+  for (char& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (head == "GGUF" || name.ends_with(".gguf")) return load_gguf_tokenizer(path);
+  const size_t first = head.find_first_not_of(" \t\r\n");
+  const bool looks_like_json = first != std::string::npos && head[first] == '{' && head.find('\0') == std::string::npos;
+  if (name.ends_with(".json") || looks_like_json) return load_hf_tokenizer_json(path);
+
   const std::string bytes = read_text_file(path);
   if (bytes.empty())
     throw Error(ErrorCode::BadTokenizer,

@@ -55,8 +55,9 @@ class StreamDecoder {
   std::string pending_;
 };
 
-// Loads a tokenizer from a file: a SentencePiece .model, or a llama2.c tokenizer.bin (rebuilt in
-// memory as a SentencePiece BPE model). Throws Error(FileNotFound / BadTokenizer).
+// Loads a tokenizer from a file: a SentencePiece .model, a llama2.c tokenizer.bin (rebuilt in
+// memory as a SentencePiece BPE model), a GGUF file's vocabulary (SentencePiece or byte-level BPE)
+// or a HF tokenizer.json (byte-level BPE). Throws Error(FileNotFound / BadTokenizer).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 }  // namespace folio

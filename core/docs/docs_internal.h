@@ -1,0 +1,47 @@
+// Helpers shared by the loaders of core/docs (not part of the public API).
+#pragma once
+
+#include <QByteArray>
+#include <QCryptographicHash>
+#include <QDir>
+#include <QString>
+#include <QStringList>
+
+#include "core/docs/ingest.h"
+
+namespace folio::docs::detail {
+
+inline QString shown(const QString& path) { return QDir::toNativeSeparators(path); }
+
+inline QString sha256_hex(const QByteArray& bytes) {
+  return QString::fromLatin1(QCryptographicHash::hash(bytes, QCryptographicHash::Sha256).toHex());
+}
+
+inline void check_cancel(const LoadOptions& options, const QString& path) {
+  if (options.cancel != nullptr && options.cancel->cancelled())
+    throw DocumentError(DocumentProblem::Cancelled, path,
+                        QString("%1: loading was cancelled; add the document again to read it").arg(shown(path)));
+}
+
+inline void report(const LoadOptions& options, int done, int total) {
+  if (options.on_progress) options.on_progress(done, total);
+}
+
+// Appends sections of `section_lines` lines of one file to `out`.
+inline void append_line_sections(const QStringList& lines, const QString& file, const QString& language,
+                                 int section_lines, QVector<Section>* out) {
+  const int n = static_cast<int>(lines.size());
+  const int step = section_lines > 0 ? section_lines : 200;
+  for (int first = 0; first < n; first += step) {
+    const int last = std::min(n, first + step);  // exclusive
+    Section s;
+    s.file = file;
+    s.language = language;
+    s.first_line = first + 1;
+    s.last_line = last;
+    s.text = lines.mid(first, last - first).join('\n');
+    out->push_back(std::move(s));
+  }
+}
+
+}  // namespace folio::docs::detail

@@ -1,0 +1,267 @@
+// Source trees: walk a folder honouring .gitignore, skip what is not source text, keep relative
+// paths and line numbers, in sorted order.
+#include <QFile>
+#include <QFileInfo>
+#include <QMap>
+
+#include <algorithm>
+
+#include "core/docs/docs_internal.h"
+#include "core/docs/gitignore.h"
+
+namespace folio::docs {
+
+namespace {
+
+struct Candidate {
+  QString rel;
+  QString abs;
+  int64_t size = 0;
+};
+
+struct Walker {
+  QString canonical_root;
+  QVector<Candidate> files;
+  QVector<SkippedFile> skipped;
+  const LoadOptions* options = nullptr;
+  QString root;
+
+  void skip(const QString& rel, SkipKind kind, const QString& reason) { skipped.push_back({rel, reason, kind}); }
+
+  bool inside_root(const QString& canonical) const {
+    return canonical == canonical_root || canonical.startsWith(canonical_root.endsWith('/') ? canonical_root
+                                                                                            : canonical_root + '/');
+  }
+
+  void walk(const QString& dir_abs, const QString& rel_prefix, GitignoreStack stack) {
+    detail::check_cancel(*options, root);
+    const QFileInfo gitignore(dir_abs + "/.gitignore");
+    if (gitignore.isFile() && (!gitignore.isSymLink() || inside_root(gitignore.canonicalFilePath()))) {
+      QFile f(gitignore.filePath());
+      if (f.open(QIODevice::ReadOnly))
+        stack.add(parse_gitignore(QString::fromUtf8(f.readAll()), rel_prefix, rel_prefix + ".gitignore"));
+    }
+    const QFileInfoList entries =
+        QDir(dir_abs).entryInfoList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden | QDir::System, QDir::Name);
+    for (const QFileInfo& e : entries) {
+      const QString name = e.fileName();
+      const QString rel = rel_prefix + name;
+      if (name == ".git" || name == ".hg" || name == ".svn") {
+        skip(e.isDir() ? rel + "/" : rel, SkipKind::GitFolder,
+             QString("version-control data (%1), not source").arg(name));
+        continue;
+      }
+      const bool is_dir = e.isDir();
+      const GitignoreRule* rule = nullptr;
+      if (stack.ignored(rel, is_dir, &rule)) {
+        skip(is_dir ? rel + "/" : rel, SkipKind::Ignored,
+             QString("ignored by .gitignore (%1 line %2: %3)").arg(rule->source).arg(rule->line).arg(rule->pattern));
+        continue;
+      }
+      if (e.isSymLink()) {
+        const QString target = e.canonicalFilePath();
+        if (target.isEmpty()) {
+          skip(rel, SkipKind::Symlink, "broken symbolic link");
+          continue;
+        }
+        if (!inside_root(target)) {
+          skip(rel, SkipKind::Symlink,
+               QString("symbolic link to %1, outside the folder (not followed)").arg(detail::shown(target)));
+          continue;
+        }
+        if (is_dir) {
+          skip(rel + "/", SkipKind::Symlink,
+               "symbolic link to a folder inside the tree (not followed: its files are read where they are)");
+          continue;
+        }
+      }
+      if (is_dir) {
+        walk(e.filePath(), rel + "/", stack);
+      } else if (e.isFile()) {
+        files.push_back({rel, e.filePath(), e.size()});
+      } else {
+        skip(rel, SkipKind::Unreadable, "not a regular file (device, socket or pipe)");
+      }
+    }
+  }
+};
+
+QString skip_kind_name(SkipKind kind) {
+  switch (kind) {
+    case SkipKind::Ignored: return "ignored";
+    case SkipKind::GitFolder: return "version control";
+    case SkipKind::Binary: return "binary";
+    case SkipKind::TooLarge: return "too large";
+    case SkipKind::Generated: return "generated";
+    case SkipKind::Empty: return "empty";
+    case SkipKind::Symlink: return "symbolic link";
+    case SkipKind::Unreadable: return "unreadable";
+  }
+  return "other";
+}
+
+// Generated files known by name; returns the reason or "".
+QString generated_by_name(const QString& rel) {
+  const QString name = rel.section('/', -1).toLower();
+  if (name.endsWith(".min.js") || name.endsWith(".min.css") || name.endsWith(".min.mjs"))
+    return QString("minified (%1)").arg(name.section('.', -2));
+  if (name.endsWith(".js.map") || name.endsWith(".css.map")) return "generated (source map)";
+  static const QStringList locks = {"package-lock.json", "yarn.lock", "pnpm-lock.yaml", "cargo.lock",
+                                    "poetry.lock",       "composer.lock", "gemfile.lock", "go.sum"};
+  if (locks.contains(name)) return "generated (lock file of a package manager)";
+  return {};
+}
+
+}  // namespace
+
+Document load_source_tree(const QString& root, const LoadOptions& options) {
+  using detail::shown;
+  const QFileInfo info(root);
+  if (!info.exists())
+    throw DocumentError(DocumentProblem::NotFound, root,
+                        QString("%1: folder not found; check the path and add it again").arg(shown(root)));
+  if (!info.isDir())
+    throw DocumentError(DocumentProblem::Unreadable, root,
+                        QString("%1: not a folder; add it as a document instead").arg(shown(root)));
+  if (!info.isReadable())
+    throw DocumentError(DocumentProblem::Unreadable, root,
+                        QString("%1: the folder cannot be read; check its permissions").arg(shown(root)));
+
+  Walker walker;
+  walker.canonical_root = info.canonicalFilePath();
+  walker.options = &options;
+  walker.root = root;
+  walker.walk(info.absoluteFilePath(), QString(), GitignoreStack());
+  std::sort(walker.files.begin(), walker.files.end(),
+            [](const Candidate& a, const Candidate& b) { return a.rel < b.rel; });
+
+  Document doc;
+  doc.path = root;
+  doc.title = QDir(walker.canonical_root).dirName();
+  if (doc.title.isEmpty()) doc.title = walker.canonical_root;
+  doc.kind = DocumentKind::SourceTree;
+  QCryptographicHash hash(QCryptographicHash::Sha256);
+  const int total = static_cast<int>(walker.files.size());
+  int done = 0;
+  for (const Candidate& c : std::as_const(walker.files)) {
+    detail::check_cancel(options, root);
+    detail::report(options, done++, total);
+    auto skip = [&](SkipKind kind, const QString& reason) { walker.skipped.push_back({c.rel, reason, kind}); };
+    if (c.size > options.max_source_file_bytes) {
+      skip(SkipKind::TooLarge, QString("larger than %1 (%2 KiB)")
+                                   .arg(options.max_source_file_bytes == (1 << 20)
+                                            ? QString("1 MiB")
+                                            : QString("%1 bytes").arg(options.max_source_file_bytes))
+                                   .arg((c.size + 1023) / 1024));
+      continue;
+    }
+    if (c.size == 0) {
+      skip(SkipKind::Empty, "empty file");
+      continue;
+    }
+    const QString by_name = generated_by_name(c.rel);
+    if (!by_name.isEmpty()) {
+      skip(SkipKind::Generated, by_name);
+      continue;
+    }
+    QFile f(c.abs);
+    if (!f.open(QIODevice::ReadOnly)) {
+      skip(SkipKind::Unreadable, QString("cannot be read (%1)").arg(f.errorString()));
+      continue;
+    }
+    const QByteArray bytes = f.readAll();
+    const QByteArray head = bytes.left(8192);
+    const bool has_wide_bom = head.startsWith("\xFF\xFE") || head.startsWith("\xFE\xFF") ||
+                              head.startsWith(QByteArray("\x00\x00\xFE\xFF", 4));
+    if (!has_wide_bom && head.contains('\0')) {
+      skip(SkipKind::Binary, "binary (NUL bytes in the first 8 KiB)");
+      continue;
+    }
+    const DecodedText decoded = decode_text(bytes);
+    if (!decoded.ok) {
+      skip(SkipKind::Binary, QString("binary (%1)").arg(decoded.reason));
+      continue;
+    }
+    const QStringList lines = split_lines(decoded.text);
+    int long_line = -1;
+    for (int i = 0; i < lines.size(); ++i)
+      if (lines[i].size() > options.max_line_length) {
+        long_line = i;
+        break;
+      }
+    if (long_line >= 0) {
+      skip(SkipKind::Generated, QString("generated or minified (line %1 has %2 characters, more than %3)")
+                                    .arg(long_line + 1)
+                                    .arg(lines[long_line].size())
+                                    .arg(options.max_line_length));
+      continue;
+    }
+    QString marker;
+    for (int i = 0; i < std::min<int>(5, static_cast<int>(lines.size())) && marker.isEmpty(); ++i)
+      if (lines[i].contains("DO NOT EDIT") || lines[i].contains("@generated"))
+        marker = QString("generated (marked on line %1: \"%2\")").arg(i + 1).arg(lines[i].trimmed().left(80));
+    if (!marker.isEmpty()) {
+      skip(SkipKind::Generated, marker);
+      continue;
+    }
+    if (decoded.text.trimmed().isEmpty()) {
+      skip(SkipKind::Empty, "only white space");
+      continue;
+    }
+    FileEntry entry;
+    entry.path = c.rel;
+    entry.language = language_for_file(c.rel);
+    entry.line_count = static_cast<int>(lines.size());
+    entry.bytes = bytes.size();
+    entry.encoding = decoded.encoding;
+    hash.addData(c.rel.toUtf8());
+    hash.addData(QByteArray(1, '\0'));
+    hash.addData(bytes);
+    hash.addData(QByteArray(1, '\0'));
+    detail::append_line_sections(lines, c.rel, entry.language, options.section_lines, &doc.sections);
+    if (decoded.encoding == "Latin-1")
+      doc.notices << QString("%1 is not valid UTF-8 and was read as Latin-1 (ISO 8859-1)").arg(c.rel);
+    doc.files.push_back(std::move(entry));
+  }
+  detail::report(options, total, total);
+  std::sort(walker.skipped.begin(), walker.skipped.end(),
+            [](const SkippedFile& a, const SkippedFile& b) { return a.path < b.path; });
+  doc.skipped = std::move(walker.skipped);
+  doc.page_count = static_cast<int>(doc.files.size());
+  doc.content_hash = QString::fromLatin1(hash.result().toHex());
+  if (doc.files.isEmpty()) {
+    QMap<QString, int> by_kind;
+    for (const SkippedFile& s : std::as_const(doc.skipped)) by_kind[skip_kind_name(s.kind)] += 1;
+    QStringList counts;
+    for (auto it = by_kind.cbegin(); it != by_kind.cend(); ++it) counts << QString("%1 %2").arg(it.value()).arg(it.key());
+    throw DocumentError(DocumentProblem::Empty, root,
+                        QString("%1: no text or source files to read%2; check the folder and its .gitignore")
+                            .arg(shown(root))
+                            .arg(counts.isEmpty() ? QString(" (the folder is empty)")
+                                                  : QString(" (%1 skipped: %2)").arg(doc.skipped.size()).arg(counts.join(", "))));
+  }
+  if (!doc.skipped.isEmpty())
+    doc.notices << QString("%1: %2 file%3 or folder%3 left out (ignored, binary, generated or too large); see the "
+                           "list of skipped files")
+                       .arg(doc.title)
+                       .arg(doc.skipped.size())
+                       .arg(doc.skipped.size() == 1 ? "" : "s");
+  return doc;
+}
+
+Document load_document(const QString& path, const LoadOptions& options) {
+  const QFileInfo info(path);
+  if (!info.exists())
+    throw DocumentError(DocumentProblem::NotFound, path,
+                        QString("%1: not found; check the path and add it again").arg(detail::shown(path)));
+  if (info.isDir()) return load_source_tree(path, options);
+  if (info.suffix().compare("pdf", Qt::CaseInsensitive) == 0) return load_pdf(path, options);
+  QFile f(path);
+  if (f.open(QIODevice::ReadOnly) && f.read(5) == "%PDF-") {
+    f.close();
+    return load_pdf(path, options);
+  }
+  return load_text_file(path, options);
+}
+
+}  // namespace folio::docs

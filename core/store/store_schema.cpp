@@ -1,0 +1,16 @@
+#include "core/store/store_schema.h"
+
+namespace folio::store::sql {
+
+std::span<const char* const> migration_to(int version) {
+  switch (version) {
+    case 1:
+      return kMigrationToV1;
+    case 2:
+      return kMigrationToV2;
+    default:
+      return {};
+  }
+}
+
+}  // namespace folio::store::sql

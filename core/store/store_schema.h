@@ -1,0 +1,197 @@
+// The SQLite schema of Folio's database, one named constant per statement, and its version.
+// The schema version lives in PRAGMA user_version. Migrations step from each version to the
+// next (kMigrationToV1 creates the tables of version 1 on an empty file, kMigrationToV2 upgrades
+// a version 1 database, ...); each step runs in one transaction and ends by writing its version.
+// A step that shipped is never edited: a change to the schema is a new step.
+// Times are milliseconds since the Unix epoch (UTC) in INTEGER columns named *_ms.
+#pragma once
+
+#include <span>
+
+namespace folio::store::sql {
+
+inline constexpr int kSchemaVersion = 2;
+
+// Connection setup. WAL with synchronous=NORMAL keeps every committed transaction when the
+// app is killed (only a power loss may drop the last commits); foreign keys are per connection.
+inline constexpr const char* kPragmaWal = "PRAGMA journal_mode=WAL";
+inline constexpr const char* kPragmaSynchronous = "PRAGMA synchronous=NORMAL";
+inline constexpr const char* kPragmaForeignKeys = "PRAGMA foreign_keys=ON";
+inline constexpr const char* kGetUserVersion = "PRAGMA user_version";
+inline constexpr const char* kGetJournalMode = "PRAGMA journal_mode";
+inline constexpr const char* kGetSynchronous = "PRAGMA synchronous";
+inline constexpr const char* kGetForeignKeys = "PRAGMA foreign_keys";
+inline constexpr const char* kIntegrityCheck = "PRAGMA integrity_check";
+inline constexpr const char* kCountTables = "SELECT count(*) FROM sqlite_master WHERE type = 'table'";
+
+// BEGIN IMMEDIATE takes the write lock up front, so two connections never deadlock upgrading a
+// read transaction to a write (the busy timeout then waits for the other writer).
+inline constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
+inline constexpr const char* kCommit = "COMMIT";
+inline constexpr const char* kRollback = "ROLLBACK";
+
+// ---------------------------------------------------------------------------------------------
+// Version 1
+
+inline constexpr const char* kV1CreateConversations =
+    "CREATE TABLE conversations ("
+    " id INTEGER PRIMARY KEY,"
+    " title TEXT NOT NULL,"
+    " model TEXT NOT NULL DEFAULT '',"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL)";
+// The metrics columns are NULL for messages that no run produced (user and system messages).
+inline constexpr const char* kV1CreateMessages =
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY,"
+    " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+    " role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),"
+    " text TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " ttft_ms REAL,"
+    " prefill_tokens INTEGER,"
+    " prefill_tok_s REAL,"
+    " decode_tokens INTEGER,"
+    " decode_tok_s REAL,"
+    " stop_reason TEXT)";
+inline constexpr const char* kV1CreateMessagesIndex =
+    "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)";
+inline constexpr const char* kV1CreateDocuments =
+    "CREATE TABLE documents ("
+    " id INTEGER PRIMARY KEY,"
+    " path TEXT NOT NULL,"
+    " content_hash TEXT NOT NULL UNIQUE,"
+    " kind TEXT NOT NULL,"
+    " token_count INTEGER NOT NULL DEFAULT 0,"
+    " page_count INTEGER NOT NULL DEFAULT 0,"
+    " added_ms INTEGER NOT NULL)";
+inline constexpr const char* kV1CreateConversationDocuments =
+    "CREATE TABLE conversation_documents ("
+    " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+    " document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
+    " attached_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (conversation_id, document_id)) WITHOUT ROWID";
+inline constexpr const char* kV1CreateConversationDocumentsIndex =
+    "CREATE INDEX conversation_documents_by_document ON conversation_documents(document_id)";
+// One measured request: prompt_tokens is the context length the chart puts on its x axis.
+inline constexpr const char* kV1CreateRuns =
+    "CREATE TABLE runs ("
+    " id INTEGER PRIMARY KEY,"
+    " model TEXT NOT NULL,"
+    " backend TEXT NOT NULL,"
+    " prompt_tokens INTEGER NOT NULL,"
+    " ttft_ms REAL NOT NULL,"
+    " prefill_tok_s REAL NOT NULL,"
+    " decode_tok_s REAL NOT NULL,"
+    " peak_memory_bytes INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL)";
+inline constexpr const char* kV1SetVersion = "PRAGMA user_version = 1";
+
+inline constexpr const char* kMigrationToV1[] = {
+    kV1CreateConversations,
+    kV1CreateMessages,
+    kV1CreateMessagesIndex,
+    kV1CreateDocuments,
+    kV1CreateConversationDocuments,
+    kV1CreateConversationDocumentsIndex,
+    kV1CreateRuns,
+    kV1SetVersion,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Version 2: runs know their prefill attention (mode, and density = the fraction of causal
+// attention tiles computed; runs of version 1 were all dense) and how many prompt tokens came
+// from the KV cache; documents get a display title (backfilled with the file name of the path).
+
+inline constexpr const char* kV2RunsAddAttentionMode =
+    "ALTER TABLE runs ADD COLUMN attention_mode TEXT NOT NULL DEFAULT 'dense'";
+inline constexpr const char* kV2RunsAddDensity = "ALTER TABLE runs ADD COLUMN density REAL NOT NULL DEFAULT 1.0";
+inline constexpr const char* kV2RunsAddReusedTokens =
+    "ALTER TABLE runs ADD COLUMN reused_tokens INTEGER NOT NULL DEFAULT 0";
+inline constexpr const char* kV2CreateRunsSeriesIndex =
+    "CREATE INDEX runs_by_series ON runs(model, attention_mode, prompt_tokens)";
+inline constexpr const char* kV2DocumentsAddTitle = "ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''";
+// rtrim(path, <every character of path but '/'>) leaves the path up to its last '/'.
+inline constexpr const char* kV2BackfillDocumentTitles =
+    "UPDATE documents SET title = substr(path, length(rtrim(path, replace(path, '/', ''))) + 1)";
+inline constexpr const char* kV2BackfillEmptyDocumentTitles = "UPDATE documents SET title = path WHERE title = ''";
+inline constexpr const char* kV2SetVersion = "PRAGMA user_version = 2";
+
+inline constexpr const char* kMigrationToV2[] = {
+    kV2RunsAddAttentionMode, kV2RunsAddDensity,         kV2RunsAddReusedTokens,         kV2CreateRunsSeriesIndex,
+    kV2DocumentsAddTitle,    kV2BackfillDocumentTitles, kV2BackfillEmptyDocumentTitles, kV2SetVersion,
+};
+
+// The statements that take a database from version - 1 to version (1..kSchemaVersion).
+std::span<const char* const> migration_to(int version);
+
+// ---------------------------------------------------------------------------------------------
+// Statements of the current schema. Values are always bound ('?'), never spliced into the text.
+
+// Conversations
+inline constexpr const char* kInsertConversation =
+    "INSERT INTO conversations (title, model, created_ms, updated_ms) VALUES (?, ?, ?, ?)";
+inline constexpr const char* kSelectConversation =
+    "SELECT id, title, model, created_ms, updated_ms FROM conversations WHERE id = ?";
+inline constexpr const char* kSelectConversations =
+    "SELECT id, title, model, created_ms, updated_ms FROM conversations ORDER BY updated_ms DESC, id DESC";
+inline constexpr const char* kRenameConversation = "UPDATE conversations SET title = ?, updated_ms = ? WHERE id = ?";
+inline constexpr const char* kTouchConversation = "UPDATE conversations SET updated_ms = ? WHERE id = ?";
+inline constexpr const char* kDeleteConversation = "DELETE FROM conversations WHERE id = ?";
+
+// Messages
+inline constexpr const char* kInsertMessage =
+    "INSERT INTO messages (conversation_id, role, text, created_ms, ttft_ms, prefill_tokens, prefill_tok_s,"
+    " decode_tokens, decode_tok_s, stop_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+inline constexpr const char* kSelectMessages =
+    "SELECT id, conversation_id, role, text, created_ms, ttft_ms, prefill_tokens, prefill_tok_s, decode_tokens,"
+    " decode_tok_s, stop_reason FROM messages WHERE conversation_id = ? ORDER BY id";
+inline constexpr const char* kCountMessages = "SELECT count(*) FROM messages WHERE conversation_id = ?";
+
+// Documents. An upsert keeps the row (and its id and added time) of a known content hash and
+// refreshes what may have changed: where the file is, its title, kind and counts.
+inline constexpr const char* kUpsertDocument =
+    "INSERT INTO documents (path, title, content_hash, kind, token_count, page_count, added_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (content_hash) DO UPDATE SET path = excluded.path, title = excluded.title,"
+    " kind = excluded.kind, token_count = excluded.token_count, page_count = excluded.page_count"
+    " RETURNING id";
+inline constexpr const char* kSelectDocument =
+    "SELECT id, path, title, content_hash, kind, token_count, page_count, added_ms FROM documents WHERE id = ?";
+inline constexpr const char* kSelectDocumentByHash =
+    "SELECT id, path, title, content_hash, kind, token_count, page_count, added_ms FROM documents"
+    " WHERE content_hash = ?";
+inline constexpr const char* kSelectDocuments =
+    "SELECT id, path, title, content_hash, kind, token_count, page_count, added_ms FROM documents ORDER BY id";
+inline constexpr const char* kDeleteDocument = "DELETE FROM documents WHERE id = ?";
+inline constexpr const char* kAttachDocument =
+    "INSERT OR IGNORE INTO conversation_documents (conversation_id, document_id, attached_ms) VALUES (?, ?, ?)";
+inline constexpr const char* kDetachDocument =
+    "DELETE FROM conversation_documents WHERE conversation_id = ? AND document_id = ?";
+inline constexpr const char* kSelectConversationDocuments =
+    "SELECT d.id, d.path, d.title, d.content_hash, d.kind, d.token_count, d.page_count, d.added_ms"
+    " FROM conversation_documents cd JOIN documents d ON d.id = cd.document_id"
+    " WHERE cd.conversation_id = ? ORDER BY cd.attached_ms, d.id";
+
+// Runs
+inline constexpr const char* kInsertRun =
+    "INSERT INTO runs (model, backend, attention_mode, density, prompt_tokens, reused_tokens, ttft_ms,"
+    " prefill_tok_s, decode_tok_s, peak_memory_bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+inline constexpr const char* kSelectRuns =
+    "SELECT id, model, backend, attention_mode, density, prompt_tokens, reused_tokens, ttft_ms, prefill_tok_s,"
+    " decode_tok_s, peak_memory_bytes, created_ms FROM runs ORDER BY created_ms, id";
+inline constexpr const char* kSelectRunsOfModel =
+    "SELECT id, model, backend, attention_mode, density, prompt_tokens, reused_tokens, ttft_ms, prefill_tok_s,"
+    " decode_tok_s, peak_memory_bytes, created_ms FROM runs WHERE model = ? ORDER BY created_ms, id";
+// The chart's points: only runs that prefilled their whole prompt (a cached prefix makes TTFT
+// say nothing about the length) and produced a first token.
+inline constexpr const char* kSelectTtftSeries =
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
+    " WHERE reused_tokens = 0 AND ttft_ms > 0"
+    " ORDER BY model, attention_mode, prompt_tokens, created_ms, id";
+inline constexpr const char* kSelectTtftSeriesOfModel =
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
+    " WHERE model = ? AND reused_tokens = 0 AND ttft_ms > 0"
+    " ORDER BY attention_mode, prompt_tokens, created_ms, id";
+
+}  // namespace folio::store::sql

@@ -1,0 +1,546 @@
+// The desktop app, offscreen, with the real embedded model (stories260K): documents and the
+// context gauge, streaming answers with metrics, Stop, the choice when documents do not fit,
+// settings across restarts, errors, the performance panel's charts, citations, and (reported,
+// not asserted) how long the GUI event loop stalls while the engine works.
+#include <QApplication>
+#include <QDialogButtonBox>
+#include <QElapsedTimer>
+#include <QFile>
+#include <QMimeData>
+#include <QPainter>
+#include <QPdfWriter>
+#include <QPushButton>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QTimer>
+#include <QtTest>
+#include <memory>
+
+#include "core/docs/ingest.h"
+#include "core/docs/prompt_layout.h"
+#include "ui/app_settings.h"
+#include "ui/chat_view.h"
+#include "ui/default_model.h"
+#include "ui/document_panel.h"
+#include "ui/error_banner.h"
+#include "ui/fit_dialog.h"
+#include "ui/main_window.h"
+#include "ui/performance_panel.h"
+#include "ui/settings_dialog.h"
+#include "ui/source_viewer.h"
+
+using namespace folio::ui;
+
+namespace {
+
+QString stories_model() {
+  const QString src = qEnvironmentVariable("FOLIO_SOURCE_DIR");
+  const QString p = src + "/resources/models/stories260K/stories260K.bin";
+  return !src.isEmpty() && QFile::exists(p) ? p : embedded_model_path();
+}
+
+// Text in the style of the model's training stories, so its tokenizer counts it sensibly.
+QString story_text(int sentences) {
+  const QStringList s = {"Once upon a time there was a little girl named Lily.", "She loved to play in the park.",
+                         "One day she saw a big red ball under a tree.", "Her mom said they could share it.",
+                         "They played all day and were very happy."};
+  QString out;
+  for (int i = 0; i < sentences; ++i) out += s[i % s.size()] + (i % 4 == 3 ? "\n" : " ");
+  return out;
+}
+
+// Records the longest gap between ticks of a 5 ms timer, by the window's phase at the time.
+class StallProbe : public QObject {
+ public:
+  explicit StallProbe(const MainWindow* w) : window_(w) {
+    timer_.setInterval(5);
+    timer_.setTimerType(Qt::PreciseTimer);
+    connect(&timer_, &QTimer::timeout, this, [this] {
+      const qint64 now = clock_.nsecsElapsed();
+      const double gap_ms = (now - last_) / 1e6;
+      last_ = now;
+      switch (window_->phase()) {
+        case Phase::Prefill: max_prefill_ms = std::max(max_prefill_ms, gap_ms); ++prefill_ticks; break;
+        case Phase::Generating: max_generate_ms = std::max(max_generate_ms, gap_ms); ++generate_ticks; break;
+        default: break;
+      }
+    });
+    clock_.start();
+    last_ = clock_.nsecsElapsed();
+    timer_.start();
+  }
+  double max_prefill_ms = 0.0, max_generate_ms = 0.0;
+  int prefill_ticks = 0, generate_ticks = 0;
+
+ private:
+  const MainWindow* window_;
+  QTimer timer_;
+  QElapsedTimer clock_;
+  qint64 last_ = 0;
+};
+
+}  // namespace
+
+class TstGui : public QObject {
+  Q_OBJECT
+
+ private:
+  QTemporaryDir tmp_;
+  QString write_file(const QString& name, const QString& text) {
+    const QString path = tmp_.filePath(name);
+    QFile f(path);
+    if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate)) return {};
+    f.write(text.toUtf8());
+    return path;
+  }
+  std::unique_ptr<MainWindow> make_window(bool demo = false) {
+    MainWindowOptions o;
+    o.database_path = tmp_.filePath("folio.sqlite");
+    o.load_demo = demo;
+    auto w = std::make_unique<MainWindow>(o);
+    w->show();
+    return w;
+  }
+  static bool wait_ready(MainWindow* w, int timeout_ms = 60000) {
+    QElapsedTimer t;
+    t.start();
+    while (t.elapsed() < timeout_ms) {
+      if (w->ready_to_ask()) return true;
+      QTest::qWait(20);
+    }
+    return false;
+  }
+  static bool wait_idle(MainWindow* w, int timeout_ms = 120000) {
+    QElapsedTimer t;
+    t.start();
+    while (t.elapsed() < timeout_ms) {
+      if (!w->busy() && w->phase() == Phase::Idle) return true;
+      QTest::qWait(10);
+    }
+    return false;
+  }
+  AppSettings baseline() const {
+    AppSettings s;
+    s.model_path = stories_model();
+    s.temperature = 0.0;  // greedy: the same answer every run
+    s.max_tokens = 48;
+    s.seed = 1;
+    return s;
+  }
+
+ private slots:
+  void initTestCase() {
+    QVERIFY(tmp_.isValid());
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName("Folio");
+    QCoreApplication::setApplicationName("Folio");
+    // Settings go to the temporary folder, never to the user's.
+    QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, tmp_.filePath("settings"));
+    QSettings::setPath(QSettings::IniFormat, QSettings::UserScope, tmp_.filePath("settings"));
+    if (stories_model().isEmpty()) QSKIP("stories260K not found (set FOLIO_SOURCE_DIR)");
+  }
+
+  void init() { baseline().save(); }
+
+  void starts_with_demo_and_welcome() {
+    auto w = make_window(/*demo=*/true);
+    QVERIFY(wait_ready(w.get()));
+    QVERIFY(w->windowTitle().contains("Folio"));
+    QCOMPARE(w->documents()->entries().size(), size_t(1));
+    const DocumentEntry& e = w->documents()->entries().front();
+    QCOMPARE(e.state, DocumentEntry::State::Ready);
+    QVERIFY(e.tokens > 0);
+    w->chat()->flush_render();
+    const QString text = w->chat()->transcript();
+    QVERIFY2(text.contains("Welcome to Folio"), qPrintable(text));
+    QVERIFY(text.contains("E-17"));  // a suggested question
+    QCOMPARE(w->chat()->suggestions().size(), 3);
+    // stories260K holds 512 tokens: the demo is over, and the gauge says so before anyone asks.
+    QVERIFY(w->documents()->used_tokens() > w->context_tokens());
+    QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("more than the context"));
+  }
+
+  void adding_a_document_updates_the_gauge() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QCOMPARE(w->context_tokens(), qint64(512));  // stories260K's trained context
+    QCOMPARE(w->documents()->gauge()->value(), 0);
+    w->add_paths({write_file("park.txt", story_text(6))});
+    QTRY_VERIFY_WITH_TIMEOUT(w->ready_to_ask() && !w->documents()->entries().empty(), 30000);
+    const DocumentEntry e = w->documents()->entries().front();
+    QVERIFY(e.tokens > 20);
+    QCOMPARE(w->documents()->gauge()->value(), int(e.tokens));
+    QCOMPARE(w->documents()->gauge()->maximum(), 512);
+    QVERIFY(w->documents()->gauge()->text().contains(QLocale().toString(qint64(e.tokens))));
+
+    // A second one by drag and drop adds to the gauge.
+    const QString second = write_file("garden.md", story_text(3));
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(second)});
+    // (A synthetic QDropEvent is swallowed without a drag in progress; this is what dropEvent does.)
+    QVERIFY(w->documents()->accept_drop(&mime));
+    QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 2 && w->ready_to_ask(), 30000);
+    QCOMPARE(w->documents()->entries()[1].state, DocumentEntry::State::Ready);
+    const int64_t both = w->documents()->entries()[0].tokens + w->documents()->entries()[1].tokens;
+    QCOMPARE(w->documents()->gauge()->value(), int(both));
+
+    w->remove_document(e.key);
+    QCOMPARE(w->documents()->gauge()->value(), int(w->documents()->entries()[0].tokens));
+  }
+
+  void a_document_that_fails_shows_why() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QByteArray binary(4096, '\0');
+    binary[10] = 'x';
+    const QString path = tmp_.filePath("blob.bin");
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(binary);
+    f.close();
+    w->add_paths({path, tmp_.filePath("missing.txt")});
+    QTRY_VERIFY_WITH_TIMEOUT(!w->documents()->busy(), 30000);
+    QCOMPARE(w->documents()->entries().size(), size_t(2));
+    for (const auto& e : w->documents()->entries()) {
+      QCOMPARE(e.state, DocumentEntry::State::Failed);
+      QVERIFY(!e.error.isEmpty());
+    }
+    QVERIFY(w->banner()->isVisible());
+    QVERIFY(w->ready_to_ask());  // the app carries on
+  }
+
+  void question_streams_tokens_and_fills_metrics() {
+    AppSettings s = baseline();
+    s.max_tokens = 120;  // leaves room in the 512-token context for a follow-up
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    w->add_paths({write_file("lily.txt", story_text(2))});
+    QVERIFY(wait_ready(w.get()));
+
+    QVector<int> lengths;
+    QVector<Phase> phases;
+    connect(w.get(), &MainWindow::answer_text_changed, this, [&](int n) {
+      lengths << n;
+      phases << w->phase();
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("What did Lily find?");
+    QVERIFY(w->busy());
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QVERIFY(wait_idle(w.get()));
+
+    // Text arrived while the engine was still generating, in growing pieces.
+    QVERIFY(!lengths.isEmpty());
+    QCOMPARE(phases.front(), Phase::Generating);
+    for (int i = 1; i < lengths.size(); ++i) QVERIFY(lengths[i] > lengths[i - 1]);
+    qInfo("answer streamed in %d pieces, %d characters", int(lengths.size()), lengths.back());
+    const QString answer = w->chat()->last_answer();
+    QVERIFY(!answer.trimmed().isEmpty());
+    w->chat()->flush_render();
+    const QString first_word = answer.simplified().section(' ', 0, 0);
+    QVERIFY2(w->chat()->transcript().contains(first_word), qPrintable(first_word));
+
+    QVERIFY(w->last_metrics().has_value());
+    const folio::Metrics& m = *w->last_metrics();
+    QVERIFY(m.prompt_tokens > 0);
+    QCOMPARE(m.reused_tokens, qint64(0));
+    QVERIFY(m.ttft_ms > 0);
+    QVERIFY(m.decode_tokens > 0);
+    QVERIFY(w->performance()->ttft_text() != "–");
+    QVERIFY(w->performance()->decode_text().contains("tok/s"));
+    QVERIFY(w->performance()->memory_devices().contains("cpu"));
+    QVERIFY(w->performance()->memory_value_mib("weights", 0) > 0.5);  // stories260K is ~1 MiB of fp32
+    QVERIFY(w->performance()->memory_value_mib("kv", 0) > 0.0);
+    QCOMPARE(w->phase(), Phase::Idle);
+
+    // A follow-up on the same documents reuses the cached prefix (documents first in the prompt).
+    w->set_fit_chooser([](const FitQuestion& q) -> std::optional<FitChoice> {
+      qWarning("unexpected fit question: context %lld, fixed %lld, reserve %lld", qlonglong(q.context_tokens),
+               qlonglong(q.fixed_tokens), qlonglong(q.reserve_tokens));
+      return std::nullopt;
+    });
+    finished.clear();
+    w->ask("And then?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QVERIFY(wait_idle(w.get()));
+    const folio::Metrics& m2 = *w->last_metrics();
+    qInfo("follow-up: %lld of %lld prompt tokens reused", qlonglong(m2.reused_tokens), qlonglong(m2.prompt_tokens));
+    QVERIFY(m2.reused_tokens > 0);
+    QVERIFY(w->performance()->reuse_text().contains("reused"));
+
+    // Regenerate replaces the last answer.
+    const int entries = w->chat()->count();
+    finished.clear();
+    w->regenerate();
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QCOMPARE(w->chat()->count(), entries);
+  }
+
+  void stop_cancels_and_returns_to_idle() {
+    AppSettings s = baseline();
+    s.max_tokens = 100000;  // bounded by the context: ~500 tokens without documents
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    bool stopped = false;
+    connect(w.get(), &MainWindow::answer_text_changed, this, [&](int) {
+      if (!stopped) {
+        stopped = true;
+        w->stop();  // the GUI thread sets the token directly
+      }
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("Once upon a time");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QVERIFY(stopped);
+    QVERIFY(wait_idle(w.get(), 5000));
+    QCOMPARE(w->phase(), Phase::Idle);
+    QVERIFY(!w->busy());
+    QCOMPARE(w->last_metrics()->stop, folio::StopReason::Cancelled);
+    const int64_t generated = w->last_metrics()->decode_tokens;
+    qInfo("stopped after %lld tokens", qlonglong(generated));
+    QVERIFY(generated < 400);
+    const QString text = w->chat()->last_answer();
+    QTest::qWait(300);
+    QCOMPARE(w->chat()->last_answer(), text);  // nothing more arrives
+    QVERIFY(w->chat()->send_button()->isEnabled());
+    QVERIFY(!w->chat()->stop_button()->isEnabled());
+  }
+
+  void over_long_document_asks_instead_of_truncating() {
+    AppSettings s = baseline();
+    s.context_tokens = 256;
+    s.max_tokens = 16;
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QCOMPARE(w->context_tokens(), qint64(256));
+    w->add_paths({write_file("long.txt", story_text(60))});
+    QVERIFY(wait_ready(w.get()));
+    const DocumentEntry doc = w->documents()->entries().front();
+    QVERIFY(doc.tokens > 256);
+    QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("more than the context"));
+
+    // 1. The user cancels: nothing runs, nothing is cut, the question comes back to the input box.
+    QVector<FitQuestion> asked;
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      return std::nullopt;
+    });
+    QSignalSpy phases(w.get(), &MainWindow::phase_changed);
+    w->ask("What did Lily see?");
+    QTRY_VERIFY_WITH_TIMEOUT(asked.size() == 1, 30000);
+    QVERIFY(wait_idle(w.get()));
+    QCOMPARE(asked[0].context_tokens, qint64(256));
+    QCOMPARE(asked[0].tokens.size(), 1);
+    QCOMPARE(asked[0].tokens[0], doc.tokens);
+    QVERIFY(!w->last_metrics().has_value());  // no request ran
+    for (const auto& args : phases) QVERIFY(args[0].value<Phase>() != Phase::Prefill);
+    QCOMPARE(w->documents()->entries().front().keep_tokens, qint64(0));
+    QCOMPARE(w->chat()->input_text(), QString("What did Lily see?"));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("Not sent"));
+
+    // 2. Without a hook the dialog asks; the request waits for it.
+    w->set_fit_chooser({});
+    w->ask("What did Lily see?");
+    FitDialog* dialog = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT((dialog = w->findChild<FitDialog*>("fitDialog")) != nullptr && dialog->isVisible(), 30000);
+    QVERIFY(!w->busy());
+    QVERIFY(!w->last_metrics().has_value());
+    QCOMPARE(dialog->choice().kind, FitChoice::Kind::Truncate);  // proposes cutting the largest document
+    dialog->reject();
+    QTRY_VERIFY(w->findChild<FitDialog*>("fitDialog") == nullptr);
+
+    // 3. The user keeps the beginning: the run fits, and the panel and the chat say what was cut.
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      FitChoice c;
+      c.kind = FitChoice::Kind::Truncate;
+      c.truncate_index = 0;
+      c.keep_tokens = q.max_keep(0);
+      return c;
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("What did Lily see?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QVERIFY(w->last_metrics().has_value());
+    QVERIFY(w->last_metrics()->prompt_tokens <= 256);
+    const DocumentEntry cut = w->documents()->entries().front();
+    QVERIFY(cut.keep_tokens > 0 && cut.keep_tokens < cut.tokens);
+    QVERIFY(w->documents()->list()->item(0)->text().contains("only the first"));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("Only the first"));
+  }
+
+  void settings_survive_a_restart() {
+    {
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      SettingsDialog* d = w->open_settings();
+      QVERIFY(d->isVisible());
+      QCOMPARE(d->model_edit()->text(), stories_model());
+      d->context_spin()->setValue(384);
+      d->max_tokens_spin()->setValue(77);
+      d->temperature_spin()->setValue(0.35);
+      d->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok)->click();
+      QCOMPARE(w->settings().context_tokens, qint64(384));
+      QTRY_COMPARE(w->context_tokens(), qint64(384));
+    }
+    auto w = make_window();
+    QCOMPARE(w->settings().context_tokens, qint64(384));
+    QCOMPARE(w->settings().max_tokens, 77);
+    QCOMPARE(w->settings().temperature, 0.35);
+    QCOMPARE(w->settings().model_path, stories_model());
+    QVERIFY(wait_ready(w.get()));
+    QCOMPARE(w->context_tokens(), qint64(384));
+    SettingsDialog* d = w->open_settings();
+    QCOMPARE(d->context_spin()->value(), 384);
+    QCOMPARE(d->max_tokens_spin()->value(), 77);
+    // The file really is in the test folder, not the user's.
+    QVERIFY(QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").fileName().startsWith(tmp_.path()));
+  }
+
+  void a_bad_model_shows_an_error_and_the_app_keeps_running() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    const QString bad = write_file("broken.bin", "this is not a model");
+    AppSettings s = w->settings();
+    s.model_path = bad;
+    SettingsDialog* d = w->open_settings();
+    w->apply_settings(s);
+    QTRY_VERIFY_WITH_TIMEOUT(!w->model_error().isEmpty(), 30000);
+    QVERIFY(!w->model_ready());
+    QVERIFY(w->banner()->isVisible());
+    QVERIFY(w->banner()->text().contains("could not be loaded"));
+    QVERIFY2(d->load_status().contains("could not be loaded"), qPrintable(d->load_status()));
+    QVERIFY(!w->chat()->send_button()->isEnabled());
+    // Choosing a good model again brings everything back.
+    s.model_path = stories_model();
+    w->apply_settings(s);
+    QVERIFY(wait_ready(w.get()));
+    QVERIFY(!w->banner()->isVisible());
+  }
+
+  void performance_panel_series_update_after_runs() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    w->add_paths({write_file("series.txt", story_text(8))});
+    QVERIFY(wait_ready(w.get()));
+    const size_t runs_before = w->database()->list_runs().size();
+    const int points_before = w->performance()->ttft_point_count();
+
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("Who played in the park?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QCOMPARE(w->database()->list_runs().size(), runs_before + 1);
+    QCOMPARE(w->database()->list_runs().back().attention_mode, QString("dense"));
+    QCOMPARE(w->performance()->ttft_point_count(), points_before + 1);
+    QVERIFY(w->performance()->ttft_series_names().contains("dense"));
+    QVERIFY(w->conversation_id() > 0);
+    QCOMPARE(w->database()->count_messages(w->conversation_id()), qint64(2));
+
+    // Compare measures the documents at three lengths under each attention mode (dense today).
+    QSignalSpy compared(w.get(), &MainWindow::compare_finished);
+    QVERIFY(w->findChild<QPushButton*>("compareButton")->isEnabled());
+    w->compare();
+    QTRY_VERIFY_WITH_TIMEOUT(compared.count() == 1, 120000);
+    QCOMPARE(w->database()->list_runs().size(), runs_before + 4);
+    QCOMPARE(w->performance()->ttft_point_count(), points_before + 4);
+    QCOMPARE(w->performance()->ttft_series_count(), 1);
+    QVERIFY(wait_idle(w.get()));
+  }
+
+  void citations_open_the_source() {
+    // A two-page PDF and a text file.
+    const QString pdf_path = tmp_.filePath("manual.pdf");
+    {
+      QPdfWriter pdf(pdf_path);
+      QPainter p(&pdf);
+      p.setFont(QFont("Sans", 14));
+      p.drawText(QRect(200, 200, 8000, 1000), "Page one: the sensor runs on three AA cells.");
+      pdf.newPage();
+      p.drawText(QRect(200, 200, 8000, 1000), "Page two: error E-17 means the rain gauge is blocked.");
+    }
+    const QString txt_path = write_file("notes.txt", "alpha\nbeta\ngamma\ndelta\nepsilon\n");
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    const folio::docs::Document pdf = folio::docs::load_document(pdf_path);
+    const folio::docs::Document txt = folio::docs::load_document(txt_path);
+    QCOMPARE(pdf.page_count, 2);
+
+    const auto page = folio::docs::resolve_citations("It is blocked (p. 2).", {pdf});
+    QCOMPARE(page.size(), 1);
+    w->open_source(pdf, page[0]);
+    QVERIFY(w->viewer()->isVisible());
+    QVERIFY(w->viewer()->showing_pdf());
+    QTRY_COMPARE(w->viewer()->current_pdf_page(), 1);
+
+    const auto lines = folio::docs::resolve_citations("See notes.txt:2-3.", {txt});
+    QCOMPARE(lines.size(), 1);
+    w->open_source(txt, lines[0]);
+    QVERIFY(!w->viewer()->showing_pdf());
+    QCOMPARE(w->viewer()->first_marked_line(), 2);
+    QVERIFY(w->viewer()->current_title().contains("lines 2–3"));
+
+    // In the chat, a citation is a link that names its target.
+    ChatView view;
+    view.add_user("Where?");
+    view.begin_assistant();
+    view.append_to_answer("It is blocked (p. 2).");
+    view.finish_answer("metrics", page);
+    view.flush_render();
+    QVERIFY(view.browser()->toHtml().contains("folio-cite:1/0"));
+    QSignalSpy clicked(&view, &ChatView::citation_activated);
+    emit view.browser()->anchorClicked(QUrl("folio-cite:1/0"));
+    QCOMPARE(clicked.count(), 1);
+    QCOMPARE(clicked[0][1].value<folio::docs::CitationTarget>().first_page, 1);
+  }
+
+  void event_loop_stalls_while_the_engine_works() {
+    // Reported, not asserted: the longest gap between ticks of a 5 ms timer in the GUI thread.
+    auto measure = [&](MainWindow* w, const QString& question, const char* label) {
+      StallProbe probe(w);
+      QSignalSpy finished(w, &MainWindow::answer_finished);
+      w->ask(question);
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 600000);
+      const folio::Metrics m = *w->last_metrics();
+      qInfo("GUI stall (%s): prefill %lld tokens in %.0f ms -> longest gap %.1f ms (%d ticks); generation %lld tokens "
+            "in %.0f ms -> longest gap %.1f ms (%d ticks)",
+            label, qlonglong(m.prefill_tokens), m.prefill_ms, probe.max_prefill_ms, probe.prefill_ticks,
+            qlonglong(m.decode_tokens), m.decode_ms, probe.max_generate_ms, probe.generate_ticks);
+    };
+    {
+      AppSettings s = baseline();
+      s.max_tokens = 200;
+      s.save();
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      w->add_paths({write_file("stall.txt", story_text(24))});
+      QVERIFY(wait_ready(w.get()));
+      measure(w.get(), "What happened?", "stories260K");
+    }
+    // With a real model when one is in the cache: prefill takes seconds there.
+    const QString smol = default_model_path();
+    if (smol.endsWith(".gguf") && qEnvironmentVariableIntValue("FOLIO_GUI_SKIP_SMOLLM2") == 0) {
+      AppSettings s = baseline();
+      s.model_path = smol;
+      s.max_tokens = 64;
+      s.context_tokens = 4096;
+      s.save();
+      MainWindowOptions o;
+      o.database_path = tmp_.filePath("folio.sqlite");
+      o.load_demo = true;
+      MainWindow w(o);
+      w.show();
+      QVERIFY(wait_ready(&w, 300000));
+      measure(&w, "How long do the batteries in the outdoor sensor last?", "SmolLM2-135M, demo document");
+    }
+  }
+};
+
+QTEST_MAIN(TstGui)
+#include "tst_gui.moc"

@@ -1,0 +1,69 @@
+#include "ui/app_settings.h"
+
+#include <QSettings>
+
+#include "ui/default_model.h"
+
+namespace folio::ui {
+
+namespace {
+QSettings open_settings() { return QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio"); }
+}  // namespace
+
+QString AppSettings::effective_model_path() const { return model_path.isEmpty() ? default_model_path() : model_path; }
+
+SamplerParams AppSettings::sampler(uint64_t random_seed) const {
+  SamplerParams p;
+  p.temperature = static_cast<float>(temperature);
+  p.top_k = top_k;
+  p.top_p = static_cast<float>(top_p);
+  p.min_p = static_cast<float>(min_p);
+  p.repetition_penalty = static_cast<float>(repetition_penalty);
+  p.seed = seed >= 0 ? static_cast<uint64_t>(seed) : random_seed;
+  return p;
+}
+
+bool AppSettings::needs_reload(const AppSettings& before) const {
+  return effective_model_path() != before.effective_model_path() || backend != before.backend ||
+         threads != before.threads;
+}
+
+AppSettings AppSettings::load() {
+  QSettings s = open_settings();
+  AppSettings a;
+  a.model_path = s.value("model/path", a.model_path).toString();
+  a.backend = s.value("model/backend", a.backend).toString();
+  a.threads = s.value("model/threads", a.threads).toInt();
+  a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
+  a.attention_mode = s.value("attention/mode", a.attention_mode).toString();
+  a.sparse_threshold_tokens = s.value("attention/sparse_threshold_tokens", qint64(a.sparse_threshold_tokens)).toLongLong();
+  a.temperature = s.value("sampling/temperature", a.temperature).toDouble();
+  a.top_p = s.value("sampling/top_p", a.top_p).toDouble();
+  a.top_k = s.value("sampling/top_k", a.top_k).toInt();
+  a.min_p = s.value("sampling/min_p", a.min_p).toDouble();
+  a.repetition_penalty = s.value("sampling/repetition_penalty", a.repetition_penalty).toDouble();
+  a.max_tokens = s.value("sampling/max_tokens", a.max_tokens).toInt();
+  a.seed = s.value("sampling/seed", qint64(a.seed)).toLongLong();
+  if (a.backend != "cpu" && a.backend != "cuda") a.backend = "cpu";
+  return a;
+}
+
+void AppSettings::save() const {
+  QSettings s = open_settings();
+  s.setValue("model/path", model_path);
+  s.setValue("model/backend", backend);
+  s.setValue("model/threads", threads);
+  s.setValue("model/context_tokens", qint64(context_tokens));
+  s.setValue("attention/mode", attention_mode);
+  s.setValue("attention/sparse_threshold_tokens", qint64(sparse_threshold_tokens));
+  s.setValue("sampling/temperature", temperature);
+  s.setValue("sampling/top_p", top_p);
+  s.setValue("sampling/top_k", top_k);
+  s.setValue("sampling/min_p", min_p);
+  s.setValue("sampling/repetition_penalty", repetition_penalty);
+  s.setValue("sampling/max_tokens", max_tokens);
+  s.setValue("sampling/seed", qint64(seed));
+  s.sync();
+}
+
+}  // namespace folio::ui

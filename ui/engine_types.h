@@ -1,0 +1,109 @@
+// What crosses between the GUI thread and the EngineWorker's thread: requests (by value, posted
+// to the worker) and results (queued signal arguments).
+#pragma once
+
+#include <QMetaType>
+#include <QString>
+#include <QStringList>
+#include <QVector>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/docs/document.h"
+#include "core/engine/engine.h"
+
+namespace folio::ui {
+
+enum class Phase { Idle, Loading, Prefill, Generating, Measuring };
+QString phase_label(Phase phase);
+
+// The session's context for a requested size (0 = min(model max, 8192)), never above what the
+// model was trained for.
+int64_t effective_context(int64_t requested_tokens, int64_t model_max_context);
+// Tokens kept free for the answer when judging whether a prompt fits.
+int64_t answer_reserve(int64_t context_tokens, int max_tokens);
+
+struct EngineConfig {
+  QString model_path;
+  QString backend = "cpu";
+  int threads = 0;
+};
+
+struct ModelInfo {
+  QString path;
+  QString name;            // file or folder name
+  QString architecture;
+  QString chat_format;     // "plain", "chatml", ...
+  QString backend;
+  QString notice;          // e.g. a backend fallback
+  int64_t max_context = 0;  // what the model was trained for
+  int64_t vocab_size = 0;
+  double load_ms = 0.0;
+  std::vector<DeviceMemory> memory;
+};
+
+// A document as it goes into the prompt: keep_tokens > 0 means the user chose to keep only the
+// first keep_tokens tokens of it (the prompt then carries a visible notice).
+struct PromptDocument {
+  folio::docs::Document doc;
+  int64_t keep_tokens = 0;
+};
+
+struct ChatTurn {
+  QString role;  // "user" or "assistant"
+  QString text;
+};
+
+struct AskRequest {
+  uint64_t id = 0;
+  QVector<PromptDocument> documents;
+  QVector<ChatTurn> history;  // earlier turns of the conversation, oldest first
+  QString question;
+  int64_t context_tokens = 0;  // the session's context; 0 = min(model max, 8192)
+  SamplerParams sampler;
+  int max_tokens = 512;
+  QString attention_mode = "dense";
+  std::shared_ptr<CancelToken> cancel;
+};
+
+// The request's prompt does not fit the context: the user decides what to leave out.
+struct FitProblem {
+  uint64_t request_id = 0;
+  int64_t prompt_tokens = 0;
+  int64_t context_tokens = 0;
+  int64_t reserve_tokens = 0;    // kept free for the answer
+  int64_t fixed_tokens = 0;      // prompt tokens that are not documents (template, history, question)
+  QVector<int64_t> document_tokens;  // per document of the request, whole
+};
+
+struct AskOutcome {
+  uint64_t id = 0;
+  QString text;
+  Metrics metrics;
+  bool cancelled = false;
+  int64_t context_tokens = 0;
+};
+
+struct CompareRequest {
+  uint64_t id = 0;
+  QVector<PromptDocument> documents;
+  QString question;
+  QStringList modes;            // attention modes to measure
+  QVector<double> fractions;    // of the full prompt's length, one measurement each
+  std::shared_ptr<CancelToken> cancel;
+};
+
+struct MeasuredRun {
+  uint64_t request_id = 0;
+  QString attention_mode;
+  Metrics metrics;
+};
+
+}  // namespace folio::ui
+
+Q_DECLARE_METATYPE(folio::ui::Phase)
+Q_DECLARE_METATYPE(folio::ui::ModelInfo)
+Q_DECLARE_METATYPE(folio::ui::FitProblem)
+Q_DECLARE_METATYPE(folio::ui::AskOutcome)
+Q_DECLARE_METATYPE(folio::ui::MeasuredRun)

@@ -1,0 +1,135 @@
+#include "ui/fit_dialog.h"
+
+#include <QDialogButtonBox>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLocale>
+#include <QPushButton>
+#include <QVBoxLayout>
+
+namespace folio::ui {
+
+namespace {
+QString count(int64_t n) { return QLocale().toString(qint64(n)); }
+// keep_tokens counts the laid-out text (heading and notice included); this covers separators.
+constexpr int64_t kLayoutMargin = 8;
+}  // namespace
+
+int64_t FitQuestion::max_keep(int index) const {
+  int64_t others = 0;
+  for (int i = 0; i < tokens.size(); ++i)
+    if (i != index) others += tokens[i];
+  const int64_t left = room() - others - kLayoutMargin;
+  return std::max<int64_t>(0, std::min(left, index >= 0 && index < tokens.size() ? tokens[index] - 1 : 0));
+}
+
+FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(parent), q_(question) {
+  setWindowTitle(tr("The documents do not fit"));
+  setObjectName("fitDialog");
+  auto* layout = new QVBoxLayout(this);
+  int64_t total = 0;
+  for (int64_t t : q_.tokens) total += t;
+  auto* intro = new QLabel(
+      tr("The documents need %1 tokens, but the context holds %2 tokens, of which %3 go to the question and "
+         "the conversation and %4 stay free for the answer. Choose what Folio should leave out; nothing is cut "
+         "without your choice. (A larger context in Settings also helps, if the model supports it.)")
+          .arg(count(total), count(q_.context_tokens), count(q_.fixed_tokens), count(q_.reserve_tokens)),
+      this);
+  intro->setWordWrap(true);
+  layout->addWidget(intro);
+
+  drop_ = new QRadioButton(tr("Leave out documents (uncheck them):"), this);
+  layout->addWidget(drop_);
+  auto* list = new QVBoxLayout();
+  list->setContentsMargins(24, 0, 0, 0);
+  for (int i = 0; i < q_.titles.size(); ++i) {
+    auto* box = new QCheckBox(tr("%1 (%2 tokens)").arg(q_.titles[i], count(q_.tokens[i])), this);
+    box->setChecked(true);
+    keep_boxes_ << box;
+    list->addWidget(box);
+    connect(box, &QCheckBox::toggled, this, &FitDialog::update_state);
+  }
+  layout->addLayout(list);
+
+  truncate_ = new QRadioButton(tr("Keep only the beginning of one document:"), this);
+  layout->addWidget(truncate_);
+  auto* row = new QHBoxLayout();
+  row->setContentsMargins(24, 0, 0, 0);
+  which_ = new QComboBox(this);
+  for (int i = 0; i < q_.titles.size(); ++i) which_->addItem(q_.titles[i]);
+  keep_ = new QSpinBox(this);
+  keep_->setSuffix(tr(" tokens"));
+  row->addWidget(new QLabel(tr("the first"), this));
+  row->addWidget(keep_);
+  row->addWidget(new QLabel(tr("of"), this));
+  row->addWidget(which_, 1);
+  layout->addLayout(row);
+
+  verdict_ = new QLabel(this);
+  verdict_->setWordWrap(true);
+  layout->addWidget(verdict_);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+  ok_ = buttons->button(QDialogButtonBox::Ok);
+  ok_->setText(tr("Ask with this choice"));
+  layout->addWidget(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+
+  // Start from the largest document cut to what fits, which is what most people want.
+  int largest = 0;
+  for (int i = 1; i < q_.tokens.size(); ++i)
+    if (q_.tokens[i] > q_.tokens[largest]) largest = i;
+  which_->setCurrentIndex(largest);
+  keep_->setRange(0, static_cast<int>(std::max<int64_t>(0, q_.max_keep(largest))));
+  keep_->setValue(keep_->maximum());
+  (q_.max_keep(largest) > 0 ? truncate_ : drop_)->setChecked(true);
+  connect(which_, &QComboBox::currentIndexChanged, this, [this](int i) {
+    keep_->setRange(0, static_cast<int>(q_.max_keep(i)));
+    keep_->setValue(keep_->maximum());
+    update_state();
+  });
+  connect(keep_, &QSpinBox::valueChanged, this, &FitDialog::update_state);
+  connect(drop_, &QRadioButton::toggled, this, &FitDialog::update_state);
+  update_state();
+}
+
+FitChoice FitDialog::choice() const {
+  FitChoice c;
+  if (truncate_->isChecked()) {
+    c.kind = FitChoice::Kind::Truncate;
+    c.truncate_index = which_->currentIndex();
+    c.keep_tokens = keep_->value();
+  } else {
+    c.kind = FitChoice::Kind::Drop;
+    for (int i = 0; i < keep_boxes_.size(); ++i)
+      if (!keep_boxes_[i]->isChecked()) c.drop << i;
+  }
+  return c;
+}
+
+void FitDialog::update_state() {
+  const bool dropping = drop_->isChecked();
+  for (auto* b : keep_boxes_) b->setEnabled(dropping);
+  which_->setEnabled(!dropping);
+  keep_->setEnabled(!dropping);
+  bool fits = false;
+  if (dropping) {
+    int64_t kept = 0;
+    for (int i = 0; i < keep_boxes_.size(); ++i)
+      if (keep_boxes_[i]->isChecked()) kept += q_.tokens[i];
+    fits = kept <= q_.room();
+    verdict_->setText(fits ? tr("Fits: %1 of %2 tokens for documents.").arg(count(kept), count(q_.room()))
+                           : tr("<span style='color:#b00020'>Still %1 tokens too many.</span>")
+                                 .arg(count(kept - q_.room())));
+  } else {
+    fits = keep_->value() > 0;
+    verdict_->setText(fits ? tr("The prompt will say that only the first %1 tokens of %2 are included.")
+                                 .arg(count(keep_->value()), which_->currentText())
+                           : tr("<span style='color:#b00020'>Not even the beginning of this document fits beside "
+                                "the others; leave documents out instead.</span>"));
+  }
+  ok_->setEnabled(fits);
+}
+
+}  // namespace folio::ui

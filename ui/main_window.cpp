@@ -1,0 +1,746 @@
+#include "ui/main_window.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QClipboard>
+#include <QCloseEvent>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFutureWatcher>
+#include <QLabel>
+#include <QLocale>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QRandomGenerator>
+#include <QSettings>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+#include <algorithm>
+
+#include "core/docs/ingest.h"
+#include "core/docs/prompt_layout.h"
+#include "ui/attention_modes.h"
+#include "ui/chat_view.h"
+#include "ui/demo.h"
+#include "ui/document_panel.h"
+#include "ui/engine_worker.h"
+#include "ui/error_banner.h"
+#include "ui/performance_panel.h"
+#include "ui/settings_dialog.h"
+#include "ui/source_viewer.h"
+
+namespace folio::ui {
+
+namespace {
+
+QString count(int64_t n) { return QLocale().toString(qint64(n)); }
+
+QString ms_text(double ms) {
+  return ms < 1000.0 ? QObject::tr("%1 ms").arg(qRound64(ms)) : QObject::tr("%1 s").arg(ms / 1000.0, 0, 'f', 2);
+}
+
+// One line under an answer: what it cost, from the engine's metrics.
+QString metrics_footer(const Metrics& m) {
+  QStringList parts;
+  if (m.decode_tokens > 0) parts << QObject::tr("first token after %1").arg(ms_text(m.ttft_ms));
+  if (m.prefill_tokens > 0)
+    parts << QObject::tr("read %1 tokens at %2 tok/s").arg(count(m.prefill_tokens)).arg(m.prefill_tok_s, 0, 'f', 0);
+  if (m.reused_tokens > 0) parts << QObject::tr("reused %1 tokens").arg(count(m.reused_tokens));
+  parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
+  switch (m.stop) {
+    case StopReason::Cancelled: parts << QObject::tr("stopped by you"); break;
+    case StopReason::MaxTokens: parts << QObject::tr("reached the answer limit (Settings ▸ Max answer tokens)"); break;
+    case StopReason::ContextFull: parts << QObject::tr("the context is full"); break;
+    default: break;
+  }
+  return parts.join(" · ");
+}
+
+struct ReadResult {
+  folio::docs::Document doc;
+  QString error;
+};
+
+}  // namespace
+
+MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
+    : QMainWindow(parent), options_(options), settings_(AppSettings::load()) {
+  init_resources();
+  setWindowTitle(tr("Folio"));
+  setAcceptDrops(true);
+  resize(1440, 900);
+
+  documents_ = new DocumentPanel(this);
+  chat_ = new ChatView(this);
+  performance_ = new PerformancePanel(this);
+  viewer_ = new SourceViewer(this);
+  viewer_->hide();
+  banner_ = new ErrorBanner(this);
+
+  auto* center = new QWidget(this);
+  auto* center_layout = new QVBoxLayout(center);
+  center_layout->setContentsMargins(6, 6, 6, 6);
+  center_layout->addWidget(banner_);
+  center_split_ = new QSplitter(Qt::Horizontal, center);
+  center_split_->addWidget(chat_);
+  center_split_->addWidget(viewer_);
+  center_split_->setStretchFactor(0, 3);
+  center_split_->setStretchFactor(1, 2);
+  center_layout->addWidget(center_split_, 1);
+
+  auto* split = new QSplitter(Qt::Horizontal, this);
+  split->addWidget(documents_);
+  split->addWidget(center);
+  split->addWidget(performance_);
+  split->setStretchFactor(0, 0);
+  split->setStretchFactor(1, 1);
+  split->setStretchFactor(2, 0);
+  split->setSizes({290, 740, 410});
+  setCentralWidget(split);
+
+  status_model_ = new QLabel(this);
+  statusBar()->addPermanentWidget(status_model_);
+  build_menus();
+
+  if (options_.persist_settings) {
+    QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+    restoreGeometry(s.value("window/geometry").toByteArray());
+  }
+
+  // The engine's thread. The worker is deleted in ~MainWindow after the thread has stopped.
+  worker_ = new EngineWorker();
+  worker_->moveToThread(&engine_thread_);
+  engine_thread_.setObjectName("folio-engine");
+  connect_worker();
+  engine_thread_.start();
+
+  connect(documents_, &DocumentPanel::add_files_requested, this, [this] {
+    const QStringList files = QFileDialog::getOpenFileNames(
+        this, tr("Add documents"), QString(),
+        tr("Documents (*.pdf *.txt *.md *.markdown *.rst *.tex *.html *.json *.csv *.c *.cc *.cpp *.h *.hpp *.py "
+           "*.rs *.go *.java *.js *.ts);;All files (*)"));
+    add_paths(files);
+  });
+  connect(documents_, &DocumentPanel::add_folder_requested, this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Add a folder (source tree)"));
+    if (!dir.isEmpty()) add_paths({dir});
+  });
+  connect(documents_, &DocumentPanel::paths_dropped, this, &MainWindow::add_paths);
+  connect(documents_, &DocumentPanel::remove_requested, this, [this](quint64 key) { remove_document(key); });
+  connect(documents_, &DocumentPanel::entries_changed, this, &MainWindow::refresh_send_state);
+  connect(chat_, &ChatView::send_requested, this, &MainWindow::ask);
+  connect(chat_, &ChatView::stop_requested, this, &MainWindow::stop);
+  connect(chat_, &ChatView::regenerate_requested, this, &MainWindow::regenerate);
+  connect(chat_, &ChatView::suggestion_activated, this, [this](int i) {
+    if (i >= 0 && i < chat_->suggestions().size()) ask(chat_->suggestions()[i]);
+  });
+  connect(chat_, &ChatView::copy_requested, this, [this](int i) {
+    if (i < 0 || i >= chat_->count()) return;
+    QGuiApplication::clipboard()->setText(chat_->entry(i).text);
+    statusBar()->showMessage(tr("Answer copied"), 3000);
+  });
+  connect(chat_, &ChatView::citation_activated, this, &MainWindow::open_citation);
+  connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
+  connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
+
+  try {
+    db_ = std::make_unique<folio::store::Database>(
+        options_.database_path.isEmpty() ? folio::store::Database::default_path() : options_.database_path);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
+  }
+  refresh_ttft_chart();
+
+  if (options_.load_demo) {
+    const QString demo = demo_document_path();
+    if (demo.isEmpty())
+      banner_->show_message(tr("The demo document could not be written to the app's data folder; add your own "
+                               "documents instead."));
+    else
+      add_paths({demo});
+  }
+  show_welcome();
+  load_model();
+  refresh_send_state();
+}
+
+MainWindow::~MainWindow() {
+  // Stop what runs (the engine checks between chunks and tokens), then end the thread.
+  if (current_cancel_) current_cancel_->cancel();
+  for (auto& c : reads_) c->cancel();
+  QMetaObject::invokeMethod(worker_, [w = worker_] { w->unload(); }, Qt::QueuedConnection);
+  engine_thread_.quit();
+  engine_thread_.wait();
+  delete worker_;
+}
+
+void MainWindow::build_menus() {
+  QMenu* file = menuBar()->addMenu(tr("&File"));
+  file->addAction(tr("Add &files…"), QKeySequence::Open, documents_, &DocumentPanel::add_files_requested);
+  file->addAction(tr("Add f&older…"), documents_, &DocumentPanel::add_folder_requested);
+  file->addSeparator();
+  file->addAction(tr("&New conversation"), QKeySequence::New, this, &MainWindow::new_conversation);
+  file->addSeparator();
+  file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+  QMenu* chat = menuBar()->addMenu(tr("&Chat"));
+  chat->addAction(tr("&Stop"), QKeySequence(Qt::Key_Escape), this, &MainWindow::stop);
+  chat->addAction(tr("&Regenerate answer"), QKeySequence(tr("Ctrl+R")), this, &MainWindow::regenerate);
+  QMenu* perf = menuBar()->addMenu(tr("&Performance"));
+  perf->addAction(tr("&Compare attention modes"), this, &MainWindow::compare);
+  QMenu* settings = menuBar()->addMenu(tr("&Settings"));
+  settings->addAction(tr("&Preferences…"), QKeySequence::Preferences, this, [this] { open_settings(); });
+  QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&About Folio"), this, [this] {
+    QMessageBox::about(this, tr("About Folio"),
+                       tr("<b>Folio</b> %1<br>Chat with long documents through a language model that runs "
+                          "inside the app.<br>Apache-2.0.")
+                           .arg(QCoreApplication::applicationVersion()));
+  });
+}
+
+void MainWindow::connect_worker() {
+  connect(worker_, &EngineWorker::phase_changed, this, [this](Phase p) {
+    phase_ = p;
+    performance_->set_phase(p);
+    emit phase_changed(p);
+  });
+  connect(worker_, &EngineWorker::load_progress, this, [this](double f, const QString& stage) {
+    performance_->set_load_progress(f, stage);
+    if (settings_dialog_ != nullptr) settings_dialog_->show_load_progress(f, stage);
+  });
+  connect(worker_, &EngineWorker::model_loaded, this, [this](const ModelInfo& info) {
+    loading_ = false;
+    model_ready_ = true;
+    model_error_.clear();
+    model_info_ = info;
+    if (banner_->text().startsWith(tr("The model could not be loaded"))) banner_->hide();
+    if (!info.notice.isEmpty()) statusBar()->showMessage(info.notice, 10000);
+    performance_->set_model(info, context_tokens());
+    if (settings_dialog_ != nullptr) settings_dialog_->show_loaded(info);
+    refresh_context();
+    for (const auto& e : documents_->entries())
+      if (e.state == DocumentEntry::State::Counting || e.state == DocumentEntry::State::Ready) count_document(e.key);
+    show_welcome();
+    refresh_ttft_chart();
+    refresh_send_state();
+    emit model_ready_changed(true);
+  });
+  connect(worker_, &EngineWorker::load_failed, this, [this](const QString& message) {
+    loading_ = false;
+    model_ready_ = false;
+    model_error_ = message;
+    banner_->show_message(tr("The model could not be loaded: %1").arg(message), tr("Open Settings…"),
+                          [this] { open_settings(); });
+    if (settings_dialog_ != nullptr) settings_dialog_->show_load_error(message);
+    performance_->set_model(ModelInfo{}, 0);
+    status_model_->setText(tr("No model"));
+    for (const auto& e : documents_->entries())
+      if (e.state == DocumentEntry::State::Counting) documents_->set_count_note(e.key, tr("no model is loaded"));
+    refresh_send_state();
+    emit model_ready_changed(false);
+  });
+  connect(worker_, &EngineWorker::document_counted, this, [this](quint64 key, qint64 tokens) {
+    documents_->set_tokens(key, tokens);
+  });
+  connect(worker_, &EngineWorker::document_count_failed, this, [this](quint64 key, const QString& message) {
+    documents_->set_count_note(key, message);
+  });
+  connect(worker_, &EngineWorker::prefill_progress, this, [this](quint64, qint64 done, qint64 total, double ms) {
+    performance_->set_prefill_progress(done, total, ms);
+  });
+  connect(worker_, &EngineWorker::tokens_arrived, this, [this](quint64 id, const QString& text, qint64 n, double ms) {
+    if (id != current_request_) return;
+    chat_->append_to_answer(text);
+    performance_->set_decode_progress(n, ms);
+    emit answer_text_changed(static_cast<int>(chat_->last_answer().size()));
+  });
+  connect(worker_, &EngineWorker::ask_finished, this, &MainWindow::on_answer);
+  connect(worker_, &EngineWorker::ask_failed, this, &MainWindow::on_ask_failed);
+  connect(worker_, &EngineWorker::prompt_does_not_fit, this, &MainWindow::on_does_not_fit);
+  connect(worker_, &EngineWorker::run_measured, this, [this](const MeasuredRun& run) {
+    performance_->show_metrics(run.metrics);
+    if (db_) {
+      try {
+        db_->record_run(run.metrics, store_model_name(), run.attention_mode, 1.0);
+      } catch (const std::exception& e) {
+        banner_->show_message(tr("The measurement could not be saved: %1").arg(QString::fromStdString(e.what())));
+      }
+    }
+    refresh_ttft_chart();
+  });
+  connect(worker_, &EngineWorker::compare_finished, this, [this](quint64, bool cancelled, const QString& error) {
+    comparing_ = false;
+    current_cancel_.reset();
+    performance_->set_comparing(false);
+    if (!error.isEmpty()) chat_->add_notice(tr("The comparison failed: %1").arg(error), true);
+    else if (cancelled) statusBar()->showMessage(tr("Comparison stopped"), 5000);
+    set_busy(false);
+    emit compare_finished();
+  });
+}
+
+QString MainWindow::model_path() const {
+  return options_.model_override.isEmpty() ? settings_.effective_model_path() : options_.model_override;
+}
+
+QString MainWindow::store_model_name() const { return model_info_.name; }
+
+int64_t MainWindow::context_tokens() const {
+  return model_ready_ ? effective_context(settings_.context_tokens, model_info_.max_context) : 0;
+}
+
+void MainWindow::load_model() {
+  loading_ = true;
+  model_ready_ = false;
+  EngineConfig config;
+  config.model_path = model_path();
+  config.backend = settings_.backend;
+  config.threads = settings_.threads;
+  status_model_->setText(tr("Loading %1…").arg(QFileInfo(config.model_path).fileName()));
+  emit model_ready_changed(false);
+  QMetaObject::invokeMethod(worker_, [w = worker_, config] { w->load_model(config); }, Qt::QueuedConnection);
+  refresh_send_state();
+}
+
+void MainWindow::refresh_context() {
+  const int64_t ctx = context_tokens();
+  documents_->set_context(ctx, ctx > 0 ? answer_reserve(ctx, settings_.max_tokens) : 0);
+  if (model_ready_)
+    status_model_->setText(tr("%1 · %2 · context %3 tokens · chat format %4")
+                               .arg(model_info_.name, model_info_.backend, count(ctx), model_info_.chat_format));
+}
+
+bool MainWindow::ready_to_ask() const { return model_ready_ && !busy() && !documents_->busy(); }
+
+void MainWindow::refresh_send_state() {
+  QString why;
+  if (loading_) why = tr("The model is loading…");
+  else if (!model_ready_) why = tr("No model is loaded: choose one in Settings.");
+  else if (documents_->busy()) why = tr("Reading documents…");
+  chat_->set_send_blocked(why);
+  QString compare_why = why;
+  if (compare_why.isEmpty() && prompt_documents().isEmpty()) compare_why = tr("Add a document first.");
+  performance_->set_compare_enabled(compare_why.isEmpty() && !busy(), compare_why);
+}
+
+void MainWindow::set_busy(bool b) {
+  chat_->set_busy(b);
+  refresh_send_state();
+}
+
+void MainWindow::show_welcome() {
+  const bool demo = std::any_of(documents_->entries().begin(), documents_->entries().end(),
+                                [](const DocumentEntry& e) { return e.path.endsWith("halcyon-h40-manual.md"); });
+  const QString name = model_ready_ ? model_info_.name : QFileInfo(model_path()).fileName();
+  const bool tiny = name.startsWith("stories", Qt::CaseInsensitive);
+  chat_->set_welcome(welcome_markdown(name, tiny, demo), demo ? demo_questions() : QStringList());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+void MainWindow::add_paths(const QStringList& paths) {
+  for (const QString& raw : paths) {
+    const QString path = QFileInfo(raw).absoluteFilePath();
+    const bool known = std::any_of(documents_->entries().begin(), documents_->entries().end(),
+                                   [&](const DocumentEntry& e) { return e.path == path; });
+    if (known) {
+      statusBar()->showMessage(tr("%1 is already in the list").arg(QFileInfo(path).fileName()), 5000);
+      continue;
+    }
+    const uint64_t key = documents_->add_reading(path);
+    auto cancel = std::make_shared<CancelToken>();
+    reads_.insert(key, cancel);
+    auto* watcher = new QFutureWatcher<ReadResult>(this);
+    connect(watcher, &QFutureWatcher<ReadResult>::finished, this, [this, watcher, key] {
+      const ReadResult r = watcher->result();
+      watcher->deleteLater();
+      reads_.remove(key);
+      on_document_read(key, r.doc, r.error);
+    });
+    // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
+    watcher->setFuture(QtConcurrent::run([path, cancel]() {
+      ReadResult r;
+      try {
+        folio::docs::LoadOptions o;
+        o.cancel = cancel.get();
+        r.doc = folio::docs::load_document(path, o);
+      } catch (const std::exception& e) {
+        r.error = QString::fromStdString(e.what());
+      }
+      return r;
+    }));
+  }
+}
+
+void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error) {
+  const DocumentEntry* entry = documents_->entry(key);
+  if (entry == nullptr) return;  // removed while it was read
+  if (!error.isEmpty()) {
+    documents_->set_failed(key, error);
+    banner_->show_message(tr("A document could not be read: %1").arg(error));
+    return;
+  }
+  for (const auto& e : documents_->entries()) {
+    if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
+        e.doc.content_hash == doc.content_hash) {
+      statusBar()->showMessage(tr("%1 has the same content as %2, which is already in the list")
+                                   .arg(doc.title, e.doc.title), 8000);
+      documents_->remove(key);
+      return;
+    }
+  }
+  documents_->set_loaded(key, doc);
+  if (model_ready_) count_document(key);
+  else documents_->set_count_note(key, loading_ ? tr("waiting for the model") : tr("no model is loaded"));
+}
+
+void MainWindow::count_document(uint64_t key) {
+  const DocumentEntry* e = documents_->entry(key);
+  if (e == nullptr) return;
+  const folio::docs::Document doc = e->doc;
+  QMetaObject::invokeMethod(worker_, [w = worker_, key, doc] { w->count_document(key, doc); }, Qt::QueuedConnection);
+}
+
+void MainWindow::remove_document(uint64_t key) {
+  if (auto it = reads_.find(key); it != reads_.end()) (*it)->cancel();
+  documents_->remove(key);
+}
+
+QVector<PromptDocument> MainWindow::prompt_documents(QVector<uint64_t>* keys) const {
+  QVector<PromptDocument> docs;
+  for (const auto& e : documents_->entries()) {
+    if (e.state != DocumentEntry::State::Ready) continue;
+    docs.push_back({e.doc, e.keep_tokens});
+    if (keys != nullptr) keys->push_back(e.key);
+  }
+  return docs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asking
+
+void MainWindow::ask(const QString& question) {
+  const QString q = question.trimmed();
+  if (q.isEmpty()) return;
+  if (busy()) {
+    statusBar()->showMessage(tr("Wait for the answer, or press Stop"), 5000);
+    return;
+  }
+  if (!ready_to_ask()) {
+    chat_->set_input_text(q);
+    statusBar()->showMessage(model_ready_ ? tr("Documents are still being read") : tr("No model is loaded yet"), 5000);
+    return;
+  }
+  chat_->add_user(q);
+  pending_question_ = q;
+  send_request();
+}
+
+void MainWindow::send_request() {
+  AskRequest r;
+  r.id = ++next_request_;
+  request_doc_keys_.clear();
+  r.documents = prompt_documents(&request_doc_keys_);
+  r.history = history_;
+  r.question = pending_question_;
+  r.context_tokens = settings_.context_tokens;
+  r.sampler = settings_.sampler(QRandomGenerator::global()->generate64());
+  r.max_tokens = settings_.max_tokens;
+  r.attention_mode = settings_.attention_mode;
+  r.cancel = std::make_shared<CancelToken>();
+  current_request_ = r.id;
+  current_cancel_ = r.cancel;
+  chat_->begin_assistant();
+  set_busy(true);
+  QMetaObject::invokeMethod(worker_, [w = worker_, r] { w->ask(r); }, Qt::QueuedConnection);
+}
+
+void MainWindow::stop() {
+  if (current_cancel_) current_cancel_->cancel();  // atomic: the engine sees it at its next check
+}
+
+void MainWindow::regenerate() {
+  if (busy() || !model_ready_ || history_.size() < 2) return;
+  const ChatTurn answer = history_.takeLast();
+  const ChatTurn question = history_.takeLast();
+  Q_UNUSED(answer);
+  pending_question_ = question.text;
+  chat_->remove_last_answer();
+  send_request();
+}
+
+void MainWindow::new_conversation() {
+  stop();
+  history_.clear();
+  conversation_id_ = 0;
+  answer_sources_.clear();
+  chat_->clear_messages();
+  documents_->set_conversation_tokens(0);
+  QMetaObject::invokeMethod(worker_, [w = worker_] { w->reset_conversation(); }, Qt::QueuedConnection);
+  show_welcome();
+}
+
+void MainWindow::on_does_not_fit(const FitProblem& p) {
+  if (p.request_id != current_request_) return;
+  current_request_ = 0;
+  current_cancel_.reset();
+  chat_->remove_last_answer();  // the empty placeholder
+  set_busy(false);
+  FitQuestion q;
+  q.context_tokens = p.context_tokens;
+  q.reserve_tokens = p.reserve_tokens;
+  q.fixed_tokens = p.fixed_tokens;
+  q.tokens = p.document_tokens;
+  for (uint64_t key : request_doc_keys_) {
+    const DocumentEntry* e = documents_->entry(key);
+    q.titles << (e != nullptr ? e->doc.title : tr("(removed)"));
+  }
+  if (q.tokens.isEmpty() || q.room() <= 0) {
+    chat_->add_notice(tr("The question and the conversation so far need %1 tokens, more than the context of %2 tokens "
+                         "holds even without documents. Start a new conversation (File ▸ New conversation) or "
+                         "choose a larger context in Settings.")
+                          .arg(count(p.fixed_tokens + p.reserve_tokens), count(p.context_tokens)),
+                      true);
+    chat_->set_input_text(pending_question_);
+    return;
+  }
+  auto on_cancel = [this] {
+    chat_->add_notice(tr("Not sent: the documents do not fit the context. Remove documents, keep only part of one, "
+                         "or choose a larger context in Settings."),
+                      true);
+    chat_->set_input_text(pending_question_);
+  };
+  if (fit_chooser_) {
+    std::optional<FitChoice> c = fit_chooser_(q);
+    if (c) apply_fit_choice(*c);
+    else on_cancel();
+    return;
+  }
+  auto* dialog = new FitDialog(q, this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  connect(dialog, &QDialog::finished, this, [this, dialog, on_cancel](int result) {
+    if (result == QDialog::Accepted) apply_fit_choice(dialog->choice());
+    else on_cancel();
+  });
+  dialog->open();
+}
+
+void MainWindow::apply_fit_choice(const FitChoice& c) {
+  if (c.kind == FitChoice::Kind::Truncate) {
+    if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
+    const uint64_t key = request_doc_keys_[c.truncate_index];
+    const DocumentEntry* e = documents_->entry(key);
+    if (e == nullptr) return;
+    documents_->set_keep_tokens(key, c.keep_tokens);
+    chat_->add_notice(tr("Only the first %1 of %2 tokens of **%3** are included, as you chose. The model is told "
+                         "that the rest is missing.")
+                          .arg(count(c.keep_tokens), count(e->tokens), e->doc.title));
+  } else {
+    QStringList titles;
+    for (int i : c.drop) {
+      if (i < 0 || i >= request_doc_keys_.size()) continue;
+      if (const DocumentEntry* e = documents_->entry(request_doc_keys_[i])) titles << e->doc.title;
+      documents_->remove(request_doc_keys_[i]);
+    }
+    if (!titles.isEmpty())
+      chat_->add_notice(tr("Left out, as you chose: %1.").arg(titles.join(", ")));
+  }
+  if (ready_to_ask()) send_request();
+}
+
+void MainWindow::on_answer(const AskOutcome& outcome) {
+  if (outcome.id != current_request_) return;
+  current_request_ = 0;
+  current_cancel_.reset();
+  const Metrics& m = outcome.metrics;
+  last_metrics_ = m;
+  const QString question = pending_question_;
+
+  // The documents this answer was asked over, for its citations.
+  QVector<folio::docs::Document> sources;
+  for (uint64_t key : request_doc_keys_)
+    if (const DocumentEntry* e = documents_->entry(key)) sources.push_back(e->doc);
+  const QVector<folio::docs::CitationTarget> citations = folio::docs::resolve_citations(outcome.text, sources);
+  int answer_entry = -1;
+  for (int i = chat_->count() - 1; i >= 0; --i)
+    if (chat_->entry(i).kind == ChatEntry::Kind::Assistant) {
+      answer_entry = i;
+      break;
+    }
+  if (outcome.cancelled && outcome.text.isEmpty()) {
+    chat_->remove_last_answer();
+    chat_->add_notice(tr("Stopped before the answer began."));
+  } else {
+    chat_->finish_answer(metrics_footer(m), citations);
+    answer_sources_.insert(answer_entry, sources);
+    history_.push_back({"user", question});
+    history_.push_back({"assistant", outcome.text});
+  }
+  performance_->show_metrics(m);
+  int64_t doc_tokens = 0;
+  for (uint64_t key : request_doc_keys_)
+    if (const DocumentEntry* e = documents_->entry(key)) doc_tokens += e->prompt_tokens();
+  documents_->set_conversation_tokens(m.prompt_tokens + m.decode_tokens - doc_tokens);
+  store_answer(question, outcome, request_doc_keys_);
+  refresh_ttft_chart();
+  set_busy(false);
+  emit answer_finished();
+}
+
+void MainWindow::on_ask_failed(quint64 id, const QString& message) {
+  if (id != current_request_) return;
+  current_request_ = 0;
+  current_cancel_.reset();
+  chat_->remove_last_answer();
+  chat_->add_notice(tr("The answer failed: %1").arg(message), true);
+  chat_->set_input_text(pending_question_);
+  set_busy(false);
+  emit answer_finished();
+}
+
+void MainWindow::store_answer(const QString& question, const AskOutcome& outcome, const QVector<uint64_t>& doc_keys) {
+  if (!db_) return;
+  try {
+    if (conversation_id_ == 0) {
+      QString title = question.left(60);
+      if (question.size() > 60) title += "…";
+      conversation_id_ = db_->create_conversation(title, store_model_name()).id;
+    }
+    for (uint64_t key : doc_keys) {
+      const DocumentEntry* e = documents_->entry(key);
+      if (e == nullptr || e->doc.content_hash.isEmpty()) continue;
+      folio::store::DocumentInfo info;
+      info.path = e->path;
+      info.title = e->doc.title;
+      info.content_hash = e->doc.content_hash;
+      info.kind = e->doc.kind == folio::docs::DocumentKind::Pdf          ? "pdf"
+                  : e->doc.kind == folio::docs::DocumentKind::SourceTree ? "source-tree"
+                                                                          : "text";
+      info.token_count = e->tokens;
+      info.page_count = e->doc.page_count;
+      db_->attach_document(conversation_id_, db_->upsert_document(info).id);
+    }
+    db_->append_message(conversation_id_, folio::store::Role::User, question);
+    if (!outcome.text.isEmpty())
+      db_->append_message(conversation_id_, folio::store::Role::Assistant, outcome.text, outcome.metrics);
+    if (!outcome.cancelled && outcome.metrics.decode_tokens > 0)
+      db_->record_run(outcome.metrics, store_model_name(), settings_.attention_mode, 1.0);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be saved: %1").arg(QString::fromStdString(e.what())));
+  }
+}
+
+void MainWindow::refresh_ttft_chart() {
+  if (!db_) return;
+  try {
+    performance_->set_ttft_series(db_->ttft_series(model_ready_ ? store_model_name() : QString()));
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The measurements could not be read: %1").arg(QString::fromStdString(e.what())));
+  }
+}
+
+void MainWindow::compare() {
+  if (busy() || !model_ready_ || documents_->busy()) return;
+  CompareRequest r;
+  r.id = ++next_request_;
+  r.documents = prompt_documents();
+  if (r.documents.isEmpty()) return;
+  r.question = pending_question_.isEmpty() ? tr("Summarise the documents.") : pending_question_;
+  r.modes = attention_mode_names();
+  r.fractions = {0.25, 0.5, 1.0};
+  r.cancel = std::make_shared<CancelToken>();
+  current_cancel_ = r.cancel;
+  comparing_ = true;
+  performance_->set_comparing(true);
+  set_busy(true);
+  QMetaObject::invokeMethod(worker_, [w = worker_, r] { w->compare(r); }, Qt::QueuedConnection);
+}
+
+void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) {
+  const auto it = answer_sources_.find(entry);
+  if (it == answer_sources_.end() || t.document < 0 || t.document >= it->size()) return;
+  open_source((*it)[t.document], t);
+}
+
+void MainWindow::open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& t) {
+  viewer_->show();
+  if (t.citation.kind == folio::docs::CitationKind::Pages) {
+    const QString label = t.first_page >= 0 && t.first_page < doc.page_labels.size() ? doc.page_labels[t.first_page]
+                                                                                      : QString();
+    viewer_->show_pdf_page(doc.path, t.first_page, label);
+    return;
+  }
+  // A file's text from its sections (in line order), so the pane shows what the model read.
+  QVector<const folio::docs::Section*> parts;
+  for (const auto& s : doc.sections)
+    if (s.file == t.file) parts.push_back(&s);
+  std::sort(parts.begin(), parts.end(), [](auto* a, auto* b) { return a->first_line < b->first_line; });
+  QStringList text;
+  for (auto* s : parts) text << s->text;
+  viewer_->show_file_lines(t.file, text.join('\n'), t.first_line, t.last_line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+SettingsDialog* MainWindow::open_settings() {
+  if (settings_dialog_ == nullptr) {
+    settings_dialog_ = new SettingsDialog(settings_, this);
+    settings_dialog_->setAttribute(Qt::WA_DeleteOnClose);
+    connect(settings_dialog_, &SettingsDialog::applied, this, &MainWindow::apply_settings);
+    connect(settings_dialog_, &QObject::destroyed, this, [this] { settings_dialog_ = nullptr; });
+    if (!model_error_.isEmpty()) settings_dialog_->show_load_error(model_error_);
+    else if (model_ready_) settings_dialog_->show_loaded(model_info_);
+  }
+  settings_dialog_->show();
+  settings_dialog_->raise();
+  settings_dialog_->activateWindow();
+  return settings_dialog_;
+}
+
+void MainWindow::apply_settings(const AppSettings& s) {
+  const AppSettings before = settings_;
+  settings_ = s;
+  if (options_.persist_settings) settings_.save();
+  if (settings_.needs_reload(before) && options_.model_override.isEmpty()) {
+    if (busy()) stop();
+    load_model();
+  } else {
+    refresh_context();
+    if (model_ready_) performance_->set_model(model_info_, context_tokens());
+  }
+  show_welcome();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Window events
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  if (options_.persist_settings) {
+    QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+    s.setValue("window/geometry", saveGeometry());
+  }
+  QMainWindow::closeEvent(event);
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+  if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+  QStringList paths;
+  for (const QUrl& url : event->mimeData()->urls())
+    if (url.isLocalFile()) paths << url.toLocalFile();
+  if (!paths.isEmpty()) {
+    event->acceptProposedAction();
+    add_paths(paths);
+  }
+}
+
+}  // namespace folio::ui

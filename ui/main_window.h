@@ -1,0 +1,152 @@
+// Folio's main window: documents on the left, the conversation in the middle (with the source
+// pane that citations open), the performance panel on the right. It owns the EngineWorker's
+// thread and turns what the user does into requests, and what the worker reports into widgets.
+#pragma once
+
+#include <QHash>
+#include <QMainWindow>
+#include <QThread>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "core/docs/prompt_layout.h"
+#include "core/store/store.h"
+#include "ui/app_settings.h"
+#include "ui/engine_types.h"
+#include "ui/fit_dialog.h"
+
+class QSplitter;
+class QLabel;
+
+namespace folio::ui {
+
+class ChatView;
+class DocumentPanel;
+class EngineWorker;
+class ErrorBanner;
+class PerformancePanel;
+class SettingsDialog;
+class SourceViewer;
+
+struct MainWindowOptions {
+  QString database_path;          // "" = folio::store::Database::default_path()
+  bool load_demo = true;          // start with the demo document
+  bool persist_settings = true;   // save settings and window geometry (off for screenshots)
+  QString model_override;         // use this model instead of the settings' (not saved)
+};
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  explicit MainWindow(const MainWindowOptions& options = {}, QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  // What the user can do (menus and buttons call these; so do tests).
+  void add_paths(const QStringList& paths);
+  void remove_document(uint64_t key);
+  void ask(const QString& question);
+  void stop();
+  void regenerate();
+  void new_conversation();
+  void compare();
+  void apply_settings(const AppSettings& settings);
+  SettingsDialog* open_settings();
+  // Opens what a citation points to in the source pane: a PDF page, or a file's lines.
+  void open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& target);
+
+  // The choice when documents do not fit the context. Unset: a FitDialog asks the user. Set (tests):
+  // called instead of the dialog; nullopt = the user cancelled.
+  using FitChooser = std::function<std::optional<FitChoice>(const FitQuestion&)>;
+  void set_fit_chooser(FitChooser chooser) { fit_chooser_ = std::move(chooser); }
+
+  // State.
+  const AppSettings& settings() const { return settings_; }
+  bool model_ready() const { return model_ready_; }
+  bool busy() const { return current_request_ != 0 || comparing_; }
+  bool ready_to_ask() const;  // model loaded, documents read and counted, nothing running
+  Phase phase() const { return phase_; }
+  const ModelInfo& model_info() const { return model_info_; }
+  int64_t context_tokens() const;
+  const std::optional<Metrics>& last_metrics() const { return last_metrics_; }
+  QString model_error() const { return model_error_; }
+  int64_t conversation_id() const { return conversation_id_; }
+
+  DocumentPanel* documents() const { return documents_; }
+  ChatView* chat() const { return chat_; }
+  PerformancePanel* performance() const { return performance_; }
+  SourceViewer* viewer() const { return viewer_; }
+  ErrorBanner* banner() const { return banner_; }
+  folio::store::Database* database() const { return db_.get(); }
+
+ signals:
+  void model_ready_changed(bool ready);
+  void answer_text_changed(int length);  // the streamed answer grew
+  void answer_finished();
+  void compare_finished();
+  void phase_changed(folio::ui::Phase phase);
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
+
+ private:
+  void build_menus();
+  void connect_worker();
+  void load_model();
+  void count_document(uint64_t key);
+  void send_request();
+  void on_does_not_fit(const FitProblem& problem);
+  void apply_fit_choice(const FitChoice& choice);
+  void on_answer(const AskOutcome& outcome);
+  void on_ask_failed(quint64 id, const QString& message);
+  void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
+  void open_citation(int entry, const folio::docs::CitationTarget& target);
+  void refresh_ttft_chart();
+  void refresh_send_state();
+  void refresh_context();
+  void set_busy(bool busy);
+  void show_welcome();
+  QVector<PromptDocument> prompt_documents(QVector<uint64_t>* keys = nullptr) const;
+  QString model_path() const;
+  QString store_model_name() const;
+  void store_answer(const QString& question, const AskOutcome& outcome, const QVector<uint64_t>& doc_keys);
+
+  MainWindowOptions options_;
+  AppSettings settings_;
+  QThread engine_thread_;
+  EngineWorker* worker_ = nullptr;
+  std::unique_ptr<folio::store::Database> db_;
+
+  DocumentPanel* documents_ = nullptr;
+  ChatView* chat_ = nullptr;
+  PerformancePanel* performance_ = nullptr;
+  SourceViewer* viewer_ = nullptr;
+  ErrorBanner* banner_ = nullptr;
+  QSplitter* center_split_ = nullptr;
+  QLabel* status_model_ = nullptr;
+  SettingsDialog* settings_dialog_ = nullptr;
+
+  bool model_ready_ = false;
+  bool loading_ = false;
+  QString model_error_;
+  ModelInfo model_info_;
+  Phase phase_ = Phase::Idle;
+  std::optional<Metrics> last_metrics_;
+
+  uint64_t next_request_ = 0;
+  uint64_t current_request_ = 0;
+  std::shared_ptr<CancelToken> current_cancel_;
+  QString pending_question_;
+  QVector<uint64_t> request_doc_keys_;  // the documents of the current request, in prompt order
+  QVector<ChatTurn> history_;
+  int64_t conversation_id_ = 0;
+  bool comparing_ = false;
+  QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
+  QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
+  FitChooser fit_chooser_;
+};
+
+}  // namespace folio::ui

@@ -1,0 +1,207 @@
+#include "ui/settings_dialog.h"
+
+#include <QDialogButtonBox>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QPushButton>
+#include <QThread>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <limits>
+
+#include "ui/attention_modes.h"
+#include "ui/default_model.h"
+
+namespace folio::ui {
+
+SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : QDialog(parent) {
+  setWindowTitle(tr("Folio Settings"));
+  setObjectName("settingsDialog");
+  auto* layout = new QVBoxLayout(this);
+
+  // Model
+  auto* model_box = new QGroupBox(tr("Model"), this);
+  auto* model_form = new QFormLayout(model_box);
+  auto* model_row = new QHBoxLayout();
+  model_ = new QLineEdit(model_box);
+  model_->setPlaceholderText(tr("Default: %1").arg(default_model_path()));
+  model_->setClearButtonEnabled(true);
+  auto* pick_file = new QPushButton(tr("File…"), model_box);
+  auto* pick_folder = new QPushButton(tr("Folder…"), model_box);
+  model_row->addWidget(model_, 1);
+  model_row->addWidget(pick_file);
+  model_row->addWidget(pick_folder);
+  model_form->addRow(tr("Model file or folder:"), model_row);
+  load_progress_ = new QProgressBar(model_box);
+  load_progress_->setRange(0, 1000);
+  load_progress_->setVisible(false);
+  model_form->addRow(QString(), load_progress_);
+  status_ = new QLabel(model_box);
+  status_->setObjectName("loadStatus");
+  status_->setWordWrap(true);
+  status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  model_form->addRow(QString(), status_);
+  backend_ = new QComboBox(model_box);
+  backend_->addItem(tr("CPU"), "cpu");
+  backend_->addItem(tr("CUDA (GPU)"), "cuda");
+  model_form->addRow(tr("Backend:"), backend_);
+  threads_ = new QSpinBox(model_box);
+  threads_->setRange(0, 1024);
+  threads_->setSpecialValueText(tr("all cores (%1)").arg(QThread::idealThreadCount()));
+  model_form->addRow(tr("CPU threads:"), threads_);
+  context_ = new QSpinBox(model_box);
+  context_->setObjectName("contextSpin");
+  context_->setRange(0, 1 << 20);
+  context_->setSingleStep(1024);
+  context_->setSpecialValueText(tr("model default (up to 8,192)"));
+  context_->setSuffix(tr(" tokens"));
+  model_form->addRow(tr("Context size:"), context_);
+  layout->addWidget(model_box);
+
+  // Attention
+  auto* att_box = new QGroupBox(tr("Prefill attention"), this);
+  auto* att_form = new QFormLayout(att_box);
+  attention_ = new QComboBox(att_box);
+  for (const auto& m : attention_modes()) attention_->addItem(m.label, m.name);
+  att_form->addRow(tr("Mode:"), attention_);
+  threshold_ = new QSpinBox(att_box);
+  threshold_->setRange(0, 1 << 20);
+  threshold_->setSingleStep(1024);
+  threshold_->setSuffix(tr(" tokens"));
+  threshold_->setToolTip(tr("Prompts shorter than this use dense attention (applies to sparse modes)"));
+  att_form->addRow(tr("Sparse above:"), threshold_);
+  layout->addWidget(att_box);
+
+  // Sampling
+  auto* s_box = new QGroupBox(tr("Sampling"), this);
+  auto* s_form = new QFormLayout(s_box);
+  temperature_ = new QDoubleSpinBox(s_box);
+  temperature_->setRange(0.0, 5.0);
+  temperature_->setSingleStep(0.05);
+  temperature_->setDecimals(2);
+  temperature_->setSpecialValueText(tr("0 (greedy)"));
+  s_form->addRow(tr("Temperature:"), temperature_);
+  top_p_ = new QDoubleSpinBox(s_box);
+  top_p_->setRange(0.01, 1.0);
+  top_p_->setSingleStep(0.05);
+  top_p_->setDecimals(2);
+  s_form->addRow(tr("Top-p:"), top_p_);
+  top_k_ = new QSpinBox(s_box);
+  top_k_->setRange(0, 100000);
+  top_k_->setSpecialValueText(tr("off"));
+  s_form->addRow(tr("Top-k:"), top_k_);
+  min_p_ = new QDoubleSpinBox(s_box);
+  min_p_->setRange(0.0, 1.0);
+  min_p_->setSingleStep(0.01);
+  min_p_->setDecimals(2);
+  min_p_->setSpecialValueText(tr("off"));
+  s_form->addRow(tr("Min-p:"), min_p_);
+  repetition_ = new QDoubleSpinBox(s_box);
+  repetition_->setRange(1.0, 3.0);
+  repetition_->setSingleStep(0.05);
+  repetition_->setDecimals(2);
+  s_form->addRow(tr("Repetition penalty:"), repetition_);
+  max_tokens_ = new QSpinBox(s_box);
+  max_tokens_->setObjectName("maxTokensSpin");
+  max_tokens_->setRange(1, 1 << 20);
+  s_form->addRow(tr("Max answer tokens:"), max_tokens_);
+  seed_ = new QSpinBox(s_box);
+  seed_->setRange(-1, std::numeric_limits<int>::max());
+  seed_->setSpecialValueText(tr("random"));
+  s_form->addRow(tr("Seed:"), seed_);
+  layout->addWidget(s_box);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel, this);
+  layout->addWidget(buttons);
+
+  connect(pick_file, &QPushButton::clicked, this, [this] {
+    const QString f = QFileDialog::getOpenFileName(this, tr("Choose a model file"), model_->text(),
+                                                   tr("Models (*.gguf *.bin *.safetensors);;All files (*)"));
+    if (!f.isEmpty()) model_->setText(f);
+  });
+  connect(pick_folder, &QPushButton::clicked, this, [this] {
+    const QString d = QFileDialog::getExistingDirectory(this, tr("Choose a model folder (config.json + safetensors)"),
+                                                        model_->text());
+    if (!d.isEmpty()) model_->setText(d);
+  });
+  connect(attention_, &QComboBox::currentIndexChanged, this, &SettingsDialog::update_threshold_enabled);
+  connect(buttons->button(QDialogButtonBox::Apply), &QPushButton::clicked, this, &SettingsDialog::apply);
+  connect(buttons, &QDialogButtonBox::accepted, this, [this] {
+    apply();
+    accept();
+  });
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  set_settings(settings);
+}
+
+void SettingsDialog::set_settings(const AppSettings& s) {
+  model_->setText(s.model_path);
+  backend_->setCurrentIndex(std::max(0, backend_->findData(s.backend)));
+  threads_->setValue(s.threads);
+  context_->setValue(static_cast<int>(std::min<int64_t>(s.context_tokens, context_->maximum())));
+  attention_->setCurrentIndex(std::max(0, attention_->findData(s.attention_mode)));
+  threshold_->setValue(static_cast<int>(std::min<int64_t>(s.sparse_threshold_tokens, threshold_->maximum())));
+  temperature_->setValue(s.temperature);
+  top_p_->setValue(s.top_p);
+  top_k_->setValue(s.top_k);
+  min_p_->setValue(s.min_p);
+  repetition_->setValue(s.repetition_penalty);
+  max_tokens_->setValue(s.max_tokens);
+  seed_->setValue(static_cast<int>(std::clamp<int64_t>(s.seed, -1, std::numeric_limits<int>::max())));
+  update_threshold_enabled();
+}
+
+AppSettings SettingsDialog::settings() const {
+  AppSettings s;
+  s.model_path = model_->text().trimmed();
+  s.backend = backend_->currentData().toString();
+  s.threads = threads_->value();
+  s.context_tokens = context_->value();
+  s.attention_mode = attention_->currentData().toString();
+  s.sparse_threshold_tokens = threshold_->value();
+  s.temperature = temperature_->value();
+  s.top_p = top_p_->value();
+  s.top_k = top_k_->value();
+  s.min_p = min_p_->value();
+  s.repetition_penalty = repetition_->value();
+  s.max_tokens = max_tokens_->value();
+  s.seed = seed_->value();
+  return s;
+}
+
+void SettingsDialog::update_threshold_enabled() {
+  bool uses = false;
+  for (const auto& m : attention_modes())
+    if (m.name == attention_->currentData().toString()) uses = m.uses_threshold;
+  threshold_->setEnabled(uses);
+}
+
+void SettingsDialog::apply() { emit applied(settings()); }
+
+void SettingsDialog::show_load_progress(double fraction, const QString& stage) {
+  load_progress_->setVisible(true);
+  load_progress_->setValue(static_cast<int>(std::clamp(fraction, 0.0, 1.0) * 1000));
+  load_progress_->setFormat(QString("%1 %p%").arg(stage));
+  status_->setStyleSheet(QString());
+  status_->setText(tr("Loading…"));
+}
+
+void SettingsDialog::show_load_error(const QString& message) {
+  load_progress_->setVisible(false);
+  status_->setStyleSheet("color:#b00020");
+  status_->setText(tr("The model could not be loaded: %1").arg(message));
+}
+
+void SettingsDialog::show_loaded(const ModelInfo& info) {
+  load_progress_->setVisible(false);
+  status_->setStyleSheet("color:#2e7d32");
+  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) in %5 ms%6")
+                       .arg(info.name, info.architecture, info.chat_format)
+                       .arg(info.max_context)
+                       .arg(qRound64(info.load_ms))
+                       .arg(info.notice.isEmpty() ? QString() : " — " + info.notice));
+}
+
+}  // namespace folio::ui
