@@ -1,8 +1,8 @@
 // folio: the desktop app. A thin main over ui::MainWindow, plus a screenshot mode for the docs:
-//   folio --screenshot OUT.png [--question N] [--compare] [--model PATH] [--size WxH]
+//   folio --screenshot OUT.png [--question N | --welcome] [--compare] [--model PATH] [--size WxH]
 // loads the demo document, (optionally measures TTFT under each attention mode,) asks suggested
-// question N, waits for the answer and saves the main window's picture. FOLIO_SCREENSHOT=OUT.png
-// does the same.
+// question N, waits for the answer and saves the main window's picture (--welcome: as soon as the
+// app is ready, before any question). FOLIO_SCREENSHOT=OUT.png does the same.
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
@@ -61,13 +61,18 @@ int main(int argc, char** argv) {
   cli.setApplicationDescription("Chat with long documents through a local language model.");
   cli.addHelpOption();
   cli.addVersionOption();
-  QCommandLineOption shot(QStringLiteral("screenshot"), "Ask a suggested question about the demo and save the window to FILE.", "FILE");
-  QCommandLineOption question(QStringLiteral("question"), "Which suggested question the screenshot asks (0-2).", "N", "0");
-  QCommandLineOption compare(QStringLiteral("compare"), "Before the screenshot's question, measure TTFT under each attention mode.");
+  QCommandLineOption shot(QStringLiteral("screenshot"),
+                          "Ask a suggested question about the demo and save the window to FILE.", "FILE");
+  QCommandLineOption question(QStringLiteral("question"), "Which suggested question the screenshot asks (0-2).", "N",
+                              "0");
+  QCommandLineOption welcome(QStringLiteral("welcome"), "Take the screenshot when the app is ready, without asking.");
+  QCommandLineOption compare(QStringLiteral("compare"),
+                             "Before the screenshot's question, measure TTFT under each attention mode.");
   QCommandLineOption model(QStringLiteral("model"), "Use this model for this run (not saved in the settings).", "PATH");
   QCommandLineOption size(QStringLiteral("size"), "Window size for the screenshot.", "WxH", "1440x900");
-  QCommandLineOption timeout(QStringLiteral("timeout"), "Give up on the screenshot after this many seconds.", "S", "900");
-  cli.addOptions({shot, question, compare, model, size, timeout});
+  QCommandLineOption timeout(QStringLiteral("timeout"), "Give up on the screenshot after this many seconds.", "S",
+                             "900");
+  cli.addOptions({shot, question, welcome, compare, model, size, timeout});
   cli.addPositionalArgument("documents", "Documents to add (files or folders).", "[documents...]");
   cli.process(app);
 
@@ -108,8 +113,10 @@ int main(int argc, char** argv) {
     // Let the charts and the view lay themselves out before the grab.
     QTimer::singleShot(300, &app, [&] {
       const QPixmap pm = window.grab();
-      if (!pm.save(shot_path)) rc = fail("cannot write " + shot_path);
-      else std::fprintf(stderr, "folio: saved %s (%dx%d)\n", qPrintable(shot_path), pm.width(), pm.height());
+      if (!pm.save(shot_path))
+        rc = fail("cannot write " + shot_path);
+      else
+        std::fprintf(stderr, "folio: saved %s (%dx%d)\n", qPrintable(shot_path), pm.width(), pm.height());
       app.quit();
     });
   };
@@ -119,8 +126,11 @@ int main(int argc, char** argv) {
       app.quit();
       return;
     }
-    if (!window.ready_to_ask()) return;
-    if (!measured) {
+    if (!window.ready_to_ask() || asked) return;
+    if (cli.isSet(welcome)) {
+      asked = true;
+      save();
+    } else if (!measured) {
       measured = true;
       window.compare();
     } else if (!asked) {

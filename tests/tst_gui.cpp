@@ -62,9 +62,16 @@ class StallProbe : public QObject {
       const double gap_ms = (now - last_) / 1e6;
       last_ = now;
       switch (window_->phase()) {
-        case Phase::Prefill: max_prefill_ms = std::max(max_prefill_ms, gap_ms); ++prefill_ticks; break;
-        case Phase::Generating: max_generate_ms = std::max(max_generate_ms, gap_ms); ++generate_ticks; break;
-        default: break;
+        case Phase::Prefill:
+          max_prefill_ms = std::max(max_prefill_ms, gap_ms);
+          ++prefill_ticks;
+          break;
+        case Phase::Generating:
+          max_generate_ms = std::max(max_generate_ms, gap_ms);
+          ++generate_ticks;
+          break;
+        default:
+          break;
       }
     });
     clock_.start();
@@ -401,7 +408,8 @@ class TstGui : public QObject {
     QCOMPARE(d->context_spin()->value(), 384);
     QCOMPARE(d->max_tokens_spin()->value(), 77);
     // The file really is in the test folder, not the user's.
-    QVERIFY(QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").fileName().startsWith(tmp_.path()));
+    QVERIFY(
+        QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").fileName().startsWith(tmp_.path()));
   }
 
   void a_bad_model_shows_an_error_and_the_app_keeps_running() {
@@ -508,10 +516,11 @@ class TstGui : public QObject {
       w->ask(question);
       QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 600000);
       const folio::Metrics m = *w->last_metrics();
-      qInfo("GUI stall (%s): prefill %lld tokens in %.0f ms -> longest gap %.1f ms (%d ticks); generation %lld tokens "
-            "in %.0f ms -> longest gap %.1f ms (%d ticks)",
-            label, qlonglong(m.prefill_tokens), m.prefill_ms, probe.max_prefill_ms, probe.prefill_ticks,
-            qlonglong(m.decode_tokens), m.decode_ms, probe.max_generate_ms, probe.generate_ticks);
+      qInfo(
+          "GUI stall (%s): prefill %lld tokens in %.0f ms -> longest gap %.1f ms (%d ticks); generation %lld tokens "
+          "in %.0f ms -> longest gap %.1f ms (%d ticks)",
+          label, qlonglong(m.prefill_tokens), m.prefill_ms, probe.max_prefill_ms, probe.prefill_ticks,
+          qlonglong(m.decode_tokens), m.decode_ms, probe.max_generate_ms, probe.generate_ticks);
     };
     {
       AppSettings s = baseline();

@@ -7,10 +7,14 @@
 namespace folio::ui {
 
 namespace {
-QSettings open_settings() { return QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio"); }
+QSettings open_settings() {
+  return QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+}
 }  // namespace
 
-QString AppSettings::effective_model_path() const { return model_path.isEmpty() ? default_model_path() : model_path; }
+QString AppSettings::effective_model_path() const {
+  return model_path.isEmpty() ? default_model_path() : model_path;
+}
 
 SamplerParams AppSettings::sampler(uint64_t random_seed) const {
   SamplerParams p;
@@ -36,7 +40,8 @@ AppSettings AppSettings::load() {
   a.threads = s.value("model/threads", a.threads).toInt();
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
   a.attention_mode = s.value("attention/mode", a.attention_mode).toString();
-  a.sparse_threshold_tokens = s.value("attention/sparse_threshold_tokens", qint64(a.sparse_threshold_tokens)).toLongLong();
+  a.sparse_threshold_tokens =
+      s.value("attention/sparse_threshold_tokens", qint64(a.sparse_threshold_tokens)).toLongLong();
   a.temperature = s.value("sampling/temperature", a.temperature).toDouble();
   a.top_p = s.value("sampling/top_p", a.top_p).toDouble();
   a.top_k = s.value("sampling/top_k", a.top_k).toInt();

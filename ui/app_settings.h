@@ -12,8 +12,8 @@ namespace folio::ui {
 struct AppSettings {
   // Model and backend. model_path "" = default_model_path().
   QString model_path;
-  QString backend = "cpu";  // "cpu" or "cuda"
-  int threads = 0;          // 0 = all cores
+  QString backend = "cpu";     // "cpu" or "cuda"
+  int threads = 0;             // 0 = all cores
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
 
   // Prefill attention: a name from attention_modes(), and the length above which a sparse mode
@@ -22,7 +22,7 @@ struct AppSettings {
   int64_t sparse_threshold_tokens = 8192;
 
   // Sampling.
-  double temperature = 0.7;
+  double temperature = 0.3;  // low: answers about documents should stick to them
   double top_p = 0.9;
   int top_k = 40;
   double min_p = 0.05;

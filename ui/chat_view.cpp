@@ -175,7 +175,9 @@ QString ChatView::last_answer() const {
   return {};
 }
 
-QString ChatView::transcript() const { return browser_->toPlainText(); }
+QString ChatView::transcript() const {
+  return browser_->toPlainText();
+}
 
 void ChatView::set_busy(bool busy) {
   busy_ = busy;
@@ -187,8 +189,12 @@ void ChatView::set_send_blocked(const QString& reason) {
   update_buttons();
 }
 
-void ChatView::set_input_text(const QString& text) { input_->setPlainText(text); }
-QString ChatView::input_text() const { return input_->toPlainText(); }
+void ChatView::set_input_text(const QString& text) {
+  input_->setPlainText(text);
+}
+QString ChatView::input_text() const {
+  return input_->toPlainText();
+}
 
 void ChatView::update_buttons() {
   send_->setEnabled(!busy_ && blocked_.isEmpty());

@@ -47,7 +47,7 @@ class ChatView : public QWidget {
   QString last_answer() const;
   QString transcript() const;  // what the view shows, as plain text
 
-  void set_busy(bool busy);  // a request runs: Send off, Stop on
+  void set_busy(bool busy);                      // a request runs: Send off, Stop on
   void set_send_blocked(const QString& reason);  // "" = may send
   void set_input_text(const QString& text);
   QString input_text() const;

@@ -4,7 +4,9 @@
 #include <QFile>
 #include <QStandardPaths>
 
-static void folio_init_qrc() { Q_INIT_RESOURCE(folio); }
+static void folio_init_qrc() {
+  Q_INIT_RESOURCE(folio);
+}
 
 namespace folio::ui {
 
@@ -60,12 +62,14 @@ QString welcome_markdown(const QString& model_name, bool tiny_model, bool demo_l
         "these questions, type your own, or add your documents with **File ▸ Add files…** or by dropping files "
         "and folders onto the window:\n");
   else
-    md += QObject::tr("Add documents with **File ▸ Add files…** or by dropping files and folders onto the window, "
-                      "then ask a question.\n");
+    md += QObject::tr(
+        "Add documents with **File ▸ Add files…** or by dropping files and folders onto the window, "
+        "then ask a question.\n");
   if (tiny_model)
-    md += "\n" + QObject::tr("> The model in use, *%1*, is a tiny story generator for testing: it answers with a "
-                             "story, not with facts. For real answers run `python3 tools/fetch_model.py` once and "
-                             "restart Folio, or choose a model in **Settings**.\n")
+    md += "\n" + QObject::tr(
+                     "> The model in use, *%1*, is a tiny story generator for testing: it answers with a "
+                     "story, not with facts. For real answers run `python3 tools/fetch_model.py` once and "
+                     "restart Folio, or choose a model in **Settings**.\n")
                      .arg(model_name);
   return md;
 }

@@ -5,6 +5,7 @@
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLocale>
+#include <QMenu>
 #include <QMimeData>
 #include <QStyle>
 #include <QVBoxLayout>
@@ -12,13 +13,18 @@
 namespace folio::ui {
 
 namespace {
-QString count(int64_t n) { return QLocale().toString(qint64(n)); }
+QString count(int64_t n) {
+  return QLocale().toString(qint64(n));
+}
 
 QString kind_text(const folio::docs::Document& d) {
   switch (d.kind) {
-    case folio::docs::DocumentKind::Pdf: return QObject::tr("PDF, %n page(s)", "", d.page_count);
-    case folio::docs::DocumentKind::SourceTree: return QObject::tr("folder, %n file(s)", "", d.page_count);
-    case folio::docs::DocumentKind::Text: return QObject::tr("text");
+    case folio::docs::DocumentKind::Pdf:
+      return QObject::tr("PDF, %n page(s)", "", d.page_count);
+    case folio::docs::DocumentKind::SourceTree:
+      return QObject::tr("folder, %n file(s)", "", d.page_count);
+    case folio::docs::DocumentKind::Text:
+      return QObject::tr("text");
   }
   return {};
 }
@@ -70,6 +76,19 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   connect(add_folder, &QPushButton::clicked, this, &DocumentPanel::add_folder_requested);
   connect(list_, &QListWidget::itemSelectionChanged, this,
           [this] { remove_button_->setEnabled(!list_->selectedItems().isEmpty()); });
+  list_->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(list_, &QListWidget::customContextMenuRequested, this, [this](const QPoint& at) {
+    QListWidgetItem* item = list_->itemAt(at);
+    if (item == nullptr) return;
+    const uint64_t key = item->data(Qt::UserRole).toULongLong();
+    const DocumentEntry* e = entry(key);
+    if (e == nullptr) return;
+    QMenu menu(this);
+    if (e->keep_tokens > 0)
+      menu.addAction(tr("Use the whole document"), this, [this, key] { emit use_whole_requested(key); });
+    menu.addAction(tr("Remove"), this, [this, key] { emit remove_requested(key); });
+    menu.exec(list_->viewport()->mapToGlobal(at));
+  });
   connect(remove_button_, &QPushButton::clicked, this, [this] {
     const auto items = list_->selectedItems();
     std::vector<uint64_t> keys;
@@ -186,7 +205,9 @@ void DocumentPanel::refresh() {
     QString detail;
     QColor color;
     switch (e.state) {
-      case DocumentEntry::State::Reading: detail = tr("reading…"); break;
+      case DocumentEntry::State::Reading:
+        detail = tr("reading…");
+        break;
       case DocumentEntry::State::Counting:
         detail = e.count_note.isEmpty() ? tr("counting tokens…") : tr("tokens unknown: %1").arg(e.count_note);
         break;

@@ -23,10 +23,10 @@ struct DocumentEntry {
   QString path;
   enum class State { Reading, Counting, Ready, Failed } state = State::Reading;
   folio::docs::Document doc;
-  int64_t tokens = -1;       // of the whole document as laid out in the prompt; -1 = not counted
-  int64_t keep_tokens = 0;   // > 0: the user chose to keep only the first keep_tokens tokens
-  QString error;             // when Failed: what went wrong and what to do
-  QString count_note;        // why the count is missing (e.g. no model loaded)
+  int64_t tokens = -1;      // of the whole document as laid out in the prompt; -1 = not counted
+  int64_t keep_tokens = 0;  // > 0: the user chose to keep only the first keep_tokens tokens
+  QString error;            // when Failed: what went wrong and what to do
+  QString count_note;       // why the count is missing (e.g. no model loaded)
 
   // Tokens the document takes in the prompt (the kept part when cut); 0 when unknown.
   int64_t prompt_tokens() const;
@@ -67,6 +67,7 @@ class DocumentPanel : public QWidget {
   void add_folder_requested();
   void paths_dropped(const QStringList& paths);
   void remove_requested(quint64 key);
+  void use_whole_requested(quint64 key);  // undo "keep only the first N tokens"
   void entries_changed();
 
  protected:

@@ -32,11 +32,11 @@ struct EngineConfig {
 
 struct ModelInfo {
   QString path;
-  QString name;            // file or folder name
+  QString name;  // file or folder name
   QString architecture;
-  QString chat_format;     // "plain", "chatml", ...
+  QString chat_format;  // "plain", "chatml", ...
   QString backend;
-  QString notice;          // e.g. a backend fallback
+  QString notice;           // e.g. a backend fallback
   int64_t max_context = 0;  // what the model was trained for
   int64_t vocab_size = 0;
   double load_ms = 0.0;
@@ -72,8 +72,8 @@ struct FitProblem {
   uint64_t request_id = 0;
   int64_t prompt_tokens = 0;
   int64_t context_tokens = 0;
-  int64_t reserve_tokens = 0;    // kept free for the answer
-  int64_t fixed_tokens = 0;      // prompt tokens that are not documents (template, history, question)
+  int64_t reserve_tokens = 0;        // kept free for the answer
+  int64_t fixed_tokens = 0;          // prompt tokens that are not documents (template, history, question)
   QVector<int64_t> document_tokens;  // per document of the request, whole
 };
 
@@ -89,8 +89,8 @@ struct CompareRequest {
   uint64_t id = 0;
   QVector<PromptDocument> documents;
   QString question;
-  QStringList modes;            // attention modes to measure
-  QVector<double> fractions;    // of the full prompt's length, one measurement each
+  QStringList modes;          // attention modes to measure
+  QVector<double> fractions;  // of the full prompt's length, one measurement each
   std::shared_ptr<CancelToken> cancel;
 };
 

@@ -63,6 +63,7 @@ class EngineWorker : public QObject {
 
  private:
   int64_t session_context(int64_t requested) const;
+  int64_t prefill_chunk() const;  // tokens per prefill chunk (0 = the session's default)
   int64_t document_tokens(const folio::docs::Document& doc);
   folio::docs::Document prepared(const PromptDocument& d);
   std::vector<int32_t> encode_prompt(const QVector<folio::docs::Document>& docs, const QVector<ChatTurn>& history,
@@ -74,7 +75,7 @@ class EngineWorker : public QObject {
   ModelInfo info_;
   ChatFormatKind format_ = ChatFormatKind::Plain;
   std::unique_ptr<folio::docs::TokenCounter> counter_;  // over engine_'s tokenizer; caches by layout
-  QHash<QString, folio::docs::Document> truncated_;    // content hash + keep -> cut document
+  QHash<QString, folio::docs::Document> truncated_;     // content hash + keep -> cut document
 };
 
 }  // namespace folio::ui

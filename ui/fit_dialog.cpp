@@ -10,7 +10,9 @@
 namespace folio::ui {
 
 namespace {
-QString count(int64_t n) { return QLocale().toString(qint64(n)); }
+QString count(int64_t n) {
+  return QLocale().toString(qint64(n));
+}
 // keep_tokens counts the laid-out text (heading and notice included); this covers separators.
 constexpr int64_t kLayoutMargin = 8;
 }  // namespace
@@ -119,9 +121,9 @@ void FitDialog::update_state() {
     for (int i = 0; i < keep_boxes_.size(); ++i)
       if (keep_boxes_[i]->isChecked()) kept += q_.tokens[i];
     fits = kept <= q_.room();
-    verdict_->setText(fits ? tr("Fits: %1 of %2 tokens for documents.").arg(count(kept), count(q_.room()))
-                           : tr("<span style='color:#b00020'>Still %1 tokens too many.</span>")
-                                 .arg(count(kept - q_.room())));
+    verdict_->setText(
+        fits ? tr("Fits: %1 of %2 tokens for documents.").arg(count(kept), count(q_.room()))
+             : tr("<span style='color:#b00020'>Still %1 tokens too many.</span>").arg(count(kept - q_.room())));
   } else {
     fits = keep_->value() > 0;
     verdict_->setText(fits ? tr("The prompt will say that only the first %1 tokens of %2 are included.")

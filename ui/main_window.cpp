@@ -38,7 +38,9 @@ namespace folio::ui {
 
 namespace {
 
-QString count(int64_t n) { return QLocale().toString(qint64(n)); }
+QString count(int64_t n) {
+  return QLocale().toString(qint64(n));
+}
 
 QString ms_text(double ms) {
   return ms < 1000.0 ? QObject::tr("%1 ms").arg(qRound64(ms)) : QObject::tr("%1 s").arg(ms / 1000.0, 0, 'f', 2);
@@ -53,10 +55,17 @@ QString metrics_footer(const Metrics& m) {
   if (m.reused_tokens > 0) parts << QObject::tr("reused %1 tokens").arg(count(m.reused_tokens));
   parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
   switch (m.stop) {
-    case StopReason::Cancelled: parts << QObject::tr("stopped by you"); break;
-    case StopReason::MaxTokens: parts << QObject::tr("reached the answer limit (Settings ▸ Max answer tokens)"); break;
-    case StopReason::ContextFull: parts << QObject::tr("the context is full"); break;
-    default: break;
+    case StopReason::Cancelled:
+      parts << QObject::tr("stopped by you");
+      break;
+    case StopReason::MaxTokens:
+      parts << QObject::tr("reached the answer limit (Settings ▸ Max answer tokens)");
+      break;
+    case StopReason::ContextFull:
+      parts << QObject::tr("the context is full");
+      break;
+    default:
+      break;
   }
   return parts.join(" · ");
 }
@@ -133,6 +142,11 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   connect(documents_, &DocumentPanel::paths_dropped, this, &MainWindow::add_paths);
   connect(documents_, &DocumentPanel::remove_requested, this, [this](quint64 key) { remove_document(key); });
   connect(documents_, &DocumentPanel::entries_changed, this, &MainWindow::refresh_send_state);
+  connect(documents_, &DocumentPanel::use_whole_requested, this, [this](quint64 key) {
+    documents_->set_keep_tokens(key, 0);
+    if (const DocumentEntry* e = documents_->entry(key))
+      chat_->add_notice(tr("**%1** is used whole again.").arg(e->doc.title));
+  });
   connect(chat_, &ChatView::send_requested, this, &MainWindow::ask);
   connect(chat_, &ChatView::stop_requested, this, &MainWindow::stop);
   connect(chat_, &ChatView::regenerate_requested, this, &MainWindow::regenerate);
@@ -152,15 +166,17 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     db_ = std::make_unique<folio::store::Database>(
         options_.database_path.isEmpty() ? folio::store::Database::default_path() : options_.database_path);
   } catch (const std::exception& e) {
-    banner_->show_message(tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
+    banner_->show_message(
+        tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
   }
   refresh_ttft_chart();
 
   if (options_.load_demo) {
     const QString demo = demo_document_path();
     if (demo.isEmpty())
-      banner_->show_message(tr("The demo document could not be written to the app's data folder; add your own "
-                               "documents instead."));
+      banner_->show_message(
+          tr("The demo document could not be written to the app's data folder; add your own "
+             "documents instead."));
     else
       add_paths({demo});
   }
@@ -173,7 +189,8 @@ MainWindow::~MainWindow() {
   // Stop what runs (the engine checks between chunks and tokens), then end the thread.
   if (current_cancel_) current_cancel_->cancel();
   for (auto& c : reads_) c->cancel();
-  QMetaObject::invokeMethod(worker_, [w = worker_] { w->unload(); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_] { w->unload(); }, Qt::QueuedConnection);
   engine_thread_.quit();
   engine_thread_.wait();
   delete worker_;
@@ -244,12 +261,10 @@ void MainWindow::connect_worker() {
     refresh_send_state();
     emit model_ready_changed(false);
   });
-  connect(worker_, &EngineWorker::document_counted, this, [this](quint64 key, qint64 tokens) {
-    documents_->set_tokens(key, tokens);
-  });
-  connect(worker_, &EngineWorker::document_count_failed, this, [this](quint64 key, const QString& message) {
-    documents_->set_count_note(key, message);
-  });
+  connect(worker_, &EngineWorker::document_counted, this,
+          [this](quint64 key, qint64 tokens) { documents_->set_tokens(key, tokens); });
+  connect(worker_, &EngineWorker::document_count_failed, this,
+          [this](quint64 key, const QString& message) { documents_->set_count_note(key, message); });
   connect(worker_, &EngineWorker::prefill_progress, this, [this](quint64, qint64 done, qint64 total, double ms) {
     performance_->set_prefill_progress(done, total, ms);
   });
@@ -277,8 +292,10 @@ void MainWindow::connect_worker() {
     comparing_ = false;
     current_cancel_.reset();
     performance_->set_comparing(false);
-    if (!error.isEmpty()) chat_->add_notice(tr("The comparison failed: %1").arg(error), true);
-    else if (cancelled) statusBar()->showMessage(tr("Comparison stopped"), 5000);
+    if (!error.isEmpty())
+      chat_->add_notice(tr("The comparison failed: %1").arg(error), true);
+    else if (cancelled)
+      statusBar()->showMessage(tr("Comparison stopped"), 5000);
     set_busy(false);
     emit compare_finished();
   });
@@ -288,7 +305,9 @@ QString MainWindow::model_path() const {
   return options_.model_override.isEmpty() ? settings_.effective_model_path() : options_.model_override;
 }
 
-QString MainWindow::store_model_name() const { return model_info_.name; }
+QString MainWindow::store_model_name() const {
+  return model_info_.name;
+}
 
 int64_t MainWindow::context_tokens() const {
   return model_ready_ ? effective_context(settings_.context_tokens, model_info_.max_context) : 0;
@@ -303,7 +322,8 @@ void MainWindow::load_model() {
   config.threads = settings_.threads;
   status_model_->setText(tr("Loading %1…").arg(QFileInfo(config.model_path).fileName()));
   emit model_ready_changed(false);
-  QMetaObject::invokeMethod(worker_, [w = worker_, config] { w->load_model(config); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, config] { w->load_model(config); }, Qt::QueuedConnection);
   refresh_send_state();
 }
 
@@ -315,13 +335,18 @@ void MainWindow::refresh_context() {
                                .arg(model_info_.name, model_info_.backend, count(ctx), model_info_.chat_format));
 }
 
-bool MainWindow::ready_to_ask() const { return model_ready_ && !busy() && !documents_->busy(); }
+bool MainWindow::ready_to_ask() const {
+  return model_ready_ && !busy() && !documents_->busy();
+}
 
 void MainWindow::refresh_send_state() {
   QString why;
-  if (loading_) why = tr("The model is loading…");
-  else if (!model_ready_) why = tr("No model is loaded: choose one in Settings.");
-  else if (documents_->busy()) why = tr("Reading documents…");
+  if (loading_)
+    why = tr("The model is loading…");
+  else if (!model_ready_)
+    why = tr("No model is loaded: choose one in Settings.");
+  else if (documents_->busy())
+    why = tr("Reading documents…");
   chat_->set_send_blocked(why);
   QString compare_why = why;
   if (compare_why.isEmpty() && prompt_documents().isEmpty()) compare_why = tr("Add a document first.");
@@ -389,22 +414,25 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
   for (const auto& e : documents_->entries()) {
     if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
         e.doc.content_hash == doc.content_hash) {
-      statusBar()->showMessage(tr("%1 has the same content as %2, which is already in the list")
-                                   .arg(doc.title, e.doc.title), 8000);
+      statusBar()->showMessage(
+          tr("%1 has the same content as %2, which is already in the list").arg(doc.title, e.doc.title), 8000);
       documents_->remove(key);
       return;
     }
   }
   documents_->set_loaded(key, doc);
-  if (model_ready_) count_document(key);
-  else documents_->set_count_note(key, loading_ ? tr("waiting for the model") : tr("no model is loaded"));
+  if (model_ready_)
+    count_document(key);
+  else
+    documents_->set_count_note(key, loading_ ? tr("waiting for the model") : tr("no model is loaded"));
 }
 
 void MainWindow::count_document(uint64_t key) {
   const DocumentEntry* e = documents_->entry(key);
   if (e == nullptr) return;
   const folio::docs::Document doc = e->doc;
-  QMetaObject::invokeMethod(worker_, [w = worker_, key, doc] { w->count_document(key, doc); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, key, doc] { w->count_document(key, doc); }, Qt::QueuedConnection);
 }
 
 void MainWindow::remove_document(uint64_t key) {
@@ -458,7 +486,8 @@ void MainWindow::send_request() {
   current_cancel_ = r.cancel;
   chat_->begin_assistant();
   set_busy(true);
-  QMetaObject::invokeMethod(worker_, [w = worker_, r] { w->ask(r); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, r] { w->ask(r); }, Qt::QueuedConnection);
 }
 
 void MainWindow::stop() {
@@ -482,7 +511,8 @@ void MainWindow::new_conversation() {
   answer_sources_.clear();
   chat_->clear_messages();
   documents_->set_conversation_tokens(0);
-  QMetaObject::invokeMethod(worker_, [w = worker_] { w->reset_conversation(); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_] { w->reset_conversation(); }, Qt::QueuedConnection);
   show_welcome();
 }
 
@@ -518,15 +548,19 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
   };
   if (fit_chooser_) {
     std::optional<FitChoice> c = fit_chooser_(q);
-    if (c) apply_fit_choice(*c);
-    else on_cancel();
+    if (c)
+      apply_fit_choice(*c);
+    else
+      on_cancel();
     return;
   }
   auto* dialog = new FitDialog(q, this);
   dialog->setAttribute(Qt::WA_DeleteOnClose);
   connect(dialog, &QDialog::finished, this, [this, dialog, on_cancel](int result) {
-    if (result == QDialog::Accepted) apply_fit_choice(dialog->choice());
-    else on_cancel();
+    if (result == QDialog::Accepted)
+      apply_fit_choice(dialog->choice());
+    else
+      on_cancel();
   });
   dialog->open();
 }
@@ -548,8 +582,7 @@ void MainWindow::apply_fit_choice(const FitChoice& c) {
       if (const DocumentEntry* e = documents_->entry(request_doc_keys_[i])) titles << e->doc.title;
       documents_->remove(request_doc_keys_[i]);
     }
-    if (!titles.isEmpty())
-      chat_->add_notice(tr("Left out, as you chose: %1.").arg(titles.join(", ")));
+    if (!titles.isEmpty()) chat_->add_notice(tr("Left out, as you chose: %1.").arg(titles.join(", ")));
   }
   if (ready_to_ask()) send_request();
 }
@@ -621,7 +654,7 @@ void MainWindow::store_answer(const QString& question, const AskOutcome& outcome
       info.content_hash = e->doc.content_hash;
       info.kind = e->doc.kind == folio::docs::DocumentKind::Pdf          ? "pdf"
                   : e->doc.kind == folio::docs::DocumentKind::SourceTree ? "source-tree"
-                                                                          : "text";
+                                                                         : "text";
       info.token_count = e->tokens;
       info.page_count = e->doc.page_count;
       db_->attach_document(conversation_id_, db_->upsert_document(info).id);
@@ -659,7 +692,8 @@ void MainWindow::compare() {
   comparing_ = true;
   performance_->set_comparing(true);
   set_busy(true);
-  QMetaObject::invokeMethod(worker_, [w = worker_, r] { w->compare(r); }, Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, r] { w->compare(r); }, Qt::QueuedConnection);
 }
 
 void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) {
@@ -671,8 +705,8 @@ void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) 
 void MainWindow::open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& t) {
   viewer_->show();
   if (t.citation.kind == folio::docs::CitationKind::Pages) {
-    const QString label = t.first_page >= 0 && t.first_page < doc.page_labels.size() ? doc.page_labels[t.first_page]
-                                                                                      : QString();
+    const QString label =
+        t.first_page >= 0 && t.first_page < doc.page_labels.size() ? doc.page_labels[t.first_page] : QString();
     viewer_->show_pdf_page(doc.path, t.first_page, label);
     return;
   }
@@ -695,8 +729,10 @@ SettingsDialog* MainWindow::open_settings() {
     settings_dialog_->setAttribute(Qt::WA_DeleteOnClose);
     connect(settings_dialog_, &SettingsDialog::applied, this, &MainWindow::apply_settings);
     connect(settings_dialog_, &QObject::destroyed, this, [this] { settings_dialog_ = nullptr; });
-    if (!model_error_.isEmpty()) settings_dialog_->show_load_error(model_error_);
-    else if (model_ready_) settings_dialog_->show_loaded(model_info_);
+    if (!model_error_.isEmpty())
+      settings_dialog_->show_load_error(model_error_);
+    else if (model_ready_)
+      settings_dialog_->show_loaded(model_info_);
   }
   settings_dialog_->show();
   settings_dialog_->raise();

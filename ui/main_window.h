@@ -30,10 +30,10 @@ class SettingsDialog;
 class SourceViewer;
 
 struct MainWindowOptions {
-  QString database_path;          // "" = folio::store::Database::default_path()
-  bool load_demo = true;          // start with the demo document
-  bool persist_settings = true;   // save settings and window geometry (off for screenshots)
-  QString model_override;         // use this model instead of the settings' (not saved)
+  QString database_path;         // "" = folio::store::Database::default_path()
+  bool load_demo = true;         // start with the demo document
+  bool persist_settings = true;  // save settings and window geometry (off for screenshots)
+  QString model_override;        // use this model instead of the settings' (not saved)
 };
 
 class MainWindow : public QMainWindow {

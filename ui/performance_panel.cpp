@@ -10,8 +10,8 @@
 #include <QLegendMarker>
 #include <QLineSeries>
 #include <QLocale>
-#include <QValueAxis>
 #include <QVBoxLayout>
+#include <QValueAxis>
 #include <cmath>
 
 namespace folio::ui {
@@ -21,7 +21,9 @@ namespace {
 constexpr double kMiB = 1024.0 * 1024.0;
 const char* const kCategories[4] = {"weights", "kv", "scratch", "free"};
 
-QString tokens(int64_t n) { return QLocale().toString(qint64(n)); }
+QString tokens(int64_t n) {
+  return QLocale().toString(qint64(n));
+}
 
 QString duration_text(double ms) {
   if (ms < 1000.0) return QObject::tr("%1 ms").arg(std::lround(ms));
@@ -146,7 +148,7 @@ void PerformancePanel::set_phase(Phase phase) {
   if (phase == Phase::Idle) {
     progress_->setRange(0, 1);
     progress_->setValue(0);
-    progress_->setFormat(QString());
+    progress_->setFormat(tr("ready"));
     rate_->clear();
   } else if (phase == Phase::Prefill || phase == Phase::Measuring) {
     first_progress_ms_ = -1.0;
@@ -179,16 +181,18 @@ void PerformancePanel::set_prefill_progress(int64_t done_tokens, int64_t total_t
     first_progress_done_ = done_tokens;
     const double rate = elapsed_ms > 0 ? done_tokens * 1000.0 / elapsed_ms : 0.0;
     const double left_ms = rate > 0 ? (total_tokens - done_tokens) * 1000.0 / rate : 0.0;
-    rate_->setText(done_tokens >= total_tokens ? tr("%1 tok/s").arg(rate, 0, 'f', 0)
-                                               : tr("%1 tok/s · about %2 left").arg(rate, 0, 'f', 0).arg(duration_text(left_ms)));
+    rate_->setText(done_tokens >= total_tokens
+                       ? tr("%1 tok/s").arg(rate, 0, 'f', 0)
+                       : tr("%1 tok/s · about %2 left").arg(rate, 0, 'f', 0).arg(duration_text(left_ms)));
     return;
   }
   const double dt = elapsed_ms - first_progress_ms_;
   const double rate = dt > 0 ? (done_tokens - first_progress_done_) * 1000.0 / dt
                              : (elapsed_ms > 0 ? done_tokens * 1000.0 / elapsed_ms : 0.0);
   const double left_ms = rate > 0 ? (total_tokens - done_tokens) * 1000.0 / rate : 0.0;
-  rate_->setText(done_tokens >= total_tokens ? tr("%1 tok/s").arg(rate, 0, 'f', 0)
-                                             : tr("%1 tok/s · about %2 left").arg(rate, 0, 'f', 0).arg(duration_text(left_ms)));
+  rate_->setText(done_tokens >= total_tokens
+                     ? tr("%1 tok/s").arg(rate, 0, 'f', 0)
+                     : tr("%1 tok/s · about %2 left").arg(rate, 0, 'f', 0).arg(duration_text(left_ms)));
 }
 
 void PerformancePanel::set_decode_progress(int64_t n_tokens, double decode_ms) {
@@ -210,8 +214,9 @@ void PerformancePanel::show_metrics(const Metrics& m) {
                         .arg(tokens(m.prefill_tokens), duration_text(m.prefill_ms))
                         .arg(m.prefill_tok_s, 0, 'f', 0));
   decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
-  reused_->setText(m.reused_tokens > 0 ? tr("reused %1 tokens of %2").arg(tokens(m.reused_tokens), tokens(m.prompt_tokens))
-                                       : tr("nothing reused (%1 prompt tokens)").arg(tokens(m.prompt_tokens)));
+  reused_->setText(m.reused_tokens > 0
+                       ? tr("reused %1 tokens of %2").arg(tokens(m.reused_tokens), tokens(m.prompt_tokens))
+                       : tr("nothing reused (%1 prompt tokens)").arg(tokens(m.prompt_tokens)));
   stop_->setText(QString::fromLatin1(stop_reason_name(m.stop)));
   if (!m.memory.empty()) show_memory(m.memory);
 }
@@ -262,23 +267,29 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
     line->attachAxis(ttft_x_);
     line->attachAxis(ttft_y_);
   }
-  ttft_x_->setRange(0, max_x * 1.05);
-  ttft_y_->setRange(0, max_y * 1.1);
+  bool empty = true;
+  for (const auto& s : series) empty = empty && s.points.empty();
+  ttft_chart_->setTitle(empty ? tr("Time to first token vs. context length<br>(no runs yet: ask, or press Compare)")
+                              : tr("Time to first token vs. context length"));
+  ttft_x_->setRange(0, empty ? 4096.0 : max_x * 1.05);
+  ttft_y_->setRange(0, empty ? 1000.0 : max_y * 1.1);
   ttft_x_->applyNiceNumbers();
   ttft_y_->applyNiceNumbers();
 }
 
 void PerformancePanel::set_compare_enabled(bool enabled, const QString& why) {
   compare_->setEnabled(enabled);
-  compare_->setToolTip(enabled ? tr("Measure TTFT of the current documents at several lengths under each attention mode")
-                               : why);
+  compare_->setToolTip(
+      enabled ? tr("Measure TTFT of the current documents at several lengths under each attention mode") : why);
 }
 
 void PerformancePanel::set_comparing(bool comparing) {
   compare_->setText(comparing ? tr("Measuring… (Stop cancels)") : tr("Compare attention modes"));
 }
 
-int PerformancePanel::ttft_series_count() const { return static_cast<int>(ttft_chart_->series().size()); }
+int PerformancePanel::ttft_series_count() const {
+  return static_cast<int>(ttft_chart_->series().size());
+}
 
 int PerformancePanel::ttft_point_count() const {
   int n = 0;
@@ -293,7 +304,9 @@ QStringList PerformancePanel::ttft_series_names() const {
   return names;
 }
 
-QStringList PerformancePanel::memory_devices() const { return memory_devices_->categories(); }
+QStringList PerformancePanel::memory_devices() const {
+  return memory_devices_->categories();
+}
 
 double PerformancePanel::memory_value_mib(const QString& category, int device) const {
   for (int i = 0; i < 4; ++i)

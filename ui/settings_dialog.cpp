@@ -178,7 +178,9 @@ void SettingsDialog::update_threshold_enabled() {
   threshold_->setEnabled(uses);
 }
 
-void SettingsDialog::apply() { emit applied(settings()); }
+void SettingsDialog::apply() {
+  emit applied(settings());
+}
 
 void SettingsDialog::show_load_progress(double fraction, const QString& stage) {
   load_progress_->setVisible(true);

@@ -60,7 +60,8 @@ bool SourceViewer::show_pdf_page(const QString& path, int page_index, const QStr
     }
   }
   page_index = std::clamp(page_index, 0, std::max(0, pdf_->pageCount() - 1));
-  title_->setText(tr("%1 — page %2").arg(QFileInfo(path).fileName(), label.isEmpty() ? QString::number(page_index + 1) : label));
+  title_->setText(
+      tr("%1 — page %2").arg(QFileInfo(path).fileName(), label.isEmpty() ? QString::number(page_index + 1) : label));
   stack_->setCurrentWidget(pdf_view_);
   pdf_view_->pageNavigator()->jump(page_index, QPointF(), 0);
   return true;
@@ -72,8 +73,7 @@ void SourceViewer::show_file_lines(const QString& title, const QString& text, in
   const int width = static_cast<int>(QString::number(lines.size()).size());
   QString numbered;
   numbered.reserve(text.size() + lines.size() * (width + 3));
-  for (int i = 0; i < lines.size(); ++i)
-    numbered += QString("%1 │ %2\n").arg(i + 1, width).arg(lines[i]);
+  for (int i = 0; i < lines.size(); ++i) numbered += QString("%1 │ %2\n").arg(i + 1, width).arg(lines[i]);
   text_->setPlainText(numbered);
   title_->setText(first_line == last_line ? tr("%1 — line %2").arg(title).arg(first_line)
                                           : tr("%1 — lines %2–%3").arg(title).arg(first_line).arg(last_line));
@@ -93,8 +93,12 @@ void SourceViewer::show_file_lines(const QString& title, const QString& text, in
   text_->centerCursor();
 }
 
-int SourceViewer::current_pdf_page() const { return pdf_view_->pageNavigator()->currentPage(); }
+int SourceViewer::current_pdf_page() const {
+  return pdf_view_->pageNavigator()->currentPage();
+}
 
-bool SourceViewer::showing_pdf() const { return stack_->currentWidget() == pdf_view_; }
+bool SourceViewer::showing_pdf() const {
+  return stack_->currentWidget() == pdf_view_;
+}
 
 }  // namespace folio::ui
