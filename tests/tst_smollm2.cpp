@@ -122,7 +122,7 @@ class SmolLM2Test : public QObject {
     QTest::addColumn<QString>("document");
     QTest::addColumn<QString>("question");
     QTest::addColumn<QString>("fact");
-    QTest::newRow("general knowledge") << QString() << "What is the capital of France?" << "Paris";
+    QTest::newRow("general knowledge") << QString() << "Name the capital of France." << "Paris";
     QTest::newRow("from a file") << "Maria's favourite fruit is the mango. She eats one every morning."
                                  << "What is Maria's favourite fruit?" << "mango";
   }

@@ -21,7 +21,7 @@ if [[ $# -eq 0 ]]; then
   if [[ "$model" == *.gguf && -n "$demo" ]]; then
     set -- --file "$demo" --ask "How long can the display run on its backup battery?" --max-tokens 80 --temperature 0
   elif [[ "$model" == *.gguf ]]; then
-    set -- --ask "What is the capital of France?" --max-tokens 60 --temperature 0
+    set -- --ask "Name the capital of France." --max-tokens 60 --temperature 0
   else
     set -- --prompt "Once upon a time, in a small town by the sea," --max-tokens 120 --temperature 0.8 --seed 1
   fi

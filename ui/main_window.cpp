@@ -728,7 +728,6 @@ SettingsDialog* MainWindow::open_settings() {
     settings_dialog_ = new SettingsDialog(settings_, this);
     settings_dialog_->setAttribute(Qt::WA_DeleteOnClose);
     connect(settings_dialog_, &SettingsDialog::applied, this, &MainWindow::apply_settings);
-    connect(settings_dialog_, &QObject::destroyed, this, [this] { settings_dialog_ = nullptr; });
     if (!model_error_.isEmpty())
       settings_dialog_->show_load_error(model_error_);
     else if (model_ready_)

@@ -3,6 +3,7 @@
 // thread and turns what the user does into requests, and what the worker reports into widgets.
 #pragma once
 
+#include <QPointer>
 #include <QHash>
 #include <QMainWindow>
 #include <QThread>
@@ -127,7 +128,7 @@ class MainWindow : public QMainWindow {
   ErrorBanner* banner_ = nullptr;
   QSplitter* center_split_ = nullptr;
   QLabel* status_model_ = nullptr;
-  SettingsDialog* settings_dialog_ = nullptr;
+  QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)
 
   bool model_ready_ = false;
   bool loading_ = false;
