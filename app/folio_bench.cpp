@@ -1,7 +1,11 @@
 // folio-bench: measures TTFT, prefill and decode rates and memory of a backend; prints JSON.
-//   folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16]) [--prompt-tokens 512,2048]
-//               [--decode-tokens 32] [--reps 3] [--chunk N] [--threads N] [--backend cpu|cuda]
-// Each configuration runs --reps times on random prompt tokens; medians are reported.
+//   folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16] [--random-weights])
+//               [--lengths 512,2048] [--decode-tokens 32] [--reps 3] [--chunk N] [--threads N]
+//               [--backend cpu|cuda] [--attention dense] [--gpu-mem-limit GIB] [--json FILE]
+//   folio-bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths 16384,32768
+// Each configuration runs --reps times on random prompt tokens; medians are reported. --json
+// appends one JSON object per length (JSON lines). --attention-only times the prefill attention
+// kernel alone (causal, one chunk) and reports TFLOP/s.
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -15,12 +19,32 @@
 #include "core/engine/engine.h"
 #include "core/engine/metrics_json.h"
 #include "core/model/random_model.h"
+#include "kernels/cuda_bench.h"
 
 namespace {
 
 const char* kUsage =
-    "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16]) [--prompt-tokens N[,N...]]\n"
-    "                   [--decode-tokens N] [--reps N] [--chunk N] [--threads N] [--backend cpu|cuda]\n";
+    "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16] [--random-weights])\n"
+    "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
+    "                   [--backend cpu|cuda] [--attention dense] [--gpu-mem-limit GIB] [--json FILE]\n"
+    "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
+    "                   [--reps N] [--json FILE]\n"
+    "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
+
+std::string canonical_shape(const std::string& s) {
+  if (s == "llama3.1-8b") return "llama-3.1-8b";
+  if (s == "phi3.5-mini") return "phi-3.5-mini";
+  if (s == "qwen2.5-7b") return "qwen2.5-7b";
+  return s;
+}
+
+void append_json_line(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return;
+  FILE* f = std::fopen(path.c_str(), "a");
+  if (f == nullptr) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + path);
+  std::fprintf(f, "%s\n", j.dump().c_str());
+  std::fclose(f);
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0.0;
@@ -59,9 +83,11 @@ int main(int argc, char** argv) {
   folio::cli::Args args(argc, argv);
   try {
     folio::EngineOptions eo;
-    std::string shape, dtype_name = "bf16";
+    std::string shape, dtype_name = "bf16", json_path, attention = "dense";
     std::vector<int64_t> lengths = {512, 2048};
-    int64_t decode = 32, reps = 3, chunk = 512;
+    int64_t decode = 32, reps = 3, chunk = 0;
+    bool random_weights = false, attention_only = false;
+    int heads = 32, kv_heads = 8, head_dim = 128;
     while (!args.done()) {
       std::string a = args.next();
       if (a == "--help" || a == "-h") {
@@ -70,7 +96,18 @@ int main(int argc, char** argv) {
       } else if (a == "--model") eo.model_path = args.value(a);
       else if (a == "--shape") shape = args.value(a);
       else if (a == "--dtype") dtype_name = args.value(a);
-      else if (a == "--prompt-tokens") lengths = parse_list(args.value(a));
+      else if (a == "--prompt-tokens" || a == "--lengths") lengths = parse_list(args.value(a));
+      else if (a == "--random-weights") random_weights = true;
+      else if (a == "--attention-only") attention_only = true;
+      else if (a == "--heads") heads = static_cast<int>(args.integer(a, 1, 1024));
+      else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
+      else if (a == "--head-dim") head_dim = static_cast<int>(args.integer(a, 1, 256));
+      else if (a == "--json") json_path = args.value(a);
+      else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
+      else if (a == "--attention") {
+        attention = args.value(a);
+        if (attention != "dense") throw folio::cli::UsageError("--attention takes dense (sparse prefill is not built yet)");
+      }
       else if (a == "--decode-tokens") decode = args.integer(a, 1, 1 << 20);
       else if (a == "--reps") reps = args.integer(a, 1, 1000);
       else if (a == "--chunk") chunk = args.integer(a, 1, 1 << 24);
@@ -84,8 +121,36 @@ int main(int argc, char** argv) {
         throw folio::cli::UsageError("unknown argument " + a);
       }
     }
+    if (attention_only) {
+      nlohmann::json all = nlohmann::json::array();
+      for (int64_t len : lengths) {
+        const folio::AttentionTiming t =
+            folio::time_attention_prefill(len, heads, kv_heads, head_dim, static_cast<int>(reps), eo.gpu_device);
+        nlohmann::json row;
+        row["date"] = today();
+        row["kernel"] = "folio flash prefill (dense, causal)";
+        row["device"] = t.device;
+        row["n"] = len;
+        row["heads"] = heads;
+        row["kv_heads"] = kv_heads;
+        row["head_dim"] = head_dim;
+        row["ms"] = t.ms;
+        row["tflops"] = t.tflops;
+        std::fprintf(stderr, "folio-bench: attention %lld tokens: %.3f ms, %.1f TFLOP/s\n", static_cast<long long>(len),
+                     t.ms, t.tflops);
+        append_json_line(json_path, row);
+        all.push_back(row);
+      }
+      std::printf("%s\n", all.dump(2).c_str());
+      return 0;
+    }
+    shape = canonical_shape(shape);
     if (eo.model_path.empty() == shape.empty()) throw folio::cli::UsageError("give one of --model and --shape");
-
+    if (random_weights && shape.empty()) throw folio::cli::UsageError("--random-weights goes with --shape");
+    int64_t longest = 0;
+    for (int64_t len : lengths) longest = std::max(longest, len);
+    eo.context_tokens = longest + decode + 1;
+    eo.prefill_chunk = chunk;
     std::unique_ptr<folio::Engine> engine;
     std::string model_label;
     if (!shape.empty()) {
@@ -93,8 +158,10 @@ int main(int argc, char** argv) {
                         : dtype_name == "f16" ? folio::DType::F16
                         : dtype_name == "bf16" ? folio::DType::BF16
                                                : throw folio::cli::UsageError("--dtype takes f32, bf16 or f16");
+      // big shapes on the GPU: the weights are made there (seeded), not on the host
+      const bool on_device = eo.backend == folio::BackendKind::Cuda;
       std::shared_ptr<folio::LoadedModel> model =
-          folio::make_random_model(folio::named_model_shape(shape), dt, 1234);
+          folio::make_random_model(folio::named_model_shape(shape), on_device ? folio::DType::BF16 : dt, 1234, on_device);
       engine = folio::Engine::create(std::move(model), nullptr, eo);
       model_label = "random " + shape + " (" + dtype_name + ")";
     } else {
@@ -119,6 +186,20 @@ int main(int argc, char** argv) {
     out["results"] = nlohmann::json::array();
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> token(3, c.vocab_size - 1);
+    {
+      // warm-up: kernel loading, GEMM heuristics
+      folio::SessionOptions so;
+      so.context_tokens = std::min<int64_t>(2048, longest) + 9;
+      so.prefill_chunk = chunk;
+      auto session = engine->create_session(so);
+      std::vector<int32_t> prompt(static_cast<size_t>(std::min<int64_t>(2048, longest)));
+      for (auto& t : prompt) t = token(rng);
+      folio::RequestOptions req;
+      req.keep_prefix = false;
+      req.generate.max_tokens = 8;
+      req.generate.stop_at_eos = false;
+      session->run(prompt, req);
+    }
     for (int64_t len : lengths) {
       folio::SessionOptions so;
       so.context_tokens = len + decode + 1;
@@ -144,12 +225,32 @@ int main(int argc, char** argv) {
       }
       nlohmann::json row;
       row["prompt_tokens"] = len;
-      row["prefill_chunk"] = chunk;
+      row["prefill_chunk"] = last.prefill_chunk;
       row["ttft_ms"] = median(ttft);
       row["prefill_tok_s"] = median(prefill);
       row["decode_tok_s"] = median(dec);
       row["last_run"] = nlohmann::json::parse(folio::metrics_to_json(last));
       out["results"].push_back(row);
+      // one flat object per run for tables and plots
+      nlohmann::json flat;
+      flat["date"] = today();
+      flat["shape"] = shape.empty() ? eo.model_path : shape;
+      flat["backend"] = eo.backend == folio::BackendKind::Cuda ? "cuda" : "cpu";
+      flat["attention"] = attention;
+      flat["n_prompt"] = len;
+      flat["chunk"] = last.prefill_chunk;
+      flat["ttft_ms"] = median(ttft);
+      flat["prefill_tok_s"] = median(prefill);
+      flat["decode_tok_s"] = median(dec);
+      const folio::DeviceMemory mem = engine->memory().front();
+      flat["weights_bytes"] = mem.weights_bytes;
+      flat["kv_bytes"] = mem.kv_bytes;
+      flat["scratch_bytes"] = mem.scratch_bytes;
+      flat["peak_bytes"] = mem.weights_bytes + mem.kv_bytes + mem.scratch_bytes;
+      flat["device"] = mem.device;
+      flat["device_total_bytes"] = mem.total_bytes;
+      flat["device_free_bytes"] = mem.free_bytes;
+      append_json_line(json_path, flat);
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;

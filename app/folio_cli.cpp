@@ -36,7 +36,7 @@ const char* kUsage =
     "                 [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
     "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
-    "                 [--metrics-json FILE] [--quiet]\n"
+    "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
 
 struct CliOptions {
@@ -120,6 +120,9 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
+    else if (a == "--gpu-mem-limit")
+      o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
     else if (a == "--backend") {
       std::string b = args.value(a);
       if (b == "cpu") o.engine.backend = folio::BackendKind::Cpu;
@@ -130,6 +133,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
     }
   }
   if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+  o.engine.context_tokens = o.ctx;
+  o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file goes with --ask, not --prompt");
   return o;

@@ -1,3 +1,7 @@
+// Builds without CUDA: no devices, and the backend cannot be created.
+#include "core/common/error.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda_bench.h"
 #include "kernels/cuda_probe.h"
 
 namespace folio {
@@ -6,6 +10,14 @@ CudaProbe probe_cuda() {
   CudaProbe p;
   p.summary = "this build has no CUDA support";
   return p;
+}
+
+std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel>, const CudaBackendOptions&) {
+  throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support; use --backend cpu");
+}
+
+AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int) {
+  throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support");
 }
 
 }  // namespace folio

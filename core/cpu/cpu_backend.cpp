@@ -47,7 +47,10 @@ class CpuKvCache final : public KvCache {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads) : model_(std::move(model)), pool_(threads) {}
+  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads) : model_(std::move(model)), pool_(threads) {
+    if (model_->random_on_device)
+      throw Error(ErrorCode::BadArgument, "this random model's weights are made on the GPU; use the CUDA backend");
+  }
 
   BackendKind kind() const override { return BackendKind::Cpu; }
   std::string name() const override { return "cpu (" + std::to_string(pool_.size()) + " threads)"; }

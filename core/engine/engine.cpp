@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kernels/cuda_backend.h"
 #include "kernels/cuda_probe.h"
 
 namespace folio {
@@ -78,11 +79,26 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
   engine->tokenizer_ = std::move(tokenizer);
   if (options.backend == BackendKind::Cuda) {
     const CudaProbe probe = probe_cuda();
-    engine->notice_ = probe.device_count > 0
-                          ? "the CUDA backend is not implemented yet (" + probe.summary + "); running on the CPU"
-                          : "no usable GPU (" + probe.summary + "); running on the CPU";
+    if (probe.device_count == 0) {
+      engine->notice_ = "no usable GPU (" + probe.summary + "); running on the CPU";
+    } else if (options.gpu_device < 0 || options.gpu_device >= probe.device_count) {
+      throw Error(ErrorCode::BadArgument, "there is no GPU cuda:" + std::to_string(options.gpu_device) + " (" +
+                                              probe.summary + ")");
+    } else {
+      CudaBackendOptions co;
+      co.device = options.gpu_device;
+      co.mem_limit_bytes = options.gpu_mem_limit_bytes;
+      co.context_tokens = options.context_tokens;
+      co.chunk = options.prefill_chunk;
+      try {
+        engine->backend_ = create_cuda_backend(engine->model_, co);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::UnsupportedModel) throw;
+        engine->notice_ = std::string("the CUDA backend cannot run this model (") + e.what() + "); running on the CPU";
+      }
+    }
   }
-  engine->backend_ = create_cpu_backend(engine->model_, options.threads);
+  if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads);
   engine->load_ms_ = now_ms() - t0;
   return engine;
 }
@@ -107,7 +123,7 @@ Session::Session(Engine& engine, const SessionOptions& options) : engine_(engine
   if (context_ > c.max_context && c.rope.scaling == RopeScaling::None && c.arch_label == "llama2.c")
     throw Error(ErrorCode::BadArgument, "this model was trained for " + std::to_string(c.max_context) +
                                             " tokens; choose a context of at most that");
-  default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : 512;
+  default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : engine.backend().preferred_chunk();
   rope_ = make_rope_table(c.rope, context_);
   kv_ = engine.backend().create_kv_cache(context_);
   logits_.resize(static_cast<size_t>(c.vocab_size));

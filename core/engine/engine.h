@@ -27,6 +27,12 @@ struct EngineOptions {
   std::string tokenizer_path;  // "" = the one beside the model
   BackendKind backend = BackendKind::Cpu;
   int threads = 0;             // CPU threads; 0 = all
+  // CUDA: the device, a cap on the bytes Folio may use there (0 = its free memory), and the
+  // context and prefill chunk the sessions will use, so the memory plan is checked before loading.
+  int gpu_device = 0;
+  size_t gpu_mem_limit_bytes = 0;
+  int64_t context_tokens = 0;
+  int64_t prefill_chunk = 0;
 };
 
 // Shared by app/ and ui/: a flag that long work polls between chunks.
@@ -100,7 +106,7 @@ struct RequestResult {
 
 struct SessionOptions {
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
-  int64_t prefill_chunk = 512;
+  int64_t prefill_chunk = 0;   // 0 = the backend's preferred chunk
 };
 
 class Engine;

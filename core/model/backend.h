@@ -50,6 +50,14 @@ class Backend {
   virtual void forward(KvCache& kv, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
                        float* logits) = 0;
 
+  // Logits of every position of the chunk ([tokens.size()][vocab_size] floats), for reference
+  // comparisons (tests, tools). The default runs one token at a time.
+  virtual void forward_all_logits(KvCache& kv, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
+                                  float* logits);
+
+  // The prefill chunk this backend runs best with (the session default when none is asked for).
+  virtual int64_t preferred_chunk() const { return 512; }
+
   virtual std::vector<DeviceMemory> memory() const = 0;
 };
 

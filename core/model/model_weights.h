@@ -43,6 +43,11 @@ class LoadedModel {
   std::string tokenizer_path;  // the tokenizer found beside the weights ("" if none)
   std::string chat_template;   // the model's Jinja chat template, where it ships one ("" if none)
 
+  // Random-weight benchmarks at real sizes: matrices carry shapes but no data, and a GPU backend
+  // fills them with seeded normal values on the device (the CPU backend refuses such a model).
+  bool random_on_device = false;
+  uint64_t random_seed = 0;
+
   size_t weight_bytes() const;  // bytes of all tensors as stored
 
   // Keeps fp32 copies of small tensors alive; returns a view of the stored copy.

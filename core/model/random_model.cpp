@@ -66,14 +66,24 @@ ModelConfig named_model_shape(const std::string& name) {
   return c;
 }
 
-std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed) {
+std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed,
+                                               bool on_device) {
   validate_config(config, "random model");
   auto model = std::make_unique<LoadedModel>();
   model->config = config;
   model->path = config.arch_label;
+  model->random_on_device = on_device;
+  model->random_seed = seed;
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 0.02f);
   auto matrix = [&](int64_t rows, int64_t cols) {
+    if (on_device) {
+      TensorView v;
+      v.dtype = DType::BF16;
+      v.rows = rows;
+      v.cols = cols;
+      return v;
+    }
     const int64_t n = rows * cols;
     std::vector<float> values(static_cast<size_t>(n));
     for (auto& v : values) v = normal(rng);

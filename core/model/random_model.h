@@ -15,6 +15,8 @@ ModelConfig named_model_shape(const std::string& name);
 std::vector<std::string> named_model_shapes();
 
 // Random weights (normal, std 0.02; norms 1) stored as `dtype`, deterministic in `seed`.
-std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed);
+// on_device: matrices get shapes but no host data; a GPU backend fills them (LoadedModel::random_on_device).
+std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed,
+                                               bool on_device = false);
 
 }  // namespace folio

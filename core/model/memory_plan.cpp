@@ -1,0 +1,90 @@
+#include "core/model/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace folio {
+
+namespace {
+
+// The backend carves each category out of one allocation (an arena), every tensor aligned to 256
+// bytes; cudaMalloc hands out 2 MiB granules, so the plan counts what the device really loses.
+size_t granule(size_t bytes) {
+  constexpr size_t g = size_t{2} << 20;
+  return (bytes + g - 1) / g * g;
+}
+size_t a256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+size_t u(int64_t v) { return static_cast<size_t>(std::max<int64_t>(v, 0)); }
+
+}  // namespace
+
+size_t plan_weight_bytes(const ModelConfig& c) {
+  const size_t H = u(c.hidden), F = u(c.ffn_hidden), QD = u(c.q_dim()), KVD = u(c.kv_dim()), V = u(c.vocab_size);
+  size_t per_layer = 0;
+  per_layer += a256((QD + 2 * KVD) * H * 2);  // fused q|k|v, bf16
+  per_layer += a256(H * QD * 2);              // o
+  per_layer += a256(2 * F * H * 2);           // fused gate|up
+  per_layer += a256(H * F * 2);               // down
+  per_layer += a256(2 * H * 4);               // two norms, fp32
+  if (c.qkv_bias) per_layer += a256((QD + 2 * KVD) * 4);
+  size_t total = per_layer * u(c.n_layers);
+  total += a256(V * H * 2);                          // embedding
+  if (!c.tied_embeddings) total += a256(V * H * 2);  // output head
+  total += a256(H * 4);                              // final norm
+  return granule(total);
+}
+
+size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk) {
+  const size_t n = u(chunk), H = u(c.hidden), F = u(c.ffn_hidden), QD = u(c.q_dim()), KVD = u(c.kv_dim());
+  size_t s = 0;
+  s += a256(n * H * 4);                 // residual stream, fp32
+  s += a256(n * std::max(H, QD) * 2);   // normed activations / attention output, bf16
+  s += a256(n * (QD + 2 * KVD) * 2);    // q|k|v
+  s += a256(n * QD * 2);                // rotated queries
+  s += a256(n * 2 * F * 2);             // gate|up
+  s += a256(n * F * 2);                 // swiglu
+  s += a256(n * 4);                     // token ids
+  s += a256(u(c.vocab_size) * 4);       // logits of the last position
+  // decode split-K partials: per query head and split, hd outputs + max + sum
+  s += a256(u(c.n_heads) * kMaxDecodeSplits * (u(c.head_dim) + 2) * 4);
+  s += a256(u(c.rope.rotary_dim > 0 ? c.rope.rotary_dim : c.head_dim) * 4);  // inverse frequencies
+  s += a256(kGemmWorkspaceBytes);
+  return granule(s);
+}
+
+MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk) {
+  MemoryPlan p;
+  p.context = context;
+  p.chunk = chunk;
+  p.kv_bytes_per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
+  p.weights_bytes = plan_weight_bytes(c);
+  // one allocation; per layer, K and V each [n_kv_heads][context][head_dim] bf16
+  p.kv_bytes = granule(u(c.n_layers) * 2 * a256(u(c.kv_dim()) * u(context) * 2));
+  p.scratch_bytes = plan_scratch_bytes(c, chunk);
+  return p;
+}
+
+int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available) {
+  const MemoryPlan base = plan_memory(c, 0, chunk);
+  if (base.total() >= available) return 0;
+  const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
+  int64_t ctx = static_cast<int64_t>((available - base.total()) / std::max<size_t>(per_token, 1));
+  ctx = ctx / 256 * 256;
+  while (ctx > 0 && plan_memory(c, ctx, chunk).total() > available) ctx -= 256;
+  return std::max<int64_t>(ctx, 0);
+}
+
+std::string format_gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / static_cast<double>(size_t{1} << 30));
+  return buf;
+}
+
+std::string describe_plan(const MemoryPlan& p) {
+  return "weights " + format_gib(p.weights_bytes) + " + KV cache " + format_gib(p.kv_bytes) + " (" +
+         std::to_string(p.context) + " tokens) + scratch " + format_gib(p.scratch_bytes) + " (chunks of " +
+         std::to_string(p.chunk) + ") = " + format_gib(p.total());
+}
+
+}  // namespace folio

@@ -1,0 +1,43 @@
+// What a GPU backend will allocate for a model, computed before anything is allocated: weights as
+// the device holds them (bf16 matrices, fp32 norms and biases), the KV cache for a context, and the
+// scratch of one prefill chunk. The CUDA backend allocates exactly these sizes, so the plan, the
+// backend's metrics and what the device reports agree.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/model/model_config.h"
+
+namespace folio {
+
+struct MemoryPlan {
+  size_t weights_bytes = 0;
+  size_t kv_bytes = 0;       // for `context` tokens
+  size_t scratch_bytes = 0;  // activations of one chunk, decode partials, GEMM workspace, logits
+  int64_t context = 0;
+  int64_t chunk = 0;
+  size_t kv_bytes_per_token = 0;
+  size_t total() const { return weights_bytes + kv_bytes + scratch_bytes; }
+};
+
+// Bytes of the GEMM workspace the backend gives cuBLASLt.
+constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+// Key splits of one decode step at most (split-K attention keeps partial results per split).
+constexpr int kMaxDecodeSplits = 64;
+
+// Scratch of the forward pass for chunks of up to `chunk` tokens.
+size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk);
+size_t plan_weight_bytes(const ModelConfig& c);
+MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk);
+
+// The largest context whose plan fits in `available` bytes (0 if not even the weights and scratch
+// fit), rounded down to a multiple of 256 tokens.
+int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available);
+
+// "weights 15.0 GiB + KV cache 16.0 GiB (131072 tokens) + scratch 1.2 GiB = 32.2 GiB"
+std::string describe_plan(const MemoryPlan& p);
+std::string format_gib(size_t bytes);
+
+}  // namespace folio

@@ -1,0 +1,398 @@
+#include "kernels/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "core/common/error.h"
+#include "core/model/memory_plan.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.h"
+#include "kernels/gemm.h"
+
+namespace folio {
+
+namespace {
+
+using cuda::bf16;
+
+size_t a256(size_t b) { return (b + 255) / 256 * 256; }
+
+class CudaKvCache final : public KvCache {
+ public:
+  CudaKvCache(int device, const ModelConfig& c, int64_t capacity, std::atomic<size_t>* live)
+      : capacity_(capacity), live_(live) {
+    per_tensor_ = a256(static_cast<size_t>(c.kv_dim()) * static_cast<size_t>(capacity) * sizeof(bf16));
+    const MemoryPlan p = plan_memory(c, capacity, 1);
+    arena_ = cuda::Arena(device, p.kv_bytes, "the KV cache");
+    *live_ += arena_.bytes();
+  }
+  ~CudaKvCache() override { *live_ -= arena_.bytes(); }
+  int64_t capacity() const override { return capacity_; }
+  size_t bytes() const override { return arena_.bytes(); }
+  bf16* k(int layer) const { return at(2 * static_cast<size_t>(layer)); }
+  bf16* v(int layer) const { return at(2 * static_cast<size_t>(layer) + 1); }
+
+ private:
+  bf16* at(size_t i) const { return reinterpret_cast<bf16*>(static_cast<uint8_t*>(arena_.base()) + i * per_tensor_); }
+  int64_t capacity_;
+  std::atomic<size_t>* live_;
+  size_t per_tensor_ = 0;
+  cuda::Arena arena_;
+};
+
+struct DeviceLayer {
+  bf16 *wqkv = nullptr, *wo = nullptr, *wgu = nullptr, *wdown = nullptr;
+  float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(std::shared_ptr<const LoadedModel> model, const CudaBackendOptions& o)
+      : model_(std::move(model)), device_(o.device), limit_(o.mem_limit_bytes) {
+    const ModelConfig& c = model_->config;
+    if (!cuda::attention_head_dim_supported(c.head_dim))
+      throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports head dims up to 256; this model has " +
+                                                   std::to_string(c.head_dim) + " (use --backend cpu)");
+    if (c.n_heads / c.n_kv_heads > 16)
+      throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports up to 16 query heads per KV head");
+    cuda::DeviceScope scope(device_);
+    cudaDeviceProp prop{};
+    FOLIO_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    device_name_ = prop.name;
+    num_sms_ = prop.multiProcessorCount;
+    chunk_ = o.chunk > 0 ? o.chunk : kDefaultCudaChunk;
+    const int64_t context = o.context_tokens > 0 ? o.context_tokens : std::min<int64_t>(c.max_context, 8192);
+
+    // The plan, before anything is allocated.
+    FOLIO_CUDA_CHECK(cudaFree(nullptr));  // create the context so free memory is what we can use
+    size_t free_b = 0, total_b = 0;
+    FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const MemoryPlan plan = plan_memory(c, context, chunk_);
+    const size_t available = available_bytes(free_b, 0);
+    if (plan.total() > available) {
+      const int64_t fits = largest_context(c, chunk_, available);
+      std::string msg = where() + " cannot hold this model with a context of " + std::to_string(context) +
+                        " tokens: it needs " + describe_plan(plan) + ", and " + format_gib(available) +
+                        (limit_ > 0 && limit_ < free_b ? " are allowed by --gpu-mem-limit" : " are free") + ". ";
+      if (fits > 0)
+        msg += "The largest context that fits is " + std::to_string(fits) +
+               " tokens; choose a smaller context (--ctx) or free GPU memory.";
+      else
+        msg += "Not even the weights and one prefill chunk fit; use a smaller model, a smaller --chunk, or the CPU "
+               "backend (--backend cpu).";
+      throw Error(ErrorCode::OutOfMemory, msg);
+    }
+
+    FOLIO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    weights_ = cuda::Arena(device_, plan_weight_bytes(c), "the weights");
+    scratch_ = cuda::Arena(device_, plan_scratch_bytes(c, chunk_), "activations");
+    carve_scratch();
+    upload_weights();
+    gemm_ = std::make_unique<cuda::Gemm>(workspace_, kGemmWorkspaceBytes);
+  }
+
+  ~CudaBackend() override {
+    cuda::DeviceScope scope(device_);
+    gemm_.reset();
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  BackendKind kind() const override { return BackendKind::Cuda; }
+  std::string name() const override { return where() + " " + device_name_; }
+  const ModelConfig& config() const override { return model_->config; }
+  int64_t preferred_chunk() const override { return chunk_; }
+
+  std::unique_ptr<KvCache> create_kv_cache(int64_t capacity_tokens) override {
+    if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
+    cuda::DeviceScope scope(device_);
+    const ModelConfig& c = model_->config;
+    const size_t need = plan_memory(c, capacity_tokens, 1).kv_bytes;
+    size_t free_b = 0, total_b = 0;
+    FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const size_t available = available_bytes(free_b, weights_.bytes() + scratch_.bytes() + kv_bytes_.load());
+    if (need > available) {
+      const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
+      const int64_t fits = static_cast<int64_t>(available / per_token) / 256 * 256;
+      throw Error(ErrorCode::OutOfMemory,
+                  "a context of " + std::to_string(capacity_tokens) + " tokens needs a KV cache of " + format_gib(need) +
+                      " on " + where() + ", but only " + format_gib(available) +
+                      (limit_ > 0 ? " are left under --gpu-mem-limit" : " are free") +
+                      "; the largest context that fits is " + std::to_string(fits) +
+                      " tokens. Choose a smaller context (--ctx)" + (limit_ > 0 ? " or raise --gpu-mem-limit." : "."));
+    }
+    return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, &kv_bytes_);
+  }
+
+  void forward(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
+               float* logits) override {
+    run(kv_base, tokens, pos, rope, logits, false);
+  }
+
+  void forward_all_logits(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
+                          float* logits) override {
+    run(kv_base, tokens, pos, rope, logits, true);
+  }
+
+  std::vector<DeviceMemory> memory() const override {
+    DeviceMemory m;
+    m.device = where() + " " + device_name_;
+    m.weights_bytes = weights_.bytes();
+    m.kv_bytes = kv_bytes_.load();
+    m.scratch_bytes = scratch_.bytes() + all_logits_.bytes();
+    cuda::DeviceScope scope(device_);
+    cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
+    return {m};
+  }
+
+ private:
+  std::string where() const { return "cuda:" + std::to_string(device_); }
+
+  // What Folio may still take: the device's free memory, within the cap (less what it holds).
+  size_t available_bytes(size_t free_b, size_t held) const {
+    size_t avail = free_b;
+    if (limit_ > 0) avail = std::min(avail, limit_ > held ? limit_ - held : 0);
+    return avail;
+  }
+
+  void carve_scratch() {
+    const ModelConfig& c = model_->config;
+    const size_t n = static_cast<size_t>(chunk_);
+    const size_t H = static_cast<size_t>(c.hidden), F = static_cast<size_t>(c.ffn_hidden);
+    const size_t QD = static_cast<size_t>(c.q_dim()), KVD = static_cast<size_t>(c.kv_dim());
+    // same order and sizes as plan_scratch_bytes
+    x_ = scratch_.take<float>(n * H);
+    xb_ = scratch_.take<bf16>(n * std::max(H, QD));
+    qkv_ = scratch_.take<bf16>(n * (QD + 2 * KVD));
+    q_ = scratch_.take<bf16>(n * QD);
+    gu_ = scratch_.take<bf16>(n * 2 * F);
+    act_ = scratch_.take<bf16>(n * F);
+    tokens_dev_ = scratch_.take<int32_t>(n);
+    logits_dev_ = scratch_.take<float>(static_cast<size_t>(c.vocab_size));
+    partial_ = scratch_.take<float>(static_cast<size_t>(c.n_heads) * kMaxDecodeSplits * (static_cast<size_t>(c.head_dim) + 2));
+    inv_freq_dev_ = scratch_.take<float>(static_cast<size_t>(c.rope.rotary_dim > 0 ? c.rope.rotary_dim : c.head_dim));
+    workspace_ = scratch_.take_bytes(kGemmWorkspaceBytes);
+  }
+
+  // Copies a weight (any stored dtype) as bf16 rows into dst; random models fill on the device.
+  void upload_bf16(const TensorView& t, bf16* dst, int64_t rows, int64_t cols) {
+    if (t.data == nullptr) {
+      if (!model_->random_on_device)
+        throw Error(ErrorCode::BadModelFile, "a weight tensor is missing from " + model_->path);
+      cuda::fill_normal_bf16(dst, rows * cols, model_->random_seed * 1000003ull + (seed_counter_++), 0.02f, stream_);
+      return;
+    }
+    if (t.rows != rows || t.cols != cols)
+      throw Error(ErrorCode::BadModelFile, "a weight tensor of " + model_->path + " has the wrong shape");
+    if (t.dtype == DType::BF16) {
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(dst, t.data, t.bytes(), cudaMemcpyHostToDevice, stream_));
+      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return;
+    }
+    // convert on the host in batches of rows
+    const int64_t batch = std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(cols, 1));
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += batch) {
+      const int64_t nr = std::min(batch, rows - r0);
+      staging_.resize(static_cast<size_t>(nr * cols));
+      for (int64_t r = 0; r < nr; ++r) {
+        row_to_f32(t, r0 + r, row.data());
+        for (int64_t i = 0; i < cols; ++i) staging_[static_cast<size_t>(r * cols + i)] = f32_to_bf16(row[static_cast<size_t>(i)]);
+      }
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(dst + r0 * cols, staging_.data(), staging_.size() * sizeof(bf16),
+                                       cudaMemcpyHostToDevice, stream_));
+      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+  }
+
+  float* upload_f32(const TensorView& t, int64_t count) {
+    float* dst = weights_.take<float>(static_cast<size_t>(count));
+    std::vector<float> v(static_cast<size_t>(count));
+    if (t.rows * t.cols != count) throw Error(ErrorCode::BadModelFile, "a norm or bias of " + model_->path + " has the wrong size");
+    for (int64_t r = 0; r < t.rows; ++r) row_to_f32(t, r, v.data() + r * t.cols);
+    FOLIO_CUDA_CHECK(cudaMemcpy(dst, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+    return dst;
+  }
+
+  void upload_weights() {
+    const ModelConfig& c = model_->config;
+    const ModelWeights& w = model_->weights;
+    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim(), V = c.vocab_size;
+    for (int l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+      DeviceLayer d;
+      d.wqkv = weights_.take<bf16>(static_cast<size_t>((QD + 2 * KVD) * H));
+      upload_bf16(L.wq, d.wqkv, QD, H);
+      upload_bf16(L.wk, d.wqkv + QD * H, KVD, H);
+      upload_bf16(L.wv, d.wqkv + (QD + KVD) * H, KVD, H);
+      d.wo = weights_.take<bf16>(static_cast<size_t>(H * QD));
+      upload_bf16(L.wo, d.wo, H, QD);
+      d.wgu = weights_.take<bf16>(static_cast<size_t>(2 * F * H));
+      upload_bf16(L.w_gate, d.wgu, F, H);
+      upload_bf16(L.w_up, d.wgu + F * H, F, H);
+      d.wdown = weights_.take<bf16>(static_cast<size_t>(H * F));
+      upload_bf16(L.w_down, d.wdown, H, F);
+      // the two norms share one 256-byte aligned piece, as in the plan
+      float* norms = weights_.take<float>(static_cast<size_t>(2 * H));
+      d.attn_norm = norms;
+      d.ffn_norm = norms + H;
+      {
+        std::vector<float> v(static_cast<size_t>(2 * H));
+        auto read = [&](const TensorView& t, float* out) {
+          if (t.rows * t.cols != H) throw Error(ErrorCode::BadModelFile, "a norm of " + model_->path + " has the wrong size");
+          for (int64_t r = 0; r < t.rows; ++r) row_to_f32(t, r, out + r * t.cols);
+        };
+        read(L.attn_norm, v.data());
+        read(L.ffn_norm, v.data() + H);
+        FOLIO_CUDA_CHECK(cudaMemcpy(norms, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+      }
+      if (c.qkv_bias) {
+        d.bqkv = weights_.take<float>(static_cast<size_t>(QD + 2 * KVD));
+        std::vector<float> v(static_cast<size_t>(QD + 2 * KVD), 0.0f);
+        auto read = [&](const TensorView& t, float* out, int64_t count) {
+          if (t.empty()) return;
+          if (t.rows * t.cols != count) throw Error(ErrorCode::BadModelFile, "a bias of " + model_->path + " has the wrong size");
+          for (int64_t r = 0; r < t.rows; ++r) row_to_f32(t, r, out + r * t.cols);
+        };
+        read(L.bq, v.data(), QD);
+        read(L.bk, v.data() + QD, KVD);
+        read(L.bv, v.data() + QD + KVD, KVD);
+        FOLIO_CUDA_CHECK(cudaMemcpy(d.bqkv, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+      }
+      layers_.push_back(d);
+    }
+    embd_ = weights_.take<bf16>(static_cast<size_t>(V * H));
+    upload_bf16(w.tok_embd, embd_, V, H);
+    if (c.tied_embeddings) {
+      output_ = embd_;
+    } else {
+      output_ = weights_.take<bf16>(static_cast<size_t>(V * H));
+      upload_bf16(w.output, output_, V, H);
+    }
+    out_norm_ = upload_f32(w.out_norm, H);
+    FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    staging_.clear();
+    staging_.shrink_to_fit();
+  }
+
+  void run(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope, float* logits,
+           bool all_logits) {
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const int64_t n_total = static_cast<int64_t>(tokens.size());
+    if (n_total == 0) return;
+    if (pos < 0 || pos + n_total > kv.capacity())
+      throw Error(ErrorCode::OutOfContext, "positions " + std::to_string(pos) + ".." + std::to_string(pos + n_total) +
+                                               " do not fit the context of " + std::to_string(kv.capacity()) + " tokens");
+    for (int32_t t : tokens)
+      if (t < 0 || t >= c.vocab_size)
+        throw Error(ErrorCode::BadArgument, "token id " + std::to_string(t) + " is outside the vocabulary (" +
+                                                std::to_string(c.vocab_size) + ")");
+    cuda::DeviceScope scope(device_);
+    const int half = static_cast<int>(rope.inv_freq.size());
+    if (rope.inv_freq != inv_freq_host_) {
+      FOLIO_CUDA_CHECK(cudaMemcpy(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
+                                  cudaMemcpyHostToDevice));
+      inv_freq_host_ = rope.inv_freq;
+    }
+    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim(), V = c.vocab_size;
+    if (all_logits) {
+      const size_t need = static_cast<size_t>(chunk_ * V) * sizeof(float);
+      if (all_logits_.bytes() < need) all_logits_ = cuda::Arena(device_, need, "logits of every position");
+    }
+    for (int64_t done = 0; done < n_total; done += chunk_) {
+      const int n = static_cast<int>(std::min<int64_t>(chunk_, n_total - done));
+      const int64_t p0 = pos + done;
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data() + done, static_cast<size_t>(n) * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+      cuda::embedding(embd_, tokens_dev_, n, static_cast<int>(H), x_, stream_);
+      for (int l = 0; l < c.n_layers; ++l) {
+        const DeviceLayer& L = layers_[static_cast<size_t>(l)];
+        cuda::rmsnorm(x_, L.attn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
+        gemm_->run(stream_, xb_, n, L.wqkv, QD + 2 * KVD, H, qkv_, cuda::Gemm::Out::Bf16);
+        cuda::RopeArgs ra;
+        ra.qkv = qkv_;
+        ra.bias = L.bqkv;
+        ra.inv_freq = inv_freq_dev_;
+        ra.n = n;
+        ra.pos0 = p0;
+        ra.n_heads = c.n_heads;
+        ra.n_kv_heads = c.n_kv_heads;
+        ra.head_dim = c.head_dim;
+        ra.rotary_half = half;
+        ra.adjacent_pairs = c.rope.layout == RopeLayout::AdjacentPairs;
+        ra.attention_scale = rope.attention_scale;
+        ra.q = q_;
+        ra.k_cache = kv.k(l);
+        ra.v_cache = kv.v(l);
+        ra.capacity = kv.capacity();
+        cuda::rope_qkv(ra, stream_);
+        cuda::AttentionArgs aa;
+        aa.q = q_;
+        aa.k_cache = kv.k(l);
+        aa.v_cache = kv.v(l);
+        aa.out = xb_;
+        aa.n = n;
+        aa.pos0 = p0;
+        aa.capacity = kv.capacity();
+        aa.n_heads = c.n_heads;
+        aa.n_kv_heads = c.n_kv_heads;
+        aa.head_dim = c.head_dim;
+        if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
+        else cuda::attention_prefill(aa, stream_);
+        gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate);
+        cuda::rmsnorm(x_, L.ffn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
+        gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16);
+        cuda::swiglu(gu_, n, static_cast<int>(F), act_, stream_);
+        gemm_->run(stream_, act_, n, L.wdown, H, F, x_, cuda::Gemm::Out::F32Accumulate);
+      }
+      if (logits != nullptr && all_logits) {
+        cuda::rmsnorm(x_, out_norm_, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
+        auto* dev = static_cast<float*>(all_logits_.base());
+        gemm_->run(stream_, xb_, n, output_, V, H, dev, cuda::Gemm::Out::F32);
+        FOLIO_CUDA_CHECK(cudaMemcpyAsync(logits + done * V, dev, static_cast<size_t>(n * V) * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_));
+      } else if (logits != nullptr && done + n == n_total) {
+        cuda::rmsnorm(x_ + static_cast<int64_t>(n - 1) * H, out_norm_, 1, static_cast<int>(H), c.norm_eps, xb_, stream_);
+        gemm_->run(stream_, xb_, 1, output_, V, H, logits_dev_, cuda::Gemm::Out::F32);
+        FOLIO_CUDA_CHECK(cudaMemcpyAsync(logits, logits_dev_, static_cast<size_t>(V) * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_));
+      }
+      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+  }
+
+  std::shared_ptr<const LoadedModel> model_;
+  int device_;
+  size_t limit_;
+  std::string device_name_;
+  int num_sms_ = 0;
+  int64_t chunk_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cuda::Arena weights_, scratch_, all_logits_;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  std::vector<DeviceLayer> layers_;
+  bf16 *embd_ = nullptr, *output_ = nullptr;
+  float* out_norm_ = nullptr;
+  float* x_ = nullptr;
+  bf16 *xb_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
+  int32_t* tokens_dev_ = nullptr;
+  float *logits_dev_ = nullptr, *partial_ = nullptr, *inv_freq_dev_ = nullptr;
+  void* workspace_ = nullptr;
+  std::vector<float> inv_freq_host_;
+  std::vector<bf16> staging_;
+  uint64_t seed_counter_ = 0;
+  std::atomic<size_t> kv_bytes_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel> model,
+                                             const CudaBackendOptions& options) {
+  return std::make_unique<CudaBackend>(std::move(model), options);
+}
+
+}  // namespace folio

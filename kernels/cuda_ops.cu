@@ -1,0 +1,212 @@
+// Element-wise and row-wise kernels of the forward pass: embedding gather, RMSNorm, bias + RoPE +
+// KV write, SwiGLU, conversions. Each reads and writes global memory once; the residual stream is
+// fp32, everything fed to the tensor cores is bf16.
+#include <cuda_bf16.h>
+
+#include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.h"
+
+namespace folio::cuda {
+
+namespace {
+
+__device__ __forceinline__ __nv_bfloat16 as_bf(bf16 v) { return __ushort_as_bfloat16(v); }
+__device__ __forceinline__ bf16 to_bits(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+__device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(as_bf(v)); }
+
+unsigned blocks_for(int64_t count, int threads) {
+  int64_t b = (count + threads - 1) / threads;
+  return static_cast<unsigned>(b < 65535 * 64 ? b : 65535 * 64);
+}
+
+__global__ void embedding_kernel(const bf16* __restrict__ table, const int32_t* __restrict__ tokens, int hidden,
+                                 float* __restrict__ x) {
+  const int t = blockIdx.x;
+  const bf16* row = table + static_cast<int64_t>(tokens[t]) * hidden;
+  float* out = x + static_cast<int64_t>(t) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[i] = to_f(row[i]);
+}
+
+template <int THREADS>
+__device__ float block_sum(float v) {
+  __shared__ float part[THREADS / 32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < THREADS / 32; ++i) s += part[i];
+  __syncthreads();
+  return s;
+}
+
+template <int THREADS>
+__global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restrict__ w, int dim, float eps,
+                               bf16* __restrict__ out) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  bf16* yr = out + static_cast<int64_t>(blockIdx.x) * dim;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += THREADS) ss += xr[i] * xr[i];
+  ss = block_sum<THREADS>(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(dim) + eps);
+  for (int i = threadIdx.x; i < dim; i += THREADS) yr[i] = to_bits(xr[i] * inv * w[i]);
+}
+
+// One block per token; threads walk (head, pair) for q and k, then copy v.
+__global__ void rope_qkv_kernel(RopeArgs a) {
+  const int t = blockIdx.x;
+  const int QD = a.n_heads * a.head_dim, KVD = a.n_kv_heads * a.head_dim;
+  const int width = QD + 2 * KVD;
+  const bf16* row = a.qkv + static_cast<int64_t>(t) * width;
+  const int64_t pos = a.pos0 + t;
+  const float fpos = static_cast<float>(pos);
+  auto val = [&](int col) {
+    float v = to_f(row[col]);
+    if (a.bias != nullptr) v += a.bias[col];
+    return v;
+  };
+  const int half = a.head_dim / 2;
+  // q and k: one thread per (head, i) with i < head_dim / 2 covering elements (i0, i1)
+  const int total_heads = a.n_heads + a.n_kv_heads;
+  for (int idx = threadIdx.x; idx < total_heads * half; idx += blockDim.x) {
+    const int h = idx / half, i = idx % half;
+    const bool is_q = h < a.n_heads;
+    const int base = is_q ? h * a.head_dim : QD + (h - a.n_heads) * a.head_dim;
+    int i0, i1;
+    if (i < a.rotary_half) {
+      i0 = a.adjacent_pairs ? 2 * i : i;
+      i1 = a.adjacent_pairs ? 2 * i + 1 : i + a.rotary_half;
+    } else {
+      // past the rotary dims (partial rotary): two plain copies
+      const int j = 2 * a.rotary_half + 2 * (i - a.rotary_half);
+      i0 = j;
+      i1 = j + 1;
+    }
+    float x0 = val(base + i0), x1 = val(base + i1);
+    if (i < a.rotary_half) {
+      float s, c;
+      sincosf(fpos * a.inv_freq[i], &s, &c);
+      c *= a.attention_scale;
+      s *= a.attention_scale;
+      const float y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
+      x0 = y0;
+      x1 = y1;
+    }
+    if (is_q) {
+      bf16* q = a.q + static_cast<int64_t>(t) * QD + h * a.head_dim;
+      q[i0] = to_bits(x0);
+      q[i1] = to_bits(x1);
+    } else {
+      const int g = h - a.n_heads;
+      bf16* k = a.k_cache + (static_cast<int64_t>(g) * a.capacity + pos) * a.head_dim;
+      k[i0] = to_bits(x0);
+      k[i1] = to_bits(x1);
+    }
+  }
+  for (int idx = threadIdx.x; idx < KVD; idx += blockDim.x) {
+    const int g = idx / a.head_dim, d = idx % a.head_dim;
+    a.v_cache[(static_cast<int64_t>(g) * a.capacity + pos) * a.head_dim + d] = to_bits(val(QD + KVD + idx));
+  }
+}
+
+__global__ void swiglu_kernel(const bf16* __restrict__ gu, int64_t n, int ffn, bf16* __restrict__ out) {
+  const int64_t total = n * ffn;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / ffn, j = i % ffn;
+    const float g = to_f(gu[t * 2 * ffn + j]);
+    const float u = to_f(gu[t * 2 * ffn + ffn + j]);
+    out[i] = to_bits(g / (1.0f + __expf(-g)) * u);
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* in, int64_t count, bf16* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = to_bits(in[i]);
+}
+
+__global__ void bf16_to_f32_kernel(const bf16* in, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = to_f(in[i]);
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__global__ void fill_normal_kernel(bf16* out, int64_t count, uint64_t seed, float stddev) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t r = mix64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i));
+    const float u1 = (static_cast<float>(r >> 40) + 0.5f) * (1.0f / 16777216.0f);
+    const float u2 = static_cast<float>((r >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+    const float z = sqrtf(-2.0f * __logf(u1)) * __cosf(6.2831853f * u2);
+    out[i] = to_bits(z * stddev);
+  }
+}
+
+__global__ void fill_kernel(bf16* out, int64_t count, bf16 v) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = v;
+}
+
+}  // namespace
+
+void embedding(const bf16* table, const int32_t* tokens, int n, int hidden, float* x, cudaStream_t stream) {
+  if (n <= 0) return;
+  embedding_kernel<<<n, 256, 0, stream>>>(table, tokens, hidden, x);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void rmsnorm(const float* x, const float* weight, int rows, int dim, float eps, bf16* out, cudaStream_t stream) {
+  if (rows <= 0) return;
+  rmsnorm_kernel<256><<<rows, 256, 0, stream>>>(x, weight, dim, eps, out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void rope_qkv(const RopeArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return;
+  rope_qkv_kernel<<<a.n, 256, 0, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void swiglu(const bf16* gate_up, int n, int ffn, bf16* out, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(n) * ffn;
+  if (total <= 0) return;
+  swiglu_kernel<<<blocks_for(total, 256), 256, 0, stream>>>(gate_up, n, ffn, out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void f32_to_bf16(const float* in, int64_t count, bf16* out, cudaStream_t stream) {
+  if (count <= 0) return;
+  f32_to_bf16_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(in, count, out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void bf16_to_f32(const bf16* in, int64_t count, float* out, cudaStream_t stream) {
+  if (count <= 0) return;
+  bf16_to_f32_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(in, count, out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void fill_normal_bf16(bf16* out, int64_t count, uint64_t seed, float stddev, cudaStream_t stream) {
+  if (count <= 0) return;
+  fill_normal_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(out, count, seed, stddev);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void fill_bf16(bf16* out, int64_t count, float value, cudaStream_t stream) {
+  if (count <= 0) return;
+  uint32_t bits;
+  memcpy(&bits, &value, 4);
+  const bf16 b = static_cast<bf16>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+  fill_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(out, count, b);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace folio::cuda

@@ -1,0 +1,527 @@
+// Flash attention for Folio's prefill and decode.
+//
+// What it computes: for each query row i of a chunk (position pos0 + i) and head h,
+//   out[i][h] = softmax(q[i][h] . K[g]^T / sqrt(hd), keys 0..pos0+i) V[g],  g = h / (n_heads / n_kv_heads)
+// reading K and V straight from the bf16 KV cache ([n_kv_heads][capacity][hd]) so that grouped
+// query heads share their key/value head without copies. Softmax is online (running max and sum
+// in fp32), scores and P.V run on the tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate).
+//
+// Prefill kernel: one CTA of 8 warps per (query tile of 128 rows, head); each warp owns 16 rows.
+// The CTA walks a LIST of key tiles (64 keys each): dense attention is the list "every causal
+// tile", sparse prefill passes its own per-(head, query tile) lists. Key/value tiles are double
+// buffered in shared memory with cp.async; rows are padded by 16 bytes so ldmatrix is free of
+// bank conflicts. Tiles that cross the causal diagonal or the end of the keys are masked.
+//
+// Decode kernel (one query row): split-K. CTAs own (kv head, key range); each warp walks keys for
+// all query heads of the group at once (the keys are read once per group), partial results
+// (max, sum, unnormalised output) go to a scratch buffer and a second kernel merges them.
+//
+// History (H200, Llama-3.1-8B layer shape: 32 heads, 8 KV heads, hd 128, causal, bf16):
+//   v1 (2026-11-28): mma.sync FA2-style, Br 128 / Bc 64, 8 warps, cp.async double buffer.
+//       Numbers: see docs/benchmarks.md (attention-only table).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "core/model/memory_plan.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/cuda_util.h"
+
+namespace folio::cuda {
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(smem)), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+template <int HD>
+struct Tile {
+  static constexpr int kStride = HD + 8;  // padded smem row, in bf16
+  static constexpr int kChunks = HD / 8;  // 16-byte pieces per row
+  static constexpr size_t kSmemBytes =
+      sizeof(__nv_bfloat16) * static_cast<size_t>(kStride) * (kQueryTile + 4 * kKeyTile);
+};
+
+// Loads rows [row0, row0 + kKeyTile) of one head's cache into smem; rows >= limit become zeros.
+template <int HD>
+__device__ __forceinline__ void load_kv_tile(__nv_bfloat16* dst, const bf16* head_base, int64_t row0, int64_t limit) {
+  constexpr int C = Tile<HD>::kChunks;
+  for (int i = threadIdx.x; i < kKeyTile * C; i += kThreads) {
+    const int r = i / C, c = i % C;
+    __nv_bfloat16* s = dst + r * Tile<HD>::kStride + c * 8;
+    const int64_t row = row0 + r;
+    if (row < limit) {
+      cp_async16(s, head_base + row * HD + c * 8);
+    } else {
+      *reinterpret_cast<uint4*>(s) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads, 1) flash_prefill_kernel(AttentionArgs a, int n_qtiles) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int S = Tile<HD>::kStride;
+  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  // buffers b = 0, 1: K at sQ + (kQueryTile + 2b kKeyTile) S, V right after it
+  auto sK = [&](int b) { return sQ + (kQueryTile + 2 * b * kKeyTile) * S; };
+  auto sV = [&](int b) { return sQ + (kQueryTile + (2 * b + 1) * kKeyTile) * S; };
+
+  const int qt = n_qtiles - 1 - static_cast<int>(blockIdx.x);  // longest tiles first
+  const int h = blockIdx.y;
+  const int g = h / (a.n_heads / a.n_kv_heads);
+  const int i0 = qt * kQueryTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kv_len = a.pos0 + a.n;
+  const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
+  const bf16* v_head = a.v_cache + static_cast<int64_t>(g) * a.capacity * HD;
+
+  // The key tiles of this query tile.
+  int n_tiles;
+  const int32_t* list = nullptr;
+  if (a.tile_offset != nullptr) {
+    const int32_t begin = a.tile_offset[h * n_qtiles + qt];
+    n_tiles = a.tile_offset[h * n_qtiles + qt + 1] - begin;
+    list = a.tile_index + begin;
+  } else {
+    const int64_t last_q = a.pos0 + min(i0 + kQueryTile, a.n) - 1;
+    n_tiles = static_cast<int>(last_q / kKeyTile) + 1;
+  }
+  auto tile_at = [&](int j) { return list != nullptr ? list[j] : j; };
+
+  // Q tile -> smem (rows past n are zeros)
+  {
+    constexpr int C = Tile<HD>::kChunks;
+    for (int i = threadIdx.x; i < kQueryTile * C; i += kThreads) {
+      const int r = i / C, c = i % C;
+      __nv_bfloat16* s = sQ + r * S + c * 8;
+      if (i0 + r < a.n)
+        cp_async16(s, a.q + (static_cast<int64_t>(i0 + r) * a.n_heads + h) * HD + c * 8);
+      else
+        *reinterpret_cast<uint4*>(s) = make_uint4(0, 0, 0, 0);
+    }
+  }
+  if (n_tiles > 0) {
+    load_kv_tile<HD>(sK(0), k_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
+    load_kv_tile<HD>(sV(0), v_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
+  }
+  cp_async_commit();
+
+  float o[HD / 8][4];
+#pragma unroll
+  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  uint32_t qf[HD / 16][4];
+  const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
+  // absolute positions of this thread's two rows
+  const int row_a = warp * 16 + lane / 4;
+  const int64_t qpos[2] = {a.pos0 + i0 + row_a, a.pos0 + i0 + row_a + 8};
+  const int64_t min_qpos = a.pos0 + i0;
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int buf = j & 1;
+    if (j + 1 < n_tiles) {
+      const int64_t next = static_cast<int64_t>(tile_at(j + 1)) * kKeyTile;
+      load_kv_tile<HD>(sK(buf ^ 1), k_head, next, kv_len);
+      load_kv_tile<HD>(sV(buf ^ 1), v_head, next, kv_len);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk)
+        ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+    }
+    const int64_t key0 = static_cast<int64_t>(tile_at(j)) * kKeyTile;
+
+    // S = Q K^T for 16 rows x 64 keys per warp
+    float s[kKeyTile / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 16; ++nb) {
+        uint32_t b[4];
+        const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
+        const int col = kk * 16 + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(b, sK(buf) + key * S + col);
+        mma_bf16(s[2 * nb], qf[kk], b[0], b[1]);
+        mma_bf16(s[2 * nb + 1], qf[kk], b[2], b[3]);
+      }
+    }
+    // mask tiles that cross the diagonal or the end of the keys
+    const bool needs_mask = key0 + kKeyTile - 1 > min_qpos || key0 + kKeyTile > kv_len;
+    if (needs_mask) {
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
+          if (key > qpos[e / 2] || key >= kv_len) s[nb][e] = -INFINITY;
+        }
+    }
+    // online softmax, two rows per thread (row_a: e = 0, 1; row_a + 8: e = 2, 3)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[r], mx * scale_log2);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = exp2f(m_run[r] - m_use);
+      float sum = 0.0f;
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb) {
+        s[nb][2 * r] = exp2f(s[nb][2 * r] * scale_log2 - m_use);
+        s[nb][2 * r + 1] = exp2f(s[nb][2 * r + 1] * scale_log2 - m_use);
+        sum += s[nb][2 * r] + s[nb][2 * r + 1];
+      }
+      l_run[r] = l_run[r] * alpha + sum;  // per-thread partial sum; reduced across the quad at the end
+      m_run[r] = m_new;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        o[d][2 * r] *= alpha;
+        o[d][2 * r + 1] *= alpha;
+      }
+    }
+    // O += P V
+#pragma unroll
+    for (int t = 0; t < kKeyTile / 16; ++t) {
+      uint32_t p[4];
+      p[0] = pack_bf16(s[2 * t][0], s[2 * t][1]);
+      p[1] = pack_bf16(s[2 * t][2], s[2 * t][3]);
+      p[2] = pack_bf16(s[2 * t + 1][0], s[2 * t + 1][1]);
+      p[3] = pack_bf16(s[2 * t + 1][2], s[2 * t + 1][3]);
+#pragma unroll
+      for (int d = 0; d < HD / 16; ++d) {
+        uint32_t b[4];
+        const int m = lane / 8;
+        const int key = t * 16 + (lane % 8) + (m % 2) * 8;
+        const int col = d * 16 + (m / 2) * 8;
+        ldmatrix_x4_trans(b, sV(buf) + key * S + col);
+        mma_bf16(o[2 * d], p, b[0], b[1]);
+        mma_bf16(o[2 * d + 1], p, b[2], b[3]);
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+  // normalise and write
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const int row = i0 + row_a + 8 * r;
+    if (row < a.n) {
+      __nv_bfloat16* dst = reinterpret_cast<__nv_bfloat16*>(a.out) + (static_cast<int64_t>(row) * a.n_heads + h) * HD;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        const int col = d * 8 + (lane % 4) * 2;
+        *reinterpret_cast<__nv_bfloat162*>(dst + col) = __floats2bfloat162_rn(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode: split-K over the cache.
+
+constexpr int kDecodeWarps = 4;
+constexpr int kMaxGroupAll = 16;
+
+// kMaxGroup below is the template's bound on query heads per KV head (1, 2, 4, 8 or 16).
+template <int HD, int kMaxGroup>
+__global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(AttentionArgs a, float* partial, int splits,
+                                                                         int64_t keys_per_split) {
+  constexpr int PER = HD / 32;  // dims per lane
+  const int g = blockIdx.x, split = blockIdx.y;
+  const int group = a.n_heads / a.n_kv_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kv_len = a.pos0 + 1;
+  const int64_t k_begin = split * keys_per_split;
+  const int64_t k_end = min(kv_len, k_begin + keys_per_split);
+  const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
+
+  float q[kMaxGroup][PER];
+  float o[kMaxGroup][PER];
+  float m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int j = 0; j < kMaxGroup; ++j) {
+    m[j] = -INFINITY;
+    l[j] = 0.0f;
+#pragma unroll
+    for (int p = 0; p < PER; ++p) {
+      o[j][p] = 0.0f;
+      q[j][p] = 0.0f;
+      if (j < group)
+        q[j][p] = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(a.q)[(g * group + j) * HD + lane * PER + p]) *
+                  scale_log2;
+    }
+  }
+  const auto* kc = reinterpret_cast<const __nv_bfloat16*>(a.k_cache) + static_cast<int64_t>(g) * a.capacity * HD;
+  const auto* vc = reinterpret_cast<const __nv_bfloat16*>(a.v_cache) + static_cast<int64_t>(g) * a.capacity * HD;
+  for (int64_t key = k_begin + warp; key < k_end; key += kDecodeWarps) {
+    float kv[PER], vv[PER];
+#pragma unroll
+    for (int p = 0; p < PER; ++p) {
+      kv[p] = __bfloat162float(kc[key * HD + lane * PER + p]);
+      vv[p] = __bfloat162float(vc[key * HD + lane * PER + p]);
+    }
+#pragma unroll
+    for (int j = 0; j < kMaxGroup; ++j) {
+      if (j >= group) continue;
+      float dot = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PER; ++p) dot += q[j][p] * kv[p];
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+      const float m_new = fmaxf(m[j], dot);
+      const float alpha = exp2f(m[j] - m_new);
+      const float pr = exp2f(dot - m_new);
+      l[j] = l[j] * alpha + pr;
+      m[j] = m_new;
+#pragma unroll
+      for (int p = 0; p < PER; ++p) o[j][p] = o[j][p] * alpha + pr * vv[p];
+    }
+  }
+  // merge the warps of the CTA through shared memory
+  __shared__ float sm[kDecodeWarps][kMaxGroup], sl[kDecodeWarps][kMaxGroup];
+  __shared__ float so[kDecodeWarps][kMaxGroup][HD];
+#pragma unroll
+  for (int j = 0; j < kMaxGroup; ++j) {
+    if (j < group) {
+      if (lane == 0) {
+        sm[warp][j] = m[j];
+        sl[warp][j] = l[j];
+      }
+#pragma unroll
+      for (int p = 0; p < PER; ++p) so[warp][j][lane * PER + p] = o[j][p];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * HD; idx += blockDim.x) {
+    const int j = idx / HD, d = idx % HD;
+    float M = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm[w][j]);
+    float L = 0.0f, O = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float f = sm[w][j] == -INFINITY ? 0.0f : exp2f(sm[w][j] - M);
+      L += sl[w][j] * f;
+      O += so[w][j][d] * f;
+    }
+    float* dst = partial + (static_cast<int64_t>(g * group + j) * splits + split) * (HD + 2);
+    dst[d] = O;
+    if (d == 0) {
+      dst[HD] = M;
+      dst[HD + 1] = L;
+    }
+  }
+}
+
+template <int HD>
+__global__ void decode_merge_kernel(const float* partial, int splits, int n_heads, bf16* out) {
+  const int h = blockIdx.x;
+  const float* ph = partial + static_cast<int64_t>(h) * splits * (HD + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, ph[s * (HD + 2) + HD]);
+  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+    float L = 0.0f, O = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = ph[s * (HD + 2) + HD];
+      const float f = ms == -INFINITY ? 0.0f : exp2f(ms - M);
+      L += ph[s * (HD + 2) + HD + 1] * f;
+      O += ph[s * (HD + 2) + d] * f;
+    }
+    reinterpret_cast<__nv_bfloat16*>(out)[h * HD + d] = __float2bfloat16_rn(L > 0.0f ? O / L : 0.0f);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Any head dim up to 256 (tiny test models, head dims 80 ...): one warp per (query row, head),
+// keys walked one by one with an online softmax. Correct everywhere, fast nowhere.
+
+constexpr int kGenericMaxPer = 8;
+
+__global__ void attention_generic_kernel(AttentionArgs a) {
+  const int warp_global = static_cast<int>((blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32);
+  const int lane = threadIdx.x % 32;
+  if (warp_global >= a.n * a.n_heads) return;
+  const int i = warp_global / a.n_heads, h = warp_global % a.n_heads;
+  const int g = h / (a.n_heads / a.n_kv_heads);
+  const int hd = a.head_dim;
+  const float scale_log2 = rsqrtf(static_cast<float>(hd)) * kLog2e;
+  const auto* qp = reinterpret_cast<const __nv_bfloat16*>(a.q) + (static_cast<int64_t>(i) * a.n_heads + h) * hd;
+  const auto* kc = reinterpret_cast<const __nv_bfloat16*>(a.k_cache) + static_cast<int64_t>(g) * a.capacity * hd;
+  const auto* vc = reinterpret_cast<const __nv_bfloat16*>(a.v_cache) + static_cast<int64_t>(g) * a.capacity * hd;
+  float q[kGenericMaxPer], o[kGenericMaxPer];
+#pragma unroll
+  for (int p = 0; p < kGenericMaxPer; ++p) {
+    const int d = lane + 32 * p;
+    q[p] = d < hd ? __bfloat162float(qp[d]) * scale_log2 : 0.0f;
+    o[p] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  const int64_t last = a.pos0 + i;
+  for (int64_t key = 0; key <= last; ++key) {
+    float dot = 0.0f;
+#pragma unroll
+    for (int p = 0; p < kGenericMaxPer; ++p) {
+      const int d = lane + 32 * p;
+      if (d < hd) dot += q[p] * __bfloat162float(kc[key * hd + d]);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+    const float m_new = fmaxf(m, dot);
+    const float alpha = exp2f(m - m_new), pr = exp2f(dot - m_new);
+    l = l * alpha + pr;
+    m = m_new;
+#pragma unroll
+    for (int p = 0; p < kGenericMaxPer; ++p) {
+      const int d = lane + 32 * p;
+      if (d < hd) o[p] = o[p] * alpha + pr * __bfloat162float(vc[key * hd + d]);
+    }
+  }
+  auto* op = reinterpret_cast<__nv_bfloat16*>(a.out) + (static_cast<int64_t>(i) * a.n_heads + h) * hd;
+#pragma unroll
+  for (int p = 0; p < kGenericMaxPer; ++p) {
+    const int d = lane + 32 * p;
+    if (d < hd) op[d] = __float2bfloat16_rn(o[p] / l);
+  }
+}
+
+void launch_generic(const AttentionArgs& a, cudaStream_t stream) {
+  const int64_t warps = static_cast<int64_t>(a.n) * a.n_heads;
+  const unsigned blocks = static_cast<unsigned>((warps * 32 + 255) / 256);
+  attention_generic_kernel<<<blocks, 256, 0, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int HD>
+void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
+  const int n_qtiles = (a.n + kQueryTile - 1) / kQueryTile;
+  const size_t smem = Tile<HD>::kSmemBytes;
+  FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(a.n_heads));
+  flash_prefill_kernel<HD><<<grid, kThreads, smem, stream>>>(a, n_qtiles);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int HD, int G>
+void launch_decode(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
+  const int64_t kv_len = a.pos0 + 1;
+  int splits = std::max(1, (2 * num_sms + a.n_kv_heads - 1) / a.n_kv_heads);
+  splits = std::min<int64_t>(splits, std::max<int64_t>(1, (kv_len + 63) / 64));
+  splits = std::min(splits, kMaxDecodeSplits);
+  const int64_t per = (kv_len + splits - 1) / splits;
+  splits = static_cast<int>((kv_len + per - 1) / per);
+  dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(splits));
+  flash_decode_kernel<HD, G><<<grid, kDecodeWarps * 32, 0, stream>>>(a, partial, splits, per);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  decode_merge_kernel<HD><<<a.n_heads, HD, 0, stream>>>(partial, splits, a.n_heads, a.out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int G>
+void launch_decode_g(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 64: launch_decode<64, G>(a, partial, num_sms, stream); break;
+    case 96: launch_decode<96, G>(a, partial, num_sms, stream); break;
+    default: launch_decode<128, G>(a, partial, num_sms, stream); break;
+  }
+}
+
+void check_args(const AttentionArgs& a) {
+  if (a.head_dim <= 0 || a.head_dim > 32 * kGenericMaxPer)
+    throw Error(ErrorCode::UnsupportedModel, "the CUDA attention kernels support head dims up to 256, not " +
+                                                 std::to_string(a.head_dim) + "; use the CPU backend for this model");
+  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
+    throw Error(ErrorCode::BadArgument, "attention: heads must be a multiple of KV heads");
+  if (a.pos0 + a.n > a.capacity) throw Error(ErrorCode::OutOfContext, "attention: positions past the KV cache");
+}
+
+}  // namespace
+
+bool attention_head_dim_supported(int head_dim) { return head_dim > 0 && head_dim <= 32 * kGenericMaxPer; }
+bool attention_head_dim_fast(int head_dim) { return head_dim == 64 || head_dim == 96 || head_dim == 128; }
+
+void attention_prefill(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return;
+  check_args(a);
+  if (!attention_head_dim_fast(a.head_dim)) {
+    if (a.tile_offset != nullptr)
+      throw Error(ErrorCode::UnsupportedModel, "sparse attention needs head dim 64, 96 or 128");
+    launch_generic(a, stream);
+    return;
+  }
+  switch (a.head_dim) {
+    case 64: launch_prefill<64>(a, stream); break;
+    case 96: launch_prefill<96>(a, stream); break;
+    default: launch_prefill<128>(a, stream); break;
+  }
+}
+
+void attention_decode(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
+  if (a.n != 1) throw Error(ErrorCode::Internal, "attention_decode takes one query row");
+  check_args(a);
+  if (a.n_heads / a.n_kv_heads > kMaxGroupAll)
+    throw Error(ErrorCode::UnsupportedModel, "the CUDA decode kernel supports up to 16 query heads per KV head");
+  if (!attention_head_dim_fast(a.head_dim)) {
+    launch_generic(a, stream);
+    return;
+  }
+  const int group = a.n_heads / a.n_kv_heads;
+  if (group <= 1) launch_decode_g<1>(a, partial, num_sms, stream);
+  else if (group <= 2) launch_decode_g<2>(a, partial, num_sms, stream);
+  else if (group <= 4) launch_decode_g<4>(a, partial, num_sms, stream);
+  else if (group <= 8) launch_decode_g<8>(a, partial, num_sms, stream);
+  else launch_decode_g<16>(a, partial, num_sms, stream);
+}
+
+}  // namespace folio::cuda

@@ -1,0 +1,202 @@
+// The whole model on the GPU against the CPU engine (the reference): stories260K, the HF fixtures
+// (llama/llama3 scaling, mistral sharded f16, qwen2 bias+yarn, phi3 longrope, linear+tied), and
+// random-weight models of SmolLM2's and a GQA-4 head-dim-128 shape. Same prompt in chunks that
+// cross chunk boundaries, then teacher-forced decoding: at every step the logits must be close and
+// the argmax the same (a differing argmax is allowed only at a near-tie of the CPU's logits).
+// Also the memory plan against cudaMemGetInfo and the out-of-memory messages.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/engine/engine.h"
+#include "core/model/memory_plan.h"
+#include "core/model/random_model.h"
+#include "kernels/tests/gpu_check.h"
+
+using namespace folio;
+using namespace folio::gputest;
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != 0 ? std::string(v) : fallback;
+}
+std::string source_dir() { return env_or("FOLIO_SOURCE_DIR", "."); }
+
+int argmax(std::span<const float> v) { return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()); }
+
+// Compares a CPU and a CUDA engine over the same model.
+void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
+                     int64_t chunk, double tol) {
+  EngineOptions cpu_o;
+  cpu_o.backend = BackendKind::Cpu;
+  EngineOptions gpu_o;
+  gpu_o.backend = BackendKind::Cuda;
+  gpu_o.context_tokens = prompt_len + steps + 8;
+  auto cpu = Engine::create(model, nullptr, cpu_o);
+  auto gpu = Engine::create(model, nullptr, gpu_o);
+  GCHECK(gpu->backend().kind() == BackendKind::Cuda, "%s: not on the GPU (%s)", label.c_str(), gpu->notice().c_str());
+  SessionOptions so;
+  so.context_tokens = prompt_len + steps + 8;
+  so.prefill_chunk = chunk;
+  auto cs = cpu->create_session(so);
+  auto gs = gpu->create_session(so);
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
+  const int32_t vocab = model->config.vocab_size;
+  for (int i = 0; i < prompt_len; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+  cs->prefill(prompt);
+  gs->prefill(prompt);
+  int agree = 0, near_ties = 0;
+  double worst = 0.0;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<float> lc(cs->logits().begin(), cs->logits().end()), lg(gs->logits().begin(), gs->logits().end());
+    Compare c = compare(lg, lc);
+    worst = std::max(worst, c.rel_norm);
+    GCHECK(c.non_finite == 0 && c.rel_norm < tol, "%s step %d: logits rel %.3g (tol %.3g), non-finite %zu",
+           label.c_str(), s, c.rel_norm, tol, c.non_finite);
+    const int a = argmax(lc), b = argmax(lg);
+    if (a == b) {
+      ++agree;
+    } else {
+      const float margin = lc[static_cast<size_t>(a)] - lc[static_cast<size_t>(b)];
+      const bool tie = margin < 0.05f * (1.0f + std::fabs(lc[static_cast<size_t>(a)]));
+      near_ties += tie ? 1 : 0;
+      GCHECK(tie, "%s step %d: argmax %d (cpu) vs %d (gpu), cpu margin %.4f", label.c_str(), s, a, b, margin);
+    }
+    const int32_t next = a;
+    cs->prefill(std::span<const int32_t>(&next, 1));
+    gs->prefill(std::span<const int32_t>(&next, 1));
+  }
+  std::printf("  %s: %d/%d argmax equal (%d near-ties), worst logits rel error %.3g\n", label.c_str(), agree, steps,
+              near_ties, worst);
+}
+
+void test_stories260k() {
+  const std::string path = source_dir() + "/resources/models/stories260K/stories260K.bin";
+  std::shared_ptr<LoadedModel> model = load_model(path);
+  compare_engines("stories260K", model, 200, 24, 64, 2e-2);
+}
+
+void test_hf_fixtures() {
+  for (const char* name : {"llama3_scaled", "llama_linear_tied", "mistral_sharded", "phi3_longrope", "qwen2_yarn_tied"}) {
+    const std::string path = source_dir() + "/tests/fixtures/hf/" + name;
+    std::shared_ptr<LoadedModel> model = load_model(path);
+    compare_engines(name, model, 300, 16, 128, 1e-1);  // tiny random models: small logits, bf16 noise up to ~7%
+  }
+}
+
+void test_random_shapes() {
+  std::shared_ptr<LoadedModel> smol = make_random_model(named_model_shape("smollm2-135m"), DType::BF16, 7);
+  compare_engines("random smollm2-135m", smol, 700, 12, 256, 3e-2);
+  ModelConfig c = named_model_shape("llama-3.1-8b");
+  c.n_layers = 2;
+  c.hidden = 1024;
+  c.n_heads = 8;
+  c.n_kv_heads = 2;
+  c.head_dim = 128;
+  c.ffn_hidden = 2048;
+  c.vocab_size = 4096;
+  c.arch_label = "random gqa4 hd128";
+  std::shared_ptr<LoadedModel> gqa = make_random_model(c, DType::BF16, 8);
+  compare_engines("random gqa4 hd128 (llama3 rope)", gqa, 1500, 8, 512, 3e-2);
+}
+
+// The plan says what the device loses: weights + KV + scratch against cudaMemGetInfo, within 5%.
+void test_memory_plan_matches_device() {
+  size_t free0 = 0, total = 0;
+  cudaFree(nullptr);
+  EngineOptions o;
+  o.backend = BackendKind::Cuda;
+  o.context_tokens = 32768;
+  std::shared_ptr<LoadedModel> model = make_random_model(named_model_shape("llama-3.1-8b"), DType::BF16, 1, true);
+  FOLIO_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+  {
+    auto engine = Engine::create(model, nullptr, o);
+    SessionOptions so;
+    so.context_tokens = 32768;
+    auto session = engine->create_session(so);
+    std::vector<int32_t> prompt(1000, 5);
+    session->prefill(prompt);
+    size_t free1 = 0;
+    FOLIO_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+    const DeviceMemory m = engine->memory().front();
+    const size_t ours = m.weights_bytes + m.kv_bytes + m.scratch_bytes;
+    const size_t seen = free0 - free1;
+    const MemoryPlan plan = plan_memory(engine->config(), 32768, engine->backend().preferred_chunk());
+    const double diff = std::fabs(static_cast<double>(seen) - static_cast<double>(ours)) / static_cast<double>(seen);
+    std::printf("  8B shape, 32K context: plan %s; metrics %.3f GiB; cudaMemGetInfo %.3f GiB (%.2f%%)\n",
+                describe_plan(plan).c_str(), ours / 1073741824.0, seen / 1073741824.0, 100 * diff);
+    GCHECK(ours == plan.total(), "metrics %zu differ from the plan %zu", ours, plan.total());
+    GCHECK(diff < 0.05, "metrics and cudaMemGetInfo differ by %.2f%%", 100 * diff);
+  }
+}
+
+void test_out_of_memory_messages() {
+  std::shared_ptr<LoadedModel> model = make_random_model(named_model_shape("llama-3.1-8b"), DType::BF16, 1, true);
+  // a cap below the weights
+  {
+    EngineOptions o;
+    o.backend = BackendKind::Cuda;
+    o.gpu_mem_limit_bytes = size_t{8} << 30;
+    bool threw = false;
+    try {
+      Engine::create(model, nullptr, o);
+    } catch (const Error& e) {
+      threw = e.code() == ErrorCode::OutOfMemory && std::string(e.what()).find("Not even the weights") != std::string::npos;
+      std::printf("  8 GiB cap: %s\n", e.what());
+    }
+    GCHECK(threw, "a cap below the weights must fail with a clear message");
+  }
+  // a context that does not fit under a cap: the message names the largest one that does
+  {
+    EngineOptions o;
+    o.backend = BackendKind::Cuda;
+    o.gpu_mem_limit_bytes = size_t{24} << 30;
+    o.context_tokens = 131072;
+    bool threw = false;
+    try {
+      Engine::create(model, nullptr, o);
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      threw = e.code() == ErrorCode::OutOfMemory && msg.find("largest context that fits is") != std::string::npos;
+      std::printf("  24 GiB cap, 128K: %s\n", e.what());
+      // the context it names really fits
+      const size_t at = msg.find("largest context that fits is ");
+      if (at != std::string::npos) {
+        const int64_t fits = std::stoll(msg.substr(at + 29));
+        o.context_tokens = fits;
+        auto engine = Engine::create(model, nullptr, o);
+        SessionOptions so;
+        so.context_tokens = fits;
+        auto session = engine->create_session(so);
+        GCHECK(session->context_size() == fits, "the named context %lld does not fit", static_cast<long long>(fits));
+        SessionOptions too_big;
+        too_big.context_tokens = fits + 300000;
+        bool kv_threw = false;
+        try {
+          engine->create_session(too_big);
+        } catch (const Error& e2) {
+          kv_threw = e2.code() == ErrorCode::OutOfMemory;
+          std::printf("  a second, larger session: %s\n", e2.what());
+        }
+        GCHECK(kv_threw, "a session past the cap must fail");
+      }
+    }
+    GCHECK(threw, "a context past the cap must fail and name the largest that fits");
+  }
+}
+
+}  // namespace
+
+int main() {
+  return run_cases("tst_gpu_model", {
+                                        {"stories260K", test_stories260k},
+                                        {"hf_fixtures", test_hf_fixtures},
+                                        {"random_shapes", test_random_shapes},
+                                        {"memory_plan_matches_device", test_memory_plan_matches_device},
+                                        {"out_of_memory_messages", test_out_of_memory_messages},
+                                    });
+}

@@ -1,0 +1,293 @@
+// Every CUDA op against the CPU reference (core/cpu/cpu_ops.h) on varied shapes: odd lengths,
+// chunk boundaries, head dims 64/96/128 (and odd ones through the simple kernel), GQA ratios 1, 4
+// and 8, attention up to 64K keys. Outputs are poisoned (NaN bytes) before each run so that
+// elements a kernel forgets to write are caught.
+#include <algorithm>
+#include <cstdio>
+
+#include "core/common/thread_pool.h"
+#include "core/cpu/cpu_ops.h"
+#include "core/model/memory_plan.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/gemm.h"
+#include "kernels/tests/gpu_check.h"
+
+using namespace folio;
+using namespace folio::gputest;
+
+namespace {
+
+ThreadPool& pool() {
+  static ThreadPool p(0);
+  return p;
+}
+
+void test_rmsnorm() {
+  for (auto [rows, dim] : std::vector<std::pair<int, int>>{{1, 576}, {7, 4096}, {130, 3072}, {3, 100}}) {
+    auto x = random_normal(static_cast<size_t>(rows) * dim, 1 + rows, 2.0f);
+    auto w = random_normal(static_cast<size_t>(dim), 2, 1.0f);
+    Dev<float> dx(x), dw(w);
+    Dev<uint16_t> out(x.size());
+    cuda::rmsnorm(dx.get(), dw.get(), rows, dim, 1e-5f, out.get(), nullptr);
+    std::vector<float> ref(x.size());
+    cpu::rmsnorm(x.data(), w.data(), rows, dim, 1e-5f, ref.data());
+    Compare c = compare(from_bf16(out.download()), ref);
+    GCHECK(c.non_finite == 0 && c.rel_norm < 8e-3, "rows %d dim %d: rel %.3g, %zu non-finite", rows, dim, c.rel_norm,
+           c.non_finite);
+  }
+}
+
+void test_embedding() {
+  const int vocab = 1000, hidden = 576, n = 37;
+  auto table = to_bf16(random_normal(static_cast<size_t>(vocab) * hidden, 3));
+  std::vector<int32_t> tokens(n);
+  for (int i = 0; i < n; ++i) tokens[static_cast<size_t>(i)] = (i * 7919) % vocab;
+  Dev<uint16_t> dt(table);
+  Dev<int32_t> dtok(tokens);
+  Dev<float> out(static_cast<size_t>(n) * hidden);
+  cuda::embedding(dt.get(), dtok.get(), n, hidden, out.get(), nullptr);
+  auto got = out.download();
+  size_t wrong = 0;
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < hidden; ++i)
+      if (got[static_cast<size_t>(t) * hidden + i] !=
+          bf16_to_f32(table[static_cast<size_t>(tokens[static_cast<size_t>(t)]) * hidden + i]))
+        ++wrong;
+  GCHECK(wrong == 0, "%zu values differ", wrong);
+}
+
+struct RopeCase {
+  int n_heads, n_kv, hd, rotary;
+  RopeLayout layout;
+  bool bias;
+  int n;
+  int64_t pos0;
+};
+
+void test_rope_qkv() {
+  const std::vector<RopeCase> cases = {
+      {4, 2, 64, 64, RopeLayout::RotateHalf, false, 1, 0},   {8, 8, 96, 96, RopeLayout::AdjacentPairs, true, 37, 1000},
+      {4, 1, 128, 64, RopeLayout::RotateHalf, false, 130, 5}, {32, 8, 128, 128, RopeLayout::RotateHalf, false, 513, 65000},
+      {2, 1, 80, 80, RopeLayout::RotateHalf, true, 9, 3},      {8, 4, 8, 8, RopeLayout::AdjacentPairs, false, 17, 200},
+  };
+  for (const RopeCase& rc : cases) {
+    const int QD = rc.n_heads * rc.hd, KVD = rc.n_kv * rc.hd, W = QD + 2 * KVD;
+    const int64_t capacity = rc.pos0 + rc.n + 3;
+    RopeConfig cfg;
+    cfg.theta = 500000.0;
+    cfg.rotary_dim = rc.rotary;
+    cfg.layout = rc.layout;
+    RopeTable table = make_rope_table(cfg, capacity);
+    auto qkv = bf16_round(random_normal(static_cast<size_t>(rc.n) * W, 11 + rc.n));
+    auto bias = random_normal(static_cast<size_t>(W), 12, 0.5f);
+    Dev<uint16_t> dqkv(to_bf16(qkv));
+    Dev<float> dbias(bias), dfreq(table.inv_freq);
+    Dev<uint16_t> q(static_cast<size_t>(rc.n) * QD), kc(static_cast<size_t>(rc.n_kv * capacity * rc.hd)),
+        vc(static_cast<size_t>(rc.n_kv * capacity * rc.hd));
+    cuda::RopeArgs a;
+    a.qkv = dqkv.get();
+    a.bias = rc.bias ? dbias.get() : nullptr;
+    a.inv_freq = dfreq.get();
+    a.n = rc.n;
+    a.pos0 = rc.pos0;
+    a.n_heads = rc.n_heads;
+    a.n_kv_heads = rc.n_kv;
+    a.head_dim = rc.hd;
+    a.rotary_half = rc.rotary / 2;
+    a.adjacent_pairs = rc.layout == RopeLayout::AdjacentPairs;
+    a.attention_scale = table.attention_scale;
+    a.q = q.get();
+    a.k_cache = kc.get();
+    a.v_cache = vc.get();
+    a.capacity = capacity;
+    cuda::rope_qkv(a, nullptr);
+    // CPU: bias, rope on q and k
+    std::vector<float> rq(static_cast<size_t>(rc.n) * QD), rk(static_cast<size_t>(rc.n) * KVD),
+        rv(static_cast<size_t>(rc.n) * KVD);
+    for (int t = 0; t < rc.n; ++t)
+      for (int i = 0; i < W; ++i) {
+        float v = qkv[static_cast<size_t>(t) * W + i] + (rc.bias ? bias[static_cast<size_t>(i)] : 0.0f);
+        if (i < QD) rq[static_cast<size_t>(t) * QD + i] = v;
+        else if (i < QD + KVD) rk[static_cast<size_t>(t) * KVD + i - QD] = v;
+        else rv[static_cast<size_t>(t) * KVD + i - QD - KVD] = v;
+      }
+    std::vector<int32_t> positions(static_cast<size_t>(rc.n));
+    for (int t = 0; t < rc.n; ++t) positions[static_cast<size_t>(t)] = static_cast<int32_t>(rc.pos0 + t);
+    cpu::rope(rq.data(), rc.n, QD, rc.n_heads, rc.hd, positions, table, rc.layout);
+    cpu::rope(rk.data(), rc.n, KVD, rc.n_kv, rc.hd, positions, table, rc.layout);
+    Compare cq = compare(from_bf16(q.download()), rq);
+    auto gk = kc.download(), gv = vc.download();
+    std::vector<float> gotk(rk.size()), gotv(rv.size());
+    size_t untouched_bad = 0;
+    for (int g = 0; g < rc.n_kv; ++g)
+      for (int64_t p = 0; p < capacity; ++p)
+        for (int d = 0; d < rc.hd; ++d) {
+          const size_t src = (static_cast<size_t>(g) * capacity + p) * rc.hd + d;
+          if (p >= rc.pos0 && p < rc.pos0 + rc.n) {
+            const size_t dst = static_cast<size_t>(p - rc.pos0) * KVD + g * rc.hd + d;
+            gotk[dst] = bf16_to_f32(gk[src]);
+            gotv[dst] = bf16_to_f32(gv[src]);
+          } else if (gk[src] != 0xffff || gv[src] != 0xffff) {
+            ++untouched_bad;
+          }
+        }
+    Compare ck = compare(gotk, rk), cv = compare(gotv, rv);
+    GCHECK(cq.non_finite == 0 && cq.rel_norm < 8e-3, "hd %d q rel %.3g nonfinite %zu", rc.hd, cq.rel_norm, cq.non_finite);
+    GCHECK(ck.non_finite == 0 && ck.rel_norm < 8e-3, "hd %d k rel %.3g nonfinite %zu", rc.hd, ck.rel_norm, ck.non_finite);
+    GCHECK(cv.non_finite == 0 && cv.rel_norm < 8e-3, "hd %d v rel %.3g", rc.hd, cv.rel_norm);
+    GCHECK(untouched_bad == 0, "hd %d: %zu cache values outside the chunk were written", rc.hd, untouched_bad);
+  }
+}
+
+void test_swiglu() {
+  for (auto [n, F] : std::vector<std::pair<int, int>>{{1, 1536}, {77, 14336}, {3, 100}}) {
+    auto gu = bf16_round(random_normal(static_cast<size_t>(n) * 2 * F, 5 + n, 2.0f));
+    Dev<uint16_t> dgu(to_bf16(gu)), out(static_cast<size_t>(n) * F);
+    cuda::swiglu(dgu.get(), n, F, out.get(), nullptr);
+    std::vector<float> g(static_cast<size_t>(n) * F), u(g.size()), ref(g.size());
+    for (int t = 0; t < n; ++t)
+      for (int i = 0; i < F; ++i) {
+        g[static_cast<size_t>(t) * F + i] = gu[static_cast<size_t>(t) * 2 * F + i];
+        u[static_cast<size_t>(t) * F + i] = gu[static_cast<size_t>(t) * 2 * F + F + i];
+      }
+    cpu::swiglu(g.data(), u.data(), static_cast<int64_t>(g.size()), ref.data());
+    Compare c = compare(from_bf16(out.download()), ref);
+    GCHECK(c.non_finite == 0 && c.rel_norm < 8e-3, "n %d F %d rel %.3g", n, F, c.rel_norm);
+  }
+}
+
+void test_gemm() {
+  Dev<uint8_t> ws(kGemmWorkspaceBytes, 0);
+  cuda::Gemm gemm(ws.get(), kGemmWorkspaceBytes);
+  struct G {
+    int n, m, k;
+  };
+  for (G s : std::vector<G>{{1, 576, 576}, {7, 1536, 576}, {130, 1000, 384}, {513, 256, 4096}, {4096, 512, 512}}) {
+    auto x = bf16_round(random_normal(static_cast<size_t>(s.n) * s.k, 21 + s.n));
+    auto w = bf16_round(random_normal(static_cast<size_t>(s.m) * s.k, 22 + s.m, 0.05f));
+    auto y0 = random_normal(static_cast<size_t>(s.n) * s.m, 23);
+    std::vector<float> ref(static_cast<size_t>(s.n) * s.m);
+    pool().parallel_for(s.n, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t)
+        for (int j = 0; j < s.m; ++j) {
+          double acc = 0.0;
+          for (int i = 0; i < s.k; ++i)
+            acc += static_cast<double>(x[static_cast<size_t>(t * s.k + i)]) * w[static_cast<size_t>(j) * s.k + i];
+          ref[static_cast<size_t>(t * s.m + j)] = static_cast<float>(acc);
+        }
+    });
+    Dev<uint16_t> dx(to_bf16(x)), dw(to_bf16(w)), yb(ref.size());
+    Dev<float> yf(ref.size()), ya(y0);
+    gemm.run(nullptr, dx.get(), s.n, dw.get(), s.m, s.k, yb.get(), cuda::Gemm::Out::Bf16);
+    gemm.run(nullptr, dx.get(), s.n, dw.get(), s.m, s.k, yf.get(), cuda::Gemm::Out::F32);
+    gemm.run(nullptr, dx.get(), s.n, dw.get(), s.m, s.k, ya.get(), cuda::Gemm::Out::F32Accumulate);
+    std::vector<float> ref_acc(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = ref[i] + y0[i];
+    Compare cb = compare(from_bf16(yb.download()), ref), cf = compare(yf.download(), ref),
+            ca = compare(ya.download(), ref_acc);
+    GCHECK(cb.non_finite == 0 && cb.rel_norm < 8e-3, "%dx%dx%d bf16 rel %.3g", s.n, s.m, s.k, cb.rel_norm);
+    GCHECK(cf.non_finite == 0 && cf.rel_norm < 1e-4, "%dx%dx%d f32 rel %.3g", s.n, s.m, s.k, cf.rel_norm);
+    GCHECK(ca.non_finite == 0 && ca.rel_norm < 1e-4, "%dx%dx%d acc rel %.3g", s.n, s.m, s.k, ca.rel_norm);
+  }
+}
+
+struct AttnCase {
+  int hd, n_heads, n_kv, n;
+  int64_t pos0;
+};
+
+// Runs GPU attention (prefill kernel, or decode for n == 1 when `decode`) and the CPU reference.
+void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles) {
+  const int64_t capacity = ac.pos0 + ac.n + 5;
+  const int64_t kv_len = ac.pos0 + ac.n;
+  const size_t cache = static_cast<size_t>(ac.n_kv) * static_cast<size_t>(capacity) * ac.hd;
+  auto q = bf16_round(random_normal(static_cast<size_t>(ac.n) * ac.n_heads * ac.hd, 31 + ac.n, 1.0f));
+  auto k = bf16_round(random_normal(cache, 32 + ac.hd, 1.0f));
+  auto v = bf16_round(random_normal(cache, 33 + ac.hd, 1.0f));
+  // rows past kv_len are poison in the GPU cache: kernels must not read them into results
+  auto kb = to_bf16(k), vb = to_bf16(v);
+  for (int g = 0; g < ac.n_kv; ++g)
+    for (int64_t p = kv_len; p < capacity; ++p)
+      for (int d = 0; d < ac.hd; ++d) {
+        const size_t i = (static_cast<size_t>(g) * capacity + p) * ac.hd + d;
+        kb[i] = 0x7fc0;  // NaN
+        vb[i] = 0x7fc0;
+      }
+  Dev<uint16_t> dq(to_bf16(q)), dk(kb), dv(vb), out(q.size());
+  Dev<float> partial(static_cast<size_t>(ac.n_heads) * kMaxDecodeSplits * (ac.hd + 2));
+  cuda::AttentionArgs a;
+  a.q = dq.get();
+  a.k_cache = dk.get();
+  a.v_cache = dv.get();
+  a.out = out.get();
+  a.n = ac.n;
+  a.pos0 = ac.pos0;
+  a.capacity = capacity;
+  a.n_heads = ac.n_heads;
+  a.n_kv_heads = ac.n_kv;
+  a.head_dim = ac.hd;
+  std::vector<int32_t> offsets, indices;
+  std::unique_ptr<Dev<int32_t>> doff, didx;
+  if (explicit_tiles) {
+    // every causal tile, listed in reverse order: must equal the implicit dense walk
+    const int nq = (ac.n + cuda::kQueryTile - 1) / cuda::kQueryTile;
+    offsets.push_back(0);
+    for (int h = 0; h < ac.n_heads; ++h)
+      for (int i = 0; i < nq; ++i) {
+        const int64_t last = ac.pos0 + std::min((i + 1) * cuda::kQueryTile, ac.n) - 1;
+        for (int64_t t = last / cuda::kKeyTile; t >= 0; --t) indices.push_back(static_cast<int32_t>(t));
+        offsets.push_back(static_cast<int32_t>(indices.size()));
+      }
+    doff = std::make_unique<Dev<int32_t>>(offsets);
+    didx = std::make_unique<Dev<int32_t>>(indices);
+    a.tile_offset = doff->get();
+    a.tile_index = didx->get();
+  }
+  if (decode) cuda::attention_decode(a, partial.get(), 132, nullptr);
+  else cuda::attention_prefill(a, nullptr);
+  std::vector<float> ref(q.size());
+  cpu::attention(pool(), q.data(), ac.n, ac.pos0, k.data(), v.data(), capacity, ac.n_heads, ac.n_kv, ac.hd, ref.data());
+  Compare c = compare(from_bf16(out.download()), ref);
+  GCHECK(c.non_finite == 0 && c.rel_norm < 1.5e-2 && c.max_rel < 5e-2,
+         "hd %d heads %d/%d n %d pos0 %lld %s%s: rel %.3g max %.3g non-finite %zu", ac.hd, ac.n_heads, ac.n_kv, ac.n,
+         static_cast<long long>(ac.pos0), decode ? "decode" : "prefill", explicit_tiles ? " (tile list)" : "",
+         c.rel_norm, c.max_rel, c.non_finite);
+}
+
+void test_attention_prefill() {
+  const std::vector<AttnCase> cases = {
+      {64, 4, 4, 1, 0},      {64, 8, 2, 77, 0},    {96, 8, 8, 200, 0},      {128, 8, 1, 130, 0},
+      {128, 32, 8, 300, 129}, {128, 16, 2, 513, 4000}, {96, 4, 1, 64, 63}, {64, 8, 1, 1000, 0},
+      {128, 8, 8, 4096, 0},  {96, 32, 32, 129, 8191}, {128, 8, 2, 256, 65536 - 256},
+      {80, 2, 1, 150, 7},    {8, 8, 4, 40, 0},
+  };
+  for (const AttnCase& c : cases) check_attention(c, false, false);
+}
+
+void test_attention_tile_list() {
+  for (const AttnCase& c : std::vector<AttnCase>{{128, 8, 2, 300, 129}, {64, 4, 1, 700, 0}, {96, 4, 4, 129, 64}})
+    check_attention(c, false, true);
+}
+
+void test_attention_decode() {
+  const std::vector<AttnCase> cases = {
+      {64, 9, 3, 1, 0},    {64, 9, 3, 1, 999},   {128, 32, 8, 1, 32767}, {96, 32, 32, 1, 4999},
+      {128, 8, 1, 1, 65535}, {128, 16, 2, 1, 100}, {80, 2, 1, 1, 299},    {128, 28, 4, 1, 777},
+  };
+  for (const AttnCase& c : cases) check_attention(c, true, false);
+}
+
+}  // namespace
+
+int main() {
+  return run_cases("tst_gpu_ops", {
+                                      {"rmsnorm", test_rmsnorm},
+                                      {"embedding", test_embedding},
+                                      {"rope_qkv", test_rope_qkv},
+                                      {"swiglu", test_swiglu},
+                                      {"gemm", test_gemm},
+                                      {"attention_prefill", test_attention_prefill},
+                                      {"attention_tile_list", test_attention_tile_list},
+                                      {"attention_decode", test_attention_decode},
+                                  });
+}
