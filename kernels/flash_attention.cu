@@ -6,7 +6,8 @@
 // query heads share their key/value head without copies. Softmax is online (running max and sum
 // in fp32), scores and P.V run on the tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate).
 //
-// Prefill kernel: one CTA of 8 warps per (query tile of 128 rows, head); each warp owns 16 rows.
+// Prefill kernel: one CTA of 4 warps per (query tile of 128 rows, head); each warp owns 32 rows
+// (two m16 tiles, so every K/V fragment read from shared memory feeds two MMAs).
 // The CTA walks a LIST of key tiles (64 keys each): dense attention is the list "every causal
 // tile", sparse prefill passes its own per-(head, query tile) lists. Key/value tiles are double
 // buffered in shared memory with cp.async; rows are padded by 16 bytes so ldmatrix is free of
@@ -17,11 +18,15 @@
 // (max, sum, unnormalised output) go to a scratch buffer and a second kernel merges them.
 //
 // History (H200, Llama-3.1-8B layer shape: 32 heads, 8 KV heads, hd 128, causal, bf16):
-//   v1 (2026-11-28): mma.sync FA2-style, Br 128 / Bc 64, 8 warps, cp.async double buffer.
-//       Numbers: see docs/benchmarks.md (attention-only table).
+//   v1 (2026-11-28): mma.sync FA2-style, Br 128 / Bc 64, 8 warps of 16 rows, Q in registers,
+//       cp.async double buffer: 252 TFLOP/s at 16K, 259 at 32K (hd 96: 230 / 235). Shared-memory
+//       bound: each warp re-reads the whole K/V tile for only 16 rows.
+//   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
+//       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/model/memory_plan.h"
 #include "kernels/cuda_ops.h"
@@ -31,8 +36,14 @@ namespace folio::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
+// The prefill kernel's shape: kMTiles m16 tiles (16 rows each) per warp, so 128 / (16 kMTiles)
+// warps. kMTiles = 2 is the default; 1 is kept for comparison (FOLIO_ATTN_MTILES=1).
+template <int kMTiles>
+struct Warps {
+  static constexpr int kRowsPerWarp = 16 * kMTiles;
+  static constexpr int kWarps = kQueryTile / kRowsPerWarp;
+  static constexpr int kThreads = kWarps * 32;
+};
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -68,6 +79,13 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x on the SFU, flushing denormals (the online softmax needs nothing finer).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -82,7 +100,7 @@ struct Tile {
 };
 
 // Loads rows [row0, row0 + kKeyTile) of one head's cache into smem; rows >= limit become zeros.
-template <int HD>
+template <int HD, int kThreads>
 __device__ __forceinline__ void load_kv_tile(__nv_bfloat16* dst, const bf16* head_base, int64_t row0, int64_t limit) {
   constexpr int C = Tile<HD>::kChunks;
   for (int i = threadIdx.x; i < kKeyTile * C; i += kThreads) {
@@ -97,8 +115,10 @@ __device__ __forceinline__ void load_kv_tile(__nv_bfloat16* dst, const bf16* hea
   }
 }
 
-template <int HD>
-__global__ void __launch_bounds__(kThreads, 1) flash_prefill_kernel(AttentionArgs a, int n_qtiles) {
+template <int HD, int kMTiles>
+__global__ void __launch_bounds__(Warps<kMTiles>::kThreads, 2) flash_prefill_kernel(AttentionArgs a, int n_qtiles) {
+  constexpr int kThreads = Warps<kMTiles>::kThreads;
+  constexpr int kRowsPerWarp = Warps<kMTiles>::kRowsPerWarp;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int S = Tile<HD>::kStride;
   auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
@@ -133,108 +153,127 @@ __global__ void __launch_bounds__(kThreads, 1) flash_prefill_kernel(AttentionArg
     constexpr int C = Tile<HD>::kChunks;
     for (int i = threadIdx.x; i < kQueryTile * C; i += kThreads) {
       const int r = i / C, c = i % C;
-      __nv_bfloat16* s = sQ + r * S + c * 8;
+      __nv_bfloat16* sp = sQ + r * S + c * 8;
       if (i0 + r < a.n)
-        cp_async16(s, a.q + (static_cast<int64_t>(i0 + r) * a.n_heads + h) * HD + c * 8);
+        cp_async16(sp, a.q + (static_cast<int64_t>(i0 + r) * a.n_heads + h) * HD + c * 8);
       else
-        *reinterpret_cast<uint4*>(s) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
     }
   }
   if (n_tiles > 0) {
-    load_kv_tile<HD>(sK(0), k_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
-    load_kv_tile<HD>(sV(0), v_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
+    load_kv_tile<HD, kThreads>(sK(0), k_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
+    load_kv_tile<HD, kThreads>(sV(0), v_head, static_cast<int64_t>(tile_at(0)) * kKeyTile, kv_len);
   }
   cp_async_commit();
 
-  float o[HD / 8][4];
+  // Each warp owns kRowsPerWarp rows as kMTiles m16 tiles; every K/V fragment read from shared
+  // memory feeds kMTiles MMAs.
+  float o[kMTiles][HD / 8][4];
 #pragma unroll
-  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  uint32_t qf[HD / 16][4];
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int d = 0; d < HD / 8; ++d) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.0f;
+  float m_run[kMTiles][2], l_run[kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    m_run[mt][0] = m_run[mt][1] = -INFINITY;
+    l_run[mt][0] = l_run[mt][1] = 0.0f;
+  }
   const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
-  // absolute positions of this thread's two rows
-  const int row_a = warp * 16 + lane / 4;
-  const int64_t qpos[2] = {a.pos0 + i0 + row_a, a.pos0 + i0 + row_a + 8};
+  const int warp_row0 = warp * kRowsPerWarp;
   const int64_t min_qpos = a.pos0 + i0;
 
   for (int j = 0; j < n_tiles; ++j) {
     const int buf = j & 1;
     if (j + 1 < n_tiles) {
       const int64_t next = static_cast<int64_t>(tile_at(j + 1)) * kKeyTile;
-      load_kv_tile<HD>(sK(buf ^ 1), k_head, next, kv_len);
-      load_kv_tile<HD>(sV(buf ^ 1), v_head, next, kv_len);
+      load_kv_tile<HD, kThreads>(sK(buf ^ 1), k_head, next, kv_len);
+      load_kv_tile<HD, kThreads>(sV(buf ^ 1), v_head, next, kv_len);
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (j == 0) {
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk)
-        ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
-    }
     const int64_t key0 = static_cast<int64_t>(tile_at(j)) * kKeyTile;
 
-    // S = Q K^T for 16 rows x 64 keys per warp
-    float s[kKeyTile / 8][4];
+    // S = Q K^T: kRowsPerWarp rows x 64 keys per warp
+    float s[kMTiles][kKeyTile / 8][4];
 #pragma unroll
-    for (int nb = 0; nb < kKeyTile / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+        ldmatrix_x4(qa[mt], sQ + (warp_row0 + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
 #pragma unroll
       for (int nb = 0; nb < kKeyTile / 16; ++nb) {
         uint32_t b[4];
         const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
         const int col = kk * 16 + ((lane / 8) % 2) * 8;
         ldmatrix_x4(b, sK(buf) + key * S + col);
-        mma_bf16(s[2 * nb], qf[kk], b[0], b[1]);
-        mma_bf16(s[2 * nb + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          mma_bf16(s[mt][2 * nb], qa[mt], b[0], b[1]);
+          mma_bf16(s[mt][2 * nb + 1], qa[mt], b[2], b[3]);
+        }
       }
     }
     // mask tiles that cross the diagonal or the end of the keys
     const bool needs_mask = key0 + kKeyTile - 1 > min_qpos || key0 + kKeyTile > kv_len;
     if (needs_mask) {
 #pragma unroll
-      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const int64_t qpos0 = a.pos0 + i0 + warp_row0 + mt * 16 + lane / 4;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
-          if (key > qpos[e / 2] || key >= kv_len) s[nb][e] = -INFINITY;
+        for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
+            if (key > qpos0 + 8 * (e / 2) || key >= kv_len) s[mt][nb][e] = -INFINITY;
+          }
+      }
+    }
+    // online softmax, two rows per thread and m tile (lane / 4: e = 0, 1; lane / 4 + 8: e = 2, 3)
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[mt][r], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = fast_exp2(m_run[mt][r] - m_use);
+        float sum = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb) {
+          s[mt][nb][2 * r] = fast_exp2(fmaf(s[mt][nb][2 * r], scale_log2, -m_use));
+          s[mt][nb][2 * r + 1] = fast_exp2(fmaf(s[mt][nb][2 * r + 1], scale_log2, -m_use));
+          sum += s[mt][nb][2 * r] + s[mt][nb][2 * r + 1];
         }
-    }
-    // online softmax, two rows per thread (row_a: e = 0, 1; row_a + 8: e = 2, 3)
+        l_run[mt][r] = l_run[mt][r] * alpha + sum;  // per-thread partial; reduced across the quad at the end
+        m_run[mt][r] = m_new;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[r], mx * scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = exp2f(m_run[r] - m_use);
-      float sum = 0.0f;
-#pragma unroll
-      for (int nb = 0; nb < kKeyTile / 8; ++nb) {
-        s[nb][2 * r] = exp2f(s[nb][2 * r] * scale_log2 - m_use);
-        s[nb][2 * r + 1] = exp2f(s[nb][2 * r + 1] * scale_log2 - m_use);
-        sum += s[nb][2 * r] + s[nb][2 * r + 1];
+        for (int d = 0; d < HD / 8; ++d) {
+          o[mt][d][2 * r] *= alpha;
+          o[mt][d][2 * r + 1] *= alpha;
+        }
       }
-      l_run[r] = l_run[r] * alpha + sum;  // per-thread partial sum; reduced across the quad at the end
-      m_run[r] = m_new;
-#pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        o[d][2 * r] *= alpha;
-        o[d][2 * r + 1] *= alpha;
-      }
-    }
     // O += P V
 #pragma unroll
     for (int t = 0; t < kKeyTile / 16; ++t) {
-      uint32_t p[4];
-      p[0] = pack_bf16(s[2 * t][0], s[2 * t][1]);
-      p[1] = pack_bf16(s[2 * t][2], s[2 * t][3]);
-      p[2] = pack_bf16(s[2 * t + 1][0], s[2 * t + 1][1]);
-      p[3] = pack_bf16(s[2 * t + 1][2], s[2 * t + 1][3]);
+      uint32_t p[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        p[mt][0] = pack_bf16(s[mt][2 * t][0], s[mt][2 * t][1]);
+        p[mt][1] = pack_bf16(s[mt][2 * t][2], s[mt][2 * t][3]);
+        p[mt][2] = pack_bf16(s[mt][2 * t + 1][0], s[mt][2 * t + 1][1]);
+        p[mt][3] = pack_bf16(s[mt][2 * t + 1][2], s[mt][2 * t + 1][3]);
+      }
 #pragma unroll
       for (int d = 0; d < HD / 16; ++d) {
         uint32_t b[4];
@@ -242,8 +281,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_prefill_kernel(AttentionArg
         const int key = t * 16 + (lane % 8) + (m % 2) * 8;
         const int col = d * 16 + (m / 2) * 8;
         ldmatrix_x4_trans(b, sV(buf) + key * S + col);
-        mma_bf16(o[2 * d], p, b[0], b[1]);
-        mma_bf16(o[2 * d + 1], p, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          mma_bf16(o[mt][2 * d], p[mt], b[0], b[1]);
+          mma_bf16(o[mt][2 * d + 1], p[mt], b[2], b[3]);
+        }
       }
     }
     __syncthreads();
@@ -252,21 +294,25 @@ __global__ void __launch_bounds__(kThreads, 1) flash_prefill_kernel(AttentionArg
 
   // normalise and write
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = l_run[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    const int row = i0 + row_a + 8 * r;
-    if (row < a.n) {
-      __nv_bfloat16* dst = reinterpret_cast<__nv_bfloat16*>(a.out) + (static_cast<int64_t>(row) * a.n_heads + h) * HD;
+  for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        const int col = d * 8 + (lane % 4) * 2;
-        *reinterpret_cast<__nv_bfloat162*>(dst + col) = __floats2bfloat162_rn(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+    for (int r = 0; r < 2; ++r) {
+      float l = l_run[mt][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      const int row = i0 + warp_row0 + mt * 16 + lane / 4 + 8 * r;
+      if (row < a.n) {
+        __nv_bfloat16* dst =
+            reinterpret_cast<__nv_bfloat16*>(a.out) + (static_cast<int64_t>(row) * a.n_heads + h) * HD;
+#pragma unroll
+        for (int d = 0; d < HD / 8; ++d) {
+          const int col = d * 8 + (lane % 4) * 2;
+          *reinterpret_cast<__nv_bfloat162*>(dst + col) =
+              __floats2bfloat162_rn(o[mt][d][2 * r] * inv, o[mt][d][2 * r + 1] * inv);
+        }
       }
     }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,15 +488,29 @@ void launch_generic(const AttentionArgs& a, cudaStream_t stream) {
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
-template <int HD>
-void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
+template <int HD, int MT>
+void launch_prefill_mt(const AttentionArgs& a, cudaStream_t stream) {
   const int n_qtiles = (a.n + kQueryTile - 1) / kQueryTile;
   const size_t smem = Tile<HD>::kSmemBytes;
-  FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(smem)));
   dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(a.n_heads));
-  flash_prefill_kernel<HD><<<grid, kThreads, smem, stream>>>(a, n_qtiles);
+  flash_prefill_kernel<HD, MT><<<grid, Warps<MT>::kThreads, smem, stream>>>(a, n_qtiles);
   FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+int prefill_mtiles() {
+  static const int mt = [] {
+    const char* v = std::getenv("FOLIO_ATTN_MTILES");
+    return v != nullptr && v[0] == '1' ? 1 : 2;
+  }();
+  return mt;
+}
+
+template <int HD>
+void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
+  if (prefill_mtiles() == 1) launch_prefill_mt<HD, 1>(a, stream);
+  else launch_prefill_mt<HD, 2>(a, stream);
 }
 
 template <int HD, int G>

@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/folio-gpu}}
 lengths=${FOLIO_BENCH_LENGTHS:-16384,32768,65536,131072}
 bench=build/gpu/app/folio-bench
-rm -f "$out"/folio_attention.jsonl "$out"/folio_model.jsonl
+rm -f "$out"/folio_attention.jsonl "$out"/folio_attention_mt1.jsonl "$out"/folio_model.jsonl
 $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
 $bench --attention-only --heads 32 --kv-heads 32 --head-dim 96 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
+# the previous kernel layout (one m16 tile per warp, 8 warps), for the kernel's history
+FOLIO_ATTN_MTILES=1 $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
+  --json "$out/folio_attention_mt1.jsonl" > /dev/null
 if [ "${FOLIO_BENCH_ATTENTION_ONLY:-0}" = 1 ]; then exit 0; fi
 for shape in llama3.1-8b phi3.5-mini; do
   $bench --shape "$shape" --random-weights --backend cuda --attention dense --lengths "$lengths" \
