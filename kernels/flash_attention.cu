@@ -21,6 +21,9 @@
 //   v1 (2026-11-28): mma.sync FA2-style, Br 128 / Bc 64, 8 warps of 16 rows, Q in registers,
 //       cp.async double buffer: 252 TFLOP/s at 16K, 259 at 32K (hd 96: 230 / 235). Shared-memory
 //       bound: each warp re-reads the whole K/V tile for only 16 rows.
+// Decode v1 (2026-11-28): one key per warp step, ~2 CTAs per SM: 76.6 tok/s whole-model decode at
+//       32K (8B shape), far from the bandwidth bound. v2: 4 keys per warp step (loads in flight
+//       together), ~8 CTAs per SM, up to 128 splits.
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
@@ -320,6 +323,28 @@ __global__ void __launch_bounds__(Warps<kMTiles>::kThreads, 2) flash_prefill_ker
 
 constexpr int kDecodeWarps = 4;
 constexpr int kMaxGroupAll = 16;
+constexpr int kUnroll = 4;
+
+// One lane's PER consecutive bf16 values of a cache row, as floats (one vector load where it fits).
+template <int PER>
+__device__ __forceinline__ void load_row(const __nv_bfloat16* p, float (&out)[PER]) {
+  if constexpr (PER == 4) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(p);
+    const __nv_bfloat162 a = *reinterpret_cast<const __nv_bfloat162*>(&raw.x);
+    const __nv_bfloat162 b = *reinterpret_cast<const __nv_bfloat162*>(&raw.y);
+    out[0] = __low2float(a);
+    out[1] = __high2float(a);
+    out[2] = __low2float(b);
+    out[3] = __high2float(b);
+  } else if constexpr (PER == 2) {
+    const __nv_bfloat162 a = *reinterpret_cast<const __nv_bfloat162*>(p);
+    out[0] = __low2float(a);
+    out[1] = __high2float(a);
+  } else {
+#pragma unroll
+    for (int i = 0; i < PER; ++i) out[i] = __bfloat162float(p[i]);
+  }
+}
 
 // kMaxGroup below is the template's bound on query heads per KV head (1, 2, 4, 8 or 16).
 template <int HD, int kMaxGroup>
@@ -352,28 +377,53 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
   }
   const auto* kc = reinterpret_cast<const __nv_bfloat16*>(a.k_cache) + static_cast<int64_t>(g) * a.capacity * HD;
   const auto* vc = reinterpret_cast<const __nv_bfloat16*>(a.v_cache) + static_cast<int64_t>(g) * a.capacity * HD;
-  for (int64_t key = k_begin + warp; key < k_end; key += kDecodeWarps) {
-    float kv[PER], vv[PER];
+  // kUnroll keys per step: their loads are all in flight before the first is used.
+  for (int64_t base = k_begin + static_cast<int64_t>(warp) * kUnroll; base < k_end;
+       base += static_cast<int64_t>(kDecodeWarps) * kUnroll) {
+    float kv[kUnroll][PER], vv[kUnroll][PER];
 #pragma unroll
-    for (int p = 0; p < PER; ++p) {
-      kv[p] = __bfloat162float(kc[key * HD + lane * PER + p]);
-      vv[p] = __bfloat162float(vc[key * HD + lane * PER + p]);
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t key = base + u < k_end ? base + u : base;  // repeats a valid key; masked below
+      load_row<PER>(kc + key * HD + lane * PER, kv[u]);
+      load_row<PER>(vc + key * HD + lane * PER, vv[u]);
     }
 #pragma unroll
     for (int j = 0; j < kMaxGroup; ++j) {
       if (j >= group) continue;
-      float dot = 0.0f;
+      float dot[kUnroll];
 #pragma unroll
-      for (int p = 0; p < PER; ++p) dot += q[j][p] * kv[p];
+      for (int u = 0; u < kUnroll; ++u) {
+        dot[u] = 0.0f;
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-      const float m_new = fmaxf(m[j], dot);
+        for (int p = 0; p < PER; ++p) dot[u] += q[j][p] * kv[u][p];
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
+      float mx = dot[0];
+#pragma unroll
+      for (int u = 1; u < kUnroll; ++u) {
+        if (base + u >= k_end) dot[u] = -INFINITY;
+        mx = fmaxf(mx, dot[u]);
+      }
+      const float m_new = fmaxf(m[j], mx);
       const float alpha = exp2f(m[j] - m_new);
-      const float pr = exp2f(dot - m_new);
-      l[j] = l[j] * alpha + pr;
+      float pr[kUnroll], psum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        pr[u] = exp2f(dot[u] - m_new);
+        psum += pr[u];
+      }
+      l[j] = l[j] * alpha + psum;
       m[j] = m_new;
 #pragma unroll
-      for (int p = 0; p < PER; ++p) o[j][p] = o[j][p] * alpha + pr * vv[p];
+      for (int p = 0; p < PER; ++p) {
+        float acc = o[j][p] * alpha;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) acc += pr[u] * vv[u][p];
+        o[j][p] = acc;
+      }
     }
   }
   // merge the warps of the CTA through shared memory
@@ -516,7 +566,8 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
 template <int HD, int G>
 void launch_decode(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
   const int64_t kv_len = a.pos0 + 1;
-  int splits = std::max(1, (2 * num_sms + a.n_kv_heads - 1) / a.n_kv_heads);
+  // about 8 CTAs (32 warps) per SM, each with kUnroll loads in flight per warp
+  int splits = std::max(1, (8 * num_sms + a.n_kv_heads - 1) / a.n_kv_heads);
   splits = std::min<int64_t>(splits, std::max<int64_t>(1, (kv_len + 63) / 64));
   splits = std::min(splits, kMaxDecodeSplits);
   const int64_t per = (kv_len + splits - 1) / splits;

@@ -25,7 +25,7 @@ struct MemoryPlan {
 // Bytes of the GEMM workspace the backend gives cuBLASLt.
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Key splits of one decode step at most (split-K attention keeps partial results per split).
-constexpr int kMaxDecodeSplits = 64;
+constexpr int kMaxDecodeSplits = 128;
 
 // Scratch of the forward pass for chunks of up to `chunk` tokens.
 size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk);
