@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Train folio-needle's SentencePiece BPE tokenizer (CPU, about a minute).
+
+  python3 tools/needle/train_tokenizer.py [--data .needle] [--vocab 4096] [--out .needle/tokenizer.model]
+
+Input: the filler paragraphs (tools/needle/prepare_data.py) and 20,000 short seeded texts in the
+markup and phrasing of the tasks (tasks.tokenizer_corpus), so that the chat markers, the document
+wrappers and the questions get pieces of their own.
+
+Settings, chosen so that Folio (libsentencepiece), the Python sentencepiece module and the
+training all tokenize alike and the text comes back byte for byte:
+  BPE, byte_fallback (any byte can be written), split_digits (numbers are copied digit by digit),
+  identity normalization, no dummy prefix, no whitespace folding, <|im_start|> <|im_end|> and "\\n"
+  as user-defined pieces (matched atomically, as the chat format needs), unk 0, bos 1, eos 2,
+  no pad.
+"""
+
+import argparse
+import io
+import os
+import random
+import sys
+
+import sentencepiece as spm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks  # noqa: E402
+
+TOKENIZER_SEED = 4096
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=".needle")
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    out = args.out or os.path.join(args.data, "tokenizer.model")
+    filler = tasks.Filler(os.path.join(args.data, "filler.txt"))
+    rng = random.Random(TOKENIZER_SEED)
+    corpus = filler.paragraphs + tasks.tokenizer_corpus(rng, 20000)
+    rng.shuffle(corpus)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, model_type="bpe", vocab_size=args.vocab,
+        byte_fallback=True, split_digits=True, character_coverage=0.9999,
+        user_defined_symbols=["<|im_start|>", "<|im_end|>", "\n"], normalization_rule_name="identity",
+        add_dummy_prefix=False, remove_extra_whitespaces=False, max_sentence_length=1 << 16,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=os.cpu_count() or 1, minloglevel=1,
+        input_sentence_size=0, shuffle_input_sentence=False)
+    with open(out, "wb") as f:
+        f.write(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_file=out)
+    sample = tasks.make_sample(random.Random(1), tasks.Filler(os.path.join(args.data, "filler.txt"), sp), "single", 2000)
+    text = sample["prompt"] + sample["answer"] + "<|im_end|>"
+    ids = sp.encode(text)
+    assert sp.decode(ids) == text, "the tokenizer does not give the text back"
+    print("wrote %s: %d pieces; a 2K sample: %d tokens, %.2f characters a token" %
+          (out, sp.get_piece_size(), len(ids), len(text) / len(ids)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
