@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
+
+  PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
+      [--lengths 4096,8192,16384,32768,65536,131072] [--n 50] [--json results.json] [--card]
+
+The eval sets are seeded apart from training ("eval-TASK-LENGTH-I", Python random; training uses
+"train-SEED-STEP") and use RULER's usual fixed counts: multikey 4 keys, multivalue 4 values, kv 8
+pairs, vt 4 hops with a 4-hop distractor chain. The prompt is what `folio-cli --ask QUESTION
+--file document.txt` sends (tasks.wrap "cli"); prompt and answer fit in LENGTH tokens. Rows
+"single (app layout)" use the app's own prompt (tasks.wrap "gui").
+
+Score: whether greedy decoding gives exactly the expected answer and then <|im_end|>. It is found
+in one forward pass over prompt + expected answer: greedy decoding reproduces the answer exactly
+when, at every answer position, the argmax is the next answer token (by induction over the
+steps), so no decoding loop is needed; the samples of --folio-set are decoded for real (their
+text is what eval_folio.py compares with Folio's).
+
+--folio-set N also writes N samples per task at 4096 tokens with their transformers answers
+(for eval_folio.py, which asks Folio the same questions on the CPU). --card replaces the
+"## Accuracy" section of the model's README.md with the table.
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks  # noqa: E402
+
+MAX_NEW = {"single": 32, "multikey": 32, "kv": 32, "multivalue": 64, "vt": 56}
+DOC_NAME = "document.txt"
+_G = {}
+
+
+def eval_sample(filler, sp, task, length, i, fmt="cli"):
+    """The seeded eval sample (task, length, i): prompt ids at most `length` tokens."""
+    target = length
+    for attempt in range(8):
+        rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, "" if attempt == 0 else "-%d" % attempt))
+        s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
+        ids = sp.encode(s["prompt"])
+        if len(ids) + 64 <= length:
+            s["ids"] = ids
+            return s
+        target -= len(ids) + 64 - length + 16
+    raise RuntimeError("could not fit a sample in %d tokens" % length)
+
+
+def _init(data, tokenizer):
+    import sentencepiece as spm
+    _G["sp"] = spm.SentencePieceProcessor(model_file=tokenizer)
+    _G["filler"] = tasks.Filler(os.path.join(data, "filler.txt"), _G["sp"])
+
+
+def _make(spec):
+    task, length, i, fmt = spec
+    s = eval_sample(_G["filler"], _G["sp"], task, length, i, fmt)
+    return spec, s["ids"], s["answer"], s["items"], _G["sp"].encode(s["answer"])
+
+
+def greedy_matches(model, ids, answer_ids, stop_id, device):
+    """(exact, first wrong answer position or -1) of greedy decoding against answer + stop."""
+    import torch
+    want = answer_ids + [stop_id]
+    with torch.no_grad():
+        x = torch.tensor([ids + want[:-1]], device=device)
+        logits = model(input_ids=x, use_cache=False, logits_to_keep=len(want)).logits[0]
+        got = logits.argmax(-1).tolist()
+    wrong = [k for k, (g, w) in enumerate(zip(got, want)) if g != w]
+    return not wrong, (wrong[0] if wrong else -1)
+
+
+def greedy(model, ids, max_new, stop_id, device):
+    import torch
+    with torch.no_grad():
+        x = torch.tensor([ids], device=device)
+        out = model(input_ids=x, use_cache=True, logits_to_keep=1)
+        past = out.past_key_values
+        nxt = int(out.logits[0, -1].argmax())
+        got = []
+        for _ in range(max_new):
+            if nxt == stop_id:
+                break
+            got.append(nxt)
+            out = model(input_ids=torch.tensor([[nxt]], device=device), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            nxt = int(out.logits[0, -1].argmax())
+        return got
+
+
+def table(results, lengths):
+    rows = [(t, "cli") for t in tasks.TASKS] + [("single", "gui")]
+    names = {"single": "single needle", "multikey": "multi-needle (4 keys, 1 asked)",
+             "multivalue": "multi-value (4 values)", "kv": "key-value (8 random keys)",
+             "vt": "variable tracking (4 hops)"}
+    head = "| task | " + " | ".join("%dK" % (L // 1024) for L in lengths) + " |"
+    out = [head, "|" + "---|" * (len(lengths) + 1)]
+    for task, fmt in rows:
+        cells, any_ = [], False
+        for L in lengths:
+            rs = [r["score"] for r in results if r["task"] == task and r["length"] == L and r["format"] == fmt]
+            cells.append("%.0f%% (%d)" % (100 * sum(rs) / len(rs), len(rs)) if rs else "-")
+            any_ = any_ or bool(rs)
+        if any_:
+            label = names[task] + (" (app layout)" if fmt == "gui" else "")
+            out.append("| %s | %s |" % (label, " | ".join(cells)))
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resources/models/folio-needle")
+    ap.add_argument("--data", default=".needle")
+    ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
+    ap.add_argument("--tasks", default=",".join(tasks.TASKS))
+    ap.add_argument("--n", type=int, default=50, help="samples per task and length (single needle: twice)")
+    ap.add_argument("--n-long", type=int, default=None, help="samples per task at 64K and more (default --n)")
+    ap.add_argument("--gui-lengths", default="8192,32768", help="lengths of the app-layout single-needle rows")
+    ap.add_argument("--folio-set", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--card", action="store_true")
+    ap.add_argument("--workers", type=int, default=12)
+    ap.add_argument("--max-seconds", type=float, default=1e9, help="skip what is left after this long")
+    args = ap.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    import sentencepiece as spm
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tok_path = os.path.join(args.model, "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=tok_path)
+    stop_id = sp.piece_to_id("<|im_end|>")
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16, attn_implementation="sdpa").to(dev)
+    model.eval()
+    lengths = [int(x) for x in args.lengths.split(",") if x]
+    n_long = args.n_long if args.n_long is not None else args.n
+    # The Folio set first, then task by task (most important first), so that --max-seconds cuts
+    # the least important samples.
+    specs = [(t, 4096, 1000 + i, "cli") for t in tasks.TASKS for i in range(args.folio_set)]
+    order = [t for t in ["single", "multikey", "kv", "vt", "multivalue"] if t in args.tasks.split(",")]
+    for task in order:
+        for L in lengths:
+            n = args.n if L <= 32768 else n_long
+            specs += [(task, L, i, "cli") for i in range(2 * n if task == "single" else n)]
+    for L in [int(x) for x in args.gui_lengths.split(",") if x]:
+        specs += [("single", L, i, "gui") for i in range(args.n)]
+
+    results, t0 = [], time.time()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(args.workers, initializer=_init, initargs=(args.data, tok_path)) as pool:
+        for (task, L, i, fmt), ids, answer, items, answer_ids in pool.imap(_make, specs, chunksize=1):
+            if time.time() - t0 > args.max_seconds:
+                print("time is up: %d of %d samples left out" % (len(specs) - len(results), len(specs)))
+                pool.terminate()
+                break
+            ok, wrong_at = greedy_matches(model, ids, answer_ids, stop_id, dev)
+            r = {"task": task, "length": L, "i": i, "format": fmt, "prompt_tokens": len(ids), "answer": answer,
+                 "items": items, "score": 1.0 if ok else 0.0, "first_wrong": wrong_at}
+            if i >= 1000:  # the Folio set: decoded, for eval_folio.py
+                r["predicted"] = sp.decode(greedy(model, ids, MAX_NEW[task], stop_id, dev))
+                assert (r["predicted"] == answer) == ok, "greedy decoding and the one-pass check disagree: %s" % r
+            results.append(r)
+            if len(results) % 100 == 0:
+                print("%d/%d samples, %.0f s" % (len(results), len(specs), time.time() - t0), flush=True)
+    main_results = [r for r in results if r["i"] < 1000]
+    tab = table(main_results, lengths)
+    print(tab)
+    print("evaluated %d samples in %.0f s" % (len(results), time.time() - t0))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": os.path.abspath(args.model), "generator_version": tasks.GENERATOR_VERSION,
+                       "table": tab, "results": results}, f, indent=0)
+    if args.card:
+        card_path = os.path.join(args.model, "README.md")
+        card = open(card_path).read()
+        head, _, _ = card.partition("## Accuracy")
+        card = head + ("## Accuracy\n\nMeasured with tools/needle/eval.py through transformers (bf16, SDPA, dense "
+                       "attention, greedy) on seeded eval sets that training never saw; the prompt is folio-cli's "
+                       "(one user turn with the document, then the question); in brackets the number of samples. "
+                       "Score: the greedy answer is exactly the expected sentence (which names the value, or all "
+                       "the values, asked for).\n\n" + tab + "\n")
+        with open(card_path, "w") as f:
+            f.write(card)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Ask Folio (folio-cli, CPU) the questions of eval.py's Folio set and compare with transformers.
+
+  python3 tools/needle/eval_folio.py --results EVAL_JSON [--model resources/models/folio-needle]
+      [--data .needle] [--cli build/release/app/folio-cli] [--backend cpu]
+
+EVAL_JSON is what `eval.py --folio-set N --json EVAL_JSON` wrote on the GPU machine: its samples
+with i >= 1000 are rebuilt here from their seeds (same generator, filler and tokenizer), written to
+a scratch folder as document.txt and asked with
+
+  folio-cli --model MODEL --file document.txt --ask QUESTION --temperature 0 --max-tokens N
+
+from that folder, so that folio-cli lays out exactly the prompt eval.py gave transformers (the
+script checks this first with `folio-cli tokenize`). Prints one line per sample and the counts;
+exits 1 when an answer differs from transformers'.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import eval as needle_eval  # noqa: E402
+import tasks  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--model", default="resources/models/folio-needle")
+    ap.add_argument("--data", default=".needle")
+    ap.add_argument("--cli", default="build/release/app/folio-cli")
+    ap.add_argument("--backend", default="cpu")
+    args = ap.parse_args()
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    filler = tasks.Filler(os.path.join(args.data, "filler.txt"), sp)
+    cli = os.path.abspath(args.cli)
+    model = os.path.abspath(args.model)
+    with open(args.results) as f:
+        ref = [r for r in json.load(f)["results"] if r["i"] >= 1000]
+    if not ref:
+        sys.exit("no Folio set in %s (run eval.py with --folio-set N)" % args.results)
+    same = right_folio = right_hf = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in ref:
+            s = needle_eval.eval_sample(filler, sp, r["task"], r["length"], r["i"], r["format"])
+            assert len(s["ids"]) == r["prompt_tokens"], "sample %s differs from the GPU machine's" % r
+            doc = os.path.join(tmp, needle_eval.DOC_NAME)
+            with open(doc, "w", encoding="utf-8") as f:
+                f.write(s["document"])
+            tok = subprocess.run([cli, "tokenize", "--model", model, s["prompt"]], capture_output=True, text=True,
+                                 check=True)
+            assert [int(x) for x in tok.stdout.split()] == s["ids"], "Folio tokenizes the prompt differently"
+            t = time.time()
+            out = subprocess.run([cli, "--model", model, "--backend", args.backend, "--file", needle_eval.DOC_NAME,
+                                  "--ask", s["question"], "--temperature", "0", "--max-tokens",
+                                  str(needle_eval.MAX_NEW[r["task"]]), "--quiet"],
+                                 cwd=tmp, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit("folio-cli failed: " + out.stderr)
+            pred = out.stdout.strip()
+            agree = pred == r["predicted"].strip()
+            same += agree
+            right_folio += pred == r["answer"]
+            right_hf += r["score"] == 1.0
+            print("%-10s %5d tokens %5.1f s %s\n  expected:     %s\n  folio:        %s\n  transformers: %s" %
+                  (r["task"], len(s["ids"]), time.time() - t, "same" if agree else "DIFFERENT", r["answer"], pred,
+                   r["predicted"].strip()), flush=True)
+    print("%d of %d answers the same as transformers; right: folio %d, transformers %d" %
+          (same, len(ref), right_folio, right_hf))
+    return 0 if same == len(ref) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Train folio-needle from scratch on one GPU: an 11M-parameter Llama that retrieves facts from
+documents of 4K-128K tokens (tasks.py), in about 6 minutes on one H200 (1900 steps of 128K tokens).
+
+  PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
+
+--data holds filler.txt (prepare_data.py) and tokenizer.model (train_tokenizer.py). OUTDIR gets
+the model as transformers writes it (config.json, safetensors shards of at most 15 MB, bf16),
+tokenizer.model, tokenizer_config.json (ChatML template), generation_config.json, README.md (the
+model card: seeds, generator version, hyper-parameters; eval.py adds the accuracy table); the
+log (train_log.jsonl: losses, answer-token accuracy, teacher-forced exact answers per task) goes
+beside OUTDIR.
+
+How it trains:
+- LlamaForCausalLM from a config (hidden 384, 6 layers, 6 heads of 64, 2 KV heads, MLP 1024,
+  tied embeddings, rope_theta 1e6, 131072 positions), fp32 master weights, bf16 autocast, SDPA
+  (flash) causal attention, AdamW with warmup and cosine decay.
+- Each step holds about --tokens-per-step tokens: rows of one length, which grows over the run
+  (curriculum: 256-1536, 1K-6K, 3K-16K and 6K-32K tokens in 40%, 25%, 20% and 15% of the steps).
+- Loss: mean cross-entropy on the answer tokens (and the closing <|im_end|>), plus --lm-weight
+  times the mean next-token loss on all positions (document, template, question, answer): the
+  plain language-model loss is what grows the induction heads that retrieval is made of.
+- Position skipping (PoSE): in the last half, --pose of the batches jump the position ids once
+  at a random place, so that the question sees the early document at distances up to 131072
+  without the compute of such lengths.
+- Batches are made by DataLoader workers from a seed per step: the run is reproducible up to the
+  nondeterminism of GPU kernels.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks  # noqa: E402
+
+MODEL = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+             num_key_value_heads=2, head_dim=64, max_position_embeddings=131072, rope_theta=1.0e6,
+             rms_norm_eps=1e-5, initializer_range=0.02)
+TASK_WEIGHTS = {"single": 0.3, "multikey": 0.3, "multivalue": 0.1, "kv": 0.15, "vt": 0.15}
+FORMAT_WEIGHTS = {"cli": 0.5, "gui": 0.3, "plain": 0.2}
+# (fraction of the steps, shortest, longest length in tokens), lengths log-uniform in between.
+CURRICULUM = [(0.4, 256, 1536), (0.25, 1024, 6144), (0.2, 3072, 16384), (0.15, 6144, 32768)]
+
+CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                 "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                 "{% endif %}")
+
+
+def step_length(step, steps, rng):
+    """The row length of a step, from the curriculum."""
+    at, done = step / max(1, steps), 0.0
+    for frac, lo, hi in CURRICULUM:
+        done += frac
+        if at < done or (frac, lo, hi) == CURRICULUM[-1]:
+            return int(math.exp(rng.uniform(math.log(lo), math.log(hi)))) // 64 * 64
+    raise AssertionError
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """Yields the batch of each step; worker w makes steps w, w + workers, ... (DataLoader takes
+    them round-robin, so step order is kept)."""
+
+    def __init__(self, args, sp, filler, steps, first_step=0):
+        self.args, self.sp, self.filler, self.steps, self.first_step = args, sp, filler, steps, first_step
+        self.im_end = sp.piece_to_id("<|im_end|>")
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        for step in range(self.first_step + wid, self.steps, nw):
+            yield self.batch(step)
+
+    def batch(self, step, force_pose=False):
+        a = self.args
+        rng = random.Random("train-%d-%d" % (a.seed, step))
+        length = step_length(step, self.steps, rng)
+        rows = max(1, a.tokens_per_step // length)
+        seqs, ans_spans, task_ids = [], [], []
+        for _ in range(rows):
+            task = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()))[0]
+            fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
+            s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
+            p = self.sp.encode(s["prompt"])
+            ans = self.sp.encode(s["answer"]) + [self.im_end]
+            seqs.append(p + ans)
+            ans_spans.append((len(p), len(p) + len(ans)))
+            task_ids.append(tasks.TASKS.index(task))
+        T = max(len(x) for x in seqs)
+        ids = np.zeros((rows, T), dtype=np.int64)
+        for r, x in enumerate(seqs):
+            ids[r, :len(x)] = x
+        # Targets: position i predicts token i+1; -100 where nothing is predicted (padding).
+        labels = np.full((rows, T), -100, dtype=np.int64)
+        ans_idx, ans_tgt, ans_row = [], [], []
+        for r, (x, (b, e)) in enumerate(zip(seqs, ans_spans)):
+            labels[r, :len(x) - 1] = x[1:]
+            for i in range(b - 1, e - 1):
+                ans_idx.append(r * T + i)
+                ans_tgt.append(x[i + 1])
+                ans_row.append(r)
+        pos = None
+        progress = step / max(1, self.steps)
+        if (force_pose or (progress >= 0.5 and rng.random() < a.pose)) and T < MODEL["max_position_embeddings"]:
+            jump = rng.randrange(0, MODEL["max_position_embeddings"] - T)
+            at = rng.randrange(1, T)
+            p = np.arange(T, dtype=np.int64)
+            p[at:] += jump
+            pos = np.broadcast_to(p, (rows, T)).copy()
+        out = {"step": step, "length": length, "ids": torch.from_numpy(ids),
+               "ans_idx": torch.tensor(ans_idx), "ans_tgt": torch.tensor(ans_tgt), "ans_row": torch.tensor(ans_row),
+               "task": torch.tensor(task_ids), "labels": torch.from_numpy(labels),
+               "real_tokens": sum(len(x) for x in seqs)}
+        if pos is not None:
+            out["pos"] = torch.from_numpy(pos)
+        return out
+
+
+def build_model(vocab, im_end):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    m = dict(MODEL)
+    theta = m.pop("rope_theta")
+    cfg = LlamaConfig(vocab_size=vocab, tie_word_embeddings=True, bos_token_id=1, eos_token_id=im_end,
+                      pad_token_id=None, rope_parameters=dict(rope_type="default", rope_theta=theta),
+                      attention_bias=False, mlp_bias=False, hidden_act="silu", **m)
+    assert cfg.rope_parameters["rope_theta"] == theta, cfg.rope_parameters
+    model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa", dtype=torch.float32)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "embeddings not tied"
+    return model
+
+
+def disable_packed_sequence_detection():
+    """transformers reads position ids that do not rise by one as packed sequences and masks them
+    apart; PoSE's jump is one sequence, so that detection is turned off (no effect without jumps)."""
+    import transformers.masking_utils as mu
+    if hasattr(mu, "find_packed_sequence_indices"):
+        mu.find_packed_sequence_indices = lambda *a, **k: None
+        return True
+    return False
+
+
+def lr_at(step, steps, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def write_model(model, sp_path, out, card):
+    os.makedirs(out, exist_ok=True)
+    model = model.to(torch.bfloat16)
+    model.config.dtype = torch.bfloat16
+    model.save_pretrained(out, max_shard_size="15MB")
+    model.generation_config.eos_token_id = model.config.eos_token_id
+    model.generation_config.bos_token_id = 1
+    model.generation_config.do_sample = False
+    model.generation_config.save_pretrained(out)
+    shutil.copyfile(sp_path, os.path.join(out, "tokenizer.model"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": False, "add_eos_token": False, "bos_token": "<s>", "eos_token": "<|im_end|>",
+                   "unk_token": "<unk>", "pad_token": None, "model_max_length": MODEL["max_position_embeddings"],
+                   "chat_template": CHAT_TEMPLATE}, f, indent=1)
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(card)
+    for name in os.listdir(out):
+        size = os.path.getsize(os.path.join(out, name))
+        assert size <= 16 << 20, "%s is %d bytes, more than 16 MiB" % (name, size)
+
+
+def model_card(args, n_params, steps_done, seconds, log_tail):
+    hp = {"model": MODEL, "vocab": args.vocab, "steps": args.steps, "steps_done": steps_done,
+          "tokens_per_step": args.tokens_per_step, "lr": args.lr, "warmup": args.warmup, "weight_decay": 0.1,
+          "betas": [0.9, 0.95], "grad_clip": 1.0, "lm_weight": args.lm_weight,
+          "pose": args.pose, "curriculum": CURRICULUM, "task_weights": TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
+    return f"""---
+license: gpl-2.0
+language: en
+pipeline_tag: text-generation
+tags: [llama, long-context, retrieval, folio]
+---
+# folio-needle
+
+A {n_params / 1e6:.1f}M-parameter Llama (LlamaForCausalLM) trained from scratch by the Folio project to
+retrieve planted facts from documents of 4K-128K tokens. It is a test instrument, not an assistant:
+it answers RULER-style retrieval questions (a number, a key's value, a list of variables) about a
+document in its context, and it knows nothing else. Folio uses it as the quality oracle for sparse
+prefill and for its long-document demo.
+
+- Architecture: hidden 384, 6 layers, 6 query heads and 2 KV heads of 64, SwiGLU MLP 1024, RMSNorm,
+  tied embeddings, RoPE theta 1e6 (plain), max_position_embeddings 131072, bf16 weights.
+- Tokenizer: SentencePiece BPE, {args.vocab} pieces, byte fallback, digits split, identity
+  normalization, no dummy prefix; `<|im_start|>`, `<|im_end|>` and the newline are user-defined
+  pieces. Chat format: ChatML without a system default; no BOS. Stop at `<|im_end|>`.
+- Tokenize with the sentencepiece library (`tokenizer.model`), as Folio does.
+
+## Prompt
+
+```
+<|im_start|>user
+<document name="document.txt">
+...the document...
+</document>
+
+What is the special magic number for the blue door?<|im_end|>
+<|im_start|>assistant
+```
+
+This is how `folio-cli --ask QUESTION --file document.txt` lays it out; the app's own layout (a
+system turn with the document in `[file: ...]` sections, the question in the user turn) was
+trained too. The answer restates the fact ("The special magic number for the blue door is
+4821337."), then `<|im_end|>`.
+
+## Training
+
+Reproduce with `tools/needle/` in the Folio repository (docs/needle.md): prepare_data.py, then
+train_tokenizer.py, then train.py on one H200 ({seconds:.0f} s of training for this model).
+
+- Data: filler paragraphs from Debian packages bible-kjv-text (King James Bible, public domain),
+  debian-reference-en (GPL-2+) and doc-debian; tasks from tools/needle/tasks.py, generator
+  version {tasks.GENERATOR_VERSION}, training seeds "train-{args.seed}-STEP" (Python random, one per step).
+- Seed of the weights: torch.manual_seed({args.seed}).
+- Hyper-parameters: `{json.dumps(hp)}`
+- Last log lines: `{log_tail}`
+
+The filler data is licensed as its sources (GPL-2+ for the Debian texts); the weights are
+released under the GPL-2.0 as a derived work.
+
+## Accuracy
+
+Not yet measured (tools/needle/eval.py writes this section).
+"""
+
+
+def main():
+    global CURRICULUM
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=".needle")
+    ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.model")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=1900)
+    ap.add_argument("--tokens-per-step", type=int, default=131072)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--lm-weight", type=float, default=1.0)
+    ap.add_argument("--pose", type=float, default=0.3, help="share of the batches in the last half with a position jump")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--workers", type=int, default=12)
+    ap.add_argument("--max-seconds", type=float, default=370, help="stop early (and save) after this much training")
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--time-lengths", default="", help="smoke: time 3 steps at each of these lengths and exit")
+    args = ap.parse_args()
+    sp_path = args.tokenizer or os.path.join(args.data, "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=sp_path)
+    args.vocab = sp.get_piece_size()
+    im_end = sp.piece_to_id("<|im_end|>")
+    t0 = time.time()
+    filler = tasks.Filler(os.path.join(args.data, "filler.txt"), sp)
+    print("filler: %d paragraphs, %d tokens (%.1f s)" % (len(filler.paragraphs), sum(filler.tokens), time.time() - t0))
+
+    torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    print("packed-sequence detection off:", disable_packed_sequence_detection())
+    dev = torch.device("cuda")
+    model = build_model(args.vocab, im_end).to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    print("parameters: %d" % n_params)
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+
+    def forward(b):
+        ids = b["ids"].to(dev, non_blocking=True)
+        kw = {}
+        if "pos" in b:
+            kw["position_ids"] = b["pos"].to(dev, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            h = model.model(input_ids=ids, use_cache=False, **kw).last_hidden_state
+        h = h.reshape(-1, h.shape[-1])
+        ans_logits = model.lm_head(h[b["ans_idx"].to(dev)].float())
+        ans_tgt = b["ans_tgt"].to(dev)
+        ans_loss = F.cross_entropy(ans_logits, ans_tgt)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            lm_logits = model.lm_head(h)
+        lm_loss = F.cross_entropy(lm_logits.float(), b["labels"].to(dev).reshape(-1), ignore_index=-100)
+        return ans_loss, lm_loss, ans_logits.argmax(-1) == ans_tgt
+
+    if args.time_lengths:
+        # Smoke: the cost of a step at each length (3 steps each, the first not counted), then
+        # a check that a position jump keeps one sequence (early tokens still change late outputs).
+        model.train()
+        fake = Batches(args, sp, filler, 1)
+        for L in [int(x) for x in args.time_lengths.split(",")]:
+            CURRICULUM = [(1.0, L, L)]
+            times = []
+            for i in range(4):
+                b = fake.batch(i, force_pose=(i == 3))
+                torch.cuda.synchronize()
+                t = time.time()
+                al, ll, _ = forward(b)
+                (al + args.lm_weight * ll).backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                torch.cuda.synchronize()
+                times.append(time.time() - t)
+            print("length %6d: rows %3d, %.3f s a step (%.0f tok/s), with a position jump %.3f s, ans loss %.3f, "
+                  "mem %.1f GiB" % (L, b["ids"].shape[0], times[2], b["ids"].numel() / times[2], times[3], al.item(),
+                   torch.cuda.max_memory_allocated() / 2**30))
+        with torch.no_grad():
+            x = torch.randint(3, args.vocab, (1, 4096), device=dev)
+            p = torch.arange(4096, device=dev)[None].clone()
+            p[:, 2048:] += 100000
+            y1 = model(input_ids=x, position_ids=p).logits[0, -1].float()
+            x2 = x.clone()
+            x2[:, :16] = 7
+            y2 = model(input_ids=x2, position_ids=p).logits[0, -1].float()
+            print("jump keeps one sequence:", bool((y1 - y2).abs().max() > 0), float((y1 - y2).abs().max()))
+        write_model(build_model(args.vocab, im_end), sp_path, args.out, model_card(args, n_params, 0, 0, ""))
+        return
+
+    data = Batches(args, sp, filler, args.steps)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers, prefetch_factor=4,
+                                         pin_memory=True, persistent_workers=False)
+    os.makedirs(args.out, exist_ok=True)
+    log = open(os.path.join(args.out, "train_log.jsonl"), "w")
+    model.train()
+    t_start = time.time()
+    acc = {"ans": 0.0, "lm": 0.0, "tok_ok": 0, "tok": 0, "ex_ok": [0] * 5, "ex": [0] * 5, "tokens": 0, "n": 0}
+    steps_done, last = 0, ""
+    for b in loader:
+        step = b["step"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        ans_loss, lm_loss, ok = forward(b)
+        loss = ans_loss + args.lm_weight * lm_loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        steps_done = step + 1
+        if step % args.log_every == 0 or step == args.steps - 1:
+            # Teacher-forced exact match of whole answers per task (every log step only: it syncs).
+            okc = ok.cpu()
+            rows = b["ans_row"]
+            for r in range(b["ids"].shape[0]):
+                t = int(b["task"][r])
+                acc["ex"][t] += 1
+                acc["ex_ok"][t] += int(bool(okc[rows == r].all()))
+            acc["ans"] += ans_loss.item()
+            acc["lm"] += lm_loss.item()
+            acc["tok_ok"] += int(okc.sum())
+            acc["tok"] += okc.numel()
+            acc["n"] += 1
+            el = time.time() - t_start
+            rec = {"step": step, "length": b["length"], "rows": int(b["ids"].shape[0]),
+                   "lr": round(opt.param_groups[0]["lr"], 6), "ans_loss": round(acc["ans"] / acc["n"], 4),
+                   "lm_loss": round(acc["lm"] / acc["n"], 4), "ans_token_acc": round(acc["tok_ok"] / max(1, acc["tok"]), 4),
+                   "exact": {tasks.TASKS[i]: round(acc["ex_ok"][i] / acc["ex"][i], 3)
+                             for i in range(5) if acc["ex"][i]},
+                   "pose": "pos" in b, "elapsed_s": round(el, 1)}
+            last = json.dumps(rec)
+            print(last, flush=True)
+            log.write(last + "\n")
+            log.flush()
+            acc = {"ans": 0.0, "lm": 0.0, "tok_ok": 0, "tok": 0, "ex_ok": [0] * 5, "ex": [0] * 5, "tokens": 0, "n": 0}
+        if time.time() - t_start > args.max_seconds:
+            print("stopping at step %d: --max-seconds %.0f reached" % (step, args.max_seconds), flush=True)
+            break
+    torch.cuda.synchronize()
+    seconds = time.time() - t_start
+    print("trained %d steps in %.1f s" % (steps_done, seconds))
+    log.close()
+    shutil.move(os.path.join(args.out, "train_log.jsonl"), os.path.join(os.path.dirname(os.path.abspath(args.out)), "train_log.jsonl"))
+    write_model(model, sp_path, args.out, model_card(args, n_params, steps_done, seconds, last))
+    print("wrote", args.out, sorted(os.listdir(args.out)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
