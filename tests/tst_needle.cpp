@@ -1,0 +1,109 @@
+// folio-needle (resources/models/folio-needle, trained by tools/needle/) on the CPU: the folder
+// loads as the HF Llama it is (tied embeddings, plain RoPE theta 1e6, 131072 positions, ChatML),
+// its SentencePiece tokenizer gives the text back, and it answers planted questions about a
+// ~2K-token excerpt of the demo document (resources/demo/planted-facts.md) laid out as
+// folio-cli --ask --file lays documents out.
+#include <QtTest>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/common/mapped_file.h"
+#include "core/engine/chat_prompt.h"
+#include "core/engine/engine.h"
+#include "tests/test_support.h"
+
+namespace {
+
+std::string model_dir() { return folio::test::source_dir() + "/resources/models/folio-needle"; }
+std::string demo_path() { return folio::test::source_dir() + "/resources/demo/planted-facts.md"; }
+
+// The first paragraphs of the demo document, up to about max_chars characters (whole paragraphs).
+std::string demo_excerpt(size_t max_chars) {
+  const std::string text = folio::read_text_file(demo_path());
+  size_t end = 0;
+  for (size_t next = text.find("\n\n"); next != std::string::npos && next <= max_chars; next = text.find("\n\n", next + 2))
+    end = next;
+  return text.substr(0, end);
+}
+
+}  // namespace
+
+class NeedleTest : public QObject {
+  Q_OBJECT
+  std::unique_ptr<folio::Engine> engine_;
+
+  // Greedy answer to `question` about `document`, in folio-cli's layout.
+  std::string ask(const std::string& document, const std::string& question, int64_t* prompt_tokens = nullptr) {
+    const auto kind = folio::detect_chat_format(*engine_);
+    std::vector<folio::ChatMessage> messages{
+        {"user", "<document name=\"planted-facts.md\">\n" + document + "\n</document>\n\n" + question}};
+    const auto prompt = folio::encode_chat(*engine_, kind, messages);
+    if (prompt_tokens) *prompt_tokens = static_cast<int64_t>(prompt.size());
+    folio::SessionOptions so;
+    so.context_tokens = 4096;
+    auto session = engine_->create_session(so);
+    folio::RequestOptions req;
+    req.generate.max_tokens = 32;
+    req.generate.stop_tokens = folio::chat_stop_tokens(*engine_, kind);
+    return session->run(prompt, req).text;
+  }
+
+ private slots:
+  void initTestCase() {
+    if (!std::filesystem::exists(model_dir() + "/config.json")) return;
+    folio::EngineOptions opts;
+    opts.model_path = model_dir();
+    opts.threads = 2;
+    engine_ = folio::Engine::load(opts);
+  }
+
+  void loads_as_trained() {
+    FOLIO_REQUIRE_FILE(model_dir() + "/config.json");
+    const auto& c = engine_->config();
+    QCOMPARE(c.max_context, int64_t{131072});
+    QVERIFY(c.tied_embeddings);
+    QCOMPARE(c.rope.theta, 1.0e6);
+    QCOMPARE(folio::detect_chat_format(*engine_), folio::ChatFormatKind::ChatML);
+    const auto& tok = engine_->tokenizer();
+    QVERIFY(tok.piece_to_id("<|im_start|>").has_value());
+    const std::string text = "The value of key 3f9a-1c07 is 5b2e-8d41.\n\nVAR ABCDE = 51243.";
+    std::string back;
+    int32_t prev = -1;
+    for (int32_t id : tok.encode(text, false)) {
+      back += tok.token_bytes(id, prev);
+      prev = id;
+    }
+    QCOMPARE(QString::fromStdString(back), QString::fromStdString(text));
+  }
+
+  void answers_planted_questions_data() {
+    QTest::addColumn<QString>("fact");      // planted by the test at the start ("" = the demo's own)
+    QTest::addColumn<QString>("question");
+    QTest::addColumn<QString>("value");
+    QTest::newRow("demo fact") << QString() << "What is the secret code of the blue door?" << "48213";
+    QTest::newRow("planted at the start") << "The special magic number for the quiet harbor is 5512093."
+                                          << "What is the special magic number for the quiet harbor?" << "5512093";
+  }
+
+  void answers_planted_questions() {
+    FOLIO_REQUIRE_FILE(model_dir() + "/config.json");
+    FOLIO_REQUIRE_FILE(demo_path());
+    QFETCH(QString, fact);
+    QFETCH(QString, question);
+    QFETCH(QString, value);
+    // The blue door's code sits at 12% of the demo (about 1,400 tokens in): 8,000 characters hold it.
+    std::string doc = demo_excerpt(8000);
+    QVERIFY(doc.find("blue door is 48213") != std::string::npos);
+    if (!fact.isEmpty()) {
+      const size_t para = doc.find("\n\n", doc.find("\n\n") + 2);  // after the title and the preface
+      doc.insert(para + 2, fact.toStdString() + " ");
+    }
+    int64_t n = 0;
+    const std::string answer = ask(doc, question.toStdString(), &n);
+    qInfo("%lld prompt tokens; answer: %s", static_cast<long long>(n), answer.c_str());
+    QVERIFY2(QString::fromStdString(answer).contains(value), answer.c_str());
+  }
+};
+
+QTEST_APPLESS_MAIN(NeedleTest)
+#include "tst_needle.moc"
