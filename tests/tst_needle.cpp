@@ -2,7 +2,9 @@
 // loads as the HF Llama it is (tied embeddings, plain RoPE theta 1e6, 131072 positions, ChatML),
 // its SentencePiece tokenizer gives the text back, and it answers planted questions about a
 // ~2K-token excerpt of the demo document (resources/demo/planted-facts.md) laid out as
-// folio-cli --ask --file lays documents out.
+// folio-cli --ask --file lays documents out. The app offers that document and its questions
+// (resources/demo/planted-facts.json) on the welcome screen when folio-needle is the model.
+#include <QStandardPaths>
 #include <QtTest>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,7 @@
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
 #include "tests/test_support.h"
+#include "ui/demo.h"
 
 namespace {
 
@@ -74,6 +77,25 @@ class NeedleTest : public QObject {
       prev = id;
     }
     QCOMPARE(QString::fromStdString(back), QString::fromStdString(text));
+  }
+
+  void app_offers_the_planted_facts_demo() {
+    using folio::ui::DemoDocument;
+    QStandardPaths::setTestModeEnabled(true);
+    QCOMPARE(folio::ui::demo_for_model(QString::fromStdString(model_dir())), DemoDocument::PlantedFacts);
+    QCOMPARE(folio::ui::demo_for_model(QString::fromStdString(model_dir() + "/")), DemoDocument::PlantedFacts);
+    QCOMPARE(folio::ui::demo_for_model("/models/SmolLM2-135M-Instruct.Q4_1.gguf"), DemoDocument::Manual);
+    const QString path = folio::ui::demo_document_path(DemoDocument::PlantedFacts);
+    QVERIFY(!path.isEmpty());
+    QCOMPARE(folio::read_text_file(path.toStdString()), folio::read_text_file(demo_path()));
+    // The suggested questions are the ones planted (and answered) in the document.
+    const auto facts = nlohmann::json::parse(
+        folio::read_text_file(folio::test::source_dir() + "/resources/demo/planted-facts.json"));
+    QStringList planted;
+    for (const auto& q : facts["questions"]) planted << QString::fromStdString(q["question"].get<std::string>());
+    QCOMPARE(folio::ui::demo_questions(DemoDocument::PlantedFacts), planted);
+    const QString md = folio::ui::welcome_markdown("folio-needle", false, DemoDocument::PlantedFacts);
+    QVERIFY(md.contains("planted-facts.md"));
   }
 
   void answers_planted_questions_data() {

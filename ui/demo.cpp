@@ -11,8 +11,12 @@ static void folio_init_qrc() {
 namespace folio::ui {
 
 namespace {
-constexpr const char* kDemoResource = ":/folio/demo/halcyon-h40-manual.md";
+
+QString resource_of(DemoDocument which) {
+  return which == DemoDocument::None ? QString() : ":/folio/demo/" + demo_file_name(which);
 }
+
+}  // namespace
 
 void init_resources() {
   static const bool done = [] {
@@ -22,16 +26,31 @@ void init_resources() {
   (void)done;
 }
 
-QString demo_document_path() {
+DemoDocument demo_for_model(const QString& model_path) {
+  // The model's folder, or a file in it.
+  const QStringList parts = QDir::cleanPath(model_path).split('/');
+  return parts.contains("folio-needle") ? DemoDocument::PlantedFacts : DemoDocument::Manual;
+}
+
+QString demo_file_name(DemoDocument which) {
+  switch (which) {
+    case DemoDocument::None: return {};
+    case DemoDocument::Manual: return QStringLiteral("halcyon-h40-manual.md");
+    case DemoDocument::PlantedFacts: return QStringLiteral("planted-facts.md");
+  }
+  return {};
+}
+
+QString demo_document_path(DemoDocument which) {
   init_resources();
-  QFile res(kDemoResource);
-  if (!res.open(QIODevice::ReadOnly)) return {};
+  QFile res(resource_of(which));
+  if (which == DemoDocument::None || !res.open(QIODevice::ReadOnly)) return {};
   const QByteArray bytes = res.readAll();
   QString dir = QStandardPaths::writableLocation(QStandardPaths::AppLocalDataLocation);
   if (dir.isEmpty()) dir = QDir::tempPath() + "/folio";
   dir += "/demo";
   QDir().mkpath(dir);
-  const QString path = dir + "/halcyon-h40-manual.md";
+  const QString path = dir + "/" + demo_file_name(which);
   QFile out(path);
   // Rewrite only when it differs, so the document's hash (and a cached KV prefix) stays stable.
   if (out.open(QIODevice::ReadOnly)) {
@@ -42,21 +61,41 @@ QString demo_document_path() {
   return path;
 }
 
-QStringList demo_questions() {
-  return {
-      QObject::tr("How long do the batteries in the outdoor sensor last?"),
-      QObject::tr("What does error code E-17 mean, and how do I fix it?"),
-      QObject::tr("How do I reset the pairing code?"),
-  };
+QStringList demo_questions(DemoDocument which) {
+  switch (which) {
+    case DemoDocument::None: return {};
+    case DemoDocument::Manual:
+      return {
+          QObject::tr("How long do the batteries in the outdoor sensor last?"),
+          QObject::tr("What does error code E-17 mean, and how do I fix it?"),
+          QObject::tr("How do I reset the pairing code?"),
+      };
+    case DemoDocument::PlantedFacts:
+      // As planted by tools/needle/make_demo.py (resources/demo/planted-facts.json): folio-needle
+      // was trained on these phrasings, so they are not translated.
+      return {
+          QStringLiteral("What is the secret code of the blue door?"),
+          QStringLiteral("What is the special magic number for the silver harbor?"),
+          QStringLiteral("What is the value of key 3f9a-1c07?"),
+          QStringLiteral("Which code locks the copper lantern?"),
+      };
+  }
+  return {};
 }
 
-QString welcome_markdown(const QString& model_name, bool tiny_model, bool demo_loaded) {
+QString welcome_markdown(const QString& model_name, bool tiny_model, DemoDocument demo) {
   QString md = QObject::tr(
       "## Welcome to Folio\n\n"
       "Chat with long documents using a language model that runs on this computer. The whole document goes "
       "into the model's context, and the panel on the right shows what that costs: prefill progress, time to "
       "first token, tokens per second and memory.\n\n");
-  if (demo_loaded)
+  if (demo == DemoDocument::PlantedFacts)
+    md += QObject::tr(
+        "The long demo document, **planted-facts.md** (about 12,000 tokens of the King James Bible and the Debian "
+        "Reference with four facts planted in it), is loaded for *folio-needle*, Folio's own long-context "
+        "retrieval model. Ask one of these questions, or add your documents with **File ▸ Add files…** or by "
+        "dropping files and folders onto the window:\n");
+  else if (demo == DemoDocument::Manual)
     md += QObject::tr(
         "The demo document, the manual of the (fictional) **Halcyon H-40 weather station**, is loaded. Ask one of "
         "these questions, type your own, or add your documents with **File ▸ Add files…** or by dropping files "

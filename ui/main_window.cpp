@@ -172,7 +172,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   refresh_ttft_chart();
 
   if (options_.load_demo) {
-    const QString demo = demo_document_path();
+    const QString demo = demo_document_path(demo_for_model(model_path()));
     if (demo.isEmpty())
       banner_->show_message(
           tr("The demo document could not be written to the app's data folder; add your own "
@@ -359,11 +359,14 @@ void MainWindow::set_busy(bool b) {
 }
 
 void MainWindow::show_welcome() {
-  const bool demo = std::any_of(documents_->entries().begin(), documents_->entries().end(),
-                                [](const DocumentEntry& e) { return e.path.endsWith("halcyon-h40-manual.md"); });
+  DemoDocument demo = DemoDocument::None;
+  for (const DemoDocument d : {DemoDocument::Manual, DemoDocument::PlantedFacts})
+    if (std::any_of(documents_->entries().begin(), documents_->entries().end(),
+                    [&](const DocumentEntry& e) { return e.path.endsWith("/" + demo_file_name(d)); }))
+      demo = d;
   const QString name = model_ready_ ? model_info_.name : QFileInfo(model_path()).fileName();
   const bool tiny = name.startsWith("stories", Qt::CaseInsensitive);
-  chat_->set_welcome(welcome_markdown(name, tiny, demo), demo ? demo_questions() : QStringList());
+  chat_->set_welcome(welcome_markdown(name, tiny, demo), demo_questions(demo));
 }
 
 // ---------------------------------------------------------------------------------------------
