@@ -1,0 +1,586 @@
+#include "core/attention/sparse.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <queue>
+
+#include "core/common/error.h"
+
+namespace folio::sparse {
+
+namespace {
+
+int n_qtiles_of(int64_t n) { return static_cast<int>((n + kQueryTile - 1) / kQueryTile); }
+int64_t first_pos(int64_t pos0, int i) { return pos0 + static_cast<int64_t>(i) * kQueryTile; }
+int64_t last_pos(int64_t n, int64_t pos0, int i) {
+  return pos0 + std::min<int64_t>(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+}
+
+float dot(const float* a, const float* b, int d) {
+  float s = 0.0f;
+  for (int i = 0; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Softmax attention of one query over keys [0, p] as fp32 probabilities (out has p + 1 entries).
+void softmax_row(const float* q, const float* k, int64_t k_stride, int64_t p, int hd, float* out) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  float mx = -INFINITY;
+  for (int64_t j = 0; j <= p; ++j) {
+    out[j] = dot(q, k + j * k_stride, hd) * scale;
+    mx = std::max(mx, out[j]);
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j <= p; ++j) {
+    out[j] = std::exp(out[j] - mx);
+    sum += out[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j <= p; ++j) out[j] *= inv;
+}
+
+// Attention of one query over the keys of `ranges` (inclusive, ascending, disjoint), in key order.
+void row_attention(const float* q, const float* k, const float* v, int64_t kv_stride, int hd,
+                   const std::vector<std::pair<int64_t, int64_t>>& ranges, std::vector<float>& scores, float* out) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  scores.clear();
+  float mx = -INFINITY;
+  for (auto [a, b] : ranges)
+    for (int64_t j = a; j <= b; ++j) {
+      const float s = dot(q, k + j * kv_stride, hd) * scale;
+      scores.push_back(s);
+      mx = std::max(mx, s);
+    }
+  float sum = 0.0f;
+  for (float& s : scores) {
+    s = std::exp(s - mx);
+    sum += s;
+  }
+  for (int d = 0; d < hd; ++d) out[d] = 0.0f;
+  size_t idx = 0;
+  for (auto [a, b] : ranges)
+    for (int64_t j = a; j <= b; ++j, ++idx) {
+      const float w = scores[idx];
+      const float* vj = v + j * kv_stride;
+      for (int d = 0; d < hd; ++d) out[d] += w * vj[d];
+    }
+  const float inv = 1.0f / sum;
+  for (int d = 0; d < hd; ++d) out[d] *= inv;
+}
+
+// Marks per query tile, turned into a TileList.
+class TileSet {
+ public:
+  TileSet(int64_t n, int64_t pos0) : n_(n), pos0_(pos0), nq_(n_qtiles_of(n)) {
+    rows_.resize(static_cast<size_t>(nq_));
+    for (int i = 0; i < nq_; ++i) rows_[static_cast<size_t>(i)].assign(static_cast<size_t>(last_key_tile(n, pos0, i)) + 1, 0);
+  }
+  int nq() const { return nq_; }
+  int last(int i) const { return static_cast<int>(rows_[static_cast<size_t>(i)].size()) - 1; }
+  bool has(int i, int t) const { return rows_[static_cast<size_t>(i)][static_cast<size_t>(t)] != 0; }
+  // Marks tiles [a, b] of query tile i (clipped); returns how many were new.
+  int64_t mark(int i, int64_t a, int64_t b, bool dry_run = false) {
+    auto& r = rows_[static_cast<size_t>(i)];
+    a = std::max<int64_t>(a, 0);
+    b = std::min<int64_t>(b, static_cast<int64_t>(r.size()) - 1);
+    int64_t added = 0;
+    for (int64_t t = a; t <= b; ++t)
+      if (r[static_cast<size_t>(t)] == 0) {
+        ++added;
+        if (!dry_run) r[static_cast<size_t>(t)] = 1;
+      }
+    count_ += dry_run ? 0 : added;
+    return added;
+  }
+  int64_t count() const { return count_; }
+  TileList list() const {
+    TileList l;
+    l.n = n_;
+    l.pos0 = pos0_;
+    l.offsets.push_back(0);
+    for (const auto& r : rows_) {
+      for (size_t t = 0; t < r.size(); ++t)
+        if (r[t]) l.tiles.push_back(static_cast<int32_t>(t));
+      l.offsets.push_back(static_cast<int32_t>(l.tiles.size()));
+    }
+    return l;
+  }
+
+ private:
+  int64_t n_, pos0_;
+  int nq_;
+  int64_t count_ = 0;
+  std::vector<std::vector<uint8_t>> rows_;
+};
+
+void mark_mandatory(TileSet& s, int64_t n, int64_t pos0) {
+  for (int i = 0; i < s.nq(); ++i) {
+    s.mark(i, 0, 0);
+    s.mark(i, first_pos(pos0, i) / kKeyTile, last_pos(n, pos0, i) / kKeyTile);
+  }
+}
+
+// Key tiles a slash band b covers for query tile i: keys [P0 - 64 b - 63, P1 - 64 b].
+std::pair<int64_t, int64_t> band_tiles(int64_t n, int64_t pos0, int i, int64_t b) {
+  const int64_t lo = first_pos(pos0, i) - kKeyTile * b - (kKeyTile - 1);
+  const int64_t hi = last_pos(n, pos0, i) - kKeyTile * b;
+  if (hi < 0) return {1, 0};
+  return {std::max<int64_t>(lo, 0) / kKeyTile, hi / kKeyTile};
+}
+
+int64_t mark_vertical(TileSet& s, int64_t t, bool dry) {
+  int64_t added = 0;
+  for (int i = 0; i < s.nq(); ++i)
+    if (t <= s.last(i)) added += s.mark(i, t, t, dry);
+  return added;
+}
+
+int64_t mark_band(TileSet& s, int64_t n, int64_t pos0, int64_t b, bool dry) {
+  int64_t added = 0;
+  for (int i = 0; i < s.nq(); ++i) {
+    auto [a, e] = band_tiles(n, pos0, i, b);
+    if (a <= e) added += s.mark(i, a, e, dry);
+  }
+  return added;
+}
+
+int64_t max_tiles_for(const HeadBudget& b, int64_t causal) {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(causal))));
+}
+
+// The mass the sample rows keep inside a tile list (rows are in the chunk's last query tiles).
+double sample_list_mass(const std::vector<float>& A, int64_t kv_len, int64_t n, int64_t pos0, int64_t r0, int64_t m,
+                        const TileList& l) {
+  double kept = 0.0;
+  for (int64_t s = 0; s < m; ++s) {
+    const int64_t r = r0 + s, p = pos0 + r;
+    const int i = static_cast<int>(r / kQueryTile);
+    const float* row = A.data() + s * kv_len;
+    for (int32_t idx = l.offsets[static_cast<size_t>(i)]; idx < l.offsets[static_cast<size_t>(i) + 1]; ++idx) {
+      const int64_t t = l.tiles[static_cast<size_t>(idx)];
+      for (int64_t j = t * kKeyTile; j < std::min<int64_t>((t + 1) * kKeyTile, p + 1); ++j) kept += row[j];
+    }
+  }
+  (void)n;
+  return kept / static_cast<double>(m);
+}
+
+HeadPlan estimate_interval_slash(const HeadBudget& b, int last_queries, const float* q, int64_t q_stride, int64_t n,
+                                 int64_t pos0, const float* k, int64_t k_stride, int hd) {
+  const int64_t kv_len = pos0 + n;
+  const int64_t m = std::min<int64_t>(std::max(last_queries, 1), n);
+  const int64_t r0 = n - m;
+  std::vector<float> A(static_cast<size_t>(m * kv_len), 0.0f);
+  for (int64_t s = 0; s < m; ++s)
+    softmax_row(q + (r0 + s) * q_stride, k, k_stride, pos0 + r0 + s, hd, A.data() + s * kv_len);
+  // Column sums (verticals: mass that stays on the same key as the query moves) and diagonal
+  // sums (slashes: mass that stays at the same distance). Ranking at key and offset granularity
+  // tells a vertical from a slash that crosses the same keys in the sample.
+  std::vector<double> col(static_cast<size_t>(kv_len), 0.0), diag(static_cast<size_t>(kv_len), 0.0);
+  for (int64_t s = 0; s < m; ++s) {
+    const int64_t p = pos0 + r0 + s;
+    const float* row = A.data() + s * kv_len;
+    for (int64_t j = 0; j <= p; ++j) {
+      col[static_cast<size_t>(j)] += row[j];
+      diag[static_cast<size_t>(p - j)] += row[j];
+    }
+  }
+  const int64_t n_ktiles = (kv_len + kKeyTile - 1) / kKeyTile;
+  std::vector<uint8_t> vsel(static_cast<size_t>(n_ktiles), 0), bsel(static_cast<size_t>(n_ktiles), 0);
+  auto covered = [&](int64_t p, int64_t j) {
+    return vsel[static_cast<size_t>(j / kKeyTile)] || bsel[static_cast<size_t>((p - j) / kKeyTile)];
+  };
+  TileSet set(n, pos0);
+  mark_mandatory(set, n, pos0);
+  HeadPlan plan;
+  plan.pattern = Pattern::IntervalSlash;
+  double mass = 0.0;  // union mass of the sample under the selected vertical tiles and bands
+  auto select_vertical = [&](int64_t t) {
+    for (int64_t s = 0; s < m; ++s) {
+      const int64_t p = pos0 + r0 + s;
+      for (int64_t j = t * kKeyTile; j < std::min<int64_t>((t + 1) * kKeyTile, p + 1); ++j)
+        if (!covered(p, j)) mass += A[static_cast<size_t>(s * kv_len + j)] / static_cast<double>(m);
+    }
+    vsel[static_cast<size_t>(t)] = 1;
+    mark_vertical(set, t, false);
+    plan.vertical_tiles.push_back(static_cast<int32_t>(t));
+  };
+  auto select_band = [&](int64_t bb) {
+    for (int64_t s = 0; s < m; ++s) {
+      const int64_t p = pos0 + r0 + s;
+      for (int64_t d = bb * kKeyTile; d < (bb + 1) * kKeyTile && d <= p; ++d)
+        if (!covered(p, p - d)) mass += A[static_cast<size_t>(s * kv_len + p - d)] / static_cast<double>(m);
+    }
+    bsel[static_cast<size_t>(bb)] = 1;
+    mark_band(set, n, pos0, bb, false);
+    plan.slash_bands.push_back(static_cast<int32_t>(bb));
+  };
+  select_vertical(0);  // sinks
+  select_band(0);      // the diagonal
+  const int64_t causal = causal_tiles(n, pos0);
+  const int64_t max_tiles = std::max(max_tiles_for(b, causal), set.count());
+  const int64_t min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(causal)));
+  // candidates: every key (vertical) and every offset (slash), strongest first
+  struct Cand {
+    double score;
+    int64_t id;  // >= 0: key j; < 0: offset -(id + 1)
+  };
+  std::vector<Cand> cands;
+  cands.reserve(static_cast<size_t>(2 * kv_len));
+  for (int64_t j = 0; j < kv_len; ++j) {
+    if (col[static_cast<size_t>(j)] > 0.0) cands.push_back({col[static_cast<size_t>(j)], j});
+    if (diag[static_cast<size_t>(j)] > 0.0) cands.push_back({diag[static_cast<size_t>(j)], -(j + 1)});
+  }
+  std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.score > y.score; });
+  for (const Cand& c : cands) {
+    if (mass >= b.mass_target && set.count() >= min_tiles) break;
+    const bool vertical = c.id >= 0;
+    const int64_t unit = (vertical ? c.id : -(c.id + 1)) / kKeyTile;  // key tile or band
+    if (vertical ? vsel[static_cast<size_t>(unit)] : bsel[static_cast<size_t>(unit)]) continue;
+    const int64_t cost = vertical ? mark_vertical(set, unit, true) : mark_band(set, n, pos0, unit, true);
+    if (set.count() + cost > max_tiles) continue;  // does not fit the budget; a cheaper one may
+    if (vertical) select_vertical(unit);
+    else select_band(unit);
+  }
+  std::sort(plan.vertical_tiles.begin(), plan.vertical_tiles.end());
+  std::sort(plan.slash_bands.begin(), plan.slash_bands.end());
+  plan.list = set.list();
+  plan.mass_reached = mass >= b.mass_target;
+  plan.est_mass = std::max(mass, sample_list_mass(A, kv_len, n, pos0, r0, m, plan.list));
+  return plan;
+}
+
+HeadPlan estimate_triangular(const HeadBudget& b, int last_queries, const float* q, int64_t q_stride, int64_t n,
+                             int64_t pos0, const float* k, int64_t k_stride, int hd) {
+  const int64_t kv_len = pos0 + n;
+  const int64_t m = std::min<int64_t>(std::max(last_queries, 1), n);
+  const int64_t r0 = n - m;
+  std::vector<float> A(static_cast<size_t>(m * kv_len), 0.0f);
+  for (int64_t s = 0; s < m; ++s)
+    softmax_row(q + (r0 + s) * q_stride, k, k_stride, pos0 + r0 + s, hd, A.data() + s * kv_len);
+  const int64_t causal = causal_tiles(n, pos0);
+  const int64_t max_tiles = max_tiles_for(b, causal);
+  // every row p sees the sink tiles and keys [p - window, p]; query tile i then needs key tiles
+  // from (first position - window) / 64 to its last
+  auto build = [&](int64_t window) {
+    TileSet set(n, pos0);
+    mark_mandatory(set, n, pos0);
+    for (int i = 0; i < set.nq(); ++i) {
+      set.mark(i, 0, b.sink_tiles - 1);
+      set.mark(i, (first_pos(pos0, i) - window) / kKeyTile, set.last(i));
+    }
+    return set;
+  };
+  auto mass_of = [&](int64_t window) {
+    double kept = 0.0;
+    for (int64_t s = 0; s < m; ++s) {
+      const int64_t p = pos0 + r0 + s;
+      const float* row = A.data() + s * kv_len;
+      for (int64_t j = 0; j <= p; ++j)
+        if (j / kKeyTile < b.sink_tiles || j >= p - window) kept += row[j];
+    }
+    return kept / static_cast<double>(m);
+  };
+  int64_t window = static_cast<int64_t>(b.window_tiles) * kKeyTile;
+  double mass = mass_of(window);
+  while (mass < b.mass_target && window < kv_len) {
+    const int64_t next = std::max<int64_t>(window * 2, kKeyTile);
+    if (build(next).count() > max_tiles) break;
+    window = next;
+    mass = mass_of(window);
+  }
+  TileSet set = build(window);
+  // the chunk's last query tile is dense
+  const int last = set.nq() - 1;
+  set.mark(last, 0, set.last(last));
+  HeadPlan plan;
+  plan.pattern = Pattern::Triangular;
+  plan.list = set.list();
+  plan.est_mass = mass;
+  plan.mass_reached = mass >= b.mass_target;
+  return plan;
+}
+
+HeadPlan estimate_block_cluster(const HeadBudget& b, const float* q, int64_t q_stride, int64_t n, int64_t pos0,
+                                const float* k, int64_t k_stride, int hd) {
+  const int64_t kv_len = pos0 + n;
+  const int nq = n_qtiles_of(n);
+  const int64_t n_ktiles = (kv_len + kKeyTile - 1) / kKeyTile;
+  std::vector<float> qbar(static_cast<size_t>(nq) * hd, 0.0f), kbar(static_cast<size_t>(n_ktiles) * hd, 0.0f);
+  std::vector<int64_t> kcount(static_cast<size_t>(n_ktiles), 0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int d = 0; d < hd; ++d) qbar[static_cast<size_t>(r / kQueryTile) * hd + d] += q[r * q_stride + d];
+  for (int i = 0; i < nq; ++i) {
+    const float cnt = static_cast<float>(std::min<int64_t>(n, (i + 1) * int64_t{kQueryTile}) - i * int64_t{kQueryTile});
+    for (int d = 0; d < hd; ++d) qbar[static_cast<size_t>(i) * hd + d] /= cnt;
+  }
+  for (int64_t j = 0; j < kv_len; ++j) {
+    ++kcount[static_cast<size_t>(j / kKeyTile)];
+    for (int d = 0; d < hd; ++d) kbar[static_cast<size_t>(j / kKeyTile) * hd + d] += k[j * k_stride + d];
+  }
+  for (int64_t t = 0; t < n_ktiles; ++t)
+    for (int d = 0; d < hd; ++d) kbar[static_cast<size_t>(t) * hd + d] /= static_cast<float>(kcount[static_cast<size_t>(t)]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  TileSet set(n, pos0);
+  mark_mandatory(set, n, pos0);
+  const int64_t causal = causal_tiles(n, pos0);
+  double mass_sum = 0.0;
+  bool all_reached = true;
+  for (int i = 0; i < nq; ++i) {
+    const int last = set.last(i);
+    std::vector<double> w(static_cast<size_t>(last) + 1);
+    double mx = -INFINITY;
+    for (int t = 0; t <= last; ++t) {
+      w[static_cast<size_t>(t)] = dot(qbar.data() + static_cast<size_t>(i) * hd, kbar.data() + static_cast<size_t>(t) * hd, hd) * scale +
+                                  std::log(static_cast<double>(kcount[static_cast<size_t>(t)]));
+      mx = std::max(mx, w[static_cast<size_t>(t)]);
+    }
+    double sum = 0.0;
+    for (double& x : w) {
+      x = std::exp(x - mx);
+      sum += x;
+    }
+    for (double& x : w) x /= sum;
+    double kept = 0.0;
+    int64_t have = 0;
+    for (int t = 0; t <= last; ++t)
+      if (set.has(i, t)) {
+        kept += w[static_cast<size_t>(t)];
+        ++have;
+      }
+    const int64_t cap = std::max<int64_t>(have, static_cast<int64_t>(std::floor(b.max_density * (last + 1))));
+    const int64_t floor_tiles = static_cast<int64_t>(std::ceil(b.min_density * (last + 1)));
+    std::vector<int> order(static_cast<size_t>(last) + 1);
+    for (int t = 0; t <= last; ++t) order[static_cast<size_t>(t)] = t;
+    std::sort(order.begin(), order.end(), [&](int x, int y) { return w[static_cast<size_t>(x)] > w[static_cast<size_t>(y)]; });
+    for (int t : order) {
+      if ((kept >= b.mass_target && have >= floor_tiles) || have >= cap) break;
+      if (set.has(i, t)) continue;
+      set.mark(i, t, t);
+      kept += w[static_cast<size_t>(t)];
+      ++have;
+    }
+    all_reached = all_reached && kept >= b.mass_target;
+    mass_sum += kept;
+  }
+  (void)causal;
+  HeadPlan plan;
+  plan.pattern = Pattern::BlockCluster;
+  plan.list = set.list();
+  plan.est_mass = mass_sum / nq;
+  plan.mass_reached = all_reached;
+  return plan;
+}
+
+}  // namespace
+
+const char* pattern_name(Pattern p) {
+  switch (p) {
+    case Pattern::Triangular: return "triangular";
+    case Pattern::IntervalSlash: return "interval-slash";
+    case Pattern::BlockCluster: return "block-cluster";
+  }
+  return "?";
+}
+
+Pattern pattern_from_name(const std::string& name) {
+  if (name == "triangular") return Pattern::Triangular;
+  if (name == "interval-slash") return Pattern::IntervalSlash;
+  if (name == "block-cluster") return Pattern::BlockCluster;
+  throw Error(ErrorCode::BadConfig, "unknown sparse pattern \"" + name +
+                                        "\"; expected triangular, interval-slash or block-cluster");
+}
+
+const char* attention_mode_name(AttentionMode m) {
+  switch (m) {
+    case AttentionMode::Auto: return "auto";
+    case AttentionMode::Dense: return "dense";
+    case AttentionMode::Sparse: return "sparse";
+  }
+  return "?";
+}
+
+AttentionMode attention_mode_from_name(const std::string& name) {
+  if (name == "auto") return AttentionMode::Auto;
+  if (name == "dense") return AttentionMode::Dense;
+  if (name == "sparse") return AttentionMode::Sparse;
+  throw Error(ErrorCode::BadArgument, "--attention takes auto, dense or sparse, not \"" + name + "\"");
+}
+
+const HeadBudget& SparseConfig::head(int layer, int h) const {
+  if (layer >= 0 && static_cast<size_t>(layer) < layers.size() && h >= 0 &&
+      static_cast<size_t>(h) < layers[static_cast<size_t>(layer)].size())
+    return layers[static_cast<size_t>(layer)][static_cast<size_t>(h)];
+  return default_head;
+}
+
+namespace {
+
+HeadBudget budget_from_json(const nlohmann::json& j, const HeadBudget& base, const std::string& source) {
+  HeadBudget b = base;
+  if (!j.is_object()) throw Error(ErrorCode::BadConfig, source + ": each head must be an object");
+  if (j.contains("pattern")) {
+    try {
+      b.pattern = pattern_from_name(j.at("pattern").get<std::string>());
+    } catch (const Error& e) {
+      throw Error(ErrorCode::BadConfig, source + ": " + e.what());
+    }
+  }
+  if (j.contains("mass")) b.mass_target = j.at("mass").get<double>();
+  if (j.contains("min_density")) b.min_density = j.at("min_density").get<double>();
+  if (j.contains("max_density")) b.max_density = j.at("max_density").get<double>();
+  if (j.contains("sink_tiles")) b.sink_tiles = j.at("sink_tiles").get<int>();
+  if (j.contains("window_tiles")) b.window_tiles = j.at("window_tiles").get<int>();
+  if (!(b.mass_target > 0.0 && b.mass_target <= 1.0) || b.min_density < 0.0 || b.max_density <= 0.0 ||
+      b.max_density > 1.0 || b.min_density > b.max_density || b.sink_tiles < 1 || b.window_tiles < 0)
+    throw Error(ErrorCode::BadConfig, source + ": a head budget is out of range (mass in (0, 1], 0 <= min_density <= "
+                                               "max_density <= 1, sink_tiles >= 1, window_tiles >= 0)");
+  return b;
+}
+
+nlohmann::json budget_to_json(const HeadBudget& b) {
+  return {{"pattern", pattern_name(b.pattern)}, {"mass", b.mass_target},       {"min_density", b.min_density},
+          {"max_density", b.max_density},       {"sink_tiles", b.sink_tiles}, {"window_tiles", b.window_tiles}};
+}
+
+}  // namespace
+
+SparseConfig SparseConfig::from_json(const std::string& text, const std::string& source) {
+  SparseConfig c;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (!j.is_object()) throw Error(ErrorCode::BadConfig, source + " is not a JSON object (a sparse-attention config)");
+    c.model = j.value("model", std::string());
+    c.crossover_tokens = j.value("crossover_tokens", c.crossover_tokens);
+    c.last_queries = j.value("last_queries", c.last_queries);
+    if (c.crossover_tokens < 0 || c.last_queries < 1 || c.last_queries > 4096)
+      throw Error(ErrorCode::BadConfig, source + ": crossover_tokens must be >= 0 and last_queries in 1..4096");
+    if (j.contains("default")) c.default_head = budget_from_json(j.at("default"), c.default_head, source);
+    if (j.contains("layers")) {
+      for (const auto& layer : j.at("layers")) {
+        std::vector<HeadBudget> heads;
+        for (const auto& h : layer) heads.push_back(budget_from_json(h, c.default_head, source));
+        c.layers.push_back(std::move(heads));
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::BadConfig, source + " is not a valid sparse-attention config: " + e.what());
+  }
+  return c;
+}
+
+std::string SparseConfig::to_json() const {
+  nlohmann::json j;
+  j["model"] = model;
+  j["crossover_tokens"] = crossover_tokens;
+  j["last_queries"] = last_queries;
+  j["default"] = budget_to_json(default_head);
+  nlohmann::json ls = nlohmann::json::array();
+  for (const auto& layer : layers) {
+    nlohmann::json hs = nlohmann::json::array();
+    for (const auto& h : layer) hs.push_back(budget_to_json(h));
+    ls.push_back(hs);
+  }
+  j["layers"] = ls;
+  return j.dump(1);
+}
+
+double TileList::density() const {
+  const int64_t c = causal_tiles(n, pos0);
+  return c > 0 ? static_cast<double>(computed()) / static_cast<double>(c) : 0.0;
+}
+
+int32_t last_key_tile(int64_t n, int64_t pos0, int qtile) {
+  return static_cast<int32_t>(last_pos(n, pos0, qtile) / kKeyTile);
+}
+
+int64_t causal_tiles(int64_t n, int64_t pos0) {
+  int64_t c = 0;
+  for (int i = 0; i < n_qtiles_of(n); ++i) c += last_key_tile(n, pos0, i) + 1;
+  return c;
+}
+
+TileList all_causal_tiles(int64_t n, int64_t pos0) {
+  TileList l;
+  l.n = n;
+  l.pos0 = pos0;
+  l.offsets.push_back(0);
+  for (int i = 0; i < n_qtiles_of(n); ++i) {
+    for (int32_t t = 0; t <= last_key_tile(n, pos0, i); ++t) l.tiles.push_back(t);
+    l.offsets.push_back(static_cast<int32_t>(l.tiles.size()));
+  }
+  return l;
+}
+
+TileList interval_slash_tiles(int64_t n, int64_t pos0, const std::vector<int32_t>& vertical_tiles,
+                              const std::vector<int32_t>& slash_bands) {
+  TileSet set(n, pos0);
+  mark_mandatory(set, n, pos0);
+  for (int32_t t : vertical_tiles) mark_vertical(set, t, false);
+  for (int32_t b : slash_bands) mark_band(set, n, pos0, b, false);
+  return set.list();
+}
+
+HeadPlan estimate_head(const HeadBudget& budget, int last_queries, const float* q, int64_t q_stride, int64_t n,
+                       int64_t pos0, const float* k, int64_t k_stride, int head_dim) {
+  if (n <= 0) throw Error(ErrorCode::BadArgument, "sparse estimation needs at least one query");
+  switch (budget.pattern) {
+    case Pattern::Triangular:
+      return estimate_triangular(budget, last_queries, q, q_stride, n, pos0, k, k_stride, head_dim);
+    case Pattern::BlockCluster:
+      return estimate_block_cluster(budget, q, q_stride, n, pos0, k, k_stride, head_dim);
+    case Pattern::IntervalSlash:
+    default:
+      return estimate_interval_slash(budget, last_queries, q, q_stride, n, pos0, k, k_stride, head_dim);
+  }
+}
+
+void tile_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, const float* v,
+                    int64_t kv_stride, int head_dim, const TileList& list, float* out, int64_t out_stride) {
+  if (list.n != n || list.pos0 != pos0 || list.n_qtiles() != n_qtiles_of(n))
+    throw Error(ErrorCode::BadArgument, "tile list does not match the chunk");
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::vector<float> scores;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = pos0 + r;
+    const int i = static_cast<int>(r / kQueryTile);
+    ranges.clear();
+    for (int32_t idx = list.offsets[static_cast<size_t>(i)]; idx < list.offsets[static_cast<size_t>(i) + 1]; ++idx) {
+      const int64_t a = static_cast<int64_t>(list.tiles[static_cast<size_t>(idx)]) * kKeyTile;
+      const int64_t b = std::min<int64_t>(a + kKeyTile - 1, p);
+      if (a > b) continue;
+      if (!ranges.empty() && ranges.back().second + 1 == a) ranges.back().second = b;  // contiguous: one range
+      else ranges.emplace_back(a, b);
+    }
+    row_attention(q + r * q_stride, k, v, kv_stride, head_dim, ranges, scores, out + r * out_stride);
+  }
+}
+
+void dense_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, const float* v,
+                     int64_t kv_stride, int head_dim, float* out, int64_t out_stride) {
+  std::vector<std::pair<int64_t, int64_t>> ranges(1);
+  std::vector<float> scores;
+  for (int64_t r = 0; r < n; ++r) {
+    ranges[0] = {0, pos0 + r};
+    row_attention(q + r * q_stride, k, v, kv_stride, head_dim, ranges, scores, out + r * out_stride);
+  }
+}
+
+double exact_mass(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
+                  int head_dim, const TileList& list) {
+  std::vector<float> A(static_cast<size_t>(pos0 + n));
+  double total = 0.0;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = pos0 + r;
+    softmax_row(q + r * q_stride, k, k_stride, p, head_dim, A.data());
+    const int i = static_cast<int>(r / kQueryTile);
+    for (int32_t idx = list.offsets[static_cast<size_t>(i)]; idx < list.offsets[static_cast<size_t>(i) + 1]; ++idx) {
+      const int64_t a = static_cast<int64_t>(list.tiles[static_cast<size_t>(idx)]) * kKeyTile;
+      for (int64_t j = a; j < std::min<int64_t>(a + kKeyTile, p + 1); ++j) total += A[static_cast<size_t>(j)];
+    }
+  }
+  return total / static_cast<double>(n);
+}
+
+}  // namespace folio::sparse

@@ -1,0 +1,107 @@
+// Sparse prefill (the SparseAccelerate idea): for each attention head and prefill chunk, choose
+// from the input itself which key tiles each query tile attends to. Three pattern kinds:
+//   Triangular     sink tiles + a local window of tiles before the diagonal; the chunk's last
+//                  query tile is dense.
+//   IntervalSlash  vertical key columns and diagonal bands chosen from the attention of the
+//                  chunk's last queries to every key before them (column sums -> verticals,
+//                  diagonal sums -> slashes), mapped to key tiles per query tile.
+//   BlockCluster   key tiles per query tile chosen from mean-pooled queries and keys.
+// Budgets are counted in the tiles the kernel computes (128 queries x 64 keys, the CUDA kernel's
+// tiles): per head and input the smallest set that keeps `mass_target` of the estimated attention
+// mass, within [min_density, max_density] of the causal tiles. The first key tile and the
+// diagonal tiles are always kept. This file is the CPU reference: estimation, tile lists and
+// block-sparse attention; kernels/ runs the same lists on the GPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace folio::sparse {
+
+constexpr int kQueryTile = 128;  // = cuda::kQueryTile
+constexpr int kKeyTile = 64;     // = cuda::kKeyTile
+
+enum class Pattern { Triangular, IntervalSlash, BlockCluster };
+const char* pattern_name(Pattern p);
+Pattern pattern_from_name(const std::string& name);  // throws Error(BadConfig)
+
+struct HeadBudget {
+  Pattern pattern = Pattern::IntervalSlash;
+  double mass_target = 0.95;  // share of the estimated attention mass to keep
+  double min_density = 0.0;   // of the chunk's causal tiles
+  double max_density = 0.35;
+  int sink_tiles = 1;         // Triangular: leading key tiles
+  int window_tiles = 8;       // Triangular: key tiles before the diagonal ones
+};
+
+enum class AttentionMode { Auto, Dense, Sparse };
+const char* attention_mode_name(AttentionMode m);
+AttentionMode attention_mode_from_name(const std::string& name);  // throws Error(BadArgument)
+
+// Per model: each head's pattern and budget (from the offline search), the crossover length from
+// which auto mode uses sparse attention, and the estimation's sample size.
+struct SparseConfig {
+  std::string model;                         // what it was searched on ("" = default)
+  int64_t crossover_tokens = 16384;          // auto: sparse for chunks whose keys reach this many
+  int last_queries = 64;                     // IntervalSlash: sample rows
+  HeadBudget default_head;                   // heads without an entry
+  std::vector<std::vector<HeadBudget>> layers;  // [layer][head]; may be empty
+
+  const HeadBudget& head(int layer, int head) const;
+  static SparseConfig from_json(const std::string& text, const std::string& source);  // throws Error(BadConfig)
+  std::string to_json() const;
+};
+
+// Key tiles per query tile of one chunk (queries at positions pos0 .. pos0 + n - 1, keys 0 ..
+// pos0 + n - 1): tiles[offsets[i] .. offsets[i + 1]) ascending and unique for query tile i.
+struct TileList {
+  int64_t n = 0, pos0 = 0;
+  std::vector<int32_t> offsets;
+  std::vector<int32_t> tiles;
+
+  int n_qtiles() const { return static_cast<int>(offsets.empty() ? 0 : offsets.size() - 1); }
+  int64_t computed() const { return static_cast<int64_t>(tiles.size()); }
+  double density() const;  // computed / causal tiles
+};
+
+int64_t causal_tiles(int64_t n, int64_t pos0);
+TileList all_causal_tiles(int64_t n, int64_t pos0);
+// Key tiles [first, last] a query tile may see (causal).
+int32_t last_key_tile(int64_t n, int64_t pos0, int qtile);
+
+// What estimation chose for one head and chunk.
+struct HeadPlan {
+  Pattern pattern = Pattern::IntervalSlash;
+  TileList list;
+  double est_mass = 0.0;     // estimated share of attention mass the list keeps
+  bool mass_reached = false;  // est_mass >= the target within the budget
+  // IntervalSlash: the selected vertical key tiles and diagonal bands (offsets [64 b, 64 b + 63])
+  std::vector<int32_t> vertical_tiles;
+  std::vector<int32_t> slash_bands;
+};
+
+// Estimates one head's pattern. q: the chunk's queries [n][q_stride] (head's hd values at the
+// start of each row); k: keys [pos0 + n][k_stride]. Values as the model computes them (after RoPE).
+HeadPlan estimate_head(const HeadBudget& budget, int last_queries, const float* q, int64_t q_stride, int64_t n,
+                       int64_t pos0, const float* k, int64_t k_stride, int head_dim);
+
+// The tiles an IntervalSlash selection covers: tile (i, t) is listed iff some query p of tile i
+// and key j <= p of tile t have j in a vertical tile or p - j in a slash band (or t = 0, or t is
+// one of the diagonal tiles).
+TileList interval_slash_tiles(int64_t n, int64_t pos0, const std::vector<int32_t>& vertical_tiles,
+                              const std::vector<int32_t>& slash_bands);
+
+// Block-sparse attention over a tile list for one head (causal within listed tiles), fp32:
+// q [n][q_stride], k and v [pos0 + n][kv_stride], out [n][out_stride]. Keys are visited in
+// ascending order, so with every causal tile listed the result equals dense_attention() exactly.
+void tile_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, const float* v,
+                    int64_t kv_stride, int head_dim, const TileList& list, float* out, int64_t out_stride);
+void dense_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, const float* v,
+                     int64_t kv_stride, int head_dim, float* out, int64_t out_stride);
+
+// The exact share of attention mass a tile list keeps, averaged over the chunk's rows.
+double exact_mass(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
+                  int head_dim, const TileList& list);
+
+}  // namespace folio::sparse

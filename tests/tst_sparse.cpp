@@ -1,0 +1,313 @@
+// Sparse prefill's CPU reference (core/attention/sparse.h): heads with planted structure (sinks,
+// a local band, vertical stripes, a slash line, clustered blocks) are recovered, keep >= 95% of
+// the attention mass and give outputs within 2e-2 of dense; an unstructured head drives the
+// adaptive budget to its maximum and reports the mass target missed; tile lists equal a
+// brute-force set construction; with every tile listed sparse attention equals dense exactly.
+#include <QtTest>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "core/attention/sparse.h"
+#include "core/common/error.h"
+#include "core/common/thread_pool.h"
+#include "core/cpu/cpu_ops.h"
+
+using namespace folio;
+using namespace folio::sparse;
+
+namespace {
+
+std::vector<float> normal(size_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// A head whose attention is planted exactly: each key with a role gets a one-hot slot, and each
+// query sums the n_slots of the keys it should attend (score s / sqrt(hd) on those, ~0 elsewhere).
+struct PlantedHead {
+  int64_t n, pos0, kv_len;
+  int hd;
+  std::vector<float> q, k, v;
+  std::vector<std::pair<int, int>> planted_tiles;  // (query tile, key tile)
+};
+
+PlantedHead make_planted(int64_t n, int64_t pos0, int band, int slash_offset, std::vector<int64_t> verticals) {
+  PlantedHead h;
+  h.n = n;
+  h.pos0 = pos0;
+  h.kv_len = pos0 + n;
+  std::vector<int> slot(static_cast<size_t>(h.kv_len), -1);
+  int n_slots = 0;
+  auto need = [&](int64_t j) {
+    if (j >= 0 && slot[static_cast<size_t>(j)] < 0) slot[static_cast<size_t>(j)] = n_slots++;
+  };
+  for (int64_t j = 0; j < 4; ++j) need(j);  // sinks
+  for (int64_t j : verticals) need(j);
+  for (int64_t p = pos0; p < h.kv_len; ++p) {
+    for (int d = 0; d <= band; ++d) need(p - d);
+    for (int d = slash_offset; d <= slash_offset + band; ++d) need(p - d);
+  }
+  const int noise_dims = 16;
+  h.hd = n_slots + noise_dims;
+  const float s = 8.0f * std::sqrt(static_cast<float>(h.hd));  // planted score 8
+  h.k.assign(static_cast<size_t>(h.kv_len * h.hd), 0.0f);
+  auto kn = normal(static_cast<size_t>(h.kv_len * noise_dims), 5, 1.0f);
+  for (int64_t j = 0; j < h.kv_len; ++j) {
+    if (slot[static_cast<size_t>(j)] >= 0) h.k[static_cast<size_t>(j * h.hd + slot[static_cast<size_t>(j)])] = 1.0f;
+    for (int d = 0; d < noise_dims; ++d) h.k[static_cast<size_t>(j * h.hd + n_slots + d)] = kn[static_cast<size_t>(j * noise_dims + d)];
+  }
+  h.q.assign(static_cast<size_t>(n * h.hd), 0.0f);
+  auto qn = normal(static_cast<size_t>(n * noise_dims), 6, 1.0f);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = pos0 + r;
+    float* row = h.q.data() + r * h.hd;
+    auto attend = [&](int64_t j) {
+      if (j >= 0 && j <= p) row[slot[static_cast<size_t>(j)]] = s;
+    };
+    for (int64_t j = 0; j < 4; ++j) attend(j);
+    for (int64_t j : verticals) attend(j);
+    for (int d = 0; d <= band; ++d) attend(p - d);
+    for (int d = slash_offset; d <= slash_offset + band; ++d) attend(p - d);
+    for (int d = 0; d < noise_dims; ++d) row[n_slots + d] = qn[static_cast<size_t>(r * noise_dims + d)];
+  }
+  h.v = normal(static_cast<size_t>(h.kv_len * h.hd), 7, 1.0f);
+  // the planted tiles: every (query tile, key tile) holding a planted (query, key) pair
+  std::set<std::pair<int, int>> tiles;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = pos0 + r;
+    const int i = static_cast<int>(r / kQueryTile);
+    auto add = [&](int64_t j) {
+      if (j >= 0 && j <= p) tiles.insert({i, static_cast<int>(j / kKeyTile)});
+    };
+    for (int64_t j = 0; j < 4; ++j) add(j);
+    for (int64_t j : verticals) add(j);
+    for (int d = 0; d <= band; ++d) add(p - d);
+    for (int d = slash_offset; d <= slash_offset + band; ++d) add(p - d);
+  }
+  h.planted_tiles.assign(tiles.begin(), tiles.end());
+  return h;
+}
+
+bool listed(const TileList& l, int i, int t) {
+  for (int32_t x = l.offsets[static_cast<size_t>(i)]; x < l.offsets[static_cast<size_t>(i) + 1]; ++x)
+    if (l.tiles[static_cast<size_t>(x)] == t) return true;
+  return false;
+}
+
+double recovered(const PlantedHead& h, const TileList& l) {
+  int hit = 0;
+  for (auto [i, t] : h.planted_tiles) hit += listed(l, i, t) ? 1 : 0;
+  return static_cast<double>(hit) / static_cast<double>(h.planted_tiles.size());
+}
+
+// Well-formed: ascending, unique, causal, and the first and diagonal tiles always there.
+void check_well_formed(const TileList& l) {
+  QCOMPARE(l.n_qtiles(), static_cast<int>((l.n + kQueryTile - 1) / kQueryTile));
+  for (int i = 0; i < l.n_qtiles(); ++i) {
+    const int32_t b = l.offsets[static_cast<size_t>(i)], e = l.offsets[static_cast<size_t>(i) + 1];
+    QVERIFY(e > b);
+    for (int32_t x = b + 1; x < e; ++x) QVERIFY(l.tiles[static_cast<size_t>(x)] > l.tiles[static_cast<size_t>(x) - 1]);
+    QVERIFY(l.tiles[static_cast<size_t>(e) - 1] <= last_key_tile(l.n, l.pos0, i));
+    QCOMPARE(l.tiles[static_cast<size_t>(b)], 0);
+    const int64_t first_q = l.pos0 + static_cast<int64_t>(i) * kQueryTile;
+    for (int64_t t = first_q / kKeyTile; t <= last_key_tile(l.n, l.pos0, i); ++t) QVERIFY(listed(l, i, static_cast<int>(t)));
+  }
+}
+
+}  // namespace
+
+class SparseTest : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void planted_interval_slash() {
+    const PlantedHead h = make_planted(512, 1536, 8, 600, {333, 1000, 1250});
+    HeadBudget b;
+    b.pattern = Pattern::IntervalSlash;
+    b.mass_target = 0.95;
+    b.max_density = 0.4;
+    const HeadPlan plan = estimate_head(b, 64, h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.hd, h.hd);
+    check_well_formed(plan.list);
+    const double rec = recovered(h, plan.list);
+    const double mass = exact_mass(h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.hd, h.hd, plan.list);
+    std::vector<float> dense(static_cast<size_t>(h.n * h.hd)), sparse(dense.size());
+    dense_attention(h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.v.data(), h.hd, h.hd, dense.data(), h.hd);
+    tile_attention(h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.v.data(), h.hd, h.hd, plan.list, sparse.data(), h.hd);
+    const double err = rel_l2(sparse, dense);
+    qInfo("interval-slash: recovered %.3f of %zu planted tiles, mass %.4f (estimated %.4f), density %.3f, "
+          "rel. error %.2e, verticals %zu, bands %zu",
+          rec, h.planted_tiles.size(), mass, plan.est_mass, plan.list.density(), err, plan.vertical_tiles.size(),
+          plan.slash_bands.size());
+    QVERIFY(rec >= 0.95);
+    QVERIFY(mass >= 0.95);
+    QVERIFY(plan.mass_reached);
+    QVERIFY(err < 2e-2);
+    QVERIFY(plan.list.density() < 0.4);
+  }
+
+  void planted_block_cluster() {
+    // query tile i attends key tiles c(i) and c(i) + 7 (clustered blocks), plus sinks
+    const int64_t n = 512, pos0 = 1536, kv_len = pos0 + n;
+    const int hd = 32;
+    std::vector<float> k = normal(static_cast<size_t>(kv_len * hd), 11, 0.3f), q = normal(static_cast<size_t>(n * hd), 12, 0.3f);
+    auto v = normal(static_cast<size_t>(kv_len * hd), 13, 1.0f);
+    const int clusters = 8;
+    auto cluster_of_key_tile = [](int64_t t) { return static_cast<int>(t % 8); };
+    for (int64_t j = 0; j < kv_len; ++j) k[static_cast<size_t>(j * hd + cluster_of_key_tile(j / kKeyTile))] += 1.0f;
+    const float s = 9.0f * std::sqrt(static_cast<float>(hd));
+    for (int64_t r = 0; r < n; ++r) q[static_cast<size_t>(r * hd + (r / kQueryTile) % clusters)] += s;
+    HeadBudget b;
+    b.pattern = Pattern::BlockCluster;
+    b.mass_target = 0.95;
+    b.max_density = 0.35;
+    const HeadPlan plan = estimate_head(b, 64, q.data(), hd, n, pos0, k.data(), hd, hd);
+    check_well_formed(plan.list);
+    int planted = 0, hit = 0;
+    for (int i = 0; i < plan.list.n_qtiles(); ++i)
+      for (int t = 0; t <= last_key_tile(n, pos0, i); ++t)
+        if (cluster_of_key_tile(t) == i % clusters) {
+          ++planted;
+          hit += listed(plan.list, i, t) ? 1 : 0;
+        }
+    const double mass = exact_mass(q.data(), hd, n, pos0, k.data(), hd, hd, plan.list);
+    std::vector<float> dense(static_cast<size_t>(n * hd)), sparse(dense.size());
+    dense_attention(q.data(), hd, n, pos0, k.data(), v.data(), hd, hd, dense.data(), hd);
+    tile_attention(q.data(), hd, n, pos0, k.data(), v.data(), hd, hd, plan.list, sparse.data(), hd);
+    const double err = rel_l2(sparse, dense);
+    qInfo("block-cluster: recovered %d of %d planted tiles, mass %.4f (estimated %.4f), density %.3f, rel. error %.2e",
+          hit, planted, mass, plan.est_mass, plan.list.density(), err);
+    QVERIFY(hit >= 0.95 * planted);
+    QVERIFY(mass >= 0.95);
+    QVERIFY(err < 2e-2);
+  }
+
+  void planted_triangular() {
+    // sinks and a local band only
+    const PlantedHead h = make_planted(512, 1536, 40, 40, {});
+    HeadBudget b;
+    b.pattern = Pattern::Triangular;
+    b.window_tiles = 1;
+    b.max_density = 0.5;
+    const HeadPlan plan = estimate_head(b, 64, h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.hd, h.hd);
+    check_well_formed(plan.list);
+    const double mass = exact_mass(h.q.data(), h.hd, h.n, h.pos0, h.k.data(), h.hd, h.hd, plan.list);
+    qInfo("triangular: recovered %.3f, mass %.4f, density %.3f", recovered(h, plan.list), mass, plan.list.density());
+    QVERIFY(recovered(h, plan.list) >= 0.95);
+    QVERIFY(mass >= 0.95);
+    QVERIFY(plan.mass_reached);
+  }
+
+  void unstructured_head_hits_the_budget() {
+    const int64_t n = 512, pos0 = 1536, kv_len = pos0 + n;
+    const int hd = 64;
+    auto q = normal(static_cast<size_t>(n * hd), 21, 1.0f), k = normal(static_cast<size_t>(kv_len * hd), 22, 1.0f);
+    for (Pattern p : {Pattern::IntervalSlash, Pattern::BlockCluster}) {
+      HeadBudget b;
+      b.pattern = p;
+      b.mass_target = 0.95;
+      b.max_density = 0.3;
+      const HeadPlan plan = estimate_head(b, 64, q.data(), hd, n, pos0, k.data(), hd, hd);
+      check_well_formed(plan.list);
+      qInfo("%s on random q/k: density %.3f (max 0.3), estimated mass %.3f, reached %d", pattern_name(p),
+            plan.list.density(), plan.est_mass, plan.mass_reached);
+      QVERIFY(!plan.mass_reached);
+      QVERIFY(plan.list.density() >= 0.27);
+      QVERIFY(plan.list.density() <= 0.3 + 1e-9);
+    }
+  }
+
+  void tile_lists_equal_brute_force() {
+    std::mt19937 rng(99);
+    for (int trial = 0; trial < 25; ++trial) {
+      const int64_t n = 1 + rng() % 700, pos0 = rng() % 3000;
+      const int64_t kv_len = pos0 + n, n_kt = (kv_len + kKeyTile - 1) / kKeyTile;
+      std::vector<int32_t> verticals, bands;
+      for (int x = 0; x < 4; ++x) verticals.push_back(static_cast<int32_t>(rng() % n_kt));
+      for (int x = 0; x < 3; ++x) bands.push_back(static_cast<int32_t>(rng() % n_kt));
+      const TileList l = interval_slash_tiles(n, pos0, verticals, bands);
+      check_well_formed(l);
+      // brute force over every (query, key) pair
+      std::set<std::pair<int, int>> want;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t p = pos0 + r;
+        const int i = static_cast<int>(r / kQueryTile);
+        for (int64_t j = 0; j <= p; ++j) {
+          const int32_t t = static_cast<int32_t>(j / kKeyTile), b = static_cast<int32_t>((p - j) / kKeyTile);
+          const bool diag = t >= (pos0 + static_cast<int64_t>(i) * kQueryTile) / kKeyTile;
+          if (t == 0 || diag || std::count(verticals.begin(), verticals.end(), t) ||
+              std::count(bands.begin(), bands.end(), b))
+            want.insert({i, t});
+        }
+      }
+      std::set<std::pair<int, int>> got;
+      for (int i = 0; i < l.n_qtiles(); ++i)
+        for (int32_t x = l.offsets[static_cast<size_t>(i)]; x < l.offsets[static_cast<size_t>(i) + 1]; ++x)
+          QVERIFY(got.insert({i, l.tiles[static_cast<size_t>(x)]}).second);  // no duplicates
+      QCOMPARE(got, want);
+      QCOMPARE(static_cast<size_t>(l.computed()), want.size());  // verticals and slashes never double-counted
+    }
+  }
+
+  void all_tiles_equal_dense_exactly() {
+    ThreadPool pool(2);
+    for (auto [n, pos0, hd] : std::vector<std::tuple<int64_t, int64_t, int>>{{1, 0, 64}, {300, 129, 64}, {130, 1000, 96}}) {
+      const int64_t kv_len = pos0 + n;
+      auto q = normal(static_cast<size_t>(n * hd), 31, 1.0f), k = normal(static_cast<size_t>(kv_len * hd), 32, 1.0f),
+           v = normal(static_cast<size_t>(kv_len * hd), 33, 1.0f);
+      const TileList all = all_causal_tiles(n, pos0);
+      QCOMPARE(all.computed(), causal_tiles(n, pos0));
+      std::vector<float> dense(static_cast<size_t>(n * hd)), sparse(dense.size()), engine(dense.size());
+      dense_attention(q.data(), hd, n, pos0, k.data(), v.data(), hd, hd, dense.data(), hd);
+      tile_attention(q.data(), hd, n, pos0, k.data(), v.data(), hd, hd, all, sparse.data(), hd);
+      QVERIFY(std::memcmp(dense.data(), sparse.data(), dense.size() * sizeof(float)) == 0);
+      // and the reference agrees with the engine's own attention (one head)
+      cpu::attention(pool, q.data(), n, pos0, k.data(), v.data(), kv_len, 1, 1, hd, engine.data());
+      QVERIFY(rel_l2(dense, engine) < 1e-5);
+      QVERIFY(std::abs(exact_mass(q.data(), hd, n, pos0, k.data(), hd, hd, all) - 1.0) < 1e-6);
+    }
+  }
+
+  void config_json_round_trip_and_errors() {
+    SparseConfig c;
+    c.model = "folio-needle";
+    c.crossover_tokens = 8192;
+    HeadBudget tri;
+    tri.pattern = Pattern::Triangular;
+    tri.window_tiles = 4;
+    c.layers = {{tri, c.default_head}, {c.default_head, tri}};
+    const SparseConfig back = SparseConfig::from_json(c.to_json(), "test");
+    QCOMPARE(back.crossover_tokens, int64_t{8192});
+    QCOMPARE(back.layers.size(), size_t{2});
+    QVERIFY(back.head(0, 0).pattern == Pattern::Triangular);
+    QCOMPARE(back.head(0, 0).window_tiles, 4);
+    QVERIFY(back.head(5, 9).pattern == c.default_head.pattern);  // heads without an entry get the default
+    for (const char* bad : {"[1,2]", "{\"default\": {\"pattern\": \"diagonal\"}}", "{\"default\": {\"mass\": 1.5}}",
+                            "{\"layers\": [[{\"max_density\": 0}]]}", "{\"crossover_tokens\": -1}", "not json"}) {
+      try {
+        SparseConfig::from_json(bad, "bad.json");
+        QFAIL(bad);
+      } catch (const Error& e) {
+        QCOMPARE(e.code(), ErrorCode::BadConfig);
+        QVERIFY(std::string(e.what()).find("bad.json") != std::string::npos);
+      }
+    }
+    QVERIFY(attention_mode_from_name("auto") == AttentionMode::Auto);
+    QVERIFY_THROWS_EXCEPTION(Error, attention_mode_from_name("fast"));
+  }
+};
+
+QTEST_APPLESS_MAIN(SparseTest)
+#include "tst_sparse.moc"
