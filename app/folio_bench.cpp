@@ -26,7 +26,7 @@ namespace {
 const char* kUsage =
     "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16] [--random-weights])\n"
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
-    "                   [--backend cpu|cuda] [--attention dense] [--gpu-mem-limit GIB] [--json FILE]\n"
+    "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--reps N] [--json FILE]\n"
     "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
         attention = args.value(a);
-        if (attention != "dense") throw folio::cli::UsageError("--attention takes dense (sparse prefill is not built yet)");
+        folio::sparse::attention_mode_from_name(attention);  // checks the name
       }
       else if (a == "--decode-tokens") decode = args.integer(a, 1, 1 << 20);
       else if (a == "--reps") reps = args.integer(a, 1, 1000);
@@ -204,6 +204,7 @@ int main(int argc, char** argv) {
       folio::SessionOptions so;
       so.context_tokens = len + decode + 1;
       so.prefill_chunk = chunk;
+      so.attention = folio::sparse::attention_mode_from_name(attention);
       auto session = engine->create_session(so);
       std::vector<double> ttft, prefill, dec;
       folio::Metrics last;
@@ -250,6 +251,11 @@ int main(int argc, char** argv) {
       flat["device"] = mem.device;
       flat["device_total_bytes"] = mem.total_bytes;
       flat["device_free_bytes"] = mem.free_bytes;
+      flat["sparse_chunks"] = last.sparse_chunks;
+      flat["density"] = last.attention_density;
+      flat["est_mass_mean"] = last.est_mass_mean;
+      flat["estimate_ms"] = last.estimate_ms;
+      if (!last.attention_note.empty()) flat["attention_note"] = last.attention_note;
       append_json_line(json_path, flat);
     }
     std::printf("%s\n", out.dump(2).c_str());

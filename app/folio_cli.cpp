@@ -37,6 +37,7 @@ const char* kUsage =
     "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
+    "                 [--attention auto|dense|sparse] [--sparse-config FILE]\n"
     "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
 
 struct CliOptions {
@@ -50,6 +51,8 @@ struct CliOptions {
   std::vector<std::string> stops;
   int64_t ctx = 0;
   int64_t chunk = 0;
+  folio::sparse::AttentionMode attention = folio::sparse::AttentionMode::Auto;
+  std::string sparse_config;
   int max_tokens = 256;
   folio::SamplerParams sampler;
   bool quiet = false;
@@ -120,6 +123,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
+    else if (a == "--sparse-config") o.sparse_config = args.value(a);
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
@@ -186,6 +191,10 @@ int run_generate(const CliOptions& o) {
   so.context_tokens = o.ctx;
   if (so.context_tokens == 0) so.context_tokens = std::min<int64_t>(engine->config().max_context, 8192);
   if (o.chunk > 0) so.prefill_chunk = o.chunk;
+  so.attention = o.attention;
+  if (!o.sparse_config.empty())
+    so.sparse_config = std::make_shared<const folio::sparse::SparseConfig>(
+        folio::sparse::SparseConfig::from_json(folio::read_text_file(o.sparse_config), o.sparse_config));
   auto session = engine->create_session(so);
 
   folio::RequestOptions req;
@@ -210,6 +219,13 @@ int run_generate(const CliOptions& o) {
     std::fprintf(stderr, "ttft %.1f ms | prefill %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s | stop: %s\n",
                  m.ttft_ms, static_cast<long long>(m.prefill_tokens), m.prefill_tok_s,
                  static_cast<long long>(m.decode_tokens), m.decode_tok_s, folio::stop_reason_name(m.stop));
+    if (m.sparse_chunks > 0)
+      std::fprintf(stderr, "attention %s: %lld sparse and %lld dense chunks, density %.3f, estimated mass kept %.3f, "
+                   "%lld head plans short of their mass target, estimation %.1f ms\n",
+                   m.attention_mode.c_str(), static_cast<long long>(m.sparse_chunks),
+                   static_cast<long long>(m.dense_chunks), m.attention_density, m.est_mass_mean,
+                   static_cast<long long>(m.heads_short_of_mass), m.estimate_ms);
+    if (!m.attention_note.empty()) std::fprintf(stderr, "attention: %s\n", m.attention_note.c_str());
     for (const auto& d : m.memory)
       std::fprintf(stderr, "memory %s: weights %s, kv cache %s, scratch %s\n", d.device.c_str(),
                    format_mib(d.weights_bytes).c_str(), format_mib(d.kv_bytes).c_str(),

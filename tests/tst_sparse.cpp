@@ -10,6 +10,10 @@
 
 #include "core/attention/sparse.h"
 #include "core/common/error.h"
+#include "core/common/mapped_file.h"
+#include "core/engine/chat_prompt.h"
+#include "core/engine/engine.h"
+#include "tests/test_support.h"
 #include "core/common/thread_pool.h"
 #include "core/cpu/cpu_ops.h"
 
@@ -278,6 +282,54 @@ class SparseTest : public QObject {
       QVERIFY(rel_l2(dense, engine) < 1e-5);
       QVERIFY(std::abs(exact_mass(q.data(), hd, n, pos0, k.data(), hd, hd, all) - 1.0) < 1e-6);
     }
+  }
+
+  // The engine end to end on our long-context model: sparse prefill forced on a 2K-token excerpt
+  // of the demo keeps the planted answer, and the metrics say what ran.
+  void sparse_prefill_keeps_the_answer() {
+    const std::string dir = folio::test::source_dir() + "/resources/models/folio-needle";
+    if (!folio::test::exists(dir + "/config.json")) QSKIP("resources/models/folio-needle is not there");
+    EngineOptions eo;
+    eo.model_path = dir;
+    eo.threads = 2;
+    auto engine = Engine::load(eo);
+    std::string text = read_text_file(folio::test::source_dir() + "/resources/demo/planted-facts.md");
+    text = text.substr(0, text.rfind("\n\n", 8000));
+    QVERIFY(text.find("blue door is 48213") != std::string::npos);
+    const auto kind = detect_chat_format(*engine);
+    const auto prompt = encode_chat(
+        *engine, kind,
+        {{"user", "<document name=\"planted-facts.md\">\n" + text + "\n</document>\n\nWhat is the secret code of the blue door?"}});
+    auto answer = [&](AttentionMode mode, Metrics* m) {
+      SessionOptions so;
+      so.context_tokens = 4096;
+      so.prefill_chunk = 512;
+      so.attention = mode;
+      auto session = engine->create_session(so);
+      RequestOptions req;
+      req.generate.max_tokens = 24;
+      req.generate.stop_tokens = chat_stop_tokens(*engine, kind);
+      RequestResult r = session->run(prompt, req);
+      *m = r.metrics;
+      return r.text;
+    };
+    Metrics dense_m, sparse_m, auto_m;
+    const std::string dense = answer(AttentionMode::Dense, &dense_m);
+    const std::string sparse = answer(AttentionMode::Sparse, &sparse_m);
+    const std::string automatic = answer(AttentionMode::Auto, &auto_m);
+    qInfo("%zu prompt tokens; dense: %s | sparse: %s (density %.3f, estimated mass %.3f, %lld of %lld head plans short)",
+          prompt.size(), dense.c_str(), sparse.c_str(), sparse_m.attention_density, sparse_m.est_mass_mean,
+          static_cast<long long>(sparse_m.heads_short_of_mass), static_cast<long long>(sparse_m.sparse_chunks * 36));
+    QVERIFY(dense.find("48213") != std::string::npos);
+    QCOMPARE(sparse, dense);
+    QVERIFY(sparse_m.sparse_chunks > 0);
+    QCOMPARE(sparse_m.dense_chunks, int64_t{0});
+    QVERIFY(sparse_m.attention_density < 0.9);
+    QCOMPARE(static_cast<int>(sparse_m.head_density.size()), engine->config().n_layers);
+    QCOMPARE(dense_m.sparse_chunks, int64_t{0});
+    // auto below the crossover (16K): dense
+    QCOMPARE(auto_m.sparse_chunks, int64_t{0});
+    QCOMPARE(automatic, dense);
   }
 
   void config_json_round_trip_and_errors() {

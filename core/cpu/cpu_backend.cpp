@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 
 #include "core/common/error.h"
@@ -80,6 +81,13 @@ class CpuBackend final : public Backend {
     std::vector<int32_t> positions(static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t) positions[static_cast<size_t>(t)] = static_cast<int32_t>(pos + t);
 
+    // Auto mode runs dense here: the CPU's sparse path is the reference (its estimation costs more
+    // than the attention it saves); --attention sparse forces it.
+    const bool sparse_chunk = kv.policy.mode == sparse::AttentionMode::Sparse && use_sparse(kv.policy, n, pos);
+    if (kv.policy.mode == sparse::AttentionMode::Auto && use_sparse(kv.policy, n, pos))
+      kv.stats.note = "auto attention runs dense on the CPU (sparse prefill pays on the GPU); --attention sparse forces it";
+    if (sparse_chunk) ++kv.stats.sparse_chunks;
+    else if (n > 1) ++kv.stats.dense_chunks;
     cpu::embedding(w.tok_embd, tokens, x_.data());
     for (int l = 0; l < c.n_layers; ++l) {
       const LayerWeights& L = w.layers[static_cast<size_t>(l)];
@@ -98,8 +106,12 @@ class CpuBackend final : public Backend {
           std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
           std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
         }
-      cpu::attention(pool_, q_.data(), n, pos, kc, vc, kv.capacity(), c.n_heads, c.n_kv_heads, static_cast<int>(hd),
-                     att_.data());
+      if (sparse_chunk) {
+        sparse_attention(kv, l, n, pos, kc, vc);
+      } else {
+        cpu::attention(pool_, q_.data(), n, pos, kc, vc, kv.capacity(), c.n_heads, c.n_kv_heads, static_cast<int>(hd),
+                       att_.data());
+      }
       cpu::matmul(pool_, att_.data(), n, L.wo, nullptr, xb_.data());
       cpu::add_inplace(x_.data(), xb_.data(), n * H);
       cpu::rmsnorm(x_.data(), f32(L.ffn_norm), n, H, c.norm_eps, xb_.data());
@@ -112,6 +124,54 @@ class CpuBackend final : public Backend {
     if (logits != nullptr) {
       cpu::rmsnorm(x_.data() + (n - 1) * H, f32(w.out_norm), 1, H, c.norm_eps, xb_.data());
       cpu::matmul(pool_, xb_.data(), 1, w.output, nullptr, logits);
+    }
+  }
+
+  // Per head: estimate its pattern from this chunk's queries and the keys so far, then attend over
+  // the chosen tiles only (core/attention/sparse.h is the reference this runs).
+  void sparse_attention(CpuKvCache& kv, int layer, int64_t n, int64_t pos, const float* kc, const float* vc) {
+    const ModelConfig& c = model_->config;
+    const int hd = c.head_dim;
+    const int64_t QD = c.q_dim();
+    const int group = c.n_heads / c.n_kv_heads;
+    const sparse::SparseConfig& cfg = *kv.policy.config;
+    AttentionStats& st = kv.stats;
+    if (st.head_computed.size() != static_cast<size_t>(c.n_layers)) {
+      st.head_computed.assign(static_cast<size_t>(c.n_layers), std::vector<int64_t>(static_cast<size_t>(c.n_heads), 0));
+      st.head_causal.assign(static_cast<size_t>(c.n_layers), std::vector<int64_t>(static_cast<size_t>(c.n_heads), 0));
+    }
+    std::vector<sparse::HeadPlan> plans(static_cast<size_t>(c.n_heads));
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
+      for (int64_t h = b; h < e; ++h) {
+        const int64_t g = h / group;
+        plans[static_cast<size_t>(h)] = sparse::estimate_head(
+            cfg.head(layer, static_cast<int>(h)), cfg.last_queries, q_.data() + h * hd, QD, n, pos,
+            kc + g * kv.capacity() * hd, hd, hd);
+      }
+    });
+    const auto t1 = clock::now();
+    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
+      for (int64_t h = b; h < e; ++h) {
+        const int64_t g = h / group;
+        sparse::tile_attention(q_.data() + h * hd, QD, n, pos, kc + g * kv.capacity() * hd, vc + g * kv.capacity() * hd,
+                               hd, hd, plans[static_cast<size_t>(h)].list, att_.data() + h * hd, QD);
+      }
+    });
+    const auto t2 = clock::now();
+    st.estimate_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    st.sparse_attention_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
+    const int64_t causal = sparse::causal_tiles(n, pos);
+    for (int h = 0; h < c.n_heads; ++h) {
+      const sparse::HeadPlan& p = plans[static_cast<size_t>(h)];
+      st.tiles_computed += p.list.computed();
+      st.tiles_causal += causal;
+      st.head_computed[static_cast<size_t>(layer)][static_cast<size_t>(h)] += p.list.computed();
+      st.head_causal[static_cast<size_t>(layer)][static_cast<size_t>(h)] += causal;
+      st.est_mass_sum += p.est_mass;
+      ++st.head_plans;
+      if (!p.mass_reached) ++st.heads_short_of_mass;
     }
   }
 

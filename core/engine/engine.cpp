@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
+#include "core/common/mapped_file.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_probe.h"
 
@@ -67,6 +69,14 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, const LoadPro
                                                "; it is not this model's tokenizer");
   }
   auto engine = create(std::move(model), std::move(tokenizer), options);
+  // a sparse-attention config from the offline search, beside the weights
+  std::error_code ec;
+  std::filesystem::path dir(options.model_path);
+  if (!std::filesystem::is_directory(dir, ec)) dir = dir.parent_path();
+  const std::filesystem::path sparse_json = dir / "folio-sparse.json";
+  if (std::filesystem::is_regular_file(sparse_json, ec))
+    engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>(
+        sparse::SparseConfig::from_json(read_text_file(sparse_json.string()), sparse_json.string()));
   engine->load_ms_ = now_ms() - t0;
   return engine;
 }
@@ -99,6 +109,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     }
   }
   if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads);
+  engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>();
   engine->load_ms_ = now_ms() - t0;
   return engine;
 }
@@ -126,6 +137,8 @@ Session::Session(Engine& engine, const SessionOptions& options) : engine_(engine
   default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : engine.backend().preferred_chunk();
   rope_ = make_rope_table(c.rope, context_);
   kv_ = engine.backend().create_kv_cache(context_);
+  kv_->policy.mode = options.attention;
+  kv_->policy.config = options.sparse_config ? options.sparse_config : engine.sparse_config();
   logits_.resize(static_cast<size_t>(c.vocab_size));
 }
 
@@ -159,6 +172,31 @@ void Session::prefill_impl(std::span<const int32_t> tokens, const PrefillOptions
   const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_;
   metrics->prefill_chunk = chunk;
   const double start = now_ms();
+  kv_->stats.reset();
+  struct StatsToMetrics {  // also on cancellation
+    KvCache& kv;
+    Metrics* m;
+    ~StatsToMetrics() {
+      const AttentionStats& st = kv.stats;
+      m->attention_mode = sparse::attention_mode_name(kv.policy.mode);
+      m->sparse_chunks += st.sparse_chunks;
+      m->dense_chunks += st.dense_chunks;
+      m->attention_density = st.density();
+      m->est_mass_mean = st.head_plans > 0 ? st.est_mass_sum / static_cast<double>(st.head_plans) : 1.0;
+      m->heads_short_of_mass += st.heads_short_of_mass;
+      m->estimate_ms += st.estimate_ms;
+      m->sparse_attention_ms += st.sparse_attention_ms;
+      m->attention_note = st.note;
+      m->head_density.clear();
+      for (size_t l = 0; l < st.head_computed.size(); ++l) {
+        m->head_density.emplace_back();
+        for (size_t h = 0; h < st.head_computed[l].size(); ++h)
+          m->head_density.back().push_back(st.head_causal[l][h] > 0 ? double(st.head_computed[l][h]) /
+                                                                         double(st.head_causal[l][h])
+                                                                   : 1.0);
+      }
+    }
+  } stats_to_metrics{*kv_, metrics};
   int64_t done = 0;
   while (done < n) {
     if (options.cancel != nullptr && options.cancel->cancelled()) {

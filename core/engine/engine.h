@@ -64,6 +64,16 @@ struct Metrics {
   int64_t prefill_chunk = 0;
   StopReason stop = StopReason::None;
   std::string backend;
+  // Attention during the prefill: the session's mode, what ran, and sparse prefill's numbers.
+  std::string attention_mode;           // "auto", "dense" or "sparse" (what was asked)
+  int64_t sparse_chunks = 0, dense_chunks = 0;
+  double attention_density = 1.0;       // tiles computed / causal tiles over the sparse chunks
+  double est_mass_mean = 1.0;           // estimated share of attention mass kept, mean over head plans
+  int64_t heads_short_of_mass = 0;      // head plans that missed their mass target (budget at its maximum)
+  double estimate_ms = 0.0;             // estimation and tile lists
+  double sparse_attention_ms = 0.0;
+  std::vector<std::vector<double>> head_density;  // [layer][head], sparse chunks only
+  std::string attention_note;
   std::vector<DeviceMemory> memory;  // at the end of the request
 };
 
@@ -107,6 +117,10 @@ struct RequestResult {
 struct SessionOptions {
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
   int64_t prefill_chunk = 0;   // 0 = the backend's preferred chunk
+  // Prefill attention: auto (sparse from the config's crossover length, per chunk), dense or
+  // sparse; config null = the engine's (the model's folio-sparse.json, else defaults).
+  sparse::AttentionMode attention = sparse::AttentionMode::Auto;
+  std::shared_ptr<const sparse::SparseConfig> sparse_config;
 };
 
 class Engine;
@@ -171,6 +185,10 @@ class Engine {
   // Something the user should know about the load (e.g. a backend fallback); "" if nothing.
   const std::string& notice() const { return notice_; }
   const LoadedModel& model() const { return *model_; }
+  // Sparse prefill's per-head patterns for this model: folio-sparse.json beside the weights when
+  // there is one, else the defaults for every head.
+  const std::shared_ptr<const sparse::SparseConfig>& sparse_config() const { return sparse_config_; }
+  void set_sparse_config(std::shared_ptr<const sparse::SparseConfig> c) { sparse_config_ = std::move(c); }
 
   std::unique_ptr<Session> create_session(const SessionOptions& options = {});
 
@@ -181,6 +199,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   double load_ms_ = 0.0;
   std::string notice_;
+  std::shared_ptr<const sparse::SparseConfig> sparse_config_;
 };
 
 }  // namespace folio

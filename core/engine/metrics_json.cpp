@@ -19,6 +19,16 @@ std::string metrics_to_json(const Metrics& m, int indent) {
   j["decode_tok_s"] = m.decode_tok_s;
   j["total_ms"] = m.total_ms;
   j["stop_reason"] = stop_reason_name(m.stop);
+  j["attention"] = {{"mode", m.attention_mode},
+                    {"sparse_chunks", m.sparse_chunks},
+                    {"dense_chunks", m.dense_chunks},
+                    {"density", m.attention_density},
+                    {"est_mass_mean", m.est_mass_mean},
+                    {"heads_short_of_mass", m.heads_short_of_mass},
+                    {"estimate_ms", m.estimate_ms},
+                    {"sparse_attention_ms", m.sparse_attention_ms},
+                    {"head_density", m.head_density},
+                    {"note", m.attention_note}};
   nlohmann::json mem = nlohmann::json::array();
   for (const auto& d : m.memory) {
     mem.push_back({{"device", d.device},

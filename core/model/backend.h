@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/attention/sparse.h"
 #include "core/model/model_config.h"
 #include "core/model/model_weights.h"
 
@@ -27,13 +28,49 @@ struct DeviceMemory {
   size_t free_bytes = 0;       // free as the device reports it (0 = unknown)
 };
 
+// How a session's prefill attends: dense, sparse, or sparse from a crossover length (auto), with
+// each head's pattern and budget from `config` (never null when mode is not Dense).
+struct AttentionPolicy {
+  sparse::AttentionMode mode = sparse::AttentionMode::Dense;
+  std::shared_ptr<const sparse::SparseConfig> config;
+};
+
+// What sparse prefill did, summed over the chunks of the forward calls since the last reset.
+struct AttentionStats {
+  int64_t sparse_chunks = 0, dense_chunks = 0;
+  int64_t tiles_computed = 0, tiles_causal = 0;  // over layers, heads and sparse chunks
+  int64_t heads_short_of_mass = 0;               // head plans that missed their mass target
+  int64_t head_plans = 0;
+  double est_mass_sum = 0.0;                     // over head plans
+  double estimate_ms = 0.0;                      // time spent estimating and building tile lists
+  double sparse_attention_ms = 0.0;              // time in attention of sparse chunks
+  // per layer and head: tiles computed / causal tiles, over the sparse chunks
+  std::vector<std::vector<int64_t>> head_computed, head_causal;
+  std::string note;                              // e.g. why sparse was not used
+  void reset() { *this = AttentionStats{}; }
+  double density() const { return tiles_causal > 0 ? double(tiles_computed) / double(tiles_causal) : 1.0; }
+};
+
 // A backend's KV cache for one session: keys and values of positions [0, capacity).
 class KvCache {
  public:
   virtual ~KvCache() = default;
   virtual int64_t capacity() const = 0;
   virtual size_t bytes() const = 0;
+  AttentionPolicy policy;  // set by the session
+  AttentionStats stats;    // filled by forward()
 };
+
+// True when a prefill chunk of n tokens at pos should use sparse attention under `policy`.
+inline bool use_sparse(const AttentionPolicy& policy, int64_t n, int64_t pos) {
+  if (n <= 1 || !policy.config) return false;  // decode stays dense
+  switch (policy.mode) {
+    case sparse::AttentionMode::Sparse: return true;
+    case sparse::AttentionMode::Auto: return pos + n >= policy.config->crossover_tokens;
+    case sparse::AttentionMode::Dense: return false;
+  }
+  return false;
+}
 
 class Backend {
  public:
