@@ -459,20 +459,23 @@ class TstGui : public QObject {
     w->ask("Who played in the park?");
     QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
     QCOMPARE(w->database()->list_runs().size(), runs_before + 1);
-    QCOMPARE(w->database()->list_runs().back().attention_mode, QString("dense"));
+    QCOMPARE(w->database()->list_runs().back().attention_mode, QString("auto"));
     QCOMPARE(w->performance()->ttft_point_count(), points_before + 1);
-    QVERIFY(w->performance()->ttft_series_names().contains("dense"));
+    QVERIFY(w->performance()->ttft_series_names().contains("auto"));
     QVERIFY(w->conversation_id() > 0);
     QCOMPARE(w->database()->count_messages(w->conversation_id()), qint64(2));
 
-    // Compare measures the documents at three lengths under each attention mode (dense today).
+    // Compare measures the documents at three lengths, dense and sparse.
     QSignalSpy compared(w.get(), &MainWindow::compare_finished);
     QVERIFY(w->findChild<QPushButton*>("compareButton")->isEnabled());
     w->compare();
     QTRY_VERIFY_WITH_TIMEOUT(compared.count() == 1, 120000);
-    QCOMPARE(w->database()->list_runs().size(), runs_before + 4);
-    QCOMPARE(w->performance()->ttft_point_count(), points_before + 4);
-    QCOMPARE(w->performance()->ttft_series_count(), 1);
+    QCOMPARE(w->database()->list_runs().size(), runs_before + 7);
+    QCOMPARE(w->performance()->ttft_point_count(), points_before + 7);
+    QCOMPARE(w->performance()->ttft_series_count(), 3);  // auto (the answer), dense, sparse
+    QVERIFY(!w->performance()->ttft_series_names().filter(QRegularExpression("^sparse")).isEmpty());
+    const auto runs = w->database()->list_runs();
+    QCOMPARE(runs.back().attention_mode, QString("sparse"));
     QVERIFY(wait_idle(w.get()));
   }
 

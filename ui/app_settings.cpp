@@ -1,5 +1,7 @@
 #include "ui/app_settings.h"
 
+#include "ui/attention_modes.h"
+
 #include <QSettings>
 
 #include "ui/default_model.h"
@@ -40,6 +42,7 @@ AppSettings AppSettings::load() {
   a.threads = s.value("model/threads", a.threads).toInt();
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
   a.attention_mode = s.value("attention/mode", a.attention_mode).toString();
+  if (!attention_mode_names().contains(a.attention_mode)) a.attention_mode = "auto";
   a.sparse_threshold_tokens =
       s.value("attention/sparse_threshold_tokens", qint64(a.sparse_threshold_tokens)).toLongLong();
   a.temperature = s.value("sampling/temperature", a.temperature).toDouble();

@@ -18,8 +18,8 @@ struct AppSettings {
 
   // Prefill attention: a name from attention_modes(), and the length above which a sparse mode
   // takes over from dense (kept for sparse modes; dense ignores it).
-  QString attention_mode = "dense";
-  int64_t sparse_threshold_tokens = 8192;
+  QString attention_mode = "auto";
+  int64_t sparse_threshold_tokens = 16384;
 
   // Sampling.
   double temperature = 0.3;  // low: answers about documents should stick to them

@@ -1,6 +1,6 @@
-// The prefill attention modes the engine offers, for Settings and the Compare action. Today the
-// engine runs dense attention only; the sparse modes (SparseAccelerate) join this list when the
-// engine gains them, and everything that iterates over modes picks them up.
+// The prefill attention modes the engine offers (core/attention/sparse.h), for Settings and the
+// Compare action: auto (sparse from a threshold length, where the backend gains from it), dense,
+// and sparse (per-head Triangular / Interval-Slash / Block-Cluster patterns chosen from the input).
 #pragma once
 
 #include <QString>

@@ -63,7 +63,8 @@ struct AskRequest {
   int64_t context_tokens = 0;  // the session's context; 0 = min(model max, 8192)
   SamplerParams sampler;
   int max_tokens = 512;
-  QString attention_mode = "dense";
+  QString attention_mode = "auto";
+  int64_t sparse_threshold_tokens = 16384;  // auto: sparse for chunks whose keys reach this
   std::shared_ptr<CancelToken> cancel;
 };
 

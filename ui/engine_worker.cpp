@@ -239,6 +239,8 @@ void EngineWorker::ask(const AskRequest& request) {
       session_ = engine_->create_session(so);
     }
 
+    session_->set_attention(sparse::attention_mode_from_name(request.attention_mode.toStdString()),
+                            sparse_config_with_threshold(request.sparse_threshold_tokens));
     emit phase_changed(Phase::Prefill);
     RequestOptions ro;
     ro.keep_prefix = true;
@@ -289,6 +291,12 @@ void EngineWorker::ask(const AskRequest& request) {
   }
 }
 
+std::shared_ptr<const sparse::SparseConfig> EngineWorker::sparse_config_with_threshold(int64_t threshold) const {
+  auto c = std::make_shared<sparse::SparseConfig>(*engine_->sparse_config());
+  c->crossover_tokens = threshold;
+  return c;
+}
+
 void EngineWorker::compare(const CompareRequest& request) {
   if (!engine_) {
     emit compare_finished(request.id, false, tr("No model is loaded. Open Settings and choose a model file."));
@@ -313,6 +321,7 @@ void EngineWorker::compare(const CompareRequest& request) {
         // A session of its own, sized to the measurement: the conversation's cache stays intact.
         SessionOptions so;
         so.context_tokens = std::min<int64_t>(len + 1, max_ctx);
+        so.attention = sparse::attention_mode_from_name(mode.toStdString());
         std::unique_ptr<Session> s = engine_->create_session(so);
         RequestOptions ro;
         ro.keep_prefix = false;
@@ -324,7 +333,6 @@ void EngineWorker::compare(const CompareRequest& request) {
         };
         ro.generate.max_tokens = 1;
         ro.generate.cancel = request.cancel.get();
-        // The engine has one prefill attention today (dense); `mode` selects it once it has more.
         RequestResult r = s->run(std::span<const int32_t>(prompt.data(), static_cast<size_t>(len)), ro);
         if (r.metrics.stop == StopReason::Cancelled) {
           cancelled = true;

@@ -63,7 +63,8 @@ class EngineWorker : public QObject {
 
  private:
   int64_t session_context(int64_t requested) const;
-  int64_t prefill_chunk() const;  // tokens per prefill chunk (0 = the session's default)
+  int64_t prefill_chunk() const;
+  std::shared_ptr<const sparse::SparseConfig> sparse_config_with_threshold(int64_t threshold) const;  // tokens per prefill chunk (0 = the session's default)
   int64_t document_tokens(const folio::docs::Document& doc);
   folio::docs::Document prepared(const PromptDocument& d);
   std::vector<int32_t> encode_prompt(const QVector<folio::docs::Document>& docs, const QVector<ChatTurn>& history,

@@ -281,7 +281,7 @@ void MainWindow::connect_worker() {
     performance_->show_metrics(run.metrics);
     if (db_) {
       try {
-        db_->record_run(run.metrics, store_model_name(), run.attention_mode, 1.0);
+        db_->record_run(run.metrics, store_model_name(), run.attention_mode, run.metrics.attention_density);
       } catch (const std::exception& e) {
         banner_->show_message(tr("The measurement could not be saved: %1").arg(QString::fromStdString(e.what())));
       }
@@ -484,6 +484,7 @@ void MainWindow::send_request() {
   r.sampler = settings_.sampler(QRandomGenerator::global()->generate64());
   r.max_tokens = settings_.max_tokens;
   r.attention_mode = settings_.attention_mode;
+  r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
   r.cancel = std::make_shared<CancelToken>();
   current_request_ = r.id;
   current_cancel_ = r.cancel;
@@ -666,7 +667,7 @@ void MainWindow::store_answer(const QString& question, const AskOutcome& outcome
     if (!outcome.text.isEmpty())
       db_->append_message(conversation_id_, folio::store::Role::Assistant, outcome.text, outcome.metrics);
     if (!outcome.cancelled && outcome.metrics.decode_tokens > 0)
-      db_->record_run(outcome.metrics, store_model_name(), settings_.attention_mode, 1.0);
+      db_->record_run(outcome.metrics, store_model_name(), settings_.attention_mode, outcome.metrics.attention_density);
   } catch (const std::exception& e) {
     banner_->show_message(tr("The conversation could not be saved: %1").arg(QString::fromStdString(e.what())));
   }
@@ -688,7 +689,7 @@ void MainWindow::compare() {
   r.documents = prompt_documents();
   if (r.documents.isEmpty()) return;
   r.question = pending_question_.isEmpty() ? tr("Summarise the documents.") : pending_question_;
-  r.modes = attention_mode_names();
+  r.modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
   r.fractions = {0.25, 0.5, 1.0};
   r.cancel = std::make_shared<CancelToken>();
   current_cancel_ = r.cancel;

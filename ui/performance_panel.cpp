@@ -210,9 +210,15 @@ void PerformancePanel::set_model(const ModelInfo& info, int64_t context_tokens) 
 
 void PerformancePanel::show_metrics(const Metrics& m) {
   ttft_->setText(m.decode_tokens > 0 ? duration_text(m.ttft_ms) : tr("no token"));
-  prefill_->setText(tr("%1 tokens in %2 (%3 tok/s)")
+  QString attention = QString::fromStdString(m.attention_mode);
+  if (m.sparse_chunks > 0)
+    attention += tr(", density %1, mass kept ~%2%").arg(m.attention_density, 0, 'f', 2).arg(100 * m.est_mass_mean, 0, 'f', 1);
+  else if (!attention.isEmpty())
+    attention += tr(", dense");
+  prefill_->setText(tr("%1 tokens in %2 (%3 tok/s)%4")
                         .arg(tokens(m.prefill_tokens), duration_text(m.prefill_ms))
-                        .arg(m.prefill_tok_s, 0, 'f', 0));
+                        .arg(m.prefill_tok_s, 0, 'f', 0)
+                        .arg(attention.isEmpty() ? QString() : " · " + attention));
   decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
   reused_->setText(m.reused_tokens > 0
                        ? tr("reused %1 tokens of %2").arg(tokens(m.reused_tokens), tokens(m.prompt_tokens))

@@ -582,10 +582,13 @@ void dense_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, 
 }
 
 double exact_mass(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
-                  int head_dim, const TileList& list) {
+                  int head_dim, const TileList& list, int64_t row_step) {
   std::vector<float> A(static_cast<size_t>(pos0 + n));
   double total = 0.0;
-  for (int64_t r = 0; r < n; ++r) {
+  int64_t rows = 0;
+  row_step = std::max<int64_t>(row_step, 1);
+  for (int64_t r = 0; r < n; r = (r + row_step < n || r == n - 1) ? r + row_step : n - 1) {
+    ++rows;
     const int64_t p = pos0 + r;
     softmax_row(q + r * q_stride, k, k_stride, p, head_dim, A.data());
     const int i = static_cast<int>(r / kQueryTile);
@@ -593,8 +596,9 @@ double exact_mass(const float* q, int64_t q_stride, int64_t n, int64_t pos0, con
       const int64_t a = static_cast<int64_t>(list.tiles[static_cast<size_t>(idx)]) * kKeyTile;
       for (int64_t j = a; j < std::min<int64_t>(a + kKeyTile, p + 1); ++j) total += A[static_cast<size_t>(j)];
     }
+    if (r == n - 1) break;
   }
-  return total / static_cast<double>(n);
+  return total / static_cast<double>(rows);
 }
 
 }  // namespace folio::sparse

@@ -101,7 +101,8 @@ void dense_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, 
                      int64_t kv_stride, int head_dim, float* out, int64_t out_stride);
 
 // The exact share of attention mass a tile list keeps, averaged over the chunk's rows.
+// With row_step > 1 only every row_step-th row (and the last) is counted.
 double exact_mass(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
-                  int head_dim, const TileList& list);
+                  int head_dim, const TileList& list, int64_t row_step = 1);
 
 }  // namespace folio::sparse

@@ -64,6 +64,16 @@ class CpuBackend final : public Backend {
 
   void forward(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
                float* logits) override {
+    run(kv_base, tokens, pos, rope, logits, false);
+  }
+
+  void forward_all_logits(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
+                          float* logits) override {
+    run(kv_base, tokens, pos, rope, logits, true);
+  }
+
+  void run(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope, float* logits,
+           bool all_logits) {
     auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
     const ModelConfig& c = model_->config;
     const ModelWeights& w = model_->weights;
@@ -106,6 +116,7 @@ class CpuBackend final : public Backend {
           std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
           std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
         }
+      if (kv.policy.search && n > 1) search_patterns(kv, l, n, pos, kc);
       if (sparse_chunk) {
         sparse_attention(kv, l, n, pos, kc, vc);
       } else {
@@ -121,10 +132,55 @@ class CpuBackend final : public Backend {
       cpu::matmul(pool_, gate_.data(), n, L.w_down, nullptr, xb_.data());
       cpu::add_inplace(x_.data(), xb_.data(), n * H);
     }
-    if (logits != nullptr) {
+    if (logits != nullptr && all_logits) {
+      // every row, a few at a time (xb_ holds at most `hidden` floats per reserved token)
+      const int64_t V = c.vocab_size;
+      std::vector<float> normed(static_cast<size_t>(H));
+      constexpr int64_t kRows = 16;
+      std::vector<float> rows(static_cast<size_t>(kRows * H));
+      for (int64_t t0 = 0; t0 < n; t0 += kRows) {
+        const int64_t cnt = std::min(kRows, n - t0);
+        cpu::rmsnorm(x_.data() + t0 * H, f32(w.out_norm), cnt, H, c.norm_eps, rows.data());
+        cpu::matmul(pool_, rows.data(), cnt, w.output, nullptr, logits + t0 * V);
+      }
+    } else if (logits != nullptr) {
       cpu::rmsnorm(x_.data() + (n - 1) * H, f32(w.out_norm), 1, H, c.norm_eps, xb_.data());
       cpu::matmul(pool_, xb_.data(), 1, w.output, nullptr, logits);
     }
+  }
+
+  // Offline search: each pattern kind at the same tile budget, scored by the exact mass it keeps.
+  void search_patterns(CpuKvCache& kv, int layer, int64_t n, int64_t pos, const float* kc) {
+    const ModelConfig& c = model_->config;
+    const int hd = c.head_dim;
+    const int group = c.n_heads / c.n_kv_heads;
+    AttentionStats& st = kv.stats;
+    if (st.search_mass.size() != static_cast<size_t>(c.n_layers)) {
+      st.search_mass.assign(static_cast<size_t>(c.n_layers), std::vector<std::array<double, 3>>(static_cast<size_t>(c.n_heads)));
+      st.search_density = st.search_mass;
+    }
+    if (layer == 0) ++st.search_chunks;
+    const sparse::SparseConfig defaults;
+    const sparse::SparseConfig& cfg = kv.policy.config ? *kv.policy.config : defaults;
+    const sparse::Pattern kinds[3] = {sparse::Pattern::Triangular, sparse::Pattern::IntervalSlash,
+                                      sparse::Pattern::BlockCluster};
+    pool_.parallel_for(c.n_heads * 3, [&](int64_t b, int64_t e, int) {
+      for (int64_t idx = b; idx < e; ++idx) {
+        const int64_t h = idx / 3, which = idx % 3;
+        sparse::HeadBudget budget = cfg.head(layer, static_cast<int>(h));
+        budget.pattern = kinds[which];
+        budget.mass_target = 1.0;  // fill the budget: compare at equal cost
+        budget.min_density = kv.policy.search_density;
+        budget.max_density = kv.policy.search_density;
+        budget.window_tiles = 0;
+        const float* qh = q_.data() + h * hd;
+        const float* kh = kc + (h / group) * kv.capacity() * hd;
+        const sparse::HeadPlan plan = sparse::estimate_head(budget, cfg.last_queries, qh, c.q_dim(), n, pos, kh, hd, hd);
+        const double mass = sparse::exact_mass(qh, c.q_dim(), n, pos, kh, hd, hd, plan.list, kv.policy.search_row_step);
+        st.search_mass[static_cast<size_t>(layer)][static_cast<size_t>(h)][static_cast<size_t>(which)] += mass;
+        st.search_density[static_cast<size_t>(layer)][static_cast<size_t>(h)][static_cast<size_t>(which)] += plan.list.density();
+      }
+    });
   }
 
   // Per head: estimate its pattern from this chunk's queries and the keys so far, then attend over

@@ -149,6 +149,11 @@ std::span<const float> Session::logits() const {
   return logits_;
 }
 
+void Session::set_attention(sparse::AttentionMode mode, std::shared_ptr<const sparse::SparseConfig> config) {
+  kv_->policy.mode = mode;
+  kv_->policy.config = config ? std::move(config) : engine_.sparse_config();
+}
+
 void Session::truncate(int64_t n_tokens) {
   n_tokens = std::clamp<int64_t>(n_tokens, 0, n_past());
   if (n_tokens == n_past()) return;

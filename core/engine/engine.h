@@ -144,6 +144,8 @@ class Session {
   // Keeps the first n tokens of the cache.
   void truncate(int64_t n_tokens);
   void clear() { truncate(0); }
+  // Changes the prefill attention for the next requests (config null = the engine's).
+  void set_attention(sparse::AttentionMode mode, std::shared_ptr<const sparse::SparseConfig> config = nullptr);
 
   // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
   // A cancelled prefill returns with stop == Cancelled and no text.

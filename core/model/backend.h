@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -33,6 +34,12 @@ struct DeviceMemory {
 struct AttentionPolicy {
   sparse::AttentionMode mode = sparse::AttentionMode::Dense;
   std::shared_ptr<const sparse::SparseConfig> config;
+  // Offline pattern search (folio-sparse search): attention stays dense; for every head and
+  // chunk, each pattern kind is estimated at the same tile budget (search_density of the causal
+  // tiles) and scored by the exact attention mass it keeps (on every search_row_step-th row).
+  bool search = false;
+  double search_density = 0.2;
+  int64_t search_row_step = 8;
 };
 
 // What sparse prefill did, summed over the chunks of the forward calls since the last reset.
@@ -47,6 +54,9 @@ struct AttentionStats {
   // per layer and head: tiles computed / causal tiles, over the sparse chunks
   std::vector<std::vector<int64_t>> head_computed, head_causal;
   std::string note;                              // e.g. why sparse was not used
+  // search: [layer][head][pattern] summed exact mass kept and tiles computed / causal
+  std::vector<std::vector<std::array<double, 3>>> search_mass, search_density;
+  int64_t search_chunks = 0;
   void reset() { *this = AttentionStats{}; }
   double density() const { return tiles_causal > 0 ? double(tiles_computed) / double(tiles_causal) : 1.0; }
 };

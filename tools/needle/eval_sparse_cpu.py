@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Dense against sparse prefill on folio-needle, through folio-cli on the CPU.
+
+Rebuilds seeded eval samples (eval.py's generator, indices from 3000: never trained on, not in the
+GPU sets) at one length and asks each twice, with --attention dense and --attention sparse (the
+model's folio-sparse.json), then prints accuracy per task and mode, how often the two answers
+agree, and the density sparse prefill used.
+
+    python3 tools/needle/eval_sparse_cpu.py [--length 16384] [--n 6] [--tasks single,multikey]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import eval as needle_eval  # noqa: E402
+import tasks  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resources/models/folio-needle")
+    ap.add_argument("--data", default=".needle")
+    ap.add_argument("--cli", default="build/release/app/folio-cli")
+    ap.add_argument("--length", type=int, default=16384)
+    ap.add_argument("--n", type=int, default=6)
+    ap.add_argument("--tasks", default="single,multikey")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    filler = tasks.Filler(os.path.join(args.data, "filler.txt"), sp)
+    cli, model = os.path.abspath(args.cli), os.path.abspath(args.model)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks.split(","):
+            for i in range(3000, 3000 + args.n):
+                s = needle_eval.eval_sample(filler, sp, task, args.length, i, "cli")
+                with open(os.path.join(tmp, needle_eval.DOC_NAME), "w", encoding="utf-8") as f:
+                    f.write(s["document"])
+                row = dict(task=task, i=i, tokens=len(s["ids"]), answer=s["answer"])
+                for mode in ("dense", "sparse"):
+                    t = time.time()
+                    mj = os.path.join(tmp, "m.json")
+                    out = subprocess.run([cli, "--model", model, "--file", needle_eval.DOC_NAME, "--ask", s["question"],
+                                          "--temperature", "0", "--max-tokens", str(needle_eval.MAX_NEW[task]),
+                                          "--ctx", str(args.length + 64), "--attention", mode, "--quiet",
+                                          "--metrics-json", mj], cwd=tmp, capture_output=True, text=True)
+                    if out.returncode != 0:
+                        sys.exit("folio-cli failed: " + out.stderr)
+                    with open(mj) as f:
+                        att = json.load(f)["attention"]
+                    row[mode] = out.stdout.strip()
+                    row[mode + "_s"] = round(time.time() - t, 1)
+                    if mode == "sparse":
+                        row["density"] = att["density"]
+                        row["est_mass"] = att["est_mass_mean"]
+                rows.append(row)
+                print("%-9s %5d tokens  dense %s (%.0f s)  sparse %s (%.0f s, density %.3f)" %
+                      (task, row["tokens"], "right" if row["dense"] == row["answer"] else "WRONG", row["dense_s"],
+                       "right" if row["sparse"] == row["answer"] else "WRONG", row["sparse_s"], row["density"]),
+                      flush=True)
+    print("\n| task | length | samples | dense right | sparse right | same answer | sparse density |")
+    print("|---|---|---|---|---|---|---|")
+    for task in args.tasks.split(","):
+        r = [x for x in rows if x["task"] == task]
+        print("| %s | %d | %d | %d | %d | %d | %.3f |" % (
+            task, args.length, len(r), sum(x["dense"] == x["answer"] for x in r),
+            sum(x["sparse"] == x["answer"] for x in r), sum(x["dense"] == x["sparse"] for x in r),
+            sum(x["density"] for x in r) / len(r)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
