@@ -89,6 +89,8 @@ int run_tokenize(folio::cli::Args& args) {
     tok = folio::load_tokenizer(eo.tokenizer_path);
   } else {
     auto model = folio::load_model(eo.model_path);
+    if (model->format == folio::ModelFormat::Gguf && model->tokenizer_path.empty())
+      model->tokenizer_path = eo.model_path;  // a GGUF file carries its own vocabulary
     if (model->tokenizer_path.empty())
       throw Error(ErrorCode::BadTokenizer, "no tokenizer beside " + eo.model_path + "; pass --tokenizer PATH");
     tok = folio::load_tokenizer(model->tokenizer_path);
