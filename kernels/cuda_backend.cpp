@@ -284,13 +284,7 @@ class CudaBackend final : public Backend {
     const ModelConfig& c = model_->config;
     const int64_t n_total = static_cast<int64_t>(tokens.size());
     if (n_total == 0) return;
-    if (pos < 0 || pos + n_total > kv.capacity())
-      throw Error(ErrorCode::OutOfContext, "positions " + std::to_string(pos) + ".." + std::to_string(pos + n_total) +
-                                               " do not fit the context of " + std::to_string(kv.capacity()) + " tokens");
-    for (int32_t t : tokens)
-      if (t < 0 || t >= c.vocab_size)
-        throw Error(ErrorCode::BadArgument, "token id " + std::to_string(t) + " is outside the vocabulary (" +
-                                                std::to_string(c.vocab_size) + ")");
+    check_forward_args(c, kv, tokens, pos);
     cuda::DeviceScope scope(device_);
     if (use_sparse(kv.policy, n_total, pos)) {
       // the tile-list kernel exists; GPU estimation does not yet (sparse prefill issue)

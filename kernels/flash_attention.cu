@@ -29,6 +29,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 
 #include "core/model/memory_plan.h"
@@ -542,8 +543,16 @@ template <int HD, int MT>
 void launch_prefill_mt(const AttentionArgs& a, cudaStream_t stream) {
   const int n_qtiles = (a.n + kQueryTile - 1) / kQueryTile;
   const size_t smem = Tile<HD>::kSmemBytes;
-  FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
+  // the shared-memory opt-in is per device and kernel: once each, not on every launch
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load() & bit) == 0) {
+    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+    configured.fetch_or(bit);
+  }
   dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(a.n_heads));
   flash_prefill_kernel<HD, MT><<<grid, Warps<MT>::kThreads, smem, stream>>>(a, n_qtiles);
   FOLIO_CUDA_CHECK(cudaGetLastError());

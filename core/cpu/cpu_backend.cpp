@@ -79,13 +79,7 @@ class CpuBackend final : public Backend {
     const ModelWeights& w = model_->weights;
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n == 0) return;
-    if (pos < 0 || pos + n > kv.capacity())
-      throw Error(ErrorCode::OutOfContext, "positions " + std::to_string(pos) + ".." + std::to_string(pos + n) +
-                                               " do not fit the context of " + std::to_string(kv.capacity()) + " tokens");
-    for (int32_t t : tokens)
-      if (t < 0 || t >= c.vocab_size)
-        throw Error(ErrorCode::BadArgument, "token id " + std::to_string(t) + " is outside the vocabulary (" +
-                                                std::to_string(c.vocab_size) + ")");
+    check_forward_args(c, kv, tokens, pos);
     reserve(n);
     const int64_t H = c.hidden, QD = c.q_dim(), KVD = c.kv_dim(), F = c.ffn_hidden, hd = c.head_dim;
     std::vector<int32_t> positions(static_cast<size_t>(n));

@@ -4,6 +4,7 @@
 #include <QByteArray>
 #include <QCryptographicHash>
 #include <QDir>
+#include <QFileInfo>
 #include <QString>
 #include <QStringList>
 
@@ -15,6 +16,17 @@ inline QString shown(const QString& path) { return QDir::toNativeSeparators(path
 
 inline QString sha256_hex(const QByteArray& bytes) {
   return QString::fromLatin1(QCryptographicHash::hash(bytes, QCryptographicHash::Sha256).toHex());
+}
+
+// Throws NotFound / Unreadable for a missing path or a folder; `kind` names what was expected
+// ("a PDF", "a file").
+inline void require_file(const QFileInfo& info, const QString& path, const char* kind) {
+  if (!info.exists())
+    throw DocumentError(DocumentProblem::NotFound, path,
+                        QString("%1: file not found; check the path and add it again").arg(shown(path)));
+  if (info.isDir())
+    throw DocumentError(DocumentProblem::Unreadable, path,
+                        QString("%1: is a folder, not %2; add it as a source folder").arg(shown(path), kind));
 }
 
 inline void check_cancel(const LoadOptions& options, const QString& path) {

@@ -63,12 +63,7 @@ bool ends_with_eof_marker(const QByteArray& bytes) {
 Document load_pdf(const QString& path, const LoadOptions& options) {
   using detail::shown;
   const QFileInfo info(path);
-  if (!info.exists())
-    throw DocumentError(DocumentProblem::NotFound, path,
-                        QString("%1: file not found; check the path and add it again").arg(shown(path)));
-  if (info.isDir())
-    throw DocumentError(DocumentProblem::Unreadable, path,
-                        QString("%1: is a folder, not a PDF; add it as a source folder").arg(shown(path)));
+  detail::require_file(info, path, "a PDF");
   detail::check_cancel(options, path);
   QFile f(path);
   if (!f.open(QIODevice::ReadOnly))

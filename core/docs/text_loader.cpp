@@ -106,12 +106,7 @@ QStringList split_lines(const QString& text) {
 Document load_text_file(const QString& path, const LoadOptions& options) {
   using detail::shown;
   const QFileInfo info(path);
-  if (!info.exists())
-    throw DocumentError(DocumentProblem::NotFound, path,
-                        QString("%1: file not found; check the path and add it again").arg(shown(path)));
-  if (info.isDir())
-    throw DocumentError(DocumentProblem::Unreadable, path,
-                        QString("%1: is a folder, not a file; add it as a source folder").arg(shown(path)));
+  detail::require_file(info, path, "a file");
   if (info.size() > options.max_text_file_bytes)
     throw DocumentError(DocumentProblem::TooLarge, path,
                         QString("%1: the file is %2 MiB, more than the %3 MiB a text document may have; split it "

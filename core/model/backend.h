@@ -82,6 +82,10 @@ inline bool use_sparse(const AttentionPolicy& policy, int64_t n, int64_t pos) {
   return false;
 }
 
+// Throws Error when tokens at positions [pos, pos + tokens.size()) do not fit `kv` or a token id
+// is outside the vocabulary; every backend's forward() starts with it.
+void check_forward_args(const ModelConfig& c, const KvCache& kv, std::span<const int32_t> tokens, int64_t pos);
+
 class Backend {
  public:
   virtual ~Backend() = default;
