@@ -265,6 +265,51 @@ class SparseTest : public QObject {
     }
   }
 
+  // The selection rule on random sums (the GPU's selection is checked against this one):
+  // an Interval-Slash list is exactly the union of its chosen units, budgets hold, and the
+  // Triangular list is sinks + a window + a dense last query tile.
+  void selection_from_sums() {
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 30; ++trial) {
+      const int64_t n = 1 + rng() % 900, pos0 = rng() % 5000, kv_len = pos0 + n;
+      const int64_t rows = std::min<int64_t>(64, n);
+      std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
+      std::exponential_distribution<float> ex(1.0f);
+      for (int64_t j = 0; j < kv_len; ++j) {
+        col[static_cast<size_t>(j)] = ex(rng) * static_cast<float>(rows) / static_cast<float>(2 * kv_len);
+        diag[static_cast<size_t>(j)] = ex(rng) * static_cast<float>(rows) / static_cast<float>(2 * kv_len);
+      }
+      for (int x = 0; x < 5; ++x) col[static_cast<size_t>(rng() % kv_len)] += 0.05f * static_cast<float>(rows);
+      for (Pattern p : {Pattern::IntervalSlash, Pattern::Triangular}) {
+        HeadBudget b;
+        b.pattern = p;
+        b.mass_target = 0.5 + 0.1 * (trial % 5);
+        b.min_density = (trial % 3) * 0.05;
+        b.max_density = 0.2 + 0.1 * (trial % 4);
+        b.window_tiles = trial % 6;
+        const HeadPlan plan = select_from_sums(b, col.data(), diag.data(), rows, n, pos0);
+        check_well_formed(plan.list);
+        const int64_t causal = causal_tiles(n, pos0);
+        const TileList forced_only = p == Pattern::IntervalSlash ? interval_slash_tiles(n, pos0, {0}, {0}) : TileList{};
+        if (p == Pattern::IntervalSlash) {
+          const TileList u = interval_slash_tiles(n, pos0, plan.vertical_tiles, plan.slash_bands);
+          QCOMPARE(plan.list.offsets, u.offsets);
+          QCOMPARE(plan.list.tiles, u.tiles);
+          QVERIFY(plan.list.computed() <= std::max<int64_t>(static_cast<int64_t>(b.max_density * causal) + 1,
+                                                            forced_only.computed()));
+        } else {
+          const int last = plan.list.n_qtiles() - 1;
+          QCOMPARE(plan.list.offsets[static_cast<size_t>(last) + 1] - plan.list.offsets[static_cast<size_t>(last)],
+                   last_key_tile(n, pos0, last) + 1);
+          for (size_t x = 1; x < plan.slash_bands.size(); ++x) QCOMPARE(plan.slash_bands[x], plan.slash_bands[x - 1] + 1);
+        }
+        // the target is reached unless the maximum stopped the prefix
+        if (!plan.mass_reached) QVERIFY(plan.list.density() > b.max_density - 0.2 || plan.list.density() >= 0.99);
+        QVERIFY(plan.est_mass >= 0.0 && plan.est_mass <= 1.0);
+      }
+    }
+  }
+
   void all_tiles_equal_dense_exactly() {
     ThreadPool pool(2);
     for (auto [n, pos0, hd] : std::vector<std::tuple<int64_t, int64_t, int>>{{1, 0, 64}, {300, 129, 64}, {130, 1000, 96}}) {

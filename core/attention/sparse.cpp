@@ -159,162 +159,149 @@ int64_t mark_band(TileSet& s, int64_t n, int64_t pos0, int64_t b, bool dry) {
   return added;
 }
 
-int64_t max_tiles_for(const HeadBudget& b, int64_t causal) {
-  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(causal))));
+int64_t floor_div64(int64_t x) { return x >= 0 ? x / kKeyTile : -((-x + kKeyTile - 1) / kKeyTile); }
+
+}  // namespace
+
+int64_t to_fixed(float v) { return std::llrint(static_cast<double>(v) * kFixedOne); }
+
+int32_t cell_rank(const int32_t* vrank, const int32_t* brank, int64_t nk, int64_t n, int64_t pos0, int i, int64_t t,
+                  bool last_tile_dense) {
+  const int64_t p0 = first_pos(pos0, i), p1 = last_pos(n, pos0, i);
+  if (t == 0 || (t >= p0 / kKeyTile && t <= p1 / kKeyTile) || (last_tile_dense && i == n_qtiles_of(n) - 1)) return -1;
+  int32_t r = vrank[t];
+  const int64_t b_hi = std::min<int64_t>((p1 - kKeyTile * t) / kKeyTile, nk - 1);
+  const int64_t b_lo = std::max<int64_t>(floor_div64(p0 - kKeyTile * t - (2 * kKeyTile - 1)) + 1, 0);
+  for (int64_t b = b_lo; b <= b_hi; ++b) r = std::min(r, brank[b]);
+  return r;
 }
 
-// The mass the sample rows keep inside a tile list (rows are in the chunk's last query tiles).
-double sample_list_mass(const std::vector<float>& A, int64_t kv_len, int64_t n, int64_t pos0, int64_t r0, int64_t m,
-                        const TileList& l) {
-  double kept = 0.0;
-  for (int64_t s = 0; s < m; ++s) {
-    const int64_t r = r0 + s, p = pos0 + r;
-    const int i = static_cast<int>(r / kQueryTile);
-    const float* row = A.data() + s * kv_len;
-    for (int32_t idx = l.offsets[static_cast<size_t>(i)]; idx < l.offsets[static_cast<size_t>(i) + 1]; ++idx) {
-      const int64_t t = l.tiles[static_cast<size_t>(idx)];
-      for (int64_t j = t * kKeyTile; j < std::min<int64_t>((t + 1) * kKeyTile, p + 1); ++j) kept += row[j];
-    }
-  }
-  (void)n;
-  return kept / static_cast<double>(m);
-}
-
-HeadPlan estimate_interval_slash(const HeadBudget& b, int last_queries, const float* q, int64_t q_stride, int64_t n,
-                                 int64_t pos0, const float* k, int64_t k_stride, int hd) {
+SampleSums sample_sums(int last_queries, const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k,
+                       int64_t k_stride, int hd) {
   const int64_t kv_len = pos0 + n;
-  const int64_t m = std::min<int64_t>(std::max(last_queries, 1), n);
-  const int64_t r0 = n - m;
-  std::vector<float> A(static_cast<size_t>(m * kv_len), 0.0f);
-  for (int64_t s = 0; s < m; ++s)
-    softmax_row(q + (r0 + s) * q_stride, k, k_stride, pos0 + r0 + s, hd, A.data() + s * kv_len);
-  // Column sums (verticals: mass that stays on the same key as the query moves) and diagonal
-  // sums (slashes: mass that stays at the same distance). Ranking at key and offset granularity
-  // tells a vertical from a slash that crosses the same keys in the sample.
+  SampleSums s;
+  s.rows = std::min<int64_t>(std::max(last_queries, 1), n);
+  const int64_t r0 = n - s.rows;
   std::vector<double> col(static_cast<size_t>(kv_len), 0.0), diag(static_cast<size_t>(kv_len), 0.0);
-  for (int64_t s = 0; s < m; ++s) {
-    const int64_t p = pos0 + r0 + s;
-    const float* row = A.data() + s * kv_len;
+  std::vector<float> row(static_cast<size_t>(kv_len));
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const int64_t p = pos0 + r0 + r;
+    softmax_row(q + (r0 + r) * q_stride, k, k_stride, p, hd, row.data());
     for (int64_t j = 0; j <= p; ++j) {
-      col[static_cast<size_t>(j)] += row[j];
-      diag[static_cast<size_t>(p - j)] += row[j];
+      col[static_cast<size_t>(j)] += row[static_cast<size_t>(j)];
+      diag[static_cast<size_t>(p - j)] += row[static_cast<size_t>(j)];
     }
   }
-  const int64_t n_ktiles = (kv_len + kKeyTile - 1) / kKeyTile;
-  std::vector<uint8_t> vsel(static_cast<size_t>(n_ktiles), 0), bsel(static_cast<size_t>(n_ktiles), 0);
-  auto covered = [&](int64_t p, int64_t j) {
-    return vsel[static_cast<size_t>(j / kKeyTile)] || bsel[static_cast<size_t>((p - j) / kKeyTile)];
-  };
-  TileSet set(n, pos0);
-  mark_mandatory(set, n, pos0);
+  s.col.assign(col.begin(), col.end());
+  s.diag.assign(diag.begin(), diag.end());
+  return s;
+}
+
+HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* diag, int64_t rows, int64_t n,
+                          int64_t pos0) {
+  const int64_t kv_len = pos0 + n;
+  const int64_t nk = (kv_len + kKeyTile - 1) / kKeyTile;
+  const int nq = n_qtiles_of(n);
+  // units: key tiles (verticals) u = 0 .. nk - 1 and distance bands nk + b (slashes)
+  std::vector<float> score(static_cast<size_t>(2 * nk), 0.0f);
+  std::vector<int64_t> mass(static_cast<size_t>(2 * nk), 0);
+  for (int64_t u = 0; u < nk; ++u)
+    for (int64_t j = u * kKeyTile; j < std::min<int64_t>((u + 1) * kKeyTile, kv_len); ++j) {
+      score[static_cast<size_t>(u)] = std::max(score[static_cast<size_t>(u)], col[j]);
+      score[static_cast<size_t>(nk + u)] = std::max(score[static_cast<size_t>(nk + u)], diag[j]);
+      mass[static_cast<size_t>(u)] += to_fixed(col[j]);
+      mass[static_cast<size_t>(nk + u)] += to_fixed(diag[j]);
+    }
+  // the order in which units are taken: forced ones first, then candidates
+  std::vector<int32_t> order;
+  int64_t forced = 0;
+  const bool triangular = b.pattern == Pattern::Triangular;
+  if (triangular) {
+    for (int64_t u = 0; u < std::min<int64_t>(b.sink_tiles, nk); ++u) order.push_back(static_cast<int32_t>(u));
+    const int64_t w = std::min<int64_t>(std::max(b.window_tiles, 1), nk);
+    for (int64_t bb = 0; bb < w; ++bb) order.push_back(static_cast<int32_t>(nk + bb));
+    forced = static_cast<int64_t>(order.size());
+    for (int64_t bb = w; bb < nk; ++bb) order.push_back(static_cast<int32_t>(nk + bb));  // the window grows
+  } else {
+    order = {0, static_cast<int32_t>(nk)};  // sinks and the diagonal
+    forced = 2;
+    std::vector<int32_t> cands;
+    for (int64_t u = 0; u < 2 * nk; ++u)
+      if (u != 0 && u != nk && score[static_cast<size_t>(u)] > 0.0f) cands.push_back(static_cast<int32_t>(u));
+    std::sort(cands.begin(), cands.end(), [&](int32_t x, int32_t y) {
+      const float sx = score[static_cast<size_t>(x)], sy = score[static_cast<size_t>(y)];
+      return sx != sy ? sx > sy : x < y;
+    });
+    order.insert(order.end(), cands.begin(), cands.end());
+  }
+  const int64_t K = static_cast<int64_t>(order.size());
+  std::vector<int32_t> rank(static_cast<size_t>(2 * nk), kNoRank);
+  for (int64_t r = 0; r < K; ++r) rank[static_cast<size_t>(order[static_cast<size_t>(r)])] = static_cast<int32_t>(r);
+  // tiles listed by a prefix of k units: cells whose smallest covering rank is below k
+  std::vector<int64_t> hist(static_cast<size_t>(K) + 1, 0);
+  int64_t mandatory = 0;
+  for (int i = 0; i < nq; ++i)
+    for (int64_t t = 0; t <= last_key_tile(n, pos0, i); ++t) {
+      const int32_t r = cell_rank(rank.data(), rank.data() + nk, nk, n, pos0, i, t, triangular);
+      if (r < 0) ++mandatory;
+      else if (r < K) ++hist[static_cast<size_t>(r)];
+    }
+  std::vector<int64_t> count(static_cast<size_t>(K) + 1), cum(static_cast<size_t>(K) + 1);
+  count[0] = mandatory;
+  cum[0] = 0;
+  for (int64_t r = 0; r < K; ++r) {
+    count[static_cast<size_t>(r) + 1] = count[static_cast<size_t>(r)] + hist[static_cast<size_t>(r)];
+    cum[static_cast<size_t>(r) + 1] = cum[static_cast<size_t>(r)] + mass[static_cast<size_t>(order[static_cast<size_t>(r)])];
+  }
+  const Limits lim = limits(b, rows, causal_tiles(n, pos0));
+  int64_t k_mass = K, k_min = K;
+  for (int64_t k = forced; k <= K; ++k)
+    if (cum[static_cast<size_t>(k)] >= lim.threshold) {
+      k_mass = k;
+      break;
+    }
+  for (int64_t k = forced; k <= K; ++k)
+    if (count[static_cast<size_t>(k)] >= lim.min_tiles) {
+      k_min = k;
+      break;
+    }
+  int64_t kstar = std::max(k_mass, k_min);
+  const int64_t max_tiles = std::max(lim.max_tiles, count[static_cast<size_t>(forced)]);
+  while (kstar > forced && count[static_cast<size_t>(kstar)] > max_tiles) --kstar;
+
   HeadPlan plan;
-  plan.pattern = Pattern::IntervalSlash;
-  double mass = 0.0;  // union mass of the sample under the selected vertical tiles and bands
-  auto select_vertical = [&](int64_t t) {
-    for (int64_t s = 0; s < m; ++s) {
-      const int64_t p = pos0 + r0 + s;
-      for (int64_t j = t * kKeyTile; j < std::min<int64_t>((t + 1) * kKeyTile, p + 1); ++j)
-        if (!covered(p, j)) mass += A[static_cast<size_t>(s * kv_len + j)] / static_cast<double>(m);
-    }
-    vsel[static_cast<size_t>(t)] = 1;
-    mark_vertical(set, t, false);
-    plan.vertical_tiles.push_back(static_cast<int32_t>(t));
-  };
-  auto select_band = [&](int64_t bb) {
-    for (int64_t s = 0; s < m; ++s) {
-      const int64_t p = pos0 + r0 + s;
-      for (int64_t d = bb * kKeyTile; d < (bb + 1) * kKeyTile && d <= p; ++d)
-        if (!covered(p, p - d)) mass += A[static_cast<size_t>(s * kv_len + p - d)] / static_cast<double>(m);
-    }
-    bsel[static_cast<size_t>(bb)] = 1;
-    mark_band(set, n, pos0, bb, false);
-    plan.slash_bands.push_back(static_cast<int32_t>(bb));
-  };
-  select_vertical(0);  // sinks
-  select_band(0);      // the diagonal
-  const int64_t causal = causal_tiles(n, pos0);
-  const int64_t max_tiles = std::max(max_tiles_for(b, causal), set.count());
-  const int64_t min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(causal)));
-  // candidates: every key (vertical) and every offset (slash), strongest first
-  struct Cand {
-    double score;
-    int64_t id;  // >= 0: key j; < 0: offset -(id + 1)
-  };
-  std::vector<Cand> cands;
-  cands.reserve(static_cast<size_t>(2 * kv_len));
-  for (int64_t j = 0; j < kv_len; ++j) {
-    if (col[static_cast<size_t>(j)] > 0.0) cands.push_back({col[static_cast<size_t>(j)], j});
-    if (diag[static_cast<size_t>(j)] > 0.0) cands.push_back({diag[static_cast<size_t>(j)], -(j + 1)});
-  }
-  std::sort(cands.begin(), cands.end(), [](const Cand& x, const Cand& y) { return x.score > y.score; });
-  for (const Cand& c : cands) {
-    if (mass >= b.mass_target && set.count() >= min_tiles) break;
-    const bool vertical = c.id >= 0;
-    const int64_t unit = (vertical ? c.id : -(c.id + 1)) / kKeyTile;  // key tile or band
-    if (vertical ? vsel[static_cast<size_t>(unit)] : bsel[static_cast<size_t>(unit)]) continue;
-    const int64_t cost = vertical ? mark_vertical(set, unit, true) : mark_band(set, n, pos0, unit, true);
-    if (set.count() + cost > max_tiles) continue;  // does not fit the budget; a cheaper one may
-    if (vertical) select_vertical(unit);
-    else select_band(unit);
+  plan.pattern = triangular ? Pattern::Triangular : Pattern::IntervalSlash;
+  for (int64_t r = 0; r < kstar; ++r) {
+    const int32_t u = order[static_cast<size_t>(r)];
+    if (u < nk) plan.vertical_tiles.push_back(u);
+    else plan.slash_bands.push_back(static_cast<int32_t>(u - nk));
   }
   std::sort(plan.vertical_tiles.begin(), plan.vertical_tiles.end());
   std::sort(plan.slash_bands.begin(), plan.slash_bands.end());
-  plan.list = set.list();
-  plan.mass_reached = mass >= b.mass_target;
-  plan.est_mass = std::max(mass, sample_list_mass(A, kv_len, n, pos0, r0, m, plan.list));
+  TileList& l = plan.list;
+  l.n = n;
+  l.pos0 = pos0;
+  l.offsets.push_back(0);
+  for (int i = 0; i < nq; ++i) {
+    for (int64_t t = 0; t <= last_key_tile(n, pos0, i); ++t)
+      if (cell_rank(rank.data(), rank.data() + nk, nk, n, pos0, i, t, triangular) < kstar)
+        l.tiles.push_back(static_cast<int32_t>(t));
+    l.offsets.push_back(static_cast<int32_t>(l.tiles.size()));
+  }
+  plan.mass_reached = cum[static_cast<size_t>(kstar)] >= lim.threshold;
+  plan.est_mass = std::min(1.0, static_cast<double>(cum[static_cast<size_t>(kstar)]) / (kFixedOne * static_cast<double>(rows)));
   return plan;
 }
 
-HeadPlan estimate_triangular(const HeadBudget& b, int last_queries, const float* q, int64_t q_stride, int64_t n,
-                             int64_t pos0, const float* k, int64_t k_stride, int hd) {
-  const int64_t kv_len = pos0 + n;
-  const int64_t m = std::min<int64_t>(std::max(last_queries, 1), n);
-  const int64_t r0 = n - m;
-  std::vector<float> A(static_cast<size_t>(m * kv_len), 0.0f);
-  for (int64_t s = 0; s < m; ++s)
-    softmax_row(q + (r0 + s) * q_stride, k, k_stride, pos0 + r0 + s, hd, A.data() + s * kv_len);
-  const int64_t causal = causal_tiles(n, pos0);
-  const int64_t max_tiles = max_tiles_for(b, causal);
-  // every row p sees the sink tiles and keys [p - window, p]; query tile i then needs key tiles
-  // from (first position - window) / 64 to its last
-  auto build = [&](int64_t window) {
-    TileSet set(n, pos0);
-    mark_mandatory(set, n, pos0);
-    for (int i = 0; i < set.nq(); ++i) {
-      set.mark(i, 0, b.sink_tiles - 1);
-      set.mark(i, (first_pos(pos0, i) - window) / kKeyTile, set.last(i));
-    }
-    return set;
-  };
-  auto mass_of = [&](int64_t window) {
-    double kept = 0.0;
-    for (int64_t s = 0; s < m; ++s) {
-      const int64_t p = pos0 + r0 + s;
-      const float* row = A.data() + s * kv_len;
-      for (int64_t j = 0; j <= p; ++j)
-        if (j / kKeyTile < b.sink_tiles || j >= p - window) kept += row[j];
-    }
-    return kept / static_cast<double>(m);
-  };
-  int64_t window = static_cast<int64_t>(b.window_tiles) * kKeyTile;
-  double mass = mass_of(window);
-  while (mass < b.mass_target && window < kv_len) {
-    const int64_t next = std::max<int64_t>(window * 2, kKeyTile);
-    if (build(next).count() > max_tiles) break;
-    window = next;
-    mass = mass_of(window);
-  }
-  TileSet set = build(window);
-  // the chunk's last query tile is dense
-  const int last = set.nq() - 1;
-  set.mark(last, 0, set.last(last));
-  HeadPlan plan;
-  plan.pattern = Pattern::Triangular;
-  plan.list = set.list();
-  plan.est_mass = mass;
-  plan.mass_reached = mass >= b.mass_target;
-  return plan;
+Limits limits(const HeadBudget& b, int64_t rows, int64_t causal) {
+  Limits l;
+  l.threshold = std::llrint(b.mass_target * static_cast<double>(rows) * kFixedOne);
+  l.min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(causal)));
+  l.max_tiles = std::max<int64_t>(1, static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(causal))));
+  return l;
 }
+
+namespace {
 
 HeadPlan estimate_block_cluster(const HeadBudget& b, const float* q, int64_t q_stride, int64_t n, int64_t pos0,
                                 const float* k, int64_t k_stride, int hd) {
@@ -540,13 +527,14 @@ HeadPlan estimate_head(const HeadBudget& budget, int last_queries, const float* 
                        int64_t pos0, const float* k, int64_t k_stride, int head_dim) {
   if (n <= 0) throw Error(ErrorCode::BadArgument, "sparse estimation needs at least one query");
   switch (budget.pattern) {
-    case Pattern::Triangular:
-      return estimate_triangular(budget, last_queries, q, q_stride, n, pos0, k, k_stride, head_dim);
     case Pattern::BlockCluster:
       return estimate_block_cluster(budget, q, q_stride, n, pos0, k, k_stride, head_dim);
+    case Pattern::Triangular:
     case Pattern::IntervalSlash:
-    default:
-      return estimate_interval_slash(budget, last_queries, q, q_stride, n, pos0, k, k_stride, head_dim);
+    default: {
+      const SampleSums s = sample_sums(last_queries, q, q_stride, n, pos0, k, k_stride, head_dim);
+      return select_from_sums(budget, s.col.data(), s.diag.data(), s.rows, n, pos0);
+    }
   }
 }
 

@@ -86,6 +86,44 @@ struct HeadPlan {
 HeadPlan estimate_head(const HeadBudget& budget, int last_queries, const float* q, int64_t q_stride, int64_t n,
                        int64_t pos0, const float* k, int64_t k_stride, int head_dim);
 
+// Interval-Slash and Triangular estimation run in two steps, on the CPU here and on the GPU in
+// kernels/sparse_estimate.cu (which must give the same plan from the same sums):
+// 1. Sample sums: the chunk's last `rows` queries attend to every key before them (exact softmax);
+//    col[j] sums their attention to key j, diag[d] their attention at distance d = p - j.
+struct SampleSums {
+  int64_t rows = 0;
+  std::vector<float> col, diag;  // pos0 + n entries each
+};
+SampleSums sample_sums(int last_queries, const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k,
+                       int64_t k_stride, int head_dim);
+
+// 2. Selection. Units are key tiles (verticals, scored by their strongest key's column sum) and
+//    64-wide distance bands (slashes, scored by their strongest distance's diagonal sum), each
+//    carrying the sample mass it holds (sums in fixed point, so that any summation order gives the
+//    same bits). Interval-Slash takes tile 0 and band 0, then the other units strongest first
+//    (ties: lower unit id); Triangular takes the sink tiles and the first window_tiles bands, then
+//    further bands in order (the window grows), and its last query tile is dense. A prefix of k
+//    units lists every tile (query tile i, key tile t) whose smallest covering rank is below k; the
+//    plan is the shortest prefix whose summed mass reaches the target and whose tiles reach the
+//    minimum, cut back to the longest prefix within the maximum.
+HeadPlan select_from_sums(const HeadBudget& budget, const float* col, const float* diag, int64_t rows, int64_t n,
+                          int64_t pos0);
+
+// Pieces of the selection the GPU shares (bit-exact on both sides).
+constexpr double kFixedOne = 4294967296.0;  // 2^32: mass in fixed point
+constexpr int32_t kNoRank = 0x7fffffff;
+int64_t to_fixed(float v);
+struct Limits {
+  int64_t threshold = 0;  // mass target x rows in fixed point
+  int64_t min_tiles = 0, max_tiles = 0;
+};
+Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal);
+// The smallest rank of a unit covering tile (i, t): -1 for tiles always listed (tile 0, the
+// diagonal tiles, a Triangular head's last query tile), kNoRank if no unit covers it.
+// vrank[u] / brank[b]: the rank of vertical u / band b in the order (kNoRank if not a candidate).
+int32_t cell_rank(const int32_t* vrank, const int32_t* brank, int64_t nk, int64_t n, int64_t pos0, int i, int64_t t,
+                  bool last_tile_dense);
+
 // The tiles an IntervalSlash selection covers: tile (i, t) is listed iff some query p of tile i
 // and key j <= p of tile t have j in a vertical tile or p - j in a slash band (or t = 0, or t is
 // one of the diagonal tiles).
