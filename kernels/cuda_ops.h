@@ -57,8 +57,9 @@ struct AttentionArgs {
   int64_t capacity = 0;
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   // Optional tile list (sparse prefill): for head h and query tile i (kQueryTile rows), the key
-  // tiles (kKeyTile keys) tile_index[tile_offset[h * n_qtiles + i] .. tile_offset[... + 1]) are
-  // computed, in any order without repeats. Null = every causal tile (dense).
+  // tiles (kKeyTile keys) tile_index[tile_offset[h * (n_qtiles + 1) + i] .. tile_offset[... + 1])
+  // are computed, in any order without repeats (each head has its own n_qtiles + 1 offsets, so
+  // heads may sit anywhere in tile_index). Null = every causal tile (dense).
   const int32_t* tile_offset = nullptr;
   const int32_t* tile_index = nullptr;
 };

@@ -143,8 +143,8 @@ __global__ void __launch_bounds__(Warps<kMTiles>::kThreads, 2) flash_prefill_ker
   int n_tiles;
   const int32_t* list = nullptr;
   if (a.tile_offset != nullptr) {
-    const int32_t begin = a.tile_offset[h * n_qtiles + qt];
-    n_tiles = a.tile_offset[h * n_qtiles + qt + 1] - begin;
+    const int32_t begin = a.tile_offset[h * (n_qtiles + 1) + qt];
+    n_tiles = a.tile_offset[h * (n_qtiles + 1) + qt + 1] - begin;
     list = a.tile_index + begin;
   } else {
     const int64_t last_q = a.pos0 + min(i0 + kQueryTile, a.n) - 1;

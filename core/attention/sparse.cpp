@@ -204,7 +204,7 @@ HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* di
   const int nq = n_qtiles_of(n);
   // units: key tiles (verticals) u = 0 .. nk - 1 and distance bands nk + b (slashes)
   std::vector<float> score(static_cast<size_t>(2 * nk), 0.0f);
-  std::vector<int64_t> mass(static_cast<size_t>(2 * nk), 0);
+  std::vector<int64_t> mass(static_cast<size_t>(2 * nk), 0);  // the sample's mass per key tile / band
   for (int64_t u = 0; u < nk; ++u)
     for (int64_t j = u * kKeyTile; j < std::min<int64_t>((u + 1) * kKeyTile, kv_len); ++j) {
       score[static_cast<size_t>(u)] = std::max(score[static_cast<size_t>(u)], col[j]);
@@ -246,14 +246,29 @@ HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* di
       if (r < 0) ++mandatory;
       else if (r < K) ++hist[static_cast<size_t>(r)];
     }
+  // the sample's mass a prefix keeps. Interval-Slash: the key tiles listed for the last query
+  // tile (where the sample rows are), each counted once however many units cover it.
+  // Triangular: per row, the sinks and the keys within the window (the units' own masses).
+  std::vector<int64_t> mhist(static_cast<size_t>(K) + 1, 0);
+  int64_t mandatory_mass = 0;
+  if (triangular) {
+    for (int64_t r = 0; r < K; ++r) mhist[static_cast<size_t>(r)] = mass[static_cast<size_t>(order[static_cast<size_t>(r)])];
+  } else {
+    for (int64_t t = 0; t <= last_key_tile(n, pos0, nq - 1); ++t) {
+      const int32_t r = cell_rank(rank.data(), rank.data() + nk, nk, n, pos0, nq - 1, t, false);
+      const int64_t m = mass[static_cast<size_t>(t)];
+      if (r < 0) mandatory_mass += m;
+      else if (r < K) mhist[static_cast<size_t>(r)] += m;
+    }
+  }
   std::vector<int64_t> count(static_cast<size_t>(K) + 1), cum(static_cast<size_t>(K) + 1);
   count[0] = mandatory;
-  cum[0] = 0;
+  cum[0] = mandatory_mass;
   for (int64_t r = 0; r < K; ++r) {
     count[static_cast<size_t>(r) + 1] = count[static_cast<size_t>(r)] + hist[static_cast<size_t>(r)];
-    cum[static_cast<size_t>(r) + 1] = cum[static_cast<size_t>(r)] + mass[static_cast<size_t>(order[static_cast<size_t>(r)])];
+    cum[static_cast<size_t>(r) + 1] = cum[static_cast<size_t>(r)] + mhist[static_cast<size_t>(r)];
   }
-  const Limits lim = limits(b, rows, causal_tiles(n, pos0));
+  const Limits lim = limits(b, rows, causal_tiles(n, pos0), nq);
   int64_t k_mass = K, k_min = K;
   for (int64_t k = forced; k <= K; ++k)
     if (cum[static_cast<size_t>(k)] >= lim.threshold) {
@@ -293,11 +308,13 @@ HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* di
   return plan;
 }
 
-Limits limits(const HeadBudget& b, int64_t rows, int64_t causal) {
+Limits limits(const HeadBudget& b, int64_t rows, int64_t causal, int64_t n_qtiles) {
   Limits l;
   l.threshold = std::llrint(b.mass_target * static_cast<double>(rows) * kFixedOne);
   l.min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(causal)));
   l.max_tiles = std::max<int64_t>(1, static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(causal))));
+  if (b.max_keys > 0) l.max_tiles = std::min(l.max_tiles, n_qtiles * std::max<int64_t>(1, b.max_keys / kKeyTile));
+  l.min_tiles = std::min(l.min_tiles, l.max_tiles);
   return l;
 }
 
@@ -350,7 +367,9 @@ HeadPlan estimate_block_cluster(const HeadBudget& b, const float* q, int64_t q_s
         kept += w[static_cast<size_t>(t)];
         ++have;
       }
-    const int64_t cap = std::max<int64_t>(have, static_cast<int64_t>(std::floor(b.max_density * (last + 1))));
+    int64_t row_max = static_cast<int64_t>(std::floor(b.max_density * (last + 1)));
+    if (b.max_keys > 0) row_max = std::min<int64_t>(row_max, std::max<int64_t>(1, b.max_keys / kKeyTile));
+    const int64_t cap = std::max<int64_t>(have, row_max);
     const int64_t floor_tiles = static_cast<int64_t>(std::ceil(b.min_density * (last + 1)));
     std::vector<int> order(static_cast<size_t>(last) + 1);
     for (int t = 0; t <= last; ++t) order[static_cast<size_t>(t)] = t;
@@ -433,16 +452,18 @@ HeadBudget budget_from_json(const nlohmann::json& j, const HeadBudget& base, con
   if (j.contains("max_density")) b.max_density = j.at("max_density").get<double>();
   if (j.contains("sink_tiles")) b.sink_tiles = j.at("sink_tiles").get<int>();
   if (j.contains("window_tiles")) b.window_tiles = j.at("window_tiles").get<int>();
+  if (j.contains("max_keys")) b.max_keys = j.at("max_keys").get<int64_t>();
   if (!(b.mass_target > 0.0 && b.mass_target <= 1.0) || b.min_density < 0.0 || b.max_density <= 0.0 ||
-      b.max_density > 1.0 || b.min_density > b.max_density || b.sink_tiles < 1 || b.window_tiles < 0)
+      b.max_density > 1.0 || b.min_density > b.max_density || b.sink_tiles < 1 || b.window_tiles < 0 || b.max_keys < 0)
     throw Error(ErrorCode::BadConfig, source + ": a head budget is out of range (mass in (0, 1], 0 <= min_density <= "
-                                               "max_density <= 1, sink_tiles >= 1, window_tiles >= 0)");
+                                               "max_density <= 1, sink_tiles >= 1, window_tiles >= 0, max_keys >= 0)");
   return b;
 }
 
 nlohmann::json budget_to_json(const HeadBudget& b) {
   return {{"pattern", pattern_name(b.pattern)}, {"mass", b.mass_target},       {"min_density", b.min_density},
-          {"max_density", b.max_density},       {"sink_tiles", b.sink_tiles}, {"window_tiles", b.window_tiles}};
+          {"max_density", b.max_density},       {"sink_tiles", b.sink_tiles}, {"window_tiles", b.window_tiles},
+          {"max_keys", b.max_keys}};
 }
 
 }  // namespace

@@ -33,6 +33,9 @@ struct HeadBudget {
   double max_density = 0.35;
   int sink_tiles = 1;         // Triangular: leading key tiles
   int window_tiles = 8;       // Triangular: key tiles before the diagonal ones
+  // At most this many keys per query on average (0 = no cap): the budget stops growing with the
+  // document, so sparse attention's cost per token stays flat at long contexts.
+  int64_t max_keys = 8192;
 };
 
 enum class AttentionMode { Auto, Dense, Sparse };
@@ -98,9 +101,11 @@ SampleSums sample_sums(int last_queries, const float* q, int64_t q_stride, int64
                        int64_t k_stride, int head_dim);
 
 // 2. Selection. Units are key tiles (verticals, scored by their strongest key's column sum) and
-//    64-wide distance bands (slashes, scored by their strongest distance's diagonal sum), each
-//    carrying the sample mass it holds (sums in fixed point, so that any summation order gives the
-//    same bits). Interval-Slash takes tile 0 and band 0, then the other units strongest first
+//    64-wide distance bands (slashes, scored by their strongest distance's diagonal sum). The mass
+//    a set of Interval-Slash units keeps is the sample's mass in the key tiles they list for the
+//    last query tile (where the sample rows are), each tile counted once; a Triangular set keeps
+//    its units' own masses (sinks' columns, the window's distances). Sums are in fixed point, so
+//    any summation order gives the same bits. Interval-Slash takes tile 0 and band 0, then the other units strongest first
 //    (ties: lower unit id); Triangular takes the sink tiles and the first window_tiles bands, then
 //    further bands in order (the window grows), and its last query tile is dense. A prefix of k
 //    units lists every tile (query tile i, key tile t) whose smallest covering rank is below k; the
@@ -115,9 +120,9 @@ constexpr int32_t kNoRank = 0x7fffffff;
 int64_t to_fixed(float v);
 struct Limits {
   int64_t threshold = 0;  // mass target x rows in fixed point
-  int64_t min_tiles = 0, max_tiles = 0;
+  int64_t min_tiles = 0, max_tiles = 0;  // max: max_density of the causal tiles, capped by max_keys
 };
-Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal);
+Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal, int64_t n_qtiles);
 // The smallest rank of a unit covering tile (i, t): -1 for tiles always listed (tile 0, the
 // diagonal tiles, a Triangular head's last query tile), kNoRank if no unit covers it.
 // vrank[u] / brank[b]: the rank of vertical u / band b in the order (kNoRank if not a candidate).

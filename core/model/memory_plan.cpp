@@ -53,6 +53,27 @@ size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk) {
   return granule(s);
 }
 
+SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk) {
+  SparseLayout l;
+  if (c.head_dim != 64 && c.head_dim != 96 && c.head_dim != 128) return l;  // the tensor-core kernels' dims
+  if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0) return l;
+  const size_t H = u(c.n_heads), R = kSparseMaxSampleRows, C = u(context), G = u(c.n_heads / c.n_kv_heads);
+  const int64_t nq = (chunk + 127) / 128, nk = (context + 63) / 64;
+  const size_t per_group = (G * R * C + 64) * 4;  // + padding that keeps every group's slice aligned
+  l.groups_per_pass = static_cast<int>(std::clamp<size_t>(kSparseScoreBytes / per_group, 1, u(c.n_kv_heads)));
+  l.index_stride = nq * nk;
+  l.q_sample = a256(H * R * u(c.head_dim) * 2);
+  l.scores = a256(u(l.groups_per_pass) * per_group);
+  l.lse = a256(H * R * 4);
+  l.col = a256(H * C * 4);
+  l.diag = a256(H * C * 4);
+  l.offsets = a256(H * u(nq + 1) * 4);
+  l.index = a256(H * u(l.index_stride) * 4);
+  l.budgets = a256(u(c.n_layers) * H * 48);  // cuda::DeviceBudget
+  l.results = a256(u(c.n_layers) * H * 24);  // cuda::HeadResult
+  return l;
+}
+
 MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk) {
   MemoryPlan p;
   p.context = context;
@@ -62,6 +83,8 @@ MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk) {
   // one allocation; per layer, K and V each [n_kv_heads][context][head_dim] bf16
   p.kv_bytes = granule(u(c.n_layers) * 2 * a256(u(c.kv_dim()) * u(context) * 2));
   p.scratch_bytes = plan_scratch_bytes(c, chunk);
+  const size_t sparse = plan_sparse(c, context, chunk).total();
+  p.sparse_bytes = sparse > 0 ? granule(sparse) : 0;
   return p;
 }
 
@@ -84,7 +107,8 @@ std::string format_gib(size_t bytes) {
 std::string describe_plan(const MemoryPlan& p) {
   return "weights " + format_gib(p.weights_bytes) + " + KV cache " + format_gib(p.kv_bytes) + " (" +
          std::to_string(p.context) + " tokens) + scratch " + format_gib(p.scratch_bytes) + " (chunks of " +
-         std::to_string(p.chunk) + ") = " + format_gib(p.total());
+         std::to_string(p.chunk) + ")" + (p.sparse_bytes > 0 ? " + sparse prefill " + format_gib(p.sparse_bytes) : "") +
+         " = " + format_gib(p.total());
 }
 
 }  // namespace folio

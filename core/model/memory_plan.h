@@ -16,16 +16,32 @@ struct MemoryPlan {
   size_t weights_bytes = 0;
   size_t kv_bytes = 0;       // for `context` tokens
   size_t scratch_bytes = 0;  // activations of one chunk, decode partials, GEMM workspace, logits
+  size_t sparse_bytes = 0;   // sparse prefill's estimation and tile lists for `context` (with the KV cache)
   int64_t context = 0;
   int64_t chunk = 0;
   size_t kv_bytes_per_token = 0;
-  size_t total() const { return weights_bytes + kv_bytes + scratch_bytes; }
+  size_t total() const { return weights_bytes + kv_bytes + scratch_bytes + sparse_bytes; }
 };
 
 // Bytes of the GEMM workspace the backend gives cuBLASLt.
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Key splits of one decode step at most (split-K attention keeps partial results per split).
 constexpr int kMaxDecodeSplits = 128;
+
+// Sparse prefill on the GPU (kernels/sparse_estimate): sample rows at most, and the score
+// buffer's budget (at least one KV-head group's scores).
+constexpr int kSparseMaxSampleRows = 128;
+constexpr size_t kSparseScoreBytes = size_t{256} << 20;
+
+// The pieces of sparse prefill's GPU scratch for a context and chunk, in carving order, each
+// rounded to 256 bytes; none when the GPU path does not cover the model's head dim.
+struct SparseLayout {
+  size_t q_sample = 0, scores = 0, lse = 0, col = 0, diag = 0, offsets = 0, index = 0, budgets = 0, results = 0;
+  int groups_per_pass = 0;     // KV-head groups whose scores are held at once
+  int64_t index_stride = 0;    // tile indices per head
+  size_t total() const { return q_sample + scores + lse + col + diag + offsets + index + budgets + results; }
+};
+SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk);
 
 // Scratch of the forward pass for chunks of up to `chunk` tokens.
 size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk);

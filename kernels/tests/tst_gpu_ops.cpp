@@ -231,13 +231,14 @@ void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles) {
   if (explicit_tiles) {
     // every causal tile, listed in reverse order: must equal the implicit dense walk
     const int nq = (ac.n + cuda::kQueryTile - 1) / cuda::kQueryTile;
-    offsets.push_back(0);
-    for (int h = 0; h < ac.n_heads; ++h)
+    for (int h = 0; h < ac.n_heads; ++h) {
+      offsets.push_back(static_cast<int32_t>(indices.size()));
       for (int i = 0; i < nq; ++i) {
         const int64_t last = ac.pos0 + std::min((i + 1) * cuda::kQueryTile, ac.n) - 1;
         for (int64_t t = last / cuda::kKeyTile; t >= 0; --t) indices.push_back(static_cast<int32_t>(t));
         offsets.push_back(static_cast<int32_t>(indices.size()));
       }
+    }
     doff = std::make_unique<Dev<int32_t>>(offsets);
     didx = std::make_unique<Dev<int32_t>>(indices);
     a.tile_offset = doff->get();

@@ -1,0 +1,497 @@
+#include "kernels/sparse_estimate.h"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "core/common/error.h"
+#include "kernels/cuda_util.h"
+#include "kernels/gemm.h"
+
+namespace folio::cuda {
+
+namespace {
+
+static_assert(sizeof(DeviceBudget) == 48 && sizeof(HeadResult) == 24, "memory_plan.cpp counts these sizes");
+
+// Score rows of one KV-head group, padded so that every group's slice starts 256-byte aligned.
+int64_t group_stride(int64_t rows_per_group, int64_t kv_len) { return (rows_per_group * kv_len + 63) / 64 * 64; }
+
+int64_t n_ktiles_of(int64_t keys) { return (keys + kKeyTile - 1) / kKeyTile; }
+
+// ---- step 1: sample sums -------------------------------------------------------------------
+
+// qs[h][s][d] = q[n - rows + s][h][d]
+__global__ void gather_sample_kernel(const bf16* q, int n, int n_heads, int hd, int rows, bf16* qs) {
+  const int64_t total = static_cast<int64_t>(n_heads) * rows * hd / 8;  // 16-byte pieces
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t e = i * 8;
+    const int d = static_cast<int>(e % hd);
+    const int64_t hs = e / hd;
+    const int s = static_cast<int>(hs % rows), h = static_cast<int>(hs / rows);
+    const int64_t src = (static_cast<int64_t>(n - rows + s) * n_heads + h) * hd + d;
+    *reinterpret_cast<uint4*>(qs + e) = *reinterpret_cast<const uint4*>(q + src);
+  }
+}
+
+// One block per score row: lse = log(sum_j exp(score_j * scale)) over the row's causal keys.
+__device__ __forceinline__ const float* score_row(const float* scores, int r, int rows_per_group, int64_t stride,
+                                                  int64_t kv_len) {
+  return scores + static_cast<int64_t>(r / rows_per_group) * stride + static_cast<int64_t>(r % rows_per_group) * kv_len;
+}
+
+__global__ void row_lse_kernel(const float* scores, int64_t kv_len, int rows, int rows_per_group, int64_t stride,
+                               int64_t last_row_pos, int head0, float scale, float* lse) {
+  const int r = blockIdx.x;  // row within the pass: head (head0 + r / rows), sample s = r % rows
+  const int s = r % rows, h = head0 + r / rows;
+  const int64_t p = last_row_pos - (rows - 1) + s;  // the row's position: keys 0..p
+  const float* row = score_row(scores, r, rows_per_group, stride, kv_len);
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = threadIdx.x; j <= p; j += blockDim.x) {
+    const float x = row[j] * scale;
+    if (x > m) {
+      l = l * __expf(m - x) + 1.0f;
+      m = x;
+    } else {
+      l += __expf(x - m);
+    }
+  }
+  __shared__ float sm[32], sl[32];
+  for (int o = 16; o > 0; o /= 2) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+    const float mn = fmaxf(m, m2);
+    l = (m == -INFINITY ? 0.0f : l * __expf(m - mn)) + (m2 == -INFINITY ? 0.0f : l2 * __expf(m2 - mn));
+    m = mn;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) {
+    sm[warp] = m;
+    sl[warp] = l;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float M = -INFINITY, Lsum = 0.0f;
+    for (int w = 0; w < warps; ++w) M = fmaxf(M, sm[w]);
+    for (int w = 0; w < warps; ++w)
+      if (sm[w] != -INFINITY) Lsum += sl[w] * expf(sm[w] - M);
+    lse[h * rows + s] = M + logf(Lsum);
+  }
+}
+
+constexpr int kColKeys = 256;  // keys per block of the column kernel
+
+// grid (key blocks, heads of the pass): probabilities of the sample rows, summed per key (col) and
+// per distance (diag: a shared-memory histogram over the block's distances, then atomics).
+__global__ void col_diag_kernel(const float* scores, int64_t kv_len, int rows, int rows_per_group, int64_t stride,
+                                int64_t last_row_pos, int head0, float scale, const float* lse, float* col, float* diag,
+                                int64_t capacity) {
+  extern __shared__ float sd[];  // kColKeys + rows - 1 distances
+  const int hh = blockIdx.y, h = head0 + hh;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColKeys;
+  const int64_t j = j0 + threadIdx.x;
+  const int span = kColKeys + rows - 1;
+  for (int i = threadIdx.x; i < span; i += blockDim.x) sd[i] = 0.0f;
+  __syncthreads();
+  const int64_t p_first = last_row_pos - (rows - 1);
+  float c = 0.0f;
+  if (j < kv_len) {
+    const float* base = score_row(scores, hh * rows, rows_per_group, stride, kv_len) + j;
+    for (int s = 0; s < rows; ++s) {
+      if (j > p_first + s) continue;
+      const float v = __expf(base[static_cast<int64_t>(s) * kv_len] * scale - lse[h * rows + s]);
+      c += v;
+      // distance p - j = (p_first + s) - j; index relative to the block's smallest distance
+      atomicAdd(&sd[s + (kColKeys - 1) - threadIdx.x], v);
+    }
+    col[static_cast<int64_t>(h) * capacity + j] = c;
+  }
+  __syncthreads();
+  const int64_t d0 = p_first - (j0 + kColKeys - 1);
+  for (int i = threadIdx.x; i < span; i += blockDim.x) {
+    const int64_t d = d0 + i;
+    if (d >= 0 && d < kv_len && sd[i] != 0.0f) atomicAdd(&diag[static_cast<int64_t>(h) * capacity + d], sd[i]);
+  }
+}
+
+// ---- step 2: selection and tile lists ---------------------------------------------------------
+
+constexpr int kSelectThreads = 1024;
+constexpr int32_t kNoRank = sparse::kNoRank;
+
+__device__ __forceinline__ int64_t to_fixed_dev(float v) {
+  return __double2ll_rn(__dmul_rn(static_cast<double>(v), sparse::kFixedOne));
+}
+
+__device__ __forceinline__ int64_t floor_div64(int64_t x) { return x >= 0 ? x / kKeyTile : -((-x + kKeyTile - 1) / kKeyTile); }
+
+// Same as sparse::cell_rank.
+__device__ __forceinline__ int32_t cell_rank_dev(const int32_t* vrank, const int32_t* brank, int64_t nk, int64_t n,
+                                                 int64_t pos0, int i, int64_t t, bool last_tile_dense, int nq) {
+  const int64_t p0 = pos0 + static_cast<int64_t>(i) * kQueryTile;
+  const int64_t p1 = pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+  if (t == 0 || (t >= p0 / kKeyTile && t <= p1 / kKeyTile) || (last_tile_dense && i == nq - 1)) return -1;
+  int32_t r = vrank[t];
+  const int64_t b_hi = min((p1 - kKeyTile * t) / kKeyTile, nk - 1);
+  const int64_t b_lo = max(floor_div64(p0 - kKeyTile * t - (2 * kKeyTile - 1)) + 1, int64_t{0});
+  for (int64_t b = b_lo; b <= b_hi; ++b) r = min(r, brank[b]);
+  return r;
+}
+
+// Exclusive scan in place over len values (blockDim.x == kSelectThreads); returns the total.
+template <typename T>
+__device__ T block_exclusive_scan(T* a, int len, T* warp_sums) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int per = (len + kSelectThreads - 1) / kSelectThreads;
+  const int b = min(tid * per, len), e = min(b + per, len);
+  T local = 0;
+  for (int i = b; i < e; ++i) local += a[i];
+  // inclusive warp scan of the per-thread sums
+  T x = local;
+  for (int o = 1; o < 32; o *= 2) {
+    const T y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) warp_sums[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    T w = warp_sums[lane];
+    for (int o = 1; o < 32; o *= 2) {
+      const T y = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += y;
+    }
+    warp_sums[lane] = w;  // inclusive
+  }
+  __syncthreads();
+  T run = x - local + (warp > 0 ? warp_sums[warp - 1] : T{0});
+  const T total = warp_sums[31];
+  for (int i = b; i < e; ++i) {
+    const T v = a[i];
+    a[i] = run;
+    run += v;
+  }
+  __syncthreads();
+  return total;
+}
+
+struct SelectParams {
+  const float* col;
+  const float* diag;
+  int64_t capacity;
+  int n;
+  int64_t pos0;
+  int rows;
+  const DeviceBudget* budgets;
+  HeadResult* results;
+  int32_t* tile_offset;
+  int32_t* tile_index;
+  int64_t index_stride;
+};
+
+size_t select_smem_bytes(int64_t nk) {
+  const size_t U = static_cast<size_t>(2 * nk);
+  size_t P = 1;
+  while (P < U) P *= 2;
+  return P * 4 /*key*/ + P * 4 /*id*/ + U * 4 /*rank*/ + (U + 3) * 4 /*hist*/ + (U + 3) * 8 /*cum*/ + 64 * 8 /*misc*/;
+}
+
+__global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) {
+  extern __shared__ __align__(16) unsigned char sm_raw[];
+  const int h = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const DeviceBudget bud = a.budgets[h];
+  const bool triangular = bud.pattern == 0;
+  const int64_t n = a.n, pos0 = a.pos0, L = pos0 + n;
+  const int64_t nk = (L + kKeyTile - 1) / kKeyTile;
+  const int nq = static_cast<int>((n + kQueryTile - 1) / kQueryTile);
+  const int U = static_cast<int>(2 * nk);
+  int P = 1;
+  while (P < U) P *= 2;
+  float* key = reinterpret_cast<float*>(sm_raw);
+  int32_t* id = reinterpret_cast<int32_t*>(key + P);
+  int32_t* rank = id + P;                 // [U]: vertical u at u, band b at nk + b
+  int32_t* hist = rank + U;               // [U + 1]
+  int64_t* cum = reinterpret_cast<int64_t*>(sm_raw + ((static_cast<size_t>(2 * P + 2 * U + 1) * 4 + 7) / 8) * 8);  // [U + 1]
+  __shared__ int64_t warp64[32];
+  __shared__ int32_t warp32[32];
+  __shared__ int64_t sh_mand, sh_mand_mass, sh_kmass, sh_kmin, sh_kcut;
+  const float* colh = a.col + static_cast<int64_t>(h) * a.capacity;
+  const float* diagh = a.diag + static_cast<int64_t>(h) * a.capacity;
+
+  // units: scores (strongest key / distance)
+  for (int x = warp; x < U; x += kSelectThreads / 32) {
+    const float* src = x < nk ? colh : diagh;
+    const int64_t j0 = static_cast<int64_t>(x < nk ? x : x - nk) * kKeyTile;
+    float m = 0.0f;
+    for (int64_t j = j0 + lane; j < min(j0 + kKeyTile, L); j += 32) m = fmaxf(m, src[j]);
+    for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) {
+      const bool forced = !triangular && (x == 0 || x == nk);
+      key[x] = (forced || m <= 0.0f) ? -1.0f : m;
+      id[x] = x;
+    }
+  }
+  for (int x = U + tid; x < P; x += kSelectThreads) {
+    key[x] = -1.0f;
+    id[x] = 0x7fffffff;
+  }
+  __syncthreads();
+  // the order: Interval-Slash sorts the candidates (strongest first, ties by unit id)
+  int K, F;
+  const int sinks = static_cast<int>(min(static_cast<int64_t>(bud.sink_tiles), nk));
+  const int window = static_cast<int>(min(static_cast<int64_t>(max(bud.window_tiles, 1)), nk));
+  if (triangular) {
+    F = sinks + window;
+    K = sinks + static_cast<int>(nk);
+  } else {
+    for (int k = 2; k <= P; k *= 2)
+      for (int j = k / 2; j > 0; j /= 2) {
+        for (int i = tid; i < P; i += kSelectThreads) {
+          const int l = i ^ j;
+          if (l > i) {
+            const float ki = key[i], kl = key[l];
+            const int32_t ii = id[i], il = id[l];
+            // "i before l" when key larger, or equal key and smaller id
+            const bool i_first = ki > kl || (ki == kl && ii < il);
+            const bool up = (i & k) == 0;
+            if (up != i_first) {
+              key[i] = kl;
+              key[l] = ki;
+              id[i] = il;
+              id[l] = ii;
+            }
+          }
+        }
+        __syncthreads();
+      }
+    int valid = 0;
+    for (int i = tid; i < U; i += kSelectThreads) valid += key[i] > 0.0f ? 1 : 0;
+    for (int o = 16; o > 0; o /= 2) valid += __shfl_xor_sync(0xffffffffu, valid, o);
+    if (lane == 0) warp32[warp] = valid;
+    __syncthreads();
+    valid = 0;
+    for (int w = 0; w < kSelectThreads / 32; ++w) valid += warp32[w];
+    __syncthreads();
+    F = 2;
+    K = 2 + valid;
+  }
+  auto order_at = [&](int r) -> int {
+    if (triangular) return r < sinks ? r : static_cast<int>(nk) + (r - sinks);
+    return r == 0 ? 0 : r == 1 ? static_cast<int>(nk) : id[r - 2];
+  };
+  for (int x = tid; x < U; x += kSelectThreads) rank[x] = kNoRank;
+  __syncthreads();
+  for (int r = tid; r < K; r += kSelectThreads) rank[order_at(r)] = r;
+  for (int r = tid; r <= K; r += kSelectThreads) hist[r] = 0;
+  if (tid == 0) sh_mand = 0;
+  for (int r = tid; r <= K; r += kSelectThreads) cum[r] = 0;
+  if (tid == 0) sh_mand_mass = 0;
+  __syncthreads();
+  // the sample's mass by rank (fixed point, exact in any order): Triangular, each unit's own mass;
+  // Interval-Slash, each key tile of the last query tile at the smallest rank that lists it
+  const int64_t last_tile_last = (pos0 + n - 1) / kKeyTile;
+  const int mass_units = triangular ? K : static_cast<int>(last_tile_last + 1);
+  for (int x = warp; x < mass_units; x += kSelectThreads / 32) {
+    const int unit = triangular ? order_at(x) : x;
+    const float* src = unit < nk ? colh : diagh;
+    const int64_t j0 = static_cast<int64_t>(unit < nk ? unit : unit - nk) * kKeyTile;
+    int64_t m = 0;
+    for (int64_t j = j0 + lane; j < min(j0 + kKeyTile, L); j += 32) m += to_fixed_dev(src[j]);
+    for (int o = 16; o > 0; o /= 2) m += __shfl_xor_sync(0xffffffffu, m, o);
+    if (lane == 0) {
+      const int32_t r = triangular ? x : cell_rank_dev(rank, rank + nk, nk, n, pos0, nq - 1, x, false, nq);
+      if (r < 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh_mand_mass), static_cast<unsigned long long>(m));
+      else if (r < K) atomicAdd(reinterpret_cast<unsigned long long*>(&cum[r]), static_cast<unsigned long long>(m));
+    }
+  }
+  // histogram of each causal tile's smallest covering rank
+  int64_t mand = 0, causal = 0;
+  for (int i = 0; i < nq; ++i) {
+    const int64_t last = (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile;
+    causal += last + 1;
+    for (int64_t t = tid; t <= last; t += kSelectThreads) {
+      const int32_t r = cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq);
+      if (r < 0) ++mand;
+      else if (r < K) atomicAdd(&hist[r], 1);
+    }
+  }
+  for (int o = 16; o > 0; o /= 2) mand += __shfl_xor_sync(0xffffffffu, mand, o);
+  if (lane == 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh_mand), static_cast<unsigned long long>(mand));
+  __syncthreads();
+  // count[k] = mandatory + tiles of ranks < k; cum[k] = mass of ranks < k
+  block_exclusive_scan<int32_t>(hist, K + 1, warp32);
+  block_exclusive_scan<int64_t>(cum, K + 1, warp64);
+  const int64_t mandatory = sh_mand;
+  for (int r = tid; r <= K; r += kSelectThreads) cum[r] += sh_mand_mass;
+  __syncthreads();
+  // limits, as sparse::limits
+  const int64_t threshold = __double2ll_rn(__dmul_rn(__dmul_rn(bud.mass_target, static_cast<double>(a.rows)), sparse::kFixedOne));
+  int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(causal))));
+  int64_t max_tiles = max(int64_t{1}, static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(causal)))));
+  if (bud.max_keys > 0) max_tiles = min(max_tiles, static_cast<int64_t>(nq) * max(int64_t{1}, bud.max_keys / kKeyTile));
+  min_tiles = min(min_tiles, max_tiles);
+  if (tid == 0) {
+    sh_kmass = K;
+    sh_kmin = K;
+    sh_kcut = F;
+  }
+  __syncthreads();
+  for (int k = F + tid; k <= K; k += kSelectThreads) {
+    if (cum[k] >= threshold) atomicMin(reinterpret_cast<unsigned long long*>(&sh_kmass), static_cast<unsigned long long>(k));
+    if (mandatory + hist[k] >= min_tiles)
+      atomicMin(reinterpret_cast<unsigned long long*>(&sh_kmin), static_cast<unsigned long long>(k));
+  }
+  __syncthreads();
+  int64_t kstar = max(sh_kmass, sh_kmin);
+  const int64_t max_t = max(max_tiles, mandatory + hist[F]);
+  if (mandatory + hist[kstar] > max_t) {
+    for (int k = F + tid; k <= kstar; k += kSelectThreads)
+      if (mandatory + hist[k] <= max_t)
+        atomicMax(reinterpret_cast<unsigned long long*>(&sh_kcut), static_cast<unsigned long long>(k));
+    __syncthreads();
+    kstar = sh_kcut;
+  }
+  // the list, per query tile in key order
+  int32_t* offsets = a.tile_offset + static_cast<int64_t>(h) * (nq + 1);
+  int32_t* index = a.tile_index + static_cast<int64_t>(h) * a.index_stride;
+  const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
+  int32_t written = 0;  // uniform across the block
+  for (int i = 0; i < nq; ++i) {
+    if (tid == 0) offsets[i] = base + written;
+    const int64_t last = (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile;
+    for (int64_t t0 = 0; t0 <= last; t0 += kSelectThreads) {
+      const int64_t t = t0 + tid;
+      const bool on = t <= last && cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq) < kstar;
+      const unsigned ballot = __ballot_sync(0xffffffffu, on);
+      if (lane == 0) warp32[warp] = __popc(ballot);
+      __syncthreads();
+      int before = 0, total = 0;
+      for (int w = 0; w < kSelectThreads / 32; ++w) {
+        if (w < warp) before += warp32[w];
+        total += warp32[w];
+      }
+      if (on) index[written + before + __popc(ballot & ((1u << lane) - 1u))] = static_cast<int32_t>(t);
+      written += total;
+      __syncthreads();
+    }
+  }
+  if (tid == 0) {
+    offsets[nq] = base + written;
+    HeadResult res;
+    res.computed = written;
+    res.mass = cum[kstar];
+    res.reached = cum[kstar] >= threshold ? 1 : 0;
+    a.results[h] = res;
+  }
+}
+
+}  // namespace
+
+DeviceBudget device_budget(const sparse::HeadBudget& b) {
+  DeviceBudget d;
+  d.pattern = b.pattern == sparse::Pattern::Triangular ? 0 : 1;
+  d.sink_tiles = b.sink_tiles;
+  d.window_tiles = b.window_tiles;
+  d.mass_target = b.mass_target;
+  d.min_density = b.min_density;
+  d.max_density = b.max_density;
+  d.max_keys = b.max_keys;
+  return d;
+}
+
+SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t capacity, int64_t chunk) {
+  SparseScratch s;
+  auto* p = static_cast<uint8_t*>(base);
+  auto take = [&](size_t bytes) {
+    void* r = p;
+    p += bytes;
+    return r;
+  };
+  s.capacity = capacity;
+  s.chunk = chunk;
+  s.groups_per_pass = l.groups_per_pass;
+  s.index_stride = l.index_stride;
+  s.q_sample = static_cast<bf16*>(take(l.q_sample));
+  s.scores = static_cast<float*>(take(l.scores));
+  s.lse = static_cast<float*>(take(l.lse));
+  s.col = static_cast<float*>(take(l.col));
+  s.diag = static_cast<float*>(take(l.diag));
+  s.tile_offset = static_cast<int32_t*>(take(l.offsets));
+  s.tile_index = static_cast<int32_t*>(take(l.index));
+  s.budgets = static_cast<DeviceBudget*>(take(l.budgets));
+  s.results = static_cast<HeadResult*>(take(l.results));
+  return s;
+}
+
+bool sparse_supported(int head_dim, int64_t kv_len) {
+  return attention_head_dim_fast(head_dim) && n_ktiles_of(kv_len) <= kMaxSelectKeyTiles;
+}
+
+void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cudaStream_t stream) {
+  const int64_t kv_len = a.pos0 + a.n;
+  if (a.rows < 1 || a.rows > std::min(a.n, kMaxSampleRows) || kv_len > s.capacity || a.n > s.chunk)
+    throw Error(ErrorCode::Internal, "sparse estimation: sample rows or chunk outside the scratch");
+  const int group = a.n_heads / a.n_kv_heads, hd = a.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t last_row_pos = kv_len - 1;
+  {
+    const int64_t pieces = static_cast<int64_t>(a.n_heads) * a.rows * hd / 8;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((pieces + 255) / 256, 4096));
+    gather_sample_kernel<<<blocks, 256, 0, stream>>>(a.q, a.n, a.n_heads, hd, a.rows, s.q_sample);
+    FOLIO_CUDA_CHECK(cudaGetLastError());
+  }
+  FOLIO_CUDA_CHECK(cudaMemset2DAsync(s.diag, static_cast<size_t>(s.capacity) * sizeof(float), 0,
+                                     static_cast<size_t>(kv_len) * sizeof(float), static_cast<size_t>(a.n_heads), stream));
+  for (int g0 = 0; g0 < a.n_kv_heads; g0 += s.groups_per_pass) {
+    const int groups = std::min(s.groups_per_pass, a.n_kv_heads - g0);
+    const int rows_per_group = group * a.rows;
+    const int64_t stride = group_stride(rows_per_group, kv_len);
+    for (int g = g0; g < g0 + groups; ++g)
+      gemm.run(stream, s.q_sample + static_cast<int64_t>(g) * rows_per_group * hd, rows_per_group,
+               a.k_cache + static_cast<int64_t>(g) * a.capacity * hd, kv_len, hd, s.scores + (g - g0) * stride,
+               Gemm::Out::F32);
+    const int head0 = g0 * group, heads = groups * group;
+    row_lse_kernel<<<static_cast<unsigned>(heads * a.rows), 256, 0, stream>>>(
+        s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos, head0, scale, s.lse);
+    FOLIO_CUDA_CHECK(cudaGetLastError());
+    dim3 grid(static_cast<unsigned>((kv_len + kColKeys - 1) / kColKeys), static_cast<unsigned>(heads));
+    const size_t smem = static_cast<size_t>(kColKeys + a.rows) * sizeof(float);
+    col_diag_kernel<<<grid, kColKeys, smem, stream>>>(s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos,
+                                                      head0, scale, s.lse, s.col, s.diag, s.capacity);
+    FOLIO_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t stream) {
+  const int64_t kv_len = a.pos0 + a.n;
+  const int64_t nk = n_ktiles_of(kv_len);
+  if (nk > kMaxSelectKeyTiles) throw Error(ErrorCode::Internal, "sparse selection: too many key tiles");
+  const size_t smem = select_smem_bytes(nk);
+  // the shared-memory opt-in, once per device, for the largest chunk
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load() & bit) == 0) {
+    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(select_smem_bytes(kMaxSelectKeyTiles))));
+    configured.fetch_or(bit);
+  }
+  SelectParams p;
+  p.col = s.col;
+  p.diag = s.diag;
+  p.capacity = s.capacity;
+  p.n = a.n;
+  p.pos0 = a.pos0;
+  p.rows = a.rows;
+  p.budgets = a.budgets;
+  p.results = a.results;
+  p.tile_offset = s.tile_offset;
+  p.tile_index = s.tile_index;
+  p.index_stride = s.index_stride;
+  select_kernel<<<static_cast<unsigned>(a.n_heads), kSelectThreads, smem, stream>>>(p);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace folio::cuda

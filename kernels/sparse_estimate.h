@@ -1,0 +1,91 @@
+// Sparse prefill on the GPU: estimation and tile lists (the CPU reference is core/attention).
+//
+// Per layer and prefill chunk, for every query head:
+//   1. sample sums: the chunk's last `rows` queries against every key before them. Their scores
+//      come from cuBLASLt (one GEMM per KV-head group: the group's query heads share the keys), a
+//      row kernel takes each row's log-sum-exp, a column kernel turns scores into probabilities
+//      and sums them per key (col) and per distance (diag; per-block shared-memory sums, then one
+//      atomic per distance and block).
+//   2. selection and tile lists (one CTA per head): units (key tiles and distance bands) scored
+//      from the sums, sorted on the chip (bitonic), ranks, a histogram of each tile's smallest
+//      covering rank (so the tiles of every prefix are known at once), fixed-point mass prefix
+//      sums, the prefix chosen by the budget rule, and the list written per query tile in key
+//      order. Given the same sums this is the CPU's select_from_sums bit for bit.
+// The lists feed attention_prefill (tile_offset / tile_index).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/attention/sparse.h"
+#include "core/model/memory_plan.h"
+#include "kernels/cuda_ops.h"
+
+namespace folio::cuda {
+
+class Gemm;
+
+// Sample rows the GPU path takes at most (a config asking for more uses this many).
+constexpr int kMaxSampleRows = kSparseMaxSampleRows;
+// Key tiles a chunk may span for the GPU selection (its shared memory): 4096 = 256K tokens.
+constexpr int64_t kMaxSelectKeyTiles = 4096;
+
+struct DeviceBudget {
+  int32_t pattern = 1;  // 0 triangular, 1 interval-slash (block-cluster runs as interval-slash)
+  int32_t sink_tiles = 1, window_tiles = 8;
+  int32_t pad = 0;
+  double mass_target = 0.95, min_density = 0.0, max_density = 0.35;
+  int64_t max_keys = 0;
+};
+DeviceBudget device_budget(const sparse::HeadBudget& b);
+
+// What the selection chose for one head.
+struct HeadResult {
+  int64_t computed = 0;  // tiles listed
+  int64_t mass = 0;      // sample mass of the chosen units, fixed point (sparse::kFixedOne per row)
+  int32_t reached = 0;   // mass >= target
+  int32_t pad = 0;
+};
+
+// Scratch for one context (capacity) and chunk size, carved from plan_sparse()'s layout.
+struct SparseScratch {
+  bf16* q_sample = nullptr;   // [n_heads][rows][hd]
+  float* scores = nullptr;    // [groups_per_pass * group * rows][kv_len]
+  float* lse = nullptr;       // [n_heads * rows]
+  float* col = nullptr;       // [n_heads][capacity]
+  float* diag = nullptr;      // [n_heads][capacity]
+  int32_t* tile_offset = nullptr;  // [n_heads][n_qtiles + 1]
+  int32_t* tile_index = nullptr;   // [n_heads][index_stride]
+  DeviceBudget* budgets = nullptr;  // [n_layers][n_heads]
+  HeadResult* results = nullptr;    // [n_layers][n_heads]
+  int64_t capacity = 0, chunk = 0, index_stride = 0;
+  int groups_per_pass = 1;
+
+  // `base` holds layout.total() bytes of device memory.
+  static SparseScratch carve(void* base, const SparseLayout& layout, int64_t capacity, int64_t chunk);
+};
+
+struct EstimateArgs {
+  const bf16* q = nullptr;        // [n][n_heads][hd], after RoPE
+  const bf16* k_cache = nullptr;  // [n_kv_heads][capacity][hd]
+  int64_t capacity = 0;
+  int n = 0;
+  int64_t pos0 = 0;
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int rows = 64;                        // sample rows, <= min(n, kMaxSampleRows)
+  const DeviceBudget* budgets = nullptr;  // [n_heads], device
+  HeadResult* results = nullptr;          // [n_heads], device
+};
+
+// True when the GPU path can estimate this chunk (head dim on the tensor-core kernels, keys within
+// kMaxSelectKeyTiles).
+bool sparse_supported(int head_dim, int64_t kv_len);
+
+// Step 1 into s.col / s.diag (scale 1/sqrt(hd)).
+void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cudaStream_t stream);
+// Step 2 from s.col / s.diag into s.tile_offset / s.tile_index and a.results.
+void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t stream);
+
+}  // namespace folio::cuda
