@@ -28,6 +28,7 @@ const char* kUsage =
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
+    "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "                   [--reps N] [--json FILE]\n"
     "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
 
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> lengths = {512, 2048};
     int64_t decode = 32, reps = 3, chunk = 0;
     bool random_weights = false, attention_only = false;
+    int sparse_stride = 0;
     int heads = 32, kv_heads = 8, head_dim = 128;
     while (!args.done()) {
       std::string a = args.next();
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
       else if (a == "--prompt-tokens" || a == "--lengths") lengths = parse_list(args.value(a));
       else if (a == "--random-weights") random_weights = true;
       else if (a == "--attention-only") attention_only = true;
+      else if (a == "--sparse-stride") sparse_stride = static_cast<int>(args.integer(a, 0, 1 << 20));
       else if (a == "--heads") heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--head-dim") head_dim = static_cast<int>(args.integer(a, 1, 256));
@@ -124,11 +127,14 @@ int main(int argc, char** argv) {
     if (attention_only) {
       nlohmann::json all = nlohmann::json::array();
       for (int64_t len : lengths) {
-        const folio::AttentionTiming t =
-            folio::time_attention_prefill(len, heads, kv_heads, head_dim, static_cast<int>(reps), eo.gpu_device);
+        const folio::AttentionTiming t = folio::time_attention_prefill(len, heads, kv_heads, head_dim,
+                                                                       static_cast<int>(reps), eo.gpu_device, sparse_stride);
         nlohmann::json row;
         row["date"] = today();
-        row["kernel"] = "folio flash prefill (dense, causal)";
+        row["kernel"] = sparse_stride > 0 ? "folio flash prefill (tile list, causal)" : "folio flash prefill (dense, causal)";
+        row["sparse_stride"] = sparse_stride;
+        row["density"] = t.density;
+        row["tile_tflops"] = t.tile_tflops;
         row["device"] = t.device;
         row["n"] = len;
         row["heads"] = heads;
@@ -255,6 +261,8 @@ int main(int argc, char** argv) {
       flat["density"] = last.attention_density;
       flat["est_mass_mean"] = last.est_mass_mean;
       flat["estimate_ms"] = last.estimate_ms;
+      flat["sparse_attention_ms"] = last.sparse_attention_ms;
+      flat["heads_short_of_mass"] = last.heads_short_of_mass;
       if (!last.attention_note.empty()) flat["attention_note"] = last.attention_note;
       append_json_line(json_path, flat);
     }

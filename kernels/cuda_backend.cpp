@@ -12,6 +12,7 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_util.h"
 #include "kernels/gemm.h"
+#include "kernels/sparse_estimate.h"
 
 namespace folio {
 
@@ -23,25 +24,40 @@ size_t a256(size_t b) { return (b + 255) / 256 * 256; }
 
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(int device, const ModelConfig& c, int64_t capacity, std::atomic<size_t>* live)
-      : capacity_(capacity), live_(live) {
+  CudaKvCache(int device, const ModelConfig& c, int64_t capacity, int64_t chunk, std::atomic<size_t>* live,
+              std::atomic<size_t>* live_sparse)
+      : capacity_(capacity), live_(live), live_sparse_(live_sparse) {
     per_tensor_ = a256(static_cast<size_t>(c.kv_dim()) * static_cast<size_t>(capacity) * sizeof(bf16));
-    const MemoryPlan p = plan_memory(c, capacity, 1);
+    const MemoryPlan p = plan_memory(c, capacity, chunk);
     arena_ = cuda::Arena(device, p.kv_bytes, "the KV cache");
     *live_ += arena_.bytes();
+    // sparse prefill's estimation scratch and tile lists, sized for this context
+    if (p.sparse_bytes > 0) {
+      sparse_arena_ = cuda::Arena(device, p.sparse_bytes, "sparse prefill's tile lists");
+      *live_sparse_ += sparse_arena_.bytes();
+      sparse = cuda::SparseScratch::carve(sparse_arena_.base(), plan_sparse(c, capacity, chunk), capacity, chunk);
+    }
   }
-  ~CudaKvCache() override { *live_ -= arena_.bytes(); }
+  ~CudaKvCache() override {
+    *live_ -= arena_.bytes();
+    *live_sparse_ -= sparse_arena_.bytes();
+  }
   int64_t capacity() const override { return capacity_; }
   size_t bytes() const override { return arena_.bytes(); }
   bf16* k(int layer) const { return at(2 * static_cast<size_t>(layer)); }
   bf16* v(int layer) const { return at(2 * static_cast<size_t>(layer) + 1); }
+  bool has_sparse() const { return sparse.col != nullptr; }
+
+  cuda::SparseScratch sparse;
+  std::shared_ptr<const sparse::SparseConfig> budgets_of;  // the config whose budgets are on the device
 
  private:
   bf16* at(size_t i) const { return reinterpret_cast<bf16*>(static_cast<uint8_t*>(arena_.base()) + i * per_tensor_); }
   int64_t capacity_;
   std::atomic<size_t>* live_;
+  std::atomic<size_t>* live_sparse_;
   size_t per_tensor_ = 0;
-  cuda::Arena arena_;
+  cuda::Arena arena_, sparse_arena_;
 };
 
 struct DeviceLayer {
@@ -97,6 +113,7 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     cuda::DeviceScope scope(device_);
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
     gemm_.reset();
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -110,21 +127,25 @@ class CudaBackend final : public Backend {
     if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
     cuda::DeviceScope scope(device_);
     const ModelConfig& c = model_->config;
-    const size_t need = plan_memory(c, capacity_tokens, 1).kv_bytes;
+    const MemoryPlan plan = plan_memory(c, capacity_tokens, chunk_);
+    const size_t need = plan.kv_bytes + plan.sparse_bytes;
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const size_t available = available_bytes(free_b, weights_.bytes() + scratch_.bytes() + kv_bytes_.load());
+    const size_t available =
+        available_bytes(free_b, weights_.bytes() + scratch_.bytes() + kv_bytes_.load() + sparse_bytes_.load());
     if (need > available) {
       const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
       const int64_t fits = static_cast<int64_t>(available / per_token) / 256 * 256;
       throw Error(ErrorCode::OutOfMemory,
-                  "a context of " + std::to_string(capacity_tokens) + " tokens needs a KV cache of " + format_gib(need) +
+                  "a context of " + std::to_string(capacity_tokens) + " tokens needs a KV cache of " +
+                      format_gib(plan.kv_bytes) +
+                      (plan.sparse_bytes > 0 ? " and " + format_gib(plan.sparse_bytes) + " for sparse prefill" : "") +
                       " on " + where() + ", but only " + format_gib(available) +
                       (limit_ > 0 ? " are left under --gpu-mem-limit" : " are free") +
                       "; the largest context that fits is " + std::to_string(fits) +
                       " tokens. Choose a smaller context (--ctx)" + (limit_ > 0 ? " or raise --gpu-mem-limit." : "."));
     }
-    return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, &kv_bytes_);
+    return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, chunk_, &kv_bytes_, &sparse_bytes_);
   }
 
   void forward(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
@@ -142,7 +163,7 @@ class CudaBackend final : public Backend {
     m.device = where() + " " + device_name_;
     m.weights_bytes = weights_.bytes();
     m.kv_bytes = kv_bytes_.load();
-    m.scratch_bytes = scratch_.bytes() + all_logits_.bytes();
+    m.scratch_bytes = scratch_.bytes() + all_logits_.bytes() + sparse_bytes_.load();
     cuda::DeviceScope scope(device_);
     cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
     return {m};
@@ -286,11 +307,6 @@ class CudaBackend final : public Backend {
     if (n_total == 0) return;
     check_forward_args(c, kv, tokens, pos);
     cuda::DeviceScope scope(device_);
-    if (use_sparse(kv.policy, n_total, pos)) {
-      // the tile-list kernel exists; GPU estimation does not yet (sparse prefill issue)
-      kv.stats.note = "sparse prefill is not on the GPU yet; this prefill used dense attention";
-      ++kv.stats.dense_chunks;
-    }
     const int half = static_cast<int>(rope.inv_freq.size());
     if (rope.inv_freq != inv_freq_host_) {
       FOLIO_CUDA_CHECK(cudaMemcpy(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
@@ -305,6 +321,8 @@ class CudaBackend final : public Backend {
     for (int64_t done = 0; done < n_total; done += chunk_) {
       const int n = static_cast<int>(std::min<int64_t>(chunk_, n_total - done));
       const int64_t p0 = pos + done;
+      const bool sparse_chunk = sparse_ready(kv, n, p0);
+      if (n > 1) ++(sparse_chunk ? kv.stats.sparse_chunks : kv.stats.dense_chunks);
       FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data() + done, static_cast<size_t>(n) * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, stream_));
       cuda::embedding(embd_, tokens_dev_, n, static_cast<int>(H), x_, stream_);
@@ -340,8 +358,10 @@ class CudaBackend final : public Backend {
         aa.n_heads = c.n_heads;
         aa.n_kv_heads = c.n_kv_heads;
         aa.head_dim = c.head_dim;
+        if (sparse_chunk) estimate(kv, l, n, p0, aa);
         if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
         else cuda::attention_prefill(aa, stream_);
+        if (sparse_chunk) FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l) + 2], stream_));
         gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate);
         cuda::rmsnorm(x_, L.ffn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
         gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16);
@@ -361,6 +381,96 @@ class CudaBackend final : public Backend {
                                          cudaMemcpyDeviceToHost, stream_));
       }
       FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      if (sparse_chunk) collect(kv, n, p0);
+    }
+  }
+
+  // Whether this chunk runs sparse: the policy asks for it and the GPU path covers it (else a note).
+  bool sparse_ready(CudaKvCache& kv, int n, int64_t p0) {
+    if (!use_sparse(kv.policy, n, p0)) return false;
+    const ModelConfig& c = model_->config;
+    if (!kv.has_sparse() || !cuda::sparse_supported(c.head_dim, p0 + n)) {
+      kv.stats.note = "sparse prefill on the GPU needs head dim 64, 96 or 128 and at most " +
+                      std::to_string(cuda::kMaxSelectKeyTiles * cuda::kKeyTile) + " tokens; this chunk ran dense";
+      return false;
+    }
+    const sparse::SparseConfig& cfg = *kv.policy.config;
+    if (kv.budgets_of != kv.policy.config) {
+      std::vector<cuda::DeviceBudget> b(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));
+      bool cluster = false;
+      for (int l = 0; l < c.n_layers; ++l)
+        for (int h = 0; h < c.n_heads; ++h) {
+          const sparse::HeadBudget& hb = cfg.head(l, h);
+          cluster = cluster || hb.pattern == sparse::Pattern::BlockCluster;
+          b[static_cast<size_t>(l) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] = cuda::device_budget(hb);
+        }
+      FOLIO_CUDA_CHECK(cudaMemcpy(kv.sparse.budgets, b.data(), b.size() * sizeof(cuda::DeviceBudget),
+                                  cudaMemcpyHostToDevice));
+      kv.budgets_of = kv.policy.config;
+      if (cluster) kv.stats.note = "block-cluster heads are estimated as interval-slash on the GPU";
+    }
+    if (events_.empty()) {
+      events_.resize(3 * static_cast<size_t>(c.n_layers));
+      for (cudaEvent_t& e : events_) FOLIO_CUDA_CHECK(cudaEventCreate(&e));
+    }
+    return true;
+  }
+
+  // Tile lists for layer l's attention (aa gets them).
+  void estimate(CudaKvCache& kv, int l, int n, int64_t p0, cuda::AttentionArgs& aa) {
+    const ModelConfig& c = model_->config;
+    const sparse::SparseConfig& cfg = *kv.policy.config;
+    cuda::EstimateArgs ea;
+    ea.q = q_;
+    ea.k_cache = kv.k(l);
+    ea.capacity = kv.capacity();
+    ea.n = n;
+    ea.pos0 = p0;
+    ea.n_heads = c.n_heads;
+    ea.n_kv_heads = c.n_kv_heads;
+    ea.head_dim = c.head_dim;
+    ea.rows = std::min({cfg.last_queries, n, cuda::kMaxSampleRows});
+    const size_t off = static_cast<size_t>(l) * static_cast<size_t>(c.n_heads);
+    ea.budgets = kv.sparse.budgets + off;
+    ea.results = kv.sparse.results + off;
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l)], stream_));
+    cuda::sample_sums(ea, kv.sparse, *gemm_, stream_);
+    cuda::select_tiles(ea, kv.sparse, stream_);
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l) + 1], stream_));
+    aa.tile_offset = kv.sparse.tile_offset;
+    aa.tile_index = kv.sparse.tile_index;
+  }
+
+  // After a sparse chunk: what each head computed, and the time spent (the stream is idle).
+  void collect(CudaKvCache& kv, int n, int64_t p0) {
+    const ModelConfig& c = model_->config;
+    const size_t L = static_cast<size_t>(c.n_layers), H = static_cast<size_t>(c.n_heads);
+    results_host_.resize(L * H);
+    FOLIO_CUDA_CHECK(cudaMemcpy(results_host_.data(), kv.sparse.results, results_host_.size() * sizeof(cuda::HeadResult),
+                                cudaMemcpyDeviceToHost));
+    AttentionStats& st = kv.stats;
+    if (st.head_computed.size() != L) {
+      st.head_computed.assign(L, std::vector<int64_t>(H, 0));
+      st.head_causal.assign(L, std::vector<int64_t>(H, 0));
+    }
+    const int64_t causal = sparse::causal_tiles(n, p0);
+    const int rows = std::min({kv.policy.config->last_queries, n, cuda::kMaxSampleRows});
+    for (size_t l = 0; l < L; ++l) {
+      float est = 0.0f, att = 0.0f;
+      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&est, events_[3 * l], events_[3 * l + 1]));
+      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&att, events_[3 * l + 1], events_[3 * l + 2]));
+      st.estimate_ms += est;
+      st.sparse_attention_ms += att;
+      for (size_t h = 0; h < H; ++h) {
+        const cuda::HeadResult& r = results_host_[l * H + h];
+        st.tiles_computed += r.computed;
+        st.tiles_causal += causal;
+        st.head_computed[l][h] += r.computed;
+        st.head_causal[l][h] += causal;
+        st.est_mass_sum += std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * rows));
+        ++st.head_plans;
+        if (r.reached == 0) ++st.heads_short_of_mass;
+      }
     }
   }
 
@@ -384,7 +494,9 @@ class CudaBackend final : public Backend {
   std::vector<float> inv_freq_host_;
   std::vector<bf16> staging_;
   uint64_t seed_counter_ = 0;
-  std::atomic<size_t> kv_bytes_{0};
+  std::atomic<size_t> kv_bytes_{0}, sparse_bytes_{0};
+  std::vector<cudaEvent_t> events_;  // per layer: estimation start, estimation end, attention end
+  std::vector<cuda::HeadResult> results_host_;
 };
 
 }  // namespace

@@ -10,7 +10,8 @@
 
 namespace folio {
 
-AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int head_dim, int reps, int device) {
+AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int head_dim, int reps, int device,
+                                       int sparse_stride) {
   cuda::DeviceScope scope(device);
   cudaDeviceProp prop{};
   FOLIO_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -34,6 +35,34 @@ AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int h
   a.n_heads = heads;
   a.n_kv_heads = kv_heads;
   a.head_dim = head_dim;
+  // the tile lists (every causal tile when dense, to count tiles the same way)
+  const int nq = static_cast<int>((n + cuda::kQueryTile - 1) / cuda::kQueryTile);
+  std::vector<int32_t> offsets, index;
+  for (int h = 0; h < heads; ++h) {
+    offsets.push_back(static_cast<int32_t>(index.size()));
+    for (int i = 0; i < nq; ++i) {
+      const int64_t last = (std::min<int64_t>(static_cast<int64_t>(i + 1) * cuda::kQueryTile, n) - 1) / cuda::kKeyTile;
+      for (int64_t t = 0; t <= last; ++t)
+        if (sparse_stride <= 0 || t == 0 || t >= last - kSparseBenchWindow || (t + h) % sparse_stride == 0)
+          index.push_back(static_cast<int32_t>(t));
+      offsets.push_back(static_cast<int32_t>(index.size()));
+    }
+  }
+  const int64_t causal_tiles = [&] {
+    int64_t c = 0;
+    for (int i = 0; i < nq; ++i)
+      c += (std::min<int64_t>(static_cast<int64_t>(i + 1) * cuda::kQueryTile, n) - 1) / cuda::kKeyTile + 1;
+    return c * heads;
+  }();
+  cuda::Arena lists(device, (offsets.size() + index.size()) * sizeof(int32_t) + 512, "tile lists");
+  auto* d_off = lists.take<int32_t>(offsets.size());
+  auto* d_idx = lists.take<int32_t>(index.size());
+  if (sparse_stride > 0) {
+    FOLIO_CUDA_CHECK(cudaMemcpy(d_off, offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+    FOLIO_CUDA_CHECK(cudaMemcpy(d_idx, index.data(), index.size() * 4, cudaMemcpyHostToDevice));
+    a.tile_offset = d_off;
+    a.tile_index = d_idx;
+  }
   cudaEvent_t e0, e1;
   FOLIO_CUDA_CHECK(cudaEventCreate(&e0));
   FOLIO_CUDA_CHECK(cudaEventCreate(&e1));
@@ -55,6 +84,9 @@ AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int h
   t.ms = times[times.size() / 2];
   const double flop = 2.0 * 2.0 * static_cast<double>(n) * static_cast<double>(n) / 2.0 * head_dim * heads;
   t.tflops = flop / (t.ms * 1e-3) / 1e12;
+  const double tiles = static_cast<double>(index.size());
+  t.tile_tflops = 2.0 * 2.0 * cuda::kQueryTile * cuda::kKeyTile * head_dim * tiles / (t.ms * 1e-3) / 1e12;
+  t.density = tiles / static_cast<double>(causal_tiles);
   t.device = prop.name;
   return t;
 }

@@ -16,7 +16,7 @@ std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel>,
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support; use --backend cpu");
 }
 
-AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int) {
+AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int, int) {
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support");
 }
 

@@ -7,7 +7,21 @@ cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/folio-gpu}}
 lengths=${FOLIO_BENCH_LENGTHS:-16384,32768,65536,131072}
 bench=build/gpu/app/folio-bench
-rm -f "$out"/folio_attention.jsonl "$out"/folio_attention_mt1.jsonl "$out"/folio_model.jsonl
+rm -f "$out"/folio_attention.jsonl "$out"/folio_attention_mt1.jsonl "$out"/folio_model.jsonl \
+  "$out"/folio_attention_sparse.jsonl "$out"/folio_sparse.jsonl
+# sparse prefill first (the numbers): whole model, the default budgets (random weights drive
+# every head to its maximum: the worst case), auto and dense beside it in the same call
+sparse_lengths=${FOLIO_SPARSE_LENGTHS:-$lengths}
+for mode in sparse auto dense; do
+  $bench --shape llama3.1-8b --random-weights --backend cuda --attention $mode --lengths "$sparse_lengths" \
+    --decode-tokens 8 --reps 1 --json "$out/folio_sparse.jsonl" > /dev/null
+done
+# the tile-list kernel on a fixed block-sparse pattern (FlexAttention gets the same in peers)
+for stride in 8 32; do
+  $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
+    --sparse-stride $stride --json "$out/folio_attention_sparse.jsonl" > /dev/null
+done
+if [ "${FOLIO_BENCH_SPARSE_ONLY:-0}" = 1 ]; then exit 0; fi
 $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
 $bench --attention-only --heads 32 --kv-heads 32 --head-dim 96 --lengths "$lengths" --reps 5 \

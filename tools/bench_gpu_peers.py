@@ -117,6 +117,46 @@ def bench_sdpa(lengths, heads, kv_heads, hd, rows, reps=5):
             torch.cuda.empty_cache()
 
 
+SPARSE_WINDOW = 16  # = kSparseBenchWindow in kernels/cuda_bench.h
+
+
+def bench_flex(lengths, heads, kv_heads, hd, strides, rows, reps=5):
+    """FlexAttention given the block mask Folio's --sparse-stride benchmark computes (128x64 blocks)."""
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    except Exception as e:  # an old torch
+        rows.append(dict(peer="flex-attention", error=str(e)[:200]))
+        return
+    flex = torch.compile(flex_attention, dynamic=False)
+    for stride in strides:
+        for n in lengths:
+            def mask_mod(b, h, q_idx, kv_idx):
+                i = q_idx // 128
+                t = kv_idx // 64
+                last = (torch.clamp((i + 1) * 128, max=n) - 1) // 64
+                keep = (t == 0) | (t >= last - SPARSE_WINDOW) | ((t + h) % stride == 0)
+                return (kv_idx <= q_idx) & keep
+            try:
+                bm = create_block_mask(mask_mod, 1, heads, n, n, device="cuda", BLOCK_SIZE=(128, 64))
+                q = torch.randn(1, heads, n, hd, device="cuda", dtype=torch.bfloat16)
+                k = torch.randn(1, kv_heads, n, hd, device="cuda", dtype=torch.bfloat16)
+                v = torch.randn(1, kv_heads, n, hd, device="cuda", dtype=torch.bfloat16)
+                flex(q, k, v, block_mask=bm, enable_gqa=True)
+                times = []
+                for _ in range(reps):
+                    t, _ = sync_time(lambda: flex(q, k, v, block_mask=bm, enable_gqa=True))
+                    times.append(t)
+                ms = sorted(times)[len(times) // 2] * 1e3
+                rows.append(dict(peer="flex-attention", heads=heads, kv_heads=kv_heads, head_dim=hd, n=n,
+                                 sparse_stride=stride, ms=ms))
+                print(f"flex {heads}/{kv_heads}x{hd} {n} stride {stride}: {ms:.2f} ms", flush=True)
+                del q, k, v, bm
+            except Exception as e:
+                rows.append(dict(peer="flex-attention", n=n, sparse_stride=stride, ms=None, error=str(e)[:300]))
+                print(f"flex {n} stride {stride}: {str(e)[:300]}", flush=True)
+            torch.cuda.empty_cache()
+
+
 def read_jsonl(path):
     if not os.path.exists(path):
         return []
@@ -156,6 +196,43 @@ def table(out, rows, lengths):
         hf_peak = f"{g(hf['peak_above_weights_bytes']):.1f}" if hf and hf.get("peak_above_weights_bytes") else "n/a"
         lines.append(f"| {shape} | {fm['n_prompt']} | {folio_s:.3f} | {hf_txt} | {speed} | {fm['decode_tok_s']:.1f} | "
                      f"{g(fm['weights_bytes']):.2f} | {g(fm['kv_bytes']):.2f} | {g(fm['scratch_bytes']):.2f} | {hf_peak} |")
+    # sparse prefill: whole model TTFT by attention mode beside HF, and the tile-list kernel
+    sparse = read_jsonl(os.path.join(out, "folio_sparse.jsonl"))
+    if sparse:
+        lines += ["", "### Sparse prefill: time to first token by attention mode (Llama-3.1-8B shape, default budgets)", "",
+                  "| tokens | HF s | Folio dense s | Folio auto s | Folio sparse s | sparse vs HF | sparse vs dense | density | est. mass | estimation s | sparse attention s | estimation share | Folio peak GiB | HF peak GiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        by = {(r["attention"], r["n_prompt"]): r for r in sparse}
+        for n in sorted({r["n_prompt"] for r in sparse}):
+            hf = next((r for r in rows if r.get("peer") == "hf-transformers-sdpa" and r["shape"] == "llama-3.1-8b" and r["n_prompt"] == n), None)
+            hf_s = hf["ttft_ms"] / 1e3 if hf and hf.get("ttft_ms") else None
+            get = lambda m: by.get((m, n), {}).get("ttft_ms")
+            d, a, sp = get("dense"), get("auto"), get("sparse")
+            f = lambda v: f"{v / 1e3:.3f}" if v else "n/a"
+            r = by.get(("sparse", n), {})
+            est, att = r.get("estimate_ms", 0.0), r.get("sparse_attention_ms", 0.0)
+            share = f"{est / att:.1%}" if att else "n/a"
+            peak = r.get("peak_bytes")
+            hf_peak = (hf["peak_above_weights_bytes"] + hf["weights_bytes"]) / 2**30 if hf and hf.get("peak_above_weights_bytes") else None
+            lines.append(f"| {n} | {hf_s:.3f} | {f(d)} | {f(a)} | {f(sp)} | {hf_s / (sp / 1e3):.2f}x | {d / sp:.2f}x | "
+                         f"{r.get('density', 1.0):.3f} | {r.get('est_mass_mean', 1.0):.3f} | {est / 1e3:.3f} | {att / 1e3:.3f} | {share} | "
+                         f"{peak / 2**30 if peak else 0:.1f} | {hf_peak if hf_peak else 0:.1f} |" if hf_s and sp and d else
+                         f"| {n} | {hf_s} | {f(d)} | {f(a)} | {f(sp)} | n/a | n/a | | | | | | | |")
+    tiles = read_jsonl(os.path.join(out, "folio_attention_sparse.jsonl"))
+    if tiles:
+        dense_by_n = {fa["n"]: fa for fa in folio_attn if fa["heads"] == 32 and fa["kv_heads"] == 8}
+        lines += ["", "### The tile-list kernel on a block-sparse pattern (32/8 x 128), against FlexAttention with the same block mask", "",
+                  "| tokens | stride | density | Folio ms | Folio TFLOP/s on computed tiles | dense TFLOP/s (same count) | sparse / dense rate | FlexAttention ms | Folio / Flex |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for t in tiles:
+            dn = dense_by_n.get(t["n"])
+            dense_rate = dn.get("tile_tflops") if dn else None
+            fx = next((r for r in rows if r.get("peer") == "flex-attention" and r.get("n") == t["n"] and r.get("sparse_stride") == t["sparse_stride"]), None)
+            fx_ms = fx.get("ms") if fx else None
+            lines.append(f"| {t['n']} | {t['sparse_stride']} | {t['density']:.3f} | {t['ms']:.2f} | {t['tile_tflops']:.0f} | "
+                         f"{dense_rate:.0f} | {t['tile_tflops'] / dense_rate:.2f} | " if dense_rate else
+                         f"| {t['n']} | {t['sparse_stride']} | {t['density']:.3f} | {t['ms']:.2f} | {t['tile_tflops']:.0f} | n/a | n/a | ")
+            lines[-1] += (f"{fx_ms:.2f} | {fx_ms / t['ms']:.2f}x |" if fx_ms else "n/a | n/a |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "peers.md"), "w") as f:
         f.write(text)
@@ -170,6 +247,7 @@ def main():
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []
+    bench_flex(lengths, 32, 8, 128, [8, 32], rows)
     bench_sdpa(lengths, 32, 8, 128, rows)
     bench_sdpa(lengths, 32, 32, 96, rows)
     for name in args.shapes.split(","):
