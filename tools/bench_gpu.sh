@@ -21,9 +21,9 @@ for stride in 8 32; do
   $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
     --sparse-stride $stride --json "$out/folio_attention_sparse.jsonl" > /dev/null
 done
-if [ "${FOLIO_BENCH_SPARSE_ONLY:-0}" = 1 ]; then exit 0; fi
 $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
+if [ "${FOLIO_BENCH_SPARSE_ONLY:-0}" = 1 ]; then exit 0; fi
 $bench --attention-only --heads 32 --kv-heads 32 --head-dim 96 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
 # the previous kernel layout (one m16 tile per warp, 8 warps), for the kernel's history
