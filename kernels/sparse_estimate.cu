@@ -43,21 +43,32 @@ __device__ __forceinline__ const float* score_row(const float* scores, int r, in
   return scores + static_cast<int64_t>(r / rows_per_group) * stride + static_cast<int64_t>(r % rows_per_group) * kv_len;
 }
 
-__global__ void row_lse_kernel(const float* scores, int64_t kv_len, int rows, int rows_per_group, int64_t stride,
-                               int64_t last_row_pos, int head0, float scale, float* lse) {
+constexpr int kLseThreads = 512;
+constexpr int kUnroll = 8;  // loads in flight per thread (the row and column kernels are latency bound otherwise)
+
+__global__ void __launch_bounds__(kLseThreads) row_lse_kernel(const float* scores, int64_t kv_len, int rows,
+                                                              int rows_per_group, int64_t stride, int64_t last_row_pos,
+                                                              int head0, float scale, float* lse) {
   const int r = blockIdx.x;  // row within the pass: head (head0 + r / rows), sample s = r % rows
   const int s = r % rows, h = head0 + r / rows;
   const int64_t p = last_row_pos - (rows - 1) + s;  // the row's position: keys 0..p
   const float* row = score_row(scores, r, rows_per_group, stride, kv_len);
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j = threadIdx.x; j <= p; j += blockDim.x) {
-    const float x = row[j] * scale;
-    if (x > m) {
-      l = l * __expf(m - x) + 1.0f;
-      m = x;
-    } else {
-      l += __expf(x - m);
+  for (int64_t j0 = threadIdx.x; j0 <= p; j0 += static_cast<int64_t>(kUnroll) * kLseThreads) {
+    float x[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = j0 + static_cast<int64_t>(u) * kLseThreads;
+      x[u] = j <= p ? row[j] * scale : -INFINITY;
     }
+    float mx = m;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, x[u]);
+    float add = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) add += x[u] == -INFINITY ? 0.0f : __expf(x[u] - mx);
+    l = (m == -INFINITY ? 0.0f : l * __expf(m - mx)) + add;
+    m = mx;
   }
   __shared__ float sm[32], sl[32];
   for (int o = 16; o > 0; o /= 2) {
@@ -88,23 +99,35 @@ constexpr int kColKeys = 256;  // keys per block of the column kernel
 __global__ void col_diag_kernel(const float* scores, int64_t kv_len, int rows, int rows_per_group, int64_t stride,
                                 int64_t last_row_pos, int head0, float scale, const float* lse, float* col, float* diag,
                                 int64_t capacity) {
-  extern __shared__ float sd[];  // kColKeys + rows - 1 distances
+  extern __shared__ float sd[];  // kColKeys + rows - 1 distances, then the rows' lse
   const int hh = blockIdx.y, h = head0 + hh;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColKeys;
   const int64_t j = j0 + threadIdx.x;
   const int span = kColKeys + rows - 1;
+  float* slse = sd + span;
   for (int i = threadIdx.x; i < span; i += blockDim.x) sd[i] = 0.0f;
+  for (int i = threadIdx.x; i < rows; i += blockDim.x) slse[i] = lse[h * rows + i];
   __syncthreads();
   const int64_t p_first = last_row_pos - (rows - 1);
   float c = 0.0f;
   if (j < kv_len) {
+    // rows s with p_first + s >= j see key j
+    const int s_begin = static_cast<int>(max(int64_t{0}, j - p_first));
     const float* base = score_row(scores, hh * rows, rows_per_group, stride, kv_len) + j;
-    for (int s = 0; s < rows; ++s) {
-      if (j > p_first + s) continue;
-      const float v = __expf(base[static_cast<int64_t>(s) * kv_len] * scale - lse[h * rows + s]);
-      c += v;
-      // distance p - j = (p_first + s) - j; index relative to the block's smallest distance
-      atomicAdd(&sd[s + (kColKeys - 1) - threadIdx.x], v);
+    for (int s0 = s_begin; s0 < rows; s0 += kUnroll) {
+      float x[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) x[u] = s0 + u < rows ? base[static_cast<int64_t>(s0 + u) * kv_len] : 0.0f;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int s = s0 + u;
+        if (s < rows) {
+          const float v = __expf(x[u] * scale - slse[s]);
+          c += v;
+          // distance p - j = (p_first + s) - j; index relative to the block's smallest distance
+          atomicAdd(&sd[s + (kColKeys - 1) - threadIdx.x], v);
+        }
+      }
     }
     col[static_cast<int64_t>(h) * capacity + j] = c;
   }
@@ -452,11 +475,11 @@ void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cuda
                a.k_cache + static_cast<int64_t>(g) * a.capacity * hd, kv_len, hd, s.scores + (g - g0) * stride,
                Gemm::Out::F32);
     const int head0 = g0 * group, heads = groups * group;
-    row_lse_kernel<<<static_cast<unsigned>(heads * a.rows), 256, 0, stream>>>(
+    row_lse_kernel<<<static_cast<unsigned>(heads * a.rows), kLseThreads, 0, stream>>>(
         s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos, head0, scale, s.lse);
     FOLIO_CUDA_CHECK(cudaGetLastError());
     dim3 grid(static_cast<unsigned>((kv_len + kColKeys - 1) / kColKeys), static_cast<unsigned>(heads));
-    const size_t smem = static_cast<size_t>(kColKeys + a.rows) * sizeof(float);
+    const size_t smem = static_cast<size_t>(kColKeys + 2 * a.rows) * sizeof(float);
     col_diag_kernel<<<grid, kColKeys, smem, stream>>>(s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos,
                                                       head0, scale, s.lse, s.col, s.diag, s.capacity);
     FOLIO_CUDA_CHECK(cudaGetLastError());

@@ -137,7 +137,7 @@ def bench_flex(lengths, heads, kv_heads, hd, strides, rows, reps=5):
                 keep = (t == 0) | (t >= last - SPARSE_WINDOW) | ((t + h) % stride == 0)
                 return (kv_idx <= q_idx) & keep
             try:
-                bm = create_block_mask(mask_mod, 1, heads, n, n, device="cuda", BLOCK_SIZE=(128, 64))
+                bm = create_block_mask(mask_mod, 1, heads, n, n, device="cuda", BLOCK_SIZE=(128, 64), _compile=True)
                 q = torch.randn(1, heads, n, hd, device="cuda", dtype=torch.bfloat16)
                 k = torch.randn(1, kv_heads, n, hd, device="cuda", dtype=torch.bfloat16)
                 v = torch.randn(1, kv_heads, n, hd, device="cuda", dtype=torch.bfloat16)
