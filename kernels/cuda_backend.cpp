@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -361,7 +363,7 @@ class CudaBackend final : public Backend {
         if (sparse_chunk) estimate(kv, l, n, p0, aa);
         if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
         else cuda::attention_prefill(aa, stream_);
-        if (sparse_chunk) FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l) + 2], stream_));
+        if (sparse_chunk) FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 2], stream_));
         gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate);
         cuda::rmsnorm(x_, L.ffn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
         gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16);
@@ -410,7 +412,7 @@ class CudaBackend final : public Backend {
       if (cluster) kv.stats.note = "block-cluster heads are estimated as interval-slash on the GPU";
     }
     if (events_.empty()) {
-      events_.resize(3 * static_cast<size_t>(c.n_layers));
+      events_.resize(4 * static_cast<size_t>(c.n_layers));
       for (cudaEvent_t& e : events_) FOLIO_CUDA_CHECK(cudaEventCreate(&e));
     }
     return true;
@@ -433,10 +435,11 @@ class CudaBackend final : public Backend {
     const size_t off = static_cast<size_t>(l) * static_cast<size_t>(c.n_heads);
     ea.budgets = kv.sparse.budgets + off;
     ea.results = kv.sparse.results + off;
-    FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l)], stream_));
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l)], stream_));
     cuda::sample_sums(ea, kv.sparse, *gemm_, stream_);
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 3], stream_));
     cuda::select_tiles(ea, kv.sparse, stream_);
-    FOLIO_CUDA_CHECK(cudaEventRecord(events_[3 * static_cast<size_t>(l) + 1], stream_));
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 1], stream_));
     aa.tile_offset = kv.sparse.tile_offset;
     aa.tile_index = kv.sparse.tile_index;
   }
@@ -455,12 +458,15 @@ class CudaBackend final : public Backend {
     }
     const int64_t causal = sparse::causal_tiles(n, p0);
     const int rows = std::min({kv.policy.config->last_queries, n, cuda::kMaxSampleRows});
+    double sums_ms = 0.0;
     for (size_t l = 0; l < L; ++l) {
-      float est = 0.0f, att = 0.0f;
-      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&est, events_[3 * l], events_[3 * l + 1]));
-      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&att, events_[3 * l + 1], events_[3 * l + 2]));
+      float est = 0.0f, att = 0.0f, sums = 0.0f;
+      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&est, events_[4 * l], events_[4 * l + 1]));
+      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&att, events_[4 * l + 1], events_[4 * l + 2]));
+      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&sums, events_[4 * l], events_[4 * l + 3]));
       st.estimate_ms += est;
       st.sparse_attention_ms += att;
+      sums_ms += sums;
       for (size_t h = 0; h < H; ++h) {
         const cuda::HeadResult& r = results_host_[l * H + h];
         st.tiles_computed += r.computed;
@@ -472,6 +478,10 @@ class CudaBackend final : public Backend {
         if (r.reached == 0) ++st.heads_short_of_mass;
       }
     }
+    static const bool timing = std::getenv("FOLIO_SPARSE_TIMING") != nullptr;
+    if (timing)
+      std::fprintf(stderr, "sparse chunk at %lld (+%d): estimation %.2f ms total, of which sample sums %.2f ms\n",
+                   static_cast<long long>(p0), n, st.estimate_ms, sums_ms);
   }
 
   std::shared_ptr<const LoadedModel> model_;

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Dense against sparse prefill on folio-needle, through folio-cli on the CPU.
+"""Dense against sparse prefill on folio-needle, through folio-cli (CPU or GPU).
 
 Rebuilds seeded eval samples (eval.py's generator, indices from 3000: never trained on, not in the
 GPU sets) at one length and asks each twice, with --attention dense and --attention sparse (the
 model's folio-sparse.json), then prints accuracy per task and mode, how often the two answers
 agree, and the density sparse prefill used.
 
-    python3 tools/needle/eval_sparse_cpu.py [--length 16384] [--n 6] [--tasks single,multikey]
+    python3 tools/needle/eval_sparse.py [--lengths 16384[,32768...]] [--n 6] [--tasks single,multikey]
+        [--backend cpu|cuda] [--json FILE]
 """
 import argparse
 import json
@@ -26,7 +27,8 @@ def main():
     ap.add_argument("--model", default="resources/models/folio-needle")
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--cli", default="build/release/app/folio-cli")
-    ap.add_argument("--length", type=int, default=16384)
+    ap.add_argument("--lengths", default="16384")
+    ap.add_argument("--backend", default="cpu")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--tasks", default="single,multikey")
     ap.add_argument("--json", default="")
@@ -37,18 +39,18 @@ def main():
     cli, model = os.path.abspath(args.cli), os.path.abspath(args.model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for task in args.tasks.split(","):
+        for length, task in [(int(n), t) for n in args.lengths.split(",") for t in args.tasks.split(",")]:
             for i in range(3000, 3000 + args.n):
-                s = needle_eval.eval_sample(filler, sp, task, args.length, i, "cli")
+                s = needle_eval.eval_sample(filler, sp, task, length, i, "cli")
                 with open(os.path.join(tmp, needle_eval.DOC_NAME), "w", encoding="utf-8") as f:
                     f.write(s["document"])
-                row = dict(task=task, i=i, tokens=len(s["ids"]), answer=s["answer"])
+                row = dict(task=task, length=length, i=i, tokens=len(s["ids"]), answer=s["answer"])
                 for mode in ("dense", "sparse"):
                     t = time.time()
                     mj = os.path.join(tmp, "m.json")
                     out = subprocess.run([cli, "--model", model, "--file", needle_eval.DOC_NAME, "--ask", s["question"],
                                           "--temperature", "0", "--max-tokens", str(needle_eval.MAX_NEW[task]),
-                                          "--ctx", str(args.length + 64), "--attention", mode, "--quiet",
+                                          "--ctx", str(length + 64), "--attention", mode, "--backend", args.backend, "--quiet",
                                           "--metrics-json", mj], cwd=tmp, capture_output=True, text=True)
                     if out.returncode != 0:
                         sys.exit("folio-cli failed: " + out.stderr)
@@ -66,10 +68,10 @@ def main():
                       flush=True)
     print("\n| task | length | samples | dense right | sparse right | same answer | sparse density |")
     print("|---|---|---|---|---|---|---|")
-    for task in args.tasks.split(","):
-        r = [x for x in rows if x["task"] == task]
+    for length, task in [(int(n), t) for n in args.lengths.split(",") for t in args.tasks.split(",")]:
+        r = [x for x in rows if x["task"] == task and x["length"] == length]
         print("| %s | %d | %d | %d | %d | %d | %.3f |" % (
-            task, args.length, len(r), sum(x["dense"] == x["answer"] for x in r),
+            task, length, len(r), sum(x["dense"] == x["answer"] for x in r),
             sum(x["sparse"] == x["answer"] for x in r), sum(x["dense"] == x["sparse"] for x in r),
             sum(x["density"] for x in r) / len(r)))
     if args.json:
