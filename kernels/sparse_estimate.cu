@@ -94,48 +94,48 @@ __global__ void __launch_bounds__(kLseThreads) row_lse_kernel(const float* score
 
 constexpr int kColKeys = 256;  // keys per block of the column kernel
 
-// grid (key blocks, heads of the pass): probabilities of the sample rows, summed per key (col) and
-// per distance (diag: a shared-memory histogram over the block's distances, then atomics).
-__global__ void col_diag_kernel(const float* scores, int64_t kv_len, int rows, int rows_per_group, int64_t stride,
-                                int64_t last_row_pos, int head0, float scale, const float* lse, float* col, float* diag,
-                                int64_t capacity) {
-  extern __shared__ float sd[];  // kColKeys + rows - 1 distances, then the rows' lse
+// grid (key blocks, heads of the pass): probabilities of the sample rows, summed per key (col: a
+// thread per key) and per distance (diag: a thread per distance of the block, over the same
+// scores, which the first pass left in L1), then one global atomic per distance and block.
+__global__ void __launch_bounds__(kColKeys) col_diag_kernel(const float* scores, int64_t kv_len, int rows,
+                                                            int rows_per_group, int64_t stride, int64_t last_row_pos,
+                                                            int head0, float scale, const float* lse, float* col,
+                                                            float* diag, int64_t capacity) {
+  __shared__ float slse[kMaxSampleRows];
   const int hh = blockIdx.y, h = head0 + hh;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColKeys;
-  const int64_t j = j0 + threadIdx.x;
-  const int span = kColKeys + rows - 1;
-  float* slse = sd + span;
-  for (int i = threadIdx.x; i < span; i += blockDim.x) sd[i] = 0.0f;
+  const int64_t j_end = min(j0 + kColKeys, kv_len);
   for (int i = threadIdx.x; i < rows; i += blockDim.x) slse[i] = lse[h * rows + i];
   __syncthreads();
   const int64_t p_first = last_row_pos - (rows - 1);
-  float c = 0.0f;
-  if (j < kv_len) {
+  const float* base = score_row(scores, hh * rows, rows_per_group, stride, kv_len);
+  const int64_t j = j0 + threadIdx.x;
+  if (j < j_end) {
     // rows s with p_first + s >= j see key j
+    float c = 0.0f;
     const int s_begin = static_cast<int>(max(int64_t{0}, j - p_first));
-    const float* base = score_row(scores, hh * rows, rows_per_group, stride, kv_len) + j;
     for (int s0 = s_begin; s0 < rows; s0 += kUnroll) {
       float x[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) x[u] = s0 + u < rows ? base[static_cast<int64_t>(s0 + u) * kv_len] : 0.0f;
+      for (int u = 0; u < kUnroll; ++u) x[u] = s0 + u < rows ? base[static_cast<int64_t>(s0 + u) * kv_len + j] : 0.0f;
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int s = s0 + u;
-        if (s < rows) {
-          const float v = __expf(x[u] * scale - slse[s]);
-          c += v;
-          // distance p - j = (p_first + s) - j; index relative to the block's smallest distance
-          atomicAdd(&sd[s + (kColKeys - 1) - threadIdx.x], v);
-        }
-      }
+      for (int u = 0; u < kUnroll; ++u)
+        if (s0 + u < rows) c += __expf(x[u] * scale - slse[s0 + u]);
     }
     col[static_cast<int64_t>(h) * capacity + j] = c;
   }
-  __syncthreads();
+  // distances d = p_first + s - j of this block's keys: d0 + idx for idx in [0, kColKeys + rows - 1)
   const int64_t d0 = p_first - (j0 + kColKeys - 1);
-  for (int i = threadIdx.x; i < span; i += blockDim.x) {
-    const int64_t d = d0 + i;
-    if (d >= 0 && d < kv_len && sd[i] != 0.0f) atomicAdd(&diag[static_cast<int64_t>(h) * capacity + d], sd[i]);
+  for (int idx = threadIdx.x; idx < kColKeys + rows - 1; idx += blockDim.x) {
+    const int64_t d = d0 + idx;
+    if (d < 0 || d >= kv_len) continue;
+    // rows s whose key p_first + s - d lies in [j0, j_end)
+    const int s_lo = static_cast<int>(max(int64_t{0}, j0 - p_first + d));
+    const int s_hi = static_cast<int>(min(static_cast<int64_t>(rows) - 1, j_end - 1 - p_first + d));
+    float sum = 0.0f;
+    for (int s = s_lo; s <= s_hi; ++s)
+      sum += __expf(base[static_cast<int64_t>(s) * kv_len + (p_first + s - d)] * scale - slse[s]);
+    if (sum != 0.0f) atomicAdd(&diag[static_cast<int64_t>(h) * capacity + d], sum);
   }
 }
 
@@ -238,7 +238,8 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   int64_t* cum = reinterpret_cast<int64_t*>(sm_raw + ((static_cast<size_t>(2 * P + 2 * U + 1) * 4 + 7) / 8) * 8);  // [U + 1]
   __shared__ int64_t warp64[32];
   __shared__ int32_t warp32[32];
-  __shared__ int64_t sh_mand, sh_mand_mass, sh_kmass, sh_kmin, sh_kcut;
+  __shared__ int64_t sh_mand, sh_mand_mass;
+  __shared__ unsigned sh_kmass, sh_kmin, sh_kcut;
   const float* colh = a.col + static_cast<int64_t>(h) * a.capacity;
   const float* diagh = a.diag + static_cast<int64_t>(h) * a.capacity;
 
@@ -354,24 +355,35 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   int64_t max_tiles = max(int64_t{1}, static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(causal)))));
   if (bud.max_keys > 0) max_tiles = min(max_tiles, static_cast<int64_t>(nq) * max(int64_t{1}, bud.max_keys / kKeyTile));
   min_tiles = min(min_tiles, max_tiles);
+  // the prefix: one atomic per warp (thousands of threads on one shared address serialise)
   if (tid == 0) {
     sh_kmass = K;
     sh_kmin = K;
     sh_kcut = F;
   }
   __syncthreads();
-  for (int k = F + tid; k <= K; k += kSelectThreads) {
-    if (cum[k] >= threshold) atomicMin(reinterpret_cast<unsigned long long*>(&sh_kmass), static_cast<unsigned long long>(k));
-    if (mandatory + hist[k] >= min_tiles)
-      atomicMin(reinterpret_cast<unsigned long long*>(&sh_kmin), static_cast<unsigned long long>(k));
+  {
+    unsigned my_mass = static_cast<unsigned>(K), my_min = static_cast<unsigned>(K);
+    for (int k = F + tid; k <= K; k += kSelectThreads) {
+      if (cum[k] >= threshold) my_mass = min(my_mass, static_cast<unsigned>(k));
+      if (mandatory + hist[k] >= min_tiles) my_min = min(my_min, static_cast<unsigned>(k));
+    }
+    my_mass = __reduce_min_sync(0xffffffffu, my_mass);
+    my_min = __reduce_min_sync(0xffffffffu, my_min);
+    if (lane == 0) {
+      atomicMin(&sh_kmass, my_mass);
+      atomicMin(&sh_kmin, my_min);
+    }
   }
   __syncthreads();
   int64_t kstar = max(sh_kmass, sh_kmin);
   const int64_t max_t = max(max_tiles, mandatory + hist[F]);
   if (mandatory + hist[kstar] > max_t) {
+    unsigned my_cut = static_cast<unsigned>(F);
     for (int k = F + tid; k <= kstar; k += kSelectThreads)
-      if (mandatory + hist[k] <= max_t)
-        atomicMax(reinterpret_cast<unsigned long long*>(&sh_kcut), static_cast<unsigned long long>(k));
+      if (mandatory + hist[k] <= max_t) my_cut = max(my_cut, static_cast<unsigned>(k));
+    my_cut = __reduce_max_sync(0xffffffffu, my_cut);
+    if (lane == 0) atomicMax(&sh_kcut, my_cut);
     __syncthreads();
     kstar = sh_kcut;
   }
@@ -479,8 +491,7 @@ void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cuda
         s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos, head0, scale, s.lse);
     FOLIO_CUDA_CHECK(cudaGetLastError());
     dim3 grid(static_cast<unsigned>((kv_len + kColKeys - 1) / kColKeys), static_cast<unsigned>(heads));
-    const size_t smem = static_cast<size_t>(kColKeys + 2 * a.rows) * sizeof(float);
-    col_diag_kernel<<<grid, kColKeys, smem, stream>>>(s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos,
+    col_diag_kernel<<<grid, kColKeys, 0, stream>>>(s.scores, kv_len, a.rows, rows_per_group, stride, last_row_pos,
                                                       head0, scale, s.lse, s.col, s.diag, s.capacity);
     FOLIO_CUDA_CHECK(cudaGetLastError());
   }
