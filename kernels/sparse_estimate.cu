@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/common/error.h"
 #include "kernels/cuda_util.h"
 #include "kernels/gemm.h"
+#include "kernels/mma.cuh"
 
 namespace folio::cuda {
 
@@ -137,6 +139,253 @@ __global__ void __launch_bounds__(kColKeys) col_diag_kernel(const float* scores,
       sum += __expf(base[static_cast<int64_t>(s) * kv_len + (p_first + s - d)] * scale - slse[s]);
     if (sum != 0.0f) atomicAdd(&diag[static_cast<int64_t>(h) * capacity + d], sum);
   }
+}
+
+// ---- step 1, fused: scores on the tensor cores, never written ---------------------------------
+// For up to 64 sample rows per head (4 warps x 16 rows). Grid (key splits, heads); each CTA walks
+// kFusedSplit keys in 64-key tiles (K double-buffered with cp.async). Pass 1 keeps the online
+// max and sum of each row and writes them per split; a merge gives each row's log-sum-exp.
+// Pass 2 recomputes the scores, turns them into probabilities in a shared tile, sums its columns
+// (col: each key belongs to one CTA) and its 127 diagonals into a per-CTA distance accumulator,
+// then adds the accumulator to diag with one global atomic per distance.
+constexpr int kFusedRows = 64;
+constexpr int kFusedSplit = 1024;  // keys per CTA
+constexpr int kFusedThreads = 128;
+
+template <int HD>
+struct FusedSmem {
+  static constexpr int kStride = HD + 8;  // padded bf16 rows (conflict-free ldmatrix)
+  static constexpr int kP = kKeyTile + 1;  // padded fp32 probability rows
+  static constexpr size_t kQ = sizeof(__nv_bfloat16) * kFusedRows * kStride;
+  static constexpr size_t kK = sizeof(__nv_bfloat16) * kKeyTile * kStride;
+  static constexpr size_t kBytes = kQ + 2 * kK + sizeof(float) * (kFusedRows * kP + kFusedSplit + kFusedRows);
+};
+
+template <int HD>
+__device__ __forceinline__ void load_k_tile(__nv_bfloat16* dst, const bf16* head, int64_t row0, int64_t limit) {
+  constexpr int C = HD / 8;
+  for (int i = threadIdx.x; i < kKeyTile * C; i += kFusedThreads) {
+    const int r = i / C, c = i % C;
+    __nv_bfloat16* sp = dst + r * FusedSmem<HD>::kStride + c * 8;
+    if (row0 + r < limit) cp_async16(sp, head + (row0 + r) * HD + c * 8);
+    else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+struct FusedArgs {
+  const bf16* q;        // [n][n_heads][hd]
+  const bf16* k_cache;  // [n_kv_heads][capacity][hd]
+  int64_t capacity;
+  int n;
+  int64_t pos0;
+  int n_heads, n_kv_heads, rows, splits;
+  float* partial;  // [n_heads][64][splits][2]: max, sum (log2 domain)
+  const float* lse2;  // [n_heads][64] (log2 domain)
+  float* col;
+  float* diag;
+};
+
+template <int HD, bool kSums>
+__global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using SM = FusedSmem<HD>;
+  constexpr int S = SM::kStride;
+  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kQ + b * SM::kK); };
+  float* sP = reinterpret_cast<float*>(smem_raw + SM::kQ + 2 * SM::kK);  // [64][65]
+  float* sD = sP + kFusedRows * SM::kP;  // distances of the CTA: kFusedSplit + kFusedRows entries
+  const int split = blockIdx.x, h = blockIdx.y;
+  const int g = h / (a.n_heads / a.n_kv_heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kv_len = a.pos0 + a.n;
+  const int64_t p_first = kv_len - a.rows;  // position of sample row 0
+  const int64_t kb = static_cast<int64_t>(split) * kFusedSplit;
+  const int64_t ke = min(kb + kFusedSplit, kv_len);
+  const int n_tiles = static_cast<int>((ke - kb + kKeyTile - 1) / kKeyTile);
+  const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
+  const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
+
+  // Q: sample rows (rows >= a.rows are zeros and masked)
+  for (int i = threadIdx.x; i < kFusedRows * (HD / 8); i += kFusedThreads) {
+    const int r = i / (HD / 8), c = i % (HD / 8);
+    __nv_bfloat16* sp = sQ + r * S + c * 8;
+    if (r < a.rows)
+      cp_async16(sp, a.q + (static_cast<int64_t>(a.n - a.rows + r) * a.n_heads + h) * HD + c * 8);
+    else
+      *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+  }
+  if (kSums) {
+    // the distance accumulator covers d in [p_first - (ke - 1), p_first + 63 - kb]: at most
+    // kFusedSplit + 63 entries
+    for (int i = threadIdx.x; i < kFusedSplit + kFusedRows; i += kFusedThreads) sD[i] = 0.0f;
+  }
+  if (n_tiles > 0) load_k_tile<HD>(sK(0), k_head, kb, ke);
+  cp_async_commit();
+  const int r_lo = warp * 16 + lane / 4;  // this thread's rows: r_lo and r_lo + 8
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, lse_row[2] = {0.0f, 0.0f};
+  if (kSums) {
+    for (int e = 0; e < 2; ++e) lse_row[e] = a.lse2[h * kFusedRows + r_lo + 8 * e];
+  }
+
+  for (int t = 0; t < n_tiles; ++t) {
+    const int buf = t & 1;
+    const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
+    if (t + 1 < n_tiles) load_k_tile<HD>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    float sc[kKeyTile / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[4];
+      ldmatrix_x4(qa, sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 16; ++nb) {
+        uint32_t b[4];
+        const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
+        const int c = kk * 16 + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(b, sK(buf) + key * S + c);
+        mma_bf16(sc[2 * nb], qa, b[0], b[1]);
+        mma_bf16(sc[2 * nb + 1], qa, b[2], b[3]);
+      }
+    }
+    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = r_lo + 8 * (e / 2);
+        const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
+        if (r >= a.rows || key > p_first + r || key >= ke) sc[nb][e] = -INFINITY;
+      }
+    if (!kSums) {
+#pragma unroll
+      for (int e2 = 0; e2 < 2; ++e2) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(sc[nb][2 * e2], sc[nb][2 * e2 + 1]));
+        mx *= scale_log2;
+        const float m_new = fmaxf(m_run[e2], mx);
+        if (m_new == -INFINITY) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb)
+          sum += fast_exp2(fmaf(sc[nb][2 * e2], scale_log2, -m_new)) + fast_exp2(fmaf(sc[nb][2 * e2 + 1], scale_log2, -m_new));
+        l_run[e2] = (m_run[e2] == -INFINITY ? 0.0f : l_run[e2] * fast_exp2(m_run[e2] - m_new)) + sum;
+        m_run[e2] = m_new;
+      }
+    } else {
+      // probabilities into the shared tile
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = r_lo + 8 * (e / 2);
+          const int c = nb * 8 + (lane % 4) * 2 + (e & 1);
+          sP[r * SM::kP + c] = sc[nb][e] == -INFINITY ? 0.0f : fast_exp2(fmaf(sc[nb][e], scale_log2, -lse_row[e / 2]));
+        }
+      __syncthreads();
+      // columns: threads 0..63, one key each
+      if (threadIdx.x < kKeyTile) {
+        const int64_t key = key0 + threadIdx.x;
+        float c = 0.0f;
+        for (int r = 0; r < kFusedRows; ++r) c += sP[r * SM::kP + threadIdx.x];
+        if (key < ke) a.col[static_cast<int64_t>(h) * a.capacity + key] = c;
+      }
+      // diagonals: q = r - c + 63 in [0, 126]; distance d = p_first - key0 + q - 63
+      if (threadIdx.x < 2 * kKeyTile - 1) {
+        const int q = threadIdx.x;
+        float sum = 0.0f;
+        for (int r = max(0, q - (kKeyTile - 1)); r <= min(kFusedRows - 1, q); ++r) sum += sP[r * SM::kP + r - q + kKeyTile - 1];
+        // index in the CTA's accumulator: d - (p_first - (ke - 1))
+        const int64_t idx = (ke - 1 - key0) + q - (kKeyTile - 1);
+        if (idx >= 0 && sum != 0.0f) sD[idx] += sum;
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+  if (!kSums) {
+    // the quad's four threads hold parts of the same two rows
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      float m = m_run[e2], l = l_run[e2];
+      for (int o = 1; o <= 2; o *= 2) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+        const float mn = fmaxf(m, m2);
+        l = (m == -INFINITY ? 0.0f : l * fast_exp2(m - mn)) + (m2 == -INFINITY ? 0.0f : l2 * fast_exp2(m2 - mn));
+        m = mn;
+      }
+      if (lane % 4 == 0) {
+        float* pp = a.partial + ((static_cast<int64_t>(h) * kFusedRows + r_lo + 8 * e2) * a.splits + split) * 2;
+        pp[0] = m;
+        pp[1] = l;
+      }
+    }
+  } else {
+    const int64_t d_lo = p_first - (ke - 1);
+    const int span = static_cast<int>(ke - kb) + kFusedRows - 1;
+    for (int i = threadIdx.x; i < span; i += kFusedThreads) {
+      const int64_t d = d_lo + i;
+      if (d >= 0 && d < kv_len && sD[i] != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h) * a.capacity + d], sD[i]);
+    }
+  }
+}
+
+// lse2[h][r] = log2-sum-exp2 of row r over the splits' (max, sum).
+__global__ void fused_merge_kernel(const float* partial, int splits, int n_heads, float* lse2) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;  // h * 64 + r
+  if (i >= n_heads * kFusedRows) return;
+  const float* p = partial + static_cast<int64_t>(i) * splits * 2;
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, p[2 * s]);
+  float l = 0.0f;
+  for (int s = 0; s < splits; ++s)
+    if (p[2 * s] != -INFINITY) l += p[2 * s + 1] * exp2f(p[2 * s] - m);
+  lse2[i] = m == -INFINITY ? 0.0f : m + log2f(l);
+}
+
+template <int HD>
+void launch_fused(const EstimateArgs& ea, const SparseScratch& s, cudaStream_t stream) {
+  const int64_t kv_len = ea.pos0 + ea.n;
+  FusedArgs a;
+  a.q = ea.q;
+  a.k_cache = ea.k_cache;
+  a.capacity = ea.capacity;
+  a.n = ea.n;
+  a.pos0 = ea.pos0;
+  a.n_heads = ea.n_heads;
+  a.n_kv_heads = ea.n_kv_heads;
+  a.rows = ea.rows;
+  a.splits = static_cast<int>((kv_len + kFusedSplit - 1) / kFusedSplit);
+  // the score buffer is free in the fused path: partial results and lse live there
+  a.partial = s.scores;
+  a.lse2 = s.scores + static_cast<int64_t>(ea.n_heads) * kFusedRows * a.splits * 2;
+  a.col = s.col;
+  a.diag = s.diag;
+  constexpr size_t smem = FusedSmem<HD>::kBytes;
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load() & bit) == 0) {
+    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(fused_sample_kernel<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(fused_sample_kernel<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+    configured.fetch_or(bit);
+  }
+  dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(ea.n_heads));
+  fused_sample_kernel<HD, false><<<grid, kFusedThreads, smem, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  const int rows_total = ea.n_heads * kFusedRows;
+  fused_merge_kernel<<<(rows_total + 255) / 256, 256, 0, stream>>>(a.partial, a.splits, ea.n_heads,
+                                                                   const_cast<float*>(a.lse2));
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  fused_sample_kernel<HD, true><<<grid, kFusedThreads, smem, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
 // ---- step 2: selection and tile lists ---------------------------------------------------------
@@ -459,6 +708,11 @@ SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t ca
   return s;
 }
 
+static bool fused_disabled() {
+  static const bool off = std::getenv("FOLIO_SPARSE_GEMM") != nullptr;  // the GEMM path, for comparison
+  return off;
+}
+
 bool sparse_supported(int head_dim, int64_t kv_len) {
   return attention_head_dim_fast(head_dim) && n_ktiles_of(kv_len) <= kMaxSelectKeyTiles;
 }
@@ -470,6 +724,17 @@ void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cuda
   const int group = a.n_heads / a.n_kv_heads, hd = a.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t last_row_pos = kv_len - 1;
+  if (a.rows <= kFusedRows && !fused_disabled()) {
+    FOLIO_CUDA_CHECK(cudaMemset2DAsync(s.diag, static_cast<size_t>(s.capacity) * sizeof(float), 0,
+                                       static_cast<size_t>(kv_len) * sizeof(float), static_cast<size_t>(a.n_heads),
+                                       stream));
+    switch (hd) {
+      case 64: launch_fused<64>(a, s, stream); return;
+      case 96: launch_fused<96>(a, s, stream); return;
+      case 128: launch_fused<128>(a, s, stream); return;
+      default: break;
+    }
+  }
   {
     const int64_t pieces = static_cast<int64_t>(a.n_heads) * a.rows * hd / 8;
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((pieces + 255) / 256, 4096));
