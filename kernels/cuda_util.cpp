@@ -71,4 +71,13 @@ void* Arena::take_bytes(size_t bytes) {
   return p;
 }
 
+void allow_shared_memory(const void* kernel, size_t bytes, std::atomic<uint64_t>& done) {
+  int device = 0;
+  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((done.load() & bit) != 0) return;
+  FOLIO_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  done.fetch_or(bit);
+}
+
 }  // namespace folio::cuda

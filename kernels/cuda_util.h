@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -23,6 +24,10 @@ namespace folio::cuda {
   } while (0)
 
 // Makes `device` current for the scope.
+// Raises `kernel`'s dynamic shared-memory limit to `bytes` on the current device, once per device:
+// `done` (one static per kernel) remembers the devices already set.
+void allow_shared_memory(const void* kernel, size_t bytes, std::atomic<uint64_t>& done);
+
 class DeviceScope {
  public:
   explicit DeviceScope(int device);

@@ -491,14 +491,7 @@ void launch_prefill_mt(const AttentionArgs& a, cudaStream_t stream) {
   const size_t smem = Tile<HD>::kSmemBytes;
   // the shared-memory opt-in is per device and kernel: once each, not on every launch
   static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured.load() & bit) == 0) {
-    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-    configured.fetch_or(bit);
-  }
+  allow_shared_memory(reinterpret_cast<const void*>(flash_prefill_kernel<HD, MT>), smem, configured);
   dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(a.n_heads));
   flash_prefill_kernel<HD, MT><<<grid, Warps<MT>::kThreads, smem, stream>>>(a, n_qtiles);
   FOLIO_CUDA_CHECK(cudaGetLastError());

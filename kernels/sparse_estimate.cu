@@ -366,17 +366,9 @@ void launch_fused(const EstimateArgs& ea, const SparseScratch& s, cudaStream_t s
   a.col = s.col;
   a.diag = s.diag;
   constexpr size_t smem = FusedSmem<HD>::kBytes;
-  static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured.load() & bit) == 0) {
-    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(fused_sample_kernel<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(fused_sample_kernel<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-    configured.fetch_or(bit);
-  }
+  static std::atomic<uint64_t> configured_stats{0}, configured_sums{0};
+  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, false>), smem, configured_stats);
+  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, true>), smem, configured_sums);
   dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(ea.n_heads));
   fused_sample_kernel<HD, false><<<grid, kFusedThreads, smem, stream>>>(a);
   FOLIO_CUDA_CHECK(cudaGetLastError());
@@ -769,14 +761,7 @@ void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t st
   const size_t smem = select_smem_bytes(nk);
   // the shared-memory opt-in, once per device, for the largest chunk
   static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  FOLIO_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured.load() & bit) == 0) {
-    FOLIO_CUDA_CHECK(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(select_smem_bytes(kMaxSelectKeyTiles))));
-    configured.fetch_or(bit);
-  }
+  allow_shared_memory(reinterpret_cast<const void*>(select_kernel), select_smem_bytes(kMaxSelectKeyTiles), configured);
   SelectParams p;
   p.col = s.col;
   p.diag = s.diag;

@@ -310,6 +310,35 @@ class SparseTest : public QObject {
     }
   }
 
+  // max_keys caps the budget in keys per query whatever the density allows: at long contexts the
+  // sparse cost per token stays flat.
+  void max_keys_caps_the_budget() {
+    const int64_t n = 1024, pos0 = 15360, kv_len = pos0 + n, rows = 64;
+    std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
+    std::mt19937 rng(3);
+    std::exponential_distribution<float> ex(1.0f);
+    for (int64_t j = 0; j < kv_len; ++j) {
+      col[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+      diag[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+    }
+    for (int64_t max_keys : {int64_t{512}, int64_t{2048}, int64_t{0}}) {
+      HeadBudget b;
+      b.mass_target = 1.0;  // never reached: the budget runs to its maximum
+      b.max_density = 0.5;
+      b.max_keys = max_keys;
+      const HeadPlan plan = select_from_sums(b, col.data(), diag.data(), rows, n, pos0);
+      const int64_t nq = plan.list.n_qtiles();
+      const int64_t cap = max_keys > 0 ? std::min<int64_t>(nq * (max_keys / kKeyTile),
+                                                           static_cast<int64_t>(0.5 * causal_tiles(n, pos0)))
+                                       : static_cast<int64_t>(0.5 * causal_tiles(n, pos0));
+      qInfo("max_keys %lld: %lld tiles (cap %lld), density %.3f", static_cast<long long>(max_keys),
+            static_cast<long long>(plan.list.computed()), static_cast<long long>(cap), plan.list.density());
+      QVERIFY(!plan.mass_reached);
+      QVERIFY(plan.list.computed() <= cap);
+      QVERIFY(plan.list.computed() >= cap * 9 / 10);  // and it uses what it may
+    }
+  }
+
   void all_tiles_equal_dense_exactly() {
     ThreadPool pool(2);
     for (auto [n, pos0, hd] : std::vector<std::tuple<int64_t, int64_t, int>>{{1, 0, 64}, {300, 129, 64}, {130, 1000, 96}}) {
