@@ -452,10 +452,6 @@ class CudaBackend final : public Backend {
     FOLIO_CUDA_CHECK(cudaMemcpy(results_host_.data(), kv.sparse.results, results_host_.size() * sizeof(cuda::HeadResult),
                                 cudaMemcpyDeviceToHost));
     AttentionStats& st = kv.stats;
-    if (st.head_computed.size() != L) {
-      st.head_computed.assign(L, std::vector<int64_t>(H, 0));
-      st.head_causal.assign(L, std::vector<int64_t>(H, 0));
-    }
     const int64_t causal = sparse::causal_tiles(n, p0);
     const int rows = std::min({kv.policy.config->last_queries, n, cuda::kMaxSampleRows});
     double sums_ms = 0.0;
@@ -469,13 +465,8 @@ class CudaBackend final : public Backend {
       sums_ms += sums;
       for (size_t h = 0; h < H; ++h) {
         const cuda::HeadResult& r = results_host_[l * H + h];
-        st.tiles_computed += r.computed;
-        st.tiles_causal += causal;
-        st.head_computed[l][h] += r.computed;
-        st.head_causal[l][h] += causal;
-        st.est_mass_sum += std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * rows));
-        ++st.head_plans;
-        if (r.reached == 0) ++st.heads_short_of_mass;
+        st.add_plan(static_cast<int>(l), static_cast<int>(h), c.n_layers, c.n_heads, r.computed, causal,
+                    std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * rows)), r.reached != 0);
       }
     }
     static const bool timing = std::getenv("FOLIO_SPARSE_TIMING") != nullptr;

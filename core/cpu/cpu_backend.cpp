@@ -186,10 +186,6 @@ class CpuBackend final : public Backend {
     const int group = c.n_heads / c.n_kv_heads;
     const sparse::SparseConfig& cfg = *kv.policy.config;
     AttentionStats& st = kv.stats;
-    if (st.head_computed.size() != static_cast<size_t>(c.n_layers)) {
-      st.head_computed.assign(static_cast<size_t>(c.n_layers), std::vector<int64_t>(static_cast<size_t>(c.n_heads), 0));
-      st.head_causal.assign(static_cast<size_t>(c.n_layers), std::vector<int64_t>(static_cast<size_t>(c.n_heads), 0));
-    }
     std::vector<sparse::HeadPlan> plans(static_cast<size_t>(c.n_heads));
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
@@ -215,13 +211,7 @@ class CpuBackend final : public Backend {
     const int64_t causal = sparse::causal_tiles(n, pos);
     for (int h = 0; h < c.n_heads; ++h) {
       const sparse::HeadPlan& p = plans[static_cast<size_t>(h)];
-      st.tiles_computed += p.list.computed();
-      st.tiles_causal += causal;
-      st.head_computed[static_cast<size_t>(layer)][static_cast<size_t>(h)] += p.list.computed();
-      st.head_causal[static_cast<size_t>(layer)][static_cast<size_t>(h)] += causal;
-      st.est_mass_sum += p.est_mass;
-      ++st.head_plans;
-      if (!p.mass_reached) ++st.heads_short_of_mass;
+      st.add_plan(layer, h, c.n_layers, c.n_heads, p.list.computed(), causal, p.est_mass, p.mass_reached);
     }
   }
 

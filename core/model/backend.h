@@ -58,6 +58,9 @@ struct AttentionStats {
   std::vector<std::vector<std::array<double, 3>>> search_mass, search_density;
   int64_t search_chunks = 0;
   void reset() { *this = AttentionStats{}; }
+  // Counts one head's plan for one sparse chunk (every backend reports through this).
+  void add_plan(int layer, int head, int n_layers, int n_heads, int64_t computed, int64_t causal, double est_mass,
+                bool mass_reached);
   double density() const { return tiles_causal > 0 ? double(tiles_computed) / double(tiles_causal) : 1.0; }
 };
 
