@@ -203,7 +203,7 @@ int64_t EngineWorker::prefill_chunk() const {
   // Stop and the progress bar act between chunks. On the CPU a 512-token chunk of SmolLM2-135M
   // takes ~4 s on 2 cores; 128 tokens answer Stop within ~1 s for ~3% less prefill speed
   // (131 vs 127 tok/s, folio-cli on the demo document). GPUs keep the engine's default.
-  return engine_->backend().kind() == BackendKind::Cpu ? 128 : 0;
+  return engine_->backend_kind() == BackendKind::Cpu ? 128 : 0;
 }
 
 void EngineWorker::ask(const AskRequest& request) {

@@ -181,6 +181,7 @@ class Engine {
   // Throws Error(BadTokenizer) when the model came without one.
   const Tokenizer& tokenizer() const;
   Backend& backend() { return *backend_; }
+  BackendKind backend_kind() const { return backend_->kind(); }
   std::string backend_name() const { return backend_->name(); }
   std::vector<DeviceMemory> memory() const { return backend_->memory(); }
   double load_ms() const { return load_ms_; }
