@@ -19,6 +19,7 @@
 #include "core/engine/engine.h"
 #include "core/engine/metrics_json.h"
 #include "core/model/random_model.h"
+#include "kernels/cuda_backend.h"
 #include "kernels/cuda_bench.h"
 
 namespace {
@@ -29,6 +30,7 @@ const char* kUsage =
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
+    "kernel variants:   [--attn-mtiles 1|2] (m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
     "                   [--reps N] [--json FILE]\n"
     "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
 
@@ -81,6 +83,7 @@ std::string today() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  folio::register_cuda_backend();
   folio::cli::Args args(argc, argv);
   try {
     folio::EngineOptions eo;
@@ -105,6 +108,12 @@ int main(int argc, char** argv) {
       else if (a == "--heads") heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--head-dim") head_dim = static_cast<int>(args.integer(a, 1, 256));
+      else if (a == "--attn-mtiles") eo.attention_query_mtiles = static_cast<int>(args.integer(a, 1, 2));
+      else if (a == "--sparse-sums") {
+        const std::string v = args.value(a);
+        if (v != "fused" && v != "gemm") throw folio::cli::UsageError("--sparse-sums takes fused or gemm");
+        eo.sparse_sums_gemm = v == "gemm";
+      }
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
@@ -128,7 +137,8 @@ int main(int argc, char** argv) {
       nlohmann::json all = nlohmann::json::array();
       for (int64_t len : lengths) {
         const folio::AttentionTiming t = folio::time_attention_prefill(len, heads, kv_heads, head_dim,
-                                                                       static_cast<int>(reps), eo.gpu_device, sparse_stride);
+                                                                       static_cast<int>(reps), eo.gpu_device, sparse_stride,
+                                                                       eo.attention_query_mtiles);
         nlohmann::json row;
         row["date"] = today();
         row["kernel"] = sparse_stride > 0 ? "folio flash prefill (tile list, causal)" : "folio flash prefill (dense, causal)";

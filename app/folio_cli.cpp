@@ -16,7 +16,9 @@
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
+#include "core/model/model_loader.h"
 #include "core/engine/metrics_json.h"
+#include "kernels/cuda_backend.h"
 
 namespace {
 
@@ -244,6 +246,7 @@ int run_generate(const CliOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  folio::register_cuda_backend();
   folio::cli::Args args(argc, argv);
   try {
     if (args.done()) throw folio::cli::UsageError("no arguments");

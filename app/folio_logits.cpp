@@ -11,8 +11,10 @@
 
 #include "app/cli_args.h"
 #include "core/engine/engine.h"
+#include "kernels/cuda_backend.h"
 
 int main(int argc, char** argv) {
+  folio::register_cuda_backend();
   folio::cli::Args args(argc, argv);
   try {
     folio::EngineOptions eo;
@@ -41,22 +43,33 @@ int main(int argc, char** argv) {
     auto engine = folio::Engine::load(eo);
     if (!engine->notice().empty()) std::fprintf(stderr, "folio-logits: note: %s\n", engine->notice().c_str());
     const int64_t vocab = engine->config().vocab_size;
-    auto kv = engine->backend().create_kv_cache(n);
-    const folio::RopeTable rope = folio::make_rope_table(engine->config().rope, n);
-    std::vector<int32_t> argmax(static_cast<size_t>(n));
-    std::vector<float> kept;
-    std::vector<float> logits(static_cast<size_t>(chunk * vocab));
-    for (int64_t done = 0; done < n; done += chunk) {
-      const int64_t len = std::min(chunk, n - done);
-      engine->backend().forward_all_logits(*kv, std::span<const int32_t>(tokens.data() + done, static_cast<size_t>(len)),
-                                           done, rope, logits.data());
-      for (int64_t i = 0; i < len; ++i) {
-        const float* row = logits.data() + i * vocab;
-        argmax[static_cast<size_t>(done + i)] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
-        const int64_t p = done + i;
-        if (p % every == 0 || p == n - 1) kept.insert(kept.end(), row, row + vocab);
+    // Every position's logits reach the observer, one forward step at a time.
+    struct Keep final : folio::ForwardObserver {
+      int64_t n = 0, vocab = 0, every = 1;
+      std::vector<int32_t> argmax;
+      std::vector<float> kept;
+      bool wants_all_logits() const override { return true; }
+      void on_logits(int64_t pos, int64_t rows, const float* logits) override {
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* row = logits + i * vocab;
+          argmax[static_cast<size_t>(pos + i)] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+          if ((pos + i) % every == 0 || pos + i == n - 1) kept.insert(kept.end(), row, row + vocab);
+        }
       }
-    }
+    } keep;
+    keep.n = n;
+    keep.vocab = vocab;
+    keep.every = every;
+    keep.argmax.resize(static_cast<size_t>(n));
+    folio::SessionOptions so;
+    so.context_tokens = n;
+    so.prefill_chunk = chunk;
+    so.attention = folio::sparse::AttentionMode::Dense;
+    auto session = engine->create_session(so);
+    session->set_observer(&keep);
+    session->prefill(tokens);
+    const std::vector<int32_t>& argmax = keep.argmax;
+    const std::vector<float>& kept = keep.kept;
     FILE* f = std::fopen(out_path.c_str(), "wb");
     if (f == nullptr) throw folio::cli::UsageError("cannot write " + out_path);
     const int32_t header[3] = {static_cast<int32_t>(n), static_cast<int32_t>(vocab), static_cast<int32_t>(every)};

@@ -14,6 +14,7 @@
 #include <QTimer>
 #include <cstdio>
 
+#include "kernels/cuda_backend.h"
 #include "ui/chat_view.h"
 #include "ui/demo.h"
 #include "ui/main_window.h"
@@ -51,6 +52,7 @@ int fail(const QString& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  folio::register_cuda_backend();
   QApplication app(argc, argv);
   QApplication::setOrganizationName("Folio");
   QApplication::setApplicationName("Folio");

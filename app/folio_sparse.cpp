@@ -1,4 +1,4 @@
-// folio-sparse: sparse prefill's offline tools (CPU backend, real models, real text).
+// folio-sparse: sparse prefill's offline tools (real models, real text; --backend cuda where one is linked).
 //   folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]
 //       Runs DOC's first N tokens through the model with dense attention; for every layer, head and
 //       prefill chunk it estimates each pattern kind (triangular, interval-slash, block-cluster)
@@ -7,6 +7,8 @@
 //       beside the model's weights and the engine uses it).
 //   folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]
 //       Perplexity of DOC's first N tokens (teacher forcing), to compare dense and sparse prefill.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,7 +16,9 @@
 
 #include "app/cli_args.h"
 #include "core/common/mapped_file.h"
+#include "core/common/thread_pool.h"
 #include "core/engine/engine.h"
+#include "kernels/cuda_backend.h"
 
 namespace {
 
@@ -25,6 +29,7 @@ constexpr double kDiffuseMass = 0.85;
 
 const char* kUsage =
     "usage: folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]\n"
+    "                    [--backend cpu|cuda]\n"
     "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n";
 
 struct Options {
@@ -47,6 +52,11 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--density") o.density = args.number(a, 0.01, 1.0);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
+    else if (a == "--backend") {
+      const std::string b = args.value(a);
+      if (b != "cpu" && b != "cuda") throw UsageError("--backend takes cpu or cuda, not " + b);
+      o.engine.backend = b == "cuda" ? folio::BackendKind::Cuda : folio::BackendKind::Cpu;
+    }
     else throw UsageError("unknown argument " + a);
   }
   if (o.engine.model_path.empty() || o.file.empty()) throw UsageError("--model and --file are required");
@@ -62,26 +72,74 @@ std::vector<int32_t> document_tokens(const folio::Engine& engine, const Options&
   return ids;
 }
 
+// The offline search, looking inside a dense run: for every layer, head and step, each pattern kind
+// at the same tile budget, scored by the exact attention mass it keeps (every kRowStep-th row).
+class PatternSearch final : public folio::ForwardObserver {
+ public:
+  static constexpr int64_t kRowStep = 8;
+  PatternSearch(const folio::ModelConfig& c, std::shared_ptr<const folio::sparse::SparseConfig> config, double density,
+                int threads)
+      : c_(c), config_(std::move(config)), density_(density), pool_(threads) {
+    mass.assign(static_cast<size_t>(c.n_layers), std::vector<std::array<double, 3>>(static_cast<size_t>(c.n_heads)));
+  }
+  bool wants_attention_inputs() const override { return true; }
+  void on_attention_inputs(int layer, const folio::AttentionInputs& in) override {
+    if (layer == 0) ++steps;
+    const int hd = c_.head_dim;
+    const int group = c_.n_heads / c_.n_kv_heads;
+    const int64_t keys = in.pos + in.n;
+    const folio::sparse::Pattern kinds[3] = {folio::sparse::Pattern::Triangular,
+                                             folio::sparse::Pattern::IntervalSlash,
+                                             folio::sparse::Pattern::BlockCluster};
+    pool_.parallel_for(c_.n_heads * 3, [&](int64_t b, int64_t e, int) {
+      for (int64_t idx = b; idx < e; ++idx) {
+        const int64_t h = idx / 3, which = idx % 3;
+        folio::sparse::HeadBudget budget = config_->head(layer, static_cast<int>(h));
+        budget.pattern = kinds[which];
+        budget.mass_target = 1.0;  // fill the budget: compare at equal cost
+        budget.min_density = density_;
+        budget.max_density = density_;
+        budget.window_tiles = 0;
+        const float* qh = in.q.data() + h * hd;
+        const float* kh = in.k.data() + (h / group) * keys * hd;
+        const folio::sparse::HeadPlan plan =
+            folio::sparse::estimate_head(budget, config_->last_queries, qh, c_.q_dim(), in.n, in.pos, kh, hd, hd);
+        mass[static_cast<size_t>(layer)][static_cast<size_t>(h)][static_cast<size_t>(which)] +=
+            folio::sparse::exact_mass(qh, c_.q_dim(), in.n, in.pos, kh, hd, hd, plan.list, kRowStep);
+      }
+    });
+  }
+  // [layer][head][pattern] summed exact mass kept, over `steps` steps
+  std::vector<std::vector<std::array<double, 3>>> mass;
+  int64_t steps = 0;
+
+ private:
+  const folio::ModelConfig& c_;
+  std::shared_ptr<const folio::sparse::SparseConfig> config_;
+  double density_;
+  folio::ThreadPool pool_;
+};
+
 int run_search(const Options& o) {
   auto engine = folio::Engine::load(o.engine);
   const std::vector<int32_t> ids = document_tokens(*engine, o);
   const folio::ModelConfig& c = engine->config();
-  auto kv = engine->backend().create_kv_cache(o.tokens);
-  kv->policy.mode = folio::sparse::AttentionMode::Dense;
-  kv->policy.config = engine->sparse_config();
-  kv->policy.search = true;
-  kv->policy.search_density = o.density;
-  const folio::RopeTable rope = folio::make_rope_table(c.rope, o.tokens);
-  for (int64_t done = 0; done < o.tokens; done += o.chunk) {
-    const int64_t len = std::min(o.chunk, o.tokens - done);
-    engine->backend().forward(*kv, std::span<const int32_t>(ids.data() + done, static_cast<size_t>(len)), done, rope,
-                              nullptr);
-    std::fprintf(stderr, "\rsearch: %lld/%lld tokens", static_cast<long long>(done + len), static_cast<long long>(o.tokens));
-  }
+  folio::SessionOptions so;
+  so.context_tokens = o.tokens;
+  so.attention = folio::sparse::AttentionMode::Dense;
+  auto session = engine->create_session(so);
+  PatternSearch search(c, engine->sparse_config(), o.density, o.engine.threads);
+  session->set_observer(&search);
+  folio::PrefillOptions po;
+  po.chunk_tokens = o.chunk;
+  po.on_progress = [&](const folio::PrefillProgress& p) {
+    std::fprintf(stderr, "\rsearch: %lld/%lld tokens", static_cast<long long>(p.done_tokens),
+                 static_cast<long long>(p.total_tokens));
+  };
+  session->prefill(ids, po);
   std::fprintf(stderr, "\n");
-  const folio::AttentionStats& st = kv->stats;
-  if (st.search_mass.empty())
-    throw folio::Error(folio::ErrorCode::BackendUnavailable, "the pattern search runs on the CPU backend");
+  const auto& mass = search.mass;
+  const double steps = static_cast<double>(std::max<int64_t>(search.steps, 1));
   folio::sparse::SparseConfig cfg = *engine->sparse_config();
   cfg.model = o.engine.model_path;
   cfg.layers.clear();
@@ -89,26 +147,26 @@ int run_search(const Options& o) {
   const folio::sparse::Pattern kinds[3] = {folio::sparse::Pattern::Triangular, folio::sparse::Pattern::IntervalSlash,
                                            folio::sparse::Pattern::BlockCluster};
   std::printf("mass kept at %.0f%% of the causal tiles, mean over %lld chunks (best marked *)\n", 100 * o.density,
-              static_cast<long long>(st.search_chunks));
+              static_cast<long long>(search.steps));
   std::printf("layer head  %-16s %-16s %-16s\n", names[0], names[1], names[2]);
   int wins[3] = {0, 0, 0};
-  for (size_t l = 0; l < st.search_mass.size(); ++l) {
+  for (size_t l = 0; l < mass.size(); ++l) {
     std::vector<folio::sparse::HeadBudget> heads;
-    for (size_t h = 0; h < st.search_mass[l].size(); ++h) {
+    for (size_t h = 0; h < mass[l].size(); ++h) {
       int best = 0;
       for (int k = 1; k < 3; ++k)
-        if (st.search_mass[l][h][static_cast<size_t>(k)] > st.search_mass[l][h][static_cast<size_t>(best)]) best = k;
+        if (mass[l][h][static_cast<size_t>(k)] > mass[l][h][static_cast<size_t>(best)]) best = k;
       ++wins[best];
       folio::sparse::HeadBudget b = cfg.default_head;
       b.pattern = kinds[best];
       // A head whose best pattern keeps little at this budget is diffuse (or retrieves from
       // anywhere): let its budget rise to every tile rather than cut its mass.
-      const double best_mass = st.search_mass[l][h][static_cast<size_t>(best)] / static_cast<double>(st.search_chunks);
+      const double best_mass = mass[l][h][static_cast<size_t>(best)] / steps;
       if (best_mass < kDiffuseMass) b.max_density = 1.0;
       heads.push_back(b);
       std::printf("%5zu %4zu", l, h);
       for (int k = 0; k < 3; ++k)
-        std::printf("  %6.4f%s        ", st.search_mass[l][h][static_cast<size_t>(k)] / static_cast<double>(st.search_chunks),
+        std::printf("  %6.4f%s        ", mass[l][h][static_cast<size_t>(k)] / steps,
                     k == best ? "*" : " ");
       std::printf("\n");
     }
@@ -124,37 +182,52 @@ int run_search(const Options& o) {
   return 0;
 }
 
+// Teacher-forced negative log-likelihood from the logits of every position.
+class NllCounter final : public folio::ForwardObserver {
+ public:
+  NllCounter(const std::vector<int32_t>& ids, int64_t vocab) : ids_(ids), vocab_(vocab) {}
+  bool wants_all_logits() const override { return true; }
+  void on_logits(int64_t pos, int64_t rows, const float* logits) override {
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t next = pos + i + 1;
+      if (next >= static_cast<int64_t>(ids_.size())) break;
+      const float* row = logits + i * vocab_;
+      float mx = row[0];
+      for (int64_t v = 1; v < vocab_; ++v) mx = std::max(mx, row[v]);
+      double sum = 0.0;
+      for (int64_t v = 0; v < vocab_; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+      nll += std::log(sum) + mx - row[ids_[static_cast<size_t>(next)]];
+      ++counted;
+    }
+  }
+  double nll = 0.0;
+  int64_t counted = 0;
+
+ private:
+  const std::vector<int32_t>& ids_;
+  int64_t vocab_;
+};
+
 int run_ppl(const Options& o) {
   auto engine = folio::Engine::load(o.engine);
   const std::vector<int32_t> ids = document_tokens(*engine, o);
-  const folio::ModelConfig& c = engine->config();
-  auto kv = engine->backend().create_kv_cache(o.tokens);
-  kv->policy.mode = o.attention;
-  kv->policy.config = engine->sparse_config();
-  const folio::RopeTable rope = folio::make_rope_table(c.rope, o.tokens);
-  const int64_t V = c.vocab_size;
-  std::vector<float> logits(static_cast<size_t>(o.chunk * V));
-  double nll = 0.0;
-  int64_t counted = 0;
-  for (int64_t done = 0; done < o.tokens; done += o.chunk) {
-    const int64_t len = std::min(o.chunk, o.tokens - done);
-    engine->backend().forward_all_logits(*kv, std::span<const int32_t>(ids.data() + done, static_cast<size_t>(len)),
-                                         done, rope, logits.data());
-    for (int64_t i = 0; i < len; ++i) {
-      const int64_t next = done + i + 1;
-      if (next >= o.tokens) break;
-      const float* row = logits.data() + i * V;
-      float mx = row[0];
-      for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
-      double sum = 0.0;
-      for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
-      nll += std::log(sum) + mx - row[ids[static_cast<size_t>(next)]];
-      ++counted;
-    }
-    std::fprintf(stderr, "\rppl: %lld/%lld tokens", static_cast<long long>(done + len), static_cast<long long>(o.tokens));
-  }
+  folio::SessionOptions so;
+  so.context_tokens = o.tokens;
+  so.attention = o.attention;
+  auto session = engine->create_session(so);
+  NllCounter counter(ids, engine->config().vocab_size);
+  session->set_observer(&counter);
+  folio::PrefillOptions po;
+  po.chunk_tokens = o.chunk;
+  po.on_progress = [&](const folio::PrefillProgress& p) {
+    std::fprintf(stderr, "\rppl: %lld/%lld tokens", static_cast<long long>(p.done_tokens),
+                 static_cast<long long>(p.total_tokens));
+  };
+  session->prefill(ids, po);
   std::fprintf(stderr, "\n");
-  const folio::AttentionStats& st = kv->stats;
+  const double nll = counter.nll;
+  const int64_t counted = counter.counted;
+  const folio::AttentionStats& st = session->attention_stats();
   nlohmann::json j;
   j["model"] = o.engine.model_path;
   j["file"] = o.file;
@@ -174,6 +247,7 @@ int run_ppl(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  folio::register_cuda_backend();
   folio::cli::Args args(argc, argv);
   try {
     const std::string cmd = args.done() ? "" : args.next();

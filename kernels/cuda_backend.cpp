@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/common/error.h"
-#include "core/model/memory_plan.h"
+#include "core/model/model_weights.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda_probe.h"
 #include "kernels/cuda_util.h"
 #include "kernels/gemm.h"
+#include "kernels/memory_plan.h"
 #include "kernels/sparse_estimate.h"
 
 namespace folio {
@@ -69,8 +69,8 @@ struct DeviceLayer {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(std::shared_ptr<const LoadedModel> model, const CudaBackendOptions& o)
-      : model_(std::move(model)), device_(o.device), limit_(o.mem_limit_bytes) {
+  CudaBackend(std::shared_ptr<const LoadedModel> model, const BackendOptions& o)
+      : model_(std::move(model)), device_(o.device), limit_(o.mem_limit_bytes), options_(o) {
     const ModelConfig& c = model_->config;
     if (!cuda::attention_head_dim_supported(c.head_dim))
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports head dims up to 256; this model has " +
@@ -124,6 +124,10 @@ class CudaBackend final : public Backend {
   std::string name() const override { return where() + " " + device_name_; }
   const ModelConfig& config() const override { return model_->config; }
   int64_t preferred_chunk() const override { return chunk_; }
+  int64_t max_step() const override { return chunk_; }
+  // Sparse prefill measured faster than dense from 4K keys on the H200 (Llama-3.1-8B shape,
+  // docs/benchmarks.md: 0.101 vs 0.107 s at 4K).
+  int64_t sparse_gain_keys() const override { return 4096; }
 
   std::unique_ptr<KvCache> create_kv_cache(int64_t capacity_tokens) override {
     if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
@@ -148,16 +152,6 @@ class CudaBackend final : public Backend {
                       " tokens. Choose a smaller context (--ctx)" + (limit_ > 0 ? " or raise --gpu-mem-limit." : "."));
     }
     return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, chunk_, &kv_bytes_, &sparse_bytes_);
-  }
-
-  void forward(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
-               float* logits) override {
-    run(kv_base, tokens, pos, rope, logits, false);
-  }
-
-  void forward_all_logits(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
-                          float* logits) override {
-    run(kv_base, tokens, pos, rope, logits, true);
   }
 
   std::vector<DeviceMemory> memory() const override {
@@ -301,178 +295,215 @@ class CudaBackend final : public Backend {
     staging_.shrink_to_fit();
   }
 
-  void run(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope, float* logits,
-           bool all_logits) {
+  void embed(std::span<const int32_t> tokens) override {
+    const int n = static_cast<int>(tokens.size());
+    // Every op of the step runs on this thread after embed(): the device stays current until the next.
+    FOLIO_CUDA_CHECK(cudaSetDevice(device_));
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data(), static_cast<size_t>(n) * sizeof(int32_t),
+                                     cudaMemcpyHostToDevice, stream_));
+    cuda::embedding(embd_, tokens_dev_, n, static_cast<int>(model_->config.hidden), x_, stream_);
+  }
+
+  void norm(Norm which, int layer, int64_t n) override {
+    const DeviceLayer& L = layers_[static_cast<size_t>(layer)];
+    const ModelConfig& c = model_->config;
+    cuda::rmsnorm(x_, which == Norm::Attention ? L.attn_norm : L.ffn_norm, static_cast<int>(n),
+                  static_cast<int>(c.hidden), c.norm_eps, xb_, stream_);
+  }
+
+  // The attention output shares xb_ (it is dead between the QKV projection and the O projection).
+  void project(Proj which, int layer, int64_t n) override {
+    const DeviceLayer& L = layers_[static_cast<size_t>(layer)];
+    const ModelConfig& c = model_->config;
+    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim();
+    switch (which) {
+      case Proj::Qkv: gemm_->run(stream_, xb_, n, L.wqkv, QD + 2 * KVD, H, qkv_, cuda::Gemm::Out::Bf16); break;
+      case Proj::Out: gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate); break;
+      case Proj::GateUp: gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16); break;
+      case Proj::Down: gemm_->run(stream_, act_, n, L.wdown, H, F, x_, cuda::Gemm::Out::F32Accumulate); break;
+    }
+  }
+
+  void rope_kv_write(int layer, KvCache& kv_base, int64_t n, int64_t pos, const RopeTable& rope) override {
     auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
     const ModelConfig& c = model_->config;
-    const int64_t n_total = static_cast<int64_t>(tokens.size());
-    if (n_total == 0) return;
-    check_forward_args(c, kv, tokens, pos);
-    cuda::DeviceScope scope(device_);
-    const int half = static_cast<int>(rope.inv_freq.size());
-    if (rope.inv_freq != inv_freq_host_) {
-      FOLIO_CUDA_CHECK(cudaMemcpy(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
-                                  cudaMemcpyHostToDevice));
+    if (layer == 0 && rope.inv_freq != inv_freq_host_) {
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream_));
+      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
       inv_freq_host_ = rope.inv_freq;
     }
-    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim(), V = c.vocab_size;
-    if (all_logits) {
-      const size_t need = static_cast<size_t>(chunk_ * V) * sizeof(float);
-      if (all_logits_.bytes() < need) all_logits_ = cuda::Arena(device_, need, "logits of every position");
-    }
-    for (int64_t done = 0; done < n_total; done += chunk_) {
-      const int n = static_cast<int>(std::min<int64_t>(chunk_, n_total - done));
-      const int64_t p0 = pos + done;
-      const bool sparse_chunk = sparse_ready(kv, n, p0);
-      if (n > 1) ++(sparse_chunk ? kv.stats.sparse_chunks : kv.stats.dense_chunks);
-      FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data() + done, static_cast<size_t>(n) * sizeof(int32_t),
-                                       cudaMemcpyHostToDevice, stream_));
-      cuda::embedding(embd_, tokens_dev_, n, static_cast<int>(H), x_, stream_);
-      for (int l = 0; l < c.n_layers; ++l) {
-        const DeviceLayer& L = layers_[static_cast<size_t>(l)];
-        cuda::rmsnorm(x_, L.attn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
-        gemm_->run(stream_, xb_, n, L.wqkv, QD + 2 * KVD, H, qkv_, cuda::Gemm::Out::Bf16);
-        cuda::RopeArgs ra;
-        ra.qkv = qkv_;
-        ra.bias = L.bqkv;
-        ra.inv_freq = inv_freq_dev_;
-        ra.n = n;
-        ra.pos0 = p0;
-        ra.n_heads = c.n_heads;
-        ra.n_kv_heads = c.n_kv_heads;
-        ra.head_dim = c.head_dim;
-        ra.rotary_half = half;
-        ra.adjacent_pairs = c.rope.layout == RopeLayout::AdjacentPairs;
-        ra.attention_scale = rope.attention_scale;
-        ra.q = q_;
-        ra.k_cache = kv.k(l);
-        ra.v_cache = kv.v(l);
-        ra.capacity = kv.capacity();
-        cuda::rope_qkv(ra, stream_);
-        cuda::AttentionArgs aa;
-        aa.q = q_;
-        aa.k_cache = kv.k(l);
-        aa.v_cache = kv.v(l);
-        aa.out = xb_;
-        aa.n = n;
-        aa.pos0 = p0;
-        aa.capacity = kv.capacity();
-        aa.n_heads = c.n_heads;
-        aa.n_kv_heads = c.n_kv_heads;
-        aa.head_dim = c.head_dim;
-        if (sparse_chunk) estimate(kv, l, n, p0, aa);
-        if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
-        else cuda::attention_prefill(aa, stream_);
-        if (sparse_chunk) FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 2], stream_));
-        gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate);
-        cuda::rmsnorm(x_, L.ffn_norm, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
-        gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16);
-        cuda::swiglu(gu_, n, static_cast<int>(F), act_, stream_);
-        gemm_->run(stream_, act_, n, L.wdown, H, F, x_, cuda::Gemm::Out::F32Accumulate);
-      }
-      if (logits != nullptr && all_logits) {
-        cuda::rmsnorm(x_, out_norm_, n, static_cast<int>(H), c.norm_eps, xb_, stream_);
-        auto* dev = static_cast<float*>(all_logits_.base());
-        gemm_->run(stream_, xb_, n, output_, V, H, dev, cuda::Gemm::Out::F32);
-        FOLIO_CUDA_CHECK(cudaMemcpyAsync(logits + done * V, dev, static_cast<size_t>(n * V) * sizeof(float),
-                                         cudaMemcpyDeviceToHost, stream_));
-      } else if (logits != nullptr && done + n == n_total) {
-        cuda::rmsnorm(x_ + static_cast<int64_t>(n - 1) * H, out_norm_, 1, static_cast<int>(H), c.norm_eps, xb_, stream_);
-        gemm_->run(stream_, xb_, 1, output_, V, H, logits_dev_, cuda::Gemm::Out::F32);
-        FOLIO_CUDA_CHECK(cudaMemcpyAsync(logits, logits_dev_, static_cast<size_t>(V) * sizeof(float),
-                                         cudaMemcpyDeviceToHost, stream_));
-      }
-      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (sparse_chunk) collect(kv, n, p0);
-    }
+    cuda::RopeArgs ra;
+    ra.qkv = qkv_;
+    ra.bias = layers_[static_cast<size_t>(layer)].bqkv;
+    ra.inv_freq = inv_freq_dev_;
+    ra.n = static_cast<int>(n);
+    ra.pos0 = pos;
+    ra.n_heads = c.n_heads;
+    ra.n_kv_heads = c.n_kv_heads;
+    ra.head_dim = c.head_dim;
+    ra.rotary_half = static_cast<int>(rope.inv_freq.size());
+    ra.adjacent_pairs = c.rope.layout == RopeLayout::AdjacentPairs;
+    ra.attention_scale = rope.attention_scale;
+    ra.q = q_;
+    ra.k_cache = kv.k(layer);
+    ra.v_cache = kv.v(layer);
+    ra.capacity = kv.capacity();
+    cuda::rope_qkv(ra, stream_);
   }
 
-  // Whether this chunk runs sparse: the policy asks for it and the GPU path covers it (else a note).
-  bool sparse_ready(CudaKvCache& kv, int n, int64_t p0) {
-    if (!use_sparse(kv.policy, n, p0)) return false;
-    const ModelConfig& c = model_->config;
-    if (!kv.has_sparse() || !cuda::sparse_supported(c.head_dim, p0 + n)) {
-      kv.stats.note = "sparse prefill on the GPU needs head dim 64, 96 or 128 and at most " +
-                      std::to_string(cuda::kMaxSelectKeyTiles * cuda::kKeyTile) + " tokens; this chunk ran dense";
-      return false;
+  SparseSupport sparse_support(const sparse::SparseConfig& config, int64_t keys) const override {
+    SparseSupport s;
+    if (!cuda::sparse_supported(model_->config.head_dim, keys)) {
+      s.ok = false;
+      s.note = "sparse prefill on the GPU needs head dim 64, 96 or 128 and at most " +
+               std::to_string(cuda::kMaxSelectKeyTiles * cuda::kKeyTile) + " tokens; this chunk ran dense";
+      return s;
     }
-    const sparse::SparseConfig& cfg = *kv.policy.config;
-    if (kv.budgets_of != kv.policy.config) {
-      std::vector<cuda::DeviceBudget> b(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));
-      bool cluster = false;
-      for (int l = 0; l < c.n_layers; ++l)
-        for (int h = 0; h < c.n_heads; ++h) {
-          const sparse::HeadBudget& hb = cfg.head(l, h);
-          cluster = cluster || hb.pattern == sparse::Pattern::BlockCluster;
-          b[static_cast<size_t>(l) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] = cuda::device_budget(hb);
+    const ModelConfig& c = model_->config;
+    for (int l = 0; l < c.n_layers; ++l)
+      for (int h = 0; h < c.n_heads; ++h)
+        if (config.head(l, h).pattern == sparse::Pattern::BlockCluster) {
+          s.note = "block-cluster heads are estimated as interval-slash on the GPU";
+          return s;
         }
-      FOLIO_CUDA_CHECK(cudaMemcpy(kv.sparse.budgets, b.data(), b.size() * sizeof(cuda::DeviceBudget),
-                                  cudaMemcpyHostToDevice));
-      kv.budgets_of = kv.policy.config;
-      if (cluster) kv.stats.note = "block-cluster heads are estimated as interval-slash on the GPU";
-    }
-    if (events_.empty()) {
-      events_.resize(4 * static_cast<size_t>(c.n_layers));
-      for (cudaEvent_t& e : events_) FOLIO_CUDA_CHECK(cudaEventCreate(&e));
-    }
-    return true;
+    return s;
   }
 
-  // Tile lists for layer l's attention (aa gets them).
-  void estimate(CudaKvCache& kv, int l, int n, int64_t p0, cuda::AttentionArgs& aa) {
+  // Tile lists for layer l's heads into the cache's sparse scratch.
+  void estimate(int layer, KvCache& kv_base, int64_t n, int64_t pos,
+                const std::shared_ptr<const sparse::SparseConfig>& config) override {
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
     const ModelConfig& c = model_->config;
-    const sparse::SparseConfig& cfg = *kv.policy.config;
+    if (!kv.has_sparse()) throw Error(ErrorCode::Internal, "sparse prefill without its scratch on " + where());
+    if (kv.budgets_of != config) upload_budgets(kv, config);
     cuda::EstimateArgs ea;
     ea.q = q_;
-    ea.k_cache = kv.k(l);
+    ea.k_cache = kv.k(layer);
     ea.capacity = kv.capacity();
-    ea.n = n;
-    ea.pos0 = p0;
+    ea.n = static_cast<int>(n);
+    ea.pos0 = pos;
     ea.n_heads = c.n_heads;
     ea.n_kv_heads = c.n_kv_heads;
     ea.head_dim = c.head_dim;
-    ea.rows = std::min({cfg.last_queries, n, cuda::kMaxSampleRows});
-    const size_t off = static_cast<size_t>(l) * static_cast<size_t>(c.n_heads);
+    ea.rows = std::min({config->last_queries, static_cast<int>(n), cuda::kMaxSampleRows});
+    ea.force_gemm = options_.sparse_sums_gemm;
+    const size_t off = static_cast<size_t>(layer) * static_cast<size_t>(c.n_heads);
     ea.budgets = kv.sparse.budgets + off;
     ea.results = kv.sparse.results + off;
-    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l)], stream_));
     cuda::sample_sums(ea, kv.sparse, *gemm_, stream_);
-    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 3], stream_));
     cuda::select_tiles(ea, kv.sparse, stream_);
-    FOLIO_CUDA_CHECK(cudaEventRecord(events_[4 * static_cast<size_t>(l) + 1], stream_));
-    aa.tile_offset = kv.sparse.tile_offset;
-    aa.tile_index = kv.sparse.tile_index;
+    sample_rows_ = ea.rows;
+    results_of_ = &kv;
   }
 
-  // After a sparse chunk: what each head computed, and the time spent (the stream is idle).
-  void collect(CudaKvCache& kv, int n, int64_t p0) {
+  void attention(int layer, KvCache& kv_base, int64_t n, int64_t pos, bool listed) override {
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
     const ModelConfig& c = model_->config;
-    const size_t L = static_cast<size_t>(c.n_layers), H = static_cast<size_t>(c.n_heads);
-    results_host_.resize(L * H);
-    FOLIO_CUDA_CHECK(cudaMemcpy(results_host_.data(), kv.sparse.results, results_host_.size() * sizeof(cuda::HeadResult),
-                                cudaMemcpyDeviceToHost));
-    AttentionStats& st = kv.stats;
-    const int64_t causal = sparse::causal_tiles(n, p0);
-    const int rows = std::min({kv.policy.config->last_queries, n, cuda::kMaxSampleRows});
-    double sums_ms = 0.0;
-    for (size_t l = 0; l < L; ++l) {
-      float est = 0.0f, att = 0.0f, sums = 0.0f;
-      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&est, events_[4 * l], events_[4 * l + 1]));
-      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&att, events_[4 * l + 1], events_[4 * l + 2]));
-      FOLIO_CUDA_CHECK(cudaEventElapsedTime(&sums, events_[4 * l], events_[4 * l + 3]));
-      st.estimate_ms += est;
-      st.sparse_attention_ms += att;
-      sums_ms += sums;
-      for (size_t h = 0; h < H; ++h) {
-        const cuda::HeadResult& r = results_host_[l * H + h];
-        st.add_plan(static_cast<int>(l), static_cast<int>(h), c.n_layers, c.n_heads, r.computed, causal,
-                    std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * rows)), r.reached != 0);
-      }
+    cuda::AttentionArgs aa;
+    aa.q = q_;
+    aa.k_cache = kv.k(layer);
+    aa.v_cache = kv.v(layer);
+    aa.out = xb_;
+    aa.n = static_cast<int>(n);
+    aa.pos0 = pos;
+    aa.capacity = kv.capacity();
+    aa.n_heads = c.n_heads;
+    aa.n_kv_heads = c.n_kv_heads;
+    aa.head_dim = c.head_dim;
+    aa.query_mtiles = options_.attention_query_mtiles;
+    if (listed) {
+      aa.tile_offset = kv.sparse.tile_offset;
+      aa.tile_index = kv.sparse.tile_index;
     }
-    static const bool timing = std::getenv("FOLIO_SPARSE_TIMING") != nullptr;
-    if (timing)
-      std::fprintf(stderr, "sparse chunk at %lld (+%d): estimation %.2f ms total, of which sample sums %.2f ms\n",
-                   static_cast<long long>(p0), n, st.estimate_ms, sums_ms);
+    if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
+    else cuda::attention_prefill(aa, stream_);
+  }
+
+  void swiglu(int64_t n) override {
+    cuda::swiglu(gu_, static_cast<int>(n), static_cast<int>(model_->config.ffn_hidden), act_, stream_);
+  }
+
+  void logits(int64_t first_row, int64_t rows, float* out) override {
+    const ModelConfig& c = model_->config;
+    const int64_t H = c.hidden, V = c.vocab_size;
+    float* dev = logits_dev_;
+    if (rows > 1) {
+      const size_t need = static_cast<size_t>(chunk_ * V) * sizeof(float);
+      if (all_logits_.bytes() < need) all_logits_ = cuda::Arena(device_, need, "logits of every position");
+      dev = static_cast<float*>(all_logits_.base());
+    }
+    cuda::rmsnorm(x_ + first_row * H, out_norm_, static_cast<int>(rows), static_cast<int>(H), c.norm_eps, xb_, stream_);
+    gemm_->run(stream_, xb_, rows, output_, V, H, dev, cuda::Gemm::Out::F32);
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(out, dev, static_cast<size_t>(rows * V) * sizeof(float), cudaMemcpyDeviceToHost,
+                                     stream_));
+  }
+
+  void finish_step() override { FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void plan_results(std::vector<HeadPlanResult>& out) override {
+    const ModelConfig& c = model_->config;
+    const size_t count = static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads);
+    out.assign(count, HeadPlanResult{});
+    if (results_of_ == nullptr) return;
+    results_host_.resize(count);
+    FOLIO_CUDA_CHECK(cudaMemcpy(results_host_.data(), results_of_->sparse.results, count * sizeof(cuda::HeadResult),
+                                cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < count; ++i) {
+      const cuda::HeadResult& r = results_host_[i];
+      out[i] = HeadPlanResult{r.computed, std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * sample_rows_)),
+                              r.reached != 0};
+    }
+  }
+
+  void mark(int slot) override {
+    while (events_.size() <= static_cast<size_t>(slot)) {
+      cudaEvent_t e = nullptr;
+      FOLIO_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    FOLIO_CUDA_CHECK(cudaEventRecord(events_[static_cast<size_t>(slot)], stream_));
+  }
+
+  double elapsed_ms(int from_slot, int to_slot) override {
+    float ms = 0.0f;
+    FOLIO_CUDA_CHECK(cudaEventElapsedTime(&ms, events_.at(static_cast<size_t>(from_slot)),
+                                          events_.at(static_cast<size_t>(to_slot))));
+    return ms;
+  }
+
+  void read_attention_inputs(int layer, KvCache& kv_base, int64_t n, int64_t pos, AttentionInputs& out) override {
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const size_t hd = static_cast<size_t>(c.head_dim), keys = static_cast<size_t>(pos + n);
+    const size_t qn = static_cast<size_t>(n) * static_cast<size_t>(c.q_dim());
+    std::vector<bf16> q(qn), k(static_cast<size_t>(c.n_kv_heads) * keys * hd);
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(q.data(), q_, qn * sizeof(bf16), cudaMemcpyDeviceToHost, stream_));
+    for (int g = 0; g < c.n_kv_heads; ++g)
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(k.data() + static_cast<size_t>(g) * keys * hd,
+                                       kv.k(layer) + static_cast<size_t>(g) * static_cast<size_t>(kv.capacity()) * hd,
+                                       keys * hd * sizeof(bf16), cudaMemcpyDeviceToHost, stream_));
+    FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    out.n = n;
+    out.pos = pos;
+    out.q.resize(q.size());
+    out.k.resize(k.size());
+    for (size_t i = 0; i < q.size(); ++i) out.q[i] = bf16_to_f32(q[i]);
+    for (size_t i = 0; i < k.size(); ++i) out.k[i] = bf16_to_f32(k[i]);
+  }
+
+ private:
+  void upload_budgets(CudaKvCache& kv, const std::shared_ptr<const sparse::SparseConfig>& config) {
+    const ModelConfig& c = model_->config;
+    std::vector<cuda::DeviceBudget> b(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));
+    for (int l = 0; l < c.n_layers; ++l)
+      for (int h = 0; h < c.n_heads; ++h)
+        b[static_cast<size_t>(l) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] =
+            cuda::device_budget(config->head(l, h));
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(kv.sparse.budgets, b.data(), b.size() * sizeof(cuda::DeviceBudget),
+                                     cudaMemcpyHostToDevice, stream_));
+    FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    kv.budgets_of = config;
   }
 
   std::shared_ptr<const LoadedModel> model_;
@@ -496,15 +527,38 @@ class CudaBackend final : public Backend {
   std::vector<bf16> staging_;
   uint64_t seed_counter_ = 0;
   std::atomic<size_t> kv_bytes_{0}, sparse_bytes_{0};
-  std::vector<cudaEvent_t> events_;  // per layer: estimation start, estimation end, attention end
+  std::vector<cudaEvent_t> events_;  // time marks (Backend::mark)
   std::vector<cuda::HeadResult> results_host_;
+  int sample_rows_ = 1;                     // of the last estimate()
+  const CudaKvCache* results_of_ = nullptr;  // whose scratch holds the last step's head results
+  BackendOptions options_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel> model,
-                                             const CudaBackendOptions& options) {
+std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel> model, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(std::move(model), options);
+}
+
+void register_cuda_backend() {
+  register_backend(BackendKind::Cuda, [](std::shared_ptr<const LoadedModel> model, const BackendOptions& options,
+                                         std::string& notice) -> std::unique_ptr<Backend> {
+    const CudaProbe probe = probe_cuda();
+    if (probe.device_count == 0) {
+      notice = "no usable GPU (" + probe.summary + "); running on the CPU";
+      return nullptr;
+    }
+    if (options.device < 0 || options.device >= probe.device_count)
+      throw Error(ErrorCode::BadArgument, "there is no GPU cuda:" + std::to_string(options.device) + " (" +
+                                              probe.summary + ")");
+    try {
+      return create_cuda_backend(std::move(model), options);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::UnsupportedModel) throw;
+      notice = std::string("the CUDA backend cannot run this model (") + e.what() + "); running on the CPU";
+      return nullptr;
+    }
+  });
 }
 
 }  // namespace folio

@@ -62,6 +62,7 @@ struct AttentionArgs {
   // heads may sit anywhere in tile_index). Null = every causal tile (dense).
   const int32_t* tile_offset = nullptr;
   const int32_t* tile_index = nullptr;
+  int query_mtiles = 2;  // prefill kernel variant: m16 query tiles per warp (1 or 2)
 };
 constexpr int kQueryTile = 128;
 constexpr int kKeyTile = 64;

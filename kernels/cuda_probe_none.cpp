@@ -12,11 +12,19 @@ CudaProbe probe_cuda() {
   return p;
 }
 
-std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel>, const CudaBackendOptions&) {
+std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel>, const BackendOptions&) {
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support; use --backend cpu");
 }
 
-AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int, int) {
+void register_cuda_backend() {
+  register_backend(BackendKind::Cuda,
+                   [](std::shared_ptr<const LoadedModel>, const BackendOptions&, std::string& notice) {
+                     notice = "no usable GPU (" + probe_cuda().summary + "); running on the CPU";
+                     return std::unique_ptr<Backend>();
+                   });
+}
+
+AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int, int, int) {
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support");
 }
 

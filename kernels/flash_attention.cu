@@ -32,7 +32,7 @@
 #include <atomic>
 #include <cstdlib>
 
-#include "core/model/memory_plan.h"
+#include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_util.h"
 #include "kernels/mma.cuh"
@@ -42,7 +42,7 @@ namespace folio::cuda {
 namespace {
 
 // The prefill kernel's shape: kMTiles m16 tiles (16 rows each) per warp, so 128 / (16 kMTiles)
-// warps. kMTiles = 2 is the default; 1 is kept for comparison (FOLIO_ATTN_MTILES=1).
+// warps. kMTiles = 2 is the default; 1 is kept for comparison (AttentionArgs::query_mtiles = 1).
 template <int kMTiles>
 struct Warps {
   static constexpr int kRowsPerWarp = 16 * kMTiles;
@@ -497,17 +497,9 @@ void launch_prefill_mt(const AttentionArgs& a, cudaStream_t stream) {
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
-int prefill_mtiles() {
-  static const int mt = [] {
-    const char* v = std::getenv("FOLIO_ATTN_MTILES");
-    return v != nullptr && v[0] == '1' ? 1 : 2;
-  }();
-  return mt;
-}
-
 template <int HD>
 void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
-  if (prefill_mtiles() == 1) launch_prefill_mt<HD, 1>(a, stream);
+  if (a.query_mtiles == 1) launch_prefill_mt<HD, 1>(a, stream);
   else launch_prefill_mt<HD, 2>(a, stream);
 }
 

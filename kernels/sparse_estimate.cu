@@ -700,11 +700,6 @@ SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t ca
   return s;
 }
 
-static bool fused_disabled() {
-  static const bool off = std::getenv("FOLIO_SPARSE_GEMM") != nullptr;  // the GEMM path, for comparison
-  return off;
-}
-
 bool sparse_supported(int head_dim, int64_t kv_len) {
   return attention_head_dim_fast(head_dim) && n_ktiles_of(kv_len) <= kMaxSelectKeyTiles;
 }
@@ -716,7 +711,7 @@ void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cuda
   const int group = a.n_heads / a.n_kv_heads, hd = a.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t last_row_pos = kv_len - 1;
-  if (a.rows <= kFusedRows && !fused_disabled()) {
+  if (a.rows <= kFusedRows && !a.force_gemm) {
     FOLIO_CUDA_CHECK(cudaMemset2DAsync(s.diag, static_cast<size_t>(s.capacity) * sizeof(float), 0,
                                        static_cast<size_t>(kv_len) * sizeof(float), static_cast<size_t>(a.n_heads),
                                        stream));

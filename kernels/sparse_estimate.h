@@ -20,7 +20,7 @@
 #include <cstdint>
 
 #include "core/attention/sparse.h"
-#include "core/model/memory_plan.h"
+#include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 
 namespace folio::cuda {
@@ -77,6 +77,7 @@ struct EstimateArgs {
   int rows = 64;                        // sample rows, <= min(n, kMaxSampleRows)
   const DeviceBudget* budgets = nullptr;  // [n_heads], device
   HeadResult* results = nullptr;          // [n_heads], device
+  bool force_gemm = false;                // sample sums through cuBLASLt even where the fused kernel fits
 };
 
 // True when the GPU path can estimate this chunk (head dim on the tensor-core kernels, keys within

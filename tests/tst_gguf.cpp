@@ -14,6 +14,7 @@
 
 #include "core/common/error.h"
 #include "core/engine/engine.h"
+#include "core/model/model_loader.h"
 #include "core/model/gguf.h"
 #include "core/model/gguf_model.h"
 #include "core/model/model_weights.h"

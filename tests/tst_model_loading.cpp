@@ -19,6 +19,7 @@
 
 #include "core/common/error.h"
 #include "core/engine/engine.h"
+#include "core/model/model_loader.h"
 #include "core/model/model_config.h"
 #include "core/model/model_weights.h"
 #include "tests/test_support.h"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [bench] [peers] [hfcheck]    (default: test)
+#   bash tools/gpu_run.sh [test] [bench] [peers] [hfcheck] [base] [regress]    (default: test)
+# base builds folio-bench from an earlier tree in $FOLIO_BASE_DIR (default .base, e.g. from
+# `git archive <commit>`, carried); regress then measures both builds in turn on the Llama-3.1-8B
+# shape (dense and sparse at 16K-128K, decode at 32K) into $OUT/regress_{new,base}.jsonl.
 # Logs, JSON and tables go to $OUT (or /tmp/folio-gpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,38 @@ for step in "${steps[@]}"; do
     bench) bash tools/bench_gpu.sh "$out" ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
+    base)
+      base=${FOLIO_BASE_DIR:-.base}
+      (cd "$base" && cmake --preset gpu -DFOLIO_DEPS_DIR="$OLDPWD/.deps" > "$out/configure-base.log" &&
+        cmake --build --preset gpu -j "$(nproc)" --target folio-bench 2>&1 | tail -n 1) ;;
+    regress)
+      base=${FOLIO_BASE_DIR:-.base}
+      rm -f "$out"/regress_new.jsonl "$out"/regress_base.jsonl
+      for mode in dense sparse; do
+        for which in new base; do
+          bin=build/gpu/app/folio-bench
+          [ "$which" = base ] && bin=$base/build/gpu/app/folio-bench
+          $bin --shape llama3.1-8b --random-weights --backend cuda --attention $mode \
+            --lengths "${FOLIO_REGRESS_LENGTHS:-16384,32768,65536,131072}" --decode-tokens 32 --reps 2 \
+            --json "$out/regress_$which.jsonl" > /dev/null
+        done
+      done
+      python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+rows = {}
+for which in ("new", "base"):
+    for line in open(f"{out}/regress_{which}.jsonl"):
+        j = json.loads(line)
+        rows[(which, j.get("attention"), j.get("n_prompt"))] = j
+print(f"{'mode':7} {'tokens':>7} {'TTFT new':>9} {'TTFT base':>9} {'new/base':>8} {'dec new':>8} {'dec base':>8}")
+for (which, mode, n), j in sorted(rows.items(), key=lambda kv: (str(kv[0][1]), kv[0][2] or 0)):
+    if which != "new" or ("base", mode, n) not in rows: continue
+    b = rows[("base", mode, n)]
+    print(f"{mode:7} {n:>7} {j['ttft_ms']/1e3:9.3f} {b['ttft_ms']/1e3:9.3f} {j['ttft_ms']/b['ttft_ms']:8.3f} "
+          f"{j.get('decode_tok_s', 0):8.1f} {b.get('decode_tok_s', 0):8.1f}")
+PY
+      ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -2,11 +2,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <limits>
 
 #include "core/common/error.h"
 #include "core/common/thread_pool.h"
 #include "core/cpu/cpu_ops.h"
-#include "core/model/backend.h"
+#include "core/cpu/cpu_backend.h"
+#include "core/model/model_weights.h"
 
 namespace folio {
 
@@ -56,163 +58,16 @@ class CpuBackend final : public Backend {
   BackendKind kind() const override { return BackendKind::Cpu; }
   std::string name() const override { return "cpu (" + std::to_string(pool_.size()) + " threads)"; }
   const ModelConfig& config() const override { return model_->config; }
+  // Activations grow with the step, so any step fits; 512-token chunks measured best.
+  int64_t max_step() const override { return int64_t{1} << 30; }
+  int64_t preferred_chunk() const override { return 512; }
+  // The CPU's sparse path is the scalar reference: its estimation costs more than the attention it
+  // saves at every length measured (docs/sparse.md), so auto stays dense here.
+  int64_t sparse_gain_keys() const override { return std::numeric_limits<int64_t>::max(); }
 
   std::unique_ptr<KvCache> create_kv_cache(int64_t capacity_tokens) override {
     if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
     return std::make_unique<CpuKvCache>(model_->config, capacity_tokens, &kv_bytes_);
-  }
-
-  void forward(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
-               float* logits) override {
-    run(kv_base, tokens, pos, rope, logits, false);
-  }
-
-  void forward_all_logits(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope,
-                          float* logits) override {
-    run(kv_base, tokens, pos, rope, logits, true);
-  }
-
-  void run(KvCache& kv_base, std::span<const int32_t> tokens, int64_t pos, const RopeTable& rope, float* logits,
-           bool all_logits) {
-    auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
-    const ModelConfig& c = model_->config;
-    const ModelWeights& w = model_->weights;
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    if (n == 0) return;
-    check_forward_args(c, kv, tokens, pos);
-    reserve(n);
-    const int64_t H = c.hidden, QD = c.q_dim(), KVD = c.kv_dim(), F = c.ffn_hidden, hd = c.head_dim;
-    std::vector<int32_t> positions(static_cast<size_t>(n));
-    for (int64_t t = 0; t < n; ++t) positions[static_cast<size_t>(t)] = static_cast<int32_t>(pos + t);
-
-    // Auto mode runs dense here: the CPU's sparse path is the reference (its estimation costs more
-    // than the attention it saves); --attention sparse forces it.
-    const bool sparse_chunk = kv.policy.mode == sparse::AttentionMode::Sparse && use_sparse(kv.policy, n, pos);
-    if (kv.policy.mode == sparse::AttentionMode::Auto && use_sparse(kv.policy, n, pos))
-      kv.stats.note = "auto attention runs dense on the CPU (sparse prefill pays on the GPU); --attention sparse forces it";
-    if (sparse_chunk) ++kv.stats.sparse_chunks;
-    else if (n > 1) ++kv.stats.dense_chunks;
-    cpu::embedding(w.tok_embd, tokens, x_.data());
-    for (int l = 0; l < c.n_layers; ++l) {
-      const LayerWeights& L = w.layers[static_cast<size_t>(l)];
-      cpu::rmsnorm(x_.data(), f32(L.attn_norm), n, H, c.norm_eps, xb_.data());
-      cpu::matmul(pool_, xb_.data(), n, L.wq, f32(L.bq), q_.data());
-      cpu::matmul(pool_, xb_.data(), n, L.wk, f32(L.bk), k_.data());
-      cpu::matmul(pool_, xb_.data(), n, L.wv, f32(L.bv), v_.data());
-      cpu::rope(q_.data(), n, QD, c.n_heads, static_cast<int>(hd), positions, rope, c.rope.layout);
-      cpu::rope(k_.data(), n, KVD, c.n_kv_heads, static_cast<int>(hd), positions, rope, c.rope.layout);
-      float* kc = kv.k(l);
-      float* vc = kv.v(l);
-      for (int64_t t = 0; t < n; ++t)
-        for (int g = 0; g < c.n_kv_heads; ++g) {
-          const size_t dst = (static_cast<size_t>(g) * static_cast<size_t>(kv.capacity()) + static_cast<size_t>(pos + t)) *
-                             static_cast<size_t>(hd);
-          std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
-          std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
-        }
-      if (kv.policy.search && n > 1) search_patterns(kv, l, n, pos, kc);
-      if (sparse_chunk) {
-        sparse_attention(kv, l, n, pos, kc, vc);
-      } else {
-        cpu::attention(pool_, q_.data(), n, pos, kc, vc, kv.capacity(), c.n_heads, c.n_kv_heads, static_cast<int>(hd),
-                       att_.data());
-      }
-      cpu::matmul(pool_, att_.data(), n, L.wo, nullptr, xb_.data());
-      cpu::add_inplace(x_.data(), xb_.data(), n * H);
-      cpu::rmsnorm(x_.data(), f32(L.ffn_norm), n, H, c.norm_eps, xb_.data());
-      cpu::matmul(pool_, xb_.data(), n, L.w_gate, nullptr, gate_.data());
-      cpu::matmul(pool_, xb_.data(), n, L.w_up, nullptr, up_.data());
-      cpu::swiglu(gate_.data(), up_.data(), n * F, gate_.data());
-      cpu::matmul(pool_, gate_.data(), n, L.w_down, nullptr, xb_.data());
-      cpu::add_inplace(x_.data(), xb_.data(), n * H);
-    }
-    if (logits != nullptr && all_logits) {
-      // every row, a few at a time (xb_ holds at most `hidden` floats per reserved token)
-      const int64_t V = c.vocab_size;
-      std::vector<float> normed(static_cast<size_t>(H));
-      constexpr int64_t kRows = 16;
-      std::vector<float> rows(static_cast<size_t>(kRows * H));
-      for (int64_t t0 = 0; t0 < n; t0 += kRows) {
-        const int64_t cnt = std::min(kRows, n - t0);
-        cpu::rmsnorm(x_.data() + t0 * H, f32(w.out_norm), cnt, H, c.norm_eps, rows.data());
-        cpu::matmul(pool_, rows.data(), cnt, w.output, nullptr, logits + t0 * V);
-      }
-    } else if (logits != nullptr) {
-      cpu::rmsnorm(x_.data() + (n - 1) * H, f32(w.out_norm), 1, H, c.norm_eps, xb_.data());
-      cpu::matmul(pool_, xb_.data(), 1, w.output, nullptr, logits);
-    }
-  }
-
-  // Offline search: each pattern kind at the same tile budget, scored by the exact mass it keeps.
-  void search_patterns(CpuKvCache& kv, int layer, int64_t n, int64_t pos, const float* kc) {
-    const ModelConfig& c = model_->config;
-    const int hd = c.head_dim;
-    const int group = c.n_heads / c.n_kv_heads;
-    AttentionStats& st = kv.stats;
-    if (st.search_mass.size() != static_cast<size_t>(c.n_layers)) {
-      st.search_mass.assign(static_cast<size_t>(c.n_layers), std::vector<std::array<double, 3>>(static_cast<size_t>(c.n_heads)));
-      st.search_density = st.search_mass;
-    }
-    if (layer == 0) ++st.search_chunks;
-    const sparse::SparseConfig defaults;
-    const sparse::SparseConfig& cfg = kv.policy.config ? *kv.policy.config : defaults;
-    const sparse::Pattern kinds[3] = {sparse::Pattern::Triangular, sparse::Pattern::IntervalSlash,
-                                      sparse::Pattern::BlockCluster};
-    pool_.parallel_for(c.n_heads * 3, [&](int64_t b, int64_t e, int) {
-      for (int64_t idx = b; idx < e; ++idx) {
-        const int64_t h = idx / 3, which = idx % 3;
-        sparse::HeadBudget budget = cfg.head(layer, static_cast<int>(h));
-        budget.pattern = kinds[which];
-        budget.mass_target = 1.0;  // fill the budget: compare at equal cost
-        budget.min_density = kv.policy.search_density;
-        budget.max_density = kv.policy.search_density;
-        budget.window_tiles = 0;
-        const float* qh = q_.data() + h * hd;
-        const float* kh = kc + (h / group) * kv.capacity() * hd;
-        const sparse::HeadPlan plan = sparse::estimate_head(budget, cfg.last_queries, qh, c.q_dim(), n, pos, kh, hd, hd);
-        const double mass = sparse::exact_mass(qh, c.q_dim(), n, pos, kh, hd, hd, plan.list, kv.policy.search_row_step);
-        st.search_mass[static_cast<size_t>(layer)][static_cast<size_t>(h)][static_cast<size_t>(which)] += mass;
-        st.search_density[static_cast<size_t>(layer)][static_cast<size_t>(h)][static_cast<size_t>(which)] += plan.list.density();
-      }
-    });
-  }
-
-  // Per head: estimate its pattern from this chunk's queries and the keys so far, then attend over
-  // the chosen tiles only (core/attention/sparse.h is the reference this runs).
-  void sparse_attention(CpuKvCache& kv, int layer, int64_t n, int64_t pos, const float* kc, const float* vc) {
-    const ModelConfig& c = model_->config;
-    const int hd = c.head_dim;
-    const int64_t QD = c.q_dim();
-    const int group = c.n_heads / c.n_kv_heads;
-    const sparse::SparseConfig& cfg = *kv.policy.config;
-    AttentionStats& st = kv.stats;
-    std::vector<sparse::HeadPlan> plans(static_cast<size_t>(c.n_heads));
-    using clock = std::chrono::steady_clock;
-    const auto t0 = clock::now();
-    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
-      for (int64_t h = b; h < e; ++h) {
-        const int64_t g = h / group;
-        plans[static_cast<size_t>(h)] = sparse::estimate_head(
-            cfg.head(layer, static_cast<int>(h)), cfg.last_queries, q_.data() + h * hd, QD, n, pos,
-            kc + g * kv.capacity() * hd, hd, hd);
-      }
-    });
-    const auto t1 = clock::now();
-    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
-      for (int64_t h = b; h < e; ++h) {
-        const int64_t g = h / group;
-        sparse::tile_attention(q_.data() + h * hd, QD, n, pos, kc + g * kv.capacity() * hd, vc + g * kv.capacity() * hd,
-                               hd, hd, plans[static_cast<size_t>(h)].list, att_.data() + h * hd, QD);
-      }
-    });
-    const auto t2 = clock::now();
-    st.estimate_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
-    st.sparse_attention_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
-    const int64_t causal = sparse::causal_tiles(n, pos);
-    for (int h = 0; h < c.n_heads; ++h) {
-      const sparse::HeadPlan& p = plans[static_cast<size_t>(h)];
-      st.add_plan(layer, h, c.n_layers, c.n_heads, p.list.computed(), causal, p.est_mass, p.mass_reached);
-    }
   }
 
   std::vector<DeviceMemory> memory() const override {
@@ -224,8 +79,158 @@ class CpuBackend final : public Backend {
     return {m};
   }
 
+  void embed(std::span<const int32_t> tokens) override {
+    reserve(static_cast<int64_t>(tokens.size()));
+    cpu::embedding(model_->weights.tok_embd, tokens, x_.data());
+  }
+
+  void norm(Norm which, int layer, int64_t n) override {
+    const LayerWeights& L = layer_weights(layer);
+    const ModelConfig& c = model_->config;
+    cpu::rmsnorm(x_.data(), f32(which == Norm::Attention ? L.attn_norm : L.ffn_norm), n, c.hidden, c.norm_eps,
+                 xb_.data());
+  }
+
+  void project(Proj which, int layer, int64_t n) override {
+    const LayerWeights& L = layer_weights(layer);
+    const ModelConfig& c = model_->config;
+    switch (which) {
+      case Proj::Qkv:
+        cpu::matmul(pool_, xb_.data(), n, L.wq, f32(L.bq), q_.data());
+        cpu::matmul(pool_, xb_.data(), n, L.wk, f32(L.bk), k_.data());
+        cpu::matmul(pool_, xb_.data(), n, L.wv, f32(L.bv), v_.data());
+        break;
+      case Proj::Out:
+        cpu::matmul(pool_, att_.data(), n, L.wo, nullptr, xb_.data());
+        cpu::add_inplace(x_.data(), xb_.data(), n * c.hidden);
+        break;
+      case Proj::GateUp:
+        cpu::matmul(pool_, xb_.data(), n, L.w_gate, nullptr, gate_.data());
+        cpu::matmul(pool_, xb_.data(), n, L.w_up, nullptr, up_.data());
+        break;
+      case Proj::Down:
+        cpu::matmul(pool_, gate_.data(), n, L.w_down, nullptr, xb_.data());
+        cpu::add_inplace(x_.data(), xb_.data(), n * c.hidden);
+        break;
+    }
+  }
+
+  void rope_kv_write(int layer, KvCache& kv_base, int64_t n, int64_t pos, const RopeTable& rope) override {
+    auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const int64_t KVD = c.kv_dim(), hd = c.head_dim;
+    positions_.resize(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) positions_[static_cast<size_t>(t)] = static_cast<int32_t>(pos + t);
+    cpu::rope(q_.data(), n, c.q_dim(), c.n_heads, static_cast<int>(hd), positions_, rope, c.rope.layout);
+    cpu::rope(k_.data(), n, KVD, c.n_kv_heads, static_cast<int>(hd), positions_, rope, c.rope.layout);
+    float* kc = kv.k(layer);
+    float* vc = kv.v(layer);
+    for (int64_t t = 0; t < n; ++t)
+      for (int g = 0; g < c.n_kv_heads; ++g) {
+        const size_t dst = (static_cast<size_t>(g) * static_cast<size_t>(kv.capacity()) + static_cast<size_t>(pos + t)) *
+                           static_cast<size_t>(hd);
+        std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
+        std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
+      }
+  }
+
+  SparseSupport sparse_support(const sparse::SparseConfig&, int64_t) const override { return {}; }
+
+  // Per head: its pattern from this step's queries and the keys so far (core/attention/sparse.h
+  // is the reference this runs).
+  void estimate(int layer, KvCache& kv_base, int64_t n, int64_t pos,
+                const std::shared_ptr<const sparse::SparseConfig>& config) override {
+    auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const int hd = c.head_dim;
+    const int group = c.n_heads / c.n_kv_heads;
+    const sparse::SparseConfig& cfg = *config;
+    const float* kc = kv.k(layer);
+    plans_.resize(static_cast<size_t>(c.n_heads));
+    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
+      for (int64_t h = b; h < e; ++h)
+        plans_[static_cast<size_t>(h)] =
+            sparse::estimate_head(cfg.head(layer, static_cast<int>(h)), cfg.last_queries, q_.data() + h * hd,
+                                  c.q_dim(), n, pos, kc + (h / group) * kv.capacity() * hd, hd, hd);
+    });
+    results_.resize(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));
+    for (int h = 0; h < c.n_heads; ++h) {
+      const sparse::HeadPlan& p = plans_[static_cast<size_t>(h)];
+      results_[static_cast<size_t>(layer) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] =
+          HeadPlanResult{p.list.computed(), p.est_mass, p.mass_reached};
+    }
+  }
+
+  void attention(int layer, KvCache& kv_base, int64_t n, int64_t pos, bool listed) override {
+    auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const int hd = c.head_dim;
+    const float* kc = kv.k(layer);
+    const float* vc = kv.v(layer);
+    if (!listed) {
+      cpu::attention(pool_, q_.data(), n, pos, kc, vc, kv.capacity(), c.n_heads, c.n_kv_heads, hd, att_.data());
+      return;
+    }
+    const int group = c.n_heads / c.n_kv_heads;
+    const int64_t QD = c.q_dim();
+    pool_.parallel_for(c.n_heads, [&](int64_t b, int64_t e, int) {
+      for (int64_t h = b; h < e; ++h) {
+        const int64_t g = h / group;
+        sparse::tile_attention(q_.data() + h * hd, QD, n, pos, kc + g * kv.capacity() * hd, vc + g * kv.capacity() * hd,
+                               hd, hd, plans_[static_cast<size_t>(h)].list, att_.data() + h * hd, QD);
+      }
+    });
+  }
+
+  void swiglu(int64_t n) override {
+    cpu::swiglu(gate_.data(), up_.data(), n * model_->config.ffn_hidden, gate_.data());
+  }
+
+  void logits(int64_t first_row, int64_t rows, float* out) override {
+    const ModelConfig& c = model_->config;
+    const ModelWeights& w = model_->weights;
+    const int64_t H = c.hidden, V = c.vocab_size;
+    // a few rows at a time: xb_ may hold fewer rows than the step when it is one token
+    constexpr int64_t kRows = 16;
+    rows_.resize(static_cast<size_t>(std::min(kRows, rows) * H));
+    for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+      const int64_t cnt = std::min(kRows, rows - r0);
+      cpu::rmsnorm(x_.data() + (first_row + r0) * H, f32(w.out_norm), cnt, H, c.norm_eps, rows_.data());
+      cpu::matmul(pool_, rows_.data(), cnt, w.output, nullptr, out + r0 * V);
+    }
+  }
+
+  void finish_step() override {}
+
+  void plan_results(std::vector<HeadPlanResult>& out) override { out = results_; }
+
+  void mark(int slot) override {
+    if (static_cast<size_t>(slot) >= marks_.size()) marks_.resize(static_cast<size_t>(slot) + 1);
+    marks_[static_cast<size_t>(slot)] = std::chrono::steady_clock::now();
+  }
+  double elapsed_ms(int from_slot, int to_slot) override {
+    return std::chrono::duration<double, std::milli>(marks_.at(static_cast<size_t>(to_slot)) -
+                                                     marks_.at(static_cast<size_t>(from_slot)))
+        .count();
+  }
+
+  void read_attention_inputs(int layer, KvCache& kv_base, int64_t n, int64_t pos, AttentionInputs& out) override {
+    auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const size_t hd = static_cast<size_t>(c.head_dim), keys = static_cast<size_t>(pos + n);
+    out.n = n;
+    out.pos = pos;
+    out.q.assign(q_.begin(), q_.begin() + n * c.q_dim());
+    out.k.resize(static_cast<size_t>(c.n_kv_heads) * keys * hd);
+    for (int g = 0; g < c.n_kv_heads; ++g)
+      std::memcpy(out.k.data() + static_cast<size_t>(g) * keys * hd,
+                  kv.k(layer) + static_cast<size_t>(g) * static_cast<size_t>(kv.capacity()) * hd,
+                  keys * hd * sizeof(float));
+  }
+
  private:
   static const float* f32(const TensorView& t) { return t.empty() ? nullptr : static_cast<const float*>(t.data); }
+  const LayerWeights& layer_weights(int layer) const { return model_->weights.layers[static_cast<size_t>(layer)]; }
 
   void reserve(int64_t n) {
     if (n <= reserved_tokens_) return;
@@ -249,7 +254,11 @@ class CpuBackend final : public Backend {
   std::atomic<size_t> kv_bytes_{0};
   int64_t reserved_tokens_ = 0;
   size_t scratch_bytes_ = 0;
-  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
+  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, rows_;
+  std::vector<int32_t> positions_;
+  std::vector<sparse::HeadPlan> plans_;     // this layer's, between estimate() and attention()
+  std::vector<HeadPlanResult> results_;     // [layer][head] of the step
+  std::vector<std::chrono::steady_clock::time_point> marks_;
 };
 
 }  // namespace

@@ -4,7 +4,7 @@ namespace folio {
 
 ChatFormatKind detect_chat_format(const Engine& engine) {
   // The model's own template says best which markers it uses.
-  const std::string& tpl = engine.model().chat_template;
+  const std::string& tpl = engine.chat_template();
   if (!tpl.empty())
     if (auto kind = chat_format_from_template(tpl)) return *kind;
   if (!engine.has_tokenizer()) return ChatFormatKind::Plain;

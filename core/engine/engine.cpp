@@ -5,8 +5,8 @@
 #include <filesystem>
 
 #include "core/common/mapped_file.h"
-#include "kernels/cuda_backend.h"
-#include "kernels/cuda_probe.h"
+#include "core/cpu/cpu_backend.h"
+#include "core/model/model_loader.h"
 
 namespace folio {
 
@@ -87,31 +87,33 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
   std::unique_ptr<Engine> engine(new Engine());
   engine->model_ = std::move(model);
   engine->tokenizer_ = std::move(tokenizer);
-  if (options.backend == BackendKind::Cuda) {
-    const CudaProbe probe = probe_cuda();
-    if (probe.device_count == 0) {
-      engine->notice_ = "no usable GPU (" + probe.summary + "); running on the CPU";
-    } else if (options.gpu_device < 0 || options.gpu_device >= probe.device_count) {
-      throw Error(ErrorCode::BadArgument, "there is no GPU cuda:" + std::to_string(options.gpu_device) + " (" +
-                                              probe.summary + ")");
-    } else {
-      CudaBackendOptions co;
-      co.device = options.gpu_device;
-      co.mem_limit_bytes = options.gpu_mem_limit_bytes;
-      co.context_tokens = options.context_tokens;
-      co.chunk = options.prefill_chunk;
-      try {
-        engine->backend_ = create_cuda_backend(engine->model_, co);
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::UnsupportedModel) throw;
-        engine->notice_ = std::string("the CUDA backend cannot run this model (") + e.what() + "); running on the CPU";
-      }
-    }
+  if (options.backend != BackendKind::Cpu) {
+    BackendOptions bo;
+    bo.threads = options.threads;
+    bo.device = options.gpu_device;
+    bo.mem_limit_bytes = options.gpu_mem_limit_bytes;
+    bo.context_tokens = options.context_tokens;
+    bo.chunk = options.prefill_chunk;
+    bo.attention_query_mtiles = options.attention_query_mtiles;
+    bo.sparse_sums_gemm = options.sparse_sums_gemm;
+    if (BackendFactory factory = registered_backend(options.backend))
+      engine->backend_ = factory(engine->model_, bo, engine->notice_);
+    else
+      engine->notice_ = "no usable GPU (this program was built without the CUDA backend); running on the CPU";
   }
   if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads);
   engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>();
   engine->load_ms_ = now_ms() - t0;
   return engine;
+}
+
+const std::string& Engine::chat_template() const { return model_->chat_template; }
+
+int64_t Engine::auto_sparse_tokens() const {
+  AttentionPolicy p;
+  p.mode = sparse::AttentionMode::Auto;
+  p.config = sparse_config_;
+  return auto_sparse_keys(p, *backend_);
 }
 
 const Tokenizer& Engine::tokenizer() const {
@@ -134,11 +136,11 @@ Session::Session(Engine& engine, const SessionOptions& options) : engine_(engine
   if (context_ > c.max_context && c.rope.scaling == RopeScaling::None && c.arch_label == "llama2.c")
     throw Error(ErrorCode::BadArgument, "this model was trained for " + std::to_string(c.max_context) +
                                             " tokens; choose a context of at most that");
-  default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : engine.backend().preferred_chunk();
+  default_chunk_ = options.prefill_chunk > 0 ? options.prefill_chunk : engine.backend_->preferred_chunk();
   rope_ = make_rope_table(c.rope, context_);
-  kv_ = engine.backend().create_kv_cache(context_);
-  kv_->policy.mode = options.attention;
-  kv_->policy.config = options.sparse_config ? options.sparse_config : engine.sparse_config();
+  kv_ = engine.backend_->create_kv_cache(context_);
+  policy_.mode = options.attention;
+  policy_.config = options.sparse_config ? options.sparse_config : engine.sparse_config();
   logits_.resize(static_cast<size_t>(c.vocab_size));
 }
 
@@ -150,8 +152,8 @@ std::span<const float> Session::logits() const {
 }
 
 void Session::set_attention(sparse::AttentionMode mode, std::shared_ptr<const sparse::SparseConfig> config) {
-  kv_->policy.mode = mode;
-  kv_->policy.config = config ? std::move(config) : engine_.sparse_config();
+  policy_.mode = mode;
+  policy_.config = config ? std::move(config) : engine_.sparse_config();
 }
 
 void Session::truncate(int64_t n_tokens) {
@@ -177,13 +179,13 @@ void Session::prefill_impl(std::span<const int32_t> tokens, const PrefillOptions
   const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_;
   metrics->prefill_chunk = chunk;
   const double start = now_ms();
-  kv_->stats.reset();
+  stats_.reset();
   struct StatsToMetrics {  // also on cancellation
-    KvCache& kv;
+    const AttentionPolicy& policy;
+    const AttentionStats& st;
     Metrics* m;
     ~StatsToMetrics() {
-      const AttentionStats& st = kv.stats;
-      m->attention_mode = sparse::attention_mode_name(kv.policy.mode);
+      m->attention_mode = sparse::attention_mode_name(policy.mode);
       m->sparse_chunks += st.sparse_chunks;
       m->dense_chunks += st.dense_chunks;
       m->attention_density = st.density();
@@ -201,7 +203,7 @@ void Session::prefill_impl(std::span<const int32_t> tokens, const PrefillOptions
                                                                    : 1.0);
       }
     }
-  } stats_to_metrics{*kv_, metrics};
+  } stats_to_metrics{policy_, stats_, metrics};
   int64_t done = 0;
   while (done < n) {
     if (options.cancel != nullptr && options.cancel->cancelled()) {
@@ -213,8 +215,8 @@ void Session::prefill_impl(std::span<const int32_t> tokens, const PrefillOptions
     const int64_t len = std::min(chunk, n - done);
     const bool last = done + len == n;
     logits_valid_ = false;
-    engine_.backend().forward(*kv_, tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(len)), n_past(),
-                              rope_, last ? logits_.data() : nullptr);
+    forward(*engine_.backend_, *kv_, tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(len)), n_past(),
+            rope_, policy_, stats_, observer_, last ? logits_.data() : nullptr);
     tokens_.insert(tokens_.end(), tokens.begin() + done, tokens.begin() + done + len);
     logits_valid_ = last;
     done += len;
@@ -291,7 +293,7 @@ void Session::generate_impl(const GenerateOptions& options, RequestResult* resul
     }
     logits_valid_ = false;
     const int32_t one[1] = {id};
-    engine_.backend().forward(*kv_, one, n_past(), rope_, logits_.data());
+    forward(*engine_.backend_, *kv_, one, n_past(), rope_, policy_, stats_, observer_, logits_.data());
     tokens_.push_back(id);
     logits_valid_ = true;
   }

@@ -15,7 +15,8 @@
 
 #include "core/common/error.h"
 #include "core/engine/sampler.h"
-#include "core/model/backend.h"
+#include "core/engine/backend.h"
+#include "core/engine/forward.h"
 #include "core/model/model_config.h"
 #include "core/model/model_weights.h"
 #include "core/tokenizer/tokenizer.h"
@@ -33,6 +34,9 @@ struct EngineOptions {
   size_t gpu_mem_limit_bytes = 0;
   int64_t context_tokens = 0;
   int64_t prefill_chunk = 0;
+  // CUDA kernel variants, for benchmarks that compare them (BackendOptions says what they are).
+  int attention_query_mtiles = 2;
+  bool sparse_sums_gemm = false;
 };
 
 // Shared by app/ and ui/: a flag that long work polls between chunks.
@@ -146,6 +150,11 @@ class Session {
   void clear() { truncate(0); }
   // Changes the prefill attention for the next requests (config null = the engine's).
   void set_attention(sparse::AttentionMode mode, std::shared_ptr<const sparse::SparseConfig> config = nullptr);
+  const AttentionPolicy& attention_policy() const { return policy_; }
+  // What prefill attention did since the last request started (Metrics carries the same).
+  const AttentionStats& attention_stats() const { return stats_; }
+  // Looks inside every forward step from now on (null detaches); the observer must outlive its use.
+  void set_observer(ForwardObserver* observer) { observer_ = observer; }
 
   // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
   // A cancelled prefill returns with stop == Cancelled and no text.
@@ -162,6 +171,9 @@ class Session {
   int64_t default_chunk_ = 512;
   RopeTable rope_;
   std::unique_ptr<KvCache> kv_;
+  AttentionPolicy policy_;
+  AttentionStats stats_;
+  ForwardObserver* observer_ = nullptr;
   std::vector<int32_t> tokens_;
   std::vector<float> logits_;
   bool logits_valid_ = false;
@@ -180,14 +192,18 @@ class Engine {
   bool has_tokenizer() const { return tokenizer_ != nullptr; }
   // Throws Error(BadTokenizer) when the model came without one.
   const Tokenizer& tokenizer() const;
-  Backend& backend() { return *backend_; }
   BackendKind backend_kind() const { return backend_->kind(); }
+  // The prefill chunk sessions use when none is asked for (the backend's best).
+  int64_t default_prefill_chunk() const { return backend_->preferred_chunk(); }
+  // Where auto attention turns sparse for this model on this backend (sessions with the engine's config).
+  int64_t auto_sparse_tokens() const;
   std::string backend_name() const { return backend_->name(); }
   std::vector<DeviceMemory> memory() const { return backend_->memory(); }
   double load_ms() const { return load_ms_; }
   // Something the user should know about the load (e.g. a backend fallback); "" if nothing.
   const std::string& notice() const { return notice_; }
-  const LoadedModel& model() const { return *model_; }
+  // The model's Jinja chat template, where it ships one ("" if none).
+  const std::string& chat_template() const;
   // Sparse prefill's per-head patterns for this model: folio-sparse.json beside the weights when
   // there is one, else the defaults for every head.
   const std::shared_ptr<const sparse::SparseConfig>& sparse_config() const { return sparse_config_; }
@@ -196,6 +212,7 @@ class Engine {
   std::unique_ptr<Session> create_session(const SessionOptions& options = {});
 
  private:
+  friend class Session;
   Engine() = default;
   std::shared_ptr<LoadedModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -11,7 +11,9 @@
 #include <filesystem>
 
 #include "core/engine/engine.h"
-#include "core/model/memory_plan.h"
+#include "kernels/cuda_backend.h"
+#include "core/model/model_loader.h"
+#include "kernels/memory_plan.h"
 #include "core/model/random_model.h"
 #include "kernels/tests/gpu_check.h"
 
@@ -38,7 +40,7 @@ void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> mode
   gpu_o.context_tokens = prompt_len + steps + 8;
   auto cpu = Engine::create(model, nullptr, cpu_o);
   auto gpu = Engine::create(model, nullptr, gpu_o);
-  GCHECK(gpu->backend().kind() == BackendKind::Cuda, "%s: not on the GPU (%s)", label.c_str(), gpu->notice().c_str());
+  GCHECK(gpu->backend_kind() == BackendKind::Cuda, "%s: not on the GPU (%s)", label.c_str(), gpu->notice().c_str());
   SessionOptions so;
   so.context_tokens = prompt_len + steps + 8;
   so.prefill_chunk = chunk;
@@ -125,7 +127,7 @@ void test_memory_plan_matches_device() {
     const DeviceMemory m = engine->memory().front();
     const size_t ours = m.weights_bytes + m.kv_bytes + m.scratch_bytes;
     const size_t seen = free0 - free1;
-    const MemoryPlan plan = plan_memory(engine->config(), 32768, engine->backend().preferred_chunk());
+    const MemoryPlan plan = plan_memory(engine->config(), 32768, engine->default_prefill_chunk());
     const double diff = std::fabs(static_cast<double>(seen) - static_cast<double>(ours)) / static_cast<double>(seen);
     std::printf("  8B shape, 32K context: plan %s; metrics %.3f GiB; cudaMemGetInfo %.3f GiB (%.2f%%)\n",
                 describe_plan(plan).c_str(), ours / 1073741824.0, seen / 1073741824.0, 100 * diff);
@@ -192,6 +194,7 @@ void test_out_of_memory_messages() {
 }  // namespace
 
 int main() {
+  folio::register_cuda_backend();
   return run_cases("tst_gpu_model", {
                                         {"stories260K", test_stories260k},
                                         {"hf_fixtures", test_hf_fixtures},

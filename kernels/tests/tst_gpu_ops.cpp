@@ -7,7 +7,7 @@
 
 #include "core/common/thread_pool.h"
 #include "core/cpu/cpu_ops.h"
-#include "core/model/memory_plan.h"
+#include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/gemm.h"
 #include "kernels/tests/gpu_check.h"

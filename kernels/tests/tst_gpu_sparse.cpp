@@ -16,7 +16,8 @@
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
-#include "core/model/memory_plan.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/gemm.h"
 #include "kernels/sparse_estimate.h"
@@ -252,6 +253,7 @@ void test_needle_sparse_gpu_vs_cpu() {
 }  // namespace
 
 int main() {
+  folio::register_cuda_backend();
   return run_cases("tst_gpu_sparse", {
                                          {"kernels_against_cpu", test_kernels_against_cpu},
                                          {"needle_sparse_gpu_vs_cpu", test_needle_sparse_gpu_vs_cpu},

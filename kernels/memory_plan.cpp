@@ -1,4 +1,4 @@
-#include "core/model/memory_plan.h"
+#include "kernels/memory_plan.h"
 
 #include <algorithm>
 #include <cstdio>

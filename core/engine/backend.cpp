@@ -1,0 +1,48 @@
+#include "core/engine/backend.h"
+
+#include <map>
+#include <mutex>
+
+#include "core/common/error.h"
+
+namespace folio {
+
+const char* backend_kind_name(BackendKind k) {
+  switch (k) {
+    case BackendKind::Cpu: return "the CPU";
+    case BackendKind::Cuda: return "the GPU";
+  }
+  return "?";
+}
+
+void check_forward_args(const ModelConfig& c, const KvCache& kv, std::span<const int32_t> tokens, int64_t pos) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (pos < 0 || pos + n > kv.capacity())
+    throw Error(ErrorCode::OutOfContext, "positions " + std::to_string(pos) + ".." + std::to_string(pos + n) +
+                                             " do not fit the context of " + std::to_string(kv.capacity()) + " tokens");
+  for (int32_t t : tokens)
+    if (t < 0 || t >= c.vocab_size)
+      throw Error(ErrorCode::BadArgument, "token id " + std::to_string(t) + " is outside the vocabulary (" +
+                                              std::to_string(c.vocab_size) + ")");
+}
+
+namespace {
+std::mutex g_registry_mutex;
+std::map<BackendKind, BackendFactory>& registry() {
+  static std::map<BackendKind, BackendFactory> r;
+  return r;
+}
+}  // namespace
+
+void register_backend(BackendKind kind, BackendFactory factory) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  registry()[kind] = factory;
+}
+
+BackendFactory registered_backend(BackendKind kind) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  auto it = registry().find(kind);
+  return it == registry().end() ? nullptr : it->second;
+}
+
+}  // namespace folio
