@@ -96,7 +96,8 @@ Answer Conversation::regenerate(const AskOptions& options) {
   // The last exchange is a user turn and its answer; ask that question again without them.
   if (history_.size() < 2 || history_[history_.size() - 2].role != "user") return {};
   std::vector<Turn> before(history_.begin(), history_.end() - 2);
-  return run(history_[history_.size() - 2].text, std::move(before), options);
+  const std::string question = history_[history_.size() - 2].text;  // a copy: run() replaces history_
+  return run(question, std::move(before), options);
 }
 
 Answer Conversation::run(const std::string& question, std::vector<Turn> history, const AskOptions& options) {
