@@ -21,14 +21,20 @@
 
 namespace {
 
-std::string stories_path() { return folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin"; }
-std::string demo_path() { return folio::test::source_dir() + "/resources/demo/halcyon-h40-manual.md"; }
+std::string stories_path() {
+  return folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+}
+std::string demo_path() {
+  return folio::test::source_dir() + "/resources/demo/halcyon-h40-manual.md";
+}
 
 std::string smollm2_path() {
   if (const char* p = std::getenv("FOLIO_SMOLLM2_GGUF"); p != nullptr && *p != 0) return p;
   std::string cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0) cache = x;
-  else if (const char* h = std::getenv("HOME"); h != nullptr) cache = std::string(h) + "/.cache";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0)
+    cache = x;
+  else if (const char* h = std::getenv("HOME"); h != nullptr)
+    cache = std::string(h) + "/.cache";
   return cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
@@ -98,8 +104,8 @@ class TstChat : public QObject {
     app.set_documents({folio::docs::chat_document(doc)});
     const folio::chat::Prompt expected = app.prompt(question.toStdString());
 
-    const CliRun r = run_cli({"--model", model, "--file", QString::fromStdString(demo_path()), "--ask", question,
-                              "--print-prompt"});
+    const CliRun r =
+        run_cli({"--model", model, "--file", QString::fromStdString(demo_path()), "--ask", question, "--print-prompt"});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(r.out, QByteArray::fromStdString(expected.text));
     QVERIFY2(r.err.contains(QByteArray::number(qint64(expected.tokens.size())) + " tokens"), r.err.constData());
@@ -113,7 +119,8 @@ class TstChat : public QObject {
   void cli_reads_text_as_the_app_does() {
     // CRLF and CR line ends, a UTF-8 BOM, non-ASCII text, a trailing newline, 450 lines (3 sections).
     QByteArray bytes = "\xEF\xBB\xBF";
-    for (int i = 1; i <= 450; ++i) bytes += "Zeile " + QByteArray::number(i) + " \xC3\xA4\xE2\x82\xAC" + (i % 3 ? "\r\n" : "\r");
+    for (int i = 1; i <= 450; ++i)
+      bytes += "Zeile " + QByteArray::number(i) + " \xC3\xA4\xE2\x82\xAC" + (i % 3 ? "\r\n" : "\r");
     const QString path = tmp_.filePath("notes.md");
     QVERIFY(write_bytes(path, bytes));
     const folio::chat::Document cli = folio::chat::read_text_document(path.toStdString());
@@ -136,11 +143,20 @@ class TstChat : public QObject {
     QTest::addColumn<QByteArray>("bytes");
     QTest::addColumn<QString>("name");
     QTest::addColumn<QString>("phrase");
-    QTest::newRow("PDF") << QByteArray("%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj\n") << "manual.pdf" << "PDF";
-    QTest::newRow("Latin-1") << QByteArray("caf\xE9 au lait\n") << "menu.txt" << "UTF-8";
-    QTest::newRow("UTF-16") << QByteArray("\xFF\xFEh\0i\0", 6) << "wide.txt" << "UTF-8";
-    QTest::newRow("binary") << (QByteArray("\x7f" "ELF", 4) + QByteArray(100, '\0')) << "a.out" << "binary";
-    QTest::newRow("only white space") << QByteArray(" \n\t\n") << "blank.txt" << "white space";
+    QTest::newRow("PDF") << QByteArray("%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj\n") << "manual.pdf"
+                         << "PDF";
+    QTest::newRow("Latin-1") << QByteArray("caf\xE9 au lait\n") << "menu.txt"
+                             << "UTF-8";
+    QTest::newRow("UTF-16") << QByteArray("\xFF\xFEh\0i\0", 6) << "wide.txt"
+                            << "UTF-8";
+    QTest::newRow("binary") << (QByteArray("\x7f"
+                                           "ELF",
+                                           4) +
+                                QByteArray(100, '\0'))
+                            << "a.out"
+                            << "binary";
+    QTest::newRow("only white space") << QByteArray(" \n\t\n") << "blank.txt"
+                                      << "white space";
   }
 
   void cli_says_what_it_cannot_read() {
@@ -150,8 +166,8 @@ class TstChat : public QObject {
     FOLIO_REQUIRE_FILE(stories_path());
     const QString path = tmp_.filePath(name);
     QVERIFY(write_bytes(path, bytes));
-    const CliRun r = run_cli({"--model", QString::fromStdString(stories_path()), "--file", path, "--ask", "what?",
-                              "--print-prompt"});
+    const CliRun r = run_cli(
+        {"--model", QString::fromStdString(stories_path()), "--file", path, "--ask", "what?", "--print-prompt"});
     QCOMPARE(r.code, 1);
     QVERIFY(r.out.isEmpty());
     QVERIFY2(r.err.startsWith("folio-cli: error: ") && r.err.contains(path.toUtf8()) && r.err.contains(phrase.toUtf8()),
@@ -231,9 +247,9 @@ class TstChat : public QObject {
     QVERIFY2(QString::fromStdString(a.fit.message()).contains("larger context"), a.fit.message().c_str());
 
     // folio-cli says the same, and runs nothing.
-    const CliRun r = run_cli({"--model", QString::fromStdString(stories_path()), "--file",
-                              QString::fromStdString(demo_path()), "--ask", "What is the display?", "--ctx", "256",
-                              "--max-tokens", "16"});
+    const CliRun r =
+        run_cli({"--model", QString::fromStdString(stories_path()), "--file", QString::fromStdString(demo_path()),
+                 "--ask", "What is the display?", "--ctx", "256", "--max-tokens", "16"});
     QCOMPARE(r.code, 1);
     QVERIFY2(r.err.contains("more than the context of 256 tokens"), r.err.constData());
   }

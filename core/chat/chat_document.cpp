@@ -11,9 +11,12 @@ namespace folio::chat {
 
 const char* document_kind_name(DocumentKind kind) {
   switch (kind) {
-    case DocumentKind::Pdf: return "pdf";
-    case DocumentKind::SourceTree: return "source-tree";
-    case DocumentKind::Text: break;
+    case DocumentKind::Pdf:
+      return "pdf";
+    case DocumentKind::SourceTree:
+      return "source-tree";
+    case DocumentKind::Text:
+      break;
   }
   return "text";
 }
@@ -67,10 +70,14 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   if (c < 0x80) return 1;
   size_t len = 0;
   uint32_t cp = 0;
-  if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-  else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-  else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    len = 2, cp = c & 0x1F;
+  else if ((c & 0xF0) == 0xE0)
+    len = 3, cp = c & 0x0F;
+  else if ((c & 0xF8) == 0xF0)
+    len = 4, cp = c & 0x07;
+  else
+    return 0;
   if (i + len > s.size()) return 0;
   for (size_t k = 1; k < len; ++k) {
     if ((b(i + k) & 0xC0) != 0x80) return 0;
@@ -91,7 +98,9 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
 std::string file_name(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -138,14 +147,16 @@ Document read_text_document(const std::string& path, int section_lines) {
                                             "Folio app, which reads them with Qt PDF), so convert it to text first");
   if (bytes.empty()) throw Error(ErrorCode::FileUnreadable, path + ": the file is empty; there is nothing to read");
   std::string_view text = bytes;
-  if (starts_with(text, "\xEF\xBB\xBF")) text.remove_prefix(3);
-  else if (starts_with(text, "\xFF\xFE") || starts_with(text, "\xFE\xFF") || starts_with(text, std::string_view("\0\0\xFE\xFF", 4)))
+  if (starts_with(text, "\xEF\xBB\xBF"))
+    text.remove_prefix(3);
+  else if (starts_with(text, "\xFF\xFE") || starts_with(text, "\xFE\xFF") ||
+           starts_with(text, std::string_view("\0\0\xFE\xFF", 4)))
     throw Error(ErrorCode::FileUnreadable, path +
                                                ": is UTF-16 or UTF-32 text; folio-cli reads UTF-8 only, so save it "
                                                "as UTF-8 (or open it in the Folio app)");
   if (const std::string why = binary_reason(text); !why.empty())
-    throw Error(ErrorCode::FileUnreadable, path + ": not a text file, it looks binary (" + why +
-                                               "); pass a plain text document");
+    throw Error(ErrorCode::FileUnreadable,
+                path + ": not a text file, it looks binary (" + why + "); pass a plain text document");
   if (!valid_utf8(text))
     throw Error(ErrorCode::FileUnreadable, path +
                                                ": is not valid UTF-8; save it as UTF-8 (or open it in the Folio "

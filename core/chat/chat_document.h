@@ -25,8 +25,8 @@ struct Section {
 };
 
 struct Document {
-  std::string path;          // what the user added
-  std::string title;         // file or folder name
+  std::string path;   // what the user added
+  std::string title;  // file or folder name
   DocumentKind kind = DocumentKind::Text;
   std::string content_hash;  // SHA-256 of the source bytes (hex); "" when not computed (folio-cli)
   int page_count = 0;        // PDF pages, or files of a tree (1 for a text file)

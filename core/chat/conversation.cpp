@@ -35,8 +35,8 @@ Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vect
 }
 
 std::string FitCheck::message() const {
-  return "the prompt is " + std::to_string(prompt_tokens) + " tokens (" +
-         std::to_string(prompt_tokens - fixed_tokens) + " of them documents) and " + std::to_string(reserve_tokens) +
+  return "the prompt is " + std::to_string(prompt_tokens) + " tokens (" + std::to_string(prompt_tokens - fixed_tokens) +
+         " of them documents) and " + std::to_string(reserve_tokens) +
          " more are kept for the answer, more than the context of " + std::to_string(context_tokens) +
          " tokens; choose a larger context, fewer answer tokens, or fewer or shorter documents";
 }

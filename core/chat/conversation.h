@@ -49,9 +49,9 @@ struct FitCheck {
   bool fits = true;
   int64_t prompt_tokens = 0;
   int64_t context_tokens = 0;
-  int64_t reserve_tokens = 0;              // kept free for the answer
-  int64_t fixed_tokens = 0;                // prompt tokens that are not documents (template, history, question)
-  std::vector<int64_t> document_tokens;    // per document, as laid out in the prompt
+  int64_t reserve_tokens = 0;            // kept free for the answer
+  int64_t fixed_tokens = 0;              // prompt tokens that are not documents (template, history, question)
+  std::vector<int64_t> document_tokens;  // per document, as laid out in the prompt
   // One line for people: what does not fit and what to do.
   std::string message() const;
 };
@@ -82,16 +82,16 @@ struct AskOptions {
   PrefillOptions prefill;      // chunk, progress, cancel
   sparse::AttentionMode attention = sparse::AttentionMode::Auto;
   std::shared_ptr<const sparse::SparseConfig> sparse_config;  // null = the engine's
-  std::function<void()> on_start;  // the prompt fits and the request starts (before prefill)
+  std::function<void()> on_start;                             // the prompt fits and the request starts (before prefill)
 };
 
 struct Answer {
-  FitCheck fit;                 // !fit.fits: nothing ran, history unchanged
+  FitCheck fit;  // !fit.fits: nothing ran, history unchanged
   std::string question;
-  RequestResult result;         // when it ran
+  RequestResult result;  // when it ran
   bool cancelled = false;
-  std::string record_error;     // the recorder failed (the answer stands)
-  size_t history_turns = 0;     // turns in the history afterwards
+  std::string record_error;  // the recorder failed (the answer stands)
+  size_t history_turns = 0;  // turns in the history afterwards
 };
 
 class Conversation {

@@ -21,13 +21,18 @@ std::string numbered(const std::string& text, int first_line) {
   return out;
 }
 
-std::string counted(int n, const char* noun) { return std::to_string(n) + " " + noun + (n == 1 ? "" : "s"); }
+std::string counted(int n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
 
 std::string header(const Document& doc) {
   switch (doc.kind) {
-    case DocumentKind::Pdf: return "[document: " + doc.title + ", " + counted(doc.page_count, "page") + "]";
-    case DocumentKind::SourceTree: return "[folder: " + doc.title + ", " + counted(doc.page_count, "file") + "]";
-    case DocumentKind::Text: break;
+    case DocumentKind::Pdf:
+      return "[document: " + doc.title + ", " + counted(doc.page_count, "page") + "]";
+    case DocumentKind::SourceTree:
+      return "[folder: " + doc.title + ", " + counted(doc.page_count, "file") + "]";
+    case DocumentKind::Text:
+      break;
   }
   return "[document: " + doc.title + "]";
 }
@@ -86,7 +91,8 @@ std::string citation_instruction(const std::vector<Document>& docs) {
   }
   const bool files = !example_file.empty();
   std::vector<std::string> out;
-  if (pdfs > 0) out.push_back("In the documents, each PDF page starts with a marker such as [p. 12] that names the page.");
+  if (pdfs > 0)
+    out.push_back("In the documents, each PDF page starts with a marker such as [p. 12] that names the page.");
   if (files)
     out.push_back("Each excerpt of a file starts with a marker such as [file: " + example_file +
                   ", lines 1-200]; its lines are numbered from the first line of that range.");
