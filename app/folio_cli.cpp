@@ -2,6 +2,9 @@
 //   folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] (--prompt TEXT | --ask QUESTION) ...
 //   folio-cli tokenize --model PATH [--tokenizer PATH] TEXT
 // Generated text goes to stdout as it streams; progress and the metrics summary go to stderr.
+// --ask goes through folio::chat::Conversation, the service the app asks through, so the prompt
+// (documents laid out in the system turn, then the question) is byte for byte the app's;
+// --print-prompt shows it.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +16,8 @@
 #include <vector>
 
 #include "app/cli_args.h"
+#include "core/chat/chat_document.h"
+#include "core/chat/conversation.h"
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
@@ -39,7 +44,7 @@ const char* kUsage =
     "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
-    "                 [--attention auto|dense|sparse] [--sparse-config FILE]\n"
+    "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
 
 struct CliOptions {
@@ -58,20 +63,13 @@ struct CliOptions {
   int max_tokens = 256;
   folio::SamplerParams sampler;
   bool quiet = false;
+  bool print_prompt = false;  // --ask: write the rendered prompt to stdout and stop
 };
 
 std::string format_mib(size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
   return buf;
-}
-
-// Documents are read as UTF-8 text; anything else is refused with the reason.
-std::string read_document(const std::string& path) {
-  std::string text = folio::read_text_file(path);
-  if (text.find('\0') != std::string::npos)
-    throw Error(ErrorCode::BadArgument, path + " looks like a binary file; --file takes plain text documents");
-  return text;
 }
 
 int run_tokenize(folio::cli::Args& args) {
@@ -127,6 +125,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--print-prompt") o.print_prompt = true;
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
@@ -146,14 +145,18 @@ CliOptions parse_generate(folio::cli::Args& args) {
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file goes with --ask, not --prompt");
+  if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
+  // With documents the system turn is the app's (documents and citation instruction).
+  if (!o.system.empty() && !o.files.empty())
+    throw folio::cli::UsageError("--system cannot go with --file: the documents' system turn is the app's");
   return o;
 }
 
 int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
-  std::vector<std::pair<std::string, std::string>> docs;
-  for (const auto& f : o.files) docs.emplace_back(f, read_document(f));
+  std::vector<folio::chat::Document> docs;
+  for (const auto& f : o.files) docs.push_back(folio::chat::read_text_document(f));
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
     if (o.quiet || !tty) return;
@@ -163,46 +166,12 @@ int run_generate(const CliOptions& o) {
   });
   end_progress_line();
   if (!engine->notice().empty()) std::fprintf(stderr, "folio-cli: note: %s\n", engine->notice().c_str());
-  const folio::Tokenizer& tok = engine->tokenizer();
-
-  std::vector<int32_t> prompt;
-  folio::GenerateOptions gen;
-  gen.sampler = o.sampler;
-  gen.max_tokens = o.max_tokens;
-  gen.stop_strings = o.stops;
-  if (o.prompt) {
-    prompt = tok.encode(*o.prompt, /*add_bos=*/true);
-    if (prompt.empty()) throw Error(ErrorCode::BadArgument, "the model has no BOS token; give a non-empty --prompt");
-  } else {
-    folio::ChatFormatKind kind = folio::detect_chat_format(*engine);
-    if (!o.chat_format.empty()) {
-      auto k = folio::chat_format_from_name(o.chat_format);
-      if (!k) throw folio::cli::UsageError("unknown --chat-format " + o.chat_format +
-                                           " (plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3)");
-      kind = *k;
-    }
-    std::string user;
-    for (const auto& [path, text] : docs) user += "<document name=\"" + path + "\">\n" + text + "\n</document>\n\n";
-    user += *o.ask;
-    std::vector<folio::ChatMessage> messages;
-    if (!o.system.empty()) messages.push_back({"system", o.system});
-    messages.push_back({"user", user});
-    prompt = folio::encode_chat(*engine, kind, messages);
-    gen.stop_tokens = folio::chat_stop_tokens(*engine, kind);
-  }
-
-  folio::SessionOptions so;
-  so.context_tokens = o.ctx;
-  if (so.context_tokens == 0) so.context_tokens = std::min<int64_t>(engine->config().max_context, 8192);
-  if (o.chunk > 0) so.prefill_chunk = o.chunk;
-  so.attention = o.attention;
-  if (!o.sparse_config.empty())
-    so.sparse_config = std::make_shared<const folio::sparse::SparseConfig>(
-        folio::sparse::SparseConfig::from_json(folio::read_text_file(o.sparse_config), o.sparse_config));
-  auto session = engine->create_session(so);
 
   folio::RequestOptions req;
-  req.generate = gen;
+  req.generate.sampler = o.sampler;
+  req.generate.max_tokens = o.max_tokens;
+  req.generate.stop_strings = o.stops;
+  if (o.chunk > 0) req.prefill.chunk_tokens = o.chunk;
   req.prefill.on_progress = [&](const folio::PrefillProgress& p) {
     if (o.quiet || !tty) return;
     std::fprintf(stderr, "\rprefill %lld/%lld tokens", static_cast<long long>(p.done_tokens),
@@ -214,7 +183,51 @@ int run_generate(const CliOptions& o) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
   };
-  folio::RequestResult r = session->run(prompt, req);
+  std::shared_ptr<const folio::sparse::SparseConfig> sparse_config;
+  if (!o.sparse_config.empty())
+    sparse_config = std::make_shared<const folio::sparse::SparseConfig>(
+        folio::sparse::SparseConfig::from_json(folio::read_text_file(o.sparse_config), o.sparse_config));
+  const int64_t ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(engine->config().max_context, 8192);
+
+  folio::RequestResult r;
+  if (o.prompt) {
+    std::vector<int32_t> prompt = engine->tokenizer().encode(*o.prompt, /*add_bos=*/true);
+    if (prompt.empty()) throw Error(ErrorCode::BadArgument, "the model has no BOS token; give a non-empty --prompt");
+    folio::SessionOptions so;
+    so.context_tokens = ctx;
+    so.attention = o.attention;
+    so.sparse_config = sparse_config;
+    r = engine->create_session(so)->run(prompt, req);
+  } else {
+    folio::ChatFormatKind kind = folio::detect_chat_format(*engine);
+    if (!o.chat_format.empty()) {
+      auto k = folio::chat_format_from_name(o.chat_format);
+      if (!k) throw folio::cli::UsageError("unknown --chat-format " + o.chat_format +
+                                           " (plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3)");
+      kind = *k;
+    }
+    folio::chat::Conversation conversation(*engine, kind);
+    conversation.set_documents(std::move(docs));
+    conversation.set_system_without_documents(o.system);
+    if (o.print_prompt) {
+      const folio::chat::Prompt p = conversation.prompt(*o.ask);
+      std::fwrite(p.text.data(), 1, p.text.size(), stdout);
+      std::fflush(stdout);
+      if (!o.quiet)
+        std::fprintf(stderr, "folio-cli: the prompt is %zu tokens (chat format %s)\n", p.tokens.size(),
+                     folio::chat_format_name(kind));
+      return 0;
+    }
+    folio::chat::AskOptions ask;
+    ask.context_tokens = ctx;
+    ask.generate = req.generate;
+    ask.prefill = req.prefill;
+    ask.attention = o.attention;
+    ask.sparse_config = sparse_config;
+    folio::chat::Answer a = conversation.ask(*o.ask, ask);
+    if (!a.fit.fits) throw Error(ErrorCode::OutOfContext, a.fit.message() + " (--ctx, --max-tokens)");
+    r = std::move(a.result);
+  }
   std::fputs("\n", stdout);
   std::fflush(stdout);
 

@@ -1,8 +1,8 @@
 // folio-needle (resources/models/folio-needle, trained by tools/needle/) on the CPU: the folder
 // loads as the HF Llama it is (tied embeddings, plain RoPE theta 1e6, 131072 positions, ChatML),
 // its SentencePiece tokenizer gives the text back, and it answers planted questions about a
-// ~2K-token excerpt of the demo document (resources/demo/planted-facts.md) laid out as
-// folio-cli --ask --file lays documents out. The app offers that document and its questions
+// ~2K-token excerpt of the demo document (resources/demo/planted-facts.md) in the prompt the app
+// and folio-cli --ask --file send (core/chat's Conversation). The app offers that document and its questions
 // (resources/demo/planted-facts.json) on the welcome screen when folio-needle is the model.
 #include <QStandardPaths>
 #include <QtTest>
@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/common/mapped_file.h"
+#include "core/chat/conversation.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
 #include "tests/test_support.h"
@@ -35,20 +36,23 @@ class NeedleTest : public QObject {
   Q_OBJECT
   std::unique_ptr<folio::Engine> engine_;
 
-  // Greedy answer to `question` about `document`, in folio-cli's layout.
+  // Greedy answer to `question` about `document` (as a text file planted-facts.md), through the
+  // Conversation service the app and folio-cli ask through.
   std::string ask(const std::string& document, const std::string& question, int64_t* prompt_tokens = nullptr) {
-    const auto kind = folio::detect_chat_format(*engine_);
-    std::vector<folio::ChatMessage> messages{
-        {"user", "<document name=\"planted-facts.md\">\n" + document + "\n</document>\n\n" + question}};
-    const auto prompt = folio::encode_chat(*engine_, kind, messages);
-    if (prompt_tokens) *prompt_tokens = static_cast<int64_t>(prompt.size());
-    folio::SessionOptions so;
-    so.context_tokens = 4096;
-    auto session = engine_->create_session(so);
-    folio::RequestOptions req;
-    req.generate.max_tokens = 32;
-    req.generate.stop_tokens = folio::chat_stop_tokens(*engine_, kind);
-    return session->run(prompt, req).text;
+    folio::chat::Document doc;
+    doc.path = doc.title = "planted-facts.md";
+    doc.page_count = 1;
+    doc.files = {doc.title};
+    doc.sections = folio::chat::line_sections(folio::chat::split_lines(document), doc.title, 200);
+    folio::chat::Conversation chat(*engine_);
+    chat.set_documents({doc});
+    folio::chat::AskOptions o;
+    o.context_tokens = 4096;
+    o.generate.max_tokens = 32;
+    o.generate.sampler.temperature = 0.0f;
+    const folio::chat::Answer a = chat.ask(question, o);
+    if (prompt_tokens) *prompt_tokens = a.fit.prompt_tokens;
+    return a.result.text;
   }
 
  private slots:

@@ -1,7 +1,8 @@
 // Persistence (core/store): schema creation and migrations, refusing files it must not touch,
 // round trips of conversations, messages with metrics, documents and runs, the TTFT chart's
 // series, WAL and two connections on one file, and no committed message lost when the writer
-// is killed mid-write (this binary re-runs itself as `tst_store --writer DB`).
+// is killed mid-write (this binary re-runs itself as `tst_store --writer DB`); and what the
+// Conversation service records through ChatRecorder is what the app reads back.
 #include <QCryptographicHash>
 #include <QDeadlineTimer>
 #include <QFile>
@@ -16,8 +17,11 @@
 #include <cstdio>
 #include <thread>
 
+#include "core/chat/conversation.h"
+#include "core/store/chat_recorder.h"
 #include "core/store/store.h"
 #include "core/store/store_schema.h"
+#include "tests/test_support.h"
 
 using folio::store::Database;
 using folio::store::DocumentInfo;
@@ -599,6 +603,74 @@ class StoreTest : public QObject {
     });
     t.join();
     QVERIFY2(message.contains("one Database per thread"), qPrintable(message));
+  }
+
+  void recorded_chat_reads_back_as_the_app_reads_it() {
+    const std::string model = folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+    FOLIO_REQUIRE_FILE(model);
+    folio::EngineOptions eo;
+    eo.model_path = model;
+    eo.threads = 2;
+    auto engine = folio::Engine::load(eo);
+    const QString path = dir_.filePath("recorded.sqlite");
+    folio::store::ChatRecorder recorder(path);
+    recorder.set_model("stories260K.bin");
+    folio::chat::Conversation chat(*engine);
+    chat.set_recorder(&recorder);
+    folio::chat::Document doc;
+    doc.path = "/docs/lily.txt";
+    doc.title = "lily.txt";
+    doc.content_hash = QCryptographicHash::hash("Lily has a red ball.", QCryptographicHash::Sha256).toHex().toStdString();
+    doc.page_count = 1;
+    doc.files = {"lily.txt"};
+    doc.sections.push_back({"Lily has a red ball.", -1, "", "lily.txt", 1, 1});
+    chat.set_documents({doc});
+    folio::chat::AskOptions o;
+    o.context_tokens = 256;
+    o.generate.max_tokens = 8;
+    o.generate.sampler.temperature = 0.0f;
+    const folio::chat::Answer first = chat.ask("What does Lily have?", o);
+    QVERIFY(first.record_error.empty());
+    const folio::chat::Answer second = chat.ask("What colour is it?", o);
+    QVERIFY(second.record_error.empty());
+    const int64_t id = recorder.conversation_id();
+    QVERIFY(id > 0);
+
+    // The window's own connection (another Database on the file) sees the chat as recorded.
+    Database app(path);
+    const auto conversations = app.list_conversations();
+    QCOMPARE(conversations.size(), size_t{1});
+    QCOMPARE(conversations[0].id, id);
+    QCOMPARE(conversations[0].title, QString("What does Lily have?"));
+    QCOMPARE(conversations[0].model, QString("stories260K.bin"));
+    const auto messages = app.list_messages(id);
+    QCOMPARE(messages.size(), size_t{4});
+    QCOMPARE(messages[0].role, Role::User);
+    QCOMPARE(messages[0].text, QString("What does Lily have?"));
+    QCOMPARE(messages[1].role, Role::Assistant);
+    QCOMPARE(messages[1].text, QString::fromStdString(first.result.text));
+    QVERIFY(messages[1].metrics.has_value());
+    QCOMPARE(messages[1].metrics->decode_tokens, first.result.metrics.decode_tokens);
+    QCOMPARE(messages[1].metrics->prefill_tokens, first.result.metrics.prefill_tokens);
+    QCOMPARE(messages[2].text, QString("What colour is it?"));
+    const auto docs = app.conversation_documents(id);
+    QCOMPARE(docs.size(), size_t{1});
+    QCOMPARE(docs[0].title, QString("lily.txt"));
+    QCOMPARE(docs[0].kind, QString("text"));
+    QVERIFY(docs[0].token_count > 0);
+    const auto runs = app.list_runs("stories260K.bin");
+    QCOMPARE(runs.size(), size_t{2});
+    QCOMPARE(runs[0].attention_mode, QString("auto"));
+    QCOMPARE(runs[0].prompt_tokens, first.result.metrics.prompt_tokens);
+    QCOMPARE(runs[1].reused_tokens, second.result.metrics.reused_tokens);
+    QVERIFY(runs[1].reused_tokens > 0);
+
+    // A new conversation is a new row; the first keeps its messages.
+    chat.reset();
+    chat.ask("Who is Lily?", o);
+    QVERIFY(recorder.conversation_id() != id);
+    QCOMPARE(app.list_conversations().size(), size_t{2});
+    QCOMPARE(app.count_messages(id), qint64(4));
   }
 
   void nothing_committed_is_lost_when_killed() {

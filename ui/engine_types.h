@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/chat/conversation.h"
 #include "core/docs/document.h"
 #include "core/engine/engine.h"
 
@@ -18,11 +19,9 @@ namespace folio::ui {
 enum class Phase { Idle, Loading, Prefill, Generating, Measuring };
 QString phase_label(Phase phase);
 
-// The session's context for a requested size (0 = min(model max, 8192)), never above what the
-// model was trained for.
-int64_t effective_context(int64_t requested_tokens, int64_t model_max_context);
-// Tokens kept free for the answer when judging whether a prompt fits.
-int64_t answer_reserve(int64_t context_tokens, int max_tokens);
+// The context and answer room rules of the Conversation service (core/chat).
+using folio::chat::answer_reserve;
+using folio::chat::effective_context;
 
 struct EngineConfig {
   QString model_path;
@@ -50,16 +49,11 @@ struct PromptDocument {
   int64_t keep_tokens = 0;
 };
 
-struct ChatTurn {
-  QString role;  // "user" or "assistant"
-  QString text;
-};
-
 struct AskRequest {
   uint64_t id = 0;
   QVector<PromptDocument> documents;
-  QVector<ChatTurn> history;  // earlier turns of the conversation, oldest first
   QString question;
+  bool regenerate = false;  // ask the conversation's last question again in place of its answer (question unused)
   int64_t context_tokens = 0;  // the session's context; 0 = min(model max, 8192)
   SamplerParams sampler;
   int max_tokens = 512;
@@ -80,10 +74,14 @@ struct FitProblem {
 
 struct AskOutcome {
   uint64_t id = 0;
+  QString question;  // what was asked (the last question again when regenerating)
   QString text;
   Metrics metrics;
   bool cancelled = false;
   int64_t context_tokens = 0;
+  int history_turns = 0;         // turns of the conversation after this answer (regenerate needs 2)
+  int64_t conversation_id = 0;   // where the store recorded it (0 = not recorded)
+  QString record_error;          // why it could not be recorded ("" = recorded or no store)
 };
 
 struct CompareRequest {

@@ -14,15 +14,10 @@
 #endif
 
 #include "core/docs/prompt_layout.h"
-#include "core/engine/chat_prompt.h"
 
 namespace folio::ui {
 
 namespace {
-
-std::string utf8(const QString& s) {
-  return s.toStdString();
-}
 
 QString hash_key(const folio::docs::Document& doc, int64_t keep) {
   return (doc.content_hash.isEmpty() ? doc.path : doc.content_hash) + "#" + QString::number(keep);
@@ -34,16 +29,6 @@ double now_ms() {
 }
 
 }  // namespace
-
-int64_t effective_context(int64_t requested_tokens, int64_t model_max_context) {
-  const int64_t max_ctx = model_max_context > 0 ? model_max_context : 8192;
-  const int64_t ctx = requested_tokens > 0 ? requested_tokens : std::min<int64_t>(max_ctx, 8192);
-  return std::clamp<int64_t>(ctx, 16, max_ctx);
-}
-
-int64_t answer_reserve(int64_t context_tokens, int max_tokens) {
-  return std::min<int64_t>(std::max(max_tokens, 1), std::max<int64_t>(16, context_tokens / 8));
-}
 
 QString phase_label(Phase phase) {
   switch (phase) {
@@ -78,9 +63,24 @@ QString EngineWorker::describe(const std::exception& e) const {
 }
 
 void EngineWorker::unload() {
-  session_.reset();
+  conversation_.reset();
+  recorder_.reset();  // its connection belongs to this thread
   counter_.reset();
   engine_.reset();
+}
+
+void EngineWorker::open_store(const QString& database_path) {
+  try {
+    recorder_ = std::make_unique<folio::store::ChatRecorder>(database_path);
+    store_error_.clear();
+    if (conversation_) {
+      recorder_->set_model(info_.name);
+      conversation_->set_recorder(recorder_.get());
+    }
+  } catch (const std::exception& e) {
+    recorder_.reset();
+    store_error_ = describe(e);
+  }
 }
 
 void EngineWorker::load_model(const EngineConfig& config) {
@@ -96,12 +96,15 @@ void EngineWorker::load_model(const EngineConfig& config) {
   (void)niced;
 #endif
   emit phase_changed(Phase::Loading);
-  session_.reset();
+  // The chat goes on with the next model: its turns carry over, its KV cache does not.
+  std::vector<folio::chat::Turn> history;
+  if (conversation_) history = conversation_->history();
+  conversation_.reset();
   counter_.reset();
   engine_.reset();
   truncated_.clear();
   EngineOptions opt;
-  opt.model_path = utf8(config.model_path);
+  opt.model_path = config.model_path.toStdString();
   opt.backend = config.backend == "cuda" ? BackendKind::Cuda : BackendKind::Cpu;
   opt.threads = config.threads;
   float last_fraction = -1.0f;
@@ -123,13 +126,14 @@ void EngineWorker::load_model(const EngineConfig& config) {
       throw Error(ErrorCode::BadTokenizer,
                   "the model has no tokenizer beside it (tokenizer.model, tokenizer.json or "
                   "tokenizer.bin); choose a model folder that has one");
-    format_ = detect_chat_format(*engine_);
+    conversation_ = std::make_unique<folio::chat::Conversation>(*engine_);
+    conversation_->set_history(std::move(history));
     counter_ = std::make_unique<folio::docs::TokenCounter>(engine_->tokenizer());
     ModelInfo info;
     info.path = config.model_path;
     info.name = QFileInfo(config.model_path).fileName();
     info.architecture = QString::fromStdString(engine_->config().arch_label);
-    info.chat_format = QString::fromLatin1(chat_format_name(format_));
+    info.chat_format = QString::fromLatin1(chat_format_name(conversation_->format()));
     info.backend = QString::fromStdString(engine_->backend_name());
     info.notice = QString::fromStdString(engine_->notice());
     info.max_context = engine_->config().max_context;
@@ -137,9 +141,14 @@ void EngineWorker::load_model(const EngineConfig& config) {
     info.load_ms = engine_->load_ms();
     info.memory = engine_->memory();
     info_ = info;
+    if (recorder_) {
+      recorder_->set_model(info.name);
+      conversation_->set_recorder(recorder_.get());
+    }
     emit phase_changed(Phase::Idle);
     emit model_loaded(info);
   } catch (const std::exception& e) {
+    conversation_.reset();
     engine_.reset();
     emit phase_changed(Phase::Idle);
     emit load_failed(describe(e));
@@ -162,41 +171,27 @@ void EngineWorker::count_document(quint64 key, const folio::docs::Document& doc)
   }
 }
 
-folio::docs::Document EngineWorker::prepared(const PromptDocument& d) {
-  if (d.keep_tokens <= 0) return d.doc;
-  const QString key = hash_key(d.doc, d.keep_tokens);
-  auto it = truncated_.find(key);
-  if (it != truncated_.end()) return *it;
-  // Cut on the user's choice only; the layout then carries the visible truncation notice.
-  folio::docs::Document cut = folio::docs::truncate_document(d.doc, d.keep_tokens, *counter_);
-  truncated_.insert(key, cut);
-  return cut;
-}
-
-QString EngineWorker::documents_system_text(const QVector<folio::docs::Document>& docs, bool with_instruction) {
-  if (!with_instruction) return folio::docs::layout_documents(docs);
-  return QStringLiteral("Answer the question using the documents below. ") + folio::docs::citation_instruction(docs) +
-         QStringLiteral("\n\n") + folio::docs::layout_documents(docs);
-}
-
-std::vector<int32_t> EngineWorker::encode_prompt(const QVector<folio::docs::Document>& docs,
-                                                 const QVector<ChatTurn>& history, const QString& question) const {
-  // Documents first (the system turn), then the conversation: every follow-up question shares
-  // this prefix, so the session's KV cache covers the documents after the first question.
-  std::vector<ChatMessage> messages;
-  if (!docs.isEmpty())
-    messages.push_back({"system", utf8(documents_system_text(docs, format_ != ChatFormatKind::Plain))});
-  for (const ChatTurn& t : history) messages.push_back({utf8(t.role), utf8(t.text)});
-  messages.push_back({"user", utf8(question)});
-  return encode_chat(*engine_, format_, messages);
-}
-
-int64_t EngineWorker::session_context(int64_t requested) const {
-  return effective_context(requested, engine_->config().max_context);
+std::vector<folio::chat::Document> EngineWorker::prepared(const QVector<PromptDocument>& docs) {
+  std::vector<folio::chat::Document> out;
+  for (const PromptDocument& d : docs) {
+    folio::docs::Document doc = d.doc;
+    if (d.keep_tokens > 0) {
+      const QString key = hash_key(d.doc, d.keep_tokens);
+      auto it = truncated_.find(key);
+      // Cut on the user's choice only; the layout then carries the visible truncation notice.
+      if (it == truncated_.end())
+        it = truncated_.insert(key, folio::docs::truncate_document(d.doc, d.keep_tokens, *counter_));
+      doc = *it;
+    }
+    out.push_back(folio::docs::chat_document(doc));
+    out.back().tokens = document_tokens(doc);  // cached by the counter: the service need not count again
+  }
+  return out;
 }
 
 void EngineWorker::reset_conversation() {
-  session_.reset();
+  if (conversation_) conversation_->reset();
+  else if (recorder_) recorder_->new_conversation();
 }
 
 int64_t EngineWorker::prefill_chunk() const {
@@ -212,48 +207,22 @@ void EngineWorker::ask(const AskRequest& request) {
     return;
   }
   try {
-    const int64_t ctx = session_context(request.context_tokens);
-    QVector<folio::docs::Document> docs;
-    for (const PromptDocument& d : request.documents) docs.push_back(prepared(d));
-    const std::vector<int32_t> prompt = encode_prompt(docs, request.history, request.question);
-    const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
-    const int64_t reserve = answer_reserve(ctx, request.max_tokens);
-    if (prompt_tokens + reserve > ctx) {
-      // Never cut silently: the user decides what to leave out.
-      FitProblem p;
-      p.request_id = request.id;
-      p.prompt_tokens = prompt_tokens;
-      p.context_tokens = ctx;
-      p.reserve_tokens = reserve;
-      int64_t doc_sum = 0;
-      for (const auto& d : docs) doc_sum += document_tokens(d);
-      for (const PromptDocument& d : request.documents) p.document_tokens.push_back(document_tokens(d.doc));
-      p.fixed_tokens = std::max<int64_t>(0, prompt_tokens - doc_sum);
-      emit prompt_does_not_fit(p);
-      return;
-    }
-    if (!session_ || session_->context_size() != ctx) {
-      session_.reset();
-      SessionOptions so;
-      so.context_tokens = ctx;
-      session_ = engine_->create_session(so);
-    }
-
-    session_->set_attention(sparse::attention_mode_from_name(request.attention_mode.toStdString()),
-                            sparse_config_with_threshold(request.sparse_threshold_tokens));
-    emit phase_changed(Phase::Prefill);
-    RequestOptions ro;
-    ro.keep_prefix = true;
-    ro.prefill.chunk_tokens = prefill_chunk();
-    ro.prefill.cancel = request.cancel.get();
+    conversation_->set_documents(prepared(request.documents));
     const uint64_t id = request.id;
-    ro.prefill.on_progress = [this, id](const PrefillProgress& p) {
+    folio::chat::AskOptions o;
+    o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
+    o.attention = sparse::attention_mode_from_name(request.attention_mode.toStdString());
+    o.sparse_config = sparse_config_with_threshold(request.sparse_threshold_tokens);
+    o.on_start = [this] { emit phase_changed(Phase::Prefill); };
+    o.prefill.chunk_tokens = prefill_chunk();
+    o.prefill.cancel = request.cancel.get();
+    o.prefill.on_progress = [this, id](const PrefillProgress& p) {
       emit prefill_progress(id, p.done_tokens, p.total_tokens, p.elapsed_ms);
     };
-    ro.generate.sampler = request.sampler;
-    ro.generate.max_tokens = request.max_tokens;
-    ro.generate.stop_tokens = chat_stop_tokens(*engine_, format_);
-    ro.generate.cancel = request.cancel.get();
+    o.generate.sampler = request.sampler;
+    o.generate.max_tokens = request.max_tokens;
+    o.generate.cancel = request.cancel.get();
+    // Text reaches the GUI coalesced to about 60 emissions per second.
     std::string pending;
     int64_t n_tokens = 0;
     double first_ms = 0.0, last_emit_ms = 0.0;
@@ -263,7 +232,7 @@ void EngineWorker::ask(const AskRequest& request) {
       pending.clear();
       last_emit_ms = now_ms();
     };
-    ro.generate.on_token = [&](int32_t, std::string_view text) {
+    o.generate.on_token = [&](int32_t, std::string_view text) {
       const double t = now_ms();
       if (n_tokens == 0) {
         first_ms = t;
@@ -273,19 +242,34 @@ void EngineWorker::ask(const AskRequest& request) {
       pending.append(text);
       if (t - last_emit_ms >= 16.0) flush();
     };
-    RequestResult result = session_->run(prompt, ro);
+    const folio::chat::Answer a = request.regenerate ? conversation_->regenerate(o)
+                                                     : conversation_->ask(request.question.toStdString(), o);
+    if (!a.fit.fits) {
+      // Never cut silently: the user decides what to leave out.
+      FitProblem p;
+      p.request_id = id;
+      p.prompt_tokens = a.fit.prompt_tokens;
+      p.context_tokens = a.fit.context_tokens;
+      p.reserve_tokens = a.fit.reserve_tokens;
+      p.fixed_tokens = a.fit.fixed_tokens;
+      for (const PromptDocument& d : request.documents) p.document_tokens.push_back(document_tokens(d.doc));
+      emit prompt_does_not_fit(p);
+      return;
+    }
     flush();
     AskOutcome out;
     out.id = id;
-    out.text = QString::fromStdString(result.text);
-    out.metrics = result.metrics;
-    out.cancelled = result.metrics.stop == StopReason::Cancelled;
-    out.context_tokens = ctx;
+    out.question = QString::fromStdString(a.question);
+    out.text = QString::fromStdString(a.result.text);
+    out.metrics = a.result.metrics;
+    out.cancelled = a.cancelled;
+    out.context_tokens = o.context_tokens;
+    out.history_turns = static_cast<int>(a.history_turns);
+    out.conversation_id = recorder_ ? recorder_->conversation_id() : 0;
+    out.record_error = a.record_error.empty() ? store_error_ : QString::fromStdString(a.record_error);
     emit phase_changed(Phase::Idle);
     emit ask_finished(out);
   } catch (const std::exception& e) {
-    // A failed request may leave the cache half written: start the next one afresh.
-    session_.reset();
     emit phase_changed(Phase::Idle);
     emit ask_failed(request.id, describe(e));
   }
@@ -304,9 +288,10 @@ void EngineWorker::compare(const CompareRequest& request) {
   }
   emit phase_changed(Phase::Measuring);
   try {
-    QVector<folio::docs::Document> docs;
-    for (const PromptDocument& d : request.documents) docs.push_back(prepared(d));
-    std::vector<int32_t> prompt = encode_prompt(docs, {}, request.question);
+    // The prompt a first question over these documents would send.
+    std::vector<int32_t> prompt = folio::chat::build_prompt(*engine_, conversation_->format(), prepared(request.documents),
+                                                            {}, request.question.toStdString())
+                                      .tokens;
     const int64_t max_ctx = engine_->config().max_context > 0 ? engine_->config().max_context : 8192;
     if (static_cast<int64_t>(prompt.size()) > max_ctx - 1) prompt.resize(static_cast<size_t>(max_ctx - 1));
     const int64_t n = static_cast<int64_t>(prompt.size());

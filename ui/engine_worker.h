@@ -4,8 +4,9 @@
 // the GUI thread sets directly (it is atomic); the engine polls it between prefill chunks and
 // between tokens. Nothing here blocks the GUI thread and nothing in ui/ waits on this object.
 //
-// One Session per conversation: the documents come first in the prompt, so a follow-up question
-// shares the prompt's prefix and Session::run reuses its KV cache (Metrics::reused_tokens).
+// The chat itself (prompt, history, fit check, KV prefix reuse, recording in the store) is
+// folio::chat::Conversation, the service folio-cli uses too; this class only carries requests to
+// it on the engine's thread and its results back as signals.
 #pragma once
 
 #include <QElapsedTimer>
@@ -13,9 +14,10 @@
 #include <QObject>
 #include <memory>
 
+#include "core/chat/conversation.h"
 #include "core/docs/token_budget.h"
 #include "core/engine/engine.h"
-#include "core/tokenizer/chat_format.h"
+#include "core/store/chat_recorder.h"
 #include "ui/engine_types.h"
 
 namespace folio::ui {
@@ -32,17 +34,15 @@ class EngineWorker : public QObject {
   void load_model(const folio::ui::EngineConfig& config);
   // Tokens of a document as the prompt lays it out (document_counted / document_count_failed).
   void count_document(quint64 key, const folio::docs::Document& doc);
-  // Forgets the conversation's KV cache (a new conversation starts from scratch).
+  // Records the conversation's turns in the store at this path (its own connection, on this thread).
+  void open_store(const QString& database_path);
+  // Forgets the conversation (history, KV cache); the next answer starts a new stored conversation.
   void reset_conversation();
   void ask(const folio::ui::AskRequest& request);
   // Measures TTFT of the documents' prompt at several lengths under each attention mode.
   void compare(const folio::ui::CompareRequest& request);
   // Frees the engine (call before the thread ends).
   void unload();
-
-  // The system text that holds the documents. Chat models are told how to cite; base models
-  // (plain format) get the documents alone, as they cannot follow the instruction.
-  static QString documents_system_text(const QVector<folio::docs::Document>& docs, bool with_instruction);
 
  signals:
   void phase_changed(folio::ui::Phase phase);
@@ -62,19 +62,17 @@ class EngineWorker : public QObject {
   void compare_finished(quint64 request, bool cancelled, const QString& error);
 
  private:
-  int64_t session_context(int64_t requested) const;
   int64_t prefill_chunk() const;
   std::shared_ptr<const sparse::SparseConfig> sparse_config_with_threshold(int64_t threshold) const;  // tokens per prefill chunk (0 = the session's default)
   int64_t document_tokens(const folio::docs::Document& doc);
-  folio::docs::Document prepared(const PromptDocument& d);
-  std::vector<int32_t> encode_prompt(const QVector<folio::docs::Document>& docs, const QVector<ChatTurn>& history,
-                                     const QString& question) const;
+  std::vector<folio::chat::Document> prepared(const QVector<PromptDocument>& docs);
   QString describe(const std::exception& e) const;
 
   std::unique_ptr<Engine> engine_;
-  std::unique_ptr<Session> session_;
+  std::unique_ptr<folio::chat::Conversation> conversation_;
+  std::unique_ptr<folio::store::ChatRecorder> recorder_;
+  QString store_error_;  // why the store could not be opened here ("" = fine or none)
   ModelInfo info_;
-  ChatFormatKind format_ = ChatFormatKind::Plain;
   std::unique_ptr<folio::docs::TokenCounter> counter_;  // over engine_'s tokenizer; caches by layout
   QHash<QString, folio::docs::Document> truncated_;     // content hash + keep -> cut document
 };

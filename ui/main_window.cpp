@@ -169,6 +169,10 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     banner_->show_message(
         tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
   }
+  // The engine's thread records the chat as it answers, through its own connection to the file.
+  if (db_)
+    QMetaObject::invokeMethod(
+        worker_, [w = worker_, path = db_->path()] { w->open_store(path); }, Qt::QueuedConnection);
   refresh_ttft_chart();
 
   if (options_.load_demo) {
@@ -470,6 +474,7 @@ void MainWindow::ask(const QString& question) {
   }
   chat_->add_user(q);
   pending_question_ = q;
+  regenerating_ = false;
   send_request();
 }
 
@@ -478,8 +483,8 @@ void MainWindow::send_request() {
   r.id = ++next_request_;
   request_doc_keys_.clear();
   r.documents = prompt_documents(&request_doc_keys_);
-  r.history = history_;
   r.question = pending_question_;
+  r.regenerate = regenerating_;
   r.context_tokens = settings_.context_tokens;
   r.sampler = settings_.sampler(QRandomGenerator::global()->generate64());
   r.max_tokens = settings_.max_tokens;
@@ -499,18 +504,15 @@ void MainWindow::stop() {
 }
 
 void MainWindow::regenerate() {
-  if (busy() || !model_ready_ || history_.size() < 2) return;
-  const ChatTurn answer = history_.takeLast();
-  const ChatTurn question = history_.takeLast();
-  Q_UNUSED(answer);
-  pending_question_ = question.text;
+  if (busy() || !model_ready_ || history_turns_ < 2) return;
   chat_->remove_last_answer();
+  regenerating_ = true;  // stays for a retry after a fit question (apply_fit_choice)
   send_request();
 }
 
 void MainWindow::new_conversation() {
   stop();
-  history_.clear();
+  history_turns_ = 0;
   conversation_id_ = 0;
   answer_sources_.clear();
   chat_->clear_messages();
@@ -597,7 +599,11 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   current_cancel_.reset();
   const Metrics& m = outcome.metrics;
   last_metrics_ = m;
-  const QString question = pending_question_;
+  pending_question_ = outcome.question;
+  history_turns_ = outcome.history_turns;
+  if (outcome.conversation_id > 0) conversation_id_ = outcome.conversation_id;
+  if (!outcome.record_error.isEmpty())
+    banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));
 
   // The documents this answer was asked over, for its citations.
   QVector<folio::docs::Document> sources;
@@ -616,15 +622,12 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   } else {
     chat_->finish_answer(metrics_footer(m), citations);
     answer_sources_.insert(answer_entry, sources);
-    history_.push_back({"user", question});
-    history_.push_back({"assistant", outcome.text});
   }
   performance_->show_metrics(m);
   int64_t doc_tokens = 0;
   for (uint64_t key : request_doc_keys_)
     if (const DocumentEntry* e = documents_->entry(key)) doc_tokens += e->prompt_tokens();
   documents_->set_conversation_tokens(m.prompt_tokens + m.decode_tokens - doc_tokens);
-  store_answer(question, outcome, request_doc_keys_);
   refresh_ttft_chart();
   set_busy(false);
   emit answer_finished();
@@ -639,38 +642,6 @@ void MainWindow::on_ask_failed(quint64 id, const QString& message) {
   chat_->set_input_text(pending_question_);
   set_busy(false);
   emit answer_finished();
-}
-
-void MainWindow::store_answer(const QString& question, const AskOutcome& outcome, const QVector<uint64_t>& doc_keys) {
-  if (!db_) return;
-  try {
-    if (conversation_id_ == 0) {
-      QString title = question.left(60);
-      if (question.size() > 60) title += "…";
-      conversation_id_ = db_->create_conversation(title, store_model_name()).id;
-    }
-    for (uint64_t key : doc_keys) {
-      const DocumentEntry* e = documents_->entry(key);
-      if (e == nullptr || e->doc.content_hash.isEmpty()) continue;
-      folio::store::DocumentInfo info;
-      info.path = e->path;
-      info.title = e->doc.title;
-      info.content_hash = e->doc.content_hash;
-      info.kind = e->doc.kind == folio::docs::DocumentKind::Pdf          ? "pdf"
-                  : e->doc.kind == folio::docs::DocumentKind::SourceTree ? "source-tree"
-                                                                         : "text";
-      info.token_count = e->tokens;
-      info.page_count = e->doc.page_count;
-      db_->attach_document(conversation_id_, db_->upsert_document(info).id);
-    }
-    db_->append_message(conversation_id_, folio::store::Role::User, question);
-    if (!outcome.text.isEmpty())
-      db_->append_message(conversation_id_, folio::store::Role::Assistant, outcome.text, outcome.metrics);
-    if (!outcome.cancelled && outcome.metrics.decode_tokens > 0)
-      db_->record_run(outcome.metrics, store_model_name(), settings_.attention_mode, outcome.metrics.attention_density);
-  } catch (const std::exception& e) {
-    banner_->show_message(tr("The conversation could not be saved: %1").arg(QString::fromStdString(e.what())));
-  }
 }
 
 void MainWindow::refresh_ttft_chart() {

@@ -113,7 +113,6 @@ class MainWindow : public QMainWindow {
   QVector<PromptDocument> prompt_documents(QVector<uint64_t>* keys = nullptr) const;
   QString model_path() const;
   QString store_model_name() const;
-  void store_answer(const QString& question, const AskOutcome& outcome, const QVector<uint64_t>& doc_keys);
 
   MainWindowOptions options_;
   AppSettings settings_;
@@ -142,8 +141,9 @@ class MainWindow : public QMainWindow {
   std::shared_ptr<CancelToken> current_cancel_;
   QString pending_question_;
   QVector<uint64_t> request_doc_keys_;  // the documents of the current request, in prompt order
-  QVector<ChatTurn> history_;
-  int64_t conversation_id_ = 0;
+  bool regenerating_ = false;           // the current request asks the last question again
+  int history_turns_ = 0;               // turns of the worker's conversation (regenerate needs 2)
+  int64_t conversation_id_ = 0;         // where the worker's store recorder keeps the chat
   bool comparing_ = false;
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read

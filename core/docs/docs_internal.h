@@ -8,6 +8,7 @@
 #include <QString>
 #include <QStringList>
 
+#include "core/chat/chat_document.h"
 #include "core/docs/ingest.h"
 
 namespace folio::docs::detail {
@@ -39,19 +40,20 @@ inline void report(const LoadOptions& options, int done, int total) {
   if (options.on_progress) options.on_progress(done, total);
 }
 
-// Appends sections of `section_lines` lines of one file to `out`.
+// Appends sections of `section_lines` lines of one file to `out` (core/chat's sectioning, which
+// folio-cli uses for the same file).
 inline void append_line_sections(const QStringList& lines, const QString& file, const QString& language,
                                  int section_lines, QVector<Section>* out) {
-  const int n = static_cast<int>(lines.size());
-  const int step = section_lines > 0 ? section_lines : 200;
-  for (int first = 0; first < n; first += step) {
-    const int last = std::min(n, first + step);  // exclusive
+  std::vector<std::string> utf8;
+  utf8.reserve(static_cast<size_t>(lines.size()));
+  for (const QString& l : lines) utf8.push_back(l.toStdString());
+  for (folio::chat::Section& c : folio::chat::line_sections(utf8, file.toStdString(), section_lines)) {
     Section s;
     s.file = file;
     s.language = language;
-    s.first_line = first + 1;
-    s.last_line = last;
-    s.text = lines.mid(first, last - first).join('\n');
+    s.first_line = c.first_line;
+    s.last_line = c.last_line;
+    s.text = QString::fromStdString(c.text);
     out->push_back(std::move(s));
   }
 }

@@ -1,5 +1,7 @@
 #include "core/docs/prompt_layout.h"
 
+#include "core/chat/prompt_layout.h"
+
 #include <QRegularExpression>
 
 #include <algorithm>
@@ -8,38 +10,39 @@ namespace folio::docs {
 
 namespace {
 
-QString line_range(int first, int last) {
-  return first == last ? QString("line %1").arg(first) : QString("lines %1-%2").arg(first).arg(last);
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+folio::chat::LayoutOptions chat_options(const LayoutOptions& o) {
+  folio::chat::LayoutOptions c;
+  c.number_lines = o.number_lines;
+  return c;
 }
 
-QString numbered(const QString& text, int first_line) {
-  const QStringList lines = text.split('\n');
-  QString out;
-  out.reserve(text.size() + lines.size() * 6);
-  for (int i = 0; i < lines.size(); ++i) {
-    if (i > 0) out += '\n';
-    out += QString::number(first_line + i);
-    out += "| ";
-    out += lines[i];
-  }
-  return out;
+folio::chat::Section chat_section(const Document& doc, const Section& s) {
+  folio::chat::Section c;
+  c.text = s.text.toStdString();
+  c.page_index = s.page_index;
+  if (s.page_index >= 0) c.page_label = citation_label(doc, s.page_index).toStdString();
+  c.file = s.file.toStdString();
+  c.first_line = s.first_line;
+  c.last_line = s.last_line;
+  return c;
 }
 
-QString header(const Document& doc) {
-  switch (doc.kind) {
-    case DocumentKind::Pdf:
-      return QString("[document: %1, %2 page%3]").arg(doc.title).arg(doc.page_count).arg(doc.page_count == 1 ? "" : "s");
-    case DocumentKind::SourceTree:
-      return QString("[folder: %1, %2 file%3]").arg(doc.title).arg(doc.page_count).arg(doc.page_count == 1 ? "" : "s");
-    case DocumentKind::Text:
-      break;
-  }
-  return QString("[document: %1]").arg(doc.title);
-}
-
-QString footer(const Document& doc) {
-  return doc.kind == DocumentKind::SourceTree ? QString("[end of folder: %1]").arg(doc.title)
-                                              : QString("[end of document: %1]").arg(doc.title);
+// The document without its sections (for laying out one section alone).
+folio::chat::Document chat_heading(const Document& doc) {
+  folio::chat::Document c;
+  c.path = doc.path.toStdString();
+  c.title = doc.title.toStdString();
+  c.kind = doc.kind == DocumentKind::Pdf          ? folio::chat::DocumentKind::Pdf
+           : doc.kind == DocumentKind::SourceTree ? folio::chat::DocumentKind::SourceTree
+                                                  : folio::chat::DocumentKind::Text;
+  c.content_hash = doc.content_hash.toStdString();
+  c.page_count = doc.page_count;
+  c.cite_by_page_number = doc.cite_by_page_number;
+  for (const FileEntry& f : doc.files) c.files.push_back(f.path.toStdString());
+  c.truncation_notice = doc.truncation_notice.toStdString();
+  return c;
 }
 
 bool plausible_path(const QString& p) {
@@ -53,65 +56,42 @@ const QString kDash = R"((?:-|–|—|to))";
 
 }  // namespace
 
+folio::chat::Document chat_document(const Document& doc) {
+  folio::chat::Document c = chat_heading(doc);
+  c.sections.reserve(static_cast<size_t>(doc.sections.size()));
+  for (const Section& s : doc.sections) c.sections.push_back(chat_section(doc, s));
+  return c;
+}
+
+std::vector<folio::chat::Document> chat_documents(const QVector<Document>& docs) {
+  std::vector<folio::chat::Document> out;
+  out.reserve(static_cast<size_t>(docs.size()));
+  for (const Document& d : docs) out.push_back(chat_document(d));
+  return out;
+}
+
 QString layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
-  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0)
-    return QString("[p. %1]\n%2").arg(citation_label(doc, s.page_index), s.text);
-  return QString("[file: %1, %2]\n%3")
-      .arg(s.file, line_range(s.first_line, s.last_line),
-           options.number_lines ? numbered(s.text, s.first_line) : s.text);
+  return qs(folio::chat::layout_section(chat_heading(doc), chat_section(doc, s), chat_options(options)));
 }
 
 QStringList layout_parts(const Document& doc, const LayoutOptions& options) {
   QStringList parts;
-  parts.reserve(doc.sections.size() + 3);
-  parts << header(doc);
-  for (const Section& s : doc.sections) parts << layout_section(doc, s, options);
-  if (doc.truncated()) parts << doc.truncation_notice;
-  parts << footer(doc);
+  for (const std::string& p : folio::chat::layout_parts(chat_document(doc), chat_options(options))) parts << qs(p);
   return parts;
 }
 
 QString layout_document(const Document& doc, const LayoutOptions& options) {
-  return layout_parts(doc, options).join(kPartSeparator);
+  return qs(folio::chat::layout_document(chat_document(doc), chat_options(options)));
 }
 
 QString layout_documents(const QVector<Document>& docs, const LayoutOptions& options) {
-  QStringList all;
-  for (const Document& d : docs) all << layout_document(d, options);
-  return all.join(kDocumentSeparator);
+  return qs(folio::chat::layout_documents(chat_documents(docs), chat_options(options)));
 }
 
 QString citation_instruction(const QVector<Document>& docs) {
-  int pdfs = 0;
-  QString example_file;
-  for (const Document& d : docs) {
-    if (d.kind == DocumentKind::Pdf) ++pdfs;
-    else if (example_file.isEmpty() && !d.files.isEmpty()) example_file = d.files.front().path;
-  }
-  const bool files = !example_file.isEmpty();
-  QString example_pdf;
-  for (const Document& d : docs)
-    if (d.kind == DocumentKind::Pdf) {
-      example_pdf = d.title;
-      break;
-    }
-  QStringList out;
-  if (pdfs > 0)
-    out << "In the documents, each PDF page starts with a marker such as [p. 12] that names the page.";
-  if (files)
-    out << QString("Each excerpt of a file starts with a marker such as [file: %1, lines 1-200]; its lines are "
-                   "numbered from the first line of that range.")
-               .arg(example_file);
-  QStringList forms;
-  if (pdfs > 0) forms << "(p. 12) or (pp. 12-13) for PDF pages, named as in their markers";
-  if (files) forms << QString("(%1:40-58) for lines of a file").arg(example_file);
-  if (!forms.isEmpty()) {
-    out << QString("When your answer uses the documents, cite the source right after each statement: %1.")
-               .arg(forms.join(", and "));
-    if (pdfs > 1) out << QString("There are several PDFs: name the document too, as (%1, p. 12).").arg(example_pdf);
-    out << "Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.";
-  }
-  return out.join(' ');
+  std::vector<folio::chat::Document> headings;
+  for (const Document& d : docs) headings.push_back(chat_heading(d));
+  return qs(folio::chat::citation_instruction(headings));
 }
 
 QVector<Citation> parse_citations(const QString& answer) {

@@ -1,5 +1,6 @@
 // Laying documents into prompt text with citation markers, the system-prompt sentence that tells
 // the model how to cite, and parsing/resolving the citations of an answer into link targets.
+// The layout itself is core/chat's (Qt-free, shared with folio-cli); these are its Qt faces.
 //
 // Layout of one document (parts separated by a blank line):
 //   PDF:          [document: manual.pdf, 397 pages]  [p. 12] <page text>  ...  [end of document: manual.pdf]
@@ -12,9 +13,14 @@
 #include <QStringList>
 #include <QVector>
 
+#include "core/chat/chat_document.h"
 #include "core/docs/document.h"
 
 namespace folio::docs {
+
+// The document as core/chat lays it out (PDF sections carry the label they are cited by).
+folio::chat::Document chat_document(const Document& doc);
+std::vector<folio::chat::Document> chat_documents(const QVector<Document>& docs);
 
 struct LayoutOptions {
   bool number_lines = false;  // files: put each line's number before it ("40| ...") (more tokens)

@@ -20,13 +20,6 @@ bool starts_with(const QByteArray& b, std::initializer_list<unsigned char> prefi
   return true;
 }
 
-bool is_control_byte(unsigned char c) {
-  // Text uses \t \n \v \f \r and ESC (colour codes in logs); other C0 bytes and DEL are not text.
-  if (c == 0x7F) return true;
-  if (c >= 0x20) return false;
-  return !(c == '\t' || c == '\n' || c == 0x0B || c == 0x0C || c == '\r' || c == 0x1B);
-}
-
 DecodedText decode_with(QStringConverter::Encoding encoding, const QByteArray& body, const QString& name) {
   DecodedText d;
   QStringDecoder decoder(encoding, QStringConverter::Flag::Stateless);
@@ -37,7 +30,7 @@ DecodedText decode_with(QStringConverter::Encoding encoding, const QByteArray& b
   }
   qsizetype controls = 0;
   for (QChar c : std::as_const(d.text))
-    if (c.unicode() < 0x80 && is_control_byte(static_cast<unsigned char>(c.unicode()))) ++controls;
+    if (c.unicode() < 0x80 && folio::chat::is_control_byte(static_cast<unsigned char>(c.unicode()))) ++controls;
   if (d.text.contains(QChar(0)) || controls * 10 > d.text.size()) {
     d.ok = false;
     d.reason = QString("its %1 text is mostly control characters").arg(name);
@@ -60,17 +53,9 @@ DecodedText decode_text(const QByteArray& bytes) {
   if (starts_with(bytes, {0xFE, 0xFF})) return decode_with(QStringConverter::Utf16BE, bytes.mid(2), "UTF-16BE (BOM)");
 
   DecodedText d;
-  qsizetype controls = 0;
-  for (char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == 0) {
-      d.reason = "it contains NUL bytes";
-      return d;
-    }
-    if (is_control_byte(c)) ++controls;
-  }
-  if (controls * 10 > bytes.size()) {
-    d.reason = QString("%1% of its bytes are control bytes").arg(controls * 100 / std::max<qsizetype>(1, bytes.size()));
+  if (const std::string why = folio::chat::binary_reason(std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
+      !why.empty()) {
+    d.reason = QString::fromStdString(why);
     return d;
   }
   QStringDecoder utf8(QStringConverter::Utf8, QStringConverter::Flag::Stateless);
@@ -89,17 +74,7 @@ DecodedText decode_text(const QByteArray& bytes) {
 
 QStringList split_lines(const QString& text) {
   QStringList lines;
-  qsizetype start = 0;
-  const qsizetype n = text.size();
-  for (qsizetype i = 0; i < n; ++i) {
-    const QChar c = text[i];
-    if (c == '\n' || c == '\r') {
-      lines << text.mid(start, i - start);
-      if (c == '\r' && i + 1 < n && text[i + 1] == '\n') ++i;
-      start = i + 1;
-    }
-  }
-  if (start < n) lines << text.mid(start);
+  for (const std::string& l : folio::chat::split_lines(text.toStdString())) lines << QString::fromStdString(l);
   return lines;
 }
 

@@ -6,9 +6,10 @@
 
 The eval sets are seeded apart from training ("eval-TASK-LENGTH-I", Python random; training uses
 "train-SEED-STEP") and use RULER's usual fixed counts: multikey 4 keys, multivalue 4 values, kv 8
-pairs, vt 4 hops with a 4-hop distractor chain. The prompt is what `folio-cli --ask QUESTION
---file document.txt` sends (tasks.wrap "cli"); prompt and answer fit in LENGTH tokens. Rows
-"single (app layout)" use the app's own prompt (tasks.wrap "gui").
+pairs, vt 4 hops with a 4-hop distractor chain. The main rows wrap the document in the user turn
+(tasks.wrap "cli"); prompt and answer fit in LENGTH tokens. Rows "single (app layout)" use the
+prompt the app and `folio-cli --ask QUESTION --file document.txt` send (tasks.wrap "gui"), as do
+the samples of --folio-set.
 
 Score: whether greedy decoding gives exactly the expected answer and then <|im_end|>. It is found
 in one forward pass over prompt + expected answer: greedy decoding reproduces the answer exactly
@@ -141,7 +142,8 @@ def main():
     n_long = args.n_long if args.n_long is not None else args.n
     # The Folio set first, then task by task (most important first), so that --max-seconds cuts
     # the least important samples.
-    specs = [(t, 4096, 1000 + i, "cli") for t in tasks.TASKS for i in range(args.folio_set)]
+    # folio-cli sends the app's prompt: the Folio set is laid out that way.
+    specs = [(t, 4096, 1000 + i, "gui") for t in tasks.TASKS for i in range(args.folio_set)]
     order = [t for t in ["single", "multikey", "kv", "vt", "multivalue"] if t in args.tasks.split(",")]
     for task in order:
         for L in lengths:

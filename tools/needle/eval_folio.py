@@ -10,9 +10,11 @@ a scratch folder as document.txt and asked with
 
   folio-cli --model MODEL --file document.txt --ask QUESTION --temperature 0 --max-tokens N
 
-from that folder, so that folio-cli lays out exactly the prompt eval.py gave transformers (the
-script checks this first with `folio-cli tokenize`). Prints one line per sample and the counts;
-exits 1 when an answer differs from transformers'.
+from that folder. folio-cli sends the app's prompt (tasks.wrap "gui"), which is how eval.py lays
+out the Folio set; the script checks first that `folio-cli --print-prompt` gives exactly the
+prompt eval.py gave transformers, and that `folio-cli tokenize` gives the same ids. Results made
+before the Folio set used the app's prompt (format "cli") are refused: run eval.py again. Prints
+one line per sample and the counts; exits 1 when an answer differs from transformers'.
 """
 
 import argparse
@@ -45,6 +47,9 @@ def main():
         ref = [r for r in json.load(f)["results"] if r["i"] >= 1000]
     if not ref:
         sys.exit("no Folio set in %s (run eval.py with --folio-set N)" % args.results)
+    if any(r["format"] != "gui" for r in ref):
+        sys.exit("the Folio set in %s is not in the prompt folio-cli sends (format gui); run eval.py "
+                 "--folio-set N again" % args.results)
     same = right_folio = right_hf = 0
     with tempfile.TemporaryDirectory() as tmp:
         for r in ref:
@@ -56,6 +61,9 @@ def main():
             tok = subprocess.run([cli, "tokenize", "--model", model, s["prompt"]], capture_output=True, text=True,
                                  check=True)
             assert [int(x) for x in tok.stdout.split()] == s["ids"], "Folio tokenizes the prompt differently"
+            shown = subprocess.run([cli, "--model", model, "--file", needle_eval.DOC_NAME, "--ask", s["question"],
+                                    "--print-prompt", "--quiet"], cwd=tmp, capture_output=True, check=True)
+            assert shown.stdout.decode("utf-8") == s["prompt"], "folio-cli sends another prompt than eval.py's"
             t = time.time()
             out = subprocess.run([cli, "--model", model, "--backend", args.backend, "--file", needle_eval.DOC_NAME,
                                   "--ask", s["question"], "--temperature", "0", "--max-tokens",

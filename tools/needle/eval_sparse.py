@@ -41,7 +41,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for length, task in [(int(n), t) for n in args.lengths.split(",") for t in args.tasks.split(",")]:
             for i in range(3000, 3000 + args.n):
-                s = needle_eval.eval_sample(filler, sp, task, length, i, "cli")
+                # The layout folio-cli --ask --file sends (the app's), so LENGTH bounds its prompt.
+                s = needle_eval.eval_sample(filler, sp, task, length, i, "gui")
                 with open(os.path.join(tmp, needle_eval.DOC_NAME), "w", encoding="utf-8") as f:
                     f.write(s["document"])
                 row = dict(task=task, length=length, i=i, tokens=len(s["ids"]), answer=s["answer"])

@@ -11,12 +11,15 @@ the last user turn of a ChatML conversation; the answer, the assistant turn, res
   vt          variable tracking: chains "VAR ABCDE = 51243." "VAR FGHIJ = VAR ABCDE." ... with a
               distractor chain; asked which variables hold the value (the answer lists them in order)
 
-The document is wrapped as Folio wraps documents, picked at random per sample (cli is what
-folio-cli --ask --file uses and what the evaluation uses):
+The document is wrapped as Folio wraps documents, picked at random per sample (cli is what the
+evaluation's main rows use):
 
-  cli    user turn '<document name="NAME">\\nTEXT\\n</document>\\n\\nQUESTION'
+  cli    user turn '<document name="NAME">\\nTEXT\\n</document>\\n\\nQUESTION' (what folio-cli --ask
+         sent before it shared the app's prompt; kept so that seeds give the same samples)
   gui    system turn with the app's instruction and its layout ([document: NAME], [file: NAME,
-         lines 1-200] sections, [end of document: NAME]); the question alone in the user turn
+         lines 1-200] sections, [end of document: NAME]); the question alone in the user turn.
+         This is what the app and folio-cli --ask --file send (core/chat); `folio-cli
+         --print-prompt` shows it
   plain  user turn 'TEXT\\n\\nQUESTION'
 
 Everything random comes from the random.Random given to make_sample(); the same seed gives the

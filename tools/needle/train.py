@@ -215,9 +215,9 @@ What is the special magic number for the blue door?<|im_end|>
 <|im_start|>assistant
 ```
 
-This is how `folio-cli --ask QUESTION --file document.txt` lays it out; the app's own layout (a
-system turn with the document in `[file: ...]` sections, the question in the user turn) was
-trained too. The answer restates the fact ("The special magic number for the blue door is
+This is the wrapping the evaluation's main rows use; the layout the app and `folio-cli --ask
+QUESTION --file document.txt` send (a system turn with the document in `[file: ...]` sections, the
+question in the user turn; `folio-cli --print-prompt` shows it) was trained too. The answer restates the fact ("The special magic number for the blue door is
 4821337."), then `<|im_end|>`.
 
 ## Training

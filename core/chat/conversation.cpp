@@ -1,0 +1,158 @@
+#include "core/chat/conversation.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "core/chat/prompt_layout.h"
+#include "core/engine/chat_prompt.h"
+
+namespace folio::chat {
+
+int64_t effective_context(int64_t requested_tokens, int64_t model_max_context) {
+  const int64_t max_ctx = model_max_context > 0 ? model_max_context : 8192;
+  const int64_t ctx = requested_tokens > 0 ? requested_tokens : std::min<int64_t>(max_ctx, 8192);
+  return std::clamp<int64_t>(ctx, 16, max_ctx);
+}
+
+int64_t answer_reserve(int64_t context_tokens, int max_tokens) {
+  return std::min<int64_t>(std::max(max_tokens, 1), std::max<int64_t>(16, context_tokens / 8));
+}
+
+Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
+                    const std::vector<Turn>& history, const std::string& question,
+                    const std::string& system_without_documents) {
+  std::vector<ChatMessage> messages;
+  if (!docs.empty())
+    messages.push_back({"system", documents_system_text(docs, format != ChatFormatKind::Plain)});
+  else if (!system_without_documents.empty())
+    messages.push_back({"system", system_without_documents});
+  for (const Turn& t : history) messages.push_back({t.role, t.text});
+  messages.push_back({"user", question});
+  Prompt p;
+  p.text = render_chat(format, messages, /*add_generation_prompt=*/true);
+  p.tokens = encode_chat(engine, format, messages);
+  return p;
+}
+
+std::string FitCheck::message() const {
+  return "the prompt is " + std::to_string(prompt_tokens) + " tokens (" + std::to_string(prompt_tokens - fixed_tokens) +
+         " of them documents) and " + std::to_string(reserve_tokens) +
+         " more are kept for the answer, more than the context of " + std::to_string(context_tokens) +
+         " tokens; choose a larger context, fewer answer tokens, or fewer or shorter documents";
+}
+
+Conversation::Conversation(Engine& engine) : Conversation(engine, detect_chat_format(engine)) {}
+
+Conversation::Conversation(Engine& engine, ChatFormatKind format) : engine_(engine), format_(format) {}
+
+Conversation::~Conversation() = default;
+
+void Conversation::set_documents(std::vector<Document> docs) {
+  docs_ = std::move(docs);
+}
+
+void Conversation::reset() {
+  history_.clear();
+  session_.reset();
+  if (recorder_ != nullptr) recorder_->new_conversation();
+}
+
+Prompt Conversation::prompt(const std::string& question) const {
+  return build_prompt(engine_, format_, docs_, history_, question, system_without_documents_);
+}
+
+int64_t Conversation::document_tokens(const Document& doc) {
+  if (doc.tokens > 0) return doc.tokens;
+  const std::string text = layout_document(doc);
+  // Keyed by the laid-out text, so an unchanged document is encoded once per conversation.
+  const size_t key = std::hash<std::string>{}(text) ^ (text.size() * 0x9E3779B97F4A7C15ull);
+  if (auto it = token_cache_.find(key); it != token_cache_.end()) return it->second;
+  const auto n = static_cast<int64_t>(engine_.tokenizer().encode(text, false, false).size());
+  token_cache_.emplace(key, n);
+  return n;
+}
+
+FitCheck Conversation::check_fit(const Prompt& prompt, int64_t context_tokens, int max_tokens) {
+  FitCheck f;
+  f.prompt_tokens = static_cast<int64_t>(prompt.tokens.size());
+  f.context_tokens = context_tokens;
+  f.reserve_tokens = answer_reserve(context_tokens, max_tokens);
+  f.fits = f.prompt_tokens + f.reserve_tokens <= context_tokens;
+  if (f.fits) return f;
+  int64_t doc_sum = 0;
+  for (const Document& d : docs_) {
+    f.document_tokens.push_back(document_tokens(d));
+    doc_sum += f.document_tokens.back();
+  }
+  f.fixed_tokens = std::max<int64_t>(0, f.prompt_tokens - doc_sum);
+  return f;
+}
+
+Answer Conversation::ask(const std::string& question, const AskOptions& options) {
+  return run(question, history_, options);
+}
+
+Answer Conversation::regenerate(const AskOptions& options) {
+  // The last exchange is a user turn and its answer; ask that question again without them.
+  if (history_.size() < 2 || history_[history_.size() - 2].role != "user") return {};
+  std::vector<Turn> before(history_.begin(), history_.end() - 2);
+  const std::string question = history_[history_.size() - 2].text;  // a copy: run() replaces history_
+  return run(question, std::move(before), options);
+}
+
+Answer Conversation::run(const std::string& question, std::vector<Turn> history, const AskOptions& options) {
+  Answer a;
+  a.question = question;
+  const Prompt p = build_prompt(engine_, format_, docs_, history, question, system_without_documents_);
+  a.fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
+  if (!a.fit.fits) {
+    a.history_turns = history_.size();
+    return a;
+  }
+  try {
+    if (!session_ || session_->context_size() != options.context_tokens) {
+      session_.reset();
+      SessionOptions so;
+      so.context_tokens = options.context_tokens;
+      session_ = engine_.create_session(so);
+    }
+    session_->set_attention(options.attention, options.sparse_config);
+    if (options.on_start) options.on_start();
+    RequestOptions ro;
+    ro.keep_prefix = true;
+    ro.prefill = options.prefill;
+    ro.generate = options.generate;
+    const std::vector<int32_t> stops = chat_stop_tokens(engine_, format_);
+    ro.generate.stop_tokens.insert(ro.generate.stop_tokens.end(), stops.begin(), stops.end());
+    a.result = session_->run(p.tokens, ro);
+  } catch (...) {
+    // A failed request may leave the cache half written: the next one starts afresh.
+    session_.reset();
+    throw;
+  }
+  a.cancelled = a.result.metrics.stop == StopReason::Cancelled;
+  // The turn it answered replaces what it was asked on top of (regenerate drops the old answer).
+  history_ = std::move(history);
+  if (!(a.cancelled && a.result.text.empty())) {
+    history_.push_back({"user", question});
+    history_.push_back({"assistant", a.result.text});
+  }
+  a.history_turns = history_.size();
+  if (recorder_ != nullptr) {
+    TurnRecord r;
+    r.question = question;
+    r.answer = a.result.text;
+    r.metrics = a.result.metrics;
+    r.cancelled = a.cancelled;
+    r.documents = &docs_;
+    for (const Document& d : docs_) r.document_tokens.push_back(document_tokens(d));
+    try {
+      recorder_->record_turn(r);
+    } catch (const std::exception& e) {
+      a.record_error = e.what();
+    }
+  }
+  return a;
+}
+
+}  // namespace folio::chat

@@ -1,0 +1,152 @@
+// folio::chat::Conversation: one document chat as a service, without Qt. It owns what a chat
+// needs: the engine's chat format, the documents, the history of turns, the Session whose KV cache
+// keeps the shared prefix across questions, the prompt builder, the fit check, and the hook that
+// records each answered turn. The app (through EngineWorker, on its thread) and folio-cli both
+// ask through it, so the same documents and question give the same prompt bytes everywhere.
+//
+// Prompt order: a system turn with the documents (documents_system_text), then the history, then
+// the question. Every follow-up shares the documents' prefix, so Session::run reuses its KV.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/chat/chat_document.h"
+#include "core/engine/engine.h"
+#include "core/tokenizer/chat_format.h"
+
+namespace folio::chat {
+
+// The session's context for a requested size (0 = min(model max, 8192)), never above what the
+// model was trained for (the app's Settings may ask for more than a newly chosen model has).
+int64_t effective_context(int64_t requested_tokens, int64_t model_max_context);
+// Tokens kept free for the answer when judging whether a prompt fits.
+int64_t answer_reserve(int64_t context_tokens, int max_tokens);
+
+struct Turn {
+  std::string role;  // "user" or "assistant"
+  std::string text;
+};
+
+// A prompt as the model gets it: the rendered chat text and its token ids.
+struct Prompt {
+  std::string text;
+  std::vector<int32_t> tokens;
+};
+
+// The rendered prompt of documents + history + question in the model's chat format.
+Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
+                    const std::vector<Turn>& history, const std::string& question,
+                    const std::string& system_without_documents = {});
+
+// Whether a prompt and the room kept for the answer fit the context. Nothing is ever cut here:
+// when it does not fit, the caller asks the user (the app) or reports it (folio-cli).
+struct FitCheck {
+  bool fits = true;
+  int64_t prompt_tokens = 0;
+  int64_t context_tokens = 0;
+  int64_t reserve_tokens = 0;            // kept free for the answer
+  int64_t fixed_tokens = 0;              // prompt tokens that are not documents (template, history, question)
+  std::vector<int64_t> document_tokens;  // per document, as laid out in the prompt
+  // One line for people: what does not fit and what to do.
+  std::string message() const;
+};
+
+// One answered (or stopped) turn, as the service hands it to a Recorder.
+struct TurnRecord {
+  std::string question;
+  std::string answer;  // "" when stopped before the first token
+  Metrics metrics;     // the engine's own figures of the request
+  bool cancelled = false;
+  const std::vector<Document>* documents = nullptr;  // the documents it was asked over
+  std::vector<int64_t> document_tokens;              // per document, as laid out
+};
+
+// Where the service records turns (the app: the SQLite store). Called on the service's thread;
+// may throw, the service then reports Answer::record_error and keeps the answer.
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+  virtual void record_turn(const TurnRecord& turn) = 0;
+  // The conversation starts again: the next turn belongs to a new conversation.
+  virtual void new_conversation() = 0;
+};
+
+struct AskOptions {
+  int64_t context_tokens = 0;  // the session's context (already resolved, e.g. by effective_context)
+  GenerateOptions generate;    // sampler, max_tokens, stop strings, on_token, cancel (stop tokens are added)
+  PrefillOptions prefill;      // chunk, progress, cancel
+  sparse::AttentionMode attention = sparse::AttentionMode::Auto;
+  std::shared_ptr<const sparse::SparseConfig> sparse_config;  // null = the engine's
+  std::function<void()> on_start;                             // the prompt fits and the request starts (before prefill)
+};
+
+struct Answer {
+  FitCheck fit;  // !fit.fits: nothing ran, history unchanged
+  std::string question;
+  RequestResult result;  // when it ran
+  bool cancelled = false;
+  std::string record_error;  // the recorder failed (the answer stands)
+  size_t history_turns = 0;  // turns in the history afterwards
+};
+
+class Conversation {
+ public:
+  // The format detected from the model (detect_chat_format), or the one given.
+  explicit Conversation(Engine& engine);
+  Conversation(Engine& engine, ChatFormatKind format);
+  ~Conversation();
+
+  ChatFormatKind format() const { return format_; }
+  Engine& engine() { return engine_; }
+
+  // The documents of the next questions (the history stays; changed documents change the prefix,
+  // so the next request prefills again from where they differ).
+  void set_documents(std::vector<Document> docs);
+  const std::vector<Document>& documents() const { return docs_; }
+  // A system text of the caller's own, used only when there are no documents (folio-cli --system).
+  void set_system_without_documents(std::string text) { system_without_documents_ = std::move(text); }
+  const std::vector<Turn>& history() const { return history_; }
+  // Continues from these turns (e.g. the same chat after the model was changed); the KV cache
+  // is rebuilt by the next request.
+  void set_history(std::vector<Turn> turns) { history_ = std::move(turns); }
+  void set_recorder(Recorder* recorder) { recorder_ = recorder; }
+
+  // Forgets the history and the KV cache; the recorder starts a new conversation.
+  void reset();
+
+  // The prompt the next question would be sent as.
+  Prompt prompt(const std::string& question) const;
+  // Prompt + answer reserve against the context.
+  FitCheck check_fit(const Prompt& prompt, int64_t context_tokens, int max_tokens);
+
+  // Asks a question: builds the prompt, checks the fit (returns without running when it does not
+  // fit), runs it in the conversation's session (reusing the cached prefix), appends the turn to
+  // the history (unless stopped before any text) and records it. Throws folio::Error from the
+  // engine; the session is then dropped, so the next request starts afresh.
+  Answer ask(const std::string& question, const AskOptions& options);
+  // Asks the last question again in place of its answer. Without an answered turn: nothing runs
+  // and the Answer has fit.fits set and an empty question.
+  Answer regenerate(const AskOptions& options);
+
+  // Tokens of a document as laid out (doc.tokens when set; else counted once and cached).
+  int64_t document_tokens(const Document& doc);
+
+ private:
+  Answer run(const std::string& question, std::vector<Turn> history, const AskOptions& options);
+
+  Engine& engine_;
+  ChatFormatKind format_;
+  std::vector<Document> docs_;
+  std::vector<Turn> history_;
+  std::string system_without_documents_;
+  std::unique_ptr<Session> session_;
+  Recorder* recorder_ = nullptr;
+  std::unordered_map<size_t, int64_t> token_cache_;  // hash of laid-out text -> tokens
+};
+
+}  // namespace folio::chat

@@ -1,0 +1,117 @@
+#include "core/chat/prompt_layout.h"
+
+namespace folio::chat {
+
+namespace {
+
+std::string line_range(int first, int last) {
+  return first == last ? "line " + std::to_string(first)
+                       : "lines " + std::to_string(first) + "-" + std::to_string(last);
+}
+
+std::string numbered(const std::string& text, int first_line) {
+  std::string out;
+  out.reserve(text.size() + text.size() / 8);
+  int line = first_line;
+  out += std::to_string(line) + "| ";
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += std::to_string(++line) + "| ";
+  }
+  return out;
+}
+
+std::string counted(int n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+std::string header(const Document& doc) {
+  switch (doc.kind) {
+    case DocumentKind::Pdf:
+      return "[document: " + doc.title + ", " + counted(doc.page_count, "page") + "]";
+    case DocumentKind::SourceTree:
+      return "[folder: " + doc.title + ", " + counted(doc.page_count, "file") + "]";
+    case DocumentKind::Text:
+      break;
+  }
+  return "[document: " + doc.title + "]";
+}
+
+std::string footer(const Document& doc) {
+  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + doc.title + "]";
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += separator;
+    out += parts[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
+  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + citation_label(doc, s) + "]\n" + s.text;
+  return "[file: " + s.file + ", " + line_range(s.first_line, s.last_line) + "]\n" +
+         (options.number_lines ? numbered(s.text, s.first_line) : s.text);
+}
+
+std::vector<std::string> layout_parts(const Document& doc, const LayoutOptions& options) {
+  std::vector<std::string> parts;
+  parts.reserve(doc.sections.size() + 3);
+  parts.push_back(header(doc));
+  for (const Section& s : doc.sections) parts.push_back(layout_section(doc, s, options));
+  if (doc.truncated()) parts.push_back(doc.truncation_notice);
+  parts.push_back(footer(doc));
+  return parts;
+}
+
+std::string layout_document(const Document& doc, const LayoutOptions& options) {
+  return join(layout_parts(doc, options), kPartSeparator);
+}
+
+std::string layout_documents(const std::vector<Document>& docs, const LayoutOptions& options) {
+  std::vector<std::string> all;
+  all.reserve(docs.size());
+  for (const Document& d : docs) all.push_back(layout_document(d, options));
+  return join(all, kDocumentSeparator);
+}
+
+std::string citation_instruction(const std::vector<Document>& docs) {
+  int pdfs = 0;
+  std::string example_file, example_pdf;
+  for (const Document& d : docs) {
+    if (d.kind == DocumentKind::Pdf) {
+      if (pdfs++ == 0) example_pdf = d.title;
+    } else if (example_file.empty() && !d.files.empty()) {
+      example_file = d.files.front();
+    }
+  }
+  const bool files = !example_file.empty();
+  std::vector<std::string> out;
+  if (pdfs > 0)
+    out.push_back("In the documents, each PDF page starts with a marker such as [p. 12] that names the page.");
+  if (files)
+    out.push_back("Each excerpt of a file starts with a marker such as [file: " + example_file +
+                  ", lines 1-200]; its lines are numbered from the first line of that range.");
+  std::vector<std::string> forms;
+  if (pdfs > 0) forms.push_back("(p. 12) or (pp. 12-13) for PDF pages, named as in their markers");
+  if (files) forms.push_back("(" + example_file + ":40-58) for lines of a file");
+  if (!forms.empty()) {
+    out.push_back("When your answer uses the documents, cite the source right after each statement: " +
+                  join(forms, ", and ") + ".");
+    if (pdfs > 1) out.push_back("There are several PDFs: name the document too, as (" + example_pdf + ", p. 12).");
+    out.push_back("Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.");
+  }
+  return join(out, " ");
+}
+
+std::string documents_system_text(const std::vector<Document>& docs, bool with_instruction) {
+  if (!with_instruction) return layout_documents(docs);
+  return "Answer the question using the documents below. " + citation_instruction(docs) + "\n\n" +
+         layout_documents(docs);
+}
+
+}  // namespace folio::chat

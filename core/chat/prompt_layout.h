@@ -1,0 +1,42 @@
+// Laying documents into prompt text with citation markers, and the system text that carries them
+// (with the sentence that tells the model how to cite). The one implementation: core/docs wraps
+// it for its Qt documents, the Conversation service puts it into every prompt.
+//
+// Layout of one document (parts separated by a blank line):
+//   PDF:          [document: manual.pdf, 397 pages]  [p. 12] <page text>  ...  [end of document: manual.pdf]
+//   text file:    [document: notes.md]  [file: notes.md, lines 1-200] <lines>  ...  [end of document: notes.md]
+//   source tree:  [folder: folio, 42 files]  [file: src/engine.cpp, lines 1-200] <lines>  ...  [end of folder: folio]
+// A document cut on the user's choice has its notice "[... truncated by the user: ...]" before the end marker.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/chat/chat_document.h"
+
+namespace folio::chat {
+
+struct LayoutOptions {
+  bool number_lines = false;  // files: put each line's number before it ("40| ...") (more tokens)
+};
+
+inline constexpr const char* kPartSeparator = "\n\n";
+inline constexpr const char* kDocumentSeparator = "\n\n";
+
+// The text of one section as laid out (its marker line, then its text).
+std::string layout_section(const Document& doc, const Section& section, const LayoutOptions& options = {});
+// The parts of one document's layout, in order; layout_document() joins them with kPartSeparator.
+std::vector<std::string> layout_parts(const Document& doc, const LayoutOptions& options = {});
+std::string layout_document(const Document& doc, const LayoutOptions& options = {});
+// All documents, separated by kDocumentSeparator.
+std::string layout_documents(const std::vector<Document>& docs, const LayoutOptions& options = {});
+
+// The system-prompt sentences telling the model how to cite these documents (page labels for PDFs,
+// path:first-last for files; the document's name when there are several PDFs).
+std::string citation_instruction(const std::vector<Document>& docs);
+
+// The system turn that holds the documents. Chat models are told to answer from them and how to
+// cite; base models (plain format) get the documents alone, as they cannot follow an instruction.
+std::string documents_system_text(const std::vector<Document>& docs, bool with_instruction);
+
+}  // namespace folio::chat

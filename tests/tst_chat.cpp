@@ -1,0 +1,259 @@
+// The document-chat request (core/chat): folio-cli --ask sends byte for byte the prompt the app's
+// path builds (core/docs loader -> the Conversation service the EngineWorker drives), for a plain
+// model (stories260K) and a chat model (SmolLM2, skipped when it is not in the cache); folio-cli's
+// text reader sections a file exactly as the app's loader does; the service keeps the history,
+// reuses the documents' KV prefix, regenerates in place, reports a prompt that does not fit
+// instead of cutting it, and hands each answered turn to its recorder.
+#include <QDir>
+#include <QFile>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/chat/chat_document.h"
+#include "core/chat/conversation.h"
+#include "core/chat/prompt_layout.h"
+#include "core/docs/ingest.h"
+#include "core/docs/prompt_layout.h"
+#include "tests/test_support.h"
+
+namespace {
+
+std::string stories_path() {
+  return folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+}
+std::string demo_path() {
+  return folio::test::source_dir() + "/resources/demo/halcyon-h40-manual.md";
+}
+
+std::string smollm2_path() {
+  if (const char* p = std::getenv("FOLIO_SMOLLM2_GGUF"); p != nullptr && *p != 0) return p;
+  std::string cache;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0)
+    cache = x;
+  else if (const char* h = std::getenv("HOME"); h != nullptr)
+    cache = std::string(h) + "/.cache";
+  return cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::unique_ptr<folio::Engine> load(const std::string& model) {
+  folio::EngineOptions o;
+  o.model_path = model;
+  o.threads = 2;
+  return folio::Engine::load(o);
+}
+
+struct CliRun {
+  int code = -1;
+  QByteArray out, err;
+};
+
+CliRun run_cli(const QStringList& args) {
+  QProcess p;
+  p.start(QString::fromStdString(folio::test::bin_dir() + "/folio-cli"), args);
+  CliRun r;
+  if (!p.waitForStarted(30000) || !p.waitForFinished(120000)) return r;
+  r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
+  r.out = p.readAllStandardOutput();
+  r.err = p.readAllStandardError();
+  return r;
+}
+
+bool write_bytes(const QString& path, const QByteArray& bytes) {
+  QFile f(path);
+  return f.open(QIODevice::WriteOnly | QIODevice::Truncate) && f.write(bytes) == bytes.size();
+}
+
+class CountingRecorder : public folio::chat::Recorder {
+ public:
+  std::vector<folio::chat::TurnRecord> turns;
+  int new_conversations = 0;
+  void record_turn(const folio::chat::TurnRecord& t) override { turns.push_back(t); }
+  void new_conversation() override { ++new_conversations; }
+};
+
+}  // namespace
+
+class TstChat : public QObject {
+  Q_OBJECT
+  QTemporaryDir tmp_;
+
+ private slots:
+  void cli_prompt_is_the_apps_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("format");
+    QTest::newRow("plain model (stories260K)") << QString::fromStdString(stories_path()) << "plain";
+    QTest::newRow("chat model (SmolLM2)") << QString::fromStdString(smollm2_path()) << "smollm2";
+  }
+
+  void cli_prompt_is_the_apps() {
+    QFETCH(QString, model);
+    QFETCH(QString, format);
+    if (!std::filesystem::exists(model.toStdString()))
+      QSKIP(qPrintable(model + " is not there; run python3 tools/fetch_model.py"));
+    FOLIO_REQUIRE_FILE(demo_path());
+    const QString question = "How long can the display run on its backup battery?";
+
+    // The app: core/docs reads the file, the worker hands it to the Conversation service.
+    const folio::docs::Document doc = folio::docs::load_document(QString::fromStdString(demo_path()));
+    auto engine = load(model.toStdString());
+    folio::chat::Conversation app(*engine);
+    QCOMPARE(QString::fromLatin1(folio::chat_format_name(app.format())), format);
+    app.set_documents({folio::docs::chat_document(doc)});
+    const folio::chat::Prompt expected = app.prompt(question.toStdString());
+
+    const CliRun r =
+        run_cli({"--model", model, "--file", QString::fromStdString(demo_path()), "--ask", question, "--print-prompt"});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(r.out, QByteArray::fromStdString(expected.text));
+    QVERIFY2(r.err.contains(QByteArray::number(qint64(expected.tokens.size())) + " tokens"), r.err.constData());
+    // The prompt carries the whole document in its sections, and the question last.
+    QVERIFY(r.out.contains("[document: halcyon-h40-manual.md]"));
+    QVERIFY(r.out.contains("[end of document: halcyon-h40-manual.md]"));
+    QVERIFY(r.out.contains(question.toUtf8()));
+    QCOMPARE(r.out.contains("cite the source"), format != "plain");  // base models get no instruction
+  }
+
+  void cli_reads_text_as_the_app_does() {
+    // CRLF and CR line ends, a UTF-8 BOM, non-ASCII text, a trailing newline, 450 lines (3 sections).
+    QByteArray bytes = "\xEF\xBB\xBF";
+    for (int i = 1; i <= 450; ++i)
+      bytes += "Zeile " + QByteArray::number(i) + " \xC3\xA4\xE2\x82\xAC" + (i % 3 ? "\r\n" : "\r");
+    const QString path = tmp_.filePath("notes.md");
+    QVERIFY(write_bytes(path, bytes));
+    const folio::chat::Document cli = folio::chat::read_text_document(path.toStdString());
+    const folio::chat::Document app = folio::docs::chat_document(folio::docs::load_text_file(path));
+    QCOMPARE(cli.title, app.title);
+    QCOMPARE(cli.files, app.files);
+    QCOMPARE(cli.sections.size(), size_t{3});
+    QCOMPARE(cli.sections.size(), app.sections.size());
+    for (size_t i = 0; i < cli.sections.size(); ++i) {
+      QCOMPARE(cli.sections[i].text, app.sections[i].text);
+      QCOMPARE(cli.sections[i].file, app.sections[i].file);
+      QCOMPARE(cli.sections[i].first_line, app.sections[i].first_line);
+      QCOMPARE(cli.sections[i].last_line, app.sections[i].last_line);
+    }
+    QCOMPARE(cli.sections.back().last_line, 450);
+    QCOMPARE(folio::chat::layout_document(cli), folio::chat::layout_document(app));
+  }
+
+  void cli_says_what_it_cannot_read_data() {
+    QTest::addColumn<QByteArray>("bytes");
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<QString>("phrase");
+    QTest::newRow("PDF") << QByteArray("%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj\n") << "manual.pdf"
+                         << "PDF";
+    QTest::newRow("Latin-1") << QByteArray("caf\xE9 au lait\n") << "menu.txt"
+                             << "UTF-8";
+    QTest::newRow("UTF-16") << QByteArray("\xFF\xFEh\0i\0", 6) << "wide.txt"
+                            << "UTF-8";
+    QTest::newRow("binary") << (QByteArray("\x7f"
+                                           "ELF",
+                                           4) +
+                                QByteArray(100, '\0'))
+                            << "a.out"
+                            << "binary";
+    QTest::newRow("only white space") << QByteArray(" \n\t\n") << "blank.txt"
+                                      << "white space";
+  }
+
+  void cli_says_what_it_cannot_read() {
+    QFETCH(QByteArray, bytes);
+    QFETCH(QString, name);
+    QFETCH(QString, phrase);
+    FOLIO_REQUIRE_FILE(stories_path());
+    const QString path = tmp_.filePath(name);
+    QVERIFY(write_bytes(path, bytes));
+    const CliRun r = run_cli(
+        {"--model", QString::fromStdString(stories_path()), "--file", path, "--ask", "what?", "--print-prompt"});
+    QCOMPARE(r.code, 1);
+    QVERIFY(r.out.isEmpty());
+    QVERIFY2(r.err.startsWith("folio-cli: error: ") && r.err.contains(path.toUtf8()) && r.err.contains(phrase.toUtf8()),
+             r.err.constData());
+  }
+
+  void follow_up_reuses_the_documents_and_regenerate_replaces() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    folio::chat::Conversation c(*engine);
+    CountingRecorder recorder;
+    c.set_recorder(&recorder);
+    folio::chat::Document doc = folio::chat::read_text_document(demo_path());
+    doc.sections.resize(1);  // a short excerpt: stories260K has 512 positions and few-letter tokens
+    doc.sections[0].text = doc.sections[0].text.substr(0, 200);
+    c.set_documents({doc});
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 12;
+    o.generate.sampler.temperature = 0.0f;
+
+    const folio::chat::Answer first = c.ask("What is the display?", o);
+    QVERIFY(first.fit.fits);
+    QCOMPARE(first.result.metrics.reused_tokens, int64_t{0});
+    QCOMPARE(c.history().size(), size_t{2});
+    QCOMPARE(c.history()[1].text, first.result.text);
+
+    // The follow-up's prompt holds the first turn, and its prefix (the documents) comes from the cache.
+    const folio::chat::Prompt next = c.prompt("And the battery?");
+    QVERIFY(next.text.find("What is the display?") != std::string::npos);
+    QVERIFY(next.text.find(first.result.text) != std::string::npos);
+    const folio::chat::Answer second = c.ask("And the battery?", o);
+    QVERIFY(second.fit.fits);
+    QVERIFY(second.result.metrics.reused_tokens > 0);
+    QCOMPARE(c.history().size(), size_t{4});
+
+    const folio::chat::Answer again = c.regenerate(o);
+    QCOMPARE(again.question, std::string("And the battery?"));
+    QCOMPARE(c.history().size(), size_t{4});
+    QCOMPARE(c.history()[2].text, std::string("And the battery?"));
+    QVERIFY(again.result.metrics.reused_tokens > 0);
+
+    // Every answered turn went to the recorder with the engine's metrics and its documents.
+    QCOMPARE(recorder.turns.size(), size_t{3});
+    QCOMPARE(recorder.turns[1].question, std::string("And the battery?"));
+    QCOMPARE(recorder.turns[1].metrics.prompt_tokens, second.result.metrics.prompt_tokens);
+    QCOMPARE(recorder.turns[1].document_tokens.size(), size_t{1});
+    QVERIFY(recorder.turns[1].document_tokens[0] > 0);
+
+    c.reset();
+    QVERIFY(c.history().empty());
+    QCOMPARE(recorder.new_conversations, 1);
+  }
+
+  void a_prompt_that_does_not_fit_is_reported_not_cut() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    folio::chat::Conversation c(*engine);
+    CountingRecorder recorder;
+    c.set_recorder(&recorder);
+    c.set_documents({folio::chat::read_text_document(demo_path())});
+    folio::chat::AskOptions o;
+    o.context_tokens = 256;
+    o.generate.max_tokens = 16;
+    bool started = false;
+    o.on_start = [&] { started = true; };
+    const folio::chat::Answer a = c.ask("What is the display?", o);
+    QVERIFY(!a.fit.fits);
+    QVERIFY(!started);
+    QVERIFY(recorder.turns.empty());
+    QVERIFY(c.history().empty());
+    QCOMPARE(a.fit.context_tokens, int64_t{256});
+    QCOMPARE(a.fit.reserve_tokens, int64_t{16});
+    QCOMPARE(a.fit.document_tokens.size(), size_t{1});
+    QCOMPARE(a.fit.prompt_tokens, a.fit.fixed_tokens + a.fit.document_tokens[0]);
+    QVERIFY(a.fit.document_tokens[0] > 256);
+    QVERIFY2(QString::fromStdString(a.fit.message()).contains("larger context"), a.fit.message().c_str());
+
+    // folio-cli says the same, and runs nothing.
+    const CliRun r =
+        run_cli({"--model", QString::fromStdString(stories_path()), "--file", QString::fromStdString(demo_path()),
+                 "--ask", "What is the display?", "--ctx", "256", "--max-tokens", "16"});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("more than the context of 256 tokens"), r.err.constData());
+  }
+};
+
+QTEST_GUILESS_MAIN(TstChat)
+#include "tst_chat.moc"
