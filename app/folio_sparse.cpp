@@ -72,6 +72,27 @@ std::vector<int32_t> document_tokens(const folio::Engine& engine, const Options&
   return ids;
 }
 
+// Prefills ids in one session (o.chunk tokens a step) with `observer` looking in; returns what
+// attention did.
+folio::AttentionStats prefill_observed(folio::Engine& engine, const Options& o, const std::vector<int32_t>& ids,
+                                       folio::sparse::AttentionMode mode, folio::ForwardObserver& observer,
+                                       const char* label) {
+  folio::SessionOptions so;
+  so.context_tokens = o.tokens;
+  so.attention = mode;
+  auto session = engine.create_session(so);
+  session->set_observer(&observer);
+  folio::PrefillOptions po;
+  po.chunk_tokens = o.chunk;
+  po.on_progress = [&](const folio::PrefillProgress& p) {
+    std::fprintf(stderr, "\r%s: %lld/%lld tokens", label, static_cast<long long>(p.done_tokens),
+                 static_cast<long long>(p.total_tokens));
+  };
+  session->prefill(ids, po);
+  std::fprintf(stderr, "\n");
+  return session->attention_stats();
+}
+
 // The offline search, looking inside a dense run: for every layer, head and step, each pattern kind
 // at the same tile budget, scored by the exact attention mass it keeps (every kRowStep-th row).
 class PatternSearch final : public folio::ForwardObserver {
@@ -124,20 +145,8 @@ int run_search(const Options& o) {
   auto engine = folio::Engine::load(o.engine);
   const std::vector<int32_t> ids = document_tokens(*engine, o);
   const folio::ModelConfig& c = engine->config();
-  folio::SessionOptions so;
-  so.context_tokens = o.tokens;
-  so.attention = folio::sparse::AttentionMode::Dense;
-  auto session = engine->create_session(so);
   PatternSearch search(c, engine->sparse_config(), o.density, o.engine.threads);
-  session->set_observer(&search);
-  folio::PrefillOptions po;
-  po.chunk_tokens = o.chunk;
-  po.on_progress = [&](const folio::PrefillProgress& p) {
-    std::fprintf(stderr, "\rsearch: %lld/%lld tokens", static_cast<long long>(p.done_tokens),
-                 static_cast<long long>(p.total_tokens));
-  };
-  session->prefill(ids, po);
-  std::fprintf(stderr, "\n");
+  prefill_observed(*engine, o, ids, folio::sparse::AttentionMode::Dense, search, "search");
   const auto& mass = search.mass;
   const double steps = static_cast<double>(std::max<int64_t>(search.steps, 1));
   folio::sparse::SparseConfig cfg = *engine->sparse_config();
@@ -211,23 +220,10 @@ class NllCounter final : public folio::ForwardObserver {
 int run_ppl(const Options& o) {
   auto engine = folio::Engine::load(o.engine);
   const std::vector<int32_t> ids = document_tokens(*engine, o);
-  folio::SessionOptions so;
-  so.context_tokens = o.tokens;
-  so.attention = o.attention;
-  auto session = engine->create_session(so);
   NllCounter counter(ids, engine->config().vocab_size);
-  session->set_observer(&counter);
-  folio::PrefillOptions po;
-  po.chunk_tokens = o.chunk;
-  po.on_progress = [&](const folio::PrefillProgress& p) {
-    std::fprintf(stderr, "\rppl: %lld/%lld tokens", static_cast<long long>(p.done_tokens),
-                 static_cast<long long>(p.total_tokens));
-  };
-  session->prefill(ids, po);
-  std::fprintf(stderr, "\n");
+  const folio::AttentionStats st = prefill_observed(*engine, o, ids, o.attention, counter, "ppl");
   const double nll = counter.nll;
   const int64_t counted = counter.counted;
-  const folio::AttentionStats& st = session->attention_stats();
   nlohmann::json j;
   j["model"] = o.engine.model_path;
   j["file"] = o.file;

@@ -131,12 +131,133 @@ void check_well_formed(const TileList& l) {
   }
 }
 
+// A backend that only answers where its sparse path pays (the auto rule reads nothing else).
+class GainOnlyBackend final : public Backend {
+ public:
+  GainOnlyBackend(BackendKind kind, int64_t gain_keys) : kind_(kind), gain_(gain_keys) {}
+  BackendKind kind() const override { return kind_; }
+  std::string name() const override { return "test"; }
+  const ModelConfig& config() const override { return config_; }
+  int64_t max_step() const override { return 4096; }
+  int64_t preferred_chunk() const override { return 4096; }
+  int64_t sparse_gain_keys() const override { return gain_; }
+  std::unique_ptr<KvCache> create_kv_cache(int64_t) override { return nullptr; }
+  std::vector<DeviceMemory> memory() const override { return {}; }
+  void embed(std::span<const int32_t>) override {}
+  void norm(Norm, int, int64_t) override {}
+  void project(Proj, int, int64_t) override {}
+  void rope_kv_write(int, KvCache&, int64_t, int64_t, const RopeTable&) override {}
+  SparseSupport sparse_support(const SparseConfig&, int64_t) const override { return {}; }
+  void estimate(int, KvCache&, int64_t, int64_t, const std::shared_ptr<const SparseConfig>&) override {}
+  void attention(int, KvCache&, int64_t, int64_t, bool) override {}
+  void swiglu(int64_t) override {}
+  void logits(int64_t, int64_t, float*) override {}
+  void finish_step() override {}
+  void plan_results(std::vector<HeadPlanResult>&) override {}
+  void mark(int) override {}
+  double elapsed_ms(int, int) override { return 0.0; }
+  void read_attention_inputs(int, KvCache&, int64_t, int64_t, AttentionInputs&) override {}
+
+ private:
+  BackendKind kind_;
+  int64_t gain_;
+  ModelConfig config_;
+};
+
+// Counts what a session shows an observer.
+class Recorder final : public ForwardObserver {
+ public:
+  bool wants_attention_inputs() const override { return true; }
+  void on_attention_inputs(int layer, const AttentionInputs& in) override { inputs.push_back({layer, in}); }
+  bool wants_all_logits() const override { return true; }
+  void on_logits(int64_t pos, int64_t rows, const float* logits) override {
+    QCOMPARE(pos, logits_rows);
+    logits_rows += rows;
+    last.assign(logits + (rows - 1) * vocab, logits + rows * vocab);
+  }
+  void on_step(const StepInfo& step) override { steps.push_back(step); }
+  int64_t vocab = 0, logits_rows = 0;
+  std::vector<float> last;
+  std::vector<std::pair<int, AttentionInputs>> inputs;
+  std::vector<StepInfo> steps;
+};
+
 }  // namespace
 
 class SparseTest : public QObject {
   Q_OBJECT
 
  private slots:
+  // Auto attention is one rule on every backend: sparse from the larger of the model config's
+  // crossover and the keys from which the backend's sparse path measured faster than its dense one.
+  void auto_attention_is_one_rule() {
+    AttentionPolicy p;
+    p.mode = AttentionMode::Auto;
+    auto cfg = std::make_shared<SparseConfig>();
+    cfg->crossover_tokens = 16384;
+    p.config = cfg;
+    const GainOnlyBackend gpu_like(BackendKind::Cuda, 4096), cpu_like(BackendKind::Cpu, INT64_MAX),
+        late(BackendKind::Cuda, 32768);
+    QCOMPARE(auto_sparse_keys(p, gpu_like), int64_t{16384});
+    QCOMPARE(auto_sparse_keys(p, late), int64_t{32768});
+    QVERIFY(!use_sparse(p, gpu_like, 4096, 8192));   // 12K keys: below the crossover
+    QVERIFY(use_sparse(p, gpu_like, 4096, 12288));   // 16K keys
+    QVERIFY(!use_sparse(p, late, 4096, 12288));      // the backend gains only from 32K
+    QVERIFY(!use_sparse(p, cpu_like, 4096, 1 << 20));
+    QVERIFY(!use_sparse(p, gpu_like, 1, 1 << 20));   // decode stays dense
+    p.mode = AttentionMode::Sparse;
+    QVERIFY(use_sparse(p, cpu_like, 64, 0));         // forced sparse runs anywhere
+    p.mode = AttentionMode::Dense;
+    QVERIFY(!use_sparse(p, gpu_like, 4096, 1 << 20));
+    // the CPU engine reports the same rule's answer
+    EngineOptions eo;
+    eo.model_path = folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+    eo.threads = 1;
+    auto engine = Engine::load(eo);
+    QCOMPARE(engine->auto_sparse_tokens(), INT64_MAX);
+  }
+
+  // Tools look inside a run through the session's observer: every position's logits (the last
+  // equal to the session's own), each layer's queries and keys per step, and one call per step.
+  void observer_sees_the_run() {
+    EngineOptions eo;
+    eo.model_path = folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+    eo.threads = 1;
+    auto engine = Engine::load(eo);
+    const ModelConfig& c = engine->config();
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 40; ++i) tokens.push_back(1 + (i * 37) % (c.vocab_size - 1));
+    SessionOptions so;
+    so.context_tokens = 64;
+    auto session = engine->create_session(so);
+    Recorder rec;
+    rec.vocab = c.vocab_size;
+    session->set_observer(&rec);
+    PrefillOptions po;
+    po.chunk_tokens = 16;
+    session->prefill(tokens, po);
+    QCOMPARE(rec.logits_rows, int64_t{40});
+    QCOMPARE(rec.steps.size(), size_t{3});
+    const auto logits = session->logits();
+    QCOMPARE(rec.last.size(), logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) QCOMPARE(rec.last[i], logits[i]);
+    QCOMPARE(rec.inputs.size(), size_t{3} * static_cast<size_t>(c.n_layers));
+    const AttentionInputs& third = rec.inputs.back().second;
+    QCOMPARE(third.pos, int64_t{32});
+    QCOMPARE(third.n, int64_t{8});
+    QCOMPARE(third.q.size(), static_cast<size_t>(8 * c.q_dim()));
+    QCOMPARE(third.k.size(), static_cast<size_t>(c.n_kv_heads) * 40 * static_cast<size_t>(c.head_dim));
+    // the keys of the first step are still there, unchanged, at the third
+    const AttentionInputs& first_last_layer = rec.inputs[static_cast<size_t>(c.n_layers) - 1].second;
+    for (int64_t i = 0; i < 16 * c.head_dim; ++i)
+      QCOMPARE(third.k[static_cast<size_t>(i)], first_last_layer.k[static_cast<size_t>(i)]);
+    // detached: no more calls
+    session->set_observer(nullptr);
+    const int32_t one[1] = {5};
+    session->prefill(one);
+    QCOMPARE(rec.logits_rows, int64_t{40});
+  }
+
   void planted_interval_slash() {
     const PlantedHead h = make_planted(512, 1536, 8, 600, {333, 1000, 1250});
     HeadBudget b;
