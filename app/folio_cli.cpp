@@ -45,6 +45,7 @@ const char* kUsage =
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
+    "                 [--fit relevant|beginning|error]\n"
     "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
 
 struct CliOptions {
@@ -64,6 +65,9 @@ struct CliOptions {
   folio::SamplerParams sampler;
   bool quiet = false;
   bool print_prompt = false;  // --ask: write the rendered prompt to stdout and stop
+  // --ask with documents larger than the context: the sections most relevant to the question, the
+  // first ones, or an error.
+  folio::chat::FitMode fit = folio::chat::FitMode::Relevant;
 };
 
 std::string format_mib(size_t bytes) {
@@ -126,6 +130,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;
+    else if (a == "--fit") o.fit = folio::chat::fit_mode_from_name(args.value(a));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
@@ -209,23 +214,33 @@ int run_generate(const CliOptions& o) {
     folio::chat::Conversation conversation(*engine, kind);
     conversation.set_documents(std::move(docs));
     conversation.set_system_without_documents(o.system);
-    if (o.print_prompt) {
-      const folio::chat::Prompt p = conversation.prompt(*o.ask);
-      std::fwrite(p.text.data(), 1, p.text.size(), stdout);
-      std::fflush(stdout);
-      if (!o.quiet)
-        std::fprintf(stderr, "folio-cli: the prompt is %zu tokens (chat format %s)\n", p.tokens.size(),
-                     folio::chat_format_name(kind));
-      return 0;
-    }
     folio::chat::AskOptions ask;
     ask.context_tokens = ctx;
     ask.generate = req.generate;
     ask.prefill = req.prefill;
     ask.attention = o.attention;
     ask.sparse_config = sparse_config;
+    ask.fit = o.fit;
+    if (o.print_prompt) {
+      folio::chat::FitCheck fit;
+      std::string packing;
+      const folio::chat::Prompt p = conversation.fitted_prompt(*o.ask, ask, fit, packing);
+      if (!fit.fits) throw Error(ErrorCode::OutOfContext, fit.message() + " (--ctx, --max-tokens, --fit)");
+      std::fwrite(p.text.data(), 1, p.text.size(), stdout);
+      std::fflush(stdout);
+      if (!o.quiet) {
+        std::fprintf(stderr, "folio-cli: the prompt is %zu tokens (chat format %s)\n", p.tokens.size(),
+                     folio::chat_format_name(kind));
+        if (!packing.empty()) std::fprintf(stderr, "folio-cli: documents packed: %s\n", packing.c_str());
+      }
+      return 0;
+    }
     folio::chat::Answer a = conversation.ask(*o.ask, ask);
-    if (!a.fit.fits) throw Error(ErrorCode::OutOfContext, a.fit.message() + " (--ctx, --max-tokens)");
+    if (!a.packing.empty() && !o.quiet) {
+      end_progress_line();
+      std::fprintf(stderr, "folio-cli: documents packed: %s\n", a.packing.c_str());
+    }
+    if (!a.fit.fits) throw Error(ErrorCode::OutOfContext, a.fit.message() + " (--ctx, --max-tokens, --fit)");
     r = std::move(a.result);
   }
   std::fputs("\n", stdout);

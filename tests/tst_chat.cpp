@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "core/chat/chat_document.h"
+#include "core/chat/context_packing.h"
 #include "core/chat/conversation.h"
 #include "core/chat/prompt_layout.h"
 #include "core/docs/ingest.h"
@@ -104,8 +105,9 @@ class TstChat : public QObject {
     app.set_documents({folio::docs::chat_document(doc)});
     const folio::chat::Prompt expected = app.prompt(question.toStdString());
 
-    const CliRun r =
-        run_cli({"--model", model, "--file", QString::fromStdString(demo_path()), "--ask", question, "--print-prompt"});
+    // A context that holds the whole document (stories260K's own 512 do not), so both send it whole.
+    const CliRun r = run_cli({"--model", model, "--file", QString::fromStdString(demo_path()), "--ask", question,
+                              "--ctx", "8192", "--print-prompt"});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(r.out, QByteArray::fromStdString(expected.text));
     QVERIFY2(r.err.contains(QByteArray::number(qint64(expected.tokens.size())) + " tokens"), r.err.constData());
@@ -222,6 +224,77 @@ class TstChat : public QObject {
     QCOMPARE(recorder.new_conversations, 1);
   }
 
+
+  // Documents larger than the context: the sections that hold the question's words go in, in
+  // document order, and every gap is marked; Beginning keeps the first sections.
+  void packing_keeps_what_the_question_needs() {
+    using folio::chat::FitMode;
+    folio::chat::Document doc;
+    doc.title = "manual.pdf";
+    doc.kind = folio::chat::DocumentKind::Pdf;
+    doc.page_count = 30;
+    for (int p = 0; p < 30; ++p) {
+      folio::chat::Section s;
+      s.page_index = p;
+      s.text = "General notes about installation, wiring and cleaning of the unit, page " + std::to_string(p + 1) + ".";
+      if (p == 17) s.text += " The outdoor sensor battery lasts about fourteen months.";
+      doc.sections.push_back(s);
+    }
+    auto count = [](const std::string& t) { return static_cast<int64_t>(t.size() / 4 + 1); };
+    const int64_t whole = count(folio::chat::layout_document(doc));
+    const folio::chat::PackResult r =
+        folio::chat::pack_documents({doc}, "How long does the outdoor sensor battery last?", whole / 3, FitMode::Relevant, count);
+    QVERIFY(r.kept_sections > 0 && r.kept_sections < 30);
+    QVERIFY(r.estimated_tokens <= whole / 3);
+    const std::string text = folio::chat::layout_documents(r.docs);
+    QVERIFY2(text.find("fourteen months") != std::string::npos, text.c_str());
+    QVERIFY2(text.find("[p. 1]") != std::string::npos, "the first page leads");
+    QVERIFY2(text.find("omitted]") != std::string::npos, text.c_str());
+    QVERIFY(count(text) <= whole / 3 + 8);
+    // document order, each kept page once
+    int last = -1;
+    for (const auto& s : r.docs[0].sections) {
+      if (!s.note.empty()) continue;
+      QVERIFY(s.page_index > last);
+      last = s.page_index;
+    }
+    // Beginning: the first pages in order, then one marker for the rest
+    const folio::chat::PackResult b =
+        folio::chat::pack_documents({doc}, "How long does the battery last?", whole / 3, FitMode::Beginning, count);
+    QCOMPARE(b.docs[0].sections.front().page_index, 0);
+    QVERIFY(b.docs[0].sections.back().note.rfind("[pages ", 0) == 0);
+    QVERIFY(b.docs[0].sections.back().note.find("-30 omitted]") != std::string::npos);
+    // it all fits: unchanged
+    const folio::chat::PackResult all = folio::chat::pack_documents({doc}, "battery", whole * 2, FitMode::Relevant, count);
+    QCOMPARE(all.kept_sections, int64_t{30});
+    QCOMPARE(folio::chat::layout_documents(all.docs), folio::chat::layout_document(doc));
+    QVERIFY_THROWS_EXCEPTION(folio::Error, folio::chat::fit_mode_from_name("squeeze"));
+  }
+
+  // Through the Conversation and folio-cli (default --fit relevant): a document larger than the
+  // context is packed to fit, said so, and the prompt is the same in both.
+  void a_large_document_is_packed_to_fit() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    folio::chat::Conversation c(*engine);
+    c.set_documents({folio::chat::read_text_document(demo_path(), 10)});
+    folio::chat::AskOptions o;
+    o.context_tokens = 384;
+    o.generate.max_tokens = 16;
+    o.fit = folio::chat::FitMode::Relevant;
+    folio::chat::FitCheck fit;
+    std::string packing;
+    const folio::chat::Prompt p = c.fitted_prompt("What is the display?", o, fit, packing);
+    QVERIFY(fit.fits);
+    QVERIFY(!packing.empty());
+    QVERIFY(static_cast<int64_t>(p.tokens.size()) + 16 <= 384);
+    QVERIFY2(p.text.find("omitted") != std::string::npos, p.text.c_str());
+    const folio::chat::Answer a = c.ask("What is the display?", o);
+    QVERIFY(a.fit.fits);
+    QCOMPARE(a.packing, packing);
+    QVERIFY(a.result.metrics.prompt_tokens + 16 <= 384);
+  }
+
   void a_prompt_that_does_not_fit_is_reported_not_cut() {
     FOLIO_REQUIRE_FILE(stories_path());
     auto engine = load(stories_path());
@@ -249,7 +322,7 @@ class TstChat : public QObject {
     // folio-cli says the same, and runs nothing.
     const CliRun r =
         run_cli({"--model", QString::fromStdString(stories_path()), "--file", QString::fromStdString(demo_path()),
-                 "--ask", "What is the display?", "--ctx", "256", "--max-tokens", "16"});
+                 "--ask", "What is the display?", "--ctx", "256", "--max-tokens", "16", "--fit", "error"});
     QCOMPARE(r.code, 1);
     QVERIFY2(r.err.contains("more than the context of 256 tokens"), r.err.constData());
   }

@@ -22,6 +22,9 @@ struct Section {
   std::string file;        // text / source tree: path relative to the document root
   int first_line = 0;      // 1-based, inclusive; 0 for PDF pages
   int last_line = 0;
+  // Set only by context packing: this part stands for omitted sections and is laid out as the
+  // note alone ("[pages 312-318 omitted]").
+  std::string note;
 };
 
 struct Document {

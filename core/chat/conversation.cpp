@@ -88,6 +88,37 @@ FitCheck Conversation::check_fit(const Prompt& prompt, int64_t context_tokens, i
   return f;
 }
 
+Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions& options, FitCheck& fit,
+                                   std::string& packing) {
+  return fitted(question, history_, options, fit, packing);
+}
+
+Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
+                            FitCheck& fit, std::string& packing) {
+  packing.clear();
+  Prompt p = build_prompt(engine_, format_, docs_, history, question, system_without_documents_);
+  fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
+  if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
+  const Tokenizer& tok = engine_.tokenizer();
+  auto count = [&](const std::string& text) { return static_cast<int64_t>(tok.encode(text, false, false).size()); };
+  // Room for the documents: the context less the answer's reserve and the rest of the prompt;
+  // pieces counted apart can sum a little below the whole, so a miss shrinks the budget and retries.
+  int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;
+  for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
+    PackResult packed = pack_documents(docs_, question, budget, options.fit, count);
+    Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_without_documents_);
+    const int64_t over = static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens - fit.context_tokens;
+    if (over <= 0) {
+      fit.fits = true;
+      fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
+      packing = packed.summary;
+      return q;
+    }
+    budget -= over + 16;
+  }
+  return p;
+}
+
 Answer Conversation::ask(const std::string& question, const AskOptions& options) {
   return run(question, history_, options);
 }
@@ -103,8 +134,7 @@ Answer Conversation::regenerate(const AskOptions& options) {
 Answer Conversation::run(const std::string& question, std::vector<Turn> history, const AskOptions& options) {
   Answer a;
   a.question = question;
-  const Prompt p = build_prompt(engine_, format_, docs_, history, question, system_without_documents_);
-  a.fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
+  const Prompt p = fitted(question, history, options, a.fit, a.packing);
   if (!a.fit.fits) {
     a.history_turns = history_.size();
     return a;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/chat/chat_document.h"
+#include "core/chat/context_packing.h"
 #include "core/engine/engine.h"
 #include "core/tokenizer/chat_format.h"
 
@@ -83,10 +84,14 @@ struct AskOptions {
   sparse::AttentionMode attention = sparse::AttentionMode::Auto;
   std::shared_ptr<const sparse::SparseConfig> sparse_config;  // null = the engine's
   std::function<void()> on_start;                             // the prompt fits and the request starts (before prefill)
+  // When the documents do not fit: report it (Error), or pack the sections that matter for the
+  // question (Relevant) or the first ones (Beginning) with visible gap markers.
+  FitMode fit = FitMode::Error;
 };
 
 struct Answer {
   FitCheck fit;  // !fit.fits: nothing ran, history unchanged
+  std::string packing;  // what packing kept and left out ("" = the documents went in whole)
   std::string question;
   RequestResult result;  // when it ran
   bool cancelled = false;
@@ -123,6 +128,10 @@ class Conversation {
   Prompt prompt(const std::string& question) const;
   // Prompt + answer reserve against the context.
   FitCheck check_fit(const Prompt& prompt, int64_t context_tokens, int max_tokens);
+  // The prompt a question is sent as under `options` (context, answer reserve, fit mode): the whole
+  // documents when they fit, else packed as options.fit says; `fit` says whether it fits and
+  // `packing` what packing kept ("" when nothing was packed).
+  Prompt fitted_prompt(const std::string& question, const AskOptions& options, FitCheck& fit, std::string& packing);
 
   // Asks a question: builds the prompt, checks the fit (returns without running when it does not
   // fit), runs it in the conversation's session (reusing the cached prefix), appends the turn to
@@ -138,6 +147,8 @@ class Conversation {
 
  private:
   Answer run(const std::string& question, std::vector<Turn> history, const AskOptions& options);
+  Prompt fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
+                FitCheck& fit, std::string& packing);
 
   Engine& engine_;
   ChatFormatKind format_;

@@ -53,6 +53,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 }  // namespace
 
 std::string layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
+  if (!s.note.empty()) return s.note;
   if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + citation_label(doc, s) + "]\n" + s.text;
   return "[file: " + s.file + ", " + line_range(s.first_line, s.last_line) + "]\n" +
          (options.number_lines ? numbered(s.text, s.first_line) : s.text);

@@ -1,0 +1,294 @@
+#include "core/chat/context_packing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+#include "core/chat/prompt_layout.h"
+#include "core/common/error.h"
+
+namespace folio::chat {
+
+const char* fit_mode_name(FitMode m) {
+  switch (m) {
+    case FitMode::Error: return "error";
+    case FitMode::Relevant: return "relevant";
+    case FitMode::Beginning: return "beginning";
+  }
+  return "?";
+}
+
+FitMode fit_mode_from_name(const std::string& name) {
+  if (name == "error") return FitMode::Error;
+  if (name == "relevant") return FitMode::Relevant;
+  if (name == "beginning") return FitMode::Beginning;
+  throw Error(ErrorCode::BadArgument, "unknown fit mode '" + name + "'; use relevant, beginning or error");
+}
+
+namespace {
+
+bool word_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+}
+
+bool stop_word(const std::string& w) {
+  static const char* const kWords[] = {"an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from",
+                                       "how", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this",
+                                       "to", "was", "what", "when", "where", "which", "who", "why", "with"};
+  return std::find_if(std::begin(kWords), std::end(kWords), [&](const char* s) { return w == s; }) !=
+         std::end(kWords);
+}
+
+}  // namespace
+
+std::vector<std::string> index_terms(std::string_view text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && !word_byte(static_cast<unsigned char>(text[i]))) ++i;
+    size_t j = i;
+    while (j < text.size() && word_byte(static_cast<unsigned char>(text[j]))) ++j;
+    if (j - i >= 2) {
+      std::string w(text.substr(i, j - i));
+      for (char& c : w)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (!stop_word(w)) out.push_back(std::move(w));
+    }
+    i = j;
+  }
+  return out;
+}
+
+SectionIndex::SectionIndex(const std::vector<Document>& docs) {
+  std::unordered_map<std::string, uint32_t> ids;
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings;
+  uint32_t section = 0;
+  uint64_t total = 0;
+  for (const Document& d : docs)
+    for (const Section& s : d.sections) {
+      std::unordered_map<uint32_t, uint32_t> counts;
+      const std::vector<std::string> words = index_terms(s.text);
+      for (const std::string& w : words) {
+        auto [it, added] = ids.emplace(w, static_cast<uint32_t>(postings.size()));
+        if (added) postings.emplace_back();
+        ++counts[it->second];
+      }
+      for (const auto& [term, n] : counts) postings[term].emplace_back(section, n);
+      lengths_.push_back(static_cast<uint32_t>(words.size()));
+      total += words.size();
+      ++section;
+    }
+  // terms sorted so a question's words are found by binary search
+  std::vector<std::pair<std::string, uint32_t>> sorted(ids.begin(), ids.end());
+  std::sort(sorted.begin(), sorted.end());
+  terms_.reserve(sorted.size());
+  postings_.reserve(sorted.size());
+  for (auto& [term, id] : sorted) {
+    terms_.push_back(term);
+    postings_.push_back(std::move(postings[id]));
+  }
+  mean_length_ = lengths_.empty() ? 1.0 : std::max(1.0, static_cast<double>(total) / lengths_.size());
+}
+
+std::vector<double> SectionIndex::scores(std::string_view question) const {
+  constexpr double k1 = 1.2, b = 0.75;
+  std::vector<double> out(lengths_.size(), 0.0);
+  std::vector<std::string> words = index_terms(question);
+  std::sort(words.begin(), words.end());
+  words.erase(std::unique(words.begin(), words.end()), words.end());
+  const double n = static_cast<double>(lengths_.size());
+  for (const std::string& w : words) {
+    auto it = std::lower_bound(terms_.begin(), terms_.end(), w);
+    if (it == terms_.end() || *it != w) continue;
+    const auto& list = postings_[static_cast<size_t>(it - terms_.begin())];
+    const double df = static_cast<double>(list.size());
+    const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    for (const auto& [section, count] : list) {
+      const double tf = count, len = lengths_[section];
+      out[section] += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / mean_length_));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// "[pages 312-318 omitted]", "[src/a.cpp lines 201-400, src/b.cpp omitted]"
+std::string gap_note(const Document& doc, const std::vector<const Section*>& gap) {
+  if (gap.empty()) return {};
+  if (doc.kind == DocumentKind::Pdf || gap.front()->page_index >= 0) {
+    const std::string first = citation_label(doc, *gap.front()), last = citation_label(doc, *gap.back());
+    return gap.size() == 1 ? "[page " + first + " omitted]" : "[pages " + first + "-" + last + " omitted]";
+  }
+  // files: each file's omitted line range, the first three named
+  std::vector<std::string> parts;
+  size_t files = 0;
+  for (size_t i = 0; i < gap.size();) {
+    size_t j = i;
+    while (j + 1 < gap.size() && gap[j + 1]->file == gap[i]->file) ++j;
+    ++files;
+    if (parts.size() < 3)
+      parts.push_back(gap[i]->file + " lines " + std::to_string(gap[i]->first_line) + "-" +
+                      std::to_string(gap[j]->last_line));
+    i = j + 1;
+  }
+  std::string note = "[omitted: ";
+  for (size_t i = 0; i < parts.size(); ++i) note += (i ? ", " : "") + parts[i];
+  if (files > parts.size()) note += " and " + std::to_string(files - parts.size()) + " more files";
+  return note + "]";
+}
+
+}  // namespace
+
+// Files are sectioned by 200 lines for the layout: too coarse to choose from, so packing looks at
+// windows of whole lines of about kWindowBytes (a paragraph or a function; a longer line stays
+// whole). PDF pages stay pages.
+constexpr size_t kWindowBytes = 1536;
+
+std::vector<Document> packing_units(const std::vector<Document>& docs) {
+  std::vector<Document> out = docs;
+  for (Document& d : out) {
+    std::vector<Section> units;
+    for (const Section& s : d.sections) {
+      if (s.page_index >= 0 || s.text.size() <= kWindowBytes || s.first_line <= 0) {
+        units.push_back(s);
+        continue;
+      }
+      const std::vector<std::string> lines = split_lines(s.text);
+      size_t i = 0;
+      while (i < lines.size()) {
+        Section w = s;
+        w.text.clear();
+        w.first_line = s.first_line + static_cast<int>(i);
+        size_t j = i;
+        while (j < lines.size() && (j == i || w.text.size() + lines[j].size() + 1 <= kWindowBytes)) {
+          if (j > i) w.text += '\n';
+          w.text += lines[j];
+          ++j;
+        }
+        w.last_line = s.first_line + static_cast<int>(j) - 1;
+        units.push_back(std::move(w));
+        i = j;
+      }
+    }
+    d.sections = std::move(units);
+  }
+  return out;
+}
+
+PackResult pack_documents(const std::vector<Document>& original, std::string_view question, int64_t budget_tokens,
+                          FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens) {
+  PackResult r;
+  const std::vector<Document> docs = packing_units(original);
+  // Sections in document order, with where they live.
+  struct Ref {
+    size_t doc, index;
+  };
+  std::vector<Ref> refs;
+  for (size_t d = 0; d < docs.size(); ++d)
+    for (size_t i = 0; i < docs[d].sections.size(); ++i) refs.push_back({d, i});
+  r.total_sections = static_cast<int64_t>(refs.size());
+
+  // What every document costs before any section: its header, footer and separators.
+  const int64_t sep = count_tokens(kPartSeparator);
+  int64_t used = 0;
+  for (const Document& d : docs) {
+    Document empty = d;
+    empty.sections.clear();
+    used += count_tokens(layout_document(empty)) + sep;
+  }
+  // A gap marker costs about this much; one per kept run of sections is held back.
+  const int64_t marker = count_tokens("[pages 1000-2000 omitted]") + sep;
+
+  std::vector<double> score(refs.size(), 0.0);
+  if (mode == FitMode::Relevant && !refs.empty()) {
+    const std::vector<double> raw = SectionIndex(docs).scores(question);
+    for (size_t i = 0; i < refs.size(); ++i) {
+      score[i] = raw[i];
+      // neighbours within a document share half a strong hit's score
+      if (i > 0 && refs[i - 1].doc == refs[i].doc) score[i] = std::max(score[i], 0.5 * raw[i - 1]);
+      if (i + 1 < refs.size() && refs[i + 1].doc == refs[i].doc) score[i] = std::max(score[i], 0.5 * raw[i + 1]);
+    }
+  }
+  // Order of choice: Relevant: each document's first sections up to a 5% share, then by score,
+  // then the rest in document order; Beginning: document order.
+  std::vector<size_t> order(refs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::vector<char> lead(refs.size(), 0);
+  if (mode == FitMode::Relevant) {
+    const int64_t lead_budget = std::max<int64_t>(1, budget_tokens / 20 / std::max<int64_t>(1, docs.size()));
+    size_t first = 0;  // the document's first section among all
+    for (const Document& d : docs) {
+      int64_t spent = 0;
+      for (size_t k = 0; k < d.sections.size(); ++k) {
+        // ~4 bytes a token: this is a share of the budget, not a count
+        const int64_t estimate = static_cast<int64_t>(d.sections[k].text.size() / 4) + 8;
+        if (spent + estimate > lead_budget) break;
+        lead[first + k] = 1;
+        spent += estimate;
+      }
+      first += d.sections.size();
+    }
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      if (lead[a] != lead[b]) return lead[a] > lead[b];
+      return score[a] > score[b];
+    });
+  }
+  std::vector<char> keep(refs.size(), 0);
+  for (size_t i : order) {
+    const Document& d = docs[refs[i].doc];
+    const int64_t cost = count_tokens(layout_section(d, d.sections[refs[i].index])) + sep;
+    // a section that starts a new run of kept sections brings a gap marker with it
+    const bool joins = (i > 0 && keep[i - 1] && refs[i - 1].doc == refs[i].doc) ||
+                       (i + 1 < refs.size() && keep[i + 1] && refs[i + 1].doc == refs[i].doc);
+    const int64_t extra = joins ? 0 : marker;
+    if (used + cost + extra > budget_tokens) continue;
+    keep[i] = 1;
+    used += cost + extra;
+    ++r.kept_sections;
+  }
+  r.estimated_tokens = used;
+
+  // Lay out: kept sections in order, each gap as one marker.
+  std::vector<std::string> dropped_docs;
+  for (size_t d = 0, i = 0; d < docs.size(); ++d) {
+    Document out = docs[d];
+    out.sections.clear();
+    out.tokens = 0;
+    std::vector<const Section*> gap;
+    size_t kept_here = 0;
+    for (size_t k = 0; k < docs[d].sections.size(); ++k, ++i) {
+      if (keep[i]) {
+        if (!gap.empty()) {
+          Section marker_section;
+          marker_section.note = gap_note(docs[d], gap);
+          out.sections.push_back(std::move(marker_section));
+          gap.clear();
+        }
+        out.sections.push_back(docs[d].sections[k]);
+        ++kept_here;
+      } else {
+        gap.push_back(&docs[d].sections[k]);
+      }
+    }
+    if (!gap.empty()) {
+      Section marker_section;
+      marker_section.note = gap_note(docs[d], gap);
+      out.sections.push_back(std::move(marker_section));
+    }
+    if (kept_here == docs[d].sections.size()) out = original[d];  // nothing left out: unchanged
+    if (kept_here < docs[d].sections.size()) dropped_docs.push_back(docs[d].title);
+    r.docs.push_back(std::move(out));
+  }
+  r.summary = std::to_string(r.kept_sections) + " of " + std::to_string(r.total_sections) + " sections fit (" +
+              (mode == FitMode::Relevant ? "the most relevant to the question" : "from the beginning") +
+              ", about " + std::to_string(used) + " tokens)";
+  if (!dropped_docs.empty()) {
+    r.summary += "; left out in part: ";
+    for (size_t i = 0; i < dropped_docs.size(); ++i) r.summary += (i ? ", " : "") + dropped_docs[i];
+  }
+  return r;
+}
+
+}  // namespace folio::chat

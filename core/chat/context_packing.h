@@ -1,0 +1,62 @@
+// Documents larger than the context: choose the sections that matter for a question and lay them
+// out in document order, with a visible marker for every gap ("[pages 312-318 omitted]"), so the
+// model and the user see exactly what is in and what is out. Qt-free: the app and folio-cli pack
+// through the same function (Conversation does it when a prompt does not fit and packing is asked).
+//
+// Ranking is lexical (Okapi BM25 over the sections' words; no embedding model): a section scores by
+// the question's words it holds, weighted by how rare they are in the documents; a section next to
+// a strong hit gets half its neighbour's score (answers spill over page breaks). A small fixed share
+// of the budget keeps each document's first sections (title pages, outline, headers of a file).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/chat/chat_document.h"
+
+namespace folio::chat {
+
+enum class FitMode {
+  Error,      // report that it does not fit and run nothing (the app asks the user)
+  Relevant,   // the sections most relevant to the question, in document order
+  Beginning,  // each document's first sections, in order
+};
+const char* fit_mode_name(FitMode m);
+FitMode fit_mode_from_name(const std::string& name);  // throws Error(BadArgument)
+
+// Words BM25 counts: lower-cased runs of letters, digits and '_' (bytes >= 0x80 count as letters,
+// so UTF-8 words stay whole), two bytes or longer, without the commonest English words.
+std::vector<std::string> index_terms(std::string_view text);
+
+// BM25 over sections (k1 = 1.2, b = 0.75). Built once per set of documents.
+class SectionIndex {
+ public:
+  explicit SectionIndex(const std::vector<Document>& docs);
+  // Score of every section, in document order (docs[0]'s sections first).
+  std::vector<double> scores(std::string_view question) const;
+  size_t size() const { return lengths_.size(); }
+
+ private:
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings_;  // term -> (section, count)
+  std::vector<std::string> terms_;                                    // sorted, ids are positions
+  std::vector<uint32_t> lengths_;                                     // words per section
+  double mean_length_ = 1.0;
+};
+
+struct PackResult {
+  std::vector<Document> docs;  // the chosen sections in order, gaps as marker sections
+  int64_t kept_sections = 0, total_sections = 0;
+  int64_t estimated_tokens = 0;  // the packed documents' layout, as counted section by section
+  std::string summary;           // one line: what is in, what is out
+};
+
+// Packs `docs` into about budget_tokens tokens of layout (count_tokens counts a laid-out piece;
+// the sum of the pieces is the estimate, the caller checks the real prompt). A document that
+// keeps every section comes back unchanged.
+PackResult pack_documents(const std::vector<Document>& docs, std::string_view question, int64_t budget_tokens,
+                          FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens);
+
+}  // namespace folio::chat
