@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [bench] [peers] [hfcheck] [base] [regress]    (default: test)
+#   bash tools/gpu_run.sh [test] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+# archs builds folio-cli for the default architecture list (preset gpu-all), lists its SASS and
+# PTX with cuobjdump and runs it here (the sm_90a code).
 # base builds folio-bench from an earlier tree in $FOLIO_BASE_DIR (default .base, e.g. from
 # `git archive <commit>`, carried); regress then measures both builds in turn on the Llama-3.1-8B
 # shape (dense and sparse at 16K-128K, decode at 32K) into $OUT/regress_{new,base}.jsonl.
@@ -31,6 +33,14 @@ for step in "${steps[@]}"; do
     bench) bash tools/bench_gpu.sh "$out" ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
+    archs)
+      cmake --preset gpu-all -DFOLIO_DEPS_DIR="$PWD/.deps" > "$out/configure-all.log"
+      cmake --build build/gpu-all -j "$(nproc)" --target folio-cli 2>&1 | tail -n 1
+      cuobjdump --list-elf build/gpu-all/app/folio-cli | sed 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/' | sort | uniq -c | tee "$out/archs.txt"
+      cuobjdump --list-ptx build/gpu-all/app/folio-cli | sed 's/.*\.\(sm_[0-9a-z]*\)\..*/ptx \1/' | sort | uniq -c | tee -a "$out/archs.txt"
+      for a in sm_80 sm_86 sm_89 sm_90a; do grep -q " $a\$" "$out/archs.txt" || { echo "no SASS for $a" >&2; exit 1; }; done
+      build/gpu-all/app/folio-cli --backend cuda --model resources/models/stories260K/stories260K.bin \
+        --prompt "Once upon a time" --max-tokens 24 --temperature 0 2>&1 | tee -a "$out/archs.txt" ;;
     base)
       base=${FOLIO_BASE_DIR:-.base}
       (cd "$base" && cmake --preset gpu -DFOLIO_DEPS_DIR="$OLDPWD/.deps" > "$out/configure-base.log" &&

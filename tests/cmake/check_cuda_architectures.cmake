@@ -1,0 +1,18 @@
+cmake_minimum_required(VERSION 3.25)
+# Checks that a plain build makes SASS for every desktop GPU generation from Ampere and PTX for
+# newer ones: run as cmake -DLIST="<FOLIO_DEFAULT_CUDA_ARCHITECTURES>" -P this file.
+foreach(arch 80-real 86-real 89-real 90a-real)
+  if(NOT arch IN_LIST LIST)
+    message(FATAL_ERROR "the default CUDA architectures (${LIST}) lack ${arch}")
+  endif()
+endforeach()
+set(virtual OFF)
+foreach(arch IN LISTS LIST)
+  if(arch MATCHES "-virtual$")
+    set(virtual ON)
+  endif()
+endforeach()
+if(NOT virtual)
+  message(FATAL_ERROR "the default CUDA architectures (${LIST}) carry no PTX (a -virtual entry)")
+endif()
+message(STATUS "default CUDA architectures: ${LIST}")
