@@ -10,7 +10,9 @@
 #include <QRandomGenerator>
 #include <QTemporaryDir>
 #include <QtTest>
+#include <sys/stat.h>
 
+#include "core/common/mapped_file.h"
 #include "core/docs/document.h"
 #include "core/docs/gitignore.h"
 #include "core/docs/ingest.h"
@@ -212,6 +214,49 @@ class DocsTest : public QObject {
   void initTestCase() { QVERIFY(tmp_.isValid()); }
 
   // ---- PDF --------------------------------------------------------------------------------------
+
+  // A FIFO, a device or a symbolic link loop handed over as a document is refused by its type at
+  // once (a FIFO used to block the reader forever), with a message that names what it is.
+  void special_files_are_refused_by_type() {
+    const QString fifo = tmp_.filePath("pipe.txt");
+    QVERIFY(::mkfifo(QFile::encodeName(fifo).constData(), 0600) == 0);
+    const QString a = tmp_.filePath("loop-a.txt"), b = tmp_.filePath("loop-b.txt");
+    QVERIFY(QFile::link(b, a));
+    QVERIFY(QFile::link(a, b));
+    struct Case {
+      QString path;
+      const char* says;
+    };
+    for (const Case& c : {Case{fifo, "FIFO"}, Case{"/dev/zero", "character device"}, Case{a, "symbolic link loop"}}) {
+      try {
+        folio::docs::load_document(c.path);
+        QFAIL(qPrintable(c.path + " was read"));
+      } catch (const folio::docs::DocumentError& e) {
+        QVERIFY2(QString::fromUtf8(e.what()).contains(c.says), e.what());
+      }
+      // the engine side (folio-cli documents, model and tokenizer files) says the same
+      try {
+        folio::read_text_file(c.path.toStdString());
+        QFAIL(qPrintable(c.path + " was read"));
+      } catch (const folio::Error& e) {
+        QVERIFY2(QString::fromUtf8(e.what()).contains(c.says), e.what());
+      }
+    }
+    try {
+      folio::read_text_file(fifo.toStdString(), 1);
+      QFAIL("read");
+    } catch (const folio::Error&) {
+    }
+    // a size limit is checked before reading
+    const QString big = tmp_.filePath("big.txt");
+    {
+      QFile f(big);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QByteArray(4096, 'x'));
+    }
+    QVERIFY_THROWS_EXCEPTION(folio::Error, folio::read_text_file(big.toStdString(), 1024));
+    QCOMPARE(folio::read_text_file(big.toStdString(), 4096).size(), size_t{4096});
+  }
 
   void pdf_pages_text_and_labels() {
     const QString path = tmp_.filePath("three.pdf");

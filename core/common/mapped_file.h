@@ -25,7 +25,17 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string; throws Error(FileNotFound / FileUnreadable).
-std::string read_text_file(const std::string& path);
+// Throws Error unless path names a regular file (after symbolic links): missing, a folder, a
+// symbolic link loop, a FIFO, a device or a socket are each named as such. Checked by type before
+// anything opens the file: opening a FIFO would wait for a writer forever, a device may never end.
+void require_regular_file(const std::string& path);
+
+// Files a whole-file read takes at most by default: far above any config, vocabulary or text
+// document we read whole (tokenizer.json files are tens of MiB), far below what would exhaust memory.
+constexpr size_t kMaxWholeFileBytes = size_t{1} << 30;
+
+// Reads a whole file into a string; throws Error(FileNotFound / FileUnreadable, or BadArgument
+// when it is larger than max_bytes, before reading any of it).
+std::string read_text_file(const std::string& path, size_t max_bytes = kMaxWholeFileBytes);
 
 }  // namespace folio

@@ -4,9 +4,13 @@
 #include <QByteArray>
 #include <QCryptographicHash>
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QString>
 #include <QStringList>
+#include <cerrno>
+
+#include <sys/stat.h>
 
 #include "core/chat/chat_document.h"
 #include "core/docs/ingest.h"
@@ -22,6 +26,24 @@ inline QString sha256_hex(const QByteArray& bytes) {
 // Throws NotFound / Unreadable for a missing path or a folder; `kind` names what was expected
 // ("a PDF", "a file").
 inline void require_file(const QFileInfo& info, const QString& path, const char* kind) {
+  // By type before anything opens it: a FIFO would block the reader forever, a device never ends.
+  struct stat st {};
+  if (::stat(QFile::encodeName(path).constData(), &st) != 0 && errno == ELOOP)
+    throw DocumentError(DocumentProblem::Unreadable, path,
+                        QString("%1: is a symbolic link loop (its links point back at each other); add the file it "
+                                "should name")
+                            .arg(shown(path)));
+  if (info.exists() && !info.isDir() && !S_ISREG(st.st_mode)) {
+    const char* what = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    throw DocumentError(DocumentProblem::Unreadable, path,
+                        QString("%1: is %2, not a regular file; Folio reads documents only from regular files (save "
+                                "the data to a file first)")
+                            .arg(shown(path), what));
+  }
   if (!info.exists())
     throw DocumentError(DocumentProblem::NotFound, path,
                         QString("%1: file not found; check the path and add it again").arg(shown(path)));

@@ -251,6 +251,8 @@ Document load_source_tree(const QString& root, const LoadOptions& options) {
 
 Document load_document(const QString& path, const LoadOptions& options) {
   const QFileInfo info(path);
+  // FIFOs, devices and link loops are refused by type before the sniffing read below opens them.
+  if (!info.isDir()) detail::require_file(info, path, "a file");
   if (!info.exists())
     throw DocumentError(DocumentProblem::NotFound, path,
                         QString("%1: not found; check the path and add it again").arg(detail::shown(path)));
