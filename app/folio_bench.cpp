@@ -30,7 +30,7 @@ const char* kUsage =
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
-    "kernel variants:   [--attn-mtiles 1|2] (m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
+    "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
     "                   [--reps N] [--json FILE]\n"
     "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
 
@@ -109,6 +109,13 @@ int main(int argc, char** argv) {
       else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--head-dim") head_dim = static_cast<int>(args.integer(a, 1, 256));
       else if (a == "--attn-mtiles") eo.attention_query_mtiles = static_cast<int>(args.integer(a, 1, 2));
+      else if (a == "--attn-kernel") {
+        const std::string v = args.value(a);
+        if (v == "auto") eo.attention_kernel = 0;
+        else if (v == "mma") eo.attention_kernel = 1;
+        else if (v == "hopper") eo.attention_kernel = 2;
+        else throw folio::cli::UsageError("--attn-kernel takes auto, mma or hopper");
+      }
       else if (a == "--sparse-sums") {
         const std::string v = args.value(a);
         if (v != "fused" && v != "gemm") throw folio::cli::UsageError("--sparse-sums takes fused or gemm");
@@ -138,11 +145,12 @@ int main(int argc, char** argv) {
       for (int64_t len : lengths) {
         const folio::AttentionTiming t = folio::time_attention_prefill(len, heads, kv_heads, head_dim,
                                                                        static_cast<int>(reps), eo.gpu_device, sparse_stride,
-                                                                       eo.attention_query_mtiles);
+                                                                       eo.attention_query_mtiles, eo.attention_kernel);
         nlohmann::json row;
         row["date"] = today();
         row["kernel"] = sparse_stride > 0 ? "folio flash prefill (tile list, causal)" : "folio flash prefill (dense, causal)";
         row["sparse_stride"] = sparse_stride;
+        row["attn_kernel"] = eo.attention_kernel == 1 ? "mma" : eo.attention_kernel == 2 ? "hopper" : "auto";
         row["density"] = t.density;
         row["tile_tflops"] = t.tile_tflops;
         row["device"] = t.device;

@@ -412,6 +412,7 @@ class CudaBackend final : public Backend {
     aa.n_kv_heads = c.n_kv_heads;
     aa.head_dim = c.head_dim;
     aa.query_mtiles = options_.attention_query_mtiles;
+    aa.kernel = static_cast<cuda::AttentionKernel>(options_.attention_kernel);
     if (listed) {
       aa.tile_offset = kv.sparse.tile_offset;
       aa.tile_index = kv.sparse.tile_index;

@@ -11,7 +11,7 @@
 namespace folio {
 
 AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int head_dim, int reps, int device,
-                                       int sparse_stride, int query_mtiles) {
+                                       int sparse_stride, int query_mtiles, int kernel) {
   cuda::DeviceScope scope(device);
   cudaDeviceProp prop{};
   FOLIO_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -36,6 +36,7 @@ AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int h
   a.n_kv_heads = kv_heads;
   a.head_dim = head_dim;
   a.query_mtiles = query_mtiles;
+  a.kernel = static_cast<cuda::AttentionKernel>(kernel);
   // the tile lists (every causal tile when dense, to count tiles the same way)
   const int nq = static_cast<int>((n + cuda::kQueryTile - 1) / cuda::kQueryTile);
   std::vector<int32_t> offsets, index;

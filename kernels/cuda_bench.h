@@ -14,13 +14,14 @@ struct AttentionTiming {
   std::string device;
 };
 
-// query_mtiles: the prefill kernel's m16 query tiles per warp (1 = the earlier layout).
+// query_mtiles: the mma.sync prefill kernel's m16 query tiles per warp (1 = the earlier layout);
+// kernel: 0 the best this GPU runs, 1 mma.sync, 2 Hopper (cuda::AttentionKernel).
 // Causal prefill attention over n tokens (one chunk: queries = keys = n), bf16, random inputs.
 // sparse_stride > 0 times the tile-list path with a fixed block-sparse pattern (the one
 // tools/bench_gpu_peers.py gives FlexAttention): key tile t is computed for head h and query tile
 // i when t = 0, t is within kSparseBenchWindow tiles of i's last key tile, or (t + h) % stride == 0.
 constexpr int kSparseBenchWindow = 16;
 AttentionTiming time_attention_prefill(int64_t n, int heads, int kv_heads, int head_dim, int reps, int device,
-                                       int sparse_stride = 0, int query_mtiles = 2);
+                                       int sparse_stride = 0, int query_mtiles = 2, int kernel = 0);
 
 }  // namespace folio

@@ -45,6 +45,11 @@ void bf16_to_f32(const bf16* in, int64_t count, float* out, cudaStream_t stream)
 void fill_normal_bf16(bf16* out, int64_t count, uint64_t seed, float stddev, cudaStream_t stream);
 void fill_bf16(bf16* out, int64_t count, float value, cudaStream_t stream);
 
+// Which prefill kernel runs: Auto picks the Hopper kernel (TMA + wgmma, sm_90a) where the device
+// and the build have it and the mma.sync kernel (sm_80 and later) elsewhere; Mma and Hopper force
+// one (Hopper throws where it cannot run). Benchmarks and tests compare them.
+enum class AttentionKernel { Auto = 0, Mma = 1, Hopper = 2 };
+
 // Attention over the KV cache. q: [n][n_heads][hd] at positions pos0..pos0+n-1; caches
 // [n_kv_heads][capacity][hd] hold keys 0..pos0+n-1; out: [n][n_heads][hd]. Scale 1/sqrt(hd).
 struct AttentionArgs {
@@ -62,7 +67,8 @@ struct AttentionArgs {
   // heads may sit anywhere in tile_index). Null = every causal tile (dense).
   const int32_t* tile_offset = nullptr;
   const int32_t* tile_index = nullptr;
-  int query_mtiles = 2;  // prefill kernel variant: m16 query tiles per warp (1 or 2)
+  int query_mtiles = 2;  // mma.sync prefill kernel variant: m16 query tiles per warp (1 or 2)
+  AttentionKernel kernel = AttentionKernel::Auto;
 };
 constexpr int kQueryTile = 128;
 constexpr int kKeyTile = 64;

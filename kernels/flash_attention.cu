@@ -35,6 +35,7 @@
 #include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_util.h"
+#include "kernels/flash_attention_sm90.h"
 #include "kernels/mma.cuh"
 
 namespace folio::cuda {
@@ -551,6 +552,13 @@ void attention_prefill(const AttentionArgs& a, cudaStream_t stream) {
     launch_generic(a, stream);
     return;
   }
+  if (a.kernel != AttentionKernel::Mma && sm90_prefill_supports(a) && sm90_prefill_available()) {
+    attention_prefill_sm90(a, stream);
+    return;
+  }
+  if (a.kernel == AttentionKernel::Hopper)
+    throw Error(ErrorCode::BadArgument, "the Hopper attention kernel needs an sm_90 GPU, a build with sm_90a code "
+                                        "(CMAKE_CUDA_ARCHITECTURES with 90a) and head dim 64, 96 or 128");
   switch (a.head_dim) {
     case 64: launch_prefill<64>(a, stream); break;
     case 96: launch_prefill<96>(a, stream); break;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+#   bash tools/gpu_run.sh [test] [attn] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+# attn compares the prefill attention kernels alone (mma.sync and Hopper) on hd 128/96/64, dense and
+# tile lists, into $OUT/attn_kernels.jsonl.
 # archs builds folio-cli for the default architecture list (preset gpu-all), lists its SASS and
 # PTX with cuobjdump and runs it here (the sm_90a code).
 # base builds folio-bench from an earlier tree in $FOLIO_BASE_DIR (default .base, e.g. from
@@ -31,6 +33,28 @@ for step in "${steps[@]}"; do
       build/gpu/app/folio-cli --backend cuda --model resources/models/stories260K/stories260K.bin \
         --prompt "Once upon a time" --max-tokens 24 --temperature 0 2>&1 | tee "$out/cli.txt" ;;
     bench) bash tools/bench_gpu.sh "$out" ;;
+    attn)
+      rm -f "$out/attn_kernels.jsonl"
+      for kern in mma hopper; do
+        for shape in "128 32 8 0" "128 32 8 8" "96 32 32 0" "64 32 8 0"; do
+          set -- $shape
+          build/gpu/app/folio-bench --attention-only --head-dim $1 --heads $2 --kv-heads $3 --sparse-stride $4 \
+            --lengths "${FOLIO_ATTN_LENGTHS:-4096,16384,32768,65536,131072}" --reps 3 --attn-kernel $kern \
+            --json "$out/attn_kernels.jsonl" > /dev/null
+        done
+      done
+      python3 - "$out/attn_kernels.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+key = lambda r: (r["head_dim"], r["kv_heads"], r["sparse_stride"], r["n"])
+by = {(r["attn_kernel"],) + key(r): r for r in rows}
+print(f"{'hd':>3} {'kv':>3} {'stride':>6} {'n':>7} {'mma TF':>8} {'hopper TF':>9} {'speedup':>7}  (TFLOP/s on computed tiles)")
+for k in sorted({key(r) for r in rows}):
+    m, h = by.get(("mma",) + k), by.get(("hopper",) + k)
+    if m and h:
+        print(f"{k[0]:>3} {k[1]:>3} {k[2]:>6} {k[3]:>7} {m['tile_tflops']:8.1f} {h['tile_tflops']:9.1f} {m['ms']/h['ms']:7.2f}")
+PY
+      ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
     archs)

@@ -48,8 +48,10 @@ struct BackendOptions {
   int64_t context_tokens = 0;  // the context sessions will ask for (checked before loading); 0 = 8192
   int64_t chunk = 0;           // largest prefill step (scratch is sized for it); 0 = the backend's default
   // CUDA kernel variants (benchmarks compare them): 1 or 2 m16 query tiles per warp in the prefill
-  // kernel; sparse sample sums through cuBLASLt instead of the fused kernel.
+  // kernel; the prefill attention kernel (0 = the best this GPU runs, 1 = mma.sync, 2 = Hopper
+  // wgmma/TMA); sparse sample sums through cuBLASLt instead of the fused kernel.
   int attention_query_mtiles = 2;
+  int attention_kernel = 0;
   bool sparse_sums_gemm = false;
 };
 

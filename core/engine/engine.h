@@ -36,6 +36,7 @@ struct EngineOptions {
   int64_t prefill_chunk = 0;
   // CUDA kernel variants, for benchmarks that compare them (BackendOptions says what they are).
   int attention_query_mtiles = 2;
+  int attention_kernel = 0;
   bool sparse_sums_gemm = false;
 };
 

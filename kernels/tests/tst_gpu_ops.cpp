@@ -9,6 +9,7 @@
 #include "core/cpu/cpu_ops.h"
 #include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/flash_attention_sm90.h"
 #include "kernels/gemm.h"
 #include "kernels/tests/gpu_check.h"
 
@@ -197,7 +198,8 @@ struct AttnCase {
 };
 
 // Runs GPU attention (prefill kernel, or decode for n == 1 when `decode`) and the CPU reference.
-void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles) {
+void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles,
+                     cuda::AttentionKernel kernel = cuda::AttentionKernel::Auto) {
   const int64_t capacity = ac.pos0 + ac.n + 5;
   const int64_t kv_len = ac.pos0 + ac.n;
   const size_t cache = static_cast<size_t>(ac.n_kv) * static_cast<size_t>(capacity) * ac.hd;
@@ -226,6 +228,7 @@ void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles) {
   a.n_heads = ac.n_heads;
   a.n_kv_heads = ac.n_kv;
   a.head_dim = ac.hd;
+  a.kernel = kernel;
   std::vector<int32_t> offsets, indices;
   std::unique_ptr<Dev<int32_t>> doff, didx;
   if (explicit_tiles) {
@@ -250,9 +253,23 @@ void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles) {
   cpu::attention(pool(), q.data(), ac.n, ac.pos0, k.data(), v.data(), capacity, ac.n_heads, ac.n_kv, ac.hd, ref.data());
   Compare c = compare(from_bf16(out.download()), ref);
   GCHECK(c.non_finite == 0 && c.rel_norm < 1.5e-2 && c.max_rel < 5e-2,
-         "hd %d heads %d/%d n %d pos0 %lld %s%s: rel %.3g max %.3g non-finite %zu", ac.hd, ac.n_heads, ac.n_kv, ac.n,
+         "hd %d heads %d/%d n %d pos0 %lld %s%s%s: rel %.3g max %.3g non-finite %zu", ac.hd, ac.n_heads, ac.n_kv, ac.n,
          static_cast<long long>(ac.pos0), decode ? "decode" : "prefill", explicit_tiles ? " (tile list)" : "",
+         kernel == cuda::AttentionKernel::Hopper ? " [hopper]" : kernel == cuda::AttentionKernel::Mma ? " [mma]" : "",
          c.rel_norm, c.max_rel, c.non_finite);
+}
+
+// The prefill kernels this machine runs: the mma.sync kernel everywhere, the Hopper kernel on
+// sm_90 (where the build must have it: the GPU presets build sm_90a).
+std::vector<cuda::AttentionKernel> prefill_kernels() {
+  std::vector<cuda::AttentionKernel> kernels = {cuda::AttentionKernel::Mma};
+  cudaDeviceProp prop{};
+  FOLIO_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  if (prop.major == 9) {
+    GCHECK(cuda::sm90_prefill_available(), "an sm_90 GPU without the Hopper kernel: was sm_90a left out of the build?");
+    kernels.push_back(cuda::AttentionKernel::Hopper);
+  }
+  return kernels;
 }
 
 void test_attention_prefill() {
@@ -260,14 +277,20 @@ void test_attention_prefill() {
       {64, 4, 4, 1, 0},      {64, 8, 2, 77, 0},    {96, 8, 8, 200, 0},      {128, 8, 1, 130, 0},
       {128, 32, 8, 300, 129}, {128, 16, 2, 513, 4000}, {96, 4, 1, 64, 63}, {64, 8, 1, 1000, 0},
       {128, 8, 8, 4096, 0},  {96, 32, 32, 129, 8191}, {128, 8, 2, 256, 65536 - 256},
+      {64, 8, 2, 191, 33},   {96, 8, 2, 321, 1000}, {128, 32, 8, 1111, 0}, {128, 4, 4, 63, 5},
       {80, 2, 1, 150, 7},    {8, 8, 4, 40, 0},
   };
-  for (const AttnCase& c : cases) check_attention(c, false, false);
+  for (cuda::AttentionKernel kernel : prefill_kernels())
+    for (const AttnCase& c : cases)
+      if (kernel == cuda::AttentionKernel::Auto || cuda::attention_head_dim_fast(c.hd)) check_attention(c, false, false, kernel);
+  for (const AttnCase& c : cases) check_attention(c, false, false);  // what the engine runs
 }
 
 void test_attention_tile_list() {
-  for (const AttnCase& c : std::vector<AttnCase>{{128, 8, 2, 300, 129}, {64, 4, 1, 700, 0}, {96, 4, 4, 129, 64}})
-    check_attention(c, false, true);
+  for (cuda::AttentionKernel kernel : prefill_kernels())
+    for (const AttnCase& c :
+         std::vector<AttnCase>{{128, 8, 2, 300, 129}, {64, 4, 1, 700, 0}, {96, 4, 4, 129, 64}, {128, 32, 8, 2000, 77}})
+      check_attention(c, false, true, kernel);
 }
 
 void test_attention_decode() {
