@@ -25,6 +25,14 @@
 #include "core/engine/metrics_json.h"
 #include "kernels/cuda_backend.h"
 
+#if FOLIO_CLI_DOCS
+#include <QCoreApplication>
+#include <QString>
+
+#include "core/docs/ingest.h"
+#include "core/docs/prompt_layout.h"
+#endif
+
 namespace {
 
 using folio::Error;
@@ -48,9 +56,15 @@ const char* kUsage =
     "                 [--fit relevant|beginning|error]\n"
     "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
 
+// A --file (a file, or a folder read as a source tree) or a --dir (a folder only).
+struct DocumentArg {
+  std::string path;
+  bool folder = false;
+};
+
 struct CliOptions {
   folio::EngineOptions engine;
-  std::vector<std::string> files;
+  std::vector<DocumentArg> files;
   std::optional<std::string> prompt;
   std::optional<std::string> ask;
   std::string system;
@@ -111,7 +125,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
     std::string a = args.next();
     if (a == "--model") o.engine.model_path = args.value(a);
     else if (a == "--tokenizer") o.engine.tokenizer_path = args.value(a);
-    else if (a == "--file") o.files.push_back(args.value(a));
+    else if (a == "--file") o.files.push_back({args.value(a), false});
+    else if (a == "--dir") o.files.push_back({args.value(a), true});
     else if (a == "--prompt") o.prompt = args.value(a);
     else if (a == "--ask") o.ask = args.value(a);
     else if (a == "--system") o.system = args.value(a);
@@ -149,7 +164,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
   o.engine.context_tokens = o.ctx;
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
-  if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file goes with --ask, not --prompt");
+  if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
   // With documents the system turn is the app's (documents and citation instruction).
   if (!o.system.empty() && !o.files.empty())
@@ -157,11 +172,60 @@ CliOptions parse_generate(folio::cli::Args& args) {
   return o;
 }
 
+#if FOLIO_CLI_DOCS
+// The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
+// document throws the app's message. What the app shows beside a document (notices, files left out
+// of a folder) goes to stderr.
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty) {
+  std::vector<folio::chat::Document> docs;
+  for (const DocumentArg& a : args) {
+    const QString path = QString::fromStdString(a.path);
+    folio::docs::LoadOptions lo;
+    lo.on_progress = [&](int done, int total) {
+      if (quiet || !tty || total <= 1) return;
+      std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
+      g_progress_line = true;
+    };
+    const folio::docs::Document doc =
+        a.folder ? folio::docs::load_source_tree(path, lo) : folio::docs::load_document(path, lo);
+    end_progress_line();
+    if (!quiet) {
+      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", qPrintable(n));
+      // Files left out by the user's own .gitignore or version control are not listed.
+      int listed = 0, unlisted = 0;
+      for (const folio::docs::SkippedFile& s : doc.skipped) {
+        if (s.kind == folio::docs::SkipKind::Ignored || s.kind == folio::docs::SkipKind::GitFolder) continue;
+        if (listed++ < 20)
+          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", qPrintable(doc.title), qPrintable(s.path),
+                       qPrintable(s.reason));
+        else
+          ++unlisted;
+      }
+      if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
+    }
+    docs.push_back(folio::docs::chat_document(doc));
+  }
+  return docs;
+}
+#else
+// Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool) {
+  std::vector<folio::chat::Document> docs;
+  for (const DocumentArg& a : args) {
+    if (a.folder)
+      throw Error(ErrorCode::BadArgument, a.path +
+                                              ": this folio-cli was built without Qt (FOLIO_APP=OFF) and reads "
+                                              "no folders; build it with the Qt parts");
+    docs.push_back(folio::chat::read_text_document(a.path));
+  }
+  return docs;
+}
+#endif
+
 int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
-  std::vector<folio::chat::Document> docs;
-  for (const auto& f : o.files) docs.push_back(folio::chat::read_text_document(f));
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
     if (o.quiet || !tty) return;
@@ -275,6 +339,14 @@ int run_generate(const CliOptions& o) {
 
 int main(int argc, char** argv) {
   folio::register_cuda_backend();
+#if FOLIO_CLI_DOCS
+  // Qt PDF's document is a QObject: an application object is there before any document is read
+  // (given no arguments, so Qt takes none of folio-cli's).
+  int qt_argc = 1;
+  char qt_name[] = "folio-cli";
+  char* qt_argv[] = {qt_name, nullptr};
+  QCoreApplication qt_app(qt_argc, qt_argv);
+#endif
   folio::cli::Args args(argc, argv);
   try {
     if (args.done()) throw folio::cli::UsageError("no arguments");

@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/docs/ingest.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/test_support.h"
 
@@ -222,6 +226,126 @@ class TestCli : public QObject {
     QCOMPARE(r2.out, QByteArray("15043 3186\n"));
   }
 
+  // --- documents through the app's loaders (core/docs) --------------------------------------------
+
+  // A real PDF: its pages are in the prompt with the app's page markers.
+  void pdfFile() {
+    const QString pdf = tmp_.filePath("manual.pdf");
+    QVERIFY(write_bytes(pdf, folio::test::make_pdf({"The red lever starts the pump.", "The blue lever stops it."})));
+    Run r =
+        run_cli({"--model", stories_bin(), "--file", pdf, "--ask", "Which lever stops the pump?", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[document: manual.pdf, 2 pages]"), qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[p. 1]\nThe red lever starts the pump."), qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[p. 2]\nThe blue lever stops it."), qPrintable(r.describe()));
+    QVERIFY2(!r.out.contains("%PDF"), qPrintable(r.describe()));
+  }
+
+  // A source folder, by --file and by --dir: its files with file:line markers.
+  void sourceFolder() {
+    const QString dir = tmp_.filePath("src-tree");
+    QVERIFY(QDir().mkpath(dir + "/lib"));
+    QVERIFY(write_bytes(dir + "/main.cpp", "int main() { return pump_start(); }\n"));
+    QVERIFY(write_bytes(dir + "/lib/pump.cpp", "int pump_start() { return 7; }\n"));
+    for (const QString& option : {QString("--file"), QString("--dir")}) {
+      Run r =
+          run_cli({"--model", stories_bin(), option, dir, "--ask", "What does pump_start return?", "--print-prompt"});
+      VERIFY_RAN(r);
+      QVERIFY2(r.code == 0, qPrintable(option + "\n" + r.describe()));
+      QVERIFY2(r.out.contains("[folder: src-tree, 2 files]"), qPrintable(r.describe()));
+      QVERIFY2(r.out.contains("[file: lib/pump.cpp, line 1]\nint pump_start() { return 7; }"),
+               qPrintable(r.describe()));
+      QVERIFY2(r.out.contains("[file: main.cpp, line 1]"), qPrintable(r.describe()));
+    }
+    // --dir takes folders only.
+    Run f = run_cli({"--model", stories_bin(), "--dir", dir + "/main.cpp", "--ask", "what?"});
+    VERIFY_RAN(f);
+    QVERIFY2(f.code == 1 && f.err.contains("not a folder"), qPrintable(f.describe()));
+  }
+
+  // A folder with files that cannot be read: the others are used and each unreadable one is named
+  // on stderr; a folder of nothing readable is an error. A FIFO is unreadable for every user; a
+  // file without read permission only when not running as root.
+  void folderWithUnreadableFiles() {
+    const QString dir = tmp_.filePath("partly-unreadable");
+    QVERIFY(QDir().mkpath(dir));
+    QVERIFY(write_bytes(dir + "/good.md", "The pump runs at 40 litres a minute.\n"));
+    QVERIFY(::mkfifo(QFile::encodeName(dir + "/pipe.txt").constData(), 0644) == 0);
+    QVERIFY(write_bytes(dir + "/secret.md", "Hidden text.\n"));
+    QVERIFY(::chmod(QFile::encodeName(dir + "/secret.md").constData(), 0) == 0);
+    const bool root = ::geteuid() == 0;
+    Run r = run_cli({"--model", stories_bin(), "--file", dir, "--ask", "How fast is the pump?", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("The pump runs at 40 litres a minute."), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("left out of partly-unreadable: pipe.txt: not a regular file (device, socket or pipe)"),
+             qPrintable(r.describe()));
+    if (!root) {
+      QVERIFY2(r.err.contains("left out of partly-unreadable: secret.md: cannot be read"), qPrintable(r.describe()));
+      QVERIFY2(!r.out.contains("Hidden text."), qPrintable(r.describe()));
+    }
+    // The app's notice is printed as is.
+    try {
+      const folio::docs::Document doc = folio::docs::load_document(dir);
+      for (const QString& n : doc.notices)
+        QVERIFY2(r.err.contains(("folio-cli: note: " + n + "\n").toUtf8()), qPrintable(n + "\n" + r.describe()));
+      QVERIFY(!doc.notices.isEmpty());
+    } catch (const std::exception& e) {
+      QFAIL(e.what());
+    }
+
+    const QString none = tmp_.filePath("all-unreadable");
+    QVERIFY(QDir().mkpath(none));
+    QVERIFY(::mkfifo(QFile::encodeName(none + "/a.txt").constData(), 0644) == 0);
+    QVERIFY(::mkfifo(QFile::encodeName(none + "/b.txt").constData(), 0644) == 0);
+    Run n = run_cli({"--model", stories_bin(), "--file", none, "--ask", "what?"});
+    VERIFY_RAN(n);
+    QVERIFY2(n.code == 1, qPrintable(n.describe()));
+    QVERIFY2(n.err.contains("no text or source files to read (2 skipped: 2 unreadable)"), qPrintable(n.describe()));
+  }
+
+  // Bad documents: exit 1 and the app's own message (core/docs), word for word.
+  void badDocument_data() {
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<QByteArray>("bytes");
+    QTest::addColumn<QString>("phrase");
+    const QByteArray pdf = folio::test::make_pdf({"Page one has text.", "Page two has text.", "Page three too."});
+    QTest::newRow("encrypted PDF") << "locked.pdf" << folio::test::make_pdf({"Secret"}, {}, "pw")
+                                   << "password-protected";
+    QTest::newRow("truncated PDF") << "cut.pdf" << pdf.left(pdf.size() / 2) << "incomplete";
+    QTest::newRow("empty file") << "empty.txt" << QByteArray() << "the file is empty";
+    QTest::newRow("empty PDF") << "empty.pdf" << QByteArray() << "the file is empty";
+    QTest::newRow("binary file") << "program.bin"
+                                 << QByteArray(
+                                        "\x7f"
+                                        "ELF\x02\x01\x01\x00\x00\x00\x00\x00",
+                                        12) +
+                                        QByteArray(200, '\0')
+                                 << "not a text file";
+    QTest::newRow("white space only") << "blank.txt" << QByteArray("  \n\n\t\n") << "only white space";
+  }
+
+  void badDocument() {
+    QFETCH(QString, name);
+    QFETCH(QByteArray, bytes);
+    QFETCH(QString, phrase);
+    const QString path = tmp_.filePath("bad-" + name);
+    QVERIFY(write_bytes(path, bytes));
+    QString app_message;
+    try {
+      folio::docs::load_document(path);
+    } catch (const std::exception& e) {
+      app_message = QString::fromUtf8(e.what());
+    }
+    QVERIFY2(app_message.contains(phrase), qPrintable("the app's loader says: " + app_message));
+    Run r = run_cli({"--model", stories_bin(), "--file", path, "--ask", "what?", "--max-tokens", "4"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 1, qPrintable(r.describe()));
+    QVERIFY2(r.out.isEmpty(), qPrintable(r.describe()));
+    QCOMPARE(QString::fromUtf8(r.err), "folio-cli: error: " + app_message + "\n");
+  }
+
   // --- bad input --------------------------------------------------------------------------------
 
   void badInput_data() {
@@ -325,5 +449,5 @@ class TestCli : public QObject {
   }
 };
 
-QTEST_APPLESS_MAIN(TestCli)
+QTEST_GUILESS_MAIN(TestCli)
 #include "tst_cli.moc"
