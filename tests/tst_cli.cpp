@@ -8,6 +8,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
+#include <QRegularExpression>
 #include <QTemporaryDir>
 #include <string>
 #include <vector>
@@ -224,6 +225,117 @@ class TestCli : public QObject {
     Run r2 = run_cli({"tokenize", "--model", stories_bin(), "--tokenizer", qs(tok), "Hello world"});
     VERIFY_RAN(r2);
     QCOMPARE(r2.out, QByteArray("15043 3186\n"));
+  }
+
+  // --- context, tokenizer-only, version, help -----------------------------------------------------
+
+  // Without --ctx the context is what the prompt needs (with room for --max-tokens), up to the
+  // model's trained context: folio-needle is trained for 131072 tokens, so a 9K-token document goes in
+  // whole (it used to be refused at 8192), and a short question gets a short context.
+  void contextDefaultsToWhatThePromptNeeds() {
+    const QString needle = qs(source_dir()) + "/resources/models/folio-needle";
+    FOLIO_REQUIRE_FILE(needle.toStdString() + "/config.json");
+    QByteArray text;
+    for (int i = 0; text.size() < 45000; ++i)
+      text += "Paragraph " + QByteArray::number(i) + ": the pump log records pressure, flow and the valve state.\n";
+    const QString doc = tmp_.filePath("long-log.txt");
+    QVERIFY(write_bytes(doc, text));
+    auto context_of = [](const Run& r) {
+      const QByteArray key = "; context ";
+      const qsizetype at = r.err.indexOf(key);
+      if (at < 0) return qint64{-1};
+      return r.err.mid(at + key.size()).split(' ').front().toLongLong();
+    };
+    auto prompt_of = [](const Run& r) {
+      const QByteArray key = "the prompt is ";
+      const qsizetype at = r.err.indexOf(key);
+      if (at < 0) return qint64{-1};
+      return r.err.mid(at + key.size()).split(' ').front().toLongLong();
+    };
+    Run r = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--fit", "error", "--max-tokens",
+                     "64", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    const qint64 prompt = prompt_of(r), ctx = context_of(r);
+    QVERIFY2(prompt > 8192 + 512, qPrintable(r.describe()));
+    QVERIFY2(ctx >= prompt + 64 && ctx < prompt + 64 + 256 && ctx % 256 == 0, qPrintable(r.describe()));
+    QVERIFY2(!r.err.contains("packed"), qPrintable(r.describe()));
+
+    Run s = run_cli({"--model", needle, "--ask", "Hi?", "--max-tokens", "16", "--print-prompt"});
+    VERIFY_RAN(s);
+    QVERIFY2(s.code == 0, qPrintable(s.describe()));
+    QCOMPARE(context_of(s), qint64{256});
+
+    // An explicit --ctx is kept, and a document larger than it is packed.
+    Run e = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--ctx", "4096", "--max-tokens",
+                     "64", "--print-prompt"});
+    VERIFY_RAN(e);
+    QVERIFY2(e.code == 0, qPrintable(e.describe()));
+    QCOMPARE(context_of(e), qint64{4096});
+    QVERIFY2(e.err.contains("documents packed"), qPrintable(e.describe()));
+
+    // A real run of the 9K-token prompt under the default context.
+    Run g = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--fit", "error", "--max-tokens",
+                     "1", "--temperature", "0"});
+    VERIFY_RAN(g);
+    QVERIFY2(g.code == 0, qPrintable(g.describe()));
+    QVERIFY2(g.err.contains(("prefill " + QString::number(prompt) + " tokens").toUtf8()), qPrintable(g.describe()));
+  }
+
+  // tokenize reads only the tokenizer: a vocabulary-only GGUF (no weights at all) works, and gives
+  // the ids of the full model's vocabulary.
+  void tokenizeVocabularyOnlyGguf() {
+    const std::string vocab = shared_models() + "/vocab/ggml-vocab-llama-spm.gguf";
+    FOLIO_REQUIRE_FILE(vocab);
+    Run r = run_cli({"tokenize", "--model", qs(vocab), "Hello world"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, QByteArray("15043 3186\n"));
+    // A safetensors folder: its tokenizer.model, without reading the shards.
+    const QString folder = tmp_.filePath("tok-only-model");
+    QVERIFY(QDir().mkpath(folder));
+    QVERIFY(
+        QFile::copy(qs(source_dir()) + "/resources/models/folio-needle/tokenizer.model", folder + "/tokenizer.model"));
+    Run f = run_cli({"tokenize", "--model", folder, "Once upon a time"});
+    VERIFY_RAN(f);
+    QVERIFY2(f.code == 0, qPrintable(f.describe()));
+    Run full =
+        run_cli({"tokenize", "--model", qs(source_dir()) + "/resources/models/folio-needle", "Once upon a time"});
+    VERIFY_RAN(full);
+    QCOMPARE(f.out, full.out);
+    Run none = run_cli({"tokenize", "--model", tmp_.path(), "hi"});
+    VERIFY_RAN(none);
+    QVERIFY2(none.code == 1 && none.err.contains("no tokenizer.model or tokenizer.json"), qPrintable(none.describe()));
+  }
+
+  void version() {
+    Run r = run_cli({"--version"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 0);
+    QVERIFY2(QRegularExpression("^folio-cli \\d+\\.\\d+\\.\\d+\n$").match(QString::fromUtf8(r.out)).hasMatch(),
+             qPrintable(r.describe()));
+  }
+
+  // --help names and describes every option folio-cli's parser takes (read from its source).
+  void helpDescribesEveryOption() {
+    QFile src(qs(source_dir()) + "/app/folio_cli.cpp");
+    QVERIFY(src.open(QIODevice::ReadOnly));
+    const QString code = QString::fromUtf8(src.readAll());
+    QStringList options;
+    auto it = QRegularExpression("a == \"(--[a-z-]+)\"").globalMatch(code);
+    while (it.hasNext()) options << it.next().captured(1);
+    options.removeDuplicates();
+    options << "--version"
+            << "--help";
+    QVERIFY2(options.size() >= 28, qPrintable(options.join(' ')));
+    Run r = run_cli({"--help"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 0);
+    const QString help = QString::fromUtf8(r.out);
+    for (const QString& o : options) {
+      const QRegularExpression described("\n  " + QRegularExpression::escape(o) + "( [A-Za-z|]+)? +\\S");
+      QVERIFY2(described.match(help).hasMatch(), qPrintable(o + " is not described in --help:\n" + help));
+    }
   }
 
   // --- documents through the app's loaders (core/docs) --------------------------------------------
