@@ -9,6 +9,7 @@
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -291,6 +292,59 @@ class TstChat : public QObject {
     QCOMPARE(all.kept_sections, int64_t{30});
     QCOMPARE(folio::chat::layout_documents(all.docs), folio::chat::layout_document(doc));
     QVERIFY_THROWS_EXCEPTION(folio::Error, folio::chat::fit_mode_from_name("squeeze"));
+  }
+
+  // Words as the ranking counts them: plurals meet their singular, identifiers count whole and as
+  // their parts, so questions in plain words find code.
+  void index_terms_meet_code_and_plurals() {
+    using folio::chat::index_terms;
+    const std::vector<std::string> words = index_terms("QString join_ranges(const QVector<int>& sortedNumbers) rows");
+    auto has = [&](const char* w) { return std::find(words.begin(), words.end(), w) != words.end(); };
+    QVERIFY(has("join_range") && has("join") && has("range"));  // "ranges" -> "range"
+    QVERIFY(has("sortednumber") && has("sorted") && has("number"));
+    QVERIFY(has("row") && !has("rows"));
+    const std::vector<std::string> kept = index_terms("class status analysis bodies");
+    QCOMPARE(kept, (std::vector<std::string>{"class", "status", "analysis", "body"}));
+  }
+
+  // A section whose words cover the question outranks one that repeats a single common word, the
+  // file path counts, and packing from a built index gives what packing the documents gives.
+  void ranking_covers_the_question_and_the_index_is_reused() {
+    using folio::chat::FitMode;
+    folio::chat::Document tree;
+    tree.title = "src";
+    tree.kind = folio::chat::DocumentKind::SourceTree;
+    auto add = [&](const std::string& file, const std::string& text) {
+      folio::chat::Section s;
+      s.file = file;
+      s.first_line = 1;
+      s.last_line = 1;
+      s.text = text;
+      tree.sections.push_back(s);
+      tree.files.push_back(file);
+    };
+    for (int i = 0; i < 20; ++i)
+      add("noise" + std::to_string(i) + ".cpp",
+          "int function_" + std::to_string(i) + "() { return 0; }  // filler text");
+    add("repeats.cpp", "function function function function function function matrix");
+    add("apply.cpp", "Apply a function over the rows or columns of a matrix.");
+    add("memory_plan.cpp", "int64_t largest(const Config& c) { return c.kv / 2; }");
+    const folio::chat::SectionIndex bm25({tree});
+    const std::vector<double> s = bm25.scores("apply a function to each row or column of a matrix");
+    QVERIFY2(s[21] > s[20], "covering every word beats repeating one");
+    const std::vector<double> p = bm25.scores("how is the memory plan made?");
+    QVERIFY2(p[22] > 0.0 && std::max_element(p.begin(), p.end()) - p.begin() == 22, "the path names the file");
+
+    auto count = [](const std::string& t) { return static_cast<int64_t>(t.size() / 4 + 1); };
+    const folio::chat::PackingIndex index({tree}, count);
+    QCOMPARE(index.unit_count(), tree.sections.size());
+    const int64_t budget = index.total_tokens() / 3;
+    for (const char* q : {"apply a function to each row", "memory plan", "filler"}) {
+      const folio::chat::PackResult a = folio::chat::pack_documents(index, q, budget, FitMode::Relevant);
+      const folio::chat::PackResult b = folio::chat::pack_documents({tree}, q, budget, FitMode::Relevant, count);
+      QCOMPARE(folio::chat::layout_documents(a.docs), folio::chat::layout_documents(b.docs));
+      QVERIFY(a.estimated_tokens <= budget);
+    }
   }
 
   // Through the Conversation and folio-cli (default --fit relevant): a document larger than the
