@@ -7,6 +7,7 @@
 // --print-prompt shows it.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -25,6 +26,14 @@
 #include "core/engine/metrics_json.h"
 #include "kernels/cuda_backend.h"
 
+#if FOLIO_CLI_DOCS
+#include <QCoreApplication>
+#include <QString>
+
+#include "core/docs/ingest.h"
+#include "core/docs/prompt_layout.h"
+#endif
+
 namespace {
 
 using folio::Error;
@@ -39,18 +48,73 @@ void end_progress_line() {
 }
 
 const char* kUsage =
-    "usage: folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] (--prompt TEXT | --ask QUESTION)\n"
+    "usage: folio-cli --model PATH [--tokenizer PATH] [--file DOC ...] [--dir FOLDER ...]\n"
+    "                 (--prompt TEXT | --ask QUESTION)\n"
     "                 [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
     "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error]\n"
-    "       folio-cli tokenize --model PATH [--tokenizer PATH] TEXT\n";
+    "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
+    "       folio-cli --help | --version\n";
+
+// --help: the usage, then every option.
+const char* kOptionHelp =
+    "\n"
+    "Generation (text to stdout; progress and metrics to stderr):\n"
+    "  --model PATH          GGUF file, folder with config.json + *.safetensors, or llama2.c checkpoint\n"
+    "  --tokenizer PATH      tokenizer file (tokenizer.model, tokenizer.bin, tokenizer.json, GGUF);\n"
+    "                        default: the one in or beside the model\n"
+    "  --prompt TEXT         raw completion: BOS, then TEXT\n"
+    "  --ask QUESTION        ask through the app's chat service, over the --file/--dir documents\n"
+    "  --file DOC            a document for --ask (repeatable): PDF, text file, or a folder read as a\n"
+    "                        source tree (honouring .gitignore); read as the app reads it\n"
+    "  --dir FOLDER          a source folder for --ask (repeatable); folders only\n"
+    "  --fit MODE            when the documents do not fit the context: relevant (default: the parts\n"
+    "                        that match the question, in order, with markers for what is left out),\n"
+    "                        beginning (the first parts), error (refuse with the numbers)\n"
+    "  --print-prompt        with --ask: write the exact prompt to stdout and stop (no model run)\n"
+    "  --system TEXT         system turn for --ask without documents\n"
+    "  --chat-format NAME    plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3;\n"
+    "                        default: from the model's template\n"
+    "  --max-tokens N        most tokens to generate (default 256)\n"
+    "  --stop TEXT           stop before this text (repeatable)\n"
+    "  --temperature T       sampling temperature; 0 = greedy\n"
+    "  --top-k K             keep the K most likely tokens (0 = all)\n"
+    "  --top-p P             keep the smallest set of tokens whose probability reaches P\n"
+    "  --min-p P             drop tokens below P times the most likely one's probability\n"
+    "  --repeat-penalty R    penalty for tokens already in the text (1 = none)\n"
+    "  --seed S              sampler seed\n"
+    "  --ctx N               context in tokens; default: what the prompt and --max-tokens need, up to\n"
+    "                        the model's trained context (and on the CPU, a KV cache of at most half\n"
+    "                        the available memory); with documents that do not fit, that largest context\n"
+    "  --chunk N             prefill chunk in tokens (default: the backend's)\n"
+    "  --threads N           CPU threads (0 = all)\n"
+    "  --backend cpu|cuda    where the model runs (cuda falls back to the CPU when no GPU is usable)\n"
+    "  --gpu N               which GPU (--backend cuda)\n"
+    "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
+    "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
+    "  --sparse-config FILE  per-head sparse patterns (folio-sparse search); default: the model's\n"
+    "  --metrics-json FILE   write the run's metrics (TTFT, rates, memory) as JSON\n"
+    "  --quiet               no progress, notes or metrics on stderr\n"
+    "\n"
+    "tokenize: print the token ids of TEXT (no BOS), loading only the tokenizer (a vocabulary-only\n"
+    "GGUF is enough).\n"
+    "  --version             print folio-cli's version\n"
+    "  --help                this text\n"
+    "\n"
+    "Exit codes: 0 done, 1 error (one line on stderr says what and what to do), 2 usage error.\n";
+
+// A --file (a file, or a folder read as a source tree) or a --dir (a folder only).
+struct DocumentArg {
+  std::string path;
+  bool folder = false;
+};
 
 struct CliOptions {
   folio::EngineOptions engine;
-  std::vector<std::string> files;
+  std::vector<DocumentArg> files;
   std::optional<std::string> prompt;
   std::optional<std::string> ask;
   std::string system;
@@ -88,17 +152,9 @@ int run_tokenize(folio::cli::Args& args) {
   }
   if (eo.model_path.empty() && eo.tokenizer_path.empty()) throw folio::cli::UsageError("tokenize needs --model or --tokenizer");
   if (rest.size() != 1) throw folio::cli::UsageError("tokenize takes exactly one TEXT argument");
-  std::unique_ptr<folio::Tokenizer> tok;
-  if (!eo.tokenizer_path.empty()) {
-    tok = folio::load_tokenizer(eo.tokenizer_path);
-  } else {
-    auto model = folio::load_model(eo.model_path);
-    if (model->format == folio::ModelFormat::Gguf && model->tokenizer_path.empty())
-      model->tokenizer_path = eo.model_path;  // a GGUF file carries its own vocabulary
-    if (model->tokenizer_path.empty())
-      throw Error(ErrorCode::BadTokenizer, "no tokenizer beside " + eo.model_path + "; pass --tokenizer PATH");
-    tok = folio::load_tokenizer(model->tokenizer_path);
-  }
+  // Only the tokenizer is loaded (a vocabulary-only GGUF is enough; no weights are read).
+  const std::unique_ptr<folio::Tokenizer> tok =
+      folio::load_tokenizer(eo.tokenizer_path.empty() ? folio::find_tokenizer(eo.model_path) : eo.tokenizer_path);
   std::vector<int32_t> ids = tok->encode(rest[0], /*add_bos=*/false);
   for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
   std::cout << "\n";
@@ -111,7 +167,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
     std::string a = args.next();
     if (a == "--model") o.engine.model_path = args.value(a);
     else if (a == "--tokenizer") o.engine.tokenizer_path = args.value(a);
-    else if (a == "--file") o.files.push_back(args.value(a));
+    else if (a == "--file") o.files.push_back({args.value(a), false});
+    else if (a == "--dir") o.files.push_back({args.value(a), true});
     else if (a == "--prompt") o.prompt = args.value(a);
     else if (a == "--ask") o.ask = args.value(a);
     else if (a == "--system") o.system = args.value(a);
@@ -149,7 +206,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
   o.engine.context_tokens = o.ctx;
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
-  if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file goes with --ask, not --prompt");
+  if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
   // With documents the system turn is the app's (documents and citation instruction).
   if (!o.system.empty() && !o.files.empty())
@@ -157,11 +214,87 @@ CliOptions parse_generate(folio::cli::Args& args) {
   return o;
 }
 
+#if FOLIO_CLI_DOCS
+// The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
+// document throws the app's message. What the app shows beside a document (notices, files left out
+// of a folder) goes to stderr.
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty) {
+  std::vector<folio::chat::Document> docs;
+  for (const DocumentArg& a : args) {
+    const QString path = QString::fromStdString(a.path);
+    folio::docs::LoadOptions lo;
+    lo.on_progress = [&](int done, int total) {
+      if (quiet || !tty || total <= 1) return;
+      std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
+      g_progress_line = true;
+    };
+    const folio::docs::Document doc =
+        a.folder ? folio::docs::load_source_tree(path, lo) : folio::docs::load_document(path, lo);
+    end_progress_line();
+    if (!quiet) {
+      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", qPrintable(n));
+      // Files left out by the user's own .gitignore or version control are not listed.
+      int listed = 0, unlisted = 0;
+      for (const folio::docs::SkippedFile& s : doc.skipped) {
+        if (s.kind == folio::docs::SkipKind::Ignored || s.kind == folio::docs::SkipKind::GitFolder) continue;
+        if (listed++ < 20)
+          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", qPrintable(doc.title), qPrintable(s.path),
+                       qPrintable(s.reason));
+        else
+          ++unlisted;
+      }
+      if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
+    }
+    docs.push_back(folio::docs::chat_document(doc));
+  }
+  return docs;
+}
+#else
+// Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool) {
+  std::vector<folio::chat::Document> docs;
+  for (const DocumentArg& a : args) {
+    if (a.folder)
+      throw Error(ErrorCode::BadArgument, a.path +
+                                              ": this folio-cli was built without Qt (FOLIO_APP=OFF) and reads "
+                                              "no folders; build it with the Qt parts");
+    docs.push_back(folio::chat::read_text_document(a.path));
+  }
+  return docs;
+}
+#endif
+
+// The largest context folio-cli picks by itself: the model's trained context, and on the CPU a KV
+// cache (fp32) of at most half the memory available now. (A GPU's plan is checked by its backend
+// when the session's cache is made; its error names the largest context that fits.)
+int64_t largest_default_context(const folio::Engine& engine) {
+  const folio::ModelConfig& c = engine.config();
+  int64_t ctx = c.max_context > 0 ? c.max_context : 8192;
+  if (engine.backend_kind() == folio::BackendKind::Cpu) {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    int64_t kib = 0;
+    std::string unit;
+    while (meminfo >> key >> kib >> unit) {
+      if (key != "MemAvailable:") continue;
+      const int64_t per_token = c.kv_bytes_per_token(4);
+      if (per_token > 0) ctx = std::min(ctx, std::max<int64_t>(256, kib * 1024 / 2 / per_token / 256 * 256));
+      break;
+    }
+  }
+  return ctx;
+}
+
+// The context a prompt needs with room for max_tokens of answer, in whole 256-token steps, at most cap.
+int64_t context_for(int64_t prompt_tokens, int max_tokens, int64_t cap) {
+  const int64_t need = prompt_tokens + std::max(max_tokens, 1);
+  return std::min(cap, (need + 255) / 256 * 256);
+}
+
 int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
-  std::vector<folio::chat::Document> docs;
-  for (const auto& f : o.files) docs.push_back(folio::chat::read_text_document(f));
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
     if (o.quiet || !tty) return;
@@ -192,12 +325,15 @@ int run_generate(const CliOptions& o) {
   if (!o.sparse_config.empty())
     sparse_config = std::make_shared<const folio::sparse::SparseConfig>(
         folio::sparse::SparseConfig::from_json(folio::read_text_file(o.sparse_config), o.sparse_config));
-  const int64_t ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(engine->config().max_context, 8192);
+  // Without --ctx: what the request needs, up to the most the model and the memory allow.
+  const int64_t ctx_cap = o.ctx > 0 ? o.ctx : largest_default_context(*engine);
+  int64_t ctx = ctx_cap;
 
   folio::RequestResult r;
   if (o.prompt) {
     std::vector<int32_t> prompt = engine->tokenizer().encode(*o.prompt, /*add_bos=*/true);
     if (prompt.empty()) throw Error(ErrorCode::BadArgument, "the model has no BOS token; give a non-empty --prompt");
+    if (o.ctx == 0) ctx = context_for(static_cast<int64_t>(prompt.size()), o.max_tokens, ctx_cap);
     folio::SessionOptions so;
     so.context_tokens = ctx;
     so.attention = o.attention;
@@ -221,6 +357,15 @@ int run_generate(const CliOptions& o) {
     ask.attention = o.attention;
     ask.sparse_config = sparse_config;
     ask.fit = o.fit;
+    if (o.ctx == 0) {
+      // The prompt under the largest context; when its documents went in whole, the context it needs
+      // gives the same prompt (packed documents keep the largest context, their budget).
+      folio::chat::FitCheck fit;
+      std::string packing;
+      const folio::chat::Prompt p = conversation.fitted_prompt(*o.ask, ask, fit, packing);
+      if (fit.fits && packing.empty()) ctx = context_for(static_cast<int64_t>(p.tokens.size()), o.max_tokens, ctx_cap);
+      ask.context_tokens = ctx;
+    }
     if (o.print_prompt) {
       folio::chat::FitCheck fit;
       std::string packing;
@@ -229,8 +374,8 @@ int run_generate(const CliOptions& o) {
       std::fwrite(p.text.data(), 1, p.text.size(), stdout);
       std::fflush(stdout);
       if (!o.quiet) {
-        std::fprintf(stderr, "folio-cli: the prompt is %zu tokens (chat format %s)\n", p.tokens.size(),
-                     folio::chat_format_name(kind));
+        std::fprintf(stderr, "folio-cli: the prompt is %zu tokens (chat format %s; context %lld tokens)\n",
+                     p.tokens.size(), folio::chat_format_name(kind), static_cast<long long>(ctx));
         if (!packing.empty()) std::fprintf(stderr, "folio-cli: documents packed: %s\n", packing.c_str());
       }
       return 0;
@@ -275,11 +420,24 @@ int run_generate(const CliOptions& o) {
 
 int main(int argc, char** argv) {
   folio::register_cuda_backend();
+#if FOLIO_CLI_DOCS
+  // Qt PDF's document is a QObject: an application object is there before any document is read
+  // (given no arguments, so Qt takes none of folio-cli's).
+  int qt_argc = 1;
+  char qt_name[] = "folio-cli";
+  char* qt_argv[] = {qt_name, nullptr};
+  QCoreApplication qt_app(qt_argc, qt_argv);
+#endif
   folio::cli::Args args(argc, argv);
   try {
     if (args.done()) throw folio::cli::UsageError("no arguments");
     if (args.peek() == "--help" || args.peek() == "-h") {
       std::fputs(kUsage, stdout);
+      std::fputs(kOptionHelp, stdout);
+      return 0;
+    }
+    if (args.peek() == "--version") {
+      std::printf("folio-cli %s\n", FOLIO_VERSION_STR);
       return 0;
     }
     if (args.peek() == "tokenize") {

@@ -1,7 +1,9 @@
 // Helpers shared by the Qt Test suites: where the test data is, and skipping when it is absent.
 #pragma once
 
+#include <QByteArray>
 #include <QString>
+#include <QStringList>
 #include <QtTest>
 #include <string>
 
@@ -11,6 +13,11 @@ std::string source_dir();      // the repository root
 std::string shared_models();   // ../shared/models (may not exist)
 std::string bin_dir();         // where folio-cli and folio-bench are built
 bool exists(const std::string& path);
+
+// A PDF written by hand: one page per text (Helvetica), optional extra catalog entries (e.g.
+// /PageLabels), and optionally encrypted (standard security handler, RC4 40-bit) under a user password.
+QByteArray make_pdf(const QStringList& page_texts, const QByteArray& catalog_extra = {},
+                    const QByteArray& user_password = {});
 
 }  // namespace folio::test
 

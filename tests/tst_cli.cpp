@@ -8,10 +8,15 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
+#include <QRegularExpression>
 #include <QTemporaryDir>
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/docs/ingest.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/test_support.h"
 
@@ -222,6 +227,237 @@ class TestCli : public QObject {
     QCOMPARE(r2.out, QByteArray("15043 3186\n"));
   }
 
+  // --- context, tokenizer-only, version, help -----------------------------------------------------
+
+  // Without --ctx the context is what the prompt needs (with room for --max-tokens), up to the
+  // model's trained context: folio-needle is trained for 131072 tokens, so a 9K-token document goes in
+  // whole (it used to be refused at 8192), and a short question gets a short context.
+  void contextDefaultsToWhatThePromptNeeds() {
+    const QString needle = qs(source_dir()) + "/resources/models/folio-needle";
+    FOLIO_REQUIRE_FILE(needle.toStdString() + "/config.json");
+    QByteArray text;
+    for (int i = 0; text.size() < 45000; ++i)
+      text += "Paragraph " + QByteArray::number(i) + ": the pump log records pressure, flow and the valve state.\n";
+    const QString doc = tmp_.filePath("long-log.txt");
+    QVERIFY(write_bytes(doc, text));
+    auto context_of = [](const Run& r) {
+      const QByteArray key = "; context ";
+      const qsizetype at = r.err.indexOf(key);
+      if (at < 0) return qint64{-1};
+      return r.err.mid(at + key.size()).split(' ').front().toLongLong();
+    };
+    auto prompt_of = [](const Run& r) {
+      const QByteArray key = "the prompt is ";
+      const qsizetype at = r.err.indexOf(key);
+      if (at < 0) return qint64{-1};
+      return r.err.mid(at + key.size()).split(' ').front().toLongLong();
+    };
+    Run r = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--fit", "error", "--max-tokens",
+                     "64", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    const qint64 prompt = prompt_of(r), ctx = context_of(r);
+    QVERIFY2(prompt > 8192 + 512, qPrintable(r.describe()));
+    QVERIFY2(ctx >= prompt + 64 && ctx < prompt + 64 + 256 && ctx % 256 == 0, qPrintable(r.describe()));
+    QVERIFY2(!r.err.contains("packed"), qPrintable(r.describe()));
+
+    Run s = run_cli({"--model", needle, "--ask", "Hi?", "--max-tokens", "16", "--print-prompt"});
+    VERIFY_RAN(s);
+    QVERIFY2(s.code == 0, qPrintable(s.describe()));
+    QCOMPARE(context_of(s), qint64{256});
+
+    // An explicit --ctx is kept, and a document larger than it is packed.
+    Run e = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--ctx", "4096", "--max-tokens",
+                     "64", "--print-prompt"});
+    VERIFY_RAN(e);
+    QVERIFY2(e.code == 0, qPrintable(e.describe()));
+    QCOMPARE(context_of(e), qint64{4096});
+    QVERIFY2(e.err.contains("documents packed"), qPrintable(e.describe()));
+
+    // A real run of the 9K-token prompt under the default context.
+    Run g = run_cli({"--model", needle, "--file", doc, "--ask", "What is logged?", "--fit", "error", "--max-tokens",
+                     "1", "--temperature", "0"});
+    VERIFY_RAN(g);
+    QVERIFY2(g.code == 0, qPrintable(g.describe()));
+    QVERIFY2(g.err.contains(("prefill " + QString::number(prompt) + " tokens").toUtf8()), qPrintable(g.describe()));
+  }
+
+  // tokenize reads only the tokenizer: a vocabulary-only GGUF (no weights at all) works, and gives
+  // the ids of the full model's vocabulary.
+  void tokenizeVocabularyOnlyGguf() {
+    const std::string vocab = shared_models() + "/vocab/ggml-vocab-llama-spm.gguf";
+    FOLIO_REQUIRE_FILE(vocab);
+    Run r = run_cli({"tokenize", "--model", qs(vocab), "Hello world"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, QByteArray("15043 3186\n"));
+    // A safetensors folder: its tokenizer.model, without reading the shards.
+    const QString folder = tmp_.filePath("tok-only-model");
+    QVERIFY(QDir().mkpath(folder));
+    QVERIFY(
+        QFile::copy(qs(source_dir()) + "/resources/models/folio-needle/tokenizer.model", folder + "/tokenizer.model"));
+    Run f = run_cli({"tokenize", "--model", folder, "Once upon a time"});
+    VERIFY_RAN(f);
+    QVERIFY2(f.code == 0, qPrintable(f.describe()));
+    Run full =
+        run_cli({"tokenize", "--model", qs(source_dir()) + "/resources/models/folio-needle", "Once upon a time"});
+    VERIFY_RAN(full);
+    QCOMPARE(f.out, full.out);
+    Run none = run_cli({"tokenize", "--model", tmp_.path(), "hi"});
+    VERIFY_RAN(none);
+    QVERIFY2(none.code == 1 && none.err.contains("no tokenizer.model or tokenizer.json"), qPrintable(none.describe()));
+  }
+
+  void version() {
+    Run r = run_cli({"--version"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 0);
+    QVERIFY2(QRegularExpression("^folio-cli \\d+\\.\\d+\\.\\d+\n$").match(QString::fromUtf8(r.out)).hasMatch(),
+             qPrintable(r.describe()));
+  }
+
+  // --help names and describes every option folio-cli's parser takes (read from its source).
+  void helpDescribesEveryOption() {
+    QFile src(qs(source_dir()) + "/app/folio_cli.cpp");
+    QVERIFY(src.open(QIODevice::ReadOnly));
+    const QString code = QString::fromUtf8(src.readAll());
+    QStringList options;
+    auto it = QRegularExpression("a == \"(--[a-z-]+)\"").globalMatch(code);
+    while (it.hasNext()) options << it.next().captured(1);
+    options.removeDuplicates();
+    options << "--version"
+            << "--help";
+    QVERIFY2(options.size() >= 28, qPrintable(options.join(' ')));
+    Run r = run_cli({"--help"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 0);
+    const QString help = QString::fromUtf8(r.out);
+    for (const QString& o : options) {
+      const QRegularExpression described("\n  " + QRegularExpression::escape(o) + "( [A-Za-z|]+)? +\\S");
+      QVERIFY2(described.match(help).hasMatch(), qPrintable(o + " is not described in --help:\n" + help));
+    }
+  }
+
+  // --- documents through the app's loaders (core/docs) --------------------------------------------
+
+  // A real PDF: its pages are in the prompt with the app's page markers.
+  void pdfFile() {
+    const QString pdf = tmp_.filePath("manual.pdf");
+    QVERIFY(write_bytes(pdf, folio::test::make_pdf({"The red lever starts the pump.", "The blue lever stops it."})));
+    Run r =
+        run_cli({"--model", stories_bin(), "--file", pdf, "--ask", "Which lever stops the pump?", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[document: manual.pdf, 2 pages]"), qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[p. 1]\nThe red lever starts the pump."), qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[p. 2]\nThe blue lever stops it."), qPrintable(r.describe()));
+    QVERIFY2(!r.out.contains("%PDF"), qPrintable(r.describe()));
+  }
+
+  // A source folder, by --file and by --dir: its files with file:line markers.
+  void sourceFolder() {
+    const QString dir = tmp_.filePath("src-tree");
+    QVERIFY(QDir().mkpath(dir + "/lib"));
+    QVERIFY(write_bytes(dir + "/main.cpp", "int main() { return pump_start(); }\n"));
+    QVERIFY(write_bytes(dir + "/lib/pump.cpp", "int pump_start() { return 7; }\n"));
+    for (const QString& option : {QString("--file"), QString("--dir")}) {
+      Run r =
+          run_cli({"--model", stories_bin(), option, dir, "--ask", "What does pump_start return?", "--print-prompt"});
+      VERIFY_RAN(r);
+      QVERIFY2(r.code == 0, qPrintable(option + "\n" + r.describe()));
+      QVERIFY2(r.out.contains("[folder: src-tree, 2 files]"), qPrintable(r.describe()));
+      QVERIFY2(r.out.contains("[file: lib/pump.cpp, line 1]\nint pump_start() { return 7; }"),
+               qPrintable(r.describe()));
+      QVERIFY2(r.out.contains("[file: main.cpp, line 1]"), qPrintable(r.describe()));
+    }
+    // --dir takes folders only.
+    Run f = run_cli({"--model", stories_bin(), "--dir", dir + "/main.cpp", "--ask", "what?"});
+    VERIFY_RAN(f);
+    QVERIFY2(f.code == 1 && f.err.contains("not a folder"), qPrintable(f.describe()));
+  }
+
+  // A folder with files that cannot be read: the others are used and each unreadable one is named
+  // on stderr; a folder of nothing readable is an error. A FIFO is unreadable for every user; a
+  // file without read permission only when not running as root.
+  void folderWithUnreadableFiles() {
+    const QString dir = tmp_.filePath("partly-unreadable");
+    QVERIFY(QDir().mkpath(dir));
+    QVERIFY(write_bytes(dir + "/good.md", "The pump runs at 40 litres a minute.\n"));
+    QVERIFY(::mkfifo(QFile::encodeName(dir + "/pipe.txt").constData(), 0644) == 0);
+    QVERIFY(write_bytes(dir + "/secret.md", "Hidden text.\n"));
+    QVERIFY(::chmod(QFile::encodeName(dir + "/secret.md").constData(), 0) == 0);
+    const bool root = ::geteuid() == 0;
+    Run r = run_cli({"--model", stories_bin(), "--file", dir, "--ask", "How fast is the pump?", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("The pump runs at 40 litres a minute."), qPrintable(r.describe()));
+    QVERIFY2(r.err.contains("left out of partly-unreadable: pipe.txt: not a regular file (device, socket or pipe)"),
+             qPrintable(r.describe()));
+    if (!root) {
+      QVERIFY2(r.err.contains("left out of partly-unreadable: secret.md: cannot be read"), qPrintable(r.describe()));
+      QVERIFY2(!r.out.contains("Hidden text."), qPrintable(r.describe()));
+    }
+    // The app's notice is printed as is.
+    try {
+      const folio::docs::Document doc = folio::docs::load_document(dir);
+      for (const QString& n : doc.notices)
+        QVERIFY2(r.err.contains(("folio-cli: note: " + n + "\n").toUtf8()), qPrintable(n + "\n" + r.describe()));
+      QVERIFY(!doc.notices.isEmpty());
+    } catch (const std::exception& e) {
+      QFAIL(e.what());
+    }
+
+    const QString none = tmp_.filePath("all-unreadable");
+    QVERIFY(QDir().mkpath(none));
+    QVERIFY(::mkfifo(QFile::encodeName(none + "/a.txt").constData(), 0644) == 0);
+    QVERIFY(::mkfifo(QFile::encodeName(none + "/b.txt").constData(), 0644) == 0);
+    Run n = run_cli({"--model", stories_bin(), "--file", none, "--ask", "what?"});
+    VERIFY_RAN(n);
+    QVERIFY2(n.code == 1, qPrintable(n.describe()));
+    QVERIFY2(n.err.contains("no text or source files to read (2 skipped: 2 unreadable)"), qPrintable(n.describe()));
+  }
+
+  // Bad documents: exit 1 and the app's own message (core/docs), word for word.
+  void badDocument_data() {
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<QByteArray>("bytes");
+    QTest::addColumn<QString>("phrase");
+    const QByteArray pdf = folio::test::make_pdf({"Page one has text.", "Page two has text.", "Page three too."});
+    QTest::newRow("encrypted PDF") << "locked.pdf" << folio::test::make_pdf({"Secret"}, {}, "pw")
+                                   << "password-protected";
+    QTest::newRow("truncated PDF") << "cut.pdf" << pdf.left(pdf.size() / 2) << "incomplete";
+    QTest::newRow("empty file") << "empty.txt" << QByteArray() << "the file is empty";
+    QTest::newRow("empty PDF") << "empty.pdf" << QByteArray() << "the file is empty";
+    QTest::newRow("binary file") << "program.bin"
+                                 << QByteArray(
+                                        "\x7f"
+                                        "ELF\x02\x01\x01\x00\x00\x00\x00\x00",
+                                        12) +
+                                        QByteArray(200, '\0')
+                                 << "not a text file";
+    QTest::newRow("white space only") << "blank.txt" << QByteArray("  \n\n\t\n") << "only white space";
+  }
+
+  void badDocument() {
+    QFETCH(QString, name);
+    QFETCH(QByteArray, bytes);
+    QFETCH(QString, phrase);
+    const QString path = tmp_.filePath("bad-" + name);
+    QVERIFY(write_bytes(path, bytes));
+    QString app_message;
+    try {
+      folio::docs::load_document(path);
+    } catch (const std::exception& e) {
+      app_message = QString::fromUtf8(e.what());
+    }
+    QVERIFY2(app_message.contains(phrase), qPrintable("the app's loader says: " + app_message));
+    Run r = run_cli({"--model", stories_bin(), "--file", path, "--ask", "what?", "--max-tokens", "4"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 1, qPrintable(r.describe()));
+    QVERIFY2(r.out.isEmpty(), qPrintable(r.describe()));
+    QCOMPARE(QString::fromUtf8(r.err), "folio-cli: error: " + app_message + "\n");
+  }
+
   // --- bad input --------------------------------------------------------------------------------
 
   void badInput_data() {
@@ -325,5 +561,5 @@ class TestCli : public QObject {
   }
 };
 
-QTEST_APPLESS_MAIN(TestCli)
+QTEST_GUILESS_MAIN(TestCli)
 #include "tst_cli.moc"

@@ -135,16 +135,19 @@ std::string binary_reason(std::string_view bytes) {
 Document read_text_document(const std::string& path, int section_lines) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw Error(ErrorCode::FileUnreadable, path +
-                                               ": is a folder; folio-cli reads plain text files only, so open a "
-                                               "source folder in the Folio app, or pass its files one by one");
+    throw Error(ErrorCode::FileUnreadable,
+                path +
+                    ": is a folder; a folio-cli built without Qt reads plain text files only, "
+                    "so pass its files one by one (or use a build with the Qt parts, or the "
+                    "Folio app)");
   std::string bytes = read_text_file(path);
   const std::string name = file_name(path);
   const std::string ext = lower(name.substr(std::min(name.size(), name.find_last_of('.') + 1)));
   if (starts_with(bytes, "%PDF-") || (name.find('.') != std::string::npos && ext == "pdf"))
     throw Error(ErrorCode::BadArgument, path +
-                                            ": is a PDF; folio-cli reads plain text files only (PDFs need the "
-                                            "Folio app, which reads them with Qt PDF), so convert it to text first");
+                                            ": is a PDF; a folio-cli built without Qt reads plain text files only "
+                                            "(a build with the Qt parts and the Folio app read PDFs with Qt PDF), so "
+                                            "convert it to text first");
   if (bytes.empty()) throw Error(ErrorCode::FileUnreadable, path + ": the file is empty; there is nothing to read");
   std::string_view text = bytes;
   if (starts_with(text, "\xEF\xBB\xBF"))
@@ -152,8 +155,8 @@ Document read_text_document(const std::string& path, int section_lines) {
   else if (starts_with(text, "\xFF\xFE") || starts_with(text, "\xFE\xFF") ||
            starts_with(text, std::string_view("\0\0\xFE\xFF", 4)))
     throw Error(ErrorCode::FileUnreadable, path +
-                                               ": is UTF-16 or UTF-32 text; folio-cli reads UTF-8 only, so save it "
-                                               "as UTF-8 (or open it in the Folio app)");
+                                               ": is UTF-16 or UTF-32 text; a folio-cli built without Qt reads UTF-8 "
+                                               "only, so save it as UTF-8 (or open it in the Folio app)");
   if (const std::string why = binary_reason(text); !why.empty())
     throw Error(ErrorCode::FileUnreadable,
                 path + ": not a text file, it looks binary (" + why + "); pass a plain text document");

@@ -1,7 +1,7 @@
 // A document as the prompt needs it, without Qt: its title and kind, and its text in sections
 // that carry their source (a PDF page, or a file's line range), so the layout can mark them and
 // answers can cite them. core/docs converts its documents (PDF, text, source trees) into this;
-// folio-cli reads plain UTF-8 text files into it directly (read_text_document).
+// folio-cli built without Qt reads plain UTF-8 text files into it directly (read_text_document).
 #pragma once
 
 #include <cstdint>

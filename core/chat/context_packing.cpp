@@ -40,20 +40,48 @@ bool stop_word(const std::string& w) {
          std::end(kWords);
 }
 
+// English plurals to their singular, so "rows" finds "row" and "vectors" "vector": "ies" -> "y",
+// a final "s" dropped after a letter other than s, u or i ("class", "status", "analysis" stay).
+std::string plural_stem(std::string w) {
+  const size_t n = w.size();
+  if (n < 4 || w[n - 1] != 's') return w;
+  if (n > 4 && w.compare(n - 3, 3, "ies") == 0) return w.substr(0, n - 3) + "y";
+  const char before = w[n - 2];
+  if (before == 's' || before == 'u' || before == 'i' || !(before >= 'a' && before <= 'z')) return w;
+  w.pop_back();
+  return w;
+}
+
 }  // namespace
 
 std::vector<std::string> index_terms(std::string_view text) {
   std::vector<std::string> out;
+  auto add = [&](std::string w) {
+    if (w.size() < 2) return;
+    for (char& c : w)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (!stop_word(w)) out.push_back(plural_stem(std::move(w)));
+  };
   size_t i = 0;
   while (i < text.size()) {
     while (i < text.size() && !word_byte(static_cast<unsigned char>(text[i]))) ++i;
     size_t j = i;
     while (j < text.size() && word_byte(static_cast<unsigned char>(text[j]))) ++j;
-    if (j - i >= 2) {
-      std::string w(text.substr(i, j - i));
-      for (char& c : w)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      if (!stop_word(w)) out.push_back(std::move(w));
+    const std::string_view word = text.substr(i, j - i);
+    add(std::string(word));
+    // An identifier also counts as its parts (snake_case, camelCase), so "join_ranges" is found
+    // by "ranges" and "parseCitations" by "citations".
+    size_t part = 0;
+    for (size_t k = 1; k <= word.size(); ++k) {
+      const bool end = k == word.size();
+      const bool underscore = !end && word[k] == '_';
+      const bool camel = !end && word[k] >= 'A' && word[k] <= 'Z' && word[k - 1] >= 'a' && word[k - 1] <= 'z';
+      if (!end && !underscore && !camel) continue;
+      if (part > 0 || !end) {
+        const std::string_view piece = word.substr(part, k - part);
+        if (!piece.empty() && piece[0] != '_') add(std::string(piece));
+      }
+      part = underscore ? k + 1 : k;
     }
     i = j;
   }
@@ -68,7 +96,8 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
   for (const Document& d : docs)
     for (const Section& s : d.sections) {
       std::unordered_map<uint32_t, uint32_t> counts;
-      const std::vector<std::string> words = index_terms(s.text);
+      // a file's path names what it is about ("memory_plan", "sampler")
+      const std::vector<std::string> words = index_terms(s.file.empty() ? s.text : s.file + "\n" + s.text);
       for (const std::string& w : words) {
         auto [it, added] = ids.emplace(w, static_cast<uint32_t>(postings.size()));
         if (added) postings.emplace_back();
@@ -98,17 +127,26 @@ std::vector<double> SectionIndex::scores(std::string_view question) const {
   std::sort(words.begin(), words.end());
   words.erase(std::unique(words.begin(), words.end()), words.end());
   const double n = static_cast<double>(lengths_.size());
+  // How much of the question a section covers: the idf of the question's words it holds over the
+  // idf of all of them. BM25 alone lets one common word repeated many times outrank a section that
+  // holds every word of the question once; the sum is scaled by the covered share.
+  std::vector<double> covered(lengths_.size(), 0.0);
+  double all_idf = 0.0;
   for (const std::string& w : words) {
     auto it = std::lower_bound(terms_.begin(), terms_.end(), w);
     if (it == terms_.end() || *it != w) continue;
     const auto& list = postings_[static_cast<size_t>(it - terms_.begin())];
     const double df = static_cast<double>(list.size());
     const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    all_idf += idf;
     for (const auto& [section, count] : list) {
       const double tf = count, len = lengths_[section];
       out[section] += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / mean_length_));
+      covered[section] += idf;
     }
   }
+  if (all_idf > 0.0)
+    for (size_t i = 0; i < out.size(); ++i) out[i] *= 0.5 + 0.5 * covered[i] / all_idf;
   return out;
 }
 
@@ -146,6 +184,8 @@ std::string gap_note(const Document& doc, const std::vector<const Section*>& gap
 // whole). PDF pages stay pages.
 constexpr size_t kWindowBytes = 1536;
 
+namespace {
+
 std::vector<Document> packing_units(const std::vector<Document>& docs) {
   std::vector<Document> out = docs;
   for (Document& d : out) {
@@ -177,10 +217,34 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
   return out;
 }
 
-PackResult pack_documents(const std::vector<Document>& original, std::string_view question, int64_t budget_tokens,
+}  // namespace
+
+PackingIndex::PackingIndex(const std::vector<Document>& docs,
+                           const std::function<int64_t(const std::string&)>& count_tokens)
+    : original_(docs), units_(packing_units(docs)), bm25_(units_) {
+  const int64_t sep = count_tokens(kPartSeparator);
+  for (const Document& d : units_) {
+    Document empty = d;
+    empty.sections.clear();
+    fixed_tokens_ += count_tokens(layout_document(empty)) + sep;
+    for (const Section& s : d.sections) unit_tokens_.push_back(count_tokens(layout_section(d, s)) + sep);
+  }
+  marker_tokens_ = count_tokens("[pages 1000-2000 omitted]") + sep;
+}
+
+int64_t PackingIndex::total_tokens() const {
+  return std::accumulate(unit_tokens_.begin(), unit_tokens_.end(), fixed_tokens_);
+}
+
+PackResult pack_documents(const std::vector<Document>& docs, std::string_view question, int64_t budget_tokens,
                           FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens) {
+  return pack_documents(PackingIndex(docs, count_tokens), question, budget_tokens, mode);
+}
+
+PackResult pack_documents(const PackingIndex& index, std::string_view question, int64_t budget_tokens, FitMode mode) {
   PackResult r;
-  const std::vector<Document> docs = packing_units(original);
+  const std::vector<Document>& original = index.original_;
+  const std::vector<Document>& docs = index.units_;
   // Sections in document order, with where they live.
   struct Ref {
     size_t doc, index;
@@ -189,21 +253,13 @@ PackResult pack_documents(const std::vector<Document>& original, std::string_vie
   for (size_t d = 0; d < docs.size(); ++d)
     for (size_t i = 0; i < docs[d].sections.size(); ++i) refs.push_back({d, i});
   r.total_sections = static_cast<int64_t>(refs.size());
-
-  // What every document costs before any section: its header, footer and separators.
-  const int64_t sep = count_tokens(kPartSeparator);
-  int64_t used = 0;
-  for (const Document& d : docs) {
-    Document empty = d;
-    empty.sections.clear();
-    used += count_tokens(layout_document(empty)) + sep;
-  }
+  int64_t used = index.fixed_tokens_;
   // A gap marker costs about this much; one per kept run of sections is held back.
-  const int64_t marker = count_tokens("[pages 1000-2000 omitted]") + sep;
+  const int64_t marker = index.marker_tokens_;
 
   std::vector<double> score(refs.size(), 0.0);
   if (mode == FitMode::Relevant && !refs.empty()) {
-    const std::vector<double> raw = SectionIndex(docs).scores(question);
+    const std::vector<double> raw = index.bm25_.scores(question);
     for (size_t i = 0; i < refs.size(); ++i) {
       score[i] = raw[i];
       // neighbours within a document share half a strong hit's score
@@ -237,8 +293,7 @@ PackResult pack_documents(const std::vector<Document>& original, std::string_vie
   }
   std::vector<char> keep(refs.size(), 0);
   for (size_t i : order) {
-    const Document& d = docs[refs[i].doc];
-    const int64_t cost = count_tokens(layout_section(d, d.sections[refs[i].index])) + sep;
+    const int64_t cost = index.unit_tokens_[i];
     // a section that starts a new run of kept sections brings a gap marker with it
     const bool joins = (i > 0 && keep[i - 1] && refs[i - 1].doc == refs[i].doc) ||
                        (i + 1 < refs.size() && keep[i + 1] && refs[i + 1].doc == refs[i].doc);

@@ -53,9 +53,36 @@ struct PackResult {
   std::string summary;           // one line: what is in, what is out
 };
 
-// Packs `docs` into about budget_tokens tokens of layout (count_tokens counts a laid-out piece;
-// the sum of the pieces is the estimate, the caller checks the real prompt). A document that
-// keeps every section comes back unchanged.
+// What packing needs that does not depend on the question, built once per set of documents: the
+// documents cut into units (PDF pages, windows of lines of files), each unit's laid-out tokens, the
+// fixed cost of each document's header and footer, and the BM25 index over the units.
+class PackingIndex {
+ public:
+  // count_tokens counts a laid-out piece (the sum of the pieces is the estimate; the caller checks
+  // the real prompt).
+  PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens);
+  const std::vector<Document>& documents() const { return original_; }
+  const std::vector<Document>& units() const { return units_; }
+  size_t unit_count() const { return unit_tokens_.size(); }
+  // Tokens of every document's units laid out whole, headers included.
+  int64_t total_tokens() const;
+  const SectionIndex& bm25() const { return bm25_; }
+
+ private:
+  friend PackResult pack_documents(const PackingIndex& index, std::string_view question, int64_t budget_tokens,
+                                   FitMode mode);
+  std::vector<Document> original_;
+  std::vector<Document> units_;
+  std::vector<int64_t> unit_tokens_;  // per unit in document order: its layout + a separator
+  int64_t fixed_tokens_ = 0;          // every document's header, footer and separators
+  int64_t marker_tokens_ = 0;         // a gap marker and its separator
+  SectionIndex bm25_;
+};
+
+// Packs the indexed documents into about budget_tokens tokens of layout. A document that keeps
+// every section comes back unchanged.
+PackResult pack_documents(const PackingIndex& index, std::string_view question, int64_t budget_tokens, FitMode mode);
+// The same, indexing `docs` first.
 PackResult pack_documents(const std::vector<Document>& docs, std::string_view question, int64_t budget_tokens,
                           FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens);
 

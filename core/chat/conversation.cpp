@@ -104,8 +104,9 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   // Room for the documents: the context less the answer's reserve and the rest of the prompt;
   // pieces counted apart can sum a little below the whole, so a miss shrinks the budget and retries.
   int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;
+  const PackingIndex index(docs_, count);  // counted once for every attempt
   for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
-    PackResult packed = pack_documents(docs_, question, budget, options.fit, count);
+    PackResult packed = pack_documents(index, question, budget, options.fit);
     Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_without_documents_);
     const int64_t over = static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens - fit.context_tokens;
     if (over <= 0) {

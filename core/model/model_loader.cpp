@@ -1,7 +1,9 @@
 #include "core/model/model_loader.h"
 
+#include <climits>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -197,6 +199,40 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadProgr
   }
   model->path = path;
   return model;
+}
+
+std::string find_tokenizer(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(ErrorCode::FileNotFound, "model not found: " + path);
+  const fs::path p(path);
+  const bool folder = fs::is_directory(p, ec);
+  if (!folder && !looks_like_safetensors(path)) {
+    std::ifstream in(path, std::ios::binary);
+    char head[28] = {};
+    in.read(head, sizeof head);
+    const std::streamsize got = in.gcount();
+    if ((got >= 4 && std::memcmp(head, "GGUF", 4) == 0) || p.extension() == ".gguf") return path;
+    // llama2.c v0 header: seven int32 (dim, hidden, layers, heads, kv heads, vocab, seq_len); a
+    // negative vocab marks an untied classifier.
+    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+    std::vector<std::string> names = {"tokenizer.model", "tokenizer.bin"};
+    if (got == sizeof head) {
+      int32_t vocab = 0;
+      std::memcpy(&vocab, head + 20, sizeof vocab);
+      if (vocab != 0 && vocab != INT32_MIN)
+        names.push_back("tok" + std::to_string(vocab < 0 ? -vocab : vocab) + ".bin");
+    }
+    for (const std::string& n : names)
+      if (fs::exists(dir / n, ec)) return (dir / n).string();
+    throw Error(
+        ErrorCode::BadTokenizer,
+        "no tokenizer beside " + path + " (tokenizer.model, tokenizer.bin or tok<vocab>.bin); pass --tokenizer PATH");
+  }
+  const fs::path dir = folder ? p : (p.parent_path().empty() ? fs::path(".") : p.parent_path());
+  for (const char* n : {"tokenizer.model", "tokenizer.json"})
+    if (fs::exists(dir / n, ec)) return (dir / n).string();
+  throw Error(ErrorCode::BadTokenizer,
+              "no tokenizer.model or tokenizer.json in " + dir.string() + "; pass --tokenizer PATH");
 }
 
 }  // namespace folio

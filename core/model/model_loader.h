@@ -13,4 +13,10 @@ namespace folio {
 // checkpoint. Throws Error with a message naming the file and the fault.
 std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadProgressFn& progress = {});
 
+// The tokenizer of the model at `path`, found without loading its weights: a GGUF file itself (a
+// vocabulary-only GGUF too), tokenizer.model or tokenizer.json in a safetensors folder, and beside a
+// llama2.c checkpoint tokenizer.model, tokenizer.bin or tok<vocab>.bin (the vocabulary size read from
+// its header). The same files load_model() picks. Throws Error naming the model when there is none.
+std::string find_tokenizer(const std::string& path);
+
 }  // namespace folio
