@@ -34,8 +34,27 @@ bool AppSettings::needs_reload(const AppSettings& before) const {
          threads != before.threads;
 }
 
+AppSettings AppSettings::with_defaults() const {
+  AppSettings a;
+  a.model_path = model_path;
+  a.backend = backend;
+  a.threads = threads;
+  a.context_tokens = context_tokens;
+  return a;
+}
+
 AppSettings AppSettings::load() {
   QSettings s = open_settings();
+  if (s.value("settings/version", 1).toInt() < 2) {
+    // The old defaults, never chosen by the user as far as we can tell: the new defaults apply.
+    if (s.contains("sampling/temperature") && qFuzzyCompare(s.value("sampling/temperature").toDouble(), 0.3))
+      s.remove("sampling/temperature");
+    if (s.contains("sampling/repetition_penalty") &&
+        qFuzzyCompare(s.value("sampling/repetition_penalty").toDouble(), 1.1))
+      s.remove("sampling/repetition_penalty");
+    s.setValue("settings/version", kVersion);
+    s.sync();
+  }
   AppSettings a;
   a.model_path = s.value("model/path", a.model_path).toString();
   a.backend = s.value("model/backend", a.backend).toString();
@@ -52,6 +71,7 @@ AppSettings AppSettings::load() {
   a.repetition_penalty = s.value("sampling/repetition_penalty", a.repetition_penalty).toDouble();
   a.max_tokens = s.value("sampling/max_tokens", a.max_tokens).toInt();
   a.seed = s.value("sampling/seed", qint64(a.seed)).toLongLong();
+  a.system_prompt = s.value("prompt/system", a.system_prompt).toString();
   if (a.backend != "cpu" && a.backend != "cuda") a.backend = "cpu";
   return a;
 }
@@ -71,6 +91,8 @@ void AppSettings::save() const {
   s.setValue("sampling/repetition_penalty", repetition_penalty);
   s.setValue("sampling/max_tokens", max_tokens);
   s.setValue("sampling/seed", qint64(seed));
+  s.setValue("prompt/system", system_prompt);
+  s.setValue("settings/version", kVersion);
   s.sync();
 }
 

@@ -208,6 +208,7 @@ void EngineWorker::ask(const AskRequest& request) {
   }
   try {
     conversation_->set_documents(prepared(request.documents));
+    conversation_->set_system_prompt(request.system_prompt.toStdString());
     const uint64_t id = request.id;
     folio::chat::AskOptions o;
     o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
@@ -290,7 +291,8 @@ void EngineWorker::compare(const CompareRequest& request) {
   try {
     // The prompt a first question over these documents would send.
     std::vector<int32_t> prompt = folio::chat::build_prompt(*engine_, conversation_->format(), prepared(request.documents),
-                                                            {}, request.question.toStdString())
+                                                            {}, request.question.toStdString(),
+                                                            request.system_prompt.toStdString())
                                       .tokens;
     const int64_t max_ctx = engine_->config().max_context > 0 ? engine_->config().max_context : 8192;
     if (static_cast<int64_t>(prompt.size()) > max_ctx - 1) prompt.resize(static_cast<size_t>(max_ctx - 1));

@@ -488,6 +488,7 @@ void MainWindow::send_request() {
   r.context_tokens = settings_.context_tokens;
   r.sampler = settings_.sampler(QRandomGenerator::global()->generate64());
   r.max_tokens = settings_.max_tokens;
+  r.system_prompt = settings_.system_prompt;
   r.attention_mode = settings_.attention_mode;
   r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
   r.cancel = std::make_shared<CancelToken>();
@@ -660,6 +661,7 @@ void MainWindow::compare() {
   r.documents = prompt_documents();
   if (r.documents.isEmpty()) return;
   r.question = pending_question_.isEmpty() ? tr("Summarise the documents.") : pending_question_;
+  r.system_prompt = settings_.system_prompt;
   r.modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
   r.fractions = {0.25, 0.5, 1.0};
   r.cancel = std::make_shared<CancelToken>();

@@ -113,7 +113,24 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   s_form->addRow(tr("Seed:"), seed_);
   layout->addWidget(s_box);
 
-  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel, this);
+  // System prompt
+  auto* p_box = new QGroupBox(tr("System prompt"), this);
+  auto* p_layout = new QVBoxLayout(p_box);
+  system_prompt_ = new QPlainTextEdit(p_box);
+  system_prompt_->setObjectName("systemPromptEdit");
+  system_prompt_->setPlaceholderText(tr("Optional, e.g. \"Answer in one short paragraph.\" It goes before the documents."));
+  system_prompt_->setTabChangesFocus(true);
+  system_prompt_->setFixedHeight(system_prompt_->fontMetrics().lineSpacing() * 4 + 12);
+  p_layout->addWidget(system_prompt_);
+  layout->addWidget(p_box);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel |
+                                           QDialogButtonBox::RestoreDefaults,
+                                       this);
+  reset_ = buttons->button(QDialogButtonBox::RestoreDefaults);
+  reset_->setText(tr("Reset to defaults"));
+  reset_->setToolTip(tr("Sampling, attention and the system prompt back to their defaults (greedy, no repetition "
+                        "penalty); the model, backend, threads and context stay. Apply or OK to use them."));
   layout->addWidget(buttons);
 
   connect(pick_file, &QPushButton::clicked, this, [this] {
@@ -128,6 +145,7 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   });
   connect(attention_, &QComboBox::currentIndexChanged, this, &SettingsDialog::update_threshold_enabled);
   connect(buttons->button(QDialogButtonBox::Apply), &QPushButton::clicked, this, &SettingsDialog::apply);
+  connect(reset_, &QPushButton::clicked, this, [this] { set_settings(this->settings().with_defaults()); });
   connect(buttons, &QDialogButtonBox::accepted, this, [this] {
     apply();
     accept();
@@ -150,6 +168,7 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   repetition_->setValue(s.repetition_penalty);
   max_tokens_->setValue(s.max_tokens);
   seed_->setValue(static_cast<int>(std::clamp<int64_t>(s.seed, -1, std::numeric_limits<int>::max())));
+  system_prompt_->setPlainText(s.system_prompt);
   update_threshold_enabled();
 }
 
@@ -168,6 +187,7 @@ AppSettings SettingsDialog::settings() const {
   s.repetition_penalty = repetition_->value();
   s.max_tokens = max_tokens_->value();
   s.seed = seed_->value();
+  s.system_prompt = system_prompt_->toPlainText().trimmed();
   return s;
 }
 
