@@ -2,6 +2,8 @@
 // context gauge, streaming answers with metrics, Stop, the choice when documents do not fit,
 // settings across restarts, errors, the performance panel's charts, citations, and (reported,
 // not asserted) how long the GUI event loop stalls while the engine works.
+#include <QAbstractScrollArea>
+#include <QAction>
 #include <QApplication>
 #include <QDialogButtonBox>
 #include <QElapsedTimer>
@@ -102,6 +104,36 @@ class StallProbe : public QObject {
   QElapsedTimer clock_;
   qint64 last_ = 0;
 };
+
+// Where widgets inside `root` overlap their siblings, stick out of their parent, or clip their
+// text (a wrapped label shorter than its text needs, an unwrapped one narrower than its text).
+// Chart views are looked at from outside only (their children are Qt's own scroll machinery).
+QStringList layout_faults(const QWidget* root) {
+  QStringList faults;
+  const auto name = [](const QWidget* w) {
+    const auto* l = qobject_cast<const QLabel*>(w);
+    return QString("%1 %2%3")
+        .arg(w->metaObject()->className(), w->objectName())
+        .arg(l != nullptr ? " '" + l->text().left(40) + "'" : QString());
+  };
+  QList<const QWidget*> children;
+  for (const QObject* o : root->children())
+    if (const auto* w = qobject_cast<const QWidget*>(o); w != nullptr && !w->isWindow() && w->isVisibleTo(root))
+      children << w;
+  for (int i = 0; i < children.size(); ++i) {
+    const QWidget* a = children[i];
+    if (a->geometry().left() < 0 || a->geometry().right() > root->width() - 1)
+      faults << name(a) + " sticks out of " + name(root);
+    for (int j = i + 1; j < children.size(); ++j)
+      if (a->geometry().intersects(children[j]->geometry())) faults << name(a) + " overlaps " + name(children[j]);
+    if (const auto* l = qobject_cast<const QLabel*>(a); l != nullptr && !l->text().isEmpty()) {
+      if (l->wordWrap() && l->height() < l->heightForWidth(l->width())) faults << name(a) + " is clipped (height)";
+      if (!l->wordWrap() && l->width() < l->sizeHint().width()) faults << name(a) + " is clipped (width)";
+    }
+    if (qobject_cast<const QAbstractScrollArea*>(a) == nullptr) faults << layout_faults(a);
+  }
+  return faults;
+}
 
 }  // namespace
 
@@ -526,6 +558,85 @@ class TstGui : public QObject {
       qInfo("demo question %d: %s -> %s", i + 1, qPrintable(questions[i]), qPrintable(answer.simplified()));
       QVERIFY2(right, qPrintable(questions[i] + " was answered: " + answer));
     }
+  }
+
+  void layout_gives_the_chat_half_and_the_panel_a_fixed_width_data() {
+    QTest::addColumn<QSize>("size");
+    QTest::newRow("1024x640") << QSize(1024, 640);
+    QTest::newRow("1440x900") << QSize(1440, 900);
+  }
+
+  void layout_gives_the_chat_half_and_the_panel_a_fixed_width() {
+    QFETCH(QSize, size);
+    auto w = make_window(/*demo=*/true);
+    w->resize(size);
+    QVERIFY(wait_ready(w.get()));
+    // Long figures, as after a long document on a GPU: they wrap instead of widening the panel.
+    folio::Metrics m;
+    m.prompt_tokens = 131072;
+    m.reused_tokens = 65536;
+    m.prefill_tokens = 65536;
+    m.prefill_ms = 123456.0;
+    m.prefill_tok_s = 531.0;
+    m.ttft_ms = 123999.0;
+    m.decode_tokens = 1234;
+    m.decode_tok_s = 12.5;
+    m.attention_mode = "sparse";
+    m.sparse_chunks = 12;
+    m.attention_density = 0.12;
+    m.est_mass_mean = 0.97;
+    m.stop = folio::StopReason::MaxTokens;
+    w->performance()->show_metrics(m);
+    QTest::qWait(50);
+    QCOMPARE(w->size(), size);
+    QVERIFY(w->performance_visible());
+    QCOMPARE(w->performance()->width(), PerformancePanel::kWidth);
+    QVERIFY2(w->chat()->width() >= size.width() / 2,
+             qPrintable(QString("chat %1 px of %2").arg(w->chat()->width()).arg(size.width())));
+    // Nothing overlaps or is clipped in the panel, and its content is no wider than the panel.
+    const QStringList faults = layout_faults(w->performance()->content());
+    QVERIFY2(faults.isEmpty(), qPrintable(faults.join("\n")));
+    QVERIFY(w->performance()->content()->width() <= PerformancePanel::kWidth);
+    // Nor between the columns of the window.
+    const QRect docs(w->documents()->mapTo(w.get(), QPoint()), w->documents()->size());
+    const QRect chat(w->chat()->mapTo(w.get(), QPoint()), w->chat()->size());
+    const QRect perf(w->performance()->mapTo(w.get(), QPoint()), w->performance()->size());
+    QVERIFY(!docs.intersects(chat) && !chat.intersects(perf) && !docs.intersects(perf));
+    QVERIFY(perf.right() < w->width());
+    qInfo("%dx%d: documents %d px, chat %d px, performance panel %d px", size.width(), size.height(),
+          w->documents()->width(), w->chat()->width(), w->performance()->width());
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + QString("/layout-%1.png").arg(size.width()));
+  }
+
+  void performance_panel_hides_and_the_choice_is_remembered() {
+    {
+      auto w = make_window();
+      w->resize(1024, 640);
+      QVERIFY(wait_ready(w.get()));
+      QAction* toggle = w->performance_action();
+      QCOMPARE(toggle->shortcut(), QKeySequence("Ctrl+Shift+P"));
+      QVERIFY(toggle->isChecked());
+      const int chat_before = w->chat()->width();
+      toggle->trigger();
+      QTest::qWait(20);
+      QVERIFY(!w->performance_visible());
+      QVERIFY(!w->performance()->isVisible());
+      QVERIFY2(w->chat()->width() >= chat_before + PerformancePanel::kWidth / 2,
+               qPrintable(QString("%1 -> %2").arg(chat_before).arg(w->chat()->width())));
+      w->close();
+    }
+    {
+      auto w = make_window();  // a restart
+      QTest::qWait(20);
+      QVERIFY(!w->performance_visible());
+      QVERIFY(!w->performance_action()->isChecked());
+      w->performance_action()->trigger();
+      QVERIFY(w->performance_visible());
+      QTest::qWait(20);
+      QCOMPARE(w->performance()->width(), PerformancePanel::kWidth);
+    }
+    auto w = make_window();
+    QVERIFY(w->performance_visible());
   }
 
   void a_bad_model_shows_an_error_and_the_app_keeps_running() {

@@ -50,15 +50,21 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   list_->setToolTip(tr("Drop files or folders here"));
   layout->addWidget(list_, 1);
 
+  // Two buttons (Add offers files or a folder): the panel stays narrow enough that the chat keeps
+  // half of a 1024 px window.
   auto* buttons = new QHBoxLayout();
-  auto* add_files = new QPushButton(style()->standardIcon(QStyle::SP_FileIcon), tr("Add files…"), this);
-  auto* add_folder = new QPushButton(style()->standardIcon(QStyle::SP_DirIcon), tr("Add folder…"), this);
+  auto* add = new QPushButton(style()->standardIcon(QStyle::SP_FileIcon), tr("Add…"), this);
+  add->setObjectName("addDocument");
+  auto* add_menu = new QMenu(add);
+  QAction* add_files = add_menu->addAction(style()->standardIcon(QStyle::SP_FileIcon), tr("Add files…"));
+  QAction* add_folder = add_menu->addAction(style()->standardIcon(QStyle::SP_DirIcon), tr("Add folder (source tree)…"));
+  add->setMenu(add_menu);
   remove_button_ = new QPushButton(style()->standardIcon(QStyle::SP_TrashIcon), tr("Remove"), this);
   remove_button_->setObjectName("removeDocument");
   remove_button_->setEnabled(false);
-  buttons->addWidget(add_files);
-  buttons->addWidget(add_folder);
+  buttons->addWidget(add);
   buttons->addWidget(remove_button_);
+  buttons->addStretch(1);
   layout->addLayout(buttons);
 
   auto* gauge_title = new QLabel(tr("<b>Context</b>"), this);
@@ -72,8 +78,8 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   gauge_label_->setObjectName("contextGaugeLabel");
   layout->addWidget(gauge_label_);
 
-  connect(add_files, &QPushButton::clicked, this, &DocumentPanel::add_files_requested);
-  connect(add_folder, &QPushButton::clicked, this, &DocumentPanel::add_folder_requested);
+  connect(add_files, &QAction::triggered, this, &DocumentPanel::add_files_requested);
+  connect(add_folder, &QAction::triggered, this, &DocumentPanel::add_folder_requested);
   connect(list_, &QListWidget::itemSelectionChanged, this,
           [this] { remove_button_->setEnabled(!list_->selectedItems().isEmpty()); });
   list_->setContextMenuPolicy(Qt::CustomContextMenu);

@@ -16,6 +16,7 @@
 #include <QMimeData>
 #include <QRandomGenerator>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QVBoxLayout>
@@ -102,15 +103,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   center_split_->setStretchFactor(1, 2);
   center_layout->addWidget(center_split_, 1);
 
-  auto* split = new QSplitter(Qt::Horizontal, this);
-  split->addWidget(documents_);
-  split->addWidget(center);
-  split->addWidget(performance_);
-  split->setStretchFactor(0, 0);
-  split->setStretchFactor(1, 1);
-  split->setStretchFactor(2, 0);
-  split->setSizes({290, 740, 410});
-  setCentralWidget(split);
+  main_split_ = new QSplitter(Qt::Horizontal, this);
+  main_split_->addWidget(documents_);
+  main_split_->addWidget(center);
+  main_split_->addWidget(performance_);
+  main_split_->setStretchFactor(0, 0);
+  main_split_->setStretchFactor(1, 1);
+  main_split_->setStretchFactor(2, 0);
+  main_split_->setChildrenCollapsible(false);
+  setCentralWidget(main_split_);
+  main_split_->installEventFilter(this);
 
   status_model_ = new QLabel(this);
   statusBar()->addPermanentWidget(status_model_);
@@ -119,6 +121,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     restoreGeometry(s.value("window/geometry").toByteArray());
+    set_performance_visible(s.value("window/performance_panel", true).toBool());
   }
 
   // The engine's thread. The worker is deleted in ~MainWindow after the thread has stopped.
@@ -211,6 +214,13 @@ void MainWindow::build_menus() {
   QMenu* chat = menuBar()->addMenu(tr("&Chat"));
   chat->addAction(tr("&Stop"), QKeySequence(Qt::Key_Escape), this, &MainWindow::stop);
   chat->addAction(tr("&Regenerate answer"), QKeySequence(tr("Ctrl+R")), this, &MainWindow::regenerate);
+  QMenu* view = menuBar()->addMenu(tr("&View"));
+  performance_action_ = view->addAction(tr("&Performance panel"));
+  performance_action_->setObjectName("togglePerformancePanel");
+  performance_action_->setCheckable(true);
+  performance_action_->setChecked(true);
+  performance_action_->setShortcut(QKeySequence(tr("Ctrl+Shift+P")));
+  connect(performance_action_, &QAction::toggled, this, &MainWindow::set_performance_visible);
   QMenu* perf = menuBar()->addMenu(tr("&Performance"));
   perf->addAction(tr("&Compare attention modes"), this, &MainWindow::compare);
   QMenu* settings = menuBar()->addMenu(tr("&Settings"));
@@ -728,6 +738,45 @@ void MainWindow::apply_settings(const AppSettings& s) {
     if (model_ready_) performance_->set_model(model_info_, context_tokens());
   }
   show_welcome();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+void MainWindow::set_performance_visible(bool visible) {
+  {
+    const QSignalBlocker quiet(performance_action_);  // its toggled signal calls this
+    performance_action_->setChecked(visible);
+  }
+  performance_->setVisible(visible);
+  if (options_.persist_settings) {
+    QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+    s.setValue("window/performance_panel", visible);
+  }
+  keep_chat_room();
+}
+
+bool MainWindow::performance_visible() const {
+  return !performance_->isHidden();
+}
+
+void MainWindow::keep_chat_room() {
+  // The documents take about a fifth of the width (180-300 px), less when the chat would get
+  // under half of the window; the performance panel has its fixed width.
+  const int perf = performance_->isHidden() ? 0 : PerformancePanel::kWidth;
+  const int total = main_split_->width() - main_split_->handleWidth() * (perf > 0 ? 2 : 1);
+  const int docs_min = std::max(documents_->minimumSizeHint().width(), 150);
+  int docs = std::clamp(total / 5, docs_min, 300);
+  const int margins = 12;  // the chat's column keeps 6 px each side
+  const int half = main_split_->width() / 2;
+  if (total - docs - perf - margins < half) docs = std::max(docs_min, total - perf - margins - half);
+  main_split_->setSizes({docs, std::max(0, total - docs - perf), perf});
+}
+
+bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
+  // Before the splitter lays out its new width, so it lays out these sizes.
+  if (watched == main_split_ && event->type() == QEvent::Resize) keep_chat_room();
+  return QMainWindow::eventFilter(watched, event);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "ui/engine_types.h"
 #include "ui/fit_dialog.h"
 
+class QAction;
 class QSplitter;
 class QLabel;
 
@@ -54,6 +55,11 @@ class MainWindow : public QMainWindow {
   void compare();
   void apply_settings(const AppSettings& settings);
   SettingsDialog* open_settings();
+  // The performance panel (View ▸ Performance panel, Ctrl+Shift+P), remembered across restarts.
+  void set_performance_visible(bool visible);
+  bool performance_visible() const;
+  QAction* performance_action() const { return performance_action_; }
+
   // Opens what a citation points to in the source pane: a PDF page, or a file's lines.
   void open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& target);
 
@@ -90,11 +96,13 @@ class MainWindow : public QMainWindow {
 
  protected:
   void closeEvent(QCloseEvent* event) override;
+  bool eventFilter(QObject* watched, QEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
 
  private:
   void build_menus();
+  void keep_chat_room();  // the splitter's sizes for the window's width
   void connect_worker();
   void load_model();
   void count_document(uint64_t key);
@@ -126,6 +134,8 @@ class MainWindow : public QMainWindow {
   SourceViewer* viewer_ = nullptr;
   ErrorBanner* banner_ = nullptr;
   QSplitter* center_split_ = nullptr;
+  QSplitter* main_split_ = nullptr;
+  QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)
 

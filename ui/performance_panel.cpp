@@ -10,6 +10,7 @@
 #include <QLegendMarker>
 #include <QLineSeries>
 #include <QLocale>
+#include <QScrollArea>
 #include <QVBoxLayout>
 #include <QValueAxis>
 #include <cmath>
@@ -44,10 +45,25 @@ QChart* plain_chart() {
 }  // namespace
 
 PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
-  auto* layout = new QVBoxLayout(this);
+  // A fixed width, whatever the figures say: the chat keeps the room, and every text wraps. What
+  // does not fit the height scrolls (a 640 px window), never overlaps.
+  setFixedWidth(kWidth);
+  auto* outer = new QVBoxLayout(this);
+  outer->setContentsMargins(0, 0, 0, 0);
+  auto* scroll = new QScrollArea(this);
+  scroll->setObjectName("performanceScroll");
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setWidgetResizable(true);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  outer->addWidget(scroll);
+  content_ = new QWidget(scroll);
+  content_->setObjectName("performanceContent");
+  scroll->setWidget(content_);
+  QWidget* const self = content_;  // the parent of everything below
+  auto* layout = new QVBoxLayout(self);
   layout->setContentsMargins(6, 6, 6, 6);
 
-  auto* now = new QGroupBox(tr("Now"), this);
+  auto* now = new QGroupBox(tr("Now"), self);
   auto* now_layout = new QVBoxLayout(now);
   phase_label_ = new QLabel(now);
   phase_label_->setObjectName("phaseLabel");
@@ -55,10 +71,12 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   big.setPointSizeF(big.pointSizeF() * 1.25);
   big.setBold(true);
   phase_label_->setFont(big);
+  phase_label_->setWordWrap(true);
   progress_ = new QProgressBar(now);
   progress_->setObjectName("prefillProgress");
   rate_ = new QLabel(now);
   rate_->setObjectName("rateLabel");
+  rate_->setWordWrap(true);
   model_ = new QLabel(now);
   model_->setWordWrap(true);
   model_->setStyleSheet("color:#555");
@@ -68,8 +86,10 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   now_layout->addWidget(model_);
   layout->addWidget(now);
 
-  auto* last = new QGroupBox(tr("Last answer"), this);
+  auto* last = new QGroupBox(tr("Last answer"), self);
   auto* form = new QFormLayout(last);
+  form->setRowWrapPolicy(QFormLayout::WrapAllRows);  // each figure under its name: the panel is narrow
+  form->setVerticalSpacing(2);
   ttft_ = new QLabel("–", last);
   ttft_->setObjectName("ttftLabel");
   prefill_ = new QLabel("–", last);
@@ -78,6 +98,7 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   reused_ = new QLabel("–", last);
   reused_->setObjectName("reusedLabel");
   stop_ = new QLabel("–", last);
+  for (QLabel* l : {ttft_, prefill_, decode_, reused_, stop_}) l->setWordWrap(true);
   form->addRow(tr("Time to first token:"), ttft_);
   form->addRow(tr("Prefill:"), prefill_);
   form->addRow(tr("Decode:"), decode_);
@@ -87,7 +108,7 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
 
   // Memory: one horizontal stacked bar per device.
   memory_chart_ = plain_chart();
-  memory_chart_->setTitle(tr("Memory by device (MiB)"));
+  memory_chart_->setTitle(tr("Memory (MiB)"));
   memory_series_ = new QHorizontalStackedBarSeries();
   const QString names[4] = {tr("Weights"), tr("KV cache"), tr("Scratch"), tr("Free")};
   const QColor colors[4] = {QColor(0x3f, 0x51, 0xb5), QColor(0xef, 0x6c, 0x00), QColor(0x8e, 0x24, 0xaa),
@@ -106,18 +127,18 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   memory_chart_->addAxis(memory_axis_, Qt::AlignBottom);
   memory_series_->attachAxis(memory_devices_);
   memory_series_->attachAxis(memory_axis_);
-  memory_view_ = new QChartView(memory_chart_, this);
+  memory_view_ = new QChartView(memory_chart_, self);
   memory_view_->setObjectName("memoryChart");
   memory_view_->setRenderHint(QPainter::Antialiasing);
   memory_view_->setMinimumHeight(170);
   layout->addWidget(memory_view_);
-  memory_note_ = new QLabel(this);
+  memory_note_ = new QLabel(self);
   memory_note_->setWordWrap(true);
   memory_note_->setStyleSheet("color:#555");
   layout->addWidget(memory_note_);
 
   ttft_chart_ = plain_chart();
-  ttft_chart_->setTitle(tr("Time to first token vs. context length"));
+  ttft_chart_->setTitle(tr("TTFT vs. context length"));
   ttft_x_ = new QValueAxis();
   ttft_x_->setTitleText(tr("context (tokens)"));
   ttft_x_->setLabelFormat("%.0f");
@@ -126,13 +147,13 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   ttft_y_->setLabelFormat("%.0f");
   ttft_chart_->addAxis(ttft_x_, Qt::AlignBottom);
   ttft_chart_->addAxis(ttft_y_, Qt::AlignLeft);
-  ttft_view_ = new QChartView(ttft_chart_, this);
+  ttft_view_ = new QChartView(ttft_chart_, self);
   ttft_view_->setObjectName("ttftChart");
   ttft_view_->setRenderHint(QPainter::Antialiasing);
   ttft_view_->setMinimumHeight(230);
   layout->addWidget(ttft_view_, 1);
 
-  compare_ = new QPushButton(tr("Compare attention modes"), this);
+  compare_ = new QPushButton(tr("Compare attention modes"), self);
   compare_->setObjectName("compareButton");
   compare_->setToolTip(tr("Measure TTFT of the current documents at several lengths under each attention mode"));
   layout->addWidget(compare_);
@@ -275,8 +296,8 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
   }
   bool empty = true;
   for (const auto& s : series) empty = empty && s.points.empty();
-  ttft_chart_->setTitle(empty ? tr("Time to first token vs. context length<br>(no runs yet: ask, or press Compare)")
-                              : tr("Time to first token vs. context length"));
+  ttft_chart_->setTitle(empty ? tr("TTFT vs. context length<br>(no runs yet: ask, or press Compare)")
+                              : tr("TTFT vs. context length"));
   ttft_x_->setRange(0, empty ? 4096.0 : max_x * 1.05);
   ttft_y_->setRange(0, empty ? 1000.0 : max_y * 1.1);
   ttft_x_->applyNiceNumbers();

@@ -28,6 +28,7 @@ class PerformancePanel : public QWidget {
   Q_OBJECT
 
  public:
+  static constexpr int kWidth = 280;  // px, fixed
   explicit PerformancePanel(QWidget* parent = nullptr);
 
   void set_phase(Phase phase);
@@ -53,12 +54,14 @@ class PerformancePanel : public QWidget {
   QString ttft_text() const { return ttft_->text(); }
   QString decode_text() const { return decode_->text(); }
   QProgressBar* progress() const { return progress_; }
+  QWidget* content() const { return content_; }  // the scrolled widget that holds everything
 
  signals:
   void compare_requested();
 
  private:
   Phase phase_ = Phase::Idle;
+  QWidget* content_ = nullptr;
   QLabel* phase_label_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QLabel* rate_ = nullptr;
