@@ -362,6 +362,31 @@ class TstGui : public QObject {
     QCOMPARE(w->chat()->last_answer(), text);  // nothing more arrives
     QVERIFY(w->chat()->send_button()->isEnabled());
     QVERIFY(!w->chat()->stop_button()->isEnabled());
+    // The run says it was stopped; no rate of zero.
+    QVERIFY2(w->performance()->decode_text().contains("stopped"), qPrintable(w->performance()->decode_text()));
+    QVERIFY(!w->performance()->decode_text().contains(" 0.0 tok/s"));
+    if (!text.isEmpty()) {
+      const QString footer = w->chat()->entry(w->chat()->count() - 1).footer;
+      QVERIFY2(footer.contains("stopped") && !footer.contains(" 0.0 tok/s"), qPrintable(footer));
+    }
+  }
+
+  void a_run_stopped_before_a_rate_says_stopped() {
+    PerformancePanel panel;
+    folio::Metrics m;
+    m.stop = folio::StopReason::Cancelled;
+    panel.show_metrics(m);
+    QCOMPARE(panel.decode_text(), QString("stopped"));
+    m.decode_tokens = 1;  // one token: no rate yet
+    panel.show_metrics(m);
+    QCOMPARE(panel.decode_text(), QString("stopped after 1 token"));
+    m.decode_tokens = 9;
+    m.decode_tok_s = 30.0;
+    panel.show_metrics(m);
+    QCOMPARE(panel.decode_text(), QString("9 tokens, 30.0 tok/s, stopped"));
+    m.stop = folio::StopReason::Eos;
+    panel.show_metrics(m);
+    QCOMPARE(panel.decode_text(), QString("9 tokens, 30.0 tok/s"));
   }
 
   void over_long_document_asks_instead_of_truncating() {
@@ -674,7 +699,8 @@ class TstGui : public QObject {
     QCOMPARE(w->database()->list_runs().size(), runs_before + 1);
     QCOMPARE(w->database()->list_runs().back().attention_mode, QString("auto"));
     QCOMPARE(w->performance()->ttft_point_count(), points_before + 1);
-    QVERIFY(w->performance()->ttft_series_names().contains("auto"));
+    QVERIFY2(w->performance()->ttft_series_names().contains("auto, full prefill"),
+             qPrintable(w->performance()->ttft_series_names().join("; ")));
     QVERIFY(w->conversation_id() > 0);
     QCOMPARE(w->database()->count_messages(w->conversation_id()), qint64(2));
 
@@ -685,11 +711,22 @@ class TstGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(compared.count() == 1, 120000);
     QCOMPARE(w->database()->list_runs().size(), runs_before + 7);
     QCOMPARE(w->performance()->ttft_point_count(), points_before + 7);
-    QCOMPARE(w->performance()->ttft_series_count(), 3);  // auto (the answer), dense, sparse
+    for (const char* name : {"auto, full prefill", "dense, full prefill", "sparse, full prefill"})
+      QVERIFY2(w->performance()->ttft_series_names().contains(name),
+               qPrintable(w->performance()->ttft_series_names().join("; ")));
     QVERIFY(!w->performance()->ttft_series_names().filter(QRegularExpression("^sparse")).isEmpty());
     const auto runs = w->database()->list_runs();
     QCOMPARE(runs.back().attention_mode, QString("sparse"));
     QVERIFY(wait_idle(w.get()));
+
+    // A follow-up reuses the documents' KV: its TTFT goes to a series of its own, in the legend.
+    w->ask("What did they do all day?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+    QVERIFY(w->last_metrics()->reused_tokens > 0);
+    QCOMPARE(w->performance()->ttft_point_count(), points_before + 8);
+    QVERIFY2(w->performance()->ttft_series_names().contains("auto, reused KV"),
+             qPrintable(w->performance()->ttft_series_names().join("; ")));
+    QVERIFY(w->performance()->ttft_legend_visible());
   }
 
   void citations_open_the_source() {

@@ -506,23 +506,31 @@ class StoreTest : public QObject {
     QCOMPARE(db.list_runs("smollm2").size(), size_t{1});
 
     const auto series = db.ttft_series();
-    QCOMPARE(series.size(), size_t{3});
+    QCOMPARE(series.size(), size_t{4});
     QCOMPARE(series[0].model, QStringLiteral("llama-8b"));
     QCOMPARE(series[0].attention_mode, QStringLiteral("dense"));
+    QVERIFY(!series[0].reused);
     QCOMPARE(series[0].points.size(), size_t{3});
     QCOMPARE(series[0].points[0].context_tokens, int64_t{1024});
     QCOMPARE(series[0].points[0].ttft_ms, 60.0);
     QCOMPARE(series[0].points[1].context_tokens, int64_t{4096});
     QCOMPARE(series[0].points[2].context_tokens, int64_t{16384});
     QCOMPARE(series[0].points[2].ttft_ms, 900.0);
-    QCOMPARE(series[1].attention_mode, QStringLiteral("triangular"));
-    QCOMPARE(series[1].points.size(), size_t{2});
-    QCOMPARE(series[1].points[0].context_tokens, int64_t{1024});
-    QCOMPARE(series[1].points[1].ttft_ms, 300.0);
-    QCOMPARE(series[2].model, QStringLiteral("smollm2"));
+    // The run that reused a cached prefix: a series of its own, not mixed into the full prefills.
+    QCOMPARE(series[1].attention_mode, QStringLiteral("dense"));
+    QVERIFY(series[1].reused);
+    QCOMPARE(series[1].points.size(), size_t{1});
+    QCOMPARE(series[1].points[0].context_tokens, int64_t{8192});
+    QCOMPARE(series[1].points[0].ttft_ms, 3.0);
+    QCOMPARE(series[2].attention_mode, QStringLiteral("triangular"));
+    QVERIFY(!series[2].reused);
+    QCOMPARE(series[2].points.size(), size_t{2});
+    QCOMPARE(series[2].points[0].context_tokens, int64_t{1024});
+    QCOMPARE(series[2].points[1].ttft_ms, 300.0);
+    QCOMPARE(series[3].model, QStringLiteral("smollm2"));
 
     const auto llama = db.ttft_series("llama-8b");
-    QCOMPARE(llama.size(), size_t{2});
+    QCOMPARE(llama.size(), size_t{3});
     QVERIFY(db.ttft_series("unknown").empty());
 
     QVERIFY_THROWS_EXCEPTION(folio::Error, db.record_run(make_metrics(1.0, 1), "m", "dense", 0.0));

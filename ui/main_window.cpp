@@ -54,10 +54,14 @@ QString metrics_footer(const Metrics& m) {
   if (m.prefill_tokens > 0)
     parts << QObject::tr("read %1 tokens at %2 tok/s").arg(count(m.prefill_tokens)).arg(m.prefill_tok_s, 0, 'f', 0);
   if (m.reused_tokens > 0) parts << QObject::tr("reused %1 tokens").arg(count(m.reused_tokens));
-  parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
+  // A rate needs two tokens: a run stopped before then says "stopped", never "0 tok/s".
+  if (m.decode_tok_s > 0.0)
+    parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
+  else if (m.decode_tokens > 0)
+    parts << (m.decode_tokens == 1 ? QObject::tr("1 token") : QObject::tr("%1 tokens").arg(count(m.decode_tokens)));
   switch (m.stop) {
     case StopReason::Cancelled:
-      parts << QObject::tr("stopped by you");
+      parts << QObject::tr("stopped");
       break;
     case StopReason::MaxTokens:
       parts << QObject::tr("reached the answer limit (Settings ▸ Max answer tokens)");

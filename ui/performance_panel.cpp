@@ -13,6 +13,7 @@
 #include <QScrollArea>
 #include <QVBoxLayout>
 #include <QValueAxis>
+#include <algorithm>
 #include <cmath>
 
 namespace folio::ui {
@@ -240,7 +241,17 @@ void PerformancePanel::show_metrics(const Metrics& m) {
                         .arg(tokens(m.prefill_tokens), duration_text(m.prefill_ms))
                         .arg(m.prefill_tok_s, 0, 'f', 0)
                         .arg(attention.isEmpty() ? QString() : " · " + attention));
-  decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
+  if (m.stop == StopReason::Cancelled && m.decode_tok_s <= 0.0)  // no rate before a second token
+    decode_->setText(m.decode_tokens == 0   ? tr("stopped")
+                     : m.decode_tokens == 1 ? tr("stopped after 1 token")
+                                            : tr("stopped after %1 tokens").arg(tokens(m.decode_tokens)));
+  else if (m.stop == StopReason::Cancelled)
+    decode_->setText(
+        tr("%1 tokens, %2 tok/s, stopped").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
+  else if (m.decode_tok_s <= 0.0)
+    decode_->setText(m.decode_tokens == 1 ? tr("1 token") : tr("%1 tokens").arg(tokens(m.decode_tokens)));
+  else
+    decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
   reused_->setText(m.reused_tokens > 0
                        ? tr("reused %1 tokens of %2").arg(tokens(m.reused_tokens), tokens(m.prompt_tokens))
                        : tr("nothing reused (%1 prompt tokens)").arg(tokens(m.prompt_tokens)));
@@ -283,7 +294,11 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
   double max_x = 1.0, max_y = 1.0;
   for (const auto& s : series) {
     auto* line = new QLineSeries();
-    line->setName(s.attention_mode + (series.size() > 1 && !s.model.isEmpty() ? " · " + s.model : QString()));
+    // "dense, full prefill" / "dense, reused KV": a reused prefix is not the length's cost.
+    QString name = s.attention_mode + ", " + (s.reused ? tr("reused KV") : tr("full prefill"));
+    if (!s.model.isEmpty() && std::any_of(series.begin(), series.end(), [&](const auto& o) { return o.model != s.model; }))
+      name += " · " + s.model;
+    line->setName(name);
     line->setPointsVisible(true);
     for (const auto& p : s.points) {
       line->append(static_cast<double>(p.context_tokens), p.ttft_ms);
@@ -293,7 +308,13 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
     ttft_chart_->addSeries(line);
     line->attachAxis(ttft_x_);
     line->attachAxis(ttft_y_);
+    if (s.reused) {
+      QPen pen = line->pen();
+      pen.setStyle(Qt::DashLine);
+      line->setPen(pen);
+    }
   }
+  ttft_chart_->legend()->setVisible(!series.empty());
   bool empty = true;
   for (const auto& s : series) empty = empty && s.points.empty();
   ttft_chart_->setTitle(empty ? tr("TTFT vs. context length<br>(no runs yet: ask, or press Compare)")
@@ -329,6 +350,10 @@ QStringList PerformancePanel::ttft_series_names() const {
   QStringList names;
   for (auto* s : ttft_chart_->series()) names << s->name();
   return names;
+}
+
+bool PerformancePanel::ttft_legend_visible() const {
+  return ttft_chart_->legend()->isVisible();
 }
 
 QStringList PerformancePanel::memory_devices() const {

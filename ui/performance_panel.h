@@ -47,6 +47,7 @@ class PerformancePanel : public QWidget {
   int ttft_series_count() const;
   int ttft_point_count() const;
   QStringList ttft_series_names() const;
+  bool ttft_legend_visible() const;
   QStringList memory_devices() const;
   double memory_value_mib(const QString& category, int device) const;  // "weights", "kv", "scratch", "free"
   QString phase_text() const { return phase_label_->text(); }

@@ -724,8 +724,10 @@ std::vector<TtftSeries> Database::ttft_series(const QString& model) const {
   while (q.next()) {
     const QString row_model = q.value(0).toString();
     const QString mode = q.value(1).toString();
-    if (out.empty() || out.back().model != row_model || out.back().attention_mode != mode) {
-      out.push_back(TtftSeries{row_model, mode, {}});
+    const bool reused = q.value(4).toBool();
+    if (out.empty() || out.back().model != row_model || out.back().attention_mode != mode ||
+        out.back().reused != reused) {
+      out.push_back(TtftSeries{row_model, mode, {}, reused});
     }
     out.back().points.push_back(TtftPoint{q.value(2).toLongLong(), q.value(3).toDouble()});
   }

@@ -97,11 +97,13 @@ struct TtftPoint {
   double ttft_ms = 0.0;
 };
 
-// One line of the TTFT chart: a model with one attention mode, points sorted by length.
+// One line of the TTFT chart: a model with one attention mode, full prefills or runs that reused
+// a cached prefix (their TTFT is that of the new tokens only), points sorted by length.
 struct TtftSeries {
   QString model;
   QString attention_mode;
   std::vector<TtftPoint> points;
+  bool reused = false;
 };
 
 // What the connection runs with (for diagnostics and tests).
@@ -162,8 +164,8 @@ class Database {
   RunRecord record_run(const Metrics& metrics, const QString& model, const QString& attention_mode = "dense",
                        double density = 1.0);
   std::vector<RunRecord> list_runs(const QString& model = {}) const;  // oldest first; "" = all models
-  // (context length, TTFT) per model and attention mode, each sorted by length; "" = all models.
-  // Runs that reused a cached prefix or produced no token are left out.
+  // (context length, TTFT) per model, attention mode and reuse (full prefills first), each sorted
+  // by length; "" = all models. Runs that produced no token are left out.
   std::vector<TtftSeries> ttft_series(const QString& model = {}) const;
 
  private:

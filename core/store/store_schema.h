@@ -183,15 +183,15 @@ inline constexpr const char* kSelectRuns =
 inline constexpr const char* kSelectRunsOfModel =
     "SELECT id, model, backend, attention_mode, density, prompt_tokens, reused_tokens, ttft_ms, prefill_tok_s,"
     " decode_tok_s, peak_memory_bytes, created_ms FROM runs WHERE model = ? ORDER BY created_ms, id";
-// The chart's points: only runs that prefilled their whole prompt (a cached prefix makes TTFT
-// say nothing about the length) and produced a first token.
+// The chart's points: runs that produced a first token, full prefills apart from runs that
+// reused a cached prefix (their TTFT says little about the length, so they are a series of their own).
 inline constexpr const char* kSelectTtftSeries =
-    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
-    " WHERE reused_tokens = 0 AND ttft_ms > 0"
-    " ORDER BY model, attention_mode, prompt_tokens, created_ms, id";
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms, reused_tokens > 0 AS reused FROM runs"
+    " WHERE ttft_ms > 0"
+    " ORDER BY model, attention_mode, reused, prompt_tokens, created_ms, id";
 inline constexpr const char* kSelectTtftSeriesOfModel =
-    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
-    " WHERE model = ? AND reused_tokens = 0 AND ttft_ms > 0"
-    " ORDER BY attention_mode, prompt_tokens, created_ms, id";
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms, reused_tokens > 0 AS reused FROM runs"
+    " WHERE model = ? AND ttft_ms > 0"
+    " ORDER BY attention_mode, reused, prompt_tokens, created_ms, id";
 
 }  // namespace folio::store::sql
