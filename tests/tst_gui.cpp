@@ -8,6 +8,8 @@
 #include <QDialogButtonBox>
 #include <QElapsedTimer>
 #include <QFile>
+#include <QFileInfo>
+#include <QListWidget>
 #include <QMimeData>
 #include <QPainter>
 #include <QPdfWriter>
@@ -263,6 +265,40 @@ class TstGui : public QObject {
     }
     QVERIFY(w->banner()->isVisible());
     QVERIFY(w->ready_to_ask());  // the app carries on
+  }
+
+  void failed_documents_go_together() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    const QString good = write_file("kept.txt", story_text(3));
+    w->add_paths({good, tmp_.filePath("gone-1.txt"), tmp_.filePath("gone-2.txt"), tmp_.filePath("gone-3.txt")});
+    QTRY_VERIFY_WITH_TIMEOUT(!w->documents()->busy() && w->ready_to_ask(), 30000);
+    DocumentPanel* panel = w->documents();
+    QCOMPARE(panel->failed_count(), 3);
+    QVERIFY(panel->remove_failed_button()->isVisible());
+    QVERIFY(panel->remove_failed_button()->text().contains("3"));
+
+    // Two selected rows go with one Delete.
+    QListWidget* list = panel->list();
+    QCOMPARE(list->selectionMode(), QAbstractItemView::ExtendedSelection);
+    list->clearSelection();
+    list->item(1)->setSelected(true);
+    list->item(2)->setSelected(true);
+    list->setFocus();
+    QTest::keyClick(list, Qt::Key_Delete);
+    QCOMPARE(panel->entries().size(), size_t(2));
+    QCOMPARE(panel->failed_count(), 1);
+    QVERIFY(panel->remove_failed_button()->text().contains("the document that failed"));
+
+    // The rest of the failed ones in one click; the good document stays.
+    w->add_paths({tmp_.filePath("gone-4.txt")});
+    QTRY_COMPARE_WITH_TIMEOUT(panel->failed_count(), 2, 30000);
+    QTRY_VERIFY(!panel->busy());
+    panel->remove_failed_button()->click();
+    QCOMPARE(panel->failed_count(), 0);
+    QVERIFY(!panel->remove_failed_button()->isVisible());
+    QCOMPARE(panel->entries().size(), size_t(1));
+    QCOMPARE(panel->entries().front().path, QFileInfo(good).absoluteFilePath());
   }
 
   void question_streams_tokens_and_fills_metrics() {
