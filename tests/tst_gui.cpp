@@ -489,6 +489,30 @@ class TstGui : public QObject {
     QVERIFY(w->documents()->list()->item(0)->text().contains("only the first"));
     w->chat()->flush_render();
     QVERIFY(w->chat()->transcript().contains("Only the first"));
+
+    // 4. A follow-up needs more room (the conversation grew): the choice holds, nobody is asked again.
+    const int asked_before = asked.size();
+    w->ask("And then what did Lily and her mom do with the big red ball in the park after they had shared it, and "
+           "were they happy all day long?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+    QCOMPARE(asked.size(), asked_before);
+    QVERIFY(w->last_metrics()->prompt_tokens <= 256);
+    const DocumentEntry again = w->documents()->entries().front();
+    QVERIFY2(again.keep_tokens > 0 && again.keep_tokens < cut.keep_tokens,
+             qPrintable(QString("%1 then %2").arg(cut.keep_tokens).arg(again.keep_tokens)));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("As you chose for this conversation"));
+
+    // 5. Other documents: the choice no longer holds, the user is asked.
+    w->add_paths({write_file("more.txt", story_text(20))});
+    QVERIFY(wait_ready(w.get()));
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      return std::nullopt;
+    });
+    w->ask("What else?");
+    QTRY_VERIFY_WITH_TIMEOUT(asked.size() == asked_before + 1, 30000);
+    QCOMPARE(asked.back().tokens.size(), 2);
   }
 
   void settings_survive_a_restart() {

@@ -529,6 +529,7 @@ void MainWindow::new_conversation() {
   stop();
   history_turns_ = 0;
   conversation_id_ = 0;
+  remembered_fit_.reset();
   answer_sources_.clear();
   chat_->clear_messages();
   documents_->set_conversation_tokens(0);
@@ -561,6 +562,21 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
     chat_->set_input_text(pending_question_);
     return;
   }
+  // The user already chose to keep the beginning of a document in this conversation, over these
+  // same documents: keep as much of it as fits now (the conversation grew), without asking again.
+  if (remembered_fit_ && remembered_fit_->documents == documents_signature()) {
+    const int index = static_cast<int>(request_doc_keys_.indexOf(remembered_fit_->truncate_key));
+    const int64_t keep = index >= 0 ? q.max_keep(index) : 0;
+    if (keep > 0) {
+      FitChoice c;
+      c.kind = FitChoice::Kind::Truncate;
+      c.truncate_index = index;
+      c.keep_tokens = keep;
+      apply_fit_choice(c, /*remembered=*/true);
+      return;
+    }
+  }
+  remembered_fit_.reset();
   auto on_cancel = [this] {
     chat_->add_notice(tr("Not sent: the documents do not fit the context. Remove documents, keep only part of one, "
                          "or choose a larger context in Settings."),
@@ -586,17 +602,31 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
   dialog->open();
 }
 
-void MainWindow::apply_fit_choice(const FitChoice& c) {
+QString MainWindow::documents_signature() const {
+  QStringList parts;
+  for (const auto& e : documents_->entries())
+    if (e.state == DocumentEntry::State::Ready)
+      parts << QString::number(e.key) + ":" + (e.doc.content_hash.isEmpty() ? e.path : e.doc.content_hash);
+  return parts.join('|');
+}
+
+void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
   if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
     const DocumentEntry* e = documents_->entry(key);
     if (e == nullptr) return;
     documents_->set_keep_tokens(key, c.keep_tokens);
-    chat_->add_notice(tr("Only the first %1 of %2 tokens of **%3** are included, as you chose. The model is told "
-                         "that the rest is missing.")
-                          .arg(count(c.keep_tokens), count(e->tokens), e->doc.title));
+    remembered_fit_ = RememberedFit{documents_signature(), key};
+    chat_->add_notice(
+        (remembered ? tr("As you chose for this conversation, only the first %1 of %2 tokens of **%3** are included "
+                         "now (the conversation grew). The model is told that the rest is missing.")
+                    : tr("Only the first %1 of %2 tokens of **%3** are included, as you chose; later questions in "
+                         "this conversation keep that choice until the documents change. The model is told that "
+                         "the rest is missing."))
+            .arg(count(c.keep_tokens), count(e->tokens), e->doc.title));
   } else {
+    remembered_fit_.reset();
     QStringList titles;
     for (int i : c.drop) {
       if (i < 0 || i >= request_doc_keys_.size()) continue;

@@ -108,7 +108,8 @@ class MainWindow : public QMainWindow {
   void count_document(uint64_t key);
   void send_request();
   void on_does_not_fit(const FitProblem& problem);
-  void apply_fit_choice(const FitChoice& choice);
+  void apply_fit_choice(const FitChoice& choice, bool remembered = false);
+  QString documents_signature() const;  // the ready documents (key and content), in prompt order
   void on_answer(const AskOutcome& outcome);
   void on_ask_failed(quint64 id, const QString& message);
   void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
@@ -158,6 +159,12 @@ class MainWindow : public QMainWindow {
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
+  // "Keep the beginning of this document", chosen in this conversation over these documents.
+  struct RememberedFit {
+    QString documents;  // documents_signature() when chosen
+    uint64_t truncate_key = 0;
+  };
+  std::optional<RememberedFit> remembered_fit_;
 };
 
 }  // namespace folio::ui
