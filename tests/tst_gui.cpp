@@ -19,6 +19,7 @@
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTimer>
+#include <QToolButton>
 #include <QtTest>
 #include <memory>
 
@@ -722,6 +723,44 @@ class TstGui : public QObject {
     }
     auto w = make_window();
     QVERIFY(w->performance_visible());
+  }
+
+  void no_gpu_is_one_notice_that_can_be_dismissed_for_good() {
+    // This build has no CUDA backend (or the machine no GPU): asking for CUDA falls back to the CPU.
+    AppSettings s = baseline();
+    s.backend = "cuda";
+    s.save();
+    {
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      QVERIFY(w->model_info().backend.startsWith("cpu"));
+      QVERIFY(w->gpu_notice()->isVisible());
+      const QString text = w->gpu_notice()->text();
+      QVERIFY2(text.contains("CPU") && (text.contains("looked for") || text.contains("no GPU support")),
+               qPrintable(text));
+      QVERIFY2(!text.contains("driver version"), qPrintable(text));
+      QVERIFY(!w->banner()->isVisible());  // a notice, not an error
+      QVERIFY(!w->gpu_notice()->styleSheet().contains("2e7d32"));
+      // The settings say it plainly too, not in green.
+      SettingsDialog* d = w->open_settings();
+      QVERIFY(d->load_status().contains("Note:"));
+      QVERIFY(!d->findChild<QLabel*>("loadStatus")->styleSheet().contains("2e7d32"));
+      d->close();
+      // Dismiss hides it for now: the next start shows it again.
+      w->gpu_notice()->findChild<QToolButton*>()->click();
+      QVERIFY(!w->gpu_notice()->isVisible());
+    }
+    {
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      QVERIFY(w->gpu_notice()->isVisible());
+      w->gpu_notice()->never_button()->click();
+      QVERIFY(!w->gpu_notice()->isVisible());
+    }
+    auto w = make_window();  // "Don't show again" holds across restarts
+    QVERIFY(wait_ready(w.get()));
+    QVERIFY(!w->gpu_notice()->isVisible());
+    QVERIFY(w->model_ready());
   }
 
   void a_bad_model_shows_an_error_and_the_app_keeps_running() {

@@ -95,11 +95,14 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   viewer_ = new SourceViewer(this);
   viewer_->hide();
   banner_ = new ErrorBanner(this);
+  gpu_notice_ = new NoticeBar(this);
+  gpu_notice_->setObjectName("gpuNotice");
 
   auto* center = new QWidget(this);
   auto* center_layout = new QVBoxLayout(center);
   center_layout->setContentsMargins(6, 6, 6, 6);
   center_layout->addWidget(banner_);
+  center_layout->addWidget(gpu_notice_);
   center_split_ = new QSplitter(Qt::Horizontal, center);
   center_split_->addWidget(chat_);
   center_split_->addWidget(viewer_);
@@ -168,6 +171,9 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   connect(chat_, &ChatView::citation_activated, this, &MainWindow::open_citation);
   connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
   connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
+  connect(gpu_notice_, &NoticeBar::dismissed_for_good, this, [] {
+    QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").setValue("notices/no_gpu_dismissed", true);
+  });
 
   try {
     db_ = std::make_unique<folio::store::Database>(
@@ -254,7 +260,7 @@ void MainWindow::connect_worker() {
     model_error_.clear();
     model_info_ = info;
     if (banner_->text().startsWith(tr("The model could not be loaded"))) banner_->hide();
-    if (!info.notice.isEmpty()) statusBar()->showMessage(info.notice, 10000);
+    show_backend_notice(info);
     performance_->set_model(info, context_tokens());
     if (settings_dialog_ != nullptr) settings_dialog_->show_loaded(info);
     refresh_context();
@@ -772,6 +778,35 @@ void MainWindow::apply_settings(const AppSettings& s) {
     if (model_ready_) performance_->set_model(model_info_, context_tokens());
   }
   show_welcome();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notices
+
+void MainWindow::show_backend_notice(const ModelInfo& info) {
+  QSettings settings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+  const bool no_gpu = info.notice.startsWith("no usable GPU");
+  if (!no_gpu) {
+    gpu_notice_->hide();
+    // Anything else the engine says about the backend (e.g. a model the GPU backend cannot run).
+    if (!info.notice.isEmpty()) statusBar()->showMessage(info.notice, 10000);
+    return;
+  }
+  if (settings.value("notices/no_gpu_dismissed", false).toBool()) {
+    gpu_notice_->hide();
+    return;
+  }
+  // Say what was looked for, not a guess at why (the CUDA runtime reports a missing driver as an
+  // "insufficient driver version"); the engine's own words go in the tooltip.
+  const bool built_without = info.notice.contains("without the CUDA backend") || info.notice.contains("no CUDA support");
+  gpu_notice_->show_notice(
+      built_without ? tr("This build of Folio has no GPU support, so answers are computed on the CPU "
+                         "(%1). Settings ▸ Backend can be set back to CPU.")
+                          .arg(info.backend)
+                    : tr("Folio looked for an NVIDIA GPU it can use through CUDA (Ampere or newer, with the NVIDIA "
+                         "driver installed) and found none, so answers are computed on the CPU (%1).")
+                          .arg(info.backend),
+      tr("Engine: %1").arg(info.notice));
 }
 
 // ---------------------------------------------------------------------------------------------

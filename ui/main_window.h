@@ -27,6 +27,7 @@ class ChatView;
 class DocumentPanel;
 class EngineWorker;
 class ErrorBanner;
+class NoticeBar;
 class PerformancePanel;
 class SettingsDialog;
 class SourceViewer;
@@ -85,6 +86,7 @@ class MainWindow : public QMainWindow {
   PerformancePanel* performance() const { return performance_; }
   SourceViewer* viewer() const { return viewer_; }
   ErrorBanner* banner() const { return banner_; }
+  NoticeBar* gpu_notice() const { return gpu_notice_; }
   folio::store::Database* database() const { return db_.get(); }
 
  signals:
@@ -102,6 +104,7 @@ class MainWindow : public QMainWindow {
 
  private:
   void build_menus();
+  void show_backend_notice(const ModelInfo& info);
   void keep_chat_room();  // the splitter's sizes for the window's width
   void connect_worker();
   void load_model();
@@ -134,6 +137,7 @@ class MainWindow : public QMainWindow {
   PerformancePanel* performance_ = nullptr;
   SourceViewer* viewer_ = nullptr;
   ErrorBanner* banner_ = nullptr;
+  NoticeBar* gpu_notice_ = nullptr;  // no usable GPU: once, until "Don't show again"
   QSplitter* center_split_ = nullptr;
   QSplitter* main_split_ = nullptr;
   QAction* performance_action_ = nullptr;

@@ -225,8 +225,7 @@ void PerformancePanel::set_decode_progress(int64_t n_tokens, double decode_ms) {
 void PerformancePanel::set_model(const ModelInfo& info, int64_t context_tokens) {
   QString text = tr("%1 · %2 · context %3 tokens · loaded in %4")
                      .arg(info.name, info.backend, tokens(context_tokens), duration_text(info.load_ms));
-  if (!info.notice.isEmpty()) text += "\n" + info.notice;
-  model_->setText(text);
+  model_->setText(text);  // a backend notice is the window's (one notice, dismissable)
   show_memory(info.memory);
 }
 

@@ -218,12 +218,14 @@ void SettingsDialog::show_load_error(const QString& message) {
 
 void SettingsDialog::show_loaded(const ModelInfo& info) {
   load_progress_->setVisible(false);
-  status_->setStyleSheet("color:#2e7d32");
-  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) in %5 ms%6")
+  // Green only for a load that went as asked; a fallback (e.g. to the CPU) is said plainly.
+  status_->setStyleSheet(info.notice.isEmpty() ? "color:#2e7d32" : QString());
+  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) on %5 in %6 ms%7")
                        .arg(info.name, info.architecture, info.chat_format)
                        .arg(info.max_context)
+                       .arg(info.backend)
                        .arg(qRound64(info.load_ms))
-                       .arg(info.notice.isEmpty() ? QString() : " — " + info.notice));
+                       .arg(info.notice.isEmpty() ? QString() : "\n" + tr("Note: %1").arg(info.notice)));
 }
 
 }  // namespace folio::ui
