@@ -803,11 +803,33 @@ class TstGui : public QObject {
     QVERIFY(w->conversation_id() > 0);
     QCOMPARE(w->database()->count_messages(w->conversation_id()), qint64(2));
 
-    // Compare measures the documents at three lengths, dense and sparse.
+    // Compare says what it will run and about how long before it starts; declined, nothing runs.
     QSignalSpy compared(w.get(), &MainWindow::compare_finished);
     QVERIFY(w->findChild<QPushButton*>("compareButton")->isEnabled());
+    QStringList estimates;
+    w->set_compare_confirm([&](const QString& estimate) {
+      estimates << estimate;
+      return false;
+    });
     w->compare();
+    QCOMPARE(estimates.size(), 1);
+    QVERIFY2(estimates[0].contains("6 prefills") && estimates[0].contains("about"), qPrintable(estimates[0]));
+    QVERIFY(!w->busy());
+    QCOMPARE(w->database()->list_runs().size(), runs_before + 1);
+
+    // Compare measures the documents at three lengths, dense and sparse, and ends with a verdict.
+    w->set_compare_confirm([&](const QString& estimate) {
+      estimates << estimate;
+      return true;
+    });
+    w->compare();
+    QVERIFY(w->findChild<QPushButton*>("compareButton")->isEnabled());  // it cancels now
     QTRY_VERIFY_WITH_TIMEOUT(compared.count() == 1, 120000);
+    qInfo("compare: %s", qPrintable(w->compare_verdict()));
+    QVERIFY2(w->compare_verdict().contains(QRegularExpression("(faster|slower|same time).* at [0-9,]+ tokens on this CPU")),
+             qPrintable(w->compare_verdict()));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains(w->compare_verdict().left(20)));
     QCOMPARE(w->database()->list_runs().size(), runs_before + 7);
     QCOMPARE(w->performance()->ttft_point_count(), points_before + 7);
     for (const char* name : {"auto, full prefill", "dense, full prefill", "sparse, full prefill"})
@@ -816,6 +838,16 @@ class TstGui : public QObject {
     QVERIFY(!w->performance()->ttft_series_names().filter(QRegularExpression("^sparse")).isEmpty());
     const auto runs = w->database()->list_runs();
     QCOMPARE(runs.back().attention_mode, QString("sparse"));
+    QVERIFY(wait_idle(w.get()));
+
+    // Cancelled (the button again, before a run ends): no verdict, no more runs.
+    const size_t runs_now = w->database()->list_runs().size();
+    w->compare();
+    QVERIFY(w->busy());
+    w->compare();  // the Compare button while measuring
+    QTRY_VERIFY_WITH_TIMEOUT(compared.count() == 2, 120000);
+    QVERIFY2(w->compare_verdict().contains("stopped"), qPrintable(w->compare_verdict()));
+    QVERIFY(w->database()->list_runs().size() < runs_now + 6);
     QVERIFY(wait_idle(w.get()));
 
     // A follow-up reuses the documents' KV: its TTFT goes to a series of its own, in the legend.

@@ -99,6 +99,7 @@ struct MeasuredRun {
   uint64_t request_id = 0;
   QString attention_mode;
   Metrics metrics;
+  int32_t first_token = -1;  // the greedy first token (-1 = none)
 };
 
 }  // namespace folio::ui

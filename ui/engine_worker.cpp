@@ -329,6 +329,7 @@ void EngineWorker::compare(const CompareRequest& request) {
         m.request_id = request.id;
         m.attention_mode = mode;
         m.metrics = r.metrics;
+        if (!r.tokens.empty()) m.first_token = r.tokens.front();
         emit run_measured(m);
       }
       if (cancelled) break;

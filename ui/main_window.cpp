@@ -75,6 +75,38 @@ QString metrics_footer(const Metrics& m) {
   return parts.join(" · ");
 }
 
+// The line that ends a comparison: dense against sparse at the longest length both measured.
+QString verdict_line(const QVector<MeasuredRun>& runs, const QString& backend) {
+  const MeasuredRun* dense = nullptr;
+  const MeasuredRun* sparse = nullptr;
+  for (const MeasuredRun& r : runs) {
+    const MeasuredRun*& slot = r.attention_mode == "dense" ? dense : sparse;
+    if (r.attention_mode != "dense" && r.attention_mode != "sparse") continue;
+    if (slot == nullptr || r.metrics.prompt_tokens >= slot->metrics.prompt_tokens) slot = &r;
+  }
+  if (dense == nullptr || sparse == nullptr || dense->metrics.ttft_ms <= 0 || sparse->metrics.ttft_ms <= 0)
+    return QObject::tr("Comparison done; dense and sparse were not both measured, so there is no verdict.");
+  const QString where = QObject::tr("at %1 tokens on this %2")
+                            .arg(count(sparse->metrics.prompt_tokens),
+                                 backend.startsWith("cuda", Qt::CaseInsensitive) ? QObject::tr("GPU")
+                                                                                 : QObject::tr("CPU"));
+  const double ratio = dense->metrics.ttft_ms / sparse->metrics.ttft_ms;
+  QString line;
+  if (ratio >= 1.05)
+    line = QObject::tr("Sparse prefill %1x faster than dense %2").arg(ratio, 0, 'f', 1).arg(where);
+  else if (ratio <= 1.0 / 1.05)
+    line = QObject::tr("Sparse prefill %1x slower than dense %2").arg(1.0 / ratio, 0, 'f', 1).arg(where);
+  else
+    line = QObject::tr("Sparse and dense prefill take the same time (within 5%) %1").arg(where);
+  line += QObject::tr(" (first token after %1 vs. %2)")
+              .arg(ms_text(sparse->metrics.ttft_ms), ms_text(dense->metrics.ttft_ms));
+  if (sparse->metrics.sparse_chunks == 0) line += QObject::tr("; no chunk used a sparse pattern at this length");
+  if (sparse->first_token >= 0 && dense->first_token >= 0)
+    line += sparse->first_token == dense->first_token ? QObject::tr("; same first token")
+                                                      : QObject::tr("; the first token differs");
+  return line + ".";
+}
+
 struct ReadResult {
   folio::docs::Document doc;
   QString error;
@@ -302,6 +334,7 @@ void MainWindow::connect_worker() {
   connect(worker_, &EngineWorker::ask_failed, this, &MainWindow::on_ask_failed);
   connect(worker_, &EngineWorker::prompt_does_not_fit, this, &MainWindow::on_does_not_fit);
   connect(worker_, &EngineWorker::run_measured, this, [this](const MeasuredRun& run) {
+    compare_runs_.push_back(run);
     performance_->show_metrics(run.metrics);
     if (db_) {
       try {
@@ -316,10 +349,16 @@ void MainWindow::connect_worker() {
     comparing_ = false;
     current_cancel_.reset();
     performance_->set_comparing(false);
-    if (!error.isEmpty())
+    if (!error.isEmpty()) {
       chat_->add_notice(tr("The comparison failed: %1").arg(error), true);
-    else if (cancelled)
-      statusBar()->showMessage(tr("Comparison stopped"), 5000);
+    } else if (cancelled) {
+      compare_verdict_ = tr("Comparison stopped after %1 of its runs; no verdict.").arg(compare_runs_.size());
+      statusBar()->showMessage(compare_verdict_, 8000);
+    } else {
+      compare_verdict_ = verdict_line(compare_runs_, model_info_.backend);
+      chat_->add_notice(compare_verdict_);
+      statusBar()->showMessage(compare_verdict_, 15000);
+    }
     set_busy(false);
     emit compare_finished();
   });
@@ -374,7 +413,8 @@ void MainWindow::refresh_send_state() {
   chat_->set_send_blocked(why);
   QString compare_why = why;
   if (compare_why.isEmpty() && prompt_documents().isEmpty()) compare_why = tr("Add a document first.");
-  performance_->set_compare_enabled(compare_why.isEmpty() && !busy(), compare_why);
+  // While it measures, the button cancels.
+  performance_->set_compare_enabled(comparing_ || (compare_why.isEmpty() && !busy()), compare_why);
 }
 
 void MainWindow::set_busy(bool b) {
@@ -704,7 +744,66 @@ void MainWindow::refresh_ttft_chart() {
   }
 }
 
+double MainWindow::prefill_rate_tok_s() const {
+  // The newest full prefill of this model (a reused prefix says little about the rate).
+  if (last_metrics_ && last_metrics_->reused_tokens == 0 && last_metrics_->prefill_tok_s > 0)
+    return last_metrics_->prefill_tok_s;
+  if (!db_) return 0.0;
+  try {
+    const auto runs = db_->list_runs(store_model_name());
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it)
+      if (it->reused_tokens == 0 && it->prefill_tok_s > 0) return it->prefill_tok_s;
+  } catch (const std::exception&) {
+  }
+  return 0.0;
+}
+
+QString MainWindow::compare_estimate(const QVector<double>& fractions, int modes) const {
+  int64_t doc_tokens = 0;
+  for (const auto& e : documents_->entries()) doc_tokens += e.prompt_tokens();
+  const int64_t max_ctx = model_info_.max_context > 0 ? model_info_.max_context : 8192;
+  const int64_t n = std::min<int64_t>(doc_tokens + 64, max_ctx - 1);  // + template and question
+  double total = 0.0;
+  for (double f : fractions) total += f * static_cast<double>(n);
+  total *= modes;
+  const double rate = prefill_rate_tok_s();
+  QString text = tr("Compare runs %1 prefills of up to %2 tokens (%3 tokens in all)")
+                     .arg(fractions.size() * modes)
+                     .arg(count(n), count(static_cast<int64_t>(total)));
+  if (rate <= 0) return text + tr("; how long it takes is not known yet (no answer measured on this model).");
+  const double ms = total * 1000.0 / rate;
+  return text + tr(", about %1 on this machine at the last measured %2 tok/s (longer prompts run slower). Stop "
+                   "cancels it.")
+                    .arg(ms_text(ms))
+                    .arg(rate, 0, 'f', 0);
+}
+
 void MainWindow::compare() {
+  if (comparing_) {  // the button cancels while it measures
+    stop();
+    return;
+  }
+  if (busy() || !model_ready_ || documents_->busy()) return;
+  if (prompt_documents().isEmpty()) return;
+  const QVector<double> fractions = {0.25, 0.5, 1.0};
+  const QStringList modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
+  const QString estimate = compare_estimate(fractions, static_cast<int>(modes.size()));
+  compare_estimate_ = estimate;
+  if (compare_confirm_) {
+    if (compare_confirm_(estimate)) start_compare(modes, fractions);
+    return;
+  }
+  auto* box = new QMessageBox(QMessageBox::Question, tr("Compare attention modes"), estimate,
+                              QMessageBox::Ok | QMessageBox::Cancel, this);
+  box->button(QMessageBox::Ok)->setText(tr("Start"));
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  connect(box, &QMessageBox::finished, this, [this, modes, fractions](int result) {
+    if (result == QMessageBox::Ok) start_compare(modes, fractions);
+  });
+  box->open();
+}
+
+void MainWindow::start_compare(const QStringList& modes, const QVector<double>& fractions) {
   if (busy() || !model_ready_ || documents_->busy()) return;
   CompareRequest r;
   r.id = ++next_request_;
@@ -712,10 +811,13 @@ void MainWindow::compare() {
   if (r.documents.isEmpty()) return;
   r.question = pending_question_.isEmpty() ? tr("Summarise the documents.") : pending_question_;
   r.system_prompt = settings_.system_prompt;
-  r.modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
-  r.fractions = {0.25, 0.5, 1.0};
+  r.modes = modes;
+  r.fractions = fractions;
   r.cancel = std::make_shared<CancelToken>();
   current_cancel_ = r.cancel;
+  compare_runs_.clear();
+  compare_verdict_.clear();
+  statusBar()->showMessage(compare_estimate_, 10000);
   comparing_ = true;
   performance_->set_comparing(true);
   set_busy(true);

@@ -69,6 +69,11 @@ class MainWindow : public QMainWindow {
   using FitChooser = std::function<std::optional<FitChoice>(const FitQuestion&)>;
   void set_fit_chooser(FitChooser chooser) { fit_chooser_ = std::move(chooser); }
 
+  // Before Compare starts: its estimate; true = start. Unset: a dialog asks. Set (tests): instead.
+  using CompareConfirm = std::function<bool(const QString& estimate)>;
+  void set_compare_confirm(CompareConfirm confirm) { compare_confirm_ = std::move(confirm); }
+  QString compare_verdict() const { return compare_verdict_; }  // the last comparison's last line
+
   // State.
   const AppSettings& settings() const { return settings_; }
   bool model_ready() const { return model_ready_; }
@@ -104,6 +109,9 @@ class MainWindow : public QMainWindow {
 
  private:
   void build_menus();
+  void start_compare(const QStringList& modes, const QVector<double>& fractions);
+  QString compare_estimate(const QVector<double>& fractions, int modes) const;
+  double prefill_rate_tok_s() const;  // of this model's newest full prefill (0 = none measured)
   void show_backend_notice(const ModelInfo& info);
   void keep_chat_room();  // the splitter's sizes for the window's width
   void connect_worker();
@@ -163,6 +171,10 @@ class MainWindow : public QMainWindow {
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
+  CompareConfirm compare_confirm_;
+  QString compare_estimate_;
+  QString compare_verdict_;
+  QVector<MeasuredRun> compare_runs_;  // of the comparison that runs
   // "Keep the beginning of this document", chosen in this conversation over these documents.
   struct RememberedFit {
     QString documents;  // documents_signature() when chosen

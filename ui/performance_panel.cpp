@@ -331,7 +331,8 @@ void PerformancePanel::set_compare_enabled(bool enabled, const QString& why) {
 }
 
 void PerformancePanel::set_comparing(bool comparing) {
-  compare_->setText(comparing ? tr("Measuring… (Stop cancels)") : tr("Compare attention modes"));
+  compare_->setText(comparing ? tr("Cancel measuring") : tr("Compare attention modes"));
+  if (comparing) compare_->setEnabled(true);
 }
 
 int PerformancePanel::ttft_series_count() const {
