@@ -32,6 +32,7 @@
 #include "ui/document_panel.h"
 #include "ui/error_banner.h"
 #include "ui/fit_dialog.h"
+#include "ui/history_panel.h"
 #include "ui/main_window.h"
 #include "ui/performance_panel.h"
 #include "ui/settings_dialog.h"
@@ -761,6 +762,104 @@ class TstGui : public QObject {
     QVERIFY(wait_ready(w.get()));
     QVERIFY(!w->gpu_notice()->isVisible());
     QVERIFY(w->model_ready());
+  }
+
+  void history_reopens_a_conversation_after_a_restart() {
+    MainWindowOptions o;
+    o.database_path = tmp_.filePath("history.sqlite");
+    o.load_demo = false;
+    const QString kept = write_file("kept.txt", story_text(2));
+    const QString changed = write_file("changed.txt", story_text(3));
+    const QString gone = write_file("gone.txt", story_text(1));
+    const QString question = "Who played in the park?";
+    QString answer;
+    int64_t id = 0;
+    {
+      MainWindow w(o);
+      w.show();
+      QVERIFY(wait_ready(&w));
+      QVERIFY(w.history()->listed_ids().isEmpty());
+      w.add_paths({kept, changed, gone});
+      QTRY_VERIFY_WITH_TIMEOUT(w.documents()->entries().size() == 3 && w.ready_to_ask(), 30000);
+      QSignalSpy finished(&w, &MainWindow::answer_finished);
+      w.ask(question);
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+      answer = w.chat()->last_answer();
+      id = w.conversation_id();
+      QVERIFY(id > 0 && !answer.isEmpty());
+      QCOMPARE(w.history()->listed_ids(), QList<int64_t>{id});
+      QVERIFY(w.history()->list()->item(0)->text().startsWith(question));  // titled from the first question
+    }
+    // Between the runs one document changes and one vanishes.
+    QVERIFY(!write_file("changed.txt", story_text(5)).isEmpty());
+    QVERIFY(QFile::remove(gone));
+    {
+      MainWindow w(o);  // a restart against the same store
+      w.show();
+      QVERIFY(wait_ready(&w));
+      QCOMPARE(w.chat()->count(), 0);
+      QCOMPARE(w.history()->listed_ids(), QList<int64_t>{id});
+      QVERIFY(w.open_conversation(id));
+      QTRY_VERIFY_WITH_TIMEOUT(w.documents()->entries().size() == 2 && w.ready_to_ask(), 30000);
+      QCOMPARE(w.conversation_id(), id);
+      // The messages are back, in order.
+      QStringList users, answers;
+      for (int i = 0; i < w.chat()->count(); ++i) {
+        if (w.chat()->entry(i).kind == ChatEntry::Kind::User) users << w.chat()->entry(i).text;
+        if (w.chat()->entry(i).kind == ChatEntry::Kind::Assistant) answers << w.chat()->entry(i).text;
+      }
+      QCOMPARE(users, QStringList{question});
+      QCOMPARE(answers, QStringList{answer});
+      // The documents are read again from their paths; the chat says which changed or vanished.
+      QStringList paths;
+      for (const auto& e : w.documents()->entries()) paths << e.path;
+      QCOMPARE(paths, (QStringList{QFileInfo(kept).absoluteFilePath(), QFileInfo(changed).absoluteFilePath()}));
+      w.chat()->flush_render();
+      const QString transcript = w.chat()->transcript();
+      QVERIFY2(transcript.contains("changed.txt has changed since this conversation"), qPrintable(transcript));
+      QVERIFY2(transcript.contains("gone.txt is no longer at"), qPrintable(transcript));
+      QVERIFY(!transcript.contains("kept.txt has changed"));
+
+      // A follow-up goes on in the same stored conversation, with the history in the prompt.
+      QSignalSpy finished(&w, &MainWindow::answer_finished);
+      w.ask("What did they do next?");
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+      QCOMPARE(w.conversation_id(), id);
+      QCOMPARE(w.database()->count_messages(id), qint64(4));
+      QVERIFY(w.last_metrics()->prompt_tokens > 0);
+
+      // Search, rename, export.
+      w.history()->search()->setText("zebra");
+      QVERIFY(w.history()->listed_ids().isEmpty());
+      w.history()->search()->setText("NEXT?");  // a later question, any case
+      QCOMPARE(w.history()->listed_ids(), QList<int64_t>{id});
+      w.history()->search()->clear();
+      w.rename_conversation(id, "Lily in the park");
+      QCOMPARE(w.database()->conversation(id)->title, QString("Lily in the park"));
+      QVERIFY(w.history()->list()->item(0)->text().startsWith("Lily in the park"));
+      const QString md_path = tmp_.filePath("export.md");
+      QVERIFY(w.export_markdown(id, md_path));
+      QFile md(md_path);
+      QVERIFY(md.open(QIODevice::ReadOnly));
+      const QString markdown = QString::fromUtf8(md.readAll());
+      QVERIFY(markdown.startsWith("# Lily in the park\n"));
+      QVERIFY(markdown.contains("## Question\n\n" + question));
+      QVERIFY(markdown.contains(answer));
+      QVERIFY(markdown.contains("kept.txt"));
+
+      // Delete, undo, delete for good.
+      w.delete_conversation(id);
+      QVERIFY(w.history()->listed_ids().isEmpty());
+      QVERIFY(w.history()->undo_button()->isVisibleTo(w.history()));  // the History tab need not be shown
+      QCOMPARE(w.conversation_id(), qint64(0));  // it was the open one
+      w.undo_deletion();
+      QCOMPARE(w.history()->listed_ids(), QList<int64_t>{id});
+      QVERIFY(w.database()->conversation(id).has_value());
+      w.delete_conversation(id);
+      w.commit_deletion();
+      QVERIFY(!w.database()->conversation(id).has_value());
+      QVERIFY(w.history()->listed_ids().isEmpty());
+    }
   }
 
   void a_bad_model_shows_an_error_and_the_app_keeps_running() {

@@ -480,6 +480,30 @@ class StoreTest : public QObject {
     QVERIFY(!db.delete_document(first.id));
   }
 
+  void conversations_are_searched_by_title_and_messages() {
+    Database db(fresh_path());
+    const auto a = db.create_conversation("Battery life");
+    db.append_message(a.id, Role::User, "How long do the cells last?");
+    const auto b = db.create_conversation("Error codes");
+    db.append_message(b.id, Role::User, "What is E-17?");
+    db.append_message(b.id, Role::Assistant, "The rain gauge is blocked (100% sure).");
+    const auto c = db.create_conversation("Warranty_terms");
+    auto ids = [](const std::vector<folio::store::Conversation>& cs) {
+      QList<int64_t> out;
+      for (const auto& x : cs) out << x.id;
+      return out;
+    };
+    QCOMPARE(ids(db.search_conversations("")), (QList<int64_t>{c.id, b.id, a.id}));  // all, newest first
+    QCOMPARE(ids(db.search_conversations("battery")), QList<int64_t>{a.id});        // title, any case
+    QCOMPARE(ids(db.search_conversations("CELLS")), QList<int64_t>{a.id});          // a question
+    QCOMPARE(ids(db.search_conversations("rain gauge")), QList<int64_t>{b.id});     // an answer
+    // % and _ are the text, not wildcards.
+    QCOMPARE(ids(db.search_conversations("100%")), QList<int64_t>{b.id});
+    QCOMPARE(ids(db.search_conversations("y_t")), QList<int64_t>{c.id});
+    QVERIFY(db.search_conversations("_%").empty());
+    QVERIFY(db.search_conversations("zebra").empty());
+  }
+
   void runs_feed_ttft_series() {
     Database db(fresh_path());
     // Recorded out of order, two models, two modes.

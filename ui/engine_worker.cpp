@@ -97,7 +97,8 @@ void EngineWorker::load_model(const EngineConfig& config) {
 #endif
   emit phase_changed(Phase::Loading);
   // The chat goes on with the next model: its turns carry over, its KV cache does not.
-  std::vector<folio::chat::Turn> history;
+  std::vector<folio::chat::Turn> history = std::move(pending_history_);
+  pending_history_.clear();
   if (conversation_) history = conversation_->history();
   conversation_.reset();
   counter_.reset();
@@ -192,6 +193,16 @@ std::vector<folio::chat::Document> EngineWorker::prepared(const QVector<PromptDo
 void EngineWorker::reset_conversation() {
   if (conversation_) conversation_->reset();
   else if (recorder_) recorder_->new_conversation();
+}
+
+void EngineWorker::continue_conversation(qint64 conversation_id, const std::vector<folio::chat::Turn>& turns) {
+  if (conversation_) {
+    conversation_->reset();  // forgets the KV cache (and tells the recorder: a new conversation)
+    conversation_->set_history(turns);
+  } else {
+    pending_history_ = turns;
+  }
+  if (recorder_) recorder_->continue_conversation(conversation_id);
 }
 
 int64_t EngineWorker::prefill_chunk() const {

@@ -19,6 +19,8 @@
 #include <QSignalBlocker>
 #include <QSplitter>
 #include <QStatusBar>
+#include <QTabWidget>
+#include <QTimer>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 #include <algorithm>
@@ -31,6 +33,7 @@
 #include "ui/document_panel.h"
 #include "ui/engine_worker.h"
 #include "ui/error_banner.h"
+#include "ui/history_panel.h"
 #include "ui/performance_panel.h"
 #include "ui/settings_dialog.h"
 #include "ui/source_viewer.h"
@@ -142,8 +145,18 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   center_split_->setStretchFactor(1, 2);
   center_layout->addWidget(center_split_, 1);
 
+  history_ = new HistoryPanel(this);
+  left_tabs_ = new QTabWidget(this);
+  left_tabs_->setObjectName("leftTabs");
+  left_tabs_->addTab(documents_, tr("Documents"));
+  left_tabs_->addTab(history_, tr("History"));
+  delete_timer_ = new QTimer(this);
+  delete_timer_->setSingleShot(true);
+  delete_timer_->setInterval(10000);  // the time to undo a deletion
+  connect(delete_timer_, &QTimer::timeout, this, &MainWindow::commit_deletion);
+
   main_split_ = new QSplitter(Qt::Horizontal, this);
-  main_split_->addWidget(documents_);
+  main_split_->addWidget(left_tabs_);
   main_split_->addWidget(center);
   main_split_->addWidget(performance_);
   main_split_->setStretchFactor(0, 0);
@@ -214,6 +227,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     banner_->show_message(
         tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
   }
+  history_->set_database(db_.get());
+  history_->refresh();
+  connect(history_, &HistoryPanel::open_requested, this, [this](qint64 id) { open_conversation(id); });
+  connect(history_, &HistoryPanel::rename_requested, this, &MainWindow::rename_conversation);
+  connect(history_, &HistoryPanel::delete_requested, this, [this](qint64 id) { delete_conversation(id); });
+  connect(history_, &HistoryPanel::undo_requested, this, &MainWindow::undo_deletion);
+  connect(history_, &HistoryPanel::export_requested, this, [this](qint64 id) {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export as Markdown"), QString(), tr("Markdown (*.md)"));
+    if (!path.isEmpty()) export_markdown(id, path);
+  });
   // The engine's thread records the chat as it answers, through its own connection to the file.
   if (db_)
     QMetaObject::invokeMethod(
@@ -251,6 +274,14 @@ void MainWindow::build_menus() {
   file->addAction(tr("Add f&older…"), documents_, &DocumentPanel::add_folder_requested);
   file->addSeparator();
   file->addAction(tr("&New conversation"), QKeySequence::New, this, &MainWindow::new_conversation);
+  file->addAction(tr("&Export conversation as Markdown…"), this, [this] {
+    if (conversation_id_ <= 0) {
+      statusBar()->showMessage(tr("Nothing to export yet: ask a question first"), 5000);
+      return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export as Markdown"), QString(), tr("Markdown (*.md)"));
+    if (!path.isEmpty()) export_markdown(conversation_id_, path);
+  });
   file->addSeparator();
   file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* chat = menuBar()->addMenu(tr("&Chat"));
@@ -473,10 +504,26 @@ void MainWindow::add_paths(const QStringList& paths) {
 void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error) {
   const DocumentEntry* entry = documents_->entry(key);
   if (entry == nullptr) return;  // removed while it was read
+  const auto expected = reopen_expected_.find(entry->path);
   if (!error.isEmpty()) {
     documents_->set_failed(key, error);
     banner_->show_message(tr("A document could not be read: %1").arg(error));
+    if (expected != reopen_expected_.end()) {
+      chat_->add_notice(tr("**%1** of this conversation could not be read again (%2); the answers above were "
+                           "given with it.")
+                            .arg(QFileInfo(entry->path).fileName(), error),
+                        true);
+      reopen_expected_.erase(expected);
+    }
     return;
+  }
+  if (expected != reopen_expected_.end()) {
+    if (!expected->isEmpty() && doc.content_hash != *expected)
+      chat_->add_notice(tr("**%1** has changed since this conversation: the answers above were given on its "
+                           "earlier content.")
+                            .arg(doc.title),
+                        true);
+    reopen_expected_.erase(expected);
   }
   for (const auto& e : documents_->entries()) {
     if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
@@ -582,6 +629,132 @@ void MainWindow::new_conversation() {
   QMetaObject::invokeMethod(
       worker_, [w = worker_] { w->reset_conversation(); }, Qt::QueuedConnection);
   show_welcome();
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+bool MainWindow::open_conversation(int64_t id) {
+  if (!db_ || busy()) {
+    if (busy()) statusBar()->showMessage(tr("Wait for the answer, or press Stop"), 5000);
+    return false;
+  }
+  std::optional<folio::store::Conversation> c;
+  std::vector<folio::store::Message> messages;
+  std::vector<folio::store::DocumentRecord> docs;
+  try {
+    c = db_->conversation(id);
+    if (!c) return false;
+    messages = db_->list_messages(id);
+    docs = db_->conversation_documents(id);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be read: %1").arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  new_conversation();
+  chat_->clear_messages();
+  std::vector<folio::chat::Turn> turns;
+  for (const auto& m : messages) {
+    if (m.role == folio::store::Role::User) {
+      chat_->add_user(m.text);
+      turns.push_back({"user", m.text.toStdString()});
+      pending_question_ = m.text;
+    } else if (m.role == folio::store::Role::Assistant) {
+      chat_->begin_assistant();
+      chat_->append_to_answer(m.text);
+      QString footer;
+      if (m.metrics)
+        footer = tr("%1 tokens · first token after %2").arg(count(m.metrics->decode_tokens), ms_text(m.metrics->ttft_ms));
+      chat_->finish_answer(footer, {});
+      turns.push_back({"assistant", m.text.toStdString()});
+    }
+  }
+  // The documents again, from where they were; what changed or vanished is said in the chat.
+  for (const auto& e : std::vector<DocumentEntry>(documents_->entries())) remove_document(e.key);
+  reopen_expected_.clear();
+  QStringList paths;
+  for (const auto& d : docs) {
+    if (!QFileInfo::exists(d.path)) {
+      chat_->add_notice(tr("**%1** is no longer at %2: add it again if you ask more about it.").arg(d.title, d.path), true);
+      continue;
+    }
+    reopen_expected_.insert(QFileInfo(d.path).absoluteFilePath(), d.content_hash);
+    paths << d.path;
+  }
+  add_paths(paths);
+  conversation_id_ = id;
+  history_turns_ = static_cast<int>(turns.size());
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, id, turns] { w->continue_conversation(id, turns); }, Qt::QueuedConnection);
+  history_->set_current(id);
+  statusBar()->showMessage(tr("Opened “%1”").arg(c->title), 5000);
+  return true;
+}
+
+void MainWindow::rename_conversation(qint64 id, const QString& title) {
+  if (!db_) return;
+  try {
+    db_->rename_conversation(id, title);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be renamed: %1").arg(QString::fromStdString(e.what())));
+  }
+  history_->refresh();
+}
+
+void MainWindow::delete_conversation(int64_t id) {
+  if (!db_) return;
+  commit_deletion();  // one undo at a time
+  std::optional<folio::store::Conversation> c = db_->conversation(id);
+  if (!c) return;
+  if (id == conversation_id_) new_conversation();
+  history_->mark_deleted(id, c->title);
+  delete_timer_->start();
+}
+
+void MainWindow::undo_deletion() {
+  delete_timer_->stop();
+  history_->undo_deletion();
+}
+
+void MainWindow::commit_deletion() {
+  delete_timer_->stop();
+  try {
+    history_->take_pending_deletion();
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be deleted: %1").arg(QString::fromStdString(e.what())));
+  }
+}
+
+bool MainWindow::export_markdown(int64_t id, const QString& path) {
+  if (!db_) return false;
+  try {
+    const std::optional<folio::store::Conversation> c = db_->conversation(id);
+    if (!c) return false;
+    QString md = "# " + c->title + "\n\n";
+    md += tr("Exported from Folio on %1").arg(QLocale().toString(QDateTime::currentDateTime(), QLocale::LongFormat));
+    if (!c->model.isEmpty()) md += tr(" · model %1").arg(c->model);
+    md += "\n\n";
+    const auto docs = db_->conversation_documents(id);
+    if (!docs.empty()) {
+      md += "## " + tr("Documents") + "\n\n";
+      for (const auto& d : docs) md += "- " + d.title + " (`" + d.path + "`)\n";
+      md += "\n";
+    }
+    for (const auto& m : db_->list_messages(id)) {
+      if (m.role == folio::store::Role::User)
+        md += "## " + tr("Question") + "\n\n" + m.text + "\n\n";
+      else if (m.role == folio::store::Role::Assistant)
+        md += "### " + tr("Answer") + "\n\n" + m.text + "\n\n";
+    }
+    QFile f(path);
+    if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) || f.write(md.toUtf8()) < 0)
+      throw std::runtime_error(f.errorString().toStdString());
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be exported: %1").arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  statusBar()->showMessage(tr("Exported to %1").arg(path), 5000);
+  return true;
 }
 
 void MainWindow::on_does_not_fit(const FitProblem& p) {
@@ -693,6 +866,7 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   pending_question_ = outcome.question;
   history_turns_ = outcome.history_turns;
   if (outcome.conversation_id > 0) conversation_id_ = outcome.conversation_id;
+  history_->set_current(conversation_id_);
   if (!outcome.record_error.isEmpty())
     banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));
 
@@ -936,7 +1110,7 @@ void MainWindow::keep_chat_room() {
   // under half of the window; the performance panel has its fixed width.
   const int perf = performance_->isHidden() ? 0 : PerformancePanel::kWidth;
   const int total = main_split_->width() - main_split_->handleWidth() * (perf > 0 ? 2 : 1);
-  const int docs_min = std::max(documents_->minimumSizeHint().width(), 150);
+  const int docs_min = std::max(left_tabs_->minimumSizeHint().width(), 150);
   int docs = std::clamp(total / 5, docs_min, 300);
   const int margins = 12;  // the chat's column keeps 6 px each side
   const int half = main_split_->width() / 2;
@@ -954,6 +1128,7 @@ bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
 // Window events
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+  commit_deletion();
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     s.setValue("window/geometry", saveGeometry());

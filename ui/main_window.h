@@ -18,6 +18,8 @@
 #include "ui/fit_dialog.h"
 
 class QAction;
+class QTabWidget;
+class QTimer;
 class QSplitter;
 class QLabel;
 
@@ -27,6 +29,7 @@ class ChatView;
 class DocumentPanel;
 class EngineWorker;
 class ErrorBanner;
+class HistoryPanel;
 class NoticeBar;
 class PerformancePanel;
 class SettingsDialog;
@@ -55,6 +58,14 @@ class MainWindow : public QMainWindow {
   void new_conversation();
   void compare();
   void apply_settings(const AppSettings& settings);
+  // History: reopens a stored conversation (its messages, and its documents read again from their
+  // paths; the chat says which changed or vanished); false if it cannot.
+  bool open_conversation(int64_t id);
+  void rename_conversation(qint64 id, const QString& title);
+  void delete_conversation(int64_t id);  // hidden at once, deleted after 10 s unless undone
+  void undo_deletion();
+  void commit_deletion();
+  bool export_markdown(int64_t id, const QString& path);
   SettingsDialog* open_settings();
   // The performance panel (View ▸ Performance panel, Ctrl+Shift+P), remembered across restarts.
   void set_performance_visible(bool visible);
@@ -87,6 +98,7 @@ class MainWindow : public QMainWindow {
   int64_t conversation_id() const { return conversation_id_; }
 
   DocumentPanel* documents() const { return documents_; }
+  HistoryPanel* history() const { return history_; }
   ChatView* chat() const { return chat_; }
   PerformancePanel* performance() const { return performance_; }
   SourceViewer* viewer() const { return viewer_; }
@@ -148,6 +160,10 @@ class MainWindow : public QMainWindow {
   NoticeBar* gpu_notice_ = nullptr;  // no usable GPU: once, until "Don't show again"
   QSplitter* center_split_ = nullptr;
   QSplitter* main_split_ = nullptr;
+  QTabWidget* left_tabs_ = nullptr;  // Documents | History
+  HistoryPanel* history_ = nullptr;
+  QTimer* delete_timer_ = nullptr;
+  QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
   QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)

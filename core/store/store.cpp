@@ -451,6 +451,21 @@ std::vector<Conversation> Database::list_conversations() const {
   return out;
 }
 
+std::vector<Conversation> Database::search_conversations(const QString& text) const {
+  if (text.trimmed().isEmpty()) return list_conversations();
+  check_thread();
+  QString escaped = text.trimmed();
+  escaped.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_");
+  const QString pattern = "%" + escaped + "%";
+  QSqlQuery q = prepare(sql::kSearchConversations);
+  q.addBindValue(pattern);
+  q.addBindValue(pattern);
+  exec(q, "searching conversations");
+  std::vector<Conversation> out;
+  while (q.next()) out.push_back(conversation_from(q));
+  return out;
+}
+
 void Database::rename_conversation(int64_t id, const QString& title) {
   check_thread();
   if (title.trimmed().isEmpty()) throw Error(ErrorCode::BadArgument, "a conversation needs a title: give it one");

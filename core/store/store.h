@@ -139,6 +139,8 @@ class Database {
   Conversation create_conversation(const QString& title, const QString& model = {});
   std::optional<Conversation> conversation(int64_t id) const;
   std::vector<Conversation> list_conversations() const;        // most recently updated first
+  // Those whose title or messages contain text (case-insensitive for ASCII), most recent first.
+  std::vector<Conversation> search_conversations(const QString& text) const;
   void rename_conversation(int64_t id, const QString& title);  // throws BadArgument if absent
   // Deletes the conversation with its messages and document attachments; false if it was absent.
   bool delete_conversation(int64_t id);

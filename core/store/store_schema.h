@@ -135,6 +135,11 @@ inline constexpr const char* kSelectConversation =
     "SELECT id, title, model, created_ms, updated_ms FROM conversations WHERE id = ?";
 inline constexpr const char* kSelectConversations =
     "SELECT id, title, model, created_ms, updated_ms FROM conversations ORDER BY updated_ms DESC, id DESC";
+// Conversations whose title or any message contains the text (LIKE, with \ escaping % and _).
+inline constexpr const char* kSearchConversations =
+    "SELECT id, title, model, created_ms, updated_ms FROM conversations c"
+    " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
+    " AND m.text LIKE ? ESCAPE '\\') ORDER BY updated_ms DESC, id DESC";
 inline constexpr const char* kRenameConversation = "UPDATE conversations SET title = ?, updated_ms = ? WHERE id = ?";
 inline constexpr const char* kTouchConversation = "UPDATE conversations SET updated_ms = ? WHERE id = ?";
 inline constexpr const char* kDeleteConversation = "DELETE FROM conversations WHERE id = ?";
