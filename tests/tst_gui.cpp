@@ -787,6 +787,19 @@ class TstGui : public QObject {
       answer = w.chat()->last_answer();
       id = w.conversation_id();
       QVERIFY(id > 0 && !answer.isEmpty());
+      // Settings changed after the answer belong to the next one; a changed one is saved with it.
+      AppSettings held = w.settings();
+      held.system_prompt = "Answer briefly.";
+      held.top_k = 7;
+      w.apply_settings(held);
+      w.ask("Who else was there?");
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+      answer = w.chat()->last_answer();
+      // Then the user changes them again, and they are what the next start begins with.
+      AppSettings later = held;
+      later.system_prompt.clear();
+      later.top_k = 40;
+      w.apply_settings(later);
       QCOMPARE(w.history()->listed_ids(), QList<int64_t>{id});
       QVERIFY(w.history()->list()->item(0)->text().startsWith(question));  // titled from the first question
     }
@@ -808,8 +821,13 @@ class TstGui : public QObject {
         if (w.chat()->entry(i).kind == ChatEntry::Kind::User) users << w.chat()->entry(i).text;
         if (w.chat()->entry(i).kind == ChatEntry::Kind::Assistant) answers << w.chat()->entry(i).text;
       }
-      QCOMPARE(users, QStringList{question});
-      QCOMPARE(answers, QStringList{answer});
+      QCOMPARE(users, (QStringList{question, "Who else was there?"}));
+      QCOMPARE(answers.size(), 2);
+      QCOMPARE(answers.back(), answer);
+      // And the settings it was held with.
+      QCOMPARE(w.settings().system_prompt, QString("Answer briefly."));
+      QCOMPARE(w.settings().top_k, 7);
+      QCOMPARE(w.settings().model_path, stories_model());
       // The documents are read again from their paths; the chat says which changed or vanished.
       QStringList paths;
       for (const auto& e : w.documents()->entries()) paths << e.path;
@@ -825,7 +843,7 @@ class TstGui : public QObject {
       w.ask("What did they do next?");
       QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
       QCOMPARE(w.conversation_id(), id);
-      QCOMPARE(w.database()->count_messages(id), qint64(4));
+      QCOMPARE(w.database()->count_messages(id), qint64(6));
       QVERIFY(w.last_metrics()->prompt_tokens > 0);
 
       // Search, rename, export.

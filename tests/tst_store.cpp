@@ -226,7 +226,7 @@ class StoreTest : public QObject {
     QVERIFY(make_v1_database(path));
 
     Database db(path);
-    QCOMPARE(db.settings().user_version, 2);
+    QCOMPARE(db.settings().user_version, folio::store::sql::kSchemaVersion);
     QCOMPARE(db.integrity_check(), QStringLiteral("ok"));
 
     const auto conversations = db.list_conversations();
@@ -502,6 +502,22 @@ class StoreTest : public QObject {
     QCOMPARE(ids(db.search_conversations("y_t")), QList<int64_t>{c.id});
     QVERIFY(db.search_conversations("_%").empty());
     QVERIFY(db.search_conversations("zebra").empty());
+  }
+
+  void conversations_keep_their_settings() {
+    const QString path = fresh_path();
+    int64_t id = 0;
+    {
+      Database db(path);
+      const auto c = db.create_conversation("Settings");
+      id = c.id;
+      QVERIFY(c.settings.isEmpty());
+      db.set_conversation_settings(id, R"({"temperature":0})");
+      QVERIFY_THROWS_EXCEPTION(folio::Error, db.set_conversation_settings(id + 100, "{}"));
+    }
+    Database again(path);
+    QCOMPARE(again.conversation(id)->settings, QString(R"({"temperature":0})"));
+    QCOMPARE(again.list_conversations().front().settings, QString(R"({"temperature":0})"));
   }
 
   void runs_feed_ttft_series() {

@@ -47,6 +47,12 @@ struct AppSettings {
   // Settings saved before version 2 kept temperature 0.3 and repetition penalty 1.1 as defaults:
   // load() moves those two (when still at the old defaults) to the new ones.
   static constexpr int kVersion = 2;
+
+  // What a conversation was held with (sampling, answer length, system prompt, attention,
+  // context), as JSON for the store; with_conversation() puts those fields of `json` over these
+  // settings (the model choice stays).
+  QString conversation_json() const;
+  AppSettings with_conversation(const QString& json) const;
   static AppSettings load();  // from QSettings("Folio", "Folio"), defaults where unset
   void save() const;
 

@@ -653,6 +653,14 @@ bool MainWindow::open_conversation(int64_t id) {
   }
   new_conversation();
   chat_->clear_messages();
+  // The settings it was held with (sampling, system prompt, attention, context), not the model.
+  if (!c->settings.isEmpty()) {
+    const AppSettings restored = settings_.with_conversation(c->settings);
+    if (!(restored == settings_)) {
+      apply_settings(restored);
+      chat_->add_notice(tr("The settings of this conversation are back (Settings shows them)."));
+    }
+  }
   std::vector<folio::chat::Turn> turns;
   for (const auto& m : messages) {
     if (m.role == folio::store::Role::User) {
@@ -866,6 +874,13 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   pending_question_ = outcome.question;
   history_turns_ = outcome.history_turns;
   if (outcome.conversation_id > 0) conversation_id_ = outcome.conversation_id;
+  if (db_ && conversation_id_ > 0) {
+    try {
+      db_->set_conversation_settings(conversation_id_, settings_.conversation_json());
+    } catch (const std::exception& e) {
+      banner_->show_message(tr("The conversation could not be saved: %1").arg(QString::fromStdString(e.what())));
+    }
+  }
   history_->set_current(conversation_id_);
   if (!outcome.record_error.isEmpty())
     banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));

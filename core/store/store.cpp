@@ -67,6 +67,7 @@ Conversation conversation_from(const QSqlQuery& q) {
   c.model = q.value(2).toString();
   c.created = from_ms(q.value(3).toLongLong());
   c.updated = from_ms(q.value(4).toLongLong());
+  c.settings = q.value(5).toString();
   return c;
 }
 
@@ -464,6 +465,17 @@ std::vector<Conversation> Database::search_conversations(const QString& text) co
   std::vector<Conversation> out;
   while (q.next()) out.push_back(conversation_from(q));
   return out;
+}
+
+void Database::set_conversation_settings(int64_t id, const QString& settings) {
+  check_thread();
+  Transaction tx(*this);
+  require_conversation(id);
+  QSqlQuery q = prepare(sql::kSetConversationSettings);
+  q.addBindValue(settings);
+  q.addBindValue(qint64(id));
+  exec(q, "saving the conversation's settings");
+  tx.commit();
 }
 
 void Database::rename_conversation(int64_t id, const QString& title) {

@@ -28,6 +28,7 @@ struct Conversation {
   QString model;  // the model the conversation was held with ("" = not chosen)
   QDateTime created;
   QDateTime updated;  // creation, rename, or the last message
+  QString settings;   // the settings it was held with, as the app wrote them ("" = unknown)
 };
 
 enum class Role { System, User, Assistant };
@@ -142,6 +143,7 @@ class Database {
   // Those whose title or messages contain text (case-insensitive for ASCII), most recent first.
   std::vector<Conversation> search_conversations(const QString& text) const;
   void rename_conversation(int64_t id, const QString& title);  // throws BadArgument if absent
+  void set_conversation_settings(int64_t id, const QString& settings);  // throws BadArgument if absent
   // Deletes the conversation with its messages and document attachments; false if it was absent.
   bool delete_conversation(int64_t id);
 

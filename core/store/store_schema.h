@@ -10,7 +10,7 @@
 
 namespace folio::store::sql {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // Connection setup. WAL with synchronous=NORMAL keeps every committed transaction when the
 // app is killed (only a power loss may drop the last commits); foreign keys are per connection.
@@ -122,6 +122,16 @@ inline constexpr const char* kMigrationToV2[] = {
     kV2DocumentsAddTitle,    kV2BackfillDocumentTitles, kV2BackfillEmptyDocumentTitles, kV2SetVersion,
 };
 
+// ---------------------------------------------------------------------------------------------
+// Version 3: a conversation keeps the settings it was held with (the app's JSON; '' = unknown),
+// so reopening it from the history restores them.
+
+inline constexpr const char* kV3ConversationsAddSettings =
+    "ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT ''";
+inline constexpr const char* kV3SetVersion = "PRAGMA user_version = 3";
+
+inline constexpr const char* kMigrationToV3[] = {kV3ConversationsAddSettings, kV3SetVersion};
+
 // The statements that take a database from version - 1 to version (1..kSchemaVersion).
 std::span<const char* const> migration_to(int version);
 
@@ -132,14 +142,15 @@ std::span<const char* const> migration_to(int version);
 inline constexpr const char* kInsertConversation =
     "INSERT INTO conversations (title, model, created_ms, updated_ms) VALUES (?, ?, ?, ?)";
 inline constexpr const char* kSelectConversation =
-    "SELECT id, title, model, created_ms, updated_ms FROM conversations WHERE id = ?";
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations WHERE id = ?";
 inline constexpr const char* kSelectConversations =
-    "SELECT id, title, model, created_ms, updated_ms FROM conversations ORDER BY updated_ms DESC, id DESC";
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations ORDER BY updated_ms DESC, id DESC";
 // Conversations whose title or any message contains the text (LIKE, with \ escaping % and _).
 inline constexpr const char* kSearchConversations =
-    "SELECT id, title, model, created_ms, updated_ms FROM conversations c"
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations c"
     " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
     " AND m.text LIKE ? ESCAPE '\\') ORDER BY updated_ms DESC, id DESC";
+inline constexpr const char* kSetConversationSettings = "UPDATE conversations SET settings = ? WHERE id = ?";
 inline constexpr const char* kRenameConversation = "UPDATE conversations SET title = ?, updated_ms = ? WHERE id = ?";
 inline constexpr const char* kTouchConversation = "UPDATE conversations SET updated_ms = ? WHERE id = ?";
 inline constexpr const char* kDeleteConversation = "DELETE FROM conversations WHERE id = ?";
