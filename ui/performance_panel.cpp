@@ -111,7 +111,11 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   memory_chart_ = plain_chart();
   memory_chart_->setTitle(tr("Memory (MiB)"));
   memory_series_ = new QHorizontalStackedBarSeries();
-  const QString names[4] = {tr("Weights"), tr("KV cache"), tr("Scratch"), tr("Free")};
+  // Short names and a smaller legend font: the four fit the panel's width unelided.
+  const QString names[4] = {tr("Weights"), tr("KV"), tr("Scratch"), tr("Free")};
+  QFont legend_font = memory_chart_->legend()->font();
+  legend_font.setPointSizeF(legend_font.pointSizeF() * 0.85);
+  memory_chart_->legend()->setFont(legend_font);
   const QColor colors[4] = {QColor(0x3f, 0x51, 0xb5), QColor(0xef, 0x6c, 0x00), QColor(0x8e, 0x24, 0xaa),
                             QColor(0xc8, 0xe6, 0xc9)};
   for (int i = 0; i < 4; ++i) {
@@ -143,6 +147,10 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   ttft_x_ = new QValueAxis();
   ttft_x_->setTitleText(tr("context (tokens)"));
   ttft_x_->setLabelFormat("%.0f");
+  ttft_x_->setTickCount(4);  // lengths have up to six digits: fewer labels so none is elided
+  QFont axis_font = ttft_x_->labelsFont();
+  axis_font.setPointSizeF(axis_font.pointSizeF() * 0.85);
+  ttft_x_->setLabelsFont(axis_font);
   ttft_y_ = new QValueAxis();
   ttft_y_->setTitleText(tr("TTFT (ms)"));
   ttft_y_->setLabelFormat("%.0f");
