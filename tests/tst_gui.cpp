@@ -27,6 +27,7 @@
 #include "core/docs/prompt_layout.h"
 #include "ui/app_settings.h"
 #include "ui/chat_view.h"
+#include "ui/conversation_export.h"
 #include "ui/default_model.h"
 #include "ui/demo.h"
 #include "ui/document_panel.h"
@@ -878,6 +879,34 @@ class TstGui : public QObject {
       QVERIFY(!w.database()->conversation(id).has_value());
       QVERIFY(w.history()->listed_ids().isEmpty());
     }
+  }
+
+  void markdown_export_resolves_citations() {
+    const QString path = write_file("notes.txt", "Lily found a red ball.\nShe shared it with Tom.\nThey played.\n");
+    const folio::docs::Document doc = folio::docs::load_text_file(path);
+    folio::store::Conversation c;
+    c.title = "Ball";
+    c.model = "stories260K";
+    folio::store::DocumentRecord r;
+    r.path = path;
+    r.title = "notes.txt";
+    r.content_hash = doc.content_hash;
+    std::vector<folio::store::Message> messages(2);
+    messages[0].role = folio::store::Role::User;
+    messages[0].text = "Who shared the ball?";
+    messages[1].role = folio::store::Role::Assistant;
+    messages[1].text = "Lily shared it with Tom (notes.txt:2). The box says more (p. 99).";
+    const QString md = conversation_markdown(c, {r}, messages, {doc});
+    QVERIFY2(md.startsWith("# Ball\n"), qPrintable(md));
+    QVERIFY(md.contains("- notes.txt (`" + path + "`)"));
+    QVERIFY(md.contains("## Question\n\nWho shared the ball?"));
+    QVERIFY2(md.contains("- notes.txt:2: notes.txt, line 2 — “She shared it with Tom.”"), qPrintable(md));
+    QVERIFY2(md.contains("- p. 99: not in the documents"), qPrintable(md));
+    // A document whose content changed since is not used to check them.
+    folio::docs::Document changed = doc;
+    changed.content_hash = "0000";
+    const QString unchecked = conversation_markdown(c, {r}, messages, {changed});
+    QVERIFY2(unchecked.contains("- notes.txt:2: not checked"), qPrintable(unchecked));
   }
 
   void a_bad_model_shows_an_error_and_the_app_keeps_running() {

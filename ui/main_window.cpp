@@ -29,6 +29,7 @@
 #include "core/docs/prompt_layout.h"
 #include "ui/attention_modes.h"
 #include "ui/chat_view.h"
+#include "ui/conversation_export.h"
 #include "ui/demo.h"
 #include "ui/document_panel.h"
 #include "ui/engine_worker.h"
@@ -258,6 +259,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 }
 
 MainWindow::~MainWindow() {
+  commit_deletion();  // a deletion waiting for undo happens (closeEvent may not have run)
   // Stop what runs (the engine checks between chunks and tokens), then end the thread.
   if (current_cancel_) current_cancel_->cancel();
   for (auto& c : reads_) c->cancel();
@@ -738,22 +740,11 @@ bool MainWindow::export_markdown(int64_t id, const QString& path) {
   try {
     const std::optional<folio::store::Conversation> c = db_->conversation(id);
     if (!c) return false;
-    QString md = "# " + c->title + "\n\n";
-    md += tr("Exported from Folio on %1").arg(QLocale().toString(QDateTime::currentDateTime(), QLocale::LongFormat));
-    if (!c->model.isEmpty()) md += tr(" · model %1").arg(c->model);
-    md += "\n\n";
-    const auto docs = db_->conversation_documents(id);
-    if (!docs.empty()) {
-      md += "## " + tr("Documents") + "\n\n";
-      for (const auto& d : docs) md += "- " + d.title + " (`" + d.path + "`)\n";
-      md += "\n";
-    }
-    for (const auto& m : db_->list_messages(id)) {
-      if (m.role == folio::store::Role::User)
-        md += "## " + tr("Question") + "\n\n" + m.text + "\n\n";
-      else if (m.role == folio::store::Role::Assistant)
-        md += "### " + tr("Answer") + "\n\n" + m.text + "\n\n";
-    }
+    // Citations are checked against the documents read now, where their content is unchanged.
+    QVector<folio::docs::Document> read;
+    for (const auto& e : documents_->entries())
+      if (e.state == DocumentEntry::State::Ready) read.push_back(e.doc);
+    const QString md = conversation_markdown(*c, db_->conversation_documents(id), db_->list_messages(id), read);
     QFile f(path);
     if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) || f.write(md.toUtf8()) < 0)
       throw std::runtime_error(f.errorString().toStdString());
