@@ -845,6 +845,7 @@ class TstGui : public QObject {
       QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
       QCOMPARE(w.conversation_id(), id);
       QCOMPARE(w.database()->count_messages(id), qint64(6));
+      QCOMPARE(w.history_turns(), 6);  // the reopened turns went into the prompt's history
       QVERIFY(w.last_metrics()->prompt_tokens > 0);
 
       // Search, rename, export.

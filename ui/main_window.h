@@ -96,6 +96,7 @@ class MainWindow : public QMainWindow {
   const std::optional<Metrics>& last_metrics() const { return last_metrics_; }
   QString model_error() const { return model_error_; }
   int64_t conversation_id() const { return conversation_id_; }
+  int history_turns() const { return history_turns_; }  // turns the engine's conversation holds
 
   DocumentPanel* documents() const { return documents_; }
   HistoryPanel* history() const { return history_; }
