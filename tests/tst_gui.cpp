@@ -613,6 +613,13 @@ class TstGui : public QObject {
     QCOMPARE(r.model_path, s.model_path);
     QCOMPARE(r.context_tokens, qint64(384));
     QCOMPARE(r, s.with_defaults());
+    // It fits a 1024x640 screen.
+    qInfo("settings dialog: %d x %d px", d.sizeHint().width(), d.sizeHint().height());
+    QVERIFY(d.sizeHint().width() <= 1000 && d.sizeHint().height() <= 580);
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+      d.resize(d.sizeHint());
+      d.grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/settings.png");
+    }
   }
 
   void demo_questions_are_answered_right_at_the_defaults() {

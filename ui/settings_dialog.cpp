@@ -19,7 +19,14 @@ namespace folio::ui {
 SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : QDialog(parent) {
   setWindowTitle(tr("Folio Settings"));
   setObjectName("settingsDialog");
+  // Two columns (model and attention | sampling and system prompt): the dialog fits a 640 px high screen.
   auto* layout = new QVBoxLayout(this);
+  auto* columns = new QHBoxLayout();
+  auto* left = new QVBoxLayout();
+  auto* right = new QVBoxLayout();
+  columns->addLayout(left, 1);
+  columns->addLayout(right, 1);
+  layout->addLayout(columns);
 
   // Model
   auto* model_box = new QGroupBox(tr("Model"), this);
@@ -58,7 +65,7 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   context_->setSpecialValueText(tr("model default (up to 8,192)"));
   context_->setSuffix(tr(" tokens"));
   model_form->addRow(tr("Context size:"), context_);
-  layout->addWidget(model_box);
+  left->addWidget(model_box);
 
   // Attention
   auto* att_box = new QGroupBox(tr("Prefill attention"), this);
@@ -72,7 +79,8 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   threshold_->setSuffix(tr(" tokens"));
   threshold_->setToolTip(tr("Prompts shorter than this use dense attention (applies to sparse modes)"));
   att_form->addRow(tr("Sparse above:"), threshold_);
-  layout->addWidget(att_box);
+  left->addWidget(att_box);
+  left->addStretch(1);
 
   // Sampling
   auto* s_box = new QGroupBox(tr("Sampling"), this);
@@ -111,7 +119,7 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   seed_->setRange(-1, std::numeric_limits<int>::max());
   seed_->setSpecialValueText(tr("random"));
   s_form->addRow(tr("Seed:"), seed_);
-  layout->addWidget(s_box);
+  right->addWidget(s_box);
 
   // System prompt
   auto* p_box = new QGroupBox(tr("System prompt"), this);
@@ -122,7 +130,8 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   system_prompt_->setTabChangesFocus(true);
   system_prompt_->setFixedHeight(system_prompt_->fontMetrics().lineSpacing() * 4 + 12);
   p_layout->addWidget(system_prompt_);
-  layout->addWidget(p_box);
+  right->addWidget(p_box);
+  right->addStretch(1);
 
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel |
                                            QDialogButtonBox::RestoreDefaults,
