@@ -16,6 +16,7 @@
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QSplitter>
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTimer>
@@ -701,6 +702,29 @@ class TstGui : public QObject {
     qInfo("%dx%d: documents %d px, chat %d px, performance panel %d px", size.width(), size.height(),
           w->documents()->width(), w->chat()->width(), w->performance()->width());
     if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + QString("/layout-%1.png").arg(size.width()));
+  }
+
+  void a_dragged_documents_width_is_kept_within_the_chats_half() {
+    auto w = make_window();
+    w->resize(1440, 900);
+    QVERIFY(wait_ready(w.get()));
+    auto* split = qobject_cast<QSplitter*>(w->centralWidget());
+    QVERIFY(split != nullptr);
+    const int before = split->sizes().value(0);
+    QSplitterHandle* handle = split->handle(1);
+    const QPoint at(handle->width() / 2, handle->height() / 2);
+    QTest::mousePress(handle, Qt::LeftButton, {}, at);
+    QTest::mouseMove(handle, at + QPoint(-60, 0));
+    QTest::mouseRelease(handle, Qt::LeftButton, {}, at + QPoint(-60, 0));
+    const int dragged = split->sizes().value(0);
+    QVERIFY2(dragged < before - 30, qPrintable(QString("%1 -> %2").arg(before).arg(dragged)));
+    // A resize keeps the dragged width, and a small window still gives the chat half.
+    w->resize(1300, 900);
+    QTest::qWait(20);
+    QCOMPARE(split->sizes().value(0), dragged);
+    w->resize(1024, 640);
+    QTest::qWait(20);
+    QVERIFY(w->chat()->width() >= 512);
   }
 
   void performance_panel_hides_and_the_choice_is_remembered() {

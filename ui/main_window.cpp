@@ -166,6 +166,10 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   main_split_->setChildrenCollapsible(false);
   setCentralWidget(main_split_);
   main_split_->installEventFilter(this);
+  // A width the user drags the documents to is kept (as far as the chat's half allows).
+  connect(main_split_, &QSplitter::splitterMoved, this, [this](int, int index) {
+    if (index == 1) docs_width_ = main_split_->sizes().value(0);
+  });
 
   status_model_ = new QLabel(this);
   statusBar()->addPermanentWidget(status_model_);
@@ -1112,12 +1116,13 @@ bool MainWindow::performance_visible() const {
 }
 
 void MainWindow::keep_chat_room() {
-  // The documents take about a fifth of the width (180-300 px), less when the chat would get
-  // under half of the window; the performance panel has its fixed width.
+  // The documents take the width the user dragged them to, else about a fifth of the window
+  // (180-300 px), and less when the chat would get under half of the window; the performance
+  // panel has its fixed width.
   const int perf = performance_->isHidden() ? 0 : PerformancePanel::kWidth;
   const int total = main_split_->width() - main_split_->handleWidth() * (perf > 0 ? 2 : 1);
   const int docs_min = std::max(left_tabs_->minimumSizeHint().width(), 150);
-  int docs = std::clamp(total / 5, docs_min, 300);
+  int docs = docs_width_ > 0 ? std::max(docs_width_, docs_min) : std::clamp(total / 5, docs_min, 300);
   const int margins = 12;  // the chat's column keeps 6 px each side
   const int half = main_split_->width() / 2;
   if (total - docs - perf - margins < half) docs = std::max(docs_min, total - perf - margins - half);

@@ -162,6 +162,7 @@ class MainWindow : public QMainWindow {
   QSplitter* center_split_ = nullptr;
   QSplitter* main_split_ = nullptr;
   QTabWidget* left_tabs_ = nullptr;  // Documents | History
+  int docs_width_ = 0;               // the documents' width the user dragged to (0 = not dragged)
   HistoryPanel* history_ = nullptr;
   QTimer* delete_timer_ = nullptr;
   QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
