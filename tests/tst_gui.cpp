@@ -1029,10 +1029,11 @@ class TstGui : public QObject {
     QVERIFY(wait_idle(w.get()));
 
     // A follow-up reuses the documents' KV: its TTFT goes to a series of its own, in the legend.
+    const int points_now = w->performance()->ttft_point_count();  // the cancelled Compare may have added some
     w->ask("What did they do all day?");
     QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
     QVERIFY(w->last_metrics()->reused_tokens > 0);
-    QCOMPARE(w->performance()->ttft_point_count(), points_before + 8);
+    QCOMPARE(w->performance()->ttft_point_count(), points_now + 1);
     QVERIFY2(w->performance()->ttft_series_names().contains("auto, reused KV"),
              qPrintable(w->performance()->ttft_series_names().join("; ")));
     QVERIFY(w->performance()->ttft_legend_visible());
