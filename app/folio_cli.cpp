@@ -208,9 +208,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
-  // With documents the system turn is the app's (documents and citation instruction).
-  if (!o.system.empty() && !o.files.empty())
-    throw folio::cli::UsageError("--system cannot go with --file: the documents' system turn is the app's");
+  if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
   return o;
 }
 
@@ -349,7 +347,7 @@ int run_generate(const CliOptions& o) {
     }
     folio::chat::Conversation conversation(*engine, kind);
     conversation.set_documents(std::move(docs));
-    conversation.set_system_without_documents(o.system);
+    conversation.set_system_prompt(o.system);  // first in the system turn, before the documents
     folio::chat::AskOptions ask;
     ask.context_tokens = ctx;
     ask.generate = req.generate;

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     options.database_path = scratch->filePath("folio.sqlite");
   }
   folio::ui::MainWindow window(options);
+  if (!shot_path.isEmpty()) window.set_compare_confirm([](const QString&) { return true; });  // nobody to ask
   window.add_paths(cli.positionalArguments());
   if (shot_path.isEmpty()) {
     window.show();

@@ -119,6 +119,43 @@ class TstChat : public QObject {
     QCOMPARE(r.out.contains("cite the source"), format != "plain");  // base models get no instruction
   }
 
+  void system_prompt_opens_the_system_turn_before_the_documents() {
+    if (!std::filesystem::exists(smollm2_path())) QSKIP("SmolLM2 is not there; run python3 tools/fetch_model.py");
+    FOLIO_REQUIRE_FILE(demo_path());
+    const QString system = "You are the support desk of Halcyon Instruments. Answer in one sentence.";
+    const QString question = "What does error code E-22 mean?";
+    const folio::docs::Document doc = folio::docs::load_document(QString::fromStdString(demo_path()));
+    auto engine = load(smollm2_path());
+    folio::chat::Conversation app(*engine);
+    app.set_documents({folio::docs::chat_document(doc)});
+    const std::string without = app.prompt(question.toStdString()).text;
+    app.set_system_prompt(system.toStdString());
+    const folio::chat::Prompt expected = app.prompt(question.toStdString());
+
+    // In the one system turn: the system prompt first, then the instruction and the documents.
+    const std::string& t = expected.text;
+    const size_t at_system = t.find(system.toStdString());
+    const size_t at_doc = t.find("[document: halcyon-h40-manual.md]");
+    QVERIFY(at_system != std::string::npos && at_doc != std::string::npos);
+    QVERIFY(at_system < t.find("Answer the question using the documents below."));
+    QVERIFY(at_system < at_doc);
+    QCOMPARE(t.rfind("<|im_start|>system", at_system), t.find("<|im_start|>system"));
+    QCOMPARE(t.find("<|im_end|>", at_system) > at_doc, true);
+    QCOMPARE(t.size(), without.size() + system.size() + 2);  // + the blank line between them
+
+    // folio-cli --system sends the same bytes as the app with that system prompt.
+    const CliRun r = run_cli({"--model", QString::fromStdString(smollm2_path()), "--file",
+                              QString::fromStdString(demo_path()), "--system", system, "--ask", question,
+                              "--print-prompt"});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(r.out, QByteArray::fromStdString(expected.text));
+
+    // Without documents the system prompt is the whole system turn.
+    app.set_documents({});
+    const std::string bare = app.prompt(question.toStdString()).text;
+    QVERIFY(bare.find("<|im_start|>system\n" + system.toStdString() + "<|im_end|>") != std::string::npos);
+  }
+
   void cli_reads_text_as_the_app_does() {
     // CRLF and CR line ends, a UTF-8 BOM, non-ASCII text, a trailing newline, 450 lines (3 sections).
     QByteArray bytes = "\xEF\xBB\xBF";

@@ -226,7 +226,7 @@ class StoreTest : public QObject {
     QVERIFY(make_v1_database(path));
 
     Database db(path);
-    QCOMPARE(db.settings().user_version, 2);
+    QCOMPARE(db.settings().user_version, folio::store::sql::kSchemaVersion);
     QCOMPARE(db.integrity_check(), QStringLiteral("ok"));
 
     const auto conversations = db.list_conversations();
@@ -480,6 +480,46 @@ class StoreTest : public QObject {
     QVERIFY(!db.delete_document(first.id));
   }
 
+  void conversations_are_searched_by_title_and_messages() {
+    Database db(fresh_path());
+    const auto a = db.create_conversation("Battery life");
+    db.append_message(a.id, Role::User, "How long do the cells last?");
+    const auto b = db.create_conversation("Error codes");
+    db.append_message(b.id, Role::User, "What is E-17?");
+    db.append_message(b.id, Role::Assistant, "The rain gauge is blocked (100% sure).");
+    const auto c = db.create_conversation("Warranty_terms");
+    auto ids = [](const std::vector<folio::store::Conversation>& cs) {
+      QList<int64_t> out;
+      for (const auto& x : cs) out << x.id;
+      return out;
+    };
+    QCOMPARE(ids(db.search_conversations("")), (QList<int64_t>{c.id, b.id, a.id}));  // all, newest first
+    QCOMPARE(ids(db.search_conversations("battery")), QList<int64_t>{a.id});        // title, any case
+    QCOMPARE(ids(db.search_conversations("CELLS")), QList<int64_t>{a.id});          // a question
+    QCOMPARE(ids(db.search_conversations("rain gauge")), QList<int64_t>{b.id});     // an answer
+    // % and _ are the text, not wildcards.
+    QCOMPARE(ids(db.search_conversations("100%")), QList<int64_t>{b.id});
+    QCOMPARE(ids(db.search_conversations("y_t")), QList<int64_t>{c.id});
+    QVERIFY(db.search_conversations("_%").empty());
+    QVERIFY(db.search_conversations("zebra").empty());
+  }
+
+  void conversations_keep_their_settings() {
+    const QString path = fresh_path();
+    int64_t id = 0;
+    {
+      Database db(path);
+      const auto c = db.create_conversation("Settings");
+      id = c.id;
+      QVERIFY(c.settings.isEmpty());
+      db.set_conversation_settings(id, R"({"temperature":0})");
+      QVERIFY_THROWS_EXCEPTION(folio::Error, db.set_conversation_settings(id + 100, "{}"));
+    }
+    Database again(path);
+    QCOMPARE(again.conversation(id)->settings, QString(R"({"temperature":0})"));
+    QCOMPARE(again.list_conversations().front().settings, QString(R"({"temperature":0})"));
+  }
+
   void runs_feed_ttft_series() {
     Database db(fresh_path());
     // Recorded out of order, two models, two modes.
@@ -506,23 +546,31 @@ class StoreTest : public QObject {
     QCOMPARE(db.list_runs("smollm2").size(), size_t{1});
 
     const auto series = db.ttft_series();
-    QCOMPARE(series.size(), size_t{3});
+    QCOMPARE(series.size(), size_t{4});
     QCOMPARE(series[0].model, QStringLiteral("llama-8b"));
     QCOMPARE(series[0].attention_mode, QStringLiteral("dense"));
+    QVERIFY(!series[0].reused);
     QCOMPARE(series[0].points.size(), size_t{3});
     QCOMPARE(series[0].points[0].context_tokens, int64_t{1024});
     QCOMPARE(series[0].points[0].ttft_ms, 60.0);
     QCOMPARE(series[0].points[1].context_tokens, int64_t{4096});
     QCOMPARE(series[0].points[2].context_tokens, int64_t{16384});
     QCOMPARE(series[0].points[2].ttft_ms, 900.0);
-    QCOMPARE(series[1].attention_mode, QStringLiteral("triangular"));
-    QCOMPARE(series[1].points.size(), size_t{2});
-    QCOMPARE(series[1].points[0].context_tokens, int64_t{1024});
-    QCOMPARE(series[1].points[1].ttft_ms, 300.0);
-    QCOMPARE(series[2].model, QStringLiteral("smollm2"));
+    // The run that reused a cached prefix: a series of its own, not mixed into the full prefills.
+    QCOMPARE(series[1].attention_mode, QStringLiteral("dense"));
+    QVERIFY(series[1].reused);
+    QCOMPARE(series[1].points.size(), size_t{1});
+    QCOMPARE(series[1].points[0].context_tokens, int64_t{8192});
+    QCOMPARE(series[1].points[0].ttft_ms, 3.0);
+    QCOMPARE(series[2].attention_mode, QStringLiteral("triangular"));
+    QVERIFY(!series[2].reused);
+    QCOMPARE(series[2].points.size(), size_t{2});
+    QCOMPARE(series[2].points[0].context_tokens, int64_t{1024});
+    QCOMPARE(series[2].points[1].ttft_ms, 300.0);
+    QCOMPARE(series[3].model, QStringLiteral("smollm2"));
 
     const auto llama = db.ttft_series("llama-8b");
-    QCOMPARE(llama.size(), size_t{2});
+    QCOMPARE(llama.size(), size_t{3});
     QVERIFY(db.ttft_series("unknown").empty());
 
     QVERIFY_THROWS_EXCEPTION(folio::Error, db.record_run(make_metrics(1.0, 1), "m", "dense", 0.0));

@@ -2,6 +2,8 @@
 
 #include "ui/attention_modes.h"
 
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QSettings>
 
 #include "ui/default_model.h"
@@ -34,8 +36,62 @@ bool AppSettings::needs_reload(const AppSettings& before) const {
          threads != before.threads;
 }
 
+AppSettings AppSettings::with_defaults() const {
+  AppSettings a;
+  a.model_path = model_path;
+  a.backend = backend;
+  a.threads = threads;
+  a.context_tokens = context_tokens;
+  return a;
+}
+
+QString AppSettings::conversation_json() const {
+  QJsonObject o;
+  o["context_tokens"] = qint64(context_tokens);
+  o["attention_mode"] = attention_mode;
+  o["sparse_threshold_tokens"] = qint64(sparse_threshold_tokens);
+  o["temperature"] = temperature;
+  o["top_p"] = top_p;
+  o["top_k"] = top_k;
+  o["min_p"] = min_p;
+  o["repetition_penalty"] = repetition_penalty;
+  o["max_tokens"] = max_tokens;
+  o["seed"] = qint64(seed);
+  o["system_prompt"] = system_prompt;
+  return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
+}
+
+AppSettings AppSettings::with_conversation(const QString& json) const {
+  AppSettings a = *this;
+  const QJsonObject o = QJsonDocument::fromJson(json.toUtf8()).object();
+  if (o.isEmpty()) return a;
+  a.context_tokens = o.value("context_tokens").toInteger(a.context_tokens);
+  const QString mode = o.value("attention_mode").toString(a.attention_mode);
+  if (attention_mode_names().contains(mode)) a.attention_mode = mode;
+  a.sparse_threshold_tokens = o.value("sparse_threshold_tokens").toInteger(a.sparse_threshold_tokens);
+  a.temperature = o.value("temperature").toDouble(a.temperature);
+  a.top_p = o.value("top_p").toDouble(a.top_p);
+  a.top_k = o.value("top_k").toInt(a.top_k);
+  a.min_p = o.value("min_p").toDouble(a.min_p);
+  a.repetition_penalty = o.value("repetition_penalty").toDouble(a.repetition_penalty);
+  a.max_tokens = o.value("max_tokens").toInt(a.max_tokens);
+  a.seed = o.value("seed").toInteger(a.seed);
+  a.system_prompt = o.value("system_prompt").toString(a.system_prompt);
+  return a;
+}
+
 AppSettings AppSettings::load() {
   QSettings s = open_settings();
+  if (s.value("settings/version", 1).toInt() < 2) {
+    // The old defaults, never chosen by the user as far as we can tell: the new defaults apply.
+    if (s.contains("sampling/temperature") && qFuzzyCompare(s.value("sampling/temperature").toDouble(), 0.3))
+      s.remove("sampling/temperature");
+    if (s.contains("sampling/repetition_penalty") &&
+        qFuzzyCompare(s.value("sampling/repetition_penalty").toDouble(), 1.1))
+      s.remove("sampling/repetition_penalty");
+    s.setValue("settings/version", kVersion);
+    s.sync();
+  }
   AppSettings a;
   a.model_path = s.value("model/path", a.model_path).toString();
   a.backend = s.value("model/backend", a.backend).toString();
@@ -52,6 +108,7 @@ AppSettings AppSettings::load() {
   a.repetition_penalty = s.value("sampling/repetition_penalty", a.repetition_penalty).toDouble();
   a.max_tokens = s.value("sampling/max_tokens", a.max_tokens).toInt();
   a.seed = s.value("sampling/seed", qint64(a.seed)).toLongLong();
+  a.system_prompt = s.value("prompt/system", a.system_prompt).toString();
   if (a.backend != "cpu" && a.backend != "cuda") a.backend = "cpu";
   return a;
 }
@@ -71,6 +128,8 @@ void AppSettings::save() const {
   s.setValue("sampling/repetition_penalty", repetition_penalty);
   s.setValue("sampling/max_tokens", max_tokens);
   s.setValue("sampling/seed", qint64(seed));
+  s.setValue("prompt/system", system_prompt);
+  s.setValue("settings/version", kVersion);
   s.sync();
 }
 

@@ -21,20 +21,38 @@ struct AppSettings {
   QString attention_mode = "auto";
   int64_t sparse_threshold_tokens = 16384;
 
-  // Sampling.
-  double temperature = 0.3;  // low: answers about documents should stick to them
+  // Sampling. Document questions want the most likely answer: greedy, and no repetition penalty
+  // (it pushes the model off numbers and names the document repeats; 1.1 made SmolLM2 answer the
+  // demo's battery question with "2 years" instead of "about 14 months").
+  double temperature = 0.0;
   double top_p = 0.9;
   int top_k = 40;
   double min_p = 0.05;
-  double repetition_penalty = 1.1;
+  double repetition_penalty = 1.0;
   int max_tokens = 512;
   int64_t seed = -1;  // -1 = a new seed for every answer
+
+  // The user's system prompt: first in the system turn, before the documents ("" = none).
+  QString system_prompt;
 
   QString effective_model_path() const;
   SamplerParams sampler(uint64_t random_seed) const;
   // Whether a change from `before` needs the model loaded again (model, backend, threads).
   bool needs_reload(const AppSettings& before) const;
 
+  // These settings with everything but the model choice (model, backend, threads, context) back to
+  // the defaults (Settings ▸ Reset to defaults).
+  AppSettings with_defaults() const;
+
+  // Settings saved before version 2 kept temperature 0.3 and repetition penalty 1.1 as defaults:
+  // load() moves those two (when still at the old defaults) to the new ones.
+  static constexpr int kVersion = 2;
+
+  // What a conversation was held with (sampling, answer length, system prompt, attention,
+  // context), as JSON for the store; with_conversation() puts those fields of `json` over these
+  // settings (the model choice stays).
+  QString conversation_json() const;
+  AppSettings with_conversation(const QString& json) const;
   static AppSettings load();  // from QSettings("Folio", "Folio"), defaults where unset
   void save() const;
 

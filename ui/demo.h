@@ -28,6 +28,10 @@ QString demo_document_path(DemoDocument which = DemoDocument::Manual);
 // Questions the demo document answers (none for None).
 QStringList demo_questions(DemoDocument which = DemoDocument::Manual);
 
+// What a right answer to each of demo_questions(which) contains (any one of the phrases); empty
+// where no check is known (PlantedFacts: resources/demo/planted-facts.json holds its answers).
+QList<QStringList> demo_answers(DemoDocument which = DemoDocument::Manual);
+
 // The welcome text shown before the first question (Markdown).
 QString welcome_markdown(const QString& model_name, bool tiny_model, DemoDocument demo);
 

@@ -1,12 +1,14 @@
 #include "ui/document_panel.h"
 
 #include <QDragEnterEvent>
+#include <algorithm>
 #include <QDropEvent>
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLocale>
 #include <QMenu>
 #include <QMimeData>
+#include <QShortcut>
 #include <QStyle>
 #include <QVBoxLayout>
 
@@ -50,16 +52,27 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   list_->setToolTip(tr("Drop files or folders here"));
   layout->addWidget(list_, 1);
 
+  // Two buttons (Add offers files or a folder): the panel stays narrow enough that the chat keeps
+  // half of a 1024 px window.
   auto* buttons = new QHBoxLayout();
-  auto* add_files = new QPushButton(style()->standardIcon(QStyle::SP_FileIcon), tr("Add files…"), this);
-  auto* add_folder = new QPushButton(style()->standardIcon(QStyle::SP_DirIcon), tr("Add folder…"), this);
+  auto* add = new QPushButton(style()->standardIcon(QStyle::SP_FileIcon), tr("Add…"), this);
+  add->setObjectName("addDocument");
+  auto* add_menu = new QMenu(add);
+  QAction* add_files = add_menu->addAction(style()->standardIcon(QStyle::SP_FileIcon), tr("Add files…"));
+  QAction* add_folder = add_menu->addAction(style()->standardIcon(QStyle::SP_DirIcon), tr("Add folder (source tree)…"));
+  add->setMenu(add_menu);
   remove_button_ = new QPushButton(style()->standardIcon(QStyle::SP_TrashIcon), tr("Remove"), this);
   remove_button_->setObjectName("removeDocument");
   remove_button_->setEnabled(false);
-  buttons->addWidget(add_files);
-  buttons->addWidget(add_folder);
+  buttons->addWidget(add);
   buttons->addWidget(remove_button_);
+  buttons->addStretch(1);
   layout->addLayout(buttons);
+  // Shown while documents failed to read: they go in one click (or select several and Remove).
+  remove_failed_button_ = new QPushButton(this);
+  remove_failed_button_->setObjectName("removeFailedDocuments");
+  remove_failed_button_->setVisible(false);
+  layout->addWidget(remove_failed_button_);
 
   auto* gauge_title = new QLabel(tr("<b>Context</b>"), this);
   layout->addWidget(gauge_title);
@@ -72,8 +85,8 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   gauge_label_->setObjectName("contextGaugeLabel");
   layout->addWidget(gauge_label_);
 
-  connect(add_files, &QPushButton::clicked, this, &DocumentPanel::add_files_requested);
-  connect(add_folder, &QPushButton::clicked, this, &DocumentPanel::add_folder_requested);
+  connect(add_files, &QAction::triggered, this, &DocumentPanel::add_files_requested);
+  connect(add_folder, &QAction::triggered, this, &DocumentPanel::add_folder_requested);
   connect(list_, &QListWidget::itemSelectionChanged, this,
           [this] { remove_button_->setEnabled(!list_->selectedItems().isEmpty()); });
   list_->setContextMenuPolicy(Qt::CustomContextMenu);
@@ -86,16 +99,39 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
     QMenu menu(this);
     if (e->keep_tokens > 0)
       menu.addAction(tr("Use the whole document"), this, [this, key] { emit use_whole_requested(key); });
-    menu.addAction(tr("Remove"), this, [this, key] { emit remove_requested(key); });
+    const int selected = static_cast<int>(list_->selectedItems().size());
+    if (item->isSelected() && selected > 1)
+      menu.addAction(tr("Remove the %1 selected").arg(selected), this, &DocumentPanel::remove_selected);
+    else
+      menu.addAction(tr("Remove"), this, [this, key] { emit remove_requested(key); });
+    if (failed_count() > 0)
+      menu.addAction(tr("Remove every document that failed (%1)").arg(failed_count()), this,
+                     &DocumentPanel::remove_failed);
     menu.exec(list_->viewport()->mapToGlobal(at));
   });
-  connect(remove_button_, &QPushButton::clicked, this, [this] {
-    const auto items = list_->selectedItems();
-    std::vector<uint64_t> keys;
-    for (auto* item : items) keys.push_back(item->data(Qt::UserRole).toULongLong());
-    for (uint64_t key : keys) emit remove_requested(key);
-  });
+  connect(remove_button_, &QPushButton::clicked, this, &DocumentPanel::remove_selected);
+  connect(remove_failed_button_, &QPushButton::clicked, this, &DocumentPanel::remove_failed);
+  auto* del = new QShortcut(QKeySequence::Delete, list_, nullptr, nullptr, Qt::WidgetShortcut);
+  connect(del, &QShortcut::activated, this, &DocumentPanel::remove_selected);
   refresh();
+}
+
+int DocumentPanel::failed_count() const {
+  return static_cast<int>(std::count_if(entries_.begin(), entries_.end(),
+                                        [](const DocumentEntry& e) { return e.state == DocumentEntry::State::Failed; }));
+}
+
+void DocumentPanel::remove_selected() {
+  std::vector<uint64_t> keys;
+  for (auto* item : list_->selectedItems()) keys.push_back(item->data(Qt::UserRole).toULongLong());
+  for (uint64_t key : keys) emit remove_requested(key);
+}
+
+void DocumentPanel::remove_failed() {
+  std::vector<uint64_t> keys;
+  for (const auto& e : entries_)
+    if (e.state == DocumentEntry::State::Failed) keys.push_back(e.key);
+  for (uint64_t key : keys) emit remove_requested(key);
 }
 
 DocumentEntry* DocumentPanel::find(uint64_t key) {
@@ -231,6 +267,11 @@ void DocumentPanel::refresh() {
     if (color.isValid()) item->setForeground(color);
     if (selected.contains(e.key)) item->setSelected(true);
   }
+
+  const int failed = failed_count();
+  remove_failed_button_->setVisible(failed > 0);
+  remove_failed_button_->setText(failed == 1 ? tr("Remove the document that failed")
+                                             : tr("Remove the %1 that failed").arg(failed));
 
   const int64_t used = used_tokens();
   if (context_ <= 0) {

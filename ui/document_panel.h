@@ -59,6 +59,12 @@ class DocumentPanel : public QWidget {
   // What a drop does: adds the local files and folders of `mime` (dropEvent calls this).
   bool accept_drop(const QMimeData* mime);
 
+  // Asks (remove_requested) to remove the selected rows, or every row that failed to read.
+  void remove_selected();
+  void remove_failed();
+  int failed_count() const;
+  QPushButton* remove_failed_button() const { return remove_failed_button_; }
+
   QProgressBar* gauge() const { return gauge_; }
   QListWidget* list() const { return list_; }
 
@@ -87,6 +93,7 @@ class DocumentPanel : public QWidget {
   QProgressBar* gauge_ = nullptr;
   QLabel* gauge_label_ = nullptr;
   QPushButton* remove_button_ = nullptr;
+  QPushButton* remove_failed_button_ = nullptr;
 };
 
 }  // namespace folio::ui

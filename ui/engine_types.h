@@ -57,6 +57,7 @@ struct AskRequest {
   int64_t context_tokens = 0;  // the session's context; 0 = min(model max, 8192)
   SamplerParams sampler;
   int max_tokens = 512;
+  QString system_prompt;  // first in the system turn, before the documents ("" = none)
   QString attention_mode = "auto";
   int64_t sparse_threshold_tokens = 16384;  // auto: sparse for chunks whose keys reach this
   std::shared_ptr<CancelToken> cancel;
@@ -88,6 +89,7 @@ struct CompareRequest {
   uint64_t id = 0;
   QVector<PromptDocument> documents;
   QString question;
+  QString system_prompt;
   QStringList modes;          // attention modes to measure
   QVector<double> fractions;  // of the full prompt's length, one measurement each
   std::shared_ptr<CancelToken> cancel;
@@ -97,6 +99,7 @@ struct MeasuredRun {
   uint64_t request_id = 0;
   QString attention_mode;
   Metrics metrics;
+  int32_t first_token = -1;  // the greedy first token (-1 = none)
 };
 
 }  // namespace folio::ui

@@ -97,7 +97,8 @@ void EngineWorker::load_model(const EngineConfig& config) {
 #endif
   emit phase_changed(Phase::Loading);
   // The chat goes on with the next model: its turns carry over, its KV cache does not.
-  std::vector<folio::chat::Turn> history;
+  std::vector<folio::chat::Turn> history = std::move(pending_history_);
+  pending_history_.clear();
   if (conversation_) history = conversation_->history();
   conversation_.reset();
   counter_.reset();
@@ -194,6 +195,16 @@ void EngineWorker::reset_conversation() {
   else if (recorder_) recorder_->new_conversation();
 }
 
+void EngineWorker::continue_conversation(qint64 conversation_id, const std::vector<folio::chat::Turn>& turns) {
+  if (conversation_) {
+    conversation_->reset();  // forgets the KV cache (and tells the recorder: a new conversation)
+    conversation_->set_history(turns);
+  } else {
+    pending_history_ = turns;
+  }
+  if (recorder_) recorder_->continue_conversation(conversation_id);
+}
+
 int64_t EngineWorker::prefill_chunk() const {
   // Stop and the progress bar act between chunks. On the CPU a 512-token chunk of SmolLM2-135M
   // takes ~4 s on 2 cores; 128 tokens answer Stop within ~1 s for ~3% less prefill speed
@@ -208,6 +219,7 @@ void EngineWorker::ask(const AskRequest& request) {
   }
   try {
     conversation_->set_documents(prepared(request.documents));
+    conversation_->set_system_prompt(request.system_prompt.toStdString());
     const uint64_t id = request.id;
     folio::chat::AskOptions o;
     o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
@@ -290,7 +302,8 @@ void EngineWorker::compare(const CompareRequest& request) {
   try {
     // The prompt a first question over these documents would send.
     std::vector<int32_t> prompt = folio::chat::build_prompt(*engine_, conversation_->format(), prepared(request.documents),
-                                                            {}, request.question.toStdString())
+                                                            {}, request.question.toStdString(),
+                                                            request.system_prompt.toStdString())
                                       .tokens;
     const int64_t max_ctx = engine_->config().max_context > 0 ? engine_->config().max_context : 8192;
     if (static_cast<int64_t>(prompt.size()) > max_ctx - 1) prompt.resize(static_cast<size_t>(max_ctx - 1));
@@ -327,6 +340,7 @@ void EngineWorker::compare(const CompareRequest& request) {
         m.request_id = request.id;
         m.attention_mode = mode;
         m.metrics = r.metrics;
+        if (!r.tokens.empty()) m.first_token = r.tokens.front();
         emit run_measured(m);
       }
       if (cancelled) break;

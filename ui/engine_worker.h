@@ -38,6 +38,9 @@ class EngineWorker : public QObject {
   void open_store(const QString& database_path);
   // Forgets the conversation (history, KV cache); the next answer starts a new stored conversation.
   void reset_conversation();
+  // Goes on with a stored conversation (reopened from the history): these turns are the history,
+  // the next answers are recorded in it; the KV cache is rebuilt by the next question.
+  void continue_conversation(qint64 conversation_id, const std::vector<folio::chat::Turn>& turns);
   void ask(const folio::ui::AskRequest& request);
   // Measures TTFT of the documents' prompt at several lengths under each attention mode.
   void compare(const folio::ui::CompareRequest& request);
@@ -75,6 +78,7 @@ class EngineWorker : public QObject {
   ModelInfo info_;
   std::unique_ptr<folio::docs::TokenCounter> counter_;  // over engine_'s tokenizer; caches by layout
   QHash<QString, folio::docs::Document> truncated_;     // content hash + keep -> cut document
+  std::vector<folio::chat::Turn> pending_history_;      // for the next model, when none is loaded
 };
 
 }  // namespace folio::ui

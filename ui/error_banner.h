@@ -24,4 +24,23 @@ class ErrorBanner : public QFrame {
   std::function<void()> on_action_;
 };
 
+// A notice that is not an error (e.g. no usable GPU): neutral colours, Dismiss hides it for now,
+// "Don't show again" emits dismissed_for_good so the owner remembers it.
+class NoticeBar : public QFrame {
+  Q_OBJECT
+
+ public:
+  explicit NoticeBar(QWidget* parent = nullptr);
+  void show_notice(const QString& text, const QString& detail = {});
+  QString text() const { return label_->text(); }
+  QPushButton* never_button() const { return never_; }
+
+ signals:
+  void dismissed_for_good();
+
+ private:
+  QLabel* label_ = nullptr;
+  QPushButton* never_ = nullptr;
+};
+
 }  // namespace folio::ui

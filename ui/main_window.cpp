@@ -16,8 +16,11 @@
 #include <QMimeData>
 #include <QRandomGenerator>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QSplitter>
 #include <QStatusBar>
+#include <QTabWidget>
+#include <QTimer>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 #include <algorithm>
@@ -26,10 +29,12 @@
 #include "core/docs/prompt_layout.h"
 #include "ui/attention_modes.h"
 #include "ui/chat_view.h"
+#include "ui/conversation_export.h"
 #include "ui/demo.h"
 #include "ui/document_panel.h"
 #include "ui/engine_worker.h"
 #include "ui/error_banner.h"
+#include "ui/history_panel.h"
 #include "ui/performance_panel.h"
 #include "ui/settings_dialog.h"
 #include "ui/source_viewer.h"
@@ -53,10 +58,14 @@ QString metrics_footer(const Metrics& m) {
   if (m.prefill_tokens > 0)
     parts << QObject::tr("read %1 tokens at %2 tok/s").arg(count(m.prefill_tokens)).arg(m.prefill_tok_s, 0, 'f', 0);
   if (m.reused_tokens > 0) parts << QObject::tr("reused %1 tokens").arg(count(m.reused_tokens));
-  parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
+  // A rate needs two tokens: a run stopped before then says "stopped", never "0 tok/s".
+  if (m.decode_tok_s > 0.0)
+    parts << QObject::tr("%1 tokens at %2 tok/s").arg(count(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1);
+  else if (m.decode_tokens > 0)
+    parts << (m.decode_tokens == 1 ? QObject::tr("1 token") : QObject::tr("%1 tokens").arg(count(m.decode_tokens)));
   switch (m.stop) {
     case StopReason::Cancelled:
-      parts << QObject::tr("stopped by you");
+      parts << QObject::tr("stopped");
       break;
     case StopReason::MaxTokens:
       parts << QObject::tr("reached the answer limit (Settings ▸ Max answer tokens)");
@@ -68,6 +77,38 @@ QString metrics_footer(const Metrics& m) {
       break;
   }
   return parts.join(" · ");
+}
+
+// The line that ends a comparison: dense against sparse at the longest length both measured.
+QString verdict_line(const QVector<MeasuredRun>& runs, const QString& backend) {
+  const MeasuredRun* dense = nullptr;
+  const MeasuredRun* sparse = nullptr;
+  for (const MeasuredRun& r : runs) {
+    const MeasuredRun*& slot = r.attention_mode == "dense" ? dense : sparse;
+    if (r.attention_mode != "dense" && r.attention_mode != "sparse") continue;
+    if (slot == nullptr || r.metrics.prompt_tokens >= slot->metrics.prompt_tokens) slot = &r;
+  }
+  if (dense == nullptr || sparse == nullptr || dense->metrics.ttft_ms <= 0 || sparse->metrics.ttft_ms <= 0)
+    return QObject::tr("Comparison done; dense and sparse were not both measured, so there is no verdict.");
+  const QString where = QObject::tr("at %1 tokens on this %2")
+                            .arg(count(sparse->metrics.prompt_tokens),
+                                 backend.startsWith("cuda", Qt::CaseInsensitive) ? QObject::tr("GPU")
+                                                                                 : QObject::tr("CPU"));
+  const double ratio = dense->metrics.ttft_ms / sparse->metrics.ttft_ms;
+  QString line;
+  if (ratio >= 1.05)
+    line = QObject::tr("Sparse prefill %1x faster than dense %2").arg(ratio, 0, 'f', 1).arg(where);
+  else if (ratio <= 1.0 / 1.05)
+    line = QObject::tr("Sparse prefill %1x slower than dense %2").arg(1.0 / ratio, 0, 'f', 1).arg(where);
+  else
+    line = QObject::tr("Sparse and dense prefill take the same time (within 5%) %1").arg(where);
+  line += QObject::tr(" (first token after %1 vs. %2)")
+              .arg(ms_text(sparse->metrics.ttft_ms), ms_text(dense->metrics.ttft_ms));
+  if (sparse->metrics.sparse_chunks == 0) line += QObject::tr("; no chunk used a sparse pattern at this length");
+  if (sparse->first_token >= 0 && dense->first_token >= 0)
+    line += sparse->first_token == dense->first_token ? QObject::tr("; same first token")
+                                                      : QObject::tr("; the first token differs");
+  return line + ".";
 }
 
 struct ReadResult {
@@ -90,11 +131,14 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   viewer_ = new SourceViewer(this);
   viewer_->hide();
   banner_ = new ErrorBanner(this);
+  gpu_notice_ = new NoticeBar(this);
+  gpu_notice_->setObjectName("gpuNotice");
 
   auto* center = new QWidget(this);
   auto* center_layout = new QVBoxLayout(center);
   center_layout->setContentsMargins(6, 6, 6, 6);
   center_layout->addWidget(banner_);
+  center_layout->addWidget(gpu_notice_);
   center_split_ = new QSplitter(Qt::Horizontal, center);
   center_split_->addWidget(chat_);
   center_split_->addWidget(viewer_);
@@ -102,15 +146,30 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   center_split_->setStretchFactor(1, 2);
   center_layout->addWidget(center_split_, 1);
 
-  auto* split = new QSplitter(Qt::Horizontal, this);
-  split->addWidget(documents_);
-  split->addWidget(center);
-  split->addWidget(performance_);
-  split->setStretchFactor(0, 0);
-  split->setStretchFactor(1, 1);
-  split->setStretchFactor(2, 0);
-  split->setSizes({290, 740, 410});
-  setCentralWidget(split);
+  history_ = new HistoryPanel(this);
+  left_tabs_ = new QTabWidget(this);
+  left_tabs_->setObjectName("leftTabs");
+  left_tabs_->addTab(documents_, tr("Documents"));
+  left_tabs_->addTab(history_, tr("History"));
+  delete_timer_ = new QTimer(this);
+  delete_timer_->setSingleShot(true);
+  delete_timer_->setInterval(10000);  // the time to undo a deletion
+  connect(delete_timer_, &QTimer::timeout, this, &MainWindow::commit_deletion);
+
+  main_split_ = new QSplitter(Qt::Horizontal, this);
+  main_split_->addWidget(left_tabs_);
+  main_split_->addWidget(center);
+  main_split_->addWidget(performance_);
+  main_split_->setStretchFactor(0, 0);
+  main_split_->setStretchFactor(1, 1);
+  main_split_->setStretchFactor(2, 0);
+  main_split_->setChildrenCollapsible(false);
+  setCentralWidget(main_split_);
+  main_split_->installEventFilter(this);
+  // A width the user drags the documents to is kept (as far as the chat's half allows).
+  connect(main_split_, &QSplitter::splitterMoved, this, [this](int, int index) {
+    if (index == 1) docs_width_ = main_split_->sizes().value(0);
+  });
 
   status_model_ = new QLabel(this);
   statusBar()->addPermanentWidget(status_model_);
@@ -119,6 +178,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     restoreGeometry(s.value("window/geometry").toByteArray());
+    set_performance_visible(s.value("window/performance_panel", true).toBool());
   }
 
   // The engine's thread. The worker is deleted in ~MainWindow after the thread has stopped.
@@ -161,6 +221,9 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   connect(chat_, &ChatView::citation_activated, this, &MainWindow::open_citation);
   connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
   connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
+  connect(gpu_notice_, &NoticeBar::dismissed_for_good, this, [] {
+    QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").setValue("notices/no_gpu_dismissed", true);
+  });
 
   try {
     db_ = std::make_unique<folio::store::Database>(
@@ -169,6 +232,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     banner_->show_message(
         tr("Conversations and measurements will not be saved: %1").arg(QString::fromStdString(e.what())));
   }
+  history_->set_database(db_.get());
+  history_->refresh();
+  connect(history_, &HistoryPanel::open_requested, this, [this](qint64 id) { open_conversation(id); });
+  connect(history_, &HistoryPanel::rename_requested, this, &MainWindow::rename_conversation);
+  connect(history_, &HistoryPanel::delete_requested, this, [this](qint64 id) { delete_conversation(id); });
+  connect(history_, &HistoryPanel::undo_requested, this, &MainWindow::undo_deletion);
+  connect(history_, &HistoryPanel::export_requested, this, [this](qint64 id) {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export as Markdown"), QString(), tr("Markdown (*.md)"));
+    if (!path.isEmpty()) export_markdown(id, path);
+  });
   // The engine's thread records the chat as it answers, through its own connection to the file.
   if (db_)
     QMetaObject::invokeMethod(
@@ -190,6 +263,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 }
 
 MainWindow::~MainWindow() {
+  commit_deletion();  // a deletion waiting for undo happens (closeEvent may not have run)
   // Stop what runs (the engine checks between chunks and tokens), then end the thread.
   if (current_cancel_) current_cancel_->cancel();
   for (auto& c : reads_) c->cancel();
@@ -206,11 +280,26 @@ void MainWindow::build_menus() {
   file->addAction(tr("Add f&older…"), documents_, &DocumentPanel::add_folder_requested);
   file->addSeparator();
   file->addAction(tr("&New conversation"), QKeySequence::New, this, &MainWindow::new_conversation);
+  file->addAction(tr("&Export conversation as Markdown…"), this, [this] {
+    if (conversation_id_ <= 0) {
+      statusBar()->showMessage(tr("Nothing to export yet: ask a question first"), 5000);
+      return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export as Markdown"), QString(), tr("Markdown (*.md)"));
+    if (!path.isEmpty()) export_markdown(conversation_id_, path);
+  });
   file->addSeparator();
   file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* chat = menuBar()->addMenu(tr("&Chat"));
   chat->addAction(tr("&Stop"), QKeySequence(Qt::Key_Escape), this, &MainWindow::stop);
   chat->addAction(tr("&Regenerate answer"), QKeySequence(tr("Ctrl+R")), this, &MainWindow::regenerate);
+  QMenu* view = menuBar()->addMenu(tr("&View"));
+  performance_action_ = view->addAction(tr("&Performance panel"));
+  performance_action_->setObjectName("togglePerformancePanel");
+  performance_action_->setCheckable(true);
+  performance_action_->setChecked(true);
+  performance_action_->setShortcut(QKeySequence(tr("Ctrl+Shift+P")));
+  connect(performance_action_, &QAction::toggled, this, &MainWindow::set_performance_visible);
   QMenu* perf = menuBar()->addMenu(tr("&Performance"));
   perf->addAction(tr("&Compare attention modes"), this, &MainWindow::compare);
   QMenu* settings = menuBar()->addMenu(tr("&Settings"));
@@ -240,7 +329,7 @@ void MainWindow::connect_worker() {
     model_error_.clear();
     model_info_ = info;
     if (banner_->text().startsWith(tr("The model could not be loaded"))) banner_->hide();
-    if (!info.notice.isEmpty()) statusBar()->showMessage(info.notice, 10000);
+    show_backend_notice(info);
     performance_->set_model(info, context_tokens());
     if (settings_dialog_ != nullptr) settings_dialog_->show_loaded(info);
     refresh_context();
@@ -282,6 +371,7 @@ void MainWindow::connect_worker() {
   connect(worker_, &EngineWorker::ask_failed, this, &MainWindow::on_ask_failed);
   connect(worker_, &EngineWorker::prompt_does_not_fit, this, &MainWindow::on_does_not_fit);
   connect(worker_, &EngineWorker::run_measured, this, [this](const MeasuredRun& run) {
+    compare_runs_.push_back(run);
     performance_->show_metrics(run.metrics);
     if (db_) {
       try {
@@ -296,10 +386,16 @@ void MainWindow::connect_worker() {
     comparing_ = false;
     current_cancel_.reset();
     performance_->set_comparing(false);
-    if (!error.isEmpty())
+    if (!error.isEmpty()) {
       chat_->add_notice(tr("The comparison failed: %1").arg(error), true);
-    else if (cancelled)
-      statusBar()->showMessage(tr("Comparison stopped"), 5000);
+    } else if (cancelled) {
+      compare_verdict_ = tr("Comparison stopped after %1 of its runs; no verdict.").arg(compare_runs_.size());
+      statusBar()->showMessage(compare_verdict_, 8000);
+    } else {
+      compare_verdict_ = verdict_line(compare_runs_, model_info_.backend);
+      chat_->add_notice(compare_verdict_);
+      statusBar()->showMessage(compare_verdict_, 15000);
+    }
     set_busy(false);
     emit compare_finished();
   });
@@ -354,7 +450,8 @@ void MainWindow::refresh_send_state() {
   chat_->set_send_blocked(why);
   QString compare_why = why;
   if (compare_why.isEmpty() && prompt_documents().isEmpty()) compare_why = tr("Add a document first.");
-  performance_->set_compare_enabled(compare_why.isEmpty() && !busy(), compare_why);
+  // While it measures, the button cancels.
+  performance_->set_compare_enabled(comparing_ || (compare_why.isEmpty() && !busy()), compare_why);
 }
 
 void MainWindow::set_busy(bool b) {
@@ -413,10 +510,26 @@ void MainWindow::add_paths(const QStringList& paths) {
 void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error) {
   const DocumentEntry* entry = documents_->entry(key);
   if (entry == nullptr) return;  // removed while it was read
+  const auto expected = reopen_expected_.find(entry->path);
   if (!error.isEmpty()) {
     documents_->set_failed(key, error);
     banner_->show_message(tr("A document could not be read: %1").arg(error));
+    if (expected != reopen_expected_.end()) {
+      chat_->add_notice(tr("**%1** of this conversation could not be read again (%2); the answers above were "
+                           "given with it.")
+                            .arg(QFileInfo(entry->path).fileName(), error),
+                        true);
+      reopen_expected_.erase(expected);
+    }
     return;
+  }
+  if (expected != reopen_expected_.end()) {
+    if (!expected->isEmpty() && doc.content_hash != *expected)
+      chat_->add_notice(tr("**%1** has changed since this conversation: the answers above were given on its "
+                           "earlier content.")
+                            .arg(doc.title),
+                        true);
+    reopen_expected_.erase(expected);
   }
   for (const auto& e : documents_->entries()) {
     if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
@@ -488,6 +601,7 @@ void MainWindow::send_request() {
   r.context_tokens = settings_.context_tokens;
   r.sampler = settings_.sampler(QRandomGenerator::global()->generate64());
   r.max_tokens = settings_.max_tokens;
+  r.system_prompt = settings_.system_prompt;
   r.attention_mode = settings_.attention_mode;
   r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
   r.cancel = std::make_shared<CancelToken>();
@@ -514,12 +628,136 @@ void MainWindow::new_conversation() {
   stop();
   history_turns_ = 0;
   conversation_id_ = 0;
+  remembered_fit_.reset();
   answer_sources_.clear();
   chat_->clear_messages();
   documents_->set_conversation_tokens(0);
   QMetaObject::invokeMethod(
       worker_, [w = worker_] { w->reset_conversation(); }, Qt::QueuedConnection);
   show_welcome();
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+bool MainWindow::open_conversation(int64_t id) {
+  if (!db_ || busy()) {
+    if (busy()) statusBar()->showMessage(tr("Wait for the answer, or press Stop"), 5000);
+    return false;
+  }
+  std::optional<folio::store::Conversation> c;
+  std::vector<folio::store::Message> messages;
+  std::vector<folio::store::DocumentRecord> docs;
+  try {
+    c = db_->conversation(id);
+    if (!c) return false;
+    messages = db_->list_messages(id);
+    docs = db_->conversation_documents(id);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be read: %1").arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  new_conversation();
+  chat_->clear_messages();
+  // The settings it was held with (sampling, system prompt, attention, context), not the model.
+  if (!c->settings.isEmpty()) {
+    const AppSettings restored = settings_.with_conversation(c->settings);
+    if (!(restored == settings_)) {
+      apply_settings(restored);
+      chat_->add_notice(tr("The settings of this conversation are back (Settings shows them)."));
+    }
+  }
+  std::vector<folio::chat::Turn> turns;
+  for (const auto& m : messages) {
+    if (m.role == folio::store::Role::User) {
+      chat_->add_user(m.text);
+      turns.push_back({"user", m.text.toStdString()});
+      pending_question_ = m.text;
+    } else if (m.role == folio::store::Role::Assistant) {
+      chat_->begin_assistant();
+      chat_->append_to_answer(m.text);
+      QString footer;
+      if (m.metrics)
+        footer = tr("%1 tokens · first token after %2").arg(count(m.metrics->decode_tokens), ms_text(m.metrics->ttft_ms));
+      chat_->finish_answer(footer, {});
+      turns.push_back({"assistant", m.text.toStdString()});
+    }
+  }
+  // The documents again, from where they were; what changed or vanished is said in the chat.
+  for (const auto& e : std::vector<DocumentEntry>(documents_->entries())) remove_document(e.key);
+  reopen_expected_.clear();
+  QStringList paths;
+  for (const auto& d : docs) {
+    if (!QFileInfo::exists(d.path)) {
+      chat_->add_notice(tr("**%1** is no longer at %2: add it again if you ask more about it.").arg(d.title, d.path), true);
+      continue;
+    }
+    reopen_expected_.insert(QFileInfo(d.path).absoluteFilePath(), d.content_hash);
+    paths << d.path;
+  }
+  add_paths(paths);
+  conversation_id_ = id;
+  history_turns_ = static_cast<int>(turns.size());
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, id, turns] { w->continue_conversation(id, turns); }, Qt::QueuedConnection);
+  history_->set_current(id);
+  statusBar()->showMessage(tr("Opened “%1”").arg(c->title), 5000);
+  return true;
+}
+
+void MainWindow::rename_conversation(qint64 id, const QString& title) {
+  if (!db_) return;
+  try {
+    db_->rename_conversation(id, title);
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be renamed: %1").arg(QString::fromStdString(e.what())));
+  }
+  history_->refresh();
+}
+
+void MainWindow::delete_conversation(int64_t id) {
+  if (!db_) return;
+  commit_deletion();  // one undo at a time
+  std::optional<folio::store::Conversation> c = db_->conversation(id);
+  if (!c) return;
+  if (id == conversation_id_) new_conversation();
+  history_->mark_deleted(id, c->title);
+  delete_timer_->start();
+}
+
+void MainWindow::undo_deletion() {
+  delete_timer_->stop();
+  history_->undo_deletion();
+}
+
+void MainWindow::commit_deletion() {
+  delete_timer_->stop();
+  try {
+    history_->take_pending_deletion();
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be deleted: %1").arg(QString::fromStdString(e.what())));
+  }
+}
+
+bool MainWindow::export_markdown(int64_t id, const QString& path) {
+  if (!db_) return false;
+  try {
+    const std::optional<folio::store::Conversation> c = db_->conversation(id);
+    if (!c) return false;
+    // Citations are checked against the documents read now, where their content is unchanged.
+    QVector<folio::docs::Document> read;
+    for (const auto& e : documents_->entries())
+      if (e.state == DocumentEntry::State::Ready) read.push_back(e.doc);
+    const QString md = conversation_markdown(*c, db_->conversation_documents(id), db_->list_messages(id), read);
+    QFile f(path);
+    if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) || f.write(md.toUtf8()) < 0)
+      throw std::runtime_error(f.errorString().toStdString());
+  } catch (const std::exception& e) {
+    banner_->show_message(tr("The conversation could not be exported: %1").arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  statusBar()->showMessage(tr("Exported to %1").arg(path), 5000);
+  return true;
 }
 
 void MainWindow::on_does_not_fit(const FitProblem& p) {
@@ -546,6 +784,21 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
     chat_->set_input_text(pending_question_);
     return;
   }
+  // The user already chose to keep the beginning of a document in this conversation, over these
+  // same documents: keep as much of it as fits now (the conversation grew), without asking again.
+  if (remembered_fit_ && remembered_fit_->documents == documents_signature()) {
+    const int index = static_cast<int>(request_doc_keys_.indexOf(remembered_fit_->truncate_key));
+    const int64_t keep = index >= 0 ? q.max_keep(index) : 0;
+    if (keep > 0) {
+      FitChoice c;
+      c.kind = FitChoice::Kind::Truncate;
+      c.truncate_index = index;
+      c.keep_tokens = keep;
+      apply_fit_choice(c, /*remembered=*/true);
+      return;
+    }
+  }
+  remembered_fit_.reset();
   auto on_cancel = [this] {
     chat_->add_notice(tr("Not sent: the documents do not fit the context. Remove documents, keep only part of one, "
                          "or choose a larger context in Settings."),
@@ -571,17 +824,31 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
   dialog->open();
 }
 
-void MainWindow::apply_fit_choice(const FitChoice& c) {
+QString MainWindow::documents_signature() const {
+  QStringList parts;
+  for (const auto& e : documents_->entries())
+    if (e.state == DocumentEntry::State::Ready)
+      parts << QString::number(e.key) + ":" + (e.doc.content_hash.isEmpty() ? e.path : e.doc.content_hash);
+  return parts.join('|');
+}
+
+void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
   if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
     const DocumentEntry* e = documents_->entry(key);
     if (e == nullptr) return;
     documents_->set_keep_tokens(key, c.keep_tokens);
-    chat_->add_notice(tr("Only the first %1 of %2 tokens of **%3** are included, as you chose. The model is told "
-                         "that the rest is missing.")
-                          .arg(count(c.keep_tokens), count(e->tokens), e->doc.title));
+    remembered_fit_ = RememberedFit{documents_signature(), key};
+    chat_->add_notice(
+        (remembered ? tr("As you chose for this conversation, only the first %1 of %2 tokens of **%3** are included "
+                         "now (the conversation grew). The model is told that the rest is missing.")
+                    : tr("Only the first %1 of %2 tokens of **%3** are included, as you chose; later questions in "
+                         "this conversation keep that choice until the documents change. The model is told that "
+                         "the rest is missing."))
+            .arg(count(c.keep_tokens), count(e->tokens), e->doc.title));
   } else {
+    remembered_fit_.reset();
     QStringList titles;
     for (int i : c.drop) {
       if (i < 0 || i >= request_doc_keys_.size()) continue;
@@ -602,6 +869,14 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   pending_question_ = outcome.question;
   history_turns_ = outcome.history_turns;
   if (outcome.conversation_id > 0) conversation_id_ = outcome.conversation_id;
+  if (db_ && conversation_id_ > 0) {
+    try {
+      db_->set_conversation_settings(conversation_id_, settings_.conversation_json());
+    } catch (const std::exception& e) {
+      banner_->show_message(tr("The conversation could not be saved: %1").arg(QString::fromStdString(e.what())));
+    }
+  }
+  history_->set_current(conversation_id_);
   if (!outcome.record_error.isEmpty())
     banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));
 
@@ -653,17 +928,80 @@ void MainWindow::refresh_ttft_chart() {
   }
 }
 
+double MainWindow::prefill_rate_tok_s() const {
+  // The newest full prefill of this model (a reused prefix says little about the rate).
+  if (last_metrics_ && last_metrics_->reused_tokens == 0 && last_metrics_->prefill_tok_s > 0)
+    return last_metrics_->prefill_tok_s;
+  if (!db_) return 0.0;
+  try {
+    const auto runs = db_->list_runs(store_model_name());
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it)
+      if (it->reused_tokens == 0 && it->prefill_tok_s > 0) return it->prefill_tok_s;
+  } catch (const std::exception&) {
+  }
+  return 0.0;
+}
+
+QString MainWindow::compare_estimate(const QVector<double>& fractions, int modes) const {
+  int64_t doc_tokens = 0;
+  for (const auto& e : documents_->entries()) doc_tokens += e.prompt_tokens();
+  const int64_t max_ctx = model_info_.max_context > 0 ? model_info_.max_context : 8192;
+  const int64_t n = std::min<int64_t>(doc_tokens + 64, max_ctx - 1);  // + template and question
+  double total = 0.0;
+  for (double f : fractions) total += f * static_cast<double>(n);
+  total *= modes;
+  const double rate = prefill_rate_tok_s();
+  QString text = tr("Compare runs %1 prefills of up to %2 tokens (%3 tokens in all)")
+                     .arg(fractions.size() * modes)
+                     .arg(count(n), count(static_cast<int64_t>(total)));
+  if (rate <= 0) return text + tr("; how long it takes is not known yet (no answer measured on this model).");
+  const double ms = total * 1000.0 / rate;
+  return text + tr(", about %1 on this machine at the last measured %2 tok/s (longer prompts run slower). Stop "
+                   "cancels it.")
+                    .arg(ms_text(ms))
+                    .arg(rate, 0, 'f', 0);
+}
+
 void MainWindow::compare() {
+  if (comparing_) {  // the button cancels while it measures
+    stop();
+    return;
+  }
+  if (busy() || !model_ready_ || documents_->busy()) return;
+  if (prompt_documents().isEmpty()) return;
+  const QVector<double> fractions = {0.25, 0.5, 1.0};
+  const QStringList modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
+  const QString estimate = compare_estimate(fractions, static_cast<int>(modes.size()));
+  compare_estimate_ = estimate;
+  if (compare_confirm_) {
+    if (compare_confirm_(estimate)) start_compare(modes, fractions);
+    return;
+  }
+  auto* box = new QMessageBox(QMessageBox::Question, tr("Compare attention modes"), estimate,
+                              QMessageBox::Ok | QMessageBox::Cancel, this);
+  box->button(QMessageBox::Ok)->setText(tr("Start"));
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  connect(box, &QMessageBox::finished, this, [this, modes, fractions](int result) {
+    if (result == QMessageBox::Ok) start_compare(modes, fractions);
+  });
+  box->open();
+}
+
+void MainWindow::start_compare(const QStringList& modes, const QVector<double>& fractions) {
   if (busy() || !model_ready_ || documents_->busy()) return;
   CompareRequest r;
   r.id = ++next_request_;
   r.documents = prompt_documents();
   if (r.documents.isEmpty()) return;
   r.question = pending_question_.isEmpty() ? tr("Summarise the documents.") : pending_question_;
-  r.modes = {"dense", "sparse"};  // what Compare is for: the two prefills side by side
-  r.fractions = {0.25, 0.5, 1.0};
+  r.system_prompt = settings_.system_prompt;
+  r.modes = modes;
+  r.fractions = fractions;
   r.cancel = std::make_shared<CancelToken>();
   current_cancel_ = r.cancel;
+  compare_runs_.clear();
+  compare_verdict_.clear();
+  statusBar()->showMessage(compare_estimate_, 10000);
   comparing_ = true;
   performance_->set_comparing(true);
   set_busy(true);
@@ -729,9 +1067,79 @@ void MainWindow::apply_settings(const AppSettings& s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Notices
+
+void MainWindow::show_backend_notice(const ModelInfo& info) {
+  QSettings settings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+  const bool no_gpu = info.notice.startsWith("no usable GPU");
+  if (!no_gpu) {
+    gpu_notice_->hide();
+    // Anything else the engine says about the backend (e.g. a model the GPU backend cannot run).
+    if (!info.notice.isEmpty()) statusBar()->showMessage(info.notice, 10000);
+    return;
+  }
+  if (settings.value("notices/no_gpu_dismissed", false).toBool()) {
+    gpu_notice_->hide();
+    return;
+  }
+  // Say what was looked for, not a guess at why (the CUDA runtime reports a missing driver as an
+  // "insufficient driver version"); the engine's own words go in the tooltip.
+  const bool built_without = info.notice.contains("without the CUDA backend") || info.notice.contains("no CUDA support");
+  gpu_notice_->show_notice(
+      built_without ? tr("This build of Folio has no GPU support, so answers are computed on the CPU "
+                         "(%1). Settings ▸ Backend can be set back to CPU.")
+                          .arg(info.backend)
+                    : tr("Folio looked for an NVIDIA GPU it can use through CUDA (Ampere or newer, with the NVIDIA "
+                         "driver installed) and found none, so answers are computed on the CPU (%1).")
+                          .arg(info.backend),
+      tr("Engine: %1").arg(info.notice));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+void MainWindow::set_performance_visible(bool visible) {
+  {
+    const QSignalBlocker quiet(performance_action_);  // its toggled signal calls this
+    performance_action_->setChecked(visible);
+  }
+  performance_->setVisible(visible);
+  if (options_.persist_settings) {
+    QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
+    s.setValue("window/performance_panel", visible);
+  }
+  keep_chat_room();
+}
+
+bool MainWindow::performance_visible() const {
+  return !performance_->isHidden();
+}
+
+void MainWindow::keep_chat_room() {
+  // The documents take the width the user dragged them to, else about a fifth of the window
+  // (180-300 px), and less when the chat would get under half of the window; the performance
+  // panel has its fixed width.
+  const int perf = performance_->isHidden() ? 0 : PerformancePanel::kWidth;
+  const int total = main_split_->width() - main_split_->handleWidth() * (perf > 0 ? 2 : 1);
+  const int docs_min = std::max(left_tabs_->minimumSizeHint().width(), 150);
+  int docs = docs_width_ > 0 ? std::max(docs_width_, docs_min) : std::clamp(total / 5, docs_min, 300);
+  const int margins = 12;  // the chat's column keeps 6 px each side
+  const int half = main_split_->width() / 2;
+  if (total - docs - perf - margins < half) docs = std::max(docs_min, total - perf - margins - half);
+  main_split_->setSizes({docs, std::max(0, total - docs - perf), perf});
+}
+
+bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
+  // Before the splitter lays out its new width, so it lays out these sizes.
+  if (watched == main_split_ && event->type() == QEvent::Resize) keep_chat_room();
+  return QMainWindow::eventFilter(watched, event);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Window events
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+  commit_deletion();
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     s.setValue("window/geometry", saveGeometry());

@@ -17,6 +17,9 @@
 #include "ui/engine_types.h"
 #include "ui/fit_dialog.h"
 
+class QAction;
+class QTabWidget;
+class QTimer;
 class QSplitter;
 class QLabel;
 
@@ -26,6 +29,8 @@ class ChatView;
 class DocumentPanel;
 class EngineWorker;
 class ErrorBanner;
+class HistoryPanel;
+class NoticeBar;
 class PerformancePanel;
 class SettingsDialog;
 class SourceViewer;
@@ -53,7 +58,20 @@ class MainWindow : public QMainWindow {
   void new_conversation();
   void compare();
   void apply_settings(const AppSettings& settings);
+  // History: reopens a stored conversation (its messages, and its documents read again from their
+  // paths; the chat says which changed or vanished); false if it cannot.
+  bool open_conversation(int64_t id);
+  void rename_conversation(qint64 id, const QString& title);
+  void delete_conversation(int64_t id);  // hidden at once, deleted after 10 s unless undone
+  void undo_deletion();
+  void commit_deletion();
+  bool export_markdown(int64_t id, const QString& path);
   SettingsDialog* open_settings();
+  // The performance panel (View ▸ Performance panel, Ctrl+Shift+P), remembered across restarts.
+  void set_performance_visible(bool visible);
+  bool performance_visible() const;
+  QAction* performance_action() const { return performance_action_; }
+
   // Opens what a citation points to in the source pane: a PDF page, or a file's lines.
   void open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& target);
 
@@ -61,6 +79,11 @@ class MainWindow : public QMainWindow {
   // called instead of the dialog; nullopt = the user cancelled.
   using FitChooser = std::function<std::optional<FitChoice>(const FitQuestion&)>;
   void set_fit_chooser(FitChooser chooser) { fit_chooser_ = std::move(chooser); }
+
+  // Before Compare starts: its estimate; true = start. Unset: a dialog asks. Set (tests): instead.
+  using CompareConfirm = std::function<bool(const QString& estimate)>;
+  void set_compare_confirm(CompareConfirm confirm) { compare_confirm_ = std::move(confirm); }
+  QString compare_verdict() const { return compare_verdict_; }  // the last comparison's last line
 
   // State.
   const AppSettings& settings() const { return settings_; }
@@ -73,12 +96,15 @@ class MainWindow : public QMainWindow {
   const std::optional<Metrics>& last_metrics() const { return last_metrics_; }
   QString model_error() const { return model_error_; }
   int64_t conversation_id() const { return conversation_id_; }
+  int history_turns() const { return history_turns_; }  // turns the engine's conversation holds
 
   DocumentPanel* documents() const { return documents_; }
+  HistoryPanel* history() const { return history_; }
   ChatView* chat() const { return chat_; }
   PerformancePanel* performance() const { return performance_; }
   SourceViewer* viewer() const { return viewer_; }
   ErrorBanner* banner() const { return banner_; }
+  NoticeBar* gpu_notice() const { return gpu_notice_; }
   folio::store::Database* database() const { return db_.get(); }
 
  signals:
@@ -90,17 +116,24 @@ class MainWindow : public QMainWindow {
 
  protected:
   void closeEvent(QCloseEvent* event) override;
+  bool eventFilter(QObject* watched, QEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
 
  private:
   void build_menus();
+  void start_compare(const QStringList& modes, const QVector<double>& fractions);
+  QString compare_estimate(const QVector<double>& fractions, int modes) const;
+  double prefill_rate_tok_s() const;  // of this model's newest full prefill (0 = none measured)
+  void show_backend_notice(const ModelInfo& info);
+  void keep_chat_room();  // the splitter's sizes for the window's width
   void connect_worker();
   void load_model();
   void count_document(uint64_t key);
   void send_request();
   void on_does_not_fit(const FitProblem& problem);
-  void apply_fit_choice(const FitChoice& choice);
+  void apply_fit_choice(const FitChoice& choice, bool remembered = false);
+  QString documents_signature() const;  // the ready documents (key and content), in prompt order
   void on_answer(const AskOutcome& outcome);
   void on_ask_failed(quint64 id, const QString& message);
   void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
@@ -125,7 +158,15 @@ class MainWindow : public QMainWindow {
   PerformancePanel* performance_ = nullptr;
   SourceViewer* viewer_ = nullptr;
   ErrorBanner* banner_ = nullptr;
+  NoticeBar* gpu_notice_ = nullptr;  // no usable GPU: once, until "Don't show again"
   QSplitter* center_split_ = nullptr;
+  QSplitter* main_split_ = nullptr;
+  QTabWidget* left_tabs_ = nullptr;  // Documents | History
+  int docs_width_ = 0;               // the documents' width the user dragged to (0 = not dragged)
+  HistoryPanel* history_ = nullptr;
+  QTimer* delete_timer_ = nullptr;
+  QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
+  QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)
 
@@ -148,6 +189,16 @@ class MainWindow : public QMainWindow {
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
+  CompareConfirm compare_confirm_;
+  QString compare_estimate_;
+  QString compare_verdict_;
+  QVector<MeasuredRun> compare_runs_;  // of the comparison that runs
+  // "Keep the beginning of this document", chosen in this conversation over these documents.
+  struct RememberedFit {
+    QString documents;  // documents_signature() when chosen
+    uint64_t truncate_key = 0;
+  };
+  std::optional<RememberedFit> remembered_fit_;
 };
 
 }  // namespace folio::ui

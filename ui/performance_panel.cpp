@@ -10,8 +10,10 @@
 #include <QLegendMarker>
 #include <QLineSeries>
 #include <QLocale>
+#include <QScrollArea>
 #include <QVBoxLayout>
 #include <QValueAxis>
+#include <algorithm>
 #include <cmath>
 
 namespace folio::ui {
@@ -44,10 +46,25 @@ QChart* plain_chart() {
 }  // namespace
 
 PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
-  auto* layout = new QVBoxLayout(this);
+  // A fixed width, whatever the figures say: the chat keeps the room, and every text wraps. What
+  // does not fit the height scrolls (a 640 px window), never overlaps.
+  setFixedWidth(kWidth);
+  auto* outer = new QVBoxLayout(this);
+  outer->setContentsMargins(0, 0, 0, 0);
+  auto* scroll = new QScrollArea(this);
+  scroll->setObjectName("performanceScroll");
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setWidgetResizable(true);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  outer->addWidget(scroll);
+  content_ = new QWidget(scroll);
+  content_->setObjectName("performanceContent");
+  scroll->setWidget(content_);
+  QWidget* const self = content_;  // the parent of everything below
+  auto* layout = new QVBoxLayout(self);
   layout->setContentsMargins(6, 6, 6, 6);
 
-  auto* now = new QGroupBox(tr("Now"), this);
+  auto* now = new QGroupBox(tr("Now"), self);
   auto* now_layout = new QVBoxLayout(now);
   phase_label_ = new QLabel(now);
   phase_label_->setObjectName("phaseLabel");
@@ -55,10 +72,12 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   big.setPointSizeF(big.pointSizeF() * 1.25);
   big.setBold(true);
   phase_label_->setFont(big);
+  phase_label_->setWordWrap(true);
   progress_ = new QProgressBar(now);
   progress_->setObjectName("prefillProgress");
   rate_ = new QLabel(now);
   rate_->setObjectName("rateLabel");
+  rate_->setWordWrap(true);
   model_ = new QLabel(now);
   model_->setWordWrap(true);
   model_->setStyleSheet("color:#555");
@@ -68,8 +87,10 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   now_layout->addWidget(model_);
   layout->addWidget(now);
 
-  auto* last = new QGroupBox(tr("Last answer"), this);
+  auto* last = new QGroupBox(tr("Last answer"), self);
   auto* form = new QFormLayout(last);
+  form->setRowWrapPolicy(QFormLayout::WrapAllRows);  // each figure under its name: the panel is narrow
+  form->setVerticalSpacing(2);
   ttft_ = new QLabel("–", last);
   ttft_->setObjectName("ttftLabel");
   prefill_ = new QLabel("–", last);
@@ -78,6 +99,7 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   reused_ = new QLabel("–", last);
   reused_->setObjectName("reusedLabel");
   stop_ = new QLabel("–", last);
+  for (QLabel* l : {ttft_, prefill_, decode_, reused_, stop_}) l->setWordWrap(true);
   form->addRow(tr("Time to first token:"), ttft_);
   form->addRow(tr("Prefill:"), prefill_);
   form->addRow(tr("Decode:"), decode_);
@@ -87,9 +109,13 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
 
   // Memory: one horizontal stacked bar per device.
   memory_chart_ = plain_chart();
-  memory_chart_->setTitle(tr("Memory by device (MiB)"));
+  memory_chart_->setTitle(tr("Memory (MiB)"));
   memory_series_ = new QHorizontalStackedBarSeries();
-  const QString names[4] = {tr("Weights"), tr("KV cache"), tr("Scratch"), tr("Free")};
+  // Short names and a smaller legend font: the four fit the panel's width unelided.
+  const QString names[4] = {tr("Weights"), tr("KV"), tr("Scratch"), tr("Free")};
+  QFont legend_font = memory_chart_->legend()->font();
+  legend_font.setPointSizeF(legend_font.pointSizeF() * 0.85);
+  memory_chart_->legend()->setFont(legend_font);
   const QColor colors[4] = {QColor(0x3f, 0x51, 0xb5), QColor(0xef, 0x6c, 0x00), QColor(0x8e, 0x24, 0xaa),
                             QColor(0xc8, 0xe6, 0xc9)};
   for (int i = 0; i < 4; ++i) {
@@ -106,33 +132,37 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   memory_chart_->addAxis(memory_axis_, Qt::AlignBottom);
   memory_series_->attachAxis(memory_devices_);
   memory_series_->attachAxis(memory_axis_);
-  memory_view_ = new QChartView(memory_chart_, this);
+  memory_view_ = new QChartView(memory_chart_, self);
   memory_view_->setObjectName("memoryChart");
   memory_view_->setRenderHint(QPainter::Antialiasing);
   memory_view_->setMinimumHeight(170);
   layout->addWidget(memory_view_);
-  memory_note_ = new QLabel(this);
+  memory_note_ = new QLabel(self);
   memory_note_->setWordWrap(true);
   memory_note_->setStyleSheet("color:#555");
   layout->addWidget(memory_note_);
 
   ttft_chart_ = plain_chart();
-  ttft_chart_->setTitle(tr("Time to first token vs. context length"));
+  ttft_chart_->setTitle(tr("TTFT vs. context length"));
   ttft_x_ = new QValueAxis();
   ttft_x_->setTitleText(tr("context (tokens)"));
   ttft_x_->setLabelFormat("%.0f");
+  ttft_x_->setTickCount(4);  // lengths have up to six digits: fewer labels so none is elided
+  QFont axis_font = ttft_x_->labelsFont();
+  axis_font.setPointSizeF(axis_font.pointSizeF() * 0.85);
+  ttft_x_->setLabelsFont(axis_font);
   ttft_y_ = new QValueAxis();
   ttft_y_->setTitleText(tr("TTFT (ms)"));
   ttft_y_->setLabelFormat("%.0f");
   ttft_chart_->addAxis(ttft_x_, Qt::AlignBottom);
   ttft_chart_->addAxis(ttft_y_, Qt::AlignLeft);
-  ttft_view_ = new QChartView(ttft_chart_, this);
+  ttft_view_ = new QChartView(ttft_chart_, self);
   ttft_view_->setObjectName("ttftChart");
   ttft_view_->setRenderHint(QPainter::Antialiasing);
   ttft_view_->setMinimumHeight(230);
   layout->addWidget(ttft_view_, 1);
 
-  compare_ = new QPushButton(tr("Compare attention modes"), this);
+  compare_ = new QPushButton(tr("Compare attention modes"), self);
   compare_->setObjectName("compareButton");
   compare_->setToolTip(tr("Measure TTFT of the current documents at several lengths under each attention mode"));
   layout->addWidget(compare_);
@@ -203,8 +233,7 @@ void PerformancePanel::set_decode_progress(int64_t n_tokens, double decode_ms) {
 void PerformancePanel::set_model(const ModelInfo& info, int64_t context_tokens) {
   QString text = tr("%1 · %2 · context %3 tokens · loaded in %4")
                      .arg(info.name, info.backend, tokens(context_tokens), duration_text(info.load_ms));
-  if (!info.notice.isEmpty()) text += "\n" + info.notice;
-  model_->setText(text);
+  model_->setText(text);  // a backend notice is the window's (one notice, dismissable)
   show_memory(info.memory);
 }
 
@@ -219,7 +248,17 @@ void PerformancePanel::show_metrics(const Metrics& m) {
                         .arg(tokens(m.prefill_tokens), duration_text(m.prefill_ms))
                         .arg(m.prefill_tok_s, 0, 'f', 0)
                         .arg(attention.isEmpty() ? QString() : " · " + attention));
-  decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
+  if (m.stop == StopReason::Cancelled && m.decode_tok_s <= 0.0)  // no rate before a second token
+    decode_->setText(m.decode_tokens == 0   ? tr("stopped")
+                     : m.decode_tokens == 1 ? tr("stopped after 1 token")
+                                            : tr("stopped after %1 tokens").arg(tokens(m.decode_tokens)));
+  else if (m.stop == StopReason::Cancelled)
+    decode_->setText(
+        tr("%1 tokens, %2 tok/s, stopped").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
+  else if (m.decode_tok_s <= 0.0)
+    decode_->setText(m.decode_tokens == 1 ? tr("1 token") : tr("%1 tokens").arg(tokens(m.decode_tokens)));
+  else
+    decode_->setText(tr("%1 tokens, %2 tok/s").arg(tokens(m.decode_tokens)).arg(m.decode_tok_s, 0, 'f', 1));
   reused_->setText(m.reused_tokens > 0
                        ? tr("reused %1 tokens of %2").arg(tokens(m.reused_tokens), tokens(m.prompt_tokens))
                        : tr("nothing reused (%1 prompt tokens)").arg(tokens(m.prompt_tokens)));
@@ -262,7 +301,11 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
   double max_x = 1.0, max_y = 1.0;
   for (const auto& s : series) {
     auto* line = new QLineSeries();
-    line->setName(s.attention_mode + (series.size() > 1 && !s.model.isEmpty() ? " · " + s.model : QString()));
+    // "dense, full prefill" / "dense, reused KV": a reused prefix is not the length's cost.
+    QString name = s.attention_mode + ", " + (s.reused ? tr("reused KV") : tr("full prefill"));
+    if (!s.model.isEmpty() && std::any_of(series.begin(), series.end(), [&](const auto& o) { return o.model != s.model; }))
+      name += " · " + s.model;
+    line->setName(name);
     line->setPointsVisible(true);
     for (const auto& p : s.points) {
       line->append(static_cast<double>(p.context_tokens), p.ttft_ms);
@@ -272,11 +315,17 @@ void PerformancePanel::set_ttft_series(const std::vector<folio::store::TtftSerie
     ttft_chart_->addSeries(line);
     line->attachAxis(ttft_x_);
     line->attachAxis(ttft_y_);
+    if (s.reused) {
+      QPen pen = line->pen();
+      pen.setStyle(Qt::DashLine);
+      line->setPen(pen);
+    }
   }
+  ttft_chart_->legend()->setVisible(!series.empty());
   bool empty = true;
   for (const auto& s : series) empty = empty && s.points.empty();
-  ttft_chart_->setTitle(empty ? tr("Time to first token vs. context length<br>(no runs yet: ask, or press Compare)")
-                              : tr("Time to first token vs. context length"));
+  ttft_chart_->setTitle(empty ? tr("TTFT vs. context length<br>(no runs yet: ask, or press Compare)")
+                              : tr("TTFT vs. context length"));
   ttft_x_->setRange(0, empty ? 4096.0 : max_x * 1.05);
   ttft_y_->setRange(0, empty ? 1000.0 : max_y * 1.1);
   ttft_x_->applyNiceNumbers();
@@ -290,7 +339,8 @@ void PerformancePanel::set_compare_enabled(bool enabled, const QString& why) {
 }
 
 void PerformancePanel::set_comparing(bool comparing) {
-  compare_->setText(comparing ? tr("Measuring… (Stop cancels)") : tr("Compare attention modes"));
+  compare_->setText(comparing ? tr("Cancel measuring") : tr("Compare attention modes"));
+  if (comparing) compare_->setEnabled(true);
 }
 
 int PerformancePanel::ttft_series_count() const {
@@ -308,6 +358,10 @@ QStringList PerformancePanel::ttft_series_names() const {
   QStringList names;
   for (auto* s : ttft_chart_->series()) names << s->name();
   return names;
+}
+
+bool PerformancePanel::ttft_legend_visible() const {
+  return ttft_chart_->legend()->isVisible();
 }
 
 QStringList PerformancePanel::memory_devices() const {

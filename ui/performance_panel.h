@@ -28,6 +28,7 @@ class PerformancePanel : public QWidget {
   Q_OBJECT
 
  public:
+  static constexpr int kWidth = 280;  // px, fixed
   explicit PerformancePanel(QWidget* parent = nullptr);
 
   void set_phase(Phase phase);
@@ -46,6 +47,7 @@ class PerformancePanel : public QWidget {
   int ttft_series_count() const;
   int ttft_point_count() const;
   QStringList ttft_series_names() const;
+  bool ttft_legend_visible() const;
   QStringList memory_devices() const;
   double memory_value_mib(const QString& category, int device) const;  // "weights", "kv", "scratch", "free"
   QString phase_text() const { return phase_label_->text(); }
@@ -53,12 +55,14 @@ class PerformancePanel : public QWidget {
   QString ttft_text() const { return ttft_->text(); }
   QString decode_text() const { return decode_->text(); }
   QProgressBar* progress() const { return progress_; }
+  QWidget* content() const { return content_; }  // the scrolled widget that holds everything
 
  signals:
   void compare_requested();
 
  private:
   Phase phase_ = Phase::Idle;
+  QWidget* content_ = nullptr;
   QLabel* phase_label_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QLabel* rate_ = nullptr;

@@ -19,7 +19,14 @@ namespace folio::ui {
 SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : QDialog(parent) {
   setWindowTitle(tr("Folio Settings"));
   setObjectName("settingsDialog");
+  // Two columns (model and attention | sampling and system prompt): the dialog fits a 640 px high screen.
   auto* layout = new QVBoxLayout(this);
+  auto* columns = new QHBoxLayout();
+  auto* left = new QVBoxLayout();
+  auto* right = new QVBoxLayout();
+  columns->addLayout(left, 1);
+  columns->addLayout(right, 1);
+  layout->addLayout(columns);
 
   // Model
   auto* model_box = new QGroupBox(tr("Model"), this);
@@ -58,7 +65,7 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   context_->setSpecialValueText(tr("model default (up to 8,192)"));
   context_->setSuffix(tr(" tokens"));
   model_form->addRow(tr("Context size:"), context_);
-  layout->addWidget(model_box);
+  left->addWidget(model_box);
 
   // Attention
   auto* att_box = new QGroupBox(tr("Prefill attention"), this);
@@ -72,7 +79,8 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   threshold_->setSuffix(tr(" tokens"));
   threshold_->setToolTip(tr("Prompts shorter than this use dense attention (applies to sparse modes)"));
   att_form->addRow(tr("Sparse above:"), threshold_);
-  layout->addWidget(att_box);
+  left->addWidget(att_box);
+  left->addStretch(1);
 
   // Sampling
   auto* s_box = new QGroupBox(tr("Sampling"), this);
@@ -111,9 +119,27 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   seed_->setRange(-1, std::numeric_limits<int>::max());
   seed_->setSpecialValueText(tr("random"));
   s_form->addRow(tr("Seed:"), seed_);
-  layout->addWidget(s_box);
+  right->addWidget(s_box);
 
-  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel, this);
+  // System prompt
+  auto* p_box = new QGroupBox(tr("System prompt"), this);
+  auto* p_layout = new QVBoxLayout(p_box);
+  system_prompt_ = new QPlainTextEdit(p_box);
+  system_prompt_->setObjectName("systemPromptEdit");
+  system_prompt_->setPlaceholderText(tr("Optional, e.g. \"Answer in one short paragraph.\" It goes before the documents."));
+  system_prompt_->setTabChangesFocus(true);
+  system_prompt_->setFixedHeight(system_prompt_->fontMetrics().lineSpacing() * 4 + 12);
+  p_layout->addWidget(system_prompt_);
+  right->addWidget(p_box);
+  right->addStretch(1);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Apply | QDialogButtonBox::Cancel |
+                                           QDialogButtonBox::RestoreDefaults,
+                                       this);
+  reset_ = buttons->button(QDialogButtonBox::RestoreDefaults);
+  reset_->setText(tr("Reset to defaults"));
+  reset_->setToolTip(tr("Sampling, attention and the system prompt back to their defaults (greedy, no repetition "
+                        "penalty); the model, backend, threads and context stay. Apply or OK to use them."));
   layout->addWidget(buttons);
 
   connect(pick_file, &QPushButton::clicked, this, [this] {
@@ -128,6 +154,7 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   });
   connect(attention_, &QComboBox::currentIndexChanged, this, &SettingsDialog::update_threshold_enabled);
   connect(buttons->button(QDialogButtonBox::Apply), &QPushButton::clicked, this, &SettingsDialog::apply);
+  connect(reset_, &QPushButton::clicked, this, [this] { set_settings(this->settings().with_defaults()); });
   connect(buttons, &QDialogButtonBox::accepted, this, [this] {
     apply();
     accept();
@@ -150,6 +177,7 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   repetition_->setValue(s.repetition_penalty);
   max_tokens_->setValue(s.max_tokens);
   seed_->setValue(static_cast<int>(std::clamp<int64_t>(s.seed, -1, std::numeric_limits<int>::max())));
+  system_prompt_->setPlainText(s.system_prompt);
   update_threshold_enabled();
 }
 
@@ -168,6 +196,7 @@ AppSettings SettingsDialog::settings() const {
   s.repetition_penalty = repetition_->value();
   s.max_tokens = max_tokens_->value();
   s.seed = seed_->value();
+  s.system_prompt = system_prompt_->toPlainText().trimmed();
   return s;
 }
 
@@ -198,12 +227,14 @@ void SettingsDialog::show_load_error(const QString& message) {
 
 void SettingsDialog::show_loaded(const ModelInfo& info) {
   load_progress_->setVisible(false);
-  status_->setStyleSheet("color:#2e7d32");
-  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) in %5 ms%6")
+  // Green only for a load that went as asked; a fallback (e.g. to the CPU) is said plainly.
+  status_->setStyleSheet(info.notice.isEmpty() ? "color:#2e7d32" : QString());
+  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) on %5 in %6 ms%7")
                        .arg(info.name, info.architecture, info.chat_format)
                        .arg(info.max_context)
+                       .arg(info.backend)
                        .arg(qRound64(info.load_ms))
-                       .arg(info.notice.isEmpty() ? QString() : " — " + info.notice));
+                       .arg(info.notice.isEmpty() ? QString() : "\n" + tr("Note: %1").arg(info.notice)));
 }
 
 }  // namespace folio::ui

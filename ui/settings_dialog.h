@@ -8,7 +8,9 @@
 #include <QDoubleSpinBox>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPlainTextEdit>
 #include <QProgressBar>
+#include <QPushButton>
 #include <QSpinBox>
 
 #include "ui/app_settings.h"
@@ -37,6 +39,9 @@ class SettingsDialog : public QDialog {
   QSpinBox* max_tokens_spin() const { return max_tokens_; }
   QDoubleSpinBox* temperature_spin() const { return temperature_; }
   QComboBox* attention_combo() const { return attention_; }
+  QDoubleSpinBox* repetition_spin() const { return repetition_; }
+  QPlainTextEdit* system_prompt_edit() const { return system_prompt_; }
+  QPushButton* reset_button() const { return reset_; }
 
  signals:
   void applied(const folio::ui::AppSettings& settings);
@@ -60,6 +65,8 @@ class SettingsDialog : public QDialog {
   QDoubleSpinBox* repetition_ = nullptr;
   QSpinBox* max_tokens_ = nullptr;
   QSpinBox* seed_ = nullptr;
+  QPlainTextEdit* system_prompt_ = nullptr;
+  QPushButton* reset_ = nullptr;
 };
 
 }  // namespace folio::ui

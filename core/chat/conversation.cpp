@@ -18,14 +18,20 @@ int64_t answer_reserve(int64_t context_tokens, int max_tokens) {
   return std::min<int64_t>(std::max(max_tokens, 1), std::max<int64_t>(16, context_tokens / 8));
 }
 
+std::string system_text(ChatFormatKind format, const std::vector<Document>& docs, const std::string& system_prompt) {
+  std::string text = system_prompt;
+  if (!docs.empty()) {
+    if (!text.empty()) text += "\n\n";
+    text += documents_system_text(docs, format != ChatFormatKind::Plain);
+  }
+  return text;
+}
+
 Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
-                    const std::vector<Turn>& history, const std::string& question,
-                    const std::string& system_without_documents) {
+                    const std::vector<Turn>& history, const std::string& question, const std::string& system_prompt) {
   std::vector<ChatMessage> messages;
-  if (!docs.empty())
-    messages.push_back({"system", documents_system_text(docs, format != ChatFormatKind::Plain)});
-  else if (!system_without_documents.empty())
-    messages.push_back({"system", system_without_documents});
+  if (std::string system = system_text(format, docs, system_prompt); !system.empty())
+    messages.push_back({"system", std::move(system)});
   for (const Turn& t : history) messages.push_back({t.role, t.text});
   messages.push_back({"user", question});
   Prompt p;
@@ -58,7 +64,7 @@ void Conversation::reset() {
 }
 
 Prompt Conversation::prompt(const std::string& question) const {
-  return build_prompt(engine_, format_, docs_, history_, question, system_without_documents_);
+  return build_prompt(engine_, format_, docs_, history_, question, system_prompt_);
 }
 
 int64_t Conversation::document_tokens(const Document& doc) {
@@ -96,7 +102,7 @@ Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions
 Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
                             FitCheck& fit, std::string& packing) {
   packing.clear();
-  Prompt p = build_prompt(engine_, format_, docs_, history, question, system_without_documents_);
+  Prompt p = build_prompt(engine_, format_, docs_, history, question, system_prompt_);
   fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
   if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
   const Tokenizer& tok = engine_.tokenizer();
@@ -107,7 +113,7 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   const PackingIndex index(docs_, count);  // counted once for every attempt
   for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
     PackResult packed = pack_documents(index, question, budget, options.fit);
-    Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_without_documents_);
+    Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_prompt_);
     const int64_t over = static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens - fit.context_tokens;
     if (over <= 0) {
       fit.fits = true;

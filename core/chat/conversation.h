@@ -4,8 +4,9 @@
 // records each answered turn. The app (through EngineWorker, on its thread) and folio-cli both
 // ask through it, so the same documents and question give the same prompt bytes everywhere.
 //
-// Prompt order: a system turn with the documents (documents_system_text), then the history, then
-// the question. Every follow-up shares the documents' prefix, so Session::run reuses its KV.
+// Prompt order: a system turn with the user's system prompt (if any) and then the documents
+// (documents_system_text), then the history, then the question. Every follow-up shares that
+// prefix, so Session::run reuses its KV.
 #pragma once
 
 #include <cstdint>
@@ -39,10 +40,14 @@ struct Prompt {
   std::vector<int32_t> tokens;
 };
 
-// The rendered prompt of documents + history + question in the model's chat format.
+// The system turn: the user's system prompt, then (separated by a blank line) the documents'
+// system text; "" when both are empty.
+std::string system_text(ChatFormatKind format, const std::vector<Document>& docs, const std::string& system_prompt);
+
+// The rendered prompt of system prompt + documents + history + question in the model's chat format.
 Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
                     const std::vector<Turn>& history, const std::string& question,
-                    const std::string& system_without_documents = {});
+                    const std::string& system_prompt = {});
 
 // Whether a prompt and the room kept for the answer fit the context. Nothing is ever cut here:
 // when it does not fit, the caller asks the user (the app) or reports it (folio-cli).
@@ -113,8 +118,10 @@ class Conversation {
   // so the next request prefills again from where they differ).
   void set_documents(std::vector<Document> docs);
   const std::vector<Document>& documents() const { return docs_; }
-  // A system text of the caller's own, used only when there are no documents (folio-cli --system).
-  void set_system_without_documents(std::string text) { system_without_documents_ = std::move(text); }
+  // The user's system prompt, put first in the system turn, before the documents (the app's
+  // Settings, folio-cli --system). "" = none. A change changes the prefix (prefilled again).
+  void set_system_prompt(std::string text) { system_prompt_ = std::move(text); }
+  const std::string& system_prompt() const { return system_prompt_; }
   const std::vector<Turn>& history() const { return history_; }
   // Continues from these turns (e.g. the same chat after the model was changed); the KV cache
   // is rebuilt by the next request.
@@ -154,7 +161,7 @@ class Conversation {
   ChatFormatKind format_;
   std::vector<Document> docs_;
   std::vector<Turn> history_;
-  std::string system_without_documents_;
+  std::string system_prompt_;
   std::unique_ptr<Session> session_;
   Recorder* recorder_ = nullptr;
   std::unordered_map<size_t, int64_t> token_cache_;  // hash of laid-out text -> tokens

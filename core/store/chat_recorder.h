@@ -25,6 +25,8 @@ class ChatRecorder : public folio::chat::Recorder {
 
   void record_turn(const folio::chat::TurnRecord& turn) override;
   void new_conversation() override { conversation_id_ = 0; }
+  // The next turns go on in this stored conversation (reopened from the history).
+  void continue_conversation(int64_t id) { conversation_id_ = id; }
 
  private:
   Database db_;

@@ -67,6 +67,7 @@ Conversation conversation_from(const QSqlQuery& q) {
   c.model = q.value(2).toString();
   c.created = from_ms(q.value(3).toLongLong());
   c.updated = from_ms(q.value(4).toLongLong());
+  c.settings = q.value(5).toString();
   return c;
 }
 
@@ -451,6 +452,32 @@ std::vector<Conversation> Database::list_conversations() const {
   return out;
 }
 
+std::vector<Conversation> Database::search_conversations(const QString& text) const {
+  if (text.trimmed().isEmpty()) return list_conversations();
+  check_thread();
+  QString escaped = text.trimmed();
+  escaped.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_");
+  const QString pattern = "%" + escaped + "%";
+  QSqlQuery q = prepare(sql::kSearchConversations);
+  q.addBindValue(pattern);
+  q.addBindValue(pattern);
+  exec(q, "searching conversations");
+  std::vector<Conversation> out;
+  while (q.next()) out.push_back(conversation_from(q));
+  return out;
+}
+
+void Database::set_conversation_settings(int64_t id, const QString& settings) {
+  check_thread();
+  Transaction tx(*this);
+  require_conversation(id);
+  QSqlQuery q = prepare(sql::kSetConversationSettings);
+  q.addBindValue(settings);
+  q.addBindValue(qint64(id));
+  exec(q, "saving the conversation's settings");
+  tx.commit();
+}
+
 void Database::rename_conversation(int64_t id, const QString& title) {
   check_thread();
   if (title.trimmed().isEmpty()) throw Error(ErrorCode::BadArgument, "a conversation needs a title: give it one");
@@ -724,8 +751,10 @@ std::vector<TtftSeries> Database::ttft_series(const QString& model) const {
   while (q.next()) {
     const QString row_model = q.value(0).toString();
     const QString mode = q.value(1).toString();
-    if (out.empty() || out.back().model != row_model || out.back().attention_mode != mode) {
-      out.push_back(TtftSeries{row_model, mode, {}});
+    const bool reused = q.value(4).toBool();
+    if (out.empty() || out.back().model != row_model || out.back().attention_mode != mode ||
+        out.back().reused != reused) {
+      out.push_back(TtftSeries{row_model, mode, {}, reused});
     }
     out.back().points.push_back(TtftPoint{q.value(2).toLongLong(), q.value(3).toDouble()});
   }

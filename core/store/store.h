@@ -28,6 +28,7 @@ struct Conversation {
   QString model;  // the model the conversation was held with ("" = not chosen)
   QDateTime created;
   QDateTime updated;  // creation, rename, or the last message
+  QString settings;   // the settings it was held with, as the app wrote them ("" = unknown)
 };
 
 enum class Role { System, User, Assistant };
@@ -97,11 +98,13 @@ struct TtftPoint {
   double ttft_ms = 0.0;
 };
 
-// One line of the TTFT chart: a model with one attention mode, points sorted by length.
+// One line of the TTFT chart: a model with one attention mode, full prefills or runs that reused
+// a cached prefix (their TTFT is that of the new tokens only), points sorted by length.
 struct TtftSeries {
   QString model;
   QString attention_mode;
   std::vector<TtftPoint> points;
+  bool reused = false;
 };
 
 // What the connection runs with (for diagnostics and tests).
@@ -137,7 +140,10 @@ class Database {
   Conversation create_conversation(const QString& title, const QString& model = {});
   std::optional<Conversation> conversation(int64_t id) const;
   std::vector<Conversation> list_conversations() const;        // most recently updated first
+  // Those whose title or messages contain text (case-insensitive for ASCII), most recent first.
+  std::vector<Conversation> search_conversations(const QString& text) const;
   void rename_conversation(int64_t id, const QString& title);  // throws BadArgument if absent
+  void set_conversation_settings(int64_t id, const QString& settings);  // throws BadArgument if absent
   // Deletes the conversation with its messages and document attachments; false if it was absent.
   bool delete_conversation(int64_t id);
 
@@ -162,8 +168,8 @@ class Database {
   RunRecord record_run(const Metrics& metrics, const QString& model, const QString& attention_mode = "dense",
                        double density = 1.0);
   std::vector<RunRecord> list_runs(const QString& model = {}) const;  // oldest first; "" = all models
-  // (context length, TTFT) per model and attention mode, each sorted by length; "" = all models.
-  // Runs that reused a cached prefix or produced no token are left out.
+  // (context length, TTFT) per model, attention mode and reuse (full prefills first), each sorted
+  // by length; "" = all models. Runs that produced no token are left out.
   std::vector<TtftSeries> ttft_series(const QString& model = {}) const;
 
  private:

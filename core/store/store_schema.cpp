@@ -8,6 +8,8 @@ std::span<const char* const> migration_to(int version) {
       return kMigrationToV1;
     case 2:
       return kMigrationToV2;
+    case 3:
+      return kMigrationToV3;
     default:
       return {};
   }

@@ -10,7 +10,7 @@
 
 namespace folio::store::sql {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // Connection setup. WAL with synchronous=NORMAL keeps every committed transaction when the
 // app is killed (only a power loss may drop the last commits); foreign keys are per connection.
@@ -122,6 +122,16 @@ inline constexpr const char* kMigrationToV2[] = {
     kV2DocumentsAddTitle,    kV2BackfillDocumentTitles, kV2BackfillEmptyDocumentTitles, kV2SetVersion,
 };
 
+// ---------------------------------------------------------------------------------------------
+// Version 3: a conversation keeps the settings it was held with (the app's JSON; '' = unknown),
+// so reopening it from the history restores them.
+
+inline constexpr const char* kV3ConversationsAddSettings =
+    "ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT ''";
+inline constexpr const char* kV3SetVersion = "PRAGMA user_version = 3";
+
+inline constexpr const char* kMigrationToV3[] = {kV3ConversationsAddSettings, kV3SetVersion};
+
 // The statements that take a database from version - 1 to version (1..kSchemaVersion).
 std::span<const char* const> migration_to(int version);
 
@@ -132,9 +142,15 @@ std::span<const char* const> migration_to(int version);
 inline constexpr const char* kInsertConversation =
     "INSERT INTO conversations (title, model, created_ms, updated_ms) VALUES (?, ?, ?, ?)";
 inline constexpr const char* kSelectConversation =
-    "SELECT id, title, model, created_ms, updated_ms FROM conversations WHERE id = ?";
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations WHERE id = ?";
 inline constexpr const char* kSelectConversations =
-    "SELECT id, title, model, created_ms, updated_ms FROM conversations ORDER BY updated_ms DESC, id DESC";
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations ORDER BY updated_ms DESC, id DESC";
+// Conversations whose title or any message contains the text (LIKE, with \ escaping % and _).
+inline constexpr const char* kSearchConversations =
+    "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations c"
+    " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
+    " AND m.text LIKE ? ESCAPE '\\') ORDER BY updated_ms DESC, id DESC";
+inline constexpr const char* kSetConversationSettings = "UPDATE conversations SET settings = ? WHERE id = ?";
 inline constexpr const char* kRenameConversation = "UPDATE conversations SET title = ?, updated_ms = ? WHERE id = ?";
 inline constexpr const char* kTouchConversation = "UPDATE conversations SET updated_ms = ? WHERE id = ?";
 inline constexpr const char* kDeleteConversation = "DELETE FROM conversations WHERE id = ?";
@@ -183,15 +199,15 @@ inline constexpr const char* kSelectRuns =
 inline constexpr const char* kSelectRunsOfModel =
     "SELECT id, model, backend, attention_mode, density, prompt_tokens, reused_tokens, ttft_ms, prefill_tok_s,"
     " decode_tok_s, peak_memory_bytes, created_ms FROM runs WHERE model = ? ORDER BY created_ms, id";
-// The chart's points: only runs that prefilled their whole prompt (a cached prefix makes TTFT
-// say nothing about the length) and produced a first token.
+// The chart's points: runs that produced a first token, full prefills apart from runs that
+// reused a cached prefix (their TTFT says little about the length, so they are a series of their own).
 inline constexpr const char* kSelectTtftSeries =
-    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
-    " WHERE reused_tokens = 0 AND ttft_ms > 0"
-    " ORDER BY model, attention_mode, prompt_tokens, created_ms, id";
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms, reused_tokens > 0 AS reused FROM runs"
+    " WHERE ttft_ms > 0"
+    " ORDER BY model, attention_mode, reused, prompt_tokens, created_ms, id";
 inline constexpr const char* kSelectTtftSeriesOfModel =
-    "SELECT model, attention_mode, prompt_tokens, ttft_ms FROM runs"
-    " WHERE model = ? AND reused_tokens = 0 AND ttft_ms > 0"
-    " ORDER BY attention_mode, prompt_tokens, created_ms, id";
+    "SELECT model, attention_mode, prompt_tokens, ttft_ms, reused_tokens > 0 AS reused FROM runs"
+    " WHERE model = ? AND ttft_ms > 0"
+    " ORDER BY attention_mode, reused, prompt_tokens, created_ms, id";
 
 }  // namespace folio::store::sql
