@@ -24,7 +24,7 @@ void register_cuda_backend() {
                    });
 }
 
-AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int, int, int) {
+AttentionTiming time_attention_prefill(int64_t, int, int, int, int, int, int, int, int) {
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support");
 }
 
