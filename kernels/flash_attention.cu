@@ -87,17 +87,9 @@ __global__ void __launch_bounds__(Warps<kMTiles>::kThreads, 2) flash_prefill_ker
   const bf16* v_head = a.v_cache + static_cast<int64_t>(g) * a.capacity * HD;
 
   // The key tiles of this query tile.
-  int n_tiles;
-  const int32_t* list = nullptr;
-  if (a.tile_offset != nullptr) {
-    const int32_t begin = a.tile_offset[h * (n_qtiles + 1) + qt];
-    n_tiles = a.tile_offset[h * (n_qtiles + 1) + qt + 1] - begin;
-    list = a.tile_index + begin;
-  } else {
-    const int64_t last_q = a.pos0 + min(i0 + kQueryTile, a.n) - 1;
-    n_tiles = static_cast<int>(last_q / kKeyTile) + 1;
-  }
-  auto tile_at = [&](int j) { return list != nullptr ? list[j] : j; };
+  const KeyTiles tiles = key_tiles(a, h, qt, n_qtiles);
+  const int n_tiles = tiles.count;
+  auto tile_at = [&](int j) { return tiles.at(j); };
 
   // Q tile -> smem (rows past n are zeros)
   {

@@ -30,7 +30,6 @@
 #include <cuda_bf16.h>
 
 #include <atomic>
-#include <mutex>
 #include <string>
 
 #include "kernels/cuda_util.h"
@@ -92,17 +91,9 @@ __global__ void __launch_bounds__(Sm90Traits<HD>::kThreads, 1)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t kv_len = a.pos0 + a.n;
 
-  int n_tiles;
-  const int32_t* list = nullptr;
-  if (a.tile_offset != nullptr) {
-    const int32_t begin = a.tile_offset[h * (n_qtiles + 1) + qt];
-    n_tiles = a.tile_offset[h * (n_qtiles + 1) + qt + 1] - begin;
-    list = a.tile_index + begin;
-  } else {
-    const int64_t last_q = a.pos0 + min(i0 + T::kBlockM, a.n) - 1;
-    n_tiles = static_cast<int>(last_q / T::kBlockN) + 1;
-  }
-  auto tile_at = [&](int j) { return list != nullptr ? list[j] : j; };
+  const KeyTiles tiles = key_tiles(a, h, qt, n_qtiles);
+  const int n_tiles = tiles.count;
+  auto tile_at = [&](int j) { return tiles.at(j); };
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < T::kStages; ++s) {
@@ -309,17 +300,11 @@ void launch_sm90(const AttentionArgs& a, cudaStream_t stream) {
 }  // namespace
 
 bool sm90_prefill_available() {
-  // per device: -1 unknown, 0 no, 1 yes
-  static std::atomic<int> state[64];
-  static std::once_flag init;
-  std::call_once(init, [] {
-    for (auto& s : state) s.store(-1);
-  });
+  static std::atomic<int> state[64];  // per device: 0 not yet probed, 1 no, 2 yes
   int dev = 0;
   FOLIO_CUDA_CHECK(cudaGetDevice(&dev));
   if (dev < 0 || dev >= 64) return false;
-  int known = state[dev].load();
-  if (known >= 0) return known == 1;
+  if (const int known = state[dev].load(); known != 0) return known == 2;
   cudaDeviceProp prop{};
   FOLIO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   int ok = 0;
@@ -327,15 +312,11 @@ bool sm90_prefill_available() {
     int* d = nullptr;
     FOLIO_CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
     sm90a_probe_kernel<<<1, 1>>>(d);
-    const cudaError_t launched = cudaGetLastError();
-    if (launched == cudaSuccess) {
+    if (cudaGetLastError() == cudaSuccess)  // else no image for this device
       FOLIO_CUDA_CHECK(cudaMemcpy(&ok, d, sizeof(int), cudaMemcpyDeviceToHost));
-    } else {
-      ok = 0;  // no image for this device
-    }
     FOLIO_CUDA_CHECK(cudaFree(d));
   }
-  state[dev].store(ok);
+  state[dev].store(ok == 1 ? 2 : 1);
   return ok == 1;
 }
 

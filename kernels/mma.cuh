@@ -60,6 +60,26 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// The key tiles one query tile (kQueryTile rows) of head h walks: its list (sparse prefill) or
+// every tile up to its last row's position (dense).
+struct KeyTiles {
+  const int32_t* list = nullptr;
+  int count = 0;
+  __device__ __forceinline__ int at(int j) const { return list != nullptr ? list[j] : j; }
+};
+__device__ __forceinline__ KeyTiles key_tiles(const AttentionArgs& a, int h, int qt, int n_qtiles) {
+  KeyTiles t;
+  if (a.tile_offset != nullptr) {
+    const int32_t begin = a.tile_offset[h * (n_qtiles + 1) + qt];
+    t.count = a.tile_offset[h * (n_qtiles + 1) + qt + 1] - begin;
+    t.list = a.tile_index + begin;
+  } else {
+    const int64_t last_q = a.pos0 + min((qt + 1) * kQueryTile, a.n) - 1;
+    t.count = static_cast<int>(last_q / kKeyTile) + 1;
+  }
+  return t;
+}
+
 template <int HD>
 struct Tile {
   static constexpr int kStride = HD + 8;  // padded smem row, in bf16

@@ -26,8 +26,8 @@ $bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengt
 if [ "${FOLIO_BENCH_SPARSE_ONLY:-0}" = 1 ]; then exit 0; fi
 $bench --attention-only --heads 32 --kv-heads 32 --head-dim 96 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention.jsonl" > /dev/null
-# the previous kernel layout (one m16 tile per warp, 8 warps), for the kernel's history
-$bench --attention-only --attn-mtiles 1 --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
+# the mma.sync kernel's previous layout (one m16 tile per warp, 8 warps), for the kernel's history
+$bench --attention-only --attn-kernel mma --attn-mtiles 1 --heads 32 --kv-heads 8 --head-dim 128 --lengths "$lengths" --reps 5 \
   --json "$out/folio_attention_mt1.jsonl" > /dev/null
 if [ "${FOLIO_BENCH_ATTENTION_ONLY:-0}" = 1 ]; then exit 0; fi
 for shape in llama3.1-8b phi3.5-mini; do

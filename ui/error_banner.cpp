@@ -6,25 +6,38 @@
 
 namespace folio::ui {
 
-ErrorBanner::ErrorBanner(QWidget* parent) : QFrame(parent) {
-  setObjectName("errorBanner");
-  setStyleSheet("#errorBanner { background: #fde7e9; border: 1px solid #e57373; border-radius: 4px; }");
-  auto* layout = new QHBoxLayout(this);
+namespace {
+
+// What both bars are: a styled frame with an icon, a wrapping selectable label, a button of the
+// caller's and a close button that hides the bar. Returns the label.
+QLabel* build_bar(QFrame* bar, const QString& name, const QString& colours, QStyle::StandardPixmap icon_kind,
+                  QPushButton* button) {
+  bar->setObjectName(name);
+  bar->setStyleSheet("#" + name + " { " + colours + " border-radius: 4px; }");
+  auto* layout = new QHBoxLayout(bar);
   layout->setContentsMargins(8, 6, 8, 6);
-  auto* icon = new QLabel(this);
-  icon->setPixmap(style()->standardIcon(QStyle::SP_MessageBoxWarning).pixmap(20, 20));
-  label_ = new QLabel(this);
-  label_->setWordWrap(true);
-  label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  action_ = new QPushButton(this);
-  auto* close = new QToolButton(this);
-  close->setIcon(style()->standardIcon(QStyle::SP_TitleBarCloseButton));
-  close->setToolTip(tr("Dismiss"));
+  auto* icon = new QLabel(bar);
+  icon->setPixmap(bar->style()->standardIcon(icon_kind).pixmap(20, 20));
+  auto* label = new QLabel(bar);
+  label->setWordWrap(true);
+  label->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  auto* close = new QToolButton(bar);
+  close->setIcon(bar->style()->standardIcon(QStyle::SP_TitleBarCloseButton));
+  close->setToolTip(QFrame::tr("Dismiss"));
   layout->addWidget(icon);
-  layout->addWidget(label_, 1);
-  layout->addWidget(action_);
+  layout->addWidget(label, 1);
+  layout->addWidget(button);
   layout->addWidget(close);
-  connect(close, &QToolButton::clicked, this, &QWidget::hide);
+  QObject::connect(close, &QToolButton::clicked, bar, &QWidget::hide);
+  return label;
+}
+
+}  // namespace
+
+ErrorBanner::ErrorBanner(QWidget* parent) : QFrame(parent) {
+  action_ = new QPushButton(this);
+  label_ = build_bar(this, "errorBanner", "background: #fde7e9; border: 1px solid #e57373;", QStyle::SP_MessageBoxWarning,
+                     action_);
   connect(action_, &QPushButton::clicked, this, [this] {
     if (on_action_) on_action_();
   });
@@ -40,24 +53,9 @@ void ErrorBanner::show_message(const QString& text, const QString& action_text, 
 }
 
 NoticeBar::NoticeBar(QWidget* parent) : QFrame(parent) {
-  setObjectName("noticeBar");
-  setStyleSheet("#noticeBar { background: #eef1f5; border: 1px solid #b0bec5; border-radius: 4px; }");
-  auto* layout = new QHBoxLayout(this);
-  layout->setContentsMargins(8, 6, 8, 6);
-  auto* icon = new QLabel(this);
-  icon->setPixmap(style()->standardIcon(QStyle::SP_MessageBoxInformation).pixmap(20, 20));
-  label_ = new QLabel(this);
-  label_->setWordWrap(true);
-  label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   never_ = new QPushButton(tr("Don't show again"), this);
-  auto* close = new QToolButton(this);
-  close->setIcon(style()->standardIcon(QStyle::SP_TitleBarCloseButton));
-  close->setToolTip(tr("Dismiss"));
-  layout->addWidget(icon);
-  layout->addWidget(label_, 1);
-  layout->addWidget(never_);
-  layout->addWidget(close);
-  connect(close, &QToolButton::clicked, this, &QWidget::hide);
+  label_ = build_bar(this, "noticeBar", "background: #eef1f5; border: 1px solid #b0bec5;",
+                     QStyle::SP_MessageBoxInformation, never_);
   connect(never_, &QPushButton::clicked, this, [this] {
     hide();
     emit dismissed_for_good();
