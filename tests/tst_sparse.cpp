@@ -291,7 +291,10 @@ class SparseTest : public QObject {
     auto v = normal(static_cast<size_t>(kv_len * hd), 13, 1.0f);
     const int clusters = 8;
     auto cluster_of_key_tile = [](int64_t t) { return static_cast<int>(t % 8); };
-    for (int64_t j = 0; j < kv_len; ++j) k[static_cast<size_t>(j * hd + cluster_of_key_tile(j / kKeyTile))] += 1.0f;
+    // every key of a cluster equally strong in its cluster's dimension (no noise there), so each of a
+    // query tile's cluster tiles holds an equal share of its attention
+    for (int64_t j = 0; j < kv_len; ++j)
+      for (int c = 0; c < clusters; ++c) k[static_cast<size_t>(j * hd + c)] = c == cluster_of_key_tile(j / kKeyTile) ? 1.0f : 0.0f;
     const float s = 9.0f * std::sqrt(static_cast<float>(hd));
     for (int64_t r = 0; r < n; ++r) q[static_cast<size_t>(r * hd + (r / kQueryTile) % clusters)] += s;
     HeadBudget b;
@@ -317,6 +320,69 @@ class SparseTest : public QObject {
     QVERIFY(hit >= 0.95 * planted);
     QVERIFY(mass >= 0.95);
     QVERIFY(err < 2e-2);
+  }
+
+  void pooled_guard_keeps_a_single_key_needle() {
+    // flat filler keys and one needle key at position 777 (key tile 12); the queries look for the
+    // needle's direction. Averaging the needle's tile would divide its score by 64; the per-tile
+    // log-sum-exp keeps it, so every query tile that can see the needle lists its tile.
+    const int64_t n = 640, pos0 = 1408, kv_len = pos0 + n, needle = 777;
+    const int hd = 64;
+    std::vector<float> k = normal(static_cast<size_t>(kv_len * hd), 31, 0.05f), q = normal(static_cast<size_t>(n * hd), 32, 0.05f);
+    for (int64_t j = 0; j < kv_len; ++j) k[static_cast<size_t>(j * hd)] += 1.0f;  // the filler's shared direction
+    k[static_cast<size_t>(needle * hd + 5)] += 1.0f;
+    for (int64_t r = 0; r < n; ++r) q[static_cast<size_t>(r * hd + 5)] += 12.0f * std::sqrt(static_cast<float>(hd));
+    HeadBudget b;
+    b.pattern = Pattern::BlockCluster;
+    b.mass_target = 0.9;
+    b.max_density = 0.2;
+    const PooledScores ps = pooled_scores(q.data(), hd, n, pos0, k.data(), hd, hd);
+    const HeadPlan plan = select_block_cluster(b, ps.p.data(), ps.n_ktiles, n, pos0);
+    check_well_formed(plan.list);
+    const int64_t needle_tile = needle / kKeyTile;
+    for (int i = 0; i < plan.list.n_qtiles(); ++i) {
+      const float p = ps.p[static_cast<size_t>(i * ps.n_ktiles + needle_tile)];
+      QVERIFY2(p > 0.9f, qPrintable(QString("query tile %1: the needle's tile holds %2 of the pooled mass").arg(i).arg(p)));
+      QVERIFY2(listed(plan.list, i, static_cast<int>(needle_tile)), qPrintable(QString("query tile %1 misses the needle").arg(i)));
+    }
+    // the same tile's mean key scores like the filler's: pooling by the mean would have hidden it
+    double mean_score = 0.0, filler_score = 0.0;
+    for (int d = 0; d < hd; ++d) {
+      double kbar = 0.0, kf = 0.0;
+      for (int64_t j = needle_tile * kKeyTile; j < (needle_tile + 1) * kKeyTile; ++j) kbar += k[static_cast<size_t>(j * hd + d)];
+      for (int64_t j = 0; j < kKeyTile; ++j) kf += k[static_cast<size_t>(j * hd + d)];
+      mean_score += kbar / kKeyTile * q[static_cast<size_t>((n - 1) * hd + d)];
+      filler_score += kf / kKeyTile * q[static_cast<size_t>((n - 1) * hd + d)];
+    }
+    qInfo("needle tile: pooled mass %.3f; its mean key scores %.2f against a filler tile's %.2f; density %.3f",
+          ps.p[static_cast<size_t>((plan.list.n_qtiles() - 1) * ps.n_ktiles + needle_tile)], mean_score, filler_score,
+          plan.list.density());
+    QVERIFY(mean_score - filler_score < 0.05 * 12.0 * std::sqrt(static_cast<double>(hd)));
+  }
+
+  void block_cluster_rule_ties_and_limits() {
+    // equal masses are taken lower tile first; the row cap and the minimum hold
+    const int64_t n = 128, pos0 = 1024 - 128;  // one query tile, key tiles 0..15, diagonal tiles 14, 15
+    const int64_t nk = 16;
+    std::vector<float> p(static_cast<size_t>(nk), 0.05f);
+    p[0] = 0.1f;
+    HeadBudget b;
+    b.pattern = Pattern::BlockCluster;
+    b.mass_target = 0.5;
+    b.max_density = 1.0;
+    b.max_keys = 0;
+    HeadPlan plan = select_block_cluster(b, p.data(), nk, n, pos0);
+    // mandatory 0, 14, 15 hold 0.2; six more of 0.05 reach 0.5: tiles 1..6
+    QCOMPARE(plan.list.tiles, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 14, 15}));
+    QVERIFY(plan.mass_reached);
+    b.max_density = 0.3;  // floor(0.3 * 16) = 4 tiles in the row
+    plan = select_block_cluster(b, p.data(), nk, n, pos0);
+    QCOMPARE(plan.list.tiles, (std::vector<int32_t>{0, 1, 14, 15}));
+    QVERIFY(!plan.mass_reached);
+    b.max_density = 1.0;
+    b.min_density = 0.75;  // 12 tiles at least
+    plan = select_block_cluster(b, p.data(), nk, n, pos0);
+    QCOMPARE(plan.list.computed(), int64_t{12});
   }
 
   void planted_triangular() {

@@ -318,82 +318,105 @@ Limits limits(const HeadBudget& b, int64_t rows, int64_t causal, int64_t n_qtile
   return l;
 }
 
-namespace {
-
-HeadPlan estimate_block_cluster(const HeadBudget& b, const float* q, int64_t q_stride, int64_t n, int64_t pos0,
-                                const float* k, int64_t k_stride, int hd) {
+PooledScores pooled_scores(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
+                           int hd) {
   const int64_t kv_len = pos0 + n;
   const int nq = n_qtiles_of(n);
-  const int64_t n_ktiles = (kv_len + kKeyTile - 1) / kKeyTile;
-  std::vector<float> qbar(static_cast<size_t>(nq) * hd, 0.0f), kbar(static_cast<size_t>(n_ktiles) * hd, 0.0f);
-  std::vector<int64_t> kcount(static_cast<size_t>(n_ktiles), 0);
-  for (int64_t r = 0; r < n; ++r)
-    for (int d = 0; d < hd; ++d) qbar[static_cast<size_t>(r / kQueryTile) * hd + d] += q[r * q_stride + d];
+  PooledScores ps;
+  ps.n_ktiles = (kv_len + kKeyTile - 1) / kKeyTile;
+  ps.p.assign(static_cast<size_t>(nq) * static_cast<size_t>(ps.n_ktiles), 0.0f);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<float> qbar(static_cast<size_t>(hd));
+  std::vector<double> lse(static_cast<size_t>(ps.n_ktiles));
   for (int i = 0; i < nq; ++i) {
-    const float cnt = static_cast<float>(std::min<int64_t>(n, (i + 1) * int64_t{kQueryTile}) - i * int64_t{kQueryTile});
-    for (int d = 0; d < hd; ++d) qbar[static_cast<size_t>(i) * hd + d] /= cnt;
-  }
-  for (int64_t j = 0; j < kv_len; ++j) {
-    ++kcount[static_cast<size_t>(j / kKeyTile)];
-    for (int d = 0; d < hd; ++d) kbar[static_cast<size_t>(j / kKeyTile) * hd + d] += k[j * k_stride + d];
-  }
-  for (int64_t t = 0; t < n_ktiles; ++t)
-    for (int d = 0; d < hd; ++d) kbar[static_cast<size_t>(t) * hd + d] /= static_cast<float>(kcount[static_cast<size_t>(t)]);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  TileSet set(n, pos0);
-  mark_mandatory(set, n, pos0);
-  const int64_t causal = causal_tiles(n, pos0);
-  double mass_sum = 0.0;
-  bool all_reached = true;
-  for (int i = 0; i < nq; ++i) {
-    const int last = set.last(i);
-    std::vector<double> w(static_cast<size_t>(last) + 1);
+    const int64_t r0 = static_cast<int64_t>(i) * kQueryTile, r1 = std::min<int64_t>(n, r0 + kQueryTile);
+    std::fill(qbar.begin(), qbar.end(), 0.0f);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int d = 0; d < hd; ++d) qbar[static_cast<size_t>(d)] += q[r * q_stride + d];
+    for (float& x : qbar) x /= static_cast<float>(r1 - r0);
+    const int64_t p1 = last_pos(n, pos0, i);
+    const int last = last_key_tile(n, pos0, i);
     double mx = -INFINITY;
     for (int t = 0; t <= last; ++t) {
-      w[static_cast<size_t>(t)] = dot(qbar.data() + static_cast<size_t>(i) * hd, kbar.data() + static_cast<size_t>(t) * hd, hd) * scale +
-                                  std::log(static_cast<double>(kcount[static_cast<size_t>(t)]));
-      mx = std::max(mx, w[static_cast<size_t>(t)]);
-    }
-    double sum = 0.0;
-    for (double& x : w) {
-      x = std::exp(x - mx);
-      sum += x;
-    }
-    for (double& x : w) x /= sum;
-    double kept = 0.0;
-    int64_t have = 0;
-    for (int t = 0; t <= last; ++t)
-      if (set.has(i, t)) {
-        kept += w[static_cast<size_t>(t)];
-        ++have;
+      // log-sum-exp of the tile's keys the tile's last query may see
+      const int64_t j0 = static_cast<int64_t>(t) * kKeyTile, j1 = std::min<int64_t>(j0 + kKeyTile - 1, p1);
+      double m = -INFINITY;
+      std::vector<double> s(static_cast<size_t>(j1 - j0 + 1));
+      for (int64_t j = j0; j <= j1; ++j) {
+        s[static_cast<size_t>(j - j0)] = dot(qbar.data(), k + j * k_stride, hd) * scale;
+        m = std::max(m, s[static_cast<size_t>(j - j0)]);
       }
-    int64_t row_max = static_cast<int64_t>(std::floor(b.max_density * (last + 1)));
-    if (b.max_keys > 0) row_max = std::min<int64_t>(row_max, std::max<int64_t>(1, b.max_keys / kKeyTile));
-    const int64_t cap = std::max<int64_t>(have, row_max);
-    const int64_t floor_tiles = static_cast<int64_t>(std::ceil(b.min_density * (last + 1)));
-    std::vector<int> order(static_cast<size_t>(last) + 1);
-    for (int t = 0; t <= last; ++t) order[static_cast<size_t>(t)] = t;
-    std::sort(order.begin(), order.end(), [&](int x, int y) { return w[static_cast<size_t>(x)] > w[static_cast<size_t>(y)]; });
-    for (int t : order) {
-      if ((kept >= b.mass_target && have >= floor_tiles) || have >= cap) break;
-      if (set.has(i, t)) continue;
-      set.mark(i, t, t);
-      kept += w[static_cast<size_t>(t)];
-      ++have;
+      double sum = 0.0;
+      for (double x : s) sum += std::exp(x - m);
+      lse[static_cast<size_t>(t)] = m + std::log(sum);
+      mx = std::max(mx, lse[static_cast<size_t>(t)]);
     }
-    all_reached = all_reached && kept >= b.mass_target;
-    mass_sum += kept;
+    double total = 0.0;
+    for (int t = 0; t <= last; ++t) total += std::exp(lse[static_cast<size_t>(t)] - mx);
+    float* row = ps.p.data() + static_cast<size_t>(i) * static_cast<size_t>(ps.n_ktiles);
+    for (int t = 0; t <= last; ++t) row[t] = static_cast<float>(std::exp(lse[static_cast<size_t>(t)] - mx) / total);
   }
-  (void)causal;
+  return ps;
+}
+
+BlockRowLimits block_row_limits(const HeadBudget& b, int64_t row_tiles) {
+  BlockRowLimits l;
+  l.threshold = std::llrint(b.mass_target * kFixedOne);
+  l.max_tiles = static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(row_tiles)));
+  if (b.max_keys > 0) l.max_tiles = std::min<int64_t>(l.max_tiles, std::max<int64_t>(1, b.max_keys / kKeyTile));
+  l.min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(row_tiles)));
+  return l;
+}
+
+HeadPlan select_block_cluster(const HeadBudget& b, const float* p, int64_t p_stride, int64_t n, int64_t pos0) {
+  const int nq = n_qtiles_of(n);
   HeadPlan plan;
   plan.pattern = Pattern::BlockCluster;
-  plan.list = set.list();
-  plan.est_mass = mass_sum / nq;
+  TileList& l = plan.list;
+  l.n = n;
+  l.pos0 = pos0;
+  l.offsets.push_back(0);
+  int64_t mass_sum = 0;
+  bool all_reached = true;
+  std::vector<uint8_t> on;
+  std::vector<std::pair<int64_t, int32_t>> cands;
+  for (int i = 0; i < nq; ++i) {
+    const float* row = p + static_cast<int64_t>(i) * p_stride;
+    const int last = last_key_tile(n, pos0, i);
+    const int64_t d0 = first_pos(pos0, i) / kKeyTile;
+    on.assign(static_cast<size_t>(last) + 1, 0);
+    int64_t kept = 0, have = 0;
+    cands.clear();
+    for (int t = 0; t <= last; ++t) {
+      if (t == 0 || t >= d0) {
+        on[static_cast<size_t>(t)] = 1;
+        kept += to_fixed(row[t]);
+        ++have;
+      } else {
+        cands.emplace_back(to_fixed(row[t]), t);
+      }
+    }
+    // larger mass first, ties: lower tile
+    std::sort(cands.begin(), cands.end(),
+              [](const auto& x, const auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    const BlockRowLimits lim = block_row_limits(b, last + 1);
+    const int64_t cap = std::max(have, lim.max_tiles);
+    for (const auto& [m, t] : cands) {
+      if ((kept >= lim.threshold && have >= lim.min_tiles) || have >= cap) break;
+      on[static_cast<size_t>(t)] = 1;
+      kept += m;
+      ++have;
+    }
+    for (int t = 0; t <= last; ++t)
+      if (on[static_cast<size_t>(t)]) l.tiles.push_back(t);
+    l.offsets.push_back(static_cast<int32_t>(l.tiles.size()));
+    all_reached = all_reached && kept >= lim.threshold;
+    mass_sum += kept;
+  }
+  plan.est_mass = std::min(1.0, static_cast<double>(mass_sum) / (kFixedOne * static_cast<double>(nq)));
   plan.mass_reached = all_reached;
   return plan;
 }
-
-}  // namespace
 
 const char* pattern_name(Pattern p) {
   switch (p) {
@@ -548,8 +571,10 @@ HeadPlan estimate_head(const HeadBudget& budget, int last_queries, const float* 
                        int64_t pos0, const float* k, int64_t k_stride, int head_dim) {
   if (n <= 0) throw Error(ErrorCode::BadArgument, "sparse estimation needs at least one query");
   switch (budget.pattern) {
-    case Pattern::BlockCluster:
-      return estimate_block_cluster(budget, q, q_stride, n, pos0, k, k_stride, head_dim);
+    case Pattern::BlockCluster: {
+      const PooledScores ps = pooled_scores(q, q_stride, n, pos0, k, k_stride, head_dim);
+      return select_block_cluster(budget, ps.p.data(), ps.n_ktiles, n, pos0);
+    }
     case Pattern::Triangular:
     case Pattern::IntervalSlash:
     default: {

@@ -5,7 +5,8 @@
 //   IntervalSlash  vertical key columns and diagonal bands chosen from the attention of the
 //                  chunk's last queries to every key before them (column sums -> verticals,
 //                  diagonal sums -> slashes), mapped to key tiles per query tile.
-//   BlockCluster   key tiles per query tile chosen from mean-pooled queries and keys.
+//   BlockCluster   key tiles per query tile chosen from the query tile's mean query against every
+//                  key (pooled per key tile by log-sum-exp, so one strong key counts fully).
 // Budgets are counted in the tiles the kernel computes (128 queries x 64 keys, the CUDA kernel's
 // tiles): per head and input the smallest set that keeps `mass_target` of the estimated attention
 // mass, within [min_density, max_density] of the causal tiles. The first key tile and the
@@ -128,6 +129,30 @@ Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal, int64_t n_
 // vrank[u] / brank[b]: the rank of vertical u / band b in the order (kNoRank if not a candidate).
 int32_t cell_rank(const int32_t* vrank, const int32_t* brank, int64_t nk, int64_t n, int64_t pos0, int i, int64_t t,
                   bool last_tile_dense);
+
+// Block-Cluster estimation, in two steps like Interval-Slash (the GPU gives the same plan from the
+// same scores):
+// 1. Pooled scores: each query tile's mean query qbar_i against every key its last query may see;
+//    per key tile the log-sum-exp of its keys' scores, normalised over the row, so
+//    p[i][t] = sum_{j in t, j <= p1(i)} exp(s_ij) / sum_{j <= p1(i)} exp(s_ij), s_ij = qbar_i.k_j / sqrt(hd):
+//    the mean query's exact attention mass per key tile. A single strong key (a needle in a flat
+//    block) counts as much as it would in attention; a mean-pooled key would hide it.
+struct PooledScores {
+  int64_t n_ktiles = 0;
+  std::vector<float> p;  // [n_qtiles][n_ktiles]; 0 past the row's last key tile
+};
+PooledScores pooled_scores(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
+                           int head_dim);
+// 2. Selection per query tile: the first key tile and the diagonal tiles, then the others by mass
+//    (fixed point, larger first, ties: lower tile) until the kept mass reaches the target with at
+//    least min_density of the row's causal tiles, or the row holds max_density of them (at most
+//    max_keys keys). est_mass: the rows' mean kept mass; mass_reached: every row reached it.
+struct BlockRowLimits {
+  int64_t threshold = 0;  // mass target in fixed point
+  int64_t min_tiles = 0, max_tiles = 0;
+};
+BlockRowLimits block_row_limits(const HeadBudget& budget, int64_t row_tiles);
+HeadPlan select_block_cluster(const HeadBudget& budget, const float* p, int64_t p_stride, int64_t n, int64_t pos0);
 
 // The tiles an IntervalSlash selection covers: tile (i, t) is listed iff some query p of tile i
 // and key j <= p of tile t have j in a vertical tile or p - j in a slash band (or t = 0, or t is
