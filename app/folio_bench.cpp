@@ -28,6 +28,7 @@ const char* kUsage =
     "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16] [--random-weights])\n"
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
+    "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
     int64_t decode = 32, reps = 3, chunk = 0;
     bool random_weights = false, attention_only = false;
     int sparse_stride = 0;
+    std::string sparse_pattern;
     int heads = 32, kv_heads = 8, head_dim = 128;
     while (!args.done()) {
       std::string a = args.next();
@@ -104,6 +106,10 @@ int main(int argc, char** argv) {
       else if (a == "--prompt-tokens" || a == "--lengths") lengths = parse_list(args.value(a));
       else if (a == "--random-weights") random_weights = true;
       else if (a == "--attention-only") attention_only = true;
+      else if (a == "--sparse-pattern") {
+        sparse_pattern = args.value(a);
+        folio::sparse::pattern_from_name(sparse_pattern);  // checks the name
+      }
       else if (a == "--sparse-stride") sparse_stride = static_cast<int>(args.integer(a, 0, 1 << 20));
       else if (a == "--heads") heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
@@ -229,6 +235,15 @@ int main(int argc, char** argv) {
       so.context_tokens = len + decode + 1;
       so.prefill_chunk = chunk;
       so.attention = folio::sparse::attention_mode_from_name(attention);
+      if (!sparse_pattern.empty()) {
+        // every head of the model's config takes this pattern, budgets unchanged
+        auto cfg = std::make_shared<folio::sparse::SparseConfig>(*engine->sparse_config());
+        const auto pattern = folio::sparse::pattern_from_name(sparse_pattern);
+        cfg->default_head.pattern = pattern;
+        for (auto& layer : cfg->layers)
+          for (auto& h : layer) h.pattern = pattern;
+        so.sparse_config = cfg;
+      }
       auto session = engine->create_session(so);
       std::vector<double> ttft, prefill, dec;
       folio::Metrics last;
@@ -279,6 +294,7 @@ int main(int argc, char** argv) {
       flat["density"] = last.attention_density;
       flat["est_mass_mean"] = last.est_mass_mean;
       flat["estimate_ms"] = last.estimate_ms;
+      flat["sparse_pattern"] = sparse_pattern.empty() ? std::string("config") : sparse_pattern;
       flat["sparse_attention_ms"] = last.sparse_attention_ms;
       flat["heads_short_of_mass"] = last.heads_short_of_mass;
       if (!last.attention_note.empty()) flat["attention_note"] = last.attention_note;

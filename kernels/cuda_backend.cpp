@@ -52,6 +52,7 @@ class CudaKvCache final : public KvCache {
 
   cuda::SparseScratch sparse;
   std::shared_ptr<const sparse::SparseConfig> budgets_of;  // the config whose budgets are on the device
+  std::vector<uint8_t> layer_kinds;  // per layer: 1 some head needs sample sums, 2 some is Block-Cluster
 
  private:
   bf16* at(size_t i) const { return reinterpret_cast<bf16*>(static_cast<uint8_t*>(arena_.base()) + i * per_tensor_); }
@@ -352,7 +353,7 @@ class CudaBackend final : public Backend {
     cuda::rope_qkv(ra, stream_);
   }
 
-  SparseSupport sparse_support(const sparse::SparseConfig& config, int64_t keys) const override {
+  SparseSupport sparse_support(const sparse::SparseConfig& /*config*/, int64_t keys) const override {
     SparseSupport s;
     if (!cuda::sparse_supported(model_->config.head_dim, keys)) {
       s.ok = false;
@@ -360,13 +361,6 @@ class CudaBackend final : public Backend {
                std::to_string(cuda::kMaxSelectKeyTiles * cuda::kKeyTile) + " tokens; this chunk ran dense";
       return s;
     }
-    const ModelConfig& c = model_->config;
-    for (int l = 0; l < c.n_layers; ++l)
-      for (int h = 0; h < c.n_heads; ++h)
-        if (config.head(l, h).pattern == sparse::Pattern::BlockCluster) {
-          s.note = "block-cluster heads are estimated as interval-slash on the GPU";
-          return s;
-        }
     return s;
   }
 
@@ -391,8 +385,10 @@ class CudaBackend final : public Backend {
     const size_t off = static_cast<size_t>(layer) * static_cast<size_t>(c.n_heads);
     ea.budgets = kv.sparse.budgets + off;
     ea.results = kv.sparse.results + off;
-    cuda::sample_sums(ea, kv.sparse, *gemm_, stream_);
-    cuda::select_tiles(ea, kv.sparse, stream_);
+    const uint8_t kinds = kv.layer_kinds[static_cast<size_t>(layer)];
+    ea.any_sums = (kinds & 1) != 0;
+    ea.any_pooled = (kinds & 2) != 0;
+    cuda::estimate(ea, kv.sparse, *gemm_, stream_);
     sample_rows_ = ea.rows;
     results_of_ = &kv;
   }
@@ -452,7 +448,8 @@ class CudaBackend final : public Backend {
                                 cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < count; ++i) {
       const cuda::HeadResult& r = results_host_[i];
-      out[i] = HeadPlanResult{r.computed, std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * sample_rows_)),
+      const int rows = r.rows > 0 ? r.rows : sample_rows_;  // Block-Cluster: query tiles
+      out[i] = HeadPlanResult{r.computed, std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * rows)),
                               r.reached != 0};
     }
   }
@@ -497,10 +494,13 @@ class CudaBackend final : public Backend {
   void upload_budgets(CudaKvCache& kv, const std::shared_ptr<const sparse::SparseConfig>& config) {
     const ModelConfig& c = model_->config;
     std::vector<cuda::DeviceBudget> b(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));
+    kv.layer_kinds.assign(static_cast<size_t>(c.n_layers), 0);
     for (int l = 0; l < c.n_layers; ++l)
-      for (int h = 0; h < c.n_heads; ++h)
-        b[static_cast<size_t>(l) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] =
-            cuda::device_budget(config->head(l, h));
+      for (int h = 0; h < c.n_heads; ++h) {
+        const sparse::HeadBudget& hb = config->head(l, h);
+        b[static_cast<size_t>(l) * static_cast<size_t>(c.n_heads) + static_cast<size_t>(h)] = cuda::device_budget(hb);
+        kv.layer_kinds[static_cast<size_t>(l)] |= hb.pattern == sparse::Pattern::BlockCluster ? 2 : 1;
+      }
     FOLIO_CUDA_CHECK(cudaMemcpyAsync(kv.sparse.budgets, b.data(), b.size() * sizeof(cuda::DeviceBudget),
                                      cudaMemcpyHostToDevice, stream_));
     FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));

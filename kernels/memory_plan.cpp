@@ -71,6 +71,10 @@ SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk) {
   l.index = a256(H * u(l.index_stride) * 4);
   l.budgets = a256(u(c.n_layers) * H * 48);  // cuda::DeviceBudget
   l.results = a256(u(c.n_layers) * H * 24);  // cuda::HeadResult
+  l.pooled_q = a256(H * u(nq) * u(c.head_dim) * 2);
+  l.pooled = a256(H * u(nq) * u(nk) * 4);
+  l.flags = a256(H * u(nq) * u(nk));
+  l.row_stats = a256(H * u(nq) * 16);  // cuda::RowStat
   return l;
 }
 

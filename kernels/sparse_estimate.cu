@@ -172,6 +172,30 @@ __device__ __forceinline__ void load_k_tile(__nv_bfloat16* dst, const bf16* head
   }
 }
 
+// Scores of the warp's 16 query rows (of 64 in sQ) against the 64 keys in sK, mma.sync m16n8k16:
+// sc[nb][e] is row warp * 16 + lane / 4 + 8 * (e / 2), key nb * 8 + (lane % 4) * 2 + (e & 1).
+template <int HD>
+__device__ __forceinline__ void tile_scores(const __nv_bfloat16* sQ, const __nv_bfloat16* sK, int warp, int lane,
+                                            float (&sc)[kKeyTile / 8][4]) {
+  constexpr int S = FusedSmem<HD>::kStride;
+#pragma unroll
+  for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    uint32_t qa[4];
+    ldmatrix_x4(qa, sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 16; ++nb) {
+      uint32_t b[4];
+      const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
+      const int c = kk * 16 + ((lane / 8) % 2) * 8;
+      ldmatrix_x4(b, sK + key * S + c);
+      mma_bf16(sc[2 * nb], qa, b[0], b[1]);
+      mma_bf16(sc[2 * nb + 1], qa, b[2], b[3]);
+    }
+  }
+}
+
 struct FusedArgs {
   const bf16* q;        // [n][n_heads][hd]
   const bf16* k_cache;  // [n_kv_heads][capacity][hd]
@@ -183,6 +207,7 @@ struct FusedArgs {
   const float* lse2;  // [n_heads][64] (log2 domain)
   float* col;
   float* diag;
+  const DeviceBudget* budgets;  // [n_heads]: Block-Cluster heads need no sums
 };
 
 template <int HD, bool kSums>
@@ -195,6 +220,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   float* sP = reinterpret_cast<float*>(smem_raw + SM::kQ + 2 * SM::kK);  // [64][65]
   float* sD = sP + kFusedRows * SM::kP;  // distances of the CTA: kFusedSplit + kFusedRows entries
   const int split = blockIdx.x, h = blockIdx.y;
+  if (a.budgets[h].pattern == 2) return;
   const int g = h / (a.n_heads / a.n_kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t kv_len = a.pos0 + a.n;
@@ -235,22 +261,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     cp_async_wait<1>();
     __syncthreads();
     float sc[kKeyTile / 8][4];
-#pragma unroll
-    for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      ldmatrix_x4(qa, sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
-#pragma unroll
-      for (int nb = 0; nb < kKeyTile / 16; ++nb) {
-        uint32_t b[4];
-        const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
-        const int c = kk * 16 + ((lane / 8) % 2) * 8;
-        ldmatrix_x4(b, sK(buf) + key * S + c);
-        mma_bf16(sc[2 * nb], qa, b[0], b[1]);
-        mma_bf16(sc[2 * nb + 1], qa, b[2], b[3]);
-      }
-    }
+    tile_scores<HD>(sQ, sK(buf), warp, lane, sc);
     // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
 #pragma unroll
     for (int nb = 0; nb < kKeyTile / 8; ++nb)
@@ -365,6 +376,7 @@ void launch_fused(const EstimateArgs& ea, const SparseScratch& s, cudaStream_t s
   a.lse2 = s.scores + static_cast<int64_t>(ea.n_heads) * kFusedRows * a.splits * 2;
   a.col = s.col;
   a.diag = s.diag;
+  a.budgets = ea.budgets;
   constexpr size_t smem = FusedSmem<HD>::kBytes;
   static std::atomic<uint64_t> configured_stats{0}, configured_sums{0};
   allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, false>), smem, configured_stats);
@@ -465,6 +477,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   extern __shared__ __align__(16) unsigned char sm_raw[];
   const int h = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const DeviceBudget bud = a.budgets[h];
+  if (bud.pattern == 2) return;  // block_cluster() lists these
   const bool triangular = bud.pattern == 0;
   const int64_t n = a.n, pos0 = a.pos0, L = pos0 + n;
   const int64_t nk = (L + kKeyTile - 1) / kKeyTile;
@@ -662,11 +675,296 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   }
 }
 
+// ---- Block-Cluster: pooled scores and selection per query tile -------------------------------
+
+// qbar[h][i] = bf16(mean of query tile i's rows of head h)
+__global__ void pool_queries_kernel(const bf16* q, int n, int n_heads, int hd, int nq, bf16* qbar) {
+  const int i = blockIdx.x, h = blockIdx.y;
+  const int r0 = i * kQueryTile, r1 = min(n, r0 + kQueryTile);
+  const auto* qb = reinterpret_cast<const __nv_bfloat16*>(q);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float sum = 0.0f;
+    for (int r = r0; r < r1; ++r) sum += __bfloat162float(qb[(static_cast<int64_t>(r) * n_heads + h) * hd + d]);
+    reinterpret_cast<__nv_bfloat16*>(qbar)[(static_cast<int64_t>(h) * nq + i) * hd + d] =
+        __float2bfloat16(sum / static_cast<float>(r1 - r0));
+  }
+}
+
+struct PooledArgs {
+  const bf16* qbar;     // [n_heads][nq][hd]
+  const bf16* k_cache;  // [n_kv_heads][capacity][hd]
+  int64_t capacity;
+  int n;
+  int64_t pos0;
+  int n_heads, n_kv_heads, nq;
+  const DeviceBudget* budgets;
+  float* pooled;  // [n_heads][nq][stride]
+  int64_t stride;
+};
+
+template <int HD>
+struct PooledSmem {
+  static constexpr size_t kBytes = FusedSmem<HD>::kQ + 2 * FusedSmem<HD>::kK;
+};
+
+// One CTA: 64 rows of one KV-head group (row R = head-in-group * nq + query tile), the keys of one
+// split of kFusedSplit. Per key tile and row: log2-sum-exp2 of the scaled scores of the keys the
+// query tile's last query may see, written to pooled (tiles past the row's last are not written).
+template <int HD>
+__global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using SM = FusedSmem<HD>;
+  constexpr int S = SM::kStride;
+  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kQ + b * SM::kK); };
+  const int split = blockIdx.x, g = blockIdx.y, rb = blockIdx.z;
+  const int group = a.n_heads / a.n_kv_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kv_len = a.pos0 + a.n;
+  const int64_t kb = static_cast<int64_t>(split) * kFusedSplit;
+  const int64_t ke = min(kb + kFusedSplit, kv_len);
+  const int n_tiles = static_cast<int>((ke - kb + kKeyTile - 1) / kKeyTile);
+  const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
+  const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
+  auto row_head = [&](int r, int& h, int& i) {
+    const int R = rb * kFusedRows + r;
+    if (R >= group * a.nq) return false;
+    h = g * group + R / a.nq;
+    i = R % a.nq;
+    return a.budgets[h].pattern == 2;
+  };
+  for (int x = threadIdx.x; x < kFusedRows * (HD / 8); x += kFusedThreads) {
+    const int r = x / (HD / 8), c = x % (HD / 8);
+    __nv_bfloat16* sp = sQ + r * S + c * 8;
+    int h = 0, i = 0;
+    if (row_head(r, h, i)) cp_async16(sp, a.qbar + (static_cast<int64_t>(h) * a.nq + i) * HD + c * 8);
+    else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+  }
+  if (n_tiles > 0) load_k_tile<HD>(sK(0), k_head, kb, ke);
+  cp_async_commit();
+  // this thread's two rows
+  const int r_lo = warp * 16 + lane / 4;
+  bool valid[2];
+  int64_t p1[2];
+  float* out[2];
+  for (int e2 = 0; e2 < 2; ++e2) {
+    int h = 0, i = 0;
+    valid[e2] = row_head(r_lo + 8 * e2, h, i);
+    p1[e2] = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+    out[e2] = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  }
+  for (int t = 0; t < n_tiles; ++t) {
+    const int buf = t & 1;
+    const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
+    if (t + 1 < n_tiles) load_k_tile<HD>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    float sc[kKeyTile / 8][4];
+    tile_scores<HD>(sQ, sK(buf), warp, lane, sc);
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + e;
+          float& v = sc[nb][2 * e2 + e];
+          v = (key > p1[e2] || key >= ke) ? -INFINITY : v * scale_log2;
+          mx = fmaxf(mx, v);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      float sum = 0.0f;
+      if (mx != -INFINITY) {
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb) sum += fast_exp2(sc[nb][2 * e2] - mx) + fast_exp2(sc[nb][2 * e2 + 1] - mx);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (lane % 4 == 0 && valid[e2] && key0 <= p1[e2]) out[e2][key0 / kKeyTile] = mx + log2f(sum);
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+}
+
+constexpr int kBcThreads = 1024;
+
+struct BcArgs {
+  int n;
+  int64_t pos0;
+  int nq;
+  const DeviceBudget* budgets;
+  float* pooled;  // [n_heads][nq][stride]
+  uint8_t* flags;
+  int64_t stride;
+  RowStat* rows;  // [n_heads][nq]
+  int32_t* tile_offset;
+  int32_t* tile_index;
+  int64_t index_stride;
+  HeadResult* results;
+};
+
+size_t bc_select_smem_bytes(int64_t nk) {
+  size_t P = 1;
+  while (P < static_cast<size_t>(nk)) P *= 2;
+  return P * 8 + (P + 1) * 8;
+}
+
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int o = 16; o > 0; o /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T r = scratch[0];
+  for (int w = 1; w < static_cast<int>(blockDim.x) / 32; ++w) r = op(r, scratch[w]);
+  __syncthreads();
+  return r;
+}
+
+// One CTA per (query tile, head): probabilities from the pooled log2 scores (written back, so the
+// CPU rule can be run on exactly these values), the mandatory tiles, the others sorted by fixed-point
+// mass (larger first, ties: lower tile; bitonic in shared memory), and the shortest prefix the rule
+// takes (the rule's stopping test is monotone in the prefix length, so it is a count).
+__global__ void __launch_bounds__(kBcThreads) bc_select_kernel(BcArgs a) {
+  extern __shared__ __align__(16) unsigned char sm_raw[];
+  __shared__ float red_f[32];
+  __shared__ int64_t red_i[32];
+  const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+  const DeviceBudget bud = a.budgets[h];
+  if (bud.pattern != 2) return;
+  const int64_t p0 = a.pos0 + static_cast<int64_t>(i) * kQueryTile;
+  const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+  const int cnt = static_cast<int>(p1 / kKeyTile) + 1, d0 = static_cast<int>(p0 / kKeyTile);
+  int P = 1;
+  while (P < cnt) P *= 2;
+  auto* skey = reinterpret_cast<uint64_t*>(sm_raw);
+  auto* cum = reinterpret_cast<int64_t*>(sm_raw + static_cast<size_t>(P) * 8);
+  float* row = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  float m = -INFINITY;
+  for (int t = tid; t < cnt; t += kBcThreads) m = fmaxf(m, row[t]);
+  m = block_reduce(m, [](float x, float y) { return fmaxf(x, y); }, red_f);
+  float sum = 0.0f;
+  for (int t = tid; t < cnt; t += kBcThreads) sum += exp2f(row[t] - m);
+  sum = block_reduce(sum, [](float x, float y) { return x + y; }, red_f);
+  int64_t mand_mass = 0;
+  int mand = 0;
+  for (int t = tid; t < P; t += kBcThreads) {
+    uint64_t key = 0;
+    if (t < cnt) {
+      const float p = exp2f(row[t] - m) / sum;
+      row[t] = p;
+      const int64_t fx = to_fixed_dev(p);
+      if (t == 0 || t >= d0) {
+        mand_mass += fx;
+        ++mand;
+        flag[t] = 1;
+      } else {
+        key = (static_cast<uint64_t>(fx + 1) << 12) | static_cast<uint64_t>(4095 - t);
+        flag[t] = 0;
+      }
+    }
+    skey[t] = key;
+  }
+  mand_mass = block_reduce(mand_mass, [](int64_t x, int64_t y) { return x + y; }, red_i);
+  mand = static_cast<int>(block_reduce(static_cast<int64_t>(mand), [](int64_t x, int64_t y) { return x + y; }, red_i));
+  // descending
+  for (int k = 2; k <= P; k *= 2)
+    for (int j = k / 2; j > 0; j /= 2) {
+      for (int x = tid; x < P; x += kBcThreads) {
+        const int l = x ^ j;
+        if (l > x) {
+          const uint64_t kx = skey[x], kl = skey[l];
+          const bool up = (x & k) == 0;
+          if (up == (kx < kl)) {
+            skey[x] = kl;
+            skey[l] = kx;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  const int m_cands = cnt - mand;
+  for (int r = tid; r <= m_cands; r += kBcThreads) cum[r] = r < m_cands ? static_cast<int64_t>(skey[r] >> 12) - 1 : 0;
+  __syncthreads();
+  block_exclusive_scan<int64_t>(cum, m_cands + 1, red_i);
+  // as sparse::block_row_limits
+  const int64_t threshold = __double2ll_rn(__dmul_rn(bud.mass_target, sparse::kFixedOne));
+  int64_t max_tiles = static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(cnt))));
+  if (bud.max_keys > 0) max_tiles = min(max_tiles, max(int64_t{1}, bud.max_keys / kKeyTile));
+  const int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(cnt))));
+  const int64_t cap = max(static_cast<int64_t>(mand), max_tiles);
+  int not_done = 0;
+  for (int k = tid; k <= m_cands; k += kBcThreads) {
+    const int64_t kept = mand_mass + cum[k];
+    const bool stop = (kept >= threshold && mand + k >= min_tiles) || mand + k >= cap;
+    not_done += stop ? 0 : 1;
+  }
+  not_done = static_cast<int>(block_reduce(static_cast<int64_t>(not_done), [](int64_t x, int64_t y) { return x + y; }, red_i));
+  const int kstar = min(not_done, m_cands);
+  for (int r = tid; r < kstar; r += kBcThreads) flag[4095 - static_cast<int>(skey[r] & 4095u)] = 1;
+  if (tid == 0) {
+    RowStat st;
+    st.mass = mand_mass + cum[kstar];
+    st.count = mand + kstar;
+    st.reached = st.mass >= threshold ? 1 : 0;
+    a.rows[static_cast<int64_t>(h) * a.nq + i] = st;
+  }
+}
+
+// One CTA per head: the list per query tile in key order from the flags (a warp per query tile,
+// ballots), the offsets from the rows' counts, and the head's result.
+__global__ void __launch_bounds__(kBcThreads) bc_write_kernel(BcArgs a) {
+  const int h = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (a.budgets[h].pattern != 2) return;
+  const RowStat* rs = a.rows + static_cast<int64_t>(h) * a.nq;
+  int32_t* offsets = a.tile_offset + static_cast<int64_t>(h) * (a.nq + 1);
+  int32_t* index = a.tile_index + static_cast<int64_t>(h) * a.index_stride;
+  const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
+  for (int i = warp; i < a.nq; i += kBcThreads / 32) {
+    int32_t before = 0;
+    for (int x = lane; x < i; x += 32) before += rs[x].count;
+    for (int o = 16; o > 0; o /= 2) before += __shfl_xor_sync(0xffffffffu, before, o);
+    if (lane == 0) offsets[i] = base + before;
+    const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+    const int cnt = static_cast<int>(p1 / kKeyTile) + 1;
+    const uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+    int32_t written = before;
+    for (int t0 = 0; t0 < cnt; t0 += 32) {
+      const int t = t0 + lane;
+      const bool on = t < cnt && flag[t] != 0;
+      const unsigned ballot = __ballot_sync(0xffffffffu, on);
+      if (on) index[written + __popc(ballot & ((1u << lane) - 1u))] = t;
+      written += __popc(ballot);
+    }
+  }
+  if (tid == 0) {
+    HeadResult res;
+    int64_t total = 0, mass = 0;
+    int32_t reached = 1;
+    for (int i = 0; i < a.nq; ++i) {
+      total += rs[i].count;
+      mass += rs[i].mass;
+      reached &= rs[i].reached;
+    }
+    offsets[a.nq] = base + static_cast<int32_t>(total);
+    res.computed = total;
+    res.mass = mass;
+    res.reached = reached;
+    res.rows = a.nq;
+    a.results[h] = res;
+  }
+}
+
 }  // namespace
 
 DeviceBudget device_budget(const sparse::HeadBudget& b) {
   DeviceBudget d;
-  d.pattern = b.pattern == sparse::Pattern::Triangular ? 0 : 1;
+  d.pattern = b.pattern == sparse::Pattern::Triangular ? 0 : b.pattern == sparse::Pattern::IntervalSlash ? 1 : 2;
   d.sink_tiles = b.sink_tiles;
   d.window_tiles = b.window_tiles;
   d.mass_target = b.mass_target;
@@ -697,6 +995,12 @@ SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t ca
   s.tile_index = static_cast<int32_t*>(take(l.index));
   s.budgets = static_cast<DeviceBudget*>(take(l.budgets));
   s.results = static_cast<HeadResult*>(take(l.results));
+  s.pooled_q = static_cast<bf16*>(take(l.pooled_q));
+  s.pooled = static_cast<float*>(take(l.pooled));
+  s.flags = static_cast<uint8_t*>(take(l.flags));
+  s.row_stats = static_cast<RowStat*>(take(l.row_stats));
+  s.pooled_stride = n_ktiles_of(capacity);
+  s.chunk_qtiles = static_cast<int>((chunk + kQueryTile - 1) / kQueryTile);
   return s;
 }
 
@@ -771,6 +1075,84 @@ void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t st
   p.index_stride = s.index_stride;
   select_kernel<<<static_cast<unsigned>(a.n_heads), kSelectThreads, smem, stream>>>(p);
   FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace folio::cuda
+
+namespace folio::cuda {
+
+namespace {
+
+template <int HD>
+void launch_pooled(const PooledArgs& p, int64_t kv_len, int group, cudaStream_t stream) {
+  constexpr size_t smem = PooledSmem<HD>::kBytes;
+  static std::atomic<uint64_t> configured{0};
+  allow_shared_memory(reinterpret_cast<const void*>(pooled_kernel<HD>), smem, configured);
+  dim3 grid(static_cast<unsigned>((kv_len + kFusedSplit - 1) / kFusedSplit), static_cast<unsigned>(p.n_kv_heads),
+            static_cast<unsigned>((group * p.nq + kFusedRows - 1) / kFusedRows));
+  pooled_kernel<HD><<<grid, kFusedThreads, smem, stream>>>(p);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void block_cluster(const EstimateArgs& a, const SparseScratch& s, cudaStream_t stream) {
+  const int64_t kv_len = a.pos0 + a.n;
+  const int nq = (a.n + kQueryTile - 1) / kQueryTile;
+  const int64_t nk = n_ktiles_of(kv_len);
+  if (nq > s.chunk_qtiles || nk > s.pooled_stride || nk > kMaxSelectKeyTiles || a.n_heads % a.n_kv_heads != 0)
+    throw Error(ErrorCode::Internal, "block-cluster estimation: chunk outside the scratch");
+  const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
+  pool_queries_kernel<<<dim3(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads)), 128, 0, stream>>>(
+      a.q, a.n, a.n_heads, hd, nq, s.pooled_q);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  PooledArgs p;
+  p.qbar = s.pooled_q;
+  p.k_cache = a.k_cache;
+  p.capacity = a.capacity;
+  p.n = a.n;
+  p.pos0 = a.pos0;
+  p.n_heads = a.n_heads;
+  p.n_kv_heads = a.n_kv_heads;
+  p.nq = nq;
+  p.budgets = a.budgets;
+  p.pooled = s.pooled;
+  p.stride = s.pooled_stride;
+  switch (hd) {
+    case 64: launch_pooled<64>(p, kv_len, group, stream); break;
+    case 96: launch_pooled<96>(p, kv_len, group, stream); break;
+    case 128: launch_pooled<128>(p, kv_len, group, stream); break;
+    default: throw Error(ErrorCode::Internal, "block-cluster estimation: head dim " + std::to_string(hd));
+  }
+  BcArgs b;
+  b.n = a.n;
+  b.pos0 = a.pos0;
+  b.nq = nq;
+  b.budgets = a.budgets;
+  b.pooled = s.pooled;
+  b.flags = s.flags;
+  b.stride = s.pooled_stride;
+  b.rows = s.row_stats;
+  b.tile_offset = s.tile_offset;
+  b.tile_index = s.tile_index;
+  b.index_stride = s.index_stride;
+  b.results = a.results;
+  static std::atomic<uint64_t> configured{0};
+  allow_shared_memory(reinterpret_cast<const void*>(bc_select_kernel), bc_select_smem_bytes(kMaxSelectKeyTiles),
+                      configured);
+  bc_select_kernel<<<dim3(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads)), kBcThreads,
+                     bc_select_smem_bytes(nk), stream>>>(b);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  bc_write_kernel<<<static_cast<unsigned>(a.n_heads), kBcThreads, 0, stream>>>(b);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void estimate(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cudaStream_t stream) {
+  if (a.any_sums) {
+    sample_sums(a, s, gemm, stream);
+    select_tiles(a, s, stream);
+  }
+  if (a.any_pooled) block_cluster(a, s, stream);
 }
 
 }  // namespace folio::cuda

@@ -33,7 +33,7 @@ constexpr int kMaxSampleRows = kSparseMaxSampleRows;
 constexpr int64_t kMaxSelectKeyTiles = 4096;
 
 struct DeviceBudget {
-  int32_t pattern = 1;  // 0 triangular, 1 interval-slash (block-cluster runs as interval-slash)
+  int32_t pattern = 1;  // 0 triangular, 1 interval-slash, 2 block-cluster
   int32_t sink_tiles = 1, window_tiles = 8;
   int32_t pad = 0;
   double mass_target = 0.95, min_density = 0.0, max_density = 0.35;
@@ -46,7 +46,14 @@ struct HeadResult {
   int64_t computed = 0;  // tiles listed
   int64_t mass = 0;      // sample mass of the chosen units, fixed point (sparse::kFixedOne per row)
   int32_t reached = 0;   // mass >= target
-  int32_t pad = 0;
+  int32_t rows = 0;      // what mass is a sum over: sample rows, or query tiles (Block-Cluster)
+};
+
+// Block-Cluster's result per query tile.
+struct RowStat {
+  int64_t mass = 0;  // fixed point
+  int32_t count = 0;
+  int32_t reached = 0;
 };
 
 // Scratch for one context (capacity) and chunk size, carved from plan_sparse()'s layout.
@@ -60,7 +67,13 @@ struct SparseScratch {
   int32_t* tile_index = nullptr;   // [n_heads][index_stride]
   DeviceBudget* budgets = nullptr;  // [n_layers][n_heads]
   HeadResult* results = nullptr;    // [n_layers][n_heads]
+  bf16* pooled_q = nullptr;         // [n_heads][chunk tiles][hd]: each query tile's mean query
+  float* pooled = nullptr;          // [n_heads][chunk tiles][pooled_stride]: log2-sum-exp2, then probabilities
+  uint8_t* flags = nullptr;         // [n_heads][chunk tiles][pooled_stride]: tile chosen
+  RowStat* row_stats = nullptr;     // [n_heads][chunk tiles]
   int64_t capacity = 0, chunk = 0, index_stride = 0;
+  int64_t pooled_stride = 0;        // key tiles of the capacity
+  int chunk_qtiles = 0;
   int groups_per_pass = 1;
 
   // `base` holds layout.total() bytes of device memory.
@@ -78,6 +91,9 @@ struct EstimateArgs {
   const DeviceBudget* budgets = nullptr;  // [n_heads], device
   HeadResult* results = nullptr;          // [n_heads], device
   bool force_gemm = false;                // sample sums through cuBLASLt even where the fused kernel fits
+  // Which estimations this layer needs (from its heads' patterns): sample sums for Interval-Slash
+  // and Triangular heads, pooled scores for Block-Cluster heads.
+  bool any_sums = true, any_pooled = false;
 };
 
 // True when the GPU path can estimate this chunk (head dim on the tensor-core kernels, keys within
@@ -86,7 +102,15 @@ bool sparse_supported(int head_dim, int64_t kv_len);
 
 // Step 1 into s.col / s.diag (scale 1/sqrt(hd)).
 void sample_sums(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cudaStream_t stream);
-// Step 2 from s.col / s.diag into s.tile_offset / s.tile_index and a.results.
+// Step 2 from s.col / s.diag into s.tile_offset / s.tile_index and a.results (Interval-Slash and
+// Triangular heads; Block-Cluster heads are left to block_cluster()).
 void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t stream);
+// Block-Cluster heads, both steps: mean queries per query tile, their scores against every key
+// pooled per key tile (tensor cores, one pass, never written per key), the probabilities into
+// s.pooled, the selection per query tile (sparse::select_block_cluster bit for bit given those
+// probabilities), and the lists and results.
+void block_cluster(const EstimateArgs& a, const SparseScratch& s, cudaStream_t stream);
+// Both steps for every head of the layer, as its patterns need.
+void estimate(const EstimateArgs& a, const SparseScratch& s, Gemm& gemm, cudaStream_t stream);
 
 }  // namespace folio::cuda

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [attn] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+#   bash tools/gpu_run.sh [test] [attn] [patterns] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
 # attn compares the prefill attention kernels alone (mma.sync and Hopper) on hd 128/96/64, dense and
 # tile lists, into $OUT/attn_kernels.jsonl.
+# patterns runs the 8B shape with sparse forced, every head Interval-Slash, then every head
+# Block-Cluster (estimation and attention time, density) into $OUT/patterns.jsonl.
 # archs builds folio-cli for the default architecture list (preset gpu-all), lists its SASS and
 # PTX with cuobjdump and runs it here (the sm_90a code).
 # base builds folio-bench from an earlier tree in $FOLIO_BASE_DIR (default .base, e.g. from
@@ -53,6 +55,23 @@ for k in sorted({key(r) for r in rows}):
     m, h = by.get(("mma",) + k), by.get(("hopper",) + k)
     if m and h:
         print(f"{k[0]:>3} {k[1]:>3} {k[2]:>6} {k[3]:>7} {m['tile_tflops']:8.1f} {h['tile_tflops']:9.1f} {m['ms']/h['ms']:7.2f}")
+PY
+      ;;
+    patterns)
+      # whole model, sparse forced, every head Interval-Slash and then every head Block-Cluster
+      rm -f "$out/patterns.jsonl"
+      for pat in interval-slash block-cluster; do
+        build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
+          --sparse-pattern $pat --lengths "${FOLIO_PATTERN_LENGTHS:-32768,65536,131072}" --decode-tokens 4 --reps 1 \
+          --json "$out/patterns.jsonl" > /dev/null
+      done
+      python3 - "$out/patterns.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'pattern':>15} {'n':>7} {'TTFT s':>7} {'estimate ms':>11} {'sparse attn ms':>14} {'est/attn':>8} {'density':>7} {'est mass':>8}")
+for r in rows:
+    print(f"{r['sparse_pattern']:>15} {r['n_prompt']:>7} {r['ttft_ms']/1e3:7.2f} {r['estimate_ms']:11.1f} {r['sparse_attention_ms']:14.1f} "
+          f"{r['estimate_ms']/max(r['sparse_attention_ms'],1e-9):8.3f} {r['density']:7.3f} {r['est_mass_mean']:8.3f}")
 PY
       ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;

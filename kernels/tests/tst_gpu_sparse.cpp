@@ -58,7 +58,8 @@ void make_inputs(const Shape& s, int64_t capacity, std::vector<float>& q, std::v
 
 sparse::HeadBudget budget_for(int h, int trial) {
   sparse::HeadBudget b;
-  b.pattern = (h + trial) % 3 == 2 ? sparse::Pattern::Triangular : sparse::Pattern::IntervalSlash;
+  const int kind = (h + trial) % 3;
+  b.pattern = kind == 2 ? sparse::Pattern::Triangular : kind == 1 ? sparse::Pattern::BlockCluster : sparse::Pattern::IntervalSlash;
   b.mass_target = (h % 4 == 0) ? 0.8 : 0.95;
   b.max_density = (h % 3 == 0) ? 0.15 : 0.5;
   b.min_density = (h % 5 == 1) ? 0.1 : 0.0;
@@ -110,8 +111,9 @@ void check_shape(const Shape& s, int trial) {
   ea.rows = s.rows;
   ea.budgets = ss.budgets;
   ea.results = ss.results;
-  cuda::sample_sums(ea, ss, gemm, nullptr);
-  cuda::select_tiles(ea, ss, nullptr);
+  ea.any_sums = ea.any_pooled = false;
+  for (const auto& b : host_budgets) (b.pattern == sparse::Pattern::BlockCluster ? ea.any_pooled : ea.any_sums) = true;
+  cuda::estimate(ea, ss, gemm, nullptr);
   FOLIO_CUDA_CHECK(cudaDeviceSynchronize());
 
   const int nq = (s.n + cuda::kQueryTile - 1) / cuda::kQueryTile;
@@ -119,6 +121,8 @@ void check_shape(const Shape& s, int trial) {
   std::vector<int32_t> offsets(static_cast<size_t>(s.n_heads) * (nq + 1)),
       index(static_cast<size_t>(s.n_heads) * ss.index_stride);
   std::vector<cuda::HeadResult> results(static_cast<size_t>(s.n_heads));
+  std::vector<float> pooled(static_cast<size_t>(s.n_heads) * ss.chunk_qtiles * ss.pooled_stride);
+  FOLIO_CUDA_CHECK(cudaMemcpy(pooled.data(), ss.pooled, pooled.size() * 4, cudaMemcpyDeviceToHost));
   FOLIO_CUDA_CHECK(cudaMemcpy(col.data(), ss.col, col.size() * 4, cudaMemcpyDeviceToHost));
   FOLIO_CUDA_CHECK(cudaMemcpy(diag.data(), ss.diag, diag.size() * 4, cudaMemcpyDeviceToHost));
   FOLIO_CUDA_CHECK(cudaMemcpy(offsets.data(), ss.tile_offset, offsets.size() * 4, cudaMemcpyDeviceToHost));
@@ -145,28 +149,48 @@ void check_shape(const Shape& s, int trial) {
 
   const int group = s.n_heads / s.n_kv;
   const int64_t QS = static_cast<int64_t>(s.n_heads) * s.hd;
-  double worst_sum = 0.0, worst_att = 0.0, density = 0.0;
+  double worst_sum = 0.0, worst_att = 0.0, worst_pooled = 0.0, density = 0.0;
   int exact = 0;
   for (int h = 0; h < s.n_heads; ++h) {
     const int g = h / group;
     const float* qh = q.data() + static_cast<size_t>(h) * s.hd;
     const float* kh = k.data() + static_cast<size_t>(g) * capacity * s.hd;
     const float* vh = v.data() + static_cast<size_t>(g) * capacity * s.hd;
-    const sparse::SampleSums ref = sparse::sample_sums(s.rows, qh, QS, s.n, s.pos0, kh, s.hd, s.hd);
-    GCHECK(ref.rows == s.rows, "rows %lld vs %d", static_cast<long long>(ref.rows), s.rows);
-    std::vector<float> gcol(col.begin() + static_cast<int64_t>(h) * capacity,
-                            col.begin() + static_cast<int64_t>(h) * capacity + kv_len);
-    std::vector<float> gdiag(diag.begin() + static_cast<int64_t>(h) * capacity,
-                             diag.begin() + static_cast<int64_t>(h) * capacity + kv_len);
-    const Compare cc = compare(gcol, ref.col), cd = compare(gdiag, ref.diag);
-    worst_sum = std::max({worst_sum, cc.rel_norm, cd.rel_norm});
-    GCHECK(cc.non_finite == 0 && cd.non_finite == 0 && cc.rel_norm < 2e-3 && cd.rel_norm < 2e-3 &&
-               cc.max_rel < 1e-2 && cd.max_rel < 1e-2,
-           "head %d sums: col rel %.3g max %.3g, diag rel %.3g max %.3g", h, cc.rel_norm, cc.max_rel, cd.rel_norm,
-           cd.max_rel);
+    const sparse::HeadBudget& hb = host_budgets[static_cast<size_t>(h)];
+    sparse::HeadPlan plan;
+    int result_rows = s.rows;
+    if (hb.pattern == sparse::Pattern::BlockCluster) {
+      // pooled probabilities against the CPU's, then the rule on the GPU's own values
+      const sparse::PooledScores ref = sparse::pooled_scores(qh, QS, s.n, s.pos0, kh, s.hd, s.hd);
+      const float* gp = pooled.data() + static_cast<size_t>(h) * ss.chunk_qtiles * ss.pooled_stride;
+      std::vector<float> got_p, want_p;
+      for (int i = 0; i < nq; ++i)
+        for (int t = 0; t <= sparse::last_key_tile(s.n, s.pos0, i); ++t) {
+          got_p.push_back(gp[static_cast<size_t>(i) * ss.pooled_stride + t]);
+          want_p.push_back(ref.p[static_cast<size_t>(i) * ref.n_ktiles + t]);
+        }
+      const Compare cp = compare(got_p, want_p);
+      worst_pooled = std::max(worst_pooled, cp.rel_norm);
+      GCHECK(cp.non_finite == 0 && cp.rel_norm < 2e-2, "head %d pooled probabilities rel %.3g max %.3g", h, cp.rel_norm,
+             cp.max_rel);
+      plan = sparse::select_block_cluster(hb, gp, ss.pooled_stride, s.n, s.pos0);
+      result_rows = nq;
+    } else {
+      const sparse::SampleSums ref = sparse::sample_sums(s.rows, qh, QS, s.n, s.pos0, kh, s.hd, s.hd);
+      GCHECK(ref.rows == s.rows, "rows %lld vs %d", static_cast<long long>(ref.rows), s.rows);
+      std::vector<float> gcol(col.begin() + static_cast<int64_t>(h) * capacity,
+                              col.begin() + static_cast<int64_t>(h) * capacity + kv_len);
+      std::vector<float> gdiag(diag.begin() + static_cast<int64_t>(h) * capacity,
+                               diag.begin() + static_cast<int64_t>(h) * capacity + kv_len);
+      const Compare cc = compare(gcol, ref.col), cd = compare(gdiag, ref.diag);
+      worst_sum = std::max({worst_sum, cc.rel_norm, cd.rel_norm});
+      GCHECK(cc.non_finite == 0 && cd.non_finite == 0 && cc.rel_norm < 2e-3 && cd.rel_norm < 2e-3 &&
+                 cc.max_rel < 1e-2 && cd.max_rel < 1e-2,
+             "head %d sums: col rel %.3g max %.3g, diag rel %.3g max %.3g", h, cc.rel_norm, cc.max_rel, cd.rel_norm,
+             cd.max_rel);
+      plan = sparse::select_from_sums(hb, gcol.data(), gdiag.data(), s.rows, s.n, s.pos0);
+    }
     // the selection, given the GPU's sums
-    const sparse::HeadPlan plan =
-        sparse::select_from_sums(host_budgets[static_cast<size_t>(h)], gcol.data(), gdiag.data(), s.rows, s.n, s.pos0);
     std::vector<int32_t> got_off, got_tiles;
     const int32_t* off = offsets.data() + static_cast<size_t>(h) * (nq + 1);
     for (int i = 0; i <= nq; ++i) got_off.push_back(off[i] - off[0]);
@@ -176,7 +200,7 @@ void check_shape(const Shape& s, int trial) {
     GCHECK(same, "head %d (%s): GPU list (%zu tiles) differs from the CPU's (%lld tiles)", h,
            sparse::pattern_name(plan.pattern), got_tiles.size(), static_cast<long long>(plan.list.computed()));
     const cuda::HeadResult& r = results[static_cast<size_t>(h)];
-    const double mass = std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * s.rows));
+    const double mass = std::min(1.0, static_cast<double>(r.mass) / (sparse::kFixedOne * result_rows));
     GCHECK(r.computed == plan.list.computed() && mass == plan.est_mass && (r.reached != 0) == plan.mass_reached,
            "head %d: computed %lld/%lld mass %.6f/%.6f reached %d/%d", h, static_cast<long long>(r.computed),
            static_cast<long long>(plan.list.computed()), mass, plan.est_mass, r.reached, plan.mass_reached);
@@ -192,10 +216,10 @@ void check_shape(const Shape& s, int trial) {
     GCHECK(ca.non_finite == 0 && ca.rel_norm < 1.5e-2 && ca.max_rel < 5e-2, "head %d attention rel %.3g max %.3g", h,
            ca.rel_norm, ca.max_rel);
   }
-  std::printf("  hd %d heads %d/%d n %d pos0 %lld rows %d: sums rel <= %.2g, %d/%d lists exact, density %.3f, "
-              "attention rel <= %.2g\n",
-              s.hd, s.n_heads, s.n_kv, s.n, static_cast<long long>(s.pos0), s.rows, worst_sum, exact, s.n_heads, density,
-              worst_att);
+  std::printf("  hd %d heads %d/%d n %d pos0 %lld rows %d: sums rel <= %.2g, pooled rel <= %.2g, %d/%d lists exact, "
+              "density %.3f, attention rel <= %.2g\n",
+              s.hd, s.n_heads, s.n_kv, s.n, static_cast<long long>(s.pos0), s.rows, worst_sum, worst_pooled, exact,
+              s.n_heads, density, worst_att);
 }
 
 void test_kernels_against_cpu() {
