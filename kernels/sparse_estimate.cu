@@ -196,6 +196,34 @@ __device__ __forceinline__ void tile_scores(const __nv_bfloat16* sQ, const __nv_
   }
 }
 
+// The same with the warp's query fragments held in registers (loaded once by load_q_frags).
+template <int HD>
+__device__ __forceinline__ void load_q_frags(const __nv_bfloat16* sQ, int warp, int lane, uint32_t (&qa)[HD / 16][4]) {
+  constexpr int S = FusedSmem<HD>::kStride;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qa[kk], sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+}
+
+template <int HD>
+__device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], const __nv_bfloat16* sK, int lane,
+                                              float (&sc)[kKeyTile / 8][4]) {
+  constexpr int S = FusedSmem<HD>::kStride;
+#pragma unroll
+  for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 16; ++nb) {
+      uint32_t b[4];
+      const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
+      const int c = kk * 16 + ((lane / 8) % 2) * 8;
+      ldmatrix_x4(b, sK + key * S + c);
+      mma_bf16(sc[2 * nb], qa[kk], b[0], b[1]);
+      mma_bf16(sc[2 * nb + 1], qa[kk], b[2], b[3]);
+    }
+  }
+}
+
 struct FusedArgs {
   const bf16* q;        // [n][n_heads][hd]
   const bf16* k_cache;  // [n_kv_heads][capacity][hd]
@@ -753,6 +781,7 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
     p1[e2] = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
     out[e2] = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
   }
+  uint32_t qa[HD / 16][4];
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t & 1;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
@@ -760,8 +789,9 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
+    if (t == 0) load_q_frags<HD>(sQ, warp, lane, qa);
     float sc[kKeyTile / 8][4];
-    tile_scores<HD>(sQ, sK(buf), warp, lane, sc);
+    tile_scores_q<HD>(qa, sK(buf), lane, sc);
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       float mx = -INFINITY;

@@ -68,9 +68,10 @@ struct SparseScratch {
   DeviceBudget* budgets = nullptr;  // [n_layers][n_heads]
   HeadResult* results = nullptr;    // [n_layers][n_heads]
   bf16* pooled_q = nullptr;         // [n_heads][chunk tiles][hd]: each query tile's mean query
-  float* pooled = nullptr;          // [n_heads][chunk tiles][pooled_stride]: log2-sum-exp2, then probabilities
-  uint8_t* flags = nullptr;         // [n_heads][chunk tiles][pooled_stride]: tile chosen
-  RowStat* row_stats = nullptr;     // [n_heads][chunk tiles]
+  // The next three are laid out per chunk: [n_heads][this chunk's query tiles]...
+  float* pooled = nullptr;          // [..][pooled_stride]: log2-sum-exp2, then probabilities
+  uint8_t* flags = nullptr;         // [..][pooled_stride]: tile chosen
+  RowStat* row_stats = nullptr;     // [..]
   int64_t capacity = 0, chunk = 0, index_stride = 0;
   int64_t pooled_stride = 0;        // key tiles of the capacity
   int chunk_qtiles = 0;

@@ -162,7 +162,7 @@ void check_shape(const Shape& s, int trial) {
     if (hb.pattern == sparse::Pattern::BlockCluster) {
       // pooled probabilities against the CPU's, then the rule on the GPU's own values
       const sparse::PooledScores ref = sparse::pooled_scores(qh, QS, s.n, s.pos0, kh, s.hd, s.hd);
-      const float* gp = pooled.data() + static_cast<size_t>(h) * ss.chunk_qtiles * ss.pooled_stride;
+      const float* gp = pooled.data() + static_cast<size_t>(h) * nq * ss.pooled_stride;  // [h][chunk's nq][stride]
       std::vector<float> got_p, want_p;
       for (int i = 0; i < nq; ++i)
         for (int t = 0; t <= sparse::last_key_tile(s.n, s.pos0, i); ++t) {
