@@ -161,10 +161,10 @@ struct FusedSmem {
   static constexpr size_t kBytes = kQ + 2 * kK + sizeof(float) * (kFusedRows * kP + kFusedSplit + kFusedRows);
 };
 
-template <int HD>
+template <int HD, int THREADS = kFusedThreads>
 __device__ __forceinline__ void load_k_tile(__nv_bfloat16* dst, const bf16* head, int64_t row0, int64_t limit) {
   constexpr int C = HD / 8;
-  for (int i = threadIdx.x; i < kKeyTile * C; i += kFusedThreads) {
+  for (int i = threadIdx.x; i < kKeyTile * C; i += THREADS) {
     const int r = i / C, c = i % C;
     __nv_bfloat16* sp = dst + r * FusedSmem<HD>::kStride + c * 8;
     if (row0 + r < limit) cp_async16(sp, head + (row0 + r) * HD + c * 8);
@@ -730,18 +730,27 @@ struct PooledArgs {
   int64_t stride;
 };
 
+// Rows of one pooled CTA: a KV-head group's query tiles of a 4096-token chunk at GQA 4 (so each key
+// is read once per chunk: the kernel is bound by reading K), in 8 warps of 16 rows.
+constexpr int kPooledRows = 128;
+constexpr int kPooledThreads = 256;
+
 template <int HD>
 struct PooledSmem {
-  static constexpr size_t kBytes = FusedSmem<HD>::kQ + 2 * FusedSmem<HD>::kK;
+  static constexpr int kStride = FusedSmem<HD>::kStride;
+  static constexpr size_t kQ = sizeof(__nv_bfloat16) * kPooledRows * kStride;
+  static constexpr size_t kK = FusedSmem<HD>::kK;
+  static constexpr size_t kBytes = kQ + 2 * kK;
 };
 
-// One CTA: 64 rows of one KV-head group (row R = head-in-group * nq + query tile), the keys of one
-// split of kFusedSplit. Per key tile and row: log2-sum-exp2 of the scaled scores of the keys the
-// query tile's last query may see, written to pooled (tiles past the row's last are not written).
+// One CTA: kPooledRows rows of one KV-head group (row R = head-in-group * nq + query tile), the
+// keys of one split of kFusedSplit. Per key tile and row: log2-sum-exp2 of the scaled scores of the
+// keys the query tile's last query may see, written to pooled (tiles past the row's last are not
+// written). Tiles every row sees whole skip the masks.
 template <int HD>
-__global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
+__global__ void __launch_bounds__(kPooledThreads) pooled_kernel(PooledArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  using SM = FusedSmem<HD>;
+  using SM = PooledSmem<HD>;
   constexpr int S = SM::kStride;
   auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kQ + b * SM::kK); };
@@ -755,20 +764,20 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
   const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
   const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
   auto row_head = [&](int r, int& h, int& i) {
-    const int R = rb * kFusedRows + r;
+    const int R = rb * kPooledRows + r;
     if (R >= group * a.nq) return false;
     h = g * group + R / a.nq;
     i = R % a.nq;
     return a.budgets[h].pattern == 2;
   };
-  for (int x = threadIdx.x; x < kFusedRows * (HD / 8); x += kFusedThreads) {
+  for (int x = threadIdx.x; x < kPooledRows * (HD / 8); x += kPooledThreads) {
     const int r = x / (HD / 8), c = x % (HD / 8);
     __nv_bfloat16* sp = sQ + r * S + c * 8;
     int h = 0, i = 0;
     if (row_head(r, h, i)) cp_async16(sp, a.qbar + (static_cast<int64_t>(h) * a.nq + i) * HD + c * 8);
     else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
   }
-  if (n_tiles > 0) load_k_tile<HD>(sK(0), k_head, kb, ke);
+  if (n_tiles > 0) load_k_tile<HD, kPooledThreads>(sK(0), k_head, kb, ke);
   cp_async_commit();
   // this thread's two rows
   const int r_lo = warp * 16 + lane / 4;
@@ -785,13 +794,15 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t & 1;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
-    if (t + 1 < n_tiles) load_k_tile<HD>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
+    if (t + 1 < n_tiles) load_k_tile<HD, kPooledThreads>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
     if (t == 0) load_q_frags<HD>(sQ, warp, lane, qa);
     float sc[kKeyTile / 8][4];
     tile_scores_q<HD>(qa, sK(buf), lane, sc);
+    // keys < pos0 + 1 are seen by every row (each row's last query is at pos0 or later)
+    const bool whole = key0 + kKeyTile <= min(ke, a.pos0 + 1);
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       float mx = -INFINITY;
@@ -799,9 +810,13 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
       for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + e;
           float& v = sc[nb][2 * e2 + e];
-          v = (key > p1[e2] || key >= ke) ? -INFINITY : v * scale_log2;
+          if (whole) {
+            v *= scale_log2;
+          } else {
+            const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + e;
+            v = (key > p1[e2] || key >= ke) ? -INFINITY : v * scale_log2;
+          }
           mx = fmaxf(mx, v);
         }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -820,7 +835,7 @@ __global__ void __launch_bounds__(kFusedThreads) pooled_kernel(PooledArgs a) {
   cp_async_wait<0>();
 }
 
-constexpr int kBcThreads = 1024;
+constexpr int kBcSelectThreads = 256;   // bc_select_kernel
 
 struct BcArgs {
   int n;
@@ -837,56 +852,69 @@ struct BcArgs {
   HeadResult* results;
 };
 
-size_t bc_select_smem_bytes(int64_t nk) {
-  size_t P = 1;
-  while (P < static_cast<size_t>(nk)) P *= 2;
-  return P * 8 + (P + 1) * 8;
-}
-
+// Block-wide reduction over kBcSelectThreads threads (scratch: 8 entries).
 template <typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T* scratch) {
+__device__ T block_reduce_256(T v, Op op, T* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int o = 16; o > 0; o /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   T r = scratch[0];
-  for (int w = 1; w < static_cast<int>(blockDim.x) / 32; ++w) r = op(r, scratch[w]);
+#pragma unroll
+  for (int w = 1; w < kBcSelectThreads / 32; ++w) r = op(r, scratch[w]);
   __syncthreads();
   return r;
 }
 
-// One CTA per (query tile, head): probabilities from the pooled log2 scores (written back, so the
-// CPU rule can be run on exactly these values), the mandatory tiles, the others sorted by fixed-point
-// mass (larger first, ties: lower tile; bitonic in shared memory), and the shortest prefix the rule
-// takes (the rule's stopping test is monotone in the prefix length, so it is a count).
-__global__ void __launch_bounds__(kBcThreads) bc_select_kernel(BcArgs a) {
-  extern __shared__ __align__(16) unsigned char sm_raw[];
-  __shared__ float red_f[32];
-  __shared__ int64_t red_i[32];
-  const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+__device__ __forceinline__ uint64_t shfl_xor_u64(uint64_t v, int o) {
+  const uint32_t lo = __shfl_xor_sync(0xffffffffu, static_cast<uint32_t>(v), o);
+  const uint32_t hi = __shfl_xor_sync(0xffffffffu, static_cast<uint32_t>(v >> 32), o);
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+// One CTA per (query tile, head), P (a power of two >= the row's key tiles, >= 256) sort slots in
+// registers, E per thread (slot x = thread * E + e): probabilities from the pooled log2 scores
+// (written back, so the CPU rule can run on exactly these values), the mandatory tiles, the others
+// sorted by fixed-point mass (larger first, ties: lower tile) in a bitonic network whose steps run
+// inside a thread, across a warp with shuffles, or through shared memory only for distances of 32 E
+// and more; then the shortest prefix the rule takes (its stopping test is monotone in the prefix
+// length, so the prefix is a count of the lengths that do not stop).
+template <int P>
+__global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
+  constexpr int E = P / kBcSelectThreads;
+  static_assert(E >= 1 && (E & (E - 1)) == 0, "P: a power of two of at least 256");
+  __shared__ uint64_t xs[P > 32 * E ? P : 1];
+  __shared__ float red_f[8];
+  __shared__ int64_t red_i[8];
+  const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const DeviceBudget bud = a.budgets[h];
   if (bud.pattern != 2) return;
   const int64_t p0 = a.pos0 + static_cast<int64_t>(i) * kQueryTile;
   const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
   const int cnt = static_cast<int>(p1 / kKeyTile) + 1, d0 = static_cast<int>(p0 / kKeyTile);
-  int P = 1;
-  while (P < cnt) P *= 2;
-  auto* skey = reinterpret_cast<uint64_t*>(sm_raw);
-  auto* cum = reinterpret_cast<int64_t*>(sm_raw + static_cast<size_t>(P) * 8);
   float* row = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
   uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  const int x0 = tid * E;
+  float lv[E];
   float m = -INFINITY;
-  for (int t = tid; t < cnt; t += kBcThreads) m = fmaxf(m, row[t]);
-  m = block_reduce(m, [](float x, float y) { return fmaxf(x, y); }, red_f);
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    lv[e] = x0 + e < cnt ? row[x0 + e] : -INFINITY;
+    m = fmaxf(m, lv[e]);
+  }
+  m = block_reduce_256(m, [](float x, float y) { return fmaxf(x, y); }, red_f);
   float sum = 0.0f;
-  for (int t = tid; t < cnt; t += kBcThreads) sum += exp2f(row[t] - m);
-  sum = block_reduce(sum, [](float x, float y) { return x + y; }, red_f);
-  int64_t mand_mass = 0;
-  int mand = 0;
-  for (int t = tid; t < P; t += kBcThreads) {
-    uint64_t key = 0;
+#pragma unroll
+  for (int e = 0; e < E; ++e) sum += x0 + e < cnt ? exp2f(lv[e] - m) : 0.0f;
+  sum = block_reduce_256(sum, [](float x, float y) { return x + y; }, red_f);
+  uint64_t v[E];
+  int64_t mand_mass = 0, mand = 0;
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int t = x0 + e;
+    v[e] = 0;
     if (t < cnt) {
-      const float p = exp2f(row[t] - m) / sum;
+      const float p = exp2f(lv[e] - m) / sum;
       row[t] = p;
       const int64_t fx = to_fixed_dev(p);
       if (t == 0 || t >= d0) {
@@ -894,95 +922,148 @@ __global__ void __launch_bounds__(kBcThreads) bc_select_kernel(BcArgs a) {
         ++mand;
         flag[t] = 1;
       } else {
-        key = (static_cast<uint64_t>(fx + 1) << 12) | static_cast<uint64_t>(4095 - t);
+        v[e] = (static_cast<uint64_t>(fx + 1) << 12) | static_cast<uint64_t>(4095 - t);
         flag[t] = 0;
       }
     }
-    skey[t] = key;
   }
-  mand_mass = block_reduce(mand_mass, [](int64_t x, int64_t y) { return x + y; }, red_i);
-  mand = static_cast<int>(block_reduce(static_cast<int64_t>(mand), [](int64_t x, int64_t y) { return x + y; }, red_i));
-  // descending
-  for (int k = 2; k <= P; k *= 2)
+  mand_mass = block_reduce_256(mand_mass, [](int64_t x, int64_t y) { return x + y; }, red_i);
+  mand = block_reduce_256(mand, [](int64_t x, int64_t y) { return x + y; }, red_i);
+  // bitonic, descending: in block k the slot x keeps the larger of (x, x ^ j) when it is the lower
+  // slot of a descending block or the upper slot of an ascending one
+#pragma unroll
+  for (int k = 2; k <= P; k *= 2) {
+#pragma unroll
     for (int j = k / 2; j > 0; j /= 2) {
-      for (int x = tid; x < P; x += kBcThreads) {
-        const int l = x ^ j;
-        if (l > x) {
-          const uint64_t kx = skey[x], kl = skey[l];
-          const bool up = (x & k) == 0;
-          if (up == (kx < kl)) {
-            skey[x] = kl;
-            skey[l] = kx;
-          }
+      if (j < E) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          if ((e & j) != 0) continue;
+          const int x = x0 + e;
+          const bool desc = (x & k) == 0;
+          const uint64_t lo = v[e], hi = v[e | j];
+          const uint64_t mx = lo > hi ? lo : hi, mn = lo > hi ? hi : lo;
+          v[e] = desc ? mx : mn;
+          v[e | j] = desc ? mn : mx;
         }
+      } else if (j < 32 * E) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          const int x = x0 + e;
+          const uint64_t other = shfl_xor_u64(v[e], j / E);
+          const bool keep_max = ((x & j) == 0) == ((x & k) == 0);
+          v[e] = keep_max ? (v[e] > other ? v[e] : other) : (v[e] > other ? other : v[e]);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < E; ++e) xs[x0 + e] = v[e];
+        __syncthreads();
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          const int x = x0 + e;
+          const uint64_t other = xs[x ^ j];
+          const bool keep_max = ((x & j) == 0) == ((x & k) == 0);
+          v[e] = keep_max ? (v[e] > other ? v[e] : other) : (v[e] > other ? other : v[e]);
+        }
+        __syncthreads();
       }
-      __syncthreads();
     }
-  const int m_cands = cnt - mand;
-  for (int r = tid; r <= m_cands; r += kBcThreads) cum[r] = r < m_cands ? static_cast<int64_t>(skey[r] >> 12) - 1 : 0;
+  }
+  // candidates first (keys > 0); exclusive prefix sums of their masses in sorted order
+  const int m_cands = cnt - static_cast<int>(mand);
+  int64_t local = 0;
+#pragma unroll
+  for (int e = 0; e < E; ++e) local += v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
+  int64_t incl = local;
+  for (int o = 1; o < 32; o *= 2) {
+    const int64_t y = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += y;
+  }
+  if (lane == 31) red_i[warp] = incl;
   __syncthreads();
-  block_exclusive_scan<int64_t>(cum, m_cands + 1, red_i);
+  int64_t before = incl - local;
+  for (int w = 0; w < warp; ++w) before += red_i[w];
+  const int64_t total_mass = [&] {
+    int64_t t = 0;
+    for (int w = 0; w < kBcSelectThreads / 32; ++w) t += red_i[w];
+    return t;
+  }();
+  __syncthreads();
   // as sparse::block_row_limits
   const int64_t threshold = __double2ll_rn(__dmul_rn(bud.mass_target, sparse::kFixedOne));
   int64_t max_tiles = static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(cnt))));
   if (bud.max_keys > 0) max_tiles = min(max_tiles, max(int64_t{1}, bud.max_keys / kKeyTile));
   const int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(cnt))));
-  const int64_t cap = max(static_cast<int64_t>(mand), max_tiles);
-  int not_done = 0;
-  for (int k = tid; k <= m_cands; k += kBcThreads) {
-    const int64_t kept = mand_mass + cum[k];
-    const bool stop = (kept >= threshold && mand + k >= min_tiles) || mand + k >= cap;
-    not_done += stop ? 0 : 1;
+  const int64_t cap = max(mand, max_tiles);
+  auto stops = [&](int64_t k, int64_t cum) { return (mand_mass + cum >= threshold && mand + k >= min_tiles) || mand + k >= cap; };
+  // prefix lengths k = x (taking slots 0 .. x - 1) for x <= m_cands; k = P where every slot is a candidate
+  int64_t not_done = 0, cum = before;
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int x = x0 + e;
+    if (x <= m_cands && !stops(x, cum)) ++not_done;
+    cum += v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
   }
-  not_done = static_cast<int>(block_reduce(static_cast<int64_t>(not_done), [](int64_t x, int64_t y) { return x + y; }, red_i));
-  const int kstar = min(not_done, m_cands);
-  for (int r = tid; r < kstar; r += kBcThreads) flag[4095 - static_cast<int>(skey[r] & 4095u)] = 1;
+  if (tid == 0 && m_cands == P && !stops(P, total_mass)) ++not_done;
+  not_done = block_reduce_256(not_done, [](int64_t x, int64_t y) { return x + y; }, red_i);
+  const int kstar = static_cast<int>(min(not_done, static_cast<int64_t>(m_cands)));
+  int64_t kept = 0;
+  cum = before;
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int x = x0 + e;
+    const int64_t mass = v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
+    if (x < kstar) {
+      flag[4095 - static_cast<int>(v[e] & 4095u)] = 1;
+      kept += mass;
+    }
+    cum += mass;
+  }
+  kept = block_reduce_256(kept, [](int64_t x, int64_t y) { return x + y; }, red_i);
   if (tid == 0) {
     RowStat st;
-    st.mass = mand_mass + cum[kstar];
-    st.count = mand + kstar;
+    st.mass = mand_mass + kept;
+    st.count = static_cast<int32_t>(mand) + kstar;
     st.reached = st.mass >= threshold ? 1 : 0;
     a.rows[static_cast<int64_t>(h) * a.nq + i] = st;
   }
 }
 
-// One CTA per head: the list per query tile in key order from the flags (a warp per query tile,
-// ballots), the offsets from the rows' counts, and the head's result.
-__global__ void __launch_bounds__(kBcThreads) bc_write_kernel(BcArgs a) {
-  const int h = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+// One warp per (query tile, head): its list in key order from the flags (ballots), at the offset
+// the earlier rows' counts give; the last query tile's warp also writes the end offset and the
+// head's result.
+__global__ void __launch_bounds__(32) bc_write_kernel(BcArgs a) {
+  const int i = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
   if (a.budgets[h].pattern != 2) return;
   const RowStat* rs = a.rows + static_cast<int64_t>(h) * a.nq;
   int32_t* offsets = a.tile_offset + static_cast<int64_t>(h) * (a.nq + 1);
   int32_t* index = a.tile_index + static_cast<int64_t>(h) * a.index_stride;
   const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
-  for (int i = warp; i < a.nq; i += kBcThreads / 32) {
-    int32_t before = 0;
-    for (int x = lane; x < i; x += 32) before += rs[x].count;
-    for (int o = 16; o > 0; o /= 2) before += __shfl_xor_sync(0xffffffffu, before, o);
-    if (lane == 0) offsets[i] = base + before;
-    const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
-    const int cnt = static_cast<int>(p1 / kKeyTile) + 1;
-    const uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
-    int32_t written = before;
-    for (int t0 = 0; t0 < cnt; t0 += 32) {
-      const int t = t0 + lane;
-      const bool on = t < cnt && flag[t] != 0;
-      const unsigned ballot = __ballot_sync(0xffffffffu, on);
-      if (on) index[written + __popc(ballot & ((1u << lane) - 1u))] = t;
-      written += __popc(ballot);
-    }
+  int32_t before = 0;
+  for (int x = lane; x < i; x += 32) before += rs[x].count;
+  for (int o = 16; o > 0; o /= 2) before += __shfl_xor_sync(0xffffffffu, before, o);
+  if (lane == 0) offsets[i] = base + before;
+  const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
+  const int cnt = static_cast<int>(p1 / kKeyTile) + 1;
+  const uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  int32_t written = before;
+  for (int t0 = 0; t0 < cnt; t0 += 32) {
+    const int t = t0 + lane;
+    const bool on = t < cnt && flag[t] != 0;
+    const unsigned ballot = __ballot_sync(0xffffffffu, on);
+    if (on) index[written + __popc(ballot & ((1u << lane) - 1u))] = t;
+    written += __popc(ballot);
   }
-  if (tid == 0) {
+  if (i == a.nq - 1 && lane == 0) {
     HeadResult res;
-    int64_t total = 0, mass = 0;
+    int64_t mass = 0;
     int32_t reached = 1;
-    for (int i = 0; i < a.nq; ++i) {
-      total += rs[i].count;
-      mass += rs[i].mass;
-      reached &= rs[i].reached;
+    for (int x = 0; x < a.nq; ++x) {
+      mass += rs[x].mass;
+      reached &= rs[x].reached;
     }
-    offsets[a.nq] = base + static_cast<int32_t>(total);
-    res.computed = total;
+    offsets[a.nq] = base + written;
+    res.computed = written;
     res.mass = mass;
     res.reached = reached;
     res.rows = a.nq;
@@ -1119,8 +1200,8 @@ void launch_pooled(const PooledArgs& p, int64_t kv_len, int group, cudaStream_t 
   static std::atomic<uint64_t> configured{0};
   allow_shared_memory(reinterpret_cast<const void*>(pooled_kernel<HD>), smem, configured);
   dim3 grid(static_cast<unsigned>((kv_len + kFusedSplit - 1) / kFusedSplit), static_cast<unsigned>(p.n_kv_heads),
-            static_cast<unsigned>((group * p.nq + kFusedRows - 1) / kFusedRows));
-  pooled_kernel<HD><<<grid, kFusedThreads, smem, stream>>>(p);
+            static_cast<unsigned>((group * p.nq + kPooledRows - 1) / kPooledRows));
+  pooled_kernel<HD><<<grid, kPooledThreads, smem, stream>>>(p);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -1167,13 +1248,15 @@ void block_cluster(const EstimateArgs& a, const SparseScratch& s, cudaStream_t s
   b.tile_index = s.tile_index;
   b.index_stride = s.index_stride;
   b.results = a.results;
-  static std::atomic<uint64_t> configured{0};
-  allow_shared_memory(reinterpret_cast<const void*>(bc_select_kernel), bc_select_smem_bytes(kMaxSelectKeyTiles),
-                      configured);
-  bc_select_kernel<<<dim3(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads)), kBcThreads,
-                     bc_select_smem_bytes(nk), stream>>>(b);
+  const dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads));
+  // sort slots for the longest row (the last query tile's key tiles)
+  if (nk <= 256) bc_select_kernel<256><<<grid, kBcSelectThreads, 0, stream>>>(b);
+  else if (nk <= 512) bc_select_kernel<512><<<grid, kBcSelectThreads, 0, stream>>>(b);
+  else if (nk <= 1024) bc_select_kernel<1024><<<grid, kBcSelectThreads, 0, stream>>>(b);
+  else if (nk <= 2048) bc_select_kernel<2048><<<grid, kBcSelectThreads, 0, stream>>>(b);
+  else bc_select_kernel<4096><<<grid, kBcSelectThreads, 0, stream>>>(b);
   FOLIO_CUDA_CHECK(cudaGetLastError());
-  bc_write_kernel<<<static_cast<unsigned>(a.n_heads), kBcThreads, 0, stream>>>(b);
+  bc_write_kernel<<<grid, 32, 0, stream>>>(b);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
