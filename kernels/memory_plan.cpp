@@ -73,7 +73,7 @@ SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk) {
   l.results = a256(u(c.n_layers) * H * 24);  // cuda::HeadResult
   l.pooled_q = a256(H * u(nq) * u(c.head_dim) * 2);
   l.pooled = a256(H * u(nq) * u(nk) * 4);
-  l.flags = a256(H * u(nq) * u(nk));
+  l.flags = a256(H * u(nq) * u((nk + 15) / 16 * 16));
   l.row_stats = a256(H * u(nq) * 16);  // cuda::RowStat
   return l;
 }

@@ -705,14 +705,32 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
 
 // ---- Block-Cluster: pooled scores and selection per query tile -------------------------------
 
-// qbar[h][i] = bf16(mean of query tile i's rows of head h)
+// qbar[h][i] = bf16(mean of query tile i's rows of head h). Block (i, h): hd / 8 column pieces of
+// 16-byte loads x kPoolRowGroups row groups, summed through shared memory.
+constexpr int kPoolRowGroups = 16;
+
 __global__ void pool_queries_kernel(const bf16* q, int n, int n_heads, int hd, int nq, bf16* qbar) {
+  __shared__ float part[kPoolRowGroups][128];
   const int i = blockIdx.x, h = blockIdx.y;
+  const int pieces = hd / 8, c = threadIdx.x % pieces, rg = threadIdx.x / pieces;
   const int r0 = i * kQueryTile, r1 = min(n, r0 + kQueryTile);
-  const auto* qb = reinterpret_cast<const __nv_bfloat16*>(q);
+  float acc[8] = {};
+  for (int r = r0 + rg; r < r1; r += kPoolRowGroups) {
+    const uint4 w = *reinterpret_cast<const uint4*>(q + (static_cast<int64_t>(r) * n_heads + h) * hd + c * 8);
+    const auto* v = reinterpret_cast<const __nv_bfloat162*>(&w);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(v[e]);
+      acc[2 * e] += f.x;
+      acc[2 * e + 1] += f.y;
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) part[rg][c * 8 + e] = acc[e];
+  __syncthreads();
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float sum = 0.0f;
-    for (int r = r0; r < r1; ++r) sum += __bfloat162float(qb[(static_cast<int64_t>(r) * n_heads + h) * hd + d]);
+    for (int g = 0; g < kPoolRowGroups; ++g) sum += part[g][d];
     reinterpret_cast<__nv_bfloat16*>(qbar)[(static_cast<int64_t>(h) * nq + i) * hd + d] =
         __float2bfloat16(sum / static_cast<float>(r1 - r0));
   }
@@ -735,12 +753,12 @@ struct PooledArgs {
 constexpr int kPooledRows = 128;
 constexpr int kPooledThreads = 256;
 
+constexpr int kPooledStages = 4;  // K tiles in flight
+
 template <int HD>
 struct PooledSmem {
-  static constexpr int kStride = FusedSmem<HD>::kStride;
-  static constexpr size_t kQ = sizeof(__nv_bfloat16) * kPooledRows * kStride;
   static constexpr size_t kK = FusedSmem<HD>::kK;
-  static constexpr size_t kBytes = kQ + 2 * kK;
+  static constexpr size_t kBytes = kPooledStages * kK;
 };
 
 // One CTA: kPooledRows rows of one KV-head group (row R = head-in-group * nq + query tile), the
@@ -748,12 +766,10 @@ struct PooledSmem {
 // keys the query tile's last query may see, written to pooled (tiles past the row's last are not
 // written). Tiles every row sees whole skip the masks.
 template <int HD>
-__global__ void __launch_bounds__(kPooledThreads) pooled_kernel(PooledArgs a) {
+__global__ void __launch_bounds__(kPooledThreads, 3) pooled_kernel(PooledArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using SM = PooledSmem<HD>;
-  constexpr int S = SM::kStride;
-  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kQ + b * SM::kK); };
+  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + b * SM::kK); };
   const int split = blockIdx.x, g = blockIdx.y, rb = blockIdx.z;
   const int group = a.n_heads / a.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -770,35 +786,42 @@ __global__ void __launch_bounds__(kPooledThreads) pooled_kernel(PooledArgs a) {
     i = R % a.nq;
     return a.budgets[h].pattern == 2;
   };
-  for (int x = threadIdx.x; x < kPooledRows * (HD / 8); x += kPooledThreads) {
-    const int r = x / (HD / 8), c = x % (HD / 8);
-    __nv_bfloat16* sp = sQ + r * S + c * 8;
-    int h = 0, i = 0;
-    if (row_head(r, h, i)) cp_async16(sp, a.qbar + (static_cast<int64_t>(h) * a.nq + i) * HD + c * 8);
-    else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int st = 0; st < kPooledStages - 1; ++st) {
+    if (st < n_tiles) load_k_tile<HD, kPooledThreads>(sK(st), k_head, kb + static_cast<int64_t>(st) * kKeyTile, ke);
+    cp_async_commit();
   }
-  if (n_tiles > 0) load_k_tile<HD, kPooledThreads>(sK(0), k_head, kb, ke);
-  cp_async_commit();
-  // this thread's two rows
+  // this thread's two rows, and their query fragments (mma A layout) straight from global memory
   const int r_lo = warp * 16 + lane / 4;
   bool valid[2];
   int64_t p1[2];
   float* out[2];
+  const uint32_t* qrow[2];
   for (int e2 = 0; e2 < 2; ++e2) {
     int h = 0, i = 0;
     valid[e2] = row_head(r_lo + 8 * e2, h, i);
     p1[e2] = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
     out[e2] = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+    qrow[e2] = reinterpret_cast<const uint32_t*>(a.qbar + (static_cast<int64_t>(h) * a.nq + i) * HD);
   }
   uint32_t qa[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    const int c = (kk * 16 + (lane % 4) * 2) / 2;  // in 32-bit words
+    qa[kk][0] = valid[0] ? qrow[0][c] : 0u;
+    qa[kk][1] = valid[1] ? qrow[1][c] : 0u;
+    qa[kk][2] = valid[0] ? qrow[0][c + 4] : 0u;
+    qa[kk][3] = valid[1] ? qrow[1][c + 4] : 0u;
+  }
   for (int t = 0; t < n_tiles; ++t) {
-    const int buf = t & 1;
+    const int buf = t % kPooledStages;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
-    if (t + 1 < n_tiles) load_k_tile<HD, kPooledThreads>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
+    const int ahead = t + kPooledStages - 1;
+    if (ahead < n_tiles)
+      load_k_tile<HD, kPooledThreads>(sK(ahead % kPooledStages), k_head, kb + static_cast<int64_t>(ahead) * kKeyTile, ke);
     cp_async_commit();
-    cp_async_wait<1>();
+    cp_async_wait<kPooledStages - 1>();
     __syncthreads();
-    if (t == 0) load_q_frags<HD>(sQ, warp, lane, qa);
     float sc[kKeyTile / 8][4];
     tile_scores_q<HD>(qa, sK(buf), lane, sc);
     // keys < pos0 + 1 are seen by every row (each row's last query is at pos0 or later)
@@ -843,8 +866,9 @@ struct BcArgs {
   int nq;
   const DeviceBudget* budgets;
   float* pooled;  // [n_heads][nq][stride]
-  uint8_t* flags;
+  uint8_t* flags;  // [n_heads][nq][flag_stride]
   int64_t stride;
+  int64_t flag_stride;  // a multiple of 16
   RowStat* rows;  // [n_heads][nq]
   int32_t* tile_offset;
   int32_t* tile_index;
@@ -866,12 +890,6 @@ __device__ T block_reduce_256(T v, Op op, T* scratch) {
   return r;
 }
 
-__device__ __forceinline__ uint64_t shfl_xor_u64(uint64_t v, int o) {
-  const uint32_t lo = __shfl_xor_sync(0xffffffffu, static_cast<uint32_t>(v), o);
-  const uint32_t hi = __shfl_xor_sync(0xffffffffu, static_cast<uint32_t>(v >> 32), o);
-  return (static_cast<uint64_t>(hi) << 32) | lo;
-}
-
 // One CTA per (query tile, head), P (a power of two >= the row's key tiles, >= 256) sort slots in
 // registers, E per thread (slot x = thread * E + e): probabilities from the pooled log2 scores
 // (written back, so the CPU rule can run on exactly these values), the mandatory tiles, the others
@@ -883,7 +901,8 @@ template <int P>
 __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   constexpr int E = P / kBcSelectThreads;
   static_assert(E >= 1 && (E & (E - 1)) == 0, "P: a power of two of at least 256");
-  __shared__ uint64_t xs[P > 32 * E ? P : 1];
+  __shared__ uint32_t xs[P > 32 * E ? P : 1];
+  __shared__ float p_of[P];  // probability by tile
   __shared__ float red_f[8];
   __shared__ int64_t red_i[8];
   const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -893,7 +912,7 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
   const int cnt = static_cast<int>(p1 / kKeyTile) + 1, d0 = static_cast<int>(p0 / kKeyTile);
   float* row = a.pooled + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
-  uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.flag_stride;
   const int x0 = tid * E;
   float lv[E];
   float m = -INFINITY;
@@ -907,7 +926,8 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
 #pragma unroll
   for (int e = 0; e < E; ++e) sum += x0 + e < cnt ? exp2f(lv[e] - m) : 0.0f;
   sum = block_reduce_256(sum, [](float x, float y) { return x + y; }, red_f);
-  uint64_t v[E];
+  // sort keys: (mass >> kBlockRankShift) + 1 above the tile's complement (12 bits); 0 = not a candidate
+  uint32_t v[E];
   int64_t mand_mass = 0, mand = 0;
 #pragma unroll
   for (int e = 0; e < E; ++e) {
@@ -917,17 +937,18 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
       const float p = exp2f(lv[e] - m) / sum;
       row[t] = p;
       const int64_t fx = to_fixed_dev(p);
+      p_of[t] = p;
       if (t == 0 || t >= d0) {
         mand_mass += fx;
         ++mand;
         flag[t] = 1;
       } else {
-        v[e] = (static_cast<uint64_t>(fx + 1) << 12) | static_cast<uint64_t>(4095 - t);
+        v[e] = (static_cast<uint32_t>((fx >> sparse::kBlockRankShift) + 1) << 12) | static_cast<uint32_t>(4095 - t);
         flag[t] = 0;
       }
     }
   }
-  mand_mass = block_reduce_256(mand_mass, [](int64_t x, int64_t y) { return x + y; }, red_i);
+  mand_mass = block_reduce_256(mand_mass, [](int64_t x, int64_t y) { return x + y; }, red_i);  // (syncs p_of)
   mand = block_reduce_256(mand, [](int64_t x, int64_t y) { return x + y; }, red_i);
   // bitonic, descending: in block k the slot x keeps the larger of (x, x ^ j) when it is the lower
   // slot of a descending block or the upper slot of an ascending one
@@ -941,8 +962,8 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
           if ((e & j) != 0) continue;
           const int x = x0 + e;
           const bool desc = (x & k) == 0;
-          const uint64_t lo = v[e], hi = v[e | j];
-          const uint64_t mx = lo > hi ? lo : hi, mn = lo > hi ? hi : lo;
+          const uint32_t lo = v[e], hi = v[e | j];
+          const uint32_t mx = max(lo, hi), mn = min(lo, hi);
           v[e] = desc ? mx : mn;
           v[e | j] = desc ? mn : mx;
         }
@@ -950,9 +971,9 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
 #pragma unroll
         for (int e = 0; e < E; ++e) {
           const int x = x0 + e;
-          const uint64_t other = shfl_xor_u64(v[e], j / E);
+          const uint32_t other = __shfl_xor_sync(0xffffffffu, v[e], j / E);
           const bool keep_max = ((x & j) == 0) == ((x & k) == 0);
-          v[e] = keep_max ? (v[e] > other ? v[e] : other) : (v[e] > other ? other : v[e]);
+          v[e] = keep_max ? max(v[e], other) : min(v[e], other);
         }
       } else {
 #pragma unroll
@@ -961,19 +982,22 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
 #pragma unroll
         for (int e = 0; e < E; ++e) {
           const int x = x0 + e;
-          const uint64_t other = xs[x ^ j];
+          const uint32_t other = xs[x ^ j];
           const bool keep_max = ((x & j) == 0) == ((x & k) == 0);
-          v[e] = keep_max ? (v[e] > other ? v[e] : other) : (v[e] > other ? other : v[e]);
+          v[e] = keep_max ? max(v[e], other) : min(v[e], other);
         }
         __syncthreads();
       }
     }
   }
-  // candidates first (keys > 0); exclusive prefix sums of their masses in sorted order
+  // candidates first (keys > 0); exclusive prefix sums of their full masses in sorted order
+  auto mass_of = [&](uint32_t key) -> int64_t {
+    return key != 0 ? to_fixed_dev(p_of[4095 - static_cast<int>(key & 4095u)]) : 0;
+  };
   const int m_cands = cnt - static_cast<int>(mand);
   int64_t local = 0;
 #pragma unroll
-  for (int e = 0; e < E; ++e) local += v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
+  for (int e = 0; e < E; ++e) local += mass_of(v[e]);
   int64_t incl = local;
   for (int o = 1; o < 32; o *= 2) {
     const int64_t y = __shfl_up_sync(0xffffffffu, incl, o);
@@ -983,11 +1007,6 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   __syncthreads();
   int64_t before = incl - local;
   for (int w = 0; w < warp; ++w) before += red_i[w];
-  const int64_t total_mass = [&] {
-    int64_t t = 0;
-    for (int w = 0; w < kBcSelectThreads / 32; ++w) t += red_i[w];
-    return t;
-  }();
   __syncthreads();
   // as sparse::block_row_limits
   const int64_t threshold = __double2ll_rn(__dmul_rn(bud.mass_target, sparse::kFixedOne));
@@ -996,28 +1015,24 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   const int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(cnt))));
   const int64_t cap = max(mand, max_tiles);
   auto stops = [&](int64_t k, int64_t cum) { return (mand_mass + cum >= threshold && mand + k >= min_tiles) || mand + k >= cap; };
-  // prefix lengths k = x (taking slots 0 .. x - 1) for x <= m_cands; k = P where every slot is a candidate
+  // prefix lengths k = x (taking slots 0 .. x - 1) for x <= m_cands (< cnt <= P: tile 0 is never a candidate)
   int64_t not_done = 0, cum = before;
 #pragma unroll
   for (int e = 0; e < E; ++e) {
     const int x = x0 + e;
     if (x <= m_cands && !stops(x, cum)) ++not_done;
-    cum += v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
+    cum += mass_of(v[e]);
   }
-  if (tid == 0 && m_cands == P && !stops(P, total_mass)) ++not_done;
   not_done = block_reduce_256(not_done, [](int64_t x, int64_t y) { return x + y; }, red_i);
   const int kstar = static_cast<int>(min(not_done, static_cast<int64_t>(m_cands)));
   int64_t kept = 0;
-  cum = before;
 #pragma unroll
   for (int e = 0; e < E; ++e) {
     const int x = x0 + e;
-    const int64_t mass = v[e] != 0 ? static_cast<int64_t>(v[e] >> 12) - 1 : 0;
     if (x < kstar) {
       flag[4095 - static_cast<int>(v[e] & 4095u)] = 1;
-      kept += mass;
+      kept += mass_of(v[e]);
     }
-    cum += mass;
   }
   kept = block_reduce_256(kept, [](int64_t x, int64_t y) { return x + y; }, red_i);
   if (tid == 0) {
@@ -1045,14 +1060,30 @@ __global__ void __launch_bounds__(32) bc_write_kernel(BcArgs a) {
   if (lane == 0) offsets[i] = base + before;
   const int64_t p1 = a.pos0 + min(static_cast<int64_t>(a.n), static_cast<int64_t>(i + 1) * kQueryTile) - 1;
   const int cnt = static_cast<int>(p1 / kKeyTile) + 1;
-  const uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.stride;
+  const uint8_t* flag = a.flags + (static_cast<int64_t>(h) * a.nq + i) * a.flag_stride;
+  // each lane a 64-flag segment (four 16-byte loads), a warp scan of the counts, then the writes
   int32_t written = before;
-  for (int t0 = 0; t0 < cnt; t0 += 32) {
-    const int t = t0 + lane;
-    const bool on = t < cnt && flag[t] != 0;
-    const unsigned ballot = __ballot_sync(0xffffffffu, on);
-    if (on) index[written + __popc(ballot & ((1u << lane) - 1u))] = t;
-    written += __popc(ballot);
+  for (int c0 = 0; c0 < cnt; c0 += 32 * 64) {
+    const int t0 = c0 + lane * 64;
+    uint4 w[4] = {};
+    if (t0 < cnt) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) w[q] = reinterpret_cast<const uint4*>(flag + t0)[q];
+    }
+    const auto* bytes = reinterpret_cast<const uint8_t*>(w);
+    int mine = 0;
+#pragma unroll
+    for (int b = 0; b < 64; ++b) mine += (t0 + b < cnt && bytes[b] != 0) ? 1 : 0;
+    int incl = mine;
+    for (int o = 1; o < 32; o *= 2) {
+      const int y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
+    }
+    int at = written + incl - mine;
+#pragma unroll
+    for (int b = 0; b < 64; ++b)
+      if (t0 + b < cnt && bytes[b] != 0) index[at++] = t0 + b;
+    written += __shfl_sync(0xffffffffu, incl, 31);
   }
   if (i == a.nq - 1 && lane == 0) {
     HeadResult res;
@@ -1111,6 +1142,7 @@ SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t ca
   s.flags = static_cast<uint8_t*>(take(l.flags));
   s.row_stats = static_cast<RowStat*>(take(l.row_stats));
   s.pooled_stride = n_ktiles_of(capacity);
+  s.flags_stride = (s.pooled_stride + 15) / 16 * 16;
   s.chunk_qtiles = static_cast<int>((chunk + kQueryTile - 1) / kQueryTile);
   return s;
 }
@@ -1214,8 +1246,9 @@ void block_cluster(const EstimateArgs& a, const SparseScratch& s, cudaStream_t s
   if (nq > s.chunk_qtiles || nk > s.pooled_stride || nk > kMaxSelectKeyTiles || a.n_heads % a.n_kv_heads != 0)
     throw Error(ErrorCode::Internal, "block-cluster estimation: chunk outside the scratch");
   const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
-  pool_queries_kernel<<<dim3(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads)), 128, 0, stream>>>(
-      a.q, a.n, a.n_heads, hd, nq, s.pooled_q);
+  pool_queries_kernel<<<dim3(static_cast<unsigned>(nq), static_cast<unsigned>(a.n_heads)),
+                        static_cast<unsigned>(hd / 8 * kPoolRowGroups), 0, stream>>>(a.q, a.n, a.n_heads, hd, nq,
+                                                                                  s.pooled_q);
   FOLIO_CUDA_CHECK(cudaGetLastError());
   PooledArgs p;
   p.qbar = s.pooled_q;
@@ -1243,6 +1276,7 @@ void block_cluster(const EstimateArgs& a, const SparseScratch& s, cudaStream_t s
   b.pooled = s.pooled;
   b.flags = s.flags;
   b.stride = s.pooled_stride;
+  b.flag_stride = s.flags_stride;
   b.rows = s.row_stats;
   b.tile_offset = s.tile_offset;
   b.tile_index = s.tile_index;

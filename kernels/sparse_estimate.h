@@ -70,10 +70,11 @@ struct SparseScratch {
   bf16* pooled_q = nullptr;         // [n_heads][chunk tiles][hd]: each query tile's mean query
   // The next three are laid out per chunk: [n_heads][this chunk's query tiles]...
   float* pooled = nullptr;          // [..][pooled_stride]: log2-sum-exp2, then probabilities
-  uint8_t* flags = nullptr;         // [..][pooled_stride]: tile chosen
+  uint8_t* flags = nullptr;         // [..][flags_stride]: tile chosen
   RowStat* row_stats = nullptr;     // [..]
   int64_t capacity = 0, chunk = 0, index_stride = 0;
   int64_t pooled_stride = 0;        // key tiles of the capacity
+  int64_t flags_stride = 0;         // pooled_stride rounded up to 16
   int chunk_qtiles = 0;
   int groups_per_pass = 1;
 

@@ -396,9 +396,11 @@ HeadPlan select_block_cluster(const HeadBudget& b, const float* p, int64_t p_str
         cands.emplace_back(to_fixed(row[t]), t);
       }
     }
-    // larger mass first, ties: lower tile
-    std::sort(cands.begin(), cands.end(),
-              [](const auto& x, const auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    // larger mass first at the rank resolution, ties: lower tile
+    std::sort(cands.begin(), cands.end(), [](const auto& x, const auto& y) {
+      const int64_t rx = x.first >> kBlockRankShift, ry = y.first >> kBlockRankShift;
+      return rx != ry ? rx > ry : x.second < y.second;
+    });
     const BlockRowLimits lim = block_row_limits(b, last + 1);
     const int64_t cap = std::max(have, lim.max_tiles);
     for (const auto& [m, t] : cands) {

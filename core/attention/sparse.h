@@ -144,9 +144,11 @@ struct PooledScores {
 PooledScores pooled_scores(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k, int64_t k_stride,
                            int head_dim);
 // 2. Selection per query tile: the first key tile and the diagonal tiles, then the others by mass
-//    (fixed point, larger first, ties: lower tile) until the kept mass reaches the target with at
+//    (ranked at 2^-19, fixed point >> kBlockRankShift, so that rank and tile fit a 32-bit sort key
+//    on the GPU; larger first, ties: lower tile; masses summed in full fixed point) until the kept mass reaches the target with at
 //    least min_density of the row's causal tiles, or the row holds max_density of them (at most
 //    max_keys keys). est_mass: the rows' mean kept mass; mass_reached: every row reached it.
+constexpr int kBlockRankShift = 13;
 struct BlockRowLimits {
   int64_t threshold = 0;  // mass target in fixed point
   int64_t min_tiles = 0, max_tiles = 0;
