@@ -813,15 +813,17 @@ __global__ void __launch_bounds__(kPooledThreads, 3) pooled_kernel(PooledArgs a)
     qa[kk][2] = valid[0] ? qrow[0][c + 4] : 0u;
     qa[kk][3] = valid[1] ? qrow[1][c + 4] : 0u;
   }
+  // one barrier per tile: after it, tile t has landed for everyone and everyone is done with tile
+  // t - 1, whose buffer then takes tile t + stages - 1
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t % kPooledStages;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
+    cp_async_wait<kPooledStages - 2>();
+    __syncthreads();
     const int ahead = t + kPooledStages - 1;
     if (ahead < n_tiles)
       load_k_tile<HD, kPooledThreads>(sK(ahead % kPooledStages), k_head, kb + static_cast<int64_t>(ahead) * kKeyTile, ke);
     cp_async_commit();
-    cp_async_wait<kPooledStages - 1>();
-    __syncthreads();
     float sc[kKeyTile / 8][4];
     tile_scores_q<HD>(qa, sK(buf), lane, sc);
     // keys < pos0 + 1 are seen by every row (each row's last query is at pos0 or later)
@@ -853,7 +855,6 @@ __global__ void __launch_bounds__(kPooledThreads, 3) pooled_kernel(PooledArgs a)
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       if (lane % 4 == 0 && valid[e2] && key0 <= p1[e2]) out[e2][key0 / kKeyTile] = mx + log2f(sum);
     }
-    __syncthreads();
   }
   cp_async_wait<0>();
 }

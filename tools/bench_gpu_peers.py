@@ -244,12 +244,14 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--lengths", default=os.environ.get("FOLIO_BENCH_LENGTHS", "16384,32768,65536,131072"))
     ap.add_argument("--shapes", default="llama-3.1-8b,phi-3.5-mini")
+    ap.add_argument("--hf-only", action="store_true", help="only HF transformers on the whole model (no kernel peers)")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []
-    bench_flex(lengths, 32, 8, 128, [8, 32], rows)
-    bench_sdpa(lengths, 32, 8, 128, rows)
-    bench_sdpa(lengths, 32, 32, 96, rows)
+    if not args.hf_only:
+        bench_flex(lengths, 32, 8, 128, [8, 32], rows)
+        bench_sdpa(lengths, 32, 8, 128, rows)
+        bench_sdpa(lengths, 32, 32, 96, rows)
     for name in args.shapes.split(","):
         bench_hf(name, lengths, rows)
     with open(os.path.join(args.out, "peers.jsonl"), "w") as f:

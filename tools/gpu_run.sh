@@ -65,13 +65,28 @@ PY
           --sparse-pattern $pat --lengths "${FOLIO_PATTERN_LENGTHS:-32768,65536,131072}" --decode-tokens 4 --reps 1 \
           --json "$out/patterns.jsonl" > /dev/null
       done
-      python3 - "$out/patterns.jsonl" <<'PY'
-import json, sys
+      # HF transformers on the same shape and lengths, in the same call, when FOLIO_PATTERN_PEERS=1
+      if [ "${FOLIO_PATTERN_PEERS:-0}" = 1 ]; then
+        python3 tools/bench_gpu_peers.py --out "$out" --hf-only --shapes llama-3.1-8b \
+          --lengths "${FOLIO_PATTERN_LENGTHS:-32768,65536,131072}" > "$out/peers_hf.log" 2>&1 || tail -5 "$out/peers_hf.log"
+      fi
+      python3 - "$out/patterns.jsonl" "$out/peers.jsonl" <<'PY'
+import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'pattern':>15} {'n':>7} {'TTFT s':>7} {'estimate ms':>11} {'sparse attn ms':>14} {'est/attn':>8} {'density':>7} {'est mass':>8}")
+hf = {}
+if os.path.exists(sys.argv[2]):
+    for l in open(sys.argv[2]):
+        r = json.loads(l)
+        if r.get("peer") == "hf-transformers-sdpa" and r.get("ttft_ms"):
+            hf[r["n_prompt"]] = r["ttft_ms"] / 1e3
+print("| pattern (every head) | tokens | TTFT s | HF s | vs HF | estimation ms | sparse attention ms | estimation / attention | ms per layer | density | est. mass |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"{r['sparse_pattern']:>15} {r['n_prompt']:>7} {r['ttft_ms']/1e3:7.2f} {r['estimate_ms']:11.1f} {r['sparse_attention_ms']:14.1f} "
-          f"{r['estimate_ms']/max(r['sparse_attention_ms'],1e-9):8.3f} {r['density']:7.3f} {r['est_mass_mean']:8.3f}")
+    h = hf.get(r["n_prompt"])
+    t = r["ttft_ms"] / 1e3
+    print(f"| {r['sparse_pattern']} | {r['n_prompt']} | {t:.2f} | {h if h else 0:.2f} | {(h / t) if h else 0:.2f}x | {r['estimate_ms']:.1f} | "
+          f"{r['sparse_attention_ms']:.1f} | {r['estimate_ms'] / max(r['sparse_attention_ms'], 1e-9):.1%} | {r['estimate_ms'] / 32:.2f} | "
+          f"{r['density']:.3f} | {r['est_mass_mean']:.3f} |")
 PY
       ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
