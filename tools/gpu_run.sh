@@ -31,7 +31,8 @@ echo "build: $(( $(date +%s) - t0 )) s"
 for step in "${steps[@]}"; do
   case "$step" in
     test)
-      ctest --test-dir build/gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest.log" || true
+      ctest --test-dir build/gpu -L gpu -V > "$out/ctest.log" 2>&1 || true
+      grep -E "^[0-9]+/[0-9]+ Test|tests passed|FAIL" "$out/ctest.log" || true
       build/gpu/app/folio-cli --backend cuda --model resources/models/stories260K/stories260K.bin \
         --prompt "Once upon a time" --max-tokens 24 --temperature 0 2>&1 | tee "$out/cli.txt" ;;
     bench) bash tools/bench_gpu.sh "$out" ;;
