@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [attn] [patterns] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+#   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
 # attn compares the prefill attention kernels alone (mma.sync and Hopper) on hd 128/96/64, dense and
 # tile lists, into $OUT/attn_kernels.jsonl.
+# sanitize runs tst_gpu_sparse's kernel case under compute-sanitizer memcheck and racecheck.
 # patterns runs the 8B shape with sparse forced, every head Interval-Slash, then every head
 # Block-Cluster (estimation and attention time, density) into $OUT/patterns.jsonl.
 # archs builds folio-cli for the default architecture list (preset gpu-all), lists its SASS and
@@ -90,7 +91,15 @@ for r in rows:
           f"{r['density']:.3f} | {r['est_mass_mean']:.3f} |")
 PY
       ;;
-    peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
+    sanitize)
+      # compute-sanitizer over the sparse kernels' test case (memcheck, then racecheck for shared memory)
+      for tool in memcheck racecheck; do
+        FOLIO_GPU_CASES=kernels_against_cpu timeout "${FOLIO_SANITIZE_SECONDS:-200}" compute-sanitizer --tool $tool \
+          --error-exitcode 9 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sanitize_$tool.log" 2>&1
+        echo "compute-sanitizer $tool: exit $? ($(grep -c "========= " "$out/sanitize_$tool.log") sanitizer lines)"
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASS|FAIL" "$out/sanitize_$tool.log" | head -5
+      done ;;
+        peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
     archs)
       cmake --preset gpu-all -DFOLIO_DEPS_DIR="$PWD/.deps" > "$out/configure-all.log"

@@ -46,7 +46,11 @@ inline int run_cases(const char* suite, const std::vector<Case>& cases) {
     std::printf("%s: SKIP (no usable GPU)\n", suite);
     return 77;
   }
+  // FOLIO_GPU_CASES=name[,name...] runs only those cases (for compute-sanitizer runs)
+  const char* only = std::getenv("FOLIO_GPU_CASES");
   for (const Case& c : cases) {
+    if (only != nullptr && *only != '\0' && ("," + std::string(only) + ",").find("," + c.name + ",") == std::string::npos)
+      continue;
     const int before = failures();
     try {
       c.fn();
