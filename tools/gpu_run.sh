@@ -93,12 +93,16 @@ PY
       ;;
     sanitize)
       # compute-sanitizer over the sparse kernels' test case (memcheck, then racecheck for shared memory)
-      for tool in memcheck racecheck; do
-        rc=0
-        FOLIO_GPU_CASES=kernels_against_cpu timeout "${FOLIO_SANITIZE_SECONDS:-200}" compute-sanitizer --tool $tool \
-          --error-exitcode 9 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sanitize_$tool.log" 2>&1 || rc=$?
-        echo "compute-sanitizer $tool: exit $rc (124: out of time)"
-        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASS|FAIL" "$out/sanitize_$tool.log" | head -5 || true
+      # FOLIO_SANITIZE="test:case[,case] ..." (default: the sparse kernels)
+      for spec in ${FOLIO_SANITIZE:-tst_gpu_sparse:kernels_against_cpu}; do
+        for tool in memcheck racecheck; do
+          rc=0
+          log="$out/sanitize_${spec%%:*}_$tool.log"
+          FOLIO_GPU_CASES=${spec#*:} timeout "${FOLIO_SANITIZE_SECONDS:-200}" compute-sanitizer --tool $tool \
+            --error-exitcode 9 "build/gpu/kernels/tests/${spec%%:*}" > "$log" 2>&1 || rc=$?
+          echo "compute-sanitizer $tool $spec: exit $rc (124: out of time)"
+          grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASS|FAIL" "$log" | head -12 || true
+        done
       done ;;
         peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
