@@ -444,6 +444,15 @@ __device__ __forceinline__ int32_t cell_rank_dev(const int32_t* vrank, const int
   return r;
 }
 
+template <typename T>
+__device__ __forceinline__ T warp_inclusive_scan(T x, int lane) {
+  for (int o = 1; o < 32; o *= 2) {
+    const T y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  return x;
+}
+
 // Exclusive scan in place over len values (blockDim.x == kSelectThreads); returns the total.
 template <typename T>
 __device__ T block_exclusive_scan(T* a, int len, T* warp_sums) {
@@ -453,21 +462,10 @@ __device__ T block_exclusive_scan(T* a, int len, T* warp_sums) {
   T local = 0;
   for (int i = b; i < e; ++i) local += a[i];
   // inclusive warp scan of the per-thread sums
-  T x = local;
-  for (int o = 1; o < 32; o *= 2) {
-    const T y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
+  const T x = warp_inclusive_scan(local, lane);
   if (lane == 31) warp_sums[warp] = x;
   __syncthreads();
-  if (warp == 0) {
-    T w = warp_sums[lane];
-    for (int o = 1; o < 32; o *= 2) {
-      const T y = __shfl_up_sync(0xffffffffu, w, o);
-      if (lane >= o) w += y;
-    }
-    warp_sums[lane] = w;  // inclusive
-  }
+  if (warp == 0) warp_sums[lane] = warp_inclusive_scan(warp_sums[lane], lane);  // inclusive
   __syncthreads();
   T run = x - local + (warp > 0 ? warp_sums[warp - 1] : T{0});
   const T total = warp_sums[31];
@@ -999,11 +997,7 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   int64_t local = 0;
 #pragma unroll
   for (int e = 0; e < E; ++e) local += mass_of(v[e]);
-  int64_t incl = local;
-  for (int o = 1; o < 32; o *= 2) {
-    const int64_t y = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += y;
-  }
+  const int64_t incl = warp_inclusive_scan(local, lane);
   if (lane == 31) red_i[warp] = incl;
   __syncthreads();
   int64_t before = incl - local;
@@ -1075,11 +1069,7 @@ __global__ void __launch_bounds__(32) bc_write_kernel(BcArgs a) {
     int mine = 0;
 #pragma unroll
     for (int b = 0; b < 64; ++b) mine += (t0 + b < cnt && bytes[b] != 0) ? 1 : 0;
-    int incl = mine;
-    for (int o = 1; o < 32; o *= 2) {
-      const int y = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o) incl += y;
-    }
+    const int incl = warp_inclusive_scan(mine, lane);
     int at = written + incl - mine;
 #pragma unroll
     for (int b = 0; b < 64; ++b)
