@@ -72,6 +72,13 @@ check_programs() {
   fi
   echo "ok: no fallback to the source tree"
 
+  # The default model is not in the package: folio-fetch-model fetches it (here: only looks for it).
+  if run_clean "$bin/folio-fetch-model" --print-path-only >"$tmp/out" 2>"$tmp/err" || ! grep -q "is not there" "$tmp/err"; then
+    cat "$tmp/out" "$tmp/err"
+    fail "folio-fetch-model --print-path-only should say the model is not there"
+  fi
+  echo "ok: folio-fetch-model runs (no default model in a fresh HOME)"
+
   # The app opens offscreen on the bundled model, shows the welcome screen, saves it and quits.
   run_clean "$bin/folio" --screenshot "$tmp/welcome.png" --welcome --timeout 60 >"$tmp/app.log" 2>&1 ||
     { cat "$tmp/app.log"; fail "the app did not start and quit"; }
@@ -90,7 +97,7 @@ case $step in
   contents)
     deb=$(the_deb)
     dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$tmp/files"
-    want=(/usr/bin/folio /usr/bin/folio-cli /usr/bin/folio-bench /usr/bin/folio-sparse
+    want=(/usr/bin/folio /usr/bin/folio-cli /usr/bin/folio-bench /usr/bin/folio-sparse /usr/bin/folio-fetch-model
           /usr/share/folio/models/stories260K/stories260K.bin /usr/share/folio/models/stories260K/tok512.bin
           /usr/share/folio/models/folio-needle/config.json /usr/share/folio/models/folio-needle/tokenizer.model
           /usr/share/folio/models/folio-needle/folio-sparse.json
@@ -100,7 +107,7 @@ case $step in
           /usr/share/applications/io.github.folio.Folio.desktop
           /usr/share/metainfo/io.github.folio.Folio.metainfo.xml
           /usr/share/icons/hicolor/scalable/apps/io.github.folio.Folio.svg
-          /usr/share/man/man1/folio-cli.1.gz /usr/share/man/man1/folio.1.gz
+          /usr/share/man/man1/folio-cli.1.gz /usr/share/man/man1/folio.1.gz /usr/share/man/man1/folio-fetch-model.1.gz
           /usr/share/doc/folio/copyright /usr/share/doc/folio/changelog.gz)
     for size in 16 24 32 48 64 128 256 512; do want+=("/usr/share/icons/hicolor/${size}x${size}/apps/io.github.folio.Folio.png"); done
     for f in "${want[@]}"; do grep -qxF "$f" "$tmp/files" || fail "the DEB has no $f"; done
@@ -111,7 +118,7 @@ case $step in
       [[ -n $(dpkg-deb -f "$deb" "$field") ]] || fail "the DEB has no $field field"
     done
     depends=$(dpkg-deb -f "$deb" Depends) recommends=$(dpkg-deb -f "$deb" Recommends)
-    for p in libqt6core6 libqt6widgets6 libqt6pdf6 libsentencepiece0 libpcre2-8-0 libqt6sql6-sqlite; do
+    for p in libqt6core6 libqt6widgets6 libqt6pdf6 libsentencepiece0 libpcre2-8-0 libqt6sql6-sqlite python3; do
       [[ $depends == *"$p"* ]] || fail "Depends does not name $p: $depends"
     done
     if [[ $depends == *cuda* || $depends == *cublas* ]]; then fail "Depends names CUDA (it goes in Recommends): $depends"; fi
@@ -141,7 +148,7 @@ case $step in
     tar -xzf "$tgz" -C "$tmp/root"
     top=("$tmp"/root/*)
     [[ ${#top[@]} -eq 1 && -d ${top[0]} ]] || fail "the TGZ does not hold one top folder"
-    for f in bin/folio bin/folio-cli bin/folio-bench bin/folio-sparse share/folio/models/stories260K/stories260K.bin \
+    for f in bin/folio bin/folio-cli bin/folio-bench bin/folio-sparse bin/folio-fetch-model share/folio/models/stories260K/stories260K.bin \
              share/folio/models/folio-needle/config.json share/folio/demo/planted-facts.md \
              share/applications/io.github.folio.Folio.desktop share/man/man1/folio-cli.1.gz; do
       [[ -e ${top[0]}/$f ]] || fail "the TGZ has no $f"
