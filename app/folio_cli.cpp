@@ -150,9 +150,18 @@ std::string resolve_model(const std::string& model, bool quiet) {
   std::error_code ec;
   if (model.empty() || std::filesystem::exists(model, ec)) return model;
   const std::optional<std::filesystem::path> bundled = folio::bundled_model_path(model);
-  if (!bundled) return model;
-  if (!quiet) std::fprintf(stderr, "folio-cli: note: %s is the model that ships with Folio: %s\n", model.c_str(),
-                           bundled->c_str());
+  if (!bundled) {
+    if (model.find('/') != std::string::npos) return model;  // a path: the engine says it is not there
+    const std::string names = folio::bundled_model_names();
+    const std::string where = names.empty() ? "no share/folio beside folio-cli's bin/ folder" : "bundled: " + names;
+    throw Error(ErrorCode::FileNotFound, model +
+                                             " not found: no file or folder of that name here, and no model of that "
+                                             "name ships with Folio (" +
+                                             where + ")");
+  }
+  if (!quiet)
+    std::fprintf(stderr, "folio-cli: note: %s is the model that ships with Folio: %s\n", model.c_str(),
+                 bundled->c_str());
   return bundled->string();
 }
 
