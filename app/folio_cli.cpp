@@ -24,8 +24,8 @@
 #include "core/common/resource_dir.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
-#include "core/model/model_loader.h"
 #include "core/engine/metrics_json.h"
+#include "core/model/model_loader.h"
 #include "kernels/cuda_backend.h"
 
 #if FOLIO_CLI_DOCS
