@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -20,10 +21,11 @@
 #include "core/chat/chat_document.h"
 #include "core/chat/conversation.h"
 #include "core/common/mapped_file.h"
+#include "core/common/resource_dir.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
-#include "core/model/model_loader.h"
 #include "core/engine/metrics_json.h"
+#include "core/model/model_loader.h"
 #include "kernels/cuda_backend.h"
 
 #if FOLIO_CLI_DOCS
@@ -63,7 +65,9 @@ const char* kUsage =
 const char* kOptionHelp =
     "\n"
     "Generation (text to stdout; progress and metrics to stderr):\n"
-    "  --model PATH          GGUF file, folder with config.json + *.safetensors, or llama2.c checkpoint\n"
+    "  --model PATH          GGUF file, folder with config.json + *.safetensors, or llama2.c checkpoint;\n"
+    "                        or the name of a model that ships with Folio (stories260K, folio-needle),\n"
+    "                        found in share/folio beside folio-cli's bin/ folder\n"
     "  --tokenizer PATH      tokenizer file (tokenizer.model, tokenizer.bin, tokenizer.json, GGUF);\n"
     "                        default: the one in or beside the model\n"
     "  --prompt TEXT         raw completion: BOS, then TEXT\n"
@@ -140,6 +144,27 @@ std::string format_mib(size_t bytes) {
   return buf;
 }
 
+// --model NAME, where no file or folder of that name is in the working folder, names a model that
+// ships with Folio (share/folio/models/NAME); the note says which folder it came from.
+std::string resolve_model(const std::string& model, bool quiet) {
+  std::error_code ec;
+  if (model.empty() || std::filesystem::exists(model, ec)) return model;
+  const std::optional<std::filesystem::path> bundled = folio::bundled_model_path(model);
+  if (!bundled) {
+    if (model.find('/') != std::string::npos) return model;  // a path: the engine says it is not there
+    const std::string names = folio::bundled_model_names();
+    const std::string where = names.empty() ? "no share/folio beside folio-cli's bin/ folder" : "bundled: " + names;
+    throw Error(ErrorCode::FileNotFound, model +
+                                             " not found: no file or folder of that name here, and no model of that "
+                                             "name ships with Folio (" +
+                                             where + ")");
+  }
+  if (!quiet)
+    std::fprintf(stderr, "folio-cli: note: %s is the model that ships with Folio: %s\n", model.c_str(),
+                 bundled->c_str());
+  return bundled->string();
+}
+
 int run_tokenize(folio::cli::Args& args) {
   folio::EngineOptions eo;
   std::vector<std::string> rest;
@@ -151,6 +176,7 @@ int run_tokenize(folio::cli::Args& args) {
     else rest.push_back(a);
   }
   if (eo.model_path.empty() && eo.tokenizer_path.empty()) throw folio::cli::UsageError("tokenize needs --model or --tokenizer");
+  eo.model_path = resolve_model(eo.model_path, /*quiet=*/true);
   if (rest.size() != 1) throw folio::cli::UsageError("tokenize takes exactly one TEXT argument");
   // Only the tokenizer is loaded (a vocabulary-only GGUF is enough; no weights are read).
   const std::unique_ptr<folio::Tokenizer> tok =
@@ -203,6 +229,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     }
   }
   if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+  o.engine.model_path = resolve_model(o.engine.model_path, o.quiet);
   o.engine.context_tokens = o.ctx;
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");

@@ -7,42 +7,18 @@
 #include <QCommandLineParser>
 #include <QDir>
 #include <QFileInfo>
-#include <QIcon>
-#include <QPainter>
 #include <QPixmap>
 #include <QTemporaryDir>
 #include <QTimer>
 #include <cstdio>
 
 #include "kernels/cuda_backend.h"
+#include "ui/app_icon.h"
 #include "ui/chat_view.h"
 #include "ui/demo.h"
 #include "ui/main_window.h"
 
 namespace {
-
-// The app's icon, drawn so that the build needs no image files.
-QIcon folio_icon() {
-  QIcon icon;
-  for (int size : {16, 32, 64, 128, 256}) {
-    QPixmap pm(size, size);
-    pm.fill(Qt::transparent);
-    QPainter p(&pm);
-    p.setRenderHint(QPainter::Antialiasing);
-    p.setBrush(QColor(0x2b, 0x57, 0x9a));
-    p.setPen(Qt::NoPen);
-    p.drawRoundedRect(QRectF(0, 0, size, size), size * 0.18, size * 0.18);
-    p.setPen(Qt::white);
-    QFont f("Sans");
-    f.setBold(true);
-    f.setPixelSize(static_cast<int>(size * 0.7));
-    p.setFont(f);
-    p.drawText(QRectF(0, 0, size, size), Qt::AlignCenter, "F");
-    p.end();
-    icon.addPixmap(pm);
-  }
-  return icon;
-}
 
 int fail(const QString& message) {
   std::fprintf(stderr, "folio: error: %s\n", qPrintable(message));
@@ -57,7 +33,9 @@ int main(int argc, char** argv) {
   QApplication::setOrganizationName("Folio");
   QApplication::setApplicationName("Folio");
   QApplication::setApplicationVersion(FOLIO_VERSION_STR);
-  QApplication::setWindowIcon(folio_icon());
+  QApplication::setWindowIcon(folio::ui::app_icon());
+  // Wayland and X11 match the window to io.github.folio.Folio.desktop (its icon, its menu entry).
+  QGuiApplication::setDesktopFileName(QString::fromLatin1(folio::ui::kAppId));
 
   QCommandLineParser cli;
   cli.setApplicationDescription("Chat with long documents through a local language model.");

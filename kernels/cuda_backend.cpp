@@ -549,6 +549,10 @@ void register_cuda_backend() {
       notice = "no usable GPU (" + probe.summary + "); running on the CPU";
       return nullptr;
     }
+    if (const std::string why = cuda::cublaslt_unavailable(); !why.empty()) {
+      notice = why + "; running on the CPU";
+      return nullptr;
+    }
     if (options.device < 0 || options.device >= probe.device_count)
       throw Error(ErrorCode::BadArgument, "there is no GPU cuda:" + std::to_string(options.device) + " (" +
                                               probe.summary + ")");

@@ -8,9 +8,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 
 namespace folio::cuda {
+
+// Why cuBLASLt cannot be used ("" when it can): it is loaded at run time, not linked (gemm.cpp).
+std::string cublaslt_unavailable();
 
 class Gemm {
  public:

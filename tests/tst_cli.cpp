@@ -3,6 +3,7 @@
 // input of every kind answered with a non-zero exit and one "folio-cli: ..." line on stderr,
 // never a crash.
 #include <QByteArray>
+#include <QDir>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -50,11 +51,16 @@ struct Run {
   }
 };
 
-// Runs folio-cli in the repository root with `args`.
-Run run_cli(const QStringList& args) {
+// Runs folio-cli in the repository root with `args` (and `env` added to the environment).
+Run run_cli(const QStringList& args, const QProcessEnvironment& env = {}) {
   Run r;
   QProcess p;
   p.setWorkingDirectory(qs(source_dir()));
+  if (!env.isEmpty()) {
+    QProcessEnvironment all = QProcessEnvironment::systemEnvironment();
+    all.insert(env);
+    p.setProcessEnvironment(all);
+  }
   p.start(cli_path(), args);
   r.started = p.waitForStarted(kTimeoutMs);
   if (!r.started) return r;
@@ -112,6 +118,46 @@ class TestCli : public QObject {
     QVERIFY2(r.err.contains("stop: max-tokens"), qPrintable(r.describe()));
     QVERIFY2(r.err.contains("memory"), qPrintable(r.describe()));
     QVERIFY2(!r.err.contains("error"), qPrintable(r.describe()));
+  }
+
+  // --model NAME runs a model that ships with Folio: from share/folio beside folio-cli's bin/ folder
+  // (in a build tree <build>/share/folio, links into resources/; installed <prefix>/share/folio).
+  void bundledModelByName() {
+    Run r = run_cli({"--model", "stories260K", "--prompt", "", "--max-tokens", "24", "--temperature", "0"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    const QString share = QDir::cleanPath(qs(bin_dir()) + "/../share/folio");
+    QVERIFY2(r.err.contains(("ships with Folio: " + share + "/models/stories260K/stories260K.bin").toUtf8()),
+             qPrintable(r.describe()));
+    // A safetensors folder by name too (tokenize reads only its tokenizer).
+    Run t = run_cli({"tokenize", "--model", "folio-needle", "Once upon a time"});
+    VERIFY_RAN(t);
+    QVERIFY2(t.code == 0 && !t.out.trimmed().isEmpty(), qPrintable(t.describe()));
+  }
+
+  // FOLIO_RESOURCE_DIR names another folder laid out like share/folio.
+  void bundledModelFromResourceDir() {
+    const QString dir = tmp_.filePath("resources-elsewhere/models/stories260K");
+    QVERIFY(QDir().mkpath(dir));
+    for (const char* f : {"stories260K.bin", "tok512.bin"})
+      QVERIFY(QFile::copy(qs(source_dir()) + "/resources/models/stories260K/" + f, dir + "/" + f));
+    QProcessEnvironment env;
+    env.insert("FOLIO_RESOURCE_DIR", tmp_.filePath("resources-elsewhere"));
+    Run r = run_cli({"--model", "stories260K", "--prompt", "", "--max-tokens", "24", "--temperature", "0"}, env);
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QCOMPARE(r.out, kStoriesText + "\n");
+    QVERIFY2(r.err.contains(("ships with Folio: " + dir + "/stories260K.bin").toUtf8()), qPrintable(r.describe()));
+  }
+
+  // A name that is neither a file here nor a bundled model: the error lists the bundled ones.
+  void unknownModelName() {
+    Run r = run_cli({"--model", "no-such-model", "--prompt", "hi"});
+    VERIFY_RAN(r);
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("no-such-model not found") && r.err.contains("bundled: folio-needle, stories260K"),
+             qPrintable(r.describe()));
   }
 
   void quietHasNoMetrics() {

@@ -10,6 +10,7 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QListWidget>
+#include <QMessageBox>
 #include <QMimeData>
 #include <QPainter>
 #include <QPdfWriter>
@@ -26,6 +27,7 @@
 
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
+#include "ui/app_icon.h"
 #include "ui/app_settings.h"
 #include "ui/chat_view.h"
 #include "ui/conversation_export.h"
@@ -220,6 +222,33 @@ class TstGui : public QObject {
     // stories260K holds 512 tokens: the demo is over, and the gauge says so before anyone asks.
     QVERIFY(w->documents()->used_tokens() > w->context_tokens());
     QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("more than the context"));
+  }
+
+  // The icon of installer/icons (built in) is the window's and the About box's; the bundled model
+  // comes from share/folio beside the executable's folder (the build tree's: links into resources/).
+  void icon_and_bundled_model() {
+    const QIcon icon = app_icon();
+    QVERIFY(!icon.isNull());
+    for (int size : {16, 48, 256, 512}) QCOMPARE(icon.pixmap(size, size).size(), QSize(size, size));
+    QCOMPARE(QString(kAppId), QString("io.github.folio.Folio"));
+    const QString share = QDir::cleanPath(QCoreApplication::applicationDirPath() + "/../share/folio");
+    QCOMPARE(embedded_model_path(), share + "/models/stories260K/stories260K.bin");
+
+    auto w = make_window();
+    QAction* about = nullptr;
+    for (QAction* a : w->findChildren<QAction*>())
+      if (a->text() == "&About Folio") about = a;
+    QVERIFY(about != nullptr);
+    QImage shown;
+    QTimer::singleShot(0, w.get(), [&] {
+      auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+      if (box == nullptr) return;
+      shown = box->iconPixmap().toImage();
+      box->accept();
+    });
+    about->trigger();
+    QVERIFY2(!shown.isNull(), "the About box did not open, or showed no icon");
+    QCOMPARE(shown, icon.pixmap(96, 96).toImage().convertToFormat(shown.format()));
   }
 
   void adding_a_document_updates_the_gauge() {

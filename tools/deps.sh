@@ -9,10 +9,13 @@ BUILD_PACKAGES=(cmake ninja-build g++ pkg-config)
 ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 PYTHON_PACKAGES=(python3 python3-pip python3-venv)
+# The packages (installer/, tools/package.sh) and their checks: man pages from --help, the icon's PNG
+# sizes, Debian's shlibdeps, lintian and the desktop entry and AppStream validators.
+PACKAGING_PACKAGES=(help2man librsvg2-bin dpkg-dev lintian desktop-file-utils appstream)
 APP_PACKAGES=(qt6-base-dev libqt6opengl6-dev libqt6sql6-sqlite qt6-charts-dev qt6-pdf-dev libgl-dev
               poppler-utils valgrind r-doc-pdf)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}" "${APP_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
-          "${PYTHON_PACKAGES[@]}")
+          "${PYTHON_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}")
 
 if [[ "${1:-}" == "--list" ]]; then
   echo "${PACKAGES[@]}"

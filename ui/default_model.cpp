@@ -1,9 +1,10 @@
 #include "ui/default_model.h"
 
-#include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
 #include <QStandardPaths>
+
+#include "core/common/resource_dir.h"
 
 namespace folio::ui {
 
@@ -15,20 +16,10 @@ QString model_cache_dir() {
 }
 
 QString embedded_model_path() {
-  const QString rel = "models/stories260K/stories260K.bin";
-  QStringList roots;
-  const QString env = qEnvironmentVariable("FOLIO_SOURCE_DIR");
-  if (!env.isEmpty()) roots << env + "/resources";
-  roots << QStringLiteral(FOLIO_SOURCE_DIR_STR) + "/resources";
-  if (QCoreApplication::instance() != nullptr) {
-    const QString app_dir = QCoreApplication::applicationDirPath();
-    roots << app_dir + "/../share/folio" << app_dir + "/../resources" << app_dir + "/../../resources";
-  }
-  for (const QString& root : roots) {
-    const QFileInfo f(root + "/" + rel);
-    if (f.isFile()) return QDir::cleanPath(f.absoluteFilePath());
-  }
-  return {};
+  // share/folio beside the executable's bin/ (installed), or the build tree's share/folio (links
+  // into resources/); no source path is compiled in.
+  const std::optional<std::filesystem::path> p = folio::bundled_model_path("stories260K");
+  return p ? QDir::cleanPath(QString::fromStdString(p->string())) : QString();
 }
 
 QString default_model_path() {

@@ -10,7 +10,7 @@ namespace folio::ui {
 // The one place that decides the default model.
 QString default_model_path();
 
-// The stories260K checkpoint that ships with Folio (source tree or installed share/folio); ""
+// The stories260K checkpoint that ships with Folio (installed share/folio, or the build tree's); ""
 // when it cannot be found.
 QString embedded_model_path();
 

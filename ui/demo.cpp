@@ -116,7 +116,9 @@ QString welcome_markdown(const QString& model_name, bool tiny_model, DemoDocumen
   if (tiny_model)
     md += "\n" + QObject::tr(
                      "> The model in use, *%1*, is a tiny story generator for testing: it answers with a "
-                     "story, not with facts. For real answers run `python3 tools/fetch_model.py` once and "
+                     "story, not with facts. For real answers fetch the default model, SmolLM2-135M-Instruct "
+                     "(about 98 MB, Apache-2.0), once with `folio-fetch-model` (in a source checkout: "
+                     "`python3 tools/fetch_model.py`) and "
                      "restart Folio, or choose a model in **Settings**.\n")
                      .arg(model_name);
   return md;

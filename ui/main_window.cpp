@@ -27,6 +27,7 @@
 
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
+#include "ui/app_icon.h"
 #include "ui/attention_modes.h"
 #include "ui/chat_view.h"
 #include "ui/conversation_export.h"
@@ -306,10 +307,16 @@ void MainWindow::build_menus() {
   settings->addAction(tr("&Preferences…"), QKeySequence::Preferences, this, [this] { open_settings(); });
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&About Folio"), this, [this] {
-    QMessageBox::about(this, tr("About Folio"),
-                       tr("<b>Folio</b> %1<br>Chat with long documents through a language model that runs "
-                          "inside the app.<br>Apache-2.0.")
-                           .arg(QCoreApplication::applicationVersion()));
+    // The app's own icon (the desktop menu's), not the generic information sign.
+    QMessageBox box(this);
+    box.setWindowTitle(tr("About Folio"));
+    box.setObjectName("aboutBox");
+    box.setIconPixmap(app_icon().pixmap(96, 96));
+    box.setTextFormat(Qt::RichText);
+    box.setText(tr("<b>Folio</b> %1<br>Chat with long documents through a language model that runs inside the "
+                   "app.<br>Apache-2.0.")
+                    .arg(QCoreApplication::applicationVersion()));
+    box.exec();
   });
 }
 
