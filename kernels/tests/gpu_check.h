@@ -48,9 +48,14 @@ inline int run_cases(const char* suite, const std::vector<Case>& cases) {
   }
   // FOLIO_GPU_CASES=name[,name...] runs only those cases (for compute-sanitizer runs)
   const char* only = std::getenv("FOLIO_GPU_CASES");
+  std::string wanted = ",";
+  if (only != nullptr) wanted.append(only);
+  wanted.push_back(',');
   for (const Case& c : cases) {
-    if (only != nullptr && *only != '\0' && ("," + std::string(only) + ",").find("," + c.name + ",") == std::string::npos)
-      continue;
+    std::string key = ",";
+    key.append(c.name);
+    key.push_back(',');
+    if (wanted.size() > 2 && wanted.find(key) == std::string::npos) continue;
     const int before = failures();
     try {
       c.fn();
