@@ -28,6 +28,19 @@ endif()
 
 find_package(nlohmann_json 3.10 REQUIRED)
 
+# cpp-httplib for folio-server. Debian builds it as a library (libcpp-httplib.so) whose header
+# must be compiled with the same CPPHTTPLIB_* flags, so only its pkg-config file is trusted; where
+# it is absent (the GPU machine) folio-server is not built.
+if(PkgConfig_FOUND)
+  pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+endif()
+if(TARGET PkgConfig::HTTPLIB)
+  set(FOLIO_HAVE_HTTPLIB ON)
+else()
+  set(FOLIO_HAVE_HTTPLIB OFF)
+  message(STATUS "Folio: cpp-httplib not found (libcpp-httplib-dev): folio-server is not built")
+endif()
+
 if(FOLIO_APP)
   find_package(Qt6 6.4 REQUIRED COMPONENTS Core Gui Widgets Test Sql Pdf PdfWidgets Charts Concurrent)
 endif()

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 BUILD_PACKAGES=(cmake ninja-build g++ pkg-config)
-ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev)
+ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 PYTHON_PACKAGES=(python3 python3-pip python3-venv)
 APP_PACKAGES=(qt6-base-dev libqt6opengl6-dev libqt6sql6-sqlite qt6-charts-dev qt6-pdf-dev libgl-dev
