@@ -66,7 +66,9 @@ GenerationQueue::~GenerationQueue() {
 bool GenerationQueue::submit(const std::shared_ptr<Job>& job) {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || static_cast<int>(waiting_.size()) >= options_.max_waiting) return false;
+    // An idle engine takes a job even with max_waiting 0: the bound is on jobs that would wait.
+    const bool idle = running_ == nullptr && waiting_.empty();
+    if (stopping_ || (!idle && static_cast<int>(waiting_.size()) >= options_.max_waiting)) return false;
     job->enqueued_ = std::chrono::steady_clock::now();
     waiting_.push_back(job);
   }
