@@ -437,7 +437,7 @@ class LoadSuite(unittest.TestCase):
                "Mom said", "The box", "They played"]
 
     def test_load(self):
-        requests, clients, max_tokens = 100, 8, 48
+        requests, clients, max_tokens = ARGS.requests, ARGS.clients, ARGS.max_tokens
         with Server("--ctx", "512", "--queue", "16") as s:
             # Each prompt's answer alone, first: the answers under load must be exactly these.
             want = {}
@@ -499,7 +499,7 @@ class LoadSuite(unittest.TestCase):
                 return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
             report = {
-                "model": "stories260K", "requests": requests, "clients": clients, "max_tokens": max_tokens,
+                "model": os.path.basename(ARGS.model), "requests": requests, "clients": clients, "max_tokens": max_tokens,
                 "wall_s": round(wall, 2), "requests_per_s": round(requests / wall, 1),
                 "client_ttft_ms": {"median": round(statistics.median(ttfts), 1), "p95": round(pct(ttfts, 0.95), 1),
                                    "max": round(ttfts[-1], 1)},
@@ -657,6 +657,9 @@ def main():
     p.add_argument("--cli", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--report", default="")
+    p.add_argument("--requests", type=int, default=100, help="load: requests in all")
+    p.add_argument("--clients", type=int, default=8, help="load: concurrent clients")
+    p.add_argument("--max-tokens", type=int, default=48, help="load: tokens per answer")
     p.add_argument("--threads", default="1", help="engine threads of folio-server and folio-cli")
     ARGS, rest = p.parse_known_args()
     if ARGS.suite == "openai":
