@@ -26,6 +26,13 @@
 #include "core/engine/metrics_json.h"
 #include "kernels/cuda_backend.h"
 
+#if FOLIO_CLI_REMOTE
+#include <nlohmann/json.hpp>
+
+#include "core/chat/prompt_layout.h"
+#include "core/remote/remote_engine.h"
+#endif
+
 #if FOLIO_CLI_DOCS
 #include <QCoreApplication>
 #include <QString>
@@ -56,6 +63,8 @@ const char* kUsage =
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error]\n"
+    "       folio-cli --backend remote --url URL [--api-key KEY] [--remote-model NAME] [--file DOC ...]\n"
+    "                 (--prompt TEXT | --ask QUESTION) [--max-tokens N] [--temperature T] ...\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
     "       folio-cli --help | --version\n";
 
@@ -91,7 +100,12 @@ const char* kOptionHelp =
     "                        the available memory); with documents that do not fit, that largest context\n"
     "  --chunk N             prefill chunk in tokens (default: the backend's)\n"
     "  --threads N           CPU threads (0 = all)\n"
-    "  --backend cpu|cuda    where the model runs (cuda falls back to the CPU when no GPU is usable)\n"
+    "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
+    "                        remote: on an OpenAI-compatible server, see --url)\n"
+    "  --url URL             --backend remote: the server's API base, e.g. http://host:8080/v1 (folio-server,\n"
+    "                        vLLM, SGLang, llama.cpp's server); the prompt is built here and sent as chat messages\n"
+    "  --api-key KEY         --backend remote: sent as 'Authorization: Bearer KEY' (or set FOLIO_API_KEY)\n"
+    "  --remote-model NAME   --backend remote: the model to ask (default: the first the server lists)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
@@ -132,6 +146,11 @@ struct CliOptions {
   // --ask with documents larger than the context: the sections most relevant to the question, the
   // first ones, or an error.
   folio::chat::FitMode fit = folio::chat::FitMode::Relevant;
+  // --backend remote: the model runs behind an OpenAI-compatible API at remote_url.
+  bool remote = false;
+  std::string remote_url;
+  std::string api_key;
+  std::string remote_model;
 };
 
 std::string format_mib(size_t bytes) {
@@ -193,16 +212,31 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
+    else if (a == "--url") o.remote_url = args.value(a);
+    else if (a == "--api-key") o.api_key = args.value(a);
+    else if (a == "--remote-model") o.remote_model = args.value(a);
     else if (a == "--backend") {
       std::string b = args.value(a);
       if (b == "cpu") o.engine.backend = folio::BackendKind::Cpu;
       else if (b == "cuda") o.engine.backend = folio::BackendKind::Cuda;
-      else throw folio::cli::UsageError("--backend takes cpu or cuda, not " + b);
+      else if (b == "remote") o.remote = true;
+      else throw folio::cli::UsageError("--backend takes cpu, cuda or remote, not " + b);
     } else {
       throw folio::cli::UsageError("unknown argument " + a);
     }
   }
-  if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+  if (o.remote) {
+    if (o.remote_url.empty()) throw folio::cli::UsageError("--backend remote needs --url (e.g. http://host:8080/v1)");
+    if (!o.engine.model_path.empty())
+      throw folio::cli::UsageError("--model goes with a local engine; with --backend remote the server has the model "
+                                   "(--remote-model names it)");
+    if (o.api_key.empty())
+      if (const char* key = std::getenv("FOLIO_API_KEY"); key != nullptr) o.api_key = key;
+  } else {
+    if (!o.remote_url.empty() || !o.api_key.empty() || !o.remote_model.empty())
+      throw folio::cli::UsageError("--url, --api-key and --remote-model go with --backend remote");
+    if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+  }
   o.engine.context_tokens = o.ctx;
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
@@ -414,6 +448,81 @@ int run_generate(const CliOptions& o) {
   return 0;
 }
 
+#if FOLIO_CLI_REMOTE
+// --backend remote: the documents are read and laid out here, as for the local engine (the system
+// turn a chat model gets: the user's system prompt, then the documents with the citation
+// instruction), and sent as chat messages; the server applies its model's chat template.
+int run_remote(const CliOptions& o) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
+  folio::remote::RemoteOptions ro;
+  ro.url = o.remote_url;
+  ro.api_key = o.api_key;
+  ro.model = o.remote_model;
+  folio::remote::RemoteEngine remote(ro);
+  std::vector<folio::ChatMessage> messages;
+  if (o.ask) {
+    if (std::string system = folio::chat::system_text(folio::ChatFormatKind::ChatML, docs, o.system); !system.empty())
+      messages.push_back({"system", std::move(system)});
+    messages.push_back({"user", *o.ask});
+  }
+  if (o.print_prompt) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& m : messages) j.push_back({{"role", m.role}, {"content", m.content}});
+    std::fputs(j.dump(2).c_str(), stdout);
+    std::fputs("\n", stdout);
+    return 0;
+  }
+  const folio::remote::RemoteModel model = remote.connect();
+  if (!o.quiet)
+    std::fprintf(stderr, "folio-cli: asking %s at %s%s\n", model.id.c_str(), o.remote_url.c_str(),
+                 model.context_tokens > 0 ? (", context " + std::to_string(model.context_tokens) + " tokens").c_str()
+                                          : "");
+  folio::GenerateOptions gen;
+  gen.sampler = o.sampler;
+  gen.max_tokens = o.max_tokens;
+  gen.stop_strings = o.stops;
+  gen.on_token = [](int32_t, std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  const folio::remote::RemoteResult rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
+  std::fputs("\n", stdout);
+  if (rr.cut) {
+    // What came is kept (it is above) and marked, on stdout with the answer and on stderr.
+    std::printf("[the answer was cut off here: %s]\n", rr.cut_reason.c_str());
+    std::fflush(stdout);
+  }
+  std::fflush(stdout);
+  const folio::Metrics& m = rr.result.metrics;
+  if (!o.quiet) {
+    std::fprintf(stderr, "ttft %.1f ms | decode %lld tokens, %.1f tok/s (measured here) | prompt %s tokens | stop: %s\n",
+                 m.ttft_ms, static_cast<long long>(m.decode_tokens), m.decode_tok_s,
+                 rr.usage_from_server ? std::to_string(m.prompt_tokens).c_str() : "?",
+                 folio::stop_reason_name(m.stop));
+    if (!rr.server_metrics_json.empty()) {
+      const nlohmann::json s = nlohmann::json::parse(rr.server_metrics_json, nullptr, false);
+      if (s.is_object())
+        std::fprintf(stderr, "server: ttft %.1f ms | prefill %lld tokens (%lld reused), %.1f tok/s | decode %.1f tok/s\n",
+                     s.value("ttft_ms", 0.0), static_cast<long long>(s.value("prefill_tokens", int64_t{0})),
+                     static_cast<long long>(s.value("reused_tokens", int64_t{0})), s.value("prefill_tok_s", 0.0),
+                     s.value("decode_tok_s", 0.0));
+    }
+  }
+  if (!o.metrics_json.empty()) {
+    std::ofstream out(o.metrics_json);
+    if (!out) throw Error(ErrorCode::FileUnreadable, "cannot write metrics to " + o.metrics_json);
+    nlohmann::json j = nlohmann::json::parse(folio::metrics_to_json(m));
+    if (!rr.server_metrics_json.empty()) j["server"] = nlohmann::json::parse(rr.server_metrics_json, nullptr, false);
+    out << j.dump(2) << "\n";
+  }
+  if (rr.cut)
+    throw Error(ErrorCode::BackendUnavailable, "the answer was cut off after " + std::to_string(m.decode_tokens) +
+                                                   " tokens: " + rr.cut_reason + " (what came is kept above)");
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -442,7 +551,15 @@ int main(int argc, char** argv) {
       args.next();
       return run_tokenize(args);
     }
-    return run_generate(parse_generate(args));
+    const CliOptions o = parse_generate(args);
+    if (o.remote) {
+#if FOLIO_CLI_REMOTE
+      return run_remote(o);
+#else
+      throw folio::cli::UsageError("this folio-cli was built without cpp-httplib: --backend remote is not available");
+#endif
+    }
+    return run_generate(o);
   } catch (const folio::cli::UsageError& e) {
     std::fprintf(stderr, "folio-cli: %s\n%s", e.what(), kUsage);
     return 2;

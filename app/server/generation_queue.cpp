@@ -6,6 +6,10 @@
 
 namespace folio::server {
 
+namespace {
+constexpr size_t kMinReusedTokens = 32;
+}  // namespace
+
 Job::Update Job::take(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   cv_.wait_for(lock, timeout, [&] { return !pending_.empty() || done_; });
@@ -125,7 +129,7 @@ void GenerationQueue::work() {
   }
 }
 
-Session& GenerationQueue::session_for(const std::vector<int32_t>& prompt) {
+Session& GenerationQueue::session_for(const std::vector<int32_t>& prompt, size_t& common_tokens) {
   // The session whose cache the prompt extends loses nothing; else a new session while there is a
   // free slot; else the one sharing the longest prefix, the least recently used on a tie.
   size_t best = sessions_.size();
@@ -152,7 +156,9 @@ Session& GenerationQueue::session_for(const std::vector<int32_t>& prompt) {
     sessions_.push_back(engine_.create_session(so));
     last_used_.push_back(0);
     best = sessions_.size() - 1;
+    best_common = 0;
   }
+  common_tokens = best_common;
   last_used_[best] = ++use_clock_;
   return *sessions_[best];
 }
@@ -172,9 +178,13 @@ void GenerationQueue::run_job(Job& job) {
   job.mark_started(queue_ms);
   Session* session = nullptr;
   try {
-    session = &session_for(job.prompt);
+    size_t common = 0;
+    session = &session_for(job.prompt, common);
     RequestOptions ro;
-    ro.keep_prefix = true;
+    // A prefix as short as a chat template's header saves nothing, and prefilling from a different
+    // position can change the last bits of the logits (and so a near-tie in greedy decoding): such a
+    // request is prefilled whole, as folio-cli would.
+    ro.keep_prefix = common >= kMinReusedTokens;
     ro.prefill.cancel = &job.cancel;
     ro.generate = job.generate;
     ro.generate.cancel = &job.cancel;

@@ -89,7 +89,8 @@ class GenerationQueue {
  private:
   void work();
   void run_job(Job& job);
-  Session& session_for(const std::vector<int32_t>& prompt);
+  // The session for a prompt and how many of its cached tokens the prompt shares.
+  Session& session_for(const std::vector<int32_t>& prompt, size_t& common_tokens);
   void publish_depth();
 
   Engine& engine_;

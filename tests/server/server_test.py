@@ -7,8 +7,11 @@
   load     stories260K: 100 streamed requests from 8 concurrent clients; every answer is the one
            its prompt gives alone (nothing lost or mixed), TTFT median and p95, memory flat.
   openai   stories260K through the OpenAI Python library (PyPI `openai`; skips without it).
+  remote   folio-cli --backend remote against folio-server: folio-cli's local answer, the server's
+           numbers, each error a user can act on, a stream cut mid-answer (a server that drops it).
   smollm2  SmolLM2-135M-Instruct (skips when it is not in the cache): the same greedy answer as
-           folio-cli --ask, streaming, prefix reuse, and a client killed mid-stream frees the engine.
+           folio-cli --ask, streaming, prefix reuse, a client killed mid-stream frees the engine, a
+           question about a document through --backend remote, and a server killed mid-answer.
 
 Usage: server_test.py SUITE --server BIN --cli BIN --model PATH [--report FILE]
 Exit codes: 0 passed, 1 failed, 77 skipped.
@@ -310,7 +313,7 @@ class HttpSuite(unittest.TestCase):
         self.assertGreater(len(texts), 1, "different seeds give different texts")
 
     def test_prefix_reuse(self):
-        system = "Once upon a time there was a big red ball in a park. " * 3
+        system = "Once upon a time there was a big red ball in a park. " * 5
         first = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "Tom"}]}
         second = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "Sue"}]}
         _, _, a = self.server.json("POST", "/v1/chat/completions", greedy(first, 4))
@@ -563,6 +566,118 @@ class OpenAISuite(unittest.TestCase):
 
 
 # ----------------------------------------------------------------------------------------------
+def remote_cli(url, *args, api_key=None, timeout=120):
+    cmd = [ARGS.cli, "--backend", "remote", "--url", url, *args]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+class CutStreamHandler(__import__("http.server").server.BaseHTTPRequestHandler):
+    """An OpenAI-style server that lists one model, streams two pieces of an answer and then drops
+    the connection without finishing."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "cut-model", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ("The answer ", "begins here"):
+            ev = {"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece},
+                                                                             "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(ev)}\n\n".encode())
+            self.wfile.flush()
+        self.close_connection = True
+
+
+class RemoteSuite(unittest.TestCase):
+    """folio-cli --backend remote against folio-server (and a server that fails on purpose)."""
+
+    def test_same_answer_as_local(self):
+        with Server("--api-key", "key-1") as s:
+            url = f"http://127.0.0.1:{s.port}/v1"
+            for args in (["--ask", "Lily and Tom"], ["--system", "A story.", "--ask", "The dog"]):
+                r = remote_cli(url, *args, "--max-tokens", "24", "--temperature", "0", api_key="key-1")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                want = cli(*args, "--max-tokens", "24", "--temperature", "0")
+                self.assertEqual(r.stdout[:-1], want)
+                self.assertIn("server: ttft", r.stderr)  # folio-server's own numbers are shown
+            r = remote_cli(url, "--prompt", "", "--max-tokens", "24", "--temperature", "0", "--quiet", api_key="key-1")
+            self.assertEqual(r.stdout[:-1], cli("--prompt", "", "--max-tokens", "24", "--temperature", "0"))
+            report = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_metrics.json")
+            r = remote_cli(url, "--ask", "Lily", "--max-tokens", "8", "--temperature", "0", "--metrics-json", report,
+                           "--quiet", api_key="key-1")
+            with open(report) as f:
+                m = json.load(f)
+            self.assertTrue(m["backend"].startswith("remote stories260K at "))
+            self.assertEqual(m["decode_tokens"], 8)
+            self.assertGreater(m["ttft_ms"], 0)
+            self.assertEqual(m["server"]["decode_tokens"], 8)
+
+    def test_errors_a_user_can_act_on(self):
+        with Server("--api-key", "key-1", "--ctx", "256") as s:
+            url = f"http://127.0.0.1:{s.port}/v1"
+            r = remote_cli(url, "--ask", "x", api_key="wrong")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("refused the API key", r.stderr)
+            self.assertIn("--api-key", r.stderr)
+            r = remote_cli(url, "--ask", "x")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("refused the API key", r.stderr)
+            r = remote_cli(url, "--ask", "x", "--remote-model", "gpt-4o", api_key="key-1")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("does not serve the model 'gpt-4o'", r.stderr)
+            self.assertIn("stories260K", r.stderr)
+            doc = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_long_doc.txt")
+            with open(doc, "w") as f:
+                f.write("The little dog ran to the park. " * 120)
+            r = remote_cli(url, "--file", doc, "--ask", "Where did the dog run?", api_key="key-1")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("longer than the server's context of 256 tokens", r.stderr)
+            r = remote_cli(url[:-3] + "/nope", "--ask", "x", api_key="key-1")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no such endpoint", r.stderr)
+        # Nobody listens on a port that was just closed.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        r = remote_cli(f"http://127.0.0.1:{port}/v1", "--ask", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot reach the server", r.stderr)
+        r = remote_cli("ftp://example/v1", "--ask", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("http://", r.stderr)
+
+    def test_stream_cut_keeps_the_partial_answer(self):
+        import http.server  # noqa: PLC0415
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutStreamHandler)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        try:
+            r = remote_cli(f"http://127.0.0.1:{srv.server_address[1]}/v1", "--ask", "x", timeout=30)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stdout.startswith("The answer begins here\n[the answer was cut off here: "), r.stdout)
+        self.assertIn("cut off after 2 tokens", r.stderr)
+        self.assertIn("what came is kept", r.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -630,6 +745,35 @@ class SmolLM2Suite(unittest.TestCase):
         print(f"killed client: generation cancelled {freed_s * 1000:.0f} ms after the kill")
 
 
+    def test_remote_document_question_and_server_killed(self):
+        doc = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_doc.md")
+        with open(doc, "w") as f:
+            f.write("# Lighthouse notes\n\nThe lighthouse on Karrow Point was built in 1871 by the engineer "
+                    "Mara Quill. Its lamp is green.\n")
+        question = ["--file", doc, "--ask", "Who built the lighthouse on Karrow Point?"]
+        url = f"http://127.0.0.1:{self.server.port}/v1"
+        r = remote_cli(url, *question, "--max-tokens", "40", "--temperature", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Quill", r.stdout)
+        want = cli(*question, "--max-tokens", "40", "--temperature", "0", model=self.model)
+        self.assertEqual(r.stdout[:-1], want, "the remote answer is the local one")
+        # A server killed mid-answer: folio-cli keeps what came, marks it and says why.
+        with Server("--ctx", "2048", model=self.model) as victim:
+            cmd = [ARGS.cli, "--backend", "remote", "--url", f"http://127.0.0.1:{victim.port}/v1", "--ask",
+                   "Write a very long story about a dragon.", "--max-tokens", "1500", "--temperature", "0"]
+            client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first = client.stdout.read(20)
+            victim.proc.kill()
+            victim.proc.wait()
+            out, err = client.communicate(timeout=30)
+            victim.proc.send_signal = lambda sig: None  # already gone; __exit__ must not fail
+            victim.proc.returncode = 0
+        self.assertEqual(client.returncode, 1, err)
+        self.assertGreater(len(first), 0)
+        self.assertIn("[the answer was cut off here: ", out)
+        self.assertIn("what came is kept", err)
+
+
 KILLED_CLIENT = r"""
 import http.client, json, sys
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
@@ -646,7 +790,8 @@ import time
 time.sleep(600)
 """
 
-SUITES = {"http": HttpSuite, "load": LoadSuite, "openai": OpenAISuite, "smollm2": SmolLM2Suite}
+SUITES = {"http": HttpSuite, "load": LoadSuite, "openai": OpenAISuite, "remote": RemoteSuite,
+          "smollm2": SmolLM2Suite}
 
 
 def main():
