@@ -140,8 +140,8 @@ Session& GenerationQueue::session_for(const std::vector<int32_t>& prompt, size_t
     const size_t limit = std::min(cached.size(), prompt.size());
     size_t common = 0;
     while (common < limit && cached[common] == prompt[common]) ++common;
-    const bool better = best == sessions_.size() || common > best_common ||
-                        (common == best_common && last_used_[i] < last_used_[best]);
+    const bool better =
+        best == sessions_.size() || common > best_common || (common == best_common && last_used_[i] < last_used_[best]);
     if (better) {
       best = i;
       best_common = common;

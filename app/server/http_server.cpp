@@ -42,15 +42,22 @@ std::string endpoint_label(const std::string& path) {
 // How an engine error reaches the client.
 ApiError engine_error(ErrorCode code, const std::string& message) {
   switch (code) {
-    case ErrorCode::OutOfContext: return ApiError(400, message, "invalid_request_error", "messages", "context_length_exceeded");
-    case ErrorCode::BadArgument: return ApiError(400, message, "invalid_request_error");
-    case ErrorCode::Cancelled: return ApiError(503, message, "server_error", {}, "server_shutting_down");
-    case ErrorCode::OutOfMemory: return ApiError(503, message, "server_error", {}, "out_of_memory");
-    default: return ApiError(500, message, "server_error");
+    case ErrorCode::OutOfContext:
+      return ApiError(400, message, "invalid_request_error", "messages", "context_length_exceeded");
+    case ErrorCode::BadArgument:
+      return ApiError(400, message, "invalid_request_error");
+    case ErrorCode::Cancelled:
+      return ApiError(503, message, "server_error", {}, "server_shutting_down");
+    case ErrorCode::OutOfMemory:
+      return ApiError(503, message, "server_error", {}, "out_of_memory");
+    default:
+      return ApiError(500, message, "server_error");
   }
 }
 
-std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string sse(const json& j) {
+  return "data: " + j.dump() + "\n\n";
+}
 
 }  // namespace
 
@@ -64,8 +71,7 @@ struct HttpServer::Impl {
   std::atomic<uint64_t> next_id{1};
   uint64_t id_salt = 0;
 
-  Impl(Engine& e, const ServerOptions& o)
-      : engine(e), options(o), queue(e, queue_options(o), metrics) {
+  Impl(Engine& e, const ServerOptions& o) : engine(e), options(o), queue(e, queue_options(o), metrics) {
     std::random_device rd;
     id_salt = (static_cast<uint64_t>(rd()) << 32) ^ rd();
     routes();
@@ -124,23 +130,23 @@ struct HttpServer::Impl {
     });
 
     // httplib's own answers (unknown route, body over the limit) get a JSON body too.
-    http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
-                                                                       httplib::Response& res) {
-      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-      if (res.status == 404) {
-        send_error(res, ApiError(404, "no such endpoint: " + req.method + " " + req.path, "invalid_request_error", {},
-                                 "unknown_url"));
-      } else if (res.status == 413) {
-        send_error(res, ApiError(413,
-                                 "the request body is larger than this server's limit of " +
-                                     std::to_string(options.max_body_bytes) + " bytes (--max-body)",
-                                 "invalid_request_error", {}, "request_too_large"));
-      } else {
-        send_error(res, ApiError(res.status, "the request was refused (HTTP " + std::to_string(res.status) + ")",
-                                 "invalid_request_error"));
-      }
-      return httplib::Server::HandlerResponse::Handled;
-    }));
+    http.set_error_handler(
+        httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+          if (res.status == 404) {
+            send_error(res, ApiError(404, "no such endpoint: " + req.method + " " + req.path, "invalid_request_error",
+                                     {}, "unknown_url"));
+          } else if (res.status == 413) {
+            send_error(res, ApiError(413,
+                                     "the request body is larger than this server's limit of " +
+                                         std::to_string(options.max_body_bytes) + " bytes (--max-body)",
+                                     "invalid_request_error", {}, "request_too_large"));
+          } else {
+            send_error(res, ApiError(res.status, "the request was refused (HTTP " + std::to_string(res.status) + ")",
+                                     "invalid_request_error"));
+          }
+          return httplib::Server::HandlerResponse::Handled;
+        }));
 
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
       std::string what = "unknown error";
@@ -158,8 +164,11 @@ struct HttpServer::Impl {
     });
 
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, json{{"status", "ok"}, {"model", options.model_id}, {"queue_depth", queue.waiting()},
-                               {"running", queue.running() ? 1 : 0}});
+      send_json(res, 200,
+                json{{"status", "ok"},
+                     {"model", options.model_id},
+                     {"queue_depth", queue.waiting()},
+                     {"running", queue.running() ? 1 : 0}});
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(), "text/plain; version=0.0.4");
@@ -194,9 +203,9 @@ struct HttpServer::Impl {
       const int32_t vocab = engine.config().vocab_size;
       for (int32_t id : r.prompt_ids)
         if (id >= vocab)
-          throw bad_request("'prompt' holds token id " + std::to_string(id) + ", outside the vocabulary of " +
-                                std::to_string(vocab),
-                            "prompt", "invalid_value");
+          throw bad_request(
+              "'prompt' holds token id " + std::to_string(id) + ", outside the vocabulary of " + std::to_string(vocab),
+              "prompt", "invalid_value");
       ids = r.prompt_ids;
     } else {
       ids = engine.tokenizer().encode(r.prompt, /*add_bos=*/true);  // as folio-cli --prompt
@@ -210,9 +219,10 @@ struct HttpServer::Impl {
                             " tokens; send less text, or start the server with a larger --ctx",
                         param, "context_length_exceeded");
     if (r.max_tokens && n + *r.max_tokens > options.context_tokens)
-      throw bad_request("this model's context is " + std::to_string(options.context_tokens) + " tokens; you asked for " +
-                            std::to_string(n + *r.max_tokens) + " (" + std::to_string(n) + " in the prompt, " +
-                            std::to_string(*r.max_tokens) + " for the answer); ask for fewer max_tokens",
+      throw bad_request("this model's context is " + std::to_string(options.context_tokens) +
+                            " tokens; you asked for " + std::to_string(n + *r.max_tokens) + " (" + std::to_string(n) +
+                            " in the prompt, " + std::to_string(*r.max_tokens) +
+                            " for the answer); ask for fewer max_tokens",
                         "max_tokens", "context_length_exceeded");
     return ids;
   }
@@ -231,7 +241,8 @@ struct HttpServer::Impl {
     job->generate.sampler = r.sampler;
     job->generate.max_tokens = r.max_tokens ? *r.max_tokens : static_cast<int>(options.context_tokens - n);
     job->generate.stop_strings = r.stop;
-    if (endpoint == Endpoint::ChatCompletions) job->generate.stop_tokens = chat_stop_tokens(engine, options.chat_format);
+    if (endpoint == Endpoint::ChatCompletions)
+      job->generate.stop_tokens = chat_stop_tokens(engine, options.chat_format);
     if (!queue.submit(job)) {
       res.set_header("Retry-After", "1");
       return send_error(res, ApiError(503,
@@ -299,8 +310,7 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(Engine& engine, const ServerOptions& options)
-    : impl_(std::make_unique<Impl>(engine, options)) {}
+HttpServer::HttpServer(Engine& engine, const ServerOptions& options) : impl_(std::make_unique<Impl>(engine, options)) {}
 
 HttpServer::~HttpServer() {
   stop();
@@ -314,8 +324,9 @@ int HttpServer::bind() {
     return port;
   }
   if (!impl_->http.bind_to_port(o.host, o.port))
-    throw Error(ErrorCode::BadArgument, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
-                                            " (in use, or not an address of this machine): choose another --port or --host");
+    throw Error(ErrorCode::BadArgument,
+                "cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                    " (in use, or not an address of this machine): choose another --port or --host");
   return o.port;
 }
 

@@ -14,7 +14,7 @@ namespace folio::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;  // 0 = any free port (bind() returns it)
+  int port = 8080;      // 0 = any free port (bind() returns it)
   std::string api_key;  // "" = no key needed
   size_t max_body_bytes = size_t{8} << 20;
   int max_waiting = 16;  // queued requests besides the running one; more answer 503

@@ -22,13 +22,20 @@ namespace {
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    case json::value_t::number_float: return "a number";
-    default: return "an integer";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an integer";
   }
 }
 
@@ -49,9 +56,9 @@ double number(const json& body, const char* name, double lo, double hi, double f
   if (!v->is_number()) throw wrong_type(name, "a number", *v);
   const double x = v->get<double>();
   if (!std::isfinite(x) || x < lo || x > hi)
-    throw bad_request("'" + std::string(name) + "' must be from " + json(lo).dump() + " to " + json(hi).dump() +
-                          ", not " + v->dump(),
-                      name, "invalid_value");
+    throw bad_request(
+        "'" + std::string(name) + "' must be from " + json(lo).dump() + " to " + json(hi).dump() + ", not " + v->dump(),
+        name, "invalid_value");
   return x;
 }
 
@@ -118,8 +125,8 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";  // OpenAI's newer name for the system turn
     if (r != "system" && r != "user" && r != "assistant")
-      throw bad_request("'" + p + ".role' must be system, developer, user or assistant, not \"" + r + "\"",
-                        p + ".role", "invalid_value");
+      throw bad_request("'" + p + ".role' must be system, developer, user or assistant, not \"" + r + "\"", p + ".role",
+                        "invalid_value");
     const json* content = field(m, "content");
     if (content == nullptr)
       throw bad_request("'" + p + ".content' is required", p + ".content", "missing_required_parameter");
@@ -145,7 +152,8 @@ void parse_prompt(const json& body, CompletionRequest& r) {
   }
   if (v->empty()) throw bad_request("'prompt' must not be an empty array", "prompt", "invalid_value");
   for (const json& id : *v) {
-    if (id.is_string()) throw bad_request("'prompt' may hold one string; Folio answers one prompt per request", "prompt");
+    if (id.is_string())
+      throw bad_request("'prompt' may hold one string; Folio answers one prompt per request", "prompt");
     if (!id.is_number_integer()) throw wrong_type("prompt", "a string or an array of token ids", *v);
     const int64_t x = id.get<int64_t>();
     if (x < 0 || x > INT32_MAX) throw bad_request("'prompt' holds a token id out of range", "prompt", "invalid_value");
@@ -166,7 +174,8 @@ void refuse_unsupported(const json& body, Endpoint endpoint) {
       throw bad_request("Folio does not return log probabilities", "logprobs", "unsupported_value");
   } else if (const json* lp = field(body, "logprobs")) {
     if (!lp->is_number_integer()) throw wrong_type("logprobs", "an integer", *lp);
-    if (lp->get<int64_t>() != 0) throw bad_request("Folio does not return log probabilities", "logprobs", "unsupported_value");
+    if (lp->get<int64_t>() != 0)
+      throw bad_request("Folio does not return log probabilities", "logprobs", "unsupported_value");
   }
   if (boolean(body, "echo", false)) throw bad_request("'echo' is not supported", "echo", "unsupported_value");
   for (const char* name : {"tools", "functions"}) {
@@ -197,7 +206,8 @@ CompletionRequest parse_completion_request(const std::string& body, Endpoint end
   } catch (const json::parse_error& e) {
     throw bad_request(std::string("the body is not valid JSON: ") + e.what(), {}, "invalid_json");
   }
-  if (!j.is_object()) throw bad_request(std::string("the body must be a JSON object, not ") + type_name(j), {}, "invalid_json");
+  if (!j.is_object())
+    throw bad_request(std::string("the body must be a JSON object, not ") + type_name(j), {}, "invalid_json");
 
   CompletionRequest r;
   r.endpoint = endpoint;
@@ -205,8 +215,10 @@ CompletionRequest parse_completion_request(const std::string& body, Endpoint end
     if (!m->is_string()) throw wrong_type("model", "a string", *m);
     r.model = m->get<std::string>();
   }
-  if (endpoint == Endpoint::ChatCompletions) r.messages = parse_messages(j);
-  else parse_prompt(j, r);
+  if (endpoint == Endpoint::ChatCompletions)
+    r.messages = parse_messages(j);
+  else
+    parse_prompt(j, r);
   refuse_unsupported(j, endpoint);
 
   // max_completion_tokens is the newer name; either may be given.
@@ -248,8 +260,8 @@ CompletionRequest parse_completion_request(const std::string& body, Endpoint end
                         "invalid_value");
     for (const std::string& x : r.stop)
       if (x.empty() || x.size() > limits.max_stop_bytes)
-        throw bad_request("each 'stop' string must be 1 to " + std::to_string(limits.max_stop_bytes) + " bytes",
-                          "stop", "invalid_value");
+        throw bad_request("each 'stop' string must be 1 to " + std::to_string(limits.max_stop_bytes) + " bytes", "stop",
+                          "invalid_value");
   }
 
   r.stream = boolean(j, "stream", false);
@@ -264,11 +276,15 @@ CompletionRequest parse_completion_request(const std::string& body, Endpoint end
 const char* finish_reason(StopReason stop) {
   switch (stop) {
     case StopReason::Eos:
-    case StopReason::StopString: return "stop";
+    case StopReason::StopString:
+      return "stop";
     case StopReason::MaxTokens:
-    case StopReason::ContextFull: return "length";
-    case StopReason::Cancelled: return "cancelled";
-    case StopReason::None: break;
+    case StopReason::ContextFull:
+      return "length";
+    case StopReason::Cancelled:
+      return "cancelled";
+    case StopReason::None:
+      break;
   }
   return "";
 }
@@ -308,9 +324,12 @@ json usage_json(const Metrics& m) {
 namespace {
 
 json head_json(Endpoint endpoint, const ResponseHead& head, bool chunk) {
-  const char* object = endpoint == Endpoint::ChatCompletions ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                                              : "text_completion";
-  return json{{"id", head.id}, {"object", object}, {"created", head.created}, {"model", head.model},
+  const char* object =
+      endpoint == Endpoint::ChatCompletions ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+  return json{{"id", head.id},
+              {"object", object},
+              {"created", head.created},
+              {"model", head.model},
               {"system_fingerprint", "folio"}};
 }
 
@@ -344,8 +363,10 @@ json chunk_json(Endpoint endpoint, const ResponseHead& head, const std::string& 
 json final_chunk_json(Endpoint endpoint, const ResponseHead& head, const RequestResult& result, double queue_ms) {
   json j = head_json(endpoint, head, true);
   json choice = {{"index", 0}, {"finish_reason", finish_reason(result.metrics.stop)}, {"logprobs", nullptr}};
-  if (endpoint == Endpoint::ChatCompletions) choice["delta"] = json::object();
-  else choice["text"] = "";
+  if (endpoint == Endpoint::ChatCompletions)
+    choice["delta"] = json::object();
+  else
+    choice["text"] = "";
   j["choices"] = json::array({choice});
   j["folio"] = folio_json(result.metrics, queue_ms);
   return j;

@@ -21,7 +21,10 @@ namespace folio::server {
 class ApiError : public std::runtime_error {
  public:
   ApiError(int status, std::string message, std::string type, std::string param = {}, std::string code = {})
-      : std::runtime_error(message), status_(status), type_(std::move(type)), param_(std::move(param)),
+      : std::runtime_error(message),
+        status_(status),
+        type_(std::move(type)),
+        param_(std::move(param)),
         code_(std::move(code)) {}
   int status() const { return status_; }
   const std::string& type() const { return type_; }
@@ -47,8 +50,8 @@ struct CompletionRequest {
   std::string prompt;                 // completions: text (BOS is added) ...
   std::vector<int32_t> prompt_ids;    // ... or token ids as given (no BOS added)
   bool prompt_is_ids = false;
-  std::optional<int> max_tokens;      // none = until the context is full
-  SamplerParams sampler;              // OpenAI's temperature defaults to 1 (sampled), as there
+  std::optional<int> max_tokens;  // none = until the context is full
+  SamplerParams sampler;          // OpenAI's temperature defaults to 1 (sampled), as there
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage

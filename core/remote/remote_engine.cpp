@@ -33,7 +33,8 @@ ServerError parse_server_error(const std::string& body) {
       e.message = err.get<std::string>();
     }
     // FastAPI-style servers (llama-cpp-python) answer {"detail": "..."}.
-    if (e.message.empty() && j.contains("detail")) e.message = j["detail"].is_string() ? j["detail"].get<std::string>() : j["detail"].dump();
+    if (e.message.empty() && j.contains("detail"))
+      e.message = j["detail"].is_string() ? j["detail"].get<std::string>() : j["detail"].dump();
   } catch (const json::exception&) {
   }
   if (e.message.empty()) e.message = body.substr(0, 300);
@@ -58,7 +59,8 @@ RemoteEngine::RemoteEngine(RemoteOptions options) : options_(std::move(options))
   const size_t scheme_end = url.find("://");
   const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
   if (scheme != "http" && scheme != "https")
-    throw Error(ErrorCode::BadArgument, "the remote URL must start with http:// or https:// (e.g. http://host:8080/v1), not \"" + url + "\"");
+    throw Error(ErrorCode::BadArgument,
+                "the remote URL must start with http:// or https:// (e.g. http://host:8080/v1), not \"" + url + "\"");
   const size_t path_start = url.find('/', scheme_end + 3);
   const std::string host = url.substr(0, path_start);
   if (host.size() <= scheme_end + 3) throw Error(ErrorCode::BadArgument, "the remote URL has no host: \"" + url + "\"");
@@ -84,13 +86,14 @@ Error refusal(const std::string& url, int status, const std::string& body, const
     return Error(ErrorCode::BackendUnavailable,
                  "the server at " + url + " refused the API key" + said + "; give the key it expects with --api-key");
   if (status == 404 && (e.code == "model_not_found" || e.message.find("model") != std::string::npos))
-    return Error(ErrorCode::BackendUnavailable,
-                 "the server at " + url + " does not serve the model '" + model + "'" + said +
-                     "; choose one it lists at " + url + "/models (--remote-model)");
+    return Error(ErrorCode::BackendUnavailable, "the server at " + url + " does not serve the model '" + model + "'" +
+                                                    said + "; choose one it lists at " + url +
+                                                    "/models (--remote-model)");
   if (status == 404)
     return Error(ErrorCode::BackendUnavailable, "the server at " + url + " has no such endpoint" + said +
                                                     "; --url should end with the API's base path, e.g. /v1");
-  if ((status == 400 || status == 413 || status == 422) && (e.code == "context_length_exceeded" || mentions_context(e.message)))
+  if ((status == 400 || status == 413 || status == 422) &&
+      (e.code == "context_length_exceeded" || mentions_context(e.message)))
     return Error(ErrorCode::OutOfContext,
                  "the prompt is longer than the server's context" +
                      (context_tokens > 0 ? " of " + std::to_string(context_tokens) + " tokens" : std::string()) + said +
@@ -126,9 +129,9 @@ RemoteModel RemoteEngine::connect() {
       models.push_back(rm);
     }
   } catch (const json::exception& e) {
-    throw Error(ErrorCode::BackendUnavailable, "the server at " + options_.url +
-                                                   " answered /models with something other than an OpenAI model list (" +
-                                                   e.what() + "); is --url the API's base (e.g. http://host:8080/v1)?");
+    throw Error(ErrorCode::BackendUnavailable,
+                "the server at " + options_.url + " answered /models with something other than an OpenAI model list (" +
+                    e.what() + "); is --url the API's base (e.g. http://host:8080/v1)?");
   }
   if (models.empty()) throw Error(ErrorCode::BackendUnavailable, "the server at " + options_.url + " lists no models");
   if (options_.model.empty()) {
@@ -288,8 +291,10 @@ RemoteResult RemoteEngine::stream(const std::string& path, const std::string& bo
     out.cut_reason = !ok ? "the connection to " + options_.url + " was lost (" + httplib::to_string(err) + ")"
                          : "the server at " + options_.url + " ended the stream before the answer was finished";
   }
-  if (finish == "length") m.stop = StopReason::MaxTokens;
-  else if (finish == "stop") m.stop = StopReason::Eos;
+  if (finish == "length")
+    m.stop = StopReason::MaxTokens;
+  else if (finish == "stop")
+    m.stop = StopReason::Eos;
   return out;
 }
 
