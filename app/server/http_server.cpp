@@ -21,9 +21,15 @@ namespace {
 
 const char* kJson = "application/json";
 
+// Generated text may hold bytes that are not UTF-8 (a byte-fallback token on its own): they are
+// sent as U+FFFD rather than failing the response.
+std::string json_text(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), kJson);
+  res.set_content(json_text(body), kJson);
 }
 
 void send_error(httplib::Response& res, const ApiError& e) {
@@ -56,7 +62,7 @@ ApiError engine_error(ErrorCode code, const std::string& message) {
 }
 
 std::string sse(const json& j) {
-  return "data: " + j.dump() + "\n\n";
+  return "data: " + json_text(j) + "\n\n";
 }
 
 }  // namespace
@@ -137,10 +143,7 @@ struct HttpServer::Impl {
             send_error(res, ApiError(404, "no such endpoint: " + req.method + " " + req.path, "invalid_request_error",
                                      {}, "unknown_url"));
           } else if (res.status == 413) {
-            send_error(res, ApiError(413,
-                                     "the request body is larger than this server's limit of " +
-                                         std::to_string(options.max_body_bytes) + " bytes (--max-body)",
-                                     "invalid_request_error", {}, "request_too_large"));
+            send_error(res, body_too_large());
           } else {
             send_error(res, ApiError(res.status, "the request was refused (HTTP " + std::to_string(res.status) + ")",
                                      "invalid_request_error"));
@@ -181,12 +184,42 @@ struct HttpServer::Impl {
       if (id != options.model_id) return send_error(res, model_not_found(id));
       send_json(res, 200, model_json());
     });
-    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      completion(req, res, Endpoint::ChatCompletions);
-    });
-    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      completion(req, res, Endpoint::Completions);
-    });
+    // The body is read here, not by httplib: its limit holds only for a Content-Length, and a
+    // chunked body must be cut off at --max-body too.
+    auto post = [this](Endpoint endpoint) {
+      return [this, endpoint](const httplib::Request& req, httplib::Response& res,
+                              const httplib::ContentReader& reader) {
+        std::string body;
+        bool too_large = req.has_header("Content-Length") &&
+                         req.get_header_value<uint64_t>("Content-Length") > options.max_body_bytes;
+        const bool read = !too_large && reader([&](const char* data, size_t n) {
+          if (body.size() + n > options.max_body_bytes) {
+            too_large = true;
+            return false;
+          }
+          body.append(data, n);
+          return true;
+        });
+        if (!read && !too_large) {
+          res.set_header("Connection", "close");
+          return send_error(res, bad_request("the request body could not be read (cut off, or a bad chunked encoding)"));
+        }
+        if (too_large) {
+          res.set_header("Connection", "close");
+          return send_error(res, body_too_large());
+        }
+        completion(body, res, endpoint);
+      };
+    };
+    http.Post("/v1/chat/completions", post(Endpoint::ChatCompletions));
+    http.Post("/v1/completions", post(Endpoint::Completions));
+  }
+
+  ApiError body_too_large() const {
+    return ApiError(413,
+                    "the request body is larger than this server's limit of " + std::to_string(options.max_body_bytes) +
+                        " bytes (--max-body)",
+                    "invalid_request_error", {}, "request_too_large");
   }
 
   ApiError model_not_found(const std::string& id) const {
@@ -227,11 +260,11 @@ struct HttpServer::Impl {
     return ids;
   }
 
-  void completion(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  void completion(const std::string& body, httplib::Response& res, Endpoint endpoint) {
     std::shared_ptr<Job> job = std::make_shared<Job>();
     CompletionRequest r;
     try {
-      r = parse_completion_request(req.body, endpoint);
+      r = parse_completion_request(body, endpoint);
       if (!r.model.empty() && r.model != options.model_id) throw model_not_found(r.model);
       job->prompt = prompt_tokens(r);
     } catch (const ApiError& e) {

@@ -363,6 +363,8 @@ class HttpSuite(unittest.TestCase):
             ("/v1/completions", {"prompt": [1, 2, 99999]}, 400, "invalid_value", "prompt"),
             ("/v1/completions", {"prompt": ["a", "b"]}, 400, None, "prompt"),
             ("/v1/completions", {"prompt": "x", "echo": True}, 400, "unsupported_value", "echo"),
+            # Bytes that are not UTF-8 (the error message quotes them: it must still be valid JSON).
+            ("/v1/completions", b'{"prompt": "\xff\xfe"}', 400, "invalid_json", None),
         ]
         for path, body, status, code, param in cases:
             with self.subTest(body=body):
@@ -383,9 +385,24 @@ class HttpSuite(unittest.TestCase):
             Shapes.error(self, st, err, 413, "request_too_large")
             st, _, ok = s.json("POST", "/v1/completions", greedy({"prompt": "x" * 100}, 2))
             self.assertEqual(st, 200, ok)
-        # The default limit is 8 MiB.
+        # The default limit is 8 MiB, also for a chunked body (no Content-Length to refuse early).
         st, _, err = self.server.json("POST", "/v1/completions", {"prompt": "x" * (8 << 20)})
         Shapes.error(self, st, err, 413, "request_too_large")
+        big = json.dumps({"prompt": "x" * (9 << 20)}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        conn.request("POST", "/v1/completions", body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        Shapes.error(self, resp.status, json.loads(resp.read()), 413, "request_too_large")
+        conn.close()
+        # A small chunked body is read as any other.
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        conn.request("POST", "/v1/completions", body=iter([b'{"prompt": "Once", ', b'"max_tokens": 3}']),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(json.loads(resp.read())["usage"]["completion_tokens"], 3)
+        conn.close()
 
     def test_api_key(self):
         with Server("--api-key", "s3cret-key") as s:
