@@ -13,7 +13,7 @@
            folio-cli --ask, streaming, prefix reuse, a client killed mid-stream frees the engine, a
            question about a document through --backend remote, and a server killed mid-answer.
 
-Usage: server_test.py SUITE --server BIN --cli BIN --model PATH [--report FILE]
+Usage: server_test.py SUITE --server BIN --cli BIN --model PATH [--report FILE] [--backend cpu|cuda]
 Exit codes: 0 passed, 1 failed, 77 skipped.
 """
 import argparse
@@ -40,7 +40,8 @@ class Server:
     def __init__(self, *extra, model=None):
         # One engine thread: on this shared 2-core machine a 2-thread pool loses most of its speed
         # whenever other work takes a core, and the timing tests need steady speed.
-        self.cmd = [ARGS.server, "--model", model or ARGS.model, "--port", "0", "--threads", ARGS.threads, *extra]
+        self.cmd = [ARGS.server, "--model", model or ARGS.model, "--port", "0", "--threads", ARGS.threads,
+                    "--backend", ARGS.backend, *extra]
         self.proc = None
         self.port = None
 
@@ -142,7 +143,8 @@ class Server:
 
 
 def cli(*args, model=None):
-    out = subprocess.run([ARGS.cli, "--model", model or ARGS.model, "--quiet", "--threads", ARGS.threads, *args],
+    out = subprocess.run([ARGS.cli, "--model", model or ARGS.model, "--quiet", "--threads", ARGS.threads,
+                          "--backend", ARGS.backend, *args],
                          capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -824,6 +826,7 @@ def main():
     p.add_argument("--requests", type=int, default=100, help="load: requests in all")
     p.add_argument("--clients", type=int, default=8, help="load: concurrent clients")
     p.add_argument("--max-tokens", type=int, default=48, help="load: tokens per answer")
+    p.add_argument("--backend", default="cpu", help="the engine's backend in folio-server and folio-cli")
     p.add_argument("--sanitized", action="store_true", help="the binaries are built with ASan+UBSan")
     p.add_argument("--threads", default="1", help="engine threads of folio-server and folio-cli")
     ARGS, rest = p.parse_known_args()
