@@ -80,7 +80,7 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--chat-format") o.chat_format = args.value(a);
     else if (a == "--model-id") o.server.model_id = args.value(a);
     else if (a == "--max-body") o.server.max_body_bytes = static_cast<size_t>(args.integer(a, 1024, int64_t{1} << 32));
-    else if (a == "--queue") o.server.max_waiting = static_cast<int>(args.integer(a, 0, 4096));
+    else if (a == "--queue") o.server.max_waiting = static_cast<int>(args.integer(a, 0, 1000));
     else if (a == "--kv-slots") o.server.kv_slots = static_cast<int>(args.integer(a, 1, 64));
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
     else if (a == "--gpu-mem-limit")

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -113,7 +114,10 @@ struct HttpServer::Impl {
   }
 
   void routes() {
-    const int threads = options.http_threads > 0 ? options.http_threads : std::max(16, options.max_waiting + 8);
+    // Every waiting request holds a thread (a stream, or a handler waiting for its answer): room for
+    // all of them and a few more for /health, /metrics and the 503s of a full queue.
+    const int threads =
+        options.http_threads > 0 ? options.http_threads : std::clamp(options.max_waiting + 8, 16, 1024);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_keep_alive_timeout(5);

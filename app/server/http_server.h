@@ -23,7 +23,7 @@ struct ServerOptions {
   sparse::AttentionMode attention = sparse::AttentionMode::Auto;
   std::string model_id;  // the name /v1/models lists and requests may give
   ChatFormatKind chat_format = ChatFormatKind::Plain;
-  int http_threads = 0;  // 0 = max_waiting + 8, at least 16
+  int http_threads = 0;  // 0 = max_waiting + 8, from 16 to 1024
 };
 
 class HttpServer {

@@ -744,27 +744,38 @@ class SmolLM2Suite(unittest.TestCase):
     def test_killed_client_frees_the_engine(self):
         s = self.server
         cancelled_before = s.metric("folio_generations_cancelled_total")
-        # A separate client process that streams a long answer; killed (SIGKILL) after its first text.
-        client = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(s.port)], stdout=subprocess.PIPE,
-                                  text=True)
-        line = client.stdout.readline()
-        self.assertEqual(line.strip(), "first text", "the client saw no text")
-        client.kill()
-        client.wait()
-        client.stdout.close()
+        # Client processes that stream a long answer; each is killed (SIGKILL) once it has seen
+        # something: A its first text (it is running), B its first event (it waits behind A).
+        def spawn(what):
+            p = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(s.port), what], stdout=subprocess.PIPE,
+                                 text=True)
+            self.assertEqual(p.stdout.readline().strip(), "seen " + what)
+            return p
+
+        def kill(p):
+            p.kill()
+            p.wait()
+            p.stdout.close()
+
+        running = spawn("text")
+        waiting = spawn("event")
+        self.assertEqual(s.json("GET", "/health")[2]["queue_depth"], 1)
+        kill(waiting)
+        time.sleep(2.5)  # its stream notices within about two keep-alive seconds
+        kill(running)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 10 and s.metric("folio_generations_cancelled_total") == cancelled_before:
-            time.sleep(0.1)
+        while time.monotonic() - t0 < 10 and s.metric("folio_generations_cancelled_total") < cancelled_before + 2:
+            time.sleep(0.05)
         freed_s = time.monotonic() - t0
-        self.assertEqual(s.metric("folio_generations_cancelled_total"), cancelled_before + 1,
-                         "the killed client's generation was not cancelled")
+        self.assertEqual(s.metric("folio_generations_cancelled_total"), cancelled_before + 2,
+                         "the killed clients' requests were not both cancelled")
         self.assertEqual(s.metric("folio_requests_running"), 0)
+        self.assertEqual(s.metric("folio_queue_depth"), 0)
         # The engine is free: the next request starts at once.
         _, _, body = s.json("POST", "/v1/chat/completions",
                             greedy({"messages": [{"role": "user", "content": "Say hi."}]}, 4))
         self.assertLess(body["folio"]["queue_ms"], 100)
-        print(f"killed client: generation cancelled {freed_s * 1000:.0f} ms after the kill")
-
+        print(f"killed clients: both requests cancelled {freed_s * 1000:.0f} ms after the running one's kill")
 
     def test_remote_document_question_and_server_killed(self):
         doc = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_doc.md")
@@ -796,7 +807,7 @@ class SmolLM2Suite(unittest.TestCase):
 
 
 KILLED_CLIENT = r"""
-import http.client, json, sys
+import http.client, json, sys, time
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
 body = {"messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
         "max_tokens": 1500, "temperature": 0, "stream": True}
@@ -804,10 +815,11 @@ conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"Co
 resp = conn.getresponse()
 for raw in resp:
     line = raw.decode().strip()
-    if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
-        print("first text", flush=True)
+    if not line.startswith("data: {"):
+        continue
+    if sys.argv[2] == "event" or json.loads(line[6:])["choices"][0]["delta"].get("content"):
+        print("seen " + sys.argv[2], flush=True)
         break
-import time
 time.sleep(600)
 """
 
