@@ -116,8 +116,7 @@ struct HttpServer::Impl {
   void routes() {
     // Every waiting request holds a thread (a stream, or a handler waiting for its answer): room for
     // all of them and a few more for /health, /metrics and the 503s of a full queue.
-    const int threads =
-        options.http_threads > 0 ? options.http_threads : std::clamp(options.max_waiting + 8, 16, 1024);
+    const int threads = options.http_threads > 0 ? options.http_threads : std::clamp(options.max_waiting + 8, 16, 1024);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_keep_alive_timeout(5);
@@ -191,32 +190,39 @@ struct HttpServer::Impl {
     // The body is read here, not by httplib: its limit holds only for a Content-Length, and a
     // chunked body must be cut off at --max-body too.
     auto post = [this](Endpoint endpoint) {
-      return [this, endpoint](const httplib::Request& req, httplib::Response& res,
-                              const httplib::ContentReader& reader) {
-        std::string body;
-        bool too_large = req.has_header("Content-Length") &&
-                         req.get_header_value<uint64_t>("Content-Length") > options.max_body_bytes;
-        const bool read = !too_large && reader([&](const char* data, size_t n) {
-          if (body.size() + n > options.max_body_bytes) {
-            too_large = true;
-            return false;
-          }
-          body.append(data, n);
-          return true;
-        });
-        if (!read && !too_large) {
-          res.set_header("Connection", "close");
-          return send_error(res, bad_request("the request body could not be read (cut off, or a bad chunked encoding)"));
-        }
-        if (too_large) {
-          res.set_header("Connection", "close");
-          return send_error(res, body_too_large());
-        }
-        completion(body, res, endpoint);
-      };
+      return
+          [this, endpoint](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+            std::string body;
+            bool too_large = req.has_header("Content-Length") &&
+                             req.get_header_value<uint64_t>("Content-Length") > options.max_body_bytes;
+            const bool read = !too_large && reader([&](const char* data, size_t n) {
+              if (body.size() + n > options.max_body_bytes) {
+                too_large = true;
+                return false;
+              }
+              body.append(data, n);
+              return true;
+            });
+            if (!read && !too_large) {
+              res.set_header("Connection", "close");
+              return send_error(res,
+                                bad_request("the request body could not be read (cut off, or a bad chunked encoding)"));
+            }
+            if (too_large) {
+              res.set_header("Connection", "close");
+              return send_error(res, body_too_large());
+            }
+            completion(body, res, endpoint);
+          };
     };
     http.Post("/v1/chat/completions", post(Endpoint::ChatCompletions));
     http.Post("/v1/completions", post(Endpoint::Completions));
+  }
+
+  // A request stopped while its client was still there: only a shutdown does that.
+  static ApiError shutting_down() {
+    return ApiError(503, "the server is shutting down; the request was stopped", "server_error", {},
+                    "server_shutting_down");
   }
 
   ApiError body_too_large() const {
@@ -291,6 +297,7 @@ struct HttpServer::Impl {
     if (r.stream) return stream(res, job, endpoint, head, r.include_usage);
     job->wait_done();
     if (job->failed()) return send_error(res, engine_error(job->error_code(), job->error()));
+    if (job->result().metrics.stop == StopReason::Cancelled) return send_error(res, shutting_down());
     send_json(res, 200, completion_json(endpoint, head, job->result(), job->queue_ms()));
   }
 
@@ -326,6 +333,9 @@ struct HttpServer::Impl {
           if (u.done) {
             if (job->failed()) {
               if (!write(sse(error_json(engine_error(job->error_code(), job->error()))))) return false;
+            } else if (job->result().metrics.stop == StopReason::Cancelled) {
+              // The client is still here, so the server stopped it: it is shutting down.
+              if (!write(sse(error_json(shutting_down())))) return false;
             } else {
               if (!write(sse(final_chunk_json(endpoint, head, job->result(), job->queue_ms())))) return false;
               if (include_usage && !write(sse(usage_chunk_json(endpoint, head, job->result().metrics)))) return false;

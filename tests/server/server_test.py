@@ -777,6 +777,28 @@ class SmolLM2Suite(unittest.TestCase):
         self.assertLess(body["folio"]["queue_ms"], 100)
         print(f"killed clients: both requests cancelled {freed_s * 1000:.0f} ms after the running one's kill")
 
+    def test_sigterm_mid_request(self):
+        # SIGTERM while a request runs: it is answered 503 (not left hanging) and the server exits 0.
+        with Server("--ctx", "2048", model=self.model) as victim:
+            result = {}
+
+            def ask():
+                result["r"] = victim.json("POST", "/v1/chat/completions", greedy(
+                    {"messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}, 1500))
+
+            t = threading.Thread(target=ask)
+            t.start()
+            t0 = time.monotonic()
+            while victim.metric("folio_requests_running") == 0 and time.monotonic() - t0 < 10:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            victim.proc.send_signal(signal.SIGTERM)
+            t.join(timeout=20)
+            self.assertFalse(t.is_alive(), "the request was left hanging")
+            st, _, body = result["r"]
+            Shapes.error(self, st, body, 503, "server_shutting_down")
+            self.assertEqual(victim.proc.wait(timeout=15), 0)
+
     def test_remote_document_question_and_server_killed(self):
         doc = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_doc.md")
         with open(doc, "w") as f:
