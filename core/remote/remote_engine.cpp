@@ -42,7 +42,10 @@ ServerError parse_server_error(const std::string& body) {
 }
 
 bool mentions_context(const std::string& s) {
-  for (const char* w : {"context length", "context_length", "maximum context", "context window", "context of"})
+  // OpenAI and vLLM ("maximum context length"), llama.cpp's server ("exceeds the available context
+  // size"), folio-server (code context_length_exceeded, "this model's context is N tokens").
+  for (const char* w : {"context length", "context_length", "maximum context", "context window", "context of",
+                        "context size", "context is"})
     if (s.find(w) != std::string::npos) return true;
   return false;
 }

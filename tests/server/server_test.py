@@ -268,6 +268,15 @@ class HttpSuite(unittest.TestCase):
             self.assertEqual(body["choices"][0]["finish_reason"], "length")
             self.assertEqual(body["usage"]["completion_tokens"], 24)
 
+    def test_prompt_as_token_ids(self):
+        ids = subprocess.run([ARGS.cli, "tokenize", "--model", ARGS.model, "Once upon a time"], capture_output=True,
+                             text=True, check=True).stdout.split()
+        bos = 1  # stories260K's BOS; a text prompt gets it, token ids are taken as given
+        _, _, by_ids = self.server.json("POST", "/v1/completions", greedy({"prompt": [bos] + [int(i) for i in ids]}))
+        _, _, by_text = self.server.json("POST", "/v1/completions", greedy({"prompt": "Once upon a time"}))
+        self.assertEqual(by_ids["choices"][0]["text"], by_text["choices"][0]["text"])
+        self.assertEqual(by_ids["usage"]["prompt_tokens"], by_text["usage"]["prompt_tokens"])
+
     def test_chat_is_folio_cli_greedy(self):
         cases = [([{"role": "user", "content": "Lily and Tom"}], ["--ask", "Lily and Tom"]),
                  ([{"role": "system", "content": "A story."}, {"role": "user", "content": "The dog"}],
