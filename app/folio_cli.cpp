@@ -29,6 +29,7 @@
 #if FOLIO_CLI_REMOTE
 #include <nlohmann/json.hpp>
 
+#include "core/chat/context_packing.h"
 #include "core/chat/prompt_layout.h"
 #include "core/remote/remote_engine.h"
 #endif
@@ -106,6 +107,8 @@ const char* kOptionHelp =
     "                        vLLM, SGLang, llama.cpp's server); the prompt is built here and sent as chat messages\n"
     "  --api-key KEY         --backend remote: sent as 'Authorization: Bearer KEY' (or set FOLIO_API_KEY)\n"
     "  --remote-model NAME   --backend remote: the model to ask (default: the first the server lists)\n"
+    "                        (with --tokenizer, the served model's, documents larger than the server's\n"
+    "                        context are packed here as --fit says)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
@@ -460,12 +463,19 @@ int run_remote(const CliOptions& o) {
   ro.api_key = o.api_key;
   ro.model = o.remote_model;
   folio::remote::RemoteEngine remote(ro);
+  // With --tokenizer (the served model's), prompts are counted here and documents larger than the
+  // server's context are packed as for the local engine (--fit); without it the server counts.
+  std::unique_ptr<folio::Tokenizer> tokenizer;
+  if (!o.engine.tokenizer_path.empty()) tokenizer = folio::load_tokenizer(o.engine.tokenizer_path);
+  auto messages_for = [&](const std::vector<folio::chat::Document>& d) {
+    std::vector<folio::ChatMessage> m;
+    if (std::string system = folio::chat::system_text(folio::ChatFormatKind::ChatML, d, o.system); !system.empty())
+      m.push_back({"system", std::move(system)});
+    m.push_back({"user", *o.ask});
+    return m;
+  };
   std::vector<folio::ChatMessage> messages;
-  if (o.ask) {
-    if (std::string system = folio::chat::system_text(folio::ChatFormatKind::ChatML, docs, o.system); !system.empty())
-      messages.push_back({"system", std::move(system)});
-    messages.push_back({"user", *o.ask});
-  }
+  if (o.ask) messages = messages_for(docs);
   if (o.print_prompt) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& m : messages) j.push_back({{"role", m.role}, {"content", m.content}});
@@ -478,6 +488,41 @@ int run_remote(const CliOptions& o) {
     std::fprintf(stderr, "folio-cli: asking %s at %s%s\n", model.id.c_str(), o.remote_url.c_str(),
                  model.context_tokens > 0 ? (", context " + std::to_string(model.context_tokens) + " tokens").c_str()
                                           : "");
+  if (tokenizer && o.ask && !docs.empty() && model.context_tokens > 0) {
+    auto count = [&](const std::string& text) {
+      return static_cast<int64_t>(tokenizer->encode(text, false, false).size());
+    };
+    // The server's chat template is not known here: each message is given a margin for its markers.
+    constexpr int64_t kTemplateTokens = 16;
+    auto prompt_tokens = [&](const std::vector<folio::ChatMessage>& m) {
+      int64_t n = 0;
+      for (const auto& x : m) n += count(x.content) + kTemplateTokens;
+      return n;
+    };
+    const int64_t need = prompt_tokens(messages);
+    const int64_t room = model.context_tokens - o.max_tokens;  // OpenAI's rule: prompt + max_tokens
+    if (need > room) {
+      const std::string numbers = "the prompt is about " + std::to_string(need) + " tokens and " +
+                                  std::to_string(o.max_tokens) + " are asked for the answer, more than the server's " +
+                                  "context of " + std::to_string(model.context_tokens) + " tokens";
+      if (o.fit == folio::chat::FitMode::Error)
+        throw Error(ErrorCode::OutOfContext, numbers + " (--fit, --max-tokens, fewer documents)");
+      const folio::chat::PackingIndex index(docs, count);
+      int64_t budget = room - (need - index.total_tokens());
+      for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
+        folio::chat::PackResult packed = folio::chat::pack_documents(index, *o.ask, budget, o.fit);
+        std::vector<folio::ChatMessage> m = messages_for(packed.docs);
+        const int64_t over = prompt_tokens(m) - room;
+        if (over <= 0) {
+          messages = std::move(m);
+          if (!o.quiet) std::fprintf(stderr, "folio-cli: documents packed: %s\n", packed.summary.c_str());
+          break;
+        }
+        budget -= over + 16;
+      }
+      if (prompt_tokens(messages) > room) throw Error(ErrorCode::OutOfContext, numbers + "; packing could not fit them");
+    }
+  }
   folio::GenerateOptions gen;
   gen.sampler = o.sampler;
   gen.max_tokens = o.max_tokens;

@@ -283,7 +283,8 @@ RemoteResult RemoteEngine::stream(const std::string& path, const std::string& bo
   if (pieces > 0) {
     m.decode_ms = last_ms - first_ms;
     if (!out.usage_from_server || m.decode_tokens == 0) m.decode_tokens = pieces;
-    if (m.decode_tokens > 1 && m.decode_ms > 0) m.decode_tok_s = double(m.decode_tokens - 1) * 1000.0 / m.decode_ms;
+    // Pieces that arrive together (a fast model, one network read) say nothing about the rate.
+    if (m.decode_tokens > 1 && m.decode_ms >= 5.0) m.decode_tok_s = double(m.decode_tokens - 1) * 1000.0 / m.decode_ms;
   }
   if (options.cancel != nullptr && options.cancel->cancelled()) {
     m.stop = StopReason::Cancelled;

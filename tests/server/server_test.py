@@ -655,6 +655,28 @@ class RemoteSuite(unittest.TestCase):
             self.assertGreater(m["ttft_ms"], 0)
             self.assertEqual(m["server"]["decode_tokens"], 8)
 
+    def test_documents_packed_with_a_local_tokenizer(self):
+        doc = os.path.join(os.path.dirname(ARGS.report) or ".", "remote_pack_doc.txt")
+        words = "the dog cat ran park ball tree sun happy big little girl boy played".split()
+        lines = [" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(12)) for i in range(300)]
+        lines[150] = "The secret key is hidden under the purple lighthouse."
+        with open(doc, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        tok = os.path.join(os.path.dirname(ARGS.model), "tok512.bin")
+        question = ["--file", doc, "--ask", "Where is the purple lighthouse key?", "--max-tokens", "32"]
+        with Server() as s:  # the model's context: 512 tokens, the document about 8000
+            url = f"http://127.0.0.1:{s.port}/v1"
+            r = remote_cli(url, *question, "--tokenizer", tok)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("documents packed:", r.stderr)
+            r = remote_cli(url, *question, "--tokenizer", tok, "--fit", "error")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("more than the server's context of 512 tokens", r.stderr)
+            # Without a tokenizer the server counts, and says it does not fit.
+            r = remote_cli(url, *question)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("longer than the server's context of 512 tokens", r.stderr)
+
     def test_errors_a_user_can_act_on(self):
         with Server("--api-key", "key-1", "--ctx", "256") as s:
             url = f"http://127.0.0.1:{s.port}/v1"
