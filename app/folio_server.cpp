@@ -123,6 +123,9 @@ int run(Options o) {
     o.server.chat_format = *k;
   }
   o.server.context_tokens = folio::chat::effective_context(o.ctx, engine->config().max_context);
+  if (o.ctx > o.server.context_tokens)
+    std::fprintf(stderr, "folio-server: note: --ctx %lld is more than the model was trained for; serving %lld tokens\n",
+                 static_cast<long long>(o.ctx), static_cast<long long>(o.server.context_tokens));
   if (o.server.model_id.empty()) {
     std::filesystem::path p(o.engine.model_path);
     if (p.filename().empty()) p = p.parent_path();  // a folder given with a trailing slash

@@ -60,7 +60,21 @@ void Job::fail(ErrorCode code, std::string message) {
 }
 
 GenerationQueue::GenerationQueue(Engine& engine, const QueueOptions& options, ServerMetrics& metrics)
-    : engine_(engine), options_(options), metrics_(metrics), worker_([this] { work(); }) {}
+    : engine_(engine), options_(options), metrics_(metrics), worker_([this] { work(); }) {
+  // The first KV cache is made now, so a context that does not fit (a GPU's memory plan) stops the
+  // server at start with the backend's message, not at the first request.
+  try {
+    SessionOptions so;
+    so.context_tokens = options_.context_tokens;
+    so.attention = options_.attention;
+    sessions_.push_back(engine_.create_session(so));
+    last_used_.push_back(0);
+  } catch (...) {
+    shutdown();
+    worker_.join();
+    throw;
+  }
+}
 
 GenerationQueue::~GenerationQueue() {
   shutdown();
