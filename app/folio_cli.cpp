@@ -531,8 +531,20 @@ int run_remote(const CliOptions& o) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
   };
-  const folio::remote::RemoteResult rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
+  folio::remote::RemoteResult rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
   std::fputs("\n", stdout);
+  // The server's count is the real one; without it, the local tokenizer's (an estimate: the
+  // server's template is not known here).
+  std::string prompt_count = rr.usage_from_server ? std::to_string(rr.result.metrics.prompt_tokens) : "?";
+  if (!rr.usage_from_server && tokenizer) {
+    int64_t n = 0;
+    if (o.ask)
+      for (const auto& x : messages) n += static_cast<int64_t>(tokenizer->encode(x.content, false, false).size()) + 16;
+    else
+      n = static_cast<int64_t>(tokenizer->encode(*o.prompt, true).size());
+    rr.result.metrics.prompt_tokens = n;
+    prompt_count = "about " + std::to_string(n) + " (counted here)";
+  }
   if (rr.cut) {
     // What came is kept (it is above) and marked, on stdout with the answer and on stderr.
     std::printf("[the answer was cut off here: %s]\n", rr.cut_reason.c_str());
@@ -543,7 +555,7 @@ int run_remote(const CliOptions& o) {
   if (!o.quiet) {
     std::fprintf(stderr, "ttft %.1f ms | decode %lld tokens, %.1f tok/s (measured here) | prompt %s tokens | stop: %s\n",
                  m.ttft_ms, static_cast<long long>(m.decode_tokens), m.decode_tok_s,
-                 rr.usage_from_server ? std::to_string(m.prompt_tokens).c_str() : "?",
+                 prompt_count.c_str(),
                  folio::stop_reason_name(m.stop));
     if (!rr.server_metrics_json.empty()) {
       const nlohmann::json s = nlohmann::json::parse(rr.server_metrics_json, nullptr, false);

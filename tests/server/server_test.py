@@ -719,7 +719,9 @@ class RemoteSuite(unittest.TestCase):
         t = threading.Thread(target=srv.serve_forever, daemon=True)
         t.start()
         try:
-            r = remote_cli(f"http://127.0.0.1:{srv.server_address[1]}/v1", "--ask", "x", timeout=30)
+            # This server sends no usage: with --tokenizer the prompt is counted here.
+            r = remote_cli(f"http://127.0.0.1:{srv.server_address[1]}/v1", "--ask", "x", "--tokenizer",
+                           os.path.join(os.path.dirname(ARGS.model), "tok512.bin"), timeout=30)
         finally:
             srv.shutdown()
             srv.server_close()
@@ -727,6 +729,7 @@ class RemoteSuite(unittest.TestCase):
         self.assertTrue(r.stdout.startswith("The answer begins here\n[the answer was cut off here: "), r.stdout)
         self.assertIn("cut off after 2 tokens", r.stderr)
         self.assertIn("what came is kept", r.stderr)
+        self.assertIn("(counted here)", r.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
