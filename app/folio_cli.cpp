@@ -28,6 +28,14 @@
 #include "core/model/model_loader.h"
 #include "kernels/cuda_backend.h"
 
+#if FOLIO_CLI_REMOTE
+#include <nlohmann/json.hpp>
+
+#include "core/chat/context_packing.h"
+#include "core/chat/prompt_layout.h"
+#include "core/remote/remote_engine.h"
+#endif
+
 #if FOLIO_CLI_DOCS
 #include <QCoreApplication>
 #include <QString>
@@ -58,6 +66,8 @@ const char* kUsage =
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error]\n"
+    "       folio-cli --backend remote --url URL [--api-key KEY] [--remote-model NAME] [--file DOC ...]\n"
+    "                 (--prompt TEXT | --ask QUESTION) [--max-tokens N] [--temperature T] ...\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
     "       folio-cli --help | --version\n";
 
@@ -95,7 +105,14 @@ const char* kOptionHelp =
     "                        the available memory); with documents that do not fit, that largest context\n"
     "  --chunk N             prefill chunk in tokens (default: the backend's)\n"
     "  --threads N           CPU threads (0 = all)\n"
-    "  --backend cpu|cuda    where the model runs (cuda falls back to the CPU when no GPU is usable)\n"
+    "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
+    "                        remote: on an OpenAI-compatible server, see --url)\n"
+    "  --url URL             --backend remote: the server's API base, e.g. http://host:8080/v1 (folio-server,\n"
+    "                        vLLM, SGLang, llama.cpp's server); the prompt is built here and sent as chat messages\n"
+    "  --api-key KEY         --backend remote: sent as 'Authorization: Bearer KEY' (or set FOLIO_API_KEY)\n"
+    "  --remote-model NAME   --backend remote: the model to ask (default: the first the server lists)\n"
+    "                        (with --tokenizer, the served model's, documents larger than the server's\n"
+    "                        context are packed here as --fit says)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
@@ -136,6 +153,11 @@ struct CliOptions {
   // --ask with documents larger than the context: the sections most relevant to the question, the
   // first ones, or an error.
   folio::chat::FitMode fit = folio::chat::FitMode::Relevant;
+  // --backend remote: the model runs behind an OpenAI-compatible API at remote_url.
+  bool remote = false;
+  std::string remote_url;
+  std::string api_key;
+  std::string remote_model;
 };
 
 std::string format_mib(size_t bytes) {
@@ -219,17 +241,32 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
+    else if (a == "--url") o.remote_url = args.value(a);
+    else if (a == "--api-key") o.api_key = args.value(a);
+    else if (a == "--remote-model") o.remote_model = args.value(a);
     else if (a == "--backend") {
       std::string b = args.value(a);
       if (b == "cpu") o.engine.backend = folio::BackendKind::Cpu;
       else if (b == "cuda") o.engine.backend = folio::BackendKind::Cuda;
-      else throw folio::cli::UsageError("--backend takes cpu or cuda, not " + b);
+      else if (b == "remote") o.remote = true;
+      else throw folio::cli::UsageError("--backend takes cpu, cuda or remote, not " + b);
     } else {
       throw folio::cli::UsageError("unknown argument " + a);
     }
   }
-  if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
-  o.engine.model_path = resolve_model(o.engine.model_path, o.quiet);
+  if (o.remote) {
+    if (o.remote_url.empty()) throw folio::cli::UsageError("--backend remote needs --url (e.g. http://host:8080/v1)");
+    if (!o.engine.model_path.empty())
+      throw folio::cli::UsageError("--model goes with a local engine; with --backend remote the server has the model "
+                                   "(--remote-model names it)");
+    if (o.api_key.empty())
+      if (const char* key = std::getenv("FOLIO_API_KEY"); key != nullptr) o.api_key = key;
+  } else {
+    if (!o.remote_url.empty() || !o.api_key.empty() || !o.remote_model.empty())
+      throw folio::cli::UsageError("--url, --api-key and --remote-model go with --backend remote");
+    if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
+    o.engine.model_path = resolve_model(o.engine.model_path, o.quiet);
+  }
   o.engine.context_tokens = o.ctx;
   o.engine.prefill_chunk = o.chunk;
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
@@ -441,6 +478,135 @@ int run_generate(const CliOptions& o) {
   return 0;
 }
 
+#if FOLIO_CLI_REMOTE
+// --backend remote: the documents are read and laid out here, as for the local engine (the system
+// turn a chat model gets: the user's system prompt, then the documents with the citation
+// instruction), and sent as chat messages; the server applies its model's chat template.
+int run_remote(const CliOptions& o) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
+  folio::remote::RemoteOptions ro;
+  ro.url = o.remote_url;
+  ro.api_key = o.api_key;
+  ro.model = o.remote_model;
+  folio::remote::RemoteEngine remote(ro);
+  // With --tokenizer (the served model's), prompts are counted here and documents larger than the
+  // server's context are packed as for the local engine (--fit); without it the server counts.
+  std::unique_ptr<folio::Tokenizer> tokenizer;
+  if (!o.engine.tokenizer_path.empty()) tokenizer = folio::load_tokenizer(o.engine.tokenizer_path);
+  auto messages_for = [&](const std::vector<folio::chat::Document>& d) {
+    std::vector<folio::ChatMessage> m;
+    if (std::string system = folio::chat::system_text(folio::ChatFormatKind::ChatML, d, o.system); !system.empty())
+      m.push_back({"system", std::move(system)});
+    m.push_back({"user", *o.ask});
+    return m;
+  };
+  std::vector<folio::ChatMessage> messages;
+  if (o.ask) messages = messages_for(docs);
+  if (o.print_prompt) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& m : messages) j.push_back({{"role", m.role}, {"content", m.content}});
+    std::fputs(j.dump(2).c_str(), stdout);
+    std::fputs("\n", stdout);
+    return 0;
+  }
+  const folio::remote::RemoteModel model = remote.connect();
+  if (!o.quiet)
+    std::fprintf(stderr, "folio-cli: asking %s at %s%s\n", model.id.c_str(), o.remote_url.c_str(),
+                 model.context_tokens > 0 ? (", context " + std::to_string(model.context_tokens) + " tokens").c_str()
+                                          : "");
+  if (tokenizer && o.ask && !docs.empty() && model.context_tokens > 0) {
+    auto count = [&](const std::string& text) {
+      return static_cast<int64_t>(tokenizer->encode(text, false, false).size());
+    };
+    // The server's chat template is not known here: each message is given a margin for its markers.
+    constexpr int64_t kTemplateTokens = 16;
+    auto prompt_tokens = [&](const std::vector<folio::ChatMessage>& m) {
+      int64_t n = 0;
+      for (const auto& x : m) n += count(x.content) + kTemplateTokens;
+      return n;
+    };
+    const int64_t need = prompt_tokens(messages);
+    const int64_t room = model.context_tokens - o.max_tokens;  // OpenAI's rule: prompt + max_tokens
+    if (need > room) {
+      const std::string numbers = "the prompt is about " + std::to_string(need) + " tokens and " +
+                                  std::to_string(o.max_tokens) + " are asked for the answer, more than the server's " +
+                                  "context of " + std::to_string(model.context_tokens) + " tokens";
+      if (o.fit == folio::chat::FitMode::Error)
+        throw Error(ErrorCode::OutOfContext, numbers + " (--fit, --max-tokens, fewer documents)");
+      const folio::chat::PackingIndex index(docs, count);
+      int64_t budget = room - (need - index.total_tokens());
+      for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
+        folio::chat::PackResult packed = folio::chat::pack_documents(index, *o.ask, budget, o.fit);
+        std::vector<folio::ChatMessage> m = messages_for(packed.docs);
+        const int64_t over = prompt_tokens(m) - room;
+        if (over <= 0) {
+          messages = std::move(m);
+          if (!o.quiet) std::fprintf(stderr, "folio-cli: documents packed: %s\n", packed.summary.c_str());
+          break;
+        }
+        budget -= over + 16;
+      }
+      if (prompt_tokens(messages) > room) throw Error(ErrorCode::OutOfContext, numbers + "; packing could not fit them");
+    }
+  }
+  folio::GenerateOptions gen;
+  gen.sampler = o.sampler;
+  gen.max_tokens = o.max_tokens;
+  gen.stop_strings = o.stops;
+  gen.on_token = [](int32_t, std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  folio::remote::RemoteResult rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
+  std::fputs("\n", stdout);
+  // The server's count is the real one; without it, the local tokenizer's (an estimate: the
+  // server's template is not known here).
+  std::string prompt_count = rr.usage_from_server ? std::to_string(rr.result.metrics.prompt_tokens) : "?";
+  if (!rr.usage_from_server && tokenizer) {
+    int64_t n = 0;
+    if (o.ask)
+      for (const auto& x : messages) n += static_cast<int64_t>(tokenizer->encode(x.content, false, false).size()) + 16;
+    else
+      n = static_cast<int64_t>(tokenizer->encode(*o.prompt, true).size());
+    rr.result.metrics.prompt_tokens = n;
+    prompt_count = "about " + std::to_string(n) + " (counted here)";
+  }
+  if (rr.cut) {
+    // What came is kept (it is above) and marked, on stdout with the answer and on stderr.
+    std::printf("[the answer was cut off here: %s]\n", rr.cut_reason.c_str());
+    std::fflush(stdout);
+  }
+  std::fflush(stdout);
+  const folio::Metrics& m = rr.result.metrics;
+  if (!o.quiet) {
+    std::fprintf(stderr, "ttft %.1f ms | decode %lld tokens, %.1f tok/s (measured here) | prompt %s tokens | stop: %s\n",
+                 m.ttft_ms, static_cast<long long>(m.decode_tokens), m.decode_tok_s,
+                 prompt_count.c_str(),
+                 folio::stop_reason_name(m.stop));
+    if (!rr.server_metrics_json.empty()) {
+      const nlohmann::json s = nlohmann::json::parse(rr.server_metrics_json, nullptr, false);
+      if (s.is_object())
+        std::fprintf(stderr, "server: ttft %.1f ms | prefill %lld tokens (%lld reused), %.1f tok/s | decode %.1f tok/s\n",
+                     s.value("ttft_ms", 0.0), static_cast<long long>(s.value("prefill_tokens", int64_t{0})),
+                     static_cast<long long>(s.value("reused_tokens", int64_t{0})), s.value("prefill_tok_s", 0.0),
+                     s.value("decode_tok_s", 0.0));
+    }
+  }
+  if (!o.metrics_json.empty()) {
+    std::ofstream out(o.metrics_json);
+    if (!out) throw Error(ErrorCode::FileUnreadable, "cannot write metrics to " + o.metrics_json);
+    nlohmann::json j = nlohmann::json::parse(folio::metrics_to_json(m));
+    if (!rr.server_metrics_json.empty()) j["server"] = nlohmann::json::parse(rr.server_metrics_json, nullptr, false);
+    out << j.dump(2) << "\n";
+  }
+  if (rr.cut)
+    throw Error(ErrorCode::BackendUnavailable, "the answer was cut off after " + std::to_string(m.decode_tokens) +
+                                                   " tokens: " + rr.cut_reason + " (what came is kept above)");
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -469,7 +635,15 @@ int main(int argc, char** argv) {
       args.next();
       return run_tokenize(args);
     }
-    return run_generate(parse_generate(args));
+    const CliOptions o = parse_generate(args);
+    if (o.remote) {
+#if FOLIO_CLI_REMOTE
+      return run_remote(o);
+#else
+      throw folio::cli::UsageError("this folio-cli was built without cpp-httplib: --backend remote is not available");
+#endif
+    }
+    return run_generate(o);
   } catch (const folio::cli::UsageError& e) {
     std::fprintf(stderr, "folio-cli: %s\n%s", e.what(), kUsage);
     return 2;

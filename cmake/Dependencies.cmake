@@ -28,6 +28,35 @@ endif()
 
 find_package(nlohmann_json 3.10 REQUIRED)
 
+# cpp-httplib for folio-server and the remote engine (target folio_httplib). Debian builds it as a
+# library (libcpp-httplib.so) whose header must be compiled with the flags it was built with, so
+# its pkg-config file is used; on the GPU machine (no apt) tools/gpu_prepare.sh carries the header,
+# the library and what it links to in FOLIO_DEPS_DIR, with Debian's flags set here. Where neither
+# is found, folio-server and --backend remote are not built.
+add_library(folio_httplib INTERFACE)
+if(PkgConfig_FOUND)
+  pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+endif()
+set(FOLIO_HAVE_HTTPLIB OFF)
+if(TARGET PkgConfig::HTTPLIB)
+  target_link_libraries(folio_httplib INTERFACE PkgConfig::HTTPLIB)
+  set(FOLIO_HAVE_HTTPLIB ON)
+elseif(FOLIO_DEPS_DIR)
+  find_path(HTTPLIB_INCLUDE_DIR httplib.h PATHS "${FOLIO_DEPS_DIR}/include" NO_DEFAULT_PATH)
+  find_library(HTTPLIB_LIBRARY cpp-httplib PATHS "${FOLIO_DEPS_DIR}/lib/httplib" NO_DEFAULT_PATH)
+  if(HTTPLIB_INCLUDE_DIR AND HTTPLIB_LIBRARY)
+    target_include_directories(folio_httplib INTERFACE "${HTTPLIB_INCLUDE_DIR}")
+    target_compile_definitions(folio_httplib INTERFACE CPPHTTPLIB_OPENSSL_SUPPORT CPPHTTPLIB_ZLIB_SUPPORT
+                                                       CPPHTTPLIB_BROTLI_SUPPORT)
+    target_link_libraries(folio_httplib INTERFACE "${HTTPLIB_LIBRARY}")
+    target_link_options(folio_httplib INTERFACE "LINKER:-rpath-link,${FOLIO_DEPS_DIR}/lib/httplib")
+    set(FOLIO_HAVE_HTTPLIB ON)
+  endif()
+endif()
+if(NOT FOLIO_HAVE_HTTPLIB)
+  message(STATUS "Folio: cpp-httplib not found (libcpp-httplib-dev): folio-server and --backend remote are not built")
+endif()
+
 if(FOLIO_APP)
   find_package(Qt6 6.4 REQUIRED COMPONENTS Core Gui Widgets Test Sql Pdf PdfWidgets Charts Concurrent)
 endif()

@@ -3,15 +3,19 @@
 # installs only what is missing (as root, or through sudo).
 #   bash tools/deps.sh          build tools, engine libraries and the Qt parts
 #   bash tools/deps.sh --list   print the package names and exit
+# PyPI packages the tests use as clients (the OpenAI library against folio-server) go into one
+# virtual environment, $FOLIO_VENV (default ~/.cache/folio/venv), which the tests look for.
 set -euo pipefail
 
 BUILD_PACKAGES=(cmake ninja-build g++ pkg-config)
-ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev)
+ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 PYTHON_PACKAGES=(python3 python3-pip python3-venv)
 # The packages (installer/, tools/package.sh) and their checks: man pages from --help, the icon's PNG
 # sizes, Debian's shlibdeps, lintian and the desktop entry and AppStream validators.
 PACKAGING_PACKAGES=(help2man librsvg2-bin dpkg-dev lintian desktop-file-utils appstream)
+PYPI_PACKAGES=(openai==3.60.0)
+FOLIO_VENV="${FOLIO_VENV:-$HOME/.cache/folio/venv}"
 APP_PACKAGES=(qt6-base-dev libqt6opengl6-dev libqt6sql6-sqlite qt6-charts-dev qt6-pdf-dev libgl-dev
               poppler-utils valgrind r-doc-pdf)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}" "${APP_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
@@ -30,15 +34,22 @@ for p in "${PACKAGES[@]}"; do
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "deps: all ${#PACKAGES[@]} packages are installed"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "deps: run as root or install sudo: missing ${missing[*]}" >&2; exit 1; }
+    SUDO=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "deps: installing ${missing[*]}"
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || { echo "deps: run as root or install sudo: missing ${missing[*]}" >&2; exit 1; }
-  SUDO=(sudo)
+# The PyPI clients, as the user (no root needed). Without network the tests that need them skip.
+if ! "$FOLIO_VENV/bin/python" -c "import openai" 2>/dev/null; then
+  echo "deps: installing ${PYPI_PACKAGES[*]} into $FOLIO_VENV"
+  { [[ -x "$FOLIO_VENV/bin/python" ]] || python3 -m venv "$FOLIO_VENV"; } &&
+    "$FOLIO_VENV/bin/pip" install -q --disable-pip-version-check "${PYPI_PACKAGES[@]}" ||
+    echo "deps: note: could not install ${PYPI_PACKAGES[*]} (no network?); the OpenAI-client tests will skip" >&2
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

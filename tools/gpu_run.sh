@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
-#   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]    (default: test)
+#   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
+#                         [server]    (default: test)
+# server runs folio-server's loopback suites (tests/server/server_test.py: http, load, remote) with
+# --backend cuda on stories260K, into $OUT/server_*.log and server_load.json.
 # attn compares the prefill attention kernels alone (mma.sync and Hopper) on hd 128/96/64, dense and
 # tile lists, into $OUT/attn_kernels.jsonl.
 # sanitize runs tst_gpu_sparse's kernel case under compute-sanitizer memcheck and racecheck.
@@ -104,7 +107,15 @@ PY
           grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASS|FAIL" "$log" | head -12 || true
         done
       done ;;
-        peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
+    peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
+    server)
+      # cpp-httplib and what it links to came in .deps/lib/httplib (tools/gpu_prepare.sh).
+      export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:$PWD/.deps/lib/httplib"
+      for suite in http load remote; do
+        python3 tests/server/server_test.py $suite --server build/gpu/app/folio-server --cli build/gpu/app/folio-cli \
+          --model resources/models/stories260K/stories260K.bin --backend cuda --report "$out/server_$suite.json" \
+          > "$out/server_$suite.log" 2>&1 && echo "server $suite: passed" || echo "server $suite: FAILED (rc $?)"
+      done ;;
     hfcheck) python3 tools/gpu_hf_check.py --out "$out" ;;
     archs)
       cmake --preset gpu-all -DFOLIO_DEPS_DIR="$PWD/.deps" > "$out/configure-all.log"
