@@ -16,6 +16,7 @@
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
 #include "core/chat/prompt_layout.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
@@ -381,6 +382,119 @@ class TstChat : public QObject {
       const folio::chat::PackResult b = folio::chat::pack_documents({tree}, q, budget, FitMode::Relevant, count);
       QCOMPARE(folio::chat::layout_documents(a.docs), folio::chat::layout_documents(b.docs));
       QVERIFY(a.estimated_tokens <= budget);
+    }
+  }
+
+  // Grounded answers: the right answers to the demo questions find their section of the manual
+  // (the lines, and a quote that holds the answer); the question completes a short answer; a
+  // statement the manual does not hold finds nothing; citations do not count as words.
+  void grounding_finds_the_demo_answers() {
+    const folio::chat::Document manual = folio::chat::read_text_document(demo_path());
+    const folio::chat::GroundingIndex index({manual});
+    QVERIFY(index.passage_count() >= 15);  // its paragraphs, headings kept with their text
+    struct Case {
+      const char* question;
+      const char* answer;
+      int first, last;    // the lines of the manual's section that answers it
+      const char* quote;  // what the quote must hold
+    };
+    const Case cases[] = {
+        {"How long do the batteries in the outdoor sensor last?",
+         "The batteries in the outdoor sensor last about 14 months with the default reporting interval.", 60, 71,
+         "14 months"},
+        {"How long do the batteries in the outdoor sensor last?", "About 14 months.", 60, 71, "14 months"},
+        {"How long is the warranty?", "The H-40 comes with a 3-year warranty from the date of purchase (p. 12).", 112,
+         125, "3-year warranty"},
+        {"At what time are firmware updates installed?",
+         "Firmware updates are installed at 03:00 when the display is on mains power.", 83, 92, "03:00"},
+    };
+    for (const Case& c : cases) {
+      const std::vector<folio::chat::SourcePassage> sources = index.ground(c.answer, c.question);
+      QVERIFY2(!sources.empty(), c.answer);
+      const folio::chat::SourcePassage& top = sources.front();
+      const std::string where = folio::chat::source_location(manual, top);
+      qInfo("%s -> %s \"%s\" (support %.2f)", c.answer, where.c_str(), top.quote.c_str(), top.support);
+      QCOMPARE(top.file, std::string("halcyon-h40-manual.md"));
+      QVERIFY2(top.first_line >= c.first && top.last_line <= c.last && top.first_line <= top.last_line, where.c_str());
+      QVERIFY2(top.quote.find(c.quote) != std::string::npos, top.quote.c_str());
+      QVERIFY(top.support >= 0.5 && top.support <= 1.0);
+      QCOMPARE(top.statements, std::vector<int>{0});
+    }
+    // Two statements, two sections, each source says which statement it supports.
+    const std::vector<folio::chat::SourcePassage> both = index.ground(
+        "The sensor cells last about 14 months. The warranty covers the display for three years from the date of "
+        "purchase.",
+        "Tell me about batteries and warranty.");
+    QCOMPARE(both.size(), size_t{2});
+    std::vector<int> statements;
+    for (const auto& s : both) statements.push_back(s.statements.front());
+    std::sort(statements.begin(), statements.end());
+    QCOMPARE(statements, (std::vector<int>{0, 1}));
+    // Not in the manual: no source, even though the question's words are.
+    QVERIFY(index.ground("Penguins hunt krill beneath the Antarctic ice shelf.", "How long do the batteries last?").empty());
+    QVERIFY(index.ground("Yes.", "Is there a warranty?").empty());
+  }
+
+  void answer_statements_split_sentences_and_items() {
+    using folio::chat::answer_statements;
+    QCOMPARE(answer_statements("It lasts 14 months (p. 12). Change all cells, e.g. in spring. Version 2.3.1 fixed it!"),
+             (std::vector<std::string>{"It lasts 14 months.", "Change all cells, e.g. in spring.",
+                                       "Version 2.3.1 fixed it!"}));
+    QCOMPARE(answer_statements("Steps:\n1. Open **Settings**.\n- Press `Reset` (src/ui.cpp:40-58)\n\n> Done"),
+             (std::vector<std::string>{"Steps:", "Open Settings.", "Press Reset", "Done"}));
+  }
+
+  // Planted facts in the R reference manual's text (2,415 pages): each answer finds the page its
+  // fact was planted on, and answers in the manual's own words find their topic's page.
+  void grounding_finds_planted_facts_in_the_r_manual() {
+    const std::string pdf = "/usr/share/R/doc/manual/fullrefman.pdf";
+    FOLIO_REQUIRE_FILE(pdf);
+    folio::chat::Document manual = folio::docs::chat_document(folio::docs::load_pdf(QString::fromStdString(pdf)));
+    if (manual.page_count != 2415) QSKIP("another edition of the R manual (the pages differ); r-doc-pdf 4.2.2 has 2,415");
+    struct Planted {
+      int page;  // 1-based
+      const char* fact;
+      const char* answer;
+    };
+    const Planted planted[] = {
+        {312, "The quokka tolerance of the zephyr smoother defaults to 0.0371 in every release.",
+         "The zephyr smoother uses a quokka tolerance of 0.0371 by default."},
+        {1377, "Marmalade frames are flushed to the heliotrope cache every 45 seconds.",
+         "Marmalade frames go to the heliotrope cache every 45 seconds."},
+        {2203, "Set the option tangerine.depth to 9 to let the walrus parser read nested brackets.",
+         "To let the walrus parser read nested brackets, set tangerine.depth to 9."},
+    };
+    for (const Planted& p : planted) {
+      auto it = std::find_if(manual.sections.begin(), manual.sections.end(),
+                             [&](const folio::chat::Section& s) { return s.page_index == p.page - 1; });
+      QVERIFY(it != manual.sections.end());
+      it->text += "\n" + std::string(p.fact);
+    }
+    const folio::chat::GroundingIndex index({manual});
+    for (const Planted& p : planted) {
+      const auto sources = index.ground(p.answer, "What does the manual say?");
+      QVERIFY2(!sources.empty(), p.answer);
+      qInfo("%s -> %s", p.answer, folio::chat::source_location(manual, sources.front()).c_str());
+      QCOMPARE(sources.front().page_index, p.page - 1);
+      QVERIFY2(sources.front().quote.find(std::string(p.fact).substr(0, 20)) != std::string::npos,
+               sources.front().quote.c_str());
+    }
+    // The manual's own topics (pages from tests/data/retrieval-rmanual.tsv).
+    const std::pair<int, const char*> topics[] = {
+        {1654, "lm is used to fit linear models, including multivariate ones, and can carry out regression and "
+               "analysis of covariance."},
+        {1641, "kmeans performs k-means clustering on a data matrix."},
+    };
+    for (const auto& [page, answer] : topics) {
+      const auto sources = index.ground(answer, "");
+      QVERIFY2(!sources.empty(), answer);
+      qInfo("%s -> %s", answer, folio::chat::source_location(manual, sources.front()).c_str());
+      QCOMPARE(sources.front().page_index, page - 1);
+      // cited by the page's printed label, as the prompt marks it
+      const auto& section = manual.sections[sources.front().section];
+      QCOMPARE(section.page_index, page - 1);
+      QCOMPARE(folio::chat::source_location(manual, sources.front()),
+               "fullrefman.pdf, p. " + folio::chat::citation_label(manual, section));
     }
   }
 

@@ -120,6 +120,14 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
   mean_length_ = lengths_.empty() ? 1.0 : std::max(1.0, static_cast<double>(total) / lengths_.size());
 }
 
+double SectionIndex::idf(const std::string& term) const {
+  const double n = static_cast<double>(lengths_.size());
+  const auto it = std::lower_bound(terms_.begin(), terms_.end(), term);
+  const double df =
+      it == terms_.end() || *it != term ? 1.0 : static_cast<double>(postings_[static_cast<size_t>(it - terms_.begin())].size());
+  return std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+}
+
 std::vector<double> SectionIndex::scores(std::string_view question) const {
   constexpr double k1 = 1.2, b = 0.75;
   std::vector<double> out(lengths_.size(), 0.0);

@@ -38,6 +38,9 @@ class SectionIndex {
   // Score of every section, in document order (docs[0]'s sections first).
   std::vector<double> scores(std::string_view question) const;
   size_t size() const { return lengths_.size(); }
+  // How rare a word (as index_terms() gives it) is among the sections: BM25's idf; a word no section
+  // holds gets the idf of a word found once.
+  double idf(const std::string& term) const;
 
  private:
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings_;  // term -> (section, count)
