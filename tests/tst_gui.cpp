@@ -24,6 +24,7 @@
 #include <QtTest>
 #include <memory>
 
+#include "core/chat/grounding.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
 #include "ui/app_settings.h"
@@ -1083,6 +1084,110 @@ class TstGui : public QObject {
     emit view.browser()->anchorClicked(QUrl("folio-cite:1/0"));
     QCOMPARE(clicked.count(), 1);
     QCOMPARE(clicked[0][1].value<folio::docs::CitationTarget>().first_page, 1);
+  }
+
+  // Grounded answers in the window: the passages that support an answer are listed under it as
+  // links; one opens its PDF page in a wide source pane with the passage highlighted, zoom works,
+  // and the answer stays in view; a page the answer cites that the PDF does not have is flagged,
+  // not linked. A file's passage opens at its lines.
+  void sources_under_an_answer_open_the_page_highlighted() {
+    const QString pdf_path = tmp_.filePath("station.pdf");
+    {
+      QPdfWriter pdf(pdf_path);
+      QPainter p(&pdf);
+      p.setFont(QFont("Sans", 12));
+      p.drawText(QRect(200, 200, 8000, 1000), "Page one: unpacking the station and its parts.");
+      pdf.newPage();
+      p.drawText(QRect(200, 200, 8000, 600), "Mount the mast on a wooden post.");
+      p.drawText(QRect(200, 900, 8000, 600), "The sensor cells last about fourteen months in winter.");
+      pdf.newPage();
+      p.drawText(QRect(200, 200, 8000, 1000), "Page three: cleaning the rain funnel.");
+    }
+    const QString txt_path =
+        write_file("care.txt", "Care\n\nWipe the display with a dry cloth.\n\nRinse the rain funnel every spring.\n");
+    auto w = make_window();
+    w->resize(1440, 900);
+    QVERIFY(wait_ready(w.get()));
+    const folio::docs::Document pdf = folio::docs::load_document(pdf_path);
+    const folio::docs::Document txt = folio::docs::load_document(txt_path);
+    QCOMPARE(pdf.page_count, 3);
+
+    const folio::chat::GroundingIndex index(folio::docs::chat_documents({pdf, txt}));
+    const QString answer = "The cells last about fourteen months (p. 2). Rinse the funnel every spring (p. 12).";
+    const std::vector<folio::chat::SourcePassage> found =
+        index.ground(answer.toStdString(), "How long do the cells last?");
+    QCOMPARE(found.size(), size_t{2});
+    const auto on_page = std::find_if(found.begin(), found.end(), [](const auto& p) { return p.page_index >= 0; });
+    const auto in_file = std::find_if(found.begin(), found.end(), [](const auto& p) { return p.page_index < 0; });
+    QVERIFY(on_page != found.end() && in_file != found.end());
+    QCOMPARE(on_page->page_index, 1);
+    QCOMPARE(in_file->first_line, 5);
+    qInfo("page 2 reads \"%s\"; quoted \"%s\"", qPrintable(pdf.sections[1].text), on_page->quote.c_str());
+
+    // Listed under the answer; the citation of a page the PDF does not have is flagged, not linked.
+    const QVector<folio::docs::CitationCheck> checks = folio::docs::check_citations(answer, {pdf, txt});
+    QCOMPARE(checks.size(), 2);
+    QVERIFY(checks[0].found);
+    QVERIFY(!checks[1].found);
+    QVERIFY2(checks[1].problem.contains("no page 12 in station.pdf (pages 1-3)"), qPrintable(checks[1].problem));
+    ChatView* chat = w->chat();
+    chat->add_user("How long do the cells last?");
+    const int entry = chat->begin_assistant();
+    chat->append_to_answer(answer);
+    chat->finish_answer("metrics", {checks[0].target});
+    chat->set_sources(entry, {{"station.pdf, p. 2", QString::fromStdString(on_page->quote)}, {"care.txt:5", "Rinse"}},
+                      {checks[1]}, {});
+    chat->flush_render();
+    const QString html = chat->browser()->toHtml();
+    QVERIFY(html.contains("folio-source:" + QString::number(entry) + "/0"));
+    QVERIFY(html.contains("folio-cite:" + QString::number(entry) + "/0"));
+    QVERIFY(!html.contains("folio-cite:" + QString::number(entry) + "/1"));
+    const QString shown = chat->transcript();
+    QVERIFY2(shown.contains("p. 12 [not in the documents]"), qPrintable(shown));
+    QVERIFY2(shown.contains("Sources") && shown.contains("fourteen months"), qPrintable(shown));
+    QSignalSpy activated(chat, &ChatView::source_activated);
+    emit chat->browser()->anchorClicked(QUrl(QString("folio-source:%1/0").arg(entry)));
+    QCOMPARE(activated.count(), 1);
+    QCOMPARE(activated[0][1].toInt(), 0);
+
+    // The PDF page opens wide beside the chat, the passage highlighted.
+    w->open_passage(pdf, *on_page);
+    QTest::qWait(50);
+    SourceViewer* viewer = w->viewer();
+    QVERIFY(viewer->isVisible());
+    QVERIFY(viewer->showing_pdf());
+    QCOMPARE(viewer->current_pdf_page(), 1);
+    QVERIFY(viewer->current_title().contains("page 2"));
+    QVERIFY(!viewer->highlight_bounds().isEmpty());
+    QVERIFY2(viewer->highlighted_text().contains("fourteen months"), qPrintable(viewer->highlighted_text()));
+    QVERIFY2(!viewer->highlighted_text().contains("Mount"), "the sentence, not the whole line of the page");
+    const int pane = viewer->width(), beside = w->chat()->width();
+    qInfo("source pane %d px beside the chat's %d px", pane, beside);
+    QVERIFY2(pane >= 380 && beside >= 250, qPrintable(QString("pane %1, chat %2").arg(pane).arg(beside)));
+    QVERIFY(w->chat()->isVisible());
+    // Zoom: in, out, and back to the pane's width.
+    QVERIFY(viewer->fits_width());
+    const double fitted = viewer->zoom();
+    const int page_width = viewer->findChild<QLabel*>("pdfPage")->width();
+    viewer->zoom_in();
+    QVERIFY(!viewer->fits_width());
+    QVERIFY(viewer->zoom() > fitted);
+    QVERIFY(viewer->findChild<QLabel*>("pdfPage")->width() > page_width);
+    viewer->findChild<QToolButton*>("fitWidth")->click();
+    QVERIFY(viewer->fits_width());
+    QCOMPARE(viewer->zoom(), fitted);
+    QVERIFY(!viewer->highlight_bounds().isEmpty());  // still marked
+
+    // The file's passage opens at its lines.
+    w->open_passage(txt, *in_file);
+    QVERIFY(!viewer->showing_pdf());
+    QCOMPARE(viewer->first_marked_line(), 5);
+    QVERIFY(viewer->current_title().contains("care.txt"));
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+      w->open_passage(pdf, *on_page);
+      QTest::qWait(50);
+      w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/sources.png");
+    }
   }
 
   void event_loop_stalls_while_the_engine_works() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
 #include "core/docs/document.h"
 #include "core/engine/engine.h"
 
@@ -83,6 +84,8 @@ struct AskOutcome {
   int history_turns = 0;         // turns of the conversation after this answer (regenerate needs 2)
   int64_t conversation_id = 0;   // where the store recorded it (0 = not recorded)
   QString record_error;          // why it could not be recorded ("" = recorded or no store)
+  // The passages of the request's documents (whole, in request order) that support the answer.
+  std::vector<folio::chat::SourcePassage> sources;
 };
 
 struct CompareRequest {

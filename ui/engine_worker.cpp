@@ -279,12 +279,30 @@ void EngineWorker::ask(const AskRequest& request) {
     out.history_turns = static_cast<int>(a.history_turns);
     out.conversation_id = recorder_ ? recorder_->conversation_id() : 0;
     out.record_error = a.record_error.empty() ? store_error_ : QString::fromStdString(a.record_error);
+    if (!out.text.trimmed().isEmpty()) out.sources = ground(request, out.question, out.text);
     emit phase_changed(Phase::Idle);
     emit ask_finished(out);
   } catch (const std::exception& e) {
     emit phase_changed(Phase::Idle);
     emit ask_failed(request.id, describe(e));
   }
+}
+
+std::vector<folio::chat::SourcePassage> EngineWorker::ground(const AskRequest& request, const QString& question,
+                                                            const QString& answer) {
+  // Against the whole documents, also where the prompt held only part of one: a source links
+  // into the document as it is.
+  if (request.documents.isEmpty()) return {};
+  QString key;
+  for (const PromptDocument& d : request.documents)
+    key += (d.doc.content_hash.isEmpty() ? d.doc.path : d.doc.content_hash) + '|';
+  if (!grounding_ || key != grounding_key_) {
+    std::vector<folio::chat::Document> docs;
+    for (const PromptDocument& d : request.documents) docs.push_back(folio::docs::chat_document(d.doc));
+    grounding_ = std::make_unique<folio::chat::GroundingIndex>(std::move(docs));
+    grounding_key_ = key;
+  }
+  return grounding_->ground(answer.toStdString(), question.toStdString());
 }
 
 std::shared_ptr<const sparse::SparseConfig> EngineWorker::sparse_config_with_threshold(int64_t threshold) const {

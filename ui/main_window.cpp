@@ -219,6 +219,23 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     statusBar()->showMessage(tr("Answer copied"), 3000);
   });
   connect(chat_, &ChatView::citation_activated, this, &MainWindow::open_citation);
+  connect(chat_, &ChatView::source_activated, this, [this](int entry, int index) {
+    const auto docs = answer_sources_.find(entry);
+    const auto passages = answer_passages_.find(entry);
+    if (docs == answer_sources_.end() || passages == answer_passages_.end() || index < 0 ||
+        index >= static_cast<int>(passages->size()))
+      return;
+    const folio::chat::SourcePassage& p = (*passages)[static_cast<size_t>(index)];
+    if (p.document >= static_cast<size_t>(docs->size())) return;
+    open_passage((*docs)[static_cast<int>(p.document)], p);
+    show_viewer(entry);
+  });
+  // The width the user drags the source pane to is kept for the next time it opens.
+  connect(center_split_, &QSplitter::splitterMoved, this, [this](int, int) {
+    const QList<int> sizes = center_split_->sizes();
+    if (viewer_->isVisible() && sizes.size() == 2 && sizes[0] + sizes[1] > 0)
+      viewer_share_ = std::clamp(static_cast<double>(sizes[1]) / (sizes[0] + sizes[1]), 0.2, 0.8);
+  });
   connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
   connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
   connect(gpu_notice_, &NoticeBar::dismissed_for_good, this, [] {
@@ -630,6 +647,7 @@ void MainWindow::new_conversation() {
   conversation_id_ = 0;
   remembered_fit_.reset();
   answer_sources_.clear();
+  answer_passages_.clear();
   chat_->clear_messages();
   documents_->set_conversation_tokens(0);
   QMetaObject::invokeMethod(
@@ -880,11 +898,21 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   if (!outcome.record_error.isEmpty())
     banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));
 
-  // The documents this answer was asked over, for its citations.
+  // The documents this answer was asked over, for its citations and sources (in request order; a
+  // document removed meanwhile keeps its place, empty).
   QVector<folio::docs::Document> sources;
-  for (uint64_t key : request_doc_keys_)
-    if (const DocumentEntry* e = documents_->entry(key)) sources.push_back(e->doc);
-  const QVector<folio::docs::CitationTarget> citations = folio::docs::resolve_citations(outcome.text, sources);
+  for (uint64_t key : request_doc_keys_) {
+    const DocumentEntry* e = documents_->entry(key);
+    sources.push_back(e != nullptr ? e->doc : folio::docs::Document{});
+  }
+  QVector<folio::docs::CitationTarget> citations;
+  QVector<folio::docs::CitationCheck> flagged;
+  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(outcome.text, sources)) {
+    if (c.found)
+      citations.push_back(c.target);
+    else
+      flagged.push_back(c);
+  }
   int answer_entry = -1;
   for (int i = chat_->count() - 1; i >= 0; --i)
     if (chat_->entry(i).kind == ChatEntry::Kind::Assistant) {
@@ -897,6 +925,19 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   } else {
     chat_->finish_answer(metrics_footer(m), citations);
     answer_sources_.insert(answer_entry, sources);
+    answer_passages_.insert(answer_entry, outcome.sources);
+    QVector<SourceLink> links;
+    for (const folio::chat::SourcePassage& p : outcome.sources) {
+      if (p.document >= static_cast<size_t>(sources.size())) continue;
+      folio::chat::Document heading;  // source_location() names the document by its title
+      heading.title = sources[static_cast<int>(p.document)].title.toStdString();
+      links.push_back({QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
+    }
+    QString note;
+    if (links.isEmpty() && !sources.isEmpty())
+      note = tr("No passage of the documents was found that says what this answer says; check it against the "
+                "documents.");
+    chat_->set_sources(answer_entry, links, flagged, note);
   }
   performance_->show_metrics(m);
   int64_t doc_tokens = 0;
@@ -1013,10 +1054,40 @@ void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) 
   const auto it = answer_sources_.find(entry);
   if (it == answer_sources_.end() || t.document < 0 || t.document >= it->size()) return;
   open_source((*it)[t.document], t);
+  show_viewer(entry);
+}
+
+void MainWindow::show_viewer(int entry) {
+  const bool was_hidden = viewer_->isHidden();
+  viewer_->show();
+  if (was_hidden) {
+    // Wide enough to read: the share the user chose last (55% at first) of the chat's column.
+    const int total = center_split_->width() - center_split_->handleWidth();
+    const int pane = std::max(static_cast<int>(total * viewer_share_), std::min(total / 2, 420));
+    center_split_->setSizes({std::max(0, total - pane), pane});
+  }
+  if (entry >= 0) chat_->scroll_to_entry(entry);  // the answer stays in view beside its source
+}
+
+void MainWindow::open_passage(const folio::docs::Document& doc, const folio::chat::SourcePassage& p) {
+  show_viewer(-1);
+  if (p.page_index >= 0) {
+    const QString label = p.page_index < doc.page_labels.size() ? doc.page_labels[p.page_index] : QString();
+    viewer_->show_pdf_page(doc.path, p.page_index, label, QString::fromStdString(p.quote));
+    return;
+  }
+  const QString file = QString::fromStdString(p.file);
+  QVector<const folio::docs::Section*> parts;
+  for (const auto& s : doc.sections)
+    if (s.file == file) parts.push_back(&s);
+  std::sort(parts.begin(), parts.end(), [](auto* a, auto* b) { return a->first_line < b->first_line; });
+  QStringList text;
+  for (auto* s : parts) text << s->text;
+  viewer_->show_file_lines(file, text.join('\n'), p.first_line, p.last_line);
 }
 
 void MainWindow::open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& t) {
-  viewer_->show();
+  show_viewer(-1);
   if (t.citation.kind == folio::docs::CitationKind::Pages) {
     const QString label =
         t.first_page >= 0 && t.first_page < doc.page_labels.size() ? doc.page_labels[t.first_page] : QString();

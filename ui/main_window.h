@@ -74,6 +74,11 @@ class MainWindow : public QMainWindow {
 
   // Opens what a citation points to in the source pane: a PDF page, or a file's lines.
   void open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& target);
+  // Opens a passage found to support an answer: its PDF page with the passage highlighted, or its
+  // lines marked in the file. The answer stays in view beside it.
+  void open_passage(const folio::docs::Document& doc, const folio::chat::SourcePassage& passage);
+  // The passages found for the answer of chat entry `entry` (empty when none or not an answer).
+  std::vector<folio::chat::SourcePassage> answer_passages(int entry) const { return answer_passages_.value(entry); }
 
   // The choice when documents do not fit the context. Unset: a FitDialog asks the user. Set (tests):
   // called instead of the dialog; nullopt = the user cancelled.
@@ -138,6 +143,7 @@ class MainWindow : public QMainWindow {
   void on_ask_failed(quint64 id, const QString& message);
   void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
   void open_citation(int entry, const folio::docs::CitationTarget& target);
+  void show_viewer(int entry);  // opens the source pane wide, keeping chat entry `entry` in view
   void refresh_ttft_chart();
   void refresh_send_state();
   void refresh_context();
@@ -187,6 +193,8 @@ class MainWindow : public QMainWindow {
   int64_t conversation_id_ = 0;         // where the worker's store recorder keeps the chat
   bool comparing_ = false;
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
+  QHash<int, std::vector<folio::chat::SourcePassage>> answer_passages_;  // chat entry -> passages that support it
+  double viewer_share_ = 0.55;  // of the chat column's width the source pane takes (the user may drag it)
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
   CompareConfirm compare_confirm_;

@@ -52,6 +52,46 @@ std::string one_line(const std::string& text) {
   return out.substr(0, cut) + "…";
 }
 
+// The text on one line, white space collapsed, not cut.
+std::string one_line_whole(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    out += space ? ' ' : c;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// Of a text's sentences, the one that weighs most and its neighbour when that weighs too (a PDF
+// page's text often runs several sentences into one line).
+template <class Weigh>
+std::string best_sentences(const std::string& text, Weigh weigh) {
+  std::vector<std::string> sentences;
+  size_t start = 0;
+  for (size_t i = 0; i + 2 < text.size(); ++i)
+    if ((text[i] == '.' || text[i] == '!' || text[i] == '?') && text[i + 1] == ' ' && text[i + 2] >= 'A' &&
+        text[i + 2] <= 'Z') {
+      sentences.push_back(text.substr(start, i + 1 - start));
+      start = i + 2;
+    }
+  sentences.push_back(text.substr(start));
+  if (sentences.size() == 1) return text;
+  std::vector<double> w;
+  for (const std::string& x : sentences) w.push_back(weigh(x));
+  const size_t best = static_cast<size_t>(std::max_element(w.begin(), w.end()) - w.begin());
+  size_t first = best, last = best;
+  const double before = best > 0 ? w[best - 1] : 0.0, after = best + 1 < w.size() ? w[best + 1] : 0.0;
+  if (after > 0.0 && after >= before)
+    last = best + 1;
+  else if (before > 0.0)
+    first = best - 1;
+  std::string out;
+  for (size_t k = first; k <= last; ++k) out += (k > first ? " " : "") + sentences[k];
+  return out;
+}
+
 std::vector<std::string> unique_terms(std::string_view text) {
   std::vector<std::string> t = index_terms(text);
   std::sort(t.begin(), t.end());
@@ -296,7 +336,10 @@ std::vector<SourcePassage> GroundingIndex::ground(std::string_view answer, std::
     size_t q_first = unit.first, q_last = unit.first + 1;
     double q_best = -1.0;
     for (size_t a = 0; a < line_terms.size(); ++a) {
-      if (blank(lines[unit.first + a])) continue;
+      // A window starts at a line that holds a word of the statement (or of the question).
+      if (std::none_of(line_terms[a].begin(), line_terms[a].end(),
+                       [&](const std::string& t) { return std::binary_search(query.begin(), query.end(), t); }))
+        continue;
       std::unordered_set<std::string> seen;
       double w = 0.0;
       for (size_t b = a; b < std::min(line_terms.size(), a + kQuoteLines); ++b) {
@@ -312,6 +355,13 @@ std::vector<SourcePassage> GroundingIndex::ground(std::string_view answer, std::
     }
     std::string quote;
     for (size_t k = q_first; k < q_last; ++k) quote += lines[k] + "\n";
+    quote = best_sentences(one_line_whole(quote), [&](const std::string& sentence) {
+      double w = 0.0;
+      for (const std::string& t : unique_terms(sentence))
+        if (std::binary_search(query.begin(), query.end(), t))
+          w += idf(t) * (std::binary_search(own.begin(), own.end(), t) ? 2.0 : 1.0);
+      return w;
+    });
 
     SourcePassage p;
     p.document = unit.doc;
