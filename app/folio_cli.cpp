@@ -19,6 +19,7 @@
 #include "app/cli_args.h"
 #include "core/chat/chat_document.h"
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
@@ -55,7 +56,7 @@ const char* kUsage =
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
-    "                 [--fit relevant|beginning|error]\n"
+    "                 [--fit relevant|beginning|error] [--sources]\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
     "       folio-cli --help | --version\n";
 
@@ -75,6 +76,9 @@ const char* kOptionHelp =
     "                        that match the question, in order, with markers for what is left out),\n"
     "                        beginning (the first parts), error (refuse with the numbers)\n"
     "  --print-prompt        with --ask: write the exact prompt to stdout and stop (no model run)\n"
+    "  --sources             with --ask and documents: after the answer, list the passages of the\n"
+    "                        documents that support it (page or file:lines and a quote) and the\n"
+    "                        citations it wrote that point nowhere\n"
     "  --system TEXT         system turn for --ask without documents\n"
     "  --chat-format NAME    plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3;\n"
     "                        default: from the model's template\n"
@@ -129,6 +133,7 @@ struct CliOptions {
   folio::SamplerParams sampler;
   bool quiet = false;
   bool print_prompt = false;  // --ask: write the rendered prompt to stdout and stop
+  bool sources = false;       // --ask: list the passages that support the answer after it
   // --ask with documents larger than the context: the sections most relevant to the question, the
   // first ones, or an error.
   folio::chat::FitMode fit = folio::chat::FitMode::Relevant;
@@ -187,6 +192,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;
+    else if (a == "--sources") o.sources = true;
     else if (a == "--fit") o.fit = folio::chat::fit_mode_from_name(args.value(a));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
@@ -208,6 +214,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
+  if (o.sources && (!o.ask || o.files.empty())) throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
   if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
   return o;
 }
@@ -216,7 +223,10 @@ CliOptions parse_generate(folio::cli::Args& args) {
 // The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
 // document throws the app's message. What the app shows beside a document (notices, files left out
 // of a folder) goes to stderr.
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty) {
+using LoadedDocuments = QVector<folio::docs::Document>;  // as the loader read them (citations are checked on these)
+
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty,
+                                                  LoadedDocuments* loaded) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     const QString path = QString::fromStdString(a.path);
@@ -244,12 +254,27 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
     docs.push_back(folio::docs::chat_document(doc));
+    loaded->push_back(doc);
   }
   return docs;
 }
+
+// The citations an answer wrote that point nowhere in the documents, one line each.
+std::vector<std::string> citation_problems(const std::string& answer, const LoadedDocuments& loaded) {
+  std::vector<std::string> out;
+  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(QString::fromStdString(answer), loaded))
+    if (!c.found) out.push_back(("\"" + c.citation.text + "\": " + c.problem).toStdString());
+  return out;
+}
 #else
+struct LoadedDocuments {};  // without Qt, written citations are not checked
+
+std::vector<std::string> citation_problems(const std::string&, const LoadedDocuments&) {
+  return {};
+}
+
 // Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool) {
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool, LoadedDocuments*) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     if (a.folder)
@@ -261,6 +286,18 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
   return docs;
 }
 #endif
+
+// After the answer (--sources): the passages that support it, and the citations it wrote that point nowhere.
+void print_sources(const folio::chat::GroundingIndex& index, const std::string& question, const std::string& answer,
+                   const std::vector<std::string>& problems) {
+  const std::vector<folio::chat::SourcePassage> found = index.ground(answer, question);
+  std::printf("\nSources:\n");
+  if (found.empty()) std::printf("  none found: no passage of the documents says what the answer says\n");
+  for (size_t i = 0; i < found.size(); ++i)
+    std::printf("  %zu. %s: \"%s\"\n", i + 1, folio::chat::source_location(index.documents()[found[i].document], found[i]).c_str(),
+                found[i].quote.c_str());
+  for (const std::string& p : problems) std::printf("  not in the documents: %s\n", p.c_str());
+}
 
 // The largest context folio-cli picks by itself: the model's trained context, and on the CPU a KV
 // cache (fp32) of at most half the memory available now. (A GPU's plan is checked by its backend
@@ -292,7 +329,11 @@ int64_t context_for(int64_t prompt_tokens, int max_tokens, int64_t cap) {
 int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
-  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
+  LoadedDocuments loaded;
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty, &loaded);
+  // --sources grounds the answer in the whole documents (also when the prompt held only part of them).
+  std::optional<folio::chat::GroundingIndex> grounding;
+  if (o.sources) grounding.emplace(docs);
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
     if (o.quiet || !tty) return;
@@ -387,6 +428,7 @@ int run_generate(const CliOptions& o) {
     r = std::move(a.result);
   }
   std::fputs("\n", stdout);
+  if (grounding) print_sources(*grounding, *o.ask, r.text, citation_problems(r.text, loaded));
   std::fflush(stdout);
 
   const folio::Metrics& m = r.metrics;

@@ -3,6 +3,7 @@
 // input of every kind answered with a non-zero exit and one "folio-cli: ..." line on stderr,
 // never a crash.
 #include <QByteArray>
+#include <QDir>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -339,6 +340,40 @@ class TestCli : public QObject {
       const QRegularExpression described("\n  " + QRegularExpression::escape(o) + "( [A-Za-z|]+)? +\\S");
       QVERIFY2(described.match(help).hasMatch(), qPrintable(o + " is not described in --help:\n" + help));
     }
+  }
+
+  // --sources: after the answer, the passages of the documents that support it. With the default
+  // model (when it is in the cache) the demo question finds its section of the manual; with any
+  // model the list (or that none was found) follows the answer; --sources needs documents.
+  void sourcesFollowTheAnswer() {
+    const QString manual = qs(source_dir()) + "/resources/demo/halcyon-h40-manual.md";
+    Run r = run_cli({"--model", stories_bin(), "--file", manual, "--ask", "How long is the warranty?", "--max-tokens",
+                     "24", "--temperature", "0", "--fit", "relevant", "--sources", "--quiet"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("\nSources:\n  "), qPrintable(r.describe()));
+    Run u = run_cli({"--model", stories_bin(), "--ask", "Why?", "--sources"});
+    VERIFY_RAN(u);
+    QCOMPARE(u.code, 2);
+    QVERIFY2(u.err.contains("--sources goes with --ask and --file or --dir"), qPrintable(u.describe()));
+
+    QString smol = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
+    if (smol.isEmpty())
+      smol = (qEnvironmentVariableIsSet("XDG_CACHE_HOME") ? qEnvironmentVariable("XDG_CACHE_HOME")
+                                                          : QDir::homePath() + "/.cache") +
+             "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!QFile::exists(smol)) QSKIP("SmolLM2-135M-Instruct is not in the cache; run python3 tools/fetch_model.py");
+    Run s = run_cli({"--model", smol, "--file", manual, "--ask", "How long do the batteries in the outdoor sensor last?",
+                     "--max-tokens", "60", "--temperature", "0", "--sources", "--quiet"});
+    VERIFY_RAN(s);
+    QVERIFY2(s.code == 0, qPrintable(s.describe()));
+    qInfo("%s", s.out.constData());
+    // Section 5 of the manual, lines 60-71, says how long the cells last.
+    const QRegularExpressionMatch m =
+        QRegularExpression("\nSources:\n  1\\. halcyon-h40-manual\\.md:(\\d+)(?:-(\\d+))?: \"[^\"]*14 months").match(
+            QString::fromUtf8(s.out));
+    QVERIFY2(m.hasMatch(), qPrintable(s.describe()));
+    QVERIFY(m.captured(1).toInt() >= 60 && m.captured(1).toInt() <= 71);
   }
 
   // --- documents through the app's loaders (core/docs) --------------------------------------------
