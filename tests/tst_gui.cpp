@@ -642,6 +642,8 @@ class TstGui : public QObject {
     const QList<QStringList> answers = demo_answers(DemoDocument::Manual);
     QCOMPARE(questions, demo_questions(DemoDocument::Manual));
     QCOMPARE(answers.size(), questions.size());
+    // The lines of the manual's sections 5, 10 and 7 (resources/demo/halcyon-h40-manual.md).
+    const QList<std::pair<int, int>> sections = {{60, 71}, {112, 117}, {83, 92}};
     for (int i = 0; i < questions.size(); ++i) {
       w.new_conversation();
       QSignalSpy finished(&w, &MainWindow::answer_finished);
@@ -654,6 +656,17 @@ class TstGui : public QObject {
                                      [&](const QString& a) { return answer.contains(a, Qt::CaseInsensitive); });
       qInfo("demo question %d: %s -> %s", i + 1, qPrintable(questions[i]), qPrintable(answer.simplified()));
       QVERIFY2(right, qPrintable(questions[i] + " was answered: " + answer));
+      // The answer is grounded: its first source is the manual's section that answers the question.
+      int entry = -1;
+      for (int e = w.chat()->count() - 1; e >= 0 && entry < 0; --e)
+        if (w.chat()->entry(e).kind == ChatEntry::Kind::Assistant) entry = e;
+      const std::vector<folio::chat::SourcePassage> sources = w.answer_passages(entry);
+      QVERIFY2(!sources.empty(), qPrintable(questions[i] + " has no sources"));
+      QCOMPARE(w.chat()->entry(entry).sources.size(), static_cast<qsizetype>(sources.size()));
+      qInfo("  source: %s \"%s\"", qPrintable(w.chat()->entry(entry).sources.front().where),
+            sources.front().quote.c_str());
+      QVERIFY2(sources.front().first_line >= sections[i].first && sources.front().last_line <= sections[i].second,
+               qPrintable(w.chat()->entry(entry).sources.front().where));
     }
   }
 
