@@ -522,6 +522,75 @@ class TstChat : public QObject {
     QVERIFY(a.result.metrics.prompt_tokens + 16 <= 384);
   }
 
+  // A follow-up whose question needs the sections the last packing holds keeps that packing: the
+  // prompt starts with the same bytes (documents included), so the session reuses their KV; a
+  // question about another part of the document packs again.
+  void a_follow_up_keeps_the_packing_when_it_needs_the_same_sections() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    // 60 lines of notes in sections of 4 lines, two facts among them: about 4x stories260K's context.
+    QTemporaryDir dir;
+    const QString path = dir.filePath("notes.txt");
+    QByteArray text;
+    for (int line = 1; line <= 60; ++line) {
+      if (line == 23)
+        text += "The outdoor sensor battery lasts about fourteen months.\n";
+      else if (line == 47)
+        text += "Firmware updates are installed at three in the morning.\n";
+      else
+        text += "Line " + QByteArray::number(line) + ": general notes on mounting and wiring the unit.\n";
+    }
+    QVERIFY(write_bytes(path, text));
+    folio::chat::Conversation c(*engine);
+    c.set_documents({folio::chat::read_text_document(path.toStdString(), 4)});
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 8;
+    o.generate.sampler.temperature = 0.0f;
+    o.fit = folio::chat::FitMode::Relevant;
+    const folio::chat::Answer first = c.ask("How long does the outdoor sensor battery last?", o);
+    QVERIFY(first.fit.fits);
+    QVERIFY(!first.packing.empty());
+    QVERIFY(first.repacked);
+    QCOMPARE(first.used.size(), size_t{1});
+    QVERIFY2(first.used[0].rfind("lines ", 0) == 0, first.used[0].c_str());
+    const std::vector<folio::chat::Document> packed = c.last_packing()->docs;
+    const std::string layout = folio::chat::layout_documents(packed);
+    QVERIFY2(layout.find("fourteen months") != std::string::npos, layout.c_str());
+    QVERIFY2(layout.find("three in the morning") == std::string::npos, layout.c_str());
+
+    // The same sections: the same documents in the prompt, their tokens reused.
+    folio::chat::FitCheck fit;
+    std::string packing;
+    const folio::chat::Prompt next = c.fitted_prompt("Which battery does the outdoor sensor use?", o, fit, packing);
+    QVERIFY(fit.fits);
+    QVERIFY(!c.last_packing()->repacked);
+    QCOMPARE(folio::chat::layout_documents(c.last_packing()->docs), layout);
+    QVERIFY(next.text.find(layout) != std::string::npos);
+    const folio::chat::Answer second = c.ask("Which battery does the outdoor sensor use?", o);
+    QVERIFY(second.fit.fits);
+    QVERIFY(!second.repacked);
+    QCOMPARE(second.used, first.used);
+    QCOMPARE(second.packing, first.packing);
+    // Everything up to the end of the first answer is the same prompt: its KV is reused.
+    QVERIFY2(second.result.metrics.reused_tokens >= first.result.metrics.prompt_tokens,
+             qPrintable(QString("reused %1 of the first prompt's %2")
+                            .arg(second.result.metrics.reused_tokens)
+                            .arg(first.result.metrics.prompt_tokens)));
+
+    // Another part of the manual: packed again, the prefix differs.
+    const folio::chat::Answer third = c.ask("At what time are firmware updates installed?", o);
+    qInfo("first: %s (%s); follow-up: reused %lld of %lld tokens; other question: %s", first.packing.c_str(),
+          first.used[0].c_str(), static_cast<long long>(second.result.metrics.reused_tokens),
+          static_cast<long long>(second.result.metrics.prompt_tokens), third.used[0].c_str());
+    QVERIFY(third.fit.fits);
+    QVERIFY(third.repacked);
+    const std::string other = folio::chat::layout_documents(c.last_packing()->docs);
+    QVERIFY(other != layout);
+    QVERIFY2(other.find("three in the morning") != std::string::npos, other.c_str());
+    QVERIFY(third.result.metrics.reused_tokens < first.result.metrics.prompt_tokens);
+  }
+
   void a_prompt_that_does_not_fit_is_reported_not_cut() {
     FOLIO_REQUIRE_FILE(stories_path());
     auto engine = load(stories_path());

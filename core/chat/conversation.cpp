@@ -107,23 +107,66 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
   const Tokenizer& tok = engine_.tokenizer();
   auto count = [&](const std::string& text) { return static_cast<int64_t>(tok.encode(text, false, false).size()); };
-  // Room for the documents: the context less the answer's reserve and the rest of the prompt;
-  // pieces counted apart can sum a little below the whole, so a miss shrinks the budget and retries.
+  // The documents' units and their tokens, counted once while the documents stay the same.
+  const std::string signature = documents_signature();
+  if (!packing_index_ || index_signature_ != signature) {
+    packing_index_ = std::make_unique<PackingIndex>(docs_, count);
+    index_signature_ = signature;
+  }
+  const PackingIndex& index = *packing_index_;
+  const std::string pack_signature = signature + "|" + fit_mode_name(options.fit);
+  auto accept = [&](const Prompt& q, const Packing& made) {
+    fit.fits = true;
+    fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
+    packing = made.summary;
+    packing_ = made;
+  };
+  // A follow-up whose strongest units the last packing holds keeps it: the same prefix, its KV reused.
+  if (packing_ && packing_->signature == pack_signature && options.fit == FitMode::Relevant) {
+    const std::vector<size_t> needed = strongest_units(index, question);
+    const bool held = std::all_of(needed.begin(), needed.end(), [&](size_t u) {
+      return std::binary_search(packing_->kept_units.begin(), packing_->kept_units.end(), u);
+    });
+    if (held) {
+      Prompt q = build_prompt(engine_, format_, packing_->docs, history, question, system_prompt_);
+      if (static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens <= fit.context_tokens) {
+        Packing kept = *packing_;
+        kept.repacked = false;
+        accept(q, kept);
+        return q;
+      }
+    }
+  }
+  // Room for the documents: the context less the answer's reserve, the rest of the prompt and a
+  // tenth (at most 2,048 tokens) for the conversation to grow, so that follow-ups can keep this
+  // packing; pieces counted apart can sum a little below the whole, so a miss shrinks the budget
+  // and retries.
   int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;
-  const PackingIndex index(docs_, count);  // counted once for every attempt
+  if (const int64_t growth = std::min<int64_t>(fit.context_tokens / 10, 2048); budget > 2 * growth) budget -= growth;
   for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
     PackResult packed = pack_documents(index, question, budget, options.fit);
     Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_prompt_);
     const int64_t over = static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens - fit.context_tokens;
     if (over <= 0) {
-      fit.fits = true;
-      fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
-      packing = packed.summary;
+      accept(q, Packing{pack_signature, std::move(packed.docs), std::move(packed.kept_units), packed.summary,
+                        std::move(packed.used), true});
       return q;
     }
     budget -= over + 16;
   }
   return p;
+}
+
+std::string Conversation::documents_signature() const {
+  // What the packing depends on: each document's identity, its sections and any cut made by the user.
+  std::string s;
+  for (const Document& d : docs_) {
+    size_t bytes = 0;
+    for (const Section& x : d.sections) bytes += x.text.size();
+    s += d.path + '\x1f' + d.content_hash + '\x1f' + std::to_string(d.sections.size()) + '\x1f' +
+         std::to_string(bytes) + '\x1f' + d.truncation_notice + '\x1e';
+  }
+  return s;
 }
 
 Answer Conversation::ask(const std::string& question, const AskOptions& options) {
@@ -168,6 +211,10 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     throw;
   }
   a.cancelled = a.result.metrics.stop == StopReason::Cancelled;
+  if (!a.packing.empty() && packing_) {
+    a.used = packing_->used;
+    a.repacked = packing_->repacked;
+  }
   // The turn it answered replaces what it was asked on top of (regenerate drops the old answer).
   history_ = std::move(history);
   if (!(a.cancelled && a.result.text.empty())) {

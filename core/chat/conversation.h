@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -97,6 +98,8 @@ struct AskOptions {
 struct Answer {
   FitCheck fit;  // !fit.fits: nothing ran, history unchanged
   std::string packing;  // what packing kept and left out ("" = the documents went in whole)
+  std::vector<std::string> used;  // packed: per document what of it went in ("" = all); else empty
+  bool repacked = false;          // packed afresh for this question (false: the last question's packing held)
   std::string question;
   RequestResult result;  // when it ran
   bool cancelled = false;
@@ -152,6 +155,20 @@ class Conversation {
   // Tokens of a document as laid out (doc.tokens when set; else counted once and cached).
   int64_t document_tokens(const Document& doc);
 
+  // The packing of the last prompt that needed one: what of each document went in, and whether it
+  // was packed afresh. A follow-up keeps the last packing (so the documents' prefix, and its KV,
+  // stays the same) when it holds every unit the new question needs most (strongest_units()) and
+  // still fits; otherwise it packs again.
+  struct Packing {
+    std::string signature;  // of the documents and fit mode it was made for
+    std::vector<Document> docs;
+    std::vector<size_t> kept_units;
+    std::string summary;
+    std::vector<std::string> used;
+    bool repacked = false;
+  };
+  const Packing* last_packing() const { return packing_ ? &*packing_ : nullptr; }
+
  private:
   Answer run(const std::string& question, std::vector<Turn> history, const AskOptions& options);
   Prompt fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
@@ -165,6 +182,12 @@ class Conversation {
   std::unique_ptr<Session> session_;
   Recorder* recorder_ = nullptr;
   std::unordered_map<size_t, int64_t> token_cache_;  // hash of laid-out text -> tokens
+  // Packing: the index of the documents (token counts of every unit; built once per documents) and
+  // the last packing made.
+  std::string index_signature_;
+  std::unique_ptr<PackingIndex> packing_index_;
+  std::optional<Packing> packing_;
+  std::string documents_signature() const;
 };
 
 }  // namespace folio::chat
