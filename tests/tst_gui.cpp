@@ -14,6 +14,7 @@
 #include <QPainter>
 #include <QPdfWriter>
 #include <QPushButton>
+#include <QRadioButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSplitter>
@@ -40,6 +41,7 @@
 #include "ui/performance_panel.h"
 #include "ui/settings_dialog.h"
 #include "ui/source_viewer.h"
+#include "tests/test_support.h"
 
 // LeakSanitizer in the ASan build: Qt 6.4 keeps allocations it never frees in the widgets this
 // suite drives (QScroller gesture recognizers, QPdfView's page renderer and its threads, Qt's
@@ -471,7 +473,7 @@ class TstGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT((dialog = w->findChild<FitDialog*>("fitDialog")) != nullptr && dialog->isVisible(), 30000);
     QVERIFY(!w->busy());
     QVERIFY(!w->last_metrics().has_value());
-    QCOMPARE(dialog->choice().kind, FitChoice::Kind::Truncate);  // proposes cutting the largest document
+    QCOMPARE(dialog->choice().kind, FitChoice::Kind::Relevant);  // proposes the parts most relevant to the question
     dialog->reject();
     QTRY_VERIFY(w->findChild<FitDialog*>("fitDialog") == nullptr);
 
@@ -518,6 +520,83 @@ class TstGui : public QObject {
     w->ask("What else?");
     QTRY_VERIFY_WITH_TIMEOUT(asked.size() == asked_before + 1, 30000);
     QCOMPARE(asked.back().tokens.size(), 2);
+  }
+
+  // Documents larger than the context: the fit dialog's first choice fills the context with the
+  // parts most relevant to each question (and says how much fits); chosen, the question runs on
+  // those parts, the document panel says which pages it used, nobody is asked again, and a follow-up
+  // that needs the same pages keeps them (their KV reused).
+  void relevant_parts_fill_the_context_and_the_panel_says_what_was_used() {
+    FitQuestion fq;
+    fq.context_tokens = 1000;
+    fq.reserve_tokens = 100;
+    fq.fixed_tokens = 100;
+    fq.titles = {"a.pdf", "b.txt"};
+    fq.tokens = {3000, 1000};
+    QCOMPARE(fq.share_that_fits(), 0.2);
+    {
+      FitDialog dialog(fq);
+      QCOMPARE(dialog.choice().kind, FitChoice::Kind::Relevant);
+      QVERIFY(dialog.findChild<QRadioButton*>("fitRelevant")->isChecked());
+      bool said = false;
+      for (const QLabel* l : dialog.findChildren<QLabel*>()) said = said || l->text().contains("about 20% of the documents fit");
+      QVERIFY(said);
+    }
+
+    AppSettings s = baseline();
+    s.max_tokens = 16;
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QStringList pages;
+    for (int p = 1; p <= 14; ++p)
+      pages << (p == 9 ? QString("The outdoor sensor battery lasts about fourteen months.")
+                       : QString("Page %1 has general notes on mounting and wiring the unit in a dry place.").arg(p));
+    const QString path = tmp_.filePath("long-manual.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf(pages));
+    }
+    w->add_paths({path});
+    QVERIFY(wait_ready(w.get()));
+    QVERIFY(w->documents()->entries().front().tokens > w->context_tokens());
+    QVector<FitQuestion> asked;
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      FitChoice c;
+      c.kind = FitChoice::Kind::Relevant;
+      return c;
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("How long does the outdoor sensor battery last?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QCOMPARE(asked.size(), 1);
+    QVERIFY(w->last_metrics().has_value());
+    QVERIFY(w->last_metrics()->prompt_tokens + 16 <= w->context_tokens());
+    const DocumentEntry& e = w->documents()->entries().front();
+    qInfo("the question used %s; the document has %lld tokens, the context %lld", qPrintable(e.used),
+          qlonglong(e.tokens), qlonglong(w->context_tokens()));
+    QVERIFY2(e.used.startsWith("pages ") && e.used.endsWith("of 14"), qPrintable(e.used));
+    bool page_9 = false;  // in "pages 1-3, 8-10 of 14"
+    for (auto it = QRegularExpression("(\\d+)(?:-(\\d+))?(?=,| of)").globalMatch(e.used); it.hasNext();) {
+      const auto m = it.next();
+      const int first = m.captured(1).toInt(), last = m.captured(2).isEmpty() ? first : m.captured(2).toInt();
+      page_9 = page_9 || (first <= 9 && 9 <= last);
+    }
+    QVERIFY2(page_9, qPrintable(e.used));
+    QVERIFY(w->documents()->list()->item(0)->text().contains("the last question used pages"));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("most relevant to it"));
+    QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("documents packed for this question"));
+
+    // A follow-up on the same pages: not asked again, the same parts kept, the prefix reused.
+    w->ask("Which battery does the outdoor sensor use?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+    QCOMPARE(asked.size(), 1);
+    QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("parts of the documents kept"));
+    QVERIFY(w->last_metrics()->reused_tokens > 0);
+    QCOMPARE(w->documents()->entries().front().used, e.used);
   }
 
   void settings_survive_a_restart() {

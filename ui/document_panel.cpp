@@ -229,6 +229,13 @@ int64_t DocumentPanel::used_tokens() const {
   return used;
 }
 
+void DocumentPanel::set_used(uint64_t key, const QString& used) {
+  DocumentEntry* e = find(key);
+  if (e == nullptr || e->used == used) return;
+  e->used = used;
+  refresh();
+}
+
 void DocumentPanel::refresh() {
   const QSet<uint64_t> selected = [this] {
     QSet<uint64_t> s;
@@ -253,6 +260,7 @@ void DocumentPanel::refresh() {
           detail += "\n" + tr("⚠ only the first %1 tokens are used (your choice)").arg(count(e.keep_tokens));
           color = QColor(0xB3, 0x5C, 0x00);
         }
+        if (!e.used.isEmpty()) detail += "\n" + tr("the last question used %1").arg(e.used);
         break;
       case DocumentEntry::State::Failed:
         detail = e.error;

@@ -61,6 +61,9 @@ struct AskRequest {
   QString system_prompt;  // first in the system turn, before the documents ("" = none)
   QString attention_mode = "auto";
   int64_t sparse_threshold_tokens = 16384;  // auto: sparse for chunks whose keys reach this
+  // When the documents do not fit: ask the user (Error: prompt_does_not_fit), or fill the context
+  // with the parts most relevant to the question (Relevant).
+  folio::chat::FitMode fit = folio::chat::FitMode::Error;
   std::shared_ptr<CancelToken> cancel;
 };
 
@@ -86,6 +89,11 @@ struct AskOutcome {
   QString record_error;          // why it could not be recorded ("" = recorded or no store)
   // The passages of the request's documents (whole, in request order) that support the answer.
   std::vector<folio::chat::SourcePassage> sources;
+  // Packed to fit (request.fit Relevant): what packing kept, and per document what of it went in
+  // ("" = all of it). Empty when the documents went in whole.
+  QString packing;
+  QStringList used;
+  bool repacked = false;  // packed afresh for this question (false: the last question's packing held)
 };
 
 struct CompareRequest {

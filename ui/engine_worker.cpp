@@ -224,6 +224,7 @@ void EngineWorker::ask(const AskRequest& request) {
     folio::chat::AskOptions o;
     o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
     o.attention = sparse::attention_mode_from_name(request.attention_mode.toStdString());
+    o.fit = request.fit;
     o.sparse_config = sparse_config_with_threshold(request.sparse_threshold_tokens);
     o.on_start = [this] { emit phase_changed(Phase::Prefill); };
     o.prefill.chunk_tokens = prefill_chunk();
@@ -280,6 +281,9 @@ void EngineWorker::ask(const AskRequest& request) {
     out.conversation_id = recorder_ ? recorder_->conversation_id() : 0;
     out.record_error = a.record_error.empty() ? store_error_ : QString::fromStdString(a.record_error);
     if (!out.text.trimmed().isEmpty()) out.sources = ground(request, out.question, out.text);
+    out.packing = QString::fromStdString(a.packing);
+    for (const std::string& u : a.used) out.used << QString::fromStdString(u);
+    out.repacked = a.repacked;
     emit phase_changed(Phase::Idle);
     emit ask_finished(out);
   } catch (const std::exception& e) {

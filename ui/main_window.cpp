@@ -621,6 +621,8 @@ void MainWindow::send_request() {
   r.system_prompt = settings_.system_prompt;
   r.attention_mode = settings_.attention_mode;
   r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
+  if (remembered_fit_ && remembered_fit_->relevant && remembered_fit_->documents == documents_signature())
+    r.fit = folio::chat::FitMode::Relevant;
   r.cancel = std::make_shared<CancelToken>();
   current_request_ = r.id;
   current_cancel_ = r.cancel;
@@ -851,7 +853,13 @@ QString MainWindow::documents_signature() const {
 }
 
 void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
-  if (c.kind == FitChoice::Kind::Truncate) {
+  if (c.kind == FitChoice::Kind::Relevant) {
+    remembered_fit_ = RememberedFit{documents_signature(), 0, true};
+    chat_->add_notice(tr("The documents are larger than the context, so each question gets the parts of them most "
+                         "relevant to it, in order, with markers for what is left out (your choice for this "
+                         "conversation, until the documents change). The document panel shows what each question "
+                         "used."));
+  } else if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
     const DocumentEntry* e = documents_->entry(key);
@@ -923,7 +931,11 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
     chat_->remove_last_answer();
     chat_->add_notice(tr("Stopped before the answer began."));
   } else {
-    chat_->finish_answer(metrics_footer(m), citations);
+    QString footer = metrics_footer(m);
+    if (!outcome.packing.isEmpty())
+      footer += " · " + (outcome.repacked ? tr("documents packed for this question")
+                                          : tr("the previous question's parts of the documents kept"));
+    chat_->finish_answer(footer, citations);
     answer_sources_.insert(answer_entry, sources);
     answer_passages_.insert(answer_entry, outcome.sources);
     QVector<SourceLink> links;
@@ -939,6 +951,9 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
                 "documents.");
     chat_->set_sources(answer_entry, links, flagged, note);
   }
+  // What of each document the question used, when they were packed.
+  for (int i = 0; i < request_doc_keys_.size(); ++i)
+    documents_->set_used(request_doc_keys_[i], outcome.packing.isEmpty() ? QString() : outcome.used.value(i));
   performance_->show_metrics(m);
   int64_t doc_tokens = 0;
   for (uint64_t key : request_doc_keys_)

@@ -201,10 +201,12 @@ class MainWindow : public QMainWindow {
   QString compare_estimate_;
   QString compare_verdict_;
   QVector<MeasuredRun> compare_runs_;  // of the comparison that runs
-  // "Keep the beginning of this document", chosen in this conversation over these documents.
+  // "Keep the beginning of this document" or "the parts most relevant to each question", chosen in
+  // this conversation over these documents.
   struct RememberedFit {
     QString documents;  // documents_signature() when chosen
     uint64_t truncate_key = 0;
+    bool relevant = false;  // fill the context with the parts most relevant to each question
   };
   std::optional<RememberedFit> remembered_fit_;
 };
