@@ -56,7 +56,7 @@ const char* kUsage =
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
-    "                 [--fit relevant|beginning|error] [--sources]\n"
+    "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
     "       folio-cli --help | --version\n";
 
@@ -72,6 +72,7 @@ const char* kOptionHelp =
     "  --file DOC            a document for --ask (repeatable): PDF, text file, or a folder read as a\n"
     "                        source tree (honouring .gitignore); read as the app reads it\n"
     "  --dir FOLDER          a source folder for --ask (repeatable); folders only\n"
+    "  --password TEXT       the password of the password-protected PDFs among the --file documents\n"
     "  --fit MODE            when the documents do not fit the context: relevant (default: the parts\n"
     "                        that match the question, in order, with markers for what is left out),\n"
     "                        beginning (the first parts), error (refuse with the numbers)\n"
@@ -119,6 +120,7 @@ struct DocumentArg {
 struct CliOptions {
   folio::EngineOptions engine;
   std::vector<DocumentArg> files;
+  std::string pdf_password;  // --password: for protected PDFs
   std::optional<std::string> prompt;
   std::optional<std::string> ask;
   std::string system;
@@ -193,6 +195,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;
     else if (a == "--sources") o.sources = true;
+    else if (a == "--password") o.pdf_password = args.value(a);
     else if (a == "--fit") o.fit = folio::chat::fit_mode_from_name(args.value(a));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
@@ -214,6 +217,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
+  if (!o.pdf_password.empty() && o.files.empty()) throw folio::cli::UsageError("--password goes with --file");
   if (o.sources && (!o.ask || o.files.empty())) throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
   if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
   return o;
@@ -226,11 +230,12 @@ CliOptions parse_generate(folio::cli::Args& args) {
 using LoadedDocuments = QVector<folio::docs::Document>;  // as the loader read them (citations are checked on these)
 
 std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty,
-                                                  LoadedDocuments* loaded) {
+                                                  const std::string& pdf_password, LoadedDocuments* loaded) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     const QString path = QString::fromStdString(a.path);
     folio::docs::LoadOptions lo;
+    lo.pdf_password = QString::fromStdString(pdf_password);
     lo.on_progress = [&](int done, int total) {
       if (quiet || !tty || total <= 1) return;
       std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
@@ -274,7 +279,8 @@ std::vector<std::string> citation_problems(const std::string&, const LoadedDocum
 }
 
 // Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool, LoadedDocuments*) {
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool, const std::string&,
+                                                  LoadedDocuments*) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     if (a.folder)
@@ -330,7 +336,7 @@ int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
   LoadedDocuments loaded;
-  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty, &loaded);
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty, o.pdf_password, &loaded);
   // --sources grounds the answer in the whole documents (also when the prompt held only part of them).
   std::optional<folio::chat::GroundingIndex> grounding;
   if (o.sources) grounding.emplace(docs);

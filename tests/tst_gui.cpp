@@ -9,6 +9,8 @@
 #include <QElapsedTimer>
 #include <QFile>
 #include <QFileInfo>
+#include <QInputDialog>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QMimeData>
 #include <QPainter>
@@ -597,6 +599,69 @@ class TstGui : public QObject {
     QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("parts of the documents kept"));
     QVERIFY(w->last_metrics()->reused_tokens > 0);
     QCOMPARE(w->documents()->entries().front().used, e.used);
+  }
+
+  // A password-protected PDF: the app asks for its password (again when it is wrong), reads the
+  // PDF with it, and the source pane opens its pages with it; cancelled, the row says what to do.
+  void an_encrypted_pdf_asks_for_its_password() {
+    const QString path = tmp_.filePath("locked.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf({"The vault opens with the brass key.", "The alarm code is kept in the safe."}, {},
+                                    "folio-pw"));
+    }
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QVector<std::pair<QString, bool>> asked;
+    QStringList answers = {"guess", "folio-pw"};
+    w->set_password_asker([&](const QString& name, bool wrong_before) -> std::optional<QString> {
+      asked.push_back({name, wrong_before});
+      return answers.isEmpty() ? std::nullopt : std::optional<QString>(answers.takeFirst());
+    });
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 1 &&
+                                 w->documents()->entries().front().state == DocumentEntry::State::Ready,
+                             30000);
+    QCOMPARE(asked.size(), 2);
+    QCOMPARE(asked[0], (std::pair<QString, bool>{"locked.pdf", false}));
+    QCOMPARE(asked[1], (std::pair<QString, bool>{"locked.pdf", true}));  // the first one was wrong
+    const DocumentEntry e = w->documents()->entries().front();
+    QCOMPARE(e.doc.page_count, 2);
+    QVERIFY(e.tokens > 0);
+    QVERIFY(!w->banner()->isVisible());  // asked, not an error
+    // The source pane opens the protected PDF too.
+    const folio::chat::GroundingIndex index({folio::docs::chat_document(e.doc)});
+    const auto found = index.ground("The alarm code is kept in the safe.", "");
+    QCOMPARE(found.size(), size_t{1});
+    w->open_passage(e.doc, found.front());
+    QVERIFY(w->viewer()->showing_pdf());
+    QCOMPARE(w->viewer()->current_pdf_page(), 1);
+    QVERIFY(!w->viewer()->highlight_bounds().isEmpty());
+
+    // Cancelled: the row says it needs the password, and how to give it.
+    w->remove_document(e.key);
+    answers.clear();
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(asked.size() == 3 && !w->documents()->busy(), 30000);
+    const DocumentEntry failed = w->documents()->entries().front();
+    QCOMPARE(failed.state, DocumentEntry::State::Failed);
+    QVERIFY2(failed.error.contains("password-protected") && failed.error.contains("add it again"),
+             qPrintable(failed.error));
+
+    // Without a hook, a password dialog asks (its text hidden).
+    w->remove_document(failed.key);
+    w->set_password_asker({});
+    w->add_paths({path});
+    QInputDialog* dialog = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT((dialog = w->findChild<QInputDialog*>("pdfPasswordDialog")) != nullptr, 30000);
+    QVERIFY(dialog->labelText().contains("locked.pdf is password-protected"));
+    QCOMPARE(dialog->textEchoMode(), QLineEdit::Password);
+    dialog->setTextValue("folio-pw");
+    dialog->accept();
+    QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 1 &&
+                                 w->documents()->entries().front().state == DocumentEntry::State::Ready,
+                             30000);
   }
 
   void settings_survive_a_restart() {

@@ -188,6 +188,14 @@ void DocumentPanel::set_failed(uint64_t key, const QString& message) {
   }
 }
 
+void DocumentPanel::set_reading(uint64_t key) {
+  if (auto* e = find(key)) {
+    e->state = DocumentEntry::State::Reading;
+    e->error.clear();
+    refresh();
+  }
+}
+
 void DocumentPanel::set_keep_tokens(uint64_t key, int64_t keep_tokens) {
   if (auto* e = find(key)) {
     e->keep_tokens = keep_tokens;

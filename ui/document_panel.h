@@ -44,6 +44,7 @@ class DocumentPanel : public QWidget {
   void set_tokens(uint64_t key, int64_t tokens);
   void set_count_note(uint64_t key, const QString& note);
   void set_failed(uint64_t key, const QString& message);
+  void set_reading(uint64_t key);  // read again (e.g. with a PDF's password)
   void set_keep_tokens(uint64_t key, int64_t keep_tokens);
   // What of the document the last question used when the documents were packed ("" = all of it).
   void set_used(uint64_t key, const QString& used);

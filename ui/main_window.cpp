@@ -9,6 +9,8 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFutureWatcher>
+#include <QInputDialog>
+#include <QLineEdit>
 #include <QLabel>
 #include <QLocale>
 #include <QMenuBar>
@@ -114,6 +116,7 @@ QString verdict_line(const QVector<MeasuredRun>& runs, const QString& backend) {
 struct ReadResult {
   folio::docs::Document doc;
   QString error;
+  bool encrypted = false;  // a password-protected PDF: no password or a wrong one
 };
 
 }  // namespace
@@ -499,35 +502,82 @@ void MainWindow::add_paths(const QStringList& paths) {
       statusBar()->showMessage(tr("%1 is already in the list").arg(QFileInfo(path).fileName()), 5000);
       continue;
     }
-    const uint64_t key = documents_->add_reading(path);
-    auto cancel = std::make_shared<CancelToken>();
-    reads_.insert(key, cancel);
-    auto* watcher = new QFutureWatcher<ReadResult>(this);
-    connect(watcher, &QFutureWatcher<ReadResult>::finished, this, [this, watcher, key] {
-      const ReadResult r = watcher->result();
-      watcher->deleteLater();
-      reads_.remove(key);
-      on_document_read(key, r.doc, r.error);
-    });
-    // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
-    watcher->setFuture(QtConcurrent::run([path, cancel]() {
-      ReadResult r;
-      try {
-        folio::docs::LoadOptions o;
-        o.cancel = cancel.get();
-        r.doc = folio::docs::load_document(path, o);
-      } catch (const std::exception& e) {
-        r.error = QString::fromStdString(e.what());
-      }
-      return r;
-    }));
+    read_document(documents_->add_reading(path), path, {});
   }
 }
 
-void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error) {
+void MainWindow::read_document(uint64_t key, const QString& path, const QString& password) {
+  auto cancel = std::make_shared<CancelToken>();
+  reads_.insert(key, cancel);
+  auto* watcher = new QFutureWatcher<ReadResult>(this);
+  connect(watcher, &QFutureWatcher<ReadResult>::finished, this, [this, watcher, key, password] {
+    const ReadResult r = watcher->result();
+    watcher->deleteLater();
+    reads_.remove(key);
+    on_document_read(key, r.doc, r.error, r.encrypted, password);
+  });
+  // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
+  watcher->setFuture(QtConcurrent::run([path, cancel, password]() {
+    ReadResult r;
+    try {
+      folio::docs::LoadOptions o;
+      o.cancel = cancel.get();
+      o.pdf_password = password;
+      r.doc = folio::docs::load_document(path, o);
+    } catch (const folio::docs::DocumentError& e) {
+      r.error = QString::fromStdString(e.what());
+      r.encrypted = e.problem() == folio::docs::DocumentProblem::Encrypted &&
+                    !QString::fromStdString(e.what()).contains("security scheme");
+    } catch (const std::exception& e) {
+      r.error = QString::fromStdString(e.what());
+    }
+    return r;
+  }));
+}
+
+void MainWindow::ask_password(uint64_t key, const QString& path, bool wrong_before) {
+  const QString name = QFileInfo(path).fileName();
+  auto answer = [this, key, path, name](const std::optional<QString>& password) {
+    if (documents_->entry(key) == nullptr) return;  // removed meanwhile
+    if (!password || password->isEmpty()) {
+      documents_->set_failed(key, tr("%1: the PDF is password-protected and no password was entered; add it again to "
+                                     "enter its password")
+                                      .arg(name));
+      return;
+    }
+    documents_->set_reading(key);
+    read_document(key, path, *password);
+  };
+  if (password_asker_) {
+    answer(password_asker_(name, wrong_before));
+    return;
+  }
+  auto* dialog = new QInputDialog(this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setObjectName("pdfPasswordDialog");
+  dialog->setWindowTitle(tr("Password for %1").arg(name));
+  dialog->setLabelText(wrong_before ? tr("That password is wrong. The password of %1:").arg(name)
+                                    : tr("%1 is password-protected. Its password:").arg(name));
+  dialog->setTextEchoMode(QLineEdit::Password);
+  dialog->setOkButtonText(tr("Open"));
+  connect(dialog, &QInputDialog::finished, this, [dialog, answer](int result) {
+    answer(result == QDialog::Accepted ? std::optional<QString>(dialog->textValue()) : std::nullopt);
+  });
+  dialog->open();
+}
+
+void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error, bool encrypted,
+                                  const QString& password) {
   const DocumentEntry* entry = documents_->entry(key);
   if (entry == nullptr) return;  // removed while it was read
   const auto expected = reopen_expected_.find(entry->path);
+  if (encrypted) {
+    // A password-protected PDF: ask for its password (again, when the one given was wrong).
+    documents_->set_failed(key, error);
+    ask_password(key, entry->path, !password.isEmpty());
+    return;
+  }
+  if (!password.isEmpty()) viewer_->set_pdf_password(entry->path, password);
   if (!error.isEmpty()) {
     documents_->set_failed(key, error);
     banner_->show_message(tr("A document could not be read: %1").arg(error));

@@ -85,6 +85,11 @@ class MainWindow : public QMainWindow {
   using FitChooser = std::function<std::optional<FitChoice>(const FitQuestion&)>;
   void set_fit_chooser(FitChooser chooser) { fit_chooser_ = std::move(chooser); }
 
+  // A password-protected PDF: asks for its password (wrong_before: the last one given was wrong);
+  // nullopt = the user cancelled. Unset: a password dialog asks. Set (tests): called instead.
+  using PasswordAsker = std::function<std::optional<QString>(const QString& file_name, bool wrong_before)>;
+  void set_password_asker(PasswordAsker asker) { password_asker_ = std::move(asker); }
+
   // Before Compare starts: its estimate; true = start. Unset: a dialog asks. Set (tests): instead.
   using CompareConfirm = std::function<bool(const QString& estimate)>;
   void set_compare_confirm(CompareConfirm confirm) { compare_confirm_ = std::move(confirm); }
@@ -141,7 +146,10 @@ class MainWindow : public QMainWindow {
   QString documents_signature() const;  // the ready documents (key and content), in prompt order
   void on_answer(const AskOutcome& outcome);
   void on_ask_failed(quint64 id, const QString& message);
-  void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
+  void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error, bool encrypted,
+                        const QString& password);
+  void read_document(uint64_t key, const QString& path, const QString& password);
+  void ask_password(uint64_t key, const QString& path, bool wrong_before);
   void open_citation(int entry, const folio::docs::CitationTarget& target);
   void show_viewer(int entry);  // opens the source pane wide, keeping chat entry `entry` in view
   void refresh_ttft_chart();
@@ -197,6 +205,7 @@ class MainWindow : public QMainWindow {
   double viewer_share_ = 0.55;  // of the chat column's width the source pane takes (the user may drag it)
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
+  PasswordAsker password_asker_;
   CompareConfirm compare_confirm_;
   QString compare_estimate_;
   QString compare_verdict_;

@@ -127,6 +127,7 @@ SourceViewer::SourceViewer(QWidget* parent) : QWidget(parent) {
 bool SourceViewer::show_pdf_page(const QString& path, int page_index, const QString& label, const QString& highlight) {
   if (pdf_path_ != path || pdf_->status() != QPdfDocument::Status::Ready) {
     pdf_path_ = path;
+    pdf_->setPassword(passwords_.value(path));
     const QPdfDocument::Error err = pdf_->load(path);
     if (err != QPdfDocument::Error::None) {
       pdf_path_.clear();

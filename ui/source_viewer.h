@@ -2,6 +2,7 @@
 // cited passage highlighted), or a file's lines with the cited ones marked.
 #pragma once
 
+#include <QHash>
 #include <QLabel>
 #include <QList>
 #include <QPlainTextEdit>
@@ -21,6 +22,8 @@ class SourceViewer : public QWidget {
  public:
   explicit SourceViewer(QWidget* parent = nullptr);
 
+  // The password of a protected PDF, for show_pdf_page (kept in memory only).
+  void set_pdf_password(const QString& path, const QString& password) { passwords_.insert(path, password); }
   // Shows page page_index (0-based) of a PDF, with `highlight` (text of the page, white space and
   // punctuation aside) marked when it is found there. Returns false (with a message shown) if the
   // PDF cannot be opened.
@@ -68,6 +71,7 @@ class SourceViewer : public QWidget {
   QLabel* pdf_page_ = nullptr;
   QPdfDocument* pdf_ = nullptr;
   QString pdf_path_;
+  QHash<QString, QString> passwords_;
   QString pdf_label_;
   int page_ = 0;
   double zoom_ = 1.0;
