@@ -1092,6 +1092,10 @@ class TstGui : public QObject {
     QVERIFY(md.contains("## Question\n\nWho shared the ball?"));
     QVERIFY2(md.contains("- notes.txt:2: notes.txt, line 2 — “She shared it with Tom.”"), qPrintable(md));
     QVERIFY2(md.contains("- p. 99: not in the documents"), qPrintable(md));
+    // The passage that supports the answer, found whether or not it was cited.
+    QVERIFY2(md.contains("Sources found in the documents:\n\n- notes.txt:1-2 — “Lily found a red ball. She shared it with "
+                         "Tom.”"),
+             qPrintable(md));
     // A document whose content changed since is not used to check them.
     folio::docs::Document changed = doc;
     changed.content_hash = "0000";
