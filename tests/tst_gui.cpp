@@ -1027,6 +1027,13 @@ class TstGui : public QObject {
       QVERIFY2(transcript.contains("changed.txt has changed since this conversation"), qPrintable(transcript));
       QVERIFY2(transcript.contains("gone.txt is no longer at"), qPrintable(transcript));
       QVERIFY(!transcript.contains("kept.txt has changed"));
+      // The reopened answers are grounded again (against kept.txt, the one unchanged document).
+      for (int i = 0; i < w.chat()->count(); ++i) {
+        if (w.chat()->entry(i).kind != ChatEntry::Kind::Assistant) continue;
+        QTRY_VERIFY_WITH_TIMEOUT(!w.chat()->entry(i).sources.isEmpty() || !w.chat()->entry(i).sources_note.isEmpty(),
+                                 30000);
+        for (const auto& p : w.answer_passages(i)) QCOMPARE(p.file, std::string("kept.txt"));
+      }
 
       // A follow-up goes on in the same stored conversation, with the history in the prompt.
       QSignalSpy finished(&w, &MainWindow::answer_finished);

@@ -179,6 +179,13 @@ void ChatView::set_sources(int entry, const QVector<SourceLink>& sources,
   schedule_render();
 }
 
+void ChatView::set_citations(int entry, const QVector<folio::docs::CitationTarget>& citations) {
+  if (entry < 0 || entry >= count()) return;
+  entries_[entry].citations = citations;
+  entries_[entry].html.clear();
+  schedule_render();
+}
+
 void ChatView::scroll_to_entry(int entry) {
   flush_render();
   browser_->scrollToAnchor(QString("entry-%1").arg(entry));

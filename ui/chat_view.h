@@ -50,6 +50,7 @@ class ChatView : public QWidget {
   // that point nowhere (flagged in the text, not linked), and a note (e.g. that nothing was found).
   void set_sources(int entry, const QVector<SourceLink>& sources, const QVector<folio::docs::CitationCheck>& flagged,
                    const QString& note);
+  void set_citations(int entry, const QVector<folio::docs::CitationTarget>& citations);
   // Scrolls so that the entry's top is in view.
   void scroll_to_entry(int entry);
   void remove_last_answer();

@@ -587,16 +587,21 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
                             .arg(QFileInfo(entry->path).fileName(), error),
                         true);
       reopen_expected_.erase(expected);
+      if (reopen_expected_.isEmpty()) ground_reopened();
     }
     return;
   }
+  bool reopen_read = false;  // the last document of a reopened conversation is read
   if (expected != reopen_expected_.end()) {
     if (!expected->isEmpty() && doc.content_hash != *expected)
       chat_->add_notice(tr("**%1** has changed since this conversation: the answers above were given on its "
                            "earlier content.")
                             .arg(doc.title),
                         true);
+    else
+      reopen_same_.insert(key);
     reopen_expected_.erase(expected);
+    reopen_read = reopen_expected_.isEmpty();
   }
   for (const auto& e : documents_->entries()) {
     if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
@@ -604,6 +609,7 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
       statusBar()->showMessage(
           tr("%1 has the same content as %2, which is already in the list").arg(doc.title, e.doc.title), 8000);
       documents_->remove(key);
+      if (reopen_read) ground_reopened();
       return;
     }
   }
@@ -612,6 +618,7 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
     count_document(key);
   else
     documents_->set_count_note(key, loading_ ? tr("waiting for the model") : tr("no model is loaded"));
+  if (reopen_read) ground_reopened();
 }
 
 void MainWindow::count_document(uint64_t key) {
@@ -695,6 +702,8 @@ void MainWindow::regenerate() {
 
 void MainWindow::new_conversation() {
   stop();
+  ++conversation_generation_;
+  reopen_answers_.clear();
   history_turns_ = 0;
   conversation_id_ = 0;
   remembered_fit_.reset();
@@ -744,7 +753,7 @@ bool MainWindow::open_conversation(int64_t id) {
       turns.push_back({"user", m.text.toStdString()});
       pending_question_ = m.text;
     } else if (m.role == folio::store::Role::Assistant) {
-      chat_->begin_assistant();
+      reopen_answers_.push_back({chat_->begin_assistant(), pending_question_});
       chat_->append_to_answer(m.text);
       QString footer;
       if (m.metrics)
@@ -756,6 +765,7 @@ bool MainWindow::open_conversation(int64_t id) {
   // The documents again, from where they were; what changed or vanished is said in the chat.
   for (const auto& e : std::vector<DocumentEntry>(documents_->entries())) remove_document(e.key);
   reopen_expected_.clear();
+  reopen_same_.clear();
   QStringList paths;
   for (const auto& d : docs) {
     if (!QFileInfo::exists(d.path)) {
@@ -766,6 +776,7 @@ bool MainWindow::open_conversation(int64_t id) {
     paths << d.path;
   }
   add_paths(paths);
+  if (paths.isEmpty()) ground_reopened();  // nothing to read: no sources, the answers stand as they are
   conversation_id_ = id;
   history_turns_ = static_cast<int>(turns.size());
   QMetaObject::invokeMethod(
@@ -963,14 +974,6 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
     const DocumentEntry* e = documents_->entry(key);
     sources.push_back(e != nullptr ? e->doc : folio::docs::Document{});
   }
-  QVector<folio::docs::CitationTarget> citations;
-  QVector<folio::docs::CitationCheck> flagged;
-  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(outcome.text, sources)) {
-    if (c.found)
-      citations.push_back(c.target);
-    else
-      flagged.push_back(c);
-  }
   int answer_entry = -1;
   for (int i = chat_->count() - 1; i >= 0; --i)
     if (chat_->entry(i).kind == ChatEntry::Kind::Assistant) {
@@ -985,21 +988,8 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
     if (!outcome.packing.isEmpty())
       footer += " · " + (outcome.repacked ? tr("documents packed for this question")
                                           : tr("the previous question's parts of the documents kept"));
-    chat_->finish_answer(footer, citations);
-    answer_sources_.insert(answer_entry, sources);
-    answer_passages_.insert(answer_entry, outcome.sources);
-    QVector<SourceLink> links;
-    for (const folio::chat::SourcePassage& p : outcome.sources) {
-      if (p.document >= static_cast<size_t>(sources.size())) continue;
-      folio::chat::Document heading;  // source_location() names the document by its title
-      heading.title = sources[static_cast<int>(p.document)].title.toStdString();
-      links.push_back({QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
-    }
-    QString note;
-    if (links.isEmpty() && !sources.isEmpty())
-      note = tr("No passage of the documents was found that says what this answer says; check it against the "
-                "documents.");
-    chat_->set_sources(answer_entry, links, flagged, note);
+    chat_->finish_answer(footer, {});
+    show_grounding(answer_entry, sources, outcome.sources);
   }
   // What of each document the question used, when they were packed.
   for (int i = 0; i < request_doc_keys_.size(); ++i)
@@ -1012,6 +1002,66 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   refresh_ttft_chart();
   set_busy(false);
   emit answer_finished();
+}
+
+void MainWindow::show_grounding(int entry, const QVector<folio::docs::Document>& docs,
+                                const std::vector<folio::chat::SourcePassage>& passages) {
+  if (entry < 0 || entry >= chat_->count()) return;
+  const QString answer = chat_->entry(entry).text;
+  QVector<folio::docs::CitationTarget> citations;
+  QVector<folio::docs::CitationCheck> flagged;
+  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(answer, docs)) {
+    if (c.found)
+      citations.push_back(c.target);
+    else
+      flagged.push_back(c);
+  }
+  answer_sources_.insert(entry, docs);
+  answer_passages_.insert(entry, passages);
+  QVector<SourceLink> links;
+  for (const folio::chat::SourcePassage& p : passages) {
+    if (p.document >= static_cast<size_t>(docs.size())) continue;
+    folio::chat::Document heading;  // source_location() names the document by its title
+    heading.title = docs[static_cast<int>(p.document)].title.toStdString();
+    links.push_back({QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
+  }
+  QString note;
+  if (links.isEmpty() && !docs.isEmpty())
+    note = tr("No passage of the documents was found that says what this answer says; check it against the "
+              "documents.");
+  chat_->set_citations(entry, citations);
+  chat_->set_sources(entry, links, flagged, note);
+}
+
+void MainWindow::ground_reopened() {
+  // The reopened answers against the documents read again unchanged (a changed one says other things).
+  QVector<folio::docs::Document> docs;
+  for (const auto& e : documents_->entries())
+    if ((e.state == DocumentEntry::State::Ready || e.state == DocumentEntry::State::Counting) &&
+        reopen_same_.contains(e.key))
+      docs.push_back(e.doc);
+  reopen_same_.clear();
+  const QVector<std::pair<int, QString>> answers = std::exchange(reopen_answers_, {});
+  if (docs.isEmpty() || answers.isEmpty()) return;
+  QVector<std::pair<QString, QString>> work;  // question, answer
+  for (const auto& [entry, question] : answers) work.push_back({question, chat_->entry(entry).text});
+  const uint64_t generation = conversation_generation_;
+  auto* watcher = new QFutureWatcher<std::vector<std::vector<folio::chat::SourcePassage>>>(this);
+  connect(watcher, &QFutureWatcher<std::vector<std::vector<folio::chat::SourcePassage>>>::finished, this,
+          [this, watcher, docs, answers, generation] {
+            const auto found = watcher->result();
+            watcher->deleteLater();
+            if (generation != conversation_generation_) return;  // another conversation since
+            for (int i = 0; i < answers.size() && i < static_cast<int>(found.size()); ++i)
+              show_grounding(answers[i].first, docs, found[static_cast<size_t>(i)]);
+          });
+  // Indexing a long document takes a while: a pool thread does it.
+  watcher->setFuture(QtConcurrent::run([docs, work]() {
+    const folio::chat::GroundingIndex index(folio::docs::chat_documents(docs));
+    std::vector<std::vector<folio::chat::SourcePassage>> out;
+    for (const auto& [question, answer] : work) out.push_back(index.ground(answer.toStdString(), question.toStdString()));
+    return out;
+  }));
 }
 
 void MainWindow::on_ask_failed(quint64 id, const QString& message) {

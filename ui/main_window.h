@@ -5,6 +5,7 @@
 
 #include <QPointer>
 #include <QHash>
+#include <QSet>
 #include <QMainWindow>
 #include <QThread>
 #include <functional>
@@ -146,6 +147,10 @@ class MainWindow : public QMainWindow {
   QString documents_signature() const;  // the ready documents (key and content), in prompt order
   void on_answer(const AskOutcome& outcome);
   void on_ask_failed(quint64 id, const QString& message);
+  // Under answer `entry`: its written citations checked against `docs` and the passages found.
+  void show_grounding(int entry, const QVector<folio::docs::Document>& docs,
+                      const std::vector<folio::chat::SourcePassage>& passages);
+  void ground_reopened();  // the reopened conversation's answers, once its documents are read again
   void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error, bool encrypted,
                         const QString& password);
   void read_document(uint64_t key, const QString& path, const QString& password);
@@ -180,6 +185,9 @@ class MainWindow : public QMainWindow {
   HistoryPanel* history_ = nullptr;
   QTimer* delete_timer_ = nullptr;
   QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
+  QSet<uint64_t> reopen_same_;                // reopened documents read again with the same content
+  QVector<std::pair<int, QString>> reopen_answers_;  // reopened answers to ground: chat entry, its question
+  uint64_t conversation_generation_ = 0;      // grows with each new or reopened conversation
   QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)
