@@ -354,6 +354,10 @@ class TstGui : public QObject {
     QVERIFY(w->performance()->memory_value_mib("weights", 0) > 0.5);  // stories260K is ~1 MiB of fp32
     QVERIFY(w->performance()->memory_value_mib("kv", 0) > 0.0);
     QCOMPARE(w->phase(), Phase::Idle);
+    // The answer was grounded: sources under it, or the note that none were found.
+    const ChatEntry& answered = w->chat()->entry(w->chat()->count() - 1);
+    QVERIFY(!answered.sources.isEmpty() || answered.sources_note.contains("No passage"));
+    QCOMPARE(answered.sources.size(), static_cast<qsizetype>(w->answer_passages(w->chat()->count() - 1).size()));
 
     // A follow-up on the same documents reuses the cached prefix (documents first in the prompt).
     w->set_fit_chooser([](const FitQuestion& q) -> std::optional<FitChoice> {
@@ -543,6 +547,10 @@ class TstGui : public QObject {
       bool said = false;
       for (const QLabel* l : dialog.findChildren<QLabel*>()) said = said || l->text().contains("about 20% of the documents fit");
       QVERIFY(said);
+      if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+        dialog.resize(dialog.sizeHint());
+        dialog.grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/fit-dialog.png");
+      }
     }
 
     AppSettings s = baseline();
@@ -588,6 +596,7 @@ class TstGui : public QObject {
     }
     QVERIFY2(page_9, qPrintable(e.used));
     QVERIFY(w->documents()->list()->item(0)->text().contains("the last question used pages"));
+    QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("each question gets the parts most relevant"));
     w->chat()->flush_render();
     QVERIFY(w->chat()->transcript().contains("most relevant to it"));
     QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("documents packed for this question"));

@@ -304,7 +304,12 @@ void DocumentPanel::refresh() {
     gauge_->setStyleSheet(over ? "QProgressBar::chunk { background-color: #c62828; }"
                                : "QProgressBar::chunk { background-color: #2e7d32; }");
     QString text = tr("%1 tokens stay free for the answer.").arg(count(reserve_));
-    if (over)
+    const bool packed = std::any_of(entries_.begin(), entries_.end(), [](const DocumentEntry& e) { return !e.used.isEmpty(); });
+    if (over && packed)
+      text = tr("<span style='color:#8a5a00'>The documents need %1 tokens more than the context holds, so each "
+                "question gets the parts most relevant to it (listed above: what the last one used).</span>")
+                 .arg(count(used + reserve_ - context_));
+    else if (over)
       text = tr("<span style='color:#c62828'>The documents need %1 tokens more than the context holds. "
                 "When you ask, Folio lets you choose what to leave out.</span>")
                  .arg(count(used + reserve_ - context_));
