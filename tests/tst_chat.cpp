@@ -591,6 +591,29 @@ class TstChat : public QObject {
     QVERIFY(third.result.metrics.reused_tokens < first.result.metrics.prompt_tokens);
   }
 
+  // A follow-up reuses the previous answer's KV too (it is not encoded again): with the default chat
+  // model, everything up to the end of the answer is reused, at most the end-of-turn marker is new.
+  void a_follow_up_reuses_the_previous_answer() {
+    if (!folio::test::exists(smollm2_path())) QSKIP("SmolLM2-135M-Instruct is not in the cache (tools/fetch_model.py)");
+    auto engine = load(smollm2_path());
+    folio::chat::Conversation c(*engine);
+    c.set_documents({folio::chat::read_text_document(demo_path())});
+    folio::chat::AskOptions o;
+    o.context_tokens = 4096;
+    o.generate.max_tokens = 40;
+    const folio::chat::Answer a = c.ask("How long do the batteries in the outdoor sensor last?", o);
+    const folio::chat::Answer b = c.ask("And with the fast interval?", o);
+    const int64_t before = a.result.metrics.prompt_tokens + a.result.metrics.decode_tokens;
+    qInfo("first: %lld prompt + %lld answer tokens (%s); follow-up: %lld of %lld reused",
+          static_cast<long long>(a.result.metrics.prompt_tokens), static_cast<long long>(a.result.metrics.decode_tokens),
+          folio::stop_reason_name(a.result.metrics.stop), static_cast<long long>(b.result.metrics.reused_tokens),
+          static_cast<long long>(b.result.metrics.prompt_tokens));
+    QVERIFY2(b.result.metrics.reused_tokens >= before - 1,
+             qPrintable(QString("reused %1 of the %2 tokens before the follow-up")
+                            .arg(b.result.metrics.reused_tokens)
+                            .arg(before)));
+  }
+
   void a_prompt_that_does_not_fit_is_reported_not_cut() {
     FOLIO_REQUIRE_FILE(stories_path());
     auto engine = load(stories_path());
