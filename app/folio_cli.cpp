@@ -5,6 +5,7 @@
 // --ask goes through folio::chat::Conversation, the service the app asks through, so the prompt
 // (documents laid out in the system turn, then the question) is byte for byte the app's;
 // --print-prompt shows it.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,6 +58,7 @@ const char* kUsage =
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
+    "                 [--kv-cache FOLDER] [--kv-cache-limit GIB]\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
     "       folio-cli --help | --version\n";
 
@@ -73,6 +75,11 @@ const char* kOptionHelp =
     "                        source tree (honouring .gitignore); read as the app reads it\n"
     "  --dir FOLDER          a source folder for --ask (repeatable); folders only\n"
     "  --password TEXT       the password of the password-protected PDFs among the --file documents\n"
+    "  --kv-cache FOLDER     keep the KV of the documents' prefix in FOLDER: asked about the same\n"
+    "                        documents again (same model, system prompt, chat format) it is loaded\n"
+    "                        instead of prefilled (CPU backend; others prefill as before)\n"
+    "  --kv-cache-limit GIB  most disk space the KV cache folder takes (default 4); the least\n"
+    "                        recently used files go first\n"
     "  --fit MODE            when the documents do not fit the context: relevant (default: the parts\n"
     "                        that match the question, in order, with markers for what is left out),\n"
     "                        beginning (the first parts), error (refuse with the numbers)\n"
@@ -121,6 +128,8 @@ struct CliOptions {
   folio::EngineOptions engine;
   std::vector<DocumentArg> files;
   std::string pdf_password;  // --password: for protected PDFs
+  std::string kv_cache;      // --kv-cache FOLDER ("" = off)
+  double kv_cache_limit_gib = 4.0;
   std::optional<std::string> prompt;
   std::optional<std::string> ask;
   std::string system;
@@ -196,6 +205,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--print-prompt") o.print_prompt = true;
     else if (a == "--sources") o.sources = true;
     else if (a == "--password") o.pdf_password = args.value(a);
+    else if (a == "--kv-cache") o.kv_cache = args.value(a);
+    else if (a == "--kv-cache-limit") o.kv_cache_limit_gib = args.number(a, 0.001, 1e6);
     else if (a == "--fit") o.fit = folio::chat::fit_mode_from_name(args.value(a));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
@@ -217,6 +228,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
+  if (!o.kv_cache.empty() && (!o.ask || o.files.empty()))
+    throw folio::cli::UsageError("--kv-cache goes with --ask and --file or --dir");
   if (!o.pdf_password.empty() && o.files.empty()) throw folio::cli::UsageError("--password goes with --file");
   if (o.sources && (!o.ask || o.files.empty())) throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
   if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
@@ -394,6 +407,22 @@ int run_generate(const CliOptions& o) {
     }
     folio::chat::Conversation conversation(*engine, kind);
     conversation.set_documents(std::move(docs));
+    std::optional<folio::chat::KvStore> kv_store;
+    if (!o.kv_cache.empty()) {
+      kv_store.emplace(o.kv_cache, static_cast<uint64_t>(o.kv_cache_limit_gib * 1073741824.0));
+      // The model by its path, size and time: a changed model file does not load an old KV.
+      struct stat st {};
+      std::string model_id = o.engine.model_path;
+      if (::stat(o.engine.model_path.c_str(), &st) == 0) {
+        model_id += '|';
+        model_id += std::to_string(st.st_size);
+        model_id += '|';
+        model_id += std::to_string(st.st_mtime);
+      }
+      model_id += '|';
+      model_id += folio::chat_format_name(kind);
+      conversation.set_kv_store(&*kv_store, model_id);
+    }
     conversation.set_system_prompt(o.system);  // first in the system turn, before the documents
     folio::chat::AskOptions ask;
     ask.context_tokens = ctx;
@@ -429,6 +458,16 @@ int run_generate(const CliOptions& o) {
     if (!a.packing.empty() && !o.quiet) {
       end_progress_line();
       std::fprintf(stderr, "folio-cli: documents packed: %s\n", a.packing.c_str());
+    }
+    if (!o.quiet && kv_store) {
+      end_progress_line();
+      if (!a.kv_note.empty()) std::fprintf(stderr, "folio-cli: note: %s\n", a.kv_note.c_str());
+      if (a.kv_loaded_tokens > 0)
+        std::fprintf(stderr, "folio-cli: the documents' KV (%lld tokens) was loaded from %s\n",
+                     static_cast<long long>(a.kv_loaded_tokens), o.kv_cache.c_str());
+      if (a.kv_saved_bytes > 0)
+        std::fprintf(stderr, "folio-cli: the documents' KV was saved to %s (%s)\n", o.kv_cache.c_str(),
+                     format_mib(a.kv_saved_bytes).c_str());
     }
     if (!a.fit.fits) throw Error(ErrorCode::OutOfContext, a.fit.message() + " (--ctx, --max-tokens, --fit)");
     r = std::move(a.result);

@@ -12,11 +12,17 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
 #include "core/chat/conversation.h"
 #include "core/chat/grounding.h"
+#include "core/chat/kv_store.h"
 #include "core/chat/prompt_layout.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
@@ -612,6 +618,140 @@ class TstChat : public QObject {
              qPrintable(QString("reused %1 of the %2 tokens before the follow-up")
                             .arg(b.result.metrics.reused_tokens)
                             .arg(before)));
+  }
+
+  // KV kept on disk: a new conversation (as after a restart) over the same documents loads the
+  // documents' prefix instead of prefilling it, and answers exactly as a fresh prefill does; another
+  // question over them loads it too; other documents do not.
+  void the_documents_kv_saved_on_disk_is_loaded_again() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    QTemporaryDir dir;
+    folio::chat::KvStore store(dir.filePath("kv").toStdString(), uint64_t{1} << 30);
+    const QString doc_path = dir.filePath("story.txt");
+    QVERIFY(write_bytes(doc_path, "Lily had a red ball. She played with it in the park every day.\n"
+                                  "One day the ball rolled into the pond and a duck brought it back.\n"));
+    const folio::chat::Document doc = folio::chat::read_text_document(doc_path.toStdString());
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 24;
+    o.generate.sampler.temperature = 0.0f;
+    auto ask = [&](folio::chat::KvStore* kv, const std::vector<folio::chat::Document>& docs, const std::string& q) {
+      folio::chat::Conversation c(*engine);  // a new session, as after a restart
+      c.set_documents(docs);
+      if (kv != nullptr) c.set_kv_store(kv, "stories260K");
+      return c.ask(q, o);
+    };
+    const folio::chat::Answer fresh = ask(nullptr, {doc}, "What did the duck do?");
+    const folio::chat::Answer first = ask(&store, {doc}, "What did the duck do?");
+    QCOMPARE(first.kv_loaded_tokens, int64_t{0});
+    QVERIFY(first.kv_saved_bytes > 0);
+    QVERIFY2(first.kv_note.empty(), first.kv_note.c_str());
+    QCOMPARE(store.used_bytes(), first.kv_saved_bytes);
+    const folio::chat::Answer again = ask(&store, {doc}, "What did the duck do?");
+    QVERIFY(again.kv_loaded_tokens > 20);
+    QCOMPARE(again.kv_saved_bytes, uint64_t{0});
+    QCOMPARE(again.result.metrics.reused_tokens, again.kv_loaded_tokens);
+    QCOMPARE(again.result.metrics.prefill_tokens, again.result.metrics.prompt_tokens - again.kv_loaded_tokens);
+    QCOMPARE(again.result.text, fresh.result.text);  // the same answer as a full prefill
+    QCOMPARE(first.result.text, fresh.result.text);
+    qInfo("prefix of %lld tokens loaded (%llu bytes on disk); prefill %lld instead of %lld tokens",
+          static_cast<long long>(again.kv_loaded_tokens), static_cast<unsigned long long>(first.kv_saved_bytes),
+          static_cast<long long>(again.result.metrics.prefill_tokens),
+          static_cast<long long>(fresh.result.metrics.prefill_tokens));
+    // Another question over the same documents starts from the same saved prefix.
+    const folio::chat::Answer other = ask(&store, {doc}, "Where did Lily play?");
+    QCOMPARE(other.kv_loaded_tokens, again.kv_loaded_tokens);
+    QCOMPARE(other.result.text, ask(nullptr, {doc}, "Where did Lily play?").result.text);
+    // Other documents: nothing to load, their own prefix is saved.
+    folio::chat::Document changed = doc;
+    changed.sections[0].text += "\nThe duck was called Dot.";
+    const folio::chat::Answer third = ask(&store, {changed}, "What did the duck do?");
+    QCOMPARE(third.kv_loaded_tokens, int64_t{0});
+    QVERIFY(third.kv_saved_bytes > 0);
+
+    // A damaged file is refused (and deleted), the documents are read again, the answer is the same.
+    for (const auto& entry : std::filesystem::directory_iterator(dir.filePath("kv").toStdString())) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) / 2));
+      f.put('\x5a');
+    }
+    const folio::chat::Answer damaged = ask(&store, {doc}, "What did the duck do?");
+    QCOMPARE(damaged.kv_loaded_tokens, int64_t{0});
+    QVERIFY2(damaged.kv_note.find("checksum does not match") != std::string::npos, damaged.kv_note.c_str());
+    QCOMPARE(damaged.result.text, fresh.result.text);
+    QVERIFY(damaged.kv_saved_bytes > 0);  // saved again, whole
+    QVERIFY(ask(&store, {doc}, "What did the duck do?").kv_loaded_tokens > 0);
+  }
+
+  // The store alone: a file cut short is refused; the least recently used files go when the folder
+  // is over its limit; a save killed at any moment (SIGKILL) never leaves a file that loads wrong.
+  void kv_files_are_checked_evicted_and_survive_kill() {
+    QTemporaryDir dir;
+    const std::string folder = dir.filePath("kv").toStdString();
+    auto entry = [](int seed, size_t floats) {
+      folio::chat::KvEntry e;
+      e.tokens = {1, 2, 3, seed};
+      e.kv.resize(floats);
+      for (size_t i = 0; i < floats; ++i) e.kv[i] = static_cast<float>(seed) + static_cast<float>(i) * 0.5f;
+      return e;
+    };
+    const uint64_t one = 8 + 16 + 4 * 4 + 4000 * 4 + 8;
+    folio::chat::KvStore store(folder, one * 2 + one / 2);  // room for two
+    const std::string a = folio::chat::KvStore::key("m", "fp32", entry(1, 1).tokens);
+    const std::string b = folio::chat::KvStore::key("m", "fp32", entry(2, 1).tokens);
+    const std::string c = folio::chat::KvStore::key("m", "fp32", entry(3, 1).tokens);
+    QVERIFY(a != b && a != folio::chat::KvStore::key("other model", "fp32", entry(1, 1).tokens));
+    QCOMPARE(store.save(a, entry(1, 4000)), one);
+    QTest::qWait(20);
+    store.save(b, entry(2, 4000));
+    QTest::qWait(20);
+    QVERIFY(store.load(a).has_value());  // a is used again: b is now the least recently used
+    QTest::qWait(20);
+    store.save(c, entry(3, 4000));
+    QVERIFY(store.load(a).has_value());
+    QVERIFY(!store.load(b).has_value());
+    const std::optional<folio::chat::KvEntry> got = store.load(c);
+    QVERIFY(got.has_value());
+    QCOMPARE(got->tokens, entry(3, 1).tokens);
+    QCOMPARE(got->kv, entry(3, 4000).kv);
+    QVERIFY(store.used_bytes() <= store.max_bytes());
+
+    // Cut short (a copy that stopped early): refused with the reason, and deleted.
+    const std::string path = folder + "/" + c + ".kv";
+    std::filesystem::resize_file(path, one - 100);
+    std::string problem;
+    QVERIFY(!store.load(c, &problem).has_value());
+    QVERIFY2(problem.find("size does not match") != std::string::npos, problem.c_str());
+    QVERIFY(!std::filesystem::exists(path));
+
+    // SIGKILL while saving, again and again: the file under the key is absent or whole.
+    const folio::chat::KvEntry big = entry(7, 4 << 20);  // 16 MiB
+    const std::string k = folio::chat::KvStore::key("m", "fp32", big.tokens);
+    folio::chat::KvStore roomy(folder, uint64_t{1} << 30);
+    int whole = 0, absent = 0;
+    for (int round = 0; round < 6; ++round) {
+      const pid_t child = ::fork();
+      QVERIFY(child >= 0);
+      if (child == 0) {
+        for (;;) roomy.save(k, big);  // until killed
+      }
+      ::usleep(static_cast<useconds_t>(20000 + 37000 * round));
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      std::string why;
+      const std::optional<folio::chat::KvEntry> e = roomy.load(k, &why);
+      QVERIFY2(why.empty(), why.c_str());  // never a damaged file
+      if (e) {
+        QCOMPARE(e->kv.size(), big.kv.size());
+        QVERIFY(e->kv == big.kv);
+        ++whole;
+      } else {
+        ++absent;
+      }
+    }
+    qInfo("after SIGKILL mid-save: %d times a whole file, %d times none, never a damaged one", whole, absent);
   }
 
   void a_prompt_that_does_not_fit_is_reported_not_cut() {

@@ -102,6 +102,7 @@ Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions
 Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
                             FitCheck& fit, std::string& packing) {
   packing.clear();
+  prompt_docs_ = &docs_;
   Prompt p = build_prompt(engine_, format_, docs_, history, question, system_prompt_);
   fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
   if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
@@ -120,6 +121,7 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
     fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
     packing = made.summary;
     packing_ = made;
+    prompt_docs_ = &packing_->docs;
   };
   // A follow-up whose strongest units the last packing holds keeps it: the same prefix, its KV reused.
   if (packing_ && packing_->signature == pack_signature && options.fit == FitMode::Relevant) {
@@ -155,6 +157,16 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
     budget -= over + 16;
   }
   return p;
+}
+
+int64_t Conversation::shared_prefix(const Prompt& prompt) const {
+  // The same documents with no history and a question no one asks: what it shares with the prompt
+  // is what every question (and every history) over these documents shares.
+  const std::vector<Document>& docs = prompt_docs_ != nullptr ? *prompt_docs_ : docs_;
+  const Prompt other = build_prompt(engine_, format_, docs, {}, "\x01", system_prompt_);
+  size_t n = 0;
+  while (n < prompt.tokens.size() && n < other.tokens.size() && prompt.tokens[n] == other.tokens[n]) ++n;
+  return static_cast<int64_t>(n);
 }
 
 std::string Conversation::documents_signature() const {
@@ -197,6 +209,23 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
       session_ = engine_.create_session(so);
     }
     session_->set_attention(options.attention, options.sparse_config);
+    // A new session: start from the documents' KV saved on disk, when this prompt begins with it.
+    int64_t prefix = 0;
+    std::string key;
+    if (kv_store_ != nullptr && session_->n_past() == 0 && !docs_.empty()) {
+      prefix = shared_prefix(p);
+      if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
+        key = KvStore::key(model_id_, "fp32 v1", std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+        if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
+          const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
+                            std::equal(e->tokens.begin(), e->tokens.end(), p.tokens.begin());
+          if (same && session_->restore_prefix(e->tokens, e->kv))
+            a.kv_loaded_tokens = prefix;
+          else
+            a.kv_note = "the saved KV of these documents does not fit this model or session; they are read again";
+        }
+      }
+    }
     if (options.on_start) options.on_start();
     RequestOptions ro;
     ro.keep_prefix = true;
@@ -205,6 +234,19 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     const std::vector<int32_t> stops = chat_stop_tokens(engine_, format_);
     ro.generate.stop_tokens.insert(ro.generate.stop_tokens.end(), stops.begin(), stops.end());
     a.result = session_->run(p.tokens, ro);
+    // Computed afresh: kept for the next time (a cancelled prefill may not have reached its end).
+    if (!key.empty() && a.kv_loaded_tokens == 0 && session_->n_past() >= prefix &&
+        a.result.metrics.stop != StopReason::Cancelled) {
+      KvEntry e;
+      e.tokens.assign(p.tokens.begin(), p.tokens.begin() + prefix);
+      if (session_->save_prefix(prefix, e.kv)) {
+        try {
+          a.kv_saved_bytes = kv_store_->save(key, e);
+        } catch (const std::exception& ex) {
+          a.kv_note = ex.what();
+        }
+      }
+    }
   } catch (...) {
     // A failed request may leave the cache half written: the next one starts afresh.
     session_.reset();

@@ -19,6 +19,7 @@
 
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
+#include "core/chat/kv_store.h"
 #include "core/engine/engine.h"
 #include "core/tokenizer/chat_format.h"
 
@@ -105,6 +106,11 @@ struct Answer {
   bool cancelled = false;
   std::string record_error;  // the recorder failed (the answer stands)
   size_t history_turns = 0;  // turns in the history afterwards
+  // KV kept on disk (set_kv_store): tokens of the documents' prefix loaded from it for this answer
+  // (0 = none), bytes saved after it (0 = none), and why a file was not used or not saved ("" = fine).
+  int64_t kv_loaded_tokens = 0;
+  uint64_t kv_saved_bytes = 0;
+  std::string kv_note;
 };
 
 class Conversation {
@@ -130,6 +136,14 @@ class Conversation {
   // is rebuilt by the next request.
   void set_history(std::vector<Turn> turns) { history_ = std::move(turns); }
   void set_recorder(Recorder* recorder) { recorder_ = recorder; }
+  // Keeps the KV of the documents' prefix (the system turn) on disk: a new session (after a restart,
+  // a reset or a changed context) starts from the saved KV when its prompt begins with the same
+  // tokens, and a prefix computed afresh is saved. model_id names the model (e.g. its path, size and
+  // time). Null: off. Backends that cannot read their cache out (Backend::read_kv) prefill as before.
+  void set_kv_store(KvStore* store, std::string model_id) {
+    kv_store_ = store;
+    model_id_ = std::move(model_id);
+  }
 
   // Forgets the history and the KV cache; the recorder starts a new conversation.
   void reset();
@@ -188,6 +202,12 @@ class Conversation {
   std::unique_ptr<PackingIndex> packing_index_;
   std::optional<Packing> packing_;
   std::string documents_signature() const;
+  KvStore* kv_store_ = nullptr;
+  std::string model_id_;
+  // Of a prompt fitted() made, the tokens every question over the same documents shares: the
+  // system turn and the user turn's start.
+  int64_t shared_prefix(const Prompt& prompt) const;
+  const std::vector<Document>* prompt_docs_ = nullptr;  // the documents fitted() last laid out (docs_ or packed)
 };
 
 }  // namespace folio::chat
