@@ -7,6 +7,7 @@
 #include <QApplication>
 #include <QDialogButtonBox>
 #include <QElapsedTimer>
+#include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QInputDialog>
@@ -671,6 +672,54 @@ class TstGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 1 &&
                                  w->documents()->entries().front().state == DocumentEntry::State::Ready,
                              30000);
+  }
+
+  // KV kept on disk (Settings, opt-in): the first answer saves the documents' KV; after a restart,
+  // the reopened conversation's follow-up loads it instead of reading the documents again.
+  void the_documents_kv_on_disk_survives_a_restart() {
+    QDir(kv_cache_folder()).removeRecursively();
+    AppSettings s = baseline();
+    s.keep_kv_on_disk = true;
+    s.max_tokens = 24;
+    s.save();
+    MainWindowOptions o;
+    o.database_path = tmp_.filePath("kv-restart.sqlite");
+    o.load_demo = false;
+    const QString doc = write_file("kv-story.txt", story_text(8));
+    int64_t id = 0;
+    {
+      MainWindow w(o);
+      w.show();
+      QVERIFY(wait_ready(&w));
+      QVERIFY(w.settings().keep_kv_on_disk);
+      w.add_paths({doc});
+      QVERIFY(wait_ready(&w));
+      QSignalSpy finished(&w, &MainWindow::answer_finished);
+      w.ask("Who played in the park?");
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+      const QString footer = w.chat()->entry(w.chat()->count() - 1).footer;
+      QVERIFY2(footer.contains("KV saved on disk"), qPrintable(footer));
+      QCOMPARE(w.last_metrics()->reused_tokens, qint64(0));
+      id = w.conversation_id();
+    }
+    QVERIFY(!QDir(kv_cache_folder()).entryList({"*.kv"}, QDir::Files).isEmpty());
+    MainWindow w(o);  // a restart
+    w.show();
+    QVERIFY(wait_ready(&w));
+    QVERIFY(w.open_conversation(id));
+    QTRY_VERIFY_WITH_TIMEOUT(w.documents()->entries().size() == 1 && w.ready_to_ask(), 30000);
+    QSignalSpy finished(&w, &MainWindow::answer_finished);
+    w.ask("What did they do next?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    const QString footer = w.chat()->entry(w.chat()->count() - 1).footer;
+    qInfo("after the restart: %s", qPrintable(footer));
+    QVERIFY2(footer.contains("loaded from disk"), qPrintable(footer));
+    QVERIFY(w.last_metrics()->reused_tokens > 0);
+    // The settings dialog offers it with the space it takes.
+    SettingsDialog* d = w.open_settings();
+    QVERIFY(d->keep_kv_box()->isChecked());
+    QVERIFY2(d->keep_kv_box()->text().contains("MiB now"), qPrintable(d->keep_kv_box()->text()));
+    d->close();
   }
 
   void settings_survive_a_restart() {

@@ -64,6 +64,7 @@ struct AskRequest {
   // When the documents do not fit: ask the user (Error: prompt_does_not_fit), or fill the context
   // with the parts most relevant to the question (Relevant).
   folio::chat::FitMode fit = folio::chat::FitMode::Error;
+  bool keep_kv_on_disk = false;  // load / save the documents' KV in kv_cache_folder()
   std::shared_ptr<CancelToken> cancel;
 };
 
@@ -94,6 +95,9 @@ struct AskOutcome {
   QString packing;
   QStringList used;
   bool repacked = false;  // packed afresh for this question (false: the last question's packing held)
+  int64_t kv_loaded_tokens = 0;  // the documents' KV loaded from disk (0 = none)
+  uint64_t kv_saved_bytes = 0;   // ... saved to disk after this answer (0 = none)
+  QString kv_note;               // why the disk's KV was not used or saved ("" = fine)
 };
 
 struct CompareRequest {

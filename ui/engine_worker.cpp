@@ -1,5 +1,6 @@
 #include "ui/engine_worker.h"
 
+#include <QDateTime>
 #include <QFileInfo>
 #include <QThread>
 #include <algorithm>
@@ -14,6 +15,7 @@
 #endif
 
 #include "core/docs/prompt_layout.h"
+#include "ui/app_settings.h"
 
 namespace folio::ui {
 
@@ -220,6 +222,20 @@ void EngineWorker::ask(const AskRequest& request) {
   try {
     conversation_->set_documents(prepared(request.documents));
     conversation_->set_system_prompt(request.system_prompt.toStdString());
+    if (request.keep_kv_on_disk) {
+      if (!kv_store_) kv_store_ = std::make_unique<folio::chat::KvStore>(kv_cache_folder().toStdString(),
+                                                                         AppSettings::kKvCacheBytes);
+      // The model by its path, size and time (a changed file does not load an old KV).
+      const QFileInfo model(info_.path);
+      conversation_->set_kv_store(kv_store_.get(), QString("%1|%2|%3|%4")
+                                                       .arg(model.absoluteFilePath())
+                                                       .arg(model.size())
+                                                       .arg(model.lastModified().toSecsSinceEpoch())
+                                                       .arg(info_.chat_format)
+                                                       .toStdString());
+    } else {
+      conversation_->set_kv_store(nullptr, {});
+    }
     const uint64_t id = request.id;
     folio::chat::AskOptions o;
     o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
@@ -284,6 +300,9 @@ void EngineWorker::ask(const AskRequest& request) {
     out.packing = QString::fromStdString(a.packing);
     for (const std::string& u : a.used) out.used << QString::fromStdString(u);
     out.repacked = a.repacked;
+    out.kv_loaded_tokens = a.kv_loaded_tokens;
+    out.kv_saved_bytes = a.kv_saved_bytes;
+    out.kv_note = QString::fromStdString(a.kv_note);
     emit phase_changed(Phase::Idle);
     emit ask_finished(out);
   } catch (const std::exception& e) {

@@ -680,6 +680,7 @@ void MainWindow::send_request() {
   r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
   if (remembered_fit_ && remembered_fit_->relevant && remembered_fit_->documents == documents_signature())
     r.fit = folio::chat::FitMode::Relevant;
+  r.keep_kv_on_disk = settings_.keep_kv_on_disk;
   r.cancel = std::make_shared<CancelToken>();
   current_request_ = r.id;
   current_cancel_ = r.cancel;
@@ -988,6 +989,12 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
     if (!outcome.packing.isEmpty())
       footer += " · " + (outcome.repacked ? tr("documents packed for this question")
                                           : tr("the previous question's parts of the documents kept"));
+    if (outcome.kv_loaded_tokens > 0)
+      footer += " · " + tr("the documents' KV (%1 tokens) loaded from disk").arg(count(outcome.kv_loaded_tokens));
+    if (outcome.kv_saved_bytes > 0)
+      footer += " · " + tr("the documents' KV saved on disk (%1 MiB)")
+                            .arg(static_cast<double>(outcome.kv_saved_bytes) / 1048576.0, 0, 'f', 1);
+    if (!outcome.kv_note.isEmpty()) statusBar()->showMessage(outcome.kv_note, 10000);
     chat_->finish_answer(footer, {});
     show_grounding(answer_entry, sources, outcome.sources);
   }
