@@ -463,8 +463,8 @@ int run_generate(const CliOptions& o) {
       end_progress_line();
       if (!a.kv_note.empty()) std::fprintf(stderr, "folio-cli: note: %s\n", a.kv_note.c_str());
       if (a.kv_loaded_tokens > 0)
-        std::fprintf(stderr, "folio-cli: the documents' KV (%lld tokens) was loaded from %s\n",
-                     static_cast<long long>(a.kv_loaded_tokens), o.kv_cache.c_str());
+        std::fprintf(stderr, "folio-cli: the documents' KV (%lld tokens) was loaded from %s in %.1f ms (before the ttft below)\n",
+                     static_cast<long long>(a.kv_loaded_tokens), o.kv_cache.c_str(), a.kv_load_ms);
       if (a.kv_saved_bytes > 0)
         std::fprintf(stderr, "folio-cli: the documents' KV was saved to %s (%s)\n", o.kv_cache.c_str(),
                      format_mib(a.kv_saved_bytes).c_str());

@@ -376,6 +376,30 @@ class TestCli : public QObject {
     QVERIFY(m.captured(1).toInt() >= 60 && m.captured(1).toInt() <= 71);
   }
 
+  // --kv-cache: the first run saves the documents' KV, the next one (another process) loads it and
+  // answers the same; --kv-cache needs documents.
+  void kvCacheIsLoadedByTheNextRun() {
+    const QString doc = tmp_.filePath("kv-doc.txt");
+    QVERIFY(write_bytes(doc, "Lily has a red ball. She plays with it in the park every day.\n"
+                             "Her friend Tom has a blue kite that flies very high.\n"));
+    const QString folder = tmp_.filePath("kv-cache");
+    const QStringList args = {"--model", stories_bin(), "--file", doc, "--ask", "What does Tom have?", "--max-tokens",
+                              "16", "--temperature", "0", "--kv-cache", folder};
+    Run first = run_cli(args);
+    VERIFY_RAN(first);
+    QVERIFY2(first.code == 0, qPrintable(first.describe()));
+    QVERIFY2(first.err.contains("the documents' KV was saved to"), qPrintable(first.describe()));
+    Run second = run_cli(args);
+    VERIFY_RAN(second);
+    QVERIFY2(second.code == 0, qPrintable(second.describe()));
+    QVERIFY2(second.err.contains("the documents' KV (") && second.err.contains("was loaded from"),
+             qPrintable(second.describe()));
+    QCOMPARE(second.out, first.out);
+    Run u = run_cli({"--model", stories_bin(), "--ask", "Why?", "--kv-cache", folder});
+    VERIFY_RAN(u);
+    QCOMPARE(u.code, 2);
+  }
+
   // --- documents through the app's loaders (core/docs) --------------------------------------------
 
   // A real PDF: its pages are in the prompt with the app's page markers.

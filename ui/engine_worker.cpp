@@ -301,6 +301,7 @@ void EngineWorker::ask(const AskRequest& request) {
     for (const std::string& u : a.used) out.used << QString::fromStdString(u);
     out.repacked = a.repacked;
     out.kv_loaded_tokens = a.kv_loaded_tokens;
+    out.kv_load_ms = a.kv_load_ms;
     out.kv_saved_bytes = a.kv_saved_bytes;
     out.kv_note = QString::fromStdString(a.kv_note);
     emit phase_changed(Phase::Idle);

@@ -990,7 +990,8 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
       footer += " · " + (outcome.repacked ? tr("documents packed for this question")
                                           : tr("the previous question's parts of the documents kept"));
     if (outcome.kv_loaded_tokens > 0)
-      footer += " · " + tr("the documents' KV (%1 tokens) loaded from disk").arg(count(outcome.kv_loaded_tokens));
+      footer += " · " + tr("the documents' KV (%1 tokens) loaded from disk in %2")
+                            .arg(count(outcome.kv_loaded_tokens), ms_text(outcome.kv_load_ms));
     if (outcome.kv_saved_bytes > 0)
       footer += " · " + tr("the documents' KV saved on disk (%1 MiB)")
                             .arg(static_cast<double>(outcome.kv_saved_bytes) / 1048576.0, 0, 'f', 1);

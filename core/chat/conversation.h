@@ -109,6 +109,7 @@ struct Answer {
   // KV kept on disk (set_kv_store): tokens of the documents' prefix loaded from it for this answer
   // (0 = none), bytes saved after it (0 = none), and why a file was not used or not saved ("" = fine).
   int64_t kv_loaded_tokens = 0;
+  double kv_load_ms = 0.0;  // reading and checking the file and filling the cache (not in the metrics' TTFT)
   uint64_t kv_saved_bytes = 0;
   std::string kv_note;
 };
