@@ -231,7 +231,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (!o.kv_cache.empty() && (!o.ask || o.files.empty()))
     throw folio::cli::UsageError("--kv-cache goes with --ask and --file or --dir");
   if (!o.pdf_password.empty() && o.files.empty()) throw folio::cli::UsageError("--password goes with --file");
-  if (o.sources && (!o.ask || o.files.empty())) throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
+  if (o.sources && (!o.ask || o.files.empty()))
+    throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
   if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
   return o;
 }
@@ -313,7 +314,8 @@ void print_sources(const folio::chat::GroundingIndex& index, const std::string& 
   std::printf("\nSources:\n");
   if (found.empty()) std::printf("  none found: no passage of the documents says what the answer says\n");
   for (size_t i = 0; i < found.size(); ++i)
-    std::printf("  %zu. %s: \"%s\"\n", i + 1, folio::chat::source_location(index.documents()[found[i].document], found[i]).c_str(),
+    std::printf("  %zu. %s: \"%s\"\n", i + 1,
+                folio::chat::source_location(index.documents()[found[i].document], found[i]).c_str(),
                 found[i].quote.c_str());
   for (const std::string& p : problems) std::printf("  not in the documents: %s\n", p.c_str());
 }
@@ -463,7 +465,9 @@ int run_generate(const CliOptions& o) {
       end_progress_line();
       if (!a.kv_note.empty()) std::fprintf(stderr, "folio-cli: note: %s\n", a.kv_note.c_str());
       if (a.kv_loaded_tokens > 0)
-        std::fprintf(stderr, "folio-cli: the documents' KV (%lld tokens) was loaded from %s in %.1f ms (before the ttft below)\n",
+        std::fprintf(stderr,
+                     "folio-cli: the documents' KV (%lld tokens) was loaded from %s in %.1f ms (before the ttft "
+                     "below)\n",
                      static_cast<long long>(a.kv_loaded_tokens), o.kv_cache.c_str(), a.kv_load_ms);
       if (a.kv_saved_bytes > 0)
         std::fprintf(stderr, "folio-cli: the documents' KV was saved to %s (%s)\n", o.kv_cache.c_str(),

@@ -437,7 +437,8 @@ class TstChat : public QObject {
     std::sort(statements.begin(), statements.end());
     QCOMPARE(statements, (std::vector<int>{0, 1}));
     // Not in the manual: no source, even though the question's words are.
-    QVERIFY(index.ground("Penguins hunt krill beneath the Antarctic ice shelf.", "How long do the batteries last?").empty());
+    QVERIFY(index.ground("Penguins hunt krill beneath the Antarctic ice shelf.", "How long do the batteries last?")
+                .empty());
     QVERIFY(index.ground("Yes.", "Is there a warranty?").empty());
   }
 
@@ -456,7 +457,8 @@ class TstChat : public QObject {
     const std::string pdf = "/usr/share/R/doc/manual/fullrefman.pdf";
     FOLIO_REQUIRE_FILE(pdf);
     folio::chat::Document manual = folio::docs::chat_document(folio::docs::load_pdf(QString::fromStdString(pdf)));
-    if (manual.page_count != 2415) QSKIP("another edition of the R manual (the pages differ); r-doc-pdf 4.2.2 has 2,415");
+    if (manual.page_count != 2415)
+      QSKIP("another edition of the R manual (the pages differ); r-doc-pdf 4.2.2 has 2,415");
     struct Planted {
       int page;  // 1-based
       const char* fact;
@@ -487,8 +489,9 @@ class TstChat : public QObject {
     }
     // The manual's own topics (pages from tests/data/retrieval-rmanual.tsv).
     const std::pair<int, const char*> topics[] = {
-        {1654, "lm is used to fit linear models, including multivariate ones, and can carry out regression and "
-               "analysis of covariance."},
+        {1654,
+         "lm is used to fit linear models, including multivariate ones, and can carry out regression and "
+         "analysis of covariance."},
         {1641, "kmeans performs k-means clustering on a data matrix."},
     };
     for (const auto& [page, answer] : topics) {
@@ -611,8 +614,9 @@ class TstChat : public QObject {
     const folio::chat::Answer b = c.ask("And with the fast interval?", o);
     const int64_t before = a.result.metrics.prompt_tokens + a.result.metrics.decode_tokens;
     qInfo("first: %lld prompt + %lld answer tokens (%s); follow-up: %lld of %lld reused",
-          static_cast<long long>(a.result.metrics.prompt_tokens), static_cast<long long>(a.result.metrics.decode_tokens),
-          folio::stop_reason_name(a.result.metrics.stop), static_cast<long long>(b.result.metrics.reused_tokens),
+          static_cast<long long>(a.result.metrics.prompt_tokens),
+          static_cast<long long>(a.result.metrics.decode_tokens), folio::stop_reason_name(a.result.metrics.stop),
+          static_cast<long long>(b.result.metrics.reused_tokens),
           static_cast<long long>(b.result.metrics.prompt_tokens));
     QVERIFY2(b.result.metrics.reused_tokens >= before - 1,
              qPrintable(QString("reused %1 of the %2 tokens before the follow-up")
@@ -629,8 +633,9 @@ class TstChat : public QObject {
     QTemporaryDir dir;
     folio::chat::KvStore store(dir.filePath("kv").toStdString(), uint64_t{1} << 30);
     const QString doc_path = dir.filePath("story.txt");
-    QVERIFY(write_bytes(doc_path, "Lily had a red ball. She played with it in the park every day.\n"
-                                  "One day the ball rolled into the pond and a duck brought it back.\n"));
+    QVERIFY(write_bytes(doc_path,
+                        "Lily had a red ball. She played with it in the park every day.\n"
+                        "One day the ball rolled into the pond and a duck brought it back.\n"));
     const folio::chat::Document doc = folio::chat::read_text_document(doc_path.toStdString());
     folio::chat::AskOptions o;
     o.context_tokens = 512;

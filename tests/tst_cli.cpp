@@ -363,15 +363,16 @@ class TestCli : public QObject {
                                                           : QDir::homePath() + "/.cache") +
              "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (!QFile::exists(smol)) QSKIP("SmolLM2-135M-Instruct is not in the cache; run python3 tools/fetch_model.py");
-    Run s = run_cli({"--model", smol, "--file", manual, "--ask", "How long do the batteries in the outdoor sensor last?",
-                     "--max-tokens", "60", "--temperature", "0", "--sources", "--quiet"});
+    Run s =
+        run_cli({"--model", smol, "--file", manual, "--ask", "How long do the batteries in the outdoor sensor last?",
+                 "--max-tokens", "60", "--temperature", "0", "--sources", "--quiet"});
     VERIFY_RAN(s);
     QVERIFY2(s.code == 0, qPrintable(s.describe()));
     qInfo("%s", s.out.constData());
     // Section 5 of the manual, lines 60-71, says how long the cells last.
     const QRegularExpressionMatch m =
-        QRegularExpression("\nSources:\n  1\\. halcyon-h40-manual\\.md:(\\d+)(?:-(\\d+))?: \"[^\"]*14 months").match(
-            QString::fromUtf8(s.out));
+        QRegularExpression("\nSources:\n  1\\. halcyon-h40-manual\\.md:(\\d+)(?:-(\\d+))?: \"[^\"]*14 months")
+            .match(QString::fromUtf8(s.out));
     QVERIFY2(m.hasMatch(), qPrintable(s.describe()));
     QVERIFY(m.captured(1).toInt() >= 60 && m.captured(1).toInt() <= 71);
   }
@@ -380,11 +381,12 @@ class TestCli : public QObject {
   // answers the same; --kv-cache needs documents.
   void kvCacheIsLoadedByTheNextRun() {
     const QString doc = tmp_.filePath("kv-doc.txt");
-    QVERIFY(write_bytes(doc, "Lily has a red ball. She plays with it in the park every day.\n"
-                             "Her friend Tom has a blue kite that flies very high.\n"));
+    QVERIFY(write_bytes(doc,
+                        "Lily has a red ball. She plays with it in the park every day.\n"
+                        "Her friend Tom has a blue kite that flies very high.\n"));
     const QString folder = tmp_.filePath("kv-cache");
-    const QStringList args = {"--model", stories_bin(), "--file", doc, "--ask", "What does Tom have?", "--max-tokens",
-                              "16", "--temperature", "0", "--kv-cache", folder};
+    const QStringList args = {"--model",      stories_bin(), "--file",        doc, "--ask",      "What does Tom have?",
+                              "--max-tokens", "16",          "--temperature", "0", "--kv-cache", folder};
     Run first = run_cli(args);
     VERIFY_RAN(first);
     QVERIFY2(first.code == 0, qPrintable(first.describe()));
@@ -423,8 +425,8 @@ class TestCli : public QObject {
 #endif
     const QString pdf = tmp_.filePath("locked-pw.pdf");
     QVERIFY(write_bytes(pdf, folio::test::make_pdf({"The vault opens with the brass key."}, {}, "folio-pw")));
-    Run r = run_cli({"--model", stories_bin(), "--file", pdf, "--password", "folio-pw", "--ask", "What opens the vault?",
-                     "--print-prompt"});
+    Run r = run_cli({"--model", stories_bin(), "--file", pdf, "--password", "folio-pw", "--ask",
+                     "What opens the vault?", "--print-prompt"});
     VERIFY_RAN(r);
     QVERIFY2(r.code == 0, qPrintable(r.describe()));
     QVERIFY2(r.out.contains("[p. 1]\nThe vault opens with the brass key."), qPrintable(r.describe()));

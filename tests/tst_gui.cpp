@@ -6,8 +6,8 @@
 #include <QAction>
 #include <QApplication>
 #include <QDialogButtonBox>
-#include <QElapsedTimer>
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QFileInfo>
 #include <QInputDialog>
@@ -31,6 +31,7 @@
 #include "core/chat/grounding.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
+#include "tests/test_support.h"
 #include "ui/app_settings.h"
 #include "ui/chat_view.h"
 #include "ui/conversation_export.h"
@@ -44,7 +45,6 @@
 #include "ui/performance_panel.h"
 #include "ui/settings_dialog.h"
 #include "ui/source_viewer.h"
-#include "tests/test_support.h"
 
 // LeakSanitizer in the ASan build: Qt 6.4 keeps allocations it never frees in the widgets this
 // suite drives (QScroller gesture recognizers, QPdfView's page renderer and its threads, Qt's
@@ -546,7 +546,8 @@ class TstGui : public QObject {
       QCOMPARE(dialog.choice().kind, FitChoice::Kind::Relevant);
       QVERIFY(dialog.findChild<QRadioButton*>("fitRelevant")->isChecked());
       bool said = false;
-      for (const QLabel* l : dialog.findChildren<QLabel*>()) said = said || l->text().contains("about 20% of the documents fit");
+      for (const QLabel* l : dialog.findChildren<QLabel*>())
+        said = said || l->text().contains("about 20% of the documents fit");
       QVERIFY(said);
       if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
         dialog.resize(dialog.sizeHint());
@@ -630,9 +631,9 @@ class TstGui : public QObject {
       return answers.isEmpty() ? std::nullopt : std::optional<QString>(answers.takeFirst());
     });
     w->add_paths({path});
-    QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 1 &&
-                                 w->documents()->entries().front().state == DocumentEntry::State::Ready,
-                             30000);
+    QTRY_VERIFY_WITH_TIMEOUT(
+        w->documents()->entries().size() == 1 && w->documents()->entries().front().state == DocumentEntry::State::Ready,
+        30000);
     QCOMPARE(asked.size(), 2);
     QCOMPARE(asked[0], (std::pair<QString, bool>{"locked.pdf", false}));
     QCOMPARE(asked[1], (std::pair<QString, bool>{"locked.pdf", true}));  // the first one was wrong
@@ -669,9 +670,9 @@ class TstGui : public QObject {
     QCOMPARE(dialog->textEchoMode(), QLineEdit::Password);
     dialog->setTextValue("folio-pw");
     dialog->accept();
-    QTRY_VERIFY_WITH_TIMEOUT(w->documents()->entries().size() == 1 &&
-                                 w->documents()->entries().front().state == DocumentEntry::State::Ready,
-                             30000);
+    QTRY_VERIFY_WITH_TIMEOUT(
+        w->documents()->entries().size() == 1 && w->documents()->entries().front().state == DocumentEntry::State::Ready,
+        30000);
   }
 
   // KV kept on disk (Settings, opt-in): the first answer saves the documents' KV; after a restart,
@@ -1158,9 +1159,10 @@ class TstGui : public QObject {
     QVERIFY2(md.contains("- notes.txt:2: notes.txt, line 2 — “She shared it with Tom.”"), qPrintable(md));
     QVERIFY2(md.contains("- p. 99: not in the documents"), qPrintable(md));
     // The passage that supports the answer, found whether or not it was cited.
-    QVERIFY2(md.contains("Sources found in the documents:\n\n- notes.txt:1-2 — “Lily found a red ball. She shared it with "
-                         "Tom.”"),
-             qPrintable(md));
+    QVERIFY2(
+        md.contains("Sources found in the documents:\n\n- notes.txt:1-2 — “Lily found a red ball. She shared it with "
+                    "Tom.”"),
+        qPrintable(md));
     // A document whose content changed since is not used to check them.
     folio::docs::Document changed = doc;
     changed.content_hash = "0000";

@@ -66,8 +66,7 @@ QString conversation_markdown(const folio::store::Conversation& c,
       if (!found.empty()) {
         md += QObject::tr("Sources found in the documents:") + "\n\n";
         for (const folio::chat::SourcePassage& p : found)
-          md += "- " +
-                QString::fromStdString(folio::chat::source_location(grounding->documents()[p.document], p)) +
+          md += "- " + QString::fromStdString(folio::chat::source_location(grounding->documents()[p.document], p)) +
                 " — “" + QString::fromStdString(p.quote) + "”\n";
         md += "\n";
       }

@@ -304,7 +304,8 @@ void DocumentPanel::refresh() {
     gauge_->setStyleSheet(over ? "QProgressBar::chunk { background-color: #c62828; }"
                                : "QProgressBar::chunk { background-color: #2e7d32; }");
     QString text = tr("%1 tokens stay free for the answer.").arg(count(reserve_));
-    const bool packed = std::any_of(entries_.begin(), entries_.end(), [](const DocumentEntry& e) { return !e.used.isEmpty(); });
+    const bool packed =
+        std::any_of(entries_.begin(), entries_.end(), [](const DocumentEntry& e) { return !e.used.isEmpty(); });
     if (over && packed)
       text = tr("<span style='color:#8a5a00'>The documents need %1 tokens more than the context holds, so each "
                 "question gets the parts most relevant to it (listed above: what the last one used).</span>")

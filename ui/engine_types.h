@@ -94,7 +94,7 @@ struct AskOutcome {
   // ("" = all of it). Empty when the documents went in whole.
   QString packing;
   QStringList used;
-  bool repacked = false;  // packed afresh for this question (false: the last question's packing held)
+  bool repacked = false;         // packed afresh for this question (false: the last question's packing held)
   int64_t kv_loaded_tokens = 0;  // the documents' KV loaded from disk (0 = none)
   double kv_load_ms = 0.0;       // ... in this time, before the request's TTFT
   uint64_t kv_saved_bytes = 0;   // ... saved to disk after this answer (0 = none)

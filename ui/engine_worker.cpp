@@ -223,8 +223,8 @@ void EngineWorker::ask(const AskRequest& request) {
     conversation_->set_documents(prepared(request.documents));
     conversation_->set_system_prompt(request.system_prompt.toStdString());
     if (request.keep_kv_on_disk) {
-      if (!kv_store_) kv_store_ = std::make_unique<folio::chat::KvStore>(kv_cache_folder().toStdString(),
-                                                                         AppSettings::kKvCacheBytes);
+      if (!kv_store_)
+        kv_store_ = std::make_unique<folio::chat::KvStore>(kv_cache_folder().toStdString(), AppSettings::kKvCacheBytes);
       // The model by its path, size and time (a changed file does not load an old KV).
       const QFileInfo model(info_.path);
       conversation_->set_kv_store(kv_store_.get(), QString("%1|%2|%3|%4")
@@ -313,7 +313,7 @@ void EngineWorker::ask(const AskRequest& request) {
 }
 
 std::vector<folio::chat::SourcePassage> EngineWorker::ground(const AskRequest& request, const QString& question,
-                                                            const QString& answer) {
+                                                             const QString& answer) {
   // Against the whole documents, also where the prompt held only part of one: a source links
   // into the document as it is.
   if (request.documents.isEmpty()) return {};

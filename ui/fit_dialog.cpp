@@ -54,7 +54,9 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
       new QLabel(tr("<b>Fill the context with the parts most relevant to each question</b> (recommended): about "
                     "%1 of the documents fit; each question gets the pages or files that match it best, in their "
                     "order, with markers for what is left out. The document panel shows what each question used.")
-                     .arg(share >= 0.995 ? tr("all") : share < 0.01 ? tr("less than 1%") : QString("%1%").arg(qRound(share * 100))),
+                     .arg(share >= 0.995 ? tr("all")
+                          : share < 0.01 ? tr("less than 1%")
+                                         : QString("%1%").arg(qRound(share * 100))),
                  this);
   relevant_text->setWordWrap(true);
   relevant_text->setBuddy(relevant_);

@@ -10,8 +10,8 @@
 #include <QFileInfo>
 #include <QFutureWatcher>
 #include <QInputDialog>
-#include <QLineEdit>
 #include <QLabel>
+#include <QLineEdit>
 #include <QLocale>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -917,10 +917,11 @@ QString MainWindow::documents_signature() const {
 void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
   if (c.kind == FitChoice::Kind::Relevant) {
     remembered_fit_ = RememberedFit{documents_signature(), 0, true};
-    chat_->add_notice(tr("The documents are larger than the context, so each question gets the parts of them most "
-                         "relevant to it, in order, with markers for what is left out (your choice for this "
-                         "conversation, until the documents change). The document panel shows what each question "
-                         "used."));
+    chat_->add_notice(
+        tr("The documents are larger than the context, so each question gets the parts of them most "
+           "relevant to it, in order, with markers for what is left out (your choice for this "
+           "conversation, until the documents change). The document panel shows what each question "
+           "used."));
   } else if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
@@ -1031,12 +1032,14 @@ void MainWindow::show_grounding(int entry, const QVector<folio::docs::Document>&
     if (p.document >= static_cast<size_t>(docs.size())) continue;
     folio::chat::Document heading;  // source_location() names the document by its title
     heading.title = docs[static_cast<int>(p.document)].title.toStdString();
-    links.push_back({QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
+    links.push_back(
+        {QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
   }
   QString note;
   if (links.isEmpty() && !docs.isEmpty())
-    note = tr("No passage of the documents was found that says what this answer says; check it against the "
-              "documents.");
+    note =
+        tr("No passage of the documents was found that says what this answer says; check it against the "
+           "documents.");
   chat_->set_citations(entry, citations);
   chat_->set_sources(entry, links, flagged, note);
 }
@@ -1067,7 +1070,8 @@ void MainWindow::ground_reopened() {
   watcher->setFuture(QtConcurrent::run([docs, work]() {
     const folio::chat::GroundingIndex index(folio::docs::chat_documents(docs));
     std::vector<std::vector<folio::chat::SourcePassage>> out;
-    for (const auto& [question, answer] : work) out.push_back(index.ground(answer.toStdString(), question.toStdString()));
+    for (const auto& [question, answer] : work)
+      out.push_back(index.ground(answer.toStdString(), question.toStdString()));
     return out;
   }));
 }

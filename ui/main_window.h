@@ -3,10 +3,10 @@
 // thread and turns what the user does into requests, and what the worker reports into widgets.
 #pragma once
 
-#include <QPointer>
 #include <QHash>
-#include <QSet>
 #include <QMainWindow>
+#include <QPointer>
+#include <QSet>
 #include <QThread>
 #include <functional>
 #include <memory>
@@ -185,9 +185,9 @@ class MainWindow : public QMainWindow {
   HistoryPanel* history_ = nullptr;
   QTimer* delete_timer_ = nullptr;
   QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
-  QSet<uint64_t> reopen_same_;                // reopened documents read again with the same content
+  QSet<uint64_t> reopen_same_;               // reopened documents read again with the same content
   QVector<std::pair<int, QString>> reopen_answers_;  // reopened answers to ground: chat entry, its question
-  uint64_t conversation_generation_ = 0;      // grows with each new or reopened conversation
+  uint64_t conversation_generation_ = 0;             // grows with each new or reopened conversation
   QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)

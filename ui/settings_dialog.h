@@ -3,8 +3,8 @@
 // Apply / OK emit `applied`; MainWindow stores the settings and reports the load back here.
 #pragma once
 
-#include <QComboBox>
 #include <QCheckBox>
+#include <QComboBox>
 #include <QDialog>
 #include <QDoubleSpinBox>
 #include <QLabel>

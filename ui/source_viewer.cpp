@@ -169,8 +169,8 @@ void SourceViewer::find_highlight(const QString& text) {
   QVector<int> positions;
   const QString hay = folded(page_text, &positions);
   // The whole passage, else its beginning (a quote may run past what the page holds in one piece).
-  for (const qsizetype length : {needle.size(), std::min<qsizetype>(needle.size(), 80),
-                                 std::min<qsizetype>(needle.size(), 32)}) {
+  for (const qsizetype length :
+       {needle.size(), std::min<qsizetype>(needle.size(), 80), std::min<qsizetype>(needle.size(), 32)}) {
     const qsizetype at = hay.indexOf(needle.left(length));
     if (at < 0) continue;
     const int start = positions[at];
@@ -206,7 +206,8 @@ void SourceViewer::render_page() {
     painter.setPen(Qt::NoPen);
     painter.setBrush(QColor(255, 214, 0, 110));
     painter.setCompositionMode(QPainter::CompositionMode_Multiply);
-    for (const QPolygonF& p : std::as_const(highlight_)) painter.drawPolygon(QTransform::fromScale(scale, scale).map(p));
+    for (const QPolygonF& p : std::as_const(highlight_))
+      painter.drawPolygon(QTransform::fromScale(scale, scale).map(p));
   }
   image.setDevicePixelRatio(devicePixelRatioF());
   pdf_page_->setPixmap(QPixmap::fromImage(image));

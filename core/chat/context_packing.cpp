@@ -123,8 +123,9 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
 double SectionIndex::idf(const std::string& term) const {
   const double n = static_cast<double>(lengths_.size());
   const auto it = std::lower_bound(terms_.begin(), terms_.end(), term);
-  const double df =
-      it == terms_.end() || *it != term ? 1.0 : static_cast<double>(postings_[static_cast<size_t>(it - terms_.begin())].size());
+  const double df = it == terms_.end() || *it != term
+                        ? 1.0
+                        : static_cast<double>(postings_[static_cast<size_t>(it - terms_.begin())].size());
   return std::log(1.0 + (n - df + 0.5) / (df + 0.5));
 }
 

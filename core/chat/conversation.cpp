@@ -216,7 +216,8 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     if (kv_store_ != nullptr && session_->n_past() == 0 && !docs_.empty()) {
       prefix = shared_prefix(p);
       if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
-        key = KvStore::key(model_id_, "fp32 v1", std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+        key =
+            KvStore::key(model_id_, "fp32 v1", std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
         const auto t0 = std::chrono::steady_clock::now();
         if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
           const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
@@ -224,8 +225,7 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
           if (same && session_->restore_prefix(e->tokens, e->kv)) {
             a.kv_loaded_tokens = prefix;
             a.kv_load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-          }
-          else
+          } else
             a.kv_note = "the saved KV of these documents does not fit this model or session; they are read again";
         }
       }

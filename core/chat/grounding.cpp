@@ -13,8 +13,8 @@ namespace folio::chat {
 
 namespace {
 
-constexpr size_t kMaxUnitLines = 12;   // a paragraph of a text file or a block of code, at most
-constexpr size_t kQuoteLines = 3;      // the quote: the best window of at most this many lines
+constexpr size_t kMaxUnitLines = 12;  // a paragraph of a text file or a block of code, at most
+constexpr size_t kQuoteLines = 3;     // the quote: the best window of at most this many lines
 constexpr size_t kQuoteBytes = 300;
 constexpr size_t kCandidates = 8;      // passages looked at closely per statement
 constexpr size_t kShortStatement = 4;  // fewer own words than this: the question's words help find it
@@ -107,12 +107,11 @@ bool citation_group(std::string_view inner) {
   for (char& c : low) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   for (size_t i = 0; i < low.size(); ++i) {
     const bool word_start = i == 0 || !(std::isalnum(static_cast<unsigned char>(low[i - 1])) != 0);
-    if (word_start && (low.compare(i, 2, "p.") == 0 || low.compare(i, 3, "pp.") == 0 || low.compare(i, 5, "page ") == 0 ||
-                       low.compare(i, 6, "pages ") == 0 || low.compare(i, 5, "line ") == 0 ||
-                       low.compare(i, 6, "lines ") == 0))
+    if (word_start &&
+        (low.compare(i, 2, "p.") == 0 || low.compare(i, 3, "pp.") == 0 || low.compare(i, 5, "page ") == 0 ||
+         low.compare(i, 6, "pages ") == 0 || low.compare(i, 5, "line ") == 0 || low.compare(i, 6, "lines ") == 0))
       return true;
-    if (low[i] == ':' && i + 1 < low.size() && low[i + 1] >= '0' && low[i + 1] <= '9' && i > 0 &&
-        low[i - 1] != ' ')
+    if (low[i] == ':' && i + 1 < low.size() && low[i + 1] >= '0' && low[i + 1] <= '9' && i > 0 && low[i - 1] != ' ')
       return true;
   }
   return false;
@@ -178,8 +177,8 @@ std::vector<std::string> answer_statements(std::string_view answer) {
     // A sentence ends at . ! ? before white space and a capital letter (or the end): "p. 12",
     // "e.g. the" and "2.3.1" do not end one.
     // (A list's number "1." opens its item, it does not end a sentence.)
-    const bool list_number = c == '.' && current.size() >= 2 &&
-                             current.find_first_not_of(" \t0123456789") == current.size() - 1;
+    const bool list_number =
+        c == '.' && current.size() >= 2 && current.find_first_not_of(" \t0123456789") == current.size() - 1;
     if ((c == '.' || c == '!' || c == '?') && !list_number && i + 1 < answer.size() &&
         (answer[i + 1] == ' ' || answer[i + 1] == '\t')) {
       size_t j = i + 1;

@@ -17,15 +17,15 @@
 namespace folio::chat {
 
 struct SourcePassage {
-  size_t document = 0;       // index into the documents grounded against
-  size_t section = 0;        // index into that document's sections (the page, or the file's part)
-  int page_index = -1;       // PDF: 0-based page; -1 otherwise
-  std::string page_label;    // PDF: the label the page is cited by
-  std::string file;          // text / source tree: path relative to the document root
-  int first_line = 0;        // files: the matching lines (1-based, inclusive); 0 for PDF pages
+  size_t document = 0;     // index into the documents grounded against
+  size_t section = 0;      // index into that document's sections (the page, or the file's part)
+  int page_index = -1;     // PDF: 0-based page; -1 otherwise
+  std::string page_label;  // PDF: the label the page is cited by
+  std::string file;        // text / source tree: path relative to the document root
+  int first_line = 0;      // files: the matching lines (1-based, inclusive); 0 for PDF pages
   int last_line = 0;
-  std::string quote;         // the matching lines on one line, at most about 300 bytes ("…" when cut)
-  double support = 0.0;      // share (0..1) of the statement's weighted words the passage holds
+  std::string quote;            // the matching lines on one line, at most about 300 bytes ("…" when cut)
+  double support = 0.0;         // share (0..1) of the statement's weighted words the passage holds
   std::vector<int> statements;  // which answer_statements() it supports, in order
 };
 
@@ -33,8 +33,8 @@ struct SourcePassage {
 std::string source_location(const Document& doc, const SourcePassage& passage);
 
 struct GroundingOptions {
-  size_t max_sources = 4;     // the strongest passages, at most this many
-  double min_support = 0.5;   // the share of a statement's weighted words a passage must hold
+  size_t max_sources = 4;    // the strongest passages, at most this many
+  double min_support = 0.5;  // the share of a statement's weighted words a passage must hold
 };
 
 // The statements of an answer: its sentences and list items, without Markdown marks and without the

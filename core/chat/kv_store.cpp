@@ -119,7 +119,8 @@ uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
   const std::string path = path_of(key);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + tmp + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + tmp + ": " + std::strerror(errno));
   const uint64_t n_tokens = e.tokens.size(), n_floats = e.kv.size();
   Fnv f;
   f.add(kMagic, sizeof kMagic);
@@ -134,8 +135,8 @@ uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
   ::close(fd);
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + path + ": " + std::strerror(ok ? errno : err) +
-                                               " (is the disk full?)");
+    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + path + ": " +
+                                               std::strerror(ok ? errno : err) + " (is the disk full?)");
   }
   const uint64_t written = sizeof kMagic + 16 + n_tokens * 4 + n_floats * 4 + 8;
   // Least recently used out until the folder is within its limit; leftovers of killed saves too.

@@ -264,11 +264,11 @@ QString why_not_found(const Citation& c, const QVector<Document>& docs) {
     QStringList pdfs;
     for (const Document& d : docs)
       if (d.kind == DocumentKind::Pdf) pdfs << QObject::tr("%1 (pages %2)").arg(d.title, page_span(d));
-    if (pdfs.isEmpty()) return QObject::tr("there is no PDF among the documents, so there is no page %1").arg(c.first_label);
+    if (pdfs.isEmpty())
+      return QObject::tr("there is no PDF among the documents, so there is no page %1").arg(c.first_label);
     if (pdfs.size() == 1)
-      return QObject::tr("no page %1 in %2").arg(c.first_label == c.last_label ? c.first_label
-                                                                                   : c.first_label + "-" + c.last_label,
-                                                  pdfs.front());
+      return QObject::tr("no page %1 in %2")
+          .arg(c.first_label == c.last_label ? c.first_label : c.first_label + "-" + c.last_label, pdfs.front());
     return QObject::tr("no page %1 in the documents: %2").arg(c.first_label, pdfs.join(", "));
   }
   QString p = c.file;
