@@ -1,9 +1,10 @@
 #include "ui/settings_dialog.h"
 
-#include "core/chat/kv_store.h"
 
 #include <QDialogButtonBox>
 #include <QFileDialog>
+#include <QDir>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -70,12 +71,10 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   keep_kv_ = new QCheckBox(model_box);
   keep_kv_->setObjectName("keepKvBox");
   {
-    // What it takes now: the files in the cache folder.
+    // What it takes now: the files in the cache folder (not made until the first save).
     uint64_t used = 0;
-    try {
-      used = folio::chat::KvStore(kv_cache_folder().toStdString(), AppSettings::kKvCacheBytes).used_bytes();
-    } catch (const std::exception&) {
-    }
+    for (const QFileInfo& f : QDir(kv_cache_folder()).entryInfoList({"*.kv"}, QDir::Files))
+      used += static_cast<uint64_t>(f.size());
     keep_kv_->setText(tr("Keep the documents' KV on disk (%1 MiB now, at most %2 GiB)")
                           .arg(QString::number(static_cast<double>(used) / 1048576.0, 'f', 1))
                           .arg(AppSettings::kKvCacheBytes >> 30));
