@@ -5,6 +5,7 @@
 // reuses the documents' KV prefix, regenerates in place, reports a prompt that does not fit
 // instead of cutting it, and hands each answered turn to its recorder.
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -478,7 +479,11 @@ class TstChat : public QObject {
       QVERIFY(it != manual.sections.end());
       it->text += "\n" + std::string(p.fact);
     }
+    QElapsedTimer timer;
+    timer.start();
     const folio::chat::GroundingIndex index({manual});
+    const qint64 index_ms = timer.elapsed();
+    timer.restart();
     for (const Planted& p : planted) {
       const auto sources = index.ground(p.answer, "What does the manual say?");
       QVERIFY2(!sources.empty(), p.answer);
@@ -505,6 +510,9 @@ class TstChat : public QObject {
       QCOMPARE(folio::chat::source_location(manual, sources.front()),
                "fullrefman.pdf, p. " + folio::chat::citation_label(manual, section));
     }
+    // Reported, not asserted: what grounding costs on 2,415 pages.
+    qInfo("R manual: %zu passages indexed in %lld ms; 5 answers grounded in %lld ms", index.passage_count(),
+          static_cast<long long>(index_ms), static_cast<long long>(timer.elapsed()));
   }
 
   // Through the Conversation and folio-cli (default --fit relevant): a document larger than the
