@@ -216,8 +216,9 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     if (kv_store_ != nullptr && session_->n_past() == 0 && !docs_.empty()) {
       prefix = shared_prefix(p);
       if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
-        key =
-            KvStore::key(model_id_, "fp32 v1", std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+        // The backend computed the KV (its numbers differ a little from another backend's).
+        const std::string layout = engine_.backend_kind() == BackendKind::Cpu ? "cpu fp32 v1" : "gpu fp32 v1";
+        key = KvStore::key(model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
         const auto t0 = std::chrono::steady_clock::now();
         if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
           const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
