@@ -1,6 +1,7 @@
 #include "ui/fit_dialog.h"
 
 #include <QDialogButtonBox>
+#include <QEvent>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLocale>
@@ -60,6 +61,8 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
                  this);
   relevant_text->setWordWrap(true);
   relevant_text->setBuddy(relevant_);
+  relevant_text->setObjectName("fitRelevantText");
+  relevant_text->installEventFilter(this);  // a click on the text chooses it, as on a radio button's own text
   auto* relevant_row = new QHBoxLayout();
   relevant_row->addWidget(relevant_, 0, Qt::AlignTop);
   relevant_row->addWidget(relevant_text, 1);
@@ -121,6 +124,12 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
   connect(truncate_, &QRadioButton::toggled, this, &FitDialog::update_state);
   connect(relevant_, &QRadioButton::toggled, this, &FitDialog::update_state);
   update_state();
+}
+
+bool FitDialog::eventFilter(QObject* watched, QEvent* event) {
+  if (event->type() == QEvent::MouseButtonRelease && watched->objectName() == "fitRelevantText")
+    relevant_->setChecked(true);
+  return QDialog::eventFilter(watched, event);
 }
 
 FitChoice FitDialog::choice() const {

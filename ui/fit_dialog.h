@@ -46,6 +46,9 @@ class FitDialog : public QDialog {
   explicit FitDialog(const FitQuestion& question, QWidget* parent = nullptr);
   FitChoice choice() const;
 
+ protected:
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
  private:
   void update_state();
 
