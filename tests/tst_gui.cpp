@@ -1412,6 +1412,27 @@ class TstGui : public QObject {
     QCOMPARE(viewer->zoom(), fitted);
     QVERIFY(!viewer->highlight_bounds().isEmpty());  // still marked
 
+    // In a small window the performance panel makes room while the pane is open, and comes back.
+    w->close_source_pane();
+    w->resize(1024, 640);
+    QTest::qWait(50);
+    QVERIFY(w->performance()->isVisible());
+    w->open_passage(pdf, *on_page);
+    QTest::qWait(50);
+    qInfo("1024x640: source pane %d px beside the chat's %d px", viewer->width(), w->chat()->width());
+    QVERIFY(!w->performance()->isVisible());
+    QVERIFY(w->performance_action()->isChecked());  // the user's choice is unchanged
+    QVERIFY2(viewer->width() >= 380 && w->chat()->width() >= 250,
+             qPrintable(QString("pane %1, chat %2").arg(viewer->width()).arg(w->chat()->width())));
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB"))
+      w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/sources-1024.png");
+    w->close_source_pane();
+    QTest::qWait(20);
+    QVERIFY(!viewer->isVisible());
+    QVERIFY(w->performance()->isVisible());
+    w->resize(1440, 900);
+    QTest::qWait(20);
+
     // The file's passage opens at its lines.
     w->open_passage(txt, *in_file);
     QVERIFY(!viewer->showing_pdf());

@@ -239,7 +239,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     if (viewer_->isVisible() && sizes.size() == 2 && sizes[0] + sizes[1] > 0)
       viewer_share_ = std::clamp(static_cast<double>(sizes[1]) / (sizes[0] + sizes[1]), 0.2, 0.8);
   });
-  connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
+  connect(viewer_, &SourceViewer::close_requested, this, &MainWindow::close_viewer);
   connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
   connect(gpu_notice_, &NoticeBar::dismissed_for_good, this, [] {
     QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").setValue("notices/no_gpu_dismissed", true);
@@ -1184,10 +1184,26 @@ void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) 
   show_viewer(entry);
 }
 
+void MainWindow::close_viewer() {
+  viewer_->hide();
+  if (perf_hidden_for_viewer_) {  // it made room for the source pane: back now
+    perf_hidden_for_viewer_ = false;
+    performance_->show();
+    keep_chat_room();
+  }
+}
+
 void MainWindow::show_viewer(int entry) {
   const bool was_hidden = viewer_->isHidden();
   viewer_->show();
   if (was_hidden) {
+    // Below 1280 px the performance panel makes room for the source pane while it is open (its
+    // menu entry and the setting stay as they are; closing the pane brings it back).
+    if (width() < 1280 && !performance_->isHidden()) {
+      perf_hidden_for_viewer_ = true;
+      performance_->hide();
+      keep_chat_room();
+    }
     // Wide enough to read: the share the user chose last (55% at first) of the chat's column.
     const int total = center_split_->width() - center_split_->handleWidth();
     const int pane = std::max(static_cast<int>(total * viewer_share_), std::min(total / 2, 420));
@@ -1302,6 +1318,7 @@ void MainWindow::set_performance_visible(bool visible) {
     performance_action_->setChecked(visible);
   }
   performance_->setVisible(visible);
+  perf_hidden_for_viewer_ = false;
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     s.setValue("window/performance_panel", visible);

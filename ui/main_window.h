@@ -114,6 +114,8 @@ class MainWindow : public QMainWindow {
   ChatView* chat() const { return chat_; }
   PerformancePanel* performance() const { return performance_; }
   SourceViewer* viewer() const { return viewer_; }
+  // Closes the source pane (its close button); a performance panel that made room comes back.
+  void close_source_pane() { close_viewer(); }
   ErrorBanner* banner() const { return banner_; }
   NoticeBar* gpu_notice() const { return gpu_notice_; }
   folio::store::Database* database() const { return db_.get(); }
@@ -157,6 +159,7 @@ class MainWindow : public QMainWindow {
   void ask_password(uint64_t key, const QString& path, bool wrong_before);
   void open_citation(int entry, const folio::docs::CitationTarget& target);
   void show_viewer(int entry);  // opens the source pane wide, keeping chat entry `entry` in view
+  void close_viewer();
   void refresh_ttft_chart();
   void refresh_send_state();
   void refresh_context();
@@ -210,6 +213,7 @@ class MainWindow : public QMainWindow {
   bool comparing_ = false;
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
   QHash<int, std::vector<folio::chat::SourcePassage>> answer_passages_;  // chat entry -> passages that support it
+  bool perf_hidden_for_viewer_ = false;  // the performance panel makes room while the source pane is open
   double viewer_share_ = 0.55;  // of the chat column's width the source pane takes (the user may drag it)
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
