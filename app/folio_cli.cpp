@@ -244,7 +244,8 @@ CliOptions parse_generate(folio::cli::Args& args) {
 using LoadedDocuments = QVector<folio::docs::Document>;  // as the loader read them (citations are checked on these)
 
 std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty,
-                                                  const std::string& pdf_password, LoadedDocuments* loaded) {
+                                                  const std::string& pdf_password = {},
+                                                  LoadedDocuments* loaded = nullptr) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     const QString path = QString::fromStdString(a.path);
@@ -273,7 +274,7 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
     docs.push_back(folio::docs::chat_document(doc));
-    loaded->push_back(doc);
+    if (loaded != nullptr) loaded->push_back(doc);
   }
   return docs;
 }
@@ -293,8 +294,8 @@ std::vector<std::string> citation_problems(const std::string&, const LoadedDocum
 }
 
 // Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool, const std::string&,
-                                                  LoadedDocuments*) {
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool,
+                                                  const std::string& = {}, LoadedDocuments* = nullptr) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     if (a.folder)
