@@ -5,6 +5,7 @@
 // --ask goes through folio::chat::Conversation, the service the app asks through, so the prompt
 // (documents laid out in the system turn, then the question) is byte for byte the app's;
 // --print-prompt shows it.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "app/cli_args.h"
 #include "core/chat/chat_document.h"
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
 #include "core/common/mapped_file.h"
 #include "core/common/resource_dir.h"
 #include "core/engine/chat_prompt.h"
@@ -65,7 +67,8 @@ const char* kUsage =
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
     "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
-    "                 [--fit relevant|beginning|error]\n"
+    "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
+    "                 [--kv-cache FOLDER] [--kv-cache-limit GIB]\n"
     "       folio-cli --backend remote --url URL [--api-key KEY] [--remote-model NAME] [--file DOC ...]\n"
     "                 (--prompt TEXT | --ask QUESTION) [--max-tokens N] [--temperature T] ...\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
@@ -85,10 +88,19 @@ const char* kOptionHelp =
     "  --file DOC            a document for --ask (repeatable): PDF, text file, or a folder read as a\n"
     "                        source tree (honouring .gitignore); read as the app reads it\n"
     "  --dir FOLDER          a source folder for --ask (repeatable); folders only\n"
+    "  --password TEXT       the password of the password-protected PDFs among the --file documents\n"
+    "  --kv-cache FOLDER     keep the KV of the documents' prefix in FOLDER: asked about the same\n"
+    "                        documents again (same model, system prompt, chat format) it is loaded\n"
+    "                        instead of prefilled (CPU backend; others prefill as before)\n"
+    "  --kv-cache-limit GIB  most disk space the KV cache folder takes (default 4); the least\n"
+    "                        recently used files go first\n"
     "  --fit MODE            when the documents do not fit the context: relevant (default: the parts\n"
     "                        that match the question, in order, with markers for what is left out),\n"
     "                        beginning (the first parts), error (refuse with the numbers)\n"
     "  --print-prompt        with --ask: write the exact prompt to stdout and stop (no model run)\n"
+    "  --sources             with --ask and documents: after the answer, list the passages of the\n"
+    "                        documents that support it (page or file:lines and a quote) and the\n"
+    "                        citations it wrote that point nowhere\n"
     "  --system TEXT         system turn for --ask without documents\n"
     "  --chat-format NAME    plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3;\n"
     "                        default: from the model's template\n"
@@ -136,6 +148,9 @@ struct DocumentArg {
 struct CliOptions {
   folio::EngineOptions engine;
   std::vector<DocumentArg> files;
+  std::string pdf_password;  // --password: for protected PDFs
+  std::string kv_cache;      // --kv-cache FOLDER ("" = off)
+  double kv_cache_limit_gib = 4.0;
   std::optional<std::string> prompt;
   std::optional<std::string> ask;
   std::string system;
@@ -150,6 +165,7 @@ struct CliOptions {
   folio::SamplerParams sampler;
   bool quiet = false;
   bool print_prompt = false;  // --ask: write the rendered prompt to stdout and stop
+  bool sources = false;       // --ask: list the passages that support the answer after it
   // --ask with documents larger than the context: the sections most relevant to the question, the
   // first ones, or an error.
   folio::chat::FitMode fit = folio::chat::FitMode::Relevant;
@@ -235,6 +251,10 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;
+    else if (a == "--sources") o.sources = true;
+    else if (a == "--password") o.pdf_password = args.value(a);
+    else if (a == "--kv-cache") o.kv_cache = args.value(a);
+    else if (a == "--kv-cache-limit") o.kv_cache_limit_gib = args.number(a, 0.001, 1e6);
     else if (a == "--fit") o.fit = folio::chat::fit_mode_from_name(args.value(a));
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
@@ -272,6 +292,11 @@ CliOptions parse_generate(folio::cli::Args& args) {
   if (o.prompt.has_value() == o.ask.has_value()) throw folio::cli::UsageError("give exactly one of --prompt and --ask");
   if (o.prompt && !o.files.empty()) throw folio::cli::UsageError("--file and --dir go with --ask, not --prompt");
   if (o.print_prompt && !o.ask) throw folio::cli::UsageError("--print-prompt goes with --ask");
+  if (!o.kv_cache.empty() && (!o.ask || o.files.empty()))
+    throw folio::cli::UsageError("--kv-cache goes with --ask and --file or --dir");
+  if (!o.pdf_password.empty() && o.files.empty()) throw folio::cli::UsageError("--password goes with --file");
+  if (o.sources && (!o.ask || o.files.empty()))
+    throw folio::cli::UsageError("--sources goes with --ask and --file or --dir");
   if (!o.system.empty() && !o.ask) throw folio::cli::UsageError("--system goes with --ask");
   return o;
 }
@@ -280,11 +305,16 @@ CliOptions parse_generate(folio::cli::Args& args) {
 // The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
 // document throws the app's message. What the app shows beside a document (notices, files left out
 // of a folder) goes to stderr.
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty) {
+using LoadedDocuments = QVector<folio::docs::Document>;  // as the loader read them (citations are checked on these)
+
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool quiet, bool tty,
+                                                  const std::string& pdf_password = {},
+                                                  LoadedDocuments* loaded = nullptr) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     const QString path = QString::fromStdString(a.path);
     folio::docs::LoadOptions lo;
+    lo.pdf_password = QString::fromStdString(pdf_password);
     lo.on_progress = [&](int done, int total) {
       if (quiet || !tty || total <= 1) return;
       std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
@@ -308,12 +338,28 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
     docs.push_back(folio::docs::chat_document(doc));
+    if (loaded != nullptr) loaded->push_back(doc);
   }
   return docs;
 }
+
+// The citations an answer wrote that point nowhere in the documents, one line each.
+std::vector<std::string> citation_problems(const std::string& answer, const LoadedDocuments& loaded) {
+  std::vector<std::string> out;
+  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(QString::fromStdString(answer), loaded))
+    if (!c.found) out.push_back(("\"" + c.citation.text + "\": " + c.problem).toStdString());
+  return out;
+}
 #else
+struct LoadedDocuments {};  // without Qt, written citations are not checked
+
+std::vector<std::string> citation_problems(const std::string&, const LoadedDocuments&) {
+  return {};
+}
+
 // Without Qt: plain UTF-8 text files only (core/chat's reader sections them as the app does).
-std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool) {
+std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>& args, bool, bool,
+                                                  const std::string& = {}, LoadedDocuments* = nullptr) {
   std::vector<folio::chat::Document> docs;
   for (const DocumentArg& a : args) {
     if (a.folder)
@@ -325,6 +371,19 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
   return docs;
 }
 #endif
+
+// After the answer (--sources): the passages that support it, and the citations it wrote that point nowhere.
+void print_sources(const folio::chat::GroundingIndex& index, const std::string& question, const std::string& answer,
+                   const std::vector<std::string>& problems) {
+  const std::vector<folio::chat::SourcePassage> found = index.ground(answer, question);
+  std::printf("\nSources:\n");
+  if (found.empty()) std::printf("  none found: no passage of the documents says what the answer says\n");
+  for (size_t i = 0; i < found.size(); ++i)
+    std::printf("  %zu. %s: \"%s\"\n", i + 1,
+                folio::chat::source_location(index.documents()[found[i].document], found[i]).c_str(),
+                found[i].quote.c_str());
+  for (const std::string& p : problems) std::printf("  not in the documents: %s\n", p.c_str());
+}
 
 // The largest context folio-cli picks by itself: the model's trained context, and on the CPU a KV
 // cache (fp32) of at most half the memory available now. (A GPU's plan is checked by its backend
@@ -356,7 +415,11 @@ int64_t context_for(int64_t prompt_tokens, int max_tokens, int64_t cap) {
 int run_generate(const CliOptions& o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   // Read the documents first: a bad file is reported before the model is loaded.
-  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty);
+  LoadedDocuments loaded;
+  std::vector<folio::chat::Document> docs = read_documents(o.files, o.quiet, tty, o.pdf_password, &loaded);
+  // --sources grounds the answer in the whole documents (also when the prompt held only part of them).
+  std::optional<folio::chat::GroundingIndex> grounding;
+  if (o.sources) grounding.emplace(docs);
 
   auto engine = folio::Engine::load(o.engine, [&](float f, std::string_view stage) {
     if (o.quiet || !tty) return;
@@ -411,6 +474,22 @@ int run_generate(const CliOptions& o) {
     }
     folio::chat::Conversation conversation(*engine, kind);
     conversation.set_documents(std::move(docs));
+    std::optional<folio::chat::KvStore> kv_store;
+    if (!o.kv_cache.empty()) {
+      kv_store.emplace(o.kv_cache, static_cast<uint64_t>(o.kv_cache_limit_gib * 1073741824.0));
+      // The model by its path, size and time: a changed model file does not load an old KV.
+      struct stat st {};
+      std::string model_id = o.engine.model_path;
+      if (::stat(o.engine.model_path.c_str(), &st) == 0) {
+        model_id += '|';
+        model_id += std::to_string(st.st_size);
+        model_id += '|';
+        model_id += std::to_string(st.st_mtime);
+      }
+      model_id += '|';
+      model_id += folio::chat_format_name(kind);
+      conversation.set_kv_store(&*kv_store, model_id);
+    }
     conversation.set_system_prompt(o.system);  // first in the system turn, before the documents
     folio::chat::AskOptions ask;
     ask.context_tokens = ctx;
@@ -447,10 +526,23 @@ int run_generate(const CliOptions& o) {
       end_progress_line();
       std::fprintf(stderr, "folio-cli: documents packed: %s\n", a.packing.c_str());
     }
+    if (!o.quiet && kv_store) {
+      end_progress_line();
+      if (!a.kv_note.empty()) std::fprintf(stderr, "folio-cli: note: %s\n", a.kv_note.c_str());
+      if (a.kv_loaded_tokens > 0)
+        std::fprintf(stderr,
+                     "folio-cli: the documents' KV (%lld tokens) was loaded from %s in %.1f ms (before the ttft "
+                     "below)\n",
+                     static_cast<long long>(a.kv_loaded_tokens), o.kv_cache.c_str(), a.kv_load_ms);
+      if (a.kv_saved_bytes > 0)
+        std::fprintf(stderr, "folio-cli: the documents' KV was saved to %s (%s)\n", o.kv_cache.c_str(),
+                     format_mib(a.kv_saved_bytes).c_str());
+    }
     if (!a.fit.fits) throw Error(ErrorCode::OutOfContext, a.fit.message() + " (--ctx, --max-tokens, --fit)");
     r = std::move(a.result);
   }
   std::fputs("\n", stdout);
+  if (grounding) print_sources(*grounding, *o.ask, r.text, citation_problems(r.text, loaded));
   std::fflush(stdout);
 
   const folio::Metrics& m = r.metrics;

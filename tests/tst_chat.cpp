@@ -5,6 +5,7 @@
 // reuses the documents' KV prefix, regenerates in place, reports a prompt that does not fit
 // instead of cutting it, and hands each answered turn to its recorder.
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -12,10 +13,17 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
+#include "core/chat/kv_store.h"
 #include "core/chat/prompt_layout.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
@@ -384,6 +392,129 @@ class TstChat : public QObject {
     }
   }
 
+  // Grounded answers: the right answers to the demo questions find their section of the manual
+  // (the lines, and a quote that holds the answer); the question completes a short answer; a
+  // statement the manual does not hold finds nothing; citations do not count as words.
+  void grounding_finds_the_demo_answers() {
+    const folio::chat::Document manual = folio::chat::read_text_document(demo_path());
+    const folio::chat::GroundingIndex index({manual});
+    QVERIFY(index.passage_count() >= 15);  // its paragraphs, headings kept with their text
+    struct Case {
+      const char* question;
+      const char* answer;
+      int first, last;    // the lines of the manual's section that answers it
+      const char* quote;  // what the quote must hold
+    };
+    const Case cases[] = {
+        {"How long do the batteries in the outdoor sensor last?",
+         "The batteries in the outdoor sensor last about 14 months with the default reporting interval.", 60, 71,
+         "14 months"},
+        {"How long do the batteries in the outdoor sensor last?", "About 14 months.", 60, 71, "14 months"},
+        {"How long is the warranty?", "The H-40 comes with a 3-year warranty from the date of purchase (p. 12).", 112,
+         125, "3-year warranty"},
+        {"At what time are firmware updates installed?",
+         "Firmware updates are installed at 03:00 when the display is on mains power.", 83, 92, "03:00"},
+    };
+    for (const Case& c : cases) {
+      const std::vector<folio::chat::SourcePassage> sources = index.ground(c.answer, c.question);
+      QVERIFY2(!sources.empty(), c.answer);
+      const folio::chat::SourcePassage& top = sources.front();
+      const std::string where = folio::chat::source_location(manual, top);
+      qInfo("%s -> %s \"%s\" (support %.2f)", c.answer, where.c_str(), top.quote.c_str(), top.support);
+      QCOMPARE(top.file, std::string("halcyon-h40-manual.md"));
+      QVERIFY2(top.first_line >= c.first && top.last_line <= c.last && top.first_line <= top.last_line, where.c_str());
+      QVERIFY2(top.quote.find(c.quote) != std::string::npos, top.quote.c_str());
+      QVERIFY(top.support >= 0.5 && top.support <= 1.0);
+      QCOMPARE(top.statements, std::vector<int>{0});
+    }
+    // Two statements, two sections, each source says which statement it supports.
+    const std::vector<folio::chat::SourcePassage> both = index.ground(
+        "The sensor cells last about 14 months. The warranty covers the display for three years from the date of "
+        "purchase.",
+        "Tell me about batteries and warranty.");
+    QCOMPARE(both.size(), size_t{2});
+    std::vector<int> statements;
+    for (const auto& s : both) statements.push_back(s.statements.front());
+    std::sort(statements.begin(), statements.end());
+    QCOMPARE(statements, (std::vector<int>{0, 1}));
+    // Not in the manual: no source, even though the question's words are.
+    QVERIFY(index.ground("Penguins hunt krill beneath the Antarctic ice shelf.", "How long do the batteries last?")
+                .empty());
+    QVERIFY(index.ground("Yes.", "Is there a warranty?").empty());
+  }
+
+  void answer_statements_split_sentences_and_items() {
+    using folio::chat::answer_statements;
+    QCOMPARE(answer_statements("It lasts 14 months (p. 12). Change all cells, e.g. in spring. Version 2.3.1 fixed it!"),
+             (std::vector<std::string>{"It lasts 14 months.", "Change all cells, e.g. in spring.",
+                                       "Version 2.3.1 fixed it!"}));
+    QCOMPARE(answer_statements("Steps:\n1. Open **Settings**.\n- Press `Reset` (src/ui.cpp:40-58)\n\n> Done"),
+             (std::vector<std::string>{"Steps:", "Open Settings.", "Press Reset", "Done"}));
+  }
+
+  // Planted facts in the R reference manual's text (2,415 pages): each answer finds the page its
+  // fact was planted on, and answers in the manual's own words find their topic's page.
+  void grounding_finds_planted_facts_in_the_r_manual() {
+    const std::string pdf = "/usr/share/R/doc/manual/fullrefman.pdf";
+    FOLIO_REQUIRE_FILE(pdf);
+    folio::chat::Document manual = folio::docs::chat_document(folio::docs::load_pdf(QString::fromStdString(pdf)));
+    if (manual.page_count != 2415)
+      QSKIP("another edition of the R manual (the pages differ); r-doc-pdf 4.2.2 has 2,415");
+    struct Planted {
+      int page;  // 1-based
+      const char* fact;
+      const char* answer;
+    };
+    const Planted planted[] = {
+        {312, "The quokka tolerance of the zephyr smoother defaults to 0.0371 in every release.",
+         "The zephyr smoother uses a quokka tolerance of 0.0371 by default."},
+        {1377, "Marmalade frames are flushed to the heliotrope cache every 45 seconds.",
+         "Marmalade frames go to the heliotrope cache every 45 seconds."},
+        {2203, "Set the option tangerine.depth to 9 to let the walrus parser read nested brackets.",
+         "To let the walrus parser read nested brackets, set tangerine.depth to 9."},
+    };
+    for (const Planted& p : planted) {
+      auto it = std::find_if(manual.sections.begin(), manual.sections.end(),
+                             [&](const folio::chat::Section& s) { return s.page_index == p.page - 1; });
+      QVERIFY(it != manual.sections.end());
+      it->text += "\n" + std::string(p.fact);
+    }
+    QElapsedTimer timer;
+    timer.start();
+    const folio::chat::GroundingIndex index({manual});
+    const qint64 index_ms = timer.elapsed();
+    timer.restart();
+    for (const Planted& p : planted) {
+      const auto sources = index.ground(p.answer, "What does the manual say?");
+      QVERIFY2(!sources.empty(), p.answer);
+      qInfo("%s -> %s", p.answer, folio::chat::source_location(manual, sources.front()).c_str());
+      QCOMPARE(sources.front().page_index, p.page - 1);
+      QVERIFY2(sources.front().quote.find(std::string(p.fact).substr(0, 20)) != std::string::npos,
+               sources.front().quote.c_str());
+    }
+    // The manual's own topics (pages from tests/data/retrieval-rmanual.tsv).
+    const std::pair<int, const char*> topics[] = {
+        {1654,
+         "lm is used to fit linear models, including multivariate ones, and can carry out regression and "
+         "analysis of covariance."},
+        {1641, "kmeans performs k-means clustering on a data matrix."},
+    };
+    for (const auto& [page, answer] : topics) {
+      const auto sources = index.ground(answer, "");
+      QVERIFY2(!sources.empty(), answer);
+      qInfo("%s -> %s", answer, folio::chat::source_location(manual, sources.front()).c_str());
+      QCOMPARE(sources.front().page_index, page - 1);
+      // cited by the page's printed label, as the prompt marks it
+      const auto& section = manual.sections[sources.front().section];
+      QCOMPARE(section.page_index, page - 1);
+      QCOMPARE(folio::chat::source_location(manual, sources.front()),
+               "fullrefman.pdf, p. " + folio::chat::citation_label(manual, section));
+    }
+    // Reported, not asserted: what grounding costs on 2,415 pages.
+    qInfo("R manual: %zu passages indexed in %lld ms; 5 answers grounded in %lld ms", index.passage_count(),
+          static_cast<long long>(index_ms), static_cast<long long>(timer.elapsed()));
+  }
+
   // Through the Conversation and folio-cli (default --fit relevant): a document larger than the
   // context is packed to fit, said so, and the prompt is the same in both.
   void a_large_document_is_packed_to_fit() {
@@ -406,6 +537,234 @@ class TstChat : public QObject {
     QVERIFY(a.fit.fits);
     QCOMPARE(a.packing, packing);
     QVERIFY(a.result.metrics.prompt_tokens + 16 <= 384);
+  }
+
+  // A follow-up whose question needs the sections the last packing holds keeps that packing: the
+  // prompt starts with the same bytes (documents included), so the session reuses their KV; a
+  // question about another part of the document packs again.
+  void a_follow_up_keeps_the_packing_when_it_needs_the_same_sections() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    // 60 lines of notes in sections of 4 lines, two facts among them: about 4x stories260K's context.
+    QTemporaryDir dir;
+    const QString path = dir.filePath("notes.txt");
+    QByteArray text;
+    for (int line = 1; line <= 60; ++line) {
+      if (line == 23)
+        text += "The outdoor sensor battery lasts about fourteen months.\n";
+      else if (line == 47)
+        text += "Firmware updates are installed at three in the morning.\n";
+      else
+        text += "Line " + QByteArray::number(line) + ": general notes on mounting and wiring the unit.\n";
+    }
+    QVERIFY(write_bytes(path, text));
+    folio::chat::Conversation c(*engine);
+    c.set_documents({folio::chat::read_text_document(path.toStdString(), 4)});
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 8;
+    o.generate.sampler.temperature = 0.0f;
+    o.fit = folio::chat::FitMode::Relevant;
+    const folio::chat::Answer first = c.ask("How long does the outdoor sensor battery last?", o);
+    QVERIFY(first.fit.fits);
+    QVERIFY(!first.packing.empty());
+    QVERIFY(first.repacked);
+    QCOMPARE(first.used.size(), size_t{1});
+    QVERIFY2(first.used[0].rfind("lines ", 0) == 0, first.used[0].c_str());
+    const std::vector<folio::chat::Document> packed = c.last_packing()->docs;
+    const std::string layout = folio::chat::layout_documents(packed);
+    QVERIFY2(layout.find("fourteen months") != std::string::npos, layout.c_str());
+    QVERIFY2(layout.find("three in the morning") == std::string::npos, layout.c_str());
+
+    // The same sections: the same documents in the prompt, their tokens reused.
+    folio::chat::FitCheck fit;
+    std::string packing;
+    const folio::chat::Prompt next = c.fitted_prompt("Which battery does the outdoor sensor use?", o, fit, packing);
+    QVERIFY(fit.fits);
+    QVERIFY(!c.last_packing()->repacked);
+    QCOMPARE(folio::chat::layout_documents(c.last_packing()->docs), layout);
+    QVERIFY(next.text.find(layout) != std::string::npos);
+    const folio::chat::Answer second = c.ask("Which battery does the outdoor sensor use?", o);
+    QVERIFY(second.fit.fits);
+    QVERIFY(!second.repacked);
+    QCOMPARE(second.used, first.used);
+    QCOMPARE(second.packing, first.packing);
+    // Everything up to the end of the first answer is the same prompt: its KV is reused.
+    QVERIFY2(second.result.metrics.reused_tokens >= first.result.metrics.prompt_tokens,
+             qPrintable(QString("reused %1 of the first prompt's %2")
+                            .arg(second.result.metrics.reused_tokens)
+                            .arg(first.result.metrics.prompt_tokens)));
+
+    // Another part of the manual: packed again, the prefix differs.
+    const folio::chat::Answer third = c.ask("At what time are firmware updates installed?", o);
+    qInfo("first: %s (%s); follow-up: reused %lld of %lld tokens; other question: %s", first.packing.c_str(),
+          first.used[0].c_str(), static_cast<long long>(second.result.metrics.reused_tokens),
+          static_cast<long long>(second.result.metrics.prompt_tokens), third.used[0].c_str());
+    QVERIFY(third.fit.fits);
+    QVERIFY(third.repacked);
+    const std::string other = folio::chat::layout_documents(c.last_packing()->docs);
+    QVERIFY(other != layout);
+    QVERIFY2(other.find("three in the morning") != std::string::npos, other.c_str());
+    QVERIFY(third.result.metrics.reused_tokens < first.result.metrics.prompt_tokens);
+  }
+
+  // A follow-up reuses the previous answer's KV too (it is not encoded again): with the default chat
+  // model, everything up to the end of the answer is reused, at most the end-of-turn marker is new.
+  void a_follow_up_reuses_the_previous_answer() {
+    if (!folio::test::exists(smollm2_path())) QSKIP("SmolLM2-135M-Instruct is not in the cache (tools/fetch_model.py)");
+    auto engine = load(smollm2_path());
+    folio::chat::Conversation c(*engine);
+    c.set_documents({folio::chat::read_text_document(demo_path())});
+    folio::chat::AskOptions o;
+    o.context_tokens = 4096;
+    o.generate.max_tokens = 40;
+    const folio::chat::Answer a = c.ask("How long do the batteries in the outdoor sensor last?", o);
+    const folio::chat::Answer b = c.ask("And with the fast interval?", o);
+    const int64_t before = a.result.metrics.prompt_tokens + a.result.metrics.decode_tokens;
+    qInfo("first: %lld prompt + %lld answer tokens (%s); follow-up: %lld of %lld reused",
+          static_cast<long long>(a.result.metrics.prompt_tokens),
+          static_cast<long long>(a.result.metrics.decode_tokens), folio::stop_reason_name(a.result.metrics.stop),
+          static_cast<long long>(b.result.metrics.reused_tokens),
+          static_cast<long long>(b.result.metrics.prompt_tokens));
+    QVERIFY2(b.result.metrics.reused_tokens >= before - 1,
+             qPrintable(QString("reused %1 of the %2 tokens before the follow-up")
+                            .arg(b.result.metrics.reused_tokens)
+                            .arg(before)));
+  }
+
+  // KV kept on disk: a new conversation (as after a restart) over the same documents loads the
+  // documents' prefix instead of prefilling it, and answers exactly as a fresh prefill does; another
+  // question over them loads it too; other documents do not.
+  void the_documents_kv_saved_on_disk_is_loaded_again() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    QTemporaryDir dir;
+    folio::chat::KvStore store(dir.filePath("kv").toStdString(), uint64_t{1} << 30);
+    const QString doc_path = dir.filePath("story.txt");
+    QVERIFY(write_bytes(doc_path,
+                        "Lily had a red ball. She played with it in the park every day.\n"
+                        "One day the ball rolled into the pond and a duck brought it back.\n"));
+    const folio::chat::Document doc = folio::chat::read_text_document(doc_path.toStdString());
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 24;
+    o.generate.sampler.temperature = 0.0f;
+    auto ask = [&](folio::chat::KvStore* kv, const std::vector<folio::chat::Document>& docs, const std::string& q) {
+      folio::chat::Conversation c(*engine);  // a new session, as after a restart
+      c.set_documents(docs);
+      if (kv != nullptr) c.set_kv_store(kv, "stories260K");
+      return c.ask(q, o);
+    };
+    const folio::chat::Answer fresh = ask(nullptr, {doc}, "What did the duck do?");
+    const folio::chat::Answer first = ask(&store, {doc}, "What did the duck do?");
+    QCOMPARE(first.kv_loaded_tokens, int64_t{0});
+    QVERIFY(first.kv_saved_bytes > 0);
+    QVERIFY2(first.kv_note.empty(), first.kv_note.c_str());
+    QCOMPARE(store.used_bytes(), first.kv_saved_bytes);
+    const folio::chat::Answer again = ask(&store, {doc}, "What did the duck do?");
+    QVERIFY(again.kv_loaded_tokens > 20);
+    QCOMPARE(again.kv_saved_bytes, uint64_t{0});
+    QCOMPARE(again.result.metrics.reused_tokens, again.kv_loaded_tokens);
+    QCOMPARE(again.result.metrics.prefill_tokens, again.result.metrics.prompt_tokens - again.kv_loaded_tokens);
+    QCOMPARE(again.result.text, fresh.result.text);  // the same answer as a full prefill
+    QCOMPARE(first.result.text, fresh.result.text);
+    qInfo("prefix of %lld tokens loaded (%llu bytes on disk); prefill %lld instead of %lld tokens",
+          static_cast<long long>(again.kv_loaded_tokens), static_cast<unsigned long long>(first.kv_saved_bytes),
+          static_cast<long long>(again.result.metrics.prefill_tokens),
+          static_cast<long long>(fresh.result.metrics.prefill_tokens));
+    // Another question over the same documents starts from the same saved prefix.
+    const folio::chat::Answer other = ask(&store, {doc}, "Where did Lily play?");
+    QCOMPARE(other.kv_loaded_tokens, again.kv_loaded_tokens);
+    QCOMPARE(other.result.text, ask(nullptr, {doc}, "Where did Lily play?").result.text);
+    // Other documents: nothing to load, their own prefix is saved.
+    folio::chat::Document changed = doc;
+    changed.sections[0].text += "\nThe duck was called Dot.";
+    const folio::chat::Answer third = ask(&store, {changed}, "What did the duck do?");
+    QCOMPARE(third.kv_loaded_tokens, int64_t{0});
+    QVERIFY(third.kv_saved_bytes > 0);
+
+    // A damaged file is refused (and deleted), the documents are read again, the answer is the same.
+    for (const auto& entry : std::filesystem::directory_iterator(dir.filePath("kv").toStdString())) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(entry.path()) / 2));
+      f.put('\x5a');
+    }
+    const folio::chat::Answer damaged = ask(&store, {doc}, "What did the duck do?");
+    QCOMPARE(damaged.kv_loaded_tokens, int64_t{0});
+    QVERIFY2(damaged.kv_note.find("checksum does not match") != std::string::npos, damaged.kv_note.c_str());
+    QCOMPARE(damaged.result.text, fresh.result.text);
+    QVERIFY(damaged.kv_saved_bytes > 0);  // saved again, whole
+    QVERIFY(ask(&store, {doc}, "What did the duck do?").kv_loaded_tokens > 0);
+  }
+
+  // The store alone: a file cut short is refused; the least recently used files go when the folder
+  // is over its limit; a save killed at any moment (SIGKILL) never leaves a file that loads wrong.
+  void kv_files_are_checked_evicted_and_survive_kill() {
+    QTemporaryDir dir;
+    const std::string folder = dir.filePath("kv").toStdString();
+    auto entry = [](int seed, size_t floats) {
+      folio::chat::KvEntry e;
+      e.tokens = {1, 2, 3, seed};
+      e.kv.resize(floats);
+      for (size_t i = 0; i < floats; ++i) e.kv[i] = static_cast<float>(seed) + static_cast<float>(i) * 0.5f;
+      return e;
+    };
+    const uint64_t one = 8 + 16 + 4 * 4 + 4000 * 4 + 8;
+    folio::chat::KvStore store(folder, one * 2 + one / 2);  // room for two
+    const std::string a = folio::chat::KvStore::key("m", "fp32", entry(1, 1).tokens);
+    const std::string b = folio::chat::KvStore::key("m", "fp32", entry(2, 1).tokens);
+    const std::string c = folio::chat::KvStore::key("m", "fp32", entry(3, 1).tokens);
+    QVERIFY(a != b && a != folio::chat::KvStore::key("other model", "fp32", entry(1, 1).tokens));
+    QCOMPARE(store.save(a, entry(1, 4000)), one);
+    QTest::qWait(20);
+    store.save(b, entry(2, 4000));
+    QTest::qWait(20);
+    QVERIFY(store.load(a).has_value());  // a is used again: b is now the least recently used
+    QTest::qWait(20);
+    store.save(c, entry(3, 4000));
+    QVERIFY(store.load(a).has_value());
+    QVERIFY(!store.load(b).has_value());
+    const std::optional<folio::chat::KvEntry> got = store.load(c);
+    QVERIFY(got.has_value());
+    QCOMPARE(got->tokens, entry(3, 1).tokens);
+    QCOMPARE(got->kv, entry(3, 4000).kv);
+    QVERIFY(store.used_bytes() <= store.max_bytes());
+
+    // Cut short (a copy that stopped early): refused with the reason, and deleted.
+    const std::string path = folder + "/" + c + ".kv";
+    std::filesystem::resize_file(path, one - 100);
+    std::string problem;
+    QVERIFY(!store.load(c, &problem).has_value());
+    QVERIFY2(problem.find("size does not match") != std::string::npos, problem.c_str());
+    QVERIFY(!std::filesystem::exists(path));
+
+    // SIGKILL while saving, again and again: the file under the key is absent or whole.
+    const folio::chat::KvEntry big = entry(7, 4 << 20);  // 16 MiB
+    const std::string k = folio::chat::KvStore::key("m", "fp32", big.tokens);
+    folio::chat::KvStore roomy(folder, uint64_t{1} << 30);
+    int whole = 0, absent = 0;
+    for (int round = 0; round < 6; ++round) {
+      const pid_t child = ::fork();
+      QVERIFY(child >= 0);
+      if (child == 0) {
+        for (;;) roomy.save(k, big);  // until killed
+      }
+      ::usleep(static_cast<useconds_t>(20000 + 37000 * round));
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      std::string why;
+      const std::optional<folio::chat::KvEntry> e = roomy.load(k, &why);
+      QVERIFY2(why.empty(), why.c_str());  // never a damaged file
+      if (e) {
+        QCOMPARE(e->kv.size(), big.kv.size());
+        QVERIFY(e->kv == big.kv);
+        ++whole;
+      } else {
+        ++absent;
+      }
+    }
+    qInfo("after SIGKILL mid-save: %d times a whole file, %d times none, never a damaged one", whole, absent);
   }
 
   void a_prompt_that_does_not_fit_is_reported_not_cut() {

@@ -387,6 +387,66 @@ class TestCli : public QObject {
     }
   }
 
+  // --sources: after the answer, the passages of the documents that support it. With the default
+  // model (when it is in the cache) the demo question finds its section of the manual; with any
+  // model the list (or that none was found) follows the answer; --sources needs documents.
+  void sourcesFollowTheAnswer() {
+    const QString manual = qs(source_dir()) + "/resources/demo/halcyon-h40-manual.md";
+    Run r = run_cli({"--model", stories_bin(), "--file", manual, "--ask", "How long is the warranty?", "--max-tokens",
+                     "24", "--temperature", "0", "--fit", "relevant", "--sources", "--quiet"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("\nSources:\n  "), qPrintable(r.describe()));
+    Run u = run_cli({"--model", stories_bin(), "--ask", "Why?", "--sources"});
+    VERIFY_RAN(u);
+    QCOMPARE(u.code, 2);
+    QVERIFY2(u.err.contains("--sources goes with --ask and --file or --dir"), qPrintable(u.describe()));
+
+    QString smol = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
+    if (smol.isEmpty())
+      smol = (qEnvironmentVariableIsSet("XDG_CACHE_HOME") ? qEnvironmentVariable("XDG_CACHE_HOME")
+                                                          : QDir::homePath() + "/.cache") +
+             "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!QFile::exists(smol)) QSKIP("SmolLM2-135M-Instruct is not in the cache; run python3 tools/fetch_model.py");
+    Run s =
+        run_cli({"--model", smol, "--file", manual, "--ask", "How long do the batteries in the outdoor sensor last?",
+                 "--max-tokens", "60", "--temperature", "0", "--sources", "--quiet"});
+    VERIFY_RAN(s);
+    QVERIFY2(s.code == 0, qPrintable(s.describe()));
+    qInfo("%s", s.out.constData());
+    // Section 5 of the manual, lines 60-71, says how long the cells last.
+    const QRegularExpressionMatch m =
+        QRegularExpression("\nSources:\n  1\\. halcyon-h40-manual\\.md:(\\d+)(?:-(\\d+))?: \"[^\"]*14 months")
+            .match(QString::fromUtf8(s.out));
+    QVERIFY2(m.hasMatch(), qPrintable(s.describe()));
+    QVERIFY(m.captured(1).toInt() >= 60 && m.captured(1).toInt() <= 71);
+  }
+
+  // --kv-cache: the first run saves the documents' KV, the next one (another process) loads it and
+  // answers the same; --kv-cache needs documents.
+  void kvCacheIsLoadedByTheNextRun() {
+    const QString doc = tmp_.filePath("kv-doc.txt");
+    QVERIFY(write_bytes(doc,
+                        "Lily has a red ball. She plays with it in the park every day.\n"
+                        "Her friend Tom has a blue kite that flies very high.\n"));
+    const QString folder = tmp_.filePath("kv-cache");
+    const QStringList args = {"--model",      stories_bin(), "--file",        doc, "--ask",      "What does Tom have?",
+                              "--max-tokens", "16",          "--temperature", "0", "--kv-cache", folder};
+    Run first = run_cli(args);
+    VERIFY_RAN(first);
+    QVERIFY2(first.code == 0, qPrintable(first.describe()));
+    QVERIFY2(first.err.contains("the documents' KV was saved to"), qPrintable(first.describe()));
+    Run second = run_cli(args);
+    VERIFY_RAN(second);
+    QVERIFY2(second.code == 0, qPrintable(second.describe()));
+    QVERIFY2(second.err.contains("the documents' KV (") && second.err.contains("was loaded from"),
+             qPrintable(second.describe()));
+    QCOMPARE(second.out, first.out);
+    Run u = run_cli({"--model", stories_bin(), "--ask", "Why?", "--kv-cache", folder});
+    VERIFY_RAN(u);
+    QCOMPARE(u.code, 2);
+  }
+
   // --- documents through the app's loaders (core/docs) --------------------------------------------
 
   // A real PDF: its pages are in the prompt with the app's page markers.
@@ -401,6 +461,28 @@ class TestCli : public QObject {
     QVERIFY2(r.out.contains("[p. 1]\nThe red lever starts the pump."), qPrintable(r.describe()));
     QVERIFY2(r.out.contains("[p. 2]\nThe blue lever stops it."), qPrintable(r.describe()));
     QVERIFY2(!r.out.contains("%PDF"), qPrintable(r.describe()));
+  }
+
+  // --password opens a protected PDF; a wrong one gives the app's message and exit 1.
+  void passwordOpensAProtectedPdf() {
+#ifdef __SANITIZE_ADDRESS__
+    QSKIP("Qt PDF leaks on an encrypted PDF (LeakSanitizer in the child); the release suite runs it");
+#endif
+    const QString pdf = tmp_.filePath("locked-pw.pdf");
+    QVERIFY(write_bytes(pdf, folio::test::make_pdf({"The vault opens with the brass key."}, {}, "folio-pw")));
+    Run r = run_cli({"--model", stories_bin(), "--file", pdf, "--password", "folio-pw", "--ask",
+                     "What opens the vault?", "--print-prompt"});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("[p. 1]\nThe vault opens with the brass key."), qPrintable(r.describe()));
+    Run w = run_cli({"--model", stories_bin(), "--file", pdf, "--password", "guess", "--ask", "What opens the vault?",
+                     "--print-prompt"});
+    VERIFY_RAN(w);
+    QCOMPARE(w.code, 1);
+    QVERIFY2(w.err.contains("the password given for this PDF is wrong"), qPrintable(w.describe()));
+    Run u = run_cli({"--model", stories_bin(), "--password", "x", "--prompt", "Once"});
+    VERIFY_RAN(u);
+    QCOMPARE(u.code, 2);
   }
 
   // A source folder, by --file and by --dir: its files with file:line markers.

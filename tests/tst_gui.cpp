@@ -6,15 +6,19 @@
 #include <QAction>
 #include <QApplication>
 #include <QDialogButtonBox>
+#include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QFileInfo>
+#include <QInputDialog>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QPainter>
 #include <QPdfWriter>
 #include <QPushButton>
+#include <QRadioButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSplitter>
@@ -25,8 +29,10 @@
 #include <QtTest>
 #include <memory>
 
+#include "core/chat/grounding.h"
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
+#include "tests/test_support.h"
 #include "ui/app_icon.h"
 #include "ui/app_settings.h"
 #include "ui/chat_view.h"
@@ -378,6 +384,10 @@ class TstGui : public QObject {
     QVERIFY(w->performance()->memory_value_mib("weights", 0) > 0.5);  // stories260K is ~1 MiB of fp32
     QVERIFY(w->performance()->memory_value_mib("kv", 0) > 0.0);
     QCOMPARE(w->phase(), Phase::Idle);
+    // The answer was grounded: sources under it, or the note that none were found.
+    const ChatEntry& answered = w->chat()->entry(w->chat()->count() - 1);
+    QVERIFY(!answered.sources.isEmpty() || answered.sources_note.contains("No passage"));
+    QCOMPARE(answered.sources.size(), static_cast<qsizetype>(w->answer_passages(w->chat()->count() - 1).size()));
 
     // A follow-up on the same documents reuses the cached prefix (documents first in the prompt).
     w->set_fit_chooser([](const FitQuestion& q) -> std::optional<FitChoice> {
@@ -499,7 +509,7 @@ class TstGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT((dialog = w->findChild<FitDialog*>("fitDialog")) != nullptr && dialog->isVisible(), 30000);
     QVERIFY(!w->busy());
     QVERIFY(!w->last_metrics().has_value());
-    QCOMPARE(dialog->choice().kind, FitChoice::Kind::Truncate);  // proposes cutting the largest document
+    QCOMPARE(dialog->choice().kind, FitChoice::Kind::Relevant);  // proposes the parts most relevant to the question
     dialog->reject();
     QTRY_VERIFY(w->findChild<FitDialog*>("fitDialog") == nullptr);
 
@@ -546,6 +556,206 @@ class TstGui : public QObject {
     w->ask("What else?");
     QTRY_VERIFY_WITH_TIMEOUT(asked.size() == asked_before + 1, 30000);
     QCOMPARE(asked.back().tokens.size(), 2);
+  }
+
+  // Documents larger than the context: the fit dialog's first choice fills the context with the
+  // parts most relevant to each question (and says how much fits); chosen, the question runs on
+  // those parts, the document panel says which pages it used, nobody is asked again, and a follow-up
+  // that needs the same pages keeps them (their KV reused).
+  void relevant_parts_fill_the_context_and_the_panel_says_what_was_used() {
+    FitQuestion fq;
+    fq.context_tokens = 1000;
+    fq.reserve_tokens = 100;
+    fq.fixed_tokens = 100;
+    fq.titles = {"a.pdf", "b.txt"};
+    fq.tokens = {3000, 1000};
+    QCOMPARE(fq.share_that_fits(), 0.2);
+    {
+      FitDialog dialog(fq);
+      QCOMPARE(dialog.choice().kind, FitChoice::Kind::Relevant);
+      QVERIFY(dialog.findChild<QRadioButton*>("fitRelevant")->isChecked());
+      bool said = false;
+      for (const QLabel* l : dialog.findChildren<QLabel*>())
+        said = said || l->text().contains("about 20% of the documents fit");
+      QVERIFY(said);
+      // The long text beside the first choice chooses it when clicked, as a radio button's text does.
+      for (QRadioButton* b : dialog.findChildren<QRadioButton*>())
+        if (b->objectName() != "fitRelevant" && b->text().startsWith("Leave out")) b->setChecked(true);
+      QCOMPARE(dialog.choice().kind, FitChoice::Kind::Drop);
+      QTest::mouseClick(dialog.findChild<QLabel*>("fitRelevantText"), Qt::LeftButton);
+      QCOMPARE(dialog.choice().kind, FitChoice::Kind::Relevant);
+      if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+        dialog.resize(dialog.sizeHint());
+        dialog.grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/fit-dialog.png");
+      }
+    }
+
+    AppSettings s = baseline();
+    s.max_tokens = 16;
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QStringList pages;
+    for (int p = 1; p <= 14; ++p)
+      pages << (p == 9 ? QString("The outdoor sensor battery lasts about fourteen months.")
+                       : QString("Page %1 has general notes on mounting and wiring the unit in a dry place.").arg(p));
+    const QString path = tmp_.filePath("long-manual.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf(pages));
+    }
+    w->add_paths({path});
+    QVERIFY(wait_ready(w.get()));
+    QVERIFY(w->documents()->entries().front().tokens > w->context_tokens());
+    QVector<FitQuestion> asked;
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      FitChoice c;
+      c.kind = FitChoice::Kind::Relevant;
+      return c;
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("How long does the outdoor sensor battery last?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QCOMPARE(asked.size(), 1);
+    QVERIFY(w->last_metrics().has_value());
+    QVERIFY(w->last_metrics()->prompt_tokens + 16 <= w->context_tokens());
+    const DocumentEntry& e = w->documents()->entries().front();
+    qInfo("the question used %s; the document has %lld tokens, the context %lld", qPrintable(e.used),
+          qlonglong(e.tokens), qlonglong(w->context_tokens()));
+    QVERIFY2(e.used.startsWith("pages ") && e.used.endsWith("of 14"), qPrintable(e.used));
+    bool page_9 = false;  // in "pages 1-3, 8-10 of 14"
+    for (auto it = QRegularExpression("(\\d+)(?:-(\\d+))?(?=,| of)").globalMatch(e.used); it.hasNext();) {
+      const auto m = it.next();
+      const int first = m.captured(1).toInt(), last = m.captured(2).isEmpty() ? first : m.captured(2).toInt();
+      page_9 = page_9 || (first <= 9 && 9 <= last);
+    }
+    QVERIFY2(page_9, qPrintable(e.used));
+    QVERIFY(w->documents()->list()->item(0)->text().contains("the last question used pages"));
+    QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("each question gets the parts most relevant"));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("most relevant to it"));
+    QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("documents packed for this question"));
+
+    // A follow-up on the same pages: not asked again, the same parts kept, the prefix reused.
+    w->ask("Which battery does the outdoor sensor use?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+    QCOMPARE(asked.size(), 1);
+    QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("parts of the documents kept"));
+    QVERIFY(w->last_metrics()->reused_tokens > 0);
+    QCOMPARE(w->documents()->entries().front().used, e.used);
+  }
+
+  // A password-protected PDF: the app asks for its password (again when it is wrong), reads the
+  // PDF with it, and the source pane opens its pages with it; cancelled, the row says what to do.
+  void an_encrypted_pdf_asks_for_its_password() {
+    const QString path = tmp_.filePath("locked.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf({"The vault opens with the brass key.", "The alarm code is kept in the safe."}, {},
+                                    "folio-pw"));
+    }
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QVector<std::pair<QString, bool>> asked;
+    QStringList answers = {"guess", "folio-pw"};
+    w->set_password_asker([&](const QString& name, bool wrong_before) -> std::optional<QString> {
+      asked.push_back({name, wrong_before});
+      return answers.isEmpty() ? std::nullopt : std::optional<QString>(answers.takeFirst());
+    });
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(
+        w->documents()->entries().size() == 1 && w->documents()->entries().front().state == DocumentEntry::State::Ready,
+        30000);
+    QCOMPARE(asked.size(), 2);
+    QCOMPARE(asked[0], (std::pair<QString, bool>{"locked.pdf", false}));
+    QCOMPARE(asked[1], (std::pair<QString, bool>{"locked.pdf", true}));  // the first one was wrong
+    const DocumentEntry e = w->documents()->entries().front();
+    QCOMPARE(e.doc.page_count, 2);
+    QVERIFY(e.tokens > 0);
+    QVERIFY(!w->banner()->isVisible());  // asked, not an error
+    // The source pane opens the protected PDF too.
+    const folio::chat::GroundingIndex index({folio::docs::chat_document(e.doc)});
+    const auto found = index.ground("The alarm code is kept in the safe.", "");
+    QCOMPARE(found.size(), size_t{1});
+    w->open_passage(e.doc, found.front());
+    QVERIFY(w->viewer()->showing_pdf());
+    QCOMPARE(w->viewer()->current_pdf_page(), 1);
+    QVERIFY(!w->viewer()->highlight_bounds().isEmpty());
+
+    // Cancelled: the row says it needs the password, and how to give it.
+    w->remove_document(e.key);
+    answers.clear();
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(asked.size() == 3 && !w->documents()->busy(), 30000);
+    const DocumentEntry failed = w->documents()->entries().front();
+    QCOMPARE(failed.state, DocumentEntry::State::Failed);
+    QVERIFY2(failed.error.contains("password-protected") && failed.error.contains("add it again"),
+             qPrintable(failed.error));
+
+    // Without a hook, a password dialog asks (its text hidden).
+    w->remove_document(failed.key);
+    w->set_password_asker({});
+    w->add_paths({path});
+    QInputDialog* dialog = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT((dialog = w->findChild<QInputDialog*>("pdfPasswordDialog")) != nullptr, 30000);
+    QVERIFY(dialog->labelText().contains("locked.pdf is password-protected"));
+    QCOMPARE(dialog->textEchoMode(), QLineEdit::Password);
+    dialog->setTextValue("folio-pw");
+    dialog->accept();
+    QTRY_VERIFY_WITH_TIMEOUT(
+        w->documents()->entries().size() == 1 && w->documents()->entries().front().state == DocumentEntry::State::Ready,
+        30000);
+  }
+
+  // KV kept on disk (Settings, opt-in): the first answer saves the documents' KV; after a restart,
+  // the reopened conversation's follow-up loads it instead of reading the documents again.
+  void the_documents_kv_on_disk_survives_a_restart() {
+    QDir(kv_cache_folder()).removeRecursively();
+    AppSettings s = baseline();
+    s.keep_kv_on_disk = true;
+    s.max_tokens = 24;
+    s.save();
+    MainWindowOptions o;
+    o.database_path = tmp_.filePath("kv-restart.sqlite");
+    o.load_demo = false;
+    const QString doc = write_file("kv-story.txt", story_text(8));
+    int64_t id = 0;
+    {
+      MainWindow w(o);
+      w.show();
+      QVERIFY(wait_ready(&w));
+      QVERIFY(w.settings().keep_kv_on_disk);
+      w.add_paths({doc});
+      QVERIFY(wait_ready(&w));
+      QSignalSpy finished(&w, &MainWindow::answer_finished);
+      w.ask("Who played in the park?");
+      QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+      const QString footer = w.chat()->entry(w.chat()->count() - 1).footer;
+      QVERIFY2(footer.contains("KV saved on disk"), qPrintable(footer));
+      QCOMPARE(w.last_metrics()->reused_tokens, qint64(0));
+      id = w.conversation_id();
+    }
+    QVERIFY(!QDir(kv_cache_folder()).entryList({"*.kv"}, QDir::Files).isEmpty());
+    MainWindow w(o);  // a restart
+    w.show();
+    QVERIFY(wait_ready(&w));
+    QVERIFY(w.open_conversation(id));
+    QTRY_VERIFY_WITH_TIMEOUT(w.documents()->entries().size() == 1 && w.ready_to_ask(), 30000);
+    QSignalSpy finished(&w, &MainWindow::answer_finished);
+    w.ask("What did they do next?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    const QString footer = w.chat()->entry(w.chat()->count() - 1).footer;
+    qInfo("after the restart: %s", qPrintable(footer));
+    QVERIFY2(footer.contains("loaded from disk"), qPrintable(footer));
+    QVERIFY(w.last_metrics()->reused_tokens > 0);
+    // The settings dialog offers it with the space it takes.
+    SettingsDialog* d = w.open_settings();
+    QVERIFY(d->keep_kv_box()->isChecked());
+    QVERIFY2(d->keep_kv_box()->text().contains("MiB now"), qPrintable(d->keep_kv_box()->text()));
+    d->close();
   }
 
   void settings_survive_a_restart() {
@@ -670,6 +880,8 @@ class TstGui : public QObject {
     const QList<QStringList> answers = demo_answers(DemoDocument::Manual);
     QCOMPARE(questions, demo_questions(DemoDocument::Manual));
     QCOMPARE(answers.size(), questions.size());
+    // The lines of the manual's sections 5, 10 and 7 (resources/demo/halcyon-h40-manual.md).
+    const QList<std::pair<int, int>> sections = {{60, 71}, {112, 117}, {83, 92}};
     for (int i = 0; i < questions.size(); ++i) {
       w.new_conversation();
       QSignalSpy finished(&w, &MainWindow::answer_finished);
@@ -682,6 +894,17 @@ class TstGui : public QObject {
                                      [&](const QString& a) { return answer.contains(a, Qt::CaseInsensitive); });
       qInfo("demo question %d: %s -> %s", i + 1, qPrintable(questions[i]), qPrintable(answer.simplified()));
       QVERIFY2(right, qPrintable(questions[i] + " was answered: " + answer));
+      // The answer is grounded: its first source is the manual's section that answers the question.
+      int entry = -1;
+      for (int e = w.chat()->count() - 1; e >= 0 && entry < 0; --e)
+        if (w.chat()->entry(e).kind == ChatEntry::Kind::Assistant) entry = e;
+      const std::vector<folio::chat::SourcePassage> sources = w.answer_passages(entry);
+      QVERIFY2(!sources.empty(), qPrintable(questions[i] + " has no sources"));
+      QCOMPARE(w.chat()->entry(entry).sources.size(), static_cast<qsizetype>(sources.size()));
+      qInfo("  source: %s \"%s\"", qPrintable(w.chat()->entry(entry).sources.front().where),
+            sources.front().quote.c_str());
+      QVERIFY2(sources.front().first_line >= sections[i].first && sources.front().last_line <= sections[i].second,
+               qPrintable(w.chat()->entry(entry).sources.front().where));
     }
   }
 
@@ -898,6 +1121,13 @@ class TstGui : public QObject {
       QVERIFY2(transcript.contains("changed.txt has changed since this conversation"), qPrintable(transcript));
       QVERIFY2(transcript.contains("gone.txt is no longer at"), qPrintable(transcript));
       QVERIFY(!transcript.contains("kept.txt has changed"));
+      // The reopened answers are grounded again (against kept.txt, the one unchanged document).
+      for (int i = 0; i < w.chat()->count(); ++i) {
+        if (w.chat()->entry(i).kind != ChatEntry::Kind::Assistant) continue;
+        QTRY_VERIFY_WITH_TIMEOUT(!w.chat()->entry(i).sources.isEmpty() || !w.chat()->entry(i).sources_note.isEmpty(),
+                                 30000);
+        for (const auto& p : w.answer_passages(i)) QCOMPARE(p.file, std::string("kept.txt"));
+      }
 
       // A follow-up goes on in the same stored conversation, with the history in the prompt.
       QSignalSpy finished(&w, &MainWindow::answer_finished);
@@ -963,6 +1193,11 @@ class TstGui : public QObject {
     QVERIFY(md.contains("## Question\n\nWho shared the ball?"));
     QVERIFY2(md.contains("- notes.txt:2: notes.txt, line 2 — “She shared it with Tom.”"), qPrintable(md));
     QVERIFY2(md.contains("- p. 99: not in the documents"), qPrintable(md));
+    // The passage that supports the answer, found whether or not it was cited.
+    QVERIFY2(
+        md.contains("Sources found in the documents:\n\n- notes.txt:1-2 — “Lily found a red ball. She shared it with "
+                    "Tom.”"),
+        qPrintable(md));
     // A document whose content changed since is not used to check them.
     folio::docs::Document changed = doc;
     changed.content_hash = "0000";
@@ -1112,6 +1347,131 @@ class TstGui : public QObject {
     emit view.browser()->anchorClicked(QUrl("folio-cite:1/0"));
     QCOMPARE(clicked.count(), 1);
     QCOMPARE(clicked[0][1].value<folio::docs::CitationTarget>().first_page, 1);
+  }
+
+  // Grounded answers in the window: the passages that support an answer are listed under it as
+  // links; one opens its PDF page in a wide source pane with the passage highlighted, zoom works,
+  // and the answer stays in view; a page the answer cites that the PDF does not have is flagged,
+  // not linked. A file's passage opens at its lines.
+  void sources_under_an_answer_open_the_page_highlighted() {
+    const QString pdf_path = tmp_.filePath("station.pdf");
+    {
+      QPdfWriter pdf(pdf_path);
+      QPainter p(&pdf);
+      p.setFont(QFont("Sans", 12));
+      p.drawText(QRect(200, 200, 8000, 1000), "Page one: unpacking the station and its parts.");
+      pdf.newPage();
+      p.drawText(QRect(200, 200, 8000, 600), "Mount the mast on a wooden post.");
+      p.drawText(QRect(200, 900, 8000, 600), "The sensor cells last about fourteen months in winter.");
+      pdf.newPage();
+      p.drawText(QRect(200, 200, 8000, 1000), "Page three: cleaning the rain funnel.");
+    }
+    const QString txt_path =
+        write_file("care.txt", "Care\n\nWipe the display with a dry cloth.\n\nRinse the rain funnel every spring.\n");
+    auto w = make_window();
+    w->resize(1440, 900);
+    QVERIFY(wait_ready(w.get()));
+    const folio::docs::Document pdf = folio::docs::load_document(pdf_path);
+    const folio::docs::Document txt = folio::docs::load_document(txt_path);
+    QCOMPARE(pdf.page_count, 3);
+
+    const folio::chat::GroundingIndex index(folio::docs::chat_documents({pdf, txt}));
+    const QString answer = "The cells last about fourteen months (p. 2). Rinse the funnel every spring (p. 12).";
+    const std::vector<folio::chat::SourcePassage> found =
+        index.ground(answer.toStdString(), "How long do the cells last?");
+    QCOMPARE(found.size(), size_t{2});
+    const auto on_page = std::find_if(found.begin(), found.end(), [](const auto& p) { return p.page_index >= 0; });
+    const auto in_file = std::find_if(found.begin(), found.end(), [](const auto& p) { return p.page_index < 0; });
+    QVERIFY(on_page != found.end() && in_file != found.end());
+    QCOMPARE(on_page->page_index, 1);
+    QCOMPARE(in_file->first_line, 5);
+    qInfo("page 2 reads \"%s\"; quoted \"%s\"", qPrintable(pdf.sections[1].text), on_page->quote.c_str());
+
+    // Listed under the answer; the citation of a page the PDF does not have is flagged, not linked.
+    const QVector<folio::docs::CitationCheck> checks = folio::docs::check_citations(answer, {pdf, txt});
+    QCOMPARE(checks.size(), 2);
+    QVERIFY(checks[0].found);
+    QVERIFY(!checks[1].found);
+    QVERIFY2(checks[1].problem.contains("no page 12 in station.pdf (pages 1-3)"), qPrintable(checks[1].problem));
+    ChatView* chat = w->chat();
+    chat->add_user("How long do the cells last?");
+    const int entry = chat->begin_assistant();
+    chat->append_to_answer(answer);
+    chat->finish_answer("metrics", {checks[0].target});
+    chat->set_sources(entry, {{"station.pdf, p. 2", QString::fromStdString(on_page->quote)}, {"care.txt:5", "Rinse"}},
+                      {checks[1]}, {});
+    chat->flush_render();
+    const QString html = chat->browser()->toHtml();
+    QVERIFY(html.contains("folio-source:" + QString::number(entry) + "/0"));
+    QVERIFY(html.contains("folio-cite:" + QString::number(entry) + "/0"));
+    QVERIFY(!html.contains("folio-cite:" + QString::number(entry) + "/1"));
+    const QString shown = chat->transcript();
+    QVERIFY2(shown.contains("p. 12 [not in the documents]"), qPrintable(shown));
+    QVERIFY2(shown.contains("Sources") && shown.contains("fourteen months"), qPrintable(shown));
+    QSignalSpy activated(chat, &ChatView::source_activated);
+    emit chat->browser()->anchorClicked(QUrl(QString("folio-source:%1/0").arg(entry)));
+    QCOMPARE(activated.count(), 1);
+    QCOMPARE(activated[0][1].toInt(), 0);
+
+    // The PDF page opens wide beside the chat, the passage highlighted.
+    w->open_passage(pdf, *on_page);
+    QTest::qWait(50);
+    SourceViewer* viewer = w->viewer();
+    QVERIFY(viewer->isVisible());
+    QVERIFY(viewer->showing_pdf());
+    QCOMPARE(viewer->current_pdf_page(), 1);
+    QVERIFY(viewer->current_title().contains("page 2"));
+    QVERIFY(!viewer->highlight_bounds().isEmpty());
+    QVERIFY2(viewer->highlighted_text().contains("fourteen months"), qPrintable(viewer->highlighted_text()));
+    QVERIFY2(!viewer->highlighted_text().contains("Mount"), "the sentence, not the whole line of the page");
+    const int pane = viewer->width(), beside = w->chat()->width();
+    qInfo("source pane %d px beside the chat's %d px", pane, beside);
+    QVERIFY2(pane >= 380 && beside >= 250, qPrintable(QString("pane %1, chat %2").arg(pane).arg(beside)));
+    QVERIFY(w->chat()->isVisible());
+    // Zoom: in, out, and back to the pane's width.
+    QVERIFY(viewer->fits_width());
+    const double fitted = viewer->zoom();
+    const int page_width = viewer->findChild<QLabel*>("pdfPage")->width();
+    viewer->zoom_in();
+    QVERIFY(!viewer->fits_width());
+    QVERIFY(viewer->zoom() > fitted);
+    QVERIFY(viewer->findChild<QLabel*>("pdfPage")->width() > page_width);
+    viewer->findChild<QToolButton*>("fitWidth")->click();
+    QVERIFY(viewer->fits_width());
+    QCOMPARE(viewer->zoom(), fitted);
+    QVERIFY(!viewer->highlight_bounds().isEmpty());  // still marked
+
+    // In a small window the performance panel makes room while the pane is open, and comes back.
+    w->close_source_pane();
+    w->resize(1024, 640);
+    QTest::qWait(50);
+    QVERIFY(w->performance()->isVisible());
+    w->open_passage(pdf, *on_page);
+    QTest::qWait(50);
+    qInfo("1024x640: source pane %d px beside the chat's %d px", viewer->width(), w->chat()->width());
+    QVERIFY(!w->performance()->isVisible());
+    QVERIFY(w->performance_action()->isChecked());  // the user's choice is unchanged
+    QVERIFY2(viewer->width() >= 380 && w->chat()->width() >= 250,
+             qPrintable(QString("pane %1, chat %2").arg(viewer->width()).arg(w->chat()->width())));
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB"))
+      w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/sources-1024.png");
+    w->close_source_pane();
+    QTest::qWait(20);
+    QVERIFY(!viewer->isVisible());
+    QVERIFY(w->performance()->isVisible());
+    w->resize(1440, 900);
+    QTest::qWait(20);
+
+    // The file's passage opens at its lines.
+    w->open_passage(txt, *in_file);
+    QVERIFY(!viewer->showing_pdf());
+    QCOMPARE(viewer->first_marked_line(), 5);
+    QVERIFY(viewer->current_title().contains("care.txt"));
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+      w->open_passage(pdf, *on_page);
+      QTest::qWait(50);
+      w->grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/sources.png");
+    }
   }
 
   void event_loop_stalls_while_the_engine_works() {

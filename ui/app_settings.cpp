@@ -2,6 +2,8 @@
 
 #include "ui/attention_modes.h"
 
+#include <QStandardPaths>
+
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QSettings>
@@ -31,6 +33,10 @@ SamplerParams AppSettings::sampler(uint64_t random_seed) const {
   return p;
 }
 
+QString kv_cache_folder() {
+  return QStandardPaths::writableLocation(QStandardPaths::CacheLocation) + "/kv";
+}
+
 bool AppSettings::needs_reload(const AppSettings& before) const {
   return effective_model_path() != before.effective_model_path() || backend != before.backend ||
          threads != before.threads;
@@ -42,6 +48,7 @@ AppSettings AppSettings::with_defaults() const {
   a.backend = backend;
   a.threads = threads;
   a.context_tokens = context_tokens;
+  a.keep_kv_on_disk = keep_kv_on_disk;
   return a;
 }
 
@@ -97,6 +104,7 @@ AppSettings AppSettings::load() {
   a.backend = s.value("model/backend", a.backend).toString();
   a.threads = s.value("model/threads", a.threads).toInt();
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
+  a.keep_kv_on_disk = s.value("model/keep_kv_on_disk", a.keep_kv_on_disk).toBool();
   a.attention_mode = s.value("attention/mode", a.attention_mode).toString();
   if (!attention_mode_names().contains(a.attention_mode)) a.attention_mode = "auto";
   a.sparse_threshold_tokens =
@@ -119,6 +127,7 @@ void AppSettings::save() const {
   s.setValue("model/backend", backend);
   s.setValue("model/threads", threads);
   s.setValue("model/context_tokens", qint64(context_tokens));
+  s.setValue("model/keep_kv_on_disk", keep_kv_on_disk);
   s.setValue("attention/mode", attention_mode);
   s.setValue("attention/sparse_threshold_tokens", qint64(sparse_threshold_tokens));
   s.setValue("sampling/temperature", temperature);

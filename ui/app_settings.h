@@ -9,12 +9,19 @@
 
 namespace folio::ui {
 
+// Where the documents' KV is kept on disk (AppSettings::keep_kv_on_disk): the user's cache folder.
+QString kv_cache_folder();
+
 struct AppSettings {
   // Model and backend. model_path "" = default_model_path().
   QString model_path;
   QString backend = "cpu";     // "cpu" or "cuda"
   int threads = 0;             // 0 = all cores
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
+  // Keep the KV of the documents' prefix on disk (the user's cache folder, at most kKvCacheBytes),
+  // so the same documents are answered without a new prefill after a restart. Opt-in: it takes disk.
+  bool keep_kv_on_disk = false;
+  static constexpr uint64_t kKvCacheBytes = uint64_t{4} << 30;
 
   // Prefill attention: a name from attention_modes(), and the length above which a sparse mode
   // takes over from dense (kept for sparse modes; dense ignores it).

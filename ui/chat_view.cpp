@@ -38,6 +38,31 @@ QString link_citations(const QString& answer, int entry, const QVector<folio::do
   return out;
 }
 
+QString answer_html(const QString& answer, int entry, const QVector<folio::docs::CitationTarget>& citations,
+                    const QVector<folio::docs::CitationCheck>& flagged) {
+  // Flagged citations become placeholders that Markdown leaves alone, then marked-up text.
+  QString text = answer;
+  QVector<folio::docs::CitationTarget> shifted = citations;
+  QVector<int> order(flagged.size());
+  for (int i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return flagged[a].citation.start > flagged[b].citation.start; });
+  for (int i : order) {
+    const auto& c = flagged[i].citation;
+    if (c.start < 0 || c.start + c.length > text.size()) continue;
+    const QString placeholder = QString("zqfolioflag%1zq").arg(i);
+    text.replace(c.start, c.length, placeholder);
+    for (auto& t : shifted)
+      if (t.citation.start > c.start) t.citation.start += placeholder.size() - c.length;
+  }
+  QString html = markdown_to_html_fragment(link_citations(text, entry, shifted));
+  for (int i = 0; i < flagged.size(); ++i)
+    html.replace(QString("zqfolioflag%1zq").arg(i),
+                 QString("<span style='color:#b00020'>%1 [%2]</span>")
+                     .arg(flagged[i].citation.text.toHtmlEscaped(), QObject::tr("not in the documents")));
+  return html;
+}
+
 ChatView::ChatView(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
@@ -144,6 +169,28 @@ void ChatView::finish_answer(const QString& footer, const QVector<folio::docs::C
   schedule_render();
 }
 
+void ChatView::set_sources(int entry, const QVector<SourceLink>& sources,
+                           const QVector<folio::docs::CitationCheck>& flagged, const QString& note) {
+  if (entry < 0 || entry >= count()) return;
+  entries_[entry].sources = sources;
+  entries_[entry].flagged = flagged;
+  entries_[entry].sources_note = note;
+  entries_[entry].html.clear();
+  schedule_render();
+}
+
+void ChatView::set_citations(int entry, const QVector<folio::docs::CitationTarget>& citations) {
+  if (entry < 0 || entry >= count()) return;
+  entries_[entry].citations = citations;
+  entries_[entry].html.clear();
+  schedule_render();
+}
+
+void ChatView::scroll_to_entry(int entry) {
+  flush_render();
+  browser_->scrollToAnchor(QString("entry-%1").arg(entry));
+}
+
 void ChatView::remove_last_answer() {
   for (int i = count() - 1; i >= 0; --i) {
     if (entries_[i].kind == ChatEntry::Kind::Assistant) {
@@ -224,7 +271,21 @@ QString ChatView::render_entry(int index) const {
       bg = "#f6f6f6";
       who = tr("Folio");
       body = e.text.isEmpty() && e.streaming ? QString("<p style='color:#777'><i>%1</i></p>").arg(tr("thinking…"))
-                                             : markdown_to_html_fragment(link_citations(e.text, index, e.citations));
+                                             : answer_html(e.text, index, e.citations, e.flagged);
+      if (!e.streaming && (!e.sources.isEmpty() || !e.flagged.isEmpty() || !e.sources_note.isEmpty())) {
+        body += QString("<p style='margin-top:6px; margin-bottom:2px'><b>%1</b></p>").arg(tr("Sources"));
+        for (int i = 0; i < e.sources.size(); ++i)
+          body += QString("<p style='margin:2px 0 2px 12px'>%1. <a href='folio-source:%2/%3'>%4</a> — <i>“%5”</i></p>")
+                      .arg(i + 1)
+                      .arg(index)
+                      .arg(i)
+                      .arg(e.sources[i].where.toHtmlEscaped(), e.sources[i].quote.toHtmlEscaped());
+        for (const auto& f : e.flagged)
+          body += QString("<p style='margin:2px 0 2px 12px; color:#b00020'>%1</p>")
+                      .arg(tr("Cited “%1”, but %2.").arg(f.citation.text, f.problem).toHtmlEscaped());
+        if (!e.sources_note.isEmpty())
+          body += QString("<p style='margin:2px 0 2px 12px; color:#666'>%1</p>").arg(e.sources_note.toHtmlEscaped());
+      }
       break;
     case ChatEntry::Kind::Notice:
       bg = "#fff4e0";
@@ -237,7 +298,9 @@ QString ChatView::render_entry(int index) const {
       body = markdown_to_html_fragment(e.text);
       break;
   }
-  QString html = QString(
+  // (The anchor is apart: body is user text and may hold "%4".)
+  QString html = QString("<a name='entry-%1'></a>").arg(index) +
+                 QString(
                      "<table width='100%' cellspacing='0' cellpadding='8' style='margin-bottom:8px' bgcolor='%1'>"
                      "<tr><td><b>%2</b>%3</td></tr></table>")
                      .arg(bg, who, body);
@@ -288,6 +351,12 @@ void ChatView::on_anchor(const QUrl& url) {
     const int entry = parts[0].toInt(), i = parts[1].toInt();
     if (entry < 0 || entry >= count() || i < 0 || i >= entries_[entry].citations.size()) return;
     emit citation_activated(entry, entries_[entry].citations[i]);
+  } else if (scheme == "folio-source") {
+    const QStringList parts = path.split('/');
+    if (parts.size() != 2) return;
+    const int entry = parts[0].toInt(), i = parts[1].toInt();
+    if (entry < 0 || entry >= count() || i < 0 || i >= entries_[entry].sources.size()) return;
+    emit source_activated(entry, i);
   } else if (scheme == "folio-copy") {
     emit copy_requested(path.toInt());
   } else if (scheme == "folio-regenerate") {

@@ -14,6 +14,12 @@
 
 namespace folio::ui {
 
+// A passage of the documents that supports an answer, as the chat lists it under the answer.
+struct SourceLink {
+  QString where;  // "manual.pdf, p. 12", "src/engine.cpp:40-58"
+  QString quote;
+};
+
 struct ChatEntry {
   enum class Kind { User, Assistant, Notice, Error };
   Kind kind = Kind::User;
@@ -21,6 +27,9 @@ struct ChatEntry {
   bool streaming = false;
   QString footer;  // metrics of the run that produced an answer
   QVector<folio::docs::CitationTarget> citations;
+  QVector<folio::docs::CitationCheck> flagged;  // citations written in the answer that point nowhere
+  QVector<SourceLink> sources;                  // passages found to support the answer
+  QString sources_note;                         // shown where the sources go ("" = none)
   QString html;  // rendered fragment; empty = render again
 };
 
@@ -37,6 +46,13 @@ class ChatView : public QWidget {
   int begin_assistant();
   void append_to_answer(const QString& text);  // to the answer being streamed
   void finish_answer(const QString& footer, const QVector<folio::docs::CitationTarget>& citations);
+  // Under an answer: the passages that support it (links that open them), the citations it wrote
+  // that point nowhere (flagged in the text, not linked), and a note (e.g. that nothing was found).
+  void set_sources(int entry, const QVector<SourceLink>& sources, const QVector<folio::docs::CitationCheck>& flagged,
+                   const QString& note);
+  void set_citations(int entry, const QVector<folio::docs::CitationTarget>& citations);
+  // Scrolls so that the entry's top is in view.
+  void scroll_to_entry(int entry);
   void remove_last_answer();
   int add_notice(const QString& text, bool error = false);
   void clear_messages();
@@ -64,6 +80,7 @@ class ChatView : public QWidget {
   void regenerate_requested();
   void copy_requested(int entry);
   void citation_activated(int entry, const folio::docs::CitationTarget& target);
+  void source_activated(int entry, int index);
   void suggestion_activated(int index);
 
  protected:
@@ -93,6 +110,9 @@ class ChatView : public QWidget {
 QString markdown_to_html_fragment(const QString& markdown);
 // The answer with its citations turned into Markdown links "folio-cite:<entry>/<index>".
 QString link_citations(const QString& answer, int entry, const QVector<folio::docs::CitationTarget>& citations);
+// The answer as an HTML fragment: found citations linked, flagged ones marked as not in the documents.
+QString answer_html(const QString& answer, int entry, const QVector<folio::docs::CitationTarget>& citations,
+                    const QVector<folio::docs::CitationCheck>& flagged);
 
 }  // namespace folio::ui
 

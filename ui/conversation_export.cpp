@@ -3,7 +3,9 @@
 #include <QObject>
 #include <QStringList>
 #include <algorithm>
+#include <optional>
 
+#include "core/chat/grounding.h"
 #include "core/docs/prompt_layout.h"
 
 namespace folio::ui {
@@ -38,6 +40,11 @@ QString conversation_markdown(const folio::store::Conversation& c,
     for (const auto& r : documents)
       if (!d.content_hash.isEmpty() && d.content_hash == r.content_hash) same.push_back(d);
 
+  // Grounding over the same documents (none: nothing to ground against).
+  std::optional<folio::chat::GroundingIndex> grounding;
+  if (!same.isEmpty()) grounding.emplace(folio::docs::chat_documents(same));
+  QString question;
+
   QString md = "# " + c.title + "\n\n";
   if (!c.model.isEmpty()) md += QObject::tr("Model: %1").arg(c.model) + "\n\n";
   if (!documents.empty()) {
@@ -48,10 +55,22 @@ QString conversation_markdown(const folio::store::Conversation& c,
   for (const auto& m : messages) {
     if (m.role == folio::store::Role::User) {
       md += "## " + QObject::tr("Question") + "\n\n" + m.text + "\n\n";
+      question = m.text;
       continue;
     }
     if (m.role != folio::store::Role::Assistant) continue;
     md += "### " + QObject::tr("Answer") + "\n\n" + m.text + "\n\n";
+    if (grounding) {
+      const std::vector<folio::chat::SourcePassage> found =
+          grounding->ground(m.text.toStdString(), question.toStdString());
+      if (!found.empty()) {
+        md += QObject::tr("Sources found in the documents:") + "\n\n";
+        for (const folio::chat::SourcePassage& p : found)
+          md += "- " + QString::fromStdString(folio::chat::source_location(grounding->documents()[p.document], p)) +
+                " — “" + QString::fromStdString(p.quote) + "”\n";
+        md += "\n";
+      }
+    }
     const QVector<folio::docs::Citation> written = folio::docs::parse_citations(m.text);
     if (written.isEmpty()) continue;
     const QVector<folio::docs::CitationTarget> found = folio::docs::resolve_citations(m.text, same);

@@ -1,7 +1,8 @@
 // A stored conversation as Markdown: title, model, documents, then each question and answer. The
 // citations of each answer are listed under it: those that point into the documents (resolved
 // against the documents as read now, when their content is the one the conversation used) with
-// where they go and the start of the cited text; the others marked as not in the documents.
+// where they go and the start of the cited text; the others marked as not in the documents. Then
+// the passages of those documents found to support the answer (core/chat grounding), with quotes.
 #pragma once
 
 #include <QString>

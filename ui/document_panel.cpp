@@ -188,6 +188,14 @@ void DocumentPanel::set_failed(uint64_t key, const QString& message) {
   }
 }
 
+void DocumentPanel::set_reading(uint64_t key) {
+  if (auto* e = find(key)) {
+    e->state = DocumentEntry::State::Reading;
+    e->error.clear();
+    refresh();
+  }
+}
+
 void DocumentPanel::set_keep_tokens(uint64_t key, int64_t keep_tokens) {
   if (auto* e = find(key)) {
     e->keep_tokens = keep_tokens;
@@ -229,6 +237,13 @@ int64_t DocumentPanel::used_tokens() const {
   return used;
 }
 
+void DocumentPanel::set_used(uint64_t key, const QString& used) {
+  DocumentEntry* e = find(key);
+  if (e == nullptr || e->used == used) return;
+  e->used = used;
+  refresh();
+}
+
 void DocumentPanel::refresh() {
   const QSet<uint64_t> selected = [this] {
     QSet<uint64_t> s;
@@ -253,6 +268,7 @@ void DocumentPanel::refresh() {
           detail += "\n" + tr("⚠ only the first %1 tokens are used (your choice)").arg(count(e.keep_tokens));
           color = QColor(0xB3, 0x5C, 0x00);
         }
+        if (!e.used.isEmpty()) detail += "\n" + tr("the last question used %1").arg(e.used);
         break;
       case DocumentEntry::State::Failed:
         detail = e.error;
@@ -288,7 +304,13 @@ void DocumentPanel::refresh() {
     gauge_->setStyleSheet(over ? "QProgressBar::chunk { background-color: #c62828; }"
                                : "QProgressBar::chunk { background-color: #2e7d32; }");
     QString text = tr("%1 tokens stay free for the answer.").arg(count(reserve_));
-    if (over)
+    const bool packed =
+        std::any_of(entries_.begin(), entries_.end(), [](const DocumentEntry& e) { return !e.used.isEmpty(); });
+    if (over && packed)
+      text = tr("<span style='color:#8a5a00'>The documents need %1 tokens more than the context holds, so each "
+                "question gets the parts most relevant to it (listed above: what the last one used).</span>")
+                 .arg(count(used + reserve_ - context_));
+    else if (over)
       text = tr("<span style='color:#c62828'>The documents need %1 tokens more than the context holds. "
                 "When you ask, Folio lets you choose what to leave out.</span>")
                  .arg(count(used + reserve_ - context_));

@@ -27,6 +27,7 @@ struct DocumentEntry {
   int64_t keep_tokens = 0;  // > 0: the user chose to keep only the first keep_tokens tokens
   QString error;            // when Failed: what went wrong and what to do
   QString count_note;       // why the count is missing (e.g. no model loaded)
+  QString used;             // what of it the last question used when packed ("pages 1-3 of 40"); "" = all
 
   // Tokens the document takes in the prompt (the kept part when cut); 0 when unknown.
   int64_t prompt_tokens() const;
@@ -43,7 +44,10 @@ class DocumentPanel : public QWidget {
   void set_tokens(uint64_t key, int64_t tokens);
   void set_count_note(uint64_t key, const QString& note);
   void set_failed(uint64_t key, const QString& message);
+  void set_reading(uint64_t key);  // read again (e.g. with a PDF's password)
   void set_keep_tokens(uint64_t key, int64_t keep_tokens);
+  // What of the document the last question used when the documents were packed ("" = all of it).
+  void set_used(uint64_t key, const QString& used);
   void remove(uint64_t key);
   void clear();
 

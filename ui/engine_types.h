@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/chat/conversation.h"
+#include "core/chat/grounding.h"
 #include "core/docs/document.h"
 #include "core/engine/engine.h"
 
@@ -60,6 +61,10 @@ struct AskRequest {
   QString system_prompt;  // first in the system turn, before the documents ("" = none)
   QString attention_mode = "auto";
   int64_t sparse_threshold_tokens = 16384;  // auto: sparse for chunks whose keys reach this
+  // When the documents do not fit: ask the user (Error: prompt_does_not_fit), or fill the context
+  // with the parts most relevant to the question (Relevant).
+  folio::chat::FitMode fit = folio::chat::FitMode::Error;
+  bool keep_kv_on_disk = false;  // load / save the documents' KV in kv_cache_folder()
   std::shared_ptr<CancelToken> cancel;
 };
 
@@ -83,6 +88,17 @@ struct AskOutcome {
   int history_turns = 0;         // turns of the conversation after this answer (regenerate needs 2)
   int64_t conversation_id = 0;   // where the store recorded it (0 = not recorded)
   QString record_error;          // why it could not be recorded ("" = recorded or no store)
+  // The passages of the request's documents (whole, in request order) that support the answer.
+  std::vector<folio::chat::SourcePassage> sources;
+  // Packed to fit (request.fit Relevant): what packing kept, and per document what of it went in
+  // ("" = all of it). Empty when the documents went in whole.
+  QString packing;
+  QStringList used;
+  bool repacked = false;         // packed afresh for this question (false: the last question's packing held)
+  int64_t kv_loaded_tokens = 0;  // the documents' KV loaded from disk (0 = none)
+  double kv_load_ms = 0.0;       // ... in this time, before the request's TTFT
+  uint64_t kv_saved_bytes = 0;   // ... saved to disk after this answer (0 = none)
+  QString kv_note;               // why the disk's KV was not used or saved ("" = fine)
 };
 
 struct CompareRequest {

@@ -1,5 +1,6 @@
 #include "ui/engine_worker.h"
 
+#include <QDateTime>
 #include <QFileInfo>
 #include <QThread>
 #include <algorithm>
@@ -14,6 +15,7 @@
 #endif
 
 #include "core/docs/prompt_layout.h"
+#include "ui/app_settings.h"
 
 namespace folio::ui {
 
@@ -220,10 +222,25 @@ void EngineWorker::ask(const AskRequest& request) {
   try {
     conversation_->set_documents(prepared(request.documents));
     conversation_->set_system_prompt(request.system_prompt.toStdString());
+    if (request.keep_kv_on_disk) {
+      if (!kv_store_)
+        kv_store_ = std::make_unique<folio::chat::KvStore>(kv_cache_folder().toStdString(), AppSettings::kKvCacheBytes);
+      // The model by its path, size and time (a changed file does not load an old KV).
+      const QFileInfo model(info_.path);
+      conversation_->set_kv_store(kv_store_.get(), QString("%1|%2|%3|%4")
+                                                       .arg(model.absoluteFilePath())
+                                                       .arg(model.size())
+                                                       .arg(model.lastModified().toSecsSinceEpoch())
+                                                       .arg(info_.chat_format)
+                                                       .toStdString());
+    } else {
+      conversation_->set_kv_store(nullptr, {});
+    }
     const uint64_t id = request.id;
     folio::chat::AskOptions o;
     o.context_tokens = effective_context(request.context_tokens, engine_->config().max_context);
     o.attention = sparse::attention_mode_from_name(request.attention_mode.toStdString());
+    o.fit = request.fit;
     o.sparse_config = sparse_config_with_threshold(request.sparse_threshold_tokens);
     o.on_start = [this] { emit phase_changed(Phase::Prefill); };
     o.prefill.chunk_tokens = prefill_chunk();
@@ -279,12 +296,37 @@ void EngineWorker::ask(const AskRequest& request) {
     out.history_turns = static_cast<int>(a.history_turns);
     out.conversation_id = recorder_ ? recorder_->conversation_id() : 0;
     out.record_error = a.record_error.empty() ? store_error_ : QString::fromStdString(a.record_error);
+    if (!out.text.trimmed().isEmpty()) out.sources = ground(request, out.question, out.text);
+    out.packing = QString::fromStdString(a.packing);
+    for (const std::string& u : a.used) out.used << QString::fromStdString(u);
+    out.repacked = a.repacked;
+    out.kv_loaded_tokens = a.kv_loaded_tokens;
+    out.kv_load_ms = a.kv_load_ms;
+    out.kv_saved_bytes = a.kv_saved_bytes;
+    out.kv_note = QString::fromStdString(a.kv_note);
     emit phase_changed(Phase::Idle);
     emit ask_finished(out);
   } catch (const std::exception& e) {
     emit phase_changed(Phase::Idle);
     emit ask_failed(request.id, describe(e));
   }
+}
+
+std::vector<folio::chat::SourcePassage> EngineWorker::ground(const AskRequest& request, const QString& question,
+                                                             const QString& answer) {
+  // Against the whole documents, also where the prompt held only part of one: a source links
+  // into the document as it is.
+  if (request.documents.isEmpty()) return {};
+  QString key;
+  for (const PromptDocument& d : request.documents)
+    key += (d.doc.content_hash.isEmpty() ? d.doc.path : d.doc.content_hash) + '|';
+  if (!grounding_ || key != grounding_key_) {
+    std::vector<folio::chat::Document> docs;
+    for (const PromptDocument& d : request.documents) docs.push_back(folio::docs::chat_document(d.doc));
+    grounding_ = std::make_unique<folio::chat::GroundingIndex>(std::move(docs));
+    grounding_key_ = key;
+  }
+  return grounding_->ground(answer.toStdString(), question.toStdString());
 }
 
 std::shared_ptr<const sparse::SparseConfig> EngineWorker::sparse_config_with_threshold(int64_t threshold) const {

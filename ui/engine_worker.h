@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "core/chat/conversation.h"
+#include "core/chat/kv_store.h"
 #include "core/docs/token_budget.h"
 #include "core/engine/engine.h"
 #include "core/store/chat_recorder.h"
@@ -79,6 +80,12 @@ class EngineWorker : public QObject {
   std::unique_ptr<folio::docs::TokenCounter> counter_;  // over engine_'s tokenizer; caches by layout
   QHash<QString, folio::docs::Document> truncated_;     // content hash + keep -> cut document
   std::vector<folio::chat::Turn> pending_history_;      // for the next model, when none is loaded
+  // Grounding of answers over the whole documents of the last request, kept while they are the same.
+  std::unique_ptr<folio::chat::KvStore> kv_store_;  // the documents' KV on disk (made on first use)
+  std::unique_ptr<folio::chat::GroundingIndex> grounding_;
+  QString grounding_key_;
+  std::vector<folio::chat::SourcePassage> ground(const AskRequest& request, const QString& question,
+                                                 const QString& answer);
 };
 
 }  // namespace folio::ui

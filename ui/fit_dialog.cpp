@@ -1,11 +1,13 @@
 #include "ui/fit_dialog.h"
 
 #include <QDialogButtonBox>
+#include <QEvent>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLocale>
 #include <QPushButton>
 #include <QVBoxLayout>
+#include <algorithm>
 
 namespace folio::ui {
 
@@ -16,6 +18,12 @@ QString count(int64_t n) {
 // keep_tokens counts the laid-out text (heading and notice included); this covers separators.
 constexpr int64_t kLayoutMargin = 8;
 }  // namespace
+
+double FitQuestion::share_that_fits() const {
+  int64_t total = 0;
+  for (int64_t t : tokens) total += t;
+  return total <= 0 ? 1.0 : std::clamp(static_cast<double>(room()) / static_cast<double>(total), 0.0, 1.0);
+}
 
 int64_t FitQuestion::max_keep(int index) const {
   int64_t others = 0;
@@ -39,6 +47,26 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
       this);
   intro->setWordWrap(true);
   layout->addWidget(intro);
+
+  const double share = q_.share_that_fits();
+  relevant_ = new QRadioButton(this);
+  relevant_->setObjectName("fitRelevant");
+  auto* relevant_text =
+      new QLabel(tr("<b>Fill the context with the parts most relevant to each question</b> (recommended): about "
+                    "%1 of the documents fit; each question gets the pages or files that match it best, in their "
+                    "order, with markers for what is left out. The document panel shows what each question used.")
+                     .arg(share >= 0.995 ? tr("all")
+                          : share < 0.01 ? tr("less than 1%")
+                                         : QString("%1%").arg(qRound(share * 100))),
+                 this);
+  relevant_text->setWordWrap(true);
+  relevant_text->setBuddy(relevant_);
+  relevant_text->setObjectName("fitRelevantText");
+  relevant_text->installEventFilter(this);  // a click on the text chooses it, as on a radio button's own text
+  auto* relevant_row = new QHBoxLayout();
+  relevant_row->addWidget(relevant_, 0, Qt::AlignTop);
+  relevant_row->addWidget(relevant_text, 1);
+  layout->addLayout(relevant_row);
 
   drop_ = new QRadioButton(tr("Leave out documents (uncheck them):"), this);
   layout->addWidget(drop_);
@@ -85,7 +113,7 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
   which_->setCurrentIndex(largest);
   keep_->setRange(0, static_cast<int>(std::max<int64_t>(0, q_.max_keep(largest))));
   keep_->setValue(keep_->maximum());
-  (q_.max_keep(largest) > 0 ? truncate_ : drop_)->setChecked(true);
+  relevant_->setChecked(true);  // what most people want: the whole budget used on what matters
   connect(which_, &QComboBox::currentIndexChanged, this, [this](int i) {
     keep_->setRange(0, static_cast<int>(q_.max_keep(i)));
     keep_->setValue(keep_->maximum());
@@ -93,12 +121,22 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
   });
   connect(keep_, &QSpinBox::valueChanged, this, &FitDialog::update_state);
   connect(drop_, &QRadioButton::toggled, this, &FitDialog::update_state);
+  connect(truncate_, &QRadioButton::toggled, this, &FitDialog::update_state);
+  connect(relevant_, &QRadioButton::toggled, this, &FitDialog::update_state);
   update_state();
+}
+
+bool FitDialog::eventFilter(QObject* watched, QEvent* event) {
+  if (event->type() == QEvent::MouseButtonRelease && watched->objectName() == "fitRelevantText")
+    relevant_->setChecked(true);
+  return QDialog::eventFilter(watched, event);
 }
 
 FitChoice FitDialog::choice() const {
   FitChoice c;
-  if (truncate_->isChecked()) {
+  if (relevant_->isChecked()) {
+    c.kind = FitChoice::Kind::Relevant;
+  } else if (truncate_->isChecked()) {
     c.kind = FitChoice::Kind::Truncate;
     c.truncate_index = which_->currentIndex();
     c.keep_tokens = keep_->value();
@@ -112,11 +150,17 @@ FitChoice FitDialog::choice() const {
 
 void FitDialog::update_state() {
   const bool dropping = drop_->isChecked();
+  const bool truncating = truncate_->isChecked();
   for (auto* b : keep_boxes_) b->setEnabled(dropping);
-  which_->setEnabled(!dropping);
-  keep_->setEnabled(!dropping);
+  which_->setEnabled(truncating);
+  keep_->setEnabled(truncating);
   bool fits = false;
-  if (dropping) {
+  if (relevant_->isChecked()) {
+    fits = q_.room() > 0;
+    verdict_->setText(tr("Folio packs %1 tokens of documents for each question; a follow-up that needs the same "
+                         "parts keeps them, so their computed state is reused.")
+                          .arg(count(q_.room())));
+  } else if (dropping) {
     int64_t kept = 0;
     for (int i = 0; i < keep_boxes_.size(); ++i)
       if (keep_boxes_[i]->isChecked()) kept += q_.tokens[i];

@@ -9,7 +9,9 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFutureWatcher>
+#include <QInputDialog>
 #include <QLabel>
+#include <QLineEdit>
 #include <QLocale>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -115,6 +117,7 @@ QString verdict_line(const QVector<MeasuredRun>& runs, const QString& backend) {
 struct ReadResult {
   folio::docs::Document doc;
   QString error;
+  bool encrypted = false;  // a password-protected PDF: no password or a wrong one
 };
 
 }  // namespace
@@ -220,7 +223,24 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     statusBar()->showMessage(tr("Answer copied"), 3000);
   });
   connect(chat_, &ChatView::citation_activated, this, &MainWindow::open_citation);
-  connect(viewer_, &SourceViewer::close_requested, viewer_, &QWidget::hide);
+  connect(chat_, &ChatView::source_activated, this, [this](int entry, int index) {
+    const auto docs = answer_sources_.find(entry);
+    const auto passages = answer_passages_.find(entry);
+    if (docs == answer_sources_.end() || passages == answer_passages_.end() || index < 0 ||
+        index >= static_cast<int>(passages->size()))
+      return;
+    const folio::chat::SourcePassage& p = (*passages)[static_cast<size_t>(index)];
+    if (p.document >= static_cast<size_t>(docs->size())) return;
+    open_passage((*docs)[static_cast<int>(p.document)], p);
+    show_viewer(entry);
+  });
+  // The width the user drags the source pane to is kept for the next time it opens.
+  connect(center_split_, &QSplitter::splitterMoved, this, [this](int, int) {
+    const QList<int> sizes = center_split_->sizes();
+    if (viewer_->isVisible() && sizes.size() == 2 && sizes[0] + sizes[1] > 0)
+      viewer_share_ = std::clamp(static_cast<double>(sizes[1]) / (sizes[0] + sizes[1]), 0.2, 0.8);
+  });
+  connect(viewer_, &SourceViewer::close_requested, this, &MainWindow::close_viewer);
   connect(performance_, &PerformancePanel::compare_requested, this, &MainWindow::compare);
   connect(gpu_notice_, &NoticeBar::dismissed_for_good, this, [] {
     QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").setValue("notices/no_gpu_dismissed", true);
@@ -489,35 +509,82 @@ void MainWindow::add_paths(const QStringList& paths) {
       statusBar()->showMessage(tr("%1 is already in the list").arg(QFileInfo(path).fileName()), 5000);
       continue;
     }
-    const uint64_t key = documents_->add_reading(path);
-    auto cancel = std::make_shared<CancelToken>();
-    reads_.insert(key, cancel);
-    auto* watcher = new QFutureWatcher<ReadResult>(this);
-    connect(watcher, &QFutureWatcher<ReadResult>::finished, this, [this, watcher, key] {
-      const ReadResult r = watcher->result();
-      watcher->deleteLater();
-      reads_.remove(key);
-      on_document_read(key, r.doc, r.error);
-    });
-    // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
-    watcher->setFuture(QtConcurrent::run([path, cancel]() {
-      ReadResult r;
-      try {
-        folio::docs::LoadOptions o;
-        o.cancel = cancel.get();
-        r.doc = folio::docs::load_document(path, o);
-      } catch (const std::exception& e) {
-        r.error = QString::fromStdString(e.what());
-      }
-      return r;
-    }));
+    read_document(documents_->add_reading(path), path, {});
   }
 }
 
-void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error) {
+void MainWindow::read_document(uint64_t key, const QString& path, const QString& password) {
+  auto cancel = std::make_shared<CancelToken>();
+  reads_.insert(key, cancel);
+  auto* watcher = new QFutureWatcher<ReadResult>(this);
+  connect(watcher, &QFutureWatcher<ReadResult>::finished, this, [this, watcher, key, password] {
+    const ReadResult r = watcher->result();
+    watcher->deleteLater();
+    reads_.remove(key);
+    on_document_read(key, r.doc, r.error, r.encrypted, password);
+  });
+  // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
+  watcher->setFuture(QtConcurrent::run([path, cancel, password]() {
+    ReadResult r;
+    try {
+      folio::docs::LoadOptions o;
+      o.cancel = cancel.get();
+      o.pdf_password = password;
+      r.doc = folio::docs::load_document(path, o);
+    } catch (const folio::docs::DocumentError& e) {
+      r.error = QString::fromStdString(e.what());
+      r.encrypted = e.problem() == folio::docs::DocumentProblem::Encrypted &&
+                    !QString::fromStdString(e.what()).contains("security scheme");
+    } catch (const std::exception& e) {
+      r.error = QString::fromStdString(e.what());
+    }
+    return r;
+  }));
+}
+
+void MainWindow::ask_password(uint64_t key, const QString& path, bool wrong_before) {
+  const QString name = QFileInfo(path).fileName();
+  auto answer = [this, key, path, name](const std::optional<QString>& password) {
+    if (documents_->entry(key) == nullptr) return;  // removed meanwhile
+    if (!password || password->isEmpty()) {
+      documents_->set_failed(key, tr("%1: the PDF is password-protected and no password was entered; add it again to "
+                                     "enter its password")
+                                      .arg(name));
+      return;
+    }
+    documents_->set_reading(key);
+    read_document(key, path, *password);
+  };
+  if (password_asker_) {
+    answer(password_asker_(name, wrong_before));
+    return;
+  }
+  auto* dialog = new QInputDialog(this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->setObjectName("pdfPasswordDialog");
+  dialog->setWindowTitle(tr("Password for %1").arg(name));
+  dialog->setLabelText(wrong_before ? tr("That password is wrong. The password of %1:").arg(name)
+                                    : tr("%1 is password-protected. Its password:").arg(name));
+  dialog->setTextEchoMode(QLineEdit::Password);
+  dialog->setOkButtonText(tr("Open"));
+  connect(dialog, &QInputDialog::finished, this, [dialog, answer](int result) {
+    answer(result == QDialog::Accepted ? std::optional<QString>(dialog->textValue()) : std::nullopt);
+  });
+  dialog->open();
+}
+
+void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error, bool encrypted,
+                                  const QString& password) {
   const DocumentEntry* entry = documents_->entry(key);
   if (entry == nullptr) return;  // removed while it was read
   const auto expected = reopen_expected_.find(entry->path);
+  if (encrypted) {
+    // A password-protected PDF: ask for its password (again, when the one given was wrong).
+    documents_->set_failed(key, error);
+    ask_password(key, entry->path, !password.isEmpty());
+    return;
+  }
+  if (!password.isEmpty()) viewer_->set_pdf_password(entry->path, password);
   if (!error.isEmpty()) {
     documents_->set_failed(key, error);
     banner_->show_message(tr("A document could not be read: %1").arg(error));
@@ -527,16 +594,21 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
                             .arg(QFileInfo(entry->path).fileName(), error),
                         true);
       reopen_expected_.erase(expected);
+      if (reopen_expected_.isEmpty()) ground_reopened();
     }
     return;
   }
+  bool reopen_read = false;  // the last document of a reopened conversation is read
   if (expected != reopen_expected_.end()) {
     if (!expected->isEmpty() && doc.content_hash != *expected)
       chat_->add_notice(tr("**%1** has changed since this conversation: the answers above were given on its "
                            "earlier content.")
                             .arg(doc.title),
                         true);
+    else
+      reopen_same_.insert(key);
     reopen_expected_.erase(expected);
+    reopen_read = reopen_expected_.isEmpty();
   }
   for (const auto& e : documents_->entries()) {
     if (e.key != key && e.state != DocumentEntry::State::Failed && !doc.content_hash.isEmpty() &&
@@ -544,6 +616,7 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
       statusBar()->showMessage(
           tr("%1 has the same content as %2, which is already in the list").arg(doc.title, e.doc.title), 8000);
       documents_->remove(key);
+      if (reopen_read) ground_reopened();
       return;
     }
   }
@@ -552,6 +625,7 @@ void MainWindow::on_document_read(uint64_t key, const folio::docs::Document& doc
     count_document(key);
   else
     documents_->set_count_note(key, loading_ ? tr("waiting for the model") : tr("no model is loaded"));
+  if (reopen_read) ground_reopened();
 }
 
 void MainWindow::count_document(uint64_t key) {
@@ -611,6 +685,9 @@ void MainWindow::send_request() {
   r.system_prompt = settings_.system_prompt;
   r.attention_mode = settings_.attention_mode;
   r.sparse_threshold_tokens = settings_.sparse_threshold_tokens;
+  if (remembered_fit_ && remembered_fit_->relevant && remembered_fit_->documents == documents_signature())
+    r.fit = folio::chat::FitMode::Relevant;
+  r.keep_kv_on_disk = settings_.keep_kv_on_disk;
   r.cancel = std::make_shared<CancelToken>();
   current_request_ = r.id;
   current_cancel_ = r.cancel;
@@ -633,10 +710,13 @@ void MainWindow::regenerate() {
 
 void MainWindow::new_conversation() {
   stop();
+  ++conversation_generation_;
+  reopen_answers_.clear();
   history_turns_ = 0;
   conversation_id_ = 0;
   remembered_fit_.reset();
   answer_sources_.clear();
+  answer_passages_.clear();
   chat_->clear_messages();
   documents_->set_conversation_tokens(0);
   QMetaObject::invokeMethod(
@@ -681,7 +761,7 @@ bool MainWindow::open_conversation(int64_t id) {
       turns.push_back({"user", m.text.toStdString()});
       pending_question_ = m.text;
     } else if (m.role == folio::store::Role::Assistant) {
-      chat_->begin_assistant();
+      reopen_answers_.push_back({chat_->begin_assistant(), pending_question_});
       chat_->append_to_answer(m.text);
       QString footer;
       if (m.metrics)
@@ -693,6 +773,7 @@ bool MainWindow::open_conversation(int64_t id) {
   // The documents again, from where they were; what changed or vanished is said in the chat.
   for (const auto& e : std::vector<DocumentEntry>(documents_->entries())) remove_document(e.key);
   reopen_expected_.clear();
+  reopen_same_.clear();
   QStringList paths;
   for (const auto& d : docs) {
     if (!QFileInfo::exists(d.path)) {
@@ -703,6 +784,7 @@ bool MainWindow::open_conversation(int64_t id) {
     paths << d.path;
   }
   add_paths(paths);
+  if (paths.isEmpty()) ground_reopened();  // nothing to read: no sources, the answers stand as they are
   conversation_id_ = id;
   history_turns_ = static_cast<int>(turns.size());
   QMetaObject::invokeMethod(
@@ -840,7 +922,14 @@ QString MainWindow::documents_signature() const {
 }
 
 void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
-  if (c.kind == FitChoice::Kind::Truncate) {
+  if (c.kind == FitChoice::Kind::Relevant) {
+    remembered_fit_ = RememberedFit{documents_signature(), 0, true};
+    chat_->add_notice(
+        tr("The documents are larger than the context, so each question gets the parts of them most "
+           "relevant to it, in order, with markers for what is left out (your choice for this "
+           "conversation, until the documents change). The document panel shows what each question "
+           "used."));
+  } else if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
     const DocumentEntry* e = documents_->entry(key);
@@ -887,11 +976,13 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   if (!outcome.record_error.isEmpty())
     banner_->show_message(tr("The conversation could not be saved: %1").arg(outcome.record_error));
 
-  // The documents this answer was asked over, for its citations.
+  // The documents this answer was asked over, for its citations and sources (in request order; a
+  // document removed meanwhile keeps its place, empty).
   QVector<folio::docs::Document> sources;
-  for (uint64_t key : request_doc_keys_)
-    if (const DocumentEntry* e = documents_->entry(key)) sources.push_back(e->doc);
-  const QVector<folio::docs::CitationTarget> citations = folio::docs::resolve_citations(outcome.text, sources);
+  for (uint64_t key : request_doc_keys_) {
+    const DocumentEntry* e = documents_->entry(key);
+    sources.push_back(e != nullptr ? e->doc : folio::docs::Document{});
+  }
   int answer_entry = -1;
   for (int i = chat_->count() - 1; i >= 0; --i)
     if (chat_->entry(i).kind == ChatEntry::Kind::Assistant) {
@@ -902,9 +993,23 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
     chat_->remove_last_answer();
     chat_->add_notice(tr("Stopped before the answer began."));
   } else {
-    chat_->finish_answer(metrics_footer(m), citations);
-    answer_sources_.insert(answer_entry, sources);
+    QString footer = metrics_footer(m);
+    if (!outcome.packing.isEmpty())
+      footer += " · " + (outcome.repacked ? tr("documents packed for this question")
+                                          : tr("the previous question's parts of the documents kept"));
+    if (outcome.kv_loaded_tokens > 0)
+      footer += " · " + tr("the documents' KV (%1 tokens) loaded from disk in %2")
+                            .arg(count(outcome.kv_loaded_tokens), ms_text(outcome.kv_load_ms));
+    if (outcome.kv_saved_bytes > 0)
+      footer += " · " + tr("the documents' KV saved on disk (%1 MiB)")
+                            .arg(static_cast<double>(outcome.kv_saved_bytes) / 1048576.0, 0, 'f', 1);
+    if (!outcome.kv_note.isEmpty()) statusBar()->showMessage(outcome.kv_note, 10000);
+    chat_->finish_answer(footer, {});
+    show_grounding(answer_entry, sources, outcome.sources);
   }
+  // What of each document the question used, when they were packed.
+  for (int i = 0; i < request_doc_keys_.size(); ++i)
+    documents_->set_used(request_doc_keys_[i], outcome.packing.isEmpty() ? QString() : outcome.used.value(i));
   performance_->show_metrics(m);
   int64_t doc_tokens = 0;
   for (uint64_t key : request_doc_keys_)
@@ -913,6 +1018,69 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   refresh_ttft_chart();
   set_busy(false);
   emit answer_finished();
+}
+
+void MainWindow::show_grounding(int entry, const QVector<folio::docs::Document>& docs,
+                                const std::vector<folio::chat::SourcePassage>& passages) {
+  if (entry < 0 || entry >= chat_->count()) return;
+  const QString answer = chat_->entry(entry).text;
+  QVector<folio::docs::CitationTarget> citations;
+  QVector<folio::docs::CitationCheck> flagged;
+  for (const folio::docs::CitationCheck& c : folio::docs::check_citations(answer, docs)) {
+    if (c.found)
+      citations.push_back(c.target);
+    else
+      flagged.push_back(c);
+  }
+  answer_sources_.insert(entry, docs);
+  answer_passages_.insert(entry, passages);
+  QVector<SourceLink> links;
+  for (const folio::chat::SourcePassage& p : passages) {
+    if (p.document >= static_cast<size_t>(docs.size())) continue;
+    folio::chat::Document heading;  // source_location() names the document by its title
+    heading.title = docs[static_cast<int>(p.document)].title.toStdString();
+    links.push_back(
+        {QString::fromStdString(folio::chat::source_location(heading, p)), QString::fromStdString(p.quote)});
+  }
+  QString note;
+  if (links.isEmpty() && !docs.isEmpty())
+    note =
+        tr("No passage of the documents was found that says what this answer says; check it against the "
+           "documents.");
+  chat_->set_citations(entry, citations);
+  chat_->set_sources(entry, links, flagged, note);
+}
+
+void MainWindow::ground_reopened() {
+  // The reopened answers against the documents read again unchanged (a changed one says other things).
+  QVector<folio::docs::Document> docs;
+  for (const auto& e : documents_->entries())
+    if ((e.state == DocumentEntry::State::Ready || e.state == DocumentEntry::State::Counting) &&
+        reopen_same_.contains(e.key))
+      docs.push_back(e.doc);
+  reopen_same_.clear();
+  const QVector<std::pair<int, QString>> answers = std::exchange(reopen_answers_, {});
+  if (docs.isEmpty() || answers.isEmpty()) return;
+  QVector<std::pair<QString, QString>> work;  // question, answer
+  for (const auto& [entry, question] : answers) work.push_back({question, chat_->entry(entry).text});
+  const uint64_t generation = conversation_generation_;
+  auto* watcher = new QFutureWatcher<std::vector<std::vector<folio::chat::SourcePassage>>>(this);
+  connect(watcher, &QFutureWatcher<std::vector<std::vector<folio::chat::SourcePassage>>>::finished, this,
+          [this, watcher, docs, answers, generation] {
+            const auto found = watcher->result();
+            watcher->deleteLater();
+            if (generation != conversation_generation_) return;  // another conversation since
+            for (int i = 0; i < answers.size() && i < static_cast<int>(found.size()); ++i)
+              show_grounding(answers[i].first, docs, found[static_cast<size_t>(i)]);
+          });
+  // Indexing a long document takes a while: a pool thread does it.
+  watcher->setFuture(QtConcurrent::run([docs, work]() {
+    const folio::chat::GroundingIndex index(folio::docs::chat_documents(docs));
+    std::vector<std::vector<folio::chat::SourcePassage>> out;
+    for (const auto& [question, answer] : work)
+      out.push_back(index.ground(answer.toStdString(), question.toStdString()));
+    return out;
+  }));
 }
 
 void MainWindow::on_ask_failed(quint64 id, const QString& message) {
@@ -1020,10 +1188,56 @@ void MainWindow::open_citation(int entry, const folio::docs::CitationTarget& t) 
   const auto it = answer_sources_.find(entry);
   if (it == answer_sources_.end() || t.document < 0 || t.document >= it->size()) return;
   open_source((*it)[t.document], t);
+  show_viewer(entry);
+}
+
+void MainWindow::close_viewer() {
+  viewer_->hide();
+  if (perf_hidden_for_viewer_) {  // it made room for the source pane: back now
+    perf_hidden_for_viewer_ = false;
+    performance_->show();
+    keep_chat_room();
+  }
+}
+
+void MainWindow::show_viewer(int entry) {
+  const bool was_hidden = viewer_->isHidden();
+  viewer_->show();
+  if (was_hidden) {
+    // Below 1280 px the performance panel makes room for the source pane while it is open (its
+    // menu entry and the setting stay as they are; closing the pane brings it back).
+    if (width() < 1280 && !performance_->isHidden()) {
+      perf_hidden_for_viewer_ = true;
+      performance_->hide();
+      keep_chat_room();
+    }
+    // Wide enough to read: the share the user chose last (55% at first) of the chat's column.
+    const int total = center_split_->width() - center_split_->handleWidth();
+    const int pane = std::max(static_cast<int>(total * viewer_share_), std::min(total / 2, 420));
+    center_split_->setSizes({std::max(0, total - pane), pane});
+  }
+  if (entry >= 0) chat_->scroll_to_entry(entry);  // the answer stays in view beside its source
+}
+
+void MainWindow::open_passage(const folio::docs::Document& doc, const folio::chat::SourcePassage& p) {
+  show_viewer(-1);
+  if (p.page_index >= 0) {
+    const QString label = p.page_index < doc.page_labels.size() ? doc.page_labels[p.page_index] : QString();
+    viewer_->show_pdf_page(doc.path, p.page_index, label, QString::fromStdString(p.quote));
+    return;
+  }
+  const QString file = QString::fromStdString(p.file);
+  QVector<const folio::docs::Section*> parts;
+  for (const auto& s : doc.sections)
+    if (s.file == file) parts.push_back(&s);
+  std::sort(parts.begin(), parts.end(), [](auto* a, auto* b) { return a->first_line < b->first_line; });
+  QStringList text;
+  for (auto* s : parts) text << s->text;
+  viewer_->show_file_lines(file, text.join('\n'), p.first_line, p.last_line);
 }
 
 void MainWindow::open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& t) {
-  viewer_->show();
+  show_viewer(-1);
   if (t.citation.kind == folio::docs::CitationKind::Pages) {
     const QString label =
         t.first_page >= 0 && t.first_page < doc.page_labels.size() ? doc.page_labels[t.first_page] : QString();
@@ -1111,6 +1325,7 @@ void MainWindow::set_performance_visible(bool visible) {
     performance_action_->setChecked(visible);
   }
   performance_->setVisible(visible);
+  perf_hidden_for_viewer_ = false;
   if (options_.persist_settings) {
     QSettings s(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     s.setValue("window/performance_panel", visible);

@@ -3,9 +3,10 @@
 // thread and turns what the user does into requests, and what the worker reports into widgets.
 #pragma once
 
-#include <QPointer>
 #include <QHash>
 #include <QMainWindow>
+#include <QPointer>
+#include <QSet>
 #include <QThread>
 #include <functional>
 #include <memory>
@@ -74,11 +75,21 @@ class MainWindow : public QMainWindow {
 
   // Opens what a citation points to in the source pane: a PDF page, or a file's lines.
   void open_source(const folio::docs::Document& doc, const folio::docs::CitationTarget& target);
+  // Opens a passage found to support an answer: its PDF page with the passage highlighted, or its
+  // lines marked in the file. The answer stays in view beside it.
+  void open_passage(const folio::docs::Document& doc, const folio::chat::SourcePassage& passage);
+  // The passages found for the answer of chat entry `entry` (empty when none or not an answer).
+  std::vector<folio::chat::SourcePassage> answer_passages(int entry) const { return answer_passages_.value(entry); }
 
   // The choice when documents do not fit the context. Unset: a FitDialog asks the user. Set (tests):
   // called instead of the dialog; nullopt = the user cancelled.
   using FitChooser = std::function<std::optional<FitChoice>(const FitQuestion&)>;
   void set_fit_chooser(FitChooser chooser) { fit_chooser_ = std::move(chooser); }
+
+  // A password-protected PDF: asks for its password (wrong_before: the last one given was wrong);
+  // nullopt = the user cancelled. Unset: a password dialog asks. Set (tests): called instead.
+  using PasswordAsker = std::function<std::optional<QString>(const QString& file_name, bool wrong_before)>;
+  void set_password_asker(PasswordAsker asker) { password_asker_ = std::move(asker); }
 
   // Before Compare starts: its estimate; true = start. Unset: a dialog asks. Set (tests): instead.
   using CompareConfirm = std::function<bool(const QString& estimate)>;
@@ -103,6 +114,8 @@ class MainWindow : public QMainWindow {
   ChatView* chat() const { return chat_; }
   PerformancePanel* performance() const { return performance_; }
   SourceViewer* viewer() const { return viewer_; }
+  // Closes the source pane (its close button); a performance panel that made room comes back.
+  void close_source_pane() { close_viewer(); }
   ErrorBanner* banner() const { return banner_; }
   NoticeBar* gpu_notice() const { return gpu_notice_; }
   folio::store::Database* database() const { return db_.get(); }
@@ -136,8 +149,17 @@ class MainWindow : public QMainWindow {
   QString documents_signature() const;  // the ready documents (key and content), in prompt order
   void on_answer(const AskOutcome& outcome);
   void on_ask_failed(quint64 id, const QString& message);
-  void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error);
+  // Under answer `entry`: its written citations checked against `docs` and the passages found.
+  void show_grounding(int entry, const QVector<folio::docs::Document>& docs,
+                      const std::vector<folio::chat::SourcePassage>& passages);
+  void ground_reopened();  // the reopened conversation's answers, once its documents are read again
+  void on_document_read(uint64_t key, const folio::docs::Document& doc, const QString& error, bool encrypted,
+                        const QString& password);
+  void read_document(uint64_t key, const QString& path, const QString& password);
+  void ask_password(uint64_t key, const QString& path, bool wrong_before);
   void open_citation(int entry, const folio::docs::CitationTarget& target);
+  void show_viewer(int entry);  // opens the source pane wide, keeping chat entry `entry` in view
+  void close_viewer();
   void refresh_ttft_chart();
   void refresh_send_state();
   void refresh_context();
@@ -166,6 +188,9 @@ class MainWindow : public QMainWindow {
   HistoryPanel* history_ = nullptr;
   QTimer* delete_timer_ = nullptr;
   QHash<QString, QString> reopen_expected_;  // reopened conversation: absolute path -> content hash then
+  QSet<uint64_t> reopen_same_;               // reopened documents read again with the same content
+  QVector<std::pair<int, QString>> reopen_answers_;  // reopened answers to ground: chat entry, its question
+  uint64_t conversation_generation_ = 0;             // grows with each new or reopened conversation
   QAction* performance_action_ = nullptr;
   QLabel* status_model_ = nullptr;
   QPointer<SettingsDialog> settings_dialog_;  // cleared by Qt when the dialog closes (WA_DeleteOnClose)
@@ -187,16 +212,22 @@ class MainWindow : public QMainWindow {
   int64_t conversation_id_ = 0;         // where the worker's store recorder keeps the chat
   bool comparing_ = false;
   QHash<int, QVector<folio::docs::Document>> answer_sources_;  // chat entry -> documents it was asked over
+  QHash<int, std::vector<folio::chat::SourcePassage>> answer_passages_;  // chat entry -> passages that support it
+  bool perf_hidden_for_viewer_ = false;  // the performance panel makes room while the source pane is open
+  double viewer_share_ = 0.55;  // of the chat column's width the source pane takes (the user may drag it)
   QHash<uint64_t, std::shared_ptr<CancelToken>> reads_;        // documents being read
   FitChooser fit_chooser_;
+  PasswordAsker password_asker_;
   CompareConfirm compare_confirm_;
   QString compare_estimate_;
   QString compare_verdict_;
   QVector<MeasuredRun> compare_runs_;  // of the comparison that runs
-  // "Keep the beginning of this document", chosen in this conversation over these documents.
+  // "Keep the beginning of this document" or "the parts most relevant to each question", chosen in
+  // this conversation over these documents.
   struct RememberedFit {
     QString documents;  // documents_signature() when chosen
     uint64_t truncate_key = 0;
+    bool relevant = false;  // fill the context with the parts most relevant to each question
   };
   std::optional<RememberedFit> remembered_fit_;
 };

@@ -1,7 +1,10 @@
 #include "ui/settings_dialog.h"
 
+
 #include <QDialogButtonBox>
 #include <QFileDialog>
+#include <QDir>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -65,6 +68,21 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   context_->setSpecialValueText(tr("model default (up to 8,192)"));
   context_->setSuffix(tr(" tokens"));
   model_form->addRow(tr("Context size:"), context_);
+  keep_kv_ = new QCheckBox(model_box);
+  keep_kv_->setObjectName("keepKvBox");
+  {
+    // What it takes now: the files in the cache folder (not made until the first save).
+    uint64_t used = 0;
+    for (const QFileInfo& f : QDir(kv_cache_folder()).entryInfoList({"*.kv"}, QDir::Files))
+      used += static_cast<uint64_t>(f.size());
+    keep_kv_->setText(tr("Keep the documents' KV on disk (%1 MiB now, at most %2 GiB)")
+                          .arg(QString::number(static_cast<double>(used) / 1048576.0, 'f', 1))
+                          .arg(AppSettings::kKvCacheBytes >> 30));
+    keep_kv_->setToolTip(tr("The same documents are then answered without reading them again, even after a "
+                            "restart (CPU backend). Files in %1; the least recently used go first.")
+                             .arg(kv_cache_folder()));
+  }
+  model_form->addRow(QString(), keep_kv_);
   left->addWidget(model_box);
 
   // Attention
@@ -168,6 +186,7 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   backend_->setCurrentIndex(std::max(0, backend_->findData(s.backend)));
   threads_->setValue(s.threads);
   context_->setValue(static_cast<int>(std::min<int64_t>(s.context_tokens, context_->maximum())));
+  keep_kv_->setChecked(s.keep_kv_on_disk);
   attention_->setCurrentIndex(std::max(0, attention_->findData(s.attention_mode)));
   threshold_->setValue(static_cast<int>(std::min<int64_t>(s.sparse_threshold_tokens, threshold_->maximum())));
   temperature_->setValue(s.temperature);
@@ -187,6 +206,7 @@ AppSettings SettingsDialog::settings() const {
   s.backend = backend_->currentData().toString();
   s.threads = threads_->value();
   s.context_tokens = context_->value();
+  s.keep_kv_on_disk = keep_kv_->isChecked();
   s.attention_mode = attention_->currentData().toString();
   s.sparse_threshold_tokens = threshold_->value();
   s.temperature = temperature_->value();

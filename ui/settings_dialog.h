@@ -3,6 +3,7 @@
 // Apply / OK emit `applied`; MainWindow stores the settings and reports the load back here.
 #pragma once
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDialog>
 #include <QDoubleSpinBox>
@@ -41,6 +42,7 @@ class SettingsDialog : public QDialog {
   QComboBox* attention_combo() const { return attention_; }
   QDoubleSpinBox* repetition_spin() const { return repetition_; }
   QPlainTextEdit* system_prompt_edit() const { return system_prompt_; }
+  QCheckBox* keep_kv_box() const { return keep_kv_; }
   QPushButton* reset_button() const { return reset_; }
 
  signals:
@@ -66,6 +68,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* max_tokens_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QPlainTextEdit* system_prompt_ = nullptr;
+  QCheckBox* keep_kv_ = nullptr;
   QPushButton* reset_ = nullptr;
 };
 

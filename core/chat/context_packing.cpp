@@ -120,6 +120,15 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
   mean_length_ = lengths_.empty() ? 1.0 : std::max(1.0, static_cast<double>(total) / lengths_.size());
 }
 
+double SectionIndex::idf(const std::string& term) const {
+  const double n = static_cast<double>(lengths_.size());
+  const auto it = std::lower_bound(terms_.begin(), terms_.end(), term);
+  const double df = it == terms_.end() || *it != term
+                        ? 1.0
+                        : static_cast<double>(postings_[static_cast<size_t>(it - terms_.begin())].size());
+  return std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+}
+
 std::vector<double> SectionIndex::scores(std::string_view question) const {
   constexpr double k1 = 1.2, b = 0.75;
   std::vector<double> out(lengths_.size(), 0.0);
@@ -236,6 +245,88 @@ int64_t PackingIndex::total_tokens() const {
   return std::accumulate(unit_tokens_.begin(), unit_tokens_.end(), fixed_tokens_);
 }
 
+namespace {
+
+std::string join_numbers(const std::vector<int>& sorted) {
+  std::string out;
+  for (size_t i = 0; i < sorted.size();) {
+    size_t j = i;
+    while (j + 1 < sorted.size() && sorted[j + 1] <= sorted[j] + 1) ++j;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(sorted[i]);
+    if (sorted[j] != sorted[i]) {
+      out += '-';
+      out += std::to_string(sorted[j]);
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+// What of `original` the packed document holds, for people ("" = all of it).
+std::string used_parts(const Document& original, const Document& packed) {
+  bool whole = true;
+  for (const Section& s : packed.sections) whole = whole && s.note.empty();
+  if (whole && packed.sections.size() >= original.sections.size()) return {};
+  std::vector<int> pages, lines;
+  std::vector<std::string> files;
+  for (const Section& s : packed.sections) {
+    if (!s.note.empty()) continue;
+    if (s.page_index >= 0) {
+      pages.push_back(s.page_index + 1);
+    } else {
+      if (files.empty() || files.back() != s.file) files.push_back(s.file);
+      for (int l = s.first_line; l <= s.last_line && l > 0; ++l) lines.push_back(l);
+    }
+  }
+  if (!pages.empty()) {
+    // Pages are named by their number in the file: labels may repeat or be missing.
+    std::sort(pages.begin(), pages.end());
+    pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+    std::string out = pages.size() == 1 ? "page " : "pages ";
+    out += join_numbers(pages);
+    out += " of ";
+    out += std::to_string(original.page_count);
+    return out;
+  }
+  if (original.kind != DocumentKind::SourceTree) {
+    if (lines.empty()) return "nothing";
+    std::sort(lines.begin(), lines.end());
+    lines.erase(std::unique(lines.begin(), lines.end()), lines.end());
+    std::string out = "lines ";
+    out += join_numbers(lines);
+    return out;
+  }
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  std::string out = std::to_string(files.size());
+  out += " of ";
+  out += std::to_string(original.files.size());
+  out += " files";
+  for (size_t i = 0; i < files.size() && i < 5; ++i) {
+    out += i == 0 ? ": " : ", ";
+    out += files[i];
+  }
+  if (files.size() > 5) out += ", …";
+  return out;
+}
+
+}  // namespace
+
+std::vector<size_t> strongest_units(const PackingIndex& index, std::string_view question, size_t limit) {
+  const std::vector<double> scores = index.bm25().scores(question);
+  std::vector<size_t> order;
+  for (size_t i = 0; i < scores.size(); ++i)
+    if (scores[i] > 0.0) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::vector<size_t> out;
+  for (size_t i : order) {
+    if (out.size() >= limit || scores[i] < 0.5 * scores[order.front()]) break;
+    out.push_back(i);
+  }
+  return out;
+}
+
 PackResult pack_documents(const std::vector<Document>& docs, std::string_view question, int64_t budget_tokens,
                           FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens) {
   return pack_documents(PackingIndex(docs, count_tokens), question, budget_tokens, mode);
@@ -336,6 +427,9 @@ PackResult pack_documents(const PackingIndex& index, std::string_view question, 
     if (kept_here < docs[d].sections.size()) dropped_docs.push_back(docs[d].title);
     r.docs.push_back(std::move(out));
   }
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (keep[i]) r.kept_units.push_back(i);
+  for (size_t d = 0; d < docs.size(); ++d) r.used.push_back(used_parts(original[d], r.docs[d]));
   r.summary = std::to_string(r.kept_sections) + " of " + std::to_string(r.total_sections) + " sections fit (" +
               (mode == FitMode::Relevant ? "the most relevant to the question" : "from the beginning") +
               ", about " + std::to_string(used) + " tokens)";

@@ -38,6 +38,9 @@ class SectionIndex {
   // Score of every section, in document order (docs[0]'s sections first).
   std::vector<double> scores(std::string_view question) const;
   size_t size() const { return lengths_.size(); }
+  // How rare a word (as index_terms() gives it) is among the sections: BM25's idf; a word no section
+  // holds gets the idf of a word found once.
+  double idf(const std::string& term) const;
 
  private:
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings_;  // term -> (section, count)
@@ -51,7 +54,15 @@ struct PackResult {
   int64_t kept_sections = 0, total_sections = 0;
   int64_t estimated_tokens = 0;  // the packed documents' layout, as counted section by section
   std::string summary;           // one line: what is in, what is out
+  std::vector<size_t> kept_units;  // indices into PackingIndex::units() (all documents', in order)
+  // Per document, what of it went in: "" = all of it, else "pages 1-3, 312-318" (PDFs), "lines 1-40,
+  // 200-260" (a text file), "3 of 42 files: a.cpp, b.cpp, c.cpp" (a folder).
+  std::vector<std::string> used;
 };
+
+// The units a question needs most: those scoring at least half the best BM25 score, at most
+// `limit`, strongest first (empty when no unit holds a word of the question).
+std::vector<size_t> strongest_units(const class PackingIndex& index, std::string_view question, size_t limit = 5);
 
 // What packing needs that does not depend on the question, built once per set of documents: the
 // documents cut into units (PDF pages, windows of lines of files), each unit's laid-out tokens, the

@@ -1,6 +1,7 @@
 #include "core/chat/conversation.h"
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 
 #include "core/chat/prompt_layout.h"
@@ -102,28 +103,83 @@ Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions
 Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
                             FitCheck& fit, std::string& packing) {
   packing.clear();
+  prompt_docs_ = &docs_;
   Prompt p = build_prompt(engine_, format_, docs_, history, question, system_prompt_);
   fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
   if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
   const Tokenizer& tok = engine_.tokenizer();
   auto count = [&](const std::string& text) { return static_cast<int64_t>(tok.encode(text, false, false).size()); };
-  // Room for the documents: the context less the answer's reserve and the rest of the prompt;
-  // pieces counted apart can sum a little below the whole, so a miss shrinks the budget and retries.
+  // The documents' units and their tokens, counted once while the documents stay the same.
+  const std::string signature = documents_signature();
+  if (!packing_index_ || index_signature_ != signature) {
+    packing_index_ = std::make_unique<PackingIndex>(docs_, count);
+    index_signature_ = signature;
+  }
+  const PackingIndex& index = *packing_index_;
+  const std::string pack_signature = signature + "|" + fit_mode_name(options.fit);
+  auto accept = [&](const Prompt& q, const Packing& made) {
+    fit.fits = true;
+    fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
+    packing = made.summary;
+    packing_ = made;
+    prompt_docs_ = &packing_->docs;
+  };
+  // A follow-up whose strongest units the last packing holds keeps it: the same prefix, its KV reused.
+  if (packing_ && packing_->signature == pack_signature && options.fit == FitMode::Relevant) {
+    const std::vector<size_t> needed = strongest_units(index, question);
+    const bool held = std::all_of(needed.begin(), needed.end(), [&](size_t u) {
+      return std::binary_search(packing_->kept_units.begin(), packing_->kept_units.end(), u);
+    });
+    if (held) {
+      Prompt q = build_prompt(engine_, format_, packing_->docs, history, question, system_prompt_);
+      if (static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens <= fit.context_tokens) {
+        Packing kept = *packing_;
+        kept.repacked = false;
+        accept(q, kept);
+        return q;
+      }
+    }
+  }
+  // Room for the documents: the context less the answer's reserve, the rest of the prompt and a
+  // tenth (at most 2,048 tokens) for the conversation to grow, so that follow-ups can keep this
+  // packing; pieces counted apart can sum a little below the whole, so a miss shrinks the budget
+  // and retries.
   int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;
-  const PackingIndex index(docs_, count);  // counted once for every attempt
+  if (const int64_t growth = std::min<int64_t>(fit.context_tokens / 10, 2048); budget > 2 * growth) budget -= growth;
   for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
     PackResult packed = pack_documents(index, question, budget, options.fit);
     Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_prompt_);
     const int64_t over = static_cast<int64_t>(q.tokens.size()) + fit.reserve_tokens - fit.context_tokens;
     if (over <= 0) {
-      fit.fits = true;
-      fit.prompt_tokens = static_cast<int64_t>(q.tokens.size());
-      packing = packed.summary;
+      accept(q, Packing{pack_signature, std::move(packed.docs), std::move(packed.kept_units), packed.summary,
+                        std::move(packed.used), true});
       return q;
     }
     budget -= over + 16;
   }
   return p;
+}
+
+int64_t Conversation::shared_prefix(const Prompt& prompt) const {
+  // The same documents with no history and a question no one asks: what it shares with the prompt
+  // is what every question (and every history) over these documents shares.
+  const std::vector<Document>& docs = prompt_docs_ != nullptr ? *prompt_docs_ : docs_;
+  const Prompt other = build_prompt(engine_, format_, docs, {}, "\x01", system_prompt_);
+  size_t n = 0;
+  while (n < prompt.tokens.size() && n < other.tokens.size() && prompt.tokens[n] == other.tokens[n]) ++n;
+  return static_cast<int64_t>(n);
+}
+
+std::string Conversation::documents_signature() const {
+  // What the packing depends on: each document's identity, its sections and any cut made by the user.
+  std::string s;
+  for (const Document& d : docs_) {
+    size_t bytes = 0;
+    for (const Section& x : d.sections) bytes += x.text.size();
+    s += d.path + '\x1f' + d.content_hash + '\x1f' + std::to_string(d.sections.size()) + '\x1f' +
+         std::to_string(bytes) + '\x1f' + d.truncation_notice + '\x1e';
+  }
+  return s;
 }
 
 Answer Conversation::ask(const std::string& question, const AskOptions& options) {
@@ -154,6 +210,27 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
       session_ = engine_.create_session(so);
     }
     session_->set_attention(options.attention, options.sparse_config);
+    // A new session: start from the documents' KV saved on disk, when this prompt begins with it.
+    int64_t prefix = 0;
+    std::string key;
+    if (kv_store_ != nullptr && session_->n_past() == 0 && !docs_.empty()) {
+      prefix = shared_prefix(p);
+      if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
+        // The backend computed the KV (its numbers differ a little from another backend's).
+        const std::string layout = engine_.backend_kind() == BackendKind::Cpu ? "cpu fp32 v1" : "gpu fp32 v1";
+        key = KvStore::key(model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+        const auto t0 = std::chrono::steady_clock::now();
+        if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
+          const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
+                            std::equal(e->tokens.begin(), e->tokens.end(), p.tokens.begin());
+          if (same && session_->restore_prefix(e->tokens, e->kv)) {
+            a.kv_loaded_tokens = prefix;
+            a.kv_load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          } else
+            a.kv_note = "the saved KV of these documents does not fit this model or session; they are read again";
+        }
+      }
+    }
     if (options.on_start) options.on_start();
     RequestOptions ro;
     ro.keep_prefix = true;
@@ -162,12 +239,29 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     const std::vector<int32_t> stops = chat_stop_tokens(engine_, format_);
     ro.generate.stop_tokens.insert(ro.generate.stop_tokens.end(), stops.begin(), stops.end());
     a.result = session_->run(p.tokens, ro);
+    // Computed afresh: kept for the next time (a cancelled prefill may not have reached its end).
+    if (!key.empty() && a.kv_loaded_tokens == 0 && session_->n_past() >= prefix &&
+        a.result.metrics.stop != StopReason::Cancelled) {
+      KvEntry e;
+      e.tokens.assign(p.tokens.begin(), p.tokens.begin() + prefix);
+      if (session_->save_prefix(prefix, e.kv)) {
+        try {
+          a.kv_saved_bytes = kv_store_->save(key, e);
+        } catch (const std::exception& ex) {
+          a.kv_note = ex.what();
+        }
+      }
+    }
   } catch (...) {
     // A failed request may leave the cache half written: the next one starts afresh.
     session_.reset();
     throw;
   }
   a.cancelled = a.result.metrics.stop == StopReason::Cancelled;
+  if (!a.packing.empty() && packing_) {
+    a.used = packing_->used;
+    a.repacked = packing_->repacked;
+  }
   // The turn it answered replaces what it was asked on top of (regenerate drops the old answer).
   history_ = std::move(history);
   if (!(a.cancelled && a.result.text.empty())) {

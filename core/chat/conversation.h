@@ -12,12 +12,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
+#include "core/chat/kv_store.h"
 #include "core/engine/engine.h"
 #include "core/tokenizer/chat_format.h"
 
@@ -97,11 +99,19 @@ struct AskOptions {
 struct Answer {
   FitCheck fit;  // !fit.fits: nothing ran, history unchanged
   std::string packing;  // what packing kept and left out ("" = the documents went in whole)
+  std::vector<std::string> used;  // packed: per document what of it went in ("" = all); else empty
+  bool repacked = false;          // packed afresh for this question (false: the last question's packing held)
   std::string question;
   RequestResult result;  // when it ran
   bool cancelled = false;
   std::string record_error;  // the recorder failed (the answer stands)
   size_t history_turns = 0;  // turns in the history afterwards
+  // KV kept on disk (set_kv_store): tokens of the documents' prefix loaded from it for this answer
+  // (0 = none), bytes saved after it (0 = none), and why a file was not used or not saved ("" = fine).
+  int64_t kv_loaded_tokens = 0;
+  double kv_load_ms = 0.0;  // reading and checking the file and filling the cache (not in the metrics' TTFT)
+  uint64_t kv_saved_bytes = 0;
+  std::string kv_note;
 };
 
 class Conversation {
@@ -127,6 +137,14 @@ class Conversation {
   // is rebuilt by the next request.
   void set_history(std::vector<Turn> turns) { history_ = std::move(turns); }
   void set_recorder(Recorder* recorder) { recorder_ = recorder; }
+  // Keeps the KV of the documents' prefix (the system turn) on disk: a new session (after a restart,
+  // a reset or a changed context) starts from the saved KV when its prompt begins with the same
+  // tokens, and a prefix computed afresh is saved. model_id names the model (e.g. its path, size and
+  // time). Null: off. Backends that cannot read their cache out (Backend::read_kv) prefill as before.
+  void set_kv_store(KvStore* store, std::string model_id) {
+    kv_store_ = store;
+    model_id_ = std::move(model_id);
+  }
 
   // Forgets the history and the KV cache; the recorder starts a new conversation.
   void reset();
@@ -152,6 +170,20 @@ class Conversation {
   // Tokens of a document as laid out (doc.tokens when set; else counted once and cached).
   int64_t document_tokens(const Document& doc);
 
+  // The packing of the last prompt that needed one: what of each document went in, and whether it
+  // was packed afresh. A follow-up keeps the last packing (so the documents' prefix, and its KV,
+  // stays the same) when it holds every unit the new question needs most (strongest_units()) and
+  // still fits; otherwise it packs again.
+  struct Packing {
+    std::string signature;  // of the documents and fit mode it was made for
+    std::vector<Document> docs;
+    std::vector<size_t> kept_units;
+    std::string summary;
+    std::vector<std::string> used;
+    bool repacked = false;
+  };
+  const Packing* last_packing() const { return packing_ ? &*packing_ : nullptr; }
+
  private:
   Answer run(const std::string& question, std::vector<Turn> history, const AskOptions& options);
   Prompt fitted(const std::string& question, const std::vector<Turn>& history, const AskOptions& options,
@@ -165,6 +197,18 @@ class Conversation {
   std::unique_ptr<Session> session_;
   Recorder* recorder_ = nullptr;
   std::unordered_map<size_t, int64_t> token_cache_;  // hash of laid-out text -> tokens
+  // Packing: the index of the documents (token counts of every unit; built once per documents) and
+  // the last packing made.
+  std::string index_signature_;
+  std::unique_ptr<PackingIndex> packing_index_;
+  std::optional<Packing> packing_;
+  std::string documents_signature() const;
+  KvStore* kv_store_ = nullptr;
+  std::string model_id_;
+  // Of a prompt fitted() made, the tokens every question over the same documents shares: the
+  // system turn and the user turn's start.
+  int64_t shared_prefix(const Prompt& prompt) const;
+  const std::vector<Document>* prompt_docs_ = nullptr;  // the documents fitted() last laid out (docs_ or packed)
 };
 
 }  // namespace folio::chat

@@ -40,6 +40,8 @@ class CpuKvCache final : public KvCache {
   size_t bytes() const override { return bytes_; }
   float* k(int layer) { return k_[static_cast<size_t>(layer)].data(); }
   float* v(int layer) { return v_[static_cast<size_t>(layer)].data(); }
+  const float* k(int layer) const { return k_[static_cast<size_t>(layer)].data(); }
+  const float* v(int layer) const { return v_[static_cast<size_t>(layer)].data(); }
 
  private:
   int64_t capacity_;
@@ -68,6 +70,34 @@ class CpuBackend final : public Backend {
   std::unique_ptr<KvCache> create_kv_cache(int64_t capacity_tokens) override {
     if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
     return std::make_unique<CpuKvCache>(model_->config, capacity_tokens, &kv_bytes_);
+  }
+
+  // The cache is [kv_head][capacity][head_dim] per layer: copy each head's first n positions.
+  bool read_kv(const KvCache& kv, int64_t n, std::vector<float>& out) override {
+    const auto& cache = static_cast<const CpuKvCache&>(kv);
+    const ModelConfig& c = model_->config;
+    const size_t row = static_cast<size_t>(n) * static_cast<size_t>(c.head_dim);
+    const size_t stride = static_cast<size_t>(kv.capacity()) * static_cast<size_t>(c.head_dim);
+    out.resize(static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads) * row);
+    float* o = out.data();
+    for (int l = 0; l < c.n_layers; ++l)
+      for (const float* base : {cache.k(l), cache.v(l)})
+        for (int h = 0; h < c.n_kv_heads; ++h, o += row) std::copy_n(base + static_cast<size_t>(h) * stride, row, o);
+    return true;
+  }
+
+  bool write_kv(KvCache& kv, int64_t n, std::span<const float> in) override {
+    auto& cache = static_cast<CpuKvCache&>(kv);
+    const ModelConfig& c = model_->config;
+    const size_t row = static_cast<size_t>(n) * static_cast<size_t>(c.head_dim);
+    const size_t stride = static_cast<size_t>(kv.capacity()) * static_cast<size_t>(c.head_dim);
+    if (n > kv.capacity() || in.size() != static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads) * row)
+      return false;
+    const float* i = in.data();
+    for (int l = 0; l < c.n_layers; ++l)
+      for (float* base : {cache.k(l), cache.v(l)})
+        for (int h = 0; h < c.n_kv_heads; ++h, i += row) std::copy_n(i, row, base + static_cast<size_t>(h) * stride);
+    return true;
   }
 
   std::vector<DeviceMemory> memory() const override {

@@ -2,6 +2,7 @@
 
 #include "core/chat/prompt_layout.h"
 
+#include <QObject>
 #include <QRegularExpression>
 
 #include <algorithm>
@@ -244,6 +245,59 @@ QVector<CitationTarget> resolve_citations(const QString& answer, const QVector<D
       }
     }
     if (t.document >= 0) out.push_back(t);
+  }
+  return out;
+}
+
+namespace {
+
+// "1-2", "i-iv, 1-397": the first and last label of each run of pages.
+QString page_span(const Document& doc) {
+  const int pages = std::max(doc.page_count, static_cast<int>(doc.page_labels.size()));
+  if (pages <= 0) return {};
+  if (doc.cite_by_page_number || doc.page_labels.isEmpty()) return QString("1-%1").arg(pages);
+  return QString("%1-%2").arg(citation_label(doc, 0), citation_label(doc, pages - 1));
+}
+
+QString why_not_found(const Citation& c, const QVector<Document>& docs) {
+  if (c.kind == CitationKind::Pages) {
+    QStringList pdfs;
+    for (const Document& d : docs)
+      if (d.kind == DocumentKind::Pdf) pdfs << QObject::tr("%1 (pages %2)").arg(d.title, page_span(d));
+    if (pdfs.isEmpty())
+      return QObject::tr("there is no PDF among the documents, so there is no page %1").arg(c.first_label);
+    if (pdfs.size() == 1)
+      return QObject::tr("no page %1 in %2")
+          .arg(c.first_label == c.last_label ? c.first_label : c.first_label + "-" + c.last_label, pdfs.front());
+    return QObject::tr("no page %1 in the documents: %2").arg(c.first_label, pdfs.join(", "));
+  }
+  QString p = c.file;
+  p.replace('\\', '/');
+  for (const Document& d : docs)
+    for (const FileEntry& f : d.files)
+      if (f.path == p || f.path.endsWith('/' + p) || d.title + '/' + f.path == p) {
+        if (c.first_line > f.line_count)
+          return QObject::tr("%1 has %2 lines, so there is no line %3").arg(f.path).arg(f.line_count).arg(c.first_line);
+        return QObject::tr("%1 names more than one file of the documents").arg(c.file);
+      }
+  return QObject::tr("no file %1 in the documents").arg(c.file);
+}
+
+}  // namespace
+
+QVector<CitationCheck> check_citations(const QString& answer, const QVector<Document>& docs) {
+  const QVector<CitationTarget> found = resolve_citations(answer, docs);
+  QVector<CitationCheck> out;
+  for (const Citation& c : parse_citations(answer)) {
+    CitationCheck k;
+    k.citation = c;
+    for (const CitationTarget& t : found)
+      if (t.citation.start == c.start) {
+        k.found = true;
+        k.target = t;
+      }
+    if (!k.found) k.problem = why_not_found(c, docs);
+    out.push_back(k);
   }
   return out;
 }

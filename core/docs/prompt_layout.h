@@ -78,4 +78,15 @@ struct CitationTarget {
 // label. A file citation matches a path exactly, or as the unique path ending in what is written.
 QVector<CitationTarget> resolve_citations(const QString& answer, const QVector<Document>& docs);
 
+// Every citation written in an answer, checked against the documents: where it points, or, when it
+// points nowhere, why ("manual.pdf has no page 12 (its pages are 1-2)"), so the answer can flag it
+// instead of linking it.
+struct CitationCheck {
+  Citation citation;
+  bool found = false;
+  CitationTarget target;  // when found
+  QString problem;        // when not found: one line for people
+};
+QVector<CitationCheck> check_citations(const QString& answer, const QVector<Document>& docs);
+
 }  // namespace folio::docs

@@ -135,6 +135,12 @@ class Backend {
   virtual double elapsed_ms(int from_slot, int to_slot) = 0;
   // A copy of the layer's queries (this step) and keys (so far); call after rope_kv_write().
   virtual void read_attention_inputs(int layer, KvCache& kv, int64_t n, int64_t pos, AttentionInputs& out) = 0;
+
+  // ---- KV kept on disk (Session::save_prefix / restore_prefix)
+  // Positions [0, n) of every layer's keys and values as fp32, in the order layer, K then V,
+  // kv head, position, head dim. false: this backend cannot (the caller prefills instead).
+  virtual bool read_kv(const KvCache& /*kv*/, int64_t /*n*/, std::vector<float>& /*out*/) { return false; }
+  virtual bool write_kv(KvCache& /*kv*/, int64_t /*n*/, std::span<const float> /*in*/) { return false; }
 };
 
 // Throws Error when tokens at positions [pos, pos + tokens.size()) do not fit `kv` or a token id

@@ -309,6 +309,20 @@ void Session::generate_impl(const GenerateOptions& options, RequestResult* resul
   }
 }
 
+bool Session::save_prefix(int64_t n_tokens, std::vector<float>& kv) const {
+  if (n_tokens <= 0 || n_tokens > n_past()) return false;
+  return engine_.backend_->read_kv(*kv_, n_tokens, kv);
+}
+
+bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv) {
+  truncate(0);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n <= 0 || n > context_ || !engine_.backend_->write_kv(*kv_, n, kv)) return false;
+  tokens_.assign(tokens.begin(), tokens.end());
+  logits_valid_ = false;  // run() computes the last prompt token again, so its logits are current
+  return true;
+}
+
 RequestResult Session::run(std::span<const int32_t> prompt, const RequestOptions& options) {
   const double t0 = now_ms();
   RequestResult result;

@@ -157,6 +157,14 @@ class Session {
   // Looks inside every forward step from now on (null detaches); the observer must outlive its use.
   void set_observer(ForwardObserver* observer) { observer_ = observer; }
 
+  // The KV of the first n tokens in the cache as fp32 (Backend::read_kv's order), to keep on disk;
+  // false when the backend cannot read its cache out or n is more than the cache holds.
+  bool save_prefix(int64_t n_tokens, std::vector<float>& kv) const;
+  // Makes `tokens` the cache's content from KV saved by save_prefix (of the same model and KV
+  // layout); the next run() reuses them like a prefix it computed. false (cache cleared): the
+  // backend cannot, or the sizes do not match.
+  bool restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv);
+
   // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
   // A cancelled prefill returns with stop == Cancelled and no text.
   RequestResult run(std::span<const int32_t> prompt, const RequestOptions& options);
