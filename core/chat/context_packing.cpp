@@ -88,7 +88,7 @@ std::vector<std::string> index_terms(std::string_view text) {
   return out;
 }
 
-SectionIndex::SectionIndex(const std::vector<Document>& docs) {
+SectionIndex::SectionIndex(const std::vector<Document>& docs, const std::vector<char>* skip) {
   std::unordered_map<std::string, uint32_t> ids;
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings;
   uint32_t section = 0;
@@ -96,8 +96,10 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
   for (const Document& d : docs)
     for (const Section& s : d.sections) {
       std::unordered_map<uint32_t, uint32_t> counts;
+      const bool skipped = skip != nullptr && section < skip->size() && (*skip)[section];
       // a file's path names what it is about ("memory_plan", "sampler")
-      const std::vector<std::string> words = index_terms(s.file.empty() ? s.text : s.file + "\n" + s.text);
+      const std::vector<std::string> words =
+          skipped ? std::vector<std::string>{} : index_terms(s.file.empty() ? s.text : s.file + "\n" + s.text);
       for (const std::string& w : words) {
         auto [it, added] = ids.emplace(w, static_cast<uint32_t>(postings.size()));
         if (added) postings.emplace_back();
@@ -220,16 +222,22 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
 }  // namespace
 
 PackingIndex::PackingIndex(const std::vector<Document>& docs,
-                           const std::function<int64_t(const std::string&)>& count_tokens)
-    : original_(docs), units_(packing_units(docs)), bm25_(units_) {
+                           const std::function<int64_t(const std::string&)>& count_tokens, int64_t max_unit_tokens)
+    : original_(docs), units_(packing_units(docs)) {
   const int64_t sep = count_tokens(kPartSeparator);
+  std::vector<char> too_large;
   for (const Document& d : units_) {
     Document empty = d;
     empty.sections.clear();
     fixed_tokens_ += count_tokens(layout_document(empty)) + sep;
-    for (const Section& s : d.sections) unit_tokens_.push_back(count_tokens(layout_section(d, s)) + sep);
+    for (const Section& s : d.sections) {
+      const int64_t n = count_tokens(layout_section(d, s));
+      too_large.push_back(n > max_unit_tokens ? 1 : 0);
+      unit_tokens_.push_back(n + sep);
+    }
   }
   marker_tokens_ = count_tokens("[pages 1000-2000 omitted]") + sep;
+  bm25_ = SectionIndex(units_, &too_large);
 }
 
 int64_t PackingIndex::total_tokens() const {

