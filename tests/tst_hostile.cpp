@@ -18,8 +18,13 @@
 #include <unistd.h>
 
 #include "core/chat/conversation.h"
+#include "core/common/error.h"
+#include "core/common/input_limits.h"
 #include "core/engine/engine.h"
+#include "core/model/gguf.h"
+#include "core/model/model_config.h"
 #include "core/model/model_loader.h"
+#include "core/model/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/test_support.h"
 
@@ -99,6 +104,42 @@ QByteArray one_line_text(qsizetype bytes) {
   for (unsigned i = 0; text.size() < bytes; i = i * 1103515245u + 12345u) text += kWords[(i >> 16) % 6];
   text.truncate(bytes);
   return text;
+}
+
+// GGUF bytes written by hand (little-endian): header, then metadata and tensor infos as given.
+struct GgufWriter {
+  QByteArray bytes;
+  template <typename T>
+  void put(T v) {
+    bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  void str(const QByteArray& s) {
+    put<uint64_t>(static_cast<uint64_t>(s.size()));
+    bytes += s;
+  }
+  GgufWriter(uint64_t tensors, uint64_t keys) {
+    bytes = "GGUF";
+    put<uint32_t>(3);
+    put<uint64_t>(tensors);
+    put<uint64_t>(keys);
+  }
+};
+
+bool write_file(const QString& path, const QByteArray& bytes, qint64 size = -1) {
+  QFile f(path);
+  if (!f.open(QIODevice::WriteOnly) || f.write(bytes) != bytes.size()) return false;
+  return size < 0 || f.resize(size);  // larger than the bytes: a sparse tail of zeros
+}
+
+// The message of the folio::Error that fn throws ("" when it throws none).
+template <typename Fn>
+QString error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const folio::Error& e) {
+    return QString::fromUtf8(e.what());
+  }
+  return {};
 }
 
 }  // namespace
@@ -224,6 +265,136 @@ class TestHostile : public QObject {
     // The document's bytes are held a few times over (file, decoded text, sections, layout); its
     // tokens never are. 1 GiB is far below what whole tokenization took and above what it takes now.
     QVERIFY2(m.peak_rss_kib < (1L << 20), qPrintable(QString("peak RSS %1 KiB").arg(m.peak_rss_kib)));
+  }
+
+  // --- bounded headers ------------------------------------------------------------------------
+
+  void a_safetensors_header_of_brackets_is_refused_before_parsing() {
+    // 8 MB of '[': parsed into a tree it took ~80 bytes a byte; the scan refuses it at byte 8.
+    const QString path = tmp_.filePath("brackets.safetensors");
+    const uint64_t n = 8u << 20;
+    QByteArray bytes(reinterpret_cast<const char*>(&n), 8);
+    bytes += QByteArray(static_cast<qsizetype>(n), '[');
+    QVERIFY(write_file(path, bytes));
+    const QString message = error_of([&] { folio::SafetensorsFile f(path.toStdString()); });
+    QVERIFY2(message.contains("safetensors header nests more than 8 levels deep (at byte 8)"), qPrintable(message));
+  }
+
+  void a_safetensors_header_of_too_many_values_is_refused() {
+    QByteArray header = "{\"__metadata__\":{\"x\":[";
+    for (int i = 0; i < (1 << 22) + 8; ++i) header += "0,";
+    header += "0]}}";
+    const QString path = tmp_.filePath("values.safetensors");
+    const uint64_t n = static_cast<uint64_t>(header.size());
+    QVERIFY(write_file(path, QByteArray(reinterpret_cast<const char*>(&n), 8) + header));
+    const QString message = error_of([&] { folio::SafetensorsFile f(path.toStdString()); });
+    QVERIFY2(message.contains("holds more than 4194304 values"), qPrintable(message));
+  }
+
+  void config_integers_are_checked_before_narrowing() {
+    const std::string base =
+        R"({"architectures":["LlamaForCausalLM"],"vocab_size":512,"intermediate_size":64,"num_hidden_layers":2,)"
+        R"("num_attention_heads":4,)";
+    // 4294967360 = 2^32 + 64: narrowed to 32 bits it was read as 64.
+    QString message = error_of([&] { folio::parse_hf_config(base + R"("hidden_size":4294967360})", "config.json"); });
+    QVERIFY2(message.contains("field \"hidden_size\" is 4294967360, outside"), qPrintable(message));
+    message = error_of([&] {
+      folio::parse_hf_config(base + R"("hidden_size":64,"max_position_embeddings":18446744073709551615})", "config.json");
+    });
+    QVERIFY2(message.contains("\"max_position_embeddings\" is 18446744073709551615"), qPrintable(message));
+    message = error_of([&] {
+      folio::parse_hf_config(base + R"("hidden_size":64,"eos_token_id":[2,4294967298]})", "config.json");
+    });
+    QVERIFY2(message.contains("\"eos_token_id\" is 4294967298"), qPrintable(message));
+    // A real one still reads.
+    const folio::ModelConfig c = folio::parse_hf_config(base + R"("hidden_size":64})", "config.json");
+    QCOMPARE(c.hidden, 64);
+  }
+
+  void a_deep_config_json_is_refused_before_parsing() {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    const QString message = error_of([&] { folio::parse_hf_config(deep, "config.json"); });
+    QVERIFY2(message.contains("config.json nests more than 32 levels deep"), qPrintable(message));
+  }
+
+  void a_gguf_array_of_2_31_items_over_a_sparse_file_is_refused_by_name() {
+    // The count fits the (sparse, 2.1 GB) file, so only the limit on what a model needs stops it:
+    // before, reserving 2^31 items threw std::bad_alloc.
+    GgufWriter w(0, 1);
+    w.str("tokenizer.ggml.token_type");
+    w.put<uint32_t>(9);   // array
+    w.put<uint32_t>(0);   // of uint8
+    w.put<uint64_t>(uint64_t{1} << 31);
+    const QString path = tmp_.filePath("array.gguf");
+    QVERIFY(write_file(path, w.bytes, (qint64{1} << 31) + 4096));
+    const QString message = error_of([&] { folio::GgufFile f(path.toStdString()); });
+    QVERIFY2(message.contains("key \"tokenizer.ggml.token_type\" holds an array of 2147483648 items; Folio reads "
+                              "arrays of at most 4194304"),
+             qPrintable(message));
+    QFile::remove(path);
+  }
+
+  void gguf_arrays_together_are_bounded() {
+    GgufWriter w(0, 5);
+    for (int k = 0; k < 5; ++k) {
+      w.str("a" + QByteArray::number(k));
+      w.put<uint32_t>(9);
+      w.put<uint32_t>(0);
+      w.put<uint64_t>(uint64_t{1} << 22);
+      w.bytes += QByteArray(1 << 22, '\0');
+    }
+    const QString path = tmp_.filePath("arrays.gguf");
+    QVERIFY(write_file(path, w.bytes));
+    const QString message = error_of([&] { folio::GgufFile f(path.toStdString()); });
+    QVERIFY2(message.contains("more than 16777216 items together (at key \"a4\")"), qPrintable(message));
+  }
+
+  void a_long_gguf_key_is_refused() {
+    GgufWriter w(0, 1);
+    w.str(QByteArray(70000, 'k'));
+    w.put<uint32_t>(4);
+    w.put<uint32_t>(1);
+    const QString path = tmp_.filePath("key.gguf");
+    QVERIFY(write_file(path, w.bytes));
+    const QString message = error_of([&] { folio::GgufFile f(path.toStdString()); });
+    QVERIFY2(message.contains("a metadata key is 70000 bytes long, more than the 65536"), qPrintable(message));
+  }
+
+  // --- names echoed from files ------------------------------------------------------------------
+
+  void printable_name_escapes_controls_and_bad_bytes() {
+    QCOMPARE(folio::printable_name(std::string("a\x1B[31mb\0c", 9)), std::string("a\\x1B[31mb\\x00c"));
+    QCOMPARE(folio::printable_name("caf\xC3\xA9"), std::string("caf\xC3\xA9"));  // UTF-8 stays
+    QCOMPARE(folio::printable_name("\xFF\xC2\x85x"), std::string("\\xFF\\xC2\\x85x"));  // bad byte, C1 NEL
+    QCOMPARE(folio::printable_name(std::string(300, 'n'), 10), std::string(10, 'n') + "...");
+  }
+
+  void gguf_tensor_names_and_keys_are_escaped_in_messages() {
+    GgufWriter w(1, 0);
+    w.str(QByteArray("blk.0\x1B]0;pwned\x07\0name", 20));
+    w.put<uint32_t>(1);  // one dimension
+    w.put<uint64_t>(0);  // of size 0: refused
+    const QString path = tmp_.filePath("names.gguf");
+    QVERIFY(write_file(path, w.bytes));
+    const QString message = error_of([&] { folio::GgufFile f(path.toStdString()); });
+    QVERIFY2(message.contains("tensor \"blk.0\\x1B]0;pwned\\x07\\x00name\" has a bad dimension"), qPrintable(message));
+    QVERIFY(!message.contains(QChar(0x1B)) && !message.contains(QChar(0)) && !message.contains(QChar(7)));
+
+    GgufWriter k(0, 1);
+    k.str("general.\x1B[2Jname");
+    k.put<uint32_t>(99);  // unknown type
+    QVERIFY(write_file(path, k.bytes));
+    const QString key_message = error_of([&] { folio::GgufFile f(path.toStdString()); });
+    QVERIFY2(key_message.contains("key \"general.\\x1B[2Jname\" has unknown type 99"), qPrintable(key_message));
+  }
+
+  void safetensors_tensor_names_are_escaped_in_messages() {
+    const QByteArray header = "{\"w\\u001b[31m\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,8]}}";
+    const uint64_t n = static_cast<uint64_t>(header.size());
+    const QString path = tmp_.filePath("names.safetensors");
+    QVERIFY(write_file(path, QByteArray(reinterpret_cast<const char*>(&n), 8) + header + QByteArray(16, '\0')));
+    const QString message = error_of([&] { folio::SafetensorsFile f(path.toStdString()); });
+    QVERIFY2(message.contains("tensor \"w\\x1B[31m\" has 8 bytes but its shape needs 16"), qPrintable(message));
   }
 };
 

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 #include "core/model/gguf.h"
 
 namespace folio {
@@ -143,7 +144,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   else if (*arch_name == "phi3") c.arch = Architecture::Phi3;
   else
     throw Error(ErrorCode::UnsupportedModel,
-                f.path() + ": unsupported architecture \"" + *arch_name + "\"; " + kSupported);
+                f.path() + ": unsupported architecture \"" + printable_name(*arch_name) + "\"; " + kSupported);
   c.arch_label = "gguf " + *arch_name;
   const ArchKeys k(f, *arch_name);
   const Tensors tensors(f, *arch_name);
