@@ -19,6 +19,7 @@
 #include "app/cli_args.h"
 #include "core/chat/chat_document.h"
 #include "core/chat/conversation.h"
+#include "core/common/input_limits.h"
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
@@ -213,6 +214,9 @@ CliOptions parse_generate(folio::cli::Args& args) {
 }
 
 #if FOLIO_CLI_DOCS
+// Names from the file system as a terminal may show them: control characters escaped.
+std::string shown(const QString& text) { return folio::printable_name(text.toStdString(), 4096); }
+
 // The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
 // document throws the app's message. What the app shows beside a document (notices, files left out
 // of a folder) goes to stderr.
@@ -230,14 +234,14 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
         a.folder ? folio::docs::load_source_tree(path, lo) : folio::docs::load_document(path, lo);
     end_progress_line();
     if (!quiet) {
-      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", qPrintable(n));
+      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", shown(n).c_str());
       // Files left out by the user's own .gitignore or version control are not listed.
       int listed = 0, unlisted = 0;
       for (const folio::docs::SkippedFile& s : doc.skipped) {
         if (s.kind == folio::docs::SkipKind::Ignored || s.kind == folio::docs::SkipKind::GitFolder) continue;
         if (listed++ < 20)
-          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", qPrintable(doc.title), qPrintable(s.path),
-                       qPrintable(s.reason));
+          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", shown(doc.title).c_str(),
+                       shown(s.path).c_str(), shown(s.reason).c_str());
         else
           ++unlisted;
       }
@@ -448,11 +452,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const Error& e) {
     end_progress_line();
-    std::fprintf(stderr, "folio-cli: error: %s\n", e.what());
+    // Messages name files and what is inside them: control characters are escaped for the terminal.
+    std::fprintf(stderr, "folio-cli: error: %s\n", folio::printable_name(e.what(), 4096).c_str());
     return 1;
   } catch (const std::exception& e) {
     end_progress_line();
-    std::fprintf(stderr, "folio-cli: internal error: %s\n", e.what());
+    std::fprintf(stderr, "folio-cli: internal error: %s\n", folio::printable_name(e.what(), 4096).c_str());
     return 3;
   }
 }

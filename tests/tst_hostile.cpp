@@ -4,7 +4,9 @@
 // larger than their file are refused by name, integers from headers are checked before narrowing,
 // and names echoed from files have their control characters escaped.
 #include <QByteArray>
+#include <QDir>
 #include <QFile>
+#include <QMap>
 #include <QTemporaryDir>
 #include <algorithm>
 #include <optional>
@@ -14,12 +16,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/chat/conversation.h"
 #include "core/common/error.h"
 #include "core/common/input_limits.h"
+#include "core/docs/ingest.h"
 #include "core/engine/engine.h"
 #include "core/model/gguf.h"
 #include "core/model/model_config.h"
@@ -395,6 +399,61 @@ class TestHostile : public QObject {
     QVERIFY(write_file(path, QByteArray(reinterpret_cast<const char*>(&n), 8) + header + QByteArray(16, '\0')));
     const QString message = error_of([&] { folio::SafetensorsFile f(path.toStdString()); });
     QVERIFY2(message.contains("tensor \"w\\x1B[31m\" has 8 bytes but its shape needs 16"), qPrintable(message));
+  }
+
+  // --- messages about documents ---------------------------------------------------------------
+
+  void a_pdf_page_that_cannot_be_read_is_not_called_scanned() {
+    // Page 2's content stream claims Flate compression but holds bytes that do not inflate.
+    QByteArray pdf = folio::test::make_pdf({"Readable text on the first page", "QQQQQQQQQQ", "Third page text"});
+    const QByteArray content = "BT /F1 18 Tf 72 700 Td 22 TL (QQQQQQQQQQ) Tj T* ET";
+    const qsizetype at = pdf.indexOf(content);
+    QVERIFY(at > 0);
+    const QByteArray length = "<< /Length " + QByteArray::number(content.size()) + " >>";
+    const qsizetype dict = pdf.lastIndexOf(length, at);
+    QVERIFY(dict > 0);
+    pdf.replace(at, content.size(), QByteArray(content.size(), '\x9C'));
+    pdf.replace(dict, length.size(), "<< /Length " + QByteArray::number(content.size()) + " /Filter /FlateDecode >>");
+    const QString path = tmp_.filePath("damaged-page.pdf");
+    QVERIFY(write_file(path, pdf));
+    const folio::docs::Document doc = folio::docs::load_document(path);
+    QCOMPARE(doc.sections.size(), 2);
+    const QString notices = doc.notices.join(" | ");
+    QVERIFY2(notices.contains("page 2 (1 of 3) shows nothing readable: blank, or content that could not be read"),
+             qPrintable(notices));
+    QVERIFY2(!notices.contains("OCR") && !notices.contains("scanned"), qPrintable(notices));
+  }
+
+  void symlink_loops_and_undecodable_names_are_listed_in_a_folder() {
+    const QString dir = tmp_.filePath("tree");
+    QVERIFY(QDir().mkpath(dir));
+    QVERIFY(write_file(dir + "/main.cpp", "int main() { return 0; }\n"));
+    const QByteArray raw_name = QFile::encodeName(dir) + "/bad\xFF\xFEname.cpp";
+    const int fd = ::open(raw_name.constData(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    QVERIFY(fd >= 0);
+    QVERIFY(::write(fd, "int x;\n", 7) == 7);
+    ::close(fd);
+    QVERIFY(::symlink("loop-b", QFile::encodeName(dir + "/loop-a").constData()) == 0);
+    QVERIFY(::symlink("loop-a", QFile::encodeName(dir + "/loop-b").constData()) == 0);
+    QVERIFY(::mkfifo(QFile::encodeName(dir + "/pipe.txt").constData(), 0600) == 0);
+    const folio::docs::Document doc = folio::docs::load_source_tree(dir);
+    QCOMPARE(doc.files.size(), 1);
+    QMap<QString, QString> reasons;
+    for (const folio::docs::SkippedFile& s : doc.skipped) reasons[s.path] = s.reason;
+    QVERIFY2(reasons.value("bad\\xFF\\xFEname.cpp").contains("its name is not valid UTF-8"),
+             qPrintable(QStringList(reasons.keys()).join(", ")));
+    QCOMPARE(reasons.value("loop-a"), QString("symbolic link loop (its links point back at each other)"));
+    QCOMPARE(reasons.value("loop-b"), QString("symbolic link loop (its links point back at each other)"));
+    QCOMPARE(reasons.value("pipe.txt"), QString("a FIFO (named pipe), not a regular file"));
+
+    // A loop given as the document itself is named as one too.
+    QString message;
+    try {
+      folio::docs::load_document(dir + "/loop-a");
+    } catch (const folio::docs::DocumentError& e) {
+      message = QString::fromUtf8(e.what());
+    }
+    QVERIFY2(message.contains("is a symbolic link loop"), qPrintable(message));
   }
 };
 
