@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -29,6 +30,7 @@
 
 #if FOLIO_CLI_DOCS
 #include <QCoreApplication>
+#include <QFile>
 #include <QString>
 
 #include "core/docs/ingest.h"
@@ -225,6 +227,7 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
   for (const DocumentArg& a : args) {
     const QString path = QString::fromStdString(a.path);
     folio::docs::LoadOptions lo;
+    lo.pdf_worker = QCoreApplication::applicationFilePath();  // PDFs are read in a guarded process
     lo.on_progress = [&](int done, int total) {
       if (quiet || !tty || total <= 1) return;
       std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
@@ -429,6 +432,8 @@ int main(int argc, char** argv) {
   char qt_name[] = "folio-cli";
   char* qt_argv[] = {qt_name, nullptr};
   QCoreApplication qt_app(qt_argc, qt_argv);
+  // The guarded PDF reader (folio::docs::LoadOptions::pdf_worker): read one PDF, answer on stdout.
+  if (argc == 3 && std::strcmp(argv[1], "--parse-pdf") == 0) return folio::docs::run_pdf_worker(QFile::decodeName(argv[2]));
 #endif
   folio::cli::Args args(argc, argv);
   try {

@@ -9,6 +9,8 @@
 #include <QMap>
 #include <QTemporaryDir>
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -141,6 +143,51 @@ QString error_of(Fn&& fn) {
   try {
     fn();
   } catch (const folio::Error& e) {
+    return QString::fromUtf8(e.what());
+  }
+  return {};
+}
+
+// A PDF whose page tree is nested `depth` levels deep (Qt PDF spins on it for minutes at 2,000).
+QByteArray nested_page_tree_pdf(int depth) {
+  QVector<QByteArray> objects = {"<< /Type /Catalog /Pages 5 0 R >>",
+                                 "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                                 "<< /Length 35 >>\nstream\nBT /F1 18 Tf 72 700 Td (deep) Tj ET\nendstream", ""};
+  const int first = 5;
+  for (int level = 0; level < depth; ++level) {
+    const int num = first + level;
+    const int kid = level + 1 < depth ? num + 1 : 4;
+    const QByteArray parent = level == 0 ? QByteArray() : "/Parent " + QByteArray::number(num - 1) + " 0 R ";
+    objects.push_back("<< /Type /Pages " + parent + "/Kids [" + QByteArray::number(kid) + " 0 R] /Count 1 >>");
+  }
+  objects[3] = "<< /Type /Page /Parent " + QByteArray::number(first + depth - 1) +
+               " 0 R /MediaBox [0 0 612 792] /Contents 3 0 R /Resources << /Font << /F1 2 0 R >> >> >>";
+  QByteArray pdf = "%PDF-1.4\n";
+  QVector<qsizetype> offsets;
+  for (int i = 0; i < objects.size(); ++i) {
+    offsets << pdf.size();
+    pdf += QByteArray::number(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const qsizetype xref = pdf.size();
+  pdf += "xref\n0 " + QByteArray::number(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (qsizetype off : offsets) pdf += QByteArray::number(off).rightJustified(10, '0') + " 00000 n \n";
+  pdf += "trailer\n<< /Size " + QByteArray::number(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
+         QByteArray::number(xref) + "\n%%EOF\n";
+  return pdf;
+}
+
+folio::docs::LoadOptions guarded() {
+  folio::docs::LoadOptions o;
+  o.pdf_worker = QString::fromStdString(bin_dir() + "/folio-cli");
+  return o;
+}
+
+QString load_error(const QString& path, const folio::docs::LoadOptions& options,
+                   folio::docs::DocumentProblem* problem = nullptr) {
+  try {
+    folio::docs::load_document(path, options);
+  } catch (const folio::docs::DocumentError& e) {
+    if (problem != nullptr) *problem = e.problem();
     return QString::fromUtf8(e.what());
   }
   return {};
@@ -454,6 +501,77 @@ class TestHostile : public QObject {
       message = QString::fromUtf8(e.what());
     }
     QVERIFY2(message.contains("is a symbolic link loop"), qPrintable(message));
+  }
+
+  // --- PDFs in a guarded worker process -----------------------------------------------------------
+
+  void a_pdf_read_in_the_worker_is_the_same_document() {
+    const QString path = tmp_.filePath("plain.pdf");
+    QVERIFY(write_file(path, folio::test::make_pdf({"First page text", "Second page text"}, "/PageLabels << /Nums [0 << /S /r >>] >>")));
+    const folio::docs::Document here = folio::docs::load_document(path);
+    int progress_calls = 0;
+    folio::docs::LoadOptions o = guarded();
+    o.on_progress = [&](int, int total) { progress_calls += total == 2 ? 1 : 0; };
+    const folio::docs::Document there = folio::docs::load_document(path, o);
+    QCOMPARE(there.kind, folio::docs::DocumentKind::Pdf);
+    QCOMPARE(there.page_count, 2);
+    QCOMPARE(there.sections.size(), here.sections.size());
+    for (qsizetype i = 0; i < here.sections.size(); ++i) {
+      QCOMPARE(there.sections[i].text, here.sections[i].text);
+      QCOMPARE(there.sections[i].page_index, here.sections[i].page_index);
+      QCOMPARE(there.sections[i].page_label, here.sections[i].page_label);
+    }
+    QCOMPARE(there.page_labels, here.page_labels);
+    QCOMPARE(there.content_hash, here.content_hash);
+    QCOMPARE(there.path, path);
+    QVERIFY(progress_calls >= 1);  // progress crosses the process boundary
+    // Errors come back with their kind and message.
+    const QString scanned = tmp_.filePath("not-a.pdf");
+    QVERIFY(write_file(scanned, "%PDF-1.4\nnothing here\n%%EOF\n"));
+    folio::docs::DocumentProblem problem{};
+    const QString message = load_error(scanned, guarded(), &problem);
+    QCOMPARE(problem, folio::docs::DocumentProblem::Broken);
+    QVERIFY2(message.contains("damaged"), qPrintable(message));
+  }
+
+  void a_pdf_that_makes_the_reader_hang_is_stopped_at_the_time_limit() {
+    const QString path = tmp_.filePath("nested.pdf");
+    QVERIFY(write_file(path, nested_page_tree_pdf(2000)));
+    folio::docs::LoadOptions o = guarded();
+    o.pdf_time_limit_ms = 2000;
+    folio::docs::DocumentProblem problem{};
+    const QString message = load_error(path, o, &problem);
+    QCOMPARE(problem, folio::docs::DocumentProblem::Broken);
+    QVERIFY2(message.contains("did not finish within 2.0 s") && message.contains("not opened"), qPrintable(message));
+  }
+
+  void a_pdf_reader_over_its_memory_limit_is_stopped() {
+    const QString path = tmp_.filePath("small.pdf");
+    QVERIFY(write_file(path, folio::test::make_pdf({"Some text"})));
+    folio::docs::LoadOptions o = guarded();
+    o.pdf_memory_limit_bytes = int64_t{1} << 20;  // below any process: stopped at the first poll
+    folio::docs::DocumentProblem problem{};
+    const QString message = load_error(path, o, &problem);
+    QCOMPARE(problem, folio::docs::DocumentProblem::TooLarge);
+    QVERIFY2(message.contains("took more than 1 MiB of memory"), qPrintable(message));
+  }
+
+  void reading_a_pdf_in_the_worker_can_be_cancelled() {
+    const QString path = tmp_.filePath("nested-cancel.pdf");
+    QVERIFY(write_file(path, nested_page_tree_pdf(2000)));
+    folio::CancelToken cancel;
+    folio::docs::LoadOptions o = guarded();
+    o.cancel = &cancel;
+    o.pdf_time_limit_ms = 120000;
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      cancel.cancel();
+    });
+    folio::docs::DocumentProblem problem{};
+    const QString message = load_error(path, o, &problem);
+    canceller.join();
+    QCOMPARE(problem, folio::docs::DocumentProblem::Cancelled);
+    QVERIFY2(message.contains("cancelled"), qPrintable(message));
   }
 };
 

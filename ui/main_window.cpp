@@ -493,11 +493,12 @@ void MainWindow::add_paths(const QStringList& paths) {
       on_document_read(key, r.doc, r.error);
     });
     // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
-    watcher->setFuture(QtConcurrent::run([path, cancel]() {
+    watcher->setFuture(QtConcurrent::run([path, cancel, worker = options_.pdf_worker]() {
       ReadResult r;
       try {
         folio::docs::LoadOptions o;
         o.cancel = cancel.get();
+        o.pdf_worker = worker;
         r.doc = folio::docs::load_document(path, o);
       } catch (const std::exception& e) {
         r.error = QString::fromStdString(e.what());

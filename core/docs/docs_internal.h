@@ -52,6 +52,9 @@ inline void require_file(const QFileInfo& info, const QString& path, const char*
                         QString("%1: is a folder, not %2; add it as a source folder").arg(shown(path), kind));
 }
 
+// load_pdf() without the worker process: Qt PDF in this process.
+Document load_pdf_in_process(const QString& path, const LoadOptions& options);
+
 inline void check_cancel(const LoadOptions& options, const QString& path) {
   if (options.cancel != nullptr && options.cancel->cancelled())
     throw DocumentError(DocumentProblem::Cancelled, path,

@@ -73,7 +73,11 @@ bool page_shows_something(QPdfDocument& pdf, int page) {
 
 }  // namespace
 
-Document load_pdf(const QString& path, const LoadOptions& options) {
+}  // namespace folio::docs
+
+namespace folio::docs::detail {
+
+Document load_pdf_in_process(const QString& path, const LoadOptions& options) {
   using detail::shown;
   const QFileInfo info(path);
   detail::require_file(info, path, "a PDF");
@@ -212,4 +216,4 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
   return doc;
 }
 
-}  // namespace folio::docs
+}  // namespace folio::docs::detail
