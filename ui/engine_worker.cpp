@@ -14,6 +14,7 @@
 #endif
 
 #include "core/docs/prompt_layout.h"
+#include "core/engine/chat_prompt.h"
 
 namespace folio::ui {
 
