@@ -25,6 +25,7 @@
 #include "core/chat/conversation.h"
 #include "core/common/error.h"
 #include "core/common/input_limits.h"
+#include "core/docs/docs_internal.h"
 #include "core/docs/ingest.h"
 #include "core/engine/engine.h"
 #include "core/model/gguf.h"
@@ -572,6 +573,57 @@ class TestHostile : public QObject {
     canceller.join();
     QCOMPARE(problem, folio::docs::DocumentProblem::Cancelled);
     QVERIFY2(message.contains("cancelled"), qPrintable(message));
+  }
+
+  void text_sections_in_one_pass_match_the_line_sections() {
+    const QStringList texts = {"one line",
+                               "a\nb\nc\n",
+                               "a\r\nb\rc\r\n\r\nd",
+                               "\n\n\n",
+                               "x\ny\nz\nw\nv\nu",
+                               "1\n2\n3\n4\n5\n6\n",
+                               "trailing\r",
+                               "\r\n",
+                               "mixed\n\rlines\r\r\nend"};
+    for (const QString& text : texts)
+      for (int step : {1, 2, 3, 200}) {
+        QVector<folio::docs::Section> expected, got;
+        const QStringList lines = folio::docs::split_lines(text);
+        folio::docs::detail::append_line_sections(lines, "f.txt", "Text", step, &expected);
+        const int n = folio::docs::detail::append_text_sections(text, "f.txt", "Text", step, &got);
+        QCOMPARE(n, static_cast<int>(lines.size()));
+        QCOMPARE(got.size(), expected.size());
+        for (qsizetype i = 0; i < got.size(); ++i) {
+          QCOMPARE(got[i].text, expected[i].text);
+          QCOMPARE(got[i].first_line, expected[i].first_line);
+          QCOMPARE(got[i].last_line, expected[i].last_line);
+          QCOMPARE(got[i].file, expected[i].file);
+          QCOMPARE(got[i].language, expected[i].language);
+        }
+      }
+  }
+
+  void folio_cli_reads_a_large_text_document_in_bounded_memory() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    // 96 MiB of short lines: read whole, it was held as bytes, text, lines (twice) and sections at
+    // once (~10 bytes of memory a byte); now as text and sections (~5), its tokens never.
+    const QString path = tmp_.filePath("lines.txt");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      QByteArray chunk;
+      for (int i = 0; chunk.size() < (1 << 20); ++i) chunk += "pump " + QByteArray::number(i % 977) + " valve flow\n";
+      chunk.truncate(1 << 20);
+      chunk.back() = '\n';
+      for (int i = 0; i < 96; ++i) QVERIFY(f.write(chunk) == chunk.size());
+    }
+    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file",
+                                     path.toStdString(), "--ask", "What is logged?", "--fit", "error"},
+                                    tmp_.path());
+    QCOMPARE(m.exit_code, 1);
+    QVERIFY2(m.err.contains("the prompt is more than "), m.err.constData());
+    QVERIFY2(m.peak_rss_kib < 900L * 1024, qPrintable(QString("peak RSS %1 KiB").arg(m.peak_rss_kib)));
+    QFile::remove(path);
   }
 };
 
