@@ -22,7 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/chat/context_packing.h"
 #include "core/chat/conversation.h"
+#include "core/chat/prompt_layout.h"
 #include "core/common/error.h"
 #include "core/common/input_limits.h"
 #include "core/docs/docs_internal.h"
@@ -624,6 +626,48 @@ class TestHostile : public QObject {
     QVERIFY2(m.err.contains("the prompt is more than "), m.err.constData());
     QVERIFY2(m.peak_rss_kib < 900L * 1024, qPrintable(QString("peak RSS %1 KiB").arg(m.peak_rss_kib)));
     QFile::remove(path);
+  }
+
+  void packing_a_document_far_past_the_budget_counts_a_bounded_number_of_units() {
+    // 20,000 sections of ~120 bytes (2.4 MB) for a budget of 2,000 tokens: the units are estimated
+    // from a sample and only those about to be kept are counted.
+    folio::chat::Document doc;
+    doc.title = "log.txt";
+    doc.page_count = 1;
+    doc.files = {"log.txt"};
+    for (int i = 0; i < 20000; ++i) {
+      folio::chat::Section s;
+      s.file = "log.txt";
+      s.first_line = s.last_line = i + 1;
+      s.text = "entry " + std::to_string(i) + ": the pump log records pressure, flow and the valve state " +
+               (i % 97 == 0 ? "NEEDLE" : "haystack") + " " + std::string(static_cast<size_t>(i % 40), 'x');
+      doc.sections.push_back(std::move(s));
+    }
+    int64_t calls = 0;
+    auto count = [&](const std::string& text) {
+      ++calls;
+      return static_cast<int64_t>(text.size() / 4 + 1);
+    };
+    const folio::chat::PackingIndex index({doc}, count, 2000, /*exact_bytes=*/64 << 10, /*exact_sample_bytes=*/16 << 10);
+    const int64_t indexing_calls = calls;
+    QVERIFY2(indexing_calls < 400, qPrintable(QString::number(indexing_calls)));  // the sample, not 20,000 units
+    calls = 0;
+    const folio::chat::PackResult r = folio::chat::pack_documents(index, "where is the needle?", 2000,
+                                                                  folio::chat::FitMode::Relevant);
+    QVERIFY(r.kept_sections > 0);
+    QVERIFY2(calls < 400, qPrintable(QString::number(calls)));
+    // What was kept, counted exactly, is within the budget (gap markers are estimated apart, and
+    // the caller checks the whole prompt).
+    int64_t exact = count(folio::chat::layout_document([&] {
+                      folio::chat::Document e = doc;
+                      e.sections.clear();
+                      return e;
+                    }())) +
+                    count(folio::chat::kPartSeparator);
+    for (const folio::chat::Section& s : r.docs[0].sections)
+      if (s.note.empty()) exact += count(folio::chat::layout_section(r.docs[0], s)) + count(folio::chat::kPartSeparator);
+    QVERIFY2(exact <= 2000, qPrintable(QString::number(exact)));
+    QVERIFY(QString::fromStdString(folio::chat::layout_documents(r.docs)).contains("NEEDLE"));
   }
 };
 
