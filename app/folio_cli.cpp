@@ -233,7 +233,7 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
       g_progress_line = true;
     };
-    const folio::docs::Document doc =
+    folio::docs::Document doc =
         a.folder ? folio::docs::load_source_tree(path, lo) : folio::docs::load_document(path, lo);
     end_progress_line();
     if (!quiet) {
@@ -250,7 +250,7 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       }
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
-    docs.push_back(folio::docs::chat_document(doc));
+    docs.push_back(folio::docs::chat_document(std::move(doc)));
   }
   return docs;
 }

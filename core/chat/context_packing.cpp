@@ -244,7 +244,12 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
 PackingIndex::PackingIndex(const std::vector<Document>& docs,
                            const std::function<int64_t(const std::string&)>& count_tokens, int64_t max_unit_tokens,
                            size_t exact_bytes, size_t exact_sample_bytes)
-    : original_(docs), units_(packing_units(docs)), count_(count_tokens) {
+    : units_(packing_units(docs)), count_(count_tokens) {
+  for (const Document& d : docs) {
+    size_t bytes = 0;
+    for (const Section& s : d.sections) bytes += s.text.size();
+    original_.push_back(bytes <= kKeepWholeBytes ? d : without_sections(d));
+  }
   const int64_t sep = count_tokens(kPartSeparator);
   separator_tokens_ = sep;
   size_t unit_bytes = 0;
@@ -394,7 +399,9 @@ PackResult pack_documents(const PackingIndex& index, std::string_view question, 
       marker_section.note = gap_note(docs[d], gap);
       out.sections.push_back(std::move(marker_section));
     }
-    if (kept_here == docs[d].sections.size()) out = original[d];  // nothing left out: unchanged
+    // nothing left out: unchanged (a document too large to be kept whole: its units)
+    if (kept_here == docs[d].sections.size() && !(original[d].sections.empty() && !docs[d].sections.empty()))
+      out = original[d];
     if (kept_here < docs[d].sections.size()) dropped_docs.push_back(docs[d].title);
     r.docs.push_back(std::move(out));
   }

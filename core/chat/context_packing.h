@@ -71,7 +71,10 @@ class PackingIndex {
   PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens,
                int64_t max_unit_tokens = INT64_MAX, size_t exact_bytes = size_t{8} << 20,
                size_t exact_sample_bytes = size_t{256} << 10);
+  // The documents as given; one of more than kKeepWholeBytes of text is kept without its sections
+  // (when packing keeps all of it, its units are laid out instead).
   const std::vector<Document>& documents() const { return original_; }
+  static constexpr size_t kKeepWholeBytes = size_t{32} << 20;
   const std::vector<Document>& units() const { return units_; }
   size_t unit_count() const { return unit_tokens_.size(); }
   // Tokens of every document's units laid out whole, headers included.

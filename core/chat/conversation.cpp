@@ -21,8 +21,10 @@ int64_t answer_reserve(int64_t context_tokens, int max_tokens) {
 std::string system_text(ChatFormatKind format, const std::vector<Document>& docs, const std::string& system_prompt) {
   std::string text = system_prompt;
   if (!docs.empty()) {
-    if (!text.empty()) text += "\n\n";
-    text += documents_system_text(docs, format != ChatFormatKind::Plain);
+    std::string documents = documents_system_text(docs, format != ChatFormatKind::Plain);
+    if (text.empty()) return documents;  // not copied again: it may be hundreds of MiB
+    text += "\n\n";
+    text += documents;
   }
   return text;
 }
@@ -152,10 +154,25 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   // many times the context costs memory and time in proportion to the context, not to the file.
   Prompt p;
   const std::vector<ChatMessage> messages = prompt_messages(format_, docs_, history, question, system_prompt_);
-  p.text = render_chat(format_, messages, /*add_generation_prompt=*/true);
   const int64_t reserve = answer_reserve(options.context_tokens, options.generate.max_tokens);
   const int64_t limit = count_limit(options.context_tokens);
-  const TokenCount counted = count_tokens(tok, p.text, limit, /*parse_special=*/format_ != ChatFormatKind::Plain);
+  const bool special = format_ != ChatFormatKind::Plain;
+  // The messages' own text first: when it alone is far past the context, the prompt is not even
+  // rendered (another copy of the documents). Else the rendered prompt is counted.
+  TokenCount counted;
+  for (const ChatMessage& m : messages) {
+    const TokenCount c = count_tokens(tok, m.content, limit - counted.tokens, special);
+    counted.tokens += c.tokens;
+    counted.bytes_counted += c.bytes_counted;
+    if (c.exceeded) {
+      counted.exceeded = true;
+      break;
+    }
+  }
+  if (!counted.exceeded) {
+    p.text = render_chat(format_, messages, /*add_generation_prompt=*/true);
+    counted = count_tokens(tok, p.text, limit, special);
+  }
   // Counted in pieces, a prompt may come out a token or two per piece above its whole encoding.
   const int64_t slack = 2 * static_cast<int64_t>(p.text.size() / kCountPieceBytes) + 64;
   if (!counted.exceeded && counted.tokens + reserve <= options.context_tokens + slack) {
