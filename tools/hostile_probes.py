@@ -148,6 +148,18 @@ def make_probes(tmp):
         write(os.path.join(tmp, "one-word.txt"), words_line(50 << 20, spaces=False)))
     doc("one-line-50mb-packed", "50 MB one-line text, --fit relevant",
         os.path.join(tmp, "one-line.txt"), ["--ask", "What is logged?", "--fit", "relevant", "--print-prompt"])
+    big = os.path.join(tmp, "lines-240mb.txt")
+    with open(big, "wb") as f:
+        line = b"the pump log records pressure, flow and the valve state at each tick\n"
+        block = line * ((1 << 20) // len(line))
+        for _ in range(240):
+            f.write(block)
+    doc("lines-240mb", "240 MB text of short lines (near the 256 MiB limit)", big)
+    doc("lines-240mb-packed", "240 MB text of short lines, --fit relevant", big,
+        ["--ask", "What is logged?", "--fit", "relevant", "--print-prompt"])
+    probes.append(("lines-240mb-packed-4k", "240 MB text, --fit relevant, 4K context (needle model)",
+                   ["--model", os.path.join(ROOT, "resources/models/folio-needle"), "--file", big, "--ctx", "4096",
+                    "--ask", "What is logged?", "--fit", "relevant", "--print-prompt"]))
     doc("sparse-2gb-text", "2 GB sparse file as a document", sparse(os.path.join(tmp, "sparse.txt"), b"text", 2 << 30))
     doc("empty-file", "a 0-byte document", write(os.path.join(tmp, "empty.txt"), b""))
     doc("one-byte-file", "a 1-byte document", write(os.path.join(tmp, "one.txt"), b"\x01"))
