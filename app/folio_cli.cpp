@@ -24,8 +24,8 @@
 #include "core/common/mapped_file.h"
 #include "core/engine/chat_prompt.h"
 #include "core/engine/engine.h"
-#include "core/model/model_loader.h"
 #include "core/engine/metrics_json.h"
+#include "core/model/model_loader.h"
 #include "kernels/cuda_backend.h"
 
 #if FOLIO_CLI_DOCS
@@ -217,7 +217,9 @@ CliOptions parse_generate(folio::cli::Args& args) {
 
 #if FOLIO_CLI_DOCS
 // Names from the file system as a terminal may show them: control characters escaped.
-std::string shown(const QString& text) { return folio::printable_name(text.toStdString(), 4096); }
+std::string shown(const QString& text) {
+  return folio::printable_name(text.toStdString(), 4096);
+}
 
 // The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
 // document throws the app's message. What the app shows beside a document (notices, files left out
@@ -433,7 +435,8 @@ int main(int argc, char** argv) {
   char* qt_argv[] = {qt_name, nullptr};
   QCoreApplication qt_app(qt_argc, qt_argv);
   // The guarded PDF reader (folio::docs::LoadOptions::pdf_worker): read one PDF, answer on stdout.
-  if (argc == 3 && std::strcmp(argv[1], "--parse-pdf") == 0) return folio::docs::run_pdf_worker(QFile::decodeName(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "--parse-pdf") == 0)
+    return folio::docs::run_pdf_worker(QFile::decodeName(argv[2]));
 #endif
   folio::cli::Args args(argc, argv);
   try {

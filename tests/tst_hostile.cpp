@@ -10,9 +10,9 @@
 #include <QTemporaryDir>
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -42,8 +42,12 @@ using folio::test::source_dir;
 
 namespace {
 
-QString qs(const std::string& s) { return QString::fromStdString(s); }
-std::string stories_path() { return source_dir() + "/resources/models/stories260K/stories260K.bin"; }
+QString qs(const std::string& s) {
+  return QString::fromStdString(s);
+}
+std::string stories_path() {
+  return source_dir() + "/resources/models/stories260K/stories260K.bin";
+}
 
 // A tokenizer that passes everything to another and records how much text each encode() got.
 class RecordingTokenizer : public folio::Tokenizer {
@@ -55,7 +59,9 @@ class RecordingTokenizer : public folio::Tokenizer {
     total_input += text.size();
     return inner_.encode(text, add_bos, parse_special);
   }
-  std::string token_bytes(int32_t id, int32_t previous_id) const override { return inner_.token_bytes(id, previous_id); }
+  std::string token_bytes(int32_t id, int32_t previous_id) const override {
+    return inner_.token_bytes(id, previous_id);
+  }
   std::string piece(int32_t id) const override { return inner_.piece(id); }
   std::optional<int32_t> piece_to_id(std::string_view p) const override { return inner_.piece_to_id(p); }
   int32_t vocab_size() const override { return inner_.vocab_size(); }
@@ -309,8 +315,8 @@ class TestHostile : public QObject {
       const QByteArray chunk = one_line_text(1 << 20);
       for (int i = 0; i < 40; ++i) QVERIFY(f.write(chunk) == chunk.size());
     }
-    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file",
-                                     path.toStdString(), "--ask", "What is logged?", "--fit", "error"},
+    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file", path.toStdString(),
+                                     "--ask", "What is logged?", "--fit", "error"},
                                     tmp_.path());
     QVERIFY(!m.signalled);
     QCOMPARE(m.exit_code, 1);
@@ -353,12 +359,12 @@ class TestHostile : public QObject {
     QString message = error_of([&] { folio::parse_hf_config(base + R"("hidden_size":4294967360})", "config.json"); });
     QVERIFY2(message.contains("field \"hidden_size\" is 4294967360, outside"), qPrintable(message));
     message = error_of([&] {
-      folio::parse_hf_config(base + R"("hidden_size":64,"max_position_embeddings":18446744073709551615})", "config.json");
+      folio::parse_hf_config(base + R"("hidden_size":64,"max_position_embeddings":18446744073709551615})",
+                             "config.json");
     });
     QVERIFY2(message.contains("\"max_position_embeddings\" is 18446744073709551615"), qPrintable(message));
-    message = error_of([&] {
-      folio::parse_hf_config(base + R"("hidden_size":64,"eos_token_id":[2,4294967298]})", "config.json");
-    });
+    message = error_of(
+        [&] { folio::parse_hf_config(base + R"("hidden_size":64,"eos_token_id":[2,4294967298]})", "config.json"); });
     QVERIFY2(message.contains("\"eos_token_id\" is 4294967298"), qPrintable(message));
     // A real one still reads.
     const folio::ModelConfig c = folio::parse_hf_config(base + R"("hidden_size":64})", "config.json");
@@ -376,8 +382,8 @@ class TestHostile : public QObject {
     // before, reserving 2^31 items threw std::bad_alloc.
     GgufWriter w(0, 1);
     w.str("tokenizer.ggml.token_type");
-    w.put<uint32_t>(9);   // array
-    w.put<uint32_t>(0);   // of uint8
+    w.put<uint32_t>(9);  // array
+    w.put<uint32_t>(0);  // of uint8
     w.put<uint64_t>(uint64_t{1} << 31);
     const QString path = tmp_.filePath("array.gguf");
     QVERIFY(write_file(path, w.bytes, (qint64{1} << 31) + 4096));
@@ -418,7 +424,7 @@ class TestHostile : public QObject {
 
   void printable_name_escapes_controls_and_bad_bytes() {
     QCOMPARE(folio::printable_name(std::string("a\x1B[31mb\0c", 9)), std::string("a\\x1B[31mb\\x00c"));
-    QCOMPARE(folio::printable_name("caf\xC3\xA9"), std::string("caf\xC3\xA9"));  // UTF-8 stays
+    QCOMPARE(folio::printable_name("caf\xC3\xA9"), std::string("caf\xC3\xA9"));         // UTF-8 stays
     QCOMPARE(folio::printable_name("\xFF\xC2\x85x"), std::string("\\xFF\\xC2\\x85x"));  // bad byte, C1 NEL
     QCOMPARE(folio::printable_name(std::string(300, 'n'), 10), std::string(10, 'n') + "...");
   }
@@ -510,7 +516,8 @@ class TestHostile : public QObject {
 
   void a_pdf_read_in_the_worker_is_the_same_document() {
     const QString path = tmp_.filePath("plain.pdf");
-    QVERIFY(write_file(path, folio::test::make_pdf({"First page text", "Second page text"}, "/PageLabels << /Nums [0 << /S /r >>] >>")));
+    QVERIFY(write_file(path, folio::test::make_pdf({"First page text", "Second page text"},
+                                                   "/PageLabels << /Nums [0 << /S /r >>] >>")));
     const folio::docs::Document here = folio::docs::load_document(path);
     int progress_calls = 0;
     folio::docs::LoadOptions o = guarded();
@@ -578,15 +585,9 @@ class TestHostile : public QObject {
   }
 
   void text_sections_in_one_pass_match_the_line_sections() {
-    const QStringList texts = {"one line",
-                               "a\nb\nc\n",
-                               "a\r\nb\rc\r\n\r\nd",
-                               "\n\n\n",
-                               "x\ny\nz\nw\nv\nu",
-                               "1\n2\n3\n4\n5\n6\n",
-                               "trailing\r",
-                               "\r\n",
-                               "mixed\n\rlines\r\r\nend"};
+    const QStringList texts = {
+        "one line",   "a\nb\nc\n", "a\r\nb\rc\r\n\r\nd",     "\n\n\n", "x\ny\nz\nw\nv\nu", "1\n2\n3\n4\n5\n6\n",
+        "trailing\r", "\r\n",      "mixed\n\rlines\r\r\nend"};
     for (const QString& text : texts)
       for (int step : {1, 2, 3, 200}) {
         QVector<folio::docs::Section> expected, got;
@@ -619,8 +620,8 @@ class TestHostile : public QObject {
       chunk.back() = '\n';
       for (int i = 0; i < 96; ++i) QVERIFY(f.write(chunk) == chunk.size());
     }
-    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file",
-                                     path.toStdString(), "--ask", "What is logged?", "--fit", "error"},
+    const Measured m = run_measured({bin_dir() + "/folio-cli", "--model", stories_path(), "--file", path.toStdString(),
+                                     "--ask", "What is logged?", "--fit", "error"},
                                     tmp_.path());
     QCOMPARE(m.exit_code, 1);
     QVERIFY2(m.err.contains("the prompt is more than "), m.err.constData());
@@ -648,12 +649,13 @@ class TestHostile : public QObject {
       ++calls;
       return static_cast<int64_t>(text.size() / 4 + 1);
     };
-    const folio::chat::PackingIndex index({doc}, count, 2000, /*exact_bytes=*/64 << 10, /*exact_sample_bytes=*/16 << 10);
+    const folio::chat::PackingIndex index({doc}, count, 2000, /*exact_bytes=*/64 << 10,
+                                          /*exact_sample_bytes=*/16 << 10);
     const int64_t indexing_calls = calls;
     QVERIFY2(indexing_calls < 400, qPrintable(QString::number(indexing_calls)));  // the sample, not 20,000 units
     calls = 0;
-    const folio::chat::PackResult r = folio::chat::pack_documents(index, "where is the needle?", 2000,
-                                                                  folio::chat::FitMode::Relevant);
+    const folio::chat::PackResult r =
+        folio::chat::pack_documents(index, "where is the needle?", 2000, folio::chat::FitMode::Relevant);
     QVERIFY(r.kept_sections > 0);
     QVERIFY2(calls < 400, qPrintable(QString::number(calls)));
     // What was kept, counted exactly, is within the budget (gap markers are estimated apart, and
@@ -665,7 +667,8 @@ class TestHostile : public QObject {
                     }())) +
                     count(folio::chat::kPartSeparator);
     for (const folio::chat::Section& s : r.docs[0].sections)
-      if (s.note.empty()) exact += count(folio::chat::layout_section(r.docs[0], s)) + count(folio::chat::kPartSeparator);
+      if (s.note.empty())
+        exact += count(folio::chat::layout_section(r.docs[0], s)) + count(folio::chat::kPartSeparator);
     QVERIFY2(exact <= 2000, qPrintable(QString::number(exact)));
     QVERIFY(QString::fromStdString(folio::chat::layout_documents(r.docs)).contains("NEEDLE"));
   }

@@ -34,10 +34,10 @@ bool word_byte(unsigned char c) {
 
 bool stop_word(const std::string& w) {
   // Sorted, for a binary search: every word of every section is looked up here.
-  static constexpr std::string_view kWords[] = {"an", "and", "are", "as", "at", "be", "by", "do", "does", "for",
-                                                "from", "how", "in", "is", "it", "its", "of", "on", "or", "that",
-                                                "the", "this", "to", "was", "what", "when", "where", "which", "who",
-                                                "why", "with"};
+  static constexpr std::string_view kWords[] = {"an",   "and",  "are",   "as",    "at",  "be",   "by",  "do",
+                                                "does", "for",  "from",  "how",   "in",  "is",   "it",  "its",
+                                                "of",   "on",   "or",    "that",  "the", "this", "to",  "was",
+                                                "what", "when", "where", "which", "who", "why",  "with"};
   if (w.size() > 5) return false;  // the longest is "where", "which"
   return std::binary_search(std::begin(kWords), std::end(kWords), std::string_view(w));
 }
@@ -274,7 +274,8 @@ PackingIndex::PackingIndex(const std::vector<Document>& docs,
         estimated_.push_back(0);
       } else {
         // 10% above the sample's rate: an estimate decides only what is not worth counting.
-        const double per_byte = static_cast<double>(sample_tokens) / static_cast<double>(std::max<size_t>(1, sample_bytes));
+        const double per_byte =
+            static_cast<double>(sample_tokens) / static_cast<double>(std::max<size_t>(1, sample_bytes));
         n = static_cast<int64_t>(1.1 * per_byte * static_cast<double>(s.text.size() + s.file.size() + 24)) + 1;
         estimated_.push_back(1);
       }

@@ -201,7 +201,8 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   if (fit.counted_in_part) {
     std::vector<Document> bare = docs_;
     for (Document& d : bare) d.sections.clear();
-    const std::string rest = render_chat(format_, prompt_messages(format_, bare, history, question, system_prompt_), true);
+    const std::string rest =
+        render_chat(format_, prompt_messages(format_, bare, history, question, system_prompt_), true);
     fit.fixed_tokens = count_tokens(tok, rest, -1, format_ != ChatFormatKind::Plain).tokens;
   }
   int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;

@@ -14,28 +14,36 @@ void check_json_bounds(std::string_view text, const JsonLimits& limits, const st
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     switch (c) {
-      case '"': in_string = true; break;
+      case '"':
+        in_string = true;
+        break;
       case '[':
       case '{':
         if (++depth > limits.max_depth)
           throw Error(code, source + ": the " + what + " nests more than " + std::to_string(limits.max_depth) +
-                                " levels deep (at byte " + std::to_string(i) + "); a real one needs far fewer, so "
+                                " levels deep (at byte " + std::to_string(i) +
+                                "); a real one needs far fewer, so "
                                 "the file is damaged or not what its name says");
         break;
       case ']':
-      case '}': --depth; break;
+      case '}':
+        --depth;
+        break;
       case ',':  // every value after the first of a list or object follows a comma
         if (++values > limits.max_values)
           throw Error(code, source + ": the " + what + " holds more than " + std::to_string(limits.max_values) +
                                 " values; a real one holds far fewer, so the file is damaged or not what its "
                                 "name says");
         break;
-      default: break;
+      default:
+        break;
     }
   }
 }

@@ -105,8 +105,10 @@ inline int append_text_sections(const QString& text, const QString& file, const 
     const QChar c = end ? QChar() : text[i];
     if (!end && c != '\n' && c != '\r') continue;
     if (end && start == n) break;  // a trailing newline does not start another line
-    if (s.text.isEmpty() && s.first_line == 0) s.first_line = line + 1;
-    else s.text += '\n';
+    if (s.text.isEmpty() && s.first_line == 0)
+      s.first_line = line + 1;
+    else
+      s.text += '\n';
     s.text += QStringView(text).mid(start, i - start);
     ++line;
     if (line % step == 0) flush(line);

@@ -160,8 +160,10 @@ Document load_pdf_in_process(const QString& path, const LoadOptions& options) {
     // there is no other way to read a page's text through Qt PDF.)
     QString text = clean_page_text(pdf.getAllText(page).text());
     if (text.trimmed().isEmpty()) {
-      if (page_shows_something(pdf, page)) without_text << page;
-      else blank << page;
+      if (page_shows_something(pdf, page))
+        without_text << page;
+      else
+        blank << page;
     } else {
       Section s;
       s.text = std::move(text);
@@ -207,8 +209,9 @@ Document load_pdf_in_process(const QString& path, const LoadOptions& options) {
                        .arg(n)
                        .arg(without_text.size() == 1 ? "has" : "have");
   if (!blank.isEmpty())
-    doc.notices << QString("%1: page%2 %3 (%4 of %5) %6 nothing readable: blank, or content that could not be read "
-                           "(damaged); the rest of the PDF is included")
+    doc.notices << QString(
+                       "%1: page%2 %3 (%4 of %5) %6 nothing readable: blank, or content that could not be read "
+                       "(damaged); the rest of the PDF is included")
                        .arg(info.fileName(), blank.size() == 1 ? "" : "s", page_runs(blank, doc))
                        .arg(blank.size())
                        .arg(n)

@@ -78,7 +78,9 @@ int64_t time_limit_ms(const QString& path, const LoadOptions& options) {
   return std::min<int64_t>(300'000, 8'000 + 4'000 * mib);
 }
 
-QString seconds(int64_t ms) { return QString::number(static_cast<double>(ms) / 1000.0, 'f', ms < 10'000 ? 1 : 0); }
+QString seconds(int64_t ms) {
+  return QString::number(static_cast<double>(ms) / 1000.0, 'f', ms < 10'000 ? 1 : 0);
+}
 
 }  // namespace
 
@@ -155,9 +157,12 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
     }
     if (worker.state() == QProcess::NotRunning) break;
     peak_bytes = std::max(peak_bytes, resident_bytes(worker.processId()));
-    if (options.cancel != nullptr && options.cancel->cancelled()) stop = Stop::Cancel;
-    else if (memory_limit > 0 && peak_bytes > memory_limit) stop = Stop::Memory;
-    else if (clock.elapsed() > limit_ms) stop = Stop::Time;
+    if (options.cancel != nullptr && options.cancel->cancelled())
+      stop = Stop::Cancel;
+    else if (memory_limit > 0 && peak_bytes > memory_limit)
+      stop = Stop::Memory;
+    else if (clock.elapsed() > limit_ms)
+      stop = Stop::Time;
     if (stop != Stop::None) {
       worker.kill();
       worker.waitForFinished(5'000);
@@ -194,21 +199,22 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
     throw DocumentError(DocumentProblem::Broken, path,
                         QString("%1: the PDF reader stopped on this file without an answer (%2), so it was not "
                                 "opened; open it in a PDF viewer to check it, or print it to a new PDF")
-                            .arg(shown(path),
-                                 worker.exitStatus() == QProcess::CrashExit ? QString("it crashed")
-                                                                            : QString("exit code %1").arg(worker.exitCode())));
+                            .arg(shown(path), worker.exitStatus() == QProcess::CrashExit
+                                                  ? QString("it crashed")
+                                                  : QString("exit code %1").arg(worker.exitCode())));
   if (!ok) {
     qint32 problem = 0;
     QString message;
     in >> problem >> message;
-    if (problem < 0 || problem > static_cast<int>(DocumentProblem::Cancelled)) problem = static_cast<int>(DocumentProblem::Broken);
+    if (problem < 0 || problem > static_cast<int>(DocumentProblem::Cancelled))
+      problem = static_cast<int>(DocumentProblem::Broken);
     throw DocumentError(static_cast<DocumentProblem>(problem), path, message);
   }
   Document doc;
   if (!read_document(in, &doc))
-    throw DocumentError(DocumentProblem::Broken, path,
-                        QString("%1: the PDF reader's answer was cut short, so the PDF was not opened; try again")
-                            .arg(shown(path)));
+    throw DocumentError(
+        DocumentProblem::Broken, path,
+        QString("%1: the PDF reader's answer was cut short, so the PDF was not opened; try again").arg(shown(path)));
   doc.path = path;
   return doc;
 }

@@ -105,13 +105,11 @@ void read_value(Reader& r, GgufType t, GgufValue& v, const std::string& key, con
     return;
   }
   const uint32_t et = r.read<uint32_t>(key.c_str());
-  if (!valid_type(et))
-    corrupt(path, "key \"" + key + "\" has an array of unknown type " + std::to_string(et));
+  if (!valid_type(et)) corrupt(path, "key \"" + key + "\" has an array of unknown type " + std::to_string(et));
   v.element_type = static_cast<GgufType>(et);
   v.count = r.read<uint64_t>(key.c_str());
   if (v.count > r.remaining() / scalar_size(v.element_type))
-    corrupt(path, "key \"" + key + "\" claims " + std::to_string(v.count) +
-                      " items, more than the file holds");
+    corrupt(path, "key \"" + key + "\" claims " + std::to_string(v.count) + " items, more than the file holds");
   // Bounded by what a model needs before anything is reserved: a sparse file can hold any count.
   if (v.count > limits::kMaxGgufArrayItems)
     corrupt(path, "key \"" + key + "\" holds an array of " + std::to_string(v.count) +
@@ -121,8 +119,7 @@ void read_value(Reader& r, GgufType t, GgufValue& v, const std::string& key, con
   if (budget.items > limits::kMaxGgufArrayItemsTotal)
     corrupt(path, "the metadata arrays hold more than " + std::to_string(limits::kMaxGgufArrayItemsTotal) +
                       " items together (at key \"" + key + "\"); a real model's hold far fewer");
-  if (v.element_type == GgufType::Array && depth >= 2)
-    corrupt(path, "key \"" + key + "\" nests arrays too deeply");
+  if (v.element_type == GgufType::Array && depth >= 2) corrupt(path, "key \"" + key + "\" nests arrays too deeply");
   if (v.element_type == GgufType::String) v.strings.reserve(static_cast<size_t>(v.count));
   else if (v.element_type != GgufType::Array) v.items.reserve(static_cast<size_t>(v.count));
   for (uint64_t i = 0; i < v.count; ++i) {
@@ -191,7 +188,8 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
       corrupt(path, "tensor \"" + printable_name(info.name) + "\" has " + std::to_string(n_dims) + " dimensions");
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = r.read<uint64_t>("a tensor dimension");
-      if (dim == 0 || dim > (uint64_t{1} << 40)) corrupt(path, "tensor \"" + printable_name(info.name) + "\" has a bad dimension");
+      if (dim == 0 || dim > (uint64_t{1} << 40))
+        corrupt(path, "tensor \"" + printable_name(info.name) + "\" has a bad dimension");
       info.dims.push_back(static_cast<int64_t>(dim));
     }
     info.ggml_type = r.read<uint32_t>("a tensor type");
@@ -200,7 +198,8 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
       info.dtype = *dt;
       info.supported = true;
     }
-    if (tensor_index_.count(info.name) != 0) corrupt(path, "tensor \"" + printable_name(info.name) + "\" is listed twice");
+    if (tensor_index_.count(info.name) != 0)
+      corrupt(path, "tensor \"" + printable_name(info.name) + "\" is listed twice");
     tensor_index_[info.name] = tensors_.size();
     tensors_.push_back(std::move(info));
   }
@@ -217,13 +216,14 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     if (!t.supported) continue;  // an error only if the model needs it (the loader says which)
     uint64_t numel = 1;
     for (int64_t d : t.dims) {
-      if (numel > (uint64_t{1} << 50) / static_cast<uint64_t>(d)) corrupt(path, "tensor \"" + printable_name(t.name) + "\" is impossibly large");
+      if (numel > (uint64_t{1} << 50) / static_cast<uint64_t>(d))
+        corrupt(path, "tensor \"" + printable_name(t.name) + "\" is impossibly large");
       numel *= static_cast<uint64_t>(d);
     }
     const int64_t block = block_elements(t.dtype);
     if (t.dims[0] % block != 0)
-      corrupt(path, "tensor \"" + printable_name(t.name) + "\" has rows of " + std::to_string(t.dims[0]) + " values, not a multiple of " +
-                        std::to_string(block) + " for " + dtype_name(t.dtype));
+      corrupt(path, "tensor \"" + printable_name(t.name) + "\" has rows of " + std::to_string(t.dims[0]) +
+                        " values, not a multiple of " + std::to_string(block) + " for " + dtype_name(t.dtype));
     t.bytes = static_cast<size_t>(numel / static_cast<uint64_t>(block) * block_bytes(t.dtype));
     if (t.offset > data_size || t.bytes > data_size - t.offset)
       corrupt(path, "tensor \"" + printable_name(t.name) + "\" runs past the end of the file (truncated download?)");

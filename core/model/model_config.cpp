@@ -58,8 +58,8 @@ int64_t get_int(const json& j, const char* key, const std::string& source, int64
   return checked_int(*it, key, min, max, source);
 }
 
-int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& source,
-                   int64_t min = INT32_MIN, int64_t max = INT32_MAX) {
+int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& source, int64_t min = INT32_MIN,
+                   int64_t max = INT32_MAX) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   return checked_int(*it, key, min, max, source);
@@ -128,8 +128,8 @@ void parse_rope(const json& j, ModelConfig& cfg, const std::string& source) {
   if (auto it = params->find("type"); type.empty() && it != params->end() && it->is_string()) type = it->get<std::string>();
   if (type.empty() || type == "default") return;
   r.factor = get_num_or(*params, "factor", 1.0, source);
-  r.original_context = get_int_or(*params, "original_max_position_embeddings", r.original_context, source,
-                                  INT32_MIN, limits::kMaxModelContext);
+  r.original_context = get_int_or(*params, "original_max_position_embeddings", r.original_context, source, INT32_MIN,
+                                  limits::kMaxModelContext);
   r.attention_factor = get_num_or(*params, "attention_factor", 0.0, source);
   if (type == "linear") {
     r.scaling = RopeScaling::Linear;
@@ -167,8 +167,8 @@ void parse_rope(const json& j, ModelConfig& cfg, const std::string& source) {
         r.attention_factor = get_mscale(r.factor, 1.0);
     }
   } else {
-    throw Error(ErrorCode::UnsupportedModel,
-                source + ": unsupported rope scaling \"" + printable_name(type) + "\" (Folio supports linear, llama3, longrope, yarn)");
+    throw Error(ErrorCode::UnsupportedModel, source + ": unsupported rope scaling \"" + printable_name(type) +
+                                                 "\" (Folio supports linear, llama3, longrope, yarn)");
   }
 }
 

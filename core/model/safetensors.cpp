@@ -45,7 +45,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       corrupt(path, "tensor \"" + printable_name(name) + "\" lacks dtype, shape or data_offsets");
     SafetensorsEntry entry;
-    if (!e["dtype"].is_string()) corrupt(path, "tensor \"" + printable_name(name) + "\" has a dtype that is not a string");
+    if (!e["dtype"].is_string())
+      corrupt(path, "tensor \"" + printable_name(name) + "\" has a dtype that is not a string");
     std::string dt = e["dtype"].get<std::string>();
     if (dt == "F32") entry.dtype = DType::F32;
     else if (dt == "F16") entry.dtype = DType::F16;
@@ -55,10 +56,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
                                                    "; Folio reads F32, F16 and BF16 safetensors");
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) corrupt(path, "tensor \"" + printable_name(name) + "\" has a bad shape");
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        corrupt(path, "tensor \"" + printable_name(name) + "\" has a bad shape");
       entry.shape.push_back(d.get<int64_t>());
       uint64_t dim = static_cast<uint64_t>(d.get<int64_t>());
-      if (dim != 0 && numel > data_size / dim) corrupt(path, "tensor \"" + printable_name(name) + "\" is larger than the file");
+      if (dim != 0 && numel > data_size / dim)
+        corrupt(path, "tensor \"" + printable_name(name) + "\" is larger than the file");
       numel *= dim;
     }
     const auto& off = e["data_offsets"];
@@ -66,11 +69,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
       corrupt(path, "tensor \"" + printable_name(name) + "\" has bad data_offsets");
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > data_size)
-      corrupt(path, "tensor \"" + printable_name(name) + "\" runs past the end of the file (bytes " + std::to_string(begin) + ".." +
-                        std::to_string(end) + " of " + std::to_string(data_size) + ")");
+      corrupt(path, "tensor \"" + printable_name(name) + "\" runs past the end of the file (bytes " +
+                        std::to_string(begin) + ".." + std::to_string(end) + " of " + std::to_string(data_size) + ")");
     if (end - begin != numel * dtype_size(entry.dtype))
-      corrupt(path, "tensor \"" + printable_name(name) + "\" has " + std::to_string(end - begin) + " bytes but its shape needs " +
-                        std::to_string(numel * dtype_size(entry.dtype)));
+      corrupt(path, "tensor \"" + printable_name(name) + "\" has " + std::to_string(end - begin) +
+                        " bytes but its shape needs " + std::to_string(numel * dtype_size(entry.dtype)));
     entry.data = data_start + begin;
     entry.bytes = end - begin;
     ranges.emplace_back(begin, end);

@@ -41,8 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     folio::chat::LayoutOptions numbered;
     numbered.number_lines = true;
     (void)folio::chat::layout_documents(docs, numbered);
-    const std::string prompt = folio::render_chat(folio::ChatFormatKind::ChatML,
-                                                  {{"system", system}, {"user", "What is logged?"}}, true);
+    const std::string prompt =
+        folio::render_chat(folio::ChatFormatKind::ChatML, {{"system", system}, {"user", "What is logged?"}}, true);
     (void)folio::count_tokens(tok, prompt, 256, true);
     auto count = [&](const std::string& text) { return folio::count_tokens(tok, text, 200).tokens; };
     const folio::chat::PackingIndex index(docs, count, 200);
