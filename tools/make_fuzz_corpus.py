@@ -169,6 +169,19 @@ def text_documents():
     }
 
 
+def source_tree_input():
+    """fuzz_source_tree's input: entries [kind][name length][name][length: 2 bytes, 16x + y][data]; kinds 0 file,
+    1 folder (entered), 2 back to the parent, 3 symbolic link to data, 4 .gitignore of the folder."""
+    def entry(kind, name, data=b""):
+        n = len(data)
+        return bytes([kind, len(name)]) + name + bytes([n >> 4, n % 16]) + data
+    return (entry(0, b"main.cpp", b"int main() { return 0; }\n") + entry(4, b"", b"build/\n*.o\n!keep.o\n") +
+            entry(1, b"src") + entry(0, b"a.py", b"print('hi')\n") + entry(0, b"bad\xff\xfe.c", b"int x;\n") +
+            entry(3, b"loop1", b"loop2") + entry(3, b"loop2", b"loop1") + entry(3, b"up", b"..") + entry(2, b"") +
+            entry(1, b"build") + entry(0, b"x.o", b"\x00\x01\x02") + entry(2, b"") +
+            entry(0, b"esc\x1b[31m.md", b"# hi\n"))
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     g = gguf_file()
@@ -191,6 +204,7 @@ def main():
     write("fuzz_safetensors_model", "tiny-llama.bin", sm)
     write("fuzz_safetensors_model", "tiny-llama-cut.bin", sm[:-40])
     write("fuzz_tokenizer_json", "small.json", tokenizer_json())
+    write("fuzz_source_tree", "tree.bin", source_tree_input())
     for name, data in text_documents().items():
         write("fuzz_text_document", name, data)
     fixtures = os.path.join(ROOT, "tests", "fixtures", "hf")

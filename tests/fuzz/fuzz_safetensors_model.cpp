@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -16,12 +17,19 @@
 namespace {
 
 const std::string& folder() {
-  static const std::string dir = [] {
+  // Made once, never destroyed: the exit handler below still needs it.
+  static const std::string* const dir = [] {
     char name[] = "/tmp/folio-fuzz-st-XXXXXX";
     const char* made = ::mkdtemp(name);
-    return std::string(made != nullptr ? made : "/tmp");
+    if (made == nullptr) std::abort();
+    auto* path = new std::string(made);
+    std::atexit([] {  // the folder goes with the process
+      std::error_code ec;
+      std::filesystem::remove_all(folder(), ec);
+    });
+    return path;
   }();
-  return dir;
+  return *dir;
 }
 
 void write_file(const std::string& path, const uint8_t* data, size_t size) {
