@@ -190,21 +190,6 @@ constexpr size_t kWindowBytes = 1536;
 
 namespace {
 
-// A document without its sections, made without copying them (they may be hundreds of MiB).
-Document without_sections(const Document& d) {
-  Document out;
-  out.path = d.path;
-  out.title = d.title;
-  out.kind = d.kind;
-  out.content_hash = d.content_hash;
-  out.page_count = d.page_count;
-  out.cite_by_page_number = d.cite_by_page_number;
-  out.files = d.files;
-  out.truncation_notice = d.truncation_notice;
-  out.tokens = d.tokens;
-  return out;
-}
-
 std::vector<Document> packing_units(const std::vector<Document>& docs) {
   std::vector<Document> out;
   out.reserve(docs.size());
