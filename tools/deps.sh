@@ -9,10 +9,11 @@ BUILD_PACKAGES=(cmake ninja-build g++ pkg-config)
 ENGINE_PACKAGES=(libsentencepiece-dev nlohmann-json3-dev libpcre2-dev)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 PYTHON_PACKAGES=(python3 python3-pip python3-venv)
+TOOL_PACKAGES=(time)  # /usr/bin/time -v for tools/hostile_probes.py
 APP_PACKAGES=(qt6-base-dev libqt6opengl6-dev libqt6sql6-sqlite qt6-charts-dev qt6-pdf-dev libgl-dev
               poppler-utils valgrind r-doc-pdf)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}" "${APP_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
-          "${PYTHON_PACKAGES[@]}")
+          "${PYTHON_PACKAGES[@]}" "${TOOL_PACKAGES[@]}")
 
 if [[ "${1:-}" == "--list" ]]; then
   echo "${PACKAGES[@]}"
