@@ -37,6 +37,15 @@
 #include "core/tokenizer/tokenizer.h"
 #include "tests/test_support.h"
 
+// Qt 6.4's QPdfDocument leaks a little PDFium state on pages without text and on failed loads
+// (see tst_docs): leaks in Qt, not in Folio, which LeakSanitizer is told to ignore.
+extern "C" __attribute__((used)) const char* __lsan_default_suppressions() {
+  return "leak:QPdfDocument::getAllText\n"
+         "leak:QPdfDocumentPrivate::initiateAsyncLoadWithTotalSizeKnown\n"
+         "leak:QPdfDocumentPrivate::tryLoadDocument\n"
+         "leak:QPdfDocumentPrivate::checkPageComplete\n";
+}
+
 using folio::test::bin_dir;
 using folio::test::source_dir;
 
@@ -559,9 +568,11 @@ class TestHostile : public QObject {
   }
 
   void a_pdf_reader_over_its_memory_limit_is_stopped() {
-    const QString path = tmp_.filePath("small.pdf");
-    QVERIFY(write_file(path, folio::test::make_pdf({"Some text"})));
+    // A PDF the reader spends seconds on, so the limit is met whatever the machine's speed.
+    const QString path = tmp_.filePath("nested-memory.pdf");
+    QVERIFY(write_file(path, nested_page_tree_pdf(2000)));
     folio::docs::LoadOptions o = guarded();
+    o.pdf_time_limit_ms = 120000;
     o.pdf_memory_limit_bytes = int64_t{1} << 20;  // below any process: stopped at the first poll
     folio::docs::DocumentProblem problem{};
     const QString message = load_error(path, o, &problem);
