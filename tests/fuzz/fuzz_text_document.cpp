@@ -45,12 +45,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         folio::render_chat(folio::ChatFormatKind::ChatML, {{"system", system}, {"user", "What is logged?"}}, true);
     (void)folio::count_tokens(tok, prompt, 256, true);
     auto count = [&](const std::string& text) { return folio::count_tokens(tok, text, 200).tokens; };
-    const folio::chat::PackingIndex index(docs, count, 200);
-    for (int64_t budget : {int64_t{0}, int64_t{40}, int64_t{200}})
-      for (folio::chat::FitMode mode : {folio::chat::FitMode::Relevant, folio::chat::FitMode::Beginning}) {
-        const folio::chat::PackResult r = folio::chat::pack_documents(index, "pump pressure log?", budget, mode);
-        (void)folio::chat::layout_documents(r.docs);
-      }
+    // Counted unit by unit, and (tiny thresholds) estimated from a sample and counted before keeping.
+    const folio::chat::PackingIndex exact(docs, count, 200);
+    const folio::chat::PackingIndex estimated(docs, count, 200, /*exact_bytes=*/512, /*exact_sample_bytes=*/128);
+    for (const folio::chat::PackingIndex* index : {&exact, &estimated})
+      for (int64_t budget : {int64_t{0}, int64_t{40}, int64_t{200}})
+        for (folio::chat::FitMode mode : {folio::chat::FitMode::Relevant, folio::chat::FitMode::Beginning}) {
+          const folio::chat::PackResult r = folio::chat::pack_documents(*index, "pump pressure log?", budget, mode);
+          (void)folio::chat::layout_documents(r.docs);
+        }
   } catch (const folio::Error&) {
   }
   return 0;
