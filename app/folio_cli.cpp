@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,6 +23,7 @@
 #include "core/chat/chat_document.h"
 #include "core/chat/conversation.h"
 #include "core/chat/grounding.h"
+#include "core/common/input_limits.h"
 #include "core/common/mapped_file.h"
 #include "core/common/resource_dir.h"
 #include "core/engine/chat_prompt.h"
@@ -40,6 +42,7 @@
 
 #if FOLIO_CLI_DOCS
 #include <QCoreApplication>
+#include <QFile>
 #include <QString>
 
 #include "core/docs/ingest.h"
@@ -302,6 +305,11 @@ CliOptions parse_generate(folio::cli::Args& args) {
 }
 
 #if FOLIO_CLI_DOCS
+// Names from the file system as a terminal may show them: control characters escaped.
+std::string shown(const QString& text) {
+  return folio::printable_name(text.toStdString(), 4096);
+}
+
 // The app's loaders (core/docs): PDFs, text files with encoding detection, source folders; a bad
 // document throws the app's message. What the app shows beside a document (notices, files left out
 // of a folder) goes to stderr.
@@ -315,30 +323,35 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
     const QString path = QString::fromStdString(a.path);
     folio::docs::LoadOptions lo;
     lo.pdf_password = QString::fromStdString(pdf_password);
+    lo.pdf_worker = QCoreApplication::applicationFilePath();  // PDFs are read in a guarded process
     lo.on_progress = [&](int done, int total) {
       if (quiet || !tty || total <= 1) return;
       std::fprintf(stderr, "\rreading %s: %d/%d", a.path.c_str(), done, total);
       g_progress_line = true;
     };
-    const folio::docs::Document doc =
+    folio::docs::Document doc =
         a.folder ? folio::docs::load_source_tree(path, lo) : folio::docs::load_document(path, lo);
     end_progress_line();
     if (!quiet) {
-      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", qPrintable(n));
+      for (const QString& n : doc.notices) std::fprintf(stderr, "folio-cli: note: %s\n", shown(n).c_str());
       // Files left out by the user's own .gitignore or version control are not listed.
       int listed = 0, unlisted = 0;
       for (const folio::docs::SkippedFile& s : doc.skipped) {
         if (s.kind == folio::docs::SkipKind::Ignored || s.kind == folio::docs::SkipKind::GitFolder) continue;
         if (listed++ < 20)
-          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", qPrintable(doc.title), qPrintable(s.path),
-                       qPrintable(s.reason));
+          std::fprintf(stderr, "folio-cli: note: left out of %s: %s: %s\n", shown(doc.title).c_str(),
+                       shown(s.path).c_str(), shown(s.reason).c_str());
         else
           ++unlisted;
       }
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
-    docs.push_back(folio::docs::chat_document(doc));
-    if (loaded != nullptr) loaded->push_back(doc);
+    if (loaded != nullptr) {
+      docs.push_back(folio::docs::chat_document(doc));
+      loaded->push_back(std::move(doc));
+    } else {
+      docs.push_back(folio::docs::chat_document(std::move(doc)));
+    }
   }
   return docs;
 }
@@ -710,6 +723,9 @@ int main(int argc, char** argv) {
   char qt_name[] = "folio-cli";
   char* qt_argv[] = {qt_name, nullptr};
   QCoreApplication qt_app(qt_argc, qt_argv);
+  // The guarded PDF reader (folio::docs::LoadOptions::pdf_worker): read one PDF, answer on stdout.
+  if (argc == 3 && std::strcmp(argv[1], "--parse-pdf") == 0)
+    return folio::docs::run_pdf_worker(QFile::decodeName(argv[2]));
 #endif
   folio::cli::Args args(argc, argv);
   try {
@@ -741,11 +757,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const Error& e) {
     end_progress_line();
-    std::fprintf(stderr, "folio-cli: error: %s\n", e.what());
+    // Messages name files and what is inside them: control characters are escaped for the terminal.
+    std::fprintf(stderr, "folio-cli: error: %s\n", folio::printable_name(e.what(), 4096).c_str());
     return 1;
   } catch (const std::exception& e) {
     end_progress_line();
-    std::fprintf(stderr, "folio-cli: internal error: %s\n", e.what());
+    std::fprintf(stderr, "folio-cli: internal error: %s\n", folio::printable_name(e.what(), 4096).c_str());
     return 3;
   }
 }

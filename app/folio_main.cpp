@@ -6,12 +6,15 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QPixmap>
 #include <QTemporaryDir>
 #include <QTimer>
 #include <cstdio>
+#include <cstring>
 
+#include "core/docs/ingest.h"
 #include "kernels/cuda_backend.h"
 #include "ui/app_icon.h"
 #include "ui/chat_view.h"
@@ -28,6 +31,12 @@ int fail(const QString& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The guarded PDF reader (folio::docs::LoadOptions::pdf_worker): this binary reads one PDF and
+  // answers on stdout, without a window.
+  if (argc == 3 && std::strcmp(argv[1], "--parse-pdf") == 0) {
+    QCoreApplication worker(argc, argv);
+    return folio::docs::run_pdf_worker(QFile::decodeName(argv[2]));
+  }
   folio::register_cuda_backend();
   QApplication app(argc, argv);
   QApplication::setOrganizationName("Folio");
@@ -61,6 +70,7 @@ int main(int argc, char** argv) {
 
   folio::ui::MainWindowOptions options;
   options.model_override = cli.value(model);
+  options.pdf_worker = QCoreApplication::applicationFilePath();
   std::unique_ptr<QTemporaryDir> scratch;
   if (!shot_path.isEmpty()) {
     // A screenshot leaves the user's settings, history and measurements alone.

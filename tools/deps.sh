@@ -16,10 +16,11 @@ PYTHON_PACKAGES=(python3 python3-pip python3-venv)
 PACKAGING_PACKAGES=(help2man librsvg2-bin dpkg-dev lintian desktop-file-utils appstream)
 PYPI_PACKAGES=(openai==3.60.0)
 FOLIO_VENV="${FOLIO_VENV:-$HOME/.cache/folio/venv}"
+TOOL_PACKAGES=(time)  # /usr/bin/time -v for tools/hostile_probes.py
 APP_PACKAGES=(qt6-base-dev libqt6opengl6-dev libqt6sql6-sqlite qt6-charts-dev qt6-pdf-dev libgl-dev
               poppler-utils valgrind r-doc-pdf)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}" "${APP_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
-          "${PYTHON_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}")
+          "${PYTHON_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}" "${TOOL_PACKAGES[@]}")
 
 if [[ "${1:-}" == "--list" ]]; then
   echo "${PACKAGES[@]}"

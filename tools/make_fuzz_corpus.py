@@ -64,6 +64,124 @@ def llama2c_file():
     return struct.pack("<7i", dim, hidden, layers, heads, kv, vocab, seq) + struct.pack("<%df" % floats, *([0.01] * floats))
 
 
+# A complete tiny Llama model (hidden 8, 2 heads, 1 KV head, 1 layer, FFN 16, vocabulary 16), F32.
+TINY = dict(hidden=8, heads=2, kv=1, layers=1, ffn=16, vocab=16)
+
+
+def tiny_tensors(naming):
+    """(name, [rows, cols] or [n]) of every tensor of TINY, named the GGUF or the HF way."""
+    h, hd = TINY["hidden"], TINY["hidden"] // TINY["heads"]
+    kvd, f, v = TINY["kv"] * hd, TINY["ffn"], TINY["vocab"]
+    if naming == "gguf":
+        out = [("token_embd.weight", [v, h]), ("output_norm.weight", [h]), ("output.weight", [v, h])]
+        p = "blk.0."
+        out += [(p + "attn_norm.weight", [h]), (p + "ffn_norm.weight", [h]), (p + "attn_q.weight", [h, h]),
+                (p + "attn_k.weight", [kvd, h]), (p + "attn_v.weight", [kvd, h]), (p + "attn_output.weight", [h, h]),
+                (p + "ffn_gate.weight", [f, h]), (p + "ffn_up.weight", [f, h]), (p + "ffn_down.weight", [h, f])]
+        return out
+    out = [("model.embed_tokens.weight", [v, h]), ("model.norm.weight", [h]), ("lm_head.weight", [v, h])]
+    p = "model.layers.0."
+    out += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h]),
+            (p + "self_attn.q_proj.weight", [h, h]), (p + "self_attn.k_proj.weight", [kvd, h]),
+            (p + "self_attn.v_proj.weight", [kvd, h]), (p + "self_attn.o_proj.weight", [h, h]),
+            (p + "mlp.gate_proj.weight", [f, h]), (p + "mlp.up_proj.weight", [f, h]),
+            (p + "mlp.down_proj.weight", [h, f])]
+    return out
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def gguf_model_file():
+    t = TINY
+    kv = [gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("llama")]
+    for key, value in [("llama.embedding_length", t["hidden"]), ("llama.feed_forward_length", t["ffn"]),
+                       ("llama.block_count", t["layers"]), ("llama.attention.head_count", t["heads"]),
+                       ("llama.attention.head_count_kv", t["kv"]), ("llama.context_length", 64)]:
+        kv.append(gguf_string(key) + struct.pack("<II", 4, value))
+    kv.append(gguf_string("llama.attention.layer_norm_rms_epsilon") + struct.pack("<If", 6, 1e-5))
+    kv.append(gguf_string("tokenizer.ggml.model") + struct.pack("<I", 8) + gguf_string("llama"))
+    pieces = ["<unk>", "<s>", "</s>"] + ["\u2581" + c for c in "abcdefg"] + list("abcdef")
+    kv.append(gguf_string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, len(pieces)) +
+              b"".join(gguf_string(x) for x in pieces))
+    kv.append(gguf_string("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, len(pieces)) +
+              struct.pack("<%df" % len(pieces), *[-float(i) for i in range(len(pieces))]))
+    kv.append(gguf_string("tokenizer.ggml.token_type") + struct.pack("<IIQ", 9, 5, len(pieces)) +
+              struct.pack("<%di" % len(pieces), *([2, 3, 3] + [1] * (len(pieces) - 3))))
+    kv.append(gguf_string("tokenizer.ggml.bos_token_id") + struct.pack("<II", 4, 1))
+    kv.append(gguf_string("tokenizer.ggml.eos_token_id") + struct.pack("<II", 4, 2))
+    info, blobs, offset = b"", [], 0
+    for name, shape in tiny_tensors("gguf"):
+        dims = list(reversed(shape))  # GGUF lists the fastest-varying dimension first
+        info += gguf_string(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        info += struct.pack("<IQ", 0, offset)
+        blob = struct.pack("<%df" % numel(shape), *[0.01 * ((i % 7) - 3) for i in range(numel(shape))])
+        blobs.append(blob + b"\0" * ((-len(blob)) % 32))
+        offset += len(blobs[-1])
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tiny_tensors("gguf")), len(kv)) + b"".join(kv) + info
+    head += b"\0" * ((-len(head)) % 32)
+    return head + b"".join(blobs)
+
+
+def safetensors_model_input():
+    """fuzz_safetensors_model's input: u32 length of config.json, config.json, model.safetensors."""
+    t = TINY
+    config = json.dumps({"architectures": ["LlamaForCausalLM"], "vocab_size": t["vocab"], "hidden_size": t["hidden"],
+                         "intermediate_size": t["ffn"], "num_hidden_layers": t["layers"],
+                         "num_attention_heads": t["heads"], "num_key_value_heads": t["kv"],
+                         "max_position_embeddings": 64, "rms_norm_eps": 1e-5}).encode()
+    header, data = {}, b""
+    for name, shape in tiny_tensors("hf"):
+        blob = struct.pack("<%df" % numel(shape), *[0.01] * numel(shape))
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    h = json.dumps(header).encode()
+    h += b" " * ((-len(h)) % 8)
+    return struct.pack("<I", len(config)) + config + struct.pack("<Q", len(h)) + h + data
+
+
+def tokenizer_json():
+    vocab = {"<s>": 0, "</s>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz \u0120.,!":
+        vocab.setdefault(c, len(vocab))
+    for m in ["ab", "cd", "\u0120a", "abcd"]:
+        vocab.setdefault(m, len(vocab))
+    return json.dumps({
+        "version": "1.0",
+        "added_tokens": [{"id": 0, "content": "<s>", "special": True}, {"id": 1, "content": "</s>", "special": True}],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+        "model": {"type": "BPE", "vocab": vocab, "merges": ["a b", "c d", "\u0120 a", "ab cd"]},
+    }).encode()
+
+
+def text_documents():
+    return {
+        "notes.md": "# Pump log\n\nThe pump log records pressure, flow and the valve state.\r\nLine two\n\n\n".encode(),
+        "latin1.txt": "caf\xe9 cr\xe8me\n".encode("latin-1"),
+        "bom.txt": b"\xef\xbb\xbfwith a BOM\nand two lines",
+        "long-line.txt": b"word " * 2000,
+        "binary.bin": bytes(range(32)) * 4,
+    }
+
+
+def source_tree_input():
+    """fuzz_source_tree's input: entries [kind][name length][name][length: 2 bytes, 16x + y][data]; kinds 0 file,
+    1 folder (entered), 2 back to the parent, 3 symbolic link to data, 4 .gitignore of the folder."""
+    def entry(kind, name, data=b""):
+        n = len(data)
+        return bytes([kind, len(name)]) + name + bytes([n >> 4, n % 16]) + data
+    return (entry(0, b"main.cpp", b"int main() { return 0; }\n") + entry(4, b"", b"build/\n*.o\n!keep.o\n") +
+            entry(1, b"src") + entry(0, b"a.py", b"print('hi')\n") + entry(0, b"bad\xff\xfe.c", b"int x;\n") +
+            entry(3, b"loop1", b"loop2") + entry(3, b"loop2", b"loop1") + entry(3, b"up", b"..") + entry(2, b"") +
+            entry(1, b"build") + entry(0, b"x.o", b"\x00\x01\x02") + entry(2, b"") +
+            entry(0, b"esc\x1b[31m.md", b"# hi\n"))
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     g = gguf_file()
@@ -79,6 +197,16 @@ def main():
         tok = f.read()
     write("fuzz_tokenizer", "tok512.bin", tok)
     write("fuzz_tokenizer", "tok512-cut.bin", tok[:1000])
+    gm = gguf_model_file()
+    write("fuzz_gguf_model", "tiny-llama.gguf", gm)
+    write("fuzz_gguf_model", "tiny-llama-cut.gguf", gm[: len(gm) * 2 // 3])
+    sm = safetensors_model_input()
+    write("fuzz_safetensors_model", "tiny-llama.bin", sm)
+    write("fuzz_safetensors_model", "tiny-llama-cut.bin", sm[:-40])
+    write("fuzz_tokenizer_json", "small.json", tokenizer_json())
+    write("fuzz_source_tree", "tree.bin", source_tree_input())
+    for name, data in text_documents().items():
+        write("fuzz_text_document", name, data)
     fixtures = os.path.join(ROOT, "tests", "fixtures", "hf")
     for name in sorted(os.listdir(fixtures)):
         with open(os.path.join(fixtures, name, "config.json"), "rb") as f:

@@ -16,6 +16,7 @@
 
 #include "core/docs/prompt_layout.h"
 #include "ui/app_settings.h"
+#include "core/engine/chat_prompt.h"
 
 namespace folio::ui {
 
@@ -342,12 +343,21 @@ void EngineWorker::compare(const CompareRequest& request) {
   }
   emit phase_changed(Phase::Measuring);
   try {
-    // The prompt a first question over these documents would send.
-    std::vector<int32_t> prompt = folio::chat::build_prompt(*engine_, conversation_->format(), prepared(request.documents),
-                                                            {}, request.question.toStdString(),
-                                                            request.system_prompt.toStdString())
-                                      .tokens;
+    // The prompt a first question over these documents would send, up to the model's context: a
+    // longer one is encoded only as far as it is measured (counted in pieces first, then the
+    // prefix that holds max_ctx tokens encoded), so documents far past the context cost no more.
     const int64_t max_ctx = engine_->config().max_context > 0 ? engine_->config().max_context : 8192;
+    const folio::ChatFormatKind format = conversation_->format();
+    const std::vector<folio::ChatMessage> messages = folio::chat::prompt_messages(
+        format, prepared(request.documents), {}, request.question.toStdString(), request.system_prompt.toStdString());
+    const std::string text = folio::render_chat(format, messages, /*add_generation_prompt=*/true);
+    const folio::TokenCount counted =
+        folio::count_tokens(engine_->tokenizer(), text, max_ctx, format != folio::ChatFormatKind::Plain);
+    std::vector<int32_t> prompt =
+        counted.exceeded
+            ? engine_->tokenizer().encode(std::string_view(text).substr(0, counted.bytes_counted),
+                                          folio::chat_format_adds_bos(format), format != folio::ChatFormatKind::Plain)
+            : folio::encode_chat(*engine_, format, messages);
     if (static_cast<int64_t>(prompt.size()) > max_ctx - 1) prompt.resize(static_cast<size_t>(max_ctx - 1));
     const int64_t n = static_cast<int64_t>(prompt.size());
     bool cancelled = false;

@@ -524,12 +524,13 @@ void MainWindow::read_document(uint64_t key, const QString& path, const QString&
     on_document_read(key, r.doc, r.error, r.encrypted, password);
   });
   // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
-  watcher->setFuture(QtConcurrent::run([path, cancel, password]() {
+  watcher->setFuture(QtConcurrent::run([path, cancel, password, worker = options_.pdf_worker]() {
     ReadResult r;
     try {
       folio::docs::LoadOptions o;
       o.cancel = cancel.get();
       o.pdf_password = password;
+      o.pdf_worker = worker;  // PDFs are read in a guarded process
       r.doc = folio::docs::load_document(path, o);
     } catch (const folio::docs::DocumentError& e) {
       r.error = QString::fromStdString(e.what());

@@ -41,6 +41,9 @@ struct MainWindowOptions {
   bool load_demo = true;         // start with the demo document
   bool persist_settings = true;  // save settings and window geometry (off for screenshots)
   QString model_override;        // use this model instead of the settings' (not saved)
+  // PDFs are read by this program run as "PROGRAM --parse-pdf PATH" (the app itself; see
+  // folio::docs::LoadOptions::pdf_worker); "" = in this process (tests).
+  QString pdf_worker;
 };
 
 class MainWindow : public QMainWindow {

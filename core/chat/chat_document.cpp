@@ -21,6 +21,20 @@ const char* document_kind_name(DocumentKind kind) {
   return "text";
 }
 
+Document without_sections(const Document& d) {
+  Document out;
+  out.path = d.path;
+  out.title = d.title;
+  out.kind = d.kind;
+  out.content_hash = d.content_hash;
+  out.page_count = d.page_count;
+  out.cite_by_page_number = d.cite_by_page_number;
+  out.files = d.files;
+  out.truncation_notice = d.truncation_notice;
+  out.tokens = d.tokens;
+  return out;
+}
+
 std::string citation_label(const Document& doc, const Section& section) {
   if (doc.cite_by_page_number || section.page_label.empty()) return std::to_string(section.page_index + 1);
   return section.page_label;

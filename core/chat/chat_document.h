@@ -48,6 +48,10 @@ struct Document {
   bool truncated() const { return !truncation_notice.empty(); }
 };
 
+// The document without its sections (title, kind, files ...), made without copying them (they may
+// be hundreds of MiB).
+Document without_sections(const Document& doc);
+
 // The label the prompt marks a PDF section with and answers cite it by.
 std::string citation_label(const Document& doc, const Section& section);
 

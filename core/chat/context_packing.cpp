@@ -33,11 +33,13 @@ bool word_byte(unsigned char c) {
 }
 
 bool stop_word(const std::string& w) {
-  static const char* const kWords[] = {"an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from",
-                                       "how", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this",
-                                       "to", "was", "what", "when", "where", "which", "who", "why", "with"};
-  return std::find_if(std::begin(kWords), std::end(kWords), [&](const char* s) { return w == s; }) !=
-         std::end(kWords);
+  // Sorted, for a binary search: every word of every section is looked up here.
+  static constexpr std::string_view kWords[] = {"an",   "and",  "are",   "as",    "at",  "be",   "by",  "do",
+                                                "does", "for",  "from",  "how",   "in",  "is",   "it",  "its",
+                                                "of",   "on",   "or",    "that",  "the", "this", "to",  "was",
+                                                "what", "when", "where", "which", "who", "why",  "with"};
+  if (w.size() > 5) return false;  // the longest is "where", "which"
+  return std::binary_search(std::begin(kWords), std::end(kWords), std::string_view(w));
 }
 
 // English plurals to their singular, so "rows" finds "row" and "vectors" "vector": "ies" -> "y",
@@ -88,7 +90,7 @@ std::vector<std::string> index_terms(std::string_view text) {
   return out;
 }
 
-SectionIndex::SectionIndex(const std::vector<Document>& docs) {
+SectionIndex::SectionIndex(const std::vector<Document>& docs, const std::vector<char>* skip) {
   std::unordered_map<std::string, uint32_t> ids;
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> postings;
   uint32_t section = 0;
@@ -96,8 +98,10 @@ SectionIndex::SectionIndex(const std::vector<Document>& docs) {
   for (const Document& d : docs)
     for (const Section& s : d.sections) {
       std::unordered_map<uint32_t, uint32_t> counts;
+      const bool skipped = skip != nullptr && section < skip->size() && (*skip)[section];
       // a file's path names what it is about ("memory_plan", "sampler")
-      const std::vector<std::string> words = index_terms(s.file.empty() ? s.text : s.file + "\n" + s.text);
+      const std::vector<std::string> words =
+          skipped ? std::vector<std::string>{} : index_terms(s.file.empty() ? s.text : s.file + "\n" + s.text);
       for (const std::string& w : words) {
         auto [it, added] = ids.emplace(w, static_cast<uint32_t>(postings.size()));
         if (added) postings.emplace_back();
@@ -196,10 +200,13 @@ constexpr size_t kWindowBytes = 1536;
 namespace {
 
 std::vector<Document> packing_units(const std::vector<Document>& docs) {
-  std::vector<Document> out = docs;
-  for (Document& d : out) {
+  std::vector<Document> out;
+  out.reserve(docs.size());
+  for (const Document& original : docs) {
+    out.push_back(without_sections(original));
+    Document& d = out.back();
     std::vector<Section> units;
-    for (const Section& s : d.sections) {
+    for (const Section& s : original.sections) {
       if (s.page_index >= 0 || s.text.size() <= kWindowBytes || s.first_line <= 0) {
         units.push_back(s);
         continue;
@@ -207,8 +214,10 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
       const std::vector<std::string> lines = split_lines(s.text);
       size_t i = 0;
       while (i < lines.size()) {
-        Section w = s;
-        w.text.clear();
+        Section w;  // s without its text (which may be long)
+        w.page_index = s.page_index;
+        w.page_label = s.page_label;
+        w.file = s.file;
         w.first_line = s.first_line + static_cast<int>(i);
         size_t j = i;
         while (j < lines.size() && (j == i || w.text.size() + lines[j].size() + 1 <= kWindowBytes)) {
@@ -229,16 +238,48 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
 }  // namespace
 
 PackingIndex::PackingIndex(const std::vector<Document>& docs,
-                           const std::function<int64_t(const std::string&)>& count_tokens)
-    : original_(docs), units_(packing_units(docs)), bm25_(units_) {
-  const int64_t sep = count_tokens(kPartSeparator);
-  for (const Document& d : units_) {
-    Document empty = d;
-    empty.sections.clear();
-    fixed_tokens_ += count_tokens(layout_document(empty)) + sep;
-    for (const Section& s : d.sections) unit_tokens_.push_back(count_tokens(layout_section(d, s)) + sep);
+                           const std::function<int64_t(const std::string&)>& count_tokens, int64_t max_unit_tokens,
+                           size_t exact_bytes, size_t exact_sample_bytes)
+    : units_(packing_units(docs)), count_(count_tokens) {
+  for (const Document& d : docs) {
+    size_t bytes = 0;
+    for (const Section& s : d.sections) bytes += s.text.size();
+    original_.push_back(bytes <= kKeepWholeBytes ? d : without_sections(d));
   }
+  const int64_t sep = count_tokens(kPartSeparator);
+  separator_tokens_ = sep;
+  size_t unit_bytes = 0;
+  for (const Document& d : units_)
+    for (const Section& s : d.sections) unit_bytes += s.text.size();
+  const bool estimate = unit_bytes > exact_bytes;
+  std::vector<char> too_large;
+  // Tokens per byte of the units counted so far (the sample), for estimating the rest.
+  int64_t sample_tokens = 0;
+  size_t sample_bytes = 0;
+  for (const Document& d : units_) {
+    fixed_tokens_ += count_tokens(layout_document(without_sections(d))) + sep;
+    for (const Section& s : d.sections) {
+      int64_t n = 0;
+      if (!estimate || sample_bytes < exact_sample_bytes) {
+        const std::string laid_out = layout_section(d, s);
+        n = count_tokens(laid_out);
+        sample_tokens += n;
+        sample_bytes += laid_out.size();
+        estimated_.push_back(0);
+      } else {
+        // 10% above the sample's rate: an estimate decides only what is not worth counting.
+        const double per_byte =
+            static_cast<double>(sample_tokens) / static_cast<double>(std::max<size_t>(1, sample_bytes));
+        n = static_cast<int64_t>(1.1 * per_byte * static_cast<double>(s.text.size() + s.file.size() + 24)) + 1;
+        estimated_.push_back(1);
+      }
+      too_large.push_back(n > max_unit_tokens ? 1 : 0);
+      unit_tokens_.push_back(n + sep);
+    }
+  }
+  if (!estimate) estimated_.clear();
   marker_tokens_ = count_tokens("[pages 1000-2000 omitted]") + sep;
+  bm25_ = SectionIndex(units_, &too_large);
 }
 
 int64_t PackingIndex::total_tokens() const {
@@ -383,13 +424,28 @@ PackResult pack_documents(const PackingIndex& index, std::string_view question, 
     });
   }
   std::vector<char> keep(refs.size(), 0);
+  // Estimated units are counted before they are kept; one that looks too large by its estimate is
+  // still counted while few counts have missed (estimates run 10% high), then no longer: the
+  // number of units counted stays bounded by the budget, not by the document.
+  int exact_misses = 0;
+  constexpr int kMaxExactMisses = 64;
   for (size_t i : order) {
-    const int64_t cost = index.unit_tokens_[i];
+    int64_t cost = index.unit_tokens_[i];
+    if (used + cost / 2 > budget_tokens) continue;  // not even half its size fits
+    const bool estimated = i < index.estimated_.size() && index.estimated_[i] && index.count_;
+    if (estimated) {
+      if (used + cost > budget_tokens && exact_misses >= kMaxExactMisses) continue;
+      cost = index.count_(layout_section(docs[refs[i].doc], docs[refs[i].doc].sections[refs[i].index])) +
+             index.separator_tokens_;
+    }
     // a section that starts a new run of kept sections brings a gap marker with it
     const bool joins = (i > 0 && keep[i - 1] && refs[i - 1].doc == refs[i].doc) ||
                        (i + 1 < refs.size() && keep[i + 1] && refs[i + 1].doc == refs[i].doc);
     const int64_t extra = joins ? 0 : marker;
-    if (used + cost + extra > budget_tokens) continue;
+    if (used + cost + extra > budget_tokens) {
+      exact_misses += estimated ? 1 : 0;
+      continue;
+    }
     keep[i] = 1;
     used += cost + extra;
     ++r.kept_sections;
@@ -399,8 +455,7 @@ PackResult pack_documents(const PackingIndex& index, std::string_view question, 
   // Lay out: kept sections in order, each gap as one marker.
   std::vector<std::string> dropped_docs;
   for (size_t d = 0, i = 0; d < docs.size(); ++d) {
-    Document out = docs[d];
-    out.sections.clear();
+    Document out = without_sections(docs[d]);
     out.tokens = 0;
     std::vector<const Section*> gap;
     size_t kept_here = 0;
@@ -423,7 +478,9 @@ PackResult pack_documents(const PackingIndex& index, std::string_view question, 
       marker_section.note = gap_note(docs[d], gap);
       out.sections.push_back(std::move(marker_section));
     }
-    if (kept_here == docs[d].sections.size()) out = original[d];  // nothing left out: unchanged
+    // nothing left out: unchanged (a document too large to be kept whole: its units)
+    if (kept_here == docs[d].sections.size() && !(original[d].sections.empty() && !docs[d].sections.empty()))
+      out = original[d];
     if (kept_here < docs[d].sections.size()) dropped_docs.push_back(docs[d].title);
     r.docs.push_back(std::move(out));
   }

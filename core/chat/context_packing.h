@@ -34,7 +34,9 @@ std::vector<std::string> index_terms(std::string_view text);
 // BM25 over sections (k1 = 1.2, b = 0.75). Built once per set of documents.
 class SectionIndex {
  public:
-  explicit SectionIndex(const std::vector<Document>& docs);
+  SectionIndex() = default;
+  // skip (when given, one flag per section in order): sections left out of the index (they score 0).
+  explicit SectionIndex(const std::vector<Document>& docs, const std::vector<char>* skip = nullptr);
   // Score of every section, in document order (docs[0]'s sections first).
   std::vector<double> scores(std::string_view question) const;
   size_t size() const { return lengths_.size(); }
@@ -70,9 +72,20 @@ std::vector<size_t> strongest_units(const class PackingIndex& index, std::string
 class PackingIndex {
  public:
   // count_tokens counts a laid-out piece (the sum of the pieces is the estimate; the caller checks
-  // the real prompt).
-  PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens);
+  // the real prompt). A unit counted above max_unit_tokens (which count_tokens may stop counting
+  // at) can never be packed and is left out of the word index: a one-line document of many
+  // megabytes costs neither its full token count nor an index of all its words.
+  // Documents far larger than the budget (units of more than exact_bytes in all) are not counted
+  // unit by unit: a sample of the first exact_sample_bytes gives tokens per byte, every other unit
+  // is estimated from its size, and pack_documents() counts exactly only the units it is about to
+  // keep. So packing a 100 MB document costs time in proportion to the budget, not to the file.
+  PackingIndex(const std::vector<Document>& docs, const std::function<int64_t(const std::string&)>& count_tokens,
+               int64_t max_unit_tokens = INT64_MAX, size_t exact_bytes = size_t{8} << 20,
+               size_t exact_sample_bytes = size_t{256} << 10);
+  // The documents as given; one of more than kKeepWholeBytes of text is kept without its sections
+  // (when packing keeps all of it, its units are laid out instead).
   const std::vector<Document>& documents() const { return original_; }
+  static constexpr size_t kKeepWholeBytes = size_t{32} << 20;
   const std::vector<Document>& units() const { return units_; }
   size_t unit_count() const { return unit_tokens_.size(); }
   // Tokens of every document's units laid out whole, headers included.
@@ -85,6 +98,10 @@ class PackingIndex {
   std::vector<Document> original_;
   std::vector<Document> units_;
   std::vector<int64_t> unit_tokens_;  // per unit in document order: its layout + a separator
+  // Set when units are estimated: which still are (pack_documents counts a unit before keeping it).
+  std::vector<char> estimated_;
+  std::function<int64_t(const std::string&)> count_;
+  int64_t separator_tokens_ = 0;
   int64_t fixed_tokens_ = 0;          // every document's header, footer and separators
   int64_t marker_tokens_ = 0;         // a gap marker and its separator
   SectionIndex bm25_;

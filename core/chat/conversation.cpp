@@ -22,19 +22,28 @@ int64_t answer_reserve(int64_t context_tokens, int max_tokens) {
 std::string system_text(ChatFormatKind format, const std::vector<Document>& docs, const std::string& system_prompt) {
   std::string text = system_prompt;
   if (!docs.empty()) {
-    if (!text.empty()) text += "\n\n";
-    text += documents_system_text(docs, format != ChatFormatKind::Plain);
+    std::string documents = documents_system_text(docs, format != ChatFormatKind::Plain);
+    if (text.empty()) return documents;  // not copied again: it may be hundreds of MiB
+    text += "\n\n";
+    text += documents;
   }
   return text;
 }
 
-Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
-                    const std::vector<Turn>& history, const std::string& question, const std::string& system_prompt) {
+std::vector<ChatMessage> prompt_messages(ChatFormatKind format, const std::vector<Document>& docs,
+                                         const std::vector<Turn>& history, const std::string& question,
+                                         const std::string& system_prompt) {
   std::vector<ChatMessage> messages;
   if (std::string system = system_text(format, docs, system_prompt); !system.empty())
     messages.push_back({"system", std::move(system)});
   for (const Turn& t : history) messages.push_back({t.role, t.text});
   messages.push_back({"user", question});
+  return messages;
+}
+
+Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
+                    const std::vector<Turn>& history, const std::string& question, const std::string& system_prompt) {
+  const std::vector<ChatMessage> messages = prompt_messages(format, docs, history, question, system_prompt);
   Prompt p;
   p.text = render_chat(format, messages, /*add_generation_prompt=*/true);
   p.tokens = encode_chat(engine, format, messages);
@@ -42,6 +51,19 @@ Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vect
 }
 
 std::string FitCheck::message() const {
+  if (counted_in_part) {
+    int64_t counted = 0;
+    bool over = false;
+    for (size_t i = 0; i < document_tokens.size(); ++i) {
+      counted += document_tokens[i];
+      over = over || (i < documents_over.size() && documents_over[i]);
+    }
+    return "the prompt is more than " + std::to_string(prompt_tokens) + " tokens (" + (over ? "more than " : "") +
+           std::to_string(counted) + " of them documents; counting stopped there) and " +
+           std::to_string(reserve_tokens) + " more are kept for the answer, more than the context of " +
+           std::to_string(context_tokens) +
+           " tokens; choose a larger context, fewer answer tokens, or fewer or shorter documents";
+  }
   return "the prompt is " + std::to_string(prompt_tokens) + " tokens (" + std::to_string(prompt_tokens - fixed_tokens) +
          " of them documents) and " + std::to_string(reserve_tokens) +
          " more are kept for the answer, more than the context of " + std::to_string(context_tokens) +
@@ -74,9 +96,24 @@ int64_t Conversation::document_tokens(const Document& doc) {
   // Keyed by the laid-out text, so an unchanged document is encoded once per conversation.
   const size_t key = std::hash<std::string>{}(text) ^ (text.size() * 0x9E3779B97F4A7C15ull);
   if (auto it = token_cache_.find(key); it != token_cache_.end()) return it->second;
-  const auto n = static_cast<int64_t>(engine_.tokenizer().encode(text, false, false).size());
+  const int64_t n = count_tokens(engine_.tokenizer(), text, -1).tokens;  // in pieces: memory of one piece
   token_cache_.emplace(key, n);
   return n;
+}
+
+int64_t Conversation::document_tokens(const Document& doc, int64_t limit_tokens, bool* over) {
+  *over = false;
+  if (doc.tokens > 0) return doc.tokens;
+  const std::string text = layout_document(doc);
+  const size_t key = std::hash<std::string>{}(text) ^ (text.size() * 0x9E3779B97F4A7C15ull);
+  if (auto it = token_cache_.find(key); it != token_cache_.end()) return it->second;
+  const TokenCount c = count_tokens(engine_.tokenizer(), text, limit_tokens);
+  if (c.exceeded) {
+    *over = true;
+    return c.tokens;
+  }
+  token_cache_.emplace(key, c.tokens);
+  return c.tokens;
 }
 
 FitCheck Conversation::check_fit(const Prompt& prompt, int64_t context_tokens, int max_tokens) {
@@ -95,6 +132,16 @@ FitCheck Conversation::check_fit(const Prompt& prompt, int64_t context_tokens, i
   return f;
 }
 
+namespace {
+
+// How far past the context a prompt is counted before it is called too large: far enough that the
+// message names a useful size, and a bound on the time a huge document costs.
+int64_t count_limit(int64_t context_tokens) {
+  return std::max<int64_t>(4 * context_tokens, context_tokens + (int64_t{1} << 16));
+}
+
+}  // namespace
+
 Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions& options, FitCheck& fit,
                                    std::string& packing) {
   return fitted(question, history_, options, fit, packing);
@@ -104,16 +151,70 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
                             FitCheck& fit, std::string& packing) {
   packing.clear();
   prompt_docs_ = &docs_;
-  Prompt p = build_prompt(engine_, format_, docs_, history, question, system_prompt_);
-  fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
-  if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
   const Tokenizer& tok = engine_.tokenizer();
-  auto count = [&](const std::string& text) { return static_cast<int64_t>(tok.encode(text, false, false).size()); };
-  // The documents' units and their tokens, counted once while the documents stay the same.
+  // The prompt is counted in pieces first and encoded whole only when it may fit, so a document
+  // many times the context costs memory and time in proportion to the context, not to the file.
+  Prompt p;
+  const std::vector<ChatMessage> messages = prompt_messages(format_, docs_, history, question, system_prompt_);
+  const int64_t reserve = answer_reserve(options.context_tokens, options.generate.max_tokens);
+  const int64_t limit = count_limit(options.context_tokens);
+  const bool special = format_ != ChatFormatKind::Plain;
+  // The messages' own text first: when it alone is far past the context, the prompt is not even
+  // rendered (another copy of the documents). Else the rendered prompt is counted.
+  TokenCount counted;
+  for (const ChatMessage& m : messages) {
+    const TokenCount c = count_tokens(tok, m.content, limit - counted.tokens, special);
+    counted.tokens += c.tokens;
+    counted.bytes_counted += c.bytes_counted;
+    if (c.exceeded) {
+      counted.exceeded = true;
+      break;
+    }
+  }
+  if (!counted.exceeded) {
+    p.text = render_chat(format_, messages, /*add_generation_prompt=*/true);
+    counted = count_tokens(tok, p.text, limit, special);
+  }
+  // Counted in pieces, a prompt may come out a token or two per piece above its whole encoding.
+  const int64_t slack = 2 * static_cast<int64_t>(p.text.size() / kCountPieceBytes) + 64;
+  if (!counted.exceeded && counted.tokens + reserve <= options.context_tokens + slack) {
+    p.tokens = encode_chat(engine_, format_, messages);
+    fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
+  } else {
+    fit = FitCheck{};
+    fit.fits = false;
+    fit.context_tokens = options.context_tokens;
+    fit.reserve_tokens = reserve;
+    fit.prompt_tokens = counted.tokens;
+    fit.counted_in_part = counted.exceeded;
+    int64_t doc_sum = 0;
+    for (const Document& d : docs_) {
+      bool over = false;
+      fit.document_tokens.push_back(document_tokens(d, limit, &over));
+      fit.documents_over.push_back(over);
+      doc_sum += fit.document_tokens.back();
+    }
+    fit.fixed_tokens = std::max<int64_t>(0, fit.prompt_tokens - doc_sum);
+  }
+  if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
+  // Counted in part, the rest of the prompt is measured without the documents.
+  if (fit.counted_in_part) {
+    std::vector<Document> bare = docs_;
+    for (Document& d : bare) d.sections.clear();
+    const std::string rest =
+        render_chat(format_, prompt_messages(format_, bare, history, question, system_prompt_), true);
+    fit.fixed_tokens = count_tokens(tok, rest, -1, format_ != ChatFormatKind::Plain).tokens;
+  }
+  // The documents' units and their tokens, counted once while the documents stay the same. A unit
+  // larger than all the room the documents could have can never be packed: its count stops there.
+  const int64_t unit_limit = fit.context_tokens - fit.reserve_tokens;
+  if (unit_limit <= 0) return p;
+  auto count = [&](const std::string& text) { return count_tokens(tok, text, unit_limit).tokens; };
   const std::string signature = documents_signature();
-  if (!packing_index_ || index_signature_ != signature) {
-    packing_index_ = std::make_unique<PackingIndex>(docs_, count);
-    index_signature_ = signature;
+  const std::string index_key = signature + "|" + std::to_string(unit_limit);
+  if (!packing_index_ || index_signature_ != index_key) {
+    packing_index_ = std::make_unique<PackingIndex>(docs_, count, unit_limit);
+    index_signature_ = index_key;
   }
   const PackingIndex& index = *packing_index_;
   const std::string pack_signature = signature + "|" + fit_mode_name(options.fit);

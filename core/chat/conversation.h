@@ -46,6 +46,11 @@ struct Prompt {
 // system text; "" when both are empty.
 std::string system_text(ChatFormatKind format, const std::vector<Document>& docs, const std::string& system_prompt);
 
+// The messages of system prompt + documents + history + question (the system turn first).
+std::vector<ChatMessage> prompt_messages(ChatFormatKind format, const std::vector<Document>& docs,
+                                         const std::vector<Turn>& history, const std::string& question,
+                                         const std::string& system_prompt = {});
+
 // The rendered prompt of system prompt + documents + history + question in the model's chat format.
 Prompt build_prompt(const Engine& engine, ChatFormatKind format, const std::vector<Document>& docs,
                     const std::vector<Turn>& history, const std::string& question,
@@ -60,6 +65,11 @@ struct FitCheck {
   int64_t reserve_tokens = 0;            // kept free for the answer
   int64_t fixed_tokens = 0;              // prompt tokens that are not documents (template, history, question)
   std::vector<int64_t> document_tokens;  // per document, as laid out in the prompt
+  // The prompt is far larger than the context and was counted only until that was clear (so a huge
+  // document costs memory and time in proportion to the context, not to its size): prompt_tokens
+  // and each document's count marked in documents_over are lower bounds ("more than N").
+  bool counted_in_part = false;
+  std::vector<bool> documents_over;  // per document: its count is a lower bound
   // One line for people: what does not fit and what to do.
   std::string message() const;
 };
@@ -169,6 +179,9 @@ class Conversation {
 
   // Tokens of a document as laid out (doc.tokens when set; else counted once and cached).
   int64_t document_tokens(const Document& doc);
+  // The same, counted only until it passes limit_tokens (then *over is set and the count is a
+  // lower bound; not cached).
+  int64_t document_tokens(const Document& doc, int64_t limit_tokens, bool* over);
 
   // The packing of the last prompt that needed one: what of each document went in, and whether it
   // was packed afresh. A follow-up keeps the last packing (so the documents' prefix, and its KV,

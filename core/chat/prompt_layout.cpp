@@ -41,6 +41,28 @@ std::string footer(const Document& doc) {
   return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + doc.title + "]";
 }
 
+// One document's layout appended to out, part by part (a long document is not held twice).
+void append_document(const Document& doc, const LayoutOptions& options, std::string& out) {
+  out += header(doc);
+  for (const Section& s : doc.sections) {
+    out += kPartSeparator;
+    out += layout_section(doc, s, options);
+  }
+  if (doc.truncated()) {
+    out += kPartSeparator;
+    out += doc.truncation_notice;
+  }
+  out += kPartSeparator;
+  out += footer(doc);
+}
+
+void append_documents(const std::vector<Document>& docs, const LayoutOptions& options, std::string& out) {
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (i > 0) out += kDocumentSeparator;
+    append_document(docs[i], options, out);
+  }
+}
+
 std::string join(const std::vector<std::string>& parts, const std::string& separator) {
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -70,14 +92,15 @@ std::vector<std::string> layout_parts(const Document& doc, const LayoutOptions& 
 }
 
 std::string layout_document(const Document& doc, const LayoutOptions& options) {
-  return join(layout_parts(doc, options), kPartSeparator);
+  std::string out;
+  append_document(doc, options, out);
+  return out;
 }
 
 std::string layout_documents(const std::vector<Document>& docs, const LayoutOptions& options) {
-  std::vector<std::string> all;
-  all.reserve(docs.size());
-  for (const Document& d : docs) all.push_back(layout_document(d, options));
-  return join(all, kDocumentSeparator);
+  std::string out;
+  append_documents(docs, options, out);
+  return out;
 }
 
 std::string citation_instruction(const std::vector<Document>& docs) {
@@ -111,8 +134,9 @@ std::string citation_instruction(const std::vector<Document>& docs) {
 
 std::string documents_system_text(const std::vector<Document>& docs, bool with_instruction) {
   if (!with_instruction) return layout_documents(docs);
-  return "Answer the question using the documents below. " + citation_instruction(docs) + "\n\n" +
-         layout_documents(docs);
+  std::string out = "Answer the question using the documents below. " + citation_instruction(docs) + "\n\n";
+  append_documents(docs, {}, out);
+  return out;
 }
 
 }  // namespace folio::chat

@@ -52,6 +52,9 @@ inline void require_file(const QFileInfo& info, const QString& path, const char*
                         QString("%1: is a folder, not %2; add it as a source folder").arg(shown(path), kind));
 }
 
+// load_pdf() without the worker process: Qt PDF in this process.
+Document load_pdf_in_process(const QString& path, const LoadOptions& options);
+
 inline void check_cancel(const LoadOptions& options, const QString& path) {
   if (options.cancel != nullptr && options.cancel->cancelled())
     throw DocumentError(DocumentProblem::Cancelled, path,
@@ -78,6 +81,42 @@ inline void append_line_sections(const QStringList& lines, const QString& file, 
     s.text = QString::fromStdString(c.text);
     out->push_back(std::move(s));
   }
+}
+
+// The same sections as append_line_sections(split_lines(text), ...), made in one pass over the
+// text without holding its lines apart (a text document of hundreds of MiB is held once as text
+// and once as sections, not five times). Returns the number of lines.
+inline int append_text_sections(const QString& text, const QString& file, const QString& language, int section_lines,
+                                QVector<Section>* out) {
+  const int step = section_lines > 0 ? section_lines : 200;
+  const qsizetype n = text.size();
+  int line = 0;  // lines completed so far
+  Section s;
+  auto flush = [&](int last_line) {
+    s.file = file;
+    s.language = language;
+    s.last_line = last_line;
+    out->push_back(std::move(s));
+    s = Section();
+  };
+  qsizetype start = 0;  // where the current line starts
+  for (qsizetype i = 0; i <= n; ++i) {
+    const bool end = i == n;
+    const QChar c = end ? QChar() : text[i];
+    if (!end && c != '\n' && c != '\r') continue;
+    if (end && start == n) break;  // a trailing newline does not start another line
+    if (s.text.isEmpty() && s.first_line == 0)
+      s.first_line = line + 1;
+    else
+      s.text += '\n';
+    s.text += QStringView(text).mid(start, i - start);
+    ++line;
+    if (line % step == 0) flush(line);
+    if (!end && c == '\r' && i + 1 < n && text[i + 1] == '\n') ++i;
+    start = i + 1;
+  }
+  if (s.first_line != 0) flush(line);
+  return line;
 }
 
 }  // namespace folio::docs::detail

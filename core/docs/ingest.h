@@ -26,6 +26,15 @@ struct LoadOptions {
   int64_t max_source_file_bytes = 1 << 20;  // source trees: larger files are skipped ("larger than 1 MiB")
   int max_line_length = 1000;           // source trees: a longer line marks a generated/minified file
   int64_t max_text_file_bytes = int64_t{256} << 20;  // a single text document larger than this is refused
+  // PDFs are read in a separate process when pdf_worker is set: that program (the app's or
+  // folio-cli's own binary) run as "PROGRAM --parse-pdf PATH" answers through run_pdf_worker(). A
+  // PDF built to make its reader hang or swell (a page tree nested thousands of levels deep, a
+  // content stream that inflates to gigabytes) then costs that process only: it is stopped past
+  // the time or memory limit, or on cancel, and the load fails saying which. "" = read in this
+  // process (the loader's own tests).
+  QString pdf_worker;
+  int64_t pdf_time_limit_ms = 0;                      // 0: 8 s + 4 s per MiB of the file, at most 300 s
+  int64_t pdf_memory_limit_bytes = int64_t{1} << 30;  // resident memory of the worker
 };
 
 // A file, a folder or a PDF by what it is: folder -> load_source_tree, %PDF header or .pdf ->
@@ -35,6 +44,12 @@ Document load_document(const QString& path, const LoadOptions& options = {});
 // A PDF: one section per page with text (page_index, page_label); pages without text are listed
 // in a notice; a PDF with no text at all fails with NoTextLayer.
 Document load_pdf(const QString& path, const LoadOptions& options = {});
+
+// The --parse-pdf mode of the app and folio-cli: reads the PDF at path in this process (the
+// password, if any, is the first line of stdin), writes the Document or the DocumentError to
+// stdout for load_pdf() in the parent, and progress to stderr. Returns the exit code (0 when an
+// answer was written, also for a DocumentError). Needs a QCoreApplication.
+int run_pdf_worker(const QString& path);
 
 // A text file (Markdown, source, plain text) in sections of options.section_lines lines.
 // Binary files (NUL bytes, mostly control bytes) fail with Binary.

@@ -2,6 +2,7 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QHash>
+#include <QImage>
 #include <QPdfDocument>
 #include <QPdfSelection>
 
@@ -58,9 +59,25 @@ bool ends_with_eof_marker(const QByteArray& bytes) {
   return bytes.right(tail).contains("%%EOF");
 }
 
+// Whether a page without text shows anything: rendered small, a scanned page or a picture leaves
+// non-white pixels; a blank page, or one whose content PDFium could not read, leaves none.
+bool page_shows_something(QPdfDocument& pdf, int page) {
+  const QImage image = pdf.render(page, QSize(48, 64)).convertToFormat(QImage::Format_ARGB32);
+  for (int y = 0; y < image.height(); ++y) {
+    const auto* row = reinterpret_cast<const QRgb*>(image.constScanLine(y));
+    for (int x = 0; x < image.width(); ++x)
+      if (qAlpha(row[x]) > 0 && (qRed(row[x]) < 240 || qGreen(row[x]) < 240 || qBlue(row[x]) < 240)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-Document load_pdf(const QString& path, const LoadOptions& options) {
+}  // namespace folio::docs
+
+namespace folio::docs::detail {
+
+Document load_pdf_in_process(const QString& path, const LoadOptions& options) {
   using detail::shown;
   const QFileInfo info(path);
   detail::require_file(info, path, "a PDF");
@@ -131,7 +148,8 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
   doc.content_hash = detail::sha256_hex(bytes);
   doc.page_count = n;
   QStringList labels;
-  QVector<int> without_text;
+  QVector<int> without_text;  // scanned images or pictures only
+  QVector<int> blank;         // nothing to see: blank, or content that could not be read
   detail::report(options, 0, n);
   for (int page = 0; page < n; ++page) {
     detail::check_cancel(options, path);
@@ -142,7 +160,10 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
     // there is no other way to read a page's text through Qt PDF.)
     QString text = clean_page_text(pdf.getAllText(page).text());
     if (text.trimmed().isEmpty()) {
-      without_text << page;
+      if (page_shows_something(pdf, page))
+        without_text << page;
+      else
+        blank << page;
     } else {
       Section s;
       s.text = std::move(text);
@@ -166,6 +187,13 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
                        .arg(labels.count(repeated))
                        .arg(n);
   }
+  if (doc.sections.isEmpty() && without_text.isEmpty())
+    throw DocumentError(DocumentProblem::Broken, path,
+                        QString("%1: none of its %2 page%3 shows anything readable (page%4 %5: blank, or content "
+                                "that could not be read); open it in a PDF viewer to check it, or get a fresh copy")
+                            .arg(shown(path))
+                            .arg(n)
+                            .arg(n == 1 ? "" : "s", blank.size() == 1 ? "" : "s", page_runs(blank, doc)));
   if (doc.sections.isEmpty())
     throw DocumentError(DocumentProblem::NoTextLayer, path,
                         QString("%1: no text layer on any of its %2 page%3 (it is probably scanned images); run OCR "
@@ -180,7 +208,15 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
                        .arg(without_text.size())
                        .arg(n)
                        .arg(without_text.size() == 1 ? "has" : "have");
+  if (!blank.isEmpty())
+    doc.notices << QString(
+                       "%1: page%2 %3 (%4 of %5) %6 nothing readable: blank, or content that could not be read "
+                       "(damaged); the rest of the PDF is included")
+                       .arg(info.fileName(), blank.size() == 1 ? "" : "s", page_runs(blank, doc))
+                       .arg(blank.size())
+                       .arg(n)
+                       .arg(blank.size() == 1 ? "shows" : "show");
   return doc;
 }
 
-}  // namespace folio::docs
+}  // namespace folio::docs::detail

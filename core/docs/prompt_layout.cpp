@@ -64,6 +64,17 @@ folio::chat::Document chat_document(const Document& doc) {
   return c;
 }
 
+folio::chat::Document chat_document(Document&& doc) {
+  folio::chat::Document c = chat_heading(doc);
+  c.sections.reserve(static_cast<size_t>(doc.sections.size()));
+  for (Section& s : doc.sections) {
+    c.sections.push_back(chat_section(doc, s));
+    s.text = QString();
+  }
+  doc.sections.clear();
+  return c;
+}
+
 std::vector<folio::chat::Document> chat_documents(const QVector<Document>& docs) {
   std::vector<folio::chat::Document> out;
   out.reserve(static_cast<size_t>(docs.size()));

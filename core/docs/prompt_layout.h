@@ -20,6 +20,9 @@ namespace folio::docs {
 
 // The document as core/chat lays it out (PDF sections carry the label they are cited by).
 folio::chat::Document chat_document(const Document& doc);
+// The same, letting go of each section's text as it is converted (a large document is not held
+// whole in both forms at once).
+folio::chat::Document chat_document(Document&& doc);
 std::vector<folio::chat::Document> chat_documents(const QVector<Document>& docs);
 
 struct LayoutOptions {

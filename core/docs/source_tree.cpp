@@ -5,7 +5,13 @@
 #include <QMap>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include "core/common/input_limits.h"
 #include "core/docs/docs_internal.h"
 #include "core/docs/gitignore.h"
 
@@ -18,6 +24,28 @@ struct Candidate {
   QString abs;
   int64_t size = 0;
 };
+
+// Why an entry that is neither a folder nor a regular file (after links) is left out, named by type.
+QString special_entry_reason(const QString& abs, SkipKind* kind) {
+  const QByteArray path = QFile::encodeName(abs);
+  struct stat st {};
+  *kind = SkipKind::Unreadable;
+  if (::stat(path.constData(), &st) != 0) {
+    const int err = errno;
+    struct stat lst {};
+    if (::lstat(path.constData(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+      *kind = SkipKind::Symlink;
+      return err == ELOOP ? QString("symbolic link loop (its links point back at each other)")
+                          : QString("broken symbolic link");
+    }
+    return QString("cannot be read (%1)").arg(QString::fromLocal8Bit(std::strerror(err)));
+  }
+  if (S_ISFIFO(st.st_mode)) return "a FIFO (named pipe), not a regular file";
+  if (S_ISCHR(st.st_mode)) return "a character device, not a regular file";
+  if (S_ISBLK(st.st_mode)) return "a block device, not a regular file";
+  if (S_ISSOCK(st.st_mode)) return "a socket, not a regular file";
+  return "not a regular file";
+}
 
 struct Walker {
   QString canonical_root;
@@ -41,6 +69,7 @@ struct Walker {
       if (f.open(QIODevice::ReadOnly))
         stack.add(parse_gitignore(QString::fromUtf8(f.readAll()), rel_prefix, rel_prefix + ".gitignore"));
     }
+    list_undecodable_names(dir_abs, rel_prefix);
     const QFileInfoList entries =
         QDir(dir_abs).entryInfoList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden | QDir::System, QDir::Name);
     for (const QFileInfo& e : entries) {
@@ -61,7 +90,8 @@ struct Walker {
       if (e.isSymLink()) {
         const QString target = e.canonicalFilePath();
         if (target.isEmpty()) {
-          skip(rel, SkipKind::Symlink, "broken symbolic link");
+          SkipKind kind = SkipKind::Symlink;
+          skip(rel, kind, special_entry_reason(e.filePath(), &kind));
           continue;
         }
         if (!inside_root(target)) {
@@ -80,9 +110,26 @@ struct Walker {
       } else if (e.isFile()) {
         files.push_back({rel, e.filePath(), e.size()});
       } else {
-        skip(rel, SkipKind::Unreadable, "not a regular file (device, socket or pipe)");
+        SkipKind kind = SkipKind::Unreadable;
+        const QString reason = special_entry_reason(e.filePath(), &kind);
+        skip(rel, kind, reason);
       }
     }
+  }
+
+  // A name that is not valid in the file-name encoding (UTF-8) cannot be held in a QString, so
+  // Qt's listing drops it: such names are read raw and listed as skipped, shown with \x escapes.
+  void list_undecodable_names(const QString& dir_abs, const QString& rel_prefix) {
+    DIR* dir = ::opendir(QFile::encodeName(dir_abs).constData());
+    if (dir == nullptr) return;
+    while (const dirent* ent = ::readdir(dir)) {
+      const QByteArray raw(ent->d_name);
+      if (raw == "." || raw == "..") continue;
+      if (QFile::encodeName(QFile::decodeName(raw)) == raw) continue;
+      skip(rel_prefix + QString::fromStdString(folio::printable_name(raw.toStdString())), SkipKind::Unreadable,
+           "its name is not valid UTF-8 (shown with \\x escapes); rename it to read it");
+    }
+    ::closedir(dir);
   }
 };
 

@@ -95,20 +95,25 @@ Document load_text_file(const QString& path, const LoadOptions& options) {
   if (!f.open(QIODevice::ReadOnly))
     throw DocumentError(DocumentProblem::Unreadable, path,
                         QString("%1: cannot be read (%2); check its permissions").arg(shown(path), f.errorString()));
-  const QByteArray bytes = f.readAll();
+  QByteArray bytes = f.readAll();
   if (f.error() != QFileDevice::NoError)
     throw DocumentError(DocumentProblem::Unreadable, path,
                         QString("%1: reading failed (%2); check the disk and try again").arg(shown(path), f.errorString()));
   if (bytes.isEmpty())
     throw DocumentError(DocumentProblem::Empty, path,
                         QString("%1: the file is empty; there is nothing to read").arg(shown(path)));
+  // The bytes are hashed and measured, then let go before the text is sectioned: a large document
+  // is held as text and as sections, never as bytes, lines and sections at once.
+  const QString hash = detail::sha256_hex(bytes);
+  const int64_t byte_count = bytes.size();
   DecodedText decoded = decode_text(bytes);
+  bytes = QByteArray();
   if (!decoded.ok)
     throw DocumentError(DocumentProblem::Binary, path,
                         QString("%1: not a text file (%2); add a PDF, a text or source file, or a folder of "
                                 "sources instead")
                             .arg(shown(path), decoded.reason));
-  if (decoded.text.trimmed().isEmpty())
+  if (std::all_of(decoded.text.cbegin(), decoded.text.cend(), [](QChar c) { return c.isSpace(); }))
     throw DocumentError(DocumentProblem::Empty, path,
                         QString("%1: the file holds only white space; there is nothing to read").arg(shown(path)));
 
@@ -116,18 +121,18 @@ Document load_text_file(const QString& path, const LoadOptions& options) {
   doc.path = path;
   doc.title = info.fileName();
   doc.kind = DocumentKind::Text;
-  doc.content_hash = detail::sha256_hex(bytes);
+  doc.content_hash = hash;
   doc.page_count = 1;
   doc.encoding = decoded.encoding;
-  const QStringList lines = split_lines(decoded.text);
   FileEntry entry;
   entry.path = info.fileName();
   entry.language = language_for_file(info.fileName());
-  entry.line_count = static_cast<int>(lines.size());
-  entry.bytes = bytes.size();
+  entry.bytes = byte_count;
   entry.encoding = decoded.encoding;
+  entry.line_count =
+      detail::append_text_sections(decoded.text, entry.path, entry.language, options.section_lines, &doc.sections);
+  decoded.text = QString();
   doc.files.push_back(entry);
-  detail::append_line_sections(lines, entry.path, entry.language, options.section_lines, &doc.sections);
   if (decoded.encoding == "Latin-1")
     doc.notices << QString("%1 is not valid UTF-8 and was read as Latin-1 (ISO 8859-1); if characters look wrong, "
                            "save it as UTF-8 and add it again")

@@ -16,8 +16,9 @@ namespace folio::docs {
 int64_t TokenCounter::count_text(const QString& text) const {
   if (text.isEmpty()) return 0;
   const QByteArray utf8 = text.toUtf8();
-  return static_cast<int64_t>(
-      tokenizer_.encode(std::string_view(utf8.constData(), static_cast<size_t>(utf8.size())), false, false).size());
+  // In pieces (folio::count_tokens): a long document costs the memory of one piece, not of its tokens.
+  return folio::count_tokens(tokenizer_, std::string_view(utf8.constData(), static_cast<size_t>(utf8.size())), -1)
+      .tokens;
 }
 
 int64_t TokenCounter::count(const Document& doc, const LayoutOptions& options) {
@@ -30,8 +31,8 @@ int64_t TokenCounter::count(const Document& doc, const LayoutOptions& options) {
     if (it != cache_.cend()) return it.value();
   }
   // Encode outside the lock: counting a long document takes a while and other threads may count others.
-  const auto n = static_cast<int64_t>(
-      tokenizer_.encode(std::string_view(utf8.constData(), static_cast<size_t>(utf8.size())), false, false).size());
+  const int64_t n =
+      folio::count_tokens(tokenizer_, std::string_view(utf8.constData(), static_cast<size_t>(utf8.size())), -1).tokens;
   std::lock_guard<std::mutex> lock(mutex_);
   cache_.insert(key, n);
   ++encodes_;

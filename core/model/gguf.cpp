@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 
 namespace folio {
 
@@ -32,11 +33,14 @@ class Reader {
     pos_ += sizeof(T);
     return v;
   }
-  std::string read_string(const char* what) {
+  std::string read_string(const char* what, uint64_t max_bytes = limits::kMaxGgufStringBytes) {
     const uint64_t len = read<uint64_t>(what);
     if (len > remaining())
       corrupt(path_, std::string(what) + " claims " + std::to_string(len) + " bytes but only " +
                          std::to_string(remaining()) + " remain");
+    if (len > max_bytes)
+      corrupt(path_, std::string(what) + " is " + std::to_string(len) + " bytes long, more than the " +
+                         std::to_string(max_bytes) + " Folio reads (real ones are far shorter)");
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
     return s;
@@ -87,7 +91,14 @@ void read_scalar(Reader& r, GgufType t, GgufValue& v, const std::string& key) {
   v.number = static_cast<double>(v.integer);
 }
 
-void read_value(Reader& r, GgufType t, GgufValue& v, const std::string& key, const std::string& path, int depth) {
+// Items of all arrays read so far (limits::kMaxGgufArrayItemsTotal).
+struct ArrayBudget {
+  uint64_t items = 0;
+};
+
+// `key` is the key as messages show it (printable_name).
+void read_value(Reader& r, GgufType t, GgufValue& v, const std::string& key, const std::string& path, int depth,
+                ArrayBudget& budget) {
   v.type = t;
   if (t != GgufType::Array) {
     read_scalar(r, t, v, key);
@@ -99,12 +110,21 @@ void read_value(Reader& r, GgufType t, GgufValue& v, const std::string& key, con
   v.count = r.read<uint64_t>(key.c_str());
   if (v.count > r.remaining() / scalar_size(v.element_type))
     corrupt(path, "key \"" + key + "\" claims " + std::to_string(v.count) + " items, more than the file holds");
+  // Bounded by what a model needs before anything is reserved: a sparse file can hold any count.
+  if (v.count > limits::kMaxGgufArrayItems)
+    corrupt(path, "key \"" + key + "\" holds an array of " + std::to_string(v.count) +
+                      " items; Folio reads arrays of at most " + std::to_string(limits::kMaxGgufArrayItems) +
+                      " (the largest real vocabularies have 262,144 tokens)");
+  budget.items += v.count;
+  if (budget.items > limits::kMaxGgufArrayItemsTotal)
+    corrupt(path, "the metadata arrays hold more than " + std::to_string(limits::kMaxGgufArrayItemsTotal) +
+                      " items together (at key \"" + key + "\"); a real model's hold far fewer");
   if (v.element_type == GgufType::Array && depth >= 2) corrupt(path, "key \"" + key + "\" nests arrays too deeply");
   if (v.element_type == GgufType::String) v.strings.reserve(static_cast<size_t>(v.count));
   else if (v.element_type != GgufType::Array) v.items.reserve(static_cast<size_t>(v.count));
   for (uint64_t i = 0; i < v.count; ++i) {
     GgufValue item;
-    read_value(r, v.element_type, item, key, path, depth + 1);
+    read_value(r, v.element_type, item, key, path, depth + 1, budget);
     if (v.element_type == GgufType::String) v.strings.push_back(std::move(item.text));
     else if (v.element_type != GgufType::Array) v.items.push_back(item.number);
   }
@@ -149,25 +169,27 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     corrupt(path, "absurd tensor count " + std::to_string(n_tensors));
   if (n_keys > kMaxKeys || n_keys > r.remaining() / 12) corrupt(path, "absurd metadata key count " + std::to_string(n_keys));
 
+  ArrayBudget budget;
   for (uint64_t k = 0; k < n_keys; ++k) {
-    std::string key = r.read_string("a metadata key");
+    std::string key = r.read_string("a metadata key", limits::kMaxGgufNameBytes);
     const uint32_t t = r.read<uint32_t>("a metadata type");
-    if (!valid_type(t)) corrupt(path, "key \"" + key + "\" has unknown type " + std::to_string(t));
+    if (!valid_type(t)) corrupt(path, "key \"" + printable_name(key) + "\" has unknown type " + std::to_string(t));
     GgufValue v;
-    read_value(r, static_cast<GgufType>(t), v, key, path, 0);
-    if (metadata_.count(key) != 0) corrupt(path, "metadata key \"" + key + "\" appears twice");
+    read_value(r, static_cast<GgufType>(t), v, printable_name(key), path, 0, budget);  // the key as messages show it
+    if (metadata_.count(key) != 0) corrupt(path, "metadata key \"" + printable_name(key) + "\" appears twice");
     metadata_[key] = std::move(v);
   }
 
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo info;
-    info.name = r.read_string("a tensor name");
+    info.name = r.read_string("a tensor name", limits::kMaxGgufNameBytes);
     const uint32_t n_dims = r.read<uint32_t>("a tensor's dimension count");
     if (n_dims == 0 || n_dims > kMaxDims)
-      corrupt(path, "tensor \"" + info.name + "\" has " + std::to_string(n_dims) + " dimensions");
+      corrupt(path, "tensor \"" + printable_name(info.name) + "\" has " + std::to_string(n_dims) + " dimensions");
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = r.read<uint64_t>("a tensor dimension");
-      if (dim == 0 || dim > (uint64_t{1} << 40)) corrupt(path, "tensor \"" + info.name + "\" has a bad dimension");
+      if (dim == 0 || dim > (uint64_t{1} << 40))
+        corrupt(path, "tensor \"" + printable_name(info.name) + "\" has a bad dimension");
       info.dims.push_back(static_cast<int64_t>(dim));
     }
     info.ggml_type = r.read<uint32_t>("a tensor type");
@@ -176,7 +198,8 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
       info.dtype = *dt;
       info.supported = true;
     }
-    if (tensor_index_.count(info.name) != 0) corrupt(path, "tensor \"" + info.name + "\" is listed twice");
+    if (tensor_index_.count(info.name) != 0)
+      corrupt(path, "tensor \"" + printable_name(info.name) + "\" is listed twice");
     tensor_index_[info.name] = tensors_.size();
     tensors_.push_back(std::move(info));
   }
@@ -193,16 +216,17 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     if (!t.supported) continue;  // an error only if the model needs it (the loader says which)
     uint64_t numel = 1;
     for (int64_t d : t.dims) {
-      if (numel > (uint64_t{1} << 50) / static_cast<uint64_t>(d)) corrupt(path, "tensor \"" + t.name + "\" is impossibly large");
+      if (numel > (uint64_t{1} << 50) / static_cast<uint64_t>(d))
+        corrupt(path, "tensor \"" + printable_name(t.name) + "\" is impossibly large");
       numel *= static_cast<uint64_t>(d);
     }
     const int64_t block = block_elements(t.dtype);
     if (t.dims[0] % block != 0)
-      corrupt(path, "tensor \"" + t.name + "\" has rows of " + std::to_string(t.dims[0]) + " values, not a multiple of " +
-                        std::to_string(block) + " for " + dtype_name(t.dtype));
+      corrupt(path, "tensor \"" + printable_name(t.name) + "\" has rows of " + std::to_string(t.dims[0]) +
+                        " values, not a multiple of " + std::to_string(block) + " for " + dtype_name(t.dtype));
     t.bytes = static_cast<size_t>(numel / static_cast<uint64_t>(block) * block_bytes(t.dtype));
     if (t.offset > data_size || t.bytes > data_size - t.offset)
-      corrupt(path, "tensor \"" + t.name + "\" runs past the end of the file (truncated download?)");
+      corrupt(path, "tensor \"" + printable_name(t.name) + "\" runs past the end of the file (truncated download?)");
     t.data = file_->data() + data_start + t.offset;
   }
 }

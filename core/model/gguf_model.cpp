@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 #include "core/model/gguf.h"
 
 namespace folio {
@@ -143,7 +144,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   else if (*arch_name == "phi3") c.arch = Architecture::Phi3;
   else
     throw Error(ErrorCode::UnsupportedModel,
-                f.path() + ": unsupported architecture \"" + *arch_name + "\"; " + kSupported);
+                f.path() + ": unsupported architecture \"" + printable_name(*arch_name) + "\"; " + kSupported);
   c.arch_label = "gguf " + *arch_name;
   const ArchKeys k(f, *arch_name);
   const Tensors tensors(f, *arch_name);
@@ -158,7 +159,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   if (k.integer("attention.value_length", c.head_dim, 1, kMax32) != c.head_dim)
     throw Error(ErrorCode::UnsupportedModel, f.path() + ": attention.value_length differs from attention.key_length, "
                                                  "which Folio does not support");
-  c.max_context = k.integer("context_length", 2048, 1, int64_t{1} << 40);
+  c.max_context = k.integer("context_length", 2048, 1, limits::kMaxModelContext);
   c.norm_eps = static_cast<float>(k.number("attention.layer_norm_rms_epsilon", 1e-5));
   if (!(c.norm_eps > 0.0f)) bad_config(f, "attention.layer_norm_rms_epsilon must be positive");
 
@@ -200,7 +201,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
     // llama.cpp: 0.1 ln(factor) + 1, times rope.scaling.attn_factor where given
     r.attention_factor = (factor > 1.0 ? 0.1 * std::log(factor) + 1.0 : 1.0) * (attn_factor > 0.0 ? attn_factor : 1.0);
   } else if (type != "none" && type != "linear") {
-    throw Error(ErrorCode::UnsupportedModel, f.path() + ": unsupported rope scaling \"" + type +
+    throw Error(ErrorCode::UnsupportedModel, f.path() + ": unsupported rope scaling \"" + printable_name(type) +
                                                  "\" (Folio reads none, linear and yarn from GGUF files)");
   }
   const size_t half = static_cast<size_t>(std::max(r.rotary_dim / 2, 0));

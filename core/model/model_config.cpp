@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 
 namespace folio {
 
@@ -36,18 +37,32 @@ namespace {
   throw Error(ErrorCode::BadConfig, source + ": " + what);
 }
 
-int64_t get_int(const json& j, const char* key, const std::string& source) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) bad(source, std::string("missing field \"") + key + "\"");
-  if (!it->is_number_integer()) bad(source, std::string("field \"") + key + "\" is not an integer");
-  return it->get<int64_t>();
+// An integer field, checked against the range of the type it is stored in before narrowing (a
+// hidden_size of 4294967360 is an error, not 64).
+int64_t checked_int(const json& v, const char* key, int64_t min, int64_t max, const std::string& source) {
+  if (!v.is_number_integer()) bad(source, std::string("field \"") + key + "\" is not an integer");
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    bad(source, std::string("field \"") + key + "\" is " + std::to_string(v.get<uint64_t>()) + ", more than " +
+                    std::to_string(max) + "; the file is damaged");
+  const int64_t x = v.get<int64_t>();
+  if (x < min || x > max)
+    bad(source, std::string("field \"") + key + "\" is " + std::to_string(x) + ", outside " + std::to_string(min) +
+                    ".." + std::to_string(max) + " (what Folio stores it in); the file is damaged");
+  return x;
 }
 
-int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& source) {
+int64_t get_int(const json& j, const char* key, const std::string& source, int64_t min = INT32_MIN,
+                int64_t max = INT32_MAX) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) bad(source, std::string("missing field \"") + key + "\"");
+  return checked_int(*it, key, min, max, source);
+}
+
+int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& source, int64_t min = INT32_MIN,
+                   int64_t max = INT32_MAX) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_number_integer()) bad(source, std::string("field \"") + key + "\" is not an integer");
-  return it->get<int64_t>();
+  return checked_int(*it, key, min, max, source);
 }
 
 double get_num_or(const json& j, const char* key, double fallback, const std::string& source) {
@@ -87,7 +102,7 @@ Architecture detect_architecture(const json& j, std::string* label, const std::s
   if (name == "Phi3ForCausalLM" || type == "phi3") return Architecture::Phi3;
   if (label->empty()) bad(source, "no \"architectures\" or \"model_type\" field: is this a model's config.json?");
   throw Error(ErrorCode::UnsupportedModel,
-              source + ": unsupported architecture \"" + *label +
+              source + ": unsupported architecture \"" + printable_name(*label) +
                   "\"; Folio runs Llama, Mistral, SmolLM2, Qwen2/2.5 and Phi-3/3.5 models");
 }
 
@@ -104,7 +119,8 @@ void parse_rope(const json& j, ModelConfig& cfg, const std::string& source) {
   double partial = get_num_or(j, "partial_rotary_factor", 1.0, source);
   if (params != nullptr) partial = get_num_or(*params, "partial_rotary_factor", partial, source);
   r.rotary_dim = static_cast<int>(cfg.head_dim * partial);
-  r.original_context = get_int_or(j, "original_max_position_embeddings", 0, source);
+  r.original_context =
+      get_int_or(j, "original_max_position_embeddings", 0, source, INT32_MIN, limits::kMaxModelContext);
   if (params == nullptr) return;
 
   std::string type;
@@ -112,7 +128,8 @@ void parse_rope(const json& j, ModelConfig& cfg, const std::string& source) {
   if (auto it = params->find("type"); type.empty() && it != params->end() && it->is_string()) type = it->get<std::string>();
   if (type.empty() || type == "default") return;
   r.factor = get_num_or(*params, "factor", 1.0, source);
-  r.original_context = get_int_or(*params, "original_max_position_embeddings", r.original_context, source);
+  r.original_context = get_int_or(*params, "original_max_position_embeddings", r.original_context, source, INT32_MIN,
+                                  limits::kMaxModelContext);
   r.attention_factor = get_num_or(*params, "attention_factor", 0.0, source);
   if (type == "linear") {
     r.scaling = RopeScaling::Linear;
@@ -150,14 +167,15 @@ void parse_rope(const json& j, ModelConfig& cfg, const std::string& source) {
         r.attention_factor = get_mscale(r.factor, 1.0);
     }
   } else {
-    throw Error(ErrorCode::UnsupportedModel,
-                source + ": unsupported rope scaling \"" + type + "\" (Folio supports linear, llama3, longrope, yarn)");
+    throw Error(ErrorCode::UnsupportedModel, source + ": unsupported rope scaling \"" + printable_name(type) +
+                                                 "\" (Folio supports linear, llama3, longrope, yarn)");
   }
 }
 
 }  // namespace
 
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& source) {
+  limits::check_json_bounds(json_text, limits::kModelConfig, source, ErrorCode::BadConfig);
   json j;
   try {
     j = json::parse(json_text);
@@ -175,17 +193,19 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   cfg.n_kv_heads = static_cast<int32_t>(get_int_or(j, "num_key_value_heads", cfg.n_heads, source));
   if (cfg.n_heads <= 0) bad(source, "num_attention_heads must be positive");
   cfg.head_dim = static_cast<int32_t>(get_int_or(j, "head_dim", cfg.hidden / cfg.n_heads, source));
-  cfg.max_context = get_int_or(j, "max_position_embeddings", 2048, source);
+  cfg.max_context = get_int_or(j, "max_position_embeddings", 2048, source, INT32_MIN, limits::kMaxModelContext);
   cfg.norm_eps = static_cast<float>(get_num_or(j, "rms_norm_eps", 1e-5, source));
   cfg.tied_embeddings = get_bool_or(j, "tie_word_embeddings", false);
   cfg.qkv_bias = cfg.arch == Architecture::Qwen2 || get_bool_or(j, "attention_bias", false);
   if (get_bool_or(j, "mlp_bias", false)) throw Error(ErrorCode::UnsupportedModel, source + ": mlp_bias is not supported");
   cfg.bos_id = static_cast<int32_t>(get_int_or(j, "bos_token_id", -1, source));
   if (auto it = j.find("eos_token_id"); it != j.end()) {
-    if (it->is_number_integer()) cfg.eos_ids.push_back(it->get<int32_t>());
+    if (it->is_number_integer())
+      cfg.eos_ids.push_back(static_cast<int32_t>(checked_int(*it, "eos_token_id", INT32_MIN, INT32_MAX, source)));
     if (it->is_array())
       for (const auto& v : *it)
-        if (v.is_number_integer()) cfg.eos_ids.push_back(v.get<int32_t>());
+        if (v.is_number_integer())
+          cfg.eos_ids.push_back(static_cast<int32_t>(checked_int(v, "eos_token_id", INT32_MIN, INT32_MAX, source)));
   }
   parse_rope(j, cfg, source);
   validate_config(cfg, source);

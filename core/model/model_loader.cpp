@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 #include "core/model/gguf_model.h"
 #include "core/model/llama2c.h"
 #include "core/model/safetensors.h"
@@ -77,8 +78,10 @@ std::vector<std::string> shard_files(const fs::path& dir) {
   fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
     nlohmann::json j;
+    const std::string index_text = read_text_file(index.string());
+    limits::check_json_bounds(index_text, limits::kSafetensorsIndex, index.string(), ErrorCode::BadModelFile);
     try {
-      j = nlohmann::json::parse(read_text_file(index.string()));
+      j = nlohmann::json::parse(index_text);
     } catch (const nlohmann::json::exception&) {
       throw Error(ErrorCode::BadModelFile, index.string() + " is not valid JSON");
     }
@@ -165,8 +168,11 @@ std::unique_ptr<LoadedModel> load_safetensors_model(const fs::path& dir, const L
   if (fs::exists(dir / "tokenizer.model")) model->tokenizer_path = (dir / "tokenizer.model").string();
   else if (fs::exists(dir / "tokenizer.json")) model->tokenizer_path = (dir / "tokenizer.json").string();
   if (fs::exists(dir / "tokenizer_config.json")) {
+    const std::string tc_path = (dir / "tokenizer_config.json").string();
+    const std::string tc_text = read_text_file(tc_path);
+    limits::check_json_bounds(tc_text, limits::kTokenizerConfig, tc_path, ErrorCode::BadTokenizer);
     try {
-      auto tc = nlohmann::json::parse(read_text_file((dir / "tokenizer_config.json").string()));
+      auto tc = nlohmann::json::parse(tc_text);
       if (tc.contains("chat_template") && tc["chat_template"].is_string())
         model->chat_template = tc["chat_template"].get<std::string>();
     } catch (const nlohmann::json::exception&) {

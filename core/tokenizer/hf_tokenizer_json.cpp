@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/common/error.h"
+#include "core/common/input_limits.h"
 #include "core/common/mapped_file.h"
 #include "core/tokenizer/bpe_tokenizer.h"
 
@@ -124,7 +125,8 @@ int32_t template_bos(const json& pp) {
   return id >= 0 && id < kMaxTokenId ? static_cast<int32_t>(id) : -1;
 }
 
-json parse_json(std::string_view text, const std::string& source) {
+json parse_json(std::string_view text, const std::string& source, const limits::JsonLimits& bounds) {
+  limits::check_json_bounds(text, bounds, source, ErrorCode::BadTokenizer);
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) bad(source, "the file is not valid JSON (truncated or damaged?)");
   return j;
@@ -132,7 +134,7 @@ json parse_json(std::string_view text, const std::string& source) {
 
 std::unique_ptr<BpeTokenizer> parse(std::string_view json_text, const std::string& source,
                                     std::string_view config_text, const std::string& config_source) {
-  const json root = parse_json(json_text, source);
+  const json root = parse_json(json_text, source, limits::kTokenizerJson);
   if (!root.is_object()) bad(source, "the file is not a tokenizer.json (its top level is not an object)");
 
   auto model_it = root.find("model");
@@ -238,7 +240,7 @@ std::unique_ptr<BpeTokenizer> parse(std::string_view json_text, const std::strin
   vocab.bos_id = template_bos(root.contains("post_processor") ? root["post_processor"] : json());
   vocab.add_bos = vocab.bos_id >= 0;
   if (!config_text.empty()) {
-    const json config = parse_json(config_text, config_source);
+    const json config = parse_json(config_text, config_source, limits::kTokenizerConfig);
     if (!config.is_object()) bad(config_source, "the file is not a tokenizer_config.json (not an object)");
     if (vocab.bos_id < 0) {
       if (auto b = config.find("bos_token"); b != config.end()) vocab.bos_id = find_id(token_text(*b));

@@ -96,6 +96,35 @@ std::string StreamDecoder::flush() {
   return out;
 }
 
+size_t count_piece_length(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes || max_bytes < 8) return text.size();
+  // A cut in the second half of the window keeps pieces large; after a newline first (where BPE
+  // pre-tokenizers and SentencePiece lose least), else before a space (a word keeps its space).
+  const size_t half = max_bytes / 2;
+  if (const size_t nl = text.rfind('\n', max_bytes - 1); nl != std::string_view::npos && nl >= half) return nl + 1;
+  if (const size_t sp = text.substr(0, max_bytes).find_last_of(" \t"); sp != std::string_view::npos && sp >= half)
+    return sp;
+  size_t cut = max_bytes;  // between UTF-8 characters: never before a continuation byte
+  while (cut > half && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return cut;
+}
+
+TokenCount count_tokens(const Tokenizer& tokenizer, std::string_view text, int64_t limit_tokens, bool parse_special) {
+  TokenCount c;
+  while (!text.empty()) {
+    const size_t n = count_piece_length(text);
+    c.tokens += static_cast<int64_t>(tokenizer.encode(text.substr(0, n), false, parse_special).size());
+    c.bytes_counted += n;
+    text.remove_prefix(n);
+    if (limit_tokens >= 0 && c.tokens > limit_tokens && !text.empty()) {
+      c.exceeded = true;
+      break;
+    }
+  }
+  if (limit_tokens >= 0 && c.tokens > limit_tokens) c.exceeded = true;
+  return c;
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))

@@ -55,6 +55,26 @@ class StreamDecoder {
   std::string pending_;
 };
 
+// Counting the tokens of a long text without holding them all: the text is encoded in pieces of at
+// most kCountPieceBytes (cut after a newline, else before a space, else between UTF-8 characters),
+// so memory stays that of one piece whatever the text's size, and counting stops as soon as the
+// count passes limit_tokens, so time is bounded by the limit, not by the text. A text of at most
+// one piece is counted exactly; a longer one may count a token or two more per piece than encoding
+// it whole (BPE merges and SentencePiece's leading space do not cross a cut).
+inline constexpr size_t kCountPieceBytes = size_t{32} << 10;
+
+struct TokenCount {
+  int64_t tokens = 0;        // tokens counted; when exceeded, more than limit_tokens and a lower bound
+  bool exceeded = false;     // counting stopped early: the text has more than limit_tokens tokens
+  size_t bytes_counted = 0;  // bytes of the text counted (all of it unless exceeded)
+};
+// limit_tokens < 0: no limit (memory stays bounded, time grows with the text).
+TokenCount count_tokens(const Tokenizer& tokenizer, std::string_view text, int64_t limit_tokens,
+                        bool parse_special = false);
+// Where count_tokens() cuts: the length of the first piece of text (all of it when it is at most
+// max_bytes long).
+size_t count_piece_length(std::string_view text, size_t max_bytes = kCountPieceBytes);
+
 // Loads a tokenizer from a file: a SentencePiece .model, a llama2.c tokenizer.bin (rebuilt in
 // memory as a SentencePiece BPE model), a GGUF file's vocabulary (SentencePiece or byte-level BPE)
 // or a HF tokenizer.json (byte-level BPE). Throws Error(FileNotFound / BadTokenizer).
