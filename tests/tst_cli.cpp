@@ -402,6 +402,9 @@ class TestCli : public QObject {
     QCOMPARE(u.code, 2);
     QVERIFY2(u.err.contains("--sources goes with --ask and --file or --dir"), qPrintable(u.describe()));
 
+#ifdef __SANITIZE_ADDRESS__
+    QSKIP("a SmolLM2 answer takes over the 60 s limit under ASan; the release suite runs it");
+#endif
     QString smol = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
     if (smol.isEmpty())
       smol = (qEnvironmentVariableIsSet("XDG_CACHE_HOME") ? qEnvironmentVariable("XDG_CACHE_HOME")

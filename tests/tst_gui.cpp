@@ -864,6 +864,9 @@ class TstGui : public QObject {
 
   void demo_questions_are_answered_right_at_the_defaults() {
     // The default model at the default settings, through the window, as a new user meets it.
+#ifdef __SANITIZE_ADDRESS__
+    QSKIP("three SmolLM2 answers take over the 300 s test limit under ASan; the release suite runs it");
+#endif
     const QString smol = default_model_path();
     if (!smol.endsWith(".gguf") || !QFile::exists(smol))
       QSKIP("SmolLM2-135M-Instruct is not in the cache; run python3 tools/fetch_model.py");
