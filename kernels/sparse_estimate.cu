@@ -172,31 +172,7 @@ __device__ __forceinline__ void load_k_tile(__nv_bfloat16* dst, const bf16* head
   }
 }
 
-// Scores of the warp's 16 query rows (of 64 in sQ) against the 64 keys in sK, mma.sync m16n8k16:
-// sc[nb][e] is row warp * 16 + lane / 4 + 8 * (e / 2), key nb * 8 + (lane % 4) * 2 + (e & 1).
-template <int HD>
-__device__ __forceinline__ void tile_scores(const __nv_bfloat16* sQ, const __nv_bfloat16* sK, int warp, int lane,
-                                            float (&sc)[kKeyTile / 8][4]) {
-  constexpr int S = FusedSmem<HD>::kStride;
-#pragma unroll
-  for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk) {
-    uint32_t qa[4];
-    ldmatrix_x4(qa, sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
-#pragma unroll
-    for (int nb = 0; nb < kKeyTile / 16; ++nb) {
-      uint32_t b[4];
-      const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
-      const int c = kk * 16 + ((lane / 8) % 2) * 8;
-      ldmatrix_x4(b, sK + key * S + c);
-      mma_bf16(sc[2 * nb], qa, b[0], b[1]);
-      mma_bf16(sc[2 * nb + 1], qa, b[2], b[3]);
-    }
-  }
-}
-
-// The same with the warp's query fragments held in registers (loaded once by load_q_frags).
+// The warp's query fragments (mma A layout) for its 16 rows of sQ, loaded once per kernel.
 template <int HD>
 __device__ __forceinline__ void load_q_frags(const __nv_bfloat16* sQ, int warp, int lane, uint32_t (&qa)[HD / 16][4]) {
   constexpr int S = FusedSmem<HD>::kStride;
@@ -204,6 +180,8 @@ __device__ __forceinline__ void load_q_frags(const __nv_bfloat16* sQ, int warp, 
   for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qa[kk], sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
 }
 
+// Scores of the warp's 16 query rows against the 64 keys in sK, mma.sync m16n8k16:
+// sc[nb][e] is row warp * 16 + lane / 4 + 8 * (e / 2), key nb * 8 + (lane % 4) * 2 + (e & 1).
 template <int HD>
 __device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], const __nv_bfloat16* sK, int lane,
                                               float (&sc)[kKeyTile / 8][4]) {
@@ -281,6 +259,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     for (int e = 0; e < 2; ++e) lse_row[e] = a.lse2[h * kFusedRows + r_lo + 8 * e];
   }
 
+  uint32_t qa[HD / 16][4];
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t & 1;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
@@ -288,8 +267,9 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
+    if (t == 0) load_q_frags<HD>(sQ, warp, lane, qa);
     float sc[kKeyTile / 8][4];
-    tile_scores<HD>(sQ, sK(buf), warp, lane, sc);
+    tile_scores_q<HD>(qa, sK(buf), lane, sc);
     // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
 #pragma unroll
     for (int nb = 0; nb < kKeyTile / 8; ++nb)
