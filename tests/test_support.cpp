@@ -43,6 +43,21 @@ std::string shared_models() { return env_or("FOLIO_SHARED_MODELS", source_dir() 
 std::string bin_dir() { return env_or("FOLIO_BIN_DIR", "."); }
 bool exists(const std::string& path) { return std::filesystem::exists(path); }
 
+QByteArray assemble_pdf(const QVector<QByteArray>& objects, const QByteArray& header, const QByteArray& trailer_extra) {
+  QByteArray pdf = header;
+  QVector<qsizetype> offsets;
+  for (int i = 0; i < objects.size(); ++i) {
+    offsets << pdf.size();
+    pdf += QByteArray::number(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const qsizetype xref = pdf.size();
+  pdf += "xref\n0 " + QByteArray::number(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (qsizetype off : offsets) pdf += QByteArray::number(off).rightJustified(10, '0') + " 00000 n \n";
+  pdf += "trailer\n<< /Size " + QByteArray::number(objects.size() + 1) + " /Root 1 0 R" + trailer_extra +
+         " >>\nstartxref\n" + QByteArray::number(xref) + "\n%%EOF\n";
+  return pdf;
+}
+
 // A PDF written by hand: one page per text (Helvetica), optional extra catalog entries (e.g.
 // /PageLabels), and optionally encrypted with the standard security handler (revision 2, 40-bit
 // RC4: PDF 1.7 section 7.6.3, algorithms 2, 3 and 4) under a user password.
@@ -96,19 +111,10 @@ QByteArray make_pdf(const QStringList& page_texts, const QByteArray& catalog_ext
   if (encrypt)
     objects[encrypt_obj - 1] = "<< /Filter /Standard /V 1 /R 2 /O <" + o_entry.toHex() + "> /U <" + u_entry.toHex() +
                                "> /P " + QByteArray::number(permissions) + " >>";
-  QByteArray pdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
-  QVector<qsizetype> offsets;
-  for (int i = 0; i < objects.size(); ++i) {
-    offsets << pdf.size();
-    pdf += QByteArray::number(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const qsizetype xref = pdf.size();
-  pdf += "xref\n0 " + QByteArray::number(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (qsizetype off : offsets) pdf += QByteArray::number(off).rightJustified(10, '0') + " 00000 n \n";
-  pdf += "trailer\n<< /Size " + QByteArray::number(objects.size() + 1) + " /Root 1 0 R";
-  if (encrypt) pdf += " /Encrypt " + QByteArray::number(encrypt_obj) + " 0 R";
-  pdf += " /ID [<" + id0.toHex() + "> <" + id0.toHex() + ">] >>\nstartxref\n" + QByteArray::number(xref) + "\n%%EOF\n";
-  return pdf;
+  QByteArray trailer;
+  if (encrypt) trailer += " /Encrypt " + QByteArray::number(encrypt_obj) + " 0 R";
+  trailer += " /ID [<" + id0.toHex() + "> <" + id0.toHex() + ">]";
+  return assemble_pdf(objects, "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n", trailer);
 }
 
 }  // namespace folio::test

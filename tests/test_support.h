@@ -4,6 +4,7 @@
 #include <QByteArray>
 #include <QString>
 #include <QStringList>
+#include <QVector>
 #include <QtTest>
 #include <string>
 
@@ -16,6 +17,10 @@ bool exists(const std::string& path);
 
 // A PDF written by hand: one page per text (Helvetica), optional extra catalog entries (e.g.
 // /PageLabels), and optionally encrypted (standard security handler, RC4 40-bit) under a user password.
+// A PDF file from its objects (numbered from 1; object 1 the catalog): header, bodies, the xref
+// table and the trailer, with trailer_extra added to the trailer dictionary.
+QByteArray assemble_pdf(const QVector<QByteArray>& objects, const QByteArray& header = "%PDF-1.4\n",
+                        const QByteArray& trailer_extra = {});
 QByteArray make_pdf(const QStringList& page_texts, const QByteArray& catalog_extra = {},
                     const QByteArray& user_password = {});
 

@@ -180,18 +180,7 @@ QByteArray nested_page_tree_pdf(int depth) {
   }
   objects[3] = "<< /Type /Page /Parent " + QByteArray::number(first + depth - 1) +
                " 0 R /MediaBox [0 0 612 792] /Contents 3 0 R /Resources << /Font << /F1 2 0 R >> >> >>";
-  QByteArray pdf = "%PDF-1.4\n";
-  QVector<qsizetype> offsets;
-  for (int i = 0; i < objects.size(); ++i) {
-    offsets << pdf.size();
-    pdf += QByteArray::number(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const qsizetype xref = pdf.size();
-  pdf += "xref\n0 " + QByteArray::number(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (qsizetype off : offsets) pdf += QByteArray::number(off).rightJustified(10, '0') + " 00000 n \n";
-  pdf += "trailer\n<< /Size " + QByteArray::number(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
-         QByteArray::number(xref) + "\n%%EOF\n";
-  return pdf;
+  return folio::test::assemble_pdf(objects);
 }
 
 folio::docs::LoadOptions guarded() {

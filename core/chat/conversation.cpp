@@ -160,7 +160,7 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   const int64_t limit = count_limit(options.context_tokens);
   const bool special = format_ != ChatFormatKind::Plain;
   // The messages' own text first: when it alone is far past the context, the prompt is not even
-  // rendered (another copy of the documents). Else the rendered prompt is counted.
+  // rendered (another copy of the documents).
   TokenCount counted;
   for (const ChatMessage& m : messages) {
     const TokenCount c = count_tokens(tok, m.content, limit - counted.tokens, special);
@@ -171,13 +171,20 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
       break;
     }
   }
+  bool encode = false;
   if (!counted.exceeded) {
     p.text = render_chat(format_, messages, /*add_generation_prompt=*/true);
-    counted = count_tokens(tok, p.text, limit, special);
+    // Counted in pieces, a prompt may come out a token or two per piece above its whole encoding.
+    const int64_t slack = 2 * static_cast<int64_t>(p.text.size() / kCountPieceBytes) + 64;
+    // Messages that may fit bound the prompt: it is encoded whole (its exact count comes with it)
+    // without being counted again. Else the rendered prompt is counted for the message.
+    encode = counted.tokens + reserve <= options.context_tokens + slack;
+    if (!encode) {
+      counted = count_tokens(tok, p.text, limit, special);
+      encode = !counted.exceeded && counted.tokens + reserve <= options.context_tokens + slack;
+    }
   }
-  // Counted in pieces, a prompt may come out a token or two per piece above its whole encoding.
-  const int64_t slack = 2 * static_cast<int64_t>(p.text.size() / kCountPieceBytes) + 64;
-  if (!counted.exceeded && counted.tokens + reserve <= options.context_tokens + slack) {
+  if (encode) {
     p.tokens = encode_chat(engine_, format_, messages);
     fit = check_fit(p, options.context_tokens, options.generate.max_tokens);
   } else {

@@ -54,8 +54,16 @@ namespace folio {
 
 namespace {
 
-// Length of the valid UTF-8 sequence at s[i] (1-4), or 0.
-size_t utf8_length(std::string_view s, size_t i) {
+void append_hex(unsigned char c, std::string& out) {
+  static const char* const kHex = "0123456789ABCDEF";
+  out += "\\x";
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
+
+}  // namespace
+
+size_t utf8_sequence_length(std::string_view s, size_t i) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = b(i);
   if (c < 0x80) return 1;
@@ -83,15 +91,6 @@ size_t utf8_length(std::string_view s, size_t i) {
   return len;
 }
 
-void append_hex(unsigned char c, std::string& out) {
-  static const char* const kHex = "0123456789ABCDEF";
-  out += "\\x";
-  out += kHex[c >> 4];
-  out += kHex[c & 15];
-}
-
-}  // namespace
-
 std::string printable_name(std::string_view name, size_t max_bytes) {
   std::string out;
   size_t i = 0;
@@ -101,7 +100,7 @@ std::string printable_name(std::string_view name, size_t max_bytes) {
       break;
     }
     const auto c = static_cast<unsigned char>(name[i]);
-    const size_t len = utf8_length(name, i);
+    const size_t len = utf8_sequence_length(name, i);
     if (len == 0 || c < 0x20 || c == 0x7F) {
       append_hex(c, out);
       ++i;

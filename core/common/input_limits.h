@@ -73,4 +73,8 @@ namespace folio {
 // longer than max_bytes is cut with "...". A terminal never receives an escape sequence or a NUL.
 std::string printable_name(std::string_view name, size_t max_bytes = 200);
 
+// Length (1-4) of the valid UTF-8 sequence at s[i], or 0 where none starts there (a stray or
+// truncated byte, an overlong form, a surrogate, past U+10FFFF).
+size_t utf8_sequence_length(std::string_view s, size_t i);
+
 }  // namespace folio
