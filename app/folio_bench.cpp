@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <cctype>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,7 +27,8 @@
 namespace {
 
 const char* kUsage =
-    "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16] [--random-weights])\n"
+    "usage: folio-bench (--model PATH | --shape NAME [--dtype f32|bf16|f16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k] [--random-weights])\n"
+    "                   [--gpu-weights blocks|bf16]   (quantized weights kept in their blocks on the GPU, or bf16)\n"
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
@@ -103,6 +106,11 @@ int main(int argc, char** argv) {
       } else if (a == "--model") eo.model_path = args.value(a);
       else if (a == "--shape") shape = args.value(a);
       else if (a == "--dtype") dtype_name = args.value(a);
+      else if (a == "--gpu-weights") {
+        const std::string v = args.value(a);
+        if (v != "blocks" && v != "bf16") throw folio::cli::UsageError("--gpu-weights takes blocks or bf16");
+        eo.gpu_quantized_weights = v == "blocks";
+      }
       else if (a == "--prompt-tokens" || a == "--lengths") lengths = parse_list(args.value(a));
       else if (a == "--random-weights") random_weights = true;
       else if (a == "--attention-only") attention_only = true;
@@ -184,14 +192,23 @@ int main(int argc, char** argv) {
     std::unique_ptr<folio::Engine> engine;
     std::string model_label;
     if (!shape.empty()) {
-      folio::DType dt = dtype_name == "f32" ? folio::DType::F32
-                        : dtype_name == "f16" ? folio::DType::F16
-                        : dtype_name == "bf16" ? folio::DType::BF16
-                                               : throw folio::cli::UsageError("--dtype takes f32, bf16 or f16");
-      // big shapes on the GPU: the weights are made there (seeded), not on the host
+      std::optional<folio::DType> parsed;
+      for (folio::DType t : {folio::DType::F32, folio::DType::F16, folio::DType::BF16, folio::DType::Q8_0,
+                             folio::DType::Q4_0, folio::DType::Q4_1, folio::DType::Q4_K, folio::DType::Q5_K,
+                             folio::DType::Q6_K}) {
+        std::string n = folio::dtype_name(t);
+        for (char& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (n == dtype_name) parsed = t;
+      }
+      if (!parsed) throw folio::cli::UsageError("--dtype takes f32, bf16, f16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k");
+      const folio::DType dt = *parsed;
+      // big shapes on the GPU: the weights are made there (seeded), not on the host; quantized types
+      // become random blocks there
       const bool on_device = eo.backend == folio::BackendKind::Cuda;
-      std::shared_ptr<folio::LoadedModel> model =
-          folio::make_random_model(folio::named_model_shape(shape), on_device ? folio::DType::BF16 : dt, 1234, on_device);
+      if (folio::is_quantized(dt) && !on_device)
+        throw folio::cli::UsageError("random quantized weights (--dtype " + dtype_name + ") are made on the GPU only");
+      std::shared_ptr<folio::LoadedModel> model = folio::make_random_model(
+          folio::named_model_shape(shape), on_device && !folio::is_quantized(dt) ? folio::DType::BF16 : dt, 1234, on_device);
       engine = folio::Engine::create(std::move(model), nullptr, eo);
       model_label = "random " + shape + " (" + dtype_name + ")";
     } else {
@@ -277,6 +294,8 @@ int main(int argc, char** argv) {
       flat["shape"] = shape.empty() ? eo.model_path : shape;
       flat["backend"] = eo.backend == folio::BackendKind::Cuda ? "cuda" : "cpu";
       flat["attention"] = attention;
+      flat["dtype"] = dtype_name;
+      flat["gpu_weights"] = eo.gpu_quantized_weights ? "blocks" : "bf16";
       flat["n_prompt"] = len;
       flat["chunk"] = last.prefill_chunk;
       flat["ttft_ms"] = median(ttft);

@@ -130,6 +130,8 @@ const char* kOptionHelp =
     "                        context are packed here as --fit says)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
+    "  --gpu-weights KIND    blocks (default): quantized GGUF weights stay quantized on the GPU; bf16:\n"
+    "                        expand them at load (more memory)\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
     "  --sparse-config FILE  per-head sparse patterns (folio-sparse search); default: the model's\n"
     "  --metrics-json FILE   write the run's metrics (TTFT, rates, memory) as JSON\n"
@@ -264,6 +266,11 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
+    else if (a == "--gpu-weights") {
+      const std::string v = args.value(a);
+      if (v != "blocks" && v != "bf16") throw folio::cli::UsageError("--gpu-weights takes blocks or bf16");
+      o.engine.gpu_quantized_weights = v == "blocks";
+    }
     else if (a == "--url") o.remote_url = args.value(a);
     else if (a == "--api-key") o.api_key = args.value(a);
     else if (a == "--remote-model") o.remote_model = args.value(a);

@@ -14,6 +14,7 @@
 #include "kernels/cuda_util.h"
 #include "kernels/gemm.h"
 #include "kernels/memory_plan.h"
+#include "kernels/quant_ops.h"
 #include "kernels/sparse_estimate.h"
 
 namespace folio {
@@ -63,8 +64,22 @@ class CudaKvCache final : public KvCache {
   cuda::Arena arena_, sparse_arena_;
 };
 
+// A weight matrix on the device: bf16 (cuBLASLt directly), or row segments each in its stored GGUF
+// blocks (a float segment beside quantized ones as bf16 rows): GEMV for one token, else expanded
+// into a bf16 scratch before the GEMM.
+struct DeviceMatrix {
+  struct Part {
+    DType dtype = DType::BF16;
+    int64_t rows = 0;
+    void* data = nullptr;
+  };
+  bf16* dense = nullptr;
+  std::vector<Part> parts;
+  int64_t rows = 0, cols = 0;
+};
+
 struct DeviceLayer {
-  bf16 *wqkv = nullptr, *wo = nullptr, *wgu = nullptr, *wdown = nullptr;
+  DeviceMatrix wqkv, wo, wgu, wdown;
   float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
 };
 
@@ -90,10 +105,11 @@ class CudaBackend final : public Backend {
     FOLIO_CUDA_CHECK(cudaFree(nullptr));  // create the context so free memory is what we can use
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const MemoryPlan plan = plan_memory(c, context, chunk_);
+    native_ = o.quantized_weights ? &model_->weights : nullptr;
+    const MemoryPlan plan = plan_memory(c, context, chunk_, native_);
     const size_t available = available_bytes(free_b, 0);
     if (plan.total() > available) {
-      const int64_t fits = largest_context(c, chunk_, available);
+      const int64_t fits = largest_context(c, chunk_, available, native_);
       std::string msg = where() + " cannot hold this model with a context of " + std::to_string(context) +
                         " tokens: it needs " + describe_plan(plan) + ", and " + format_gib(available) +
                         (limit_ > 0 && limit_ < free_b ? " are allowed by --gpu-mem-limit" : " are free") + ". ";
@@ -107,8 +123,13 @@ class CudaBackend final : public Backend {
     }
 
     FOLIO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    weights_ = cuda::Arena(device_, plan_weight_bytes(c), "the weights");
+    const WeightPlan wp = plan_weights(c, native_);
+    weights_ = cuda::Arena(device_, wp.bytes, "the weights");
     scratch_ = cuda::Arena(device_, plan_scratch_bytes(c, chunk_), "activations");
+    if (wp.dequant_bytes > 0) {
+      dequant_ = cuda::Arena(device_, wp.dequant_bytes, "quantized weights expanded for a GEMM");
+      output_piece_rows_ = wp.output_piece_rows;
+    }
     carve_scratch();
     upload_weights();
     gemm_ = std::make_unique<cuda::Gemm>(workspace_, kGemmWorkspaceBytes);
@@ -139,7 +160,8 @@ class CudaBackend final : public Backend {
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const size_t available =
-        available_bytes(free_b, weights_.bytes() + scratch_.bytes() + kv_bytes_.load() + sparse_bytes_.load());
+        available_bytes(free_b, weights_.bytes() + scratch_.bytes() + dequant_.bytes() + kv_bytes_.load() +
+                                    sparse_bytes_.load());
     if (need > available) {
       const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
       const int64_t fits = static_cast<int64_t>(available / per_token) / 256 * 256;
@@ -160,7 +182,8 @@ class CudaBackend final : public Backend {
     m.device = where() + " " + device_name_;
     m.weights_bytes = weights_.bytes();
     m.kv_bytes = kv_bytes_.load();
-    m.scratch_bytes = scratch_.bytes() + all_logits_.bytes() + sparse_bytes_.load();
+    m.scratch_bytes = scratch_.bytes() + dequant_.bytes() + all_logits_.bytes() + piece_logits_.bytes() +
+                      sparse_bytes_.load();
     cuda::DeviceScope scope(device_);
     cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
     return {m};
@@ -235,24 +258,61 @@ class CudaBackend final : public Backend {
     return dst;
   }
 
+  // One matrix from its tensors (fused row-wise): bf16, or each tensor in its blocks (random models
+  // with a quantized dtype get random blocks on the device).
+  DeviceMatrix upload_matrix(std::initializer_list<const TensorView*> parts, int64_t cols) {
+    DeviceMatrix m;
+    m.cols = cols;
+    for (const TensorView* t : parts) m.rows += t->rows;
+    if (native_ == nullptr || !keeps_blocks(parts)) {
+      m.dense = weights_.take<bf16>(static_cast<size_t>(m.rows * cols));
+      int64_t row = 0;
+      for (const TensorView* t : parts) {
+        upload_bf16(*t, m.dense + row * cols, t->rows, cols);
+        row += t->rows;
+      }
+      return m;
+    }
+    for (const TensorView* t : parts) {
+      if (t->cols != cols) throw Error(ErrorCode::BadModelFile, "a weight tensor of " + model_->path + " has the wrong shape");
+      DeviceMatrix::Part p;
+      p.rows = t->rows;
+      if (cuda::quant_on_device(t->dtype)) {
+        p.dtype = t->dtype;
+        p.data = weights_.take_bytes(t->bytes());
+        if (t->data == nullptr) {
+          if (!model_->random_on_device)
+            throw Error(ErrorCode::BadModelFile, "a weight tensor is missing from " + model_->path);
+          cuda::fill_random_blocks(t->dtype, p.data, t->rows, cols, model_->random_seed * 1000003ull + (seed_counter_++),
+                                   stream_);
+        } else {
+          FOLIO_CUDA_CHECK(cudaMemcpyAsync(p.data, t->data, t->bytes(), cudaMemcpyHostToDevice, stream_));
+          FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        }
+      } else {
+        if (cols % 8 != 0)
+          throw Error(ErrorCode::UnsupportedModel, "a float tensor beside quantized ones needs rows of a multiple of 8 "
+                                                   "values on the GPU (use --gpu-weights bf16)");
+        p.dtype = DType::BF16;
+        p.data = weights_.take<bf16>(static_cast<size_t>(t->rows * cols));
+        upload_bf16(*t, static_cast<bf16*>(p.data), t->rows, cols);
+      }
+      m.parts.push_back(p);
+    }
+    return m;
+  }
+
   void upload_weights() {
     const ModelConfig& c = model_->config;
     const ModelWeights& w = model_->weights;
-    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim(), V = c.vocab_size;
+    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim();
     for (int l = 0; l < c.n_layers; ++l) {
       const LayerWeights& L = w.layers[static_cast<size_t>(l)];
       DeviceLayer d;
-      d.wqkv = weights_.take<bf16>(static_cast<size_t>((QD + 2 * KVD) * H));
-      upload_bf16(L.wq, d.wqkv, QD, H);
-      upload_bf16(L.wk, d.wqkv + QD * H, KVD, H);
-      upload_bf16(L.wv, d.wqkv + (QD + KVD) * H, KVD, H);
-      d.wo = weights_.take<bf16>(static_cast<size_t>(H * QD));
-      upload_bf16(L.wo, d.wo, H, QD);
-      d.wgu = weights_.take<bf16>(static_cast<size_t>(2 * F * H));
-      upload_bf16(L.w_gate, d.wgu, F, H);
-      upload_bf16(L.w_up, d.wgu + F * H, F, H);
-      d.wdown = weights_.take<bf16>(static_cast<size_t>(H * F));
-      upload_bf16(L.w_down, d.wdown, H, F);
+      d.wqkv = upload_matrix({&L.wq, &L.wk, &L.wv}, H);
+      d.wo = upload_matrix({&L.wo}, QD);
+      d.wgu = upload_matrix({&L.w_gate, &L.w_up}, H);
+      d.wdown = upload_matrix({&L.w_down}, F);
       // the two norms share one 256-byte aligned piece, as in the plan
       float* norms = weights_.take<float>(static_cast<size_t>(2 * H));
       d.attn_norm = norms;
@@ -282,14 +342,8 @@ class CudaBackend final : public Backend {
       }
       layers_.push_back(d);
     }
-    embd_ = weights_.take<bf16>(static_cast<size_t>(V * H));
-    upload_bf16(w.tok_embd, embd_, V, H);
-    if (c.tied_embeddings) {
-      output_ = embd_;
-    } else {
-      output_ = weights_.take<bf16>(static_cast<size_t>(V * H));
-      upload_bf16(w.output, output_, V, H);
-    }
+    embd_ = upload_matrix({&w.tok_embd}, H);
+    output_ = c.tied_embeddings ? embd_ : upload_matrix({&w.output}, H);
     out_norm_ = upload_f32(w.out_norm, H);
     FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
     staging_.clear();
@@ -302,7 +356,10 @@ class CudaBackend final : public Backend {
     FOLIO_CUDA_CHECK(cudaSetDevice(device_));
     FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data(), static_cast<size_t>(n) * sizeof(int32_t),
                                      cudaMemcpyHostToDevice, stream_));
-    cuda::embedding(embd_, tokens_dev_, n, static_cast<int>(model_->config.hidden), x_, stream_);
+    if (embd_.dense != nullptr)
+      cuda::embedding(embd_.dense, tokens_dev_, n, static_cast<int>(model_->config.hidden), x_, stream_);
+    else
+      cuda::quant_embedding(embd_.parts[0].dtype, embd_.parts[0].data, model_->config.hidden, tokens_dev_, n, x_, stream_);
   }
 
   void norm(Norm which, int layer, int64_t n) override {
@@ -315,14 +372,41 @@ class CudaBackend final : public Backend {
   // The attention output shares xb_ (it is dead between the QKV projection and the O projection).
   void project(Proj which, int layer, int64_t n) override {
     const DeviceLayer& L = layers_[static_cast<size_t>(layer)];
-    const ModelConfig& c = model_->config;
-    const int64_t H = c.hidden, F = c.ffn_hidden, QD = c.q_dim(), KVD = c.kv_dim();
     switch (which) {
-      case Proj::Qkv: gemm_->run(stream_, xb_, n, L.wqkv, QD + 2 * KVD, H, qkv_, cuda::Gemm::Out::Bf16); break;
-      case Proj::Out: gemm_->run(stream_, xb_, n, L.wo, H, QD, x_, cuda::Gemm::Out::F32Accumulate); break;
-      case Proj::GateUp: gemm_->run(stream_, xb_, n, L.wgu, 2 * F, H, gu_, cuda::Gemm::Out::Bf16); break;
-      case Proj::Down: gemm_->run(stream_, act_, n, L.wdown, H, F, x_, cuda::Gemm::Out::F32Accumulate); break;
+      case Proj::Qkv: matmul(L.wqkv, xb_, n, qkv_, cuda::Gemm::Out::Bf16); break;
+      case Proj::Out: matmul(L.wo, xb_, n, x_, cuda::Gemm::Out::F32Accumulate); break;
+      case Proj::GateUp: matmul(L.wgu, xb_, n, gu_, cuda::Gemm::Out::Bf16); break;
+      case Proj::Down: matmul(L.wdown, act_, n, x_, cuda::Gemm::Out::F32Accumulate); break;
     }
+  }
+
+  // y[n][rows] (+)= x[n][cols] W^T: cuBLASLt on bf16 weights; for weights in blocks, a GEMV per part
+  // for one token, else the parts expanded into the bf16 scratch and one GEMM.
+  void matmul(const DeviceMatrix& w, const bf16* x, int64_t n, void* y, cuda::Gemm::Out out) {
+    if (w.dense != nullptr) {
+      gemm_->run(stream_, x, n, w.dense, w.rows, w.cols, y, out);
+      return;
+    }
+    if (n == 1) {
+      const cuda::GemvOut go = out == cuda::Gemm::Out::Bf16 ? cuda::GemvOut::Bf16
+                               : out == cuda::Gemm::Out::F32 ? cuda::GemvOut::F32
+                                                             : cuda::GemvOut::F32Accumulate;
+      const size_t elem = out == cuda::Gemm::Out::Bf16 ? sizeof(bf16) : sizeof(float);
+      int64_t row = 0;
+      for (const DeviceMatrix::Part& p : w.parts) {
+        cuda::quant_gemv(p.dtype, p.data, p.rows, w.cols, x, static_cast<uint8_t*>(y) + static_cast<size_t>(row) * elem,
+                         go, stream_);
+        row += p.rows;
+      }
+      return;
+    }
+    auto* expanded = static_cast<bf16*>(dequant_.base());
+    int64_t row = 0;
+    for (const DeviceMatrix::Part& p : w.parts) {
+      cuda::quant_to_bf16(p.dtype, p.data, p.rows, w.cols, expanded + row * w.cols, stream_);
+      row += p.rows;
+    }
+    gemm_->run(stream_, x, n, expanded, w.rows, w.cols, y, out);
   }
 
   void rope_kv_write(int layer, KvCache& kv_base, int64_t n, int64_t pos, const RopeTable& rope) override {
@@ -431,7 +515,26 @@ class CudaBackend final : public Backend {
       dev = static_cast<float*>(all_logits_.base());
     }
     cuda::rmsnorm(x_ + first_row * H, out_norm_, static_cast<int>(rows), static_cast<int>(H), c.norm_eps, xb_, stream_);
-    gemm_->run(stream_, xb_, rows, output_, V, H, dev, cuda::Gemm::Out::F32);
+    if (output_.dense != nullptr || rows == 1) {
+      matmul(output_, xb_, rows, dev, cuda::Gemm::Out::F32);
+    } else {
+      // a quantized head over many rows: pieces of vocabulary rows expanded in turn, each GEMM into
+      // a slice of the logits (rows x piece), then placed as columns of dev
+      const DeviceMatrix::Part& p = output_.parts[0];
+      const size_t rb = row_bytes(p.dtype, H);
+      auto* expanded = static_cast<bf16*>(dequant_.base());
+      const size_t need = static_cast<size_t>(chunk_ * output_piece_rows_) * sizeof(float);
+      if (piece_logits_.bytes() < need) piece_logits_ = cuda::Arena(device_, need, "logits of every position");
+      auto* piece = static_cast<float*>(piece_logits_.base());
+      for (int64_t v0 = 0; v0 < V; v0 += output_piece_rows_) {
+        const int64_t pr = std::min(output_piece_rows_, V - v0);
+        cuda::quant_to_bf16(p.dtype, static_cast<uint8_t*>(p.data) + static_cast<size_t>(v0) * rb, pr, H, expanded, stream_);
+        gemm_->run(stream_, xb_, rows, expanded, pr, H, piece, cuda::Gemm::Out::F32);
+        FOLIO_CUDA_CHECK(cudaMemcpy2DAsync(dev + v0, static_cast<size_t>(V) * sizeof(float), piece,
+                                           static_cast<size_t>(pr) * sizeof(float), static_cast<size_t>(pr) * sizeof(float),
+                                           static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
     FOLIO_CUDA_CHECK(cudaMemcpyAsync(out, dev, static_cast<size_t>(rows * V) * sizeof(float), cudaMemcpyDeviceToHost,
                                      stream_));
   }
@@ -514,10 +617,12 @@ class CudaBackend final : public Backend {
   int num_sms_ = 0;
   int64_t chunk_ = 0;
   cudaStream_t stream_ = nullptr;
-  cuda::Arena weights_, scratch_, all_logits_;
+  cuda::Arena weights_, scratch_, all_logits_, dequant_, piece_logits_;
+  const ModelWeights* native_ = nullptr;  // the model's weights when quantized ones stay in their blocks
+  int64_t output_piece_rows_ = 0;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::vector<DeviceLayer> layers_;
-  bf16 *embd_ = nullptr, *output_ = nullptr;
+  DeviceMatrix embd_, output_;
   float* out_norm_ = nullptr;
   float* x_ = nullptr;
   bf16 *xb_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *gu_ = nullptr, *act_ = nullptr;

@@ -19,21 +19,61 @@ size_t u(int64_t v) { return static_cast<size_t>(std::max<int64_t>(v, 0)); }
 
 }  // namespace
 
-size_t plan_weight_bytes(const ModelConfig& c) {
-  const size_t H = u(c.hidden), F = u(c.ffn_hidden), QD = u(c.q_dim()), KVD = u(c.kv_dim()), V = u(c.vocab_size);
-  size_t per_layer = 0;
-  per_layer += a256((QD + 2 * KVD) * H * 2);  // fused q|k|v, bf16
-  per_layer += a256(H * QD * 2);              // o
-  per_layer += a256(2 * F * H * 2);           // fused gate|up
-  per_layer += a256(H * F * 2);               // down
-  per_layer += a256(2 * H * 4);               // two norms, fp32
-  if (c.qkv_bias) per_layer += a256((QD + 2 * KVD) * 4);
-  size_t total = per_layer * u(c.n_layers);
-  total += a256(V * H * 2);                          // embedding
-  if (!c.tied_embeddings) total += a256(V * H * 2);  // output head
-  total += a256(H * 4);                              // final norm
-  return granule(total);
+bool keeps_blocks(std::initializer_list<const TensorView*> parts) {
+  for (const TensorView* t : parts)
+    if (is_quantized(t->dtype)) return true;
+  return false;
 }
+
+WeightPlan plan_weights(const ModelConfig& c, const ModelWeights* native) {
+  const size_t H = u(c.hidden), F = u(c.ffn_hidden), QD = u(c.q_dim()), KVD = u(c.kv_dim()), V = u(c.vocab_size);
+  WeightPlan p;
+  size_t total = 0, expand = 0;
+  // one matrix of `rows` x `cols`: bf16, or each part in its blocks (float parts as bf16)
+  auto matrix = [&](std::initializer_list<const TensorView*> parts, size_t rows, size_t cols, bool layer) {
+    if (native == nullptr || !keeps_blocks(parts)) {
+      total += a256(rows * cols * 2);
+      return;
+    }
+    for (const TensorView* t : parts)
+      total += a256(is_quantized(t->dtype) ? t->bytes() : u(t->rows) * u(t->cols) * 2);
+    if (layer) expand = std::max(expand, a256(rows * cols * 2));
+  };
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights* L = native != nullptr ? &native->layers[static_cast<size_t>(l)] : nullptr;
+    if (L != nullptr) {
+      matrix({&L->wq, &L->wk, &L->wv}, QD + 2 * KVD, H, true);
+      matrix({&L->wo}, H, QD, true);
+      matrix({&L->w_gate, &L->w_up}, 2 * F, H, true);
+      matrix({&L->w_down}, H, F, true);
+    } else {
+      total += a256((QD + 2 * KVD) * H * 2) + a256(H * QD * 2) + a256(2 * F * H * 2) + a256(H * F * 2);
+    }
+    total += a256(2 * H * 4);  // two norms, fp32
+    if (c.qkv_bias) total += a256((QD + 2 * KVD) * 4);
+  }
+  const bool embd_blocks = native != nullptr && keeps_blocks({&native->tok_embd});
+  if (native != nullptr) matrix({&native->tok_embd}, V, H, false);
+  else total += a256(V * H * 2);
+  if (!c.tied_embeddings) {
+    if (native != nullptr) matrix({&native->output}, V, H, false);
+    else total += a256(V * H * 2);
+  }
+  total += a256(H * 4);  // final norm
+  const bool out_blocks =
+      native != nullptr && (c.tied_embeddings ? embd_blocks : keeps_blocks({&native->output}));
+  if (out_blocks) {
+    // the output head is expanded in pieces of rows that fit the layers' scratch (at least 4096 rows)
+    const size_t piece = std::min(V, std::max<size_t>(4096, expand / std::max<size_t>(H * 2, 1)));
+    expand = std::max(expand, a256(piece * H * 2));
+    p.output_piece_rows = static_cast<int64_t>(piece);
+  }
+  p.bytes = granule(total);
+  p.dequant_bytes = expand > 0 ? granule(expand) : 0;
+  return p;
+}
+
+size_t plan_weight_bytes(const ModelConfig& c) { return plan_weights(c, nullptr).bytes; }
 
 size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk) {
   const size_t n = u(chunk), H = u(c.hidden), F = u(c.ffn_hidden), QD = u(c.q_dim()), KVD = u(c.kv_dim());
@@ -78,27 +118,28 @@ SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk) {
   return l;
 }
 
-MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk) {
+MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk, const ModelWeights* native) {
   MemoryPlan p;
   p.context = context;
   p.chunk = chunk;
   p.kv_bytes_per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
-  p.weights_bytes = plan_weight_bytes(c);
+  const WeightPlan w = plan_weights(c, native);
+  p.weights_bytes = w.bytes;
   // one allocation; per layer, K and V each [n_kv_heads][context][head_dim] bf16
   p.kv_bytes = granule(u(c.n_layers) * 2 * a256(u(c.kv_dim()) * u(context) * 2));
-  p.scratch_bytes = plan_scratch_bytes(c, chunk);
+  p.scratch_bytes = plan_scratch_bytes(c, chunk) + w.dequant_bytes;
   const size_t sparse = plan_sparse(c, context, chunk).total();
   p.sparse_bytes = sparse > 0 ? granule(sparse) : 0;
   return p;
 }
 
-int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available) {
-  const MemoryPlan base = plan_memory(c, 0, chunk);
+int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available, const ModelWeights* native) {
+  const MemoryPlan base = plan_memory(c, 0, chunk, native);
   if (base.total() >= available) return 0;
   const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
   int64_t ctx = static_cast<int64_t>((available - base.total()) / std::max<size_t>(per_token, 1));
   ctx = ctx / 256 * 256;
-  while (ctx > 0 && plan_memory(c, ctx, chunk).total() > available) ctx -= 256;
+  while (ctx > 0 && plan_memory(c, ctx, chunk, native).total() > available) ctx -= 256;
   return std::max<int64_t>(ctx, 0);
 }
 

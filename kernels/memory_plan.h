@@ -6,9 +6,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "core/model/model_config.h"
+#include "core/model/model_weights.h"
 
 namespace folio {
 
@@ -50,12 +52,25 @@ SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk);
 
 // Scratch of the forward pass for chunks of up to `chunk` tokens.
 size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk);
-size_t plan_weight_bytes(const ModelConfig& c);
-MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk);
+
+// Weights as the GPU holds them. Without `native` every matrix is bf16. With it (the model's tensors,
+// GPU option quantized_weights), a matrix whose tensors include a quantized one keeps their stored
+// blocks (its float tensors as bf16 rows beside them), and the forward pass expands such a matrix
+// into a bf16 scratch of dequant_bytes before a GEMM of many tokens.
+struct WeightPlan {
+  size_t bytes = 0;          // the weight arena (granules)
+  size_t dequant_bytes = 0;  // the expansion scratch (granules; 0 when every matrix is bf16)
+  int64_t output_piece_rows = 0;  // rows of a quantized output head expanded at once
+};
+// Whether a fused matrix made of `parts` keeps its blocks on the device.
+bool keeps_blocks(std::initializer_list<const TensorView*> parts);
+WeightPlan plan_weights(const ModelConfig& c, const ModelWeights* native);
+size_t plan_weight_bytes(const ModelConfig& c);  // every matrix bf16
+MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk, const ModelWeights* native = nullptr);
 
 // The largest context whose plan fits in `available` bytes (0 if not even the weights and scratch
 // fit), rounded down to a multiple of 256 tokens.
-int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available);
+int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available, const ModelWeights* native = nullptr);
 
 // "weights 15.0 GiB + KV cache 16.0 GiB (131072 tokens) + scratch 1.2 GiB = 32.2 GiB"
 std::string describe_plan(const MemoryPlan& p);

@@ -47,6 +47,9 @@ struct BackendOptions {
   size_t mem_limit_bytes = 0;  // cap on what Folio may use on the device; 0 = its free memory
   int64_t context_tokens = 0;  // the context sessions will ask for (checked before loading); 0 = 8192
   int64_t chunk = 0;           // largest prefill step (scratch is sized for it); 0 = the backend's default
+  // GPU: quantized weights (GGUF Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) stay in their blocks in device
+  // memory; false expands every weight to bf16 at load (more memory, the same GEMMs as safetensors).
+  bool quantized_weights = true;
   // CUDA kernel variants (benchmarks compare them): 1 or 2 m16 query tiles per warp in the prefill
   // kernel; the prefill attention kernel (0 = the best this GPU runs, 1 = mma.sync, 2 = Hopper
   // wgmma/TMA); sparse sample sums through cuBLASLt instead of the fused kernel.

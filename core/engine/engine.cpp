@@ -94,6 +94,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     bo.mem_limit_bytes = options.gpu_mem_limit_bytes;
     bo.context_tokens = options.context_tokens;
     bo.chunk = options.prefill_chunk;
+    bo.quantized_weights = options.gpu_quantized_weights;
     bo.attention_query_mtiles = options.attention_query_mtiles;
     bo.attention_kernel = options.attention_kernel;
     bo.sparse_sums_gemm = options.sparse_sums_gemm;

@@ -34,6 +34,8 @@ struct EngineOptions {
   size_t gpu_mem_limit_bytes = 0;
   int64_t context_tokens = 0;
   int64_t prefill_chunk = 0;
+  // CUDA: quantized GGUF weights stay in their blocks on the GPU (false: expanded to bf16 at load).
+  bool gpu_quantized_weights = true;
   // CUDA kernel variants, for benchmarks that compare them (BackendOptions says what they are).
   int attention_query_mtiles = 2;
   int attention_kernel = 0;

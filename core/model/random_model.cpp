@@ -69,6 +69,9 @@ ModelConfig named_model_shape(const std::string& name) {
 std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed,
                                                bool on_device) {
   validate_config(config, "random model");
+  if (is_quantized(dtype) && !on_device)
+    throw Error(ErrorCode::BadArgument, std::string("random ") + dtype_name(dtype) +
+                                            " weights are made on the GPU only (use bf16, f16 or f32 on the CPU)");
   auto model = std::make_unique<LoadedModel>();
   model->config = config;
   model->path = config.arch_label;
@@ -79,7 +82,7 @@ std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType 
   auto matrix = [&](int64_t rows, int64_t cols) {
     if (on_device) {
       TensorView v;
-      v.dtype = DType::BF16;
+      v.dtype = is_quantized(dtype) ? dtype : DType::BF16;
       v.rows = rows;
       v.cols = cols;
       return v;

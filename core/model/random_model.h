@@ -15,7 +15,8 @@ ModelConfig named_model_shape(const std::string& name);
 std::vector<std::string> named_model_shapes();
 
 // Random weights (normal, std 0.02; norms 1) stored as `dtype`, deterministic in `seed`.
-// on_device: matrices get shapes but no host data; a GPU backend fills them (LoadedModel::random_on_device).
+// on_device: matrices get shapes but no host data; a GPU backend fills them (LoadedModel::random_on_device),
+// in the blocks of a quantized `dtype` (random quants with sane scales) or else as bf16.
 std::unique_ptr<LoadedModel> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed,
                                                bool on_device = false);
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/model/quant.h"
 #include "core/model/tensor.h"
 #include "kernels/cuda_util.h"
 
@@ -68,6 +69,45 @@ inline int run_cases(const char* suite, const std::vector<Case>& cases) {
   }
   std::printf("%s: %d failure(s) in %zu cases\n", suite, failures(), cases.size());
   return failures() == 0 ? 0 : 1;
+}
+
+// A matrix of GGUF blocks: random bytes with sane scales (as tst_quant builds them).
+inline std::vector<uint8_t> random_blocks(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f);
+  const size_t bb = block_bytes(type);
+  const int64_t blocks = rows * cols / block_elements(type);
+  std::vector<uint8_t> out(static_cast<size_t>(blocks) * bb);
+  for (auto& b : out) b = static_cast<uint8_t>(byte(rng));
+  auto put = [](uint8_t* p, float v) {
+    const uint16_t h = f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+  };
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* p = out.data() + static_cast<size_t>(b) * bb;
+    switch (type) {
+      case DType::Q8_0:
+      case DType::Q4_0: put(p, scale(rng)); break;
+      case DType::Q4_1: put(p, scale(rng)); put(p + 2, -8 * scale(rng)); break;
+      case DType::Q4_K:
+      case DType::Q5_K: put(p, scale(rng) * 0.1f); put(p + 2, scale(rng) * 0.1f); break;
+      case DType::Q6_K: put(p + 208, scale(rng) * 0.02f); break;
+      default: break;
+    }
+  }
+  return out;
+}
+
+inline std::vector<float> dequantized(DType type, const std::vector<uint8_t>& blocks, int64_t rows, int64_t cols) {
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  TensorView v;
+  v.dtype = type;
+  v.rows = rows;
+  v.cols = cols;
+  v.data = blocks.data();
+  for (int64_t r = 0; r < rows; ++r) row_to_f32(v, r, w.data() + r * cols);
+  return w;
 }
 
 inline std::vector<float> random_normal(size_t n, uint32_t seed, float stddev = 1.0f) {

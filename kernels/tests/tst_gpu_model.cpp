@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <unistd.h>
 
 #include "core/engine/engine.h"
 #include "kernels/cuda_backend.h"
@@ -16,6 +17,7 @@
 #include "kernels/memory_plan.h"
 #include "core/model/random_model.h"
 #include "kernels/tests/gpu_check.h"
+#include "tests/gguf_writer.h"
 
 using namespace folio;
 using namespace folio::gputest;
@@ -32,11 +34,12 @@ int argmax(std::span<const float> v) { return static_cast<int>(std::max_element(
 
 // Compares a CPU and a CUDA engine over the same model.
 void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
-                     int64_t chunk, double tol) {
+                     int64_t chunk, double tol, bool gpu_blocks = true) {
   EngineOptions cpu_o;
   cpu_o.backend = BackendKind::Cpu;
   EngineOptions gpu_o;
   gpu_o.backend = BackendKind::Cuda;
+  gpu_o.gpu_quantized_weights = gpu_blocks;
   gpu_o.context_tokens = prompt_len + steps + 8;
   auto cpu = Engine::create(model, nullptr, cpu_o);
   auto gpu = Engine::create(model, nullptr, gpu_o);
@@ -106,6 +109,104 @@ void test_random_shapes() {
   compare_engines("random gqa4 hd128 (llama3 rope)", gqa, 1500, 8, 512, 3e-2);
 }
 
+// A GGUF of every quantized type the GPU keeps in blocks (head dim 64, GQA 2, rows of 256 values):
+// the CPU engine against the GPU with the blocks kept (GEMV in decode, expanded before the GEMMs of
+// the prompt chunks, quantized embedding and head) and with everything expanded to bf16 at load.
+void test_quantized_gguf() {
+  using namespace folio::testing;
+  const int H = 256, heads = 4, kv_heads = 2, hd = 64, F = 512, V = 320, layers = 2;
+  for (int variant = 0; variant < 2; ++variant) {
+    GgufWriter w;
+    const std::string a = "llama";
+    w.add_string("general.architecture", a);
+    w.add_string("general.name", "quantized test model");
+    w.add_u32("general.alignment", 32);
+    w.add_u32(a + ".context_length", 4096);
+    w.add_u32(a + ".embedding_length", H);
+    w.add_u32(a + ".feed_forward_length", F);
+    w.add_u32(a + ".block_count", layers);
+    w.add_u32(a + ".attention.head_count", heads);
+    w.add_u32(a + ".attention.head_count_kv", kv_heads);
+    w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+    w.add_f32(a + ".rope.freq_base", 10000.0f);
+    w.add_u32(a + ".rope.dimension_count", hd);
+    w.add_string("tokenizer.ggml.model", "gpt2");
+    std::vector<std::string> tokens;
+    for (int i = 0; i < V; ++i) {
+      std::string t = std::to_string(i);
+      t.insert(t.begin(), 't');
+      tokens.push_back(std::move(t));
+    }
+    w.add_strings("tokenizer.ggml.tokens", tokens);
+    w.add_i32s("tokenizer.ggml.token_type", std::vector<int32_t>(V, 1));
+    uint32_t seed = 900 + static_cast<uint32_t>(variant) * 100;
+    auto type_id = [](DType t) {
+      switch (t) {
+        case DType::Q8_0: return kGgufQ8_0;
+        case DType::Q4_0: return kGgufQ4_0;
+        case DType::Q4_1: return kGgufQ4_1;
+        case DType::Q4_K: return kGgufQ4_K;
+        case DType::Q5_K: return kGgufQ5_K;
+        case DType::Q6_K: return kGgufQ6_K;
+        default: return kGgufF32;
+      }
+    };
+    auto matrix = [&](const std::string& name, DType t, int rows, int cols) {
+      if (t == DType::F32) {
+        const auto v = random_normal(static_cast<size_t>(rows) * cols, seed++, 0.05f);
+        std::vector<uint8_t> bytes(v.size() * 4);
+        std::memcpy(bytes.data(), v.data(), bytes.size());
+        w.add_tensor(name, {cols, rows}, kGgufF32, bytes);
+      } else {
+        w.add_tensor(name, {cols, rows}, type_id(t), random_blocks(t, rows, cols, seed++));
+      }
+    };
+    auto norm = [&](const std::string& name) {
+      std::vector<float> v(H);
+      for (int i = 0; i < H; ++i) v[static_cast<size_t>(i)] = 1.0f + 0.01f * static_cast<float>(i % 7);
+      std::vector<uint8_t> bytes(v.size() * 4);
+      std::memcpy(bytes.data(), v.data(), bytes.size());
+      w.add_tensor(name, {H}, kGgufF32, bytes);
+    };
+    // variant 0: a different type in every matrix (Q4_K_M-like mixes); variant 1: the 32-value types,
+    // a float tensor inside the fused q|k|v and a tied Q8_0 embedding
+    const bool v0 = variant == 0;
+    matrix("token_embd.weight", v0 ? DType::Q4_K : DType::Q8_0, V, H);
+    norm("output_norm.weight");
+    if (v0) matrix("output.weight", DType::Q6_K, V, H);
+    for (int l = 0; l < layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      norm(p + "attn_norm.weight");
+      norm(p + "ffn_norm.weight");
+      matrix(p + "attn_q.weight", v0 ? DType::Q4_K : DType::Q4_0, heads * hd, H);
+      matrix(p + "attn_k.weight", v0 ? DType::Q5_K : DType::Q4_1, kv_heads * hd, H);
+      matrix(p + "attn_v.weight", v0 ? DType::Q6_K : DType::F32, kv_heads * hd, H);
+      matrix(p + "attn_output.weight", v0 ? DType::Q8_0 : DType::Q4_1, H, heads * hd);
+      matrix(p + "ffn_gate.weight", v0 ? DType::Q4_0 : DType::Q8_0, F, H);
+      matrix(p + "ffn_up.weight", v0 ? DType::Q4_1 : DType::Q4_0, F, H);
+      matrix(p + "ffn_down.weight", v0 ? DType::Q6_K : DType::Q8_0, H, F);
+    }
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("folio-gpu-quant-" + std::to_string(variant) + "-" + std::to_string(::getpid()) + ".gguf");
+    {
+      const auto bytes = w.bytes();
+      FILE* f = std::fopen(path.c_str(), "wb");
+      GCHECK(f != nullptr, "cannot write %s", path.c_str());
+      if (f == nullptr) return;
+      std::fwrite(bytes.data(), 1, bytes.size(), f);
+      std::fclose(f);
+    }
+    std::shared_ptr<LoadedModel> model = load_model(path.string());
+    const std::string label = v0 ? "gguf Q4_K/Q5_K/Q6_K/Q8_0/Q4_0/Q4_1" : "gguf Q4_0/Q4_1/Q8_0 + f32 in q|k|v, tied";
+    compare_engines(label + " (blocks on the GPU)", model, 300, 12, 128, 5e-2, true);
+    compare_engines(label + " (bf16 on the GPU)", model, 300, 12, 128, 5e-2, false);
+    // the plan counts the blocks: far below the bf16 plan
+    const size_t blocks = plan_weights(model->config, &model->weights).bytes, bf16 = plan_weight_bytes(model->config);
+    GCHECK(blocks < bf16, "%s: weights in blocks %zu bytes, bf16 %zu", label.c_str(), blocks, bf16);
+    std::filesystem::remove(path);
+  }
+}
+
 // The plan says what the device loses: weights + KV + scratch against cudaMemGetInfo, within 5%.
 void test_memory_plan_matches_device() {
   size_t free0 = 0, total = 0;
@@ -113,7 +214,8 @@ void test_memory_plan_matches_device() {
   EngineOptions o;
   o.backend = BackendKind::Cuda;
   o.context_tokens = 32768;
-  std::shared_ptr<LoadedModel> model = make_random_model(named_model_shape("llama-3.1-8b"), DType::BF16, 1, true);
+  for (DType dt : {DType::BF16, DType::Q4_K}) {
+  std::shared_ptr<LoadedModel> model = make_random_model(named_model_shape("llama-3.1-8b"), dt, 1, true);
   FOLIO_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   {
     auto engine = Engine::create(model, nullptr, o);
@@ -127,12 +229,13 @@ void test_memory_plan_matches_device() {
     const DeviceMemory m = engine->memory().front();
     const size_t ours = m.weights_bytes + m.kv_bytes + m.scratch_bytes;
     const size_t seen = free0 - free1;
-    const MemoryPlan plan = plan_memory(engine->config(), 32768, engine->default_prefill_chunk());
+    const MemoryPlan plan = plan_memory(engine->config(), 32768, engine->default_prefill_chunk(), &model->weights);
     const double diff = std::fabs(static_cast<double>(seen) - static_cast<double>(ours)) / static_cast<double>(seen);
-    std::printf("  8B shape, 32K context: plan %s; metrics %.3f GiB; cudaMemGetInfo %.3f GiB (%.2f%%)\n",
-                describe_plan(plan).c_str(), ours / 1073741824.0, seen / 1073741824.0, 100 * diff);
+    std::printf("  8B shape (%s), 32K context: plan %s; metrics %.3f GiB; cudaMemGetInfo %.3f GiB (%.2f%%)\n",
+                dtype_name(dt), describe_plan(plan).c_str(), ours / 1073741824.0, seen / 1073741824.0, 100 * diff);
     GCHECK(ours == plan.total(), "metrics %zu differ from the plan %zu", ours, plan.total());
     GCHECK(diff < 0.05, "metrics and cudaMemGetInfo differ by %.2f%%", 100 * diff);
+  }
   }
 }
 
@@ -199,6 +302,7 @@ int main() {
                                         {"stories260K", test_stories260k},
                                         {"hf_fixtures", test_hf_fixtures},
                                         {"random_shapes", test_random_shapes},
+                                        {"quantized_gguf", test_quantized_gguf},
                                         {"memory_plan_matches_device", test_memory_plan_matches_device},
                                         {"out_of_memory_messages", test_out_of_memory_messages},
                                     });

@@ -10,7 +10,10 @@
 #include "kernels/memory_plan.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/flash_attention_sm90.h"
+#include "core/common/error.h"
+#include "core/model/quant.h"
 #include "kernels/gemm.h"
+#include "kernels/quant_ops.h"
 #include "kernels/tests/gpu_check.h"
 
 using namespace folio;
@@ -192,6 +195,106 @@ void test_gemm() {
   }
 }
 
+// Weights kept in their blocks: the bf16 expansion equals the CPU's dequantized values rounded to
+// bf16 (the same fp32 operations); the GEMV against the fp64 product with the CPU's values, into
+// bf16, fp32 and added to fp32; the embedding gather bit-exact; rows that are not whole blocks refused.
+void test_quant() {
+  struct Q {
+    DType t;
+    int64_t rows, cols;
+  };
+  std::vector<Q> cases;
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
+    cases.push_back({t, 1, 32});
+    cases.push_back({t, 37, 96});
+    cases.push_back({t, 130, 576});
+    cases.push_back({t, 257, 4096});
+  }
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    cases.push_back({t, 1, 256});
+    cases.push_back({t, 37, 512});
+    cases.push_back({t, 131, 1280});
+    cases.push_back({t, 64, 14336});
+  }
+  uint32_t seed = 500;
+  for (const Q& q : cases) {
+    const auto blocks = random_blocks(q.t, q.rows, q.cols, seed++);
+    const auto w = dequantized(q.t, blocks, q.rows, q.cols);
+    Dev<uint8_t> dw(blocks);
+    // expansion to bf16
+    Dev<uint16_t> ex(w.size());
+    cuda::quant_to_bf16(q.t, dw.get(), q.rows, q.cols, ex.get(), nullptr);
+    const auto got = ex.download();
+    size_t differ = 0;
+    for (size_t i = 0; i < w.size(); ++i) differ += got[i] != f32_to_bf16(w[i]);
+    GCHECK(differ == 0, "%s %lldx%lld: %zu of %zu expanded values differ from the CPU's", dtype_name(q.t),
+           static_cast<long long>(q.rows), static_cast<long long>(q.cols), differ, w.size());
+    // GEMV
+    const auto x = bf16_round(random_normal(static_cast<size_t>(q.cols), seed++));
+    const auto y0 = random_normal(static_cast<size_t>(q.rows), seed++);
+    std::vector<float> ref(static_cast<size_t>(q.rows)), ref_acc(ref.size());
+    for (int64_t r = 0; r < q.rows; ++r) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < q.cols; ++k) acc += static_cast<double>(w[static_cast<size_t>(r * q.cols + k)]) * x[static_cast<size_t>(k)];
+      ref[static_cast<size_t>(r)] = static_cast<float>(acc);
+      ref_acc[static_cast<size_t>(r)] = static_cast<float>(acc + y0[static_cast<size_t>(r)]);
+    }
+    Dev<uint16_t> dx(to_bf16(x)), yb(ref.size());
+    Dev<float> yf(ref.size()), ya(y0);
+    cuda::quant_gemv(q.t, dw.get(), q.rows, q.cols, dx.get(), yb.get(), cuda::GemvOut::Bf16, nullptr);
+    cuda::quant_gemv(q.t, dw.get(), q.rows, q.cols, dx.get(), yf.get(), cuda::GemvOut::F32, nullptr);
+    cuda::quant_gemv(q.t, dw.get(), q.rows, q.cols, dx.get(), ya.get(), cuda::GemvOut::F32Accumulate, nullptr);
+    Compare cb = compare(from_bf16(yb.download()), ref), cf = compare(yf.download(), ref),
+            ca = compare(ya.download(), ref_acc);
+    GCHECK(cf.non_finite == 0 && cf.rel_norm < 2e-5, "%s %lldx%lld gemv f32 rel %.3g", dtype_name(q.t),
+           static_cast<long long>(q.rows), static_cast<long long>(q.cols), cf.rel_norm);
+    GCHECK(ca.non_finite == 0 && ca.rel_norm < 2e-5, "%s gemv acc rel %.3g", dtype_name(q.t), ca.rel_norm);
+    GCHECK(cb.non_finite == 0 && cb.rel_norm < 8e-3, "%s gemv bf16 rel %.3g", dtype_name(q.t), cb.rel_norm);
+    // embedding rows
+    const std::vector<int32_t> tokens = {0, static_cast<int32_t>(q.rows - 1), static_cast<int32_t>(q.rows / 2)};
+    Dev<int32_t> dt(tokens);
+    Dev<float> xe(tokens.size() * static_cast<size_t>(q.cols));
+    cuda::quant_embedding(q.t, dw.get(), q.cols, dt.get(), static_cast<int>(tokens.size()), xe.get(), nullptr);
+    const auto e = xe.download();
+    size_t wrong = 0;
+    for (size_t i = 0; i < tokens.size(); ++i)
+      for (int64_t k = 0; k < q.cols; ++k)
+        wrong += std::memcmp(&e[i * static_cast<size_t>(q.cols) + static_cast<size_t>(k)],
+                             &w[static_cast<size_t>(tokens[i] * q.cols + k)], 4) != 0;
+    GCHECK(wrong == 0, "%s embedding: %zu values differ", dtype_name(q.t), wrong);
+  }
+  // bf16 rows beside quantized ones (a fused matrix may mix them)
+  {
+    const int64_t rows = 45, cols = 200;
+    const auto w = bf16_round(random_normal(static_cast<size_t>(rows * cols), 77, 0.05f));
+    const auto x = bf16_round(random_normal(static_cast<size_t>(cols), 78));
+    std::vector<float> ref(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < cols; ++k) acc += static_cast<double>(w[static_cast<size_t>(r * cols + k)]) * x[static_cast<size_t>(k)];
+      ref[static_cast<size_t>(r)] = static_cast<float>(acc);
+    }
+    Dev<uint16_t> dw(to_bf16(w)), dx(to_bf16(x));
+    Dev<float> y(ref.size());
+    cuda::quant_gemv(DType::BF16, dw.get(), rows, cols, dx.get(), y.get(), cuda::GemvOut::F32, nullptr);
+    Compare c = compare(y.download(), ref);
+    GCHECK(c.non_finite == 0 && c.rel_norm < 2e-5, "bf16 gemv rel %.3g", c.rel_norm);
+  }
+  // a row that is not a whole number of blocks is refused with a clear error
+  for (DType t : {DType::Q4_K, DType::Q8_0}) {
+    Dev<uint8_t> dw(4096);
+    Dev<uint16_t> dx(300);
+    Dev<float> y(4);
+    bool refused = false;
+    try {
+      cuda::quant_gemv(t, dw.get(), 4, 300, dx.get(), y.get(), cuda::GemvOut::F32, nullptr);
+    } catch (const Error& e) {
+      refused = e.code() == ErrorCode::BadModelFile && std::string(e.what()).find("whole number") != std::string::npos;
+    }
+    GCHECK(refused, "%s with 300 values per row was not refused", dtype_name(t));
+  }
+}
+
 struct AttnCase {
   int hd, n_heads, n_kv, n;
   int64_t pos0;
@@ -310,6 +413,7 @@ int main() {
                                       {"rope_qkv", test_rope_qkv},
                                       {"swiglu", test_swiglu},
                                       {"gemm", test_gemm},
+                                      {"quant", test_quant},
                                       {"attention_prefill", test_attention_prefill},
                                       {"attention_tile_list", test_attention_tile_list},
                                       {"attention_decode", test_attention_decode},

@@ -1,0 +1,398 @@
+// GGUF blocks on the GPU: the fused dequantize-GEMV of decode, the bf16 expansion ahead of a GEMM,
+// the embedding gather and random blocks for benchmarks (kernels/quant_ops.h).
+//
+// Each format is described once (Fmt<T> below) by "units": a unit is the piece of a block one thread
+// dequantizes, kRuns runs of 4 consecutive values starting at start(u), start(u) + kStride, ...
+// chosen so that a warp's 32 threads read neighbouring bytes of the block (coalesced) and every value
+// is computed with the CPU reference's fp32 operations in the same order (__fmul_rn / __fsub_rn: no
+// contraction into a fused multiply-add).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "core/common/error.h"
+#include "kernels/cuda_util.h"
+#include "kernels/quant_ops.h"
+
+namespace folio::cuda {
+
+namespace {
+
+__device__ __forceinline__ uint32_t ld32(const uint8_t* p) {  // 4-byte aligned
+  return __ldg(reinterpret_cast<const unsigned int*>(p));
+}
+__device__ __forceinline__ uint32_t ld32_a2(const uint8_t* p) {  // 2-byte aligned
+  const auto* q = reinterpret_cast<const unsigned short*>(p);
+  return static_cast<uint32_t>(__ldg(q)) | (static_cast<uint32_t>(__ldg(q + 1)) << 16);
+}
+__device__ __forceinline__ float ldf16(const uint8_t* p) {
+  return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(p))));
+}
+__device__ __forceinline__ uint32_t byte_of(uint32_t w, int i) { return (w >> (8 * i)) & 0xffu; }
+
+template <DType T>
+struct Fmt;
+
+// Q8_0: f16 d, 32 int8. Unit u < 4: values 8u .. 8u + 7.
+template <>
+struct Fmt<DType::Q8_0> {
+  static constexpr int kValues = 32, kBytes = 34, kUnits = 4, kRuns = 2, kStride = 4;
+  __device__ static int start(int u) { return 8 * u; }
+  __device__ static void values(const uint8_t* b, int u, float* v) {
+    const float d = ldf16(b);
+    const uint32_t w0 = ld32_a2(b + 2 + 8 * u), w1 = ld32_a2(b + 6 + 8 * u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(byte_of(w0, i))));
+      v[4 + i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(byte_of(w1, i))));
+    }
+  }
+};
+
+// Q4_0: f16 d, 16 bytes; byte i = value i (low nibble) | value i + 16 (high), offset 8.
+// Unit u < 4: bytes 4u .. 4u + 3, values 4u.. and 16 + 4u..
+template <>
+struct Fmt<DType::Q4_0> {
+  static constexpr int kValues = 32, kBytes = 18, kUnits = 4, kRuns = 2, kStride = 16;
+  __device__ static int start(int u) { return 4 * u; }
+  __device__ static void values(const uint8_t* b, int u, float* v) {
+    const float d = ldf16(b);
+    const uint32_t w = ld32_a2(b + 2 + 4 * u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = static_cast<int>(byte_of(w, i));
+      v[i] = __fmul_rn(d, static_cast<float>((q & 15) - 8));
+      v[4 + i] = __fmul_rn(d, static_cast<float>((q >> 4) - 8));
+    }
+  }
+};
+
+// Q4_1: f16 d, f16 m, 16 bytes of nibbles as Q4_0; x = d * q + m.
+template <>
+struct Fmt<DType::Q4_1> {
+  static constexpr int kValues = 32, kBytes = 20, kUnits = 4, kRuns = 2, kStride = 16;
+  __device__ static int start(int u) { return 4 * u; }
+  __device__ static void values(const uint8_t* b, int u, float* v) {
+    const float d = ldf16(b), m = ldf16(b + 2);
+    const uint32_t w = ld32(b + 4 + 4 * u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = static_cast<int>(byte_of(w, i));
+      v[i] = __fadd_rn(__fmul_rn(d, static_cast<float>(q & 15)), m);
+      v[4 + i] = __fadd_rn(__fmul_rn(d, static_cast<float>(q >> 4)), m);
+    }
+  }
+};
+
+// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block (12 bytes as three words).
+__device__ __forceinline__ void k_scale_min(int j, const uint32_t s[3], int* scale, int* min) {
+  auto byte = [&](int i) { return static_cast<int>(byte_of(s[i >> 2], i & 3)); };
+  if (j < 4) {
+    *scale = byte(j) & 63;
+    *min = byte(j + 4) & 63;
+  } else {
+    *scale = (byte(j + 4) & 0x0f) | ((byte(j - 4) >> 6) << 4);
+    *min = (byte(j + 4) >> 4) | ((byte(j) >> 6) << 4);
+  }
+}
+
+// Q4_K: f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles; group g < 4 uses bytes [32g, 32g + 32):
+// low nibbles are sub-block 2g (values 64g + l), high nibbles sub-block 2g + 1 (values 64g + 32 + l).
+// Unit u = 8g + t: bytes 32g + 4t .. + 3. x = (d * scale) * q - dmin * min. Q5_K adds 32 bytes of
+// fifth bits (bit j of qh[l] for value l of sub-block j) before the nibbles.
+template <int BITS>
+struct FmtK {
+  static constexpr int kValues = 256, kBytes = BITS == 4 ? 144 : 176, kUnits = 32, kRuns = 2, kStride = 32;
+  __device__ static int start(int u) { return 64 * (u >> 3) + 4 * (u & 7); }
+  __device__ static void values(const uint8_t* b, int u, float* v) {
+    const int g = u >> 3, t = u & 7;
+    const float d = ldf16(b), dmin = ldf16(b + 2);
+    const uint32_t s[3] = {ld32(b + 4), ld32(b + 8), ld32(b + 12)};
+    int sc0, m0, sc1, m1;
+    k_scale_min(2 * g, s, &sc0, &m0);
+    k_scale_min(2 * g + 1, s, &sc1, &m1);
+    const float d0 = __fmul_rn(d, static_cast<float>(sc0)), o0 = __fmul_rn(dmin, static_cast<float>(m0));
+    const float d1 = __fmul_rn(d, static_cast<float>(sc1)), o1 = __fmul_rn(dmin, static_cast<float>(m1));
+    const uint32_t w = ld32(b + (BITS == 4 ? 16 : 48) + 32 * g + 4 * t);
+    uint32_t h = 0;
+    if constexpr (BITS == 5) h = ld32(b + 16 + 4 * t);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      int lo = static_cast<int>(byte_of(w, i) & 15), hi = static_cast<int>(byte_of(w, i) >> 4);
+      if constexpr (BITS == 5) {
+        lo |= static_cast<int>((byte_of(h, i) >> (2 * g)) & 1) << 4;
+        hi |= static_cast<int>((byte_of(h, i) >> (2 * g + 1)) & 1) << 4;
+      }
+      v[i] = __fsub_rn(__fmul_rn(d0, static_cast<float>(lo)), o0);
+      v[4 + i] = __fsub_rn(__fmul_rn(d1, static_cast<float>(hi)), o1);
+    }
+  }
+};
+template <>
+struct Fmt<DType::Q4_K> : FmtK<4> {};
+template <>
+struct Fmt<DType::Q5_K> : FmtK<5> {};
+
+// Q6_K: ql[128], qh[64], int8 scales[16], f16 d (210 bytes: blocks are 2-byte aligned). In half h,
+// for l < 32: quarter c of the half (values 128h + 32c + l) has its low 4 bits in ql[64h + l + 32 (c
+// odd)] (low nibble for c < 2), its top 2 bits at bits 2c of qh[32h + l], scale scales[8h + 2c +
+// l / 16]; x = (d * scale) * (q - 32). Unit u = 8h + t: l = 4t .. 4t + 3, all four quarters.
+template <>
+struct Fmt<DType::Q6_K> {
+  static constexpr int kValues = 256, kBytes = 210, kUnits = 16, kRuns = 4, kStride = 32;
+  __device__ static int start(int u) { return 128 * (u >> 3) + 4 * (u & 7); }
+  __device__ static void values(const uint8_t* b, int u, float* v) {
+    const int h = u >> 3, t = u & 7;
+    const float d = ldf16(b + 208);
+    const uint32_t a = ld32_a2(b + 64 * h + 4 * t), a2 = ld32_a2(b + 64 * h + 32 + 4 * t);
+    const uint32_t qh = ld32_a2(b + 128 + 32 * h + 4 * t);
+    const uint8_t* sc = b + 192 + 8 * h + t / 4;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const float scale = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(sc + 2 * c))));
+      const uint32_t lowbytes = (c & 1) ? a2 : a;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int low = c < 2 ? static_cast<int>(byte_of(lowbytes, i) & 15) : static_cast<int>(byte_of(lowbytes, i) >> 4);
+        const int q = (low | (static_cast<int>((byte_of(qh, i) >> (2 * c)) & 3) << 4)) - 32;
+        v[4 * c + i] = __fmul_rn(scale, static_cast<float>(q));
+      }
+    }
+  }
+};
+
+// bf16 rows (a float tensor beside quantized ones in a fused matrix): blocks of 8 values.
+template <>
+struct Fmt<DType::BF16> {
+  static constexpr int kValues = 8, kBytes = 16, kUnits = 1, kRuns = 2, kStride = 4;
+  __device__ static int start(int) { return 0; }
+  __device__ static void values(const uint8_t* b, int, float* v) {
+    const uint4 w = __ldg(reinterpret_cast<const uint4*>(b));
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[2 * i] = __uint_as_float(words[i] << 16);
+      v[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    }
+  }
+};
+
+__device__ __forceinline__ void bf16x4_to_f32(uint2 w, float* f) {
+  f[0] = __uint_as_float(w.x << 16);
+  f[1] = __uint_as_float(w.x & 0xffff0000u);
+  f[2] = __uint_as_float(w.y << 16);
+  f[3] = __uint_as_float(w.y & 0xffff0000u);
+}
+__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(a))) |
+         (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(b))) << 16);
+}
+
+constexpr int kGemvWarps = 8;
+
+// One warp per row; lane i takes units i, i + 32, ... of the row (neighbouring bytes per warp).
+template <DType T, GemvOut OUT>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint8_t* __restrict__ w, int64_t rows, int cols,
+                                                               const bf16* __restrict__ x, void* __restrict__ y) {
+  using F = Fmt<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int blocks = cols / F::kValues;
+  const uint8_t* r = w + row * static_cast<int64_t>(blocks) * F::kBytes;
+  const int units = blocks * F::kUnits;
+  float acc = 0.0f;
+#pragma unroll 2
+  for (int u = lane; u < units; u += 32) {
+    const int blk = u / F::kUnits, k = u - blk * F::kUnits;
+    float v[F::kRuns * 4];
+    F::values(r + static_cast<int64_t>(blk) * F::kBytes, k, v);
+    const int base = blk * F::kValues + F::start(k);
+#pragma unroll
+    for (int run = 0; run < F::kRuns; ++run) {
+      float xf[4];
+      bf16x4_to_f32(__ldg(reinterpret_cast<const uint2*>(x + base + run * F::kStride)), xf);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc = fmaf(v[4 * run + i], xf[i], acc);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) {
+    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
+    else static_cast<float*>(y)[row] += acc;
+  }
+}
+
+// One thread per unit of the whole matrix.
+template <DType T>
+__global__ void to_bf16_kernel(const uint8_t* __restrict__ w, int64_t rows, int cols, bf16* __restrict__ out) {
+  using F = Fmt<T>;
+  const int blocks = cols / F::kValues;
+  const int64_t per_row = static_cast<int64_t>(blocks) * F::kUnits;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * per_row;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / per_row;
+    const int u = static_cast<int>(i - row * per_row);
+    const int blk = u / F::kUnits, k = u - blk * F::kUnits;
+    float v[F::kRuns * 4];
+    F::values(w + (row * blocks + blk) * F::kBytes, k, v);
+    bf16* dst = out + row * cols + blk * F::kValues + F::start(k);
+#pragma unroll
+    for (int run = 0; run < F::kRuns; ++run)
+      *reinterpret_cast<uint2*>(dst + run * F::kStride) =
+          make_uint2(pack_bf16(v[4 * run], v[4 * run + 1]), pack_bf16(v[4 * run + 2], v[4 * run + 3]));
+  }
+}
+
+template <DType T>
+__global__ void embedding_kernel(const uint8_t* __restrict__ table, int cols, const int32_t* __restrict__ tokens,
+                                 float* __restrict__ x) {
+  using F = Fmt<T>;
+  const int blocks = cols / F::kValues;
+  const int units = blocks * F::kUnits;
+  const int u = blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= units) return;
+  const int64_t token = tokens[blockIdx.y];
+  const int blk = u / F::kUnits, k = u - blk * F::kUnits;
+  float v[F::kRuns * 4];
+  F::values(table + (token * blocks + blk) * F::kBytes, k, v);
+  float* dst = x + static_cast<int64_t>(blockIdx.y) * cols + blk * F::kValues + F::start(k);
+#pragma unroll
+  for (int run = 0; run < F::kRuns; ++run)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dst[run * F::kStride + i] = v[4 * run + i];
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__device__ __forceinline__ void put_f16(uint8_t* p, float v) {
+  *reinterpret_cast<unsigned short*>(p) = __half_as_ushort(__float2half_rn(v));
+}
+
+// One thread per block: random bytes, then sane scales (values with a standard deviation near 0.02).
+__global__ void random_blocks_kernel(DType t, uint8_t* __restrict__ w, int64_t count, int bytes, uint64_t seed) {
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < count;
+       b += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint8_t* p = w + b * bytes;
+    uint64_t r = 0;
+    for (int i = 0; i < bytes / 2; ++i) {
+      if (i % 4 == 0) r = mix64(seed ^ (static_cast<uint64_t>(b) * 64 + static_cast<uint64_t>(i / 4)));
+      reinterpret_cast<unsigned short*>(p)[i] = static_cast<unsigned short>(r >> (16 * (i % 4)));
+    }
+    switch (t) {
+      case DType::Q8_0: put_f16(p, 2.7e-4f); break;
+      case DType::Q4_0: put_f16(p, 4.3e-3f); break;
+      case DType::Q4_1: put_f16(p, 4.3e-3f); put_f16(p + 2, -7.5f * 4.3e-3f); break;
+      case DType::Q4_K: put_f16(p, 1.4e-4f); put_f16(p + 2, 1.4e-4f * 7.5f); break;
+      case DType::Q5_K: put_f16(p, 6.9e-5f); put_f16(p + 2, 6.9e-5f * 15.5f); break;
+      case DType::Q6_K: put_f16(p + 208, 1.5e-5f); break;
+      default: break;
+    }
+  }
+}
+
+unsigned grid_for(int64_t count, int threads) {
+  const int64_t b = (count + threads - 1) / threads;
+  return static_cast<unsigned>(b < 65535 * 64 ? b : 65535 * 64);
+}
+
+template <DType T>
+void gemv_t(const void* w, int64_t rows, int64_t cols, const bf16* x, void* y, GemvOut out, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>((rows + kGemvWarps - 1) / kGemvWarps)), block(kGemvWarps * 32);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const int c = static_cast<int>(cols);
+  switch (out) {
+    case GemvOut::Bf16: gemv_kernel<T, GemvOut::Bf16><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
+    case GemvOut::F32: gemv_kernel<T, GemvOut::F32><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
+    case GemvOut::F32Accumulate: gemv_kernel<T, GemvOut::F32Accumulate><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
+  }
+}
+
+template <DType T>
+int64_t units_of(int64_t rows, int64_t cols) {
+  return rows * (cols / Fmt<T>::kValues) * Fmt<T>::kUnits;
+}
+
+// Calls fn.template operator()<T>() for the device type of t.
+template <typename Fn>
+void dispatch(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::Q8_0: fn.template operator()<DType::Q8_0>(); return;
+    case DType::Q4_0: fn.template operator()<DType::Q4_0>(); return;
+    case DType::Q4_1: fn.template operator()<DType::Q4_1>(); return;
+    case DType::Q4_K: fn.template operator()<DType::Q4_K>(); return;
+    case DType::Q5_K: fn.template operator()<DType::Q5_K>(); return;
+    case DType::Q6_K: fn.template operator()<DType::Q6_K>(); return;
+    case DType::BF16: fn.template operator()<DType::BF16>(); return;
+    default: break;
+  }
+  throw Error(ErrorCode::Internal, std::string("no GPU kernel for weights of type ") + dtype_name(t));
+}
+
+void check_cols(DType t, int64_t cols) {
+  const int64_t per = t == DType::BF16 ? 8 : block_elements(t);
+  if (cols <= 0 || cols % per != 0)
+    throw Error(ErrorCode::BadModelFile, std::string("a ") + dtype_name(t) + " weight row of " + std::to_string(cols) +
+                                             " values is not a whole number of " + std::to_string(per) +
+                                             "-value blocks");
+}
+
+}  // namespace
+
+bool quant_on_device(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return true;
+    default: return false;
+  }
+}
+
+void quant_gemv(DType t, const void* w, int64_t rows, int64_t cols, const bf16* x, void* y, GemvOut out,
+                cudaStream_t stream) {
+  if (rows <= 0) return;
+  check_cols(t, cols);
+  dispatch(t, [&]<DType T>() { gemv_t<T>(w, rows, cols, x, y, out, stream); });
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void quant_to_bf16(DType t, const void* w, int64_t rows, int64_t cols, bf16* out, cudaStream_t stream) {
+  if (rows <= 0) return;
+  check_cols(t, cols);
+  dispatch(t, [&]<DType T>() {
+    to_bf16_kernel<T><<<grid_for(units_of<T>(rows, cols), 256), 256, 0, stream>>>(static_cast<const uint8_t*>(w), rows,
+                                                                                  static_cast<int>(cols), out);
+  });
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void quant_embedding(DType t, const void* table, int64_t cols, const int32_t* tokens, int n, float* x,
+                     cudaStream_t stream) {
+  if (n <= 0) return;
+  check_cols(t, cols);
+  dispatch(t, [&]<DType T>() {
+    const dim3 grid(grid_for(units_of<T>(1, cols), 128), static_cast<unsigned>(n));
+    embedding_kernel<T><<<grid, 128, 0, stream>>>(static_cast<const uint8_t*>(table), static_cast<int>(cols), tokens, x);
+  });
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void fill_random_blocks(DType t, void* w, int64_t rows, int64_t cols, uint64_t seed, cudaStream_t stream) {
+  if (!quant_on_device(t)) throw Error(ErrorCode::Internal, "random blocks of a type that is not quantized");
+  check_cols(t, cols);
+  const int64_t count = rows * (cols / block_elements(t));
+  random_blocks_kernel<<<grid_for(count, 256), 256, 0, stream>>>(t, static_cast<uint8_t*>(w), count,
+                                                                 static_cast<int>(block_bytes(t)), seed);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace folio::cuda
