@@ -359,6 +359,11 @@ inline void ktile(const uint8_t* const* rows, int64_t nsb, const QxBlock* const*
     const uint8_t* blk[R];
     __m256 dw[R];
     __m256i scb[R];  // the scales, as bytes in both 128-bit lanes (Q4_K/Q5_K: zero-extended to 16 bits)
+    __m256 sums[NT];  // Q4_K/Q5_K: the s fields of the token's 8 activation blocks
+    if constexpr (T != DType::Q6_K) {
+      const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kQxBlockFloats));
+      for (int t = 0; t < NT; ++t) sums[t] = _mm256_i32gather_ps(&xs[t][8 * sb].s, stride, 4);
+    }
     for (int r = 0; r < R; ++r) {
       blk[r] = rows[r] + static_cast<size_t>(sb) * bb;
       if constexpr (T == DType::Q6_K) {
@@ -378,14 +383,7 @@ inline void ktile(const uint8_t* const* rows, int64_t nsb, const QxBlock* const*
         const __m256 mins = _mm256_cvtepi32_ps(
             _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(mn_lo))));
         const __m256 neg_mins = _mm256_mul_ps(mins, _mm256_set1_ps(-load_half(blk[r] + 2)));
-        for (int t = 0; t < NT; ++t) {
-          // the s field of 8 consecutive blocks (a stride of sizeof(QxBlock) bytes)
-          const __m256 sums = _mm256_i32gather_ps(&xs[t][8 * sb].s,
-                                                  _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                                     _mm256_set1_epi32(kQxBlockFloats)),
-                                                  4);
-          acc[r][t] = _mm256_fmadd_ps(neg_mins, sums, acc[r][t]);
-        }
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(neg_mins, sums[t], acc[r][t]);
       }
     }
     for (int j = 0; j < 8; ++j) {
