@@ -85,8 +85,9 @@ std::vector<int64_t> parse_list(const std::string& s) {
 }
 
 folio::DType dtype_from_name(const std::string& name) {
-  for (folio::DType t : {folio::DType::F32, folio::DType::F16, folio::DType::BF16, folio::DType::Q8_0, folio::DType::Q4_0,
-                         folio::DType::Q4_1, folio::DType::Q4_K, folio::DType::Q5_K, folio::DType::Q6_K}) {
+  using folio::DType;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q5_K,
+                  DType::Q6_K}) {
     std::string lower = folio::dtype_name(t);
     for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     if (name == lower) return t;
@@ -229,8 +230,8 @@ int main(int argc, char** argv) {
         for (int64_t r = 0; r < reps; ++r) {
           t0 = std::chrono::steady_clock::now();
           for (int c = 0; c < calls; ++c) folio::cpu::matmul(pool, x.data(), n, w, nullptr, y.data());
-          per_call_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-                                calls);
+          const auto elapsed = std::chrono::steady_clock::now() - t0;
+          per_call_ms.push_back(std::chrono::duration<double, std::milli>(elapsed).count() / calls);
         }
         const double ms = median(per_call_ms);
         nlohmann::json rowj;

@@ -479,11 +479,15 @@ class QuantTest : public QObject {
     for (int i = 0; i < n; ++i)
       for (int b = 0; b < k / 32; ++b) {
         double amax = 0;
-        for (int p = 32 * b; p < 32 * b + 32; ++p) amax = std::max(amax, double(std::abs(x[static_cast<size_t>(i * k + p)])));
+        for (int p = 32 * b; p < 32 * b + 32; ++p)
+          amax = std::max(amax, double(std::abs(x[static_cast<size_t>(i * k + p)])));
         const double var = (amax / 127) * (amax / 127) / 12;
         for (int j = 0; j < m; ++j) {
           double w2 = 0;
-          for (int p = 32 * b; p < 32 * b + 32; ++p) w2 += double(wf[static_cast<size_t>(j * k + p)]) * wf[static_cast<size_t>(j * k + p)];
+          for (int p = 32 * b; p < 32 * b + 32; ++p) {
+            const double wv = wf[static_cast<size_t>(j * k + p)];
+            w2 += wv * wv;
+          }
           sigma2[static_cast<size_t>(i * m + j)] += w2 * var;
         }
       }
@@ -501,7 +505,8 @@ class QuantTest : public QObject {
           const double sigma = std::sqrt(sigma2[o]);
           const double err = std::abs(y[o] - want[o]);
           QVERIFY2(err <= 6 * sigma + 1e-5 * std::abs(want[o]) + 1e-6,
-                   qPrintable(where + QString(": output %1,%2 off by %3, %4 sigma").arg(i).arg(j).arg(err).arg(err / sigma)));
+                   qPrintable(where +
+                              QString(": output %1,%2 off by %3, %4 sigma").arg(i).arg(j).arg(err).arg(err / sigma)));
           z2 += sigma > 0 ? err * err / sigma2[o] : 0.0;
           worst_z = std::max(worst_z, sigma > 0 ? err / sigma : 0.0);
         }

@@ -361,7 +361,8 @@ inline void ktile(const uint8_t* const* rows, int64_t nsb, const QxBlock* const*
     __m256i scb[R];  // the scales, as bytes in both 128-bit lanes (Q4_K/Q5_K: zero-extended to 16 bits)
     __m256 sums[NT];  // Q4_K/Q5_K: the s fields of the token's 8 activation blocks
     if constexpr (T != DType::Q6_K) {
-      const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kQxBlockFloats));
+      const __m256i stride =
+          _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kQxBlockFloats));
       for (int t = 0; t < NT; ++t) sums[t] = _mm256_i32gather_ps(&xs[t][8 * sb].s, stride, 4);
     }
     for (int r = 0; r < R; ++r) {

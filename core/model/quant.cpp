@@ -216,7 +216,8 @@ void quant_q4_0(const float* x, uint8_t* b) {
   const float d = write_f16(b, amax / 7.0f);
   const float id = d > 0.0f ? 1.0f / d : 0.0f;
   for (int i = 0; i < 16; ++i)
-    b[2 + i] = static_cast<uint8_t>(round_clamp(x[i] * id + 8.0f, 0, 15) | (round_clamp(x[i + 16] * id + 8.0f, 0, 15) << 4));
+    b[2 + i] = static_cast<uint8_t>(round_clamp(x[i] * id + 8.0f, 0, 15) |
+                                    (round_clamp(x[i + 16] * id + 8.0f, 0, 15) << 4));
 }
 
 void quant_q4_1(const float* x, uint8_t* b) {
@@ -226,7 +227,8 @@ void quant_q4_1(const float* x, uint8_t* b) {
   const float m = write_f16(b + 2, lo);
   const float id = d > 0.0f ? 1.0f / d : 0.0f;
   for (int i = 0; i < 16; ++i)
-    b[4 + i] = static_cast<uint8_t>(round_clamp((x[i] - m) * id, 0, 15) | (round_clamp((x[i + 16] - m) * id, 0, 15) << 4));
+    b[4 + i] = static_cast<uint8_t>(round_clamp((x[i] - m) * id, 0, 15) |
+                                    (round_clamp((x[i + 16] - m) * id, 0, 15) << 4));
 }
 
 // Q4_K / Q5_K (levels 15 or 31): per sub-block of 32 a scale (max - min) / levels and an offset
