@@ -3,10 +3,15 @@
 //               [--lengths 512,2048] [--decode-tokens 32] [--reps 3] [--chunk N] [--threads N]
 //               [--backend cpu|cuda] [--attention dense] [--gpu-mem-limit GIB] [--json FILE]
 //   folio-bench --attention-only --heads 32 --kv-heads 8 --head-dim 128 --lengths 16384,32768
+//   folio-bench --matmul-only --dtype q4_k --rows 4096 --cols 4096 --lengths 1,64 [--threads N]
 // Each configuration runs --reps times on random prompt tokens; medians are reported. --json
 // appends one JSON object per length (JSON lines). --attention-only times the prefill attention
-// kernel alone (causal, one chunk) and reports TFLOP/s.
+// kernel alone (causal, one chunk) and reports TFLOP/s. --matmul-only times the CPU backend's
+// matmul y[n, rows] = x[n, cols] W^T with W random (normal) and stored as --dtype, for n = each
+// length, and reports the median time per call and per weight.
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -19,7 +24,10 @@
 
 #include "app/cli_args.h"
 #include "core/engine/engine.h"
+#include "core/common/thread_pool.h"
+#include "core/cpu/cpu_ops.h"
 #include "core/engine/metrics_json.h"
+#include "core/model/quant.h"
 #include "core/model/random_model.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_bench.h"
@@ -36,6 +44,8 @@ const char* kUsage =
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
     "                   [--reps N] [--json FILE]\n"
+    "       folio-bench --matmul-only [--dtype f32|bf16|f16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k] [--rows M] [--cols K]\n"
+    "                   [--lengths N[,N...]] [--reps N] [--threads N] [--json FILE]   (CPU backend)\n"
     "shapes: smollm2-135m, llama-3.1-8b (llama3.1-8b), phi-3.5-mini (phi3.5-mini), qwen2.5-7b\n";
 
 std::string canonical_shape(const std::string& s) {
@@ -77,6 +87,17 @@ std::vector<int64_t> parse_list(const std::string& s) {
   return out;
 }
 
+folio::DType dtype_from_name(const std::string& name) {
+  using folio::DType;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q5_K,
+                  DType::Q6_K}) {
+    std::string lower = folio::dtype_name(t);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (name == lower) return t;
+  }
+  throw folio::cli::UsageError("--dtype takes f32, bf16, f16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k");
+}
+
 std::string today() {
   char buf[16];
   std::time_t t = std::time(nullptr);
@@ -94,7 +115,8 @@ int main(int argc, char** argv) {
     std::string shape, dtype_name = "bf16", json_path, attention = "dense";
     std::vector<int64_t> lengths = {512, 2048};
     int64_t decode = 32, reps = 3, chunk = 0;
-    bool random_weights = false, attention_only = false;
+    bool random_weights = false, attention_only = false, matmul_only = false;
+    int64_t mm_rows = 4096, mm_cols = 4096;
     int sparse_stride = 0;
     std::string sparse_pattern;
     int heads = 32, kv_heads = 8, head_dim = 128;
@@ -114,6 +136,9 @@ int main(int argc, char** argv) {
       else if (a == "--prompt-tokens" || a == "--lengths") lengths = parse_list(args.value(a));
       else if (a == "--random-weights") random_weights = true;
       else if (a == "--attention-only") attention_only = true;
+      else if (a == "--matmul-only") matmul_only = true;
+      else if (a == "--rows") mm_rows = args.integer(a, 1, 1 << 20);
+      else if (a == "--cols") mm_cols = args.integer(a, 1, 1 << 20);
       else if (a == "--sparse-pattern") {
         sparse_pattern = args.value(a);
         folio::sparse::pattern_from_name(sparse_pattern);  // checks the name
@@ -178,6 +203,65 @@ int main(int argc, char** argv) {
                      t.ms, t.tflops);
         append_json_line(json_path, row);
         all.push_back(row);
+      }
+      std::printf("%s\n", all.dump(2).c_str());
+      return 0;
+    }
+    if (matmul_only) {
+      const folio::DType dt = dtype_from_name(dtype_name);
+      if (mm_cols % folio::block_elements(dt) != 0)
+        throw folio::cli::UsageError("--cols must be a multiple of " + std::to_string(folio::block_elements(dt)) +
+                                     " for " + dtype_name);
+      folio::ThreadPool pool(eo.threads);
+      std::mt19937 rng(7);
+      std::normal_distribution<float> normal(0.0f, 0.02f);
+      std::vector<float> row(static_cast<size_t>(mm_cols));
+      const size_t rb = folio::row_bytes(dt, mm_cols);
+      std::vector<uint8_t> weights(rb * static_cast<size_t>(mm_rows));
+      for (int64_t r = 0; r < mm_rows; ++r) {
+        for (auto& v : row) v = normal(rng);
+        folio::quantize_row(dt, row.data(), weights.data() + static_cast<size_t>(r) * rb, mm_cols);
+      }
+      const folio::TensorView w{dt, mm_rows, mm_cols, weights.data()};
+      nlohmann::json all = nlohmann::json::array();
+      for (int64_t n : lengths) {
+        std::vector<float> x(static_cast<size_t>(n * mm_cols)), y(static_cast<size_t>(n * mm_rows));
+        std::normal_distribution<float> act(0.0f, 1.0f);
+        for (auto& v : x) v = act(rng);
+        // about 0.2 s of work per repetition: many calls when one is short
+        folio::cpu::matmul(pool, x.data(), n, w, nullptr, y.data());
+        auto t0 = std::chrono::steady_clock::now();
+        folio::cpu::matmul(pool, x.data(), n, w, nullptr, y.data());
+        const double one_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const int calls = static_cast<int>(std::clamp(200.0 / std::max(one_ms, 1e-3), 1.0, 10000.0));
+        std::vector<double> per_call_ms;
+        for (int64_t r = 0; r < reps; ++r) {
+          t0 = std::chrono::steady_clock::now();
+          for (int c = 0; c < calls; ++c) folio::cpu::matmul(pool, x.data(), n, w, nullptr, y.data());
+          const auto elapsed = std::chrono::steady_clock::now() - t0;
+          per_call_ms.push_back(std::chrono::duration<double, std::milli>(elapsed).count() / calls);
+        }
+        const double ms = median(per_call_ms);
+        nlohmann::json rowj;
+        rowj["date"] = today();
+        rowj["op"] = "cpu matmul";
+        rowj["dtype"] = dtype_name;
+        rowj["rows"] = mm_rows;
+        rowj["cols"] = mm_cols;
+        rowj["n"] = n;
+        rowj["threads"] = pool.size();
+        rowj["reps"] = reps;
+        rowj["calls_per_rep"] = calls;
+        rowj["ms"] = ms;
+        rowj["ns_per_weight_token"] = ms * 1e6 / static_cast<double>(mm_rows * mm_cols * n);
+        rowj["weight_bytes"] = weights.size();
+        rowj["weight_gb_s"] = static_cast<double>(weights.size()) / (ms * 1e-3) / 1e9;
+        rowj["gmac_s"] = static_cast<double>(mm_rows * mm_cols * n) / (ms * 1e-3) / 1e9;
+        std::fprintf(stderr, "folio-bench: matmul %s %lldx%lld n=%lld: %.3f ms (%.3f ns per weight per token)\n",
+                     dtype_name.c_str(), static_cast<long long>(mm_rows), static_cast<long long>(mm_cols),
+                     static_cast<long long>(n), ms, rowj["ns_per_weight_token"].get<double>());
+        append_json_line(json_path, rowj);
+        all.push_back(rowj);
       }
       std::printf("%s\n", all.dump(2).c_str());
       return 0;

@@ -11,7 +11,6 @@
 #include <immintrin.h>
 #endif
 
-#include "core/model/quant.h"
 
 namespace folio::cpu {
 
@@ -141,19 +140,26 @@ void gemv_16bit(const float* x, int64_t n, const TensorView& w, int64_t j0, int6
 
 // ---- GGUF block-quantized weights ----
 //
-// Decode and small batches (n < kPanelTokens): no fp32 copy of the weights is made.
-//  * Q4_0, Q4_1, Q8_0: the activations are quantized once per call to 8 bits per block of 32
-//    (x ~ d * q, as llama.cpp's Q8_0/Q8_1), and each weight block meets each token's block in an
-//    integer dot product (AVX2: maddubs/madd), scaled by d_w * d_x. Q4_0's offset of 8 and Q4_1's
-//    min enter through s = d_x * sum(q_x). The result differs from the fp32 one by the rounding
-//    of the activations (typically 0.5-1% rms of the outputs, as in llama.cpp).
-//  * K types: each 256-value block is dequantized to a stack buffer and dotted in fp32 (exact).
+// No fp32 copy of the weights is made. The activations are quantized once per call to 8 bits
+// per block of 32 (x ~ d * q, as llama.cpp's Q8_0/Q8_1), and each weight block meets each
+// token's block in an integer dot product (AVX2: maddubs/madd), scaled by d_w * d_x:
+//  * Q4_0, Q4_1, Q8_0: one activation block per weight block. Q4_0's offset of 8 and Q4_1's min
+//    enter through s = d_x * sum(q_x).
+//  * Q4_K, Q5_K, Q6_K: the 256 values of a super-block are 8 sub-blocks of 32 that line up with
+//    8 activation blocks. A sub-block's 6-bit scale (Q6_K: two int8 scales, one per 16) is
+//    applied in the integer multiply-add (madd against the scale instead of 1), so per 32
+//    values the float work is that of Q4_1: one conversion and one multiply-add by d * d_x.
+//    Q4_K/Q5_K's min enters as for Q4_1 (-dmin * min_j * s_j); Q6_K's values q - 32 are signed
+//    (|q - 32| <= 32 times the activation's sign, as Q8_0's).
+// The result differs from the fp32 one by the rounding of the activations (typically 0.5-1% rms
+// of the outputs, as in llama.cpp, whose K-quant kernels round to one scale per 256).
 // Small matmuls (kInlineMacs) run on the calling thread: waking the pool costs more.
-// Prefill (n >= kPanelTokens): Q4_0/Q4_1/Q8_0 use the same integer kernel on tiles of 4 tokens
-// (the weight block is unpacked once per tile); K types take the panel path below (a panel of
-// rows dequantized to fp32, then the fp32 kernel).
+// Prefill runs the same kernels on tiles of 2 rows x 4 tokens (each weight block unpacked once
+// per tile), and is faster than dequantizing panels to fp32 for the fp32 kernel (measured in
+// docs/cpu-quant.md); the panel path below remains for 16-bit weights.
 
-constexpr int64_t kPanelTokens = 16;
+// From this many tokens the activations are quantized on the pool's threads.
+constexpr int64_t kParallelQuantizeTokens = 16;
 
 inline float load_half(const uint8_t* p) {
   uint16_t h;
@@ -171,6 +177,8 @@ struct QxBlock {
   float s;  // d * sum(q)
   int8_t q[32];
 };
+constexpr int kQxBlockFloats = sizeof(QxBlock) / sizeof(float);  // the stride of a gather over blocks
+static_assert(sizeof(QxBlock) % sizeof(float) == 0);
 
 void quantize_x_block(const float* x, QxBlock* out) {
 #if defined(__AVX2__)
@@ -206,7 +214,9 @@ void quantize_x_block(const float* x, QxBlock* out) {
   int sum = 0;
   for (int i = 0; i < 32; ++i) {
     const float v = x[i] * id;
-    const int q = std::abs(v) <= 127.0f ? static_cast<int>(std::nearbyint(v)) : 0;  // NaN: 0, no undefined cast
+    // x * id of the largest value may come out a hair above 127: clamp it, not zero it (NaN: 0)
+    const float c = std::clamp(v, -127.0f, 127.0f);
+    const int q = c == c ? static_cast<int>(std::nearbyint(c)) : 0;
     out->q[i] = static_cast<int8_t>(q);
     sum += q;
   }
@@ -224,7 +234,21 @@ void run_units(ThreadPool& pool, int64_t units, int64_t macs, const std::functio
   else pool.parallel_for(units, fn);
 }
 
-bool has_int8_kernel(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0; }
+bool is_k_type(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+bool has_int8_kernel(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0 || is_k_type(t); }
+
+// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block (the 12 packed bytes at s;
+// layout in core/model/quant.cpp).
+inline void k_scale_min(int j, const uint8_t* s, int* scale, int* min) {
+  if (j < 4) {
+    *scale = s[j] & 63;
+    *min = s[j + 4] & 63;
+  } else {
+    *scale = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
 
 #if defined(__AVX2__)
 inline float hsum_ps(__m256 v) {
@@ -318,6 +342,151 @@ inline void qtile(const uint8_t* const* rows, int64_t nb, const QxBlock* const* 
 #endif
 }
 
+// The K types: dot products of R weight rows with NT tokens over nsb super-blocks of 256 values
+// (out[r * NT + t]); token t's 8 activation blocks of super-block sb are xs[t][8 sb ...].
+template <DType T, int R, int NT>
+inline void ktile(const uint8_t* const* rows, int64_t nsb, const QxBlock* const* xs, float* out) {
+  constexpr size_t bb = T == DType::Q4_K ? 144 : T == DType::Q5_K ? 176 : 210;
+  float corr[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) corr[r][t] = 0.0f;
+#if defined(__AVX2__)
+  __m256 acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk[R];
+    __m256 dw[R];
+    __m256i scb[R];  // the scales, as bytes in both 128-bit lanes (Q4_K/Q5_K: zero-extended to 16 bits)
+    __m256 sums[NT];  // Q4_K/Q5_K: the s fields of the token's 8 activation blocks
+    if constexpr (T != DType::Q6_K) {
+      const __m256i stride =
+          _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kQxBlockFloats));
+      for (int t = 0; t < NT; ++t) sums[t] = _mm256_i32gather_ps(&xs[t][8 * sb].s, stride, 4);
+    }
+    for (int r = 0; r < R; ++r) {
+      blk[r] = rows[r] + static_cast<size_t>(sb) * bb;
+      if constexpr (T == DType::Q6_K) {
+        dw[r] = _mm256_set1_ps(load_half(blk[r] + 208));
+        scb[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192)));
+      } else {
+        dw[r] = _mm256_set1_ps(load_half(blk[r]));
+        // the 12 packed bytes as three words: 8 six-bit scales and 8 six-bit mins, four per word
+        uint32_t a[3];
+        std::memcpy(a, blk[r] + 4, 12);
+        const uint32_t sc_lo = a[0] & 0x3f3f3f3f, mn_lo = a[1] & 0x3f3f3f3f;
+        const uint32_t sc_hi = (a[2] & 0x0f0f0f0f) | (((a[0] >> 6) & 0x03030303) << 4);
+        const uint32_t mn_hi = ((a[2] >> 4) & 0x0f0f0f0f) | (((a[1] >> 6) & 0x03030303) << 4);
+        const __m128i sc8 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
+        scb[r] = _mm256_broadcastsi128_si256(sc8);
+        // the mins meet the 8 activation blocks' sums at once: -dmin * min_j * s_j in lane j
+        const __m256 mins = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(mn_lo))));
+        const __m256 neg_mins = _mm256_mul_ps(mins, _mm256_set1_ps(-load_half(blk[r] + 2)));
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(neg_mins, sums[t], acc[r][t]);
+      }
+    }
+    for (int j = 0; j < 8; ++j) {
+      __m256i wq[R], wsgn[R], scv[R];
+      for (int r = 0; r < R; ++r) {
+        if constexpr (T == DType::Q6_K) {
+          // int16 lanes: scale 2j in the low 128 bits, 2j + 1 in the high (a byte moved to the
+          // top of each lane, then an arithmetic shift back: sign-extended)
+          const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(((2 * j + 1) << 8) | 0x80)),
+                                                _mm_set1_epi16(static_cast<int16_t>(((2 * j) << 8) | 0x80)));
+          scv[r] = _mm256_srai_epi16(_mm256_shuffle_epi8(scb[r], pick), 8);
+          // sub-block j = 4h + c: low bits in ql[64h + 32(c % 2) ...] (nibble c / 2), high bits
+          // at bits 2c of qh[32h ...]
+          const int h = j / 4, c = j % 4;
+          const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[r] + 64 * h + 32 * (c % 2)));
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[r] + 128 + 32 * h));
+          const __m256i lo = c < 2 ? _mm256_and_si256(ql, m4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), _mm256_set1_epi8(3));
+          wsgn[r] = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+          wq[r] = _mm256_sign_epi8(wsgn[r], wsgn[r]);  // |q - 32| <= 32
+        } else {
+          scv[r] = _mm256_shuffle_epi8(scb[r], _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j)));
+          const uint8_t* qs = blk[r] + (T == DType::Q4_K ? 16 : 48) + 32 * (j / 2);
+          const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+          wq[r] = j % 2 == 0 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+          if constexpr (T == DType::Q5_K) {
+            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[r] + 16));
+            const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, j), _mm256_set1_epi8(1));
+            wq[r] = _mm256_or_si256(wq[r], _mm256_slli_epi16(bit, 4));
+          }
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        const QxBlock& xb = xs[t][8 * sb + j];
+        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
+        const __m256 dx = _mm256_broadcast_ss(&xb.d);
+        for (int r = 0; r < R; ++r) {
+          const __m256i xs8 = T == DType::Q6_K ? _mm256_sign_epi8(xq, wsgn[r]) : xq;
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], xs8), scv[r]);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) out[r * NT + t] = hsum_ps(acc[r][t]) + corr[r][t];
+#else
+  float acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = rows[r] + static_cast<size_t>(sb) * bb;
+      const float d = load_half(T == DType::Q6_K ? blk + 208 : blk);
+      const float dmin = T == DType::Q6_K ? 0.0f : load_half(blk + 2);
+      for (int j = 0; j < 8; ++j) {
+        int8_t w[32];  // the sub-block's integer values (Q6_K: q - 32)
+        int sc_lo, sc_hi, min = 0;
+        if constexpr (T == DType::Q6_K) {
+          const int h = j / 4, c = j % 4;
+          const uint8_t* ql = blk + 64 * h + 32 * (c % 2);
+          const uint8_t* qh = blk + 128 + 32 * h;
+          for (int l = 0; l < 32; ++l) {
+            const int lo = c < 2 ? (ql[l] & 0x0f) : (ql[l] >> 4);
+            w[l] = static_cast<int8_t>((lo | (((qh[l] >> (2 * c)) & 3) << 4)) - 32);
+          }
+          sc_lo = static_cast<int8_t>(blk[192 + 2 * j]);
+          sc_hi = static_cast<int8_t>(blk[192 + 2 * j + 1]);
+        } else {
+          int scale;
+          k_scale_min(j, blk + 4, &scale, &min);
+          sc_lo = sc_hi = scale;
+          const uint8_t* qs = blk + (T == DType::Q4_K ? 16 : 48) + 32 * (j / 2);
+          for (int l = 0; l < 32; ++l) {
+            int q = j % 2 == 0 ? (qs[l] & 0x0f) : (qs[l] >> 4);
+            if constexpr (T == DType::Q5_K) q |= ((blk[16 + l] >> j) & 1) << 4;
+            w[l] = static_cast<int8_t>(q);
+          }
+        }
+        for (int t = 0; t < NT; ++t) {
+          const QxBlock& a = xs[t][8 * sb + j];
+          int32_t s_lo = 0, s_hi = 0;
+          for (int l = 0; l < 16; ++l) s_lo += static_cast<int32_t>(w[l]) * a.q[l];
+          for (int l = 16; l < 32; ++l) s_hi += static_cast<int32_t>(w[l]) * a.q[l];
+          acc[r][t] += static_cast<float>(s_lo * sc_lo + s_hi * sc_hi) * (d * a.d);
+          if constexpr (T != DType::Q6_K) corr[r][t] += -dmin * static_cast<float>(min) * a.s;
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) out[r * NT + t] = acc[r][t] + corr[r][t];
+#endif
+}
+
+// One tile of R rows x NT tokens over a whole row (nb blocks of 32 values), any integer type.
+template <DType T, int R, int NT>
+inline void int8_tile(const uint8_t* const* rows, int64_t nb, const QxBlock* const* xs, float* out) {
+  if constexpr (T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K) ktile<T, R, NT>(rows, nb / 8, xs, out);
+  else qtile<T, R, NT>(rows, nb, xs, out);
+}
+
 // Rows [j0, j0 + rows) of y for NT tokens starting at t0 (rows in groups of R, then singles).
 template <DType T, int R, int NT>
 void qtile_rows(const QxBlock* qx, int64_t t0, const TensorView& w, int64_t j0, int64_t rows, float* y) {
@@ -332,14 +501,14 @@ void qtile_rows(const QxBlock* qx, int64_t t0, const TensorView& w, int64_t j0, 
     const uint8_t* rp[R];
     for (int i = 0; i < R; ++i) rp[i] = base + static_cast<size_t>(r + i) * rb;
     float out[R * NT];
-    qtile<T, R, NT>(rp, nb, xs, out);
+    int8_tile<T, R, NT>(rp, nb, xs, out);
     for (int i = 0; i < R; ++i)
       for (int t = 0; t < NT; ++t) y[(t0 + t) * m + r + i] = out[i * NT + t];
   }
   for (; r < j0 + rows; ++r) {
     const uint8_t* rp[1] = {base + static_cast<size_t>(r) * rb};
     float out[NT];
-    qtile<T, 1, NT>(rp, nb, xs, out);
+    int8_tile<T, 1, NT>(rp, nb, xs, out);
     for (int t = 0; t < NT; ++t) y[(t0 + t) * m + r] = out[t];
   }
 }
@@ -371,7 +540,7 @@ void qmatmul_int8(ThreadPool& pool, const float* x, int64_t n, const TensorView&
   auto quantize = [&](int64_t t0, int64_t t1, int) {
     for (int64_t i = t0 * nb; i < t1 * nb; ++i) quantize_x_block(x + i * 32, qxp + i);
   };
-  if (n >= kPanelTokens) pool.parallel_for(n, quantize);
+  if (n >= kParallelQuantizeTokens) pool.parallel_for(n, quantize);
   else quantize(0, n, 0);
   const int64_t m = w.rows;
   // Work units: panels of rows; each thread takes a contiguous range of them. Tokens go in
@@ -389,47 +558,15 @@ void qmatmul_int8(ThreadPool& pool, const float* x, int64_t n, const TensorView&
         switch (w.dtype) {
           case DType::Q4_0: qmatmul_rows<DType::Q4_0>(qxp, t0, t1, w, j0, rows, y); break;
           case DType::Q4_1: qmatmul_rows<DType::Q4_1>(qxp, t0, t1, w, j0, rows, y); break;
+          case DType::Q4_K: qmatmul_rows<DType::Q4_K>(qxp, t0, t1, w, j0, rows, y); break;
+          case DType::Q5_K: qmatmul_rows<DType::Q5_K>(qxp, t0, t1, w, j0, rows, y); break;
+          case DType::Q6_K: qmatmul_rows<DType::Q6_K>(qxp, t0, t1, w, j0, rows, y); break;
           default: qmatmul_rows<DType::Q8_0>(qxp, t0, t1, w, j0, rows, y); break;
         }
       }
     }
   };
   run_units(pool, panels, n * m * w.cols, body);
-}
-
-// Few tokens, any block type: each block dequantized to a stack buffer and dotted in fp32.
-void qmatmul_fused_f32(ThreadPool& pool, const float* x, int64_t n, const TensorView& w, float* y) {
-  const int64_t m = w.rows, k = w.cols;
-  const int64_t be = block_elements(w.dtype);
-  const size_t bb = block_bytes(w.dtype);
-  const int64_t nb = k / be;
-  const size_t rb = row_bytes(w.dtype, k);
-  const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  const int64_t panel = std::max<int64_t>(4, (m + pool.size() * 4 - 1) / (pool.size() * 4));
-  const int64_t panels = (m + panel - 1) / panel;
-  run_units(pool, panels, n * m * k, [&](int64_t p0, int64_t p1, int) {
-    alignas(32) float buf[256];
-    v8f acc[kPanelTokens][4];  // four chains per token: the adds do not wait on each other
-    for (int64_t r = p0 * panel; r < std::min(m, p1 * panel); ++r) {
-      const uint8_t* row = base + static_cast<size_t>(r) * rb;
-      for (int64_t t = 0; t < n; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = v8f{};
-      for (int64_t b = 0; b < nb; ++b) {
-        dequantize_row(w.dtype, row + static_cast<size_t>(b) * bb, buf, be);
-        for (int64_t t = 0; t < n; ++t) {
-          const float* xb = x + t * k + b * be;
-          v8f a0 = acc[t][0], a1 = acc[t][1], a2 = acc[t][2], a3 = acc[t][3];
-          for (int64_t i = 0; i < be; i += 32) {
-            a0 += load8(xb + i) * load8(buf + i);
-            a1 += load8(xb + i + 8) * load8(buf + i + 8);
-            a2 += load8(xb + i + 16) * load8(buf + i + 16);
-            a3 += load8(xb + i + 24) * load8(buf + i + 24);
-          }
-          acc[t][0] = a0, acc[t][1] = a1, acc[t][2] = a2, acc[t][3] = a3;
-        }
-      }
-      for (int64_t t = 0; t < n; ++t) y[t * m + r] = hsum((acc[t][0] + acc[t][1]) + (acc[t][2] + acc[t][3]));
-    }
-  });
 }
 
 }  // namespace
@@ -451,9 +588,8 @@ void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
 
 void matmul(ThreadPool& pool, const float* x, int64_t n, const TensorView& w, const float* bias, float* y) {
   const int64_t m = w.rows, k = w.cols;
-  if (is_quantized(w.dtype) && n > 0 && (has_int8_kernel(w.dtype) || n < kPanelTokens)) {
-    if (has_int8_kernel(w.dtype)) qmatmul_int8(pool, x, n, w, y);
-    else qmatmul_fused_f32(pool, x, n, w, y);
+  if (has_int8_kernel(w.dtype) && n > 0) {
+    qmatmul_int8(pool, x, n, w, y);
     if (bias != nullptr)
       for (int64_t i = 0; i < n; ++i)
         for (int64_t r = 0; r < m; ++r) y[i * m + r] += bias[r];

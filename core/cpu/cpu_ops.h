@@ -17,7 +17,8 @@ void embedding(const TensorView& table, std::span<const int32_t> tokens, float* 
 // out = x / sqrt(mean(x^2) + eps) * weight, per row of `dim` values.
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
 
-// y[n, m] = x[n, k] W[m, k]^T (+ bias[m]); W in any stored dtype, dequantized per row panel.
+// y[n, m] = x[n, k] W[m, k]^T (+ bias[m]); W in any stored dtype: block-quantized W in integer
+// dot products with x rounded to 8 bits per block of 32, float W dequantized per row panel.
 void matmul(ThreadPool& pool, const float* x, int64_t n, const TensorView& w, const float* bias, float* y);
 
 // Rotates heads in place: x is [n][n_heads * head_dim] (row stride `stride` floats); token t sits

@@ -2,6 +2,8 @@
 // data usually lies in a memory map at any byte offset, so no field is read through a cast pointer.
 #include "core/model/quant.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #if defined(__AVX2__)
@@ -187,6 +189,118 @@ void dequant_q6_k(const uint8_t* b, float* y) {
   }
 }
 
+// ---- Quantizers (min/max per block, round to nearest) ----
+
+// Stores v as f16 at p and returns the value the reader will see.
+inline float write_f16(uint8_t* p, float v) {
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(p, &h, 2);
+  return f16_to_f32(h);
+}
+
+inline int round_clamp(float v, int lo, int hi) {
+  return std::clamp(static_cast<int>(std::lround(v)), lo, hi);
+}
+
+void quant_q8_0(const float* x, uint8_t* b) {
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[i]));
+  const float d = write_f16(b, amax / 127.0f);
+  const float id = d > 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < 32; ++i) b[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(round_clamp(x[i] * id, -127, 127)));
+}
+
+void quant_q4_0(const float* x, uint8_t* b) {
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[i]));
+  const float d = write_f16(b, amax / 7.0f);
+  const float id = d > 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < 16; ++i)
+    b[2 + i] = static_cast<uint8_t>(round_clamp(x[i] * id + 8.0f, 0, 15) |
+                                    (round_clamp(x[i + 16] * id + 8.0f, 0, 15) << 4));
+}
+
+void quant_q4_1(const float* x, uint8_t* b) {
+  float lo = x[0], hi = x[0];
+  for (int i = 1; i < 32; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  const float d = write_f16(b, (hi - lo) / 15.0f);
+  const float m = write_f16(b + 2, lo);
+  const float id = d > 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < 16; ++i)
+    b[4 + i] = static_cast<uint8_t>(round_clamp((x[i] - m) * id, 0, 15) |
+                                    (round_clamp((x[i + 16] - m) * id, 0, 15) << 4));
+}
+
+// Q4_K / Q5_K (levels 15 or 31): per sub-block of 32 a scale (max - min) / levels and an offset
+// -min (min clamped to <= 0, as the format stores a non-negative min that is subtracted), each
+// then quantized to 6 bits against the block's d and dmin.
+void quant_q45_k(const float* x, uint8_t* b, int levels) {
+  float scale[8], offset[8];
+  float max_scale = 0.0f, max_offset = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    float lo = 0.0f, hi = x[32 * j];
+    for (int i = 0; i < 32; ++i) lo = std::min(lo, x[32 * j + i]), hi = std::max(hi, x[32 * j + i]);
+    scale[j] = (hi - lo) / static_cast<float>(levels);
+    offset[j] = -lo;
+    max_scale = std::max(max_scale, scale[j]);
+    max_offset = std::max(max_offset, offset[j]);
+  }
+  const float d = write_f16(b, max_scale / 63.0f);
+  const float dmin = write_f16(b + 2, max_offset / 63.0f);
+  int sc[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = d > 0.0f ? round_clamp(scale[j] / d, 0, 63) : 0;
+    mn[j] = dmin > 0.0f ? round_clamp(offset[j] / dmin, 0, 63) : 0;
+  }
+  uint8_t* s = b + 4;
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+  }
+  uint8_t* qh = b + 16;
+  uint8_t* qs = b + (levels == 15 ? 16 : 48);
+  if (levels == 31) std::memset(qh, 0, 32);
+  for (int j = 0; j < 8; ++j) {
+    const float step = d * static_cast<float>(sc[j]);
+    const float off = dmin * static_cast<float>(mn[j]);
+    const float id = step > 0.0f ? 1.0f / step : 0.0f;
+    for (int l = 0; l < 32; ++l) {
+      const int q = round_clamp((x[32 * j + l] + off) * id, 0, levels);
+      uint8_t& byte = qs[32 * (j / 2) + l];
+      if (j % 2 == 0) byte = static_cast<uint8_t>(q & 15);
+      else byte = static_cast<uint8_t>(byte | ((q & 15) << 4));
+      if (levels == 31) qh[l] = static_cast<uint8_t>(qh[l] | (((q >> 4) & 1) << j));
+    }
+  }
+}
+
+// Q6_K: per 16 values a signed scale max|x| / 31, quantized to int8 against the block's d.
+void quant_q6_k(const float* x, uint8_t* b) {
+  float scale[16], max_abs_scale = 0.0f;
+  for (int s = 0; s < 16; ++s) {
+    float amax = 0.0f;
+    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::abs(x[16 * s + i]));
+    scale[s] = amax / 31.0f;
+    max_abs_scale = std::max(max_abs_scale, scale[s]);
+  }
+  uint8_t* ql = b;
+  uint8_t* qh = b + 128;
+  int8_t* sc = reinterpret_cast<int8_t*>(b + 192);
+  const float d = write_f16(b + 208, max_abs_scale / 127.0f);
+  for (int s = 0; s < 16; ++s) sc[s] = static_cast<int8_t>(d > 0.0f ? round_clamp(scale[s] / d, -128, 127) : 0);
+  std::memset(ql, 0, 192);
+  // value i = 128h + 32c + l: scale index 8h + 2c + l/16 (as the reader's layout comment says)
+  for (int i = 0; i < 256; ++i) {
+    const int h = i / 128, c = (i % 128) / 32, l = i % 32;
+    const float step = d * static_cast<float>(sc[8 * h + 2 * c + l / 16]);
+    const int q = step != 0.0f ? round_clamp(x[i] / step + 32.0f, 0, 63) : 32;
+    uint8_t& low = ql[64 * h + l + (c % 2) * 32];
+    low = static_cast<uint8_t>(low | (c < 2 ? (q & 15) : (q & 15) << 4));
+    qh[32 * h + l] = static_cast<uint8_t>(qh[32 * h + l] | ((q >> 4) << (2 * c)));
+  }
+}
+
 }  // namespace
 
 void dequantize_row(DType type, const uint8_t* src, float* out, int64_t cols) {
@@ -214,6 +328,34 @@ void dequantize_row(DType type, const uint8_t* src, float* out, int64_t cols) {
       return;
   }
   for (int64_t b = 0; b < blocks; ++b) fn(src + static_cast<size_t>(b) * bytes, out + b * per_block);
+}
+
+void quantize_row(DType type, const float* x, uint8_t* out, int64_t cols) {
+  const int64_t per_block = block_elements(type);
+  const size_t bytes = block_bytes(type);
+  for (int64_t b = 0; b < cols / per_block; ++b) {
+    const float* xb = x + b * per_block;
+    uint8_t* ob = out + static_cast<size_t>(b) * bytes;
+    switch (type) {
+      case DType::Q8_0: quant_q8_0(xb, ob); break;
+      case DType::Q4_0: quant_q4_0(xb, ob); break;
+      case DType::Q4_1: quant_q4_1(xb, ob); break;
+      case DType::Q4_K: quant_q45_k(xb, ob, 15); break;
+      case DType::Q5_K: quant_q45_k(xb, ob, 31); break;
+      case DType::Q6_K: quant_q6_k(xb, ob); break;
+      case DType::F32: std::memcpy(ob, xb, 4); break;
+      case DType::F16: {
+        const uint16_t h = f32_to_f16(*xb);
+        std::memcpy(ob, &h, 2);
+        break;
+      }
+      case DType::BF16: {
+        const uint16_t h = f32_to_bf16(*xb);
+        std::memcpy(ob, &h, 2);
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace folio

@@ -11,4 +11,10 @@ namespace folio {
 
 void dequantize_row(DType type, const uint8_t* src, float* out, int64_t cols);
 
+// The inverse, for making quantized weights in tests and benchmarks (random models): each block
+// from its own min/max (round to nearest), not llama.cpp's error-minimising search, so a file
+// quantized here is a little less accurate than one from llama.cpp. `out` holds
+// row_bytes(type, cols) bytes; cols must be a multiple of block_elements(type).
+void quantize_row(DType type, const float* x, uint8_t* out, int64_t cols);
+
 }  // namespace folio
