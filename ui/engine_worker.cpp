@@ -189,13 +189,6 @@ int64_t EngineWorker::document_tokens(const folio::docs::Document& doc) {
   return counter_->count(doc);
 }
 
-bool EngineWorker::has_model() const {
-#if FOLIO_UI_REMOTE
-  if (remote_) return true;
-#endif
-  return engine_ != nullptr;
-}
-
 void EngineWorker::count_document(quint64 key, const folio::docs::Document& doc) {
 #if FOLIO_UI_REMOTE
   if (remote_) {

@@ -87,7 +87,6 @@ class EngineWorker : public QObject {
   std::vector<folio::chat::Turn> remote_history_;
   QString remote_url_;
 #endif
-  bool has_model() const;
 
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<folio::chat::Conversation> conversation_;
