@@ -169,8 +169,8 @@ class TstRemoteGui : public QObject {
     QCOMPARE(back.remote_api_key, QString(kKey));
     QFile key_file(AppSettings::api_key_path());
     QVERIFY(key_file.exists());
-    QCOMPARE(key_file.permissions() & ~(QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ReadUser |
-                                        QFileDevice::WriteUser),
+    QCOMPARE(key_file.permissions() &
+                 ~(QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ReadUser | QFileDevice::WriteUser),
              QFileDevice::Permissions());
     QSettings raw(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio");
     QFile settings_file(raw.fileName());
@@ -208,8 +208,7 @@ class TstRemoteGui : public QObject {
     d.backend_combo()->setCurrentIndex(d.backend_combo()->findData("remote"));
 
     QString m = check(d, server_->url(), kKey);
-    QVERIFY2(m.startsWith("Connected") && m.contains("stories260K") && m.contains("context 512 tokens"),
-             qPrintable(m));
+    QVERIFY2(m.startsWith("Connected") && m.contains("stories260K") && m.contains("context 512 tokens"), qPrintable(m));
 
     m = check(d, server_->url(), "sk-wrong");
     QVERIFY2(m.contains("refused the API key") && m.contains("401"), qPrintable(m));
@@ -305,7 +304,9 @@ class TstRemoteGui : public QObject {
     QVERIFY(!w.model_error().contains(kKey));
   }
 
-  void cleanupTestCase() { server_.reset(); }
+  void cleanupTestCase() {
+    server_.reset();
+  }
 };
 
 QTEST_MAIN(TstRemoteGui)

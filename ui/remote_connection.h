@@ -11,8 +11,8 @@ namespace folio::ui {
 
 struct RemoteCheck {
   bool ok = false;
-  QString message;  // one sentence or two: what was found, or what is wrong and what to do
-  QString model;    // the model that will answer (ok only)
+  QString message;             // one sentence or two: what was found, or what is wrong and what to do
+  QString model;               // the model that will answer (ok only)
   int64_t context_tokens = 0;  // its context as the server says (0 = not said)
   double elapsed_ms = 0.0;
 };

@@ -116,10 +116,10 @@ RemoteError refusal(const std::string& url, int status, const std::string& body,
 }
 
 RemoteError unreachable(const std::string& url, httplib::Error err) {
-  return RemoteError(RemoteFailure::Unreachable, ErrorCode::BackendUnavailable,
-                     "cannot reach the server at " + url + " (" + httplib::to_string(err) +
-                         "): is it running, and is --url right?",
-                     httplib::to_string(err));
+  return RemoteError(
+      RemoteFailure::Unreachable, ErrorCode::BackendUnavailable,
+      "cannot reach the server at " + url + " (" + httplib::to_string(err) + "): is it running, and is --url right?",
+      httplib::to_string(err));
 }
 
 }  // namespace

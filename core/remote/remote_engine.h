@@ -28,13 +28,13 @@ struct RemoteOptions {
 // What kind of failure a RemoteError is, so a front end can word it for its own controls (folio-cli
 // names its options, the app its Settings fields).
 enum class RemoteFailure {
-  Unreachable,    // no connection, or no HTTP answer (wrong host or port, server down, not HTTP)
-  WrongProtocol,  // an HTTP answer, but not an OpenAI-compatible API at that base path
-  Unauthorized,   // 401/403: the API key is missing or wrong
-  ModelNotFound,  // the server does not serve the model asked for
-  ContextTooLong, // the prompt does not fit the server's context
-  Busy,           // 503/429
-  Refused,        // any other refusal
+  Unreachable,     // no connection, or no HTTP answer (wrong host or port, server down, not HTTP)
+  WrongProtocol,   // an HTTP answer, but not an OpenAI-compatible API at that base path
+  Unauthorized,    // 401/403: the API key is missing or wrong
+  ModelNotFound,   // the server does not serve the model asked for
+  ContextTooLong,  // the prompt does not fit the server's context
+  Busy,            // 503/429
+  Refused,         // any other refusal
 };
 
 class RemoteError : public Error {
