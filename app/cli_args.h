@@ -1,9 +1,11 @@
 // A small argument reader shared by folio-cli and folio-bench: options with values, checked ranges.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace folio::cli {
 
@@ -49,6 +51,31 @@ class Args {
       throw UsageError(option + " takes a number from " + std::to_string(lo) + " to " + std::to_string(hi) +
                        ", not \"" + v + "\"");
     return x;
+  }
+  // A list of GPU indices, "0,1,3": each from 0 to 1023, none twice, at least one.
+  std::vector<int> gpu_list(const std::string& option) {
+    const std::string v = value(option);
+    std::vector<int> ids;
+    size_t start = 0;
+    while (start <= v.size()) {
+      const size_t comma = std::min(v.find(',', start), v.size());
+      const std::string item = v.substr(start, comma - start);
+      size_t used = 0;
+      long long x = -1;
+      try {
+        x = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (item.empty() || used != item.size() || x < 0 || x > 1023)
+        throw UsageError(option + " takes GPU indices from 0 to 1023 separated by commas (e.g. 0,1), not \"" + v +
+                         "\"");
+      for (int id : ids)
+        if (id == x) throw UsageError(option + " names GPU " + item + " twice: \"" + v + "\"");
+      ids.push_back(static_cast<int>(x));
+      start = comma + 1;
+    }
+    return ids;
   }
 
  private:

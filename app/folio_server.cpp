@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "app/cli_args.h"
 #include "app/server/http_server.h"
@@ -22,8 +23,8 @@ namespace {
 
 const char* kUsage =
     "usage: folio-server --model PATH [--tokenizer PATH] [--host ADDR] [--port N] [--api-key KEY]\n"
-    "                    [--backend cpu|cuda] [--gpu N] [--gpu-mem-limit GIB] [--threads N] [--ctx N]\n"
-    "                    [--attention auto|dense|sparse] [--chat-format NAME] [--model-id NAME]\n"
+    "                    [--backend cpu|cuda] [--gpu N | --gpus LIST] [--gpu-mem-limit GIB] [--threads N]\n"
+    "                    [--ctx N] [--attention auto|dense|sparse] [--chat-format NAME] [--model-id NAME]\n"
     "                    [--max-body BYTES] [--queue N] [--kv-slots N]\n"
     "       folio-server --help | --version\n";
 
@@ -40,6 +41,9 @@ const char* kOptionHelp =
     "                        (or set FOLIO_API_KEY, which keeps the key out of the process list)\n"
     "  --backend cpu|cuda    where the model runs (cuda falls back to the CPU when no GPU is usable)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
+    "  --gpus LIST           the GPUs to lay the model across, e.g. 0,1 (--backend cuda). This build runs\n"
+    "                        a model on one GPU: one index is the same as --gpu; several are refused\n"
+    "                        with a message until tensor parallel lands\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
     "  --threads N           CPU threads (0 = all)\n"
     "  --ctx N               context of every request in tokens (default: the model's, at most 8192)\n"
@@ -59,6 +63,8 @@ const char* kOptionHelp =
 
 struct Options {
   folio::EngineOptions engine;
+  std::vector<int> gpus;  // --gpus ("" = not given)
+  bool gpu_given = false;  // --gpu
   folio::server::ServerOptions server;
   std::string chat_format;
   int64_t ctx = 0;
@@ -82,7 +88,12 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--max-body") o.server.max_body_bytes = static_cast<size_t>(args.integer(a, 1024, int64_t{1} << 32));
     else if (a == "--queue") o.server.max_waiting = static_cast<int>(args.integer(a, 0, 1000));
     else if (a == "--kv-slots") o.server.kv_slots = static_cast<int>(args.integer(a, 1, 64));
-    else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
+    else if (a == "--gpu") {
+      o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
+      o.gpu_given = true;
+    } else if (a == "--gpus") {
+      o.gpus = args.gpu_list(a);
+    }
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
     else if (a == "--backend") {
@@ -97,6 +108,26 @@ Options parse(folio::cli::Args& args) {
   if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
   if (o.server.api_key.find_first_of(" \t\r\n") != std::string::npos)
     throw folio::cli::UsageError("--api-key must not hold spaces or line breaks");
+  if (!o.gpus.empty()) {
+    if (o.gpu_given) throw folio::cli::UsageError("give --gpu N or --gpus LIST, not both");
+    if (o.engine.backend != folio::BackendKind::Cuda) throw folio::cli::UsageError("--gpus goes with --backend cuda");
+    // The engine runs one model on one device; the tensor-parallel layer over NCCL that would split
+    // heads and MLP columns across these is not built yet. Said plainly instead of using one GPU.
+    if (o.gpus.size() > 1) {
+      std::string list;
+      for (int g : o.gpus) {
+        if (!list.empty()) list += ',';
+        list += std::to_string(g);
+      }
+      throw folio::Error(folio::ErrorCode::BackendUnavailable,
+                         "--gpus " + list + " asks for " + std::to_string(o.gpus.size()) +
+                             " GPUs, but this folio-server runs a model on one GPU: laying its layers across "
+                             "several (tensor parallel) is not implemented yet. Serve on one with --gpus " +
+                             std::to_string(o.gpus.front()) + ", or point clients at a multi-GPU server "
+                             "(vLLM, SGLang)");
+    }
+    o.engine.gpu_device = o.gpus.front();
+  }
   o.engine.context_tokens = o.ctx;
   return o;
 }

@@ -2,6 +2,9 @@
 
 #include "ui/attention_modes.h"
 
+#include <QDir>
+#include <QFile>
+#include <QFileInfo>
 #include <QStandardPaths>
 
 #include <QJsonDocument>
@@ -38,9 +41,43 @@ QString kv_cache_folder() {
 }
 
 bool AppSettings::needs_reload(const AppSettings& before) const {
-  return effective_model_path() != before.effective_model_path() || backend != before.backend ||
-         threads != before.threads;
+  if (backend != before.backend) return true;
+  if (backend == "remote")
+    return remote_url != before.remote_url || remote_model != before.remote_model ||
+           remote_api_key != before.remote_api_key;
+  return effective_model_path() != before.effective_model_path() || threads != before.threads;
 }
+
+QString AppSettings::api_key_path() {
+  return QStandardPaths::writableLocation(QStandardPaths::AppConfigLocation) + "/remote-api-key";
+}
+
+namespace {
+
+QString read_api_key() {
+  QFile f(AppSettings::api_key_path());
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  return QString::fromUtf8(f.read(64 * 1024)).trimmed();
+}
+
+// Owner-only from the first byte: a new file is made with 0600 before the key goes in, and an
+// existing one is made so before it is written.
+void write_api_key(const QString& key) {
+  const QString path = AppSettings::api_key_path();
+  if (key.isEmpty()) {
+    QFile::remove(path);
+    return;
+  }
+  if (key == read_api_key()) return;
+  QDir().mkpath(QFileInfo(path).absolutePath());
+  constexpr QFileDevice::Permissions kOwnerOnly = QFileDevice::ReadOwner | QFileDevice::WriteOwner;
+  if (QFile::exists(path)) QFile::setPermissions(path, kOwnerOnly);
+  QFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate, kOwnerOnly)) return;
+  f.write(key.toUtf8());
+}
+
+}  // namespace
 
 AppSettings AppSettings::with_defaults() const {
   AppSettings a;
@@ -49,6 +86,9 @@ AppSettings AppSettings::with_defaults() const {
   a.threads = threads;
   a.context_tokens = context_tokens;
   a.keep_kv_on_disk = keep_kv_on_disk;
+  a.remote_url = remote_url;
+  a.remote_model = remote_model;
+  a.remote_api_key = remote_api_key;
   return a;
 }
 
@@ -105,6 +145,9 @@ AppSettings AppSettings::load() {
   a.threads = s.value("model/threads", a.threads).toInt();
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
   a.keep_kv_on_disk = s.value("model/keep_kv_on_disk", a.keep_kv_on_disk).toBool();
+  a.remote_url = s.value("remote/url", a.remote_url).toString();
+  a.remote_model = s.value("remote/model", a.remote_model).toString();
+  a.remote_api_key = read_api_key();
   a.attention_mode = s.value("attention/mode", a.attention_mode).toString();
   if (!attention_mode_names().contains(a.attention_mode)) a.attention_mode = "auto";
   a.sparse_threshold_tokens =
@@ -117,7 +160,7 @@ AppSettings AppSettings::load() {
   a.max_tokens = s.value("sampling/max_tokens", a.max_tokens).toInt();
   a.seed = s.value("sampling/seed", qint64(a.seed)).toLongLong();
   a.system_prompt = s.value("prompt/system", a.system_prompt).toString();
-  if (a.backend != "cpu" && a.backend != "cuda") a.backend = "cpu";
+  if (a.backend != "cpu" && a.backend != "cuda" && a.backend != "remote") a.backend = "cpu";
   return a;
 }
 
@@ -128,6 +171,9 @@ void AppSettings::save() const {
   s.setValue("model/threads", threads);
   s.setValue("model/context_tokens", qint64(context_tokens));
   s.setValue("model/keep_kv_on_disk", keep_kv_on_disk);
+  s.setValue("remote/url", remote_url);
+  s.setValue("remote/model", remote_model);
+  write_api_key(remote_api_key);
   s.setValue("attention/mode", attention_mode);
   s.setValue("attention/sparse_threshold_tokens", qint64(sparse_threshold_tokens));
   s.setValue("sampling/temperature", temperature);

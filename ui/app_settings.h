@@ -15,13 +15,22 @@ QString kv_cache_folder();
 struct AppSettings {
   // Model and backend. model_path "" = default_model_path().
   QString model_path;
-  QString backend = "cpu";     // "cpu" or "cuda"
+  QString backend = "cpu";     // "cpu", "cuda" or "remote" (the model runs behind remote_url)
   int threads = 0;             // 0 = all cores
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
   // Keep the KV of the documents' prefix on disk (the user's cache folder, at most kKvCacheBytes),
   // so the same documents are answered without a new prefill after a restart. Opt-in: it takes disk.
   bool keep_kv_on_disk = false;
   static constexpr uint64_t kKvCacheBytes = uint64_t{4} << 30;
+
+  // The remote engine (backend "remote"): an OpenAI-compatible API base such as
+  // http://host:8080/v1 (folio-server, vLLM, SGLang, llama.cpp's server), the model to ask there
+  // ("" = the first it lists) and its API key ("" = none). The key is not kept with the other
+  // settings: save() writes it to api_key_path(), readable by the user only, and nothing logs it.
+  QString remote_url;
+  QString remote_model;
+  QString remote_api_key;
+  static QString api_key_path();
 
   // Prefill attention: a name from attention_modes(), and the length above which a sparse mode
   // takes over from dense (kept for sparse modes; dense ignores it).
@@ -44,7 +53,8 @@ struct AppSettings {
 
   QString effective_model_path() const;
   SamplerParams sampler(uint64_t random_seed) const;
-  // Whether a change from `before` needs the model loaded again (model, backend, threads).
+  // Whether a change from `before` needs the model loaded again (model, backend, threads; for the
+  // remote backend its URL, model and key).
   bool needs_reload(const AppSettings& before) const;
 
   // These settings with everything but the model choice (model, backend, threads, context) back to

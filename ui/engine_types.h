@@ -26,8 +26,12 @@ using folio::chat::effective_context;
 
 struct EngineConfig {
   QString model_path;
-  QString backend = "cpu";
+  QString backend = "cpu";  // "cpu", "cuda" or "remote"
   int threads = 0;
+  // backend "remote": the OpenAI-compatible API base, its key ("" = none) and model ("" = its first).
+  QString remote_url;
+  QString remote_api_key;
+  QString remote_model;
 };
 
 struct ModelInfo {
@@ -36,6 +40,7 @@ struct ModelInfo {
   QString architecture;
   QString chat_format;  // "plain", "chatml", ...
   QString backend;
+  bool remote = false;      // the model runs behind an OpenAI-compatible server (path = its URL)
   QString notice;           // e.g. a backend fallback
   int64_t max_context = 0;  // what the model was trained for
   int64_t vocab_size = 0;

@@ -2,6 +2,8 @@
 
 #include <QDateTime>
 #include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QThread>
 #include <algorithm>
 #include <chrono>
@@ -14,9 +16,15 @@
 #include <unistd.h>
 #endif
 
+#include "core/chat/prompt_layout.h"
 #include "core/docs/prompt_layout.h"
 #include "ui/app_settings.h"
 #include "core/engine/chat_prompt.h"
+
+#if FOLIO_UI_REMOTE
+#include "core/remote/remote_engine.h"
+#include "ui/remote_connection.h"
+#endif
 
 namespace folio::ui {
 
@@ -66,6 +74,9 @@ QString EngineWorker::describe(const std::exception& e) const {
 }
 
 void EngineWorker::unload() {
+#if FOLIO_UI_REMOTE
+  remote_.reset();
+#endif
   conversation_.reset();
   recorder_.reset();  // its connection belongs to this thread
   counter_.reset();
@@ -103,10 +114,25 @@ void EngineWorker::load_model(const EngineConfig& config) {
   std::vector<folio::chat::Turn> history = std::move(pending_history_);
   pending_history_.clear();
   if (conversation_) history = conversation_->history();
+#if FOLIO_UI_REMOTE
+  if (remote_) history = std::move(remote_history_);
+  remote_.reset();
+  remote_history_.clear();
+#endif
   conversation_.reset();
   counter_.reset();
   engine_.reset();
   truncated_.clear();
+  if (config.backend == "remote") {
+#if FOLIO_UI_REMOTE
+    load_remote(config, std::move(history));
+#else
+    emit phase_changed(Phase::Idle);
+    emit load_failed(tr("this build of Folio has no remote engine (it was built without cpp-httplib); choose the "
+                        "CPU or CUDA backend in Settings"));
+#endif
+    return;
+  }
   EngineOptions opt;
   opt.model_path = config.model_path.toStdString();
   opt.backend = config.backend == "cuda" ? BackendKind::Cuda : BackendKind::Cpu;
@@ -164,6 +190,15 @@ int64_t EngineWorker::document_tokens(const folio::docs::Document& doc) {
 }
 
 void EngineWorker::count_document(quint64 key, const folio::docs::Document& doc) {
+#if FOLIO_UI_REMOTE
+  if (remote_) {
+    // The served model's tokenizer is not here: an estimate of the laid-out document (about four
+    // bytes a token for English text and code); the server counts the prompt it is sent.
+    const std::string laid_out = folio::chat::documents_system_text({folio::docs::chat_document(doc)}, false);
+    emit document_counted(key, static_cast<qint64>((laid_out.size() + 3) / 4));
+    return;
+  }
+#endif
   if (!engine_) {
     emit document_count_failed(key, tr("no model is loaded"));
     return;
@@ -194,11 +229,19 @@ std::vector<folio::chat::Document> EngineWorker::prepared(const QVector<PromptDo
 }
 
 void EngineWorker::reset_conversation() {
+#if FOLIO_UI_REMOTE
+  remote_history_.clear();
+#endif
   if (conversation_) conversation_->reset();
   else if (recorder_) recorder_->new_conversation();
 }
 
 void EngineWorker::continue_conversation(qint64 conversation_id, const std::vector<folio::chat::Turn>& turns) {
+#if FOLIO_UI_REMOTE
+  if (remote_) {
+    remote_history_ = turns;
+  } else
+#endif
   if (conversation_) {
     conversation_->reset();  // forgets the KV cache (and tells the recorder: a new conversation)
     conversation_->set_history(turns);
@@ -216,6 +259,12 @@ int64_t EngineWorker::prefill_chunk() const {
 }
 
 void EngineWorker::ask(const AskRequest& request) {
+#if FOLIO_UI_REMOTE
+  if (remote_) {
+    ask_remote(request);
+    return;
+  }
+#endif
   if (!engine_) {
     emit ask_failed(request.id, tr("No model is loaded. Open Settings and choose a model file."));
     return;
@@ -313,6 +362,159 @@ void EngineWorker::ask(const AskRequest& request) {
   }
 }
 
+#if FOLIO_UI_REMOTE
+void EngineWorker::load_remote(const EngineConfig& config, std::vector<folio::chat::Turn> history) {
+  const QString url = config.remote_url.trimmed();
+  emit load_progress(0.0, tr("Connecting to %1").arg(url));
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    folio::remote::RemoteOptions ro;
+    ro.url = url.toStdString();
+    ro.api_key = config.remote_api_key.trimmed().toStdString();
+    ro.model = config.remote_model.trimmed().toStdString();
+    ro.connect_timeout_s = 10;
+    auto remote = std::make_unique<folio::remote::RemoteEngine>(ro);
+    const folio::remote::RemoteModel m = remote->connect();
+    remote_ = std::move(remote);
+    remote_history_ = std::move(history);
+    remote_url_ = url;
+    ModelInfo info;
+    info.path = url;
+    info.name = QString::fromStdString(m.id);
+    info.architecture = tr("served remotely");
+    info.chat_format = tr("the server's");
+    info.backend = tr("remote %1").arg(url);
+    info.remote = true;
+    info.max_context = m.context_tokens;
+    if (m.context_tokens <= 0)
+      info.notice = tr("The server does not say its context size; Folio assumes 8,192 tokens (Settings ▸ Context "
+                       "size sets it).");
+    info.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    info_ = info;
+    if (recorder_) recorder_->set_model(info.name);
+    emit phase_changed(Phase::Idle);
+    emit model_loaded(info);
+  } catch (const std::exception& e) {
+    remote_.reset();
+    pending_history_ = std::move(history);
+    emit phase_changed(Phase::Idle);
+    emit load_failed(remote_error_text(e, url));
+  }
+}
+
+void EngineWorker::ask_remote(const AskRequest& request) {
+  const uint64_t id = request.id;
+  try {
+    std::vector<folio::chat::Document> docs;
+    for (const PromptDocument& d : request.documents) {
+      docs.push_back(folio::docs::chat_document(d.doc));
+      docs.back().tokens = 0;  // not counted here: the server counts the prompt
+    }
+    std::vector<folio::chat::Turn> history = remote_history_;
+    std::string question = request.question.toStdString();
+    if (request.regenerate) {
+      // The last question again, in place of its answer.
+      if (history.size() < 2 || history.back().role != "assistant") {
+        emit phase_changed(Phase::Idle);
+        emit ask_failed(id, tr("There is no answer to regenerate."));
+        return;
+      }
+      history.pop_back();
+      question = history.back().text;
+      history.pop_back();
+    }
+    // The layout the local engine's chat models get (system prompt, documents with the citation
+    // instruction, history, question) as chat messages; the server applies its own chat template.
+    const std::vector<folio::ChatMessage> messages = folio::chat::prompt_messages(
+        folio::ChatFormatKind::ChatML, docs, history, question, request.system_prompt.toStdString());
+    emit phase_changed(Phase::Prefill);
+    GenerateOptions gen;
+    gen.sampler = request.sampler;
+    gen.max_tokens = request.max_tokens;
+    gen.cancel = request.cancel.get();
+    std::string pending;
+    int64_t n_pieces = 0;
+    double first_ms = 0.0, last_emit_ms = 0.0;
+    auto flush = [&]() {
+      if (pending.empty()) return;
+      emit tokens_arrived(id, QString::fromStdString(pending), n_pieces, now_ms() - first_ms);
+      pending.clear();
+      last_emit_ms = now_ms();
+    };
+    gen.on_token = [&](int32_t, std::string_view text) {
+      const double t = now_ms();
+      if (n_pieces == 0) {
+        first_ms = t;
+        emit phase_changed(Phase::Generating);
+      }
+      ++n_pieces;
+      pending.append(text);
+      if (t - last_emit_ms >= 16.0) flush();
+    };
+    folio::remote::RemoteResult rr = remote_->chat(messages, gen);
+    flush();
+    Metrics& m = rr.result.metrics;
+    m.backend = info_.backend.toStdString();
+    // TTFT and the decode rate stay as measured here (what the user waited); the prefill and its
+    // attention are the server's own figures when it sends them (folio-server's `folio` field).
+    if (!rr.server_metrics_json.empty()) {
+      const QJsonObject f = QJsonDocument::fromJson(QByteArray::fromStdString(rr.server_metrics_json)).object();
+      const QJsonObject att = f.value("attention").toObject();
+      m.prefill_tokens = f.value("prefill_tokens").toInteger(m.prefill_tokens);
+      m.prefill_ms = f.value("prefill_ms").toDouble(m.prefill_ms);
+      m.prefill_tok_s = f.value("prefill_tok_s").toDouble(m.prefill_tok_s);
+      m.reused_tokens = f.value("reused_tokens").toInteger(m.reused_tokens);
+      m.attention_mode = att.value("mode").toString().toStdString();
+      m.sparse_chunks = att.value("sparse_chunks").toInteger(0);
+      m.dense_chunks = att.value("dense_chunks").toInteger(0);
+      m.attention_density = att.value("density").toDouble(0.0);
+      m.est_mass_mean = att.value("est_mass_mean").toDouble(1.0);
+    }
+    const bool cancelled = m.stop == StopReason::Cancelled;
+    AskOutcome out;
+    out.id = id;
+    out.question = QString::fromStdString(question);
+    out.text = QString::fromStdString(rr.result.text);
+    if (rr.cut) {
+      // What came is kept, and marked.
+      out.text += "\n\n" + tr("[The answer was cut off here: %1]").arg(QString::fromStdString(rr.cut_reason));
+    }
+    out.metrics = m;
+    out.cancelled = cancelled;
+    out.context_tokens = effective_context(request.context_tokens, info_.max_context);
+    if (!cancelled || !rr.result.text.empty()) {
+      remote_history_ = history;
+      remote_history_.push_back({"user", question});
+      remote_history_.push_back({"assistant", out.text.toStdString()});
+    }
+    out.history_turns = static_cast<int>(remote_history_.size());
+    if (recorder_) {
+      try {
+        folio::chat::TurnRecord t;
+        t.question = question;
+        t.answer = out.text.toStdString();
+        t.metrics = m;
+        t.cancelled = cancelled;
+        t.documents = &docs;
+        t.document_tokens.assign(docs.size(), 0);
+        recorder_->record_turn(t);
+      } catch (const std::exception& e) {
+        out.record_error = describe(e);
+      }
+      out.conversation_id = recorder_->conversation_id();
+    } else {
+      out.record_error = store_error_;
+    }
+    if (!out.text.trimmed().isEmpty()) out.sources = ground(request, out.question, out.text);
+    emit phase_changed(Phase::Idle);
+    emit ask_finished(out);
+  } catch (const std::exception& e) {
+    emit phase_changed(Phase::Idle);
+    emit ask_failed(id, remote_error_text(e, remote_url_));
+  }
+}
+#endif
+
 std::vector<folio::chat::SourcePassage> EngineWorker::ground(const AskRequest& request, const QString& question,
                                                              const QString& answer) {
   // Against the whole documents, also where the prompt held only part of one: a source links
@@ -337,6 +539,14 @@ std::shared_ptr<const sparse::SparseConfig> EngineWorker::sparse_config_with_thr
 }
 
 void EngineWorker::compare(const CompareRequest& request) {
+#if FOLIO_UI_REMOTE
+  if (remote_) {
+    emit compare_finished(request.id, false,
+                          tr("The dense/sparse comparison measures Folio's own engine; with a remote server "
+                             "choose the CPU or CUDA backend in Settings to run it."));
+    return;
+  }
+#endif
   if (!engine_) {
     emit compare_finished(request.id, false, tr("No model is loaded. Open Settings and choose a model file."));
     return;

@@ -21,6 +21,12 @@
 #include "core/store/chat_recorder.h"
 #include "ui/engine_types.h"
 
+#if FOLIO_UI_REMOTE
+namespace folio::remote {
+class RemoteEngine;
+}
+#endif
+
 namespace folio::ui {
 
 class EngineWorker : public QObject {
@@ -71,6 +77,16 @@ class EngineWorker : public QObject {
   int64_t document_tokens(const folio::docs::Document& doc);
   std::vector<folio::chat::Document> prepared(const QVector<PromptDocument>& docs);
   QString describe(const std::exception& e) const;
+
+#if FOLIO_UI_REMOTE
+  // The remote engine (EngineConfig::backend "remote"), in place of engine_: the same documents,
+  // system turn and history go to it as chat messages; the history is kept here.
+  void load_remote(const EngineConfig& config, std::vector<folio::chat::Turn> history);
+  void ask_remote(const AskRequest& request);
+  std::unique_ptr<folio::remote::RemoteEngine> remote_;
+  std::vector<folio::chat::Turn> remote_history_;
+  QString remote_url_;
+#endif
 
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<folio::chat::Conversation> conversation_;

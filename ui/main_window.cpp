@@ -446,8 +446,15 @@ void MainWindow::load_model() {
   EngineConfig config;
   config.model_path = model_path();
   config.backend = settings_.backend;
+  // A model given on the command line runs here.
+  if (config.backend == "remote" && !options_.model_override.isEmpty()) config.backend = "cpu";
   config.threads = settings_.threads;
-  status_model_->setText(tr("Loading %1…").arg(QFileInfo(config.model_path).fileName()));
+  config.remote_url = settings_.remote_url;
+  config.remote_api_key = settings_.remote_api_key;
+  config.remote_model = settings_.remote_model;
+  status_model_->setText(config.backend == "remote"
+                             ? tr("Connecting to %1…").arg(config.remote_url)
+                             : tr("Loading %1…").arg(QFileInfo(config.model_path).fileName()));
   emit model_ready_changed(false);
   QMetaObject::invokeMethod(
       worker_, [w = worker_, config] { w->load_model(config); }, Qt::QueuedConnection);

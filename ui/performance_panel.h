@@ -37,6 +37,7 @@ class PerformancePanel : public QWidget {
   void set_prefill_progress(int64_t done_tokens, int64_t total_tokens, double elapsed_ms);
   void set_decode_progress(int64_t tokens, double decode_ms);
   void set_model(const ModelInfo& info, int64_t context_tokens);
+  QString model_text() const;  // the model line: name, backend (or "Remote: ..."), context
   void show_metrics(const Metrics& m);
   void show_memory(const std::vector<DeviceMemory>& memory);
   void set_ttft_series(const std::vector<folio::store::TtftSeries>& series);

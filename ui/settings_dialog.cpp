@@ -2,6 +2,8 @@
 
 
 #include <QDialogButtonBox>
+#include <QFutureWatcher>
+#include <QtConcurrent/QtConcurrentRun>
 #include <QFileDialog>
 #include <QDir>
 #include <QFileInfo>
@@ -16,6 +18,9 @@
 
 #include "ui/attention_modes.h"
 #include "ui/default_model.h"
+#if FOLIO_UI_REMOTE
+#include "ui/remote_connection.h"
+#endif
 
 namespace folio::ui {
 
@@ -56,6 +61,10 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   backend_ = new QComboBox(model_box);
   backend_->addItem(tr("CPU"), "cpu");
   backend_->addItem(tr("CUDA (GPU)"), "cuda");
+#if FOLIO_UI_REMOTE
+  backend_->addItem(tr("Remote server (OpenAI-compatible API)"), "remote");
+#endif
+  backend_->setObjectName("backendCombo");
   model_form->addRow(tr("Backend:"), backend_);
   threads_ = new QSpinBox(model_box);
   threads_->setRange(0, 1024);
@@ -83,7 +92,39 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
                              .arg(kv_cache_folder()));
   }
   model_form->addRow(QString(), keep_kv_);
+  model_form_ = model_form;
+  model_row_ = model_row;
   left->addWidget(model_box);
+
+  // Remote engine: shown when the backend is "remote".
+  remote_box_ = new QGroupBox(tr("Remote server"), this);
+  auto* remote_form = new QFormLayout(remote_box_);
+  remote_url_ = new QLineEdit(remote_box_);
+  remote_url_->setObjectName("remoteUrlEdit");
+  remote_url_->setPlaceholderText(tr("http://host:8080/v1"));
+  remote_url_->setToolTip(tr("The API's base URL of folio-server, vLLM, SGLang or llama.cpp's server"));
+  remote_form->addRow(tr("URL:"), remote_url_);
+  api_key_ = new QLineEdit(remote_box_);
+  api_key_->setObjectName("apiKeyEdit");
+  api_key_->setEchoMode(QLineEdit::Password);
+  api_key_->setPlaceholderText(tr("none"));
+  api_key_->setToolTip(tr("Sent as 'Authorization: Bearer KEY'. Kept in a file only you can read (%1), "
+                          "never in the settings file or a log.")
+                           .arg(AppSettings::api_key_path()));
+  remote_form->addRow(tr("API key:"), api_key_);
+  remote_model_ = new QLineEdit(remote_box_);
+  remote_model_->setObjectName("remoteModelEdit");
+  remote_model_->setPlaceholderText(tr("the first model the server lists"));
+  remote_form->addRow(tr("Model:"), remote_model_);
+  test_connection_ = new QPushButton(tr("Test connection"), remote_box_);
+  test_connection_->setObjectName("testConnectionButton");
+  remote_form->addRow(QString(), test_connection_);
+  connection_status_ = new QLabel(remote_box_);
+  connection_status_->setObjectName("connectionStatus");
+  connection_status_->setWordWrap(true);
+  connection_status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  remote_form->addRow(QString(), connection_status_);
+  left->addWidget(remote_box_);
 
   // Attention
   auto* att_box = new QGroupBox(tr("Prefill attention"), this);
@@ -171,6 +212,8 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
     if (!d.isEmpty()) model_->setText(d);
   });
   connect(attention_, &QComboBox::currentIndexChanged, this, &SettingsDialog::update_threshold_enabled);
+  connect(backend_, &QComboBox::currentIndexChanged, this, &SettingsDialog::update_backend_rows);
+  connect(test_connection_, &QPushButton::clicked, this, &SettingsDialog::test_connection);
   connect(buttons->button(QDialogButtonBox::Apply), &QPushButton::clicked, this, &SettingsDialog::apply);
   connect(reset_, &QPushButton::clicked, this, [this] { set_settings(this->settings().with_defaults()); });
   connect(buttons, &QDialogButtonBox::accepted, this, [this] {
@@ -187,6 +230,9 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   threads_->setValue(s.threads);
   context_->setValue(static_cast<int>(std::min<int64_t>(s.context_tokens, context_->maximum())));
   keep_kv_->setChecked(s.keep_kv_on_disk);
+  remote_url_->setText(s.remote_url);
+  api_key_->setText(s.remote_api_key);
+  remote_model_->setText(s.remote_model);
   attention_->setCurrentIndex(std::max(0, attention_->findData(s.attention_mode)));
   threshold_->setValue(static_cast<int>(std::min<int64_t>(s.sparse_threshold_tokens, threshold_->maximum())));
   temperature_->setValue(s.temperature);
@@ -198,6 +244,37 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   seed_->setValue(static_cast<int>(std::clamp<int64_t>(s.seed, -1, std::numeric_limits<int>::max())));
   system_prompt_->setPlainText(s.system_prompt);
   update_threshold_enabled();
+  update_backend_rows();
+}
+
+void SettingsDialog::update_backend_rows() {
+  // A remote server has its own model, threads and KV: those rows give way to its URL and key.
+  const bool remote = backend_->currentData().toString() == "remote";
+  remote_box_->setVisible(remote);
+  model_form_->setRowVisible(model_row_, !remote);
+  model_form_->setRowVisible(threads_, !remote);
+  model_form_->setRowVisible(keep_kv_, !remote);
+}
+
+void SettingsDialog::test_connection() {
+#if FOLIO_UI_REMOTE
+  if (check_ != nullptr) return;  // one check at a time
+  test_connection_->setEnabled(false);
+  connection_status_->setStyleSheet(QString());
+  connection_status_->setText(tr("Connecting to %1…").arg(remote_url_->text().trimmed()));
+  check_ = new QFutureWatcher<RemoteCheck>(this);
+  connect(check_, &QFutureWatcher<RemoteCheck>::finished, this, [this] {
+    const RemoteCheck c = check_->result();
+    check_->deleteLater();
+    check_ = nullptr;
+    test_connection_->setEnabled(true);
+    connection_status_->setStyleSheet(c.ok ? "color:#2e7d32" : "color:#b00020");
+    connection_status_->setText(c.message);
+    emit connection_checked(c.ok, c.message);
+  });
+  check_->setFuture(QtConcurrent::run(check_remote_engine, remote_url_->text(), api_key_->text(),
+                                      remote_model_->text(), 5));
+#endif
 }
 
 AppSettings SettingsDialog::settings() const {
@@ -207,6 +284,9 @@ AppSettings SettingsDialog::settings() const {
   s.threads = threads_->value();
   s.context_tokens = context_->value();
   s.keep_kv_on_disk = keep_kv_->isChecked();
+  s.remote_url = remote_url_->text().trimmed();
+  s.remote_api_key = api_key_->text().trimmed();
+  s.remote_model = remote_model_->text().trimmed();
   s.attention_mode = attention_->currentData().toString();
   s.sparse_threshold_tokens = threshold_->value();
   s.temperature = temperature_->value();

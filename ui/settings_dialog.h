@@ -7,6 +7,10 @@
 #include <QComboBox>
 #include <QDialog>
 #include <QDoubleSpinBox>
+#include <QFormLayout>
+#include <QFutureWatcher>
+#include <QGroupBox>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
@@ -18,6 +22,8 @@
 #include "ui/engine_types.h"
 
 namespace folio::ui {
+
+struct RemoteCheck;
 
 class SettingsDialog : public QDialog {
   Q_OBJECT
@@ -44,13 +50,26 @@ class SettingsDialog : public QDialog {
   QPlainTextEdit* system_prompt_edit() const { return system_prompt_; }
   QCheckBox* keep_kv_box() const { return keep_kv_; }
   QPushButton* reset_button() const { return reset_; }
+  QComboBox* backend_combo() const { return backend_; }
+  QLineEdit* remote_url_edit() const { return remote_url_; }
+  QLineEdit* api_key_edit() const { return api_key_; }
+  QLineEdit* remote_model_edit() const { return remote_model_; }
+  QPushButton* test_connection_button() const { return test_connection_; }
+  QString connection_status() const { return connection_status_->text(); }
+  QGroupBox* remote_box() const { return remote_box_; }
+
+  // Settings ▸ Remote server ▸ Test connection: checks the URL, key and model off the GUI thread
+  // and shows what it found (connection_checked when done).
+  void test_connection();
 
  signals:
   void applied(const folio::ui::AppSettings& settings);
+  void connection_checked(bool ok, const QString& message);
 
  private:
   void apply();
   void update_threshold_enabled();
+  void update_backend_rows();
 
   QLineEdit* model_ = nullptr;
   QProgressBar* load_progress_ = nullptr;
@@ -70,6 +89,15 @@ class SettingsDialog : public QDialog {
   QPlainTextEdit* system_prompt_ = nullptr;
   QCheckBox* keep_kv_ = nullptr;
   QPushButton* reset_ = nullptr;
+  QFormLayout* model_form_ = nullptr;
+  QHBoxLayout* model_row_ = nullptr;
+  QGroupBox* remote_box_ = nullptr;
+  QLineEdit* remote_url_ = nullptr;
+  QLineEdit* api_key_ = nullptr;
+  QLineEdit* remote_model_ = nullptr;
+  QPushButton* test_connection_ = nullptr;
+  QLabel* connection_status_ = nullptr;
+  QFutureWatcher<RemoteCheck>* check_ = nullptr;  // the connection check under way
 };
 
 }  // namespace folio::ui

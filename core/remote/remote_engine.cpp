@@ -81,34 +81,45 @@ RemoteEngine::~RemoteEngine() = default;
 namespace {
 
 // An HTTP answer other than 200 as the error the user can act on.
-Error refusal(const std::string& url, int status, const std::string& body, const std::string& model,
-              int64_t context_tokens) {
+// `listing`: the answer to GET /models, where a 404 means the path is not an OpenAI API (its body
+// may well mention "models") rather than an unknown model.
+RemoteError refusal(const std::string& url, int status, const std::string& body, const std::string& model,
+                    int64_t context_tokens, bool listing = false) {
   const ServerError e = parse_server_error(body);
-  const std::string said = " (HTTP " + std::to_string(status) + ": " + e.message + ")";
+  const std::string detail = "HTTP " + std::to_string(status) + ": " + e.message;
+  const std::string said = " (" + detail + ")";
+  auto fail = [&](RemoteFailure f, ErrorCode code, const std::string& message) {
+    return RemoteError(f, code, message, detail);
+  };
   if (status == 401 || status == 403)
-    return Error(ErrorCode::BackendUnavailable,
-                 "the server at " + url + " refused the API key" + said + "; give the key it expects with --api-key");
-  if (status == 404 && (e.code == "model_not_found" || e.message.find("model") != std::string::npos))
-    return Error(ErrorCode::BackendUnavailable, "the server at " + url + " does not serve the model '" + model + "'" +
-                                                    said + "; choose one it lists at " + url +
-                                                    "/models (--remote-model)");
-  if (status == 404)
-    return Error(ErrorCode::BackendUnavailable, "the server at " + url + " has no such endpoint" + said +
-                                                    "; --url should end with the API's base path, e.g. /v1");
+    return fail(RemoteFailure::Unauthorized, ErrorCode::BackendUnavailable,
+                "the server at " + url + " refused the API key" + said + "; give the key it expects with --api-key");
+  if (status == 404 && !listing && (e.code == "model_not_found" || e.message.find("model") != std::string::npos))
+    return fail(RemoteFailure::ModelNotFound, ErrorCode::BackendUnavailable,
+                "the server at " + url + " does not serve the model '" + model + "'" + said +
+                    "; choose one it lists at " + url + "/models (--remote-model)");
+  if (status == 404 || status == 405)
+    return fail(RemoteFailure::WrongProtocol, ErrorCode::BackendUnavailable,
+                "the server at " + url + " has no such endpoint" + said +
+                    "; --url should end with the API's base path, e.g. /v1");
   if ((status == 400 || status == 413 || status == 422) &&
       (e.code == "context_length_exceeded" || mentions_context(e.message)))
-    return Error(ErrorCode::OutOfContext,
-                 "the prompt is longer than the server's context" +
-                     (context_tokens > 0 ? " of " + std::to_string(context_tokens) + " tokens" : std::string()) + said +
-                     "; choose fewer or shorter documents, fewer answer tokens, or a server with a larger context");
+    return fail(RemoteFailure::ContextTooLong, ErrorCode::OutOfContext,
+                "the prompt is longer than the server's context" +
+                    (context_tokens > 0 ? " of " + std::to_string(context_tokens) + " tokens" : std::string()) + said +
+                    "; choose fewer or shorter documents, fewer answer tokens, or a server with a larger context");
   if (status == 503 || status == 429)
-    return Error(ErrorCode::BackendUnavailable, "the server at " + url + " is busy" + said + "; try again shortly");
-  return Error(ErrorCode::BackendUnavailable, "the server at " + url + " refused the request" + said);
+    return fail(RemoteFailure::Busy, ErrorCode::BackendUnavailable,
+                "the server at " + url + " is busy" + said + "; try again shortly");
+  return fail(RemoteFailure::Refused, ErrorCode::BackendUnavailable,
+              "the server at " + url + " refused the request" + said);
 }
 
-Error unreachable(const std::string& url, httplib::Error err) {
-  return Error(ErrorCode::BackendUnavailable, "cannot reach the server at " + url + " (" + httplib::to_string(err) +
-                                                  "): is it running, and is --url right?");
+RemoteError unreachable(const std::string& url, httplib::Error err) {
+  return RemoteError(
+      RemoteFailure::Unreachable, ErrorCode::BackendUnavailable,
+      "cannot reach the server at " + url + " (" + httplib::to_string(err) + "): is it running, and is --url right?",
+      httplib::to_string(err));
 }
 
 }  // namespace
@@ -118,7 +129,7 @@ RemoteModel RemoteEngine::connect() {
   if (!options_.api_key.empty()) headers.emplace("Authorization", "Bearer " + options_.api_key);
   httplib::Result res = http_->client.Get(base_path_ + "/models", headers);
   if (!res) throw unreachable(options_.url, res.error());
-  if (res->status != 200) throw refusal(options_.url, res->status, res->body, options_.model, 0);
+  if (res->status != 200) throw refusal(options_.url, res->status, res->body, options_.model, 0, /*listing=*/true);
   std::vector<RemoteModel> models;
   try {
     const json j = json::parse(res->body);
@@ -132,11 +143,15 @@ RemoteModel RemoteEngine::connect() {
       models.push_back(rm);
     }
   } catch (const json::exception& e) {
-    throw Error(ErrorCode::BackendUnavailable,
-                "the server at " + options_.url + " answered /models with something other than an OpenAI model list (" +
-                    e.what() + "); is --url the API's base (e.g. http://host:8080/v1)?");
+    throw RemoteError(RemoteFailure::WrongProtocol, ErrorCode::BackendUnavailable,
+                      "the server at " + options_.url +
+                          " answered /models with something other than an OpenAI model list (" + e.what() +
+                          "); is --url the API's base (e.g. http://host:8080/v1)?",
+                      e.what());
   }
-  if (models.empty()) throw Error(ErrorCode::BackendUnavailable, "the server at " + options_.url + " lists no models");
+  if (models.empty())
+    throw RemoteError(RemoteFailure::ModelNotFound, ErrorCode::BackendUnavailable,
+                      "the server at " + options_.url + " lists no models", "");
   if (options_.model.empty()) {
     model_ = models.front();
     return model_;
@@ -149,8 +164,10 @@ RemoteModel RemoteEngine::connect() {
     }
     listed += (listed.empty() ? "" : ", ") + m.id;
   }
-  throw Error(ErrorCode::BackendUnavailable, "the server at " + options_.url + " does not serve the model '" +
-                                                 options_.model + "'; it serves: " + listed + " (--remote-model)");
+  throw RemoteError(RemoteFailure::ModelNotFound, ErrorCode::BackendUnavailable,
+                    "the server at " + options_.url + " does not serve the model '" + options_.model +
+                        "'; it serves: " + listed + " (--remote-model)",
+                    "it serves: " + listed);
 }
 
 namespace {

@@ -25,6 +25,31 @@ struct RemoteOptions {
   int read_timeout_s = 600;  // the longest silence while waiting for a token (long prefills)
 };
 
+// What kind of failure a RemoteError is, so a front end can word it for its own controls (folio-cli
+// names its options, the app its Settings fields).
+enum class RemoteFailure {
+  Unreachable,     // no connection, or no HTTP answer (wrong host or port, server down, not HTTP)
+  WrongProtocol,   // an HTTP answer, but not an OpenAI-compatible API at that base path
+  Unauthorized,    // 401/403: the API key is missing or wrong
+  ModelNotFound,   // the server does not serve the model asked for
+  ContextTooLong,  // the prompt does not fit the server's context
+  Busy,            // 503/429
+  Refused,         // any other refusal
+};
+
+class RemoteError : public Error {
+ public:
+  // `detail`: what the server or the connection said, in its own words ("" when nothing).
+  RemoteError(RemoteFailure failure, ErrorCode code, const std::string& message, std::string detail)
+      : Error(code, message), failure_(failure), detail_(std::move(detail)) {}
+  RemoteFailure failure() const { return failure_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  RemoteFailure failure_;
+  std::string detail_;
+};
+
 struct RemoteModel {
   std::string id;
   int64_t context_tokens = 0;  // 0 = the server did not say (folio-server and vLLM do)
@@ -50,14 +75,14 @@ class RemoteEngine {
   RemoteEngine& operator=(const RemoteEngine&) = delete;
 
   // GET {url}/models: the server answers, accepts the key and serves the model (the one asked
-  // for, else its first). Throws folio::Error with what to do.
+  // for, else its first). Throws RemoteError with what to do.
   RemoteModel connect();
   const RemoteModel& model() const { return model_; }
   const std::string& url() const { return options_.url; }
 
   // A streamed chat completion of these messages. Uses the sampler's temperature, top_p, top_k,
   // min_p and seed, max_tokens and the stop strings of `options`; calls options.on_token for each
-  // piece of text and stops (cancel) when options.cancel is set. Throws folio::Error when the
+  // piece of text and stops (cancel) when options.cancel is set. Throws RemoteError when the
   // server refuses the request; a stream cut mid-answer returns with cut set.
   RemoteResult chat(const std::vector<ChatMessage>& messages, const GenerateOptions& options);
   // The same for a raw completion of `prompt` ({url}/completions).

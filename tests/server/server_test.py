@@ -432,6 +432,30 @@ class HttpSuite(unittest.TestCase):
             st, _, body = s.json("POST", "/v1/completions", greedy({"prompt": ""}, 3), good)
             self.assertEqual(st, 200, body)
 
+    def test_gpus_argument(self):
+        # --gpus is read and checked; one GPU is --gpu, several are refused with a message (the
+        # engine has no tensor parallel yet) instead of quietly serving on one.
+        def run(*extra):
+            p = subprocess.run([ARGS.server, "--model", ARGS.model, "--port", "0", "--threads", "1", *extra],
+                               capture_output=True, text=True, timeout=30)
+            return p.returncode, p.stderr
+        rc, err = run("--backend", "cuda", "--gpus", "0,1")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("--gpus 0,1 asks for 2 GPUs", err)
+        self.assertIn("tensor parallel", err)
+        self.assertIn("--gpus 0", err)
+        for extra, words in ((("--gpus", "0"), "--gpus goes with --backend cuda"),
+                             (("--backend", "cuda", "--gpus", "0,0"), "names GPU 0 twice"),
+                             (("--backend", "cuda", "--gpus", "0,x"), "takes GPU indices"),
+                             (("--backend", "cuda", "--gpus", ""), "takes GPU indices"),
+                             (("--backend", "cuda", "--gpu", "0", "--gpus", "1"), "not both")):
+            rc, err = run(*extra)
+            self.assertEqual(rc, 2, (extra, err))
+            self.assertIn(words, err)
+        # One index serves (on the GPU, or on the CPU with a note where none is usable).
+        with Server("--backend", "cuda", "--gpus", "0") as s:
+            self.assertEqual(s.json("GET", "/health")[0], 200)
+
     def test_queue_full(self):
         # --queue 0: while one request runs, every other answers 503 at once.
         with Server("--queue", "0") as s:
