@@ -5,8 +5,10 @@
 // ask through it, so the same documents and question give the same prompt bytes everywhere.
 //
 // Prompt order: a system turn with the user's system prompt (if any) and then the documents
-// (documents_system_text), then the history, then the question. Every follow-up shares that
-// prefix, so Session::run reuses its KV.
+// (documents_system_text: an instruction made from the first document, the documents, a note on
+// what the later ones add), then the history, then the question. Every follow-up shares that
+// prefix, so Session::run reuses its KV; a document added after the others keeps the prefix up to
+// the end of those, so only the new one is prefilled.
 #pragma once
 
 #include <cstdint>
