@@ -786,6 +786,31 @@ class TstChat : public QObject {
     QCOMPARE(third.kv_loaded_tokens, int64_t{0});
     QVERIFY(third.kv_saved_bytes > 0);
 
+    // A document added in a running conversation: the session reuses the first document's KV, and
+    // the longer prefix is saved once, so after a restart both documents start from disk.
+    const QString second_path = dir.filePath("pond.txt");
+    QVERIFY(write_bytes(second_path, "The pond had three ducks. The smallest duck was called Dot.\n"));
+    const folio::chat::Document second = folio::chat::read_text_document(second_path.toStdString());
+    {
+      folio::chat::Conversation running(*engine);
+      running.set_kv_store(&store, "stories260K");
+      running.set_documents({doc});
+      const folio::chat::Answer r1 = running.ask("What did the duck do?", o);
+      QVERIFY(r1.kv_loaded_tokens > 0);
+      running.set_documents({doc, second});
+      const folio::chat::Answer r2 = running.ask("Who was Dot?", o);
+      QVERIFY2(r2.result.metrics.reused_tokens >= r1.kv_loaded_tokens,
+               qPrintable(QString("reused %1, the first document's prefix is %2")
+                              .arg(r2.result.metrics.reused_tokens)
+                              .arg(r1.kv_loaded_tokens)));
+      QVERIFY(r2.kv_saved_bytes > 0);
+      const folio::chat::Answer r3 = running.ask("How many ducks were there?", o);
+      QCOMPARE(r3.kv_saved_bytes, uint64_t{0});  // saved once, not after every question
+    }
+    const folio::chat::Answer restarted = ask(&store, {doc, second}, "Who was Dot?");
+    QVERIFY(restarted.kv_loaded_tokens > again.kv_loaded_tokens);
+    QCOMPARE(restarted.result.text, ask(nullptr, {doc, second}, "Who was Dot?").result.text);
+
     // A damaged file is refused (and deleted), the documents are read again, the answer is the same.
     for (const auto& entry : std::filesystem::directory_iterator(dir.filePath("kv").toStdString())) {
       std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
