@@ -639,11 +639,16 @@ class TstChat : public QObject {
   void adding_a_document_keeps_the_earlier_prefix_data() {
     QTest::addColumn<QString>("first");
     QTest::addColumn<QString>("added");
-    QTest::newRow("PDF + PDF") << "a.pdf" << "b.pdf";
-    QTest::newRow("PDF + folder") << "a.pdf" << "tree";
-    QTest::newRow("folder + PDF") << "tree" << "a.pdf";
-    QTest::newRow("text + PDF + PDF") << "notes.md" << "a.pdf,b.pdf";
-    QTest::newRow("text + text") << "notes.md" << "more.md";
+    QTest::newRow("PDF + PDF") << "a.pdf"
+                               << "b.pdf";
+    QTest::newRow("PDF + folder") << "a.pdf"
+                                  << "tree";
+    QTest::newRow("folder + PDF") << "tree"
+                                  << "a.pdf";
+    QTest::newRow("text + PDF + PDF") << "notes.md"
+                                      << "a.pdf,b.pdf";
+    QTest::newRow("text + text") << "notes.md"
+                                 << "more.md";
   }
 
   void adding_a_document_keeps_the_earlier_prefix() {
@@ -674,9 +679,9 @@ class TstChat : public QObject {
 
     // Bytes: everything up to the end of the first document is the same.
     const std::string& d0 = docs.front().title;
-    const std::string footer = (docs.front().kind == folio::chat::DocumentKind::SourceTree ? "[end of folder: "
-                                                                                           : "[end of document: ") +
-                               d0 + "]";
+    const std::string footer =
+        (docs.front().kind == folio::chat::DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + d0 +
+        "]";
     const size_t end_of_first = before.text.find(footer);
     QVERIFY(end_of_first != std::string::npos);
     const size_t bytes = end_of_first + footer.size();
@@ -686,8 +691,7 @@ class TstChat : public QObject {
     while (shared < before.tokens.size() && shared < after.tokens.size() &&
            before.tokens[shared] == after.tokens[shared])
       ++shared;
-    const std::string covered =
-        engine->tokenizer().decode(std::span<const int32_t>(before.tokens.data(), shared));
+    const std::string covered = engine->tokenizer().decode(std::span<const int32_t>(before.tokens.data(), shared));
     qInfo("%zu of %zu tokens shared; they end with: ...%s", shared, before.tokens.size(),
           covered.substr(covered.size() > 40 ? covered.size() - 40 : 0).c_str());
     QVERIFY2(covered.find(footer) != std::string::npos, covered.c_str());
@@ -698,7 +702,8 @@ class TstChat : public QObject {
     if (added.contains(".pdf") && docs.front().kind != folio::chat::DocumentKind::Pdf)
       QVERIFY(system.find("(p. 12)") > system.find(footer));
     if (added.contains("tree")) QVERIFY(system.find("(README.md:40-58)") > system.find(footer));
-    if (added.count(".pdf") + first.count(".pdf") > 1) QVERIFY(system.find("There are several PDFs") != std::string::npos);
+    if (added.count(".pdf") + first.count(".pdf") > 1)
+      QVERIFY(system.find("There are several PDFs") != std::string::npos);
   }
 
   // The KV of the first document is reused when one is added (SmolLM2, short documents).
@@ -728,7 +733,8 @@ class TstChat : public QObject {
     while (shared < p1.tokens.size() && shared < p2.tokens.size() && p1.tokens[shared] == p2.tokens[shared]) ++shared;
     const std::string covered = engine->tokenizer().decode(std::span<const int32_t>(p1.tokens.data(), shared));
     qInfo("first: %lld prompt tokens; with b.pdf added: %lld of %lld reused (%zu in common)",
-          static_cast<long long>(a.result.metrics.prompt_tokens), static_cast<long long>(b.result.metrics.reused_tokens),
+          static_cast<long long>(a.result.metrics.prompt_tokens),
+          static_cast<long long>(b.result.metrics.reused_tokens),
           static_cast<long long>(b.result.metrics.prompt_tokens), shared);
     QVERIFY(covered.find("[end of document: a.pdf]") != std::string::npos);
     QVERIFY2(b.result.metrics.reused_tokens >= static_cast<int64_t>(shared) - 1,

@@ -1,6 +1,7 @@
 // Document ingestion: PDFs through Qt PDF (pages, labels, broken / encrypted / scanned files),
 // text files and their encodings, source trees with .gitignore, the prompt layout with citation
 // markers, citation parsing, token counting and the token budget with explicit truncation.
+#include <sys/stat.h>
 #include <QCryptographicHash>
 #include <QElapsedTimer>
 #include <QFile>
@@ -9,9 +10,8 @@
 #include <QProcess>
 #include <QRandomGenerator>
 #include <QTemporaryDir>
-#include <map>
 #include <QtTest>
-#include <sys/stat.h>
+#include <map>
 
 #include "core/common/mapped_file.h"
 #include "core/docs/document.h"

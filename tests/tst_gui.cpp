@@ -660,9 +660,7 @@ class TstGui : public QObject {
     fq.fixed_tokens = 100;  // 800 for documents
     fq.titles = {"manual.pdf", "src", "notes.txt"};
     fq.tokens = {3000, 300, 100};
-    fq.parts = {QVector<FitPart>(20, FitPart{"p. x", 150}),
-                {{"a.cpp", 100}, {"b.cpp", 100}, {"lib/c.cpp", 100}},
-                {}};
+    fq.parts = {QVector<FitPart>(20, FitPart{"p. x", 150}), {{"a.cpp", 100}, {"b.cpp", 100}, {"lib/c.cpp", 100}}, {}};
     for (int i = 0; i < 20; ++i) fq.parts[0][i].label = QString("p. %1").arg(i + 1);
     fq.parts_by_page = {true, false, false};
     QCOMPARE(fq.room_for(0), qint64(800 - 400 - 8));

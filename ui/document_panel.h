@@ -24,13 +24,13 @@ struct DocumentEntry {
   QString path;
   enum class State { Reading, Counting, Ready, Failed } state = State::Reading;
   folio::docs::Document doc;
-  int64_t tokens = -1;      // of the whole document as laid out in the prompt; -1 = not counted
-  int64_t keep_tokens = 0;  // > 0: the user chose to keep only the first keep_tokens tokens
+  int64_t tokens = -1;                   // of the whole document as laid out in the prompt; -1 = not counted
+  int64_t keep_tokens = 0;               // > 0: the user chose to keep only the first keep_tokens tokens
   folio::docs::PartSelection selection;  // not empty: the user chose to keep only these pages or files
   int64_t selection_tokens = 0;          // ... about this many tokens (the fit dialog's estimate)
-  QString error;            // when Failed: what went wrong and what to do
-  QString count_note;       // why the count is missing (e.g. no model loaded)
-  QString used;             // what of it the last question used when packed ("pages 1-3 of 40"); "" = all
+  QString error;                         // when Failed: what went wrong and what to do
+  QString count_note;                    // why the count is missing (e.g. no model loaded)
+  QString used;                          // what of it the last question used when packed ("pages 1-3 of 40"); "" = all
 
   // Tokens the document takes in the prompt (the kept part when cut); 0 when unknown.
   int64_t prompt_tokens() const;

@@ -200,10 +200,9 @@ std::vector<folio::chat::Document> EngineWorker::prepared(const QVector<PromptDo
   for (const PromptDocument& d : docs) {
     folio::docs::Document doc = d.selection.empty() ? d.doc : folio::docs::select_parts(d.doc, d.selection);
     if (d.keep_tokens > 0) {
-      const QString key = hash_key(d.doc, d.keep_tokens) + QString("|%1-%2|%3")
-                                                              .arg(d.selection.first_page)
-                                                              .arg(d.selection.last_page)
-                                                              .arg(d.selection.files.join('\n'));
+      const QString key =
+          hash_key(d.doc, d.keep_tokens) +
+          QString("|%1-%2|%3").arg(d.selection.first_page).arg(d.selection.last_page).arg(d.selection.files.join('\n'));
       auto it = truncated_.find(key);
       // Cut on the user's choice only; the layout then carries the visible truncation notice.
       if (it == truncated_.end())

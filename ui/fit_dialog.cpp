@@ -67,8 +67,7 @@ QVector<FitPart> FitQuestion::parts_of(const folio::docs::Document& doc, int64_t
   }
   int64_t total = 0;
   for (int64_t b : bytes) total += b;
-  for (int i = 0; i < parts.size(); ++i)
-    parts[i].tokens = total <= 0 ? 0 : (doc_tokens * bytes[i] + total - 1) / total;
+  for (int i = 0; i < parts.size(); ++i) parts[i].tokens = total <= 0 ? 0 : (doc_tokens * bytes[i] + total - 1) / total;
   return parts;
 }
 
@@ -326,17 +325,19 @@ void FitDialog::update_state() {
     const folio::docs::PartSelection sel = part_selection(&tokens);
     const int index = part_doc_->currentData().toInt();
     const int64_t room = q_.room_for(index);
-    const QString what = sel.first_page >= 0
-                             ? (sel.first_page == sel.last_page ? tr("Page %1").arg(sel.first_page + 1)
-                                                                : tr("Pages %1-%2").arg(sel.first_page + 1).arg(sel.last_page + 1))
-                             : sel.files.size() == 1 ? tr("1 file") : tr("%1 files").arg(sel.files.size());
+    const QString what = sel.first_page >= 0     ? (sel.first_page == sel.last_page
+                                                        ? tr("Page %1").arg(sel.first_page + 1)
+                                                        : tr("Pages %1-%2").arg(sel.first_page + 1).arg(sel.last_page + 1))
+                         : sel.files.size() == 1 ? tr("1 file")
+                                                 : tr("%1 files").arg(sel.files.size());
     const bool chosen = sel.first_page >= 0 || !sel.files.isEmpty();
     fits = chosen && tokens <= room;
     if (!chosen)
       verdict_->setText(tr("<span style='color:#b00020'>Choose at least one file.</span>"));
     else if (room <= 0)
-      verdict_->setText(tr("<span style='color:#b00020'>The other documents alone fill the context; leave some "
-                           "out instead.</span>"));
+      verdict_->setText(
+          tr("<span style='color:#b00020'>The other documents alone fill the context; leave some "
+             "out instead.</span>"));
     else
       verdict_->setText(
           fits ? tr("Fits: %1 of %2, about %3 tokens, beside the other documents (room for %4). The prompt will say "

@@ -56,10 +56,10 @@ struct FitChoice {
   // Relevant: each question gets the parts of the documents most relevant to it (core/chat packing).
   // Part: keep only some pages or files of one document.
   enum class Kind { Relevant, Drop, Truncate, Part } kind = Kind::Drop;
-  QVector<int> drop;        // Drop: indices of the documents to leave out
-  int truncate_index = -1;  // Truncate: which document
-  int64_t keep_tokens = 0;  // Truncate: how many of its first tokens to keep
-  int part_index = -1;      // Part: which document
+  QVector<int> drop;                     // Drop: indices of the documents to leave out
+  int truncate_index = -1;               // Truncate: which document
+  int64_t keep_tokens = 0;               // Truncate: how many of its first tokens to keep
+  int part_index = -1;                   // Part: which document
   folio::docs::PartSelection selection;  // Part: its pages or files to keep
 };
 
@@ -87,8 +87,8 @@ class FitDialog : public QDialog {
   QComboBox* which_ = nullptr;
   QSpinBox* keep_ = nullptr;
   QRadioButton* part_ = nullptr;
-  QComboBox* part_doc_ = nullptr;  // the documents with parts (item data: the document's index)
-  QWidget* pages_ = nullptr;  // the page range row (a PDF), or files_ (a folder): one of them shown
+  QComboBox* part_doc_ = nullptr;   // the documents with parts (item data: the document's index)
+  QWidget* pages_ = nullptr;        // the page range row (a PDF), or files_ (a folder): one of them shown
   QSpinBox* first_page_ = nullptr;  // 1-based page numbers in the file
   QSpinBox* last_page_ = nullptr;
   QListWidget* files_ = nullptr;

@@ -349,7 +349,7 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     if (kv_store_ != nullptr && !docs_.empty()) {
       signature = documents_signature() + '\x1d' + system_prompt_ + '\x1d' +
                   (prompt_docs_ != &docs_ && packing_ ? packing_->summary : std::string());
-      for (size_t u : packing_ && prompt_docs_ != &docs_ ? packing_->kept_units : std::vector<size_t>{})
+      for (size_t u : packing_&& prompt_docs_ != &docs_ ? packing_->kept_units : std::vector<size_t>{})
         signature += std::to_string(u) + ',';
     }
     if (kv_store_ != nullptr && !docs_.empty() && (new_session || signature != kv_prefix_signature_)) {

@@ -126,7 +126,8 @@ CitationNeeds citation_needs(std::span<const Document> docs) {
 }
 
 const char* const kPdfMarkers = "each PDF page starts with a marker such as [p. 12] that names the page.";
-const char* const kCiteOnly = "Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.";
+const char* const kCiteOnly =
+    "Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.";
 
 std::string file_markers(const std::string& example_file) {
   return "Each excerpt of a file starts with a marker such as [file: " + example_file +
@@ -167,8 +168,7 @@ std::string later_documents_note(const std::vector<Document>& docs) {
                   " Cite PDF pages as (p. 12) or (pp. 12-13), named as in their markers.");
   if (first.example_file.empty() && !later.example_file.empty())
     out.push_back(file_markers(later.example_file) + " Cite lines of a file as (" + later.example_file + ":40-58).");
-  if (first.pdfs + later.pdfs > 1)
-    out.push_back(several_pdfs(first.pdfs > 0 ? first.example_pdf : later.example_pdf));
+  if (first.pdfs + later.pdfs > 1) out.push_back(several_pdfs(first.pdfs > 0 ? first.example_pdf : later.example_pdf));
   // The first document said nothing about citing (it has no pages or files): now there is something to cite.
   if (!out.empty() && first.pdfs == 0 && first.example_file.empty()) out.push_back(kCiteOnly);
   return join(out, " ");

@@ -337,7 +337,8 @@ Document select_parts(const Document& doc, const PartSelection& selection) {
   if (selection.first_page >= 0) {
     const int last_page = std::max(doc.page_count, static_cast<int>(doc.page_labels.size())) - 1;
     const int first = std::clamp(selection.first_page, 0, std::max(0, last_page));
-    const int last = std::clamp(selection.last_page < 0 ? last_page : selection.last_page, first, std::max(0, last_page));
+    const int last =
+        std::clamp(selection.last_page < 0 ? last_page : selection.last_page, first, std::max(0, last_page));
     for (const Section& s : doc.sections)
       if (s.page_index >= first && s.page_index <= last) out.sections.push_back(s);
     QStringList spans;
@@ -350,8 +351,9 @@ Document select_parts(const Document& doc, const PartSelection& selection) {
       if (!selection.files.contains(f.path)) dropped << f.path;
     for (const Section& s : doc.sections)
       if (selection.files.contains(s.file)) out.sections.push_back(s);
-    left_out = dropped.size() <= 3 ? dropped.join(", ")
-                                   : QString("%1 files: %2 ... %3").arg(dropped.size()).arg(dropped.front(), dropped.back());
+    left_out = dropped.size() <= 3
+                   ? dropped.join(", ")
+                   : QString("%1 files: %2 ... %3").arg(dropped.size()).arg(dropped.front(), dropped.back());
   }
   if (out.sections.isEmpty())
     throw DocumentError(DocumentProblem::Empty, doc.path,

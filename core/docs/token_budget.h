@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <mutex>
 
-#include "core/docs/document.h"
 #include "core/chat/token_count_cache.h"
+#include "core/docs/document.h"
 #include "core/docs/prompt_layout.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -92,7 +92,7 @@ Document truncate_document(const Document& doc, int64_t keep_tokens, TokenCounte
 struct PartSelection {
   int first_page = -1;  // PDF: 0-based page indices, inclusive; -1 = not chosen by pages
   int last_page = -1;
-  QStringList files;    // text / source tree: the files to keep (paths as in Document::files)
+  QStringList files;  // text / source tree: the files to keep (paths as in Document::files)
   bool empty() const { return first_page < 0 && files.isEmpty(); }
   bool operator==(const PartSelection&) const = default;
   // "pages 3-40 of 397", "4 of 42 files"
