@@ -632,6 +632,115 @@ class TstChat : public QObject {
                             .arg(before)));
   }
 
+  // Adding a document keeps the prompt before it: the instruction that opens the system turn is made
+  // from the first document only (what later ones add is said after them), so the tokens up to the
+  // end of the documents already there stay the same, and their KV is reused instead of prefilled.
+  // (Before, a second PDF changed the instruction ahead of the documents: 40 tokens in common.)
+  void adding_a_document_keeps_the_earlier_prefix_data() {
+    QTest::addColumn<QString>("first");
+    QTest::addColumn<QString>("added");
+    QTest::newRow("PDF + PDF") << "a.pdf"
+                               << "b.pdf";
+    QTest::newRow("PDF + folder") << "a.pdf"
+                                  << "tree";
+    QTest::newRow("folder + PDF") << "tree"
+                                  << "a.pdf";
+    QTest::newRow("text + PDF + PDF") << "notes.md"
+                                      << "a.pdf,b.pdf";
+    QTest::newRow("text + text") << "notes.md"
+                                 << "more.md";
+  }
+
+  void adding_a_document_keeps_the_earlier_prefix() {
+    QFETCH(QString, first);
+    QFETCH(QString, added);
+    if (!folio::test::exists(smollm2_path())) QSKIP("SmolLM2-135M-Instruct is not in the cache (tools/fetch_model.py)");
+    const QString dir = tmp_.filePath("prefix");
+    QDir().mkpath(dir + "/tree/src");
+    QVERIFY(write_bytes(dir + "/a.pdf", folio::test::make_pdf({"The pump runs at 40 litres a minute.",
+                                                               "Clean the filter every 3 months."})));
+    QVERIFY(write_bytes(dir + "/b.pdf", folio::test::make_pdf({"The valve closes at 6 bar."})));
+    QVERIFY(write_bytes(dir + "/tree/src/pump.cpp", "int litres_per_minute() { return 40; }\n"));
+    QVERIFY(write_bytes(dir + "/tree/README.md", "# Pump controller\n"));
+    QVERIFY(write_bytes(dir + "/notes.md", "# Notes\n\nThe pump was serviced in May.\n"));
+    QVERIFY(write_bytes(dir + "/more.md", "# More notes\n\nThe valve was replaced in June.\n"));
+    auto read = [&](const QString& name) {
+      return folio::docs::chat_document(folio::docs::load_document(dir + "/" + name));
+    };
+    std::vector<folio::chat::Document> docs = {read(first)};
+    auto engine = load(smollm2_path());
+    folio::chat::Conversation c(*engine);
+    c.set_documents(docs);
+    const std::string question = "How fast does the pump run?";
+    const folio::chat::Prompt before = c.prompt(question);
+    for (const QString& name : added.split(',')) docs.push_back(read(name));
+    c.set_documents(docs);
+    const folio::chat::Prompt after = c.prompt(question);
+
+    // Bytes: everything up to the end of the first document is the same.
+    const std::string& d0 = docs.front().title;
+    const std::string footer =
+        (docs.front().kind == folio::chat::DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + d0 +
+        "]";
+    const size_t end_of_first = before.text.find(footer);
+    QVERIFY(end_of_first != std::string::npos);
+    const size_t bytes = end_of_first + footer.size();
+    QCOMPARE(after.text.substr(0, bytes), before.text.substr(0, bytes));
+    // Tokens: the common start of the two prompts covers the first document to its end marker.
+    size_t shared = 0;
+    while (shared < before.tokens.size() && shared < after.tokens.size() &&
+           before.tokens[shared] == after.tokens[shared])
+      ++shared;
+    const std::string covered = engine->tokenizer().decode(std::span<const int32_t>(before.tokens.data(), shared));
+    qInfo("%zu of %zu tokens shared; they end with: ...%s", shared, before.tokens.size(),
+          covered.substr(covered.size() > 40 ? covered.size() - 40 : 0).c_str());
+    QVERIFY2(covered.find(footer) != std::string::npos, covered.c_str());
+    // The added documents' citation forms are still said (after them), and the instruction ahead of
+    // the documents is the one the first document alone gets.
+    const std::string system = folio::chat::documents_system_text(docs, true);
+    QVERIFY(system.starts_with(folio::chat::documents_system_text({docs.front()}, true)));
+    if (added.contains(".pdf") && docs.front().kind != folio::chat::DocumentKind::Pdf)
+      QVERIFY(system.find("(p. 12)") > system.find(footer));
+    if (added.contains("tree")) QVERIFY(system.find("(README.md:40-58)") > system.find(footer));
+    if (added.count(".pdf") + first.count(".pdf") > 1)
+      QVERIFY(system.find("There are several PDFs") != std::string::npos);
+  }
+
+  // The KV of the first document is reused when one is added (SmolLM2, short documents).
+  void adding_a_document_reuses_the_kv_of_the_first() {
+    if (!folio::test::exists(smollm2_path())) QSKIP("SmolLM2-135M-Instruct is not in the cache (tools/fetch_model.py)");
+    const QString dir = tmp_.filePath("reuse");
+    QDir().mkpath(dir);
+    QVERIFY(write_bytes(dir + "/a.pdf", folio::test::make_pdf({"The pump runs at 40 litres a minute.",
+                                                               "Clean the filter every 3 months."})));
+    QVERIFY(write_bytes(dir + "/b.pdf", folio::test::make_pdf({"The valve closes at 6 bar."})));
+    auto read = [&](const QString& name) {
+      return folio::docs::chat_document(folio::docs::load_pdf(dir + "/" + name));
+    };
+    auto engine = load(smollm2_path());
+    folio::chat::Conversation c(*engine);
+    folio::chat::AskOptions o;
+    o.context_tokens = 2048;
+    o.generate.max_tokens = 1;
+    c.set_documents({read("a.pdf")});
+    const std::string q1 = "How fast does the pump run?", q2 = "When does the valve close?";
+    const folio::chat::Prompt p1 = c.prompt(q1);
+    const folio::chat::Answer a = c.ask(q1, o);
+    c.set_documents({read("a.pdf"), read("b.pdf")});
+    const folio::chat::Prompt p2 = c.prompt(q2);
+    const folio::chat::Answer b = c.ask(q2, o);
+    size_t shared = 0;
+    while (shared < p1.tokens.size() && shared < p2.tokens.size() && p1.tokens[shared] == p2.tokens[shared]) ++shared;
+    const std::string covered = engine->tokenizer().decode(std::span<const int32_t>(p1.tokens.data(), shared));
+    qInfo("first: %lld prompt tokens; with b.pdf added: %lld of %lld reused (%zu in common)",
+          static_cast<long long>(a.result.metrics.prompt_tokens),
+          static_cast<long long>(b.result.metrics.reused_tokens),
+          static_cast<long long>(b.result.metrics.prompt_tokens), shared);
+    QVERIFY(covered.find("[end of document: a.pdf]") != std::string::npos);
+    QVERIFY2(b.result.metrics.reused_tokens >= static_cast<int64_t>(shared) - 1,
+             qPrintable(QString("reused %1 of the %2 in common").arg(b.result.metrics.reused_tokens).arg(shared)));
+  }
+
   // KV kept on disk: a new conversation (as after a restart) over the same documents loads the
   // documents' prefix instead of prefilling it, and answers exactly as a fresh prefill does; another
   // question over them loads it too; other documents do not.
@@ -682,6 +791,31 @@ class TstChat : public QObject {
     const folio::chat::Answer third = ask(&store, {changed}, "What did the duck do?");
     QCOMPARE(third.kv_loaded_tokens, int64_t{0});
     QVERIFY(third.kv_saved_bytes > 0);
+
+    // A document added in a running conversation: the session reuses the first document's KV, and
+    // the longer prefix is saved once, so after a restart both documents start from disk.
+    const QString second_path = dir.filePath("pond.txt");
+    QVERIFY(write_bytes(second_path, "The pond had three ducks. The smallest duck was called Dot.\n"));
+    const folio::chat::Document second = folio::chat::read_text_document(second_path.toStdString());
+    {
+      folio::chat::Conversation running(*engine);
+      running.set_kv_store(&store, "stories260K");
+      running.set_documents({doc});
+      const folio::chat::Answer r1 = running.ask("What did the duck do?", o);
+      QVERIFY(r1.kv_loaded_tokens > 0);
+      running.set_documents({doc, second});
+      const folio::chat::Answer r2 = running.ask("Who was Dot?", o);
+      QVERIFY2(r2.result.metrics.reused_tokens >= r1.kv_loaded_tokens,
+               qPrintable(QString("reused %1, the first document's prefix is %2")
+                              .arg(r2.result.metrics.reused_tokens)
+                              .arg(r1.kv_loaded_tokens)));
+      QVERIFY(r2.kv_saved_bytes > 0);
+      const folio::chat::Answer r3 = running.ask("How many ducks were there?", o);
+      QCOMPARE(r3.kv_saved_bytes, uint64_t{0});  // saved once, not after every question
+    }
+    const folio::chat::Answer restarted = ask(&store, {doc, second}, "Who was Dot?");
+    QVERIFY(restarted.kv_loaded_tokens > again.kv_loaded_tokens);
+    QCOMPARE(restarted.result.text, ask(nullptr, {doc, second}, "Who was Dot?").result.text);
 
     // A damaged file is refused (and deleted), the documents are read again, the answer is the same.
     for (const auto& entry : std::filesystem::directory_iterator(dir.filePath("kv").toStdString())) {

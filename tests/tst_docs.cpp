@@ -1,6 +1,7 @@
 // Document ingestion: PDFs through Qt PDF (pages, labels, broken / encrypted / scanned files),
 // text files and their encodings, source trees with .gitignore, the prompt layout with citation
 // markers, citation parsing, token counting and the token budget with explicit truncation.
+#include <sys/stat.h>
 #include <QCryptographicHash>
 #include <QElapsedTimer>
 #include <QFile>
@@ -10,7 +11,7 @@
 #include <QRandomGenerator>
 #include <QTemporaryDir>
 #include <QtTest>
-#include <sys/stat.h>
+#include <map>
 
 #include "core/common/mapped_file.h"
 #include "core/docs/document.h"
@@ -809,6 +810,93 @@ class DocsTest : public QObject {
     QVERIFY2(msg.contains("cannot keep only 10 tokens"), qPrintable(msg));
     // A document that fits comes back as it is.
     QVERIFY(!truncate_document(book, book_tokens, counter).truncated());
+  }
+
+  // A document's count kept in a persistent cache (the app: its SQLite store) is found by a new
+  // counter (as after a restart): the document is not encoded again; another tokenizer's is not used.
+  void token_counts_survive_a_new_counter() {
+    const std::string tok_path = folio::test::source_dir() + "/resources/models/stories260K/tok512.bin";
+    FOLIO_REQUIRE_FILE(tok_path);
+    auto tokenizer = tok512();
+    struct MapCache : folio::chat::TokenCountCache {
+      std::map<std::string, int64_t> saved;
+      int flushes = 0;
+      int64_t find(const std::string& key) override {
+        auto it = saved.find(key);
+        return it == saved.end() ? -1 : it->second;
+      }
+      void put(const std::string& key, int64_t tokens) override { saved[key] = tokens; }
+      void flush() override { ++flushes; }
+    } cache;
+    const QString path = tmp_.filePath("kept.pdf");
+    write_file(path, make_pdf({"The little dog ran to the park.", "It played with the ball all day."}));
+    const Document doc = load_pdf(path);
+    TokenCounter first(*tokenizer);
+    first.set_persistent_cache(&cache, "tok512");
+    const int64_t n = first.count(doc);
+    QVERIFY(n > 0);
+    QCOMPARE(first.encodes(), qint64(1));
+    QCOMPARE(cache.saved.size(), size_t{1});
+    QVERIFY(cache.flushes >= 1);
+    TokenCounter again(*tokenizer);
+    again.set_persistent_cache(&cache, "tok512");
+    QCOMPARE(again.count(doc), n);
+    QCOMPARE(again.encodes(), qint64(0));
+    TokenCounter other(*tokenizer);
+    other.set_persistent_cache(&cache, "another tokenizer");
+    QCOMPARE(other.count(doc), n);
+    QCOMPARE(other.encodes(), qint64(1));
+  }
+
+  // The fit dialog's "some pages of a PDF / some files of a folder": only those sections go into the
+  // prompt, the layout ends with a notice of what the user left out, and the panel's description.
+  void select_parts_keeps_the_chosen_pages_or_files() {
+    const QString pdf_path = tmp_.filePath("parts.pdf");
+    QStringList pages;
+    for (int p = 1; p <= 6; ++p) pages << QString("Text of page %1.").arg(p);
+    write_file(pdf_path, make_pdf(pages));
+    const Document book = load_pdf(pdf_path);
+    PartSelection pages_2_4;
+    pages_2_4.first_page = 1;
+    pages_2_4.last_page = 3;
+    QCOMPARE(pages_2_4.describe(book), QString("pages 2-4 of 6"));
+    const Document part = select_parts(book, pages_2_4);
+    QCOMPARE(part.sections.size(), 3);
+    QCOMPARE(part.sections.front().page_index, 1);
+    QCOMPARE(part.sections.back().page_index, 3);
+    const QString laid = layout_document(part);
+    QVERIFY(laid.contains("[p. 2]\nText of page 2.") && laid.contains("[p. 4]\nText of page 4."));
+    QVERIFY(!laid.contains("Text of page 1.") && !laid.contains("Text of page 5."));
+    QVERIFY2(laid.endsWith("[... left out by the user: page 1 and pages 5-6 of parts.pdf ...]\n\n"
+                           "[end of document: parts.pdf]"),
+             qPrintable(laid));
+    QVERIFY(part.notices.join('\n').contains("only pages 2-4 of 6 is used"));
+    // The whole range, or no selection: the document unchanged.
+    QVERIFY(!select_parts(book, PartSelection{}).truncated());
+    PartSelection all;
+    all.first_page = 0;
+    all.last_page = 5;
+    QVERIFY(!select_parts(book, all).truncated());
+    QCOMPARE(select_parts(book, all).sections.size(), 6);
+
+    const QString root = tmp_.filePath("parts_tree");
+    write_file(root + "/a.cpp", "int a = 1;\n");
+    write_file(root + "/b.cpp", "int b = 2;\n");
+    write_file(root + "/docs/c.md", "# C\n");
+    const Document tree = load_source_tree(root);
+    QCOMPARE(tree.files.size(), 3);
+    PartSelection two;
+    two.files = {"a.cpp", "docs/c.md"};
+    QCOMPARE(two.describe(tree), QString("2 of 3 files"));
+    const Document chosen = select_parts(tree, two);
+    const QString tree_text = layout_document(chosen);
+    QVERIFY(tree_text.contains("int a = 1;") && tree_text.contains("# C") && !tree_text.contains("int b = 2;"));
+    QVERIFY2(tree_text.contains("[... left out by the user: b.cpp of parts_tree ...]"), qPrintable(tree_text));
+    // Nothing chosen that holds text: a clear error, nothing sent.
+    PartSelection none;
+    none.files = {"missing.cpp"};
+    const QString msg = expect_error([&] { select_parts(tree, none); }, DocumentProblem::Empty, "parts_tree");
+    QVERIFY2(msg.contains("holds no text"), qPrintable(msg));
   }
 };
 

@@ -633,6 +633,8 @@ class TstGui : public QObject {
     }
     QVERIFY2(page_9, qPrintable(e.used));
     QVERIFY(w->documents()->list()->item(0)->text().contains("the last question used pages"));
+    // The performance panel says the same for the prompt it measured.
+    QCOMPARE(w->performance()->documents_used_text(), "long-manual.pdf: " + e.used);
     QVERIFY(w->findChild<QLabel*>("contextGaugeLabel")->text().contains("each question gets the parts most relevant"));
     w->chat()->flush_render();
     QVERIFY(w->chat()->transcript().contains("most relevant to it"));
@@ -645,6 +647,131 @@ class TstGui : public QObject {
     QVERIFY(w->chat()->entry(w->chat()->count() - 1).footer.contains("parts of the documents kept"));
     QVERIFY(w->last_metrics()->reused_tokens > 0);
     QCOMPARE(w->documents()->entries().front().used, e.used);
+  }
+
+  // The fit dialog's part choice: some pages of a PDF or some files of a folder. The dialog lists
+  // them with their tokens, proposes what fits from the start, and says whether the choice fits;
+  // chosen, only those pages go into the prompt, the document panel says so, the choice holds for
+  // the next questions, and "Use the whole document" undoes it.
+  void fit_dialog_keeps_pages_of_a_pdf_or_files_of_a_folder() {
+    FitQuestion fq;
+    fq.context_tokens = 1000;
+    fq.reserve_tokens = 100;
+    fq.fixed_tokens = 100;  // 800 for documents
+    fq.titles = {"manual.pdf", "src", "notes.txt"};
+    fq.tokens = {3000, 300, 100};
+    fq.parts = {QVector<FitPart>(20, FitPart{"p. x", 150}), {{"a.cpp", 100}, {"b.cpp", 100}, {"lib/c.cpp", 100}}, {}};
+    for (int i = 0; i < 20; ++i) fq.parts[0][i].label = QString("p. %1").arg(i + 1);
+    fq.parts_by_page = {true, false, false};
+    QCOMPARE(fq.room_for(0), qint64(800 - 400 - 8));
+    {
+      FitDialog dialog(fq);
+      auto* part = dialog.findChild<QRadioButton*>("fitPart");
+      auto* which = dialog.findChild<QComboBox*>("fitPartDocument");
+      QVERIFY(part != nullptr && !part->isHidden());
+      QCOMPARE(which->count(), 2);  // notes.txt has one part: nothing to choose
+      part->setChecked(true);
+      auto verdict = [&] {
+        QString all;
+        for (const QLabel* l : dialog.findChildren<QLabel*>()) all += l->text() + "\n";
+        return all;
+      };
+      // Proposed: pages 1-2 (300 of the 392 tokens left beside the other documents).
+      QCOMPARE(dialog.findChild<QSpinBox*>("fitFirstPage")->value(), 1);
+      QCOMPARE(dialog.findChild<QSpinBox*>("fitLastPage")->value(), 2);
+      QVERIFY2(verdict().contains("Fits: Pages 1-2 of manual.pdf, about 300 tokens"), qPrintable(verdict()));
+      FitChoice c = dialog.choice();
+      QCOMPARE(c.kind, FitChoice::Kind::Part);
+      QCOMPARE(c.part_index, 0);
+      QCOMPARE(c.selection.first_page, 0);
+      QCOMPARE(c.selection.last_page, 1);
+      auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
+      QVERIFY(ok->isEnabled());
+      dialog.findChild<QSpinBox*>("fitFirstPage")->setValue(5);  // pages 5-5 then (the end follows)
+      QCOMPARE(dialog.findChild<QSpinBox*>("fitLastPage")->value(), 5);
+      dialog.findChild<QSpinBox*>("fitLastPage")->setValue(9);
+      QVERIFY2(verdict().contains("Pages 5-9 of manual.pdf need about 750 tokens, 358 more than the room of 392"),
+               qPrintable(verdict()));
+      QVERIFY(!ok->isEnabled());
+      // The folder: its files, the first checked (the whole PDF beside it leaves no room, which the
+      // dialog says).
+      which->setCurrentIndex(1);
+      auto* files = dialog.findChild<QListWidget*>("fitFiles");
+      QCOMPARE(files->count(), 3);
+      QVERIFY(files->item(2)->text().startsWith("lib/c.cpp (about 100 tokens)"));
+      QVERIFY2(verdict().contains("The other documents alone fill the context"), qPrintable(verdict()));
+      QVERIFY(!ok->isEnabled());
+      QCOMPARE(files->item(0)->checkState(), Qt::Checked);
+      files->item(0)->setCheckState(Qt::Unchecked);
+      QVERIFY2(verdict().contains("Choose at least one file"), qPrintable(verdict()));
+      files->item(1)->setCheckState(Qt::Checked);
+      c = dialog.choice();
+      QCOMPARE(c.part_index, 1);
+      QCOMPARE(c.selection.first_page, -1);
+      QCOMPARE(c.selection.files, QStringList({"b.cpp"}));
+      if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+        which->setCurrentIndex(0);
+        dialog.resize(dialog.sizeHint());
+        dialog.grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/fit-dialog-parts.png");
+      }
+    }
+
+    // Through the window: a 14-page PDF larger than the context, page 9 chosen.
+    AppSettings s = baseline();
+    s.max_tokens = 16;
+    s.save();
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    QStringList pages;
+    for (int p = 1; p <= 14; ++p)
+      pages << (p == 9 ? QString("The outdoor sensor battery lasts about fourteen months.")
+                       : QString("Page %1 has general notes on mounting and wiring the unit in a dry place.").arg(p));
+    const QString path = tmp_.filePath("parts-manual.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf(pages));
+    }
+    w->add_paths({path});
+    QVERIFY(wait_ready(w.get()));
+    const DocumentEntry whole = w->documents()->entries().front();
+    QVERIFY(whole.tokens > w->context_tokens());
+    QVector<FitQuestion> asked;
+    w->set_fit_chooser([&](const FitQuestion& q) -> std::optional<FitChoice> {
+      asked << q;
+      FitChoice c;
+      c.kind = FitChoice::Kind::Part;
+      c.part_index = 0;
+      c.selection.first_page = 8;
+      c.selection.last_page = 8;
+      return c;
+    });
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("How long does the outdoor sensor battery last?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    QCOMPARE(asked.size(), 1);
+    QCOMPARE(asked[0].parts.size(), 1);
+    QCOMPARE(asked[0].parts[0].size(), 14);  // the dialog was offered every page
+    QVERIFY(asked[0].parts_by_page[0]);
+    QCOMPARE(asked[0].parts[0][8].label, QString("p. 9"));
+    QVERIFY(w->last_metrics().has_value());
+    QVERIFY(w->last_metrics()->prompt_tokens + 16 <= w->context_tokens());
+    const DocumentEntry e = w->documents()->entries().front();
+    QCOMPARE(e.selection.first_page, 8);
+    QVERIFY(e.selection_tokens > 0 && e.selection_tokens < whole.tokens);
+    QVERIFY2(w->documents()->list()->item(0)->text().contains("only page 9 of 14 is used"),
+             qPrintable(w->documents()->list()->item(0)->text()));
+    w->chat()->flush_render();
+    QVERIFY(w->chat()->transcript().contains("Only page 9 of 14 of"));
+    QCOMPARE(w->performance()->documents_used_text(), QString("parts-manual.pdf: page 9 of 14"));
+    // The next question keeps the choice without asking.
+    w->ask("What does the manual say about the battery?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 120000);
+    QCOMPARE(asked.size(), 1);
+    // Used whole again: the selection is gone (and the next question would ask).
+    emit w->documents()->use_whole_requested(e.key);
+    QVERIFY(w->documents()->entries().front().selection.empty());
+    QVERIFY(!w->documents()->list()->item(0)->text().contains("is used (your choice)"));
   }
 
   // A password-protected PDF: the app asks for its password (again when it is wrong), reads the

@@ -21,6 +21,7 @@
 #include "core/store/chat_recorder.h"
 #include "core/store/store.h"
 #include "core/store/store_schema.h"
+#include "core/store/token_counts.h"
 #include "tests/test_support.h"
 
 using folio::store::Database;
@@ -780,6 +781,77 @@ class StoreTest : public QObject {
         }
       }
     }
+  }
+
+  // The documents' index for packing kept in the store: the token count of every unit (a PDF
+  // page, a window of lines) goes into the token_counts table the first time a document is
+  // indexed; a new conversation over another connection to the same file (as after a restart)
+  // finds every count there and tokenizes no unit again, and packs the same prompt. Another
+  // tokenizer does not use them.
+  void unit_token_counts_are_kept_for_documents_opened_again() {
+    const std::string model = folio::test::source_dir() + "/resources/models/stories260K/stories260K.bin";
+    FOLIO_REQUIRE_FILE(model);
+    folio::EngineOptions eo;
+    eo.model_path = model;
+    eo.threads = 1;
+    auto engine = folio::Engine::load(eo);
+    std::string text;
+    for (int i = 1; i <= 200; ++i)
+      text += i == 137 ? "Lily found the red ball under the old oak tree.\n"
+                       : "Line " + std::to_string(i) + ": the dog ran to the park and played in the sun.\n";
+    folio::chat::Document doc;
+    doc.path = doc.title = "story.md";
+    doc.page_count = 1;
+    doc.files = {doc.title};
+    doc.sections = folio::chat::line_sections(folio::chat::split_lines(text), doc.title, 5);
+    const QString path = dir_.filePath("token-counts.sqlite");
+    struct Packed {
+      std::string prompt, packing;
+      int64_t hits = 0, misses = 0;
+    };
+    auto pack = [&](const std::string& tokenizer_id) {
+      Database db(path);
+      folio::store::StoredTokenCounts counts(db);
+      folio::chat::Conversation c(*engine, folio::ChatFormatKind::Plain);
+      c.set_token_count_cache(&counts, tokenizer_id);
+      c.set_documents({doc});
+      folio::chat::AskOptions o;
+      o.context_tokens = 512;
+      o.generate.max_tokens = 16;
+      o.fit = folio::chat::FitMode::Relevant;
+      folio::chat::FitCheck fit;
+      Packed out;
+      out.prompt = c.fitted_prompt("Where did Lily find the red ball?", o, fit, out.packing).text;
+      out.hits = counts.hits();
+      out.misses = counts.misses();
+      return out;
+    };
+    const Packed first = pack("stories260K");
+    qInfo("first: %lld units counted, %lld found; packing: %s", qlonglong(first.misses), qlonglong(first.hits),
+          first.packing.c_str());
+    QVERIFY(!first.packing.empty());
+    QVERIFY(first.prompt.find("Lily found the red ball") != std::string::npos);
+    QVERIFY(first.misses >= 40);  // every unit (40 windows of 5 lines) was counted
+    QCOMPARE(first.hits, qint64(0));
+    {
+      Database db(path);
+      QVERIFY(db.token_count_rows() >= first.misses);
+    }
+    const Packed again = pack("stories260K");
+    qInfo("again: %lld units counted, %lld found", qlonglong(again.misses), qlonglong(again.hits));
+    QCOMPARE(again.misses, qint64(0));
+    QVERIFY(again.hits >= first.misses);
+    QCOMPARE(again.prompt, first.prompt);
+    const Packed other = pack("another tokenizer");
+    QVERIFY(other.misses >= first.misses);
+
+    // Pruning keeps the newest rows.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a later time than every row saved so far
+    Database db(path);
+    db.save_token_counts({{"newest", 7}}, 5);
+    QCOMPARE(db.token_count_rows(), qint64(5));
+    QCOMPARE(db.token_count("newest"), qint64(7));
+    QCOMPARE(db.token_count("absent"), qint64(-1));
   }
 };
 

@@ -34,7 +34,8 @@ QString kind_text(const folio::docs::Document& d) {
 
 int64_t DocumentEntry::prompt_tokens() const {
   if (state != State::Ready || tokens < 0) return 0;
-  return keep_tokens > 0 ? std::min(keep_tokens, tokens) : tokens;
+  const int64_t whole = selection.empty() ? tokens : std::min(selection_tokens, tokens);
+  return keep_tokens > 0 ? std::min(keep_tokens, whole) : whole;
 }
 
 DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
@@ -97,7 +98,7 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
     const DocumentEntry* e = entry(key);
     if (e == nullptr) return;
     QMenu menu(this);
-    if (e->keep_tokens > 0)
+    if (e->keep_tokens > 0 || !e->selection.empty())
       menu.addAction(tr("Use the whole document"), this, [this, key] { emit use_whole_requested(key); });
     const int selected = static_cast<int>(list_->selectedItems().size());
     if (item->isSelected() && selected > 1)
@@ -203,6 +204,14 @@ void DocumentPanel::set_keep_tokens(uint64_t key, int64_t keep_tokens) {
   }
 }
 
+void DocumentPanel::set_selection(uint64_t key, const folio::docs::PartSelection& selection, int64_t estimated_tokens) {
+  if (auto* e = find(key)) {
+    e->selection = selection;
+    e->selection_tokens = estimated_tokens;
+    refresh();
+  }
+}
+
 void DocumentPanel::remove(uint64_t key) {
   entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [key](const auto& e) { return e.key == key; }),
                  entries_.end());
@@ -266,6 +275,10 @@ void DocumentPanel::refresh() {
         detail = tr("%1 tokens · %2").arg(count(e.tokens), kind_text(e.doc));
         if (e.keep_tokens > 0 && e.keep_tokens < e.tokens) {
           detail += "\n" + tr("⚠ only the first %1 tokens are used (your choice)").arg(count(e.keep_tokens));
+          color = QColor(0xB3, 0x5C, 0x00);
+        }
+        if (!e.selection.empty()) {
+          detail += "\n" + tr("⚠ only %1 is used (your choice)").arg(e.selection.describe(e.doc));
           color = QColor(0xB3, 0x5C, 0x00);
         }
         if (!e.used.isEmpty()) detail += "\n" + tr("the last question used %1").arg(e.used);

@@ -15,6 +15,7 @@ class QMimeData;
 #include <vector>
 
 #include "core/docs/document.h"
+#include "core/docs/token_budget.h"
 
 namespace folio::ui {
 
@@ -23,11 +24,13 @@ struct DocumentEntry {
   QString path;
   enum class State { Reading, Counting, Ready, Failed } state = State::Reading;
   folio::docs::Document doc;
-  int64_t tokens = -1;      // of the whole document as laid out in the prompt; -1 = not counted
-  int64_t keep_tokens = 0;  // > 0: the user chose to keep only the first keep_tokens tokens
-  QString error;            // when Failed: what went wrong and what to do
-  QString count_note;       // why the count is missing (e.g. no model loaded)
-  QString used;             // what of it the last question used when packed ("pages 1-3 of 40"); "" = all
+  int64_t tokens = -1;                   // of the whole document as laid out in the prompt; -1 = not counted
+  int64_t keep_tokens = 0;               // > 0: the user chose to keep only the first keep_tokens tokens
+  folio::docs::PartSelection selection;  // not empty: the user chose to keep only these pages or files
+  int64_t selection_tokens = 0;          // ... about this many tokens (the fit dialog's estimate)
+  QString error;                         // when Failed: what went wrong and what to do
+  QString count_note;                    // why the count is missing (e.g. no model loaded)
+  QString used;                          // what of it the last question used when packed ("pages 1-3 of 40"); "" = all
 
   // Tokens the document takes in the prompt (the kept part when cut); 0 when unknown.
   int64_t prompt_tokens() const;
@@ -46,6 +49,7 @@ class DocumentPanel : public QWidget {
   void set_failed(uint64_t key, const QString& message);
   void set_reading(uint64_t key);  // read again (e.g. with a PDF's password)
   void set_keep_tokens(uint64_t key, int64_t keep_tokens);
+  void set_selection(uint64_t key, const folio::docs::PartSelection& selection, int64_t estimated_tokens);
   // What of the document the last question used when the documents were packed ("" = all of it).
   void set_used(uint64_t key, const QString& used);
   void remove(uint64_t key);
@@ -77,7 +81,7 @@ class DocumentPanel : public QWidget {
   void add_folder_requested();
   void paths_dropped(const QStringList& paths);
   void remove_requested(quint64 key);
-  void use_whole_requested(quint64 key);  // undo "keep only the first N tokens"
+  void use_whole_requested(quint64 key);  // undo "keep only the first N tokens" or "only these pages/files"
   void entries_changed();
 
  protected:

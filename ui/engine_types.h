@@ -13,6 +13,7 @@
 #include "core/chat/conversation.h"
 #include "core/chat/grounding.h"
 #include "core/docs/document.h"
+#include "core/docs/token_budget.h"
 #include "core/engine/engine.h"
 
 namespace folio::ui {
@@ -50,9 +51,11 @@ struct ModelInfo {
 
 // A document as it goes into the prompt: keep_tokens > 0 means the user chose to keep only the
 // first keep_tokens tokens of it (the prompt then carries a visible notice).
+// selection not empty: only those pages or files of it (applied before keep_tokens).
 struct PromptDocument {
   folio::docs::Document doc;
   int64_t keep_tokens = 0;
+  folio::docs::PartSelection selection;
 };
 
 struct AskRequest {

@@ -73,23 +73,42 @@ QString EngineWorker::describe(const std::exception& e) const {
   return QString::fromStdString(e.what());
 }
 
+void EngineWorker::attach_token_counts() {
+  if (!recorder_ || !conversation_ || !counter_) return;
+  if (!token_counts_) token_counts_ = std::make_unique<folio::store::StoredTokenCounts>(recorder_->database());
+  // The tokenizer by the model file's path, size and time.
+  const QFileInfo model(info_.path);
+  const std::string id = QString("%1|%2|%3")
+                             .arg(model.absoluteFilePath())
+                             .arg(model.size())
+                             .arg(model.lastModified().toSecsSinceEpoch())
+                             .toStdString();
+  conversation_->set_token_count_cache(token_counts_.get(), id);
+  counter_->set_persistent_cache(token_counts_.get(), id);
+}
+
 void EngineWorker::unload() {
 #if FOLIO_UI_REMOTE
   remote_.reset();
 #endif
   conversation_.reset();
-  recorder_.reset();  // its connection belongs to this thread
   counter_.reset();
+  token_counts_.reset();
+  recorder_.reset();  // its connection belongs to this thread
   engine_.reset();
 }
 
 void EngineWorker::open_store(const QString& database_path) {
   try {
+    if (conversation_) conversation_->set_token_count_cache(nullptr, {});
+    if (counter_) counter_->set_persistent_cache(nullptr, {});
+    token_counts_.reset();
     recorder_ = std::make_unique<folio::store::ChatRecorder>(database_path);
     store_error_.clear();
     if (conversation_) {
       recorder_->set_model(info_.name);
       conversation_->set_recorder(recorder_.get());
+      attach_token_counts();
     }
   } catch (const std::exception& e) {
     recorder_.reset();
@@ -174,6 +193,7 @@ void EngineWorker::load_model(const EngineConfig& config) {
     if (recorder_) {
       recorder_->set_model(info.name);
       conversation_->set_recorder(recorder_.get());
+      attach_token_counts();
     }
     emit phase_changed(Phase::Idle);
     emit model_loaded(info);
@@ -213,9 +233,11 @@ void EngineWorker::count_document(quint64 key, const folio::docs::Document& doc)
 std::vector<folio::chat::Document> EngineWorker::prepared(const QVector<PromptDocument>& docs) {
   std::vector<folio::chat::Document> out;
   for (const PromptDocument& d : docs) {
-    folio::docs::Document doc = d.doc;
+    folio::docs::Document doc = d.selection.empty() ? d.doc : folio::docs::select_parts(d.doc, d.selection);
     if (d.keep_tokens > 0) {
-      const QString key = hash_key(d.doc, d.keep_tokens);
+      const QString key =
+          hash_key(d.doc, d.keep_tokens) +
+          QString("|%1-%2|%3").arg(d.selection.first_page).arg(d.selection.last_page).arg(d.selection.files.join('\n'));
       auto it = truncated_.find(key);
       // Cut on the user's choice only; the layout then carries the visible truncation notice.
       if (it == truncated_.end())

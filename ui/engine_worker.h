@@ -19,6 +19,7 @@
 #include "core/docs/token_budget.h"
 #include "core/engine/engine.h"
 #include "core/store/chat_recorder.h"
+#include "core/store/token_counts.h"
 #include "ui/engine_types.h"
 
 #if FOLIO_UI_REMOTE
@@ -91,6 +92,10 @@ class EngineWorker : public QObject {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<folio::chat::Conversation> conversation_;
   std::unique_ptr<folio::store::ChatRecorder> recorder_;
+  // Token counts kept in the store (through recorder_'s connection), so documents opened again are
+  // neither counted nor indexed for packing again. Set when a model and the store are both there.
+  std::unique_ptr<folio::store::StoredTokenCounts> token_counts_;
+  void attach_token_counts();
   QString store_error_;  // why the store could not be opened here ("" = fine or none)
   ModelInfo info_;
   std::unique_ptr<folio::docs::TokenCounter> counter_;  // over engine_'s tokenizer; caches by layout

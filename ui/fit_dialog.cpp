@@ -6,8 +6,10 @@
 #include <QHBoxLayout>
 #include <QLocale>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <map>
 
 namespace folio::ui {
 
@@ -31,6 +33,42 @@ int64_t FitQuestion::max_keep(int index) const {
     if (i != index) others += tokens[i];
   const int64_t left = room() - others - kLayoutMargin;
   return std::max<int64_t>(0, std::min(left, index >= 0 && index < tokens.size() ? tokens[index] - 1 : 0));
+}
+
+int64_t FitQuestion::room_for(int index) const {
+  int64_t others = 0;
+  for (int i = 0; i < tokens.size(); ++i)
+    if (i != index) others += tokens[i];
+  return room() - others - kLayoutMargin;
+}
+
+QVector<FitPart> FitQuestion::parts_of(const folio::docs::Document& doc, int64_t doc_tokens, bool* by_page) {
+  using folio::docs::DocumentKind;
+  *by_page = doc.kind == DocumentKind::Pdf;
+  QVector<FitPart> parts;
+  QVector<int64_t> bytes;
+  if (doc.kind == DocumentKind::Pdf) {
+    const int pages = std::max(doc.page_count, static_cast<int>(doc.page_labels.size()));
+    if (pages < 2) return {};
+    bytes.fill(0, pages);
+    for (int i = 0; i < pages; ++i) parts.push_back({"p. " + folio::docs::citation_label(doc, i), 0});
+    for (const auto& s : doc.sections)
+      if (s.page_index >= 0 && s.page_index < pages) bytes[s.page_index] += s.text.size();
+  } else {
+    if (doc.files.size() < 2) return {};
+    std::map<QString, int> index;
+    for (const auto& f : doc.files) {
+      index[f.path] = static_cast<int>(parts.size());
+      parts.push_back({f.path, 0});
+    }
+    bytes.fill(0, parts.size());
+    for (const auto& s : doc.sections)
+      if (auto it = index.find(s.file); it != index.end()) bytes[it->second] += s.text.size();
+  }
+  int64_t total = 0;
+  for (int64_t b : bytes) total += b;
+  for (int i = 0; i < parts.size(); ++i) parts[i].tokens = total <= 0 ? 0 : (doc_tokens * bytes[i] + total - 1) / total;
+  return parts;
 }
 
 FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(parent), q_(question) {
@@ -81,6 +119,43 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
   }
   layout->addLayout(list);
 
+  // Some pages of a PDF or some files of a folder (documents with more than one part only).
+  part_doc_ = new QComboBox(this);
+  part_doc_->setObjectName("fitPartDocument");
+  for (int i = 0; i < q_.titles.size(); ++i)
+    if (i < q_.parts.size() && q_.parts[i].size() > 1) part_doc_->addItem(q_.titles[i], i);
+  part_ = new QRadioButton(tr("Keep some pages of a PDF or some files of a folder:"), this);
+  part_->setObjectName("fitPart");
+  layout->addWidget(part_);
+  auto* part_box = new QVBoxLayout();
+  part_box->setContentsMargins(24, 0, 0, 0);
+  part_box->addWidget(part_doc_);
+  pages_ = new QWidget(this);
+  auto* pages = pages_;
+  auto* pages_row = new QHBoxLayout(pages);
+  pages_row->setContentsMargins(0, 0, 0, 0);
+  first_page_ = new QSpinBox(pages);
+  first_page_->setObjectName("fitFirstPage");
+  last_page_ = new QSpinBox(pages);
+  last_page_->setObjectName("fitLastPage");
+  pages_row->addWidget(new QLabel(tr("pages"), pages));
+  pages_row->addWidget(first_page_);
+  pages_row->addWidget(new QLabel(tr("to"), pages));
+  pages_row->addWidget(last_page_);
+  pages_row->addStretch(1);
+  part_box->addWidget(pages);
+  files_ = new QListWidget(this);
+  files_->setObjectName("fitFiles");
+  files_->setMaximumHeight(160);
+  part_box->addWidget(files_);
+  layout->addLayout(part_box);
+  if (part_doc_->count() == 0) {
+    part_->setVisible(false);
+    part_doc_->setVisible(false);
+    pages_->setVisible(false);
+    files_->setVisible(false);
+  }
+
   truncate_ = new QRadioButton(tr("Keep only the beginning of one document:"), this);
   layout->addWidget(truncate_);
   auto* row = new QHBoxLayout();
@@ -120,6 +195,21 @@ FitDialog::FitDialog(const FitQuestion& question, QWidget* parent) : QDialog(par
     update_state();
   });
   connect(keep_, &QSpinBox::valueChanged, this, &FitDialog::update_state);
+  if (part_doc_->count() > 0) show_parts_of(part_doc_->currentData().toInt());
+  connect(part_doc_, &QComboBox::currentIndexChanged, this, [this] {
+    show_parts_of(part_doc_->currentData().toInt());
+    update_state();
+  });
+  connect(first_page_, &QSpinBox::valueChanged, this, [this](int v) {
+    if (last_page_->value() < v) last_page_->setValue(v);
+    update_state();
+  });
+  connect(last_page_, &QSpinBox::valueChanged, this, [this](int v) {
+    if (first_page_->value() > v) first_page_->setValue(v);
+    update_state();
+  });
+  connect(files_, &QListWidget::itemChanged, this, &FitDialog::update_state);
+  connect(part_, &QRadioButton::toggled, this, &FitDialog::update_state);
   connect(drop_, &QRadioButton::toggled, this, &FitDialog::update_state);
   connect(truncate_, &QRadioButton::toggled, this, &FitDialog::update_state);
   connect(relevant_, &QRadioButton::toggled, this, &FitDialog::update_state);
@@ -132,10 +222,68 @@ bool FitDialog::eventFilter(QObject* watched, QEvent* event) {
   return QDialog::eventFilter(watched, event);
 }
 
+void FitDialog::show_parts_of(int index) {
+  if (index < 0 || index >= q_.parts.size()) return;
+  const QVector<FitPart>& parts = q_.parts[index];
+  const bool by_page = index < q_.parts_by_page.size() && q_.parts_by_page[index];
+  const int64_t room = q_.room_for(index);
+  // Proposed: from the start, as many parts as fit (at least the first).
+  int fit_count = 0;
+  int64_t used = 0;
+  while (fit_count < parts.size() && used + parts[fit_count].tokens <= room) used += parts[fit_count++].tokens;
+  fit_count = std::max(fit_count, 1);
+  QSignalBlocker b1(first_page_), b2(last_page_), b3(files_);
+  if (by_page) {
+    pages_->setVisible(true);
+    files_->setVisible(false);
+    const int n = static_cast<int>(parts.size());
+    first_page_->setRange(1, n);
+    last_page_->setRange(1, n);
+    first_page_->setValue(1);
+    last_page_->setValue(fit_count);
+    last_page_->setSuffix(tr(" of %1").arg(n));
+  } else {
+    pages_->setVisible(false);
+    files_->setVisible(true);
+    files_->clear();
+    for (int i = 0; i < parts.size(); ++i) {
+      auto* item = new QListWidgetItem(tr("%1 (about %2 tokens)").arg(parts[i].label, count(parts[i].tokens)), files_);
+      item->setData(Qt::UserRole, parts[i].label);
+      item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
+      item->setCheckState(i < fit_count ? Qt::Checked : Qt::Unchecked);
+    }
+  }
+}
+
+folio::docs::PartSelection FitDialog::part_selection(int64_t* tokens) const {
+  folio::docs::PartSelection sel;
+  *tokens = 0;
+  const int index = part_doc_->currentData().toInt();
+  if (part_doc_->count() == 0 || index < 0 || index >= q_.parts.size()) return sel;
+  const QVector<FitPart>& parts = q_.parts[index];
+  if (files_->isHidden()) {
+    sel.first_page = first_page_->value() - 1;
+    sel.last_page = last_page_->value() - 1;
+    for (int i = sel.first_page; i <= sel.last_page && i < parts.size(); ++i) *tokens += parts[i].tokens;
+  } else {
+    for (int i = 0; i < files_->count(); ++i)
+      if (files_->item(i)->checkState() == Qt::Checked) {
+        sel.files << files_->item(i)->data(Qt::UserRole).toString();
+        if (i < parts.size()) *tokens += parts[i].tokens;
+      }
+  }
+  return sel;
+}
+
 FitChoice FitDialog::choice() const {
   FitChoice c;
   if (relevant_->isChecked()) {
     c.kind = FitChoice::Kind::Relevant;
+  } else if (part_->isChecked()) {
+    c.kind = FitChoice::Kind::Part;
+    c.part_index = part_doc_->currentData().toInt();
+    int64_t tokens = 0;
+    c.selection = part_selection(&tokens);
   } else if (truncate_->isChecked()) {
     c.kind = FitChoice::Kind::Truncate;
     c.truncate_index = which_->currentIndex();
@@ -151,6 +299,10 @@ FitChoice FitDialog::choice() const {
 void FitDialog::update_state() {
   const bool dropping = drop_->isChecked();
   const bool truncating = truncate_->isChecked();
+  const bool parting = part_->isChecked();
+  part_doc_->setEnabled(parting);
+  pages_->setEnabled(parting);
+  files_->setEnabled(parting);
   for (auto* b : keep_boxes_) b->setEnabled(dropping);
   which_->setEnabled(truncating);
   keep_->setEnabled(truncating);
@@ -168,6 +320,31 @@ void FitDialog::update_state() {
     verdict_->setText(
         fits ? tr("Fits: %1 of %2 tokens for documents.").arg(count(kept), count(q_.room()))
              : tr("<span style='color:#b00020'>Still %1 tokens too many.</span>").arg(count(kept - q_.room())));
+  } else if (parting) {
+    int64_t tokens = 0;
+    const folio::docs::PartSelection sel = part_selection(&tokens);
+    const int index = part_doc_->currentData().toInt();
+    const int64_t room = q_.room_for(index);
+    const QString what = sel.first_page >= 0     ? (sel.first_page == sel.last_page
+                                                        ? tr("Page %1").arg(sel.first_page + 1)
+                                                        : tr("Pages %1-%2").arg(sel.first_page + 1).arg(sel.last_page + 1))
+                         : sel.files.size() == 1 ? tr("1 file")
+                                                 : tr("%1 files").arg(sel.files.size());
+    const bool chosen = sel.first_page >= 0 || !sel.files.isEmpty();
+    fits = chosen && tokens <= room;
+    if (!chosen)
+      verdict_->setText(tr("<span style='color:#b00020'>Choose at least one file.</span>"));
+    else if (room <= 0)
+      verdict_->setText(
+          tr("<span style='color:#b00020'>The other documents alone fill the context; leave some "
+             "out instead.</span>"));
+    else
+      verdict_->setText(
+          fits ? tr("Fits: %1 of %2, about %3 tokens, beside the other documents (room for %4). The prompt will say "
+                    "what is left out.")
+                     .arg(what, part_doc_->currentText(), count(tokens), count(room))
+               : tr("<span style='color:#b00020'>%1 of %2 need about %3 tokens, %4 more than the room of %5.</span>")
+                     .arg(what, part_doc_->currentText(), count(tokens), count(tokens - room), count(room)));
   } else {
     fits = keep_->value() > 0;
     verdict_->setText(fits ? tr("The prompt will say that only the first %1 tokens of %2 are included.")

@@ -208,6 +208,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   connect(documents_, &DocumentPanel::entries_changed, this, &MainWindow::refresh_send_state);
   connect(documents_, &DocumentPanel::use_whole_requested, this, [this](quint64 key) {
     documents_->set_keep_tokens(key, 0);
+    documents_->set_selection(key, {}, 0);
     if (const DocumentEntry* e = documents_->entry(key))
       chat_->add_notice(tr("**%1** is used whole again.").arg(e->doc.title));
   });
@@ -653,7 +654,7 @@ QVector<PromptDocument> MainWindow::prompt_documents(QVector<uint64_t>* keys) co
   QVector<PromptDocument> docs;
   for (const auto& e : documents_->entries()) {
     if (e.state != DocumentEntry::State::Ready) continue;
-    docs.push_back({e.doc, e.keep_tokens});
+    docs.push_back({e.doc, e.keep_tokens, e.selection});
     if (keys != nullptr) keys->push_back(e.key);
   }
   return docs;
@@ -871,6 +872,9 @@ void MainWindow::on_does_not_fit(const FitProblem& p) {
   for (uint64_t key : request_doc_keys_) {
     const DocumentEntry* e = documents_->entry(key);
     q.titles << (e != nullptr ? e->doc.title : tr("(removed)"));
+    bool by_page = false;
+    q.parts << (e != nullptr ? FitQuestion::parts_of(e->doc, e->tokens, &by_page) : QVector<FitPart>{});
+    q.parts_by_page << by_page;
   }
   if (q.tokens.isEmpty() || q.room() <= 0) {
     chat_->add_notice(tr("The question and the conversation so far need %1 tokens, more than the context of %2 tokens "
@@ -937,6 +941,24 @@ void MainWindow::apply_fit_choice(const FitChoice& c, bool remembered) {
            "relevant to it, in order, with markers for what is left out (your choice for this "
            "conversation, until the documents change). The document panel shows what each question "
            "used."));
+  } else if (c.kind == FitChoice::Kind::Part) {
+    if (c.part_index < 0 || c.part_index >= request_doc_keys_.size() || c.selection.empty()) return;
+    const uint64_t key = request_doc_keys_[c.part_index];
+    const DocumentEntry* e = documents_->entry(key);
+    if (e == nullptr) return;
+    bool by_page = false;
+    const QVector<FitPart> parts = FitQuestion::parts_of(e->doc, e->tokens, &by_page);
+    int64_t estimate = 0;
+    for (int i = 0; i < parts.size(); ++i)
+      if (c.selection.first_page >= 0 ? (i >= c.selection.first_page && i <= c.selection.last_page)
+                                      : c.selection.files.contains(parts[i].label))
+        estimate += parts[i].tokens;
+    documents_->set_keep_tokens(key, 0);
+    documents_->set_selection(key, c.selection, estimate);
+    remembered_fit_.reset();  // the selection stays with the document until it is used whole again
+    chat_->add_notice(tr("Only %1 of **%2** is included, as you chose, until you use it whole again (right-click "
+                         "it in the document panel). The model is told what is left out.")
+                          .arg(c.selection.describe(e->doc), e->doc.title));
   } else if (c.kind == FitChoice::Kind::Truncate) {
     if (c.truncate_index < 0 || c.truncate_index >= request_doc_keys_.size() || c.keep_tokens <= 0) return;
     const uint64_t key = request_doc_keys_[c.truncate_index];
@@ -1019,6 +1041,19 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
   for (int i = 0; i < request_doc_keys_.size(); ++i)
     documents_->set_used(request_doc_keys_[i], outcome.packing.isEmpty() ? QString() : outcome.used.value(i));
   performance_->show_metrics(m);
+  // The same per document in the performance panel: what this prompt held (packed parts, the pages
+  // or files the user chose, the beginning kept, or all of it).
+  QStringList used_lines;
+  for (int i = 0; i < request_doc_keys_.size(); ++i) {
+    const DocumentEntry* e = documents_->entry(request_doc_keys_[i]);
+    if (e == nullptr) continue;
+    QString what = outcome.packing.isEmpty() ? QString() : outcome.used.value(i);
+    if (what.isEmpty() && !e->selection.empty()) what = e->selection.describe(e->doc);
+    if (what.isEmpty() && e->keep_tokens > 0 && e->keep_tokens < e->tokens)
+      what = tr("the first %1 of %2 tokens").arg(count(e->keep_tokens), count(e->tokens));
+    used_lines << tr("%1: %2").arg(e->doc.title, what.isEmpty() ? tr("all") : what);
+  }
+  performance_->show_documents_used(used_lines);
   int64_t doc_tokens = 0;
   for (uint64_t key : request_doc_keys_)
     if (const DocumentEntry* e = documents_->entry(key)) doc_tokens += e->prompt_tokens();

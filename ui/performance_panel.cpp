@@ -99,12 +99,16 @@ PerformancePanel::PerformancePanel(QWidget* parent) : QWidget(parent) {
   reused_ = new QLabel("–", last);
   reused_->setObjectName("reusedLabel");
   stop_ = new QLabel("–", last);
-  for (QLabel* l : {ttft_, prefill_, decode_, reused_, stop_}) l->setWordWrap(true);
+  used_ = new QLabel("–", last);
+  used_->setObjectName("documentsUsedLabel");
+  used_->setTextFormat(Qt::PlainText);  // file names are shown as they are
+  for (QLabel* l : {ttft_, prefill_, decode_, reused_, stop_, used_}) l->setWordWrap(true);
   form->addRow(tr("Time to first token:"), ttft_);
   form->addRow(tr("Prefill:"), prefill_);
   form->addRow(tr("Decode:"), decode_);
   form->addRow(tr("KV cache:"), reused_);
   form->addRow(tr("Stopped:"), stop_);
+  form->addRow(tr("Documents in the prompt:"), used_);
   layout->addWidget(last);
 
   // Memory: one horizontal stacked bar per device.
@@ -271,6 +275,10 @@ void PerformancePanel::show_metrics(const Metrics& m) {
                        : tr("nothing reused (%1 prompt tokens)").arg(tokens(m.prompt_tokens)));
   stop_->setText(QString::fromLatin1(stop_reason_name(m.stop)));
   if (!m.memory.empty()) show_memory(m.memory);
+}
+
+void PerformancePanel::show_documents_used(const QStringList& lines) {
+  used_->setText(lines.isEmpty() ? tr("none") : lines.join('\n'));
 }
 
 void PerformancePanel::show_memory(const std::vector<DeviceMemory>& memory) {

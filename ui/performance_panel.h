@@ -39,6 +39,9 @@ class PerformancePanel : public QWidget {
   void set_model(const ModelInfo& info, int64_t context_tokens);
   QString model_text() const;  // the model line: name, backend (or "Remote: ..."), context
   void show_metrics(const Metrics& m);
+  // What of the documents the last answer's prompt held: one line per document ("manual.pdf: pages
+  // 1-3, 8-10 of 14", "notes.md: all"); empty = no documents.
+  void show_documents_used(const QStringList& lines);
   void show_memory(const std::vector<DeviceMemory>& memory);
   void set_ttft_series(const std::vector<folio::store::TtftSeries>& series);
   void set_compare_enabled(bool enabled, const QString& why = {});
@@ -53,6 +56,7 @@ class PerformancePanel : public QWidget {
   double memory_value_mib(const QString& category, int device) const;  // "weights", "kv", "scratch", "free"
   QString phase_text() const { return phase_label_->text(); }
   QString reuse_text() const { return reused_->text(); }
+  QString documents_used_text() const { return used_->text(); }
   QString ttft_text() const { return ttft_->text(); }
   QString decode_text() const { return decode_->text(); }
   QProgressBar* progress() const { return progress_; }
@@ -72,6 +76,7 @@ class PerformancePanel : public QWidget {
   QLabel* prefill_ = nullptr;
   QLabel* decode_ = nullptr;
   QLabel* reused_ = nullptr;
+  QLabel* used_ = nullptr;
   QLabel* stop_ = nullptr;
   QChart* memory_chart_ = nullptr;
   QChartView* memory_view_ = nullptr;

@@ -216,12 +216,33 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   // larger than all the room the documents could have can never be packed: its count stops there.
   const int64_t unit_limit = fit.context_tokens - fit.reserve_tokens;
   if (unit_limit <= 0) return p;
-  auto count = [&](const std::string& text) { return count_tokens(tok, text, unit_limit).tokens; };
+  // Kept by the index for later packings: nothing of this call is captured by reference.
+  auto count = [this, &tok, unit_limit](const std::string& text) {
+    std::string key;
+    if (count_cache_ != nullptr) {
+      key = TokenCountCache::key(tokenizer_id_, text);
+      try {
+        if (const int64_t n = count_cache_->find(key); n >= 0) return n;
+      } catch (const std::exception&) {
+        key.clear();  // a cache that cannot be read: counted, and not kept
+      }
+    }
+    const TokenCount c = count_tokens(tok, text, unit_limit);
+    if (!key.empty() && !c.exceeded) count_cache_->put(key, c.tokens);
+    return c.tokens;
+  };
   const std::string signature = documents_signature();
   const std::string index_key = signature + "|" + std::to_string(unit_limit);
   if (!packing_index_ || index_signature_ != index_key) {
     packing_index_ = std::make_unique<PackingIndex>(docs_, count, unit_limit);
     index_signature_ = index_key;
+    if (count_cache_ != nullptr) {
+      try {
+        count_cache_->flush();
+      } catch (const std::exception&) {
+        // Counts that cannot be kept only cost the next run a count.
+      }
+    }
   }
   const PackingIndex& index = *packing_index_;
   const std::string pack_signature = signature + "|" + fit_mode_name(options.fit);
@@ -319,16 +340,28 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     }
     session_->set_attention(options.attention, options.sparse_config);
     // A new session: start from the documents' KV saved on disk, when this prompt begins with it.
+    // A running session whose documents' prefix changed (a document added after the others, whose
+    // prefix the session reused): that prefix is saved too, so a restart finds it.
     int64_t prefix = 0;
     std::string key;
-    if (kv_store_ != nullptr && session_->n_past() == 0 && !docs_.empty()) {
+    const bool new_session = session_->n_past() == 0;
+    std::string signature;
+    if (kv_store_ != nullptr && !docs_.empty()) {
+      signature = documents_signature() + '\x1d' + system_prompt_ + '\x1d' +
+                  (prompt_docs_ != &docs_ && packing_ ? packing_->summary : std::string());
+      for (size_t u : packing_&& prompt_docs_ != &docs_ ? packing_->kept_units : std::vector<size_t>{})
+        signature += std::to_string(u) + ',';
+    }
+    if (kv_store_ != nullptr && !docs_.empty() && (new_session || signature != kv_prefix_signature_)) {
       prefix = shared_prefix(p);
       if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
         // The backend computed the KV (its numbers differ a little from another backend's).
         const std::string layout = engine_.backend_kind() == BackendKind::Cpu ? "cpu fp32 v1" : "gpu fp32 v1";
         key = KvStore::key(model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
         const auto t0 = std::chrono::steady_clock::now();
-        if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
+        if (!new_session) {
+          if (kv_store_->contains(key)) key.clear();  // saved already
+        } else if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
           const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
                             std::equal(e->tokens.begin(), e->tokens.end(), p.tokens.begin());
           if (same && session_->restore_prefix(e->tokens, e->kv)) {
@@ -348,8 +381,8 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     ro.generate.stop_tokens.insert(ro.generate.stop_tokens.end(), stops.begin(), stops.end());
     a.result = session_->run(p.tokens, ro);
     // Computed afresh: kept for the next time (a cancelled prefill may not have reached its end).
-    if (!key.empty() && a.kv_loaded_tokens == 0 && session_->n_past() >= prefix &&
-        a.result.metrics.stop != StopReason::Cancelled) {
+    const bool finished = a.result.metrics.stop != StopReason::Cancelled && session_->n_past() >= prefix;
+    if (!key.empty() && a.kv_loaded_tokens == 0 && finished) {
       KvEntry e;
       e.tokens.assign(p.tokens.begin(), p.tokens.begin() + prefix);
       if (session_->save_prefix(prefix, e.kv)) {
@@ -360,6 +393,7 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
         }
       }
     }
+    if (finished) kv_prefix_signature_ = signature;
   } catch (...) {
     // A failed request may leave the cache half written: the next one starts afresh.
     session_.reset();

@@ -5,8 +5,10 @@
 // ask through it, so the same documents and question give the same prompt bytes everywhere.
 //
 // Prompt order: a system turn with the user's system prompt (if any) and then the documents
-// (documents_system_text), then the history, then the question. Every follow-up shares that
-// prefix, so Session::run reuses its KV.
+// (documents_system_text: an instruction made from the first document, the documents, a note on
+// what the later ones add), then the history, then the question. Every follow-up shares that
+// prefix, so Session::run reuses its KV; a document added after the others keeps the prefix up to
+// the end of those, so only the new one is prefilled.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include "core/chat/chat_document.h"
 #include "core/chat/context_packing.h"
 #include "core/chat/kv_store.h"
+#include "core/chat/token_count_cache.h"
 #include "core/engine/engine.h"
 #include "core/tokenizer/chat_format.h"
 
@@ -156,6 +159,14 @@ class Conversation {
     model_id_ = std::move(model_id);
   }
 
+  // Keeps the token counts of the documents' units (what indexing them for packing costs) in
+  // `cache`, so documents opened again are not counted again. tokenizer_id names the tokenizer
+  // (e.g. the model's path, size and time). Null: off.
+  void set_token_count_cache(TokenCountCache* cache, std::string tokenizer_id) {
+    count_cache_ = cache;
+    tokenizer_id_ = std::move(tokenizer_id);
+  }
+
   // Forgets the history and the KV cache; the recorder starts a new conversation.
   void reset();
 
@@ -218,10 +229,16 @@ class Conversation {
   std::string documents_signature() const;
   KvStore* kv_store_ = nullptr;
   std::string model_id_;
+  TokenCountCache* count_cache_ = nullptr;
+  std::string tokenizer_id_;
   // Of a prompt fitted() made, the tokens every question over the same documents shares: the
   // system turn and the user turn's start.
   int64_t shared_prefix(const Prompt& prompt) const;
   const std::vector<Document>* prompt_docs_ = nullptr;  // the documents fitted() last laid out (docs_ or packed)
+  // What the documents' prefix last saved to or loaded from the KV store was made of (documents,
+  // packing, system prompt): a running session saves a prefix that changed (a document added)
+  // once, without measuring it again for every question.
+  std::string kv_prefix_signature_;
 };
 
 }  // namespace folio::chat

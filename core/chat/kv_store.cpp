@@ -115,6 +115,11 @@ std::optional<KvEntry> KvStore::load(const std::string& key, std::string* proble
   return e;
 }
 
+bool KvStore::contains(const std::string& key) const {
+  std::error_code ec;
+  return fs::is_regular_file(path_of(key), ec);
+}
+
 uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
   const std::string path = path_of(key);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());

@@ -38,6 +38,8 @@ class KvStore {
   // beyond the size limit (never the one just saved). Returns the bytes written; throws folio::Error
   // when the folder cannot be written.
   uint64_t save(const std::string& key, const KvEntry& entry);
+  // Whether an entry is saved under `key` (not checked: load() does that).
+  bool contains(const std::string& key) const;
   // Bytes of all saved entries.
   uint64_t used_bytes() const;
 

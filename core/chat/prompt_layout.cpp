@@ -103,39 +103,87 @@ std::string layout_documents(const std::vector<Document>& docs, const LayoutOpti
   return out;
 }
 
-std::string citation_instruction(const std::vector<Document>& docs) {
+namespace {
+
+// What a set of documents needs said about citing: PDF page markers, file markers (with one of
+// their paths as the example), and PDFs to tell apart by name.
+struct CitationNeeds {
   int pdfs = 0;
-  std::string example_file, example_pdf;
+  std::string example_pdf;
+  std::string example_file;
+};
+
+CitationNeeds citation_needs(std::span<const Document> docs) {
+  CitationNeeds n;
   for (const Document& d : docs) {
     if (d.kind == DocumentKind::Pdf) {
-      if (pdfs++ == 0) example_pdf = d.title;
-    } else if (example_file.empty() && !d.files.empty()) {
-      example_file = d.files.front();
+      if (n.pdfs++ == 0) n.example_pdf = d.title;
+    } else if (n.example_file.empty() && !d.files.empty()) {
+      n.example_file = d.files.front();
     }
   }
-  const bool files = !example_file.empty();
+  return n;
+}
+
+const char* const kPdfMarkers = "each PDF page starts with a marker such as [p. 12] that names the page.";
+const char* const kCiteOnly =
+    "Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.";
+
+std::string file_markers(const std::string& example_file) {
+  return "Each excerpt of a file starts with a marker such as [file: " + example_file +
+         ", lines 1-200]; its lines are numbered from the first line of that range.";
+}
+
+std::string several_pdfs(const std::string& example_pdf) {
+  return "There are several PDFs: name the document too, as (" + example_pdf + ", p. 12).";
+}
+
+}  // namespace
+
+std::string citation_instruction(std::span<const Document> docs) {
+  const CitationNeeds n = citation_needs(docs);
+  const bool files = !n.example_file.empty();
   std::vector<std::string> out;
-  if (pdfs > 0)
-    out.push_back("In the documents, each PDF page starts with a marker such as [p. 12] that names the page.");
-  if (files)
-    out.push_back("Each excerpt of a file starts with a marker such as [file: " + example_file +
-                  ", lines 1-200]; its lines are numbered from the first line of that range.");
+  if (n.pdfs > 0) out.push_back(std::string("In the documents, ") + kPdfMarkers);
+  if (files) out.push_back(file_markers(n.example_file));
   std::vector<std::string> forms;
-  if (pdfs > 0) forms.push_back("(p. 12) or (pp. 12-13) for PDF pages, named as in their markers");
-  if (files) forms.push_back("(" + example_file + ":40-58) for lines of a file");
+  if (n.pdfs > 0) forms.push_back("(p. 12) or (pp. 12-13) for PDF pages, named as in their markers");
+  if (files) forms.push_back("(" + n.example_file + ":40-58) for lines of a file");
   if (!forms.empty()) {
     out.push_back("When your answer uses the documents, cite the source right after each statement: " +
                   join(forms, ", and ") + ".");
-    if (pdfs > 1) out.push_back("There are several PDFs: name the document too, as (" + example_pdf + ", p. 12).");
-    out.push_back("Cite only pages and lines that appear in the documents; if they do not hold the answer, say so.");
+    if (n.pdfs > 1) out.push_back(several_pdfs(n.example_pdf));
+    out.push_back(kCiteOnly);
   }
+  return join(out, " ");
+}
+
+std::string later_documents_note(const std::vector<Document>& docs) {
+  if (docs.size() < 2) return {};
+  const CitationNeeds first = citation_needs(std::span<const Document>(docs.data(), 1));
+  const CitationNeeds later = citation_needs(std::span<const Document>(docs.data() + 1, docs.size() - 1));
+  std::vector<std::string> out;
+  if (first.pdfs == 0 && later.pdfs > 0)
+    out.push_back(std::string("In the documents that follow the first, ") + kPdfMarkers +
+                  " Cite PDF pages as (p. 12) or (pp. 12-13), named as in their markers.");
+  if (first.example_file.empty() && !later.example_file.empty())
+    out.push_back(file_markers(later.example_file) + " Cite lines of a file as (" + later.example_file + ":40-58).");
+  if (first.pdfs + later.pdfs > 1) out.push_back(several_pdfs(first.pdfs > 0 ? first.example_pdf : later.example_pdf));
+  // The first document said nothing about citing (it has no pages or files): now there is something to cite.
+  if (!out.empty() && first.pdfs == 0 && first.example_file.empty()) out.push_back(kCiteOnly);
   return join(out, " ");
 }
 
 std::string documents_system_text(const std::vector<Document>& docs, bool with_instruction) {
   if (!with_instruction) return layout_documents(docs);
-  std::string out = "Answer the question using the documents below. " + citation_instruction(docs) + "\n\n";
+  std::string out = "Answer the question using the documents below. ";
+  if (!docs.empty()) out += citation_instruction(std::span<const Document>(docs.data(), 1));
+  out += "\n\n";
   append_documents(docs, {}, out);
+  if (const std::string note = later_documents_note(docs); !note.empty()) {
+    out += "\n\n";
+    out += note;
+  }
   return out;
 }
 

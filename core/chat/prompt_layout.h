@@ -9,6 +9,7 @@
 // A document cut on the user's choice has its notice "[... truncated by the user: ...]" before the end marker.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,19 @@ std::string layout_documents(const std::vector<Document>& docs, const LayoutOpti
 
 // The system-prompt sentences telling the model how to cite these documents (page labels for PDFs,
 // path:first-last for files; the document's name when there are several PDFs).
-std::string citation_instruction(const std::vector<Document>& docs);
+std::string citation_instruction(std::span<const Document> docs);
 
 // The system turn that holds the documents. Chat models are told to answer from them and how to
 // cite; base models (plain format) get the documents alone, as they cannot follow an instruction.
+//
+// So that adding a document keeps everything before it byte-identical (and its KV cached, in memory
+// and on disk), the instruction that opens the text is made from the FIRST document only; what
+// later documents add (another kind of marker, several PDFs to tell apart) is said in a note after
+// the last document (later_documents_note). With one document the text is the instruction, a blank
+// line and the document.
 std::string documents_system_text(const std::vector<Document>& docs, bool with_instruction);
+// The note after the documents: what docs[1..] add to the instruction made from docs[0]; "" when
+// they add nothing (one document, or more of the same kind that need no telling apart).
+std::string later_documents_note(const std::vector<Document>& docs);
 
 }  // namespace folio::chat

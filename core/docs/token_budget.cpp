@@ -25,18 +25,46 @@ int64_t TokenCounter::count(const Document& doc, const LayoutOptions& options) {
   const QString text = layout_document(doc, options);
   const QByteArray utf8 = text.toUtf8();
   const QByteArray key = QCryptographicHash::hash(utf8, QCryptographicHash::Sha256);
+  const std::string_view bytes(utf8.constData(), static_cast<size_t>(utf8.size()));
+  std::string stored_key;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto it = cache_.constFind(key);
     if (it != cache_.cend()) return it.value();
+    if (persistent_ != nullptr) {
+      stored_key = folio::chat::TokenCountCache::key(tokenizer_id_, bytes);
+      int64_t n = -1;
+      try {
+        n = persistent_->find(stored_key);
+      } catch (const std::exception&) {
+        // A cache that cannot be read: the document is counted.
+      }
+      if (n >= 0) {
+        cache_.insert(key, n);
+        return n;
+      }
+    }
   }
   // Encode outside the lock: counting a long document takes a while and other threads may count others.
-  const int64_t n =
-      folio::count_tokens(tokenizer_, std::string_view(utf8.constData(), static_cast<size_t>(utf8.size())), -1).tokens;
+  const int64_t n = folio::count_tokens(tokenizer_, bytes, -1).tokens;
   std::lock_guard<std::mutex> lock(mutex_);
   cache_.insert(key, n);
+  if (persistent_ != nullptr && !stored_key.empty()) {
+    try {
+      persistent_->put(stored_key, n);
+      persistent_->flush();
+    } catch (const std::exception&) {
+      // A count that cannot be kept only costs the next run a count.
+    }
+  }
   ++encodes_;
   return n;
+}
+
+void TokenCounter::set_persistent_cache(folio::chat::TokenCountCache* cache, std::string tokenizer_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  persistent_ = cache;
+  tokenizer_id_ = std::move(tokenizer_id);
 }
 
 int64_t TokenCounter::separator_tokens() {
@@ -285,6 +313,57 @@ Document truncate_document(const Document& doc, int64_t keep_tokens, TokenCounte
   }
   counter.count(best, options);  // cache the final count
   return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A part chosen by the user
+
+QString PartSelection::describe(const Document& doc) const {
+  if (first_page >= 0) {
+    const int pages = std::max(doc.page_count, static_cast<int>(doc.page_labels.size()));
+    return QString("%1 of %2").arg(page_span(doc, first_page, std::max(first_page, last_page))).arg(pages);
+  }
+  if (!files.isEmpty())
+    return files.size() == 1 ? QString("%1 of %2 files").arg(files.front()).arg(doc.files.size())
+                             : QString("%1 of %2 files").arg(files.size()).arg(doc.files.size());
+  return {};
+}
+
+Document select_parts(const Document& doc, const PartSelection& selection) {
+  if (selection.empty()) return doc;
+  Document out = doc;
+  out.sections.clear();
+  QString left_out;
+  if (selection.first_page >= 0) {
+    const int last_page = std::max(doc.page_count, static_cast<int>(doc.page_labels.size())) - 1;
+    const int first = std::clamp(selection.first_page, 0, std::max(0, last_page));
+    const int last =
+        std::clamp(selection.last_page < 0 ? last_page : selection.last_page, first, std::max(0, last_page));
+    for (const Section& s : doc.sections)
+      if (s.page_index >= first && s.page_index <= last) out.sections.push_back(s);
+    QStringList spans;
+    if (first > 0) spans << page_span(doc, 0, first - 1);
+    if (last < last_page) spans << page_span(doc, last + 1, last_page);
+    left_out = spans.join(" and ");
+  } else {
+    QStringList dropped;
+    for (const FileEntry& f : doc.files)
+      if (!selection.files.contains(f.path)) dropped << f.path;
+    for (const Section& s : doc.sections)
+      if (selection.files.contains(s.file)) out.sections.push_back(s);
+    left_out = dropped.size() <= 3
+                   ? dropped.join(", ")
+                   : QString("%1 files: %2 ... %3").arg(dropped.size()).arg(dropped.front(), dropped.back());
+  }
+  if (out.sections.isEmpty())
+    throw DocumentError(DocumentProblem::Empty, doc.path,
+                        QString("%1: the chosen part (%2) holds no text; choose other pages or files")
+                            .arg(detail::shown(doc.path), selection.describe(doc)));
+  if (left_out.isEmpty()) return out;
+  out.truncation_notice = QString("[... left out by the user: %1 of %2 ...]").arg(left_out, doc.title);
+  out.notices << QString("%1: only %2 is used, as the user chose; %3 is left out of the prompt")
+                     .arg(doc.title, selection.describe(doc), left_out);
+  return out;
 }
 
 }  // namespace folio::docs

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "core/chat/token_count_cache.h"
 #include "core/docs/document.h"
 #include "core/docs/prompt_layout.h"
 #include "core/tokenizer/tokenizer.h"
@@ -32,6 +33,10 @@ class TokenCounter {
 
   int64_t cache_size() const;
   int64_t encodes() const;  // how many texts were actually encoded through count()
+  // Also keeps counts in `cache` (e.g. the app's store), under the tokenizer's name, so a document
+  // counted in an earlier run is not encoded again. Null: off. The cache is called under this
+  // counter's lock (the store's connection belongs to one thread: count on that thread).
+  void set_persistent_cache(folio::chat::TokenCountCache* cache, std::string tokenizer_id);
 
  private:
   const folio::Tokenizer& tokenizer_;
@@ -39,6 +44,8 @@ class TokenCounter {
   QHash<QByteArray, int64_t> cache_;
   int64_t encodes_ = 0;
   int64_t separator_ = -1;
+  folio::chat::TokenCountCache* persistent_ = nullptr;
+  std::string tokenizer_id_;
 };
 
 // Keeping the first keep_tokens tokens of one document would make the set fit.
@@ -79,5 +86,23 @@ Budget plan_budget(const QVector<Document>& docs, TokenCounter& counter, int64_t
 // the user more of it again, truncate the loaded original with the larger limit).
 Document truncate_document(const Document& doc, int64_t keep_tokens, TokenCounter& counter,
                            const LayoutOptions& options = {});
+
+// The part of one document the user chose to keep (the fit dialog): a range of a PDF's pages, or
+// some files of a folder. Empty = the whole document.
+struct PartSelection {
+  int first_page = -1;  // PDF: 0-based page indices, inclusive; -1 = not chosen by pages
+  int last_page = -1;
+  QStringList files;  // text / source tree: the files to keep (paths as in Document::files)
+  bool empty() const { return first_page < 0 && files.isEmpty(); }
+  bool operator==(const PartSelection&) const = default;
+  // "pages 3-40 of 397", "4 of 42 files"
+  QString describe(const Document& doc) const;
+};
+
+// The document with only the chosen pages or files. Its laid-out text ends with a visible notice
+// of what the user left out ("[... left out by the user: pages 1-2 and 41-397 of manual.pdf are not
+// included ...]") and Document::notices says the same, like truncate_document(). An empty
+// selection gives the document unchanged; one that keeps nothing throws DocumentError(Empty).
+Document select_parts(const Document& doc, const PartSelection& selection);
 
 }  // namespace folio::docs

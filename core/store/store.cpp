@@ -732,6 +732,37 @@ RunRecord Database::record_run(const Metrics& metrics, const QString& model, con
   return r;
 }
 
+int64_t Database::token_count(const std::string& key) const {
+  check_thread();
+  QSqlQuery q = prepare(sql::kSelectTokenCount);
+  q.addBindValue(QString::fromStdString(key));
+  exec(q, "reading a token count");
+  return q.next() ? q.value(0).toLongLong() : -1;
+}
+
+void Database::save_token_counts(const std::vector<std::pair<std::string, int64_t>>& counts, int64_t max_rows) {
+  check_thread();
+  if (counts.empty()) return;
+  const int64_t now = now_ms();
+  Transaction tx(*this);
+  QSqlQuery q = prepare(sql::kUpsertTokenCount);
+  for (const auto& [key, tokens] : counts) {
+    q.addBindValue(QString::fromStdString(key));
+    q.addBindValue(qint64(tokens));
+    q.addBindValue(qint64(now));
+    exec(q, "saving token counts");
+  }
+  QSqlQuery prune = prepare(sql::kPruneTokenCounts);
+  prune.addBindValue(qint64(std::max<int64_t>(0, max_rows)));
+  exec(prune, "pruning token counts");
+  tx.commit();
+}
+
+int64_t Database::token_count_rows() const {
+  check_thread();
+  return scalar(sql::kCountTokenCounts, "counting token counts").toLongLong();
+}
+
 std::vector<RunRecord> Database::list_runs(const QString& model) const {
   check_thread();
   QSqlQuery q = prepare(model.isEmpty() ? sql::kSelectRuns : sql::kSelectRunsOfModel);

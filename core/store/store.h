@@ -12,6 +12,8 @@
 #include <QString>
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/common/error.h"
@@ -167,6 +169,12 @@ class Database {
   // attention it ran with (density in (0, 1]).
   RunRecord record_run(const Metrics& metrics, const QString& model, const QString& attention_mode = "dense",
                        double density = 1.0);
+  // Token counts of texts (folio::chat::TokenCountCache keys): -1 when unknown. Saving keeps the
+  // newest max_rows rows (a row is about 60 bytes; the R manual's pages are 2,415 rows).
+  int64_t token_count(const std::string& key) const;
+  void save_token_counts(const std::vector<std::pair<std::string, int64_t>>& counts, int64_t max_rows = 2000000);
+  int64_t token_count_rows() const;
+
   std::vector<RunRecord> list_runs(const QString& model = {}) const;  // oldest first; "" = all models
   // (context length, TTFT) per model, attention mode and reuse (full prefills first), each sorted
   // by length; "" = all models. Runs that produced no token are left out.

@@ -10,6 +10,8 @@ std::span<const char* const> migration_to(int version) {
       return kMigrationToV2;
     case 3:
       return kMigrationToV3;
+    case 4:
+      return kMigrationToV4;
     default:
       return {};
   }

@@ -10,7 +10,7 @@
 
 namespace folio::store::sql {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // Connection setup. WAL with synchronous=NORMAL keeps every committed transaction when the
 // app is killed (only a power loss may drop the last commits); foreign keys are per connection.
@@ -132,6 +132,21 @@ inline constexpr const char* kV3SetVersion = "PRAGMA user_version = 3";
 
 inline constexpr const char* kMigrationToV3[] = {kV3ConversationsAddSettings, kV3SetVersion};
 
+// ---------------------------------------------------------------------------------------------
+// Version 4: token counts of texts (the units of documents indexed for packing), keyed by
+// TokenCountCache::key (the tokenizer and the text), so a document opened again is not counted
+// again. used_ms orders them for pruning (the least recently used go first).
+
+inline constexpr const char* kV4CreateTokenCounts =
+    "CREATE TABLE token_counts ("
+    " key TEXT PRIMARY KEY,"
+    " tokens INTEGER NOT NULL,"
+    " used_ms INTEGER NOT NULL) WITHOUT ROWID";
+inline constexpr const char* kV4CreateTokenCountsIndex = "CREATE INDEX token_counts_by_use ON token_counts(used_ms)";
+inline constexpr const char* kV4SetVersion = "PRAGMA user_version = 4";
+
+inline constexpr const char* kMigrationToV4[] = {kV4CreateTokenCounts, kV4CreateTokenCountsIndex, kV4SetVersion};
+
 // The statements that take a database from version - 1 to version (1..kSchemaVersion).
 std::span<const char* const> migration_to(int version);
 
@@ -188,6 +203,16 @@ inline constexpr const char* kSelectConversationDocuments =
     "SELECT d.id, d.path, d.title, d.content_hash, d.kind, d.token_count, d.page_count, d.added_ms"
     " FROM conversation_documents cd JOIN documents d ON d.id = cd.document_id"
     " WHERE cd.conversation_id = ? ORDER BY cd.attached_ms, d.id";
+
+// Token counts
+inline constexpr const char* kSelectTokenCount = "SELECT tokens FROM token_counts WHERE key = ?";
+inline constexpr const char* kUpsertTokenCount =
+    "INSERT INTO token_counts (key, tokens, used_ms) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, used_ms = excluded.used_ms";
+inline constexpr const char* kCountTokenCounts = "SELECT count(*) FROM token_counts";
+// Keeps the newest ? rows.
+inline constexpr const char* kPruneTokenCounts =
+    "DELETE FROM token_counts WHERE key IN (SELECT key FROM token_counts ORDER BY used_ms DESC, key LIMIT -1 OFFSET ?)";
 
 // Runs
 inline constexpr const char* kInsertRun =
