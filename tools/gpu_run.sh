@@ -108,6 +108,26 @@ PY
         done
       done ;;
     peers) python3 tools/bench_gpu_peers.py --out "$out" ;;
+    quant)
+      # Llama-3.1-8B shape: bf16 weights against Q4_K (and Q8_0) kept in their blocks, the same
+      # lengths, prefill (auto attention) and decode; Q4_K under 24 GiB at 128K and 12 GiB at 32K.
+      rm -f "$out/quant.jsonl"
+      b=build/gpu/app/folio-bench
+      q="--shape llama-3.1-8b --backend cuda --decode-tokens 64 --reps ${FOLIO_QUANT_REPS:-2} --json $out/quant.jsonl"
+      $b $q --dtype bf16 --lengths 32768,131072 > /dev/null 2> "$out/quant_bf16.log" || tail -n 5 "$out/quant_bf16.log"
+      $b $q --dtype q4_k --lengths 32768,131072 > /dev/null 2> "$out/quant_q4k.log" || tail -n 5 "$out/quant_q4k.log"
+      $b $q --dtype q8_0 --lengths 32768 > /dev/null 2> "$out/quant_q80.log" || tail -n 5 "$out/quant_q80.log"
+      $b $q --dtype q4_k --lengths 131072 --gpu-mem-limit 24 > /dev/null 2> "$out/quant_q4k_24g.log" || tail -n 5 "$out/quant_q4k_24g.log"
+      $b $q --dtype q4_k --lengths 32768 --gpu-mem-limit 12 > /dev/null 2> "$out/quant_q4k_12g.log" || tail -n 5 "$out/quant_q4k_12g.log"
+      python3 - "$out/quant.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'dtype':>6} {'n':>7} {'attention':>9} {'TTFT s':>8} {'decode tok/s':>12} {'weights GiB':>11} {'peak GiB':>8}")
+for r in rows:
+    print(f"{r['dtype']:>6} {r['n_prompt']:>7} {r['attention']:>9} {r['ttft_ms']/1000:8.3f} {r.get('decode_tok_s', 0):12.1f} "
+          f"{r.get('weights_bytes', 0)/2**30:11.2f} {r.get('peak_bytes', 0)/2**30:8.2f}")
+PY
+      ;;
     server)
       # cpp-httplib and what it links to came in .deps/lib/httplib (tools/gpu_prepare.sh).
       export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:$PWD/.deps/lib/httplib"
