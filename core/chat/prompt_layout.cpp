@@ -1,6 +1,11 @@
 #include "core/chat/prompt_layout.h"
 
+#include "core/common/input_limits.h"
+
 namespace folio::chat {
+
+// Paths run to PATH_MAX (4,096 bytes); a title or label longer than that is cut.
+std::string prompt_name(std::string_view name) { return printable_name(name, 4096); }
 
 namespace {
 
@@ -28,17 +33,17 @@ std::string counted(int n, const char* noun) {
 std::string header(const Document& doc) {
   switch (doc.kind) {
     case DocumentKind::Pdf:
-      return "[document: " + doc.title + ", " + counted(doc.page_count, "page") + "]";
+      return "[document: " + prompt_name(doc.title) + ", " + counted(doc.page_count, "page") + "]";
     case DocumentKind::SourceTree:
-      return "[folder: " + doc.title + ", " + counted(doc.page_count, "file") + "]";
+      return "[folder: " + prompt_name(doc.title) + ", " + counted(doc.page_count, "file") + "]";
     case DocumentKind::Text:
       break;
   }
-  return "[document: " + doc.title + "]";
+  return "[document: " + prompt_name(doc.title) + "]";
 }
 
 std::string footer(const Document& doc) {
-  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + doc.title + "]";
+  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + prompt_name(doc.title) + "]";
 }
 
 // One document's layout appended to out, part by part (a long document is not held twice).
@@ -76,8 +81,8 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 
 std::string layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
   if (!s.note.empty()) return s.note;
-  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + citation_label(doc, s) + "]\n" + s.text;
-  return "[file: " + s.file + ", " + line_range(s.first_line, s.last_line) + "]\n" +
+  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + prompt_name(citation_label(doc, s)) + "]\n" + s.text;
+  return "[file: " + prompt_name(s.file) + ", " + line_range(s.first_line, s.last_line) + "]\n" +
          (options.number_lines ? numbered(s.text, s.first_line) : s.text);
 }
 
@@ -108,9 +113,9 @@ std::string citation_instruction(const std::vector<Document>& docs) {
   std::string example_file, example_pdf;
   for (const Document& d : docs) {
     if (d.kind == DocumentKind::Pdf) {
-      if (pdfs++ == 0) example_pdf = d.title;
+      if (pdfs++ == 0) example_pdf = prompt_name(d.title);
     } else if (example_file.empty() && !d.files.empty()) {
-      example_file = d.files.front();
+      example_file = prompt_name(d.files.front());
     }
   }
   const bool files = !example_file.empty();
