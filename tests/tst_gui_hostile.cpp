@@ -69,9 +69,13 @@ class GapProbe : public QObject {
 };
 
 // The PDF worker processes this process started ("PROGRAM --parse-pdf PATH"), by pid.
-QList<qint64> pdf_workers() { return folio::test::child_processes(::getpid(), "--parse-pdf"); }
+QList<qint64> pdf_workers() {
+  return folio::test::child_processes(::getpid(), "--parse-pdf");
+}
 
-bool alive(qint64 pid) { return folio::test::process_running(pid); }
+bool alive(qint64 pid) {
+  return folio::test::process_running(pid);
+}
 
 }  // namespace
 
@@ -183,17 +187,19 @@ class TstGuiHostile : public QObject {
     const qint64 pool_ms = clock.elapsed();
     while (alive(worker) && clock.elapsed() < 10000) QTest::qWait(5);
     const qint64 worker_gone_ms = clock.elapsed();
-    qInfo("hostile PDF in the app: worker started after %lld ms; longest GUI stall while it read %.1f ms (%d ticks of "
-          "5 ms in %lld ms; idle before: %.1f ms); window closed in %lld ms, reads ended %lld ms, worker gone %lld ms "
-          "after the close",
-          qlonglong(started_ms), reading_ms, ticks, qlonglong(probed_ms),
-          idle_ms, qlonglong(destroyed_ms), qlonglong(pool_ms), qlonglong(worker_gone_ms));
+    qInfo(
+        "hostile PDF in the app: worker started after %lld ms; longest GUI stall while it read %.1f ms (%d ticks of "
+        "5 ms in %lld ms; idle before: %.1f ms); window closed in %lld ms, reads ended %lld ms, worker gone %lld ms "
+        "after the close",
+        qlonglong(started_ms), reading_ms, ticks, qlonglong(probed_ms), idle_ms, qlonglong(destroyed_ms),
+        qlonglong(pool_ms), qlonglong(worker_gone_ms));
     QVERIFY(pool_done);
     QVERIFY2(!alive(worker), "the PDF worker outlived the window");
     // The bounds: a GUI stall under 100 ms (beyond what the idle window already shows on
     // this machine), and an exit within 2 s.
-    QVERIFY2(reading_ms < 100.0 + idle_ms,
-             qPrintable(QString("GUI stalled %1 ms while the PDF was read (idle: %2 ms)").arg(reading_ms).arg(idle_ms)));
+    QVERIFY2(
+        reading_ms < 100.0 + idle_ms,
+        qPrintable(QString("GUI stalled %1 ms while the PDF was read (idle: %2 ms)").arg(reading_ms).arg(idle_ms)));
     QVERIFY2(ticks > 2500 / 5 / 4, qPrintable(QString("only %1 timer ticks in 2.5 s").arg(ticks)));
     QVERIFY2(worker_gone_ms < 2000, qPrintable(QString("the app took %1 ms to close").arg(worker_gone_ms)));
   }

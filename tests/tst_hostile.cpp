@@ -497,7 +497,8 @@ class TestHostile : public QObject {
     }
     const std::vector<folio::chat::Document> docs = {text, pdf};
     const auto no_controls = [](const std::string& t) {
-      return std::none_of(t.begin(), t.end(), [](char c) { return (static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7F; });
+      return std::none_of(t.begin(), t.end(),
+                          [](char c) { return (static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7F; });
     };
     const std::string system = folio::chat::documents_system_text(docs, true);
     QVERIFY2(no_controls(system), system.c_str());
@@ -515,9 +516,8 @@ class TestHostile : public QObject {
 
     // Packed, the gap markers name the file and pages escaped too.
     const auto bytes_count = [](const std::string& t) { return static_cast<int64_t>(t.size() / 4 + 1); };
-    const folio::chat::PackResult r =
-        folio::chat::pack_documents(docs, "Where is the valve log and the pump log?", 110,
-                                    folio::chat::FitMode::Relevant, bytes_count);
+    const folio::chat::PackResult r = folio::chat::pack_documents(docs, "Where is the valve log and the pump log?", 110,
+                                                                  folio::chat::FitMode::Relevant, bytes_count);
     const std::string packed = folio::chat::layout_documents(r.docs);
     QVERIFY2(no_controls(packed), packed.c_str());
     QVERIFY2(packed.find("omitted") != std::string::npos, (r.summary + "\n" + packed).c_str());
@@ -675,8 +675,10 @@ class TestHostile : public QObject {
     qint64 worker = 0;
     for (int i = 0; i < 3000 && worker == 0; ++i) {
       const QList<qint64> found = folio::test::child_processes(cli.processId(), "--parse-pdf");
-      if (!found.isEmpty()) worker = found.front();
-      else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (!found.isEmpty())
+        worker = found.front();
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     QVERIFY2(worker > 0, "folio-cli started no PDF worker");
     ::kill(static_cast<pid_t>(cli.processId()), SIGKILL);
@@ -710,9 +712,16 @@ class TestHostile : public QObject {
   }
 
   void text_sections_in_one_pass_match_the_line_sections() {
-    const QStringList texts = {
-        "one line",   "a\nb\nc\n", "a\r\nb\rc\r\n\r\nd",     "\n\n\n", "x\ny\nz\nw\nv\nu", "1\n2\n3\n4\n5\n6\n",
-        "trailing\r", "\r\n",      "mixed\n\rlines\r\r\nend", QString::fromUtf8("caf\xC3\xA9\r\nna\xC3\xAFve\n\xE2\x82\xAC")};
+    const QStringList texts = {"one line",
+                               "a\nb\nc\n",
+                               "a\r\nb\rc\r\n\r\nd",
+                               "\n\n\n",
+                               "x\ny\nz\nw\nv\nu",
+                               "1\n2\n3\n4\n5\n6\n",
+                               "trailing\r",
+                               "\r\n",
+                               "mixed\n\rlines\r\r\nend",
+                               QString::fromUtf8("caf\xC3\xA9\r\nna\xC3\xAFve\n\xE2\x82\xAC")};
     for (const QString& text : texts)
       for (int step : {1, 2, 3, 200}) {
         QVector<folio::docs::Section> expected, got, from_utf8, from_latin1;

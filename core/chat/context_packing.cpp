@@ -181,10 +181,10 @@ std::string gap_note(const Document& doc, const std::vector<const Section*>& gap
     while (j + 1 < gap.size() && gap[j + 1]->file == gap[i]->file) ++j;
     ++files;
     if (parts.size() < 3)
-      parts.push_back(prompt_name(gap[i]->file) + (gap[i]->first_line == gap[j]->last_line
-                                          ? " line " + std::to_string(gap[i]->first_line)
-                                          : " lines " + std::to_string(gap[i]->first_line) + "-" +
-                                                std::to_string(gap[j]->last_line)));
+      parts.push_back(prompt_name(gap[i]->file) +
+                      (gap[i]->first_line == gap[j]->last_line
+                           ? " line " + std::to_string(gap[i]->first_line)
+                           : " lines " + std::to_string(gap[i]->first_line) + "-" + std::to_string(gap[j]->last_line)));
     i = j + 1;
   }
   std::string note = "[omitted: ";

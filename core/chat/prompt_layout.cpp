@@ -5,7 +5,9 @@
 namespace folio::chat {
 
 // Paths run to PATH_MAX (4,096 bytes); a title or label longer than that is cut.
-std::string prompt_name(std::string_view name) { return printable_name(name, 4096); }
+std::string prompt_name(std::string_view name) {
+  return printable_name(name, 4096);
+}
 
 namespace {
 
@@ -43,7 +45,8 @@ std::string header(const Document& doc) {
 }
 
 std::string footer(const Document& doc) {
-  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + prompt_name(doc.title) + "]";
+  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + prompt_name(doc.title) +
+         "]";
 }
 
 // One document's layout appended to out, part by part (a long document is not held twice).
@@ -81,7 +84,8 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 
 std::string layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
   if (!s.note.empty()) return s.note;
-  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + prompt_name(citation_label(doc, s)) + "]\n" + s.text;
+  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0)
+    return "[p. " + prompt_name(citation_label(doc, s)) + "]\n" + s.text;
   return "[file: " + prompt_name(s.file) + ", " + line_range(s.first_line, s.last_line) + "]\n" +
          (options.number_lines ? numbered(s.text, s.first_line) : s.text);
 }

@@ -50,7 +50,8 @@ bool has_bom(const QByteArray& b) {
 // character, so only one piece is ever held decoded.
 DecodedText check_text(const QByteArray& bytes) {
   DecodedText d;
-  if (const std::string why = folio::chat::binary_reason(std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
+  if (const std::string why =
+          folio::chat::binary_reason(std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
       !why.empty()) {
     d.reason = QString::fromStdString(why);
     return d;
@@ -152,10 +153,9 @@ Document load_text_file(const QString& path, const LoadOptions& options) {
   const QString name = info.fileName(), language = language_for_file(name);
   QVector<Section> sections;
   const int line_count =
-      bytes.isEmpty()
-          ? detail::append_text_sections(decoded.text, name, language, options.section_lines, &sections)
-          : detail::append_byte_sections(bytes, decoded.encoding == "UTF-8", name, language, options.section_lines,
-                                         &sections);
+      bytes.isEmpty() ? detail::append_text_sections(decoded.text, name, language, options.section_lines, &sections)
+                      : detail::append_byte_sections(bytes, decoded.encoding == "UTF-8", name, language,
+                                                     options.section_lines, &sections);
   bytes = QByteArray();
   decoded.text = QString();
   if (std::all_of(sections.cbegin(), sections.cend(), [](const Section& s) {
