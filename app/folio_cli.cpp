@@ -354,8 +354,12 @@ std::vector<folio::chat::Document> read_documents(const std::vector<DocumentArg>
       if (unlisted > 0) std::fprintf(stderr, "folio-cli: note: ... and %d more files left out\n", unlisted);
     }
     if (loaded != nullptr) {
-      docs.push_back(folio::docs::chat_document(doc));
-      loaded->push_back(std::move(doc));
+      // Citations are checked against pages, files and line ranges, never the text: the loaded
+      // document is kept without it (a text document of hundreds of MiB is not held twice).
+      folio::docs::Document outline = doc;  // shares the text until it is let go below
+      for (folio::docs::Section& s : outline.sections) s.text = QString();
+      docs.push_back(folio::docs::chat_document(std::move(doc)));
+      loaded->push_back(std::move(outline));
     } else {
       docs.push_back(folio::docs::chat_document(std::move(doc)));
     }

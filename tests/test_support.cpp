@@ -1,6 +1,8 @@
 #include "tests/test_support.h"
 
 #include <QCryptographicHash>
+#include <QDir>
+#include <QFile>
 #include <QVector>
 #include <cstdlib>
 #include <filesystem>
@@ -115,6 +117,49 @@ QByteArray make_pdf(const QStringList& page_texts, const QByteArray& catalog_ext
   if (encrypt) trailer += " /Encrypt " + QByteArray::number(encrypt_obj) + " 0 R";
   trailer += " /ID [<" + id0.toHex() + "> <" + id0.toHex() + ">]";
   return assemble_pdf(objects, "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n", trailer);
+}
+
+QByteArray nested_page_tree_pdf(int depth) {
+  QVector<QByteArray> objects = {"<< /Type /Catalog /Pages 5 0 R >>",
+                                 "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                                 "<< /Length 35 >>\nstream\nBT /F1 18 Tf 72 700 Td (deep) Tj ET\nendstream", ""};
+  const int first = 5;
+  for (int level = 0; level < depth; ++level) {
+    const int num = first + level;
+    const int kid = level + 1 < depth ? num + 1 : 4;
+    const QByteArray parent = level == 0 ? QByteArray() : "/Parent " + QByteArray::number(num - 1) + " 0 R ";
+    objects.push_back("<< /Type /Pages " + parent + "/Kids [" + QByteArray::number(kid) + " 0 R] /Count 1 >>");
+  }
+  objects[3] = "<< /Type /Page /Parent " + QByteArray::number(first + depth - 1) +
+               " 0 R /MediaBox [0 0 612 792] /Contents 3 0 R /Resources << /Font << /F1 2 0 R >> >> >>";
+  return assemble_pdf(objects);
+}
+
+QList<qint64> child_processes(qint64 parent_pid, const QByteArray& argument) {
+  QList<qint64> out;
+  const QByteArray parent = QByteArray::number(parent_pid);
+  for (const QString& name : QDir("/proc").entryList(QDir::Dirs | QDir::NoDotAndDotDot)) {
+    bool numeric = false;
+    const qint64 pid = name.toLongLong(&numeric);
+    if (!numeric) continue;
+    QFile status("/proc/" + name + "/status"), cmdline("/proc/" + name + "/cmdline");
+    if (!status.open(QIODevice::ReadOnly) || !cmdline.open(QIODevice::ReadOnly)) continue;
+    bool child = false, zombie = false;
+    for (const QByteArray& line : status.readAll().split('\n')) {
+      if (line.startsWith("PPid:")) child = line.mid(5).trimmed() == parent;
+      if (line.startsWith("State:")) zombie = line.contains('Z');
+    }
+    if (child && !zombie && cmdline.readAll().contains(argument)) out << pid;
+  }
+  return out;
+}
+
+bool process_running(qint64 pid) {
+  QFile status(QString("/proc/%1/status").arg(pid));
+  if (!status.open(QIODevice::ReadOnly)) return false;
+  for (const QByteArray& line : status.readAll().split('\n'))
+    if (line.startsWith("State:")) return !line.contains('Z');
+  return false;
 }
 
 }  // namespace folio::test

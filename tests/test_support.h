@@ -23,6 +23,14 @@ QByteArray assemble_pdf(const QVector<QByteArray>& objects, const QByteArray& he
                         const QByteArray& trailer_extra = {});
 QByteArray make_pdf(const QStringList& page_texts, const QByteArray& catalog_extra = {},
                     const QByteArray& user_password = {});
+// A one-page PDF whose page tree is nested `depth` levels deep (Qt PDF spins on it for minutes at
+// 2,000): the hostile PDF of issue 22.
+QByteArray nested_page_tree_pdf(int depth);
+
+// The running processes whose parent is parent_pid and whose command line holds `argument` (e.g.
+// the PDF worker, "--parse-pdf"), by pid; zombies left out. Linux (/proc).
+QList<qint64> child_processes(qint64 parent_pid, const QByteArray& argument);
+bool process_running(qint64 pid);  // exists and is not a zombie
 
 }  // namespace folio::test
 

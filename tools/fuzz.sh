@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-50}
 if [[ "$seconds" == "--long" ]]; then seconds=3600; fi
 targets=${FUZZ_TARGETS:-"fuzz_gguf fuzz_safetensors fuzz_llama2c fuzz_tokenizer fuzz_hf_config fuzz_gguf_model
-                         fuzz_safetensors_model fuzz_tokenizer_json fuzz_text_document fuzz_source_tree"}
+                         fuzz_safetensors_model fuzz_tokenizer_json fuzz_text_document fuzz_source_tree
+                         fuzz_text_file fuzz_pdf"}
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "${FUZZ_BUILD_JOBS:-$(nproc)}"
 work=build/fuzz/run
@@ -19,14 +20,17 @@ rm -rf "$work" && mkdir -p "$work"
 status=0
 for target in $targets; do
   if [[ ! -x build/fuzz/tests/fuzz/"$target" ]]; then
-    echo "== $target: not built (fuzz_source_tree needs Qt 6 with Qt PDF), skipped =="
+    echo "== $target: not built (fuzz_source_tree, fuzz_text_file and fuzz_pdf need Qt 6 with Qt PDF), skipped =="
     continue
   fi
   mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
   cp tests/fuzz/corpus/"$target"/* "$work/$target/corpus/" 2>/dev/null || true
   # Whole models and documents are larger than headers: their inputs may be up to 256 KiB.
   max_len=65536
-  case "$target" in fuzz_gguf_model|fuzz_safetensors_model|fuzz_text_document|fuzz_tokenizer_json) max_len=262144 ;; esac
+  case "$target" in
+    fuzz_gguf_model|fuzz_safetensors_model|fuzz_text_document|fuzz_text_file|fuzz_pdf|fuzz_tokenizer_json)
+      max_len=262144 ;;
+  esac
   echo "== $target: $seconds s =="
   if build/fuzz/tests/fuzz/"$target" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$max_len" \
        -timeout=20 -print_final_stats=1 -artifact_prefix="$work/$target/artifacts/" \

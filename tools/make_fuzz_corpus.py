@@ -169,6 +169,58 @@ def text_documents():
     }
 
 
+def text_files():
+    """fuzz_text_file's seeds: the documents above plus every BOM, line breaks of each kind and a long line."""
+    out = dict(text_documents())
+    out.update({
+        "utf16le.txt": b"\xff\xfe" + "two\r\nlines \u20ac\n".encode("utf-16-le"),
+        "utf16be.txt": b"\xfe\xff" + "one line".encode("utf-16-be"),
+        "utf32le.txt": b"\xff\xfe\x00\x00" + "x\ny".encode("utf-32-le"),
+        "breaks.txt": b"a\rb\r\nc\n\rd\r\r\ne\n",
+        "one-line-utf8.txt": "\u00e9\u20ac\U0001F600".encode() * 700,
+    })
+    return out
+
+
+def pdf_file(objects, trailer_extra=b""):
+    """A PDF from its objects (object 1 the catalog), with a correct xref table."""
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, body in enumerate(objects):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % (i + 1) + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root 1 0 R" % (len(objects) + 1) + trailer_extra + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return out
+
+
+def pdf_files():
+    """fuzz_pdf's seeds: two pages of text with page labels, a blank page, a short nested page tree."""
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    def content(text):
+        stream = b"BT /F1 18 Tf 72 700 Td (" + text + b") Tj ET"
+        return b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R /Resources << /Font << /F1 3 0 R >> >> >>"
+    labelled = pdf_file([
+        b"<< /Type /Catalog /Pages 2 0 R /PageLabels << /Nums [0 << /S /r >> 1 << /S /D /P (A-) >>] >> >>",
+        b"<< /Type /Pages /Kids [4 0 R 6 0 R 8 0 R] /Count 3 >>", font,
+        page % 5, content(b"The pump log records pressure."),
+        page % 7, content(b"Valve state: open"),
+        page % 9, b"<< /Length 0 >>\nstream\n\nendstream"])
+    nested = [b"<< /Type /Catalog /Pages 5 0 R >>", font, content(b"deep"), b""]
+    depth = 40
+    for level in range(depth):
+        parent = b"" if level == 0 else b"/Parent %d 0 R " % (4 + level)
+        kid = 6 + level if level + 1 < depth else 4
+        nested.append(b"<< /Type /Pages " + parent + b"/Kids [%d 0 R] /Count 1 >>" % kid)
+    nested[3] = (b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+                 b"/Resources << /Font << /F1 2 0 R >> >> >>" % (4 + depth))
+    return {"labelled.pdf": labelled, "nested-40.pdf": pdf_file(nested), "truncated.pdf": labelled[: len(labelled) // 2]}
+
+
 def source_tree_input():
     """fuzz_source_tree's input: entries [kind][name length][name][length: 2 bytes, 16x + y][data]; kinds 0 file,
     1 folder (entered), 2 back to the parent, 3 symbolic link to data, 4 .gitignore of the folder."""
@@ -207,6 +259,10 @@ def main():
     write("fuzz_source_tree", "tree.bin", source_tree_input())
     for name, data in text_documents().items():
         write("fuzz_text_document", name, data)
+    for name, data in text_files().items():
+        write("fuzz_text_file", name, data)
+    for name, data in pdf_files().items():
+        write("fuzz_pdf", name, data)
     fixtures = os.path.join(ROOT, "tests", "fixtures", "hf")
     for name in sorted(os.listdir(fixtures)):
         with open(os.path.join(fixtures, name, "config.json"), "rb") as f:

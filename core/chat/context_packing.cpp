@@ -169,7 +169,8 @@ namespace {
 std::string gap_note(const Document& doc, const std::vector<const Section*>& gap) {
   if (gap.empty()) return {};
   if (doc.kind == DocumentKind::Pdf || gap.front()->page_index >= 0) {
-    const std::string first = citation_label(doc, *gap.front()), last = citation_label(doc, *gap.back());
+    const std::string first = prompt_name(citation_label(doc, *gap.front()));
+    const std::string last = prompt_name(citation_label(doc, *gap.back()));
     return gap.size() == 1 ? "[page " + first + " omitted]" : "[pages " + first + "-" + last + " omitted]";
   }
   // files: each file's omitted line range, the first three named
@@ -180,8 +181,10 @@ std::string gap_note(const Document& doc, const std::vector<const Section*>& gap
     while (j + 1 < gap.size() && gap[j + 1]->file == gap[i]->file) ++j;
     ++files;
     if (parts.size() < 3)
-      parts.push_back(gap[i]->file + " lines " + std::to_string(gap[i]->first_line) + "-" +
-                      std::to_string(gap[j]->last_line));
+      parts.push_back(prompt_name(gap[i]->file) +
+                      (gap[i]->first_line == gap[j]->last_line
+                           ? " line " + std::to_string(gap[i]->first_line)
+                           : " lines " + std::to_string(gap[i]->first_line) + "-" + std::to_string(gap[j]->last_line)));
     i = j + 1;
   }
   std::string note = "[omitted: ";
@@ -193,11 +196,33 @@ std::string gap_note(const Document& doc, const std::vector<const Section*>& gap
 }  // namespace
 
 // Files are sectioned by 200 lines for the layout: too coarse to choose from, so packing looks at
-// windows of whole lines of about kWindowBytes (a paragraph or a function; a longer line stays
-// whole). PDF pages stay pages.
+// windows of whole lines of about kWindowBytes (a paragraph or a function). A longer line is cut
+// into windows of its own, so a document on one line (minified, or text without newlines) packs
+// like any other. PDF pages stay pages.
 constexpr size_t kWindowBytes = 1536;
 
 namespace {
+
+// A line longer than a window cut into pieces of at most kWindowBytes: after the last blank of
+// the piece's second half where there is one, else at a UTF-8 character boundary (a byte that is
+// not a continuation byte; bytes alone where there is none).
+std::vector<std::string_view> line_pieces(std::string_view line) {
+  std::vector<std::string_view> out;
+  while (line.size() > kWindowBytes) {
+    size_t cut = kWindowBytes;
+    const size_t blank = line.find_last_of(" \t", kWindowBytes - 1);
+    if (blank != std::string_view::npos && blank >= kWindowBytes / 2) {
+      cut = blank + 1;
+    } else {
+      while (cut > kWindowBytes - 4 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+      if ((static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) cut = kWindowBytes;
+    }
+    out.push_back(line.substr(0, cut));
+    line.remove_prefix(cut);
+  }
+  if (!line.empty()) out.push_back(line);
+  return out;
+}
 
 std::vector<Document> packing_units(const std::vector<Document>& docs) {
   std::vector<Document> out;
@@ -212,15 +237,28 @@ std::vector<Document> packing_units(const std::vector<Document>& docs) {
         continue;
       }
       const std::vector<std::string> lines = split_lines(s.text);
-      size_t i = 0;
-      while (i < lines.size()) {
+      auto window = [&](size_t first) {
         Section w;  // s without its text (which may be long)
         w.page_index = s.page_index;
         w.page_label = s.page_label;
         w.file = s.file;
-        w.first_line = s.first_line + static_cast<int>(i);
+        w.first_line = w.last_line = s.first_line + static_cast<int>(first);
+        return w;
+      };
+      size_t i = 0;
+      while (i < lines.size()) {
+        if (lines[i].size() > kWindowBytes) {
+          for (std::string_view piece : line_pieces(lines[i])) {
+            units.push_back(window(i));
+            units.back().text = piece;
+          }
+          ++i;
+          continue;
+        }
+        Section w = window(i);
         size_t j = i;
-        while (j < lines.size() && (j == i || w.text.size() + lines[j].size() + 1 <= kWindowBytes)) {
+        while (j < lines.size() && lines[j].size() <= kWindowBytes &&
+               (j == i || w.text.size() + lines[j].size() + 1 <= kWindowBytes)) {
           if (j > i) w.text += '\n';
           w.text += lines[j];
           ++j;

@@ -155,7 +155,7 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
   // The prompt is counted in pieces first and encoded whole only when it may fit, so a document
   // many times the context costs memory and time in proportion to the context, not to the file.
   Prompt p;
-  const std::vector<ChatMessage> messages = prompt_messages(format_, docs_, history, question, system_prompt_);
+  std::vector<ChatMessage> messages = prompt_messages(format_, docs_, history, question, system_prompt_);
   const int64_t reserve = answer_reserve(options.context_tokens, options.generate.max_tokens);
   const int64_t limit = count_limit(options.context_tokens);
   const bool special = format_ != ChatFormatKind::Plain;
@@ -204,6 +204,8 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
     fit.fixed_tokens = std::max<int64_t>(0, fit.prompt_tokens - doc_sum);
   }
   if (fit.fits || options.fit == FitMode::Error || docs_.empty()) return p;
+  // Packing works on the documents' units: the laid-out messages (a copy of every document) go.
+  std::vector<ChatMessage>().swap(messages);
   // Counted in part, the rest of the prompt is measured without the documents.
   if (fit.counted_in_part) {
     std::vector<Document> bare = docs_;

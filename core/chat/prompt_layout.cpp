@@ -1,6 +1,13 @@
 #include "core/chat/prompt_layout.h"
 
+#include "core/common/input_limits.h"
+
 namespace folio::chat {
+
+// Paths run to PATH_MAX (4,096 bytes); a title or label longer than that is cut.
+std::string prompt_name(std::string_view name) {
+  return printable_name(name, 4096);
+}
 
 namespace {
 
@@ -28,17 +35,18 @@ std::string counted(int n, const char* noun) {
 std::string header(const Document& doc) {
   switch (doc.kind) {
     case DocumentKind::Pdf:
-      return "[document: " + doc.title + ", " + counted(doc.page_count, "page") + "]";
+      return "[document: " + prompt_name(doc.title) + ", " + counted(doc.page_count, "page") + "]";
     case DocumentKind::SourceTree:
-      return "[folder: " + doc.title + ", " + counted(doc.page_count, "file") + "]";
+      return "[folder: " + prompt_name(doc.title) + ", " + counted(doc.page_count, "file") + "]";
     case DocumentKind::Text:
       break;
   }
-  return "[document: " + doc.title + "]";
+  return "[document: " + prompt_name(doc.title) + "]";
 }
 
 std::string footer(const Document& doc) {
-  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + doc.title + "]";
+  return (doc.kind == DocumentKind::SourceTree ? "[end of folder: " : "[end of document: ") + prompt_name(doc.title) +
+         "]";
 }
 
 // One document's layout appended to out, part by part (a long document is not held twice).
@@ -76,8 +84,9 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 
 std::string layout_section(const Document& doc, const Section& s, const LayoutOptions& options) {
   if (!s.note.empty()) return s.note;
-  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0) return "[p. " + citation_label(doc, s) + "]\n" + s.text;
-  return "[file: " + s.file + ", " + line_range(s.first_line, s.last_line) + "]\n" +
+  if (doc.kind == DocumentKind::Pdf || s.page_index >= 0)
+    return "[p. " + prompt_name(citation_label(doc, s)) + "]\n" + s.text;
+  return "[file: " + prompt_name(s.file) + ", " + line_range(s.first_line, s.last_line) + "]\n" +
          (options.number_lines ? numbered(s.text, s.first_line) : s.text);
 }
 
@@ -117,9 +126,9 @@ CitationNeeds citation_needs(std::span<const Document> docs) {
   CitationNeeds n;
   for (const Document& d : docs) {
     if (d.kind == DocumentKind::Pdf) {
-      if (n.pdfs++ == 0) n.example_pdf = d.title;
+      if (n.pdfs++ == 0) n.example_pdf = prompt_name(d.title);
     } else if (n.example_file.empty() && !d.files.empty()) {
-      n.example_file = d.files.front();
+      n.example_file = prompt_name(d.files.front());
     }
   }
   return n;

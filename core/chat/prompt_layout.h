@@ -11,6 +11,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/chat/chat_document.h"
@@ -23,6 +24,11 @@ struct LayoutOptions {
 
 inline constexpr const char* kPartSeparator = "\n\n";
 inline constexpr const char* kDocumentSeparator = "\n\n";
+
+// A name read from a file (a document's title, a file's path, a PDF's page label) as the prompt
+// shows it: control characters and bytes that are not UTF-8 escaped as \xNN (folio::printable_name),
+// so a crafted name puts no escape codes, NULs or fake line breaks into the model's input.
+std::string prompt_name(std::string_view name);
 
 // The text of one section as laid out (its marker line, then its text).
 std::string layout_section(const Document& doc, const Section& section, const LayoutOptions& options = {});

@@ -119,4 +119,46 @@ inline int append_text_sections(const QString& text, const QString& file, const 
   return line;
 }
 
+// The same sections as append_text_sections() of the decoded text, made from the file's bytes
+// (UTF-8 when utf8, else Latin-1; no BOM) without decoding the whole file first: the text of a
+// large document is held once, as its sections, next to its bytes. Line breaks are ASCII bytes in
+// both encodings, so lines are found in the bytes and decoded a section at a time.
+inline int append_byte_sections(QByteArrayView bytes, bool utf8, const QString& file, const QString& language,
+                                int section_lines, QVector<Section>* out) {
+  const int step = section_lines > 0 ? section_lines : 200;
+  const qsizetype n = bytes.size();
+  int line = 0;  // lines completed so far
+  int first_line = 0;
+  QByteArray raw;  // the current section's lines, joined by '\n'
+  auto flush = [&](int last_line) {
+    Section s;
+    s.file = file;
+    s.language = language;
+    s.first_line = first_line;
+    s.last_line = last_line;
+    s.text = utf8 ? QString::fromUtf8(raw) : QString::fromLatin1(raw);
+    out->push_back(std::move(s));
+    raw.clear();
+    first_line = 0;
+  };
+  qsizetype start = 0;  // where the current line starts
+  for (qsizetype i = 0; i <= n; ++i) {
+    const bool end = i == n;
+    const char c = end ? '\0' : bytes[i];
+    if (!end && c != '\n' && c != '\r') continue;
+    if (end && start == n) break;  // a trailing newline does not start another line
+    if (first_line == 0)
+      first_line = line + 1;
+    else
+      raw += '\n';
+    raw.append(bytes.sliced(start, i - start));
+    ++line;
+    if (line % step == 0) flush(line);
+    if (!end && c == '\r' && i + 1 < n && bytes[i + 1] == '\n') ++i;
+    start = i + 1;
+  }
+  if (first_line != 0) flush(line);
+  return line;
+}
+
 }  // namespace folio::docs::detail

@@ -11,10 +11,12 @@
 #include <QFileInfo>
 #include <QProcess>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -126,7 +128,8 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
   QProcess worker;
   worker.setProgram(options.pdf_worker);
   worker.setArguments({"--parse-pdf", path});
-  worker.setChildProcessModifier([memory_limit] {
+  const pid_t parent = ::getpid();
+  worker.setChildProcessModifier([memory_limit, limit_ms, parent] {
     // The backstop if polling is late: address space well above the resident limit (libraries
     // and thread stacks are mapped but not resident). ASan reserves terabytes of address space,
     // so it runs without it.
@@ -135,6 +138,16 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
       const rlimit limit{bytes, bytes};
       ::setrlimit(RLIMIT_AS, &limit);
     }
+    // A worker never outlives the app: killed when the thread that started it ends (the app
+    // crashed or was killed before it could stop the worker), and its CPU time is capped past
+    // the time limit in case the app is stopped (SIGSTOP) or too slow to poll.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(4);  // the app ended before the line above
+    const rlim_t cpu_s = static_cast<rlim_t>(limit_ms / 1000 + 10);
+    const rlimit cpu{cpu_s, cpu_s};
+    ::setrlimit(RLIMIT_CPU, &cpu);
+    // Below the app's priority: a PDF built to spin takes an idle core, not the window's.
+    ::setpriority(PRIO_PROCESS, 0, 10);
   });
   worker.start();
   if (!worker.waitForStarted(10'000))

@@ -40,6 +40,41 @@ DecodedText decode_with(QStringConverter::Encoding encoding, const QByteArray& b
   return d;
 }
 
+bool has_bom(const QByteArray& b) {
+  return starts_with(b, {0xEF, 0xBB, 0xBF}) || starts_with(b, {0xFF, 0xFE}) || starts_with(b, {0xFE, 0xFF}) ||
+         starts_with(b, {0x00, 0x00, 0xFE, 0xFF});
+}
+
+// decode_text() for bytes without a BOM, without the text: whether they are text and in which
+// encoding (UTF-8 when valid, else Latin-1). UTF-8 is checked in pieces that end before a
+// character, so only one piece is ever held decoded.
+DecodedText check_text(const QByteArray& bytes) {
+  DecodedText d;
+  if (const std::string why =
+          folio::chat::binary_reason(std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
+      !why.empty()) {
+    d.reason = QString::fromStdString(why);
+    return d;
+  }
+  d.ok = true;
+  d.encoding = "UTF-8";
+  constexpr qsizetype kPiece = qsizetype{1} << 20;
+  for (qsizetype at = 0; at < bytes.size();) {
+    qsizetype end = std::min(bytes.size(), at + kPiece);
+    for (int back = 0; back < 3 && end < bytes.size() && (static_cast<unsigned char>(bytes[end]) & 0xC0) == 0x80;
+         ++back)
+      --end;
+    QStringDecoder utf8(QStringConverter::Utf8, QStringConverter::Flag::Stateless);
+    const QString piece = utf8.decode(QByteArrayView(bytes).sliced(at, end - at));
+    if (utf8.hasError()) {
+      d.encoding = "Latin-1";
+      break;
+    }
+    at = end;
+  }
+  return d;
+}
+
 }  // namespace
 
 DecodedText decode_text(const QByteArray& bytes) {
@@ -102,18 +137,30 @@ Document load_text_file(const QString& path, const LoadOptions& options) {
   if (bytes.isEmpty())
     throw DocumentError(DocumentProblem::Empty, path,
                         QString("%1: the file is empty; there is nothing to read").arg(shown(path)));
-  // The bytes are hashed and measured, then let go before the text is sectioned: a large document
-  // is held as text and as sections, never as bytes, lines and sections at once.
   const QString hash = detail::sha256_hex(bytes);
   const int64_t byte_count = bytes.size();
-  DecodedText decoded = decode_text(bytes);
-  bytes = QByteArray();
+  // Without a BOM (nearly every file) the encoding is found from the bytes and the sections are
+  // decoded from them a section at a time: a large document is held as bytes and sections (3
+  // bytes of memory a byte of ASCII), never also as its whole decoded text (5). With a BOM, the
+  // text is decoded whole, then sectioned.
+  DecodedText decoded = has_bom(bytes) ? decode_text(bytes) : check_text(bytes);
   if (!decoded.ok)
     throw DocumentError(DocumentProblem::Binary, path,
                         QString("%1: not a text file (%2); add a PDF, a text or source file, or a folder of "
                                 "sources instead")
                             .arg(shown(path), decoded.reason));
-  if (std::all_of(decoded.text.cbegin(), decoded.text.cend(), [](QChar c) { return c.isSpace(); }))
+  if (has_bom(bytes)) bytes = QByteArray();
+  const QString name = info.fileName(), language = language_for_file(name);
+  QVector<Section> sections;
+  const int line_count =
+      bytes.isEmpty() ? detail::append_text_sections(decoded.text, name, language, options.section_lines, &sections)
+                      : detail::append_byte_sections(bytes, decoded.encoding == "UTF-8", name, language,
+                                                     options.section_lines, &sections);
+  bytes = QByteArray();
+  decoded.text = QString();
+  if (std::all_of(sections.cbegin(), sections.cend(), [](const Section& s) {
+        return std::all_of(s.text.cbegin(), s.text.cend(), [](QChar c) { return c.isSpace(); });
+      }))
     throw DocumentError(DocumentProblem::Empty, path,
                         QString("%1: the file holds only white space; there is nothing to read").arg(shown(path)));
 
@@ -124,14 +171,13 @@ Document load_text_file(const QString& path, const LoadOptions& options) {
   doc.content_hash = hash;
   doc.page_count = 1;
   doc.encoding = decoded.encoding;
+  doc.sections = std::move(sections);
   FileEntry entry;
-  entry.path = info.fileName();
-  entry.language = language_for_file(info.fileName());
+  entry.path = name;
+  entry.language = language;
   entry.bytes = byte_count;
   entry.encoding = decoded.encoding;
-  entry.line_count =
-      detail::append_text_sections(decoded.text, entry.path, entry.language, options.section_lines, &doc.sections);
-  decoded.text = QString();
+  entry.line_count = line_count;
   doc.files.push_back(entry);
   if (decoded.encoding == "Latin-1")
     doc.notices << QString("%1 is not valid UTF-8 and was read as Latin-1 (ISO 8859-1); if characters look wrong, "
