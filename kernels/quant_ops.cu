@@ -83,15 +83,17 @@ struct Fmt<DType::Q4_1> {
   }
 };
 
-// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block (12 bytes as three words).
-__device__ __forceinline__ void k_scale_min(int j, const uint32_t s[3], int* scale, int* min) {
-  auto byte = [&](int i) { return static_cast<int>(byte_of(s[i >> 2], i & 3)); };
+// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block, its 12 bytes as words s0, s1, s2:
+// bytes 0-3 (s0) low 6 bits of scales 0-3, their top bits the high bits of scales 4-7; bytes 4-7 (s1)
+// the same for the mins; bytes 8-11 (s2) low 4 bits of scale | min << 4 of sub-blocks 4-7.
+__device__ __forceinline__ void k_scale_min(int j, uint32_t s0, uint32_t s1, uint32_t s2, int* scale, int* min) {
   if (j < 4) {
-    *scale = byte(j) & 63;
-    *min = byte(j + 4) & 63;
+    *scale = static_cast<int>(byte_of(s0, j) & 63);
+    *min = static_cast<int>(byte_of(s1, j) & 63);
   } else {
-    *scale = (byte(j + 4) & 0x0f) | ((byte(j - 4) >> 6) << 4);
-    *min = (byte(j + 4) >> 4) | ((byte(j) >> 6) << 4);
+    const uint32_t lo = byte_of(s2, j - 4);
+    *scale = static_cast<int>((lo & 0x0f) | ((byte_of(s0, j - 4) >> 6) << 4));
+    *min = static_cast<int>((lo >> 4) | ((byte_of(s1, j - 4) >> 6) << 4));
   }
 }
 
@@ -106,10 +108,10 @@ struct FmtK {
   __device__ static void values(const uint8_t* b, int u, float* v) {
     const int g = u >> 3, t = u & 7;
     const float d = ldf16(b), dmin = ldf16(b + 2);
-    const uint32_t s[3] = {ld32(b + 4), ld32(b + 8), ld32(b + 12)};
+    const uint32_t s0 = ld32(b + 4), s1 = ld32(b + 8), s2 = ld32(b + 12);
     int sc0, m0, sc1, m1;
-    k_scale_min(2 * g, s, &sc0, &m0);
-    k_scale_min(2 * g + 1, s, &sc1, &m1);
+    k_scale_min(2 * g, s0, s1, s2, &sc0, &m0);
+    k_scale_min(2 * g + 1, s0, s1, s2, &sc1, &m1);
     const float d0 = __fmul_rn(d, static_cast<float>(sc0)), o0 = __fmul_rn(dmin, static_cast<float>(m0));
     const float d1 = __fmul_rn(d, static_cast<float>(sc1)), o1 = __fmul_rn(dmin, static_cast<float>(m1));
     const uint32_t w = ld32(b + (BITS == 4 ? 16 : 48) + 32 * g + 4 * t);
@@ -188,6 +190,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
 }
 
 constexpr int kGemvWarps = 8;
+constexpr int kGemvUnroll = 4;
 
 // One warp per row; lane i takes units i, i + 32, ... of the row (neighbouring bytes per warp).
 template <DType T, GemvOut OUT>
@@ -200,21 +203,30 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint8_t* __
   const int blocks = cols / F::kValues;
   const uint8_t* r = w + row * static_cast<int64_t>(blocks) * F::kBytes;
   const int units = blocks * F::kUnits;
-  float acc = 0.0f;
-#pragma unroll 2
-  for (int u = lane; u < units; u += 32) {
+  // one unit's products into acc
+  auto unit = [&](int u, float& acc) {
     const int blk = u / F::kUnits, k = u - blk * F::kUnits;
-    float v[F::kRuns * 4];
+    float v[F::kRuns * 4], xf[F::kRuns * 4];
     F::values(r + static_cast<int64_t>(blk) * F::kBytes, k, v);
     const int base = blk * F::kValues + F::start(k);
 #pragma unroll
-    for (int run = 0; run < F::kRuns; ++run) {
-      float xf[4];
-      bf16x4_to_f32(__ldg(reinterpret_cast<const uint2*>(x + base + run * F::kStride)), xf);
+    for (int run = 0; run < F::kRuns; ++run)
+      bf16x4_to_f32(__ldg(reinterpret_cast<const uint2*>(x + base + run * F::kStride)), xf + 4 * run);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc = fmaf(v[4 * run + i], xf[i], acc);
-    }
+    for (int i = 0; i < F::kRuns * 4; ++i) acc = fmaf(v[i], xf[i], acc);
+  };
+  // kGemvUnroll units per lane in one straight block (no branch between them), so that their loads
+  // are all issued before the first is used: more bytes in flight per warp
+  float part[kGemvUnroll] = {};
+  int u = lane;
+  for (; u + 32 * (kGemvUnroll - 1) < units; u += 32 * kGemvUnroll) {
+#pragma unroll
+    for (int k = 0; k < kGemvUnroll; ++k) unit(u + 32 * k, part[k]);
   }
+  for (; u < units; u += 32) unit(u, part[0]);
+  float acc = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kGemvUnroll; ++k) acc += part[k];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
   if (lane == 0) {
