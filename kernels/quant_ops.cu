@@ -28,6 +28,11 @@ __device__ __forceinline__ float ldf16(const uint8_t* p) {
   return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(p))));
 }
 __device__ __forceinline__ uint32_t byte_of(uint32_t w, int i) { return (w >> (8 * i)) & 0xffu; }
+// Exact int -> float for 0 <= q < 2^23 at full rate (a bit operation and an add; the I2F conversion
+// runs at a quarter of the FP32 rate and bounded the GEMV): q as the mantissa of 2^23, minus 2^23.
+__device__ __forceinline__ float u2f(uint32_t q) { return __fsub_rn(__uint_as_float(0x4B000000u | q), 8388608.0f); }
+// The same for a signed byte (its bits in the low 8 of b).
+__device__ __forceinline__ float s8f(uint32_t b) { return __fsub_rn(u2f((b & 0xffu) ^ 0x80u), 128.0f); }
 
 template <DType T>
 struct Fmt;
@@ -42,8 +47,8 @@ struct Fmt<DType::Q8_0> {
     const uint32_t w0 = ld32_a2(b + 2 + 8 * u), w1 = ld32_a2(b + 6 + 8 * u);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      v[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(byte_of(w0, i))));
-      v[4 + i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(byte_of(w1, i))));
+      v[i] = __fmul_rn(d, s8f(byte_of(w0, i)));
+      v[4 + i] = __fmul_rn(d, s8f(byte_of(w1, i)));
     }
   }
 };
@@ -59,9 +64,9 @@ struct Fmt<DType::Q4_0> {
     const uint32_t w = ld32_a2(b + 2 + 4 * u);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int q = static_cast<int>(byte_of(w, i));
-      v[i] = __fmul_rn(d, static_cast<float>((q & 15) - 8));
-      v[4 + i] = __fmul_rn(d, static_cast<float>((q >> 4) - 8));
+      const uint32_t q = byte_of(w, i);
+      v[i] = __fmul_rn(d, __fsub_rn(u2f(q & 15), 8.0f));
+      v[4 + i] = __fmul_rn(d, __fsub_rn(u2f(q >> 4), 8.0f));
     }
   }
 };
@@ -76,9 +81,9 @@ struct Fmt<DType::Q4_1> {
     const uint32_t w = ld32(b + 4 + 4 * u);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int q = static_cast<int>(byte_of(w, i));
-      v[i] = __fadd_rn(__fmul_rn(d, static_cast<float>(q & 15)), m);
-      v[4 + i] = __fadd_rn(__fmul_rn(d, static_cast<float>(q >> 4)), m);
+      const uint32_t q = byte_of(w, i);
+      v[i] = __fadd_rn(__fmul_rn(d, u2f(q & 15)), m);
+      v[4 + i] = __fadd_rn(__fmul_rn(d, u2f(q >> 4)), m);
     }
   }
 };
@@ -86,15 +91,13 @@ struct Fmt<DType::Q4_1> {
 // The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block, its 12 bytes as words s0, s1, s2:
 // bytes 0-3 (s0) low 6 bits of scales 0-3, their top bits the high bits of scales 4-7; bytes 4-7 (s1)
 // the same for the mins; bytes 8-11 (s2) low 4 bits of scale | min << 4 of sub-blocks 4-7.
-__device__ __forceinline__ void k_scale_min(int j, uint32_t s0, uint32_t s1, uint32_t s2, int* scale, int* min) {
-  if (j < 4) {
-    *scale = static_cast<int>(byte_of(s0, j) & 63);
-    *min = static_cast<int>(byte_of(s1, j) & 63);
-  } else {
-    const uint32_t lo = byte_of(s2, j - 4);
-    *scale = static_cast<int>((lo & 0x0f) | ((byte_of(s0, j - 4) >> 6) << 4));
-    *min = static_cast<int>((lo >> 4) | ((byte_of(s1, j - 4) >> 6) << 4));
-  }
+__device__ __forceinline__ void k_scale_min(int j, uint32_t s0, uint32_t s1, uint32_t s2, uint32_t* scale,
+                                            uint32_t* min) {
+  // both forms, then a select: the lanes of a warp hold sub-blocks on both sides of 4 (no divergence)
+  const int i = j & 3;
+  const uint32_t a = byte_of(s0, i), b = byte_of(s1, i), lo = byte_of(s2, i);
+  *scale = j < 4 ? (a & 63) : ((lo & 0x0f) | ((a >> 6) << 4));
+  *min = j < 4 ? (b & 63) : ((lo >> 4) | ((b >> 6) << 4));
 }
 
 // Q4_K: f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles; group g < 4 uses bytes [32g, 32g + 32):
@@ -107,25 +110,27 @@ struct FmtK {
   __device__ static int start(int u) { return 64 * (u >> 3) + 4 * (u & 7); }
   __device__ static void values(const uint8_t* b, int u, float* v) {
     const int g = u >> 3, t = u & 7;
-    const float d = ldf16(b), dmin = ldf16(b + 2);
+    const uint32_t dd = ld32(b);
+    const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(dd & 0xffffu)));
+    const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(dd >> 16)));
     const uint32_t s0 = ld32(b + 4), s1 = ld32(b + 8), s2 = ld32(b + 12);
-    int sc0, m0, sc1, m1;
+    uint32_t sc0, m0, sc1, m1;
     k_scale_min(2 * g, s0, s1, s2, &sc0, &m0);
     k_scale_min(2 * g + 1, s0, s1, s2, &sc1, &m1);
-    const float d0 = __fmul_rn(d, static_cast<float>(sc0)), o0 = __fmul_rn(dmin, static_cast<float>(m0));
-    const float d1 = __fmul_rn(d, static_cast<float>(sc1)), o1 = __fmul_rn(dmin, static_cast<float>(m1));
+    const float d0 = __fmul_rn(d, u2f(sc0)), o0 = __fmul_rn(dmin, u2f(m0));
+    const float d1 = __fmul_rn(d, u2f(sc1)), o1 = __fmul_rn(dmin, u2f(m1));
     const uint32_t w = ld32(b + (BITS == 4 ? 16 : 48) + 32 * g + 4 * t);
     uint32_t h = 0;
     if constexpr (BITS == 5) h = ld32(b + 16 + 4 * t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      int lo = static_cast<int>(byte_of(w, i) & 15), hi = static_cast<int>(byte_of(w, i) >> 4);
+      uint32_t lo = byte_of(w, i) & 15, hi = byte_of(w, i) >> 4;
       if constexpr (BITS == 5) {
-        lo |= static_cast<int>((byte_of(h, i) >> (2 * g)) & 1) << 4;
-        hi |= static_cast<int>((byte_of(h, i) >> (2 * g + 1)) & 1) << 4;
+        lo |= ((byte_of(h, i) >> (2 * g)) & 1) << 4;
+        hi |= ((byte_of(h, i) >> (2 * g + 1)) & 1) << 4;
       }
-      v[i] = __fsub_rn(__fmul_rn(d0, static_cast<float>(lo)), o0);
-      v[4 + i] = __fsub_rn(__fmul_rn(d1, static_cast<float>(hi)), o1);
+      v[i] = __fsub_rn(__fmul_rn(d0, u2f(lo)), o0);
+      v[4 + i] = __fsub_rn(__fmul_rn(d1, u2f(hi)), o1);
     }
   }
 };
@@ -150,13 +155,13 @@ struct Fmt<DType::Q6_K> {
     const uint8_t* sc = b + 192 + 8 * h + t / 4;
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const float scale = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(sc + 2 * c))));
+      const float scale = __fmul_rn(d, s8f(__ldg(sc + 2 * c)));
       const uint32_t lowbytes = (c & 1) ? a2 : a;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int low = c < 2 ? static_cast<int>(byte_of(lowbytes, i) & 15) : static_cast<int>(byte_of(lowbytes, i) >> 4);
-        const int q = (low | (static_cast<int>((byte_of(qh, i) >> (2 * c)) & 3) << 4)) - 32;
-        v[4 * c + i] = __fmul_rn(scale, static_cast<float>(q));
+        const uint32_t low = c < 2 ? (byte_of(lowbytes, i) & 15) : (byte_of(lowbytes, i) >> 4);
+        const uint32_t q = low | (((byte_of(qh, i) >> (2 * c)) & 3) << 4);
+        v[4 * c + i] = __fmul_rn(scale, __fsub_rn(u2f(q), 32.0f));
       }
     }
   }
