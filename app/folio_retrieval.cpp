@@ -6,7 +6,8 @@
 // the app and folio-cli pack it. A fixture line is "EXPECTED<TAB>QUESTION" ('#' starts a comment):
 // EXPECTED is PAGE[#TEXT], a PDF page number in the file (1-based) and text printed on it (which
 // checks that the fixture belongs to this edition), or FILE#TEXT of a source tree (a kept window of
-// FILE must hold TEXT). --exclude PREFIX leaves a tree's files under PREFIX out (the fixtures). Prints the read, index
+// FILE must hold TEXT). --exclude PREFIX leaves a tree's files under PREFIX out (the fixtures). --store FILE reads
+// through the app's store (a PDF read before comes from there, not parsed again). Prints the read, index
 // and pack times and a table of hits per budget; exits 1 when a budget's share of hits is below --min-share (one share,
 // or one per budget).
 #include <QCoreApplication>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -26,6 +28,7 @@
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
 #include "core/model/model_loader.h"
+#include "core/store/stored_documents.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace {
@@ -36,7 +39,7 @@ using folio::ErrorCode;
 const char* kUsage =
     "usage: folio-retrieval (--model PATH | --tokenizer PATH) --doc PATH --fixture FILE\n"
     "                       [--budgets N,N...] [--reserve N] [--misses] [--min-share P,P...]\n"
-    "                       [--exclude PREFIX]\n"
+    "                       [--exclude PREFIX] [--store FILE]\n"
     "       folio-retrieval --doc PATH --dump\n";
 
 double now_ms() {
@@ -97,7 +100,7 @@ bool holds_answer(const std::vector<folio::chat::Document>& packed, const Questi
 }
 
 int run(folio::cli::Args& args) {
-  std::string model, tokenizer, doc_path, fixture;
+  std::string model, tokenizer, doc_path, fixture, store;
   std::vector<int64_t> budgets = {32768, 131072};
   int64_t reserve = 512;
   bool misses = false, dump = false;
@@ -121,6 +124,8 @@ int run(folio::cli::Args& args) {
       dump = true;
     else if (a == "--exclude")
       excluded.push_back(args.value(a));
+    else if (a == "--store")
+      store = args.value(a);
     else if (a == "--min-share") {
       const std::string v = args.value(a);
       for (size_t i = 0; i <= v.size();) {
@@ -160,8 +165,22 @@ int run(folio::cli::Args& args) {
   if (doc_path.empty()) throw folio::cli::UsageError("--doc PATH is required");
 
   double t0 = now_ms();
-  folio::chat::Document doc = folio::docs::chat_document(folio::docs::load_document(QString::fromStdString(doc_path)));
+  // --store: read through the app's store, as the app reads (a PDF read before is not parsed again).
+  std::unique_ptr<folio::store::Database> db;
+  std::unique_ptr<folio::store::StoredDocuments> kept;
+  folio::docs::LoadOptions lo;
+  if (!store.empty()) {
+    db = std::make_unique<folio::store::Database>(QString::fromStdString(store));
+    kept = std::make_unique<folio::store::StoredDocuments>(*db);
+    lo.document_cache = kept.get();
+  }
+  folio::chat::Document doc =
+      folio::docs::chat_document(folio::docs::load_document(QString::fromStdString(doc_path), lo));
   const double read_ms = now_ms() - t0;
+  const char* read_how = !kept                ? ""
+                         : kept->hits() > 0   ? " (its text from the store)"
+                         : kept->misses() > 0 ? " (parsed, its text kept in the store)"
+                                              : " (not a PDF: read)";
   std::erase_if(doc.sections, [&](const folio::chat::Section& s) {
     return std::any_of(excluded.begin(), excluded.end(), [&](const std::string& p) { return s.file.starts_with(p); });
   });
@@ -196,8 +215,8 @@ int run(folio::cli::Args& args) {
   const double index_ms = now_ms() - t0;
   std::printf("document: %s, %zu sections, %zu packing units, %lld tokens laid out\n", doc.title.c_str(),
               doc.sections.size(), index.unit_count(), static_cast<long long>(index.total_tokens()));
-  std::printf("read: %.0f ms; index (units, token counts, BM25): %.0f ms\n", read_ms, index_ms);
-  std::printf("questions: %zu (%s); budget = context - %lld tokens (question, template, answer)\n\n", questions.size(),
+  std::printf("read: %.0f ms%s; index (units, token counts, BM25): %.0f ms\n", read_ms, read_how, index_ms);
+  std::printf("questions: %zu (%s); budget = context - %lld tokens (question, template, answer) - headroom for follow-ups (a tenth, at most 2,048)\n\n", questions.size(),
               fixture.c_str(), static_cast<long long>(reserve));
   std::printf(
       "| context | hits | share | packed tokens (mean) | units kept (mean) | pack ms (median) | pack ms (max) |\n"
@@ -205,6 +224,9 @@ int run(folio::cli::Args& args) {
   bool short_of_target = false;
   for (size_t b = 0; b < budgets.size(); ++b) {
     const int64_t ctx = budgets[b];
+    // What the app's first packing gets: the context less the reserve and the headroom it leaves
+    // for follow-ups.
+    const int64_t budget = folio::chat::packing_budget(ctx, reserve, 0);
     const double min_share = min_shares.empty() ? 0.0 : min_shares[std::min(b, min_shares.size() - 1)];
     int hits = 0;
     int64_t packed_tokens = 0, kept_units = 0;
@@ -213,7 +235,7 @@ int run(folio::cli::Args& args) {
     for (const Question& q : questions) {
       const double t = now_ms();
       const folio::chat::PackResult r =
-          folio::chat::pack_documents(index, q.question, ctx - reserve, folio::chat::FitMode::Relevant);
+          folio::chat::pack_documents(index, q.question, budget, folio::chat::FitMode::Relevant);
       times.push_back(now_ms() - t);
       packed_tokens += r.estimated_tokens;
       kept_units += r.kept_sections;

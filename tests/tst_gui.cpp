@@ -23,6 +23,7 @@
 #include <QSignalSpy>
 #include <QSplitter>
 #include <QStandardPaths>
+#include <QStatusBar>
 #include <QTemporaryDir>
 #include <QTimer>
 #include <QToolButton>
@@ -283,6 +284,50 @@ class TstGui : public QObject {
 
     w->remove_document(e.key);
     QCOMPARE(w->documents()->gauge()->value(), int(w->documents()->entries()[0].tokens));
+  }
+
+  void a_pdf_read_before_is_not_parsed_again() {
+    auto w = make_window();
+    QVERIFY(wait_ready(w.get()));
+    const QString path = tmp_.filePath("kept-manual.pdf");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf({"The outdoor hygrometer runs on two AA cells.", "They last about 14 months."}));
+    }
+    auto loaded = [&] {
+      return !w->documents()->busy() && w->documents()->entries().size() == 1 &&
+             w->documents()->entries().front().state == DocumentEntry::State::Ready;
+    };
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(loaded(), 30000);
+    QVERIFY(!w->statusBar()->currentMessage().contains("earlier reading"));
+    const DocumentEntry first = w->documents()->entries().front();
+    w->remove_document(first.key);
+    // Added again (the same in another conversation, or after a restart): its text comes from the store.
+    w->add_paths({path});
+    QTRY_VERIFY_WITH_TIMEOUT(loaded(), 30000);
+    QVERIFY2(w->statusBar()->currentMessage().contains("kept-manual.pdf: its text was kept from an earlier reading"),
+             qPrintable(w->statusBar()->currentMessage()));
+    const DocumentEntry again = w->documents()->entries().front();
+    QCOMPARE(again.doc.content_hash, first.doc.content_hash);
+    QCOMPARE(again.doc.sections.size(), first.doc.sections.size());
+    for (qsizetype i = 0; i < first.doc.sections.size(); ++i)
+      QCOMPARE(again.doc.sections[i].text, first.doc.sections[i].text);
+    QCOMPARE(again.tokens, first.tokens);
+
+    // The history finds the conversation by a word of its PDF that no message holds.
+    QSignalSpy finished(w.get(), &MainWindow::answer_finished);
+    w->ask("How long do the cells last?");
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
+    const int64_t id = w->conversation_id();
+    QVERIFY(id > 0);
+    QVERIFY(!w->chat()->last_answer().contains("hygrometer", Qt::CaseInsensitive));
+    w->history()->search()->setText("hygrometer");
+    QCOMPARE(w->history()->listed_ids(), QList<int64_t>{id});
+    w->history()->search()->setText("barometer");
+    QVERIFY(w->history()->listed_ids().isEmpty());
+    w->history()->search()->clear();
   }
 
   void a_document_that_fails_shows_why() {

@@ -20,7 +20,9 @@
 #include "core/chat/conversation.h"
 #include "core/store/chat_recorder.h"
 #include "core/store/store.h"
+#include "core/docs/ingest.h"
 #include "core/store/store_schema.h"
+#include "core/store/stored_documents.h"
 #include "core/store/token_counts.h"
 #include "tests/test_support.h"
 
@@ -503,6 +505,195 @@ class StoreTest : public QObject {
     QCOMPARE(ids(db.search_conversations("y_t")), QList<int64_t>{c.id});
     QVERIFY(db.search_conversations("_%").empty());
     QVERIFY(db.search_conversations("zebra").empty());
+  }
+
+  // Version 5: the text of documents as read, by content hash, searchable (FTS5), evicted by use.
+  static folio::docs::Document pdf_document(const QString& name, const QString& hash, const QStringList& pages) {
+    folio::docs::Document d;
+    d.path = "/docs/" + name;
+    d.title = name;
+    d.kind = folio::docs::DocumentKind::Pdf;
+    d.content_hash = hash;
+    d.page_count = static_cast<int>(pages.size()) + 1;  // the last page has no text
+    for (int i = 0; i < pages.size(); ++i) {
+      folio::docs::Section sec;
+      sec.text = pages[i];
+      sec.page_index = i;
+      sec.page_label = i == 0 ? "ii" : QString::number(i);
+      d.sections.push_back(sec);
+      d.page_labels << sec.page_label;
+    }
+    d.page_labels << QString::number(pages.size());
+    d.notices << QString("page %1 has no text (blank?)").arg(pages.size() + 1);
+    d.cite_by_page_number = true;
+    return d;
+  }
+
+  void document_text_round_trips_and_is_searched() {
+    Database db(fresh_path());
+    const auto doc = pdf_document("sensor.pdf", "aaaa", {"Outdoor sensor: the batteries last about 14 months.",
+                                                         "Error E-17 means the rain gauge is blocked.\nClean it."});
+    QVERIFY(!db.document_text("aaaa", 1).has_value());
+    QVERIFY(db.save_document_text(doc, 1, 1 << 20));
+    QCOMPARE(db.document_text_count(), int64_t{1});
+    QCOMPARE(db.document_text_bytes(), int64_t(doc.sections[0].text.toUtf8().size() + doc.sections[1].text.toUtf8().size()));
+    const auto back = db.document_text("aaaa", 1);
+    QVERIFY(back.has_value());
+    QCOMPARE(back->path, doc.path);
+    QCOMPARE(back->title, doc.title);
+    QCOMPARE(back->content_hash, doc.content_hash);
+    QVERIFY(back->kind == folio::docs::DocumentKind::Pdf);
+    QCOMPARE(back->page_count, doc.page_count);
+    QCOMPARE(back->page_labels, doc.page_labels);
+    QCOMPARE(back->notices, doc.notices);
+    QCOMPARE(back->cite_by_page_number, true);
+    QCOMPARE(back->sections.size(), doc.sections.size());
+    for (qsizetype i = 0; i < doc.sections.size(); ++i) {
+      QCOMPARE(back->sections[i].text, doc.sections[i].text);
+      QCOMPARE(back->sections[i].page_index, doc.sections[i].page_index);
+      QCOMPARE(back->sections[i].page_label, doc.sections[i].page_label);
+    }
+    // Another loader version reads the file again.
+    QVERIFY(!db.document_text("aaaa", 2).has_value());
+    // The document's row is there without counts; a conversation's upsert keeps the text.
+    const auto record = db.document_by_hash("aaaa");
+    QVERIFY(record.has_value());
+    QCOMPARE(record->kind, QStringLiteral("pdf"));
+    QCOMPARE(record->page_count, int64_t{3});
+    DocumentInfo info{doc.path, doc.title, "aaaa", "pdf", 120, 3};
+    QCOMPARE(db.upsert_document(info).id, record->id);
+    QVERIFY(db.document_text("aaaa", 1).has_value());
+
+    // The history search finds a conversation by its documents' words (a phrase, the last word as
+    // a prefix), and no conversation by words of a document it does not hold.
+    const auto a = db.create_conversation("Questions");
+    db.append_message(a.id, Role::User, "How long do they last?");
+    db.attach_document(a.id, record->id);
+    const auto b = db.create_conversation("Other");
+    auto ids = [](const std::vector<folio::store::Conversation>& cs) {
+      QList<int64_t> out;
+      for (const auto& x : cs) out << x.id;
+      return out;
+    };
+    QCOMPARE(ids(db.search_conversations("rain gauge")), QList<int64_t>{a.id});
+    QCOMPARE(ids(db.search_conversations("RAIN GAU")), QList<int64_t>{a.id});   // still typing
+    QCOMPARE(ids(db.search_conversations("batteries")), QList<int64_t>{a.id});
+    QVERIFY(db.search_conversations("gauge rain").empty());                      // a phrase, in order
+    QVERIFY(db.search_conversations("\"(*) AND OR NEAR").empty());                // never a syntax error
+    QCOMPARE(ids(db.search_conversations("Other")), QList<int64_t>{b.id});
+    QCOMPARE(db.count_text_matches("blocked"), int64_t{1});
+    QCOMPARE(db.count_text_matches("months"), int64_t{1});
+
+    // Deleting the document deletes its text and its index entries.
+    QVERIFY(db.delete_document(record->id));
+    QCOMPARE(db.document_text_count(), int64_t{0});
+    QCOMPARE(db.count_text_matches("blocked"), int64_t{0});
+    QVERIFY(db.search_conversations("rain gauge").empty());
+    QCOMPARE(db.integrity_check(), QStringLiteral("ok"));
+    RawDb raw(db.path());
+    QCOMPARE(raw.scalar("SELECT count(*) FROM document_sections").toInt(), 0);
+    QCOMPARE(raw.scalar("INSERT INTO document_sections_fts(document_sections_fts) VALUES ('integrity-check')").toString(),
+             QString());
+  }
+
+  void document_texts_keep_the_recently_used_within_their_limit() {
+    Database db(fresh_path());
+    const QString page(400, 'x');
+    auto doc = [&](const QString& hash) { return pdf_document(hash + ".pdf", hash, {page + " " + hash}); };
+    const int64_t limit = 1000;  // two texts of ~403 bytes fit, three do not
+    QVERIFY(db.save_document_text(doc("one"), 1, limit));
+    QTest::qWait(5);
+    QVERIFY(db.save_document_text(doc("two"), 1, limit));
+    QTest::qWait(5);
+    QVERIFY(db.document_text("one", 1).has_value());  // "one" used: "two" is now the oldest
+    QTest::qWait(5);
+    QVERIFY(db.save_document_text(doc("three"), 1, limit));
+    QCOMPARE(db.document_text_count(), int64_t{2});
+    QVERIFY(db.document_text("one", 1).has_value());
+    QVERIFY(!db.document_text("two", 1).has_value());
+    QVERIFY(db.document_text("three", 1).has_value());
+    QVERIFY(db.document_text_bytes() <= limit);
+    // A text larger than the limit alone is not kept, and costs the others nothing.
+    QVERIFY(!db.save_document_text(pdf_document("big.pdf", "big", {QString(2000, 'y')}), 1, limit));
+    QCOMPARE(db.document_text_count(), int64_t{2});
+    // Saving the same document again replaces its text.
+    auto changed = doc("one");
+    changed.sections[0].text = "replaced";
+    QVERIFY(db.save_document_text(changed, 1, limit));
+    QCOMPARE(db.document_text("one", 1)->sections[0].text, QStringLiteral("replaced"));
+    QCOMPARE(db.count_text_matches("replaced"), int64_t{1});
+    QCOMPARE(db.document_text_count(), int64_t{2});
+  }
+
+  void a_pdf_read_before_comes_from_the_store() {
+    const QString path = dir_.filePath("kept.pdf");
+    auto write = [&](const QStringList& pages) {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+      f.write(folio::test::make_pdf(pages));
+    };
+    write({"The vault opens with the brass key.", "The alarm code is kept in the safe."});
+    const QString db_path = fresh_path();
+    auto load = [&](folio::store::StoredDocuments* kept, const QString& password = {}) {
+      folio::docs::LoadOptions o;
+      o.document_cache = kept;
+      o.pdf_password = password;
+      return folio::docs::load_pdf(path, o);
+    };
+    const folio::docs::Document parsed = load(nullptr);
+    {
+      Database db(db_path);
+      folio::store::StoredDocuments kept(db);
+      const folio::docs::Document first = load(&kept);
+      QCOMPARE(kept.misses(), int64_t{1});
+      QCOMPARE(kept.hits(), int64_t{0});
+      QCOMPARE(db.document_text_count(), int64_t{1});
+      QCOMPARE(first.sections.size(), parsed.sections.size());
+    }
+    {
+      // Another connection (as after a restart): found, not parsed, the same document.
+      Database db(db_path);
+      folio::store::StoredDocuments kept(db);
+      const folio::docs::Document again = load(&kept);
+      QCOMPARE(kept.hits(), int64_t{1});
+      QCOMPARE(again.path, parsed.path);
+      QCOMPARE(again.title, parsed.title);
+      QCOMPARE(again.content_hash, parsed.content_hash);
+      QCOMPARE(again.page_count, parsed.page_count);
+      QCOMPARE(again.page_labels, parsed.page_labels);
+      QCOMPARE(again.notices, parsed.notices);
+      QCOMPARE(again.sections.size(), parsed.sections.size());
+      for (qsizetype i = 0; i < parsed.sections.size(); ++i) {
+        QCOMPARE(again.sections[i].text, parsed.sections[i].text);
+        QCOMPARE(again.sections[i].page_index, parsed.sections[i].page_index);
+        QCOMPARE(again.sections[i].page_label, parsed.sections[i].page_label);
+      }
+      // A changed file is parsed again (and its new text kept beside the old one's).
+      write({"The vault opens with the silver key."});
+      const folio::docs::Document changed = load(&kept);
+      QCOMPARE(kept.misses(), int64_t{1});
+      QCOMPARE(changed.sections.size(), qsizetype{1});
+      QVERIFY(changed.sections[0].text.contains("silver"));
+      QCOMPARE(db.document_text_count(), int64_t{2});
+    }
+    {
+      // A PDF opened with a password is never kept: its text stays encrypted.
+      const QString locked = dir_.filePath("locked-kept.pdf");
+      QFile f(locked);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(folio::test::make_pdf({"The secret is kept here."}, {}, "pw"));
+      f.close();
+      Database db(db_path);
+      folio::store::StoredDocuments kept(db);
+      folio::docs::LoadOptions o;
+      o.document_cache = &kept;
+      o.pdf_password = "pw";
+      const folio::docs::Document opened = folio::docs::load_pdf(locked, o);
+      QVERIFY(opened.sections[0].text.contains("secret"));
+      QCOMPARE(kept.hits() + kept.misses(), int64_t{0});
+      QCOMPARE(db.document_text_count(), int64_t{2});
+      QCOMPARE(db.count_text_matches("secret"), int64_t{0});
+    }
   }
 
   void conversations_keep_their_settings() {

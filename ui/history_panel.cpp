@@ -14,6 +14,7 @@ HistoryPanel::HistoryPanel(QWidget* parent) : QWidget(parent) {
   search_ = new QLineEdit(this);
   search_->setObjectName("historySearch");
   search_->setPlaceholderText(tr("Search conversations…"));
+  search_->setToolTip(tr("Finds conversations by their title, their messages, or the text of their PDFs"));
   search_->setClearButtonEnabled(true);
   layout->addWidget(search_);
   list_ = new QListWidget(this);

@@ -29,6 +29,7 @@
 
 #include "core/docs/ingest.h"
 #include "core/docs/prompt_layout.h"
+#include "core/store/stored_documents.h"
 #include "ui/app_icon.h"
 #include "ui/attention_modes.h"
 #include "ui/chat_view.h"
@@ -118,6 +119,7 @@ struct ReadResult {
   folio::docs::Document doc;
   QString error;
   bool encrypted = false;  // a password-protected PDF: no password or a wrong one
+  bool from_store = false;  // a PDF read before: its text came from the store, not parsed again
 };
 
 }  // namespace
@@ -529,17 +531,34 @@ void MainWindow::read_document(uint64_t key, const QString& path, const QString&
     const ReadResult r = watcher->result();
     watcher->deleteLater();
     reads_.remove(key);
+    if (r.from_store)
+      statusBar()->showMessage(
+          tr("%1: its text was kept from an earlier reading, so it was not parsed again").arg(r.doc.title), 8000);
     on_document_read(key, r.doc, r.error, r.encrypted, password);
   });
   // Loaders are synchronous and may take long (a large PDF, a source tree): a pool thread reads.
-  watcher->setFuture(QtConcurrent::run([path, cancel, password, worker = options_.pdf_worker]() {
+  const QString database = db_ ? db_->path() : QString();
+  watcher->setFuture(QtConcurrent::run([path, cancel, password, worker = options_.pdf_worker, database]() {
     ReadResult r;
     try {
       folio::docs::LoadOptions o;
       o.cancel = cancel.get();
       o.pdf_password = password;
       o.pdf_worker = worker;  // PDFs are read in a guarded process
+      // A PDF read before is looked up in the store instead of parsed (a connection of this thread's own).
+      std::unique_ptr<folio::store::Database> db;
+      std::unique_ptr<folio::store::StoredDocuments> kept;
+      if (!database.isEmpty()) {
+        try {
+          db = std::make_unique<folio::store::Database>(database);
+          kept = std::make_unique<folio::store::StoredDocuments>(*db);
+          o.document_cache = kept.get();
+        } catch (const std::exception&) {
+          // the window said at start that the store cannot be used; the PDF is parsed
+        }
+      }
       r.doc = folio::docs::load_document(path, o);
+      r.from_store = kept && kept->hits() > 0;
     } catch (const folio::docs::DocumentError& e) {
       r.error = QString::fromStdString(e.what());
       r.encrypted = e.problem() == folio::docs::DocumentProblem::Encrypted &&

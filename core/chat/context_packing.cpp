@@ -406,6 +406,12 @@ std::vector<size_t> strongest_units(const PackingIndex& index, std::string_view 
   return out;
 }
 
+int64_t packing_budget(int64_t context_tokens, int64_t reserve_tokens, int64_t fixed_tokens) {
+  int64_t budget = context_tokens - reserve_tokens - fixed_tokens;
+  if (const int64_t growth = std::min<int64_t>(context_tokens / 10, 2048); budget > 2 * growth) budget -= growth;
+  return budget;
+}
+
 PackResult pack_documents(const std::vector<Document>& docs, std::string_view question, int64_t budget_tokens,
                           FitMode mode, const std::function<int64_t(const std::string&)>& count_tokens) {
   return pack_documents(PackingIndex(docs, count_tokens), question, budget_tokens, mode);

@@ -107,6 +107,13 @@ class PackingIndex {
   SectionIndex bm25_;
 };
 
+// The documents' budget for a packing: the context less the answer's reserve and the rest of the
+// prompt (template, history, question: fixed_tokens), and a tenth of the context (at most 2,048
+// tokens) left for the conversation to grow, so that follow-ups can keep the packing (and its KV).
+// The headroom is not taken when it would leave the documents less than twice its size. The app,
+// folio-cli (both through Conversation) and folio-retrieval's measurements pack to this budget.
+int64_t packing_budget(int64_t context_tokens, int64_t reserve_tokens, int64_t fixed_tokens);
+
 // Packs the indexed documents into about budget_tokens tokens of layout. A document that keeps
 // every section comes back unchanged.
 PackResult pack_documents(const PackingIndex& index, std::string_view question, int64_t budget_tokens, FitMode mode);

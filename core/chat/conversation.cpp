@@ -271,12 +271,9 @@ Prompt Conversation::fitted(const std::string& question, const std::vector<Turn>
       }
     }
   }
-  // Room for the documents: the context less the answer's reserve, the rest of the prompt and a
-  // tenth (at most 2,048 tokens) for the conversation to grow, so that follow-ups can keep this
-  // packing; pieces counted apart can sum a little below the whole, so a miss shrinks the budget
-  // and retries.
-  int64_t budget = fit.context_tokens - fit.reserve_tokens - fit.fixed_tokens;
-  if (const int64_t growth = std::min<int64_t>(fit.context_tokens / 10, 2048); budget > 2 * growth) budget -= growth;
+  // Room for the documents (packing_budget: with headroom for follow-ups to keep this packing);
+  // pieces counted apart can sum a little below the whole, so a miss shrinks the budget and retries.
+  int64_t budget = packing_budget(fit.context_tokens, fit.reserve_tokens, fit.fixed_tokens);
   for (int attempt = 0; attempt < 4 && budget > 0; ++attempt) {
     PackResult packed = pack_documents(index, question, budget, options.fit);
     Prompt q = build_prompt(engine_, format_, packed.docs, history, question, system_prompt_);

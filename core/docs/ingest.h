@@ -9,6 +9,7 @@
 #include <QByteArray>
 #include <QString>
 #include <functional>
+#include <optional>
 
 #include "core/docs/document.h"
 #include "core/engine/engine.h"  // CancelToken
@@ -17,6 +18,22 @@ namespace folio::docs {
 
 // done of total units (PDF pages, files of a tree; 0/1 then 1/1 for a text file).
 using LoadProgressFn = std::function<void(int done, int total)>;
+
+// Where load_pdf() finds the text of a PDF it read before, by the SHA-256 of the file's bytes, so a
+// PDF opened again (after a restart too; the app's store keeps them: store::StoredDocuments) is not
+// parsed again: the R reference manual's 2,415 pages take seconds to read and milliseconds to look
+// up. Only PDFs read without a password are kept (the text of an encrypted PDF stays encrypted).
+class DocumentCache {
+ public:
+  virtual ~DocumentCache() = default;
+  // The document with these bytes as read_version's loader read it; nullopt when unknown.
+  virtual std::optional<Document> find(const QString& content_hash, int read_version) = 0;
+  // Keeps a document just read (its content_hash set). Failures to keep it are the cache's own
+  // business: the document was read.
+  virtual void put(const Document& doc, int read_version) = 0;
+};
+// The version of the PDF loader's output: a cached document read by another version is read again.
+inline constexpr int kPdfReadVersion = 1;
 
 struct LoadOptions {
   LoadProgressFn on_progress;
@@ -35,6 +52,7 @@ struct LoadOptions {
   QString pdf_worker;
   int64_t pdf_time_limit_ms = 0;                      // 0: 8 s + 4 s per MiB of the file, at most 300 s
   int64_t pdf_memory_limit_bytes = int64_t{1} << 30;  // resident memory of the worker
+  DocumentCache* document_cache = nullptr;            // PDFs read before; nullptr = always parse
 };
 
 // A file, a folder or a PDF by what it is: folder -> load_source_tree, %PDF header or .pdf ->
@@ -42,7 +60,8 @@ struct LoadOptions {
 Document load_document(const QString& path, const LoadOptions& options = {});
 
 // A PDF: one section per page with text (page_index, page_label); pages without text are listed
-// in a notice; a PDF with no text at all fails with NoTextLayer.
+// in a notice; a PDF with no text at all fails with NoTextLayer. With options.document_cache and no
+// password, a PDF whose bytes were read before comes from the cache (path and title as given now).
 Document load_pdf(const QString& path, const LoadOptions& options = {});
 
 // The --parse-pdf mode of the app and folio-cli: reads the PDF at path in this process (the

@@ -116,7 +116,44 @@ int run_pdf_worker(const QString& path) {
   ::_exit(0);
 }
 
+namespace {
+
+// The SHA-256 of a file's bytes (hex) read in pieces; "" when it cannot be read (the loader then
+// says why).
+QString file_sha256(const QString& path) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  QCryptographicHash hash(QCryptographicHash::Sha256);
+  if (!hash.addData(&f)) return {};
+  return QString::fromLatin1(hash.result().toHex());
+}
+
+Document parse_pdf(const QString& path, const LoadOptions& options);
+
+}  // namespace
+
 Document load_pdf(const QString& path, const LoadOptions& options) {
+  if (options.document_cache == nullptr || !options.pdf_password.isEmpty()) return parse_pdf(path, options);
+  detail::require_file(QFileInfo(path), path, "a PDF");
+  detail::check_cancel(options, path);
+  const QString hash = file_sha256(path);
+  if (!hash.isEmpty()) {
+    if (std::optional<Document> known = options.document_cache->find(hash, kPdfReadVersion)) {
+      known->path = path;
+      known->title = QFileInfo(path).fileName();
+      detail::report(options, known->page_count, known->page_count);
+      return std::move(*known);
+    }
+  }
+  Document doc = parse_pdf(path, options);
+  // Kept only when the bytes read are those hashed (the file did not change in between).
+  if (!hash.isEmpty() && doc.content_hash == hash) options.document_cache->put(doc, kPdfReadVersion);
+  return doc;
+}
+
+namespace {
+
+Document parse_pdf(const QString& path, const LoadOptions& options) {
   using detail::shown;
   if (options.pdf_worker.isEmpty()) return detail::load_pdf_in_process(path, options);
   // Checked here too: the worker must not be the one to open a FIFO.
@@ -234,5 +271,7 @@ Document load_pdf(const QString& path, const LoadOptions& options) {
   doc.path = path;
   return doc;
 }
+
+}  // namespace
 
 }  // namespace folio::docs

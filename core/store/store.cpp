@@ -2,6 +2,9 @@
 
 #include <QDir>
 #include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QStandardPaths>
@@ -44,6 +47,29 @@ QString one_line(QString s) {
 // Qt binds a null QString as SQL NULL; text columns are NOT NULL, so "" it is.
 QString text_value(const QString& s) {
   return s.isNull() ? QStringLiteral("") : s;
+}
+
+// The search text as an FTS5 query: its words as one phrase ("" quoted), the last word also as a
+// prefix when the text ends in one (the user may still be typing it). FTS5 takes any quoted
+// phrase, so no input is a syntax error.
+QString fts_query(const QString& text) {
+  QString t = text.trimmed();
+  const bool prefix = !t.isEmpty() && t.back().isLetterOrNumber();
+  t.replace('"', "\"\"");
+  return "\"" + t + "\"" + (prefix ? " *" : "");
+}
+
+// The store's name of a document kind (folio::chat::document_kind_name's).
+QString kind_name(folio::docs::DocumentKind kind) {
+  switch (kind) {
+    case folio::docs::DocumentKind::Pdf:
+      return QStringLiteral("pdf");
+    case folio::docs::DocumentKind::SourceTree:
+      return QStringLiteral("source-tree");
+    case folio::docs::DocumentKind::Text:
+      break;
+  }
+  return QStringLiteral("text");
 }
 
 StopReason parse_stop_reason(const QString& name) {
@@ -461,6 +487,7 @@ std::vector<Conversation> Database::search_conversations(const QString& text) co
   QSqlQuery q = prepare(sql::kSearchConversations);
   q.addBindValue(pattern);
   q.addBindValue(pattern);
+  q.addBindValue(fts_query(text));
   exec(q, "searching conversations");
   std::vector<Conversation> out;
   while (q.next()) out.push_back(conversation_from(q));
@@ -756,6 +783,150 @@ void Database::save_token_counts(const std::vector<std::pair<std::string, int64_
   prune.addBindValue(qint64(std::max<int64_t>(0, max_rows)));
   exec(prune, "pruning token counts");
   tx.commit();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents' text
+
+bool Database::save_document_text(const folio::docs::Document& doc, int read_version, int64_t max_text_bytes) {
+  check_thread();
+  if (doc.content_hash.trimmed().isEmpty())
+    throw Error(ErrorCode::BadArgument, "a document needs its content hash: ingest the file first (core/docs)");
+  if (doc.path.trimmed().isEmpty()) throw Error(ErrorCode::BadArgument, "a document needs its path");
+  int64_t text_bytes = 0;
+  for (const folio::docs::Section& sec : doc.sections) text_bytes += sec.text.toUtf8().size();
+  if (text_bytes > max_text_bytes) return false;
+  QString title = doc.title;
+  if (title.isEmpty()) title = QFileInfo(doc.path).fileName();
+  if (title.isEmpty()) title = doc.path;
+  QJsonObject detail;
+  detail["notices"] = QJsonArray::fromStringList(doc.notices);
+  detail["page_labels"] = QJsonArray::fromStringList(doc.page_labels);
+  detail["cite_by_page_number"] = doc.cite_by_page_number;
+  const int64_t now = now_ms();
+
+  Transaction tx(*this);
+  int64_t id = 0;
+  {
+    QSqlQuery q = prepare(sql::kUpsertReadDocument);
+    q.addBindValue(text_value(doc.path));
+    q.addBindValue(text_value(title));
+    q.addBindValue(text_value(doc.content_hash));
+    q.addBindValue(kind_name(doc.kind));
+    q.addBindValue(qint64(doc.page_count));
+    q.addBindValue(qint64(now));
+    exec(q, "storing a document");
+    if (!q.next()) fail(ErrorCode::Internal, "storing a document", "the upsert returned no row", "report this as a bug");
+    id = q.value(0).toLongLong();
+    q.finish();
+  }
+  QSqlQuery del = prepare(sql::kDeleteDocumentIndex);
+  del.addBindValue(qint64(id));
+  exec(del, "replacing a document's text");
+  QSqlQuery index = prepare(sql::kInsertDocumentIndex);
+  index.addBindValue(qint64(id));
+  index.addBindValue(read_version);
+  index.addBindValue(QString::fromUtf8(QJsonDocument(detail).toJson(QJsonDocument::Compact)));
+  index.addBindValue(qint64(text_bytes));
+  index.addBindValue(qint64(now));
+  index.addBindValue(qint64(now));
+  exec(index, "storing a document's text");
+  QSqlQuery sec = prepare(sql::kInsertDocumentSection);
+  for (qsizetype i = 0; i < doc.sections.size(); ++i) {
+    const folio::docs::Section& x = doc.sections[i];
+    sec.addBindValue(qint64(id));
+    sec.addBindValue(qint64(i));
+    sec.addBindValue(x.page_index);
+    sec.addBindValue(text_value(x.page_label));
+    sec.addBindValue(text_value(x.file));
+    sec.addBindValue(x.first_line);
+    sec.addBindValue(x.last_line);
+    sec.addBindValue(text_value(x.text));
+    exec(sec, "storing a document's text");
+  }
+  // The least recently used texts go until the rest fits (the one just saved comes last: it fits).
+  int64_t total = scalar(sql::kSumDocumentText, "measuring the documents' text").toLongLong();
+  if (total > max_text_bytes) {
+    QSqlQuery old = prepare(sql::kSelectDocumentIndexByUse);
+    old.addBindValue(qint64(id));
+    exec(old, "listing the documents' text");
+    std::vector<std::pair<int64_t, int64_t>> victims;
+    while (total > max_text_bytes && old.next()) {
+      victims.emplace_back(old.value(0).toLongLong(), old.value(1).toLongLong());
+      total -= victims.back().second;
+    }
+    old.finish();
+    QSqlQuery drop = prepare(sql::kDeleteDocumentIndex);
+    for (const auto& v : victims) {
+      drop.addBindValue(qint64(v.first));
+      exec(drop, "deleting a document's text");
+    }
+  }
+  tx.commit();
+  return true;
+}
+
+std::optional<folio::docs::Document> Database::document_text(const QString& content_hash, int read_version) {
+  check_thread();
+  QSqlQuery q = prepare(sql::kSelectDocumentIndex);
+  q.addBindValue(text_value(content_hash));
+  q.addBindValue(read_version);
+  exec(q, "reading a document's text");
+  if (!q.next()) return std::nullopt;
+  const int64_t id = q.value(0).toLongLong();
+  folio::docs::Document doc;
+  const QString kind = q.value(1).toString();
+  doc.kind = kind == "pdf" ? folio::docs::DocumentKind::Pdf
+             : kind == "source-tree" ? folio::docs::DocumentKind::SourceTree
+                                     : folio::docs::DocumentKind::Text;
+  doc.page_count = q.value(2).toInt();
+  const QJsonObject detail = QJsonDocument::fromJson(q.value(3).toString().toUtf8()).object();
+  q.finish();
+  for (const auto& v : detail["notices"].toArray()) doc.notices << v.toString();
+  for (const auto& v : detail["page_labels"].toArray()) doc.page_labels << v.toString();
+  doc.cite_by_page_number = detail["cite_by_page_number"].toBool();
+  const std::optional<DocumentRecord> record = document(id);
+  if (!record) return std::nullopt;
+  doc.path = record->path;
+  doc.title = record->title;
+  doc.content_hash = record->content_hash;
+  QSqlQuery s = prepare(sql::kSelectDocumentSections);
+  s.addBindValue(qint64(id));
+  exec(s, "reading a document's text");
+  while (s.next()) {
+    folio::docs::Section x;
+    x.page_index = s.value(0).toInt();
+    x.page_label = s.value(1).toString();
+    x.file = s.value(2).toString();
+    x.first_line = s.value(3).toInt();
+    x.last_line = s.value(4).toInt();
+    x.text = s.value(5).toString();
+    doc.sections.push_back(std::move(x));
+  }
+  s.finish();
+  QSqlQuery touch = prepare(sql::kTouchDocumentIndex);
+  touch.addBindValue(qint64(now_ms()));
+  touch.addBindValue(qint64(id));
+  exec(touch, "marking a document's text used");
+  return doc;
+}
+
+int64_t Database::document_text_bytes() const {
+  check_thread();
+  return scalar(sql::kSumDocumentText, "measuring the documents' text").toLongLong();
+}
+
+int64_t Database::document_text_count() const {
+  check_thread();
+  return scalar(sql::kCountDocumentIndex, "counting the documents' text").toLongLong();
+}
+
+int64_t Database::count_text_matches(const QString& text) const {
+  check_thread();
+  QSqlQuery q = prepare(sql::kCountSectionMatches);
+  q.addBindValue(fts_query(text));
+  exec(q, "searching the documents' text");
+  return q.next() ? q.value(0).toLongLong() : 0;
 }
 
 int64_t Database::token_count_rows() const {

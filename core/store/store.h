@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/common/error.h"
+#include "core/docs/document.h"
 #include "core/engine/engine.h"
 
 class QSqlQuery;
@@ -142,7 +143,8 @@ class Database {
   Conversation create_conversation(const QString& title, const QString& model = {});
   std::optional<Conversation> conversation(int64_t id) const;
   std::vector<Conversation> list_conversations() const;        // most recently updated first
-  // Those whose title or messages contain text (case-insensitive for ASCII), most recent first.
+  // Those whose title or messages contain text (case-insensitive for ASCII), or one of whose
+  // documents' kept text holds its words (as a phrase, the last word also as a prefix), most recent first.
   std::vector<Conversation> search_conversations(const QString& text) const;
   void rename_conversation(int64_t id, const QString& title);  // throws BadArgument if absent
   void set_conversation_settings(int64_t id, const QString& settings);  // throws BadArgument if absent
@@ -174,6 +176,20 @@ class Database {
   int64_t token_count(const std::string& key) const;
   void save_token_counts(const std::vector<std::pair<std::string, int64_t>>& counts, int64_t max_rows = 2000000);
   int64_t token_count_rows() const;
+
+  // Documents' text as read (schema version 5): kept so that a PDF opened again is not parsed
+  // again (StoredDocuments serves it to core/docs), and searched by search_conversations (FTS5).
+  // Saving stores the document's row when new (no counts) and replaces the text kept for its content
+  // hash, then deletes the least recently used texts beyond max_text_bytes in all (never the one
+  // just saved); a text larger than the limit alone is not kept. Returns whether it was kept.
+  bool save_document_text(const folio::docs::Document& doc, int read_version, int64_t max_text_bytes);
+  // The document with this content hash as read_version's loader read it (its path and title as last
+  // kept); nullopt when none is kept. Marks it used.
+  std::optional<folio::docs::Document> document_text(const QString& content_hash, int read_version);
+  int64_t document_text_bytes() const;  // UTF-8 bytes of every kept text
+  int64_t document_text_count() const;  // documents whose text is kept
+  // Sections of kept texts that the search text matches (as search_conversations matches them).
+  int64_t count_text_matches(const QString& text) const;
 
   std::vector<RunRecord> list_runs(const QString& model = {}) const;  // oldest first; "" = all models
   // (context length, TTFT) per model, attention mode and reuse (full prefills first), each sorted

@@ -12,6 +12,8 @@ std::span<const char* const> migration_to(int version) {
       return kMigrationToV3;
     case 4:
       return kMigrationToV4;
+    case 5:
+      return kMigrationToV5;
     default:
       return {};
   }

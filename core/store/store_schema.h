@@ -10,7 +10,7 @@
 
 namespace folio::store::sql {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Connection setup. WAL with synchronous=NORMAL keeps every committed transaction when the
 // app is killed (only a power loss may drop the last commits); foreign keys are per connection.
@@ -147,6 +147,52 @@ inline constexpr const char* kV4SetVersion = "PRAGMA user_version = 4";
 
 inline constexpr const char* kMigrationToV4[] = {kV4CreateTokenCounts, kV4CreateTokenCountsIndex, kV4SetVersion};
 
+// ---------------------------------------------------------------------------------------------
+// Version 5: the text of documents as read (PDFs: parsing the R reference manual's 2,415 pages
+// takes seconds, looking it up milliseconds), one row per section, with a full-text index over it
+// (FTS5, external content, kept in step by triggers) that the history search uses. document_index
+// says which documents have their text here, which loader version read it (another version reads
+// the file again), what the document's header holds besides its sections (JSON: page labels,
+// notices, citing by page number) and when it was last used: the least recently used go first when
+// the texts pass their size limit. Deleting a document deletes its text and its index entries.
+
+inline constexpr const char* kV5CreateDocumentIndex =
+    "CREATE TABLE document_index ("
+    " document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,"
+    " read_version INTEGER NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " text_bytes INTEGER NOT NULL,"
+    " indexed_ms INTEGER NOT NULL,"
+    " used_ms INTEGER NOT NULL)";
+inline constexpr const char* kV5CreateDocumentIndexByUse = "CREATE INDEX document_index_by_use ON document_index(used_ms)";
+inline constexpr const char* kV5CreateDocumentSections =
+    "CREATE TABLE document_sections ("
+    " id INTEGER PRIMARY KEY,"
+    " document_id INTEGER NOT NULL REFERENCES document_index(document_id) ON DELETE CASCADE,"
+    " ord INTEGER NOT NULL,"
+    " page_index INTEGER NOT NULL,"
+    " page_label TEXT NOT NULL,"
+    " file TEXT NOT NULL,"
+    " first_line INTEGER NOT NULL,"
+    " last_line INTEGER NOT NULL,"
+    " text TEXT NOT NULL,"
+    " UNIQUE (document_id, ord))";
+inline constexpr const char* kV5CreateSectionsFts =
+    "CREATE VIRTUAL TABLE document_sections_fts USING fts5(text, content = 'document_sections',"
+    " content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2')";
+inline constexpr const char* kV5CreateSectionsInsertTrigger =
+    "CREATE TRIGGER document_sections_ai AFTER INSERT ON document_sections BEGIN"
+    " INSERT INTO document_sections_fts (rowid, text) VALUES (new.id, new.text); END";
+inline constexpr const char* kV5CreateSectionsDeleteTrigger =
+    "CREATE TRIGGER document_sections_ad AFTER DELETE ON document_sections BEGIN"
+    " INSERT INTO document_sections_fts (document_sections_fts, rowid, text) VALUES ('delete', old.id, old.text); END";
+inline constexpr const char* kV5SetVersion = "PRAGMA user_version = 5";
+
+inline constexpr const char* kMigrationToV5[] = {
+    kV5CreateDocumentIndex,         kV5CreateDocumentIndexByUse,    kV5CreateDocumentSections, kV5CreateSectionsFts,
+    kV5CreateSectionsInsertTrigger, kV5CreateSectionsDeleteTrigger, kV5SetVersion,
+};
+
 // The statements that take a database from version - 1 to version (1..kSchemaVersion).
 std::span<const char* const> migration_to(int version);
 
@@ -160,11 +206,16 @@ inline constexpr const char* kSelectConversation =
     "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations WHERE id = ?";
 inline constexpr const char* kSelectConversations =
     "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations ORDER BY updated_ms DESC, id DESC";
-// Conversations whose title or any message contains the text (LIKE, with \ escaping % and _).
+// Conversations whose title or any message contains the text (LIKE, with \ escaping % and _), or
+// one of whose documents' text matches it (an FTS5 query: the words as a phrase, the last one as a
+// prefix).
 inline constexpr const char* kSearchConversations =
     "SELECT id, title, model, created_ms, updated_ms, settings FROM conversations c"
     " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
-    " AND m.text LIKE ? ESCAPE '\\') ORDER BY updated_ms DESC, id DESC";
+    " AND m.text LIKE ? ESCAPE '\\') OR EXISTS (SELECT 1 FROM conversation_documents cd"
+    " JOIN document_sections s ON s.document_id = cd.document_id WHERE cd.conversation_id = c.id"
+    " AND s.id IN (SELECT rowid FROM document_sections_fts WHERE document_sections_fts MATCH ?))"
+    " ORDER BY updated_ms DESC, id DESC";
 inline constexpr const char* kSetConversationSettings = "UPDATE conversations SET settings = ? WHERE id = ?";
 inline constexpr const char* kRenameConversation = "UPDATE conversations SET title = ?, updated_ms = ? WHERE id = ?";
 inline constexpr const char* kTouchConversation = "UPDATE conversations SET updated_ms = ? WHERE id = ?";
@@ -213,6 +264,36 @@ inline constexpr const char* kCountTokenCounts = "SELECT count(*) FROM token_cou
 // Keeps the newest ? rows.
 inline constexpr const char* kPruneTokenCounts =
     "DELETE FROM token_counts WHERE key IN (SELECT key FROM token_counts ORDER BY used_ms DESC, key LIMIT -1 OFFSET ?)";
+
+// Documents' text (version 5)
+// A document read before any conversation holds it: its row without counts (an upsert that keeps
+// the counts a conversation recorded).
+inline constexpr const char* kUpsertReadDocument =
+    "INSERT INTO documents (path, title, content_hash, kind, page_count, added_ms) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (content_hash) DO UPDATE SET path = excluded.path, title = excluded.title,"
+    " page_count = excluded.page_count RETURNING id";
+inline constexpr const char* kDeleteDocumentIndex = "DELETE FROM document_index WHERE document_id = ?";
+inline constexpr const char* kInsertDocumentIndex =
+    "INSERT INTO document_index (document_id, read_version, detail, text_bytes, indexed_ms, used_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?)";
+inline constexpr const char* kInsertDocumentSection =
+    "INSERT INTO document_sections (document_id, ord, page_index, page_label, file, first_line, last_line, text)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+inline constexpr const char* kSelectDocumentIndex =
+    "SELECT d.id, d.kind, d.page_count, i.detail FROM documents d JOIN document_index i ON i.document_id = d.id"
+    " WHERE d.content_hash = ? AND i.read_version = ?";
+inline constexpr const char* kSelectDocumentSections =
+    "SELECT page_index, page_label, file, first_line, last_line, text FROM document_sections"
+    " WHERE document_id = ? ORDER BY ord";
+inline constexpr const char* kTouchDocumentIndex = "UPDATE document_index SET used_ms = ? WHERE document_id = ?";
+inline constexpr const char* kSumDocumentText = "SELECT coalesce(sum(text_bytes), 0) FROM document_index";
+inline constexpr const char* kCountDocumentIndex = "SELECT count(*) FROM document_index";
+// Least recently used first (the one just saved last).
+inline constexpr const char* kSelectDocumentIndexByUse =
+    "SELECT document_id, text_bytes FROM document_index ORDER BY document_id = ?, used_ms, document_id";
+// Sections whose text matches an FTS5 query.
+inline constexpr const char* kCountSectionMatches =
+    "SELECT count(*) FROM document_sections_fts WHERE document_sections_fts MATCH ?";
 
 // Runs
 inline constexpr const char* kInsertRun =
