@@ -127,6 +127,40 @@ class TstChat : public QObject {
     QCOMPARE(r.out.contains("cite the source"), format != "plain");  // base models get no instruction
   }
 
+  // Larger than the context: folio-cli --fit relevant packs a PDF into the same prompt as the app
+  // (the same loader, the same Conversation::fitted_prompt, the same budget), byte for byte.
+  void cli_packed_prompt_is_the_apps() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    QStringList pages;
+    for (int p = 1; p <= 30; ++p)
+      pages << (p == 17 ? QString("The garden gate squeaks because its hinge lost a screw in the storm.")
+                        : QString("Page %1: the dog ran to the park, and Lily played with her ball in the sun.").arg(p));
+    const QString pdf = tmp_.filePath("packed.pdf");
+    QVERIFY(write_bytes(pdf, folio::test::make_pdf(pages)));
+    const QString question = "Why does the garden gate squeak?";
+
+    const folio::docs::Document doc = folio::docs::load_document(pdf);
+    auto engine = load(stories_path());
+    folio::chat::Conversation app(*engine);
+    app.set_documents({folio::docs::chat_document(doc)});
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 32;
+    o.fit = folio::chat::FitMode::Relevant;
+    folio::chat::FitCheck fit;
+    std::string packing;
+    const folio::chat::Prompt expected = app.fitted_prompt(question.toStdString(), o, fit, packing);
+    QVERIFY(fit.fits);
+    QVERIFY2(!packing.empty(), "the document must not fit whole");
+    QVERIFY(expected.text.find("The garden gate squeaks") != std::string::npos);
+    QVERIFY(expected.text.find("omitted]") != std::string::npos);
+
+    const CliRun r = run_cli({"--model", QString::fromStdString(stories_path()), "--file", pdf, "--ask", question,
+                              "--ctx", "512", "--max-tokens", "32", "--fit", "relevant", "--print-prompt"});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(r.out, QByteArray::fromStdString(expected.text));
+  }
+
   void system_prompt_opens_the_system_turn_before_the_documents() {
     if (!std::filesystem::exists(smollm2_path())) QSKIP("SmolLM2 is not there; run python3 tools/fetch_model.py");
     FOLIO_REQUIRE_FILE(demo_path());
