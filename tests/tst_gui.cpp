@@ -303,6 +303,8 @@ class TstGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(loaded(), 30000);
     QVERIFY(!w->statusBar()->currentMessage().contains("earlier reading"));
     const DocumentEntry first = w->documents()->entries().front();
+    // Its text goes to the store once the window has it, off the path to the user.
+    QTRY_VERIFY_WITH_TIMEOUT(w->database()->document_text(first.doc.content_hash, folio::docs::kPdfReadVersion), 30000);
     w->remove_document(first.key);
     // Added again (the same in another conversation, or after a restart): its text comes from the store.
     w->add_paths({path});

@@ -557,8 +557,17 @@ void MainWindow::read_document(uint64_t key, const QString& path, const QString&
           // the window said at start that the store cannot be used; the PDF is parsed
         }
       }
+      if (kept) kept->set_defer_writes(true);
       r.doc = folio::docs::load_document(path, o);
       r.from_store = kept && kept->hits() > 0;
+      // A PDF parsed for the first time is kept in the store after the window has it (saving the
+      // R manual's text and its full-text index takes about a second).
+      if (kept) {
+        if (auto deferred = kept->take_deferred(); !deferred.empty())
+          (void)QtConcurrent::run([database, deferred = std::move(deferred)] {
+            (void)folio::store::StoredDocuments::save_deferred(database, deferred);
+          });
+      }
     } catch (const folio::docs::DocumentError& e) {
       r.error = QString::fromStdString(e.what());
       r.encrypted = e.problem() == folio::docs::DocumentProblem::Encrypted &&

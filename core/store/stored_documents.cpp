@@ -15,10 +15,25 @@ std::optional<folio::docs::Document> StoredDocuments::find(const QString& conten
 }
 
 void StoredDocuments::put(const folio::docs::Document& doc, int read_version) {
+  if (defer_) {
+    deferred_.push_back({doc, read_version});
+    return;
+  }
   try {
     db_.save_document_text(doc, read_version, max_text_bytes_);
   } catch (const Error& e) {
     problem_ = QString::fromStdString(e.what());
+  }
+}
+
+QString StoredDocuments::save_deferred(const QString& database_path, const std::vector<Deferred>& deferred,
+                                      int64_t max_text_bytes) {
+  try {
+    Database db(database_path);
+    for (const Deferred& d : deferred) db.save_document_text(d.doc, d.read_version, max_text_bytes);
+    return {};
+  } catch (const std::exception& e) {
+    return QString::fromStdString(e.what());
   }
 }
 
