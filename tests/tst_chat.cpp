@@ -962,6 +962,7 @@ class TstChat : public QObject {
     QCOMPARE(m->common_tokens, int64_t{80});
     QCOMPARE(m->entry.kv, entry(80, 0).kv);
     QVERIFY2(why.find("checksum does not match") != std::string::npos, why.c_str());
+    QVERIFY2(why.find("another saved prefix was loaded") != std::string::npos, why.c_str());
     QVERIFY(!std::filesystem::exists(path));
   }
 

@@ -88,11 +88,18 @@ std::string KvStore::path_of(const std::string& key) const {
 }
 
 std::optional<KvEntry> KvStore::load(const std::string& key, std::string* problem) const {
+  std::string why;
+  std::optional<KvEntry> e = read_checked(key, &why);
+  if (!why.empty() && problem != nullptr) *problem = why + ", the documents are read again";
+  return e;
+}
+
+std::optional<KvEntry> KvStore::read_checked(const std::string& key, std::string* problem) const {
   const std::string path = path_of(key);
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   auto fail = [&](const std::string& why) -> std::optional<KvEntry> {
-    if (problem != nullptr) *problem = path + ": " + why + "; it was deleted, the documents are read again";
+    if (problem != nullptr) *problem = path + ": " + why + "; it was deleted";
     in.close();
     std::error_code ec;
     fs::remove(path, ec);
@@ -165,10 +172,14 @@ std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& mod
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     return a.common != b.common ? a.common > b.common : a.n_tokens < b.n_tokens;
   });
+  std::string refused;
+  auto note = [&](const char* next) {
+    if (problem != nullptr && !refused.empty()) *problem = refused + next;
+  };
   for (const Candidate& c : candidates) {
     std::string why;
-    std::optional<KvEntry> e = load(c.key, &why);
-    if (!why.empty() && problem != nullptr) *problem += (problem->empty() ? "" : "; ") + why;
+    std::optional<KvEntry> e = read_checked(c.key, &why);
+    if (!why.empty()) refused += (refused.empty() ? "" : "; ") + why;
     if (!e) continue;
     // Checked again on what was read whole (the file may have been replaced since).
     const size_t n = std::min(e->tokens.size(), tokens.size());
@@ -176,8 +187,10 @@ std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& mod
         std::mismatch(e->tokens.begin(), e->tokens.begin() + static_cast<std::ptrdiff_t>(n), tokens.begin()).first -
         e->tokens.begin());
     if (common < std::max<int64_t>(min_tokens, 1)) continue;
+    note(", another saved prefix was loaded");
     return KvPrefixMatch{c.key, std::move(*e), common};
   }
+  note(", the documents are read again");
   return std::nullopt;
 }
 

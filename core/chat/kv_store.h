@@ -64,6 +64,8 @@ class KvStore {
 
  private:
   std::string path_of(const std::string& key) const;
+  // load() without the last words of `problem` (what the caller does next).
+  std::optional<KvEntry> read_checked(const std::string& key, std::string* problem) const;
   std::string folder_;
   uint64_t max_bytes_;
 };
