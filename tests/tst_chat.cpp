@@ -743,7 +743,7 @@ class TstChat : public QObject {
 
   // KV kept on disk: a new conversation (as after a restart) over the same documents loads the
   // documents' prefix instead of prefilling it, and answers exactly as a fresh prefill does; another
-  // question over them loads it too; other documents do not.
+  // question over them loads it too; a document changed at its end loads the start it shares.
   void the_documents_kv_saved_on_disk_is_loaded_again() {
     FOLIO_REQUIRE_FILE(stories_path());
     auto engine = load(stories_path());
