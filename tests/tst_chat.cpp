@@ -777,7 +777,7 @@ class TstChat : public QObject {
 
   // KV kept on disk: a new conversation (as after a restart) over the same documents loads the
   // documents' prefix instead of prefilling it, and answers exactly as a fresh prefill does; another
-  // question over them loads it too; other documents do not.
+  // question over them loads it too; a document changed at its end loads the start it shares.
   void the_documents_kv_saved_on_disk_is_loaded_again() {
     FOLIO_REQUIRE_FILE(stories_path());
     auto engine = load(stories_path());
@@ -819,12 +819,15 @@ class TstChat : public QObject {
     const folio::chat::Answer other = ask(&store, {doc}, "Where did Lily play?");
     QCOMPARE(other.kv_loaded_tokens, again.kv_loaded_tokens);
     QCOMPARE(other.result.text, ask(nullptr, {doc}, "Where did Lily play?").result.text);
-    // Other documents: nothing to load, their own prefix is saved.
+    // A document changed at its end: the saved prefix's start up to the change is loaded, the rest
+    // prefilled, and its own prefix saved.
     folio::chat::Document changed = doc;
     changed.sections[0].text += "\nThe duck was called Dot.";
     const folio::chat::Answer third = ask(&store, {changed}, "What did the duck do?");
-    QCOMPARE(third.kv_loaded_tokens, int64_t{0});
+    QVERIFY(third.kv_loaded_tokens > 20 && third.kv_loaded_tokens < again.kv_loaded_tokens);
+    QCOMPARE(third.result.metrics.reused_tokens, third.kv_loaded_tokens);
     QVERIFY(third.kv_saved_bytes > 0);
+    QCOMPARE(third.result.text, ask(nullptr, {changed}, "What did the duck do?").result.text);
 
     // A document added in a running conversation: the session reuses the first document's KV, and
     // the longer prefix is saved once, so after a restart both documents start from disk.
@@ -863,6 +866,175 @@ class TstChat : public QObject {
     QCOMPARE(damaged.result.text, fresh.result.text);
     QVERIFY(damaged.kv_saved_bytes > 0);  // saved again, whole
     QVERIFY(ask(&store, {doc}, "What did the duck do?").kv_loaded_tokens > 0);
+  }
+
+  // A conversation over document A, then (after a restart: a new conversation and session with no
+  // cache) over A and B: the saved prefix of A is found by its tokens, the part the new prompt shares
+  // is loaded from disk and only the rest prefilled, the answer is the one a fresh prefill gives, and
+  // the prefix of A and B is saved for the next time.
+  void a_document_added_after_a_restart_starts_from_the_saved_kv_of_the_first() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    QTemporaryDir dir;
+    folio::chat::KvStore store(dir.filePath("kv").toStdString(), uint64_t{1} << 30);
+    const QString a_path = dir.filePath("a.txt");
+    const QString b_path = dir.filePath("b.txt");
+    QVERIFY(write_bytes(a_path,
+                        "Tom had a little dog called Max. Max liked to run in the garden.\n"
+                        "One day Max found a big bone under the tree and gave it to Tom.\n"));
+    QVERIFY(write_bytes(b_path, "The tree was old and tall. A bird lived at the top of it.\n"));
+    const folio::chat::Document a = folio::chat::read_text_document(a_path.toStdString());
+    const folio::chat::Document b = folio::chat::read_text_document(b_path.toStdString());
+    folio::chat::AskOptions o;
+    o.context_tokens = 512;
+    o.generate.max_tokens = 24;
+    o.generate.sampler.temperature = 0.0f;
+    const std::string q = "What did Max find?";
+    auto ask = [&](folio::chat::KvStore* kv, const std::vector<folio::chat::Document>& docs) {
+      folio::chat::Conversation c(*engine);
+      c.set_documents(docs);
+      if (kv != nullptr) c.set_kv_store(kv, "stories260K");
+      return c.ask(q, o);
+    };
+    auto prompt = [&](const std::vector<folio::chat::Document>& docs) {
+      folio::chat::Conversation c(*engine);
+      c.set_documents(docs);
+      return c.prompt(q);
+    };
+    const folio::chat::Answer first = ask(&store, {a});
+    QCOMPARE(first.kv_loaded_tokens, int64_t{0});
+    QVERIFY(first.kv_saved_bytes > 0);
+
+    const folio::chat::Prompt pa = prompt({a}), pab = prompt({a, b});
+    size_t shared = 0;
+    while (shared < pa.tokens.size() && shared < pab.tokens.size() && pa.tokens[shared] == pab.tokens[shared]) ++shared;
+    const std::string covered = engine->tokenizer().decode(std::span<const int32_t>(pab.tokens.data(), shared));
+    QVERIFY2(covered.find("[end of document: a.txt]") != std::string::npos, covered.c_str());
+
+    const folio::chat::Answer fresh = ask(nullptr, {a, b});
+    const folio::chat::Answer restarted = ask(&store, {a, b});
+    QVERIFY2(restarted.kv_note.empty(), restarted.kv_note.c_str());
+    QCOMPARE(restarted.kv_loaded_tokens, static_cast<int64_t>(shared));  // all that A's prompt shares
+    QCOMPARE(restarted.result.metrics.reused_tokens, restarted.kv_loaded_tokens);
+    QCOMPARE(restarted.result.metrics.prefill_tokens,
+             restarted.result.metrics.prompt_tokens - restarted.kv_loaded_tokens);
+    QCOMPARE(restarted.result.text, fresh.result.text);
+    QVERIFY(restarted.kv_saved_bytes > 0);  // the prefix of A and B, for the next time
+    qInfo("A and B after a restart: %lld of %lld prompt tokens loaded from A's saved prefix, %lld prefilled",
+          static_cast<long long>(restarted.kv_loaded_tokens),
+          static_cast<long long>(restarted.result.metrics.prompt_tokens),
+          static_cast<long long>(restarted.result.metrics.prefill_tokens));
+
+    // Again: the prefix of A and B itself, nothing saved; A alone still finds its own.
+    const folio::chat::Answer again = ask(&store, {a, b});
+    QVERIFY(again.kv_loaded_tokens > restarted.kv_loaded_tokens);
+    QCOMPARE(again.kv_saved_bytes, uint64_t{0});
+    QCOMPARE(again.result.text, fresh.result.text);
+    const folio::chat::Answer a_again = ask(&store, {a});
+    QCOMPARE(a_again.kv_saved_bytes, uint64_t{0});
+    QCOMPARE(a_again.result.text, first.result.text);
+  }
+
+  // The store's choice by tokens: the entry sharing the longest start with the prompt, never one of
+  // another model or KV layout, nothing under the minimum or for a file far longer than what it
+  // shares; a damaged best is refused (and deleted) and the next best loaded.
+  void kv_store_loads_the_longest_shared_prefix() {
+    QTemporaryDir dir;
+    folio::chat::KvStore store(dir.filePath("kv").toStdString(), uint64_t{1} << 30);
+    std::vector<int32_t> prompt(200);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(i * 7 % 500);
+    // An entry whose first `shared` tokens are the prompt's, then `extra` others.
+    auto entry = [&](size_t shared, size_t extra) {
+      folio::chat::KvEntry e;
+      e.tokens.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(shared));
+      for (size_t i = 0; i < extra; ++i) e.tokens.push_back(9000 + static_cast<int32_t>(i));
+      e.kv.resize(e.tokens.size() * 8);
+      for (size_t i = 0; i < e.kv.size(); ++i) e.kv[i] = static_cast<float>(shared) + static_cast<float>(i);
+      return e;
+    };
+    auto save = [&](const std::string& model, const std::string& layout, const folio::chat::KvEntry& e) {
+      const std::string k = folio::chat::KvStore::key(model, layout, e.tokens);
+      store.save(k, e);
+      return k;
+    };
+    const std::span<const int32_t> p(prompt);
+    QVERIFY(!store.load_longest_prefix("m", "fp32", p, 32).has_value());  // nothing saved
+
+    save("m", "fp32", entry(60, 10));
+    const std::string k100 = save("m", "fp32", entry(100, 30));
+    save("m", "fp32", entry(80, 0));
+    save("other model", "fp32", entry(190, 5));  // longer, but another model's
+    save("m", "bf16", entry(180, 5));            // or another layout
+    save("m", "fp32", entry(150, 800));          // longer, but the file is over four times what it shares
+
+    std::string why;
+    std::optional<folio::chat::KvPrefixMatch> m = store.load_longest_prefix("m", "fp32", p, 32, &why);
+    QVERIFY(m.has_value());
+    QVERIFY2(why.empty(), why.c_str());
+    QCOMPARE(m->common_tokens, int64_t{100});
+    QCOMPARE(m->key, k100);
+    QCOMPARE(m->entry.tokens, entry(100, 30).tokens);
+    QCOMPARE(m->entry.kv, entry(100, 30).kv);
+    // The other model and layout find their own.
+    QCOMPARE(store.load_longest_prefix("other model", "fp32", p, 32)->common_tokens, int64_t{190});
+    QCOMPARE(store.load_longest_prefix("m", "bf16", p, 32)->common_tokens, int64_t{180});
+    // Under the minimum: none.
+    QVERIFY(!store.load_longest_prefix("m", "fp32", p, 101).has_value());
+    // A prompt that the saved ones share all of (an entry longer than the prompt counts too).
+    QCOMPARE(store.load_longest_prefix("m", "fp32", p.first(70), 32)->common_tokens, int64_t{70});
+
+    // The best one damaged: refused with the reason and deleted, the next best (80) loaded.
+    const std::string path = dir.filePath("kv").toStdString() + "/" + k100 + ".kv";
+    {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) - 20));
+      f.put('\x5a');
+    }
+    why.clear();
+    m = store.load_longest_prefix("m", "fp32", p, 32, &why);
+    QVERIFY(m.has_value());
+    QCOMPARE(m->common_tokens, int64_t{80});
+    QCOMPARE(m->entry.kv, entry(80, 0).kv);
+    QVERIFY2(why.find("checksum does not match") != std::string::npos, why.c_str());
+    QVERIFY2(why.find("another saved prefix was loaded") != std::string::npos, why.c_str());
+    QVERIFY(!std::filesystem::exists(path));
+  }
+
+  // A session restores the first n tokens of a saved prefix exactly: the same KV as a prefill of
+  // those tokens, and the same answer.
+  void a_session_restores_the_start_of_a_saved_prefix() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    folio::SessionOptions so;
+    so.context_tokens = 256;
+    std::vector<int32_t> long_prompt =
+        engine->tokenizer().encode("Once upon a time there was a little girl named Lily.", true);
+    const std::vector<int32_t> more =
+        engine->tokenizer().encode(" She liked to play with her red ball in the park.", false);
+    long_prompt.insert(long_prompt.end(), more.begin(), more.end());
+    const auto n = static_cast<int64_t>(long_prompt.size()) / 2;
+    folio::RequestOptions ro;
+    ro.keep_prefix = true;
+    ro.generate.max_tokens = 12;
+    ro.generate.sampler.temperature = 0.0f;
+    auto saving = engine->create_session(so);
+    saving->run(long_prompt, ro);
+    std::vector<float> saved, part, expected;
+    QVERIFY(saving->save_prefix(static_cast<int64_t>(long_prompt.size()), saved));
+    QVERIFY(saving->save_prefix(n, expected));
+
+    auto restored = engine->create_session(so);
+    QVERIFY(!restored->restore_prefix(long_prompt, saved, static_cast<int64_t>(long_prompt.size()) + 1));
+    QVERIFY(!restored->restore_prefix(long_prompt, std::span<const float>(saved).first(saved.size() - 1), n));
+    QVERIFY(restored->restore_prefix(long_prompt, saved, n));
+    QCOMPARE(restored->n_past(), n);
+    QVERIFY(restored->save_prefix(n, part));
+    QVERIFY(part == expected);
+
+    const std::vector<int32_t> question(long_prompt.begin(), long_prompt.begin() + n + 3);
+    const folio::RequestResult r = restored->run(question, ro);
+    QCOMPARE(r.metrics.reused_tokens, n);
+    QCOMPARE(r.text, engine->create_session(so)->run(question, ro).text);
   }
 
   // The store alone: a file cut short is refused; the least recently used files go when the folder

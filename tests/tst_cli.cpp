@@ -445,6 +445,21 @@ class TestCli : public QObject {
     QVERIFY2(second.err.contains("the documents' KV (") && second.err.contains("was loaded from"),
              qPrintable(second.describe()));
     QCOMPARE(second.out, first.out);
+    // A document added after it, in a new process: the first document's saved KV is loaded, the
+    // rest prefilled, the answer the one without the cache; the prefix of both is saved.
+    const QString added = tmp_.filePath("kv-doc2.txt");
+    QVERIFY(write_bytes(added, "Tom's kite is blue with a long yellow tail.\n"));
+    QStringList both = args;
+    both.insert(4, "--file");
+    both.insert(5, added);
+    Run third = run_cli(both);
+    VERIFY_RAN(third);
+    QVERIFY2(third.code == 0, qPrintable(third.describe()));
+    QVERIFY2(third.err.contains("was loaded from") && third.err.contains("the documents' KV was saved to"),
+             qPrintable(third.describe()));
+    Run fresh = run_cli(both.mid(0, both.size() - 2));  // without --kv-cache
+    VERIFY_RAN(fresh);
+    QCOMPARE(third.out, fresh.out);
     Run u = run_cli({"--model", stories_bin(), "--ask", "Why?", "--kv-cache", folder});
     VERIFY_RAN(u);
     QCOMPARE(u.code, 2);

@@ -140,6 +140,10 @@ int64_t count_limit(int64_t context_tokens) {
   return std::max<int64_t>(4 * context_tokens, context_tokens + (int64_t{1} << 16));
 }
 
+// A saved prefix shorter than this in common with the prompt is not loaded: the chat template and
+// the documents' instruction alone are about this long, and prefilling them costs next to nothing.
+constexpr int64_t kMinDiskPrefixTokens = 32;
+
 }  // namespace
 
 Prompt Conversation::fitted_prompt(const std::string& question, const AskOptions& options, FitCheck& fit,
@@ -360,14 +364,19 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
         const auto t0 = std::chrono::steady_clock::now();
         if (!new_session) {
           if (kv_store_->contains(key)) key.clear();  // saved already
-        } else if (std::optional<KvEntry> e = kv_store_->load(key, &a.kv_note)) {
-          const bool same = e->tokens.size() == static_cast<size_t>(prefix) &&
-                            std::equal(e->tokens.begin(), e->tokens.end(), p.tokens.begin());
-          if (same && session_->restore_prefix(e->tokens, e->kv)) {
-            a.kv_loaded_tokens = prefix;
+        } else if (std::optional<KvPrefixMatch> m = kv_store_->load_longest_prefix(
+                       model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)),
+                       kMinDiskPrefixTokens, &a.kv_note)) {
+          // The saved prefix of these documents, or of the first of them (others added after them
+          // since): its shared start is restored, the rest prefilled, and the whole prefix saved.
+          const int64_t n = std::min<int64_t>(m->common_tokens, prefix);
+          if (session_->restore_prefix(m->entry.tokens, m->entry.kv, n)) {
+            a.kv_loaded_tokens = n;
             a.kv_load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-          } else
+            if (n == prefix) key.clear();  // this very prefix: saved already
+          } else {
             a.kv_note = "the saved KV of these documents does not fit this model or session; they are read again";
+          }
         }
       }
     }
@@ -381,7 +390,7 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     a.result = session_->run(p.tokens, ro);
     // Computed afresh: kept for the next time (a cancelled prefill may not have reached its end).
     const bool finished = a.result.metrics.stop != StopReason::Cancelled && session_->n_past() >= prefix;
-    if (!key.empty() && a.kv_loaded_tokens == 0 && finished) {
+    if (!key.empty() && finished) {
       KvEntry e;
       e.tokens.assign(p.tokens.begin(), p.tokens.begin() + prefix);
       if (session_->save_prefix(prefix, e.kv)) {

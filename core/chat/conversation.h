@@ -120,7 +120,7 @@ struct Answer {
   std::string record_error;  // the recorder failed (the answer stands)
   size_t history_turns = 0;  // turns in the history afterwards
   // KV kept on disk (set_kv_store): tokens of the documents' prefix loaded from it for this answer
-  // (0 = none), bytes saved after it (0 = none), and why a file was not used or not saved ("" = fine).
+  // (0 = none; also the metrics' reused_tokens, as the session had nothing else), bytes saved after it (0 = none), and why a file was not used or not saved ("" = fine).
   int64_t kv_loaded_tokens = 0;
   double kv_load_ms = 0.0;  // reading and checking the file and filling the cache (not in the metrics' TTFT)
   uint64_t kv_saved_bytes = 0;
@@ -151,8 +151,9 @@ class Conversation {
   void set_history(std::vector<Turn> turns) { history_ = std::move(turns); }
   void set_recorder(Recorder* recorder) { recorder_ = recorder; }
   // Keeps the KV of the documents' prefix (the system turn) on disk: a new session (after a restart,
-  // a reset or a changed context) starts from the saved KV when its prompt begins with the same
-  // tokens, and a prefix computed afresh is saved. model_id names the model (e.g. its path, size and
+  // a reset or a changed context) starts from the saved KV that shares the longest start with its
+  // prompt (the same documents, or the first of them when others were added after them; see
+  // KvStore::load_longest_prefix), and a prefix computed afresh, or only in part, is saved. model_id names the model (e.g. its path, size and
   // time). Null: off. Backends that cannot read their cache out (Backend::read_kv) prefill as before.
   void set_kv_store(KvStore* store, std::string model_id) {
     kv_store_ = store;

@@ -53,21 +53,34 @@ KvStore::KvStore(std::string folder, uint64_t max_bytes) : folder_(std::move(fol
                 "cannot make the KV cache folder " + folder_ + " (" + ec.message() + "); choose another folder");
 }
 
+namespace {
+
+// The model and KV layout: what a file's KV is valid for.
+Fnv domain_hash(const std::string& model_id, const std::string& kv_layout) {
+  Fnv f;
+  f.add(model_id.data(), model_id.size());
+  f.add("\n", 1);
+  f.add(kv_layout.data(), kv_layout.size());
+  f.add("\n", 1);
+  return f;
+}
+
+std::string hex16(uint64_t h) {
+  char s[17];
+  std::snprintf(s, sizeof s, "%016llx", static_cast<unsigned long long>(h));
+  return s;
+}
+
+}  // namespace
+
 std::string KvStore::key(const std::string& model_id, const std::string& kv_layout, std::span<const int32_t> tokens) {
-  Fnv a, b;
-  for (Fnv* f : {&a, &b}) {
-    f->add(model_id.data(), model_id.size());
-    f->add("\n", 1);
-    f->add(kv_layout.data(), kv_layout.size());
-    f->add("\n", 1);
-  }
-  b.add("folio", 5);  // a second, differently seeded hash: 128 bits name the file
-  a.add(tokens.data(), tokens.size_bytes());
-  b.add(tokens.data(), tokens.size_bytes());
-  char name[40];
-  std::snprintf(name, sizeof name, "%016llx%016llx", static_cast<unsigned long long>(a.h),
-                static_cast<unsigned long long>(b.h));
-  return name;
+  // 64 bits for the model and layout (the files load_longest_prefix reads), 64 for those and the
+  // tokens (a file's own tokens are compared with the prompt's before it is used).
+  const Fnv domain = domain_hash(model_id, kv_layout);
+  Fnv all = domain;
+  all.add("folio", 5);
+  all.add(tokens.data(), tokens.size_bytes());
+  return hex16(domain.h) + hex16(all.h);
 }
 
 std::string KvStore::path_of(const std::string& key) const {
@@ -75,11 +88,18 @@ std::string KvStore::path_of(const std::string& key) const {
 }
 
 std::optional<KvEntry> KvStore::load(const std::string& key, std::string* problem) const {
+  std::string why;
+  std::optional<KvEntry> e = read_checked(key, &why);
+  if (!why.empty() && problem != nullptr) *problem = why + ", the documents are read again";
+  return e;
+}
+
+std::optional<KvEntry> KvStore::read_checked(const std::string& key, std::string* problem) const {
   const std::string path = path_of(key);
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   auto fail = [&](const std::string& why) -> std::optional<KvEntry> {
-    if (problem != nullptr) *problem = path + ": " + why + "; it was deleted, the documents are read again";
+    if (problem != nullptr) *problem = path + ": " + why + "; it was deleted";
     in.close();
     std::error_code ec;
     fs::remove(path, ec);
@@ -113,6 +133,65 @@ std::optional<KvEntry> KvStore::load(const std::string& key, std::string* proble
   if (f.h != stored) return fail("its checksum does not match (the file is damaged)");
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now: the last to be evicted
   return e;
+}
+
+std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& model_id, const std::string& kv_layout,
+                                                          std::span<const int32_t> tokens, int64_t min_tokens,
+                                                          std::string* problem) const {
+  const std::string domain = hex16(domain_hash(model_id, kv_layout).h);
+  struct Candidate {
+    std::string key;
+    int64_t common = 0;
+    uint64_t n_tokens = 0;
+  };
+  std::vector<Candidate> candidates;
+  std::vector<int32_t> saved;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder_, ec)) {
+    const fs::path p = entry.path();
+    const std::string name = p.filename().string();
+    if (p.extension() != kSuffix || name.size() != 32 + std::strlen(kSuffix) || name.compare(0, 16, domain) != 0)
+      continue;
+    // The header and as many tokens as the prompt has; a file that does not check out is left to load().
+    std::ifstream in(p, std::ios::binary);
+    char magic[8];
+    uint64_t n_tokens = 0, n_floats = 0;
+    if (!in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0 ||
+        !in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens) ||
+        !in.read(reinterpret_cast<char*>(&n_floats), sizeof n_floats) || n_tokens == 0 ||
+        n_tokens > (uint64_t{1} << 32))
+      continue;
+    saved.resize(std::min<size_t>(n_tokens, tokens.size()));
+    if (!in.read(reinterpret_cast<char*>(saved.data()), static_cast<std::streamsize>(saved.size() * 4))) continue;
+    const auto common =
+        static_cast<int64_t>(std::mismatch(saved.begin(), saved.end(), tokens.begin()).first - saved.begin());
+    if (common >= std::max<int64_t>(min_tokens, 1) && static_cast<uint64_t>(common) * 4 >= n_tokens)
+      candidates.push_back({name.substr(0, 32), common, n_tokens});
+  }
+  // The longest shared start first; of equals, the shortest file (the least to read).
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return a.common != b.common ? a.common > b.common : a.n_tokens < b.n_tokens;
+  });
+  std::string refused;
+  auto note = [&](const char* next) {
+    if (problem != nullptr && !refused.empty()) *problem = refused + next;
+  };
+  for (const Candidate& c : candidates) {
+    std::string why;
+    std::optional<KvEntry> e = read_checked(c.key, &why);
+    if (!why.empty()) refused += (refused.empty() ? "" : "; ") + why;
+    if (!e) continue;
+    // Checked again on what was read whole (the file may have been replaced since).
+    const size_t n = std::min(e->tokens.size(), tokens.size());
+    const auto common = static_cast<int64_t>(
+        std::mismatch(e->tokens.begin(), e->tokens.begin() + static_cast<std::ptrdiff_t>(n), tokens.begin()).first -
+        e->tokens.begin());
+    if (common < std::max<int64_t>(min_tokens, 1)) continue;
+    note(", another saved prefix was loaded");
+    return KvPrefixMatch{c.key, std::move(*e), common};
+  }
+  note(", the documents are read again");
+  return std::nullopt;
 }
 
 bool KvStore::contains(const std::string& key) const {

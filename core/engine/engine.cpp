@@ -324,6 +324,23 @@ bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const fl
   return true;
 }
 
+bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv, int64_t n_tokens) {
+  const auto n_saved = static_cast<int64_t>(tokens.size());
+  if (n_tokens == n_saved) return restore_prefix(tokens, kv);
+  truncate(0);
+  if (n_tokens <= 0 || n_tokens > n_saved) return false;
+  // Backend::read_kv's order is [layer][K, V][kv head][position][head dim]: keep the first n_tokens
+  // rows of every (layer, K/V, head) block.
+  const ModelConfig& c = engine_.config();
+  const size_t blocks = static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads);
+  const size_t saved_row = static_cast<size_t>(n_saved) * static_cast<size_t>(c.head_dim);
+  const size_t kept_row = static_cast<size_t>(n_tokens) * static_cast<size_t>(c.head_dim);
+  if (kv.size() != blocks * saved_row) return false;
+  std::vector<float> kept(blocks * kept_row);
+  for (size_t b = 0; b < blocks; ++b) std::copy_n(kv.data() + b * saved_row, kept_row, kept.data() + b * kept_row);
+  return restore_prefix(tokens.first(static_cast<size_t>(n_tokens)), kept);
+}
+
 RequestResult Session::run(std::span<const int32_t> prompt, const RequestOptions& options) {
   const double t0 = now_ms();
   RequestResult result;

@@ -166,6 +166,10 @@ class Session {
   // layout); the next run() reuses them like a prefix it computed. false (cache cleared): the
   // backend cannot, or the sizes do not match.
   bool restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv);
+  // The same for only the first n_tokens of such a saved prefix (its KV rows are per position, so
+  // the result is exactly the KV of those tokens): a saved prefix that the new prompt shares only in
+  // part, e.g. the documents saved before another was added after them.
+  bool restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv, int64_t n_tokens);
 
   // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
   // A cancelled prefill returns with stop == Cancelled and no text.
