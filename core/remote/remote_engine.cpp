@@ -19,6 +19,7 @@ double now_ms() {
 struct ServerError {
   std::string message;
   std::string code;
+  int64_t context_tokens = 0;  // the server's context, where the error says it (llama.cpp's n_ctx)
 };
 
 ServerError parse_server_error(const std::string& body) {
@@ -29,6 +30,7 @@ ServerError parse_server_error(const std::string& body) {
     if (err.is_object()) {
       if (err.contains("message") && err["message"].is_string()) e.message = err["message"].get<std::string>();
       if (err.contains("code") && err["code"].is_string()) e.code = err["code"].get<std::string>();
+      if (err.contains("n_ctx") && err["n_ctx"].is_number_integer()) e.context_tokens = err["n_ctx"].get<int64_t>();
     } else if (err.is_string()) {
       e.message = err.get<std::string>();
     }
@@ -102,6 +104,7 @@ RemoteError refusal(const std::string& url, int status, const std::string& body,
     return fail(RemoteFailure::WrongProtocol, ErrorCode::BackendUnavailable,
                 "the server at " + url + " has no such endpoint" + said +
                     "; --url should end with the API's base path, e.g. /v1");
+  if (context_tokens <= 0) context_tokens = e.context_tokens;
   if ((status == 400 || status == 413 || status == 422) &&
       (e.code == "context_length_exceeded" || mentions_context(e.message)))
     return fail(RemoteFailure::ContextTooLong, ErrorCode::OutOfContext,
@@ -140,6 +143,9 @@ RemoteModel RemoteEngine::connect() {
         rm.context_tokens = m["folio"]["context_tokens"].get<int64_t>();
       else if (m.contains("max_model_len") && m["max_model_len"].is_number_integer())  // vLLM
         rm.context_tokens = m["max_model_len"].get<int64_t>();
+      else if (m.contains("meta") && m["meta"].is_object() && m["meta"].contains("n_ctx") &&
+               m["meta"]["n_ctx"].is_number_integer())  // llama.cpp's server (llama-server)
+        rm.context_tokens = m["meta"]["n_ctx"].get<int64_t>();
       models.push_back(rm);
     }
   } catch (const json::exception& e) {
