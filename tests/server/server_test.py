@@ -1021,6 +1021,7 @@ class ForeignSuite(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("the prompt is longer than the server's context of 1024 tokens", r.stderr)
         self.assertIn("exceeds the available context size", r.stderr)  # llama.cpp's own words
+        self.assertIn("or give --tokenizer", r.stderr)  # what would make it fit
         r = remote_cli(self.server.url, *question, "--tokenizer", smollm2_path())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("documents packed:", r.stderr)
