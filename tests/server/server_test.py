@@ -659,6 +659,35 @@ class CutStreamHandler(__import__("http.server").server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class EmptyStreamHandler(CutStreamHandler):
+    """Like llama-cpp-python's server: a streamed request it refuses gets 200 and an empty stream;
+    without streaming it says why (a prompt with "long" in it is too long) or answers."""
+
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if req.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.close_connection = True
+            return
+        if "long" in json.dumps(req["messages"]):
+            status, body = 400, {"error": {
+                "message": "This model's maximum context length is 64 tokens. However, you requested 90 tokens "
+                           "(80 in the messages, 10 in the completion).", "type": "invalid_request_error",
+                "param": "messages", "code": "context_length_exceeded"}}
+        else:
+            status, body = 200, {"object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "A whole answer."}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class RemoteSuite(unittest.TestCase):
     """folio-cli --backend remote against folio-server (and a server that fails on purpose)."""
 
@@ -739,6 +768,26 @@ class RemoteSuite(unittest.TestCase):
         r = remote_cli("ftp://example/v1", "--ask", "x")
         self.assertEqual(r.returncode, 1)
         self.assertIn("http://", r.stderr)
+
+    def test_empty_stream_asks_again_without_streaming(self):
+        import http.server  # noqa: PLC0415
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EmptyStreamHandler)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        try:
+            url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+            long_q = remote_cli(url, "--ask", "a long question", timeout=30)
+            short_q = remote_cli(url, "--ask", "a question", timeout=30)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(long_q.returncode, 1)
+        self.assertIn("the prompt is longer than the server's context of 64 tokens", long_q.stderr)
+        self.assertNotIn("cut off", long_q.stdout + long_q.stderr)
+        self.assertEqual(short_q.returncode, 0, short_q.stderr)
+        self.assertEqual(short_q.stdout, "A whole answer.\n")
+        self.assertIn("prompt 12 tokens | stop: eos", short_q.stderr)
 
     def test_stream_cut_keeps_the_partial_answer(self):
         import http.server  # noqa: PLC0415
