@@ -675,7 +675,18 @@ int run_remote(const CliOptions& o) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
   };
-  folio::remote::RemoteResult rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
+  folio::remote::RemoteResult rr;
+  try {
+    rr = o.ask ? remote.chat(messages, gen) : remote.complete(*o.prompt, gen);
+  } catch (const folio::remote::RemoteError& e) {
+    // Documents too long for the server, counted there: here they could be packed to fit.
+    if (e.failure() != folio::remote::RemoteFailure::ContextTooLong || tokenizer || docs.empty()) throw;
+    throw folio::remote::RemoteError(e.failure(), e.code(),
+                                     std::string(e.what()) +
+                                         "; or give --tokenizer (the served model's tokenizer or GGUF) to pack the "
+                                         "documents into it here",
+                                     e.detail());
+  }
   std::fputs("\n", stdout);
   // The server's count is the real one; without it, the local tokenizer's (an estimate: the
   // server's template is not known here).

@@ -1,8 +1,8 @@
 // The app on a remote engine, offscreen, against a real folio-server on loopback (stories260K):
 // Settings ▸ Remote server (URL, API key kept out of the settings file, Test connection with a
 // message for each failure a user can act on), and a document chat that runs through the server
-// with the panel saying it is remote. Skips (77 is not used by Qt Test: QSKIP) where folio-server
-// or the model is missing.
+// with the panel saying it is remote; and the server killed mid-answer (SmolLM2). Skips (77 is
+// not used by Qt Test: QSKIP) where folio-server or the model is missing.
 #include <QApplication>
 #include <QFile>
 #include <QFileInfo>
@@ -43,12 +43,23 @@ QString stories_model() {
   return QFile::exists(p) ? p : QString();
 }
 
+// SmolLM2-135M-Instruct in the model cache, as tools/fetch_model.py puts it; "" when absent.
+QString smollm2_model() {
+  QString p = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
+  if (p.isEmpty()) {
+    const QString cache = qEnvironmentVariableIsEmpty("XDG_CACHE_HOME") ? qEnvironmentVariable("HOME") + "/.cache"
+                                                                        : qEnvironmentVariable("XDG_CACHE_HOME");
+    p = cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  }
+  return QFile::exists(p) ? p : QString();
+}
+
 // folio-server on a free loopback port; its stdout's first line says which.
 class ServerProcess {
  public:
-  bool start(const QStringList& extra) {
+  bool start(const QStringList& extra, const QString& model = stories_model()) {
     proc_.setProgram(bin("folio-server"));
-    proc_.setArguments(QStringList{"--model", stories_model(), "--port", "0", "--threads", "1"} + extra);
+    proc_.setArguments(QStringList{"--model", model, "--port", "0", "--threads", "1"} + extra);
     proc_.setProcessChannelMode(QProcess::SeparateChannels);
     proc_.start();
     if (!proc_.waitForStarted(10000)) return false;
@@ -73,6 +84,11 @@ class ServerProcess {
     }
   }
   QString url() const { return url_; }  // http://127.0.0.1:PORT/v1
+  // SIGKILL: the server goes away mid-answer, with no goodbye.
+  void kill() {
+    proc_.kill();
+    proc_.waitForFinished(5000);
+  }
 
  private:
   QProcess proc_;
@@ -302,6 +318,42 @@ class TstRemoteGui : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(!w.model_error().isEmpty(), 20000);
     QVERIFY2(w.model_error().startsWith("Cannot reach a server at http://127.0.0.1"), qPrintable(w.model_error()));
     QVERIFY(!w.model_error().contains(kKey));
+  }
+
+  // The server killed while it streams an answer (SmolLM2 on folio-server, slow enough to be
+  // caught mid-answer): what came stays in the view, the answer is marked and an error says why,
+  // and the app is idle again instead of waiting on a dead connection.
+  void server_killed_mid_answer_keeps_the_partial_answer() {
+    if (smollm2_model().isEmpty()) QSKIP("SmolLM2 is not in the model cache (python3 tools/fetch_model.py)");
+    ServerProcess victim;
+    QVERIFY2(victim.start({"--ctx", "2048"}, smollm2_model()), "folio-server did not start on SmolLM2");
+    AppSettings s = remote_settings();
+    s.remote_url = victim.url();
+    s.remote_api_key.clear();
+    s.max_tokens = 1500;
+    s.save();
+    MainWindowOptions o;
+    o.database_path = tmp_.filePath("folio3.sqlite");
+    o.load_demo = false;
+    o.persist_settings = false;
+    MainWindow w(o);
+    w.show();
+    QTRY_VERIFY_WITH_TIMEOUT(w.model_ready(), 20000);
+    QVERIFY(w.model_info().remote);
+    w.ask("Write a very long story about a dragon.");
+    QTRY_VERIFY_WITH_TIMEOUT(w.chat()->last_answer().size() >= 20, 60000);
+    victim.kill();
+    const QString partial = w.chat()->last_answer();
+    QVERIFY(wait_idle(&w, 30000));
+    QVERIFY(!w.busy());
+    const QString kept = w.chat()->last_answer();
+    QVERIFY2(kept.startsWith(partial), qPrintable(kept));
+    const QString shown = w.chat()->transcript();
+    QVERIFY2(shown.contains("The answer was cut off: ") && shown.contains(victim.url()) &&
+                 shown.contains("What came before is kept above."),
+             qPrintable(shown.right(600)));
+    QVERIFY2(!shown.contains("The answer failed"), qPrintable(shown.right(600)));
+    QCOMPARE(w.history_turns(), 2);  // the partial answer is part of the conversation
   }
 
   void cleanupTestCase() {

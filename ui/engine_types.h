@@ -107,6 +107,9 @@ struct AskOutcome {
   double kv_load_ms = 0.0;       // ... in this time, before the request's TTFT
   uint64_t kv_saved_bytes = 0;   // ... saved to disk after this answer (0 = none)
   QString kv_note;               // why the disk's KV was not used or saved ("" = fine)
+  // A remote server's stream ended before the answer did (the server went away, the connection
+  // was lost): why, in the user's words. `text` keeps what came. "" = the answer is whole.
+  QString cut_reason;
 };
 
 struct CompareRequest {

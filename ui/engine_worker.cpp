@@ -499,7 +499,8 @@ void EngineWorker::ask_remote(const AskRequest& request) {
     out.text = QString::fromStdString(rr.result.text);
     if (rr.cut) {
       // What came is kept, and marked.
-      out.text += "\n\n" + tr("[The answer was cut off here: %1]").arg(QString::fromStdString(rr.cut_reason));
+      out.cut_reason = QString::fromStdString(rr.cut_reason);
+      out.text += "\n\n" + tr("[The answer was cut off here: %1]").arg(out.cut_reason);
     }
     out.metrics = m;
     out.cancelled = cancelled;

@@ -1062,8 +1062,14 @@ void MainWindow::on_answer(const AskOutcome& outcome) {
       footer += " · " + tr("the documents' KV saved on disk (%1 MiB)")
                             .arg(static_cast<double>(outcome.kv_saved_bytes) / 1048576.0, 0, 'f', 1);
     if (!outcome.kv_note.isEmpty()) statusBar()->showMessage(outcome.kv_note, 10000);
+    if (!outcome.cut_reason.isEmpty()) footer += " · " + tr("cut off");
     chat_->finish_answer(footer, {});
     show_grounding(answer_entry, sources, outcome.sources);
+  }
+  if (!outcome.cut_reason.isEmpty()) {
+    // The streamed part stays in the view; the error says why it stops there.
+    chat_->add_notice(tr("The answer was cut off: %1. What came before is kept above.").arg(outcome.cut_reason), true);
+    statusBar()->showMessage(tr("The answer was cut off: the server stopped sending"), 10000);
   }
   // What of each document the question used, when they were packed.
   for (int i = 0; i < request_doc_keys_.size(); ++i)

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace folio::remote {
@@ -19,6 +20,7 @@ double now_ms() {
 struct ServerError {
   std::string message;
   std::string code;
+  int64_t context_tokens = 0;  // the server's context, where the error says it (llama.cpp's n_ctx)
 };
 
 ServerError parse_server_error(const std::string& body) {
@@ -29,6 +31,12 @@ ServerError parse_server_error(const std::string& body) {
     if (err.is_object()) {
       if (err.contains("message") && err["message"].is_string()) e.message = err["message"].get<std::string>();
       if (err.contains("code") && err["code"].is_string()) e.code = err["code"].get<std::string>();
+      if (err.contains("n_ctx") && err["n_ctx"].is_number_integer()) e.context_tokens = err["n_ctx"].get<int64_t>();
+      // OpenAI's wording, which vLLM and llama-cpp-python's server copy: "This model's maximum
+      // context length is 1024 tokens. However, ..."
+      const std::string said = "maximum context length is ";
+      if (const size_t at = e.message.find(said); e.context_tokens == 0 && at != std::string::npos)
+        e.context_tokens = std::strtoll(e.message.c_str() + at + said.size(), nullptr, 10);
     } else if (err.is_string()) {
       e.message = err.get<std::string>();
     }
@@ -102,6 +110,7 @@ RemoteError refusal(const std::string& url, int status, const std::string& body,
     return fail(RemoteFailure::WrongProtocol, ErrorCode::BackendUnavailable,
                 "the server at " + url + " has no such endpoint" + said +
                     "; --url should end with the API's base path, e.g. /v1");
+  if (context_tokens <= 0) context_tokens = e.context_tokens;
   if ((status == 400 || status == 413 || status == 422) &&
       (e.code == "context_length_exceeded" || mentions_context(e.message)))
     return fail(RemoteFailure::ContextTooLong, ErrorCode::OutOfContext,
@@ -140,6 +149,9 @@ RemoteModel RemoteEngine::connect() {
         rm.context_tokens = m["folio"]["context_tokens"].get<int64_t>();
       else if (m.contains("max_model_len") && m["max_model_len"].is_number_integer())  // vLLM
         rm.context_tokens = m["max_model_len"].get<int64_t>();
+      else if (m.contains("meta") && m["meta"].is_object() && m["meta"].contains("n_ctx") &&
+               m["meta"]["n_ctx"].is_number_integer())  // llama.cpp's server (llama-server)
+        rm.context_tokens = m["meta"]["n_ctx"].get<int64_t>();
       models.push_back(rm);
     }
   } catch (const json::exception& e) {
@@ -216,7 +228,9 @@ RemoteResult RemoteEngine::stream(const std::string& path, const std::string& bo
   std::string finish;
   const double t0 = now_ms();
 
+  int64_t events = 0;  // data lines, [DONE] included
   auto on_event = [&](const std::string& data) {
+    ++events;
     if (data == "[DONE]") {
       done = true;
       return;
@@ -297,6 +311,11 @@ RemoteResult RemoteEngine::stream(const std::string& path, const std::string& bo
 
   if (status != 0 && status != 200) throw refusal(options_.url, status, error_body, model_.id, model_.context_tokens);
   if (!ok && status == 0) throw unreachable(options_.url, err);
+  // A stream that ended before its first event: llama-cpp-python's server answers a streamed
+  // request it refuses (a prompt longer than its context) with 200 and an empty stream. Asked
+  // again without streaming, it says why (or answers).
+  if (ok && status == 200 && events == 0 && !(options.cancel != nullptr && options.cancel->cancelled()))
+    return unstreamed(path, body, chat, options, t0);
   if (pieces > 0) {
     m.decode_ms = last_ms - first_ms;
     if (!out.usage_from_server || m.decode_tokens == 0) m.decode_tokens = pieces;
@@ -311,6 +330,55 @@ RemoteResult RemoteEngine::stream(const std::string& path, const std::string& bo
     out.cut = true;
     out.cut_reason = !ok ? "the connection to " + options_.url + " was lost (" + httplib::to_string(err) + ")"
                          : "the server at " + options_.url + " ended the stream before the answer was finished";
+  }
+  if (finish == "length")
+    m.stop = StopReason::MaxTokens;
+  else if (finish == "stop")
+    m.stop = StopReason::Eos;
+  return out;
+}
+
+RemoteResult RemoteEngine::unstreamed(const std::string& path, const std::string& body, bool chat,
+                                      const GenerateOptions& options, double t0_ms) {
+  json request = json::parse(body);
+  request["stream"] = false;
+  request.erase("stream_options");
+  httplib::Headers headers;
+  if (!options_.api_key.empty()) headers.emplace("Authorization", "Bearer " + options_.api_key);
+  httplib::Result res = http_->client.Post(path, headers, request.dump(), "application/json");
+  if (!res) throw unreachable(options_.url, res.error());
+  if (res->status != 200) throw refusal(options_.url, res->status, res->body, model_.id, model_.context_tokens);
+  RemoteResult out;
+  Metrics& m = out.result.metrics;
+  m.backend = "remote " + (model_.id.empty() ? std::string() : model_.id + " at ") + options_.url;
+  std::string finish;
+  try {
+    const json j = json::parse(res->body);
+    const json& ch = j.at("choices").at(0);
+    out.result.text = chat ? ch.at("message").value("content", std::string()) : ch.value("text", std::string());
+    if (ch.contains("finish_reason") && ch["finish_reason"].is_string())
+      finish = ch["finish_reason"].get<std::string>();
+    if (j.contains("usage") && j["usage"].is_object()) {
+      const json& u = j["usage"];
+      if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) {
+        m.prompt_tokens = u["prompt_tokens"].get<int64_t>();
+        out.usage_from_server = true;
+      }
+      if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+        m.decode_tokens = u["completion_tokens"].get<int64_t>();
+    }
+    if (j.contains("folio")) out.server_metrics_json = j["folio"].dump();
+  } catch (const json::exception& e) {
+    throw RemoteError(RemoteFailure::WrongProtocol, ErrorCode::BackendUnavailable,
+                      "the server at " + options_.url + " sent an empty stream, and without streaming an answer " +
+                          "that is not an OpenAI completion (" + e.what() + ")",
+                      e.what());
+  }
+  // The whole answer came at once: the time to it is the time to its first token.
+  m.total_ms = now_ms() - t0_ms;
+  if (!out.result.text.empty()) {
+    m.ttft_ms = m.total_ms;
+    if (options.on_token) options.on_token(-1, out.result.text);
   }
   if (finish == "length")
     m.stop = StopReason::MaxTokens;

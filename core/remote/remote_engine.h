@@ -90,6 +90,9 @@ class RemoteEngine {
 
  private:
   RemoteResult stream(const std::string& path, const std::string& body, bool chat, const GenerateOptions& options);
+  // The same request without streaming: the fallback for a stream that ended before its first event.
+  RemoteResult unstreamed(const std::string& path, const std::string& body, bool chat, const GenerateOptions& options,
+                          double t0_ms);
 
   struct Http;
   RemoteOptions options_;
