@@ -348,6 +348,7 @@ class TstRemoteGui : public QObject {
     QVERIFY(!w.busy());
     const QString kept = w.chat()->last_answer();
     QVERIFY2(kept.startsWith(partial), qPrintable(kept));
+    w.chat()->flush_render();  // notices are rendered on a timer
     const QString shown = w.chat()->transcript();
     QVERIFY2(shown.contains("The answer was cut off: ") && shown.contains(victim.url()) &&
                  shown.contains("What came before is kept above."),
