@@ -170,6 +170,9 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
            "November", "December"]
 
 
+_VALUE_WORDS_BY_SPLIT = {s: _words(_VALUE_WORDS, s) for s in SPLITS}
+
+
 def _plural(attr):
     last = attr.split(" ")[-1]
     if last.endswith(("s", "x", "ch", "sh")):
@@ -192,7 +195,7 @@ def make_value(rng, kind, split, attr=None):
         b = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 5)))
         return a + rng.choice(["-", "", "-"]) + b + ("" if rng.random() < 0.6 else rng.choice(letters))
     if kind == "word":
-        return rng.choice(_words(_VALUE_WORDS, split))
+        return rng.choice(_VALUE_WORDS_BY_SPLIT[split])
     if kind == "date":
         y, m, d = rng.randint(1990, 2059), rng.randint(1, 12), rng.randint(1, 28)
         if split == "eval" and rng.random() < 0.5:
@@ -340,7 +343,7 @@ _PARTS = {"train": ["fan filter", "reset button", "main valve", "power switch", 
 class Grammar:
     """The vocabulary, frames and questions of one split; draws keys, values and facts."""
 
-    def __init__(self, split):
+    def __init__(self, split, record=False):
         if split not in SPLITS:
             raise ValueError("split must be one of %s, not %r" % (SPLITS, split))
         self.split = split
@@ -362,9 +365,10 @@ class Grammar:
         self.manual = _MANUAL[split]
         self.device_kinds = _DEVICE_KINDS[split]
         self.parts = _PARTS[split]
-        self.used_frames = []  # every frame rendered, in order (the tests read it)
-        self.used_keys = []  # every key drawn
-        self.used_attrs = []  # every attribute drawn
+        # With record (the tests), every frame rendered, key and attribute drawn is kept.
+        self.record = record
+        self.used_frames, self.used_keys, self.used_attrs = [], [], []
+        self.value_words = _words(_VALUE_WORDS, split)
 
     # Keys: (bare, in running text). A key is one to four words; a held-out key has no word a
     # training key can have (names and place names by their parts, paths and identifiers too).
@@ -418,20 +422,23 @@ class Grammar:
 
     def key(self, rng, kind=None, share=None):
         k = self._key(rng, kind, share)
-        self.used_keys.append(k[0])
+        if self.record:
+            self.used_keys.append(k[0])
         return k
 
     def attribute(self, rng, kind=None):
         kind = kind or rng.choice(self.value_kinds)
         attr = rng.choice(self.attributes[kind])
-        self.used_attrs.append(attr)
+        if self.record:
+            self.used_attrs.append(attr)
         return kind, attr
 
     def render(self, rng, frame, key, attr, value):
         """(needle text, whether it stands as a paragraph of its own) of a fact in a frame; block
         frames may get a heading line."""
         kind, text = frame
-        self.used_frames.append(text)
+        if self.record:
+            self.used_frames.append(text)
         bare, ref = key
         s = text.format(K=ref, k=bare, a=attr, v=value)
         s = _cap(s)

@@ -64,7 +64,7 @@ class SplitTest(unittest.TestCase):
                 self.assertNotEqual(_skeleton(t).pattern, _skeleton(e).pattern, (t, e))
 
     def test_training_samples_draw_nothing_held_out(self):
-        g = grammar.Grammar("train")
+        g = grammar.Grammar("train", record=True)
         ev = grammar.Grammar("eval")
         eval_words = set(ev.adjectives) | set(ev.nouns) | set(ev.given) | set(ev.family) | set(ev.dirs)
         eval_places = {h + t for h in ev.place_heads for t in ev.place_tails}
