@@ -214,8 +214,11 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
           "task_weights": TASK_WEIGHTS_V3 if args.generator == 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
     if args.generator == 3:
         licence, data = "apache-2.0", DATA_V3.format(seed=args.seed)
+        question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
     else:
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
+        question, answer = ("What is the special magic number for the blue door?",
+                            "The special magic number for the blue door is 4821337.")
     return f"""---
 license: {licence}
 language: en
@@ -245,14 +248,14 @@ prefill and for its long-document demo.
 ...the document...
 </document>
 
-What is the special magic number for the blue door?<|im_end|>
+{question}<|im_end|>
 <|im_start|>assistant
 ```
 
 This is the wrapping the evaluation's main rows use; the layout the app and `folio-cli --ask
 QUESTION --file document.txt` send (a system turn with the document in `[file: ...]` sections, the
-question in the user turn; `folio-cli --print-prompt` shows it) was trained too. The answer restates the fact ("The special magic number for the blue door is
-4821337."), then `<|im_end|>`.
+question in the user turn; `folio-cli --print-prompt` shows it) was trained too. The answer restates
+the fact ("{answer}"), then `<|im_end|>`.
 
 ## Training
 
