@@ -2,11 +2,16 @@
 """Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
-      [--lengths 4096,8192,16384,32768,65536,131072] [--n 50] [--json results.json] [--card]
+      [--generator 3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
+      [--json results.json] [--card]
 
-The eval sets are seeded apart from training ("eval-TASK-LENGTH-I", Python random; training uses
-"train-SEED-STEP") and use RULER's usual fixed counts: multikey 4 keys, multivalue 4 values, kv 8
-pairs, vt 4 hops with a 4-hop distractor chain. The main rows wrap the document in the user turn
+--generator 3 (the default): grammar.py's samples, --split eval the held-out split (its frames,
+words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
+and filler with seeds training never uses ("eval3-SPLIT-TASK-LENGTH-I-FORMAT"; training uses
+"train3-SEED-STEP"). --generator 2: tasks.py over filler.txt, the committed model's tasks
+("eval-TASK-LENGTH-I"; training used "train-SEED-STEP"). Both use RULER's usual fixed counts:
+multikey 4 keys, multivalue 4 values, kv 8 pairs (generator 2), vt 4 hops with a 4-hop
+distractor chain. The main rows wrap the document in the user turn
 (tasks.wrap "cli"); prompt and answer fit in LENGTH tokens. Rows "single (app layout)" use the
 prompt the app and `folio-cli --ask QUESTION --file document.txt` send (tasks.wrap "gui"), as do
 the samples of --folio-set.
@@ -18,8 +23,8 @@ steps), so no decoding loop is needed; the samples of --folio-set are decoded fo
 text is what eval_folio.py compares with Folio's).
 
 --folio-set N also writes N samples per task at 4096 tokens with their transformers answers
-(for eval_folio.py, which asks Folio the same questions on the CPU). --card replaces the
-"## Accuracy" section of the model's README.md with the table.
+(for eval_folio.py, which asks Folio the same questions on the CPU). --card writes the table into
+the model's README.md, one "## Accuracy: ..." section per generator and split.
 """
 
 import argparse

@@ -377,7 +377,7 @@ class Grammar:
         kind = kind or rng.choices(["phrase", "name", "place", "path", "ident"], weights=[5, 2, 1, 1, 1])[0]
         if kind == "phrase":
             n = rng.choices([1, 2, 3, 4], weights=[2, 5, 3, 1])[0]
-            words = [rng.choice(self.adjectives) for _ in range(n - 1)] + [rng.choice(self.nouns)]
+            words = rng.sample(self.adjectives, n - 1) + [rng.choice(self.nouns)]
             if n >= 3 and rng.random() < 0.4:  # a noun compound: "harbor lock gate"
                 words[-2] = rng.choice(self.nouns)
             if share:
@@ -402,14 +402,14 @@ class Grammar:
                 bare += " " + rng.choice(["Station", "Harbour", "Green", "Cross", "Park", "Hill"])
             return bare, bare
         if kind == "path":
-            parts = [rng.choice(self.dirs) for _ in range(rng.randint(1, 3))]
+            parts = rng.sample(self.dirs, rng.randint(1, 3))
             stem = rng.choice(self.nouns).replace(" ", "_")
             if rng.random() < 0.5:
                 stem = rng.choice(self.adjectives) + rng.choice(["_", "-"]) + stem
             bare = "/".join(parts) + "/" + stem + rng.choice(_PATH_EXTS)
             return bare, bare
         if kind == "ident":
-            words = [rng.choice(self.adjectives + self.nouns) for _ in range(rng.randint(2, 3))]
+            words = rng.sample(self.adjectives + self.nouns, rng.randint(2, 3))
             style = rng.choice(["snake", "camel", "upper"])
             if style == "snake":
                 bare = "_".join(w.replace(" ", "_") for w in words)

@@ -34,8 +34,8 @@ gpu_train.sh has the plan). The schedule depends only on --steps, so a run can s
 --max-seconds and go on later:
 - --ckpt FILE: the full state (fp32 weights, AdamW moments, next step, RNG states, seconds
   trained) is saved there when a leg stops (and every --ckpt-every steps), and a leg that finds
-  FILE resumes from it exactly: the same batches, the same optimizer state (about 16 bytes a
-  parameter: 180 MB for the 11M model, so it stays on the GPU machine's disk, between the calls
+  FILE resumes from it exactly: the same batches, the same optimizer state (about 12 bytes a
+  parameter: 135 MB for the 11M model, so it stays on the GPU machine's disk, between the calls
   of one session).
 - OUTDIR-resume/resume.pt (with OUTDIR's bf16 weights): the compact state a leg also writes, small
   enough to come back through $OUT and be carried to a fresh machine (64 MiB a call, the
