@@ -12,7 +12,9 @@
 #                                          or the carried one) on the held-out split (4K-128K), the
 #                                          training-style split and generator 2's tasks; $OUT as for
 #                                          a leg, meta.tgz also holding eval-*.json, and eval.log
-#   bash tools/needle/gpu_train.sh smoke   a 60-step run and a small evaluation (about 3 minutes)
+#   bash tools/needle/gpu_train.sh smoke   the code's first GPU run (about 4 minutes): 60 steps straight,
+#                                          30 + 30 resumed exactly, 30 + 30 resumed from the compact
+#                                          state, their weights compared, a small evaluation
 #
 # Here, between calls: bash tools/needle/take_leg.sh DIR (DIR: where the device tool put $OUT)
 # makes .needle/gpu/carry the state that came back; bash tools/needle/install_model.sh DIR after
@@ -38,21 +40,43 @@ send_back() {  # the model (shards) and everything small in one archive: at most
 }
 
 case "$MODE" in
-  leg|smoke)
+  leg)
     extra=()
     if [ ! -f "$CK/full.pt" ] && [ -f "$D/carry/resume.pt" ]; then
       extra=(--carry-in "$D/carry")
     fi
-    secs=${LEG_SECONDS:-480}
-    if [ "$MODE" = smoke ]; then
-      STEPS=60; secs=120; rm -rf "$CK"; mkdir -p "$CK"; extra=()  # its own folder, from scratch
-    fi
     python3 tools/needle/train.py --data "$D" --out "$M" --steps "$STEPS" --ckpt "$CK/full.pt" --ckpt-every 1000 \
-      --max-seconds "$secs" "${extra[@]}" 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
-    if [ "$MODE" = smoke ]; then
-      python3 tools/needle/eval.py --model "$M" --data "$D" --lengths 4096,16384 --n 10 --gui-lengths 4096 \
-        --folio-set 1 --json "$CK/eval-heldout.json" --card 2>&1 | grep -v "Loading weights" | tee "$OUT/eval.log"
-    fi
+      --max-seconds "${LEG_SECONDS:-480}" "${extra[@]}" 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
+    send_back
+    ;;
+  smoke)
+    # 60 steps straight (a), 30 + 30 resumed exactly (b), 30 + 30 resumed from the compact state
+    # (c); the weights of b and c against a's; then a small evaluation of a.
+    rm -rf "$CK"; mkdir -p "$CK/c/carry"
+    T="python3 tools/needle/train.py --data $D --steps 60 --workers 8 --log-every 10"
+    { $T --out "$CK/a/folio-needle" --max-seconds 300 &&
+      $T --out "$CK/b/folio-needle" --ckpt "$CK/b/full.pt" --stop-after-steps 30 &&
+      $T --out "$CK/b/folio-needle" --ckpt "$CK/b/full.pt" &&
+      $T --out "$CK/c/folio-needle" --stop-after-steps 30 &&
+      cp "$CK"/c/folio-needle/* "$CK/c/folio-needle-resume/resume.pt" "$CK/c/carry/" &&
+      $T --out "$CK/c/folio-needle" --carry-in "$CK/c/carry"; } 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
+    python3 - "$CK" <<'PY' 2>&1 | tee -a "$OUT/train.log"
+import glob, sys
+from safetensors.torch import load_file
+def weights(d):
+    out = {}
+    for f in sorted(glob.glob(d + "/*.safetensors")):
+        out.update(load_file(f))
+    return out
+a, b, c = [weights("%s/%s/folio-needle" % (sys.argv[1], x)) for x in "abc"]
+for name, o in (("exact resume (b)", b), ("compact resume (c)", c)):
+    d = max((a[k].float() - o[k].float()).abs().max().item() for k in a)
+    print("%s: max |weight - straight run's| = %.3g" % (name, d))
+PY
+    M=$CK/a/folio-needle
+    python3 tools/needle/eval.py --model "$M" --data "$D" --lengths 4096,16384 --n 10 --gui-lengths 4096 \
+      --folio-set 1 --json "$CK/a/eval-heldout.json" --card 2>&1 | grep -v "Loading weights" | tee "$OUT/eval.log"
+    CK=$CK/a
     send_back
     ;;
   eval)

@@ -388,6 +388,7 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=0, help="also save --ckpt every N steps (0: only at the end)")
     ap.add_argument("--carry-in", default=None,
                     help="a compact checkpoint (model folder with resume.pt) to resume from when --ckpt is absent")
+    ap.add_argument("--stop-after-steps", type=int, default=0, help="end this leg after N steps (tests of resuming)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of the code")
     ap.add_argument("--time-lengths", default="", help="smoke: time 3 steps at each of these lengths and exit")
     args = ap.parse_args()
@@ -547,6 +548,9 @@ def main():
             save_full(args.ckpt, model, opt, steps_done, seconds_before + time.time() - t_start, args)
         if time.time() - t_start > args.max_seconds:
             print("stopping at step %d: --max-seconds %.0f reached" % (step, args.max_seconds), flush=True)
+            break
+        if args.stop_after_steps and steps_done - first_step >= args.stop_after_steps:
+            print("stopping at step %d: --stop-after-steps %d" % (step, args.stop_after_steps), flush=True)
             break
     if cuda:
         torch.cuda.synchronize()
