@@ -343,9 +343,9 @@ def rng_state():
 
 
 def set_rng_state(st):
-    torch.set_rng_state(st["torch"])
+    torch.set_rng_state(st["torch"].cpu())  # a checkpoint loaded with map_location="cuda" moved it
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
 
 
 def save_full(path, model, opt, next_step, seconds, args):
