@@ -87,7 +87,7 @@ PY
     E=${EVAL_SECONDS:-300}
     {
       python3 tools/needle/eval.py --model "$M" --data "$D" --generator 3 --split eval --n 50 --n-long 50 \
-        --folio-set 4 --max-seconds "$E" --json "$CK/eval-heldout.json" --card
+        --folio-set 20 --max-seconds "$E" --json "$CK/eval-heldout.json" --card
       python3 tools/needle/eval.py --model "$M" --data "$D" --generator 3 --split train --n 30 --n-long 20 \
         --gui-lengths "" --max-seconds 100 --json "$CK/eval-trainstyle.json" --card
       [ -f "$D/filler.txt.gz" ] && python3 tools/needle/eval.py --model "$M" --data "$D" --generator 2 --n 30 \
