@@ -18,7 +18,7 @@ one line per sample and the counts; exits 1 when an answer differs from transfor
 
 Without --results, --cells asks Folio alone (no transformers to compare with) the seeded eval
 samples of eval.py in the app's layout and scores them: exact (the expected sentence) and found
-(every value asked for appears in the answer, whatever the wording; a model trained on other
+(every value asked for appears as a whole in the answer, whatever the wording; a model trained on other
 answer sentences is judged by this one). This is how the CPU baseline of docs/needle.md was
 measured:
 
@@ -29,6 +29,7 @@ measured:
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,11 @@ def ask(args, cli, model, tmp, s, max_new):
     return out.stdout.strip(), time.time() - t
 
 
+def names(text, item):
+    """Whether text names item as a whole (180 is not named by 1800 or 20-180-4)."""
+    return re.search(r"(?<![\w.:-])%s(?![\w:-]|\.\d)" % re.escape(item), text) is not None
+
+
 def cells(args, sp, cli, model):
     """Folio alone on seeded eval samples (--cells TASK:LENGTH:N,...): exact and found counts."""
     filler = tasks.Filler(needle_eval.filler_path(args.data, args.generator, args.split), sp)
@@ -66,7 +72,7 @@ def cells(args, sp, cli, model):
             for i in range(n):
                 s = needle_eval.eval_sample(filler, sp, task, length, i, "gui", args.generator, args.split)
                 pred, sec = ask(args, cli, model, tmp, s, needle_eval.MAX_NEW[task])
-                ok, hit = pred == s["answer"], all(item in pred for item in s["items"])
+                ok, hit = pred == s["answer"], all(names(pred, item) for item in s["items"])
                 exact += ok
                 found += hit
                 results.append({"task": task, "length": length, "i": i, "prompt_tokens": len(s["ids"]),
