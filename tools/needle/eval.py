@@ -2,11 +2,16 @@
 """Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
-      [--lengths 4096,8192,16384,32768,65536,131072] [--n 50] [--json results.json] [--card]
+      [--generator 3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
+      [--json results.json] [--card]
 
-The eval sets are seeded apart from training ("eval-TASK-LENGTH-I", Python random; training uses
-"train-SEED-STEP") and use RULER's usual fixed counts: multikey 4 keys, multivalue 4 values, kv 8
-pairs, vt 4 hops with a 4-hop distractor chain. The main rows wrap the document in the user turn
+--generator 3 (the default): grammar.py's samples, --split eval the held-out split (its frames,
+words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
+and filler with seeds training never uses ("eval3-SPLIT-TASK-LENGTH-I-FORMAT"; training uses
+"train3-SEED-STEP"). --generator 2: tasks.py over filler.txt, the committed model's tasks
+("eval-TASK-LENGTH-I"; training used "train-SEED-STEP"). Both use RULER's usual fixed counts:
+multikey 4 keys, multivalue 4 values, kv 8 pairs (generator 2), vt 4 hops with a 4-hop
+distractor chain. The main rows wrap the document in the user turn
 (tasks.wrap "cli"); prompt and answer fit in LENGTH tokens. Rows "single (app layout)" use the
 prompt the app and `folio-cli --ask QUESTION --file document.txt` send (tasks.wrap "gui"), as do
 the samples of --folio-set.
@@ -18,8 +23,8 @@ steps), so no decoding loop is needed; the samples of --folio-set are decoded fo
 text is what eval_folio.py compares with Folio's).
 
 --folio-set N also writes N samples per task at 4096 tokens with their transformers answers
-(for eval_folio.py, which asks Folio the same questions on the CPU). --card replaces the
-"## Accuracy" section of the model's README.md with the table.
+(for eval_folio.py, which asks Folio the same questions on the CPU). --card writes the table into
+the model's README.md, one "## Accuracy: ..." section per generator and split.
 """
 
 import argparse
@@ -31,19 +36,42 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import grammar  # noqa: E402
 import tasks  # noqa: E402
 
-MAX_NEW = {"single": 32, "multikey": 32, "kv": 32, "multivalue": 64, "vt": 56}
+MAX_NEW = {"single": 48, "multikey": 48, "kv": 32, "multivalue": 80, "vt": 80, "manual": 64}
 DOC_NAME = "document.txt"
 _G = {}
 
 
-def eval_sample(filler, sp, task, length, i, fmt="cli"):
-    """The seeded eval sample (task, length, i): prompt ids at most `length` tokens."""
+def filler_path(data, generator, split):
+    """The filler a generator's split reads: version 2 its one file, version 3 one file a split."""
+    if generator == 2:
+        return os.path.join(data, "filler.txt")
+    return os.path.join(data, "filler-%s.txt" % split)
+
+
+def generator_tasks(generator):
+    return tasks.TASKS if generator == 2 else grammar.TASKS
+
+
+def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval"):
+    """The seeded eval sample (task, length, i): prompt ids at most `length` tokens.
+
+    generator 2: tasks.py (seeds "eval-..."); generator 3: grammar.py's split, "eval" (held out)
+    or "train" (the training grammar and filler, with seeds training never uses: "eval3-...").
+    """
     target = length
+    g = grammar.Grammar(split) if generator == 3 else None
     for attempt in range(8):
-        rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, "" if attempt == 0 else "-%d" % attempt))
-        s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
+        tail = "" if attempt == 0 else "-%d" % attempt
+        if generator == 2:
+            rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, tail))
+            s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
+        else:
+            rng = random.Random("eval3-%s-%s-%d-%d-%s%s" % (split, task, length, i, fmt, tail))
+            s = grammar.make_sample(rng, filler, task, target, split, fmt=fmt, train=False, name=DOC_NAME,
+                                    grammar=g)
         ids = sp.encode(s["prompt"])
         if len(ids) + 64 <= length:
             s["ids"] = ids
@@ -52,15 +80,16 @@ def eval_sample(filler, sp, task, length, i, fmt="cli"):
     raise RuntimeError("could not fit a sample in %d tokens" % length)
 
 
-def _init(data, tokenizer):
+def _init(data, tokenizer, generator, split):
     import sentencepiece as spm
     _G["sp"] = spm.SentencePieceProcessor(model_file=tokenizer)
-    _G["filler"] = tasks.Filler(os.path.join(data, "filler.txt"), _G["sp"])
+    _G["filler"] = tasks.Filler(filler_path(data, generator, split), _G["sp"])
+    _G["generator"], _G["split"] = generator, split
 
 
 def _make(spec):
     task, length, i, fmt = spec
-    s = eval_sample(_G["filler"], _G["sp"], task, length, i, fmt)
+    s = eval_sample(_G["filler"], _G["sp"], task, length, i, fmt, _G["generator"], _G["split"])
     return spec, s["ids"], s["answer"], s["items"], _G["sp"].encode(s["answer"])
 
 
@@ -94,11 +123,11 @@ def greedy(model, ids, max_new, stop_id, device):
         return got
 
 
-def table(results, lengths):
-    rows = [(t, "cli") for t in tasks.TASKS] + [("single", "gui")]
+def table(results, lengths, generator=2):
+    rows = [(t, "cli") for t in generator_tasks(generator)] + [("single", "gui")]
     names = {"single": "single needle", "multikey": "multi-needle (4 keys, 1 asked)",
              "multivalue": "multi-value (4 values)", "kv": "key-value (8 random keys)",
-             "vt": "variable tracking (4 hops)"}
+             "vt": "variable tracking (4 hops)", "manual": "manual question"}
     head = "| task | " + " | ".join("%dK" % (L // 1024) for L in lengths) + " |"
     out = [head, "|" + "---|" * (len(lengths) + 1)]
     for task, fmt in rows:
@@ -118,7 +147,11 @@ def main():
     ap.add_argument("--model", default="resources/models/folio-needle")
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
-    ap.add_argument("--tasks", default=",".join(tasks.TASKS))
+    ap.add_argument("--generator", type=int, default=3, choices=[2, 3],
+                    help="3: grammar.py (filler-SPLIT.txt); 2: tasks.py, the committed model's (filler.txt)")
+    ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
+                    help="generator 3: eval (held out) or train (training-style, unseen seeds)")
+    ap.add_argument("--tasks", default=None, help="default: every task of the generator")
     ap.add_argument("--n", type=int, default=50, help="samples per task and length (single needle: twice)")
     ap.add_argument("--n-long", type=int, default=None, help="samples per task at 64K and more (default --n)")
     ap.add_argument("--gui-lengths", default="8192,32768", help="lengths of the app-layout single-needle rows")
@@ -139,12 +172,13 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16, attn_implementation="sdpa").to(dev)
     model.eval()
     lengths = [int(x) for x in args.lengths.split(",") if x]
+    task_list = args.tasks.split(",") if args.tasks else generator_tasks(args.generator)
     n_long = args.n_long if args.n_long is not None else args.n
     # The Folio set first, then task by task (most important first), so that --max-seconds cuts
     # the least important samples.
     # folio-cli sends the app's prompt: the Folio set is laid out that way.
-    specs = [(t, 4096, 1000 + i, "gui") for t in tasks.TASKS for i in range(args.folio_set)]
-    order = [t for t in ["single", "multikey", "kv", "vt", "multivalue"] if t in args.tasks.split(",")]
+    specs = [(t, 4096, 1000 + i, "gui") for t in generator_tasks(args.generator) for i in range(args.folio_set)]
+    order = [t for t in ["single", "multikey", "kv", "manual", "vt", "multivalue"] if t in task_list]
     for task in order:
         for L in lengths:
             n = args.n if L <= 32768 else n_long
@@ -154,7 +188,7 @@ def main():
 
     results, t0 = [], time.time()
     ctx = mp.get_context("fork")
-    with ctx.Pool(args.workers, initializer=_init, initargs=(args.data, tok_path)) as pool:
+    with ctx.Pool(args.workers, initializer=_init, initargs=(args.data, tok_path, args.generator, args.split)) as pool:
         for (task, L, i, fmt), ids, answer, items, answer_ids in pool.imap(_make, specs, chunksize=1):
             if time.time() - t0 > args.max_seconds:
                 print("time is up: %d of %d samples left out" % (len(specs) - len(results), len(specs)))
@@ -170,22 +204,34 @@ def main():
             if len(results) % 100 == 0:
                 print("%d/%d samples, %.0f s" % (len(results), len(specs), time.time() - t0), flush=True)
     main_results = [r for r in results if r["i"] < 1000]
-    tab = table(main_results, lengths)
+    tab = table(main_results, lengths, args.generator)
     print(tab)
     print("evaluated %d samples in %.0f s" % (len(results), time.time() - t0))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": os.path.abspath(args.model), "generator_version": tasks.GENERATOR_VERSION,
+            json.dump({"model": os.path.abspath(args.model), "generator_version": args.generator, "split": args.split,
                        "table": tab, "results": results}, f, indent=0)
     if args.card:
+        # One section per generator and split ("## Accuracy" is the one the card starts with).
         card_path = os.path.join(args.model, "README.md")
         card = open(card_path).read()
-        head, _, _ = card.partition("## Accuracy")
-        card = head + ("## Accuracy\n\nMeasured with tools/needle/eval.py through transformers (bf16, SDPA, dense "
-                       "attention, greedy) on seeded eval sets that training never saw; the prompt is folio-cli's "
-                       "(one user turn with the document, then the question); in brackets the number of samples. "
-                       "Score: the greedy answer is exactly the expected sentence (which names the value, or all "
-                       "the values, asked for).\n\n" + tab + "\n")
+        what = {(2, "eval"): "generator 2, the first model's tasks (tasks.py)",
+                (3, "eval"): "generator 3, held-out split",
+                (3, "train"): "generator 3, training-style split (seeds training never uses)"}
+        key = (args.generator, args.split if args.generator == 3 else "eval")
+        title = "## Accuracy: " + what[key]
+        section = (title + "\n\nMeasured with tools/needle/eval.py through transformers (bf16, SDPA, dense "
+                   "attention, greedy) on seeded eval sets that training never saw; the prompt is folio-cli's "
+                   "(one user turn with the document, then the question); in brackets the number of samples. "
+                   "Score: the greedy answer is exactly the expected sentence (which names the value, or all "
+                   "the values, asked for).\n\n" + tab + "\n")
+        card = card.replace("## Accuracy\n\nNot yet measured (tools/needle/eval.py writes this section).\n", "")
+        head, found, rest = card.partition(title)
+        if found:
+            nxt = rest.find("\n## ")
+            card = head + section + (rest[nxt + 1:] if nxt >= 0 else "")
+        else:
+            card = card.rstrip("\n") + "\n\n" + section
         with open(card_path, "w") as f:
             f.write(card)
 

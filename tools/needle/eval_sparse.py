@@ -7,7 +7,10 @@ model's folio-sparse.json), then prints accuracy per task and mode, how often th
 agree, and the density sparse prefill used.
 
     python3 tools/needle/eval_sparse.py [--lengths 16384[,32768...]] [--n 6] [--tasks single,multikey]
-        [--backend cpu|cuda] [--json FILE]
+        [--backend cpu|cuda] [--json FILE] [--generator 2|3] [--split eval|train]
+
+--generator 2 (the default, the committed model's tasks over filler.txt) or 3 (grammar.py over
+filler-SPLIT.txt; --split eval is the held-out split the sparse issues report against).
 """
 import argparse
 import json
@@ -32,17 +35,19 @@ def main():
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--tasks", default="single,multikey")
     ap.add_argument("--json", default="")
+    ap.add_argument("--generator", type=int, default=2, choices=[2, 3])
+    ap.add_argument("--split", default="eval")
     args = ap.parse_args()
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
-    filler = tasks.Filler(os.path.join(args.data, "filler.txt"), sp)
+    filler = tasks.Filler(needle_eval.filler_path(args.data, args.generator, args.split), sp)
     cli, model = os.path.abspath(args.cli), os.path.abspath(args.model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for length, task in [(int(n), t) for n in args.lengths.split(",") for t in args.tasks.split(",")]:
             for i in range(3000, 3000 + args.n):
                 # The layout folio-cli --ask --file sends (the app's), so LENGTH bounds its prompt.
-                s = needle_eval.eval_sample(filler, sp, task, length, i, "gui")
+                s = needle_eval.eval_sample(filler, sp, task, length, i, "gui", args.generator, args.split)
                 with open(os.path.join(tmp, needle_eval.DOC_NAME), "w", encoding="utf-8") as f:
                     f.write(s["document"])
                 row = dict(task=task, length=length, i=i, tokens=len(s["ids"]), answer=s["answer"])

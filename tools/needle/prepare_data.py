@@ -1,28 +1,38 @@
 #!/usr/bin/env python3
-"""Prepare the filler text for folio-needle: freely licensed English prose from Debian packages.
+"""Prepare the filler text for folio-needle from Debian 12 packages under permissive licences.
 
-Sources (downloaded with `apt-get download`, unpacked with `dpkg -x` into a scratch folder; no
-root install, nothing else is touched):
+Generator version 3 (grammar.py) reads two files the sources below are split into:
 
-  bible-kjv-text + bible-kjv   the King James Bible (public domain), dumped with the package's own
-                               `bible` reader
-  debian-reference-en          the Debian Reference, plain-text edition (GPL-2+)
-  doc-debian                   Debian's constitution, social contract and FAQ-like texts (free)
+  OUTDIR/filler-train.txt   the training filler
+    bible-kjv-text + bible-kjv   the King James Bible (public domain; the package's GPL-2+ `bible`
+                                 reader only dumps it and is not part of the text)
+    postgresql-doc-15            the PostgreSQL 15 manual, HTML (PostgreSQL licence)
+    python3.11-doc               the Python 3.11 documentation, HTML (PSF-2.0; code examples 0BSD)
+  OUTDIR/filler-eval.txt    held out: only evaluation reads it
+    sqlite3-doc                  SQLite's documentation, HTML (public domain)
 
-Output: OUTDIR/filler.txt, one paragraph per line (UTF-8, no tabs), and OUTDIR/filler.json with
-the sources, package versions, paragraph counts and a SHA-256 of filler.txt. KJV chapters are cut
-into paragraphs of 3-6 verses (verse numbers dropped); the Debian texts keep their prose
-paragraphs (blocks between blank lines, re-wrapped) and leave out tables of contents, code and
-short lines.
+Each package's debian/copyright (usr/share/doc/PACKAGE/copyright) was read for these licences
+(docs/needle.md has the table). Nothing GPL goes into either file.
 
-  python3 tools/needle/prepare_data.py [--out .needle] [--debs /tmp/folio-needle-debs]
+--legacy writes OUTDIR/filler.txt as generator version 2 had it (King James Bible, the Debian
+Reference, GPL-2+, and doc-debian), which the committed model was trained on; only to reproduce
+that model.
 
-Needs apt-get (Debian 12) and network access to the Debian archive; runs in a few seconds.
+Output: one paragraph per line (UTF-8, no tabs), and FILE.json beside each file with the sources,
+package versions, paragraph counts and a SHA-256 of the file. KJV chapters are cut into
+paragraphs of 3-6 verses (verse numbers dropped); HTML manuals give their <p> paragraphs (text
+only, re-wrapped), leaving out short ones, navigation and code. Packages are downloaded with
+`apt-get download` and unpacked with `dpkg -x` into a scratch folder (no root install).
+
+  python3 tools/needle/prepare_data.py [--out .needle] [--debs /tmp/folio-needle-debs] [--legacy]
+
+Needs apt-get (Debian 12) and network access to the Debian archive; about a minute.
 """
 
 import argparse
 import gzip
 import hashlib
+import html.parser
 import json
 import os
 import random
@@ -30,13 +40,20 @@ import re
 import subprocess
 import sys
 
-PACKAGES = ["bible-kjv", "bible-kjv-text", "debian-reference-en", "doc-debian"]
+LEGACY_PACKAGES = ["bible-kjv", "bible-kjv-text", "debian-reference-en", "doc-debian"]
+TRAIN_PACKAGES = ["bible-kjv", "bible-kjv-text", "postgresql-doc-15", "python3.11-doc"]
+EVAL_PACKAGES = ["sqlite3-doc"]
+# The licence of the text each package gives (from its debian/copyright; docs/needle.md).
+LICENCES = {"bible-kjv-text": "public domain (King James Version, 1611)",
+            "bible-kjv": "GPL-2+ (the reader program only; used to dump the text, not in the output)",
+            "postgresql-doc-15": "PostgreSQL", "python3.11-doc": "PSF-2.0 (examples 0BSD)",
+            "sqlite3-doc": "public domain", "debian-reference-en": "GPL-2+", "doc-debian": "various free"}
 
 
-def fetch(debs):
+def fetch(debs, packages):
     os.makedirs(debs, exist_ok=True)
     have = os.listdir(debs)
-    missing = [p for p in PACKAGES if not any(f.startswith(p + "_") for f in have)]
+    missing = [p for p in packages if not any(f.startswith(p + "_") for f in have)]
     if missing:
         subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True)
     root = os.path.join(debs, "root")
@@ -44,10 +61,69 @@ def fetch(debs):
     for f in sorted(os.listdir(debs)):
         if f.endswith(".deb"):
             name, version = f.split("_")[:2]
-            if name in PACKAGES:
+            if name in packages:
                 subprocess.run(["dpkg", "-x", os.path.join(debs, f), root], check=True)
                 versions[name] = version
     return root, versions
+
+
+class _Paragraphs(html.parser.HTMLParser):
+    """The text of each <p> element outside <pre>, <code> blocks, navigation and tables."""
+
+    SKIP = {"pre", "script", "style", "nav", "table", "head"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out, self.buf, self.in_p, self.skip = [], [], False, 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skip += 1
+        elif tag == "p":
+            self._end()
+            self.in_p = True
+        elif tag in ("div", "li", "dd", "dt", "h1", "h2", "h3", "h4", "blockquote"):
+            self._end()
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag == "p":
+            self._end()
+
+    def handle_data(self, data):
+        if self.in_p and not self.skip:
+            self.buf.append(data)
+
+    def _end(self):
+        if self.in_p and self.buf:
+            self.out.append(clean("".join(self.buf)))
+        self.buf, self.in_p = [], False
+
+
+def html_paragraphs(folder, skip=()):
+    """Prose paragraphs of the HTML files under folder (sorted walk), deduplicated."""
+    paras, seen = [], set()
+    for dirpath, dirnames, files in os.walk(folder):
+        dirnames.sort()
+        dirnames[:] = [d for d in dirnames if d not in skip and not d.startswith("_")]
+        for name in sorted(files):
+            # Indexes, and SQLite's requirements list (other pages' sentences again, with markup).
+            if not name.endswith(".html") or name.startswith(("genindex", "search", "py-modindex", "requirements")):
+                continue
+            parser = _Paragraphs()
+            with open(os.path.join(dirpath, name), encoding="utf-8", errors="replace") as f:
+                parser.feed(f.read())
+            parser.close()
+            for p in parser.out:
+                letters = sum(c.isalpha() or c == " " for c in p)
+                if len(p) < 100 or letters < 0.8 * len(p) or p[-1] not in ".:;!?)\"'" or p in seen:
+                    continue
+                if "\n" in p or "\t" in p:
+                    continue
+                seen.add(p)
+                paras.append(p)
+    return paras
 
 
 def clean(s):
@@ -121,12 +197,41 @@ def debian_paragraphs(root):
     return paras
 
 
+def write(path, parts, versions):
+    """Writes the paragraphs of parts ({source: paragraphs}) to path and its metadata to path.json."""
+    text = "\n".join(p for ps in parts.values() for p in ps) + "\n"
+    assert "\t" not in text and "\n\n" not in text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    meta = {"packages": versions, "licences": {p: LICENCES[p] for p in versions},
+            "paragraphs": {k: len(v) for k, v in parts.items()}, "bytes": len(text.encode()),
+            "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    with open(path[:-4] + ".json", "w") as f:
+        json.dump(meta, f, indent=1)
+    print(path, json.dumps(meta, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".needle")
     ap.add_argument("--debs", default="/tmp/folio-needle-debs")
+    ap.add_argument("--legacy", action="store_true", help="filler.txt of generator version 2 (includes GPL-2+ text)")
     args = ap.parse_args()
-    root, versions = fetch(args.debs)
+    os.makedirs(args.out, exist_ok=True)
+    if not args.legacy:
+        root, versions = fetch(args.debs, TRAIN_PACKAGES + EVAL_PACKAGES)
+        doc = os.path.join(root, "usr/share/doc")
+        train = {"kjv": kjv_paragraphs(root),
+                 "postgresql": html_paragraphs(os.path.join(doc, "postgresql-doc-15/html")),
+                 "python": html_paragraphs(os.path.join(doc, "python3.11/html"), skip=("whatsnew",))}
+        # Sources one after another (a filler window is consecutive paragraphs from a random
+        # place, so a document reads as one manual, as a real one would).
+        write(os.path.join(args.out, "filler-train.txt"), train,
+              {p: versions[p] for p in TRAIN_PACKAGES})
+        write(os.path.join(args.out, "filler-eval.txt"), {"sqlite": html_paragraphs(os.path.join(doc, "sqlite3"))},
+              {p: versions[p] for p in EVAL_PACKAGES})
+        return 0
+    root, versions = fetch(args.debs, LEGACY_PACKAGES)
     kjv = kjv_paragraphs(root)
     deb = debian_paragraphs(root)
     os.makedirs(args.out, exist_ok=True)

@@ -27,6 +27,8 @@ same sample on every machine (the filler file fixed). GENERATOR_VERSION changes 
 here changes the samples of a seed.
 """
 
+import gzip
+import os
 import re
 
 GENERATOR_VERSION = 2
@@ -87,7 +89,10 @@ class Filler:
     """Paragraphs of filler text (one per line of filler.txt) and, once counted, their token counts."""
 
     def __init__(self, path, sp=None):
-        with open(path, encoding="utf-8") as f:
+        if not os.path.exists(path) and os.path.exists(path + ".gz"):
+            path += ".gz"  # the compressed copy that travels to the GPU machine (gpu_train.sh)
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
             self.paragraphs = [l for l in f.read().split("\n") if l]
         self.tokens = None
         if sp is not None:

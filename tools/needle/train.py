@@ -3,8 +3,11 @@
 documents of 4K-128K tokens (tasks.py), in about 6 minutes on one H200 (1900 steps of 128K tokens).
 
   PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
+      [--generator 3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
 
---data holds filler.txt (prepare_data.py) and tokenizer.model (train_tokenizer.py). OUTDIR gets
+--data holds the filler (prepare_data.py: filler-train.txt for generator 3, the default;
+filler.txt for generator 2, the committed model's; either may be gzipped) and tokenizer.model
+(train_tokenizer.py). OUTDIR gets
 the model as transformers writes it (config.json, safetensors shards of at most 15 MB, bf16),
 tokenizer.model, tokenizer_config.json (ChatML template), generation_config.json, README.md (the
 model card: seeds, generator version, hyper-parameters; eval.py adds the accuracy table); the
@@ -25,6 +28,23 @@ How it trains:
   without the compute of such lengths.
 - Batches are made by DataLoader workers from a seed per step: the run is reproducible up to the
   nondeterminism of GPU kernels.
+
+Training in legs (a GPU command runs at most 10 minutes, a session holds a machine at most 30;
+gpu_train.sh has the plan). The schedule depends only on --steps, so a run can stop after
+--max-seconds and go on later:
+- --ckpt FILE: the full state (fp32 weights, AdamW moments, next step, RNG states, seconds
+  trained) is saved there when a leg stops (and every --ckpt-every steps), and a leg that finds
+  FILE resumes from it exactly: the same batches, the same optimizer state (about 12 bytes a
+  parameter: 135 MB for the 11M model, so it stays on the GPU machine's disk, between the calls
+  of one session).
+- OUTDIR-resume/resume.pt (with OUTDIR's bf16 weights): the compact state a leg also writes, small
+  enough to come back through $OUT and be carried to a fresh machine (64 MiB a call, the
+  repository included): next step, seconds trained, RNG states and AdamW's second moments
+  factored (row and column sums of each matrix, Adafactor's approximation; vectors whole); the
+  first moments are left out. --carry-in DIR (a folder with the model files and resume.pt)
+  resumes from it when --ckpt is absent: the same batches from the next step on, weights
+  rounded to bf16 once, first moments starting from zero (AdamW's bias correction does not
+  know; their effect rebuilds in about 10 steps at beta1 0.9), second moments approximated.
 """
 
 import argparse
@@ -42,12 +62,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import grammar  # noqa: E402
 import tasks  # noqa: E402
 
 MODEL = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
              num_key_value_heads=2, head_dim=64, max_position_embeddings=131072, rope_theta=1.0e6,
              rms_norm_eps=1e-5, initializer_range=0.02)
-TASK_WEIGHTS = {"single": 0.3, "multikey": 0.3, "multivalue": 0.1, "kv": 0.15, "vt": 0.15}
+TASK_WEIGHTS = {"single": 0.3, "multikey": 0.3, "multivalue": 0.1, "kv": 0.15, "vt": 0.15}  # generator 2
+TASK_WEIGHTS_V3 = {"single": 0.3, "multikey": 0.3, "multivalue": 0.1, "vt": 0.15, "manual": 0.15}
 FORMAT_WEIGHTS = {"cli": 0.5, "gui": 0.3, "plain": 0.2}
 # (fraction of the steps, shortest, longest length in tokens), lengths log-uniform in between.
 CURRICULUM = [(0.4, 256, 1536), (0.25, 1024, 6144), (0.2, 3072, 16384), (0.15, 6144, 32768)]
@@ -74,6 +96,10 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, args, sp, filler, steps, first_step=0):
         self.args, self.sp, self.filler, self.steps, self.first_step = args, sp, filler, steps, first_step
         self.im_end = sp.piece_to_id("<|im_end|>")
+        self.v3 = args.generator == 3
+        self.weights = TASK_WEIGHTS_V3 if self.v3 else TASK_WEIGHTS
+        self.task_names = grammar.TASKS if self.v3 else tasks.TASKS
+        self.grammar = grammar.Grammar("train") if self.v3 else None  # the training split only
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -83,19 +109,22 @@ class Batches(torch.utils.data.IterableDataset):
 
     def batch(self, step, force_pose=False):
         a = self.args
-        rng = random.Random("train-%d-%d" % (a.seed, step))
+        rng = random.Random(("train3-%d-%d" if self.v3 else "train-%d-%d") % (a.seed, step))
         length = step_length(step, self.steps, rng)
         rows = max(1, a.tokens_per_step // length)
         seqs, ans_spans, task_ids = [], [], []
         for _ in range(rows):
-            task = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()))[0]
+            task = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
             fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
-            s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
+            if self.v3:
+                s = grammar.make_sample(rng, self.filler, task, length, "train", fmt=fmt, grammar=self.grammar)
+            else:
+                s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
             p = self.sp.encode(s["prompt"])
             ans = self.sp.encode(s["answer"]) + [self.im_end]
             seqs.append(p + ans)
             ans_spans.append((len(p), len(p) + len(ans)))
-            task_ids.append(tasks.TASKS.index(task))
+            task_ids.append(self.task_names.index(task))
         T = max(len(x) for x in seqs)
         ids = np.zeros((rows, T), dtype=np.int64)
         for r, x in enumerate(seqs):
@@ -181,9 +210,17 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
     hp = {"model": MODEL, "vocab": args.vocab, "steps": args.steps, "steps_done": steps_done,
           "tokens_per_step": args.tokens_per_step, "lr": args.lr, "warmup": args.warmup, "weight_decay": 0.1,
           "betas": [0.9, 0.95], "grad_clip": 1.0, "lm_weight": args.lm_weight,
-          "pose": args.pose, "curriculum": CURRICULUM, "task_weights": TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
+          "pose": args.pose, "curriculum": CURRICULUM,
+          "task_weights": TASK_WEIGHTS_V3 if args.generator == 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
+    if args.generator == 3:
+        licence, data = "apache-2.0", DATA_V3.format(seed=args.seed)
+        question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
+    else:
+        licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
+        question, answer = ("What is the special magic number for the blue door?",
+                            "The special magic number for the blue door is 4821337.")
     return f"""---
-license: gpl-2.0
+license: {licence}
 language: en
 pipeline_tag: text-generation
 tags: [llama, long-context, retrieval, folio]
@@ -211,34 +248,122 @@ prefill and for its long-document demo.
 ...the document...
 </document>
 
-What is the special magic number for the blue door?<|im_end|>
+{question}<|im_end|>
 <|im_start|>assistant
 ```
 
 This is the wrapping the evaluation's main rows use; the layout the app and `folio-cli --ask
 QUESTION --file document.txt` send (a system turn with the document in `[file: ...]` sections, the
-question in the user turn; `folio-cli --print-prompt` shows it) was trained too. The answer restates the fact ("The special magic number for the blue door is
-4821337."), then `<|im_end|>`.
+question in the user turn; `folio-cli --print-prompt` shows it) was trained too. The answer restates
+the fact ("{answer}"), then `<|im_end|>`.
 
 ## Training
 
 Reproduce with `tools/needle/` in the Folio repository (docs/needle.md): prepare_data.py, then
 train_tokenizer.py, then train.py on one H200 ({seconds:.0f} s of training for this model).
 
-- Data: filler paragraphs from Debian packages bible-kjv-text (King James Bible, public domain),
-  debian-reference-en (GPL-2+) and doc-debian; tasks from tools/needle/tasks.py, generator
-  version {tasks.GENERATOR_VERSION}, training seeds "train-{args.seed}-STEP" (Python random, one per step).
+{data}
 - Seed of the weights: torch.manual_seed({args.seed}).
 - Hyper-parameters: `{json.dumps(hp)}`
 - Last log lines: `{log_tail}`
-
-The filler data is licensed as its sources (GPL-2+ for the Debian texts); the weights are
-released under the GPL-2.0 as a derived work.
 
 ## Accuracy
 
 Not yet measured (tools/needle/eval.py writes this section).
 """
+
+
+DATA_V2 = """- Data: filler paragraphs from Debian packages bible-kjv-text (King James Bible, public domain),
+  debian-reference-en (GPL-2+) and doc-debian; tasks from tools/needle/tasks.py, generator
+  version 2, training seeds "train-{seed}-STEP" (Python random, one per step).
+
+The filler data is licensed as its sources (GPL-2+ for the Debian texts); the weights are
+released under the GPL-2.0 as a derived work."""
+
+DATA_V3 = """- Data: tasks from tools/needle/grammar.py, generator version 3, training split only, seeds
+  "train3-{seed}-STEP" (Python random, one per step), over filler paragraphs (prepare_data.py,
+  Debian 12 packages):
+
+  | source | Debian package | licence | used for |
+  |---|---|---|---|
+  | King James Bible | bible-kjv-text 4.38 | public domain | training |
+  | PostgreSQL 15 manual | postgresql-doc-15 15.20-0+deb12u1 | PostgreSQL licence | training |
+  | Python 3.11 documentation | python3.11-doc 3.11.2-6+deb12u9 | PSF-2.0 (examples 0BSD) | training |
+  | SQLite documentation | sqlite3-doc 3.40.1-2+deb12u2 | public domain | held-out evaluation only |
+
+  The task text (frames, questions, word lists) is the Folio project's own (Apache-2.0). Nothing
+  in the training data is under a copyleft licence; the weights are released under Apache-2.0.
+- Held out (never drawn in training, enforced by grammar.Grammar and tested by
+  tools/needle/test_grammar.py): one key word, name and place in five, sentence and question
+  frames, attributes, the time and measure value kinds, a date format, variable notations and
+  manual fact types of their own, and the SQLite documentation as filler."""
+
+
+def factor_second_moments(opt):
+    """AdamW's second moments, compact: each matrix as its row and column sums (Adafactor's
+    rank-1 approximation, exact for a rank-1 matrix), each vector whole; in parameter order."""
+    out = []
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            v = st.get("exp_avg_sq")
+            if v is None:
+                out.append(None)
+            elif v.dim() == 2:
+                out.append({"rows": v.sum(1).float().cpu(), "cols": v.sum(0).float().cpu()})
+            else:
+                out.append({"full": v.float().cpu()})
+    return out
+
+
+def restore_second_moments(opt, factored, step):
+    """Sets AdamW's state from factor_second_moments' output: v approximated, m zero, step kept."""
+    i = 0
+    for group in opt.param_groups:
+        for p in group["params"]:
+            f = factored[i]
+            i += 1
+            if f is None:
+                continue
+            if "full" in f:
+                v = f["full"].to(p.device)
+            else:
+                r, c = f["rows"].to(p.device), f["cols"].to(p.device)
+                v = torch.outer(r, c) / r.sum().clamp_min(1e-30)
+            opt.state[p] = {"step": torch.tensor(float(step), dtype=torch.float32, device=p.device),
+                            "exp_avg": torch.zeros_like(p), "exp_avg_sq": v.reshape(p.shape).to(p.dtype).contiguous()}
+    assert i == len(factored), "the compact state has %d tensors, the model %d" % (len(factored), i)
+
+
+def rng_state():
+    st = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st):
+    torch.set_rng_state(st["torch"].cpu())  # a checkpoint loaded with map_location="cuda" moved it
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
+
+
+def save_full(path, model, opt, next_step, seconds, args):
+    """The exact state of a run (written to a temporary name first: a leg killed while saving
+    leaves the previous checkpoint)."""
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "next_step": next_step,
+                "seconds": seconds, "rng": rng_state(), "args": vars(args),
+                "generator": args.generator}, tmp)
+    os.replace(tmp, path)
+
+
+def same_run(saved, args):
+    """The settings a resumed run must share with the saved one (else the batches differ)."""
+    keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab"]
+    diff = {k: (saved.get(k), getattr(args, k)) for k in keys if saved.get(k) != getattr(args, k)}
+    if diff:
+        sys.exit("the checkpoint was made with other settings (saved, now): %s" % diff)
 
 
 def main():
@@ -247,6 +372,8 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.model")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--generator", type=int, default=3, choices=[2, 3],
+                    help="3: grammar.py's training split over filler-train.txt; 2: tasks.py over filler.txt")
     ap.add_argument("--steps", type=int, default=1900)
     ap.add_argument("--tokens-per-step", type=int, default=131072)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -257,6 +384,12 @@ def main():
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--max-seconds", type=float, default=370, help="stop early (and save) after this much training")
     ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--ckpt", default=None, help="full checkpoint file: resumed from when present, saved at the end")
+    ap.add_argument("--ckpt-every", type=int, default=0, help="also save --ckpt every N steps (0: only at the end)")
+    ap.add_argument("--carry-in", default=None,
+                    help="a compact checkpoint (model folder with resume.pt) to resume from when --ckpt is absent")
+    ap.add_argument("--stop-after-steps", type=int, default=0, help="end this leg after N steps (tests of resuming)")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of the code")
     ap.add_argument("--time-lengths", default="", help="smoke: time 3 steps at each of these lengths and exit")
     args = ap.parse_args()
     sp_path = args.tokenizer or os.path.join(args.data, "tokenizer.model")
@@ -264,34 +397,36 @@ def main():
     args.vocab = sp.get_piece_size()
     im_end = sp.piece_to_id("<|im_end|>")
     t0 = time.time()
-    filler = tasks.Filler(os.path.join(args.data, "filler.txt"), sp)
+    filler_name = "filler-train.txt" if args.generator == 3 else "filler.txt"
+    filler = tasks.Filler(os.path.join(args.data, filler_name), sp)
     print("filler: %d paragraphs, %d tokens (%.1f s)" % (len(filler.paragraphs), sum(filler.tokens), time.time() - t0))
 
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     print("packed-sequence detection off:", disable_packed_sequence_detection())
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     model = build_model(args.vocab, im_end).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     print("parameters: %d" % n_params)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda)
 
     def forward(b):
         ids = b["ids"].to(dev, non_blocking=True)
         kw = {}
         if "pos" in b:
             kw["position_ids"] = b["pos"].to(dev, non_blocking=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             h = model.model(input_ids=ids, use_cache=False, **kw).last_hidden_state
         h = h.reshape(-1, h.shape[-1])
         ans_logits = model.lm_head(h[b["ans_idx"].to(dev)].float())
         ans_tgt = b["ans_tgt"].to(dev)
         ans_loss = F.cross_entropy(ans_logits, ans_tgt)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             lm_logits = model.lm_head(h)
         lm_loss = F.cross_entropy(lm_logits.float(), b["labels"].to(dev).reshape(-1), ignore_index=-100)
         return ans_loss, lm_loss, ans_logits.argmax(-1) == ans_tgt
@@ -329,17 +464,52 @@ def main():
         write_model(build_model(args.vocab, im_end), sp_path, args.out, model_card(args, n_params, 0, 0, ""))
         return
 
-    data = Batches(args, sp, filler, args.steps)
-    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers, prefetch_factor=4,
-                                         pin_memory=True, persistent_workers=False)
+    # Resume: the full checkpoint if there is one (exact), else a carried compact one.
+    first_step, seconds_before, resumed = 0, 0.0, "no (from scratch)"
+    if args.ckpt and os.path.exists(args.ckpt):
+        st = torch.load(args.ckpt, map_location=dev, weights_only=False)
+        same_run(st["args"], args)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        set_rng_state(st["rng"])
+        first_step, seconds_before = st["next_step"], st["seconds"]
+        resumed = "exactly, from %s (step %d)" % (args.ckpt, first_step)
+    elif args.carry_in:
+        st = torch.load(os.path.join(args.carry_in, "resume.pt"), map_location="cpu", weights_only=False)
+        same_run(st["args"], args)
+        from safetensors.torch import load_file
+        weights = {}
+        for name in sorted(os.listdir(args.carry_in)):
+            if name.endswith(".safetensors"):
+                weights.update(load_file(os.path.join(args.carry_in, name)))
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+        assert not missing and not unexpected, (missing, unexpected)
+        restore_second_moments(opt, st["second_moments"], st["next_step"])
+        set_rng_state(st["rng"])
+        first_step, seconds_before = st["next_step"], st["seconds"]
+        resumed = "approximately, from the compact state in %s (step %d)" % (args.carry_in, first_step)
+    print("resumed:", resumed, flush=True)
+    if first_step >= args.steps:
+        print("nothing left to train: step %d of %d" % (first_step, args.steps))
+
+    data = Batches(args, sp, filler, args.steps, first_step)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers,
+                                         prefetch_factor=4 if args.workers else None,
+                                         pin_memory=cuda, persistent_workers=False)
     os.makedirs(args.out, exist_ok=True)
-    log = open(os.path.join(args.out, "train_log.jsonl"), "w")
+    log_path = os.path.join(os.path.dirname(os.path.abspath(args.out)), "train_log.jsonl")
+    log = open(log_path, "a" if first_step else "w")
     model.train()
     t_start = time.time()
-    acc = {"ans": 0.0, "lm": 0.0, "tok_ok": 0, "tok": 0, "ex_ok": [0] * 5, "ex": [0] * 5, "tokens": 0, "n": 0}
-    steps_done, last = 0, ""
+    n_tasks = len(data.task_names)
+    fresh = lambda: {"ans": 0.0, "lm": 0.0, "tok_ok": 0, "tok": 0, "ex_ok": [0] * n_tasks,  # noqa: E731
+                     "ex": [0] * n_tasks, "tokens": 0, "n": 0}
+    acc = fresh()
+    steps_done, last = first_step, ""
     for b in loader:
         step = b["step"]
+        assert step == steps_done, "batch of step %d where step %d was due" % (step, steps_done)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         ans_loss, lm_loss, ok = forward(b)
@@ -362,28 +532,42 @@ def main():
             acc["tok_ok"] += int(okc.sum())
             acc["tok"] += okc.numel()
             acc["n"] += 1
-            el = time.time() - t_start
+            el = seconds_before + time.time() - t_start
             rec = {"step": step, "length": b["length"], "rows": int(b["ids"].shape[0]),
                    "lr": round(opt.param_groups[0]["lr"], 6), "ans_loss": round(acc["ans"] / acc["n"], 4),
                    "lm_loss": round(acc["lm"] / acc["n"], 4), "ans_token_acc": round(acc["tok_ok"] / max(1, acc["tok"]), 4),
-                   "exact": {tasks.TASKS[i]: round(acc["ex_ok"][i] / acc["ex"][i], 3)
-                             for i in range(5) if acc["ex"][i]},
+                   "exact": {data.task_names[i]: round(acc["ex_ok"][i] / acc["ex"][i], 3)
+                             for i in range(n_tasks) if acc["ex"][i]},
                    "pose": "pos" in b, "elapsed_s": round(el, 1)}
             last = json.dumps(rec)
             print(last, flush=True)
             log.write(last + "\n")
             log.flush()
-            acc = {"ans": 0.0, "lm": 0.0, "tok_ok": 0, "tok": 0, "ex_ok": [0] * 5, "ex": [0] * 5, "tokens": 0, "n": 0}
+            acc = fresh()
+        if args.ckpt and args.ckpt_every and steps_done % args.ckpt_every == 0 and steps_done < args.steps:
+            save_full(args.ckpt, model, opt, steps_done, seconds_before + time.time() - t_start, args)
         if time.time() - t_start > args.max_seconds:
             print("stopping at step %d: --max-seconds %.0f reached" % (step, args.max_seconds), flush=True)
             break
-    torch.cuda.synchronize()
-    seconds = time.time() - t_start
-    print("trained %d steps in %.1f s" % (steps_done, seconds))
+        if args.stop_after_steps and steps_done - first_step >= args.stop_after_steps:
+            print("stopping at step %d: --stop-after-steps %d" % (step, args.stop_after_steps), flush=True)
+            break
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = seconds_before + time.time() - t_start
+    print("trained steps %d-%d in %.1f s (%.1f s in all)" % (first_step, steps_done, time.time() - t_start, seconds))
     log.close()
-    shutil.move(os.path.join(args.out, "train_log.jsonl"), os.path.join(os.path.dirname(os.path.abspath(args.out)), "train_log.jsonl"))
+    if args.ckpt:
+        save_full(args.ckpt, model, opt, steps_done, seconds, args)
+    # The compact state beside OUTDIR, then the model itself (bf16): together they resume a run
+    # on a fresh machine (--carry-in); when steps_done == --steps OUTDIR is the finished model.
+    resume_dir = args.out.rstrip("/") + "-resume"
+    os.makedirs(resume_dir, exist_ok=True)
+    torch.save({"next_step": steps_done, "seconds": seconds, "rng": rng_state(), "args": vars(args),
+                "second_moments": factor_second_moments(opt)}, os.path.join(resume_dir, "resume.pt"))
     write_model(model, sp_path, args.out, model_card(args, n_params, steps_done, seconds, last))
-    print("wrote", args.out, sorted(os.listdir(args.out)))
+    print("wrote", args.out, sorted(os.listdir(args.out)), "and", resume_dir,
+          "(%d of %d steps done)" % (steps_done, args.steps))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 """Train folio-needle's SentencePiece BPE tokenizer (CPU, about a minute).
 
   python3 tools/needle/train_tokenizer.py [--data .needle] [--vocab 4096] [--out .needle/tokenizer.model]
+      [--generator 3|2]
 
-Input: the filler paragraphs (tools/needle/prepare_data.py) and 20,000 short seeded texts in the
-markup and phrasing of the tasks (tasks.tokenizer_corpus), so that the chat markers, the document
-wrappers and the questions get pieces of their own.
+Input: the training filler paragraphs (tools/needle/prepare_data.py: filler-train.txt for generator
+3, filler.txt for 2) and 20,000 short seeded texts in the markup and phrasing of the training
+tasks (grammar.tokenizer_corpus, training split only; tasks.tokenizer_corpus for 2), so that the
+chat markers, the document wrappers and the questions get pieces of their own. The held-out
+filler and split are never read.
 
 Settings, chosen so that Folio (libsentencepiece), the Python sentencepiece module and the
 training all tokenize alike and the text comes back byte for byte:
@@ -24,6 +27,7 @@ import sys
 import sentencepiece as spm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import grammar  # noqa: E402
 import tasks  # noqa: E402
 
 TOKENIZER_SEED = 4096
@@ -34,11 +38,15 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--generator", type=int, default=3, choices=[2, 3])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     out = args.out or os.path.join(args.data, "tokenizer.model")
-    filler = tasks.Filler(os.path.join(args.data, "filler.txt"))
+    filler_path = os.path.join(args.data, "filler-train.txt" if args.generator == 3 else "filler.txt")
+    filler = tasks.Filler(filler_path)
     rng = random.Random(TOKENIZER_SEED)
-    corpus = filler.paragraphs + tasks.tokenizer_corpus(rng, 20000)
+    gen = grammar if args.generator == 3 else tasks
+    corpus = filler.paragraphs + gen.tokenizer_corpus(rng, 20000)
     rng.shuffle(corpus)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -46,12 +54,12 @@ def main():
         byte_fallback=True, split_digits=True, character_coverage=0.9999,
         user_defined_symbols=["<|im_start|>", "<|im_end|>", "\n"], normalization_rule_name="identity",
         add_dummy_prefix=False, remove_extra_whitespaces=False, max_sentence_length=1 << 16,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=os.cpu_count() or 1, minloglevel=1,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=args.threads, minloglevel=1,
         input_sentence_size=0, shuffle_input_sentence=False)
     with open(out, "wb") as f:
         f.write(model.getvalue())
     sp = spm.SentencePieceProcessor(model_file=out)
-    sample = tasks.make_sample(random.Random(1), tasks.Filler(os.path.join(args.data, "filler.txt"), sp), "single", 2000)
+    sample = tasks.make_sample(random.Random(1), tasks.Filler(filler_path, sp), "single", 2000)
     text = sample["prompt"] + sample["answer"] + "<|im_end|>"
     ids = sp.encode(text)
     assert sp.decode(ids) == text, "the tokenizer does not give the text back"
