@@ -546,6 +546,13 @@ class LoadSuite(unittest.TestCase):
                 self.assertEqual(text, want[p], f"request {k} got another client's text")
                 ids.add(events[0]["id"])
             self.assertEqual(len(ids), requests, "every stream has its own id")
+            # A client has its [DONE] a moment before the server's thread ends the request and
+            # lowers the gauges: wait for them (briefly) rather than read them once.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (s.metric("folio_requests_running") != 0 or
+                                                   s.metric("folio_queue_depth") != 0 or
+                                                   s.metric("folio_generations_total") - gen_before != requests):
+                time.sleep(0.05)
             self.assertEqual(s.metric("folio_generations_total") - gen_before, requests)
             self.assertEqual(s.metric("folio_queue_depth"), 0)
             self.assertEqual(s.metric("folio_requests_running"), 0)
