@@ -12,14 +12,15 @@
 #include <string>
 
 #include "core/docs/ingest.h"
+#include "tests/fuzz/fuzz_support.h"
 
 namespace {
 
 const std::string& root() {
   // Made once, never destroyed: the exit handler below still needs it.
   static const std::string* const dir = [] {
-    char name[] = "/tmp/folio-fuzz-tree-XXXXXX";
-    const char* made = ::mkdtemp(name);
+    std::string name = std::string(folio::fuzz::scratch_dir()) + "/folio-fuzz-tree-XXXXXX";
+    const char* made = ::mkdtemp(name.data());
     if (made == nullptr) std::abort();
     auto* path = new std::string(made);
     std::atexit([] {  // the folder goes with the process
