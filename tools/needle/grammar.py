@@ -537,15 +537,7 @@ def _fact_needles(rng, g, task, train):
                                                         for i in range(1, len(chain))]
         side = [first.format(x=distract[0], v=other)] + [hop.format(x=distract[i], y=distract[i - 1])
                                                           for i in range(1, len(distract))]
-        needles, a, b = [], 0, 0
-        while a < len(main) or b < len(side):
-            if b >= len(side) or (a < len(main) and rng.random() < len(main) / (len(main) + len(side))):
-                needles.append(main[a])
-                a += 1
-            else:
-                needles.append(side[b])
-                b += 1
-        needles = [(t, not t.endswith(".")) for t in needles]  # code-like lines stand alone
+        needles = [(t, not t.endswith(".")) for t in tasks.interleave(rng, main, side)]  # code-like lines stand alone
         q = rng.choice(g.vt_questions).format(v=value)
         return needles, True, q, VT_ANSWER.format(v=value, names=", ".join(chain)), chain
     if task == "manual":

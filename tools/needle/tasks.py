@@ -151,6 +151,19 @@ def _var_name(rng):
     return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
 
 
+def interleave(rng, main, side):
+    """The two lists merged at random, each keeping its order (variable tracking's two chains)."""
+    out, a, b = [], 0, 0
+    while a < len(main) or b < len(side):
+        if b >= len(side) or (a < len(main) and rng.random() < len(main) / (len(main) + len(side))):
+            out.append(main[a])
+            a += 1
+        else:
+            out.append(side[b])
+            b += 1
+    return out
+
+
 def task_needles(rng, task, train, max_tokens=None):
     """(needles in document order or None for any order, question, answer) for one task.
 
@@ -196,15 +209,7 @@ def task_needles(rng, task, train, max_tokens=None):
         main += [VT_HOP.format(name=chain[i], prev=chain[i - 1]) for i in range(1, len(chain))]
         side = [VT_FIRST.format(name=distract[0], value=other)]
         side += [VT_HOP.format(name=distract[i], prev=distract[i - 1]) for i in range(1, len(distract))]
-        # Interleave the two chains, each keeping its order.
-        needles, a, b = [], 0, 0
-        while a < len(main) or b < len(side):
-            if b >= len(side) or (a < len(main) and rng.random() < len(main) / (len(main) + len(side))):
-                needles.append(main[a])
-                a += 1
-            else:
-                needles.append(side[b])
-                b += 1
+        needles = interleave(rng, main, side)
         return (needles, True, VT_QUESTION.format(value=value),
                 VT_ANSWER.format(value=value, names=", ".join(chain)), chain)
     raise ValueError("unknown task " + task)
