@@ -59,6 +59,13 @@ QString fts_query(const QString& text) {
   return "\"" + t + "\"" + (prefix ? " *" : "");
 }
 
+// A document's title as stored: the one given, else the file name of its path, else the path.
+QString shown_title(const QString& title, const QString& path) {
+  if (!title.isEmpty()) return title;
+  const QString name = QFileInfo(path).fileName();
+  return name.isEmpty() ? path : name;
+}
+
 // The store's name of a document kind (folio::chat::document_kind_name's).
 QString kind_name(folio::docs::DocumentKind kind) {
   switch (kind) {
@@ -605,9 +612,7 @@ DocumentRecord Database::upsert_document(const DocumentInfo& info) {
     throw Error(ErrorCode::BadArgument, "a document needs its content hash: ingest the file first (core/docs)");
   }
   if (info.path.trimmed().isEmpty()) throw Error(ErrorCode::BadArgument, "a document needs its path");
-  QString title = info.title;
-  if (title.isEmpty()) title = QFileInfo(info.path).fileName();
-  if (title.isEmpty()) title = info.path;
+  const QString title = shown_title(info.title, info.path);
 
   Transaction tx(*this);
   int64_t id = 0;
@@ -796,9 +801,7 @@ bool Database::save_document_text(const folio::docs::Document& doc, int read_ver
   int64_t text_bytes = 0;
   for (const folio::docs::Section& sec : doc.sections) text_bytes += sec.text.toUtf8().size();
   if (text_bytes > max_text_bytes) return false;
-  QString title = doc.title;
-  if (title.isEmpty()) title = QFileInfo(doc.path).fileName();
-  if (title.isEmpty()) title = doc.path;
+  const QString title = shown_title(doc.title, doc.path);
   QJsonObject detail;
   detail["notices"] = QJsonArray::fromStringList(doc.notices);
   detail["page_labels"] = QJsonArray::fromStringList(doc.page_labels);
