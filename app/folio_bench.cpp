@@ -8,12 +8,18 @@
 // appends one JSON object per length (JSON lines). --attention-only times the prefill attention
 // kernel alone (causal, one chunk) and reports TFLOP/s. --matmul-only times the CPU backend's
 // matmul y[n, rows] = x[n, cols] W^T with W random (normal) and stored as --dtype, for n = each
-// length, and reports the median time per call and per weight.
+// length, and reports the median time per call and per weight. --kv-disk FOLDER adds, per length,
+// the KV kept on disk (what the app does with --kv-cache): a prompt of a documents' prefix (all but
+// the last 64 tokens) and a question, its TTFT from a fresh prefill against its TTFT from the
+// prefix's KV saved in FOLDER (KvStore, as the app saves it) and loaded again, once after the file was
+// dropped from the page cache (a restart on a machine whose memory went to other things) and once
+// from the page cache.
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <cctype>
 #include <optional>
@@ -22,7 +28,11 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "app/cli_args.h"
+#include "core/chat/kv_store.h"
 #include "core/engine/engine.h"
 #include "core/common/thread_pool.h"
 #include "core/cpu/cpu_ops.h"
@@ -40,6 +50,7 @@ const char* kUsage =
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
+    "                   [--kv-disk FOLDER]   (TTFT from the documents' KV saved on disk vs a fresh prefill)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
@@ -107,6 +118,83 @@ std::string today() {
 
 }  // namespace
 
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// --kv-disk: a prompt of `len` tokens, the last 64 the question; TTFT from a fresh prefill, then
+// from the documents' KV saved by KvStore and loaded again (cold: the file dropped from the page
+// cache; warm: from it). Load and restore count in the TTFT, as they do in the app.
+nlohmann::json measure_kv_disk(folio::Engine& engine, const folio::SessionOptions& so, int64_t len,
+                               const std::string& folder, const std::string& model_id, std::mt19937& rng) {
+  const int64_t question = std::min<int64_t>(64, len / 2);
+  const int64_t prefix = len - question;
+  std::uniform_int_distribution<int32_t> token(3, engine.config().vocab_size - 1);
+  std::vector<int32_t> prompt(static_cast<size_t>(len));
+  for (auto& t : prompt) t = token(rng);
+  folio::RequestOptions req;
+  req.keep_prefix = true;
+  req.generate.max_tokens = 1;
+  req.generate.stop_at_eos = false;
+  req.generate.sampler.temperature = 0.0f;
+  nlohmann::json row;
+  row["kind"] = "kv_disk";
+  row["n_prompt"] = len;
+  row["prefix_tokens"] = prefix;
+  folio::chat::KvStore store(folder, uint64_t{1} << 42);
+  std::string key;
+  int32_t fresh_token = -1;
+  const std::span<const int32_t> docs(prompt.data(), static_cast<size_t>(prefix));
+  std::string layout;
+  {
+    auto s = engine.create_session(so);
+    const folio::RequestResult r = s->run(prompt, req);
+    row["fresh_ttft_ms"] = r.metrics.ttft_ms;
+    fresh_token = r.tokens.empty() ? -1 : r.tokens.front();
+    if (s->kv_element_bytes() <= 0) {
+      row["note"] = "this backend keeps no KV on disk";
+      return row;
+    }
+    layout = folio::chat::KvStore::layout(engine.backend_kind() != folio::BackendKind::Cpu, s->kv_element_bytes());
+    key = folio::chat::KvStore::key(model_id, layout, docs);
+    const auto t0 = std::chrono::steady_clock::now();
+    row["file_bytes"] = folio::chat::save_session_prefix(store, *s, key, docs);  // as the app saves it
+    row["save_ms"] = ms_since(t0);
+    row["layout"] = layout;
+  }
+  const std::string path = folder + "/" + key + ".kv";
+  for (const char* pass : {"cold", "warm"}) {
+    if (std::string(pass) == "cold") {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      const bool dropped = fd >= 0 && ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+      if (fd >= 0) ::close(fd);
+      row["cold_dropped_from_page_cache"] = dropped;
+    }
+    auto s = engine.create_session(so);
+    const auto t0 = std::chrono::steady_clock::now();
+    const folio::chat::KvRestore k = folio::chat::restore_saved_prefix(store, *s, model_id, layout, docs, 32);
+    const double load_ms = ms_since(t0);  // the file read and checked, the cache written
+    if (k.tokens != prefix) throw folio::Error(folio::ErrorCode::FileUnreadable, "the saved KV did not load: " + k.note);
+    const folio::RequestResult r = s->run(prompt, req);
+    const std::string p(pass);
+    row[p + "_load_ms"] = load_ms;
+    row[p + "_run_ttft_ms"] = r.metrics.ttft_ms;
+    row[p + "_ttft_ms"] = load_ms + r.metrics.ttft_ms;
+    row[p + "_load_gib_s"] = row["file_bytes"].get<double>() / 1073741824.0 / (load_ms / 1000.0);
+    row[p + "_reused_tokens"] = r.metrics.reused_tokens;
+    row[p + "_same_first_token"] = !r.tokens.empty() && r.tokens.front() == fresh_token;
+  }
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  std::fprintf(stderr,
+               "folio-bench: kv-disk %lld tokens: fresh ttft %.0f ms; from disk cold %.0f ms (load %.0f), warm %.0f ms "
+               "(load %.0f); file %.1f MiB, save %.0f ms\n",
+               static_cast<long long>(len), row["fresh_ttft_ms"].get<double>(), row["cold_ttft_ms"].get<double>(),
+               row["cold_load_ms"].get<double>(), row["warm_ttft_ms"].get<double>(), row["warm_load_ms"].get<double>(),
+               row["file_bytes"].get<double>() / 1048576.0, row["save_ms"].get<double>());
+  return row;
+}
+
 int main(int argc, char** argv) {
   folio::register_cuda_backend();
   folio::cli::Args args(argc, argv);
@@ -118,7 +206,7 @@ int main(int argc, char** argv) {
     bool random_weights = false, attention_only = false, matmul_only = false;
     int64_t mm_rows = 4096, mm_cols = 4096;
     int sparse_stride = 0;
-    std::string sparse_pattern;
+    std::string sparse_pattern, kv_disk;
     int heads = 32, kv_heads = 8, head_dim = 128;
     while (!args.done()) {
       std::string a = args.next();
@@ -161,6 +249,7 @@ int main(int argc, char** argv) {
         eo.sparse_sums_gemm = v == "gemm";
       }
       else if (a == "--json") json_path = args.value(a);
+      else if (a == "--kv-disk") kv_disk = args.value(a);
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
         attention = args.value(a);
@@ -402,6 +491,15 @@ int main(int argc, char** argv) {
       flat["heads_short_of_mass"] = last.heads_short_of_mass;
       if (!last.attention_note.empty()) flat["attention_note"] = last.attention_note;
       append_json_line(json_path, flat);
+      if (!kv_disk.empty()) {
+        nlohmann::json k = measure_kv_disk(*engine, so, len, kv_disk, model_label, rng);
+        k["date"] = today();
+        k["shape"] = flat["shape"];
+        k["backend"] = flat["backend"];
+        k["attention"] = attention;
+        k["device"] = mem.device;
+        append_json_line(json_path, k);
+      }
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;

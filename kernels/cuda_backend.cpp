@@ -25,6 +25,26 @@ using cuda::bf16;
 
 size_t a256(size_t b) { return (b + 255) / 256 * 256; }
 
+// Page-locked host memory (copy_kv's pieces: copies at full bus speed, beside the host's work).
+class PinnedBuffer final : public HostBuffer {
+ public:
+  explicit PinnedBuffer(size_t n) : n_(n) {
+    if (cudaMallocHost(&p_, std::max<size_t>(n, 1)) != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(ErrorCode::OutOfMemory, "cannot lock " + std::to_string(n >> 20) +
+                                              " MiB of host memory for moving the KV cache; close other programs");
+    }
+  }
+  ~PinnedBuffer() override { cudaFreeHost(p_); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  std::span<uint8_t> bytes() override { return {static_cast<uint8_t*>(p_), n_}; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 class CudaKvCache final : public KvCache {
  public:
   CudaKvCache(int device, const ModelConfig& c, int64_t capacity, int64_t chunk, std::atomic<size_t>* live,
@@ -138,6 +158,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cuda::DeviceScope scope(device_);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    for (cudaEvent_t e : kv_copied_)
+      if (e != nullptr) cudaEventDestroy(e);
     gemm_.reset();
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -593,6 +615,40 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < k.size(); ++i) out.k[i] = bf16_to_f32(k[i]);
   }
 
+  // ---- KV kept on disk: the cache's bf16 rows as they are. Per layer, K and V are
+  // [kv head][capacity][head dim]: one strided copy of n positions per tensor, on the backend's
+  // queue, through page-locked host buffers.
+  int kv_element_bytes() const override { return sizeof(bf16); }
+
+  std::unique_ptr<HostBuffer> host_buffer(size_t bytes) override {
+    FOLIO_CUDA_CHECK(cudaSetDevice(device_));
+    return std::make_unique<PinnedBuffer>(bytes);
+  }
+
+  void copy_kv(KvCache& kv_base, int layer, int tensor, int64_t n, int64_t rows, void* host, bool into_cache,
+               int slot) override {
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
+    const ModelConfig& c = model_->config;
+    const size_t hd_bytes = static_cast<size_t>(c.head_dim) * sizeof(bf16);
+    const size_t width = static_cast<size_t>(n) * hd_bytes, host_pitch = static_cast<size_t>(rows) * hd_bytes;
+    const size_t cache_pitch = static_cast<size_t>(kv.capacity()) * hd_bytes;
+    bf16* base = tensor == 0 ? kv.k(layer) : kv.v(layer);
+    FOLIO_CUDA_CHECK(cudaSetDevice(device_));
+    if (into_cache)
+      FOLIO_CUDA_CHECK(cudaMemcpy2DAsync(base, cache_pitch, host, host_pitch, width, static_cast<size_t>(c.n_kv_heads),
+                                         cudaMemcpyHostToDevice, stream_));
+    else
+      FOLIO_CUDA_CHECK(cudaMemcpy2DAsync(host, host_pitch, base, cache_pitch, width, static_cast<size_t>(c.n_kv_heads),
+                                         cudaMemcpyDeviceToHost, stream_));
+    cudaEvent_t& e = kv_copied_[slot & 1];
+    if (e == nullptr) FOLIO_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    FOLIO_CUDA_CHECK(cudaEventRecord(e, stream_));
+  }
+
+  void wait_kv(int slot) override {
+    if (kv_copied_[slot & 1] != nullptr) FOLIO_CUDA_CHECK(cudaEventSynchronize(kv_copied_[slot & 1]));
+  }
+
  private:
   void upload_budgets(CudaKvCache& kv, const std::shared_ptr<const sparse::SparseConfig>& config) {
     const ModelConfig& c = model_->config;
@@ -634,6 +690,7 @@ class CudaBackend final : public Backend {
   uint64_t seed_counter_ = 0;
   std::atomic<size_t> kv_bytes_{0}, sparse_bytes_{0};
   std::vector<cudaEvent_t> events_;  // time marks (Backend::mark)
+  cudaEvent_t kv_copied_[2] = {nullptr, nullptr};  // copy_kv's two slots
   std::vector<cuda::HeadResult> results_host_;
   int sample_rows_ = 1;                     // of the last estimate()
   const CudaKvCache* results_of_ = nullptr;  // whose scratch holds the last step's head results

@@ -948,8 +948,8 @@ class TstChat : public QObject {
       folio::chat::KvEntry e;
       e.tokens.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(shared));
       for (size_t i = 0; i < extra; ++i) e.tokens.push_back(9000 + static_cast<int32_t>(i));
-      e.kv.resize(e.tokens.size() * 8);
-      for (size_t i = 0; i < e.kv.size(); ++i) e.kv[i] = static_cast<float>(shared) + static_cast<float>(i);
+      e.kv.resize(e.tokens.size() * 8 + 3);  // any byte count: the checksum's partial words too
+      for (size_t i = 0; i < e.kv.size(); ++i) e.kv[i] = static_cast<uint8_t>(shared + i * 13);
       return e;
     };
     auto save = [&](const std::string& model, const std::string& layout, const folio::chat::KvEntry& e) {
@@ -1019,13 +1019,13 @@ class TstChat : public QObject {
     ro.generate.sampler.temperature = 0.0f;
     auto saving = engine->create_session(so);
     saving->run(long_prompt, ro);
-    std::vector<float> saved, part, expected;
+    std::vector<uint8_t> saved, part, expected;
     QVERIFY(saving->save_prefix(static_cast<int64_t>(long_prompt.size()), saved));
     QVERIFY(saving->save_prefix(n, expected));
 
     auto restored = engine->create_session(so);
     QVERIFY(!restored->restore_prefix(long_prompt, saved, static_cast<int64_t>(long_prompt.size()) + 1));
-    QVERIFY(!restored->restore_prefix(long_prompt, std::span<const float>(saved).first(saved.size() - 1), n));
+    QVERIFY(!restored->restore_prefix(long_prompt, std::span<const uint8_t>(saved).first(saved.size() - 1), n));
     QVERIFY(restored->restore_prefix(long_prompt, saved, n));
     QCOMPARE(restored->n_past(), n);
     QVERIFY(restored->save_prefix(n, part));
@@ -1045,8 +1045,10 @@ class TstChat : public QObject {
     auto entry = [](int seed, size_t floats) {
       folio::chat::KvEntry e;
       e.tokens = {1, 2, 3, seed};
-      e.kv.resize(floats);
-      for (size_t i = 0; i < floats; ++i) e.kv[i] = static_cast<float>(seed) + static_cast<float>(i) * 0.5f;
+      std::vector<float> kv(floats);
+      for (size_t i = 0; i < floats; ++i) kv[i] = static_cast<float>(seed) + static_cast<float>(i) * 0.5f;
+      const auto* bytes = reinterpret_cast<const uint8_t*>(kv.data());
+      e.kv.assign(bytes, bytes + kv.size() * sizeof(float));
       return e;
     };
     const uint64_t one = 8 + 16 + 4 * 4 + 4000 * 4 + 8;

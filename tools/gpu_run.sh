@@ -2,7 +2,9 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server]    (default: test)
+#                         [server] [kvdisk]    (default: test)
+# kvdisk: tst_gpu_model's KV round trip, then TTFT from the documents' KV saved on disk vs a fresh
+# prefill on the Llama-3.1-8B shape at 32K and 128K (folio-bench --kv-disk) into $OUT/kv_disk.jsonl.
 # server runs folio-server's loopback suites (tests/server/server_test.py: http, load, remote) with
 # --backend cuda on stories260K, into $OUT/server_*.log and server_load.json.
 # attn compares the prefill attention kernels alone (mma.sync and Hopper) on hd 128/96/64, dense and
@@ -30,7 +32,8 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 t0=$(date +%s)
 cmake --preset gpu -DFOLIO_DEPS_DIR="$PWD/.deps" > "$out/configure.log"
-cmake --build --preset gpu -j "$(nproc)" 2>&1 | tail -n 3
+# FOLIO_GPU_TARGETS="a b": only those targets (a short call that needs two binaries)
+cmake --build --preset gpu -j "$(nproc)" ${FOLIO_GPU_TARGETS:+--target $FOLIO_GPU_TARGETS} 2>&1 | tail -n 3
 echo "build: $(( $(date +%s) - t0 )) s"
 for step in "${steps[@]}"; do
   case "$step" in
@@ -40,6 +43,18 @@ for step in "${steps[@]}"; do
       build/gpu/app/folio-cli --backend cuda --model resources/models/stories260K/stories260K.bin \
         --prompt "Once upon a time" --max-tokens 24 --temperature 0 2>&1 | tee "$out/cli.txt" ;;
     bench) bash tools/bench_gpu.sh "$out" ;;
+    kvdisk)
+      # the documents' KV kept on disk (issue 14): fresh prefill vs saved KV loaded cold and warm,
+      # Llama-3.1-8B shape (random bf16 weights), the app's default attention (auto); the files go
+      # to build/ (the machine's disk, not a tmpfs: `df` below says which)
+      FOLIO_GPU_CASES=kv_saved_and_restored build/gpu/kernels/tests/tst_gpu_model 2>&1 | tee "$out/kv_test.log"
+      mkdir -p build/kvdisk && df -hT build/kvdisk | tee "$out/kv_disk_fs.txt"
+      rm -f "$out/kv_disk.jsonl"
+      for att in auto dense; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --random-weights --backend cuda --attention $att \
+          --lengths "${FOLIO_KV_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 4 --kv-disk build/kvdisk \
+          --json "$out/kv_disk.jsonl" 2>&1 >/dev/null | grep kv-disk
+      done ;;
     attn)
       rm -f "$out/attn_kernels.jsonl"
       for kern in mma hopper; do

@@ -358,24 +358,23 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     if (kv_store_ != nullptr && !docs_.empty() && (new_session || signature != kv_prefix_signature_)) {
       prefix = shared_prefix(p);
       if (prefix > 1 && prefix < static_cast<int64_t>(p.tokens.size())) {
-        // The backend computed the KV (its numbers differ a little from another backend's).
-        const std::string layout = engine_.backend_kind() == BackendKind::Cpu ? "cpu fp32 v1" : "gpu fp32 v1";
+        const std::string layout =
+            KvStore::layout(engine_.backend_kind() != BackendKind::Cpu, session_->kv_element_bytes());
         key = KvStore::key(model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
         const auto t0 = std::chrono::steady_clock::now();
         if (!new_session) {
           if (kv_store_->contains(key)) key.clear();  // saved already
-        } else if (std::optional<KvPrefixMatch> m = kv_store_->load_longest_prefix(
-                       model_id_, layout, std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)),
-                       kMinDiskPrefixTokens, &a.kv_note)) {
+        } else {
           // The saved prefix of these documents, or of the first of them (others added after them
           // since): its shared start is restored, the rest prefilled, and the whole prefix saved.
-          const int64_t n = std::min<int64_t>(m->common_tokens, prefix);
-          if (session_->restore_prefix(m->entry.tokens, m->entry.kv, n)) {
-            a.kv_loaded_tokens = n;
+          const KvRestore r = restore_saved_prefix(*kv_store_, *session_, model_id_, layout,
+                                                   std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)),
+                                                   kMinDiskPrefixTokens);
+          a.kv_note = r.note;
+          if (r.tokens > 0) {
+            a.kv_loaded_tokens = r.tokens;
             a.kv_load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-            if (n == prefix) key.clear();  // this very prefix: saved already
-          } else {
-            a.kv_note = "the saved KV of these documents does not fit this model or session; they are read again";
+            if (r.tokens == prefix) key.clear();  // this very prefix: saved already
           }
         }
       }
@@ -390,15 +389,12 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     a.result = session_->run(p.tokens, ro);
     // Computed afresh: kept for the next time (a cancelled prefill may not have reached its end).
     const bool finished = a.result.metrics.stop != StopReason::Cancelled && session_->n_past() >= prefix;
-    if (!key.empty() && finished) {
-      KvEntry e;
-      e.tokens.assign(p.tokens.begin(), p.tokens.begin() + prefix);
-      if (session_->save_prefix(prefix, e.kv)) {
-        try {
-          a.kv_saved_bytes = kv_store_->save(key, e);
-        } catch (const std::exception& ex) {
-          a.kv_note = ex.what();
-        }
+    if (!key.empty() && finished && session_->kv_element_bytes() > 0) {
+      try {
+        a.kv_saved_bytes = save_session_prefix(*kv_store_, *session_, key,
+                                               std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+      } catch (const std::exception& ex) {
+        a.kv_note = ex.what();
       }
     }
     if (finished) kv_prefix_signature_ = signature;

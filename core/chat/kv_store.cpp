@@ -19,17 +19,71 @@ namespace fs = std::filesystem;
 namespace {
 
 // File layout (native byte order; the files stay on the machine that wrote them):
-//   "FOLIOKV1"  u64 n_tokens  u64 n_floats  i32 tokens[n_tokens]  f32 kv[n_floats]  u64 checksum
-// checksum: 64-bit FNV-1a over everything before it.
-constexpr char kMagic[8] = {'F', 'O', 'L', 'I', 'O', 'K', 'V', '1'};
+//   "FOLIOKV2"  u64 n_tokens  u64 n_bytes  i32 tokens[n_tokens]  u8 kv[n_bytes]  u64 checksum
+// kv: the backend's own element type (fp32 on the CPU, bf16 on the GPU; the KV layout in the file's
+// name says which). checksum: Checksum over everything before it. Version 1 (fp32 always, FNV-1a)
+// files are not read; they go as the least recently used.
+constexpr char kMagic[8] = {'F', 'O', 'L', 'I', 'O', 'K', 'V', '2'};
 constexpr const char* kSuffix = ".kv";
 
+// 64-bit FNV-1a: names (model, layout, tokens).
 struct Fnv {
   uint64_t h = 1469598103934665603ull;
   void add(const void* data, size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);
     for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   }
+};
+
+// The file's checksum: four independent multiply-rotate lanes over 8-byte words, so a 16 GiB KV
+// (Llama-3.1-8B at 128K in bf16) is checked at memory speed rather than FNV's byte at a time. Bytes
+// are fed in the file's order; the pieces may be of any length (the lanes carry a partial word).
+class Checksum {
+ public:
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    while (n > 0 && fill_ != 0) take_byte(*p++), --n;
+    for (; n >= 32; p += 32, n -= 32)
+      for (int l = 0; l < 4; ++l) {
+        uint64_t w;
+        std::memcpy(&w, p + 8 * l, 8);
+        mix(l, w);
+      }
+    while (n > 0) take_byte(*p++), --n;
+  }
+  uint64_t value() const {
+    uint64_t h = static_cast<uint64_t>(total_) * kP3;
+    for (int l = 0; l < 4; ++l) h = rotl(h ^ (lane_[l] * kP2), 27) * kP1 + kP4;
+    for (int i = 0; i < fill_; ++i) h = rotl(h ^ (uint64_t{partial_[i]} * kP1), 11) * kP2;
+    h ^= h >> 33;
+    h *= kP2;
+    h ^= h >> 29;
+    return h;
+  }
+
+ private:
+  static constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull, kP2 = 0xC2B2AE3D27D4EB4Full, kP3 = 0x165667B19E3779F9ull,
+                            kP4 = 0x85EBCA77C2B2AE63ull;
+  static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+  void mix(int l, uint64_t w) {
+    lane_[l] = rotl(lane_[l] + w * kP2, 31) * kP1;
+    total_ += 8;
+  }
+  void take_byte(unsigned char b) {
+    partial_[fill_++] = b;
+    if (fill_ == 32) {
+      fill_ = 0;
+      for (int l = 0; l < 4; ++l) {
+        uint64_t w;
+        std::memcpy(&w, partial_ + 8 * l, 8);
+        mix(l, w);
+      }
+    }
+  }
+  uint64_t lane_[4] = {kP1 + kP2, kP2, 0, 0 - kP1};
+  uint64_t total_ = 0;
+  unsigned char partial_[32] = {};
+  int fill_ = 0;
 };
 
 bool write_all(int fd, const void* data, size_t n) {
@@ -73,6 +127,10 @@ std::string hex16(uint64_t h) {
 
 }  // namespace
 
+std::string KvStore::layout(bool on_gpu, int element_bytes) {
+  return std::string(on_gpu ? "gpu" : "cpu") + (element_bytes == 2 ? " bf16" : " fp32") + " v2";
+}
+
 std::string KvStore::key(const std::string& model_id, const std::string& kv_layout, std::span<const int32_t> tokens) {
   // 64 bits for the model and layout (the files load_longest_prefix reads), 64 for those and the
   // tokens (a file's own tokens are compared with the prompt's before it is used).
@@ -87,64 +145,197 @@ std::string KvStore::path_of(const std::string& key) const {
   return (fs::path(folder_) / (key + kSuffix)).string();
 }
 
+// ---- saving in pieces
+
+struct KvStore::Saving::State {
+  KvStore* store = nullptr;
+  std::string key, path, tmp;
+  int fd = -1;
+  uint64_t n_tokens = 0, kv_bytes = 0, written_kv = 0;
+  Checksum sum;
+  int err = 0;  // errno of the first failed write
+};
+
+KvStore::Saving::Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes)
+    : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.store = &store;
+  s.key = std::move(key);
+  s.path = store.path_of(s.key);
+  s.tmp = s.path + ".tmp-" + std::to_string(::getpid());
+  s.fd = ::open(s.tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (s.fd < 0)
+    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + s.tmp + ": " + std::strerror(errno));
+  s.n_tokens = tokens.size();
+  s.kv_bytes = kv_bytes;
+  s.sum.add(kMagic, sizeof kMagic);
+  s.sum.add(&s.n_tokens, sizeof s.n_tokens);
+  s.sum.add(&s.kv_bytes, sizeof s.kv_bytes);
+  s.sum.add(tokens.data(), tokens.size_bytes());
+  if (!write_all(s.fd, kMagic, sizeof kMagic) || !write_all(s.fd, &s.n_tokens, sizeof s.n_tokens) ||
+      !write_all(s.fd, &s.kv_bytes, sizeof s.kv_bytes) || !write_all(s.fd, tokens.data(), tokens.size_bytes()))
+    s.err = errno != 0 ? errno : EIO;
+}
+
+KvStore::Saving::Saving(Saving&&) noexcept = default;
+
+KvStore::Saving::~Saving() {
+  if (s_ && s_->fd >= 0) {
+    ::close(s_->fd);
+    ::unlink(s_->tmp.c_str());
+  }
+}
+
+bool KvStore::Saving::write(std::span<const uint8_t> bytes) {
+  State& s = *s_;
+  if (s.err != 0 || s.fd < 0) return false;
+  if (bytes.size() > s.kv_bytes - s.written_kv) {
+    s.err = EINVAL;
+    return false;
+  }
+  s.sum.add(bytes.data(), bytes.size());
+  if (!write_all(s.fd, bytes.data(), bytes.size())) {
+    s.err = errno != 0 ? errno : EIO;
+    return false;
+  }
+  s.written_kv += bytes.size();
+  return true;
+}
+
+uint64_t KvStore::Saving::commit() {
+  State& s = *s_;
+  if (s.fd < 0) throw Error(ErrorCode::BadArgument, "this KV cache file was saved already");
+  const uint64_t sum = s.sum.value();
+  const bool ok = s.err == 0 && s.written_kv == s.kv_bytes && write_all(s.fd, &sum, sizeof sum) && ::fsync(s.fd) == 0;
+  const int err = s.err != 0 ? s.err : s.written_kv != s.kv_bytes ? EINVAL : errno;
+  ::close(s.fd);
+  s.fd = -1;
+  if (!ok || std::rename(s.tmp.c_str(), s.path.c_str()) != 0) {
+    const int why = ok ? errno : err;
+    ::unlink(s.tmp.c_str());
+    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + s.path + ": " + std::strerror(why) +
+                                               (why == EINVAL ? " (the KV handed over was not of the announced size)"
+                                                              : " (is the disk full?)"));
+  }
+  const uint64_t written = sizeof kMagic + 16 + s.n_tokens * 4 + s.kv_bytes + 8;
+  s.store->evict(s.key, written);
+  return written;
+}
+
+KvStore::Saving KvStore::begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes) {
+  return Saving(*this, key, tokens, kv_bytes);
+}
+
+uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
+  Saving s = begin_save(key, e.tokens, e.kv.size());
+  s.write(e.kv);
+  return s.commit();
+}
+
+// ---- reading in pieces
+
+struct KvStore::Reading::State {
+  std::string path;
+  std::ifstream in;
+  std::vector<int32_t> tokens;
+  uint64_t kv_bytes = 0, read_kv = 0;
+  Checksum sum;
+};
+
+KvStore::Reading::Reading() : s_(std::make_unique<State>()) {}
+KvStore::Reading::Reading(Reading&&) noexcept = default;
+KvStore::Reading::~Reading() = default;
+const std::vector<int32_t>& KvStore::Reading::tokens() const { return s_->tokens; }
+uint64_t KvStore::Reading::kv_bytes() const { return s_->kv_bytes; }
+
+bool KvStore::Reading::read(std::span<uint8_t> into) {
+  State& s = *s_;
+  if (into.size() > s.kv_bytes - s.read_kv ||
+      !s.in.read(reinterpret_cast<char*>(into.data()), static_cast<std::streamsize>(into.size())))
+    return false;
+  s.sum.add(into.data(), into.size());
+  s.read_kv += into.size();
+  return true;
+}
+
+bool KvStore::Reading::finish(std::string* problem) {
+  State& s = *s_;
+  uint64_t stored = 0;
+  const bool whole = s.read_kv == s.kv_bytes;
+  if (whole && s.in.read(reinterpret_cast<char*>(&stored), sizeof stored) && stored == s.sum.value()) {
+    ::utimensat(AT_FDCWD, s.path.c_str(), nullptr, 0);  // used now: the last to be evicted
+    return true;
+  }
+  if (!whole) return false;  // the caller stopped early: nothing is known about the file
+  if (problem != nullptr) *problem = s.path + ": its checksum does not match (the file is damaged); it was deleted";
+  s.in.close();
+  std::error_code ec;
+  fs::remove(s.path, ec);
+  return false;
+}
+
+std::optional<KvStore::Reading> KvStore::open(const std::string& key, std::string* problem) const {
+  Reading r;
+  Reading::State& s = *r.s_;
+  s.path = path_of(key);
+  s.in.open(s.path, std::ios::binary);
+  if (!s.in) return std::nullopt;
+  auto fail = [&](const std::string& why) -> std::optional<Reading> {
+    if (problem != nullptr) *problem = s.path + ": " + why + "; it was deleted";
+    s.in.close();
+    std::error_code ec;
+    fs::remove(s.path, ec);
+    return std::nullopt;
+  };
+  std::error_code ec;
+  const uint64_t size = fs::file_size(s.path, ec);
+  char magic[8];
+  uint64_t n_tokens = 0, n_bytes = 0;
+  if (ec || size < sizeof magic + 24 || !s.in.read(magic, sizeof magic) ||
+      std::memcmp(magic, kMagic, sizeof magic) != 0)
+    return fail("not a Folio KV file of this version");
+  s.in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens);
+  s.in.read(reinterpret_cast<char*>(&n_bytes), sizeof n_bytes);
+  if (!s.in || n_tokens == 0 || n_tokens > (uint64_t{1} << 32) || n_bytes > (uint64_t{1} << 42) ||
+      size != sizeof magic + 16 + n_tokens * 4 + n_bytes + 8)
+    return fail("its size does not match its header (cut off?)");
+  s.tokens.resize(n_tokens);
+  if (!s.in.read(reinterpret_cast<char*>(s.tokens.data()), static_cast<std::streamsize>(n_tokens * 4)))
+    return fail("it could not be read whole");
+  s.kv_bytes = n_bytes;
+  s.sum.add(magic, sizeof magic);
+  s.sum.add(&n_tokens, sizeof n_tokens);
+  s.sum.add(&n_bytes, sizeof n_bytes);
+  s.sum.add(s.tokens.data(), n_tokens * 4);
+  return r;
+}
+
+// ---- whole
+
 std::optional<KvEntry> KvStore::load(const std::string& key, std::string* problem) const {
   std::string why;
-  std::optional<KvEntry> e = read_checked(key, &why);
+  std::optional<Reading> r = open(key, &why);
+  std::optional<KvEntry> e;
+  if (r) {
+    e.emplace();
+    e->tokens = r->tokens();
+    e->kv.resize(r->kv_bytes());
+    if (!r->read(e->kv) || !r->finish(&why)) e.reset();
+    if (!e && why.empty()) {
+      why = path_of(key) + ": it could not be read whole; it was deleted";
+      r.reset();
+      std::error_code ec;
+      fs::remove(path_of(key), ec);
+    }
+  }
   if (!why.empty() && problem != nullptr) *problem = why + ", the documents are read again";
   return e;
 }
 
-std::optional<KvEntry> KvStore::read_checked(const std::string& key, std::string* problem) const {
-  const std::string path = path_of(key);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  auto fail = [&](const std::string& why) -> std::optional<KvEntry> {
-    if (problem != nullptr) *problem = path + ": " + why + "; it was deleted";
-    in.close();
-    std::error_code ec;
-    fs::remove(path, ec);
-    return std::nullopt;
-  };
-  std::error_code ec;
-  const uint64_t size = fs::file_size(path, ec);
-  char magic[8];
-  uint64_t n_tokens = 0, n_floats = 0;
-  if (ec || size < sizeof magic + 24 || !in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0)
-    return fail("not a Folio KV file");
-  in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens);
-  in.read(reinterpret_cast<char*>(&n_floats), sizeof n_floats);
-  if (!in || n_tokens == 0 || n_tokens > (uint64_t{1} << 32) || n_floats > (uint64_t{1} << 40) ||
-      size != sizeof magic + 16 + n_tokens * 4 + n_floats * 4 + 8)
-    return fail("its size does not match its header (cut off?)");
-  KvEntry e;
-  e.tokens.resize(n_tokens);
-  e.kv.resize(n_floats);
-  uint64_t stored = 0;
-  in.read(reinterpret_cast<char*>(e.tokens.data()), static_cast<std::streamsize>(n_tokens * 4));
-  in.read(reinterpret_cast<char*>(e.kv.data()), static_cast<std::streamsize>(n_floats * 4));
-  in.read(reinterpret_cast<char*>(&stored), sizeof stored);
-  if (!in) return fail("it could not be read whole");
-  Fnv f;
-  f.add(magic, sizeof magic);
-  f.add(&n_tokens, sizeof n_tokens);
-  f.add(&n_floats, sizeof n_floats);
-  f.add(e.tokens.data(), n_tokens * 4);
-  f.add(e.kv.data(), n_floats * 4);
-  if (f.h != stored) return fail("its checksum does not match (the file is damaged)");
-  ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now: the last to be evicted
-  return e;
-}
-
-std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& model_id, const std::string& kv_layout,
-                                                          std::span<const int32_t> tokens, int64_t min_tokens,
-                                                          std::string* problem) const {
+std::vector<KvCandidate> KvStore::candidates(const std::string& model_id, const std::string& kv_layout,
+                                             std::span<const int32_t> tokens, int64_t min_tokens) const {
   const std::string domain = hex16(domain_hash(model_id, kv_layout).h);
-  struct Candidate {
-    std::string key;
-    int64_t common = 0;
-    uint64_t n_tokens = 0;
-  };
-  std::vector<Candidate> candidates;
+  std::vector<KvCandidate> out;
   std::vector<int32_t> saved;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(folder_, ec)) {
@@ -152,13 +343,13 @@ std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& mod
     const std::string name = p.filename().string();
     if (p.extension() != kSuffix || name.size() != 32 + std::strlen(kSuffix) || name.compare(0, 16, domain) != 0)
       continue;
-    // The header and as many tokens as the prompt has; a file that does not check out is left to load().
+    // The header and as many tokens as the prompt has; a file that does not check out is left to open().
     std::ifstream in(p, std::ios::binary);
     char magic[8];
-    uint64_t n_tokens = 0, n_floats = 0;
+    uint64_t n_tokens = 0, n_bytes = 0;
     if (!in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0 ||
         !in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens) ||
-        !in.read(reinterpret_cast<char*>(&n_floats), sizeof n_floats) || n_tokens == 0 ||
+        !in.read(reinterpret_cast<char*>(&n_bytes), sizeof n_bytes) || n_tokens == 0 ||
         n_tokens > (uint64_t{1} << 32))
       continue;
     saved.resize(std::min<size_t>(n_tokens, tokens.size()));
@@ -166,20 +357,25 @@ std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& mod
     const auto common =
         static_cast<int64_t>(std::mismatch(saved.begin(), saved.end(), tokens.begin()).first - saved.begin());
     if (common >= std::max<int64_t>(min_tokens, 1) && static_cast<uint64_t>(common) * 4 >= n_tokens)
-      candidates.push_back({name.substr(0, 32), common, n_tokens});
+      out.push_back({name.substr(0, 32), common, n_tokens});
   }
-  // The longest shared start first; of equals, the shortest file (the least to read).
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return a.common != b.common ? a.common > b.common : a.n_tokens < b.n_tokens;
+  std::sort(out.begin(), out.end(), [](const KvCandidate& a, const KvCandidate& b) {
+    return a.common_tokens != b.common_tokens ? a.common_tokens > b.common_tokens : a.n_tokens < b.n_tokens;
   });
+  return out;
+}
+
+std::optional<KvPrefixMatch> KvStore::load_longest_prefix(const std::string& model_id, const std::string& kv_layout,
+                                                          std::span<const int32_t> tokens, int64_t min_tokens,
+                                                          std::string* problem) const {
   std::string refused;
   auto note = [&](const char* next) {
     if (problem != nullptr && !refused.empty()) *problem = refused + next;
   };
-  for (const Candidate& c : candidates) {
+  for (const KvCandidate& c : candidates(model_id, kv_layout, tokens, min_tokens)) {
     std::string why;
-    std::optional<KvEntry> e = read_checked(c.key, &why);
-    if (!why.empty()) refused += (refused.empty() ? "" : "; ") + why;
+    std::optional<KvEntry> e = load(c.key, &why);
+    if (!why.empty()) refused += (refused.empty() ? "" : "; ") + why.substr(0, why.rfind(", the documents"));
     if (!e) continue;
     // Checked again on what was read whole (the file may have been replaced since).
     const size_t n = std::min(e->tokens.size(), tokens.size());
@@ -199,31 +395,8 @@ bool KvStore::contains(const std::string& key) const {
   return fs::is_regular_file(path_of(key), ec);
 }
 
-uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
-  const std::string path = path_of(key);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + tmp + ": " + std::strerror(errno));
-  const uint64_t n_tokens = e.tokens.size(), n_floats = e.kv.size();
-  Fnv f;
-  f.add(kMagic, sizeof kMagic);
-  f.add(&n_tokens, sizeof n_tokens);
-  f.add(&n_floats, sizeof n_floats);
-  f.add(e.tokens.data(), n_tokens * 4);
-  f.add(e.kv.data(), n_floats * 4);
-  const bool ok = write_all(fd, kMagic, sizeof kMagic) && write_all(fd, &n_tokens, sizeof n_tokens) &&
-                  write_all(fd, &n_floats, sizeof n_floats) && write_all(fd, e.tokens.data(), n_tokens * 4) &&
-                  write_all(fd, e.kv.data(), n_floats * 4) && write_all(fd, &f.h, sizeof f.h) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + path + ": " +
-                                               std::strerror(ok ? errno : err) + " (is the disk full?)");
-  }
-  const uint64_t written = sizeof kMagic + 16 + n_tokens * 4 + n_floats * 4 + 8;
-  // Least recently used out until the folder is within its limit; leftovers of killed saves too.
+void KvStore::evict(const std::string& keep, uint64_t keep_bytes) {
+  const fs::path kept = path_of(keep);
   struct File {
     fs::path path;
     fs::file_time_type used;
@@ -240,17 +413,16 @@ uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
       if (!ec && age > std::chrono::hours(1)) fs::remove(p, ec);
       continue;
     }
-    if (p.extension() != kSuffix || p == fs::path(path)) continue;
+    if (p.extension() != kSuffix || p == kept) continue;
     files.push_back({p, entry.last_write_time(ec), entry.file_size(ec)});
   }
-  uint64_t total = written;
+  uint64_t total = keep_bytes;
   for (const File& x : files) total += x.bytes;
   std::sort(files.begin(), files.end(), [](const File& a, const File& b) { return a.used < b.used; });
   for (const File& x : files) {
     if (total <= max_bytes_) break;
     if (fs::remove(x.path, ec)) total -= x.bytes;
   }
-  return written;
 }
 
 uint64_t KvStore::used_bytes() const {
@@ -259,6 +431,42 @@ uint64_t KvStore::used_bytes() const {
   for (const auto& entry : fs::directory_iterator(folder_, ec))
     if (entry.path().extension() == kSuffix) total += entry.file_size(ec);
   return total;
+}
+
+KvRestore restore_saved_prefix(const KvStore& store, Session& session, const std::string& model_id,
+                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens) {
+  KvRestore out;
+  std::string refused;
+  auto add = [&](const std::string& why) { refused += (refused.empty() ? "" : "; ") + why; };
+  for (const KvCandidate& c : store.candidates(model_id, kv_layout, tokens, min_tokens)) {
+    std::string why;
+    std::optional<KvStore::Reading> r = store.open(c.key, &why);
+    const int64_t n = std::min<int64_t>(c.common_tokens, static_cast<int64_t>(tokens.size()));
+    // checked again on the file as opened (it may have been replaced since candidates())
+    const bool same = r && static_cast<int64_t>(r->tokens().size()) >= n &&
+                      std::equal(tokens.begin(), tokens.begin() + n, r->tokens().begin());
+    if (same && session.restore_prefix(
+                    tokens.first(static_cast<size_t>(n)), static_cast<int64_t>(r->tokens().size()),
+                    [&](std::span<uint8_t> piece) { return r->read(piece); }, [&] { return r->finish(&why); })) {
+      out.tokens = n;
+      if (!refused.empty()) out.note = refused + ", another saved prefix was loaded";
+      return out;
+    }
+    if (!why.empty()) add(why);
+    else if (same) add("the saved KV of these documents does not fit this model or session");
+  }
+  if (!refused.empty()) out.note = refused + "; the documents are read again";
+  return out;
+}
+
+uint64_t save_session_prefix(KvStore& store, const Session& session, const std::string& key,
+                             std::span<const int32_t> tokens) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  KvStore::Saving saving = store.begin_save(key, tokens, session.kv_prefix_bytes(n));
+  if (!session.save_prefix(n, [&](std::span<const uint8_t> piece) { return saving.write(piece); }) &&
+      session.kv_element_bytes() <= 0)
+    throw Error(ErrorCode::BadArgument, "this backend keeps no KV on disk");
+  return saving.commit();  // throws with the disk's reason when a piece was refused
 }
 
 }  // namespace folio::chat

@@ -11,16 +11,19 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/engine/engine.h"
+
 namespace folio::chat {
 
 struct KvEntry {
   std::vector<int32_t> tokens;
-  std::vector<float> kv;  // Session::save_prefix's layout
+  std::vector<uint8_t> kv;  // Session::save_prefix's layout and element type
 };
 
 // A saved entry that a prompt shares the start of.
@@ -30,6 +33,13 @@ struct KvPrefixMatch {
   int64_t common_tokens = 0;  // the entry's tokens and the prompt's agree on this many from the start
 };
 
+// A saved entry's place in the store: its key, its tokens' count, how many of them start the prompt.
+struct KvCandidate {
+  std::string key;
+  int64_t common_tokens = 0;
+  uint64_t n_tokens = 0;
+};
+
 class KvStore {
  public:
   // Files go to `folder` (made when missing); at most max_bytes in all (least recently used first out).
@@ -37,19 +47,69 @@ class KvStore {
   const std::string& folder() const { return folder_; }
   uint64_t max_bytes() const { return max_bytes_; }
 
+  // The KV layout part of a key: which backend computed it (their numbers differ a little) and the
+  // element type it is kept in (Session::kv_element_bytes()).
+  static std::string layout(bool on_gpu, int element_bytes);
   // The file name for a prefix: the model's identity (e.g. its path and size), the KV layout and the
   // tokens. Its first 16 characters name the model and layout alone (see load_longest_prefix).
   static std::string key(const std::string& model_id, const std::string& kv_layout, std::span<const int32_t> tokens);
 
+  // ---- in pieces (a KV of gigabytes never held whole in memory: Session::save_prefix and
+  // restore_prefix stream it one tensor at a time)
+  // A save under way: write() the KV's bytes in order, then commit(), which syncs, renames the
+  // file into place and evicts (returns the bytes written). Dropped without commit: no file.
+  // Throws folio::Error when the folder cannot be written.
+  class Saving {
+   public:
+    ~Saving();
+    Saving(Saving&&) noexcept;
+    Saving& operator=(Saving&&) = delete;
+    bool write(std::span<const uint8_t> bytes);  // false: the disk refused (commit() then says why)
+    uint64_t commit();
+
+   private:
+    friend class KvStore;
+    Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes);
+    struct State;
+    std::unique_ptr<State> s_;
+  };
+  Saving begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes);
+
+  // A saved entry being read: its tokens at once, its KV with read() in order, then finish() checks
+  // the checksum (false: the file is damaged, deleted, `problem` says why; what was read is wrong).
+  class Reading {
+   public:
+    ~Reading();
+    Reading(Reading&&) noexcept;
+    Reading& operator=(Reading&&) = delete;
+    const std::vector<int32_t>& tokens() const;
+    uint64_t kv_bytes() const;
+    bool read(std::span<uint8_t> into);  // false: past the end or the file ended early
+    bool finish(std::string* problem = nullptr);
+
+   private:
+    friend class KvStore;
+    Reading();
+    struct State;
+    std::unique_ptr<State> s_;
+  };
+  // The entry under `key`, opened; nullopt when there is none, or its header or length does not
+  // check out (then it is deleted and `problem` says why).
+  std::optional<Reading> open(const std::string& key, std::string* problem = nullptr) const;
+  // Of the entries saved for this model and KV layout, those whose tokens share min_tokens or more
+  // with the start of `tokens`, the best first (the longest shared start; of equals the shortest
+  // file). Chosen from the files' headers and tokens alone; an entry counts only when the shared start
+  // is at least a quarter of its own tokens (reading a file costs in proportion to its length, a
+  // prefill only in proportion to what it computes).
+  std::vector<KvCandidate> candidates(const std::string& model_id, const std::string& kv_layout,
+                                      std::span<const int32_t> tokens, int64_t min_tokens) const;
+
+  // ---- whole, in memory
   // The entry saved under `key`; nullopt when there is none, or when it does not check out (then
   // the file is deleted and `problem` says why).
   std::optional<KvEntry> load(const std::string& key, std::string* problem = nullptr) const;
-  // Of the entries saved for this model and KV layout, the one whose tokens share the longest start
-  // with `tokens`, loaded and checked as load() does; nullopt when none shares min_tokens or more.
-  // Chosen from the files' headers and tokens alone; an entry counts only when the shared start is
-  // at least a quarter of its own tokens (reading a file costs in proportion to its length, a
-  // prefill only in proportion to what it computes). A file that does not check out is deleted,
-  // `problem` says why, and the next best is tried. A hit counts as a use (the last to be evicted).
+  // The best of candidates() that checks out, loaded; a file that does not is deleted, `problem`
+  // says why, and the next best is tried. A hit counts as a use (the last to be evicted).
   std::optional<KvPrefixMatch> load_longest_prefix(const std::string& model_id, const std::string& kv_layout,
                                                    std::span<const int32_t> tokens, int64_t min_tokens,
                                                    std::string* problem = nullptr) const;
@@ -64,10 +124,27 @@ class KvStore {
 
  private:
   std::string path_of(const std::string& key) const;
-  // load() without the last words of `problem` (what the caller does next).
-  std::optional<KvEntry> read_checked(const std::string& key, std::string* problem) const;
+  // Least recently used out until the folder is within its limit (never `keep`); leftovers of
+  // killed saves older than an hour too.
+  void evict(const std::string& keep, uint64_t keep_bytes);
   std::string folder_;
   uint64_t max_bytes_;
 };
+
+// ---- between a store and a session, streamed a tensor at a time (8B at 128K: 16 GiB)
+
+struct KvRestore {
+  int64_t tokens = 0;  // restored (0: none)
+  std::string note;    // why a saved KV was not used, when one was refused
+};
+// Restores into `session` (cleared first) the longest start of `tokens` saved for this model and
+// layout (KvStore::candidates, at least min_tokens): the best candidate that checks out; a damaged
+// file is deleted, the next best tried, and `note` says so.
+KvRestore restore_saved_prefix(const KvStore& store, Session& session, const std::string& model_id,
+                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens);
+// Saves the session's KV of its first tokens.size() positions (which must be `tokens`) under `key`;
+// returns the bytes written. Throws folio::Error when it cannot be written.
+uint64_t save_session_prefix(KvStore& store, const Session& session, const std::string& key,
+                             std::span<const int32_t> tokens);
 
 }  // namespace folio::chat

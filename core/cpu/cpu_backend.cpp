@@ -72,32 +72,21 @@ class CpuBackend final : public Backend {
     return std::make_unique<CpuKvCache>(model_->config, capacity_tokens, &kv_bytes_);
   }
 
-  // The cache is [kv_head][capacity][head_dim] per layer: copy each head's first n positions.
-  bool read_kv(const KvCache& kv, int64_t n, std::vector<float>& out) override {
-    const auto& cache = static_cast<const CpuKvCache&>(kv);
-    const ModelConfig& c = model_->config;
-    const size_t row = static_cast<size_t>(n) * static_cast<size_t>(c.head_dim);
-    const size_t stride = static_cast<size_t>(kv.capacity()) * static_cast<size_t>(c.head_dim);
-    out.resize(static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads) * row);
-    float* o = out.data();
-    for (int l = 0; l < c.n_layers; ++l)
-      for (const float* base : {cache.k(l), cache.v(l)})
-        for (int h = 0; h < c.n_kv_heads; ++h, o += row) std::copy_n(base + static_cast<size_t>(h) * stride, row, o);
-    return true;
-  }
-
-  bool write_kv(KvCache& kv, int64_t n, std::span<const float> in) override {
+  // The cache is [kv_head][capacity][head_dim] per layer: each head's first n positions.
+  int kv_element_bytes() const override { return sizeof(float); }
+  void copy_kv(KvCache& kv, int layer, int tensor, int64_t n, int64_t rows, void* host, bool into_cache,
+               int /*slot*/) override {
     auto& cache = static_cast<CpuKvCache&>(kv);
     const ModelConfig& c = model_->config;
-    const size_t row = static_cast<size_t>(n) * static_cast<size_t>(c.head_dim);
-    const size_t stride = static_cast<size_t>(kv.capacity()) * static_cast<size_t>(c.head_dim);
-    if (n > kv.capacity() || in.size() != static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads) * row)
-      return false;
-    const float* i = in.data();
-    for (int l = 0; l < c.n_layers; ++l)
-      for (float* base : {cache.k(l), cache.v(l)})
-        for (int h = 0; h < c.n_kv_heads; ++h, i += row) std::copy_n(i, row, base + static_cast<size_t>(h) * stride);
-    return true;
+    const size_t hd = static_cast<size_t>(c.head_dim), bytes = static_cast<size_t>(n) * hd * sizeof(float);
+    float* base = tensor == 0 ? cache.k(layer) : cache.v(layer);
+    auto* h = static_cast<uint8_t*>(host);
+    for (int g = 0; g < c.n_kv_heads; ++g) {
+      float* at = base + static_cast<size_t>(g) * static_cast<size_t>(kv.capacity()) * hd;
+      uint8_t* row = h + static_cast<size_t>(g) * static_cast<size_t>(rows) * hd * sizeof(float);
+      if (into_cache) std::memcpy(at, row, bytes);
+      else std::memcpy(row, at, bytes);
+    }
   }
 
   std::vector<DeviceMemory> memory() const override {

@@ -15,6 +15,19 @@ const char* backend_kind_name(BackendKind k) {
   return "?";
 }
 
+namespace {
+class VectorBuffer final : public HostBuffer {
+ public:
+  explicit VectorBuffer(size_t n) : v_(n) {}
+  std::span<uint8_t> bytes() override { return v_; }
+
+ private:
+  std::vector<uint8_t> v_;
+};
+}  // namespace
+
+std::unique_ptr<HostBuffer> Backend::host_buffer(size_t bytes) { return std::make_unique<VectorBuffer>(bytes); }
+
 void check_forward_args(const ModelConfig& c, const KvCache& kv, std::span<const int32_t> tokens, int64_t pos) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (pos < 0 || pos + n > kv.capacity())

@@ -86,6 +86,13 @@ struct AttentionInputs {
   std::vector<float> k;    // [n_kv_heads][pos + n][head_dim] after RoPE
 };
 
+// Host memory a backend lends (Backend::host_buffer).
+class HostBuffer {
+ public:
+  virtual ~HostBuffer() = default;
+  virtual std::span<uint8_t> bytes() = 0;
+};
+
 class Backend {
  public:
   enum class Norm { Attention, Ffn };
@@ -139,11 +146,19 @@ class Backend {
   // A copy of the layer's queries (this step) and keys (so far); call after rope_kv_write().
   virtual void read_attention_inputs(int layer, KvCache& kv, int64_t n, int64_t pos, AttentionInputs& out) = 0;
 
-  // ---- KV kept on disk (Session::save_prefix / restore_prefix)
-  // Positions [0, n) of every layer's keys and values as fp32, in the order layer, K then V,
-  // kv head, position, head dim. false: this backend cannot (the caller prefills instead).
-  virtual bool read_kv(const KvCache& /*kv*/, int64_t /*n*/, std::vector<float>& /*out*/) { return false; }
-  virtual bool write_kv(KvCache& /*kv*/, int64_t /*n*/, std::span<const float> /*in*/) { return false; }
+  // ---- KV kept on disk (Session::save_prefix / restore_prefix), one tensor at a time
+  // The cache's own element type, nothing converted (fp32 on the CPU, bf16 on the GPU); 0: this
+  // backend keeps no KV on disk (the caller prefills instead).
+  virtual int kv_element_bytes() const { return 0; }
+  // Host memory for the pieces (page-locked on the GPU, so copies run beside the file's reads and
+  // writes); freed with the returned object.
+  virtual std::unique_ptr<HostBuffer> host_buffer(size_t bytes);
+  // Layer `layer`'s keys (tensor 0) or values (1), positions [0, n), to or from host memory laid
+  // out [kv head][rows][head dim] (rows >= n per head; the rows past n are skipped). May run
+  // asynchronously on queue slot 0 or 1 until wait_kv(slot); `host` must stay valid until then.
+  virtual void copy_kv(KvCache& /*kv*/, int /*layer*/, int /*tensor*/, int64_t /*n*/, int64_t /*rows*/, void* /*host*/,
+                       bool /*into_cache*/, int /*slot*/) {}
+  virtual void wait_kv(int /*slot*/) {}
 };
 
 // Throws Error when tokens at positions [pos, pos + tokens.size()) do not fit `kv` or a token id

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include "core/common/mapped_file.h"
@@ -310,35 +311,88 @@ void Session::generate_impl(const GenerateOptions& options, RequestResult* resul
   }
 }
 
-bool Session::save_prefix(int64_t n_tokens, std::vector<float>& kv) const {
-  if (n_tokens <= 0 || n_tokens > n_past()) return false;
-  return engine_.backend_->read_kv(*kv_, n_tokens, kv);
+int Session::kv_element_bytes() const { return engine_.backend_->kv_element_bytes(); }
+
+uint64_t Session::kv_prefix_bytes(int64_t n_tokens) const {
+  const ModelConfig& c = engine_.config();
+  return static_cast<uint64_t>(c.n_layers) * 2 * static_cast<uint64_t>(c.n_kv_heads) * static_cast<uint64_t>(n_tokens) *
+         static_cast<uint64_t>(c.head_dim) * static_cast<uint64_t>(std::max(kv_element_bytes(), 0));
 }
 
-bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv) {
+bool Session::save_prefix(int64_t n_tokens, const std::function<bool(std::span<const uint8_t>)>& write) const {
+  Backend& b = *engine_.backend_;
+  if (n_tokens <= 0 || n_tokens > n_past() || b.kv_element_bytes() <= 0) return false;
+  const int pieces = 2 * engine_.config().n_layers;
+  const auto piece = static_cast<size_t>(kv_prefix_bytes(n_tokens) / static_cast<uint64_t>(pieces));
+  std::unique_ptr<HostBuffer> buf[2] = {b.host_buffer(piece), b.host_buffer(piece)};
+  // Piece i is copied into buffer i % 2 while piece i - 1 is written out.
+  auto copy = [&](int i) { b.copy_kv(*kv_, i / 2, i % 2, n_tokens, n_tokens, buf[i % 2]->bytes().data(), false, i % 2); };
+  copy(0);
+  for (int i = 0; i < pieces; ++i) {
+    if (i + 1 < pieces) copy(i + 1);
+    b.wait_kv(i % 2);
+    if (!write(buf[i % 2]->bytes().first(piece))) {
+      b.wait_kv((i + 1) % 2);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Session::restore_prefix(std::span<const int32_t> tokens, int64_t saved_tokens,
+                             const std::function<bool(std::span<uint8_t>)>& read, const std::function<bool()>& verify) {
   truncate(0);
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n <= 0 || n > context_ || !engine_.backend_->write_kv(*kv_, n, kv)) return false;
+  Backend& b = *engine_.backend_;
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (n <= 0 || n > context_ || n > saved_tokens || b.kv_element_bytes() <= 0) return false;
+  const int pieces = 2 * engine_.config().n_layers;
+  const auto piece = static_cast<size_t>(kv_prefix_bytes(saved_tokens) / static_cast<uint64_t>(pieces));
+  std::unique_ptr<HostBuffer> buf[2] = {b.host_buffer(piece), b.host_buffer(piece)};
+  // Piece i is read into buffer i % 2 while piece i - 1 is copied into the cache.
+  bool ok = true;
+  for (int i = 0; i < pieces && ok; ++i) {
+    b.wait_kv(i % 2);
+    const std::span<uint8_t> p = buf[i % 2]->bytes().first(piece);
+    ok = read(p);
+    if (ok) b.copy_kv(*kv_, i / 2, i % 2, n, saved_tokens, p.data(), true, i % 2);
+  }
+  b.wait_kv(0);
+  b.wait_kv(1);
+  if (!ok || !verify()) return false;
   tokens_.assign(tokens.begin(), tokens.end());
   logits_valid_ = false;  // run() computes the last prompt token again, so its logits are current
   return true;
 }
 
-bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv, int64_t n_tokens) {
+bool Session::save_prefix(int64_t n_tokens, std::vector<uint8_t>& kv) const {
+  kv.clear();
+  if (n_tokens > 0 && n_tokens <= n_past()) kv.reserve(static_cast<size_t>(kv_prefix_bytes(n_tokens)));
+  return save_prefix(n_tokens, [&](std::span<const uint8_t> p) {
+    kv.insert(kv.end(), p.begin(), p.end());
+    return true;
+  });
+}
+
+bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const uint8_t> kv) {
+  return restore_prefix(tokens, kv, static_cast<int64_t>(tokens.size()));
+}
+
+bool Session::restore_prefix(std::span<const int32_t> tokens, std::span<const uint8_t> kv, int64_t n_tokens) {
   const auto n_saved = static_cast<int64_t>(tokens.size());
-  if (n_tokens == n_saved) return restore_prefix(tokens, kv);
-  truncate(0);
-  if (n_tokens <= 0 || n_tokens > n_saved) return false;
-  // Backend::read_kv's order is [layer][K, V][kv head][position][head dim]: keep the first n_tokens
-  // rows of every (layer, K/V, head) block.
-  const ModelConfig& c = engine_.config();
-  const size_t blocks = static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads);
-  const size_t saved_row = static_cast<size_t>(n_saved) * static_cast<size_t>(c.head_dim);
-  const size_t kept_row = static_cast<size_t>(n_tokens) * static_cast<size_t>(c.head_dim);
-  if (kv.size() != blocks * saved_row) return false;
-  std::vector<float> kept(blocks * kept_row);
-  for (size_t b = 0; b < blocks; ++b) std::copy_n(kv.data() + b * saved_row, kept_row, kept.data() + b * kept_row);
-  return restore_prefix(tokens.first(static_cast<size_t>(n_tokens)), kept);
+  if (n_tokens <= 0 || n_tokens > n_saved || kv.size() != kv_prefix_bytes(n_saved)) {
+    truncate(0);
+    return false;
+  }
+  size_t at = 0;
+  return restore_prefix(
+      tokens.first(static_cast<size_t>(n_tokens)), n_saved,
+      [&](std::span<uint8_t> p) {
+        if (p.size() > kv.size() - at) return false;
+        std::memcpy(p.data(), kv.data() + at, p.size());
+        at += p.size();
+        return true;
+      },
+      [&] { return at == kv.size(); });
 }
 
 RequestResult Session::run(std::span<const int32_t> prompt, const RequestOptions& options) {

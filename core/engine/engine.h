@@ -159,17 +159,28 @@ class Session {
   // Looks inside every forward step from now on (null detaches); the observer must outlive its use.
   void set_observer(ForwardObserver* observer) { observer_ = observer; }
 
-  // The KV of the first n tokens in the cache as fp32 (Backend::read_kv's order), to keep on disk;
-  // false when the backend cannot read its cache out or n is more than the cache holds.
-  bool save_prefix(int64_t n_tokens, std::vector<float>& kv) const;
-  // Makes `tokens` the cache's content from KV saved by save_prefix (of the same model and KV
-  // layout); the next run() reuses them like a prefix it computed. false (cache cleared): the
-  // backend cannot, or the sizes do not match.
-  bool restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv);
-  // The same for only the first n_tokens of such a saved prefix (its KV rows are per position, so
-  // the result is exactly the KV of those tokens): a saved prefix that the new prompt shares only in
-  // part, e.g. the documents saved before another was added after them.
-  bool restore_prefix(std::span<const int32_t> tokens, std::span<const float> kv, int64_t n_tokens);
+  // ---- KV kept on disk. The KV of a prefix as a stream of bytes in the backend's own element type
+  // (kv_element_bytes(); 0: this backend keeps none), in the order layer, K then V, kv head,
+  // position, head dim; kv_prefix_bytes(n) long for n tokens. Moved one layer's K or V at a time
+  // through host buffers the backend lends (page-locked on the GPU), so copies overlap the file.
+  int kv_element_bytes() const;
+  uint64_t kv_prefix_bytes(int64_t n_tokens) const;
+  // The stream of the first n tokens, handed to `write` one tensor at a time (write returns false:
+  // stop). false when the backend cannot, n is more than the cache holds, or write stopped.
+  bool save_prefix(int64_t n_tokens, const std::function<bool(std::span<const uint8_t>)>& write) const;
+  // Makes `tokens` the cache's content from a saved stream of saved_tokens >= tokens.size()
+  // positions (of the same model and KV layout; only the first tokens.size() positions of it are
+  // kept, exactly the KV of those tokens): `read` fills each piece it is given with the stream's next
+  // bytes (false: stop), `verify` is asked after the last (e.g. the file's checksum). The next run()
+  // reuses the tokens like a prefix it computed. false (cache cleared): the backend cannot, the
+  // sizes do not fit, read stopped or verify refused.
+  bool restore_prefix(std::span<const int32_t> tokens, int64_t saved_tokens,
+                      const std::function<bool(std::span<uint8_t>)>& read, const std::function<bool()>& verify);
+  // The same through memory: the whole stream in one vector, and back from it (all of it, or the
+  // first n_tokens of the saved tokens).
+  bool save_prefix(int64_t n_tokens, std::vector<uint8_t>& kv) const;
+  bool restore_prefix(std::span<const int32_t> tokens, std::span<const uint8_t> kv);
+  bool restore_prefix(std::span<const int32_t> tokens, std::span<const uint8_t> kv, int64_t n_tokens);
 
   // A whole request: reuse the cached prefix (keep_prefix), prefill the rest, generate.
   // A cancelled prefill returns with stop == Cancelled and no text.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <unistd.h>
 
@@ -107,6 +108,83 @@ void test_random_shapes() {
   c.arch_label = "random gqa4 hd128";
   std::shared_ptr<LoadedModel> gqa = make_random_model(c, DType::BF16, 8);
   compare_engines("random gqa4 hd128 (llama3 rope)", gqa, 1500, 8, 512, 3e-2);
+}
+
+// The KV kept on disk (Session::save_prefix / restore_prefix) on the GPU: the bf16 rows come out in
+// the CPU backend's order (layer, K then V, kv head, position, head dim: compared with the CPU's fp32
+// KV of the same prompt), go back in unchanged, and a session restored from the first part of them
+// answers as the session that computed the whole prompt.
+void test_kv_saved_and_restored() {
+  ModelConfig c = named_model_shape("llama-3.1-8b");
+  c.n_layers = 3;
+  c.hidden = 1024;
+  c.n_heads = 8;
+  c.n_kv_heads = 2;
+  c.head_dim = 128;
+  c.ffn_hidden = 2048;
+  c.vocab_size = 4096;
+  c.arch_label = "random gqa4 hd128";
+  std::shared_ptr<LoadedModel> model = make_random_model(c, DType::BF16, 11);
+  const int n = 900, restored_n = 517, decode = 8;
+  EngineOptions cpu_o;
+  cpu_o.backend = BackendKind::Cpu;
+  EngineOptions gpu_o;
+  gpu_o.backend = BackendKind::Cuda;
+  gpu_o.context_tokens = 1024;
+  auto cpu = Engine::create(model, nullptr, cpu_o);
+  auto gpu = Engine::create(model, nullptr, gpu_o);
+  GCHECK(gpu->backend_kind() == BackendKind::Cuda, "not on the GPU (%s)", gpu->notice().c_str());
+  SessionOptions so;
+  so.context_tokens = 1024;
+  so.prefill_chunk = 256;
+  std::vector<int32_t> prompt(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(c.vocab_size - 3) + 3);
+
+  auto cs = cpu->create_session(so);
+  auto whole = gpu->create_session(so);
+  cs->prefill(prompt);
+  whole->prefill(prompt);
+  GCHECK(whole->kv_element_bytes() == 2, "the GPU's KV is bf16, got %d bytes an element", whole->kv_element_bytes());
+  std::vector<uint8_t> saved, cpu_kv, again;
+  GCHECK(whole->save_prefix(n, saved), "save_prefix on the GPU");
+  GCHECK(cs->save_prefix(n, cpu_kv), "save_prefix on the CPU");
+  const size_t elements = static_cast<size_t>(c.n_layers) * 2 * static_cast<size_t>(c.n_kv_heads) *
+                          static_cast<size_t>(n) * static_cast<size_t>(c.head_dim);
+  GCHECK(saved.size() == elements * 2 && cpu_kv.size() == elements * 4, "sizes %zu and %zu for %zu elements",
+         saved.size(), cpu_kv.size(), elements);
+  std::vector<uint16_t> gpu_bits(elements);
+  std::vector<float> cpu_vals(elements);
+  std::memcpy(gpu_bits.data(), saved.data(), saved.size());
+  std::memcpy(cpu_vals.data(), cpu_kv.data(), cpu_kv.size());
+  const Compare kc = compare(from_bf16(gpu_bits), cpu_vals);
+  GCHECK(kc.non_finite == 0 && kc.rel_norm < 2e-2, "GPU KV against the CPU's: rel %.3g", kc.rel_norm);
+  GCHECK(!whole->save_prefix(n + 1, again), "save_prefix past what the cache holds must fail");
+
+  // All of it back: the very bytes; a buffer of the wrong size is refused.
+  auto back = gpu->create_session(so);
+  GCHECK(!back->restore_prefix(prompt, std::span<const uint8_t>(saved).first(saved.size() - 2)),
+         "a KV of the wrong size must be refused");
+  GCHECK(back->restore_prefix(prompt, saved) && back->n_past() == n, "restore_prefix of the whole prompt");
+  GCHECK(back->save_prefix(n, again) && again == saved, "the KV read back differs from the KV written");
+
+  // The first restored_n positions, then the rest prefilled: the same logits as the whole prompt's.
+  auto part = gpu->create_session(so);
+  GCHECK(part->restore_prefix(prompt, saved, restored_n) && part->n_past() == restored_n, "restore of the start");
+  part->prefill(std::span<const int32_t>(prompt).subspan(static_cast<size_t>(restored_n)));
+  double worst = 0.0;
+  for (int s = 0; s < decode; ++s) {
+    std::vector<float> lw(whole->logits().begin(), whole->logits().end()), lp(part->logits().begin(), part->logits().end());
+    const Compare lc = compare(lp, lw);
+    worst = std::max(worst, lc.rel_norm);
+    GCHECK(lc.non_finite == 0 && lc.rel_norm < 2e-2, "step %d: restored session's logits rel %.3g", s, lc.rel_norm);
+    GCHECK(argmax(lp) == argmax(lw), "step %d: argmax %d (restored) vs %d", s, argmax(lp), argmax(lw));
+    const int32_t next = argmax(lw);
+    whole->prefill(std::span<const int32_t>(&next, 1));
+    part->prefill(std::span<const int32_t>(&next, 1));
+  }
+  std::printf("  %zu KV bytes for %d tokens; GPU vs CPU KV rel %.3g; restored %d of them: logits rel <= %.3g over %d steps\n",
+              saved.size(), n, kc.rel_norm, restored_n, worst, decode);
 }
 
 // A GGUF of every quantized type the GPU keeps in blocks (head dim 64, GQA 2, rows of 256 values):
@@ -303,6 +381,7 @@ int main() {
                                         {"hf_fixtures", test_hf_fixtures},
                                         {"random_shapes", test_random_shapes},
                                         {"quantized_gguf", test_quantized_gguf},
+                                        {"kv_saved_and_restored", test_kv_saved_and_restored},
                                         {"memory_plan_matches_device", test_memory_plan_matches_device},
                                         {"out_of_memory_messages", test_out_of_memory_messages},
                                     });
