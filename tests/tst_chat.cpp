@@ -1037,6 +1037,47 @@ class TstChat : public QObject {
     QCOMPARE(r.text, engine->create_session(so)->run(question, ro).text);
   }
 
+  // A saved KV that would take longer to read (its size at the store's last measured read rate) than
+  // its tokens took to compute is not read (a fast GPU beside a slow disk); the note says so. Read
+  // when asked to anyway, and when its compute time is not known.
+  void a_saved_kv_slower_to_read_than_to_compute_is_not_read() {
+    FOLIO_REQUIRE_FILE(stories_path());
+    auto engine = load(stories_path());
+    QTemporaryDir dir;
+    const std::string folder = dir.filePath("kv").toStdString();
+    folio::chat::KvStore store(folder, uint64_t{1} << 30);
+    folio::SessionOptions so;
+    so.context_tokens = 256;
+    const std::vector<int32_t> prompt =
+        engine->tokenizer().encode("Once upon a time there was a little girl named Lily. She liked to play.", true);
+    const auto n = static_cast<int64_t>(prompt.size());
+    auto computed = engine->create_session(so);
+    computed->prefill(prompt);
+    const std::string layout = folio::chat::KvStore::layout(false, computed->kv_element_bytes());
+    const std::string key = folio::chat::KvStore::key("m", layout, prompt);
+    QVERIFY(folio::chat::save_session_prefix(store, *computed, key, prompt, 0.001) > 0);  // computed in 1 us
+    { std::ofstream(folder + "/read-rate") << 1.0 << "\n"; }  // reads 1 byte a millisecond
+    folio::chat::KvStore slow(folder, uint64_t{1} << 30);
+    QCOMPARE(slow.read_rate(), 1.0);
+
+    auto s = engine->create_session(so);
+    folio::chat::KvRestore k = folio::chat::restore_saved_prefix(slow, *s, "m", layout, prompt, 8);
+    QCOMPARE(k.tokens, int64_t{0});
+    QCOMPARE(s->n_past(), int64_t{0});
+    QVERIFY2(k.note.find("prefilled instead") != std::string::npos, k.note.c_str());
+    k = folio::chat::restore_saved_prefix(slow, *s, "m", layout, prompt, 8, true);
+    QCOMPARE(k.tokens, n);
+    QCOMPARE(s->n_past(), n);
+    QVERIFY2(k.note.empty(), k.note.c_str());
+
+    // Its compute time not known (0): read.
+    QVERIFY(folio::chat::save_session_prefix(store, *computed, key, prompt) > 0);
+    auto t = engine->create_session(so);
+    QCOMPARE(folio::chat::restore_saved_prefix(slow, *t, "m", layout, prompt, 8).tokens, n);
+    std::vector<uint8_t> a, b;
+    QVERIFY(t->save_prefix(n, a) && computed->save_prefix(n, b) && a == b);
+  }
+
   // The store alone: a file cut short is refused; the least recently used files go when the folder
   // is over its limit; a save killed at any moment (SIGKILL) never leaves a file that loads wrong.
   void kv_files_are_checked_evicted_and_survive_kill() {
@@ -1051,7 +1092,7 @@ class TstChat : public QObject {
       e.kv.assign(bytes, bytes + kv.size() * sizeof(float));
       return e;
     };
-    const uint64_t one = 8 + 16 + 4 * 4 + 4000 * 4 + 8;
+    const uint64_t one = 32 + 4 * 4 + 4000 * 4 + 8;  // header (magic, counts, compute_ms), tokens, KV, checksum
     folio::chat::KvStore store(folder, one * 2 + one / 2);  // room for two
     const std::string a = folio::chat::KvStore::key("m", "fp32", entry(1, 1).tokens);
     const std::string b = folio::chat::KvStore::key("m", "fp32", entry(2, 1).tokens);

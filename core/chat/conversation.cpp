@@ -391,8 +391,14 @@ Answer Conversation::run(const std::string& question, std::vector<Turn> history,
     const bool finished = a.result.metrics.stop != StopReason::Cancelled && session_->n_past() >= prefix;
     if (!key.empty() && finished && session_->kv_element_bytes() > 0) {
       try {
+        // What computing the prefix cost, when this run computed all of it (its share of the prefill).
+        const Metrics& m = a.result.metrics;
+        const double compute_ms = m.reused_tokens == 0 && m.prefill_tokens > 0
+                                      ? m.prefill_ms * static_cast<double>(prefix) / static_cast<double>(m.prefill_tokens)
+                                      : 0.0;
         a.kv_saved_bytes = save_session_prefix(*kv_store_, *session_, key,
-                                               std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)));
+                                               std::span<const int32_t>(p.tokens.data(), static_cast<size_t>(prefix)),
+                                               compute_ms);
       } catch (const std::exception& ex) {
         a.kv_note = ex.what();
       }

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -19,12 +21,15 @@ namespace fs = std::filesystem;
 namespace {
 
 // File layout (native byte order; the files stay on the machine that wrote them):
-//   "FOLIOKV2"  u64 n_tokens  u64 n_bytes  i32 tokens[n_tokens]  u8 kv[n_bytes]  u64 checksum
+//   "FOLIOKV2"  u64 n_tokens  u64 n_bytes  f64 compute_ms  i32 tokens[n_tokens]  u8 kv[n_bytes]  u64 checksum
+// compute_ms: what the prefill of those tokens took when they were saved (0: not known).
 // kv: the backend's own element type (fp32 on the CPU, bf16 on the GPU; the KV layout in the file's
 // name says which). checksum: Checksum over everything before it. Version 1 (fp32 always, FNV-1a)
 // files are not read; they go as the least recently used.
 constexpr char kMagic[8] = {'F', 'O', 'L', 'I', 'O', 'K', 'V', '2'};
 constexpr const char* kSuffix = ".kv";
+constexpr uint64_t kHeader = 8 + 8 + 8 + 8;  // magic, counts, compute_ms
+constexpr const char* kRateFile = "read-rate";
 
 // 64-bit FNV-1a: names (model, layout, tokens).
 struct Fnv {
@@ -152,11 +157,13 @@ struct KvStore::Saving::State {
   std::string key, path, tmp;
   int fd = -1;
   uint64_t n_tokens = 0, kv_bytes = 0, written_kv = 0;
+  double compute_ms = 0.0;
   Checksum sum;
   int err = 0;  // errno of the first failed write
 };
 
-KvStore::Saving::Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes)
+KvStore::Saving::Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes,
+                        double compute_ms)
     : s_(std::make_unique<State>()) {
   State& s = *s_;
   s.store = &store;
@@ -168,12 +175,15 @@ KvStore::Saving::Saving(KvStore& store, std::string key, std::span<const int32_t
     throw Error(ErrorCode::FileUnreadable, "cannot write the KV cache file " + s.tmp + ": " + std::strerror(errno));
   s.n_tokens = tokens.size();
   s.kv_bytes = kv_bytes;
+  s.compute_ms = compute_ms > 0.0 ? compute_ms : 0.0;
   s.sum.add(kMagic, sizeof kMagic);
   s.sum.add(&s.n_tokens, sizeof s.n_tokens);
   s.sum.add(&s.kv_bytes, sizeof s.kv_bytes);
+  s.sum.add(&s.compute_ms, sizeof s.compute_ms);
   s.sum.add(tokens.data(), tokens.size_bytes());
   if (!write_all(s.fd, kMagic, sizeof kMagic) || !write_all(s.fd, &s.n_tokens, sizeof s.n_tokens) ||
-      !write_all(s.fd, &s.kv_bytes, sizeof s.kv_bytes) || !write_all(s.fd, tokens.data(), tokens.size_bytes()))
+      !write_all(s.fd, &s.kv_bytes, sizeof s.kv_bytes) || !write_all(s.fd, &s.compute_ms, sizeof s.compute_ms) ||
+      !write_all(s.fd, tokens.data(), tokens.size_bytes()))
     s.err = errno != 0 ? errno : EIO;
 }
 
@@ -217,17 +227,18 @@ uint64_t KvStore::Saving::commit() {
                                                (why == EINVAL ? " (the KV handed over was not of the announced size)"
                                                               : " (is the disk full?)"));
   }
-  const uint64_t written = sizeof kMagic + 16 + s.n_tokens * 4 + s.kv_bytes + 8;
+  const uint64_t written = kHeader + s.n_tokens * 4 + s.kv_bytes + 8;
   s.store->evict(s.key, written);
   return written;
 }
 
-KvStore::Saving KvStore::begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes) {
-  return Saving(*this, key, tokens, kv_bytes);
+KvStore::Saving KvStore::begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes,
+                                    double compute_ms) {
+  return Saving(*this, key, tokens, kv_bytes, compute_ms);
 }
 
 uint64_t KvStore::save(const std::string& key, const KvEntry& e) {
-  Saving s = begin_save(key, e.tokens, e.kv.size());
+  Saving s = begin_save(key, e.tokens, e.kv.size(), e.compute_ms);
   s.write(e.kv);
   return s.commit();
 }
@@ -239,6 +250,7 @@ struct KvStore::Reading::State {
   std::ifstream in;
   std::vector<int32_t> tokens;
   uint64_t kv_bytes = 0, read_kv = 0;
+  double compute_ms = 0.0;
   Checksum sum;
 };
 
@@ -247,6 +259,7 @@ KvStore::Reading::Reading(Reading&&) noexcept = default;
 KvStore::Reading::~Reading() = default;
 const std::vector<int32_t>& KvStore::Reading::tokens() const { return s_->tokens; }
 uint64_t KvStore::Reading::kv_bytes() const { return s_->kv_bytes; }
+double KvStore::Reading::compute_ms() const { return s_->compute_ms; }
 
 bool KvStore::Reading::read(std::span<uint8_t> into) {
   State& s = *s_;
@@ -291,21 +304,24 @@ std::optional<KvStore::Reading> KvStore::open(const std::string& key, std::strin
   const uint64_t size = fs::file_size(s.path, ec);
   char magic[8];
   uint64_t n_tokens = 0, n_bytes = 0;
-  if (ec || size < sizeof magic + 24 || !s.in.read(magic, sizeof magic) ||
-      std::memcmp(magic, kMagic, sizeof magic) != 0)
+  double compute_ms = 0.0;
+  if (ec || size < kHeader + 8 || !s.in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0)
     return fail("not a Folio KV file of this version");
   s.in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens);
   s.in.read(reinterpret_cast<char*>(&n_bytes), sizeof n_bytes);
+  s.in.read(reinterpret_cast<char*>(&compute_ms), sizeof compute_ms);
   if (!s.in || n_tokens == 0 || n_tokens > (uint64_t{1} << 32) || n_bytes > (uint64_t{1} << 42) ||
-      size != sizeof magic + 16 + n_tokens * 4 + n_bytes + 8)
+      size != kHeader + n_tokens * 4 + n_bytes + 8)
     return fail("its size does not match its header (cut off?)");
   s.tokens.resize(n_tokens);
   if (!s.in.read(reinterpret_cast<char*>(s.tokens.data()), static_cast<std::streamsize>(n_tokens * 4)))
     return fail("it could not be read whole");
   s.kv_bytes = n_bytes;
+  s.compute_ms = compute_ms;
   s.sum.add(magic, sizeof magic);
   s.sum.add(&n_tokens, sizeof n_tokens);
   s.sum.add(&n_bytes, sizeof n_bytes);
+  s.sum.add(&compute_ms, sizeof compute_ms);
   s.sum.add(s.tokens.data(), n_tokens * 4);
   return r;
 }
@@ -319,6 +335,7 @@ std::optional<KvEntry> KvStore::load(const std::string& key, std::string* proble
   if (r) {
     e.emplace();
     e->tokens = r->tokens();
+    e->compute_ms = r->compute_ms();
     e->kv.resize(r->kv_bytes());
     if (!r->read(e->kv) || !r->finish(&why)) e.reset();
     if (!e && why.empty()) {
@@ -347,9 +364,11 @@ std::vector<KvCandidate> KvStore::candidates(const std::string& model_id, const 
     std::ifstream in(p, std::ios::binary);
     char magic[8];
     uint64_t n_tokens = 0, n_bytes = 0;
+    double compute_ms = 0.0;
     if (!in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0 ||
         !in.read(reinterpret_cast<char*>(&n_tokens), sizeof n_tokens) ||
-        !in.read(reinterpret_cast<char*>(&n_bytes), sizeof n_bytes) || n_tokens == 0 ||
+        !in.read(reinterpret_cast<char*>(&n_bytes), sizeof n_bytes) ||
+        !in.read(reinterpret_cast<char*>(&compute_ms), sizeof compute_ms) || n_tokens == 0 ||
         n_tokens > (uint64_t{1} << 32))
       continue;
     saved.resize(std::min<size_t>(n_tokens, tokens.size()));
@@ -357,7 +376,7 @@ std::vector<KvCandidate> KvStore::candidates(const std::string& model_id, const 
     const auto common =
         static_cast<int64_t>(std::mismatch(saved.begin(), saved.end(), tokens.begin()).first - saved.begin());
     if (common >= std::max<int64_t>(min_tokens, 1) && static_cast<uint64_t>(common) * 4 >= n_tokens)
-      out.push_back({name.substr(0, 32), common, n_tokens});
+      out.push_back({name.substr(0, 32), common, n_tokens, n_bytes, compute_ms});
   }
   std::sort(out.begin(), out.end(), [](const KvCandidate& a, const KvCandidate& b) {
     return a.common_tokens != b.common_tokens ? a.common_tokens > b.common_tokens : a.n_tokens < b.n_tokens;
@@ -433,21 +452,58 @@ uint64_t KvStore::used_bytes() const {
   return total;
 }
 
+double KvStore::read_rate() const {
+  if (read_rate_ < 0.0) {
+    read_rate_ = 0.0;
+    std::ifstream in(fs::path(folder_) / kRateFile);
+    double r = 0.0;
+    if (in >> r && std::isfinite(r) && r > 0.0) read_rate_ = r;
+  }
+  return read_rate_;
+}
+
+void KvStore::note_read(uint64_t bytes, double ms) const {
+  if (ms <= 0.0 || bytes < (uint64_t{64} << 20)) return;  // small files say little about the disk
+  read_rate_ = static_cast<double>(bytes) / ms;
+  std::ofstream out(fs::path(folder_) / kRateFile, std::ios::trunc);
+  out << read_rate_ << "\n";
+}
+
 KvRestore restore_saved_prefix(const KvStore& store, Session& session, const std::string& model_id,
-                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens) {
+                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens,
+                               bool always) {
   KvRestore out;
   std::string refused;
   auto add = [&](const std::string& why) { refused += (refused.empty() ? "" : "; ") + why; };
   for (const KvCandidate& c : store.candidates(model_id, kv_layout, tokens, min_tokens)) {
-    std::string why;
-    std::optional<KvStore::Reading> r = store.open(c.key, &why);
     const int64_t n = std::min<int64_t>(c.common_tokens, static_cast<int64_t>(tokens.size()));
+    const double rate = store.read_rate();
+    if (!always && rate > 0.0 && c.compute_ms > 0.0) {
+      // Reading costs the whole file; computing costs (about) its share of the tokens.
+      const double read_ms = static_cast<double>(c.kv_bytes) / rate;
+      const double compute_ms = c.compute_ms * static_cast<double>(n) / static_cast<double>(c.n_tokens);
+      if (read_ms > compute_ms) {
+        char why[256];
+        std::snprintf(why, sizeof why,
+                      "the saved KV of these documents (%.1f GiB) would take about %.1f s to read at the %.1f GiB/s "
+                      "last measured, longer than the %.1f s their prefill takes here; they are prefilled instead",
+                      static_cast<double>(c.kv_bytes) / 1073741824.0, read_ms / 1000.0, rate * 1000.0 / 1073741824.0,
+                      compute_ms / 1000.0);
+        out.note = why;
+        return out;
+      }
+    }
+    std::string why;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::optional<KvStore::Reading> r = store.open(c.key, &why);
     // checked again on the file as opened (it may have been replaced since candidates())
     const bool same = r && static_cast<int64_t>(r->tokens().size()) >= n &&
                       std::equal(tokens.begin(), tokens.begin() + n, r->tokens().begin());
     if (same && session.restore_prefix(
                     tokens.first(static_cast<size_t>(n)), static_cast<int64_t>(r->tokens().size()),
                     [&](std::span<uint8_t> piece) { return r->read(piece); }, [&] { return r->finish(&why); })) {
+      store.note_read(r->kv_bytes(),
+                      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       out.tokens = n;
       if (!refused.empty()) out.note = refused + ", another saved prefix was loaded";
       return out;
@@ -460,9 +516,9 @@ KvRestore restore_saved_prefix(const KvStore& store, Session& session, const std
 }
 
 uint64_t save_session_prefix(KvStore& store, const Session& session, const std::string& key,
-                             std::span<const int32_t> tokens) {
+                             std::span<const int32_t> tokens, double compute_ms) {
   const auto n = static_cast<int64_t>(tokens.size());
-  KvStore::Saving saving = store.begin_save(key, tokens, session.kv_prefix_bytes(n));
+  KvStore::Saving saving = store.begin_save(key, tokens, session.kv_prefix_bytes(n), compute_ms);
   if (!session.save_prefix(n, [&](std::span<const uint8_t> piece) { return saving.write(piece); }) &&
       session.kv_element_bytes() <= 0)
     throw Error(ErrorCode::BadArgument, "this backend keeps no KV on disk");

@@ -24,6 +24,7 @@ namespace folio::chat {
 struct KvEntry {
   std::vector<int32_t> tokens;
   std::vector<uint8_t> kv;  // Session::save_prefix's layout and element type
+  double compute_ms = 0.0;  // what the prefill of these tokens took (0: not known)
 };
 
 // A saved entry that a prompt shares the start of.
@@ -38,6 +39,8 @@ struct KvCandidate {
   std::string key;
   int64_t common_tokens = 0;
   uint64_t n_tokens = 0;
+  uint64_t kv_bytes = 0;
+  double compute_ms = 0.0;  // what the prefill of its tokens took when it was saved (0: not known)
 };
 
 class KvStore {
@@ -69,11 +72,14 @@ class KvStore {
 
    private:
     friend class KvStore;
-    Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes);
+    Saving(KvStore& store, std::string key, std::span<const int32_t> tokens, uint64_t kv_bytes, double compute_ms);
     struct State;
     std::unique_ptr<State> s_;
   };
-  Saving begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes);
+  // compute_ms: what the prefill of these tokens took (0: not known), for restore_saved_prefix's
+  // choice between reading the file and computing the tokens again.
+  Saving begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes,
+                    double compute_ms = 0.0);
 
   // A saved entry being read: its tokens at once, its KV with read() in order, then finish() checks
   // the checksum (false: the file is damaged, deleted, `problem` says why; what was read is wrong).
@@ -84,6 +90,7 @@ class KvStore {
     Reading& operator=(Reading&&) = delete;
     const std::vector<int32_t>& tokens() const;
     uint64_t kv_bytes() const;
+    double compute_ms() const;
     bool read(std::span<uint8_t> into);  // false: past the end or the file ended early
     bool finish(std::string* problem = nullptr);
 
@@ -121,6 +128,10 @@ class KvStore {
   bool contains(const std::string& key) const;
   // Bytes of all saved entries.
   uint64_t used_bytes() const;
+  // How fast the last load read and restored a KV (bytes per millisecond; 0: none measured yet),
+  // kept in the folder across restarts.
+  double read_rate() const;
+  void note_read(uint64_t bytes, double ms) const;
 
  private:
   std::string path_of(const std::string& key) const;
@@ -129,6 +140,7 @@ class KvStore {
   void evict(const std::string& keep, uint64_t keep_bytes);
   std::string folder_;
   uint64_t max_bytes_;
+  mutable double read_rate_ = -1.0;  // -1: not looked up yet
 };
 
 // ---- between a store and a session, streamed a tensor at a time (8B at 128K: 16 GiB)
@@ -139,12 +151,17 @@ struct KvRestore {
 };
 // Restores into `session` (cleared first) the longest start of `tokens` saved for this model and
 // layout (KvStore::candidates, at least min_tokens): the best candidate that checks out; a damaged
-// file is deleted, the next best tried, and `note` says so.
+// file is deleted, the next best tried, and `note` says so. A file that would take longer to read
+// (its size at the store's last measured read rate) than its tokens took to compute is not read
+// (a fast GPU beside a slow disk): `note` says so and the tokens are prefilled; `always` reads it
+// anyway (measurements).
 KvRestore restore_saved_prefix(const KvStore& store, Session& session, const std::string& model_id,
-                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens);
+                               const std::string& kv_layout, std::span<const int32_t> tokens, int64_t min_tokens,
+                               bool always = false);
 // Saves the session's KV of its first tokens.size() positions (which must be `tokens`) under `key`;
-// returns the bytes written. Throws folio::Error when it cannot be written.
+// compute_ms: what their prefill took (0: not known). Returns the bytes written. Throws folio::Error
+// when it cannot be written.
 uint64_t save_session_prefix(KvStore& store, const Session& session, const std::string& key,
-                             std::span<const int32_t> tokens);
+                             std::span<const int32_t> tokens, double compute_ms = 0.0);
 
 }  // namespace folio::chat
