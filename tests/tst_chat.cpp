@@ -1112,6 +1112,14 @@ class TstChat : public QObject {
     QCOMPARE(got->tokens, entry(3, 1).tokens);
     QCOMPARE(got->kv, entry(3, 4000).kv);
     QVERIFY(store.used_bytes() <= store.max_bytes());
+    // One entry larger than the whole limit: refused with the reason, nothing evicted for it.
+    try {
+      store.save(folio::chat::KvStore::key("m", "fp32", entry(9, 1).tokens), entry(9, 20000));
+      QFAIL("a KV larger than the folder's limit was saved");
+    } catch (const folio::Error& e) {
+      QVERIFY2(std::string(e.what()).find("larger than the KV cache folder's limit") != std::string::npos, e.what());
+    }
+    QVERIFY(store.load(a).has_value());
 
     // Cut short (a copy that stopped early): refused with the reason, and deleted.
     const std::string path = folder + "/" + c + ".kv";

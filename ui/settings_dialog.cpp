@@ -88,7 +88,8 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
                           .arg(QString::number(static_cast<double>(used) / 1048576.0, 'f', 1))
                           .arg(AppSettings::kKvCacheBytes >> 30));
     keep_kv_->setToolTip(tr("The same documents are then answered without reading them again, even after a "
-                            "restart (CPU backend). Files in %1; the least recently used go first.")
+                            "restart, on the CPU and the GPU (where the GPU computes them faster than the disk gives "
+                            "them back, they are computed). Files in %1; the least recently used go first.")
                              .arg(kv_cache_folder()));
   }
   model_form->addRow(QString(), keep_kv_);

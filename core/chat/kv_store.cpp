@@ -234,6 +234,14 @@ uint64_t KvStore::Saving::commit() {
 
 KvStore::Saving KvStore::begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes,
                                     double compute_ms) {
+  // One file over the folder's limit would evict everything else and still not fit: not kept.
+  const uint64_t file = kHeader + tokens.size() * 4 + kv_bytes + 8;
+  if (file > max_bytes_) {
+    char why[200];
+    std::snprintf(why, sizeof why, "the documents' KV (%.1f GiB) is larger than the KV cache folder's limit (%.1f GiB); it is not kept",
+                  static_cast<double>(file) / 1073741824.0, static_cast<double>(max_bytes_) / 1073741824.0);
+    throw Error(ErrorCode::BadArgument, why);
+  }
   return Saving(*this, key, tokens, kv_bytes, compute_ms);
 }
 

@@ -78,6 +78,7 @@ class KvStore {
   };
   // compute_ms: what the prefill of these tokens took (0: not known), for restore_saved_prefix's
   // choice between reading the file and computing the tokens again.
+  // A file larger than the folder's whole limit is refused (folio::Error saying so).
   Saving begin_save(const std::string& key, std::span<const int32_t> tokens, uint64_t kv_bytes,
                     double compute_ms = 0.0);
 
