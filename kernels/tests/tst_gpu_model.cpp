@@ -80,6 +80,20 @@ void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> mode
               near_ties, worst);
 }
 
+// Llama-3.1-8B's attention (GQA 4, head dim 128, llama3 RoPE) at a small width and depth.
+ModelConfig small_gqa_shape(int layers) {
+  ModelConfig c = named_model_shape("llama-3.1-8b");
+  c.n_layers = layers;
+  c.hidden = 1024;
+  c.n_heads = 8;
+  c.n_kv_heads = 2;
+  c.head_dim = 128;
+  c.ffn_hidden = 2048;
+  c.vocab_size = 4096;
+  c.arch_label = "random gqa4 hd128";
+  return c;
+}
+
 void test_stories260k() {
   const std::string path = source_dir() + "/resources/models/stories260K/stories260K.bin";
   std::shared_ptr<LoadedModel> model = load_model(path);
@@ -97,16 +111,7 @@ void test_hf_fixtures() {
 void test_random_shapes() {
   std::shared_ptr<LoadedModel> smol = make_random_model(named_model_shape("smollm2-135m"), DType::BF16, 7);
   compare_engines("random smollm2-135m", smol, 700, 12, 256, 3e-2);
-  ModelConfig c = named_model_shape("llama-3.1-8b");
-  c.n_layers = 2;
-  c.hidden = 1024;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;
-  c.head_dim = 128;
-  c.ffn_hidden = 2048;
-  c.vocab_size = 4096;
-  c.arch_label = "random gqa4 hd128";
-  std::shared_ptr<LoadedModel> gqa = make_random_model(c, DType::BF16, 8);
+  std::shared_ptr<LoadedModel> gqa = make_random_model(small_gqa_shape(2), DType::BF16, 8);
   compare_engines("random gqa4 hd128 (llama3 rope)", gqa, 1500, 8, 512, 3e-2);
 }
 
@@ -115,15 +120,7 @@ void test_random_shapes() {
 // KV of the same prompt), go back in unchanged, and a session restored from the first part of them
 // answers as the session that computed the whole prompt.
 void test_kv_saved_and_restored() {
-  ModelConfig c = named_model_shape("llama-3.1-8b");
-  c.n_layers = 3;
-  c.hidden = 1024;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;
-  c.head_dim = 128;
-  c.ffn_hidden = 2048;
-  c.vocab_size = 4096;
-  c.arch_label = "random gqa4 hd128";
+  const ModelConfig c = small_gqa_shape(3);
   std::shared_ptr<LoadedModel> model = make_random_model(c, DType::BF16, 11);
   const int n = 900, restored_n = 517, decode = 8;
   EngineOptions cpu_o;
