@@ -54,6 +54,7 @@ const char* kUsage =
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
+    "                   [--decode-graphs on|off] (CUDA: decode steps recorded as graphs and replayed; default on)\n"
     "                   [--reps N] [--json FILE]\n"
     "       folio-bench --matmul-only [--dtype f32|bf16|f16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k] [--rows M] [--cols K]\n"
     "                   [--lengths N[,N...]] [--reps N] [--threads N] [--json FILE]   (CPU backend)\n"
@@ -255,6 +256,11 @@ int main(int argc, char** argv) {
         const std::string v = args.value(a);
         if (v != "fused" && v != "gemm") throw folio::cli::UsageError("--sparse-sums takes fused or gemm");
         eo.sparse_sums_gemm = v == "gemm";
+      }
+      else if (a == "--decode-graphs") {
+        const std::string v = args.value(a);
+        if (v != "on" && v != "off") throw folio::cli::UsageError("--decode-graphs takes on or off");
+        eo.decode_graphs = v == "on";
       }
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--kv-disk") kv_disk = args.value(a);
@@ -477,6 +483,7 @@ int main(int argc, char** argv) {
       flat["attention"] = attention;
       flat["dtype"] = dtype_name;
       flat["gpu_weights"] = eo.gpu_quantized_weights ? "blocks" : "bf16";
+      flat["decode_graphs"] = eo.decode_graphs;
       flat["n_prompt"] = len;
       flat["chunk"] = last.prefill_chunk;
       flat["ttft_ms"] = median(ttft);

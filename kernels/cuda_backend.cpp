@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "core/common/error.h"
@@ -157,6 +158,8 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     cuda::DeviceScope scope(device_);
+    for (Recording& r : recordings_) cudaGraphExecDestroy(r.exec);
+    if (step_host_ != nullptr) cudaFreeHost(step_host_);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     for (cudaEvent_t e : kv_copied_)
       if (e != nullptr) cudaEventDestroy(e);
@@ -234,6 +237,7 @@ class CudaBackend final : public Backend {
     gu_ = scratch_.take<bf16>(n * 2 * F);
     act_ = scratch_.take<bf16>(n * F);
     tokens_dev_ = scratch_.take<int32_t>(n);
+    pos_dev_ = scratch_.take<int64_t>(2);
     logits_dev_ = scratch_.take<float>(static_cast<size_t>(c.vocab_size));
     partial_ = scratch_.take<float>(static_cast<size_t>(c.n_heads) * kMaxDecodeSplits * (static_cast<size_t>(c.head_dim) + 2));
     inv_freq_dev_ = scratch_.take<float>(static_cast<size_t>(c.rope.rotary_dim > 0 ? c.rope.rotary_dim : c.head_dim));
@@ -376,8 +380,9 @@ class CudaBackend final : public Backend {
     const int n = static_cast<int>(tokens.size());
     // Every op of the step runs on this thread after embed(): the device stays current until the next.
     FOLIO_CUDA_CHECK(cudaSetDevice(device_));
-    FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data(), static_cast<size_t>(n) * sizeof(int32_t),
-                                     cudaMemcpyHostToDevice, stream_));
+    if (!recording_)  // a recorded step's token is copied ahead of its replay (recorded_step)
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, tokens.data(), static_cast<size_t>(n) * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
     if (embd_.dense != nullptr)
       cuda::embedding(embd_.dense, tokens_dev_, n, static_cast<int>(model_->config.hidden), x_, stream_);
     else
@@ -434,12 +439,7 @@ class CudaBackend final : public Backend {
   void rope_kv_write(int layer, KvCache& kv_base, int64_t n, int64_t pos, const RopeTable& rope) override {
     auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
     const ModelConfig& c = model_->config;
-    if (layer == 0 && rope.inv_freq != inv_freq_host_) {
-      FOLIO_CUDA_CHECK(cudaMemcpyAsync(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
-                                       cudaMemcpyHostToDevice, stream_));
-      FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      inv_freq_host_ = rope.inv_freq;
-    }
+    if (layer == 0) upload_rope(rope);
     cuda::RopeArgs ra;
     ra.qkv = qkv_;
     ra.bias = layers_[static_cast<size_t>(layer)].bqkv;
@@ -456,6 +456,10 @@ class CudaBackend final : public Backend {
     ra.k_cache = kv.k(layer);
     ra.v_cache = kv.v(layer);
     ra.capacity = kv.capacity();
+    if (recording_) {
+      ra.pos0 = record_pos_;
+      ra.pos_dev = pos_dev_;
+    }
     cuda::rope_qkv(ra, stream_);
   }
 
@@ -519,6 +523,10 @@ class CudaBackend final : public Backend {
       aa.tile_offset = kv.sparse.tile_offset;
       aa.tile_index = kv.sparse.tile_index;
     }
+    if (recording_) {
+      aa.pos0 = record_pos_;
+      aa.pos_dev = pos_dev_;
+    }
     if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
     else cuda::attention_prefill(aa, stream_);
   }
@@ -557,11 +565,49 @@ class CudaBackend final : public Backend {
                                            static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_));
       }
     }
-    FOLIO_CUDA_CHECK(cudaMemcpyAsync(out, dev, static_cast<size_t>(rows * V) * sizeof(float), cudaMemcpyDeviceToHost,
-                                     stream_));
+    if (!recording_)  // a recorded step's logits are copied after its replay (recorded_step)
+      FOLIO_CUDA_CHECK(cudaMemcpyAsync(out, dev, static_cast<size_t>(rows * V) * sizeof(float), cudaMemcpyDeviceToHost,
+                                       stream_));
   }
 
   void finish_step() override { FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // A decode step as a CUDA graph: recorded once per KV cache and context bucket (positions up to
+  // the next power of two, at least 64, at most the cache's capacity), replayed for every later
+  // token of that bucket. The graph reads the token and the position from device memory, copied
+  // just before its launch; the launch of the decode attention is sized for the bucket's largest
+  // position (the key ranges past the real position are empty).
+  bool recorded_step(KvCache& kv_base, int32_t token, int64_t pos, const RopeTable& rope, float* last_logits,
+                     const std::function<void()>& ops) override {
+    if (!options_.decode_graphs) return false;
+    auto& kv = dynamic_cast<CudaKvCache&>(kv_base);
+    FOLIO_CUDA_CHECK(cudaSetDevice(device_));
+    upload_rope(rope);  // never inside a recording: it waits for the stream
+    int64_t bucket = 64;
+    while (bucket < pos + 1) bucket *= 2;
+    bucket = std::min(bucket, kv.capacity());
+    if (step_host_ == nullptr) {
+      void* p = nullptr;
+      FOLIO_CUDA_CHECK(cudaMallocHost(&p, sizeof(StepArgs)));
+      step_host_ = static_cast<StepArgs*>(p);
+    }
+    // the last step has finished (finish_step), so its copies no longer read these
+    step_host_->pos = pos;
+    step_host_->token = token;
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(pos_dev_, &step_host_->pos, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(tokens_dev_, &step_host_->token, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+    Recording* r = nullptr;
+    for (Recording& x : recordings_)
+      if (x.k == kv.k(0) && x.capacity == kv.capacity() && x.bucket == bucket && x.inv_freq == inv_freq_host_ &&
+          x.attention_scale == rope.attention_scale)
+        r = &x;
+    if (r == nullptr) r = &record(kv, bucket, rope, ops);
+    r->used = ++use_counter_;
+    FOLIO_CUDA_CHECK(cudaGraphLaunch(r->exec, stream_));
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(last_logits, logits_dev_, static_cast<size_t>(model_->config.vocab_size) * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream_));
+    return true;
+  }
 
   void plan_results(std::vector<HeadPlanResult>& out) override {
     const ModelConfig& c = model_->config;
@@ -666,6 +712,65 @@ class CudaBackend final : public Backend {
     kv.budgets_of = config;
   }
 
+  void upload_rope(const RopeTable& rope) {
+    if (rope.inv_freq == inv_freq_host_) return;
+    FOLIO_CUDA_CHECK(cudaMemcpyAsync(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream_));
+    FOLIO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    inv_freq_host_ = rope.inv_freq;
+  }
+
+  struct StepArgs {
+    int64_t pos;
+    int32_t token;
+  };
+  // One recorded decode step: for the cache whose keys start at k (its capacity), positions below
+  // `bucket`, and the rope it was recorded with.
+  struct Recording {
+    const bf16* k = nullptr;
+    int64_t capacity = 0, bucket = 0;
+    std::vector<float> inv_freq;
+    float attention_scale = 1.0f;
+    cudaGraphExec_t exec = nullptr;
+    uint64_t used = 0;
+  };
+  static constexpr size_t kMaxRecordings = 16;
+
+  Recording& record(const CudaKvCache& kv, int64_t bucket, const RopeTable& rope, const std::function<void()>& ops) {
+    FOLIO_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    recording_ = true;
+    record_pos_ = bucket - 1;
+    cudaGraph_t graph = nullptr;
+    try {
+      ops();
+    } catch (...) {
+      recording_ = false;
+      if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    recording_ = false;
+    FOLIO_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    FOLIO_CUDA_CHECK(e);
+    if (recordings_.size() >= kMaxRecordings) {  // the least recently used goes
+      auto old = std::min_element(recordings_.begin(), recordings_.end(),
+                                  [](const Recording& a, const Recording& b) { return a.used < b.used; });
+      cudaGraphExecDestroy(old->exec);
+      recordings_.erase(old);
+    }
+    Recording r;
+    r.k = kv.k(0);
+    r.capacity = kv.capacity();
+    r.bucket = bucket;
+    r.inv_freq = inv_freq_host_;
+    r.attention_scale = rope.attention_scale;
+    r.exec = exec;
+    recordings_.push_back(std::move(r));
+    return recordings_.back();
+  }
+
   std::shared_ptr<const LoadedModel> model_;
   int device_;
   size_t limit_;
@@ -683,6 +788,12 @@ class CudaBackend final : public Backend {
   float* x_ = nullptr;
   bf16 *xb_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
   int32_t* tokens_dev_ = nullptr;
+  int64_t* pos_dev_ = nullptr;           // a recorded step's position
+  StepArgs* step_host_ = nullptr;        // page-locked: copied into tokens_dev_ and pos_dev_
+  std::vector<Recording> recordings_;
+  bool recording_ = false;               // ops are being recorded (recorded_step)
+  int64_t record_pos_ = 0;               // the largest position of the recording
+  uint64_t use_counter_ = 0;
   float *logits_dev_ = nullptr, *partial_ = nullptr, *inv_freq_dev_ = nullptr;
   void* workspace_ = nullptr;
   std::vector<float> inv_freq_host_;

@@ -58,7 +58,7 @@ __global__ void rope_qkv_kernel(RopeArgs a) {
   const int QD = a.n_heads * a.head_dim, KVD = a.n_kv_heads * a.head_dim;
   const int width = QD + 2 * KVD;
   const bf16* row = a.qkv + static_cast<int64_t>(t) * width;
-  const int64_t pos = a.pos0 + t;
+  const int64_t pos = (a.pos_dev != nullptr ? *a.pos_dev : a.pos0) + t;
   const float fpos = static_cast<float>(pos);
   auto val = [&](int col) {
     float v = to_f(row[col]);

@@ -31,6 +31,8 @@ struct RopeArgs {
   bf16* k_cache = nullptr;       // [n_kv_heads][capacity][head_dim]; rows pos0.. are written
   bf16* v_cache = nullptr;
   int64_t capacity = 0;
+  // Where a recorded step (CUDA graph) keeps its position: read on the device instead of pos0.
+  const int64_t* pos_dev = nullptr;
 };
 // Adds the bias, rotates q and k, writes q and the chunk's keys and values into the cache.
 void rope_qkv(const RopeArgs& a, cudaStream_t stream);
@@ -69,6 +71,10 @@ struct AttentionArgs {
   const int32_t* tile_index = nullptr;
   int query_mtiles = 2;  // mma.sync prefill kernel variant: m16 query tiles per warp (1 or 2)
   AttentionKernel kernel = AttentionKernel::Auto;
+  // Decode in a recorded step (CUDA graph): the position is read here on the device, and pos0 is
+  // the largest position the recording serves (it sizes the launch: key ranges beyond the real
+  // position are empty).
+  const int64_t* pos_dev = nullptr;
 };
 constexpr int kQueryTile = 128;
 constexpr int kKeyTile = 64;

@@ -294,7 +294,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
   const int g = blockIdx.x, split = blockIdx.y;
   const int group = a.n_heads / a.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t kv_len = a.pos0 + 1;
+  const int64_t kv_len = (a.pos_dev != nullptr ? *a.pos_dev : a.pos0) + 1;
+  // a recorded step's launch is sized for its largest position: the real keys spread over the splits
+  if (a.pos_dev != nullptr) keys_per_split = (kv_len + splits - 1) / splits;
   const int64_t k_begin = split * keys_per_split;
   const int64_t k_end = min(kv_len, k_begin + keys_per_split);
   const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
@@ -443,7 +445,7 @@ __global__ void attention_generic_kernel(AttentionArgs a) {
     o[p] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
-  const int64_t last = a.pos0 + i;
+  const int64_t last = (a.pos_dev != nullptr ? *a.pos_dev : a.pos0) + i;
   for (int64_t key = 0; key <= last; ++key) {
     float dot = 0.0f;
 #pragma unroll

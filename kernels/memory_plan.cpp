@@ -85,6 +85,7 @@ size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk) {
   s += a256(n * 2 * F * 2);             // gate|up
   s += a256(n * F * 2);                 // swiglu
   s += a256(n * 4);                     // token ids
+  s += a256(16);                        // a recorded decode step's position
   s += a256(u(c.vocab_size) * 4);       // logits of the last position
   // decode split-K partials: per query head and split, hd outputs + max + sum
   s += a256(u(c.n_heads) * kMaxDecodeSplits * (u(c.head_dim) + 2) * 4);

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,6 +57,9 @@ struct BackendOptions {
   int attention_query_mtiles = 2;
   int attention_kernel = 0;
   bool sparse_sums_gemm = false;
+  // Decode steps recorded once and replayed (CUDA graphs; Backend::recorded_step); false issues
+  // every op of every token (benchmarks compare the two).
+  bool decode_graphs = true;
 };
 
 // A backend's KV cache for one session: keys and values of positions [0, capacity).
@@ -136,6 +140,14 @@ class Backend {
   virtual void logits(int64_t first_row, int64_t rows, float* out) = 0;
   // Waits for the step's ops; after it, out parameters of logits() are written.
   virtual void finish_step() = 0;
+  // A decode step (one token at `pos`, its logits into last_logits) that the backend may record
+  // the first time and replay afterwards: `ops` issues the step's ops (embed() to logits()) exactly
+  // as forward() does. Returns false where this backend does not record (the caller then calls
+  // ops() itself); true when the step is issued (finish_step() still waits for it).
+  virtual bool recorded_step(KvCache& /*kv*/, int32_t /*token*/, int64_t /*pos*/, const RopeTable& /*rope*/,
+                             float* /*last_logits*/, const std::function<void()>& /*ops*/) {
+    return false;
+  }
 
   // ---- looking inside (after finish_step())
   // Estimation's choices for every layer and head of the last step ([layer][head], row-major).

@@ -99,6 +99,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     bo.attention_query_mtiles = options.attention_query_mtiles;
     bo.attention_kernel = options.attention_kernel;
     bo.sparse_sums_gemm = options.sparse_sums_gemm;
+    bo.decode_graphs = options.decode_graphs;
     if (BackendFactory factory = registered_backend(options.backend))
       engine->backend_ = factory(engine->model_, bo, engine->notice_);
     else

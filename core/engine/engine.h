@@ -40,6 +40,7 @@ struct EngineOptions {
   int attention_query_mtiles = 2;
   int attention_kernel = 0;
   bool sparse_sums_gemm = false;
+  bool decode_graphs = true;
 };
 
 // Shared by app/ and ui/: a flag that long work polls between chunks.

@@ -75,34 +75,39 @@ void forward(Backend& backend, KvCache& kv, std::span<const int32_t> tokens, int
     const int64_t p0 = pos + done;
     const bool sparse = sparse_step(backend, policy, stats, n, p0);
     if (n > 1) ++(sparse ? stats.sparse_chunks : stats.dense_chunks);
-    backend.embed(tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(n)));
-    for (int l = 0; l < c.n_layers; ++l) {
-      backend.norm(Backend::Norm::Attention, l, n);
-      backend.project(P::Qkv, l, n);
-      backend.rope_kv_write(l, kv, n, p0, rope);
-      if (want_inputs && n > 1) {
-        backend.read_attention_inputs(l, kv, n, p0, inputs);
-        observer->on_attention_inputs(l, inputs);
+    auto issue = [&] {
+      backend.embed(tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(n)));
+      for (int l = 0; l < c.n_layers; ++l) {
+        backend.norm(Backend::Norm::Attention, l, n);
+        backend.project(P::Qkv, l, n);
+        backend.rope_kv_write(l, kv, n, p0, rope);
+        if (want_inputs && n > 1) {
+          backend.read_attention_inputs(l, kv, n, p0, inputs);
+          observer->on_attention_inputs(l, inputs);
+        }
+        if (sparse) {
+          backend.mark(kMarksPerLayer * l);
+          backend.estimate(l, kv, n, p0, policy.config);
+          backend.mark(kMarksPerLayer * l + 1);
+        }
+        backend.attention(l, kv, n, p0, sparse);
+        if (sparse) backend.mark(kMarksPerLayer * l + 2);
+        backend.project(P::Out, l, n);
+        backend.norm(Backend::Norm::Ffn, l, n);
+        backend.project(P::GateUp, l, n);
+        backend.swiglu(n);
+        backend.project(P::Down, l, n);
       }
-      if (sparse) {
-        backend.mark(kMarksPerLayer * l);
-        backend.estimate(l, kv, n, p0, policy.config);
-        backend.mark(kMarksPerLayer * l + 1);
+      if (all_logits) {
+        step_logits.resize(static_cast<size_t>(n) * vocab);
+        backend.logits(0, n, step_logits.data());
+      } else if (last_logits != nullptr && done + n == n_total) {
+        backend.logits(n - 1, 1, last_logits);
       }
-      backend.attention(l, kv, n, p0, sparse);
-      if (sparse) backend.mark(kMarksPerLayer * l + 2);
-      backend.project(P::Out, l, n);
-      backend.norm(Backend::Norm::Ffn, l, n);
-      backend.project(P::GateUp, l, n);
-      backend.swiglu(n);
-      backend.project(P::Down, l, n);
-    }
-    if (all_logits) {
-      step_logits.resize(static_cast<size_t>(n) * vocab);
-      backend.logits(0, n, step_logits.data());
-    } else if (last_logits != nullptr && done + n == n_total) {
-      backend.logits(n - 1, 1, last_logits);
-    }
+    };
+    // a decode step (one token, its last logits, nothing looked at inside) may be a recording
+    const bool recordable = n_total == 1 && !sparse && !want_inputs && !all_logits && last_logits != nullptr;
+    if (!recordable || !backend.recorded_step(kv, tokens[0], p0, rope, last_logits, issue)) issue();
     backend.finish_step();
     StepInfo info{p0, n, sparse, 0.0, 0.0};
     if (sparse) {

@@ -115,6 +115,57 @@ void test_random_shapes() {
   compare_engines("random gqa4 hd128 (llama3 rope)", gqa, 1500, 8, 512, 3e-2);
 }
 
+// Decode steps recorded as CUDA graphs and replayed against the same steps issued op by op: two
+// sessions of one engine decoding in turn (each its own recordings), across the context buckets
+// (64, 128, 256: a new recording at each), and a session that starts again after another was closed.
+// The split of the keys differs between the two (a recording's launch is sized for its bucket), so
+// the logits agree to fp32 summation order, not bit for bit.
+void test_decode_graphs() {
+  std::shared_ptr<LoadedModel> model = make_random_model(small_gqa_shape(2), DType::BF16, 12);
+  auto engine_with = [&](bool graphs) {
+    EngineOptions o;
+    o.backend = BackendKind::Cuda;
+    o.context_tokens = 512;
+    o.decode_graphs = graphs;
+    auto e = Engine::create(model, nullptr, o);
+    GCHECK(e->backend_kind() == BackendKind::Cuda, "decode graphs: not on the GPU (%s)", e->notice().c_str());
+    return e;
+  };
+  auto on = engine_with(true), off = engine_with(false);
+  SessionOptions so;
+  so.context_tokens = 400;
+  const int32_t vocab = model->config.vocab_size;
+  double worst = 0.0;
+  int steps = 0;
+  for (int round = 0; round < 2; ++round) {  // round 1: new sessions after the first ones closed
+    std::vector<std::unique_ptr<Session>> a, b;  // a[i]: graphs, b[i]: op by op
+    for (int i = 0; i < 2; ++i) {
+      a.push_back(on->create_session(so));
+      b.push_back(off->create_session(so));
+      std::vector<int32_t> prompt(static_cast<size_t>(40 + 17 * i + round));
+      for (size_t t = 0; t < prompt.size(); ++t) prompt[t] = static_cast<int32_t>((t * 40503u + 7u * i) % static_cast<uint32_t>(vocab - 3) + 3);
+      a.back()->prefill(prompt);
+      b.back()->prefill(prompt);
+    }
+    for (int s = 0; s < 220; ++s) {
+      for (int i = 0; i < 2; ++i) {
+        if (i == 1 && s % 3 == 0) continue;  // the sessions' positions drift apart
+        std::vector<float> la(a[i]->logits().begin(), a[i]->logits().end());
+        std::vector<float> lb(b[i]->logits().begin(), b[i]->logits().end());
+        const Compare c = compare(la, lb);
+        worst = std::max(worst, c.rel_norm);
+        GCHECK(c.non_finite == 0 && c.rel_norm < 2e-3, "decode graphs round %d session %d step %d (position %lld): logits rel %.3g",
+               round, i, s, static_cast<long long>(a[i]->n_past()), c.rel_norm);
+        const int32_t next = static_cast<int32_t>((argmax(lb) + s) % vocab);
+        a[i]->prefill(std::span<const int32_t>(&next, 1));
+        b[i]->prefill(std::span<const int32_t>(&next, 1));
+        ++steps;
+      }
+    }
+  }
+  std::printf("  %d decode steps, graphs vs op by op: worst logits rel %.3g\n", steps, worst);
+}
+
 // The KV kept on disk (Session::save_prefix / restore_prefix) on the GPU: the bf16 rows come out in
 // the CPU backend's order (layer, K then V, kv head, position, head dim: compared with the CPU's fp32
 // KV of the same prompt), go back in unchanged, and a session restored from the first part of them
@@ -379,6 +430,7 @@ int main() {
                                         {"random_shapes", test_random_shapes},
                                         {"quantized_gguf", test_quantized_gguf},
                                         {"kv_saved_and_restored", test_kv_saved_and_restored},
+                                        {"decode_graphs", test_decode_graphs},
                                         {"memory_plan_matches_device", test_memory_plan_matches_device},
                                         {"out_of_memory_messages", test_out_of_memory_messages},
                                     });
