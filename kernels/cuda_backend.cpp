@@ -242,6 +242,8 @@ class CudaBackend final : public Backend {
     partial_ = scratch_.take<float>(static_cast<size_t>(c.n_heads) * kMaxDecodeSplits * (static_cast<size_t>(c.head_dim) + 2));
     inv_freq_dev_ = scratch_.take<float>(static_cast<size_t>(c.rope.rotary_dim > 0 ? c.rope.rotary_dim : c.head_dim));
     workspace_ = scratch_.take_bytes(kGemmWorkspaceBytes);
+    const int64_t widest = std::max({c.hidden, c.q_dim(), c.ffn_hidden});
+    qx_ = cuda::carve_quantized_x(scratch_.take_bytes(cuda::quantized_x_bytes(widest)), widest);
   }
 
   // Copies a weight (any stored dtype) as bf16 rows into dst; random models fill on the device.
@@ -419,10 +421,18 @@ class CudaBackend final : public Backend {
                                : out == cuda::Gemm::Out::F32 ? cuda::GemvOut::F32
                                                              : cuda::GemvOut::F32Accumulate;
       const size_t elem = out == cuda::Gemm::Out::Bf16 ? sizeof(bf16) : sizeof(float);
+      // Q4_K/Q5_K parts meet the activations at 8 bits (quantized once for all parts), as on the CPU
+      bool quantized = false;
+      for (const DeviceMatrix::Part& p : w.parts)
+        if (cuda::gemv_takes_quantized_x(p.dtype) && w.cols % 32 == 0 && !quantized) {
+          cuda::quantize_x(x, w.cols, qx_, stream_);
+          quantized = true;
+        }
       int64_t row = 0;
       for (const DeviceMatrix::Part& p : w.parts) {
-        cuda::quant_gemv(p.dtype, p.data, p.rows, w.cols, x, static_cast<uint8_t*>(y) + static_cast<size_t>(row) * elem,
-                         go, stream_);
+        void* yp = static_cast<uint8_t*>(y) + static_cast<size_t>(row) * elem;
+        if (quantized && cuda::gemv_takes_quantized_x(p.dtype)) cuda::quant_gemv_qx(p.dtype, p.data, p.rows, w.cols, qx_, yp, go, stream_);
+        else cuda::quant_gemv(p.dtype, p.data, p.rows, w.cols, x, yp, go, stream_);
         row += p.rows;
       }
       return;
@@ -796,6 +806,7 @@ class CudaBackend final : public Backend {
   uint64_t use_counter_ = 0;
   float *logits_dev_ = nullptr, *partial_ = nullptr, *inv_freq_dev_ = nullptr;
   void* workspace_ = nullptr;
+  cuda::QuantizedX qx_;  // a decode GEMV's activations at 8 bits
   std::vector<float> inv_freq_host_;
   std::vector<bf16> staging_;
   uint64_t seed_counter_ = 0;

@@ -91,6 +91,9 @@ size_t plan_scratch_bytes(const ModelConfig& c, int64_t chunk) {
   s += a256(u(c.n_heads) * kMaxDecodeSplits * (u(c.head_dim) + 2) * 4);
   s += a256(u(c.rope.rotary_dim > 0 ? c.rope.rotary_dim : c.head_dim) * 4);  // inverse frequencies
   s += a256(kGemmWorkspaceBytes);
+  // a decode GEMV's activations at 8 bits (quantized_x_bytes of the widest input)
+  const size_t X = std::max({H, QD, F});
+  s += a256(X) + 2 * a256(X / 32 * 4);
   return granule(s);
 }
 

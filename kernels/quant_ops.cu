@@ -241,6 +241,90 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint8_t* __
   }
 }
 
+// ---- the integer-dot GEMV (Q4_K, Q5_K against activations at 8 bits)
+
+// One warp per block of 32 activations: its amax, scale, rounded values and their sum.
+__global__ void quantize_x_kernel(const bf16* __restrict__ x, int blocks, int8_t* __restrict__ q, float* __restrict__ d,
+                                  float* __restrict__ s) {
+  const int lane = threadIdx.x & 31;
+  const int b = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+  if (b >= blocks) return;
+  const float v = __uint_as_float(static_cast<uint32_t>(__ldg(reinterpret_cast<const unsigned short*>(x) + 32 * b + lane)) << 16);
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const int qi = __float2int_rn(v * inv);
+  int sum = qi;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  q[32 * b + lane] = static_cast<int8_t>(qi);
+  if (lane == 0) {
+    d[b] = scale;
+    s[b] = scale * static_cast<float>(sum);
+  }
+}
+
+__device__ __forceinline__ uint4 ld128(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+// One warp per row, 8 lanes per 256-value block (4 blocks per warp step): lane (g, h) takes the
+// 16 bytes of nibbles 32g + 16h .. + 15, i.e. values 16h .. 16h + 15 of sub-blocks 2g (low
+// nibbles) and 2g + 1 (high), and meets them with the activations in two dp4a chains. Per half
+// sub-block: d * scale_j * d_x * dot; the min term -dmin * min_j * s_x once per sub-block (h = 0).
+template <int BITS, GemvOut OUT>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k_dp4a_kernel(const uint8_t* __restrict__ w, int64_t rows,
+                                                                      int cols, const int8_t* __restrict__ xq,
+                                                                      const float* __restrict__ xd,
+                                                                      const float* __restrict__ xs, void* __restrict__ y) {
+  constexpr int kBytes = BITS == 4 ? 144 : 176, kQs = BITS == 4 ? 16 : 48;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int nb = cols / 256;
+  const uint8_t* r = w + row * static_cast<int64_t>(nb) * kBytes;
+  const int sub = lane & 7, g = sub >> 1, h = sub & 1;
+  float acc = 0.0f;
+#pragma unroll 4
+  for (int b = lane >> 3; b < nb; b += 4) {
+    const uint8_t* blk = r + static_cast<int64_t>(b) * kBytes;
+    const uint4 hdr = ld128(blk);
+    const uint4 qs = ld128(blk + kQs + 32 * g + 16 * h);
+    uint4 qh = make_uint4(0, 0, 0, 0);
+    if constexpr (BITS == 5) qh = ld128(blk + 16 + 16 * h);
+    const int j0 = 8 * b + 2 * g;  // the activation blocks of sub-blocks 2g and 2g + 1
+    const uint4 x0 = ld128(xq + 32 * j0 + 16 * h), x1 = ld128(xq + 32 * (j0 + 1) + 16 * h);
+    const uint32_t wq[4] = {qs.x, qs.y, qs.z, qs.w}, hq[4] = {qh.x, qh.y, qh.z, qh.w};
+    const int a0[4] = {static_cast<int>(x0.x), static_cast<int>(x0.y), static_cast<int>(x0.z), static_cast<int>(x0.w)};
+    const int a1[4] = {static_cast<int>(x1.x), static_cast<int>(x1.y), static_cast<int>(x1.z), static_cast<int>(x1.w)};
+    int dot0 = 0, dot1 = 0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      uint32_t lo = wq[k] & 0x0f0f0f0fu, hi = (wq[k] >> 4) & 0x0f0f0f0fu;
+      if constexpr (BITS == 5) {
+        lo |= ((hq[k] >> (2 * g)) & 0x01010101u) << 4;
+        hi |= ((hq[k] >> (2 * g + 1)) & 0x01010101u) << 4;
+      }
+      dot0 = __dp4a(static_cast<int>(lo), a0[k], dot0);
+      dot1 = __dp4a(static_cast<int>(hi), a1[k], dot1);
+    }
+    uint32_t sc0, m0, sc1, m1;
+    k_scale_min(2 * g, hdr.y, hdr.z, hdr.w, &sc0, &m0);
+    k_scale_min(2 * g + 1, hdr.y, hdr.z, hdr.w, &sc1, &m1);
+    const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(hdr.x & 0xffffu)));
+    const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(hdr.x >> 16)));
+    const float dx0 = __ldg(xd + j0), dx1 = __ldg(xd + j0 + 1);
+    acc += d * (dx0 * static_cast<float>(dot0 * static_cast<int>(sc0)) + dx1 * static_cast<float>(dot1 * static_cast<int>(sc1)));
+    if (h == 0) acc -= dmin * (static_cast<float>(m0) * __ldg(xs + j0) + static_cast<float>(m1) * __ldg(xs + j0 + 1));
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) {
+    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
+    else static_cast<float*>(y)[row] += acc;
+  }
+}
+
 // One thread per unit of the whole matrix.
 template <DType T>
 __global__ void to_bf16_kernel(const uint8_t* __restrict__ w, int64_t rows, int cols, bf16* __restrict__ out) {
@@ -379,6 +463,58 @@ void quant_gemv(DType t, const void* w, int64_t rows, int64_t cols, const bf16* 
   if (rows <= 0) return;
   check_cols(t, cols);
   dispatch(t, [&]<DType T>() { gemv_t<T>(w, rows, cols, x, y, out, stream); });
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+size_t quantized_x_bytes(int64_t cols) {
+  const auto a = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t c = static_cast<size_t>(cols);
+  return a(c) + 2 * a(c / 32 * sizeof(float));
+}
+
+QuantizedX carve_quantized_x(void* base, int64_t cols) {
+  const auto a = [](size_t b) { return (b + 255) / 256 * 256; };
+  auto* p = static_cast<uint8_t*>(base);
+  const size_t c = static_cast<size_t>(cols);
+  QuantizedX x;
+  x.cols = cols;
+  x.q = reinterpret_cast<int8_t*>(p);
+  x.d = reinterpret_cast<float*>(p + a(c));
+  x.s = reinterpret_cast<float*>(p + a(c) + a(c / 32 * sizeof(float)));
+  return x;
+}
+
+void quantize_x(const bf16* x, int64_t cols, const QuantizedX& out, cudaStream_t stream) {
+  if (cols <= 0 || cols % 32 != 0 || cols > out.cols)
+    throw Error(ErrorCode::Internal, "quantize_x: " + std::to_string(cols) + " values for a scratch of " +
+                                         std::to_string(out.cols));
+  const int blocks = static_cast<int>(cols / 32);
+  quantize_x_kernel<<<(blocks + 7) / 8, 256, 0, stream>>>(x, blocks, out.q, out.d, out.s);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+bool gemv_takes_quantized_x(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
+
+void quant_gemv_qx(DType t, const void* w, int64_t rows, int64_t cols, const QuantizedX& x, void* y, GemvOut out,
+                   cudaStream_t stream) {
+  if (rows <= 0) return;
+  check_cols(t, cols);
+  if (!gemv_takes_quantized_x(t))
+    throw Error(ErrorCode::Internal, std::string("no integer-dot GEMV for weights of type ") + dtype_name(t));
+  const dim3 grid(static_cast<unsigned>((rows + kGemvWarps - 1) / kGemvWarps)), block(kGemvWarps * 32);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const int c = static_cast<int>(cols);
+  const auto launch = [&]<int BITS>() {
+    switch (out) {
+      case GemvOut::Bf16: gemv_k_dp4a_kernel<BITS, GemvOut::Bf16><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y); break;
+      case GemvOut::F32: gemv_k_dp4a_kernel<BITS, GemvOut::F32><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y); break;
+      case GemvOut::F32Accumulate:
+        gemv_k_dp4a_kernel<BITS, GemvOut::F32Accumulate><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y);
+        break;
+    }
+  };
+  if (t == DType::Q4_K) launch.template operator()<4>();
+  else launch.template operator()<5>();
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -2,7 +2,11 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk]    (default: test)
+#                         [server] [kvdisk] [decode]    (default: test)
+# decode: tst_gpu_ops' quant case, tst_gpu_model's decoding cases (graphs vs op by op, quantized GGUFs, random shapes), then
+# decode tokens/s on the Llama-3.1-8B shape (bf16, Q4_K, Q4_0 weights; 4K and 32K prompts; CUDA
+# graphs on and off) into $OUT/decode.jsonl, then Nsight Compute's time and DRAM bytes of every
+# kernel of a short Q4_K run (512-token prompt, 8 decode tokens, graphs off) into $OUT/ncu_q4k.txt.
 # kvdisk: tst_gpu_model's KV round trip, then TTFT from the documents' KV saved on disk vs a fresh
 # prefill on the Llama-3.1-8B shape at 32K and 128K (folio-bench --kv-disk) into $OUT/kv_disk.jsonl.
 # server runs folio-server's loopback suites (tests/server/server_test.py: http, load, remote) with
@@ -55,6 +59,32 @@ for step in "${steps[@]}"; do
           --lengths "${FOLIO_KV_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 4 --kv-disk build/kvdisk \
           --json "$out/kv_disk.jsonl" 2>&1 >/dev/null | grep kv-disk
       done ;;
+    decode)
+      { FOLIO_GPU_CASES=quant build/gpu/kernels/tests/tst_gpu_ops
+        FOLIO_GPU_CASES=decode_graphs,quantized_gguf,random_shapes,memory_plan_matches_device \
+          build/gpu/kernels/tests/tst_gpu_model; } 2>&1 | tee "$out/decode_test.log"
+      rm -f "$out/decode.jsonl"
+      for dt in ${FOLIO_DECODE_DTYPES:-bf16 q4_k q4_0}; do
+        for g in on off; do
+          build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype $dt --decode-graphs $g \
+            --lengths "${FOLIO_DECODE_LENGTHS:-4096,32768}" --reps 1 --decode-tokens 64 --json "$out/decode.jsonl" \
+            > /dev/null 2> "$out/decode_${dt}_$g.log" || tail -n 5 "$out/decode_${dt}_$g.log"
+        done
+      done
+      python3 - "$out/decode.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'dtype':>6} {'graphs':>6} {'n':>7} {'TTFT s':>8} {'decode tok/s':>12} {'ms/token':>9}")
+for r in rows:
+    t = r.get('decode_tok_s', 0)
+    print(f"{r['dtype']:>6} {str(r.get('decode_graphs')):>6} {r['n_prompt']:>7} {r['ttft_ms']/1000:8.3f} {t:12.1f} {1000/t if t else 0:9.3f}")
+PY
+      if [ -z "${FOLIO_NO_NCU:-}" ] && command -v ncu > /dev/null; then
+        timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum --print-summary per-kernel \
+          build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --decode-graphs off --lengths 512 \
+          --reps 1 --decode-tokens 8 > "$out/ncu_q4k.txt" 2>&1 || echo "ncu: rc $?"
+        grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum|dram__bytes_read.sum" "$out/ncu_q4k.txt" | head -n 80 || true
+      fi ;;
     attn)
       rm -f "$out/attn_kernels.jsonl"
       for kern in mma hopper; do

@@ -250,6 +250,38 @@ void test_quant() {
            static_cast<long long>(q.rows), static_cast<long long>(q.cols), cf.rel_norm);
     GCHECK(ca.non_finite == 0 && ca.rel_norm < 2e-5, "%s gemv acc rel %.3g", dtype_name(q.t), ca.rel_norm);
     GCHECK(cb.non_finite == 0 && cb.rel_norm < 8e-3, "%s gemv bf16 rel %.3g", dtype_name(q.t), cb.rel_norm);
+    // the integer-dot GEMV (Q4_K, Q5_K): against the fp64 product with the activations rounded as
+    // the CPU rounds them (tight), and against the unrounded product (the rounding's own error)
+    if (cuda::gemv_takes_quantized_x(q.t)) {
+      std::vector<float> xr(x.size()), s_host(x.size() / 32);
+      for (size_t b = 0; b < x.size() / 32; ++b) {
+        float amax = 0.0f;
+        for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (size_t i = 0; i < 32; ++i) xr[32 * b + i] = d * std::nearbyint(x[32 * b + i] * inv);
+      }
+      std::vector<float> ref_q(ref.size());
+      for (int64_t r = 0; r < q.rows; ++r) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < q.cols; ++k) acc += static_cast<double>(w[static_cast<size_t>(r * q.cols + k)]) * xr[static_cast<size_t>(k)];
+        ref_q[static_cast<size_t>(r)] = static_cast<float>(acc);
+      }
+      Dev<uint8_t> scratch(cuda::quantized_x_bytes(q.cols));
+      const cuda::QuantizedX qx = cuda::carve_quantized_x(scratch.get(), q.cols);
+      cuda::quantize_x(dx.get(), q.cols, qx, nullptr);
+      Dev<float> yq(ref.size()), yqa(y0);
+      cuda::quant_gemv_qx(q.t, dw.get(), q.rows, q.cols, qx, yq.get(), cuda::GemvOut::F32, nullptr);
+      cuda::quant_gemv_qx(q.t, dw.get(), q.rows, q.cols, qx, yqa.get(), cuda::GemvOut::F32Accumulate, nullptr);
+      std::vector<float> ref_qa(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) ref_qa[i] = ref_q[i] + y0[i];
+      const Compare cq = compare(yq.download(), ref_q), cqa = compare(yqa.download(), ref_qa), cu = compare(yq.download(), ref);
+      GCHECK(cq.non_finite == 0 && cq.rel_norm < 2e-5, "%s %lldx%lld integer-dot gemv rel %.3g (activations rounded)",
+             dtype_name(q.t), static_cast<long long>(q.rows), static_cast<long long>(q.cols), cq.rel_norm);
+      GCHECK(cqa.non_finite == 0 && cqa.rel_norm < 2e-5, "%s integer-dot gemv acc rel %.3g", dtype_name(q.t), cqa.rel_norm);
+      GCHECK(cu.rel_norm < 2e-2, "%s integer-dot gemv against unrounded activations rel %.3g", dtype_name(q.t), cu.rel_norm);
+      std::printf("  %s %lldx%lld integer-dot gemv: rel %.2g (rounded activations), %.2g (unrounded)\n", dtype_name(q.t),
+                  static_cast<long long>(q.rows), static_cast<long long>(q.cols), cq.rel_norm, cu.rel_norm);
+    }
     // embedding rows
     const std::vector<int32_t> tokens = {0, static_cast<int32_t>(q.rows - 1), static_cast<int32_t>(q.rows / 2)};
     Dev<int32_t> dt(tokens);
