@@ -119,7 +119,9 @@ void test_random_shapes() {
 // sessions of one engine decoding in turn (each its own recordings), across the context buckets
 // (64, 128, 256: a new recording at each), and a session that starts again after another was closed.
 // The split of the keys differs between the two (a recording's launch is sized for its bucket), so
-// the logits agree to fp32 summation order, not bit for bit.
+// the logits agree to fp32 summation order, not bit for bit, and the difference grows a little as
+// it enters the bf16 KV of later tokens (H100: 0.4% after 200 steps of this random model; a wrong
+// position or bucket gives differences of order 1).
 void test_decode_graphs() {
   std::shared_ptr<LoadedModel> model = make_random_model(small_gqa_shape(2), DType::BF16, 12);
   auto engine_with = [&](bool graphs) {
@@ -154,7 +156,7 @@ void test_decode_graphs() {
         std::vector<float> lb(b[i]->logits().begin(), b[i]->logits().end());
         const Compare c = compare(la, lb);
         worst = std::max(worst, c.rel_norm);
-        GCHECK(c.non_finite == 0 && c.rel_norm < 2e-3, "decode graphs round %d session %d step %d (position %lld): logits rel %.3g",
+        GCHECK(c.non_finite == 0 && c.rel_norm < 1e-2, "decode graphs round %d session %d step %d (position %lld): logits rel %.3g",
                round, i, s, static_cast<long long>(a[i]->n_past()), c.rel_norm);
         const int32_t next = static_cast<int32_t>((argmax(lb) + s) % vocab);
         a[i]->prefill(std::span<const int32_t>(&next, 1));
