@@ -325,7 +325,15 @@ class CudaBackend final : public Backend {
         p.data = weights_.take<bf16>(static_cast<size_t>(t->rows * cols));
         upload_bf16(*t, static_cast<bf16*>(p.data), t->rows, cols);
       }
-      m.parts.push_back(p);
+      // a part that continues the last one in memory, in the same type, joins it (q|k|v or
+      // gate|up of one type: one decode GEMV instead of one per tensor)
+      DeviceMatrix::Part* last = m.parts.empty() ? nullptr : &m.parts.back();
+      if (last != nullptr && last->dtype == p.dtype &&
+          static_cast<uint8_t*>(last->data) + row_bytes(p.dtype == DType::BF16 ? DType::BF16 : p.dtype, cols) * static_cast<size_t>(last->rows) ==
+              p.data)
+        last->rows += p.rows;
+      else
+        m.parts.push_back(p);
     }
     return m;
   }

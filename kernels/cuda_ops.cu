@@ -3,6 +3,8 @@
 // fp32, everything fed to the tensor cores is bf16.
 #include <cuda_bf16.h>
 
+#include <algorithm>
+
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_util.h"
 
@@ -52,9 +54,11 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
   for (int i = threadIdx.x; i < dim; i += THREADS) yr[i] = to_bits(xr[i] * inv * w[i]);
 }
 
-// One block per token; threads walk (head, pair) for q and k, then copy v.
+// One block per token (a few for a decode step: blockIdx.y); threads walk (head, pair) for q and
+// k, then copy v.
 __global__ void rope_qkv_kernel(RopeArgs a) {
   const int t = blockIdx.x;
+  const int first = blockIdx.y * blockDim.x, stride = gridDim.y * blockDim.x;
   const int QD = a.n_heads * a.head_dim, KVD = a.n_kv_heads * a.head_dim;
   const int width = QD + 2 * KVD;
   const bf16* row = a.qkv + static_cast<int64_t>(t) * width;
@@ -68,7 +72,7 @@ __global__ void rope_qkv_kernel(RopeArgs a) {
   const int half = a.head_dim / 2;
   // q and k: one thread per (head, i) with i < head_dim / 2 covering elements (i0, i1)
   const int total_heads = a.n_heads + a.n_kv_heads;
-  for (int idx = threadIdx.x; idx < total_heads * half; idx += blockDim.x) {
+  for (int idx = first + threadIdx.x; idx < total_heads * half; idx += stride) {
     const int h = idx / half, i = idx % half;
     const bool is_q = h < a.n_heads;
     const int base = is_q ? h * a.head_dim : QD + (h - a.n_heads) * a.head_dim;
@@ -103,7 +107,7 @@ __global__ void rope_qkv_kernel(RopeArgs a) {
       k[i1] = to_bits(x1);
     }
   }
-  for (int idx = threadIdx.x; idx < KVD; idx += blockDim.x) {
+  for (int idx = first + threadIdx.x; idx < KVD; idx += stride) {
     const int g = idx / a.head_dim, d = idx % a.head_dim;
     a.v_cache[(static_cast<int64_t>(g) * a.capacity + pos) * a.head_dim + d] = to_bits(val(QD + KVD + idx));
   }
@@ -171,7 +175,11 @@ void rmsnorm(const float* x, const float* weight, int rows, int dim, float eps, 
 
 void rope_qkv(const RopeArgs& a, cudaStream_t stream) {
   if (a.n <= 0) return;
-  rope_qkv_kernel<<<a.n, 256, 0, stream>>>(a);
+  // a step of few tokens spreads each token's pairs over several blocks (one block did a decode
+  // step's 2,560 pairs of the 8B shape in 11.6 us on the H100)
+  const int pairs = (a.n_heads + a.n_kv_heads) * (a.head_dim / 2);
+  const unsigned per_token = a.n >= 16 ? 1u : static_cast<unsigned>(std::min(16, (pairs + 255) / 256));
+  rope_qkv_kernel<<<dim3(static_cast<unsigned>(a.n), per_token), 256, 0, stream>>>(a);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
