@@ -432,6 +432,7 @@ void test_attention_decode() {
   const std::vector<AttnCase> cases = {
       {64, 9, 3, 1, 0},    {64, 9, 3, 1, 999},   {128, 32, 8, 1, 32767}, {96, 32, 32, 1, 4999},
       {128, 8, 1, 1, 65535}, {128, 16, 2, 1, 100}, {80, 2, 1, 1, 299},    {128, 28, 4, 1, 777},
+      {64, 16, 1, 1, 2000},  {128, 8, 4, 1, 1500}, {96, 12, 1, 1, 333},   // groups of 16, 2 and 12
   };
   for (const AttnCase& c : cases) check_attention(c, true, false);
 }
