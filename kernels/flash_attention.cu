@@ -23,8 +23,10 @@
 //       bound: each warp re-reads the whole K/V tile for only 16 rows.
 // Decode v1 (2026-11-28): one key per warp step, ~2 CTAs per SM: 76.6 tok/s whole-model decode at
 //       32K (8B shape), far from the bandwidth bound. v2: 4 keys per warp step (loads in flight
-//       together), ~8 CTAs per SM, up to 128 splits. v3 (2026-12-05, H100): the dot products of a
-//       step reduced together (2N shuffles for N = heads x keys instead of 5N).
+//       together), ~8 CTAs per SM, up to 128 splits. Tried and reverted (2026-12-05, H100): the
+//       dot products of a step (heads x keys) reduced together by a transposed reduction (2N
+//       shuffles instead of 5N): 8B-shape decode at 32K fell from 104.7 to 87.8 tok/s (bf16) and
+//       167.1 to 130.9 (Q4_K); docs/quantized-gpu.md.
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
@@ -330,61 +332,20 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
       load_row<PER>(kc + key * HD + lane * PER, kv[u]);
       load_row<PER>(vc + key * HD + lane * PER, vv[u]);
     }
-    // The kMaxGroup x kUnroll dot products, each summed over the warp's lanes. Up to 32 of them: a
-    // transposed reduction (each step halves the values a lane holds and exchanges the other half:
-    // N - 1 shuffles, then log2(32 / N) for the lanes left), then one shuffle per value to give
-    // every lane all of them: 2N shuffles instead of 5N.
-    constexpr int N = kMaxGroup * kUnroll;
-    float dots[kMaxGroup][kUnroll];
-    if constexpr (N <= 32) {
-      float v[N];
-#pragma unroll
-      for (int j = 0; j < kMaxGroup; ++j)
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          float acc = 0.0f;
-#pragma unroll
-          for (int p = 0; p < PER; ++p) acc += q[j][p] * kv[u][p];
-          v[j * kUnroll + u] = acc;
-        }
-      int o = 16;
-#pragma unroll
-      for (int n = N; n > 1; n >>= 1, o >>= 1) {
-        const bool upper = (lane & o) != 0;
-#pragma unroll
-        for (int i = 0; i < n / 2; ++i) {
-          const float send = upper ? v[i] : v[i + n / 2];
-          const float keep = upper ? v[i + n / 2] : v[i];
-          v[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
-        }
-      }
-#pragma unroll
-      for (; o > 0; o >>= 1) v[0] += __shfl_xor_sync(0xffffffffu, v[0], o);
-      // lane l now holds value l / (32 / N)
-#pragma unroll
-      for (int j = 0; j < kMaxGroup; ++j)
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) dots[j][u] = __shfl_sync(0xffffffffu, v[0], (j * kUnroll + u) * (32 / N));
-    } else {
-#pragma unroll
-      for (int j = 0; j < kMaxGroup; ++j) {
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          float acc = 0.0f;
-#pragma unroll
-          for (int p = 0; p < PER; ++p) acc += q[j][p] * kv[u][p];
-#pragma unroll
-          for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-          dots[j][u] = acc;
-        }
-      }
-    }
 #pragma unroll
     for (int j = 0; j < kMaxGroup; ++j) {
       if (j >= group) continue;
       float dot[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) dot[u] = dots[j][u];
+      for (int u = 0; u < kUnroll; ++u) {
+        dot[u] = 0.0f;
+#pragma unroll
+        for (int p = 0; p < PER; ++p) dot[u] += q[j][p] * kv[u][p];
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
       float mx = dot[0];
 #pragma unroll
       for (int u = 1; u < kUnroll; ++u) {

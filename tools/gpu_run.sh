@@ -60,7 +60,7 @@ for step in "${steps[@]}"; do
           --json "$out/kv_disk.jsonl" 2>&1 >/dev/null | grep kv-disk
       done ;;
     decode)
-      { FOLIO_GPU_CASES=quant,rope_qkv,attention_decode,attention build/gpu/kernels/tests/tst_gpu_ops
+      { FOLIO_GPU_CASES=quant,rope_qkv,attention_decode build/gpu/kernels/tests/tst_gpu_ops
         FOLIO_GPU_CASES=decode_graphs,quantized_gguf,random_shapes,memory_plan_matches_device \
           build/gpu/kernels/tests/tst_gpu_model; } 2>&1 | tee "$out/decode_test.log" | grep -v "^  FAIL" || true
       rm -f "$out/decode.jsonl"
