@@ -27,6 +27,9 @@
 //       dot products of a step (heads x keys) reduced together by a transposed reduction (2N
 //       shuffles instead of 5N): 8B-shape decode at 32K fell from 104.7 to 87.8 tok/s (bf16) and
 //       167.1 to 130.9 (Q4_K); docs/quantized-gpu.md.
+//       Also rejected the same day: 8 keys per warp step instead of 4 (more loads in flight, more
+//       registers): 32K 163.2 -> 152.5 tok/s (Q4_K), 102.3 -> 99.4 (bf16); 128K 85.2 -> 76.6 and
+//       65.5 -> 60.3. The kernel's occupancy is bound by registers (5 CTAs of 4 warps per SM).
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
