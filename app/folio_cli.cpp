@@ -411,24 +411,13 @@ void print_sources(const folio::chat::GroundingIndex& index, const std::string& 
 }
 
 // The largest context folio-cli picks by itself: the model's trained context, and on the CPU a KV
-// cache (fp32) of at most half the memory available now. (A GPU's plan is checked by its backend
-// when the session's cache is made; its error names the largest context that fits.)
+// cache (fp32) of at most half the memory available at load (Engine::largest_context). (A GPU's
+// plan is checked by its backend when the session's cache is made; its error names the largest
+// context that fits.)
 int64_t largest_default_context(const folio::Engine& engine) {
   const folio::ModelConfig& c = engine.config();
-  int64_t ctx = c.max_context > 0 ? c.max_context : 8192;
-  if (engine.backend_kind() == folio::BackendKind::Cpu) {
-    std::ifstream meminfo("/proc/meminfo");
-    std::string key;
-    int64_t kib = 0;
-    std::string unit;
-    while (meminfo >> key >> kib >> unit) {
-      if (key != "MemAvailable:") continue;
-      const int64_t per_token = c.kv_bytes_per_token(4);
-      if (per_token > 0) ctx = std::min(ctx, std::max<int64_t>(256, kib * 1024 / 2 / per_token / 256 * 256));
-      break;
-    }
-  }
-  return ctx;
+  if (engine.backend_kind() == folio::BackendKind::Cpu) return engine.largest_context();
+  return c.max_context > 0 ? c.max_context : 8192;
 }
 
 // The context a prompt needs with room for max_tokens of answer, in whole 256-token steps, at most cap.

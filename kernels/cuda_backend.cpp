@@ -129,8 +129,9 @@ class CudaBackend final : public Backend {
     native_ = o.quantized_weights ? &model_->weights : nullptr;
     const MemoryPlan plan = plan_memory(c, context, chunk_, native_);
     const size_t available = available_bytes(free_b, 0);
+    largest_context_ = folio::largest_context(c, chunk_, available, native_);
     if (plan.total() > available) {
-      const int64_t fits = largest_context(c, chunk_, available, native_);
+      const int64_t fits = largest_context_;
       std::string msg = where() + " cannot hold this model with a context of " + std::to_string(context) +
                         " tokens: it needs " + describe_plan(plan) + ", and " + format_gib(available) +
                         (limit_ > 0 && limit_ < free_b ? " are allowed by --gpu-mem-limit" : " are free") + ". ";
@@ -171,6 +172,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return where() + " " + device_name_; }
   const ModelConfig& config() const override { return model_->config; }
   int64_t preferred_chunk() const override { return chunk_; }
+  int64_t largest_context() const override { return largest_context_; }
   int64_t max_step() const override { return chunk_; }
   // Sparse prefill measured faster than dense from 4K keys on the H200 (Llama-3.1-8B shape,
   // docs/benchmarks.md: 0.101 vs 0.107 s at 4K).
@@ -795,6 +797,7 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   int num_sms_ = 0;
   int64_t chunk_ = 0;
+  int64_t largest_context_ = 0;  // the memory plan against what was free (or allowed) at load
   cudaStream_t stream_ = nullptr;
   cuda::Arena weights_, scratch_, all_logits_, dequant_, piece_logits_;
   const ModelWeights* native_ = nullptr;  // the model's weights when quantized ones stay in their blocks

@@ -245,6 +245,11 @@ class EngineTest : public QObject {
     QVERIFY(m.memory[0].scratch_bytes > 0);
     session.reset();
     QCOMPARE(engine->memory()[0].kv_bytes, size_t{0});
+    // What fits: the trained context at most, and never more than half the available memory's
+    // worth of fp32 KV (stories260K's KV is tiny: its trained context of 512 is the bound here)
+    QCOMPARE(QString::fromStdString(engine->kv_type()), QString("fp32"));
+    QVERIFY(engine->largest_context() > 0);
+    QVERIFY(engine->largest_context() <= (c.max_context > 0 ? c.max_context : 8192));
   }
 
   void sampling_is_reproducible_with_a_seed() {

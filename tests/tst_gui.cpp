@@ -1206,6 +1206,10 @@ class TstGui : public QObject {
       // The settings say it plainly too, not in green.
       SettingsDialog* d = w->open_settings();
       QVERIFY(d->load_status().contains("Note:"));
+      // what fits here, and the KV cache's type (the panel says it too)
+      QVERIFY2(d->load_status().contains("Largest context here:") && d->load_status().contains("KV cache fp32"),
+               qPrintable(d->load_status()));
+      QVERIFY2(w->performance()->model_text().contains("KV fp32"), qPrintable(w->performance()->model_text()));
       QVERIFY(!d->findChild<QLabel*>("loadStatus")->styleSheet().contains("2e7d32"));
       d->close();
       // Dismiss hides it for now: the next start shows it again.

@@ -44,6 +44,8 @@ struct ModelInfo {
   bool remote = false;      // the model runs behind an OpenAI-compatible server (path = its URL)
   QString notice;           // e.g. a backend fallback
   int64_t max_context = 0;  // what the model was trained for
+  int64_t largest_context = 0;  // what this backend's memory holds beside the model (0: unknown)
+  QString kv_type;              // the KV cache's element type ("bf16", "fp32")
   int64_t vocab_size = 0;
   double load_ms = 0.0;
   std::vector<DeviceMemory> memory;

@@ -186,6 +186,8 @@ void EngineWorker::load_model(const EngineConfig& config) {
     info.backend = QString::fromStdString(engine_->backend_name());
     info.notice = QString::fromStdString(engine_->notice());
     info.max_context = engine_->config().max_context;
+    info.largest_context = engine_->largest_context();
+    info.kv_type = QString::fromStdString(engine_->kv_type());
     info.vocab_size = engine_->config().vocab_size;
     info.load_ms = engine_->load_ms();
     info.memory = engine_->memory();

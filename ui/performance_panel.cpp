@@ -238,8 +238,10 @@ void PerformancePanel::set_model(const ModelInfo& info, int64_t context_tokens) 
   // A remote engine says so first: its memory and speed are the server's, not this machine's.
   QString text = info.remote ? tr("Remote: %1 at %2 · context %3 tokens · connected in %4")
                                    .arg(info.name, info.path, tokens(context_tokens), duration_text(info.load_ms))
-                             : tr("%1 · %2 · context %3 tokens · loaded in %4")
-                                   .arg(info.name, info.backend, tokens(context_tokens), duration_text(info.load_ms));
+                             : tr("%1 · %2 · context %3 tokens%4 · loaded in %5")
+                                   .arg(info.name, info.backend, tokens(context_tokens),
+                                        info.kv_type.isEmpty() ? QString() : tr(" · KV %1").arg(info.kv_type),
+                                        duration_text(info.load_ms));
   model_->setText(text);  // a backend notice is the window's (one notice, dismissable)
   show_memory(info.memory);
 }

@@ -10,6 +10,7 @@
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
+#include <QLocale>
 #include <QPushButton>
 #include <QThread>
 #include <QVBoxLayout>
@@ -330,11 +331,18 @@ void SettingsDialog::show_loaded(const ModelInfo& info) {
   load_progress_->setVisible(false);
   // Green only for a load that went as asked; a fallback (e.g. to the CPU) is said plainly.
   status_->setStyleSheet(info.notice.isEmpty() ? "color:#2e7d32" : QString());
-  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) on %5 in %6 ms%7")
+  // What fits: the largest context this model can have here, and the KV cache's type
+  const QString fits = info.largest_context > 0
+                           ? "\n" + tr("Largest context here: %1 tokens (KV cache %2)")
+                                        .arg(QLocale().toString(static_cast<qlonglong>(info.largest_context)))
+                                        .arg(info.kv_type)
+                           : QString();
+  status_->setText(tr("Loaded %1 (%2, chat format %3, trained for %4 tokens) on %5 in %6 ms%7%8")
                        .arg(info.name, info.architecture, info.chat_format)
                        .arg(info.max_context)
                        .arg(info.backend)
                        .arg(qRound64(info.load_ms))
+                       .arg(fits)
                        .arg(info.notice.isEmpty() ? QString() : "\n" + tr("Note: %1").arg(info.notice)));
 }
 

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "core/common/error.h"
@@ -87,6 +88,21 @@ class CpuBackend final : public Backend {
       if (into_cache) std::memcpy(at, row, bytes);
       else std::memcpy(row, at, bytes);
     }
+  }
+
+  // Half the memory the system had available when the backend was made, for an fp32 KV cache, in
+  // whole 256-token steps (Linux: /proc/meminfo's MemAvailable; 0 elsewhere).
+  int64_t largest_context() const override {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key, unit;
+    int64_t kib = 0;
+    while (meminfo >> key >> kib >> unit) {
+      if (key != "MemAvailable:") continue;
+      const int64_t per_token = model_->config.kv_bytes_per_token(sizeof(float));
+      if (per_token <= 0) return 0;
+      return std::max<int64_t>(256, kib * 1024 / 2 / per_token / 256 * 256);
+    }
+    return 0;
   }
 
   std::vector<DeviceMemory> memory() const override {

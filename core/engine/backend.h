@@ -116,6 +116,12 @@ class Backend {
   virtual int64_t sparse_gain_keys() const = 0;
   virtual std::unique_ptr<KvCache> create_kv_cache(int64_t capacity_tokens) = 0;
   virtual std::vector<DeviceMemory> memory() const = 0;
+  // The most tokens one session's KV cache can hold on this backend beside the model, as its
+  // memory stood when the backend was made (GPU: the memory plan against the free memory or the
+  // limit; CPU: half the memory the system had available); 0 where that is not known.
+  virtual int64_t largest_context() const { return 0; }
+  // The KV cache's element type in words ("bf16", "fp32").
+  virtual std::string kv_type() const { return kv_element_bytes() == 2 ? "bf16" : "fp32"; }
 
   // ---- ops of one step of n <= max_step() tokens; asynchronous until finish_step()
   // x = embedding rows of tokens.

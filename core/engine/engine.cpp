@@ -113,6 +113,13 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
 
 const std::string& Engine::chat_template() const { return model_->chat_template; }
 
+int64_t Engine::largest_context() const {
+  int64_t ctx = config().max_context > 0 ? config().max_context : 8192;
+  const int64_t fits = backend_->largest_context();
+  if (fits > 0) ctx = std::min(ctx, fits);
+  return ctx;
+}
+
 int64_t Engine::auto_sparse_tokens() const {
   AttentionPolicy p;
   p.mode = sparse::AttentionMode::Auto;

@@ -226,6 +226,10 @@ class Engine {
   int64_t auto_sparse_tokens() const;
   std::string backend_name() const { return backend_->name(); }
   std::vector<DeviceMemory> memory() const { return backend_->memory(); }
+  // The largest context a session can ask for: the model's trained context (8,192 when it says
+  // none), and at most what the backend's memory holds (Backend::largest_context).
+  int64_t largest_context() const;
+  std::string kv_type() const { return backend_->kv_type(); }
   double load_ms() const { return load_ms_; }
   // Something the user should know about the load (e.g. a backend fallback); "" if nothing.
   const std::string& notice() const { return notice_; }
