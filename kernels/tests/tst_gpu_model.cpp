@@ -363,6 +363,16 @@ void test_memory_plan_matches_device() {
                 dtype_name(dt), describe_plan(plan).c_str(), ours / 1073741824.0, seen / 1073741824.0, 100 * diff);
     GCHECK(ours == plan.total(), "metrics %zu differ from the plan %zu", ours, plan.total());
     GCHECK(diff < 0.05, "metrics and cudaMemGetInfo differ by %.2f%%", 100 * diff);
+    // what the Settings show: the largest context the plan fits in the memory free at load
+    // (capped by the model's trained context), and the KV type
+    const int64_t fits = largest_context(engine->config(), engine->default_prefill_chunk(), free0, &model->weights);
+    std::printf("  largest context here: %lld tokens (plan: %lld), KV %s\n", static_cast<long long>(engine->largest_context()),
+                static_cast<long long>(fits), engine->kv_type().c_str());
+    GCHECK(engine->kv_type() == "bf16", "KV type %s", engine->kv_type().c_str());
+    GCHECK(engine->largest_context() >= 32768 && engine->largest_context() <= std::max<int64_t>(fits, 32768) &&
+               engine->largest_context() <= engine->config().max_context,
+           "largest context %lld (plan at load %lld)", static_cast<long long>(engine->largest_context()),
+           static_cast<long long>(fits));
   }
   }
 }
