@@ -325,6 +325,52 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_k_dp4a_kernel(const uint
   }
 }
 
+// Q6_K (210-byte blocks, 2-byte aligned: 4-byte loads as two halves): 16 lanes per block, lane
+// (h, t) takes values l = 4t .. 4t + 3 of half h in all four quarters c (value 128h + 32c + l: low
+// 4 bits in ql[64h + 32 (c odd) + l], low nibble for c < 2; top 2 bits at 2c of qh[32h + l]; scale
+// scales[8h + 2c + t / 4]). q - 32 as signed bytes (__vsub4) meets the activations in dp4a.
+template <GemvOut OUT>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_q6k_dp4a_kernel(const uint8_t* __restrict__ w, int64_t rows,
+                                                                        int cols, const int8_t* __restrict__ xq,
+                                                                        const float* __restrict__ xd, void* __restrict__ y) {
+  constexpr int kBytes = 210;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int nb = cols / 256;
+  const uint8_t* r = w + row * static_cast<int64_t>(nb) * kBytes;
+  const int h = (lane >> 3) & 1, t = lane & 7;
+  float acc = 0.0f;
+#pragma unroll 2
+  for (int b = lane >> 4; b < nb; b += 2) {
+    const uint8_t* blk = r + static_cast<int64_t>(b) * kBytes;
+    const uint32_t a = ld32_a2(blk + 64 * h + 4 * t), a2 = ld32_a2(blk + 64 * h + 32 + 4 * t);
+    const uint32_t qh = ld32_a2(blk + 128 + 32 * h + 4 * t);
+    const float d = ldf16(blk + 208);
+    const uint8_t* sc = blk + 192 + 8 * h + t / 4;
+    const int j0 = 8 * b + 4 * h;  // the activation block of quarter 0
+    float part = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const uint32_t lowbytes = (c & 1) ? a2 : a;
+      const uint32_t low = c < 2 ? (lowbytes & 0x0f0f0f0fu) : ((lowbytes >> 4) & 0x0f0f0f0fu);
+      const uint32_t q = low | (((qh >> (2 * c)) & 0x03030303u) << 4);
+      const int xw = __ldg(reinterpret_cast<const int*>(xq + 32 * (j0 + c) + 4 * t));
+      const int dot = __dp4a(static_cast<int>(__vsub4(q, 0x20202020u)), xw, 0);
+      const int scale = static_cast<int8_t>(__ldg(sc + 2 * c));
+      part += __ldg(xd + j0 + c) * static_cast<float>(dot * scale);
+    }
+    acc += d * part;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) {
+    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
+    else static_cast<float*>(y)[row] += acc;
+  }
+}
+
 // One thread per unit of the whole matrix.
 template <DType T>
 __global__ void to_bf16_kernel(const uint8_t* __restrict__ w, int64_t rows, int cols, bf16* __restrict__ out) {
@@ -493,7 +539,7 @@ void quantize_x(const bf16* x, int64_t cols, const QuantizedX& out, cudaStream_t
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
-bool gemv_takes_quantized_x(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
+bool gemv_takes_quantized_x(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
 void quant_gemv_qx(DType t, const void* w, int64_t rows, int64_t cols, const QuantizedX& x, void* y, GemvOut out,
                    cudaStream_t stream) {
@@ -513,8 +559,19 @@ void quant_gemv_qx(DType t, const void* w, int64_t rows, int64_t cols, const Qua
         break;
     }
   };
-  if (t == DType::Q4_K) launch.template operator()<4>();
-  else launch.template operator()<5>();
+  if (t == DType::Q4_K) {
+    launch.template operator()<4>();
+  } else if (t == DType::Q5_K) {
+    launch.template operator()<5>();
+  } else {
+    switch (out) {
+      case GemvOut::Bf16: gemv_q6k_dp4a_kernel<GemvOut::Bf16><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y); break;
+      case GemvOut::F32: gemv_q6k_dp4a_kernel<GemvOut::F32><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y); break;
+      case GemvOut::F32Accumulate:
+        gemv_q6k_dp4a_kernel<GemvOut::F32Accumulate><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y);
+        break;
+    }
+  }
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 

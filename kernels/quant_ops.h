@@ -26,7 +26,7 @@ enum class GemvOut { Bf16, F32, F32Accumulate };
 void quant_gemv(DType t, const void* w, int64_t rows, int64_t cols, const bf16* x, void* y, GemvOut out,
                 cudaStream_t stream);
 
-// Activations at 8 bits for the integer-dot GEMV of Q4_K and Q5_K weights, as the CPU backend
+// Activations at 8 bits for the integer-dot GEMV of Q4_K, Q5_K and Q6_K weights, as the CPU backend
 // quantizes them (core/cpu/cpu_ops.cpp): per block of 32 values x ~ d * q with d = amax / 127,
 // q = round-to-nearest-even(x * 127 / amax), and s = d * sum(q) (the term a block's min meets).
 struct QuantizedX {
@@ -40,7 +40,7 @@ size_t quantized_x_bytes(int64_t cols);
 // The pieces of a QuantizedX laid out from `base` (quantized_x_bytes(cols) of device memory).
 QuantizedX carve_quantized_x(void* base, int64_t cols);
 void quantize_x(const bf16* x, int64_t cols, const QuantizedX& out, cudaStream_t stream);
-// Whether quant_gemv_qx serves weights of type t (Q4_K, Q5_K: the integer-dot kernels).
+// Whether quant_gemv_qx serves weights of type t (Q4_K, Q5_K, Q6_K: the integer-dot kernels).
 bool gemv_takes_quantized_x(DType t);
 // y[r] (+)= sum_k W[r][k] x[k] with x quantized (quantize_x): 8-bit integer dot products per
 // half sub-block (dp4a), each scaled in fp32 by the weight's and the activation's scales. The
