@@ -197,6 +197,28 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
 constexpr int kGemvWarps = 8;
 constexpr int kGemvUnroll = 4;
 
+// A GEMV row's lanes summed; lane 0 writes (or adds) the row's value.
+template <GemvOut OUT>
+__device__ __forceinline__ void store_row(float acc, int lane, void* __restrict__ y, int64_t row) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) {
+    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
+    else static_cast<float*>(y)[row] += acc;
+  }
+}
+
+// Calls fn.template operator()<O>() for the GemvOut value out.
+template <typename Fn>
+void with_out(GemvOut out, Fn&& fn) {
+  switch (out) {
+    case GemvOut::Bf16: fn.template operator()<GemvOut::Bf16>(); return;
+    case GemvOut::F32: fn.template operator()<GemvOut::F32>(); return;
+    case GemvOut::F32Accumulate: fn.template operator()<GemvOut::F32Accumulate>(); return;
+  }
+}
+
 // One warp per row; lane i takes units i, i + 32, ... of the row (neighbouring bytes per warp).
 template <DType T, GemvOut OUT>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint8_t* __restrict__ w, int64_t rows, int cols,
@@ -232,16 +254,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint8_t* __
   float acc = 0.0f;
 #pragma unroll
   for (int k = 0; k < kGemvUnroll; ++k) acc += part[k];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) {
-    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
-    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
-    else static_cast<float*>(y)[row] += acc;
-  }
+  store_row<OUT>(acc, lane, y, row);
 }
 
-// ---- the integer-dot GEMV (Q4_K, Q5_K against activations at 8 bits)
+// ---- the integer-dot GEMV (Q4_K, Q5_K, Q6_K against activations at 8 bits)
 
 // One warp per block of 32 activations: its amax, scale, rounded values and their sum.
 __global__ void quantize_x_kernel(const bf16* __restrict__ x, int blocks, int8_t* __restrict__ q, float* __restrict__ d,
@@ -316,13 +332,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_k_dp4a_kernel(const uint
     acc += d * (dx0 * static_cast<float>(dot0 * static_cast<int>(sc0)) + dx1 * static_cast<float>(dot1 * static_cast<int>(sc1)));
     if (h == 0) acc -= dmin * (static_cast<float>(m0) * __ldg(xs + j0) + static_cast<float>(m1) * __ldg(xs + j0 + 1));
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) {
-    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
-    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
-    else static_cast<float*>(y)[row] += acc;
-  }
+  store_row<OUT>(acc, lane, y, row);
 }
 
 // Q6_K (210-byte blocks, 2-byte aligned: 4-byte loads as two halves): 16 lanes per block, lane
@@ -362,13 +372,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_q6k_dp4a_kernel(const ui
     }
     acc += d * part;
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) {
-    if constexpr (OUT == GemvOut::Bf16) static_cast<bf16*>(y)[row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc));
-    else if constexpr (OUT == GemvOut::F32) static_cast<float*>(y)[row] = acc;
-    else static_cast<float*>(y)[row] += acc;
-  }
+  store_row<OUT>(acc, lane, y, row);
 }
 
 // One thread per unit of the whole matrix.
@@ -454,11 +458,7 @@ void gemv_t(const void* w, int64_t rows, int64_t cols, const bf16* x, void* y, G
   const dim3 grid(static_cast<unsigned>((rows + kGemvWarps - 1) / kGemvWarps)), block(kGemvWarps * 32);
   const auto* wb = static_cast<const uint8_t*>(w);
   const int c = static_cast<int>(cols);
-  switch (out) {
-    case GemvOut::Bf16: gemv_kernel<T, GemvOut::Bf16><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
-    case GemvOut::F32: gemv_kernel<T, GemvOut::F32><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
-    case GemvOut::F32Accumulate: gemv_kernel<T, GemvOut::F32Accumulate><<<grid, block, 0, s>>>(wb, rows, c, x, y); break;
-  }
+  with_out(out, [&]<GemvOut O>() { gemv_kernel<T, O><<<grid, block, 0, s>>>(wb, rows, c, x, y); });
 }
 
 template <DType T>
@@ -550,28 +550,11 @@ void quant_gemv_qx(DType t, const void* w, int64_t rows, int64_t cols, const Qua
   const dim3 grid(static_cast<unsigned>((rows + kGemvWarps - 1) / kGemvWarps)), block(kGemvWarps * 32);
   const auto* wb = static_cast<const uint8_t*>(w);
   const int c = static_cast<int>(cols);
-  const auto launch = [&]<int BITS>() {
-    switch (out) {
-      case GemvOut::Bf16: gemv_k_dp4a_kernel<BITS, GemvOut::Bf16><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y); break;
-      case GemvOut::F32: gemv_k_dp4a_kernel<BITS, GemvOut::F32><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y); break;
-      case GemvOut::F32Accumulate:
-        gemv_k_dp4a_kernel<BITS, GemvOut::F32Accumulate><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y);
-        break;
-    }
-  };
-  if (t == DType::Q4_K) {
-    launch.template operator()<4>();
-  } else if (t == DType::Q5_K) {
-    launch.template operator()<5>();
-  } else {
-    switch (out) {
-      case GemvOut::Bf16: gemv_q6k_dp4a_kernel<GemvOut::Bf16><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y); break;
-      case GemvOut::F32: gemv_q6k_dp4a_kernel<GemvOut::F32><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y); break;
-      case GemvOut::F32Accumulate:
-        gemv_q6k_dp4a_kernel<GemvOut::F32Accumulate><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y);
-        break;
-    }
-  }
+  with_out(out, [&]<GemvOut O>() {
+    if (t == DType::Q4_K) gemv_k_dp4a_kernel<4, O><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y);
+    else if (t == DType::Q5_K) gemv_k_dp4a_kernel<5, O><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, x.s, y);
+    else gemv_q6k_dp4a_kernel<O><<<grid, block, 0, stream>>>(wb, rows, c, x.q, x.d, y);
+  });
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
