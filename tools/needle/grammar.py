@@ -1,4 +1,28 @@
-"""Generator version 3 of folio-needle's tasks: facts from a grammar, with a held-out split.
+"""Generator version 4 of folio-needle's tasks: facts from a grammar, with a held-out split, keys
+and attributes from spaces too large to memorize (docs/needle.md, "Generator 4: why and what").
+
+Version 3 (grammar3.py, frozen) drew its training keys from about 400 words and its attributes from
+36 phrases; a model trained on it scored 0.95+ on training batches and ~0 on the held-out split: it
+wrote training words where the question's key and attribute were to be copied, and invented the
+value. Version 4 keeps version 3's held-out split as it was (eval keys, frames, attributes, value
+kinds) and changes what training draws, so that nothing but copying can produce the answer:
+
+  key words   the training pools, words of the training filler (a lexicon of tens of thousands),
+              pronounceable pseudo-words and random letter strings (every one of them a word of the
+              training split by the same CRC-32 rule: a held-out word can never be drawn)
+  attributes  the named training attributes and generated ones (one or two such words, often with a
+              head noun: "velmor tag", "quastin drift setting"), never a held-out attribute
+  values      numbers, codes, dates in three notations, pseudo-words and phrases of them, random
+              strings of letters, digits and punctuation; never in a held-out kind's notation
+              (no "08:25", no "42.5 kg", no "14 March 2031")
+  frames      version 3's training frames, more of them, and inline frames after a random lead-in
+  distractors also near misses: the asked key with one letter changed
+
+The answer stays "The ATTRIBUTE of KEY is VALUE." (every word of it but the frame's copied: the
+key and attribute from the question, the value from the needle; it starts with a fixed word, so
+each copied span keeps the tokens it has where it is copied from).
+
+Version 3's description follows; what it says of the held-out split is still true.
 
 tasks.py (generator version 2) plants needles from four fixed templates with keys from two short
 word lists; a model trained on it retrieves only inside those templates (issue 20). This module
@@ -41,11 +65,12 @@ machine (with the same filler file). GENERATOR_VERSION changes whenever a change
 samples of a seed.
 """
 
+import re
 import zlib
 
 import tasks
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SPLITS = ("train", "eval")
 TASKS = ["single", "multikey", "multivalue", "vt", "manual"]
 
@@ -138,6 +163,58 @@ def _words(items, split):
     return out
 
 
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Version 4: training words from spaces too large to memorize. Every one is a word of the training
+# split by split_of (so never a held-out word) and never spells a held-out place name.
+
+_ONSETS = "b bl br c ch cl cr d dr f fl fr g gl gr h j k kl kr l m n p pl pr qu r s sc sh sk sl sn sp st sw t th tr v w z".split() + [""] * 4
+_NUCLEI = "a e i o u a e i o u ai au ea ee ie oa oo ou".split()
+_CODAS = [""] * 12 + "b d g k l m n p r s t x ck ft ld lt mp nd nk nt rd rk rn rt sh sk st th".split()
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_LEXICON_WORD = re.compile(r"(?<![\w'-])[a-z]{3,12}(?![\w'-])")
+# Held-out place names as a training word could spell them ("ashbury").
+_EVAL_PLACES = {(h + t).lower() for h in _words(_PLACE_HEADS, "eval") for t in _PLACE_TAILS}
+# Words that would read as a held-out value kind's notation.
+_EVAL_NOTATION_WORDS = {m.lower() for m in _MONTHS} | {"kg", "grams", "metres", "litres", "cm"}
+
+
+def train_word_ok(word):
+    """Whether a generated word may stand in training text: of the training split, not a held-out
+    place name or a word of a held-out value notation."""
+    w = word.lower()
+    return split_of(w) == "train" and w not in _EVAL_PLACES and w not in _EVAL_NOTATION_WORDS
+
+
+def pseudo_word(rng, syllables=None):
+    """A pronounceable word that is (almost always) no English word: "velmork", "quastin"."""
+    n = syllables or rng.choices([1, 2, 3], weights=[3, 5, 2])[0]
+    return "".join(rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS) for _ in range(n))
+
+
+def letter_string(rng, lo=3, hi=7):
+    return "".join(rng.choice(_LETTERS) for _ in range(rng.randint(lo, hi)))
+
+
+def filler_lexicon(filler):
+    """The training lexicon: lower-case words of 3-12 letters in the filler's paragraphs that
+    train_word_ok allows, sorted (computed once per filler object and kept on it)."""
+    lex = getattr(filler, "_needle_lexicon", None)
+    if lex is None:
+        words = set()
+        for p in filler.paragraphs:
+            words.update(_LEXICON_WORD.findall(p))
+        lex = sorted(w for w in words if train_word_ok(w))
+        try:
+            filler._needle_lexicon = lex
+        except AttributeError:
+            pass
+    return lex
+
+
 # ---------------------------------------------------------------------------------------------
 # Attributes (singular, plural) by value kind, split by hand: the held-out ones are other nouns.
 
@@ -161,13 +238,22 @@ _ATTRIBUTES = {
     },
 }
 
+# Version 4: generated training attributes: one or two training words, then (mostly) a head noun.
+_ATTR_HEADS = {"number": ["number", "count", "id", "index", "total"],
+               "code": ["code", "key", "tag", "token", "reference"],
+               "word": ["word", "name", "label", "term"],
+               "date": ["date", "day"],
+               "string": ["setting", "value", "string", "entry", "mark"],
+               "phrase": ["phrase", "motif", "line"]}
+_EVAL_ATTRS = {a for names in _ATTRIBUTES["eval"].values() for a in names}
+
 # Kinds of value each split draws (the held-out split also draws the training kinds, with held-out
-# attributes, so that its accuracy is not only about unfamiliar value formats).
-_VALUE_KINDS = {"train": ["number", "code", "word", "date"],
+# attributes, so that its accuracy is not only about unfamiliar value formats). Version 4's training
+# adds random strings and phrases; "time" and "measure" stay held out, and no training value is
+# written in their notations (no ":", no unit words) or in the held-out date notation.
+_VALUE_KINDS = {"train": ["number", "code", "word", "date", "string", "phrase"],
                 "eval": ["number", "code", "word", "date", "time", "measure"]}
 
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
 
 
 _VALUE_WORDS_BY_SPLIT = {s: _words(_VALUE_WORDS, s) for s in SPLITS}
@@ -185,7 +271,38 @@ def _plural(attr):
 _UNITS = {"weight": ["kg", "grams"], "length": ["metres", "cm"], "capacity": ["litres"], "height": ["metres", "cm"]}
 
 
-def make_value(rng, kind, split, attr=None):
+def _train_value_word(rng, avoid=()):
+    """A value word of training: a training value word or a pseudo-word, never a word of the
+    filler's lexicon (avoid), so that the asked value is stated once in a document."""
+    for _ in range(100):
+        w = rng.choice(_VALUE_WORDS_BY_SPLIT["train"]) if rng.random() < 0.2 else pseudo_word(rng, rng.randint(2, 3))
+        if train_word_ok(w) and w not in avoid:
+            return w
+    raise RuntimeError("no value word found")
+
+
+_STRING_CHARS = _LETTERS + _LETTERS.upper() + "0123456789" * 2
+
+
+def make_value(rng, kind, split, attr=None, avoid=()):
+    if split == "train" and kind == "word":
+        return _train_value_word(rng, avoid)
+    if kind == "phrase":
+        sep = rng.choice([" ", " ", "-"])
+        return sep.join(_train_value_word(rng, avoid) for _ in range(rng.randint(2, 3)))
+    if kind == "string":
+        n = rng.randint(4, 11)
+        out = "".join(rng.choice(_STRING_CHARS) for _ in range(n))
+        for _ in range(rng.randint(0, 2)):  # punctuation inside, never ":" or a space
+            i = rng.randrange(1, len(out))
+            out = out[:i] + rng.choice("-_./#+") + out[i:]
+        return out
+    if split == "train" and kind == "date" and rng.random() < 0.4:
+        y, m, d = rng.randint(1990, 2059), rng.randint(1, 12), rng.randint(1, 28)
+        return rng.choice(["%04d/%02d/%02d" % (y, m, d), "%02d.%02d.%04d" % (d, m, y)])
+    if split == "train" and kind == "number" and rng.random() < 0.3:
+        digits = rng.choice([2, 8, 9])
+        return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
     if kind == "number":
         digits = rng.randint(3, 7)
         return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
@@ -241,6 +358,19 @@ _FRAMES = {
         ("block", "<item name=\"{k}\" {a}=\"{v}\"/>"),
         ("block", "  {k:<24} {a}: {v}"),
         ("block", "ANNOUNCER: The {a} of {K} is {v}."),
+        # version 4
+        ("inline", "In the ledger, {K} is entered with {a} {v}."),
+        ("inline", "Someone wrote that the {a} of {K} had changed to {v}."),
+        ("inline", "The {a}, for {K}, reads {v}."),
+        ("inline", "Our records give {v} as the {a} for {K}."),
+        ("inline", "If you need the {a} of {K}, it is {v}."),
+        ("inline", "{K} keeps {v} as its {a}."),
+        ("block", "{k} -> {a}: {v}"),
+        ("block", "[{k}] {a} = {v}"),
+        ("block", "\"{k}\": {{\"{a}\": \"{v}\"}}"),
+        ("block", "{k}\t{a}\t{v}"),
+        ("block", "UPDATE items SET {a} = '{v}' WHERE name = '{k}';"),
+        ("block", "{a} ({k}) .......... {v}"),
     ],
     "eval": [
         ("inline", "Do not forget that {K} goes with the {a} {v}."),
@@ -255,6 +385,12 @@ _FRAMES = {
         ("block", "GUIDE: Write it down, the {a} of {K} is {v}."),
     ],
 }
+
+# Version 4: lead-ins before a training inline frame ({W}: a training word), so that no fixed
+# words precede a fact.
+_LEAD_INS = ["By the way, ", "Earlier today, ", "As {W} noted, ", "In the {W} file, ", "Separately, ",
+             "For {W}: ", "Update: ", "After the {W} review, ", "On page {n}, ", "Also, "]
+_QUESTION_LEAD_INS = ["Quick question: ", "About the document: ", "One more thing. ", "{W} wants to know: "]
 
 # Lines that open a block (a table's header, a list's title) before its row.
 _BLOCK_HEADS = {
@@ -275,6 +411,12 @@ _QUESTIONS = {
         "Find the {a} recorded for {K}.",
         "What was the {a} of {K}?",
         "Do you know the {a} for {K}?",
+        # version 4
+        "Which value does the text give as the {a} of {K}?",
+        "I am looking for the {a} of {K}.",
+        "What {a} is listed for {K}?",
+        "Give me the {a} for {K}.",
+        "Regarding {K}, what is the {a}?",
     ],
     "eval": [
         "Can you tell me what the {a} for {K} is?",
@@ -284,7 +426,8 @@ _QUESTIONS = {
     ],
 }
 _MULTI_QUESTIONS = {
-    "train": ["What are all the {A} of {K}?", "List every {a} given for {K}.", "Which {A} does {K} have?"],
+    "train": ["What are all the {A} of {K}?", "List all {A} given for {K}.", "Which {A} does {K} have?",
+              "Give all {A} of {K}, in order."],
     "eval": ["Name all of the {A} that {K} has, please."],
 }
 
@@ -343,7 +486,9 @@ _PARTS = {"train": ["fan filter", "reset button", "main valve", "power switch", 
 class Grammar:
     """The vocabulary, frames and questions of one split; draws keys, values and facts."""
 
-    def __init__(self, split, record=False):
+    def __init__(self, split, record=False, lexicon=None):
+        """lexicon (training only): words for keys and attributes besides the pools and
+        pseudo-words, filler_lexicon(filler); make_sample sets it from its filler when None."""
         if split not in SPLITS:
             raise ValueError("split must be one of %s, not %r" % (SPLITS, split))
         self.split = split
@@ -367,8 +512,130 @@ class Grammar:
         self.parts = _PARTS[split]
         # With record (the tests), every frame rendered, key and attribute drawn is kept.
         self.record = record
-        self.used_frames, self.used_keys, self.used_attrs = [], [], []
+        self.used_frames, self.used_keys, self.used_attrs, self.used_values = [], [], [], []
         self.value_words = _words(_VALUE_WORDS, split)
+        self.lexicon = None
+        self.set_lexicon(lexicon)
+        self.kind_of = {}  # generated attributes' value kinds
+
+    def set_lexicon(self, lexicon):
+        if lexicon is None:
+            return
+        if self.split != "train":
+            lexicon = []  # the held-out split draws its own pools only
+        bad = [w for w in lexicon if not train_word_ok(w)]
+        if bad:
+            raise ValueError("lexicon words not allowed in training: %s" % bad[:5])
+        self.lexicon = list(lexicon)
+        self.lexicon_set = frozenset(lexicon)
+
+    # Version 4, training only: a word of a key or attribute from the pools, the lexicon, a
+    # pseudo-word or random letters; always a training word (train_word_ok).
+    def word(self, rng):
+        lex = self.lexicon or []
+        for _ in range(100):
+            r = rng.random()
+            if r < 0.25:
+                w = rng.choice(self.adjectives if rng.random() < 0.4 else self.nouns)
+            elif r < 0.55 and lex:
+                w = rng.choice(lex)
+            elif r < 0.9:
+                w = pseudo_word(rng)
+            else:
+                w = letter_string(rng)
+            if len(w) >= 2 and train_word_ok(w):
+                return w
+        raise RuntimeError("no training word found")
+
+    def _name_part(self, rng, pool):
+        if rng.random() < 0.5:
+            return rng.choice(pool)
+        for _ in range(100):
+            w = pseudo_word(rng, rng.randint(1, 3))
+            if len(w) >= 3 and train_word_ok(w):
+                return w.capitalize()
+        raise RuntimeError("no name found")
+
+    def _key_train(self, rng, kind=None, share=None):
+        """A training key (version 4): the kinds of version 3, their words from far larger spaces."""
+        kind = kind or rng.choices(["phrase", "name", "place", "path", "ident", "letters"],
+                                   weights=[5, 2, 1, 1, 1.5, 1])[0]
+        if kind == "phrase":
+            n = rng.choices([1, 2, 3, 4], weights=[2, 5, 3, 1.5])[0]
+            words = [self.word(rng) for _ in range(n)]
+            if share:
+                w = rng.choice(share.split(" "))
+                if len(words) > 1 and rng.random() < 0.7:
+                    words[rng.randrange(len(words))] = w
+                else:
+                    words.insert(rng.randrange(len(words) + 1), w)
+            bare = " ".join(words)
+            return bare, "the " + bare
+        if kind == "name":
+            given = share.split(" ")[0] if share and " " in share and share[:1].isupper() else None
+            bare = (given or self._name_part(rng, self.given)) + " " + self._name_part(rng, self.family)
+            if rng.random() < 0.15:
+                bare = self._name_part(rng, self.given) + " " + bare
+            return bare, bare
+        if kind == "place":
+            for _ in range(100):
+                head = rng.choice(self.place_heads) if rng.random() < 0.5 else self.word(rng).capitalize()
+                bare = head + rng.choice(self.place_tails)
+                if bare.lower() not in _EVAL_PLACES:
+                    break
+            if rng.random() < 0.3:
+                bare += " " + rng.choice(["Station", "Harbour", "Green", "Cross", "Park", "Hill", "Row", "Yard"])
+            return bare, bare
+        if kind == "path":
+            parts = [rng.choice(self.dirs) if rng.random() < 0.5 else self.word(rng) for _ in range(rng.randint(1, 3))]
+            stem = rng.choice(["_", "-", ""]).join(self.word(rng) for _ in range(rng.randint(1, 2)))
+            if rng.random() < 0.3:
+                stem += rng.choice(["_", "-", ""]) + str(rng.randrange(1, 100))
+            bare = "/".join(parts) + "/" + stem + rng.choice(_PATH_EXTS)
+            if rng.random() < 0.15:
+                bare = rng.choice(["/", "./", "~/"]) + bare
+            return bare, bare
+        if kind == "ident":
+            words = [self.word(rng) for _ in range(rng.randint(1, 3))]
+            style = rng.choice(["snake", "camel", "upper", "kebab"])
+            if style == "snake":
+                bare = "_".join(words)
+            elif style == "camel":
+                bare = words[0] + "".join(w.capitalize() for w in words[1:])
+            elif style == "kebab":
+                bare = "-".join(words)
+            else:
+                bare = "_".join(words).upper()
+            if rng.random() < 0.4:
+                bare += rng.choice(["_", "", "-"]) + str(rng.randrange(0, 1000))
+            return bare, bare
+        if kind == "letters":  # character-level keys: "the unit qzkv-48", "XTRWB"
+            for _ in range(100):
+                w = letter_string(rng, 3, 6)
+                if train_word_ok(w):
+                    break
+            style = rng.random()
+            if style < 0.4:
+                return w.upper(), w.upper()
+            if style < 0.7:
+                bare = "%s %s-%d" % (rng.choice(["unit", "item", "node", "box", "cell"]), w, rng.randrange(1, 100))
+                return bare, "the " + bare
+            return w, "the " + w
+        raise ValueError("unknown key kind " + kind)
+
+    def near_miss(self, rng, key):
+        """The key with one letter changed ("velmor" for "velmar"), still a training key; None when
+        no such key is found."""
+        bare, ref = key
+        spots = [i for i, c in enumerate(bare) if c.islower()]
+        for _ in range(20):
+            if not spots:
+                return None
+            i = rng.choice(spots)
+            new = bare[:i] + rng.choice(_LETTERS.replace(bare[i], "")) + bare[i + 1:]
+            if all(train_word_ok(w) for w in re.findall(r"[A-Za-z]+", new)) and new.lower() not in _EVAL_PLACES:
+                return new, ref[:len(ref) - len(bare)] + new
+        return None
 
     # Keys: (bare, in running text). A key is one to four words; a held-out key has no word a
     # training key can have (names and place names by their parts, paths and identifiers too).
@@ -421,17 +688,66 @@ class Grammar:
         raise ValueError("unknown key kind " + kind)
 
     def key(self, rng, kind=None, share=None):
-        k = self._key(rng, kind, share)
+        k = self._key_train(rng, kind, share) if self.split == "train" else self._key(rng, kind, share)
         if self.record:
             self.used_keys.append(k[0])
         return k
 
     def attribute(self, rng, kind=None):
         kind = kind or rng.choice(self.value_kinds)
-        attr = rng.choice(self.attributes[kind])
+        if self.split == "train" and (kind not in self.attributes or rng.random() < 0.6):
+            attr = self._generated_attribute(rng, kind)
+        else:
+            attr = rng.choice(self.attributes[kind])
         if self.record:
             self.used_attrs.append(attr)
         return kind, attr
+
+    def _generated_attribute(self, rng, kind):
+        for _ in range(100):
+            words = [self.word(rng) for _ in range(rng.choice([1, 1, 2]))]
+            if rng.random() < 0.75:
+                words.append(rng.choice(_ATTR_HEADS[kind]))
+            attr = " ".join(words)
+            if attr not in _EVAL_ATTRS:
+                self.kind_of[attr] = kind
+                return attr
+        raise RuntimeError("no attribute found")
+
+    def value(self, rng, kind, attr):
+        v = make_value(rng, kind, self.split, attr, avoid=getattr(self, "lexicon_set", ()))
+        if self.record:
+            self.used_values.append(v)
+        return v
+
+    def question(self, rng, q):
+        q = _cap(q)
+        if self.split == "train" and rng.random() < 0.2:
+            q = rng.choice(_QUESTION_LEAD_INS).format(W=self.word(rng).capitalize()) + q
+        return q
+
+    def variable(self, rng):
+        """A training variable name (version 4): upper-case letters, a pseudo-word, or words joined."""
+        for _ in range(100):
+            r = rng.random()
+            if r < 0.35:
+                v = letter_string(rng, 3, 7).upper()
+            elif r < 0.6:
+                v = pseudo_word(rng) + ("" if rng.random() < 0.6 else str(rng.randrange(10)))
+            elif r < 0.85:
+                v = "_".join(self.word(rng) for _ in range(2))
+            else:
+                w = [self.word(rng) for _ in range(2)]
+                v = w[0] + w[1].capitalize()
+            if all(train_word_ok(x) for x in re.findall(r"[A-Za-z]+", v)):
+                return v
+        raise RuntimeError("no variable name found")
+
+    def value_kind(self, attr):
+        for kind, names in self.attributes.items():
+            if attr in names:
+                return kind
+        return self.kind_of[attr]
 
     def render(self, rng, frame, key, attr, value):
         """(needle text, whether it stands as a paragraph of its own) of a fact in a frame; block
@@ -442,6 +758,12 @@ class Grammar:
         bare, ref = key
         s = text.format(K=ref, k=bare, a=attr, v=value)
         s = _cap(s)
+        if self.split == "train" and kind == "inline" and text[0] not in "(\"" and rng.random() < 0.35:
+            lead = rng.choice(_LEAD_INS).format(W=self.word(rng), n=rng.randrange(2, 400))
+            first = text.split(" ")[0]
+            if s.startswith("The ") or (not text.startswith("{") and not first.isupper()):
+                s = s[0].lower() + s[1:]  # "By the way, the ...", "Also, someone wrote ..."
+            s = lead + s
         if kind == "block":
             head = rng.choice(self.block_heads)
             if head == "```":
@@ -472,54 +794,63 @@ def _distinct(rng, n, make):
 
 
 def _fact_needles(rng, g, task, train):
-    """(needles, ordered, question, answer, items) of a task; needles are (text, is_block)."""
+    """(needles, ordered, question, answer, items, copies) of a task; needles are (text, is_block);
+    copies the spans of the answer copied verbatim, each (text, "question" or "document"): the
+    rest of the answer is its fixed frame."""
     if task in ("single", "multikey"):
         if task == "single":
-            n_other = rng.choice([0, 0, 1, 2, 3]) if train else 0
+            n_other = rng.choice([0, 1, 1, 2, 3, 4]) if train else 0
         else:
             n_other = rng.randint(1, 7) if train else 3
         kind, attr = g.attribute(rng)
         target = g.key(rng)
         keys = [target]
         facts = []  # (key, attr, value)
-        value = make_value(rng, kind, g.split, attr)
+        value = g.value(rng, kind, attr)
         facts.append((target, attr, value))
         used = {(target[0], attr)}
         for _ in range(50 * (n_other + 1)):
             if len(facts) == n_other + 1:
                 break
             r = rng.random()
-            if r < 0.45:  # a key sharing a word with the asked one, same attribute
+            # version 4 (training): shares of the distractor kinds, near misses among them
+            share, other_attr, near = (0.35, 0.55, 0.7) if g.split == "train" else (0.45, 0.7, 0.7)
+            if r < share:  # a key sharing a word with the asked one, same attribute
                 k = g.key(rng, kind="phrase", share=target[0]) if target[1].startswith("the ") else g.key(rng)
                 a = attr
-            elif r < 0.7:  # the asked key, another attribute
+            elif r < other_attr:  # the asked key, another attribute
                 k, (okind, a) = target, g.attribute(rng)
+            elif r < near:  # the asked key with one letter changed, same attribute
+                k, a = g.near_miss(rng, target), attr
+                if k is None:
+                    continue
             else:  # another key altogether, same attribute kind
                 k, a = g.key(rng), attr
             if (k[0], a) in used:
                 continue
             used.add((k[0], a))
-            okind = next(kk for kk, names in g.attributes.items() if a in names)
-            facts.append((k, a, make_value(rng, okind, g.split, a)))
+            facts.append((k, a, g.value(rng, g.value_kind(a), a)))
         needles = []
         for i, (k, a, v) in enumerate(facts):
             # A distractor never states the asked value (nor contains it): the answer stays unique.
             while i and (value in v or v in value):
-                v = make_value(rng, next(kk for kk, names in g.attributes.items() if a in names), g.split, a)
+                v = g.value(rng, g.value_kind(a), a)
             needles.append(g.render(rng, rng.choice(g.frames), k, a, v))
-        q = rng.choice(g.questions).format(a=attr, K=target[1])
-        return needles, False, _cap(q), _answer(target, attr, value), [value]
+        q = g.question(rng, rng.choice(g.questions).format(a=attr, K=target[1]))
+        return needles, False, q, _answer(target, attr, value), [value], \
+            [(attr, "question"), (target[1], "question"), (value, "document")]
     if task == "multivalue":
         n = rng.randint(2, 5) if train else 4
         kind, attr = g.attribute(rng)
         key = g.key(rng)
-        values = _distinct(rng, n, lambda: make_value(rng, kind, g.split, attr))
+        values = _distinct(rng, n, lambda: g.value(rng, kind, attr))
         frame = rng.choice(g.frames)  # one frame for all values of a key, as a document would
         needles = [g.render(rng, frame if rng.random() < 0.7 else rng.choice(g.frames), key, attr, v) for v in values]
         plural = _plural(attr)
-        q = rng.choice(g.multi_questions).format(a=attr, A=plural, K=key[1])
+        q = g.question(rng, rng.choice(g.multi_questions).format(a=attr, A=plural, K=key[1]))
         ans = _cap(MULTI_ANSWER.format(A=plural, K=key[1], vs=", ".join(values)))
-        return needles, True, _cap(q), ans, values
+        return needles, True, q, ans, values, \
+            [(plural, "question"), (key[1], "question")] + [(v, "document") for v in values]
     if task == "vt":
         hops = rng.randint(1, 4) if train else 4
         n_distract = rng.randint(0, 4) if train else 4
@@ -527,7 +858,7 @@ def _fact_needles(rng, g, task, train):
 
         def name():
             if g.split == "train":
-                return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+                return g.variable(rng)
             return rng.choice(g.adjectives) + "_" + rng.choice(g.nouns).replace(" ", "_")
 
         names = _distinct(rng, hops + 1 + n_distract + 1, name)
@@ -539,13 +870,19 @@ def _fact_needles(rng, g, task, train):
                                                           for i in range(1, len(distract))]
         needles = [(t, not t.endswith(".")) for t in tasks.interleave(rng, main, side)]  # code-like lines stand alone
         q = rng.choice(g.vt_questions).format(v=value)
-        return needles, True, q, VT_ANSWER.format(v=value, names=", ".join(chain)), chain
+        return needles, True, q, VT_ANSWER.format(v=value, names=", ".join(chain)), chain, \
+            [(value, "question")] + [(x, "document") for x in chain]
     if task == "manual":
         needles_t, questions_t, answer_t = rng.choice(g.manual)
         model = "%s-%d" % ("".join(rng.choice("ABCDEFGHKLMNPRSTVXZ") for _ in range(rng.randint(1, 2))),
                            rng.randrange(10, 1000) * rng.choice([1, 10]))
         device = "the %s %s" % (model, rng.choice(g.device_kinds))
         part = rng.choice(g.parts)
+        if g.split == "train":  # version 4: devices and parts in words of their own, too
+            if rng.random() < 0.3:
+                device = "the %s %s" % (model, g.word(rng))
+            if rng.random() < 0.4:
+                part = g.word(rng) + " " + (part if rng.random() < 0.5 else g.word(rng))
         n = str(rng.randrange(2, 5000))
         needle = rng.choice(needles_t).format(D=device, P=part, n=n)
         needles = [(_cap(needle), False)]
@@ -554,7 +891,9 @@ def _fact_needles(rng, g, task, train):
             o = rng.choice(needles_t).format(D=other, P=part, n=str(int(n) + rng.randint(1, 99)))
             needles.append((_cap(o), False))
         q = rng.choice(questions_t).format(D=device, P=part)
-        return needles, False, _cap(q), _cap(answer_t.format(D=device, P=part, n=n)), [n]
+        q = _cap(q)
+        return needles, False, q, _cap(answer_t.format(D=device, P=part, n=n)), [n], \
+            [(device, "question"), (part, "question" if part in q else "document"), (n, "document")]
     raise ValueError("unknown task " + task)
 
 
@@ -565,7 +904,7 @@ def task_needles(rng, task, split, train=None):
     """
     if train is None:
         train = split == "train"
-    needles, ordered, q, a, items = _fact_needles(rng, Grammar(split), task, train)
+    needles, ordered, q, a, items, _ = _fact_needles(rng, Grammar(split), task, train)
     return [t for t, _ in needles], ordered, q, a, items
 
 
@@ -605,18 +944,22 @@ def make_sample(rng, filler, task, total_tokens, split, fmt="cli", train=None, n
     g = grammar or Grammar(split)
     if g.split != split:
         raise ValueError("grammar of split %s given for split %s" % (g.split, split))
+    if g.lexicon is None:  # version 4: training keys also use the words of the training filler
+        g.set_lexicon(filler_lexicon(filler) if split == "train" else [])
     if train is None:
         train = split == "train"
-    needles, ordered, question, answer, items = _fact_needles(rng, g, task, train)
-    needle_tokens = sum(len(t) for t, _ in needles) // 2 + 6 * len(needles)
+    needles, ordered, question, answer, items, copies = _fact_needles(rng, g, task, train)
+    # random strings and pseudo-words take more tokens a character than version 3's words
+    needle_tokens = sum(len(t) for t, _ in needles) * 2 // 3 + 6 * len(needles)
     sections = (total_tokens // 8000 + 1) * 14 if fmt == "gui" else 0
-    budget = max(0, total_tokens - OVERHEAD_TOKENS[fmt] - needle_tokens - sections)
+    budget = max(0, total_tokens - OVERHEAD_TOKENS[fmt] - needle_tokens - sections - len(question) // 3)
     paragraphs = filler.window(rng, budget)
     document = plant(rng, paragraphs, needles, ordered)
     name = name or tasks.file_name(rng)
     prompt = tasks.chatml(tasks.wrap(fmt, name, document, question))
     return {"task": task, "split": split, "format": fmt, "name": name, "prompt": prompt, "answer": answer,
-            "items": items, "document": document, "question": question, "needles": [t for t, _ in needles]}
+            "items": items, "document": document, "question": question, "needles": [t for t, _ in needles],
+            "copies": copies}
 
 
 def tokenizer_corpus(rng, n):
@@ -625,7 +968,7 @@ def tokenizer_corpus(rng, n):
     out = []
     for _ in range(n):
         task = rng.choice(TASKS)
-        needles, _, question, answer, _ = _fact_needles(rng, g, task, True)
+        needles, _, question, answer, _, _ = _fact_needles(rng, g, task, True)
         fmt = rng.choice(tasks.FORMATS)
         doc = "\n\n".join(t for t, _ in needles)
         out.append(tasks.chatml(tasks.wrap(fmt, tasks.file_name(rng), doc, question), answer))

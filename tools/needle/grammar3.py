@@ -1,0 +1,638 @@
+"""Generator version 3 of folio-needle's tasks, frozen (grammar.py is version 4; docs/needle.md says why).
+
+Kept so that generator 3's seeds still give its samples: the leg-1 and leg-2 models of
+docs/needle.md, eval.py --generator 3, eval_folio.py --generator 3, train_tokenizer.py (the
+tokenizer of generators 3 and 4 is trained on this module's corpus). Do not change it.
+
+Facts from a grammar, with a held-out split.
+
+tasks.py (generator version 2) plants needles from four fixed templates with keys from two short
+word lists; a model trained on it retrieves only inside those templates (issue 20). This module
+teaches the skill instead: a fact is (key, attribute, value), and
+
+  keys        arbitrary phrases: 1-4 words from a word list, people's names, places, file paths,
+              identifiers
+  attributes  nouns that name what the value is ("access code", "launch date"), each of one
+              value kind
+  values      numbers, codes, words, dates (and, held out, times and measures)
+  frames      how the fact is written in the document: statements, list items, table rows, code
+              comments, dialogue lines, notes
+  questions   asked in frames of their own, independent of the needle's frame: the key and the
+              attribute are what connect question and needle
+  answers     one canonical restatement, "The ATTRIBUTE of KEY is VALUE.", whatever the frame (the
+              key and attribute are copied from the question, the value follows them in the
+              needle: what an induction head copies; see tasks.py for why the answer restates)
+
+Documents hold several facts: distractors share a word with the asked key, or the asked key with
+another attribute. Tasks (RULER's mix plus manual-style question answering):
+
+  single      one fact asked; in training 0-3 distractors beside it, in evaluation none
+  multikey    several facts (4 in evaluation), keys sharing words, one asked
+  multivalue  several values of one key and attribute, all asked, in document order
+  vt          variable tracking: a chain of assignments in one of several notations, plus a
+              distractor chain; which variables hold the value
+  manual      a specification sentence of a device or program part ("the fan filter of the
+              M-300 must be replaced every 400 hours") planted in manual-style filler, asked in
+              another wording
+
+Splits. Every list of frames, question frames, attributes, value kinds and key words exists in a
+"train" and an "eval" version that share nothing (key words and names are assigned to a split by
+a hash of the word, the rest by hand below). A Grammar is built for one split and holds only that
+split's items, so a training Grammar cannot draw a held-out frame, word, attribute or value kind;
+the held-out filler (prepare_data.py's eval sources) is a file the training never opens.
+tests in tools/needle/test_grammar.py check that the splits are disjoint and seeds reproducible.
+
+Everything random comes from the random.Random given; the same seed gives the same sample on every
+machine (with the same filler file). GENERATOR_VERSION changes whenever a change here changes the
+samples of a seed.
+"""
+
+import zlib
+
+import tasks
+
+GENERATOR_VERSION = 3
+SPLITS = ("train", "eval")
+TASKS = ["single", "multikey", "multivalue", "vt", "manual"]
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary. Words are assigned to a split by a hash (one word in five held out), so both
+# splits draw from the same kinds of words but never the same word.
+
+_ADJECTIVES = """red blue green yellow purple orange black white silver golden grey brown pink crimson amber
+ivory copper bronze scarlet violet quiet hidden ancient northern southern eastern western frozen broken
+silent bright dark hollow narrow wide tall small old new rusty wooden iron stone glass marble velvet
+paper secret lucky lonely sleepy rapid gentle brave clever happy proud wild calm distant little great
+lower upper inner outer main spare back front side central private public winter summer spring autumn
+early late first second third final long short round square heavy light warm cold dry wet soft hard
+sharp plain empty crowded sunken tiny huge bent curved striped spotted painted carved polished faded
+shiny dusty misty foggy stormy windy sunny cloudy rainy snowy icy sandy rocky grassy leafy mossy
+sacred royal humble noble ruined restored forgotten famous lost found sealed open closed locked
+twisted tangled folded woven knotted patched mended cracked""".split()
+
+_NOUNS = """door window bridge tower garden river mountain valley forest island harbor castle temple library
+market station lantern compass mirror clock anchor arrow basket bell candle chest crown drum feather
+flag fountain gate hammer helmet kettle ladder lamp map needle oven piano pillar ring rope saddle
+scroll shield ship spoon statue sword table tent throne torch trumpet violin wagon wheel whistle
+falcon fox wolf bear owl raven tiger lion horse eagle dolphin whale spider turtle rabbit otter badger
+heron cedar oak willow maple pine rose tulip lily orchid comet planet meteor cloud storm thunder
+glacier desert canyon meadow orchard vineyard lighthouse cottage cellar attic chapel courtyard
+archive room hall office kitchen pantry workshop studio gallery museum theatre stadium arena
+warehouse depot garage hangar dock pier wharf quay jetty canal lock dam reservoir well pump mill
+furnace boiler engine turbine generator battery cable switch valve pipe tank vault safe locker
+cabinet drawer shelf desk chair bench stool bed sofa carpet curtain blanket pillow lantern kettle
+teapot bowl plate cup jug bottle jar box crate barrel sack bag suitcase trunk backpack wallet purse
+camera radio telephone printer scanner monitor keyboard laptop tablet router server satellite
+rocket telescope microscope thermometer barometer gauge meter dial lever pedal handle knob button
+sensor antenna beacon signal tunnel corridor staircase elevator balcony terrace porch roof chimney
+basement greenhouse barn stable kennel aviary aquarium pond lake lagoon bay cove cliff ridge summit
+plateau marsh swamp delta estuary spring creek brook stream waterfall geyser volcano crater quarry
+mine forge foundry bakery brewery pharmacy clinic school college academy laboratory observatory
+embassy consulate courthouse prison barracks fortress citadel palace manor villa lodge cabin hut
+shed silo granary pavilion bandstand kiosk booth counter register ledger diary notebook folder
+binder envelope parcel package ticket coupon voucher badge medal trophy banner poster painting
+sculpture tapestry mosaic fresco carousel swing seesaw slide puzzle riddle cipher chess domino
+card dice marble kite balloon puppet doll robot drone tractor bicycle scooter canoe kayak raft
+ferry barge yacht tram train bus truck van taxi carriage sleigh""".split()
+
+_GIVEN = """Ada Alma Anton Arlo Astrid Basil Beatrix Bruno Cara Cedric Clara Cosmo Dalia Dario Delia Edgar
+Edith Elio Elsa Emil Esme Felix Fern Flora Gideon Greta Gus Hana Hugo Ida Igor Ines Iris Ivo Jada
+Jonas Juno Kai Kira Lars Lena Leo Lila Luca Mabel Magnus Mara Milo Mina Nadia Nell Nico Nora Oda
+Olaf Oren Otto Pavel Petra Pia Quinn Rafa Rhea Rosa Rufus Saga Selma Silas Sven Tamsin Tess Theo
+Tilda Tobias Uma Ursula Vera Vidar Vito Wanda Wren Xavi Yara Yusuf Zara Zeno Agnes Boris Celia Dmitri
+Elena Farah Gemma Hector Imre Jasper Kasia Linus Marta Nils Olga Piet Rosalind Stellan Tova Ulric
+Viggo Wilma Yannick Zofia""".split()
+
+_FAMILY = """Abbot Alder Ashby Barlow Becker Birch Blake Brandt Carver Castell Dorn Draper Ellery Falk Fenwick
+Fischer Garner Gray Hale Harlow Holm Ingram Jansen Keller Kemp Lang Lark Lund Marsh Mercer Moreau
+Nash Novak Olsen Orr Pike Pryor Quill Reyes Rook Sato Serra Shaw Stone Strand Tate Thorne Ulm Vance
+Varga Voss Wade Walsh Weller Wick Yates Zeller Brooks Crane Dahl Eklund Frost Gale Hartley Iver Juhl
+Kovac Lindqvist Maddox Nyberg Ostrom Pellegrini Ravel Sorensen Talbot Underhill Valdez Winslow""".split()
+
+_PLACE_HEADS = """Amber Ash Bell Black Bram Brook Cald Clay Cold Corn Cran Deep Dun East Elm Fair Fern Gold Green
+Grey Hart Hazel High Holly Iron Kings Lang Long Marl Mill Moss North Oak Pen Red Rose Rush Salt Sand
+Shep South Stan Stone Thorn Wal West Whit Wil Win Wood Yar""".split()
+_PLACE_TAILS = """bury by combe dale den field ford gate ham haven hill holm hurst leigh mere minster mouth port
+stead stow thorpe ton wick worth""".split()
+
+_PATH_DIRS = """src lib docs data config etc build tools scripts assets static public tests bench include
+share var logs cache notes reports drafts archive backup exports imports templates fixtures""".split()
+_PATH_EXTS = [".txt", ".md", ".csv", ".json", ".yaml", ".ini", ".log", ".py", ".toml", ".xml", ".cfg", ".sql"]
+
+# Words that values of kind "word" take.
+_VALUE_WORDS = """apricot basalt cobalt dahlia ember fennel garnet hazel indigo jasmine kestrel lilac magenta
+nutmeg obsidian paprika quartz russet saffron tamarind umber vermilion walnut yarrow zinnia almond
+bramble cinder driftwood evergreen flint ginger heather ironwood juniper kelp lavender marigold
+nettle opal pumice quince rosemary sorrel thistle tundra ultramarine vanilla wisteria acorn birch
+clover daisy elder foxglove gorse holly ivy jade kale larch mulberry nectar olive pepper quill
+reed sage tansy umbrella velvet wheat yew zephyr anvil beacon citadel dynamo emerald falconry
+granite harbinger isthmus jubilee kaleidoscope labyrinth meridian nebula odyssey paragon quasar
+rhapsody solstice tempest utopia vortex wanderer xylophone yonder zenith""".split()
+
+
+def split_of(word):
+    """The split a word, name or syllable belongs to: one in five held out, by a stable hash."""
+    return "eval" if zlib.crc32(word.lower().encode()) % 5 == 0 else "train"
+
+
+def _words(items, split):
+    seen, out = set(), []
+    for w in items:
+        if w not in seen and split_of(w) == split:
+            seen.add(w)
+            out.append(w)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Attributes (singular, plural) by value kind, split by hand: the held-out ones are other nouns.
+
+_ATTRIBUTES = {
+    "train": {
+        "number": ["number", "serial number", "account number", "room number", "access number", "batch number",
+                   "order number", "locker number", "pin", "extension", "count", "catalogue number"],
+        "code": ["code", "access code", "reference", "ticket code", "voucher code", "key code", "product code",
+                 "booking reference", "tracking code", "licence key"],
+        "word": ["password", "codeword", "nickname", "signal word", "colour", "theme", "call sign"],
+        "date": ["deadline", "date", "launch date", "opening date", "renewal date", "delivery date",
+                 "inspection date"],
+    },
+    "eval": {
+        "number": ["passcode", "badge number", "cabinet number", "station number", "permit number"],
+        "code": ["claim code", "authorisation code", "unlock sequence", "release code"],
+        "word": ["watchword", "secret word", "motto"],
+        "date": ["expiry date", "due date", "review date"],
+        "time": ["meeting time", "departure time", "opening time", "curfew"],
+        "measure": ["weight", "length", "capacity", "height"],
+    },
+}
+
+# Kinds of value each split draws (the held-out split also draws the training kinds, with held-out
+# attributes, so that its accuracy is not only about unfamiliar value formats).
+_VALUE_KINDS = {"train": ["number", "code", "word", "date"],
+                "eval": ["number", "code", "word", "date", "time", "measure"]}
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+_VALUE_WORDS_BY_SPLIT = {s: _words(_VALUE_WORDS, s) for s in SPLITS}
+
+
+def _plural(attr):
+    last = attr.split(" ")[-1]
+    if last.endswith(("s", "x", "ch", "sh")):
+        return attr + "es"
+    if last.endswith("y") and last[-2:-1] not in "aeiou":
+        return attr[:-1] + "ies"
+    return attr + "s"
+
+
+_UNITS = {"weight": ["kg", "grams"], "length": ["metres", "cm"], "capacity": ["litres"], "height": ["metres", "cm"]}
+
+
+def make_value(rng, kind, split, attr=None):
+    if kind == "number":
+        digits = rng.randint(3, 7)
+        return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
+    if kind == "code":
+        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        a = "".join(rng.choice(letters) for _ in range(rng.randint(1, 3)))
+        b = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 5)))
+        return a + rng.choice(["-", "", "-"]) + b + ("" if rng.random() < 0.6 else rng.choice(letters))
+    if kind == "word":
+        return rng.choice(_VALUE_WORDS_BY_SPLIT[split])
+    if kind == "date":
+        y, m, d = rng.randint(1990, 2059), rng.randint(1, 12), rng.randint(1, 28)
+        if split == "eval" and rng.random() < 0.5:
+            return "%d %s %d" % (d, _MONTHS[m - 1], y)  # a held-out date format
+        return "%04d-%02d-%02d" % (y, m, d)
+    if kind == "time":
+        return "%02d:%02d" % (rng.randint(0, 23), rng.choice(range(0, 60, 5)))
+    if kind == "measure":
+        unit = rng.choice(["kg", "metres", "litres", "cm", "grams"] if attr is None else _UNITS[attr])
+        return "%d.%d %s" % (rng.randint(1, 999), rng.randint(0, 9), unit)
+    raise ValueError("unknown value kind " + kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames. {K}: the key as it reads in running text ("the archive room", "Mara Holm",
+# "config/net.ini"); {k}: the bare key ("archive room"); {a}: the attribute; {v}: the value.
+# Frames of kind "block" stand on lines of their own (list items, table rows, code comments);
+# "inline" ones go at sentence starts in the filler's paragraphs.
+
+_FRAMES = {
+    "train": [
+        ("inline", "The {a} of {K} is {v}."),
+        ("inline", "The {a} for {K} is {v}."),
+        ("inline", "{K} has the {a} {v}."),
+        ("inline", "Please note that the {a} of {K} is {v}."),
+        ("inline", "For the record, {K} uses {a} {v}."),
+        ("inline", "Remember this: the {a} assigned to {K} is {v}."),
+        ("inline", "We checked again, and the {a} of {K} turned out to be {v}."),
+        ("inline", "{K} was given the {a} {v} last week."),
+        ("inline", "It is worth knowing that {K} carries the {a} {v}."),
+        ("inline", "According to the notes, {v} is the {a} of {K}."),
+        ("inline", "\"What is the {a} of {K}?\" asked Mara. \"It is {v},\" said Theo."),
+        ("inline", "Q: What's the {a} for {K}? A: {v}."),
+        ("inline", "NOTE: {a} of {K} = {v}."),
+        ("inline", "(The {a} of {K}, by the way, is {v}.)"),
+        ("block", "- {k}: {a} {v}"),
+        ("block", "* {k} ({a}): {v}"),
+        ("block", "| {k} | {a} | {v} |"),
+        ("block", "{k}, {a}, {v}"),
+        ("block", "# {a} of {k}: {v}"),
+        ("block", "// the {a} of {k} is {v}"),
+        ("block", "{k}.{a} = \"{v}\""),
+        ("block", "<item name=\"{k}\" {a}=\"{v}\"/>"),
+        ("block", "  {k:<24} {a}: {v}"),
+        ("block", "ANNOUNCER: The {a} of {K} is {v}."),
+    ],
+    "eval": [
+        ("inline", "Do not forget that {K} goes with the {a} {v}."),
+        ("inline", "As it happens, {K} is listed with {a} {v}."),
+        ("inline", "Everyone agreed: the {a} belonging to {K} would be {v}."),
+        ("inline", "\"And {K}?\" she asked about the {a}. \"{v},\" he replied."),
+        ("inline", "Memo: {K} -- {a} {v}."),
+        ("block", "+ {k} => {a} {v}"),
+        ("block", "; {a} for {k} = {v}"),
+        ("block", "{k} | {a}: {v}"),
+        ("block", "{a}[\"{k}\"] = \"{v}\""),
+        ("block", "GUIDE: Write it down, the {a} of {K} is {v}."),
+    ],
+}
+
+# Lines that open a block (a table's header, a list's title) before its row.
+_BLOCK_HEADS = {
+    "train": ["", "", "Table 3: records", "| name | field | value |\n|---|---|---|", "Items:", "Configuration:",
+              "```", "Inventory"],
+    "eval": ["", "Register", "Entries follow."],
+}
+
+_QUESTIONS = {
+    "train": [
+        "What is the {a} of {K}?",
+        "What is the {a} for {K}?",
+        "Which {a} is given for {K}?",
+        "Tell me the {a} of {K}.",
+        "What {a} does the text give for {K}?",
+        "Look up the {a} of {K}.",
+        "According to the document, what is the {a} of {K}?",
+        "Find the {a} recorded for {K}.",
+        "What was the {a} of {K}?",
+        "Do you know the {a} for {K}?",
+    ],
+    "eval": [
+        "Can you tell me what the {a} for {K} is?",
+        "I need the {a} of {K}; what is it?",
+        "What does the document say the {a} of {K} is?",
+        "Please give the {a} that belongs to {K}.",
+    ],
+}
+_MULTI_QUESTIONS = {
+    "train": ["What are all the {A} of {K}?", "List every {a} given for {K}.", "Which {A} does {K} have?"],
+    "eval": ["Name all of the {A} that {K} has, please."],
+}
+
+ANSWER = "The {a} of {K} is {v}."
+MULTI_ANSWER = "The {A} of {K} are {vs}."
+
+# Variable tracking: notations of an assignment (value, then copy).
+_VT_FRAMES = {
+    "train": [("VAR {x} = {v}.", "VAR {x} = VAR {y}."), ("let {x} = {v};", "let {x} = {y};"),
+              ("set {x} to {v}.", "set {x} to {y}."), ("{x} = {v}", "{x} = {y}")],
+    "eval": [("{x} := {v}", "{x} := {y}"), ("assign {v} to {x}.", "assign {y} to {x}.")],
+}
+_VT_QUESTIONS = {
+    "train": ["Which variables are assigned the value {v}? List them all.",
+              "List every variable that ends up holding {v}."],
+    "eval": ["Which variables hold the value {v} in the end? Give all of them."],
+}
+VT_ANSWER = "The variables assigned the value {v} are {names}."
+
+# Manual-style facts: (needle wordings, question wordings, answer). {D}: a device or program
+# ("the M-300 pump"), {P}: one of its parts ("fan filter"), {n}: a number.
+_MANUAL = {
+    "train": [
+        (["The {P} of {D} must be replaced every {n} hours.",
+          "Replace the {P} of {D} after {n} hours of use."],
+         ["How often must the {P} of {D} be replaced?", "After how many hours is the {P} of {D} replaced?"],
+         "The {P} of {D} must be replaced every {n} hours."),
+        (["To reset {D}, hold the {P} for {n} seconds.", "Holding the {P} for {n} seconds resets {D}."],
+         ["How long must the {P} be held to reset {D}?", "How do I reset {D}?"],
+         "To reset {D}, hold the {P} for {n} seconds."),
+        (["The {P} of {D} operates at up to {n} degrees.", "{D}: {P} rated for {n} degrees at most."],
+         ["What is the highest temperature the {P} of {D} operates at?",
+          "Up to how many degrees does the {P} of {D} work?"],
+         "The {P} of {D} operates at up to {n} degrees."),
+        (["Error {n} on {D} means the {P} has failed.", "If {D} shows error {n}, the {P} has failed."],
+         ["Which error does {D} show when the {P} fails?", "What error code means the {P} of {D} has failed?"],
+         "Error {n} on {D} means the {P} has failed."),
+    ],
+    "eval": [
+        (["Clean the {P} of {D} once every {n} days.", "Every {n} days, the {P} of {D} needs cleaning."],
+         ["How many days apart should the {P} of {D} be cleaned?"],
+         "Clean the {P} of {D} once every {n} days."),
+        (["The {P} of {D} draws {n} milliamps.", "{D} -- {P} current: {n} milliamps."],
+         ["How much current does the {P} of {D} draw?"],
+         "The {P} of {D} draws {n} milliamps."),
+    ],
+}
+_DEVICE_KINDS = {"train": ["pump", "printer", "router", "heater", "scanner", "controller", "server", "drone",
+                           "camera", "sensor unit", "server module"],
+                 "eval": ["compressor", "projector", "inverter", "charger"]}
+_PARTS = {"train": ["fan filter", "reset button", "main valve", "power switch", "intake filter", "side panel",
+                    "battery pack", "status light", "fuse", "drive belt", "pressure gauge"],
+          "eval": ["cooling fin", "gasket", "relay", "spindle"]}
+
+
+class Grammar:
+    """The vocabulary, frames and questions of one split; draws keys, values and facts."""
+
+    def __init__(self, split, record=False):
+        if split not in SPLITS:
+            raise ValueError("split must be one of %s, not %r" % (SPLITS, split))
+        self.split = split
+        self.adjectives = _words(_ADJECTIVES, split)
+        self.nouns = _words(_NOUNS, split)
+        self.given = _words(_GIVEN, split)
+        self.family = _words(_FAMILY, split)
+        self.place_heads = _words(_PLACE_HEADS, split)
+        self.place_tails = _PLACE_TAILS
+        self.dirs = _words(_PATH_DIRS, split)
+        self.attributes = _ATTRIBUTES[split]
+        self.value_kinds = _VALUE_KINDS[split]
+        self.frames = _FRAMES[split]
+        self.block_heads = _BLOCK_HEADS[split]
+        self.questions = _QUESTIONS[split]
+        self.multi_questions = _MULTI_QUESTIONS[split]
+        self.vt_frames = _VT_FRAMES[split]
+        self.vt_questions = _VT_QUESTIONS[split]
+        self.manual = _MANUAL[split]
+        self.device_kinds = _DEVICE_KINDS[split]
+        self.parts = _PARTS[split]
+        # With record (the tests), every frame rendered, key and attribute drawn is kept.
+        self.record = record
+        self.used_frames, self.used_keys, self.used_attrs = [], [], []
+        self.value_words = _words(_VALUE_WORDS, split)
+
+    # Keys: (bare, in running text). A key is one to four words; a held-out key has no word a
+    # training key can have (names and place names by their parts, paths and identifiers too).
+    def _key(self, rng, kind=None, share=None):
+        """A key; with share (another key's bare form), a key that shares a word with it."""
+        kind = kind or rng.choices(["phrase", "name", "place", "path", "ident"], weights=[5, 2, 1, 1, 1])[0]
+        if kind == "phrase":
+            n = rng.choices([1, 2, 3, 4], weights=[2, 5, 3, 1])[0]
+            words = rng.sample(self.adjectives, n - 1) + [rng.choice(self.nouns)]
+            if n >= 3 and rng.random() < 0.4:  # a noun compound: "harbor lock gate"
+                words[-2] = rng.choice(self.nouns)
+            if share:
+                shared = share.split(" ")
+                w = rng.choice(shared)
+                if w in self.nouns:
+                    words[-1] = w
+                elif len(words) > 1:
+                    words[0] = w
+                else:
+                    words.insert(0, w)
+            bare = " ".join(words)
+            return bare, "the " + bare
+        if kind == "name":
+            bare = rng.choice(self.given) + " " + rng.choice(self.family)
+            if share and " " in share and share.split(" ")[0] in self.given:
+                bare = share.split(" ")[0] + " " + rng.choice(self.family)
+            return bare, bare
+        if kind == "place":
+            bare = rng.choice(self.place_heads) + rng.choice(self.place_tails)
+            if rng.random() < 0.3:
+                bare += " " + rng.choice(["Station", "Harbour", "Green", "Cross", "Park", "Hill"])
+            return bare, bare
+        if kind == "path":
+            parts = rng.sample(self.dirs, rng.randint(1, 3))
+            stem = rng.choice(self.nouns).replace(" ", "_")
+            if rng.random() < 0.5:
+                stem = rng.choice(self.adjectives) + rng.choice(["_", "-"]) + stem
+            bare = "/".join(parts) + "/" + stem + rng.choice(_PATH_EXTS)
+            return bare, bare
+        if kind == "ident":
+            words = rng.sample(self.adjectives + self.nouns, rng.randint(2, 3))
+            style = rng.choice(["snake", "camel", "upper"])
+            if style == "snake":
+                bare = "_".join(w.replace(" ", "_") for w in words)
+            elif style == "camel":
+                bare = words[0] + "".join(w.capitalize() for w in words[1:])
+            else:
+                bare = "_".join(words).upper()
+            return bare, bare
+        raise ValueError("unknown key kind " + kind)
+
+    def key(self, rng, kind=None, share=None):
+        k = self._key(rng, kind, share)
+        if self.record:
+            self.used_keys.append(k[0])
+        return k
+
+    def attribute(self, rng, kind=None):
+        kind = kind or rng.choice(self.value_kinds)
+        attr = rng.choice(self.attributes[kind])
+        if self.record:
+            self.used_attrs.append(attr)
+        return kind, attr
+
+    def render(self, rng, frame, key, attr, value):
+        """(needle text, whether it stands as a paragraph of its own) of a fact in a frame; block
+        frames may get a heading line."""
+        kind, text = frame
+        if self.record:
+            self.used_frames.append(text)
+        bare, ref = key
+        s = text.format(K=ref, k=bare, a=attr, v=value)
+        s = _cap(s)
+        if kind == "block":
+            head = rng.choice(self.block_heads)
+            if head == "```":
+                s = "```\n" + s + "\n```"
+            elif head:
+                s = head + "\n" + s
+        return s, kind == "block"
+
+
+def _cap(s):
+    return s[0].upper() + s[1:] if s.startswith("the ") else s
+
+
+def _answer(key, attr, value):
+    return _cap(ANSWER.format(a=attr, K=key[1], v=value))
+
+
+def _distinct(rng, n, make):
+    seen, out = set(), []
+    for _ in range(1000 * n):
+        x = make()
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+            if len(out) == n:
+                return out
+    raise RuntimeError("could not draw %d distinct items" % n)
+
+
+def _fact_needles(rng, g, task, train):
+    """(needles, ordered, question, answer, items) of a task; needles are (text, is_block)."""
+    if task in ("single", "multikey"):
+        if task == "single":
+            n_other = rng.choice([0, 0, 1, 2, 3]) if train else 0
+        else:
+            n_other = rng.randint(1, 7) if train else 3
+        kind, attr = g.attribute(rng)
+        target = g.key(rng)
+        keys = [target]
+        facts = []  # (key, attr, value)
+        value = make_value(rng, kind, g.split, attr)
+        facts.append((target, attr, value))
+        used = {(target[0], attr)}
+        for _ in range(50 * (n_other + 1)):
+            if len(facts) == n_other + 1:
+                break
+            r = rng.random()
+            if r < 0.45:  # a key sharing a word with the asked one, same attribute
+                k = g.key(rng, kind="phrase", share=target[0]) if target[1].startswith("the ") else g.key(rng)
+                a = attr
+            elif r < 0.7:  # the asked key, another attribute
+                k, (okind, a) = target, g.attribute(rng)
+            else:  # another key altogether, same attribute kind
+                k, a = g.key(rng), attr
+            if (k[0], a) in used:
+                continue
+            used.add((k[0], a))
+            okind = next(kk for kk, names in g.attributes.items() if a in names)
+            facts.append((k, a, make_value(rng, okind, g.split, a)))
+        needles = []
+        for i, (k, a, v) in enumerate(facts):
+            # A distractor never states the asked value (nor contains it): the answer stays unique.
+            while i and (value in v or v in value):
+                v = make_value(rng, next(kk for kk, names in g.attributes.items() if a in names), g.split, a)
+            needles.append(g.render(rng, rng.choice(g.frames), k, a, v))
+        q = rng.choice(g.questions).format(a=attr, K=target[1])
+        return needles, False, _cap(q), _answer(target, attr, value), [value]
+    if task == "multivalue":
+        n = rng.randint(2, 5) if train else 4
+        kind, attr = g.attribute(rng)
+        key = g.key(rng)
+        values = _distinct(rng, n, lambda: make_value(rng, kind, g.split, attr))
+        frame = rng.choice(g.frames)  # one frame for all values of a key, as a document would
+        needles = [g.render(rng, frame if rng.random() < 0.7 else rng.choice(g.frames), key, attr, v) for v in values]
+        plural = _plural(attr)
+        q = rng.choice(g.multi_questions).format(a=attr, A=plural, K=key[1])
+        ans = _cap(MULTI_ANSWER.format(A=plural, K=key[1], vs=", ".join(values)))
+        return needles, True, _cap(q), ans, values
+    if task == "vt":
+        hops = rng.randint(1, 4) if train else 4
+        n_distract = rng.randint(0, 4) if train else 4
+        first, hop = rng.choice(g.vt_frames)
+
+        def name():
+            if g.split == "train":
+                return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+            return rng.choice(g.adjectives) + "_" + rng.choice(g.nouns).replace(" ", "_")
+
+        names = _distinct(rng, hops + 1 + n_distract + 1, name)
+        value, other = _distinct(rng, 2, lambda: str(rng.randrange(10000, 100000)))
+        chain, distract = names[: hops + 1], names[hops + 1:]
+        main = [first.format(x=chain[0], v=value)] + [hop.format(x=chain[i], y=chain[i - 1])
+                                                        for i in range(1, len(chain))]
+        side = [first.format(x=distract[0], v=other)] + [hop.format(x=distract[i], y=distract[i - 1])
+                                                          for i in range(1, len(distract))]
+        needles = [(t, not t.endswith(".")) for t in tasks.interleave(rng, main, side)]  # code-like lines stand alone
+        q = rng.choice(g.vt_questions).format(v=value)
+        return needles, True, q, VT_ANSWER.format(v=value, names=", ".join(chain)), chain
+    if task == "manual":
+        needles_t, questions_t, answer_t = rng.choice(g.manual)
+        model = "%s-%d" % ("".join(rng.choice("ABCDEFGHKLMNPRSTVXZ") for _ in range(rng.randint(1, 2))),
+                           rng.randrange(10, 1000) * rng.choice([1, 10]))
+        device = "the %s %s" % (model, rng.choice(g.device_kinds))
+        part = rng.choice(g.parts)
+        n = str(rng.randrange(2, 5000))
+        needle = rng.choice(needles_t).format(D=device, P=part, n=n)
+        needles = [(_cap(needle), False)]
+        if train and rng.random() < 0.6:  # the same part of another model, another number
+            other = device.replace(model, model + rng.choice(["X", "S", "0", "B"]))
+            o = rng.choice(needles_t).format(D=other, P=part, n=str(int(n) + rng.randint(1, 99)))
+            needles.append((_cap(o), False))
+        q = rng.choice(questions_t).format(D=device, P=part)
+        return needles, False, _cap(q), _cap(answer_t.format(D=device, P=part, n=n)), [n]
+    raise ValueError("unknown task " + task)
+
+
+def task_needles(rng, task, split, train=None):
+    """(needles, ordered, question, answer, items) of one task in one split (see tasks.py).
+
+    train widens the counts (the default: split == "train"); evaluation uses fixed counts.
+    """
+    if train is None:
+        train = split == "train"
+    needles, ordered, q, a, items = _fact_needles(rng, Grammar(split), task, train)
+    return [t for t, _ in needles], ordered, q, a, items
+
+
+def plant(rng, paragraphs, needles, ordered):
+    """Plants needles, each (text, is_block), into the filler paragraphs: inline ones at sentence
+    starts (tasks.plant), block ones as paragraphs of their own between filler paragraphs. When
+    the order matters and there are blocks, every needle becomes a paragraph, in order."""
+    texts = [t for t, _ in needles]
+    blocks = [t for t, b in needles if b]
+    if not blocks:
+        return tasks.plant(rng, paragraphs, texts, ordered)
+    if ordered:
+        inline, blocks = [], texts
+    else:
+        inline = [t for t, b in needles if not b]
+    paragraphs = list(paragraphs) or [""]
+    if inline:
+        paragraphs = tasks.plant(rng, paragraphs, inline, False).split("\n\n")
+    order = list(blocks) if ordered else rng.sample(blocks, len(blocks))
+    gaps = sorted(rng.randrange(len(paragraphs) + 1) for _ in order)
+    out, gi = [], 0
+    for i in range(len(paragraphs) + 1):
+        while gi < len(gaps) and gaps[gi] == i:
+            out.append(order[gi])
+            gi += 1
+        if i < len(paragraphs):
+            out.append(paragraphs[i])
+    return "\n\n".join(out)
+
+
+OVERHEAD_TOKENS = tasks.OVERHEAD_TOKENS
+
+
+def make_sample(rng, filler, task, total_tokens, split, fmt="cli", train=None, name=None, grammar=None):
+    """One sample of about total_tokens tokens in a split: like tasks.make_sample, with a Grammar
+    of that split (pass grammar= to reuse one) and the filler of that split."""
+    g = grammar or Grammar(split)
+    if g.split != split:
+        raise ValueError("grammar of split %s given for split %s" % (g.split, split))
+    if train is None:
+        train = split == "train"
+    needles, ordered, question, answer, items = _fact_needles(rng, g, task, train)
+    needle_tokens = sum(len(t) for t, _ in needles) // 2 + 6 * len(needles)
+    sections = (total_tokens // 8000 + 1) * 14 if fmt == "gui" else 0
+    budget = max(0, total_tokens - OVERHEAD_TOKENS[fmt] - needle_tokens - sections)
+    paragraphs = filler.window(rng, budget)
+    document = plant(rng, paragraphs, needles, ordered)
+    name = name or tasks.file_name(rng)
+    prompt = tasks.chatml(tasks.wrap(fmt, name, document, question))
+    return {"task": task, "split": split, "format": fmt, "name": name, "prompt": prompt, "answer": answer,
+            "items": items, "document": document, "question": question, "needles": [t for t, _ in needles]}
+
+
+def tokenizer_corpus(rng, n):
+    """Short texts in the markup and phrasing of the training split (never the held-out one)."""
+    g = Grammar("train")
+    out = []
+    for _ in range(n):
+        task = rng.choice(TASKS)
+        needles, _, question, answer, _ = _fact_needles(rng, g, task, True)
+        fmt = rng.choice(tasks.FORMATS)
+        doc = "\n\n".join(t for t, _ in needles)
+        out.append(tasks.chatml(tasks.wrap(fmt, tasks.file_name(rng), doc, question), answer))
+    return out
