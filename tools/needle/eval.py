@@ -2,13 +2,14 @@
 """Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
-      [--generator 3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
+      [--generator 4|3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
       [--json results.json] [--card]
 
---generator 3 (the default): grammar.py's samples, --split eval the held-out split (its frames,
+--generator 4 (the default): grammar.py's samples (seeds "eval4-..."; --generator 3: the frozen
+grammar3.py's, seeds "eval3-..."), --split eval the held-out split (its frames,
 words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
-and filler with seeds training never uses ("eval3-SPLIT-TASK-LENGTH-I-FORMAT"; training uses
-"train3-SEED-STEP"). --generator 2: tasks.py over filler.txt, the committed model's tasks
+and filler with seeds training never uses ("evalV-SPLIT-TASK-LENGTH-I-FORMAT", V the generator;
+training uses "trainV-SEED-STEP"). --generator 2: tasks.py over filler.txt, the committed model's tasks
 ("eval-TASK-LENGTH-I"; training used "train-SEED-STEP"). Both use RULER's usual fixed counts:
 multikey 4 keys, multivalue 4 values, kv 8 pairs (generator 2), vt 4 hops with a 4-hop
 distractor chain. The main rows wrap the document in the user turn
@@ -37,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grammar  # noqa: E402
+import grammar3  # noqa: E402
 import tasks  # noqa: E402
 
 MAX_NEW = {"single": 48, "multikey": 48, "kv": 32, "multivalue": 80, "vt": 80, "manual": 64}
@@ -45,32 +47,38 @@ _G = {}
 
 
 def filler_path(data, generator, split):
-    """The filler a generator's split reads: version 2 its one file, version 3 one file a split."""
+    """The filler a generator's split reads: version 2 its one file, versions 3 and 4 one file a split."""
     if generator == 2:
         return os.path.join(data, "filler.txt")
     return os.path.join(data, "filler-%s.txt" % split)
 
 
+def grammar_module(generator):
+    return grammar if generator == 4 else grammar3
+
+
 def generator_tasks(generator):
-    return tasks.TASKS if generator == 2 else grammar.TASKS
+    return tasks.TASKS if generator == 2 else grammar_module(generator).TASKS
 
 
 def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval"):
     """The seeded eval sample (task, length, i): prompt ids at most `length` tokens.
 
-    generator 2: tasks.py (seeds "eval-..."); generator 3: grammar.py's split, "eval" (held out)
-    or "train" (the training grammar and filler, with seeds training never uses: "eval3-...").
+    generator 2: tasks.py (seeds "eval-..."); generators 4 (grammar.py) and 3 (grammar3.py): a
+    split, "eval" (held out) or "train" (the training grammar and filler, with seeds training never
+    uses: "eval4-..." or "eval3-...").
     """
     target = length
-    g = grammar.Grammar(split) if generator == 3 else None
+    gmod = grammar_module(generator)
+    g = gmod.Grammar(split) if generator >= 3 else None
     for attempt in range(8):
         tail = "" if attempt == 0 else "-%d" % attempt
         if generator == 2:
             rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, tail))
             s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
         else:
-            rng = random.Random("eval3-%s-%s-%d-%d-%s%s" % (split, task, length, i, fmt, tail))
-            s = grammar.make_sample(rng, filler, task, target, split, fmt=fmt, train=False, name=DOC_NAME,
+            rng = random.Random("eval%d-%s-%s-%d-%d-%s%s" % (generator, split, task, length, i, fmt, tail))
+            s = gmod.make_sample(rng, filler, task, target, split, fmt=fmt, train=False, name=DOC_NAME,
                                     grammar=g)
         ids = sp.encode(s["prompt"])
         if len(ids) + 64 <= length:
@@ -147,10 +155,11 @@ def main():
     ap.add_argument("--model", default="resources/models/folio-needle")
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
-    ap.add_argument("--generator", type=int, default=3, choices=[2, 3],
-                    help="3: grammar.py (filler-SPLIT.txt); 2: tasks.py, the committed model's (filler.txt)")
+    ap.add_argument("--generator", type=int, default=4, choices=[2, 3, 4],
+                    help="4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
+                         "(filler.txt)")
     ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
-                    help="generator 3: eval (held out) or train (training-style, unseen seeds)")
+                    help="generators 3 and 4: eval (held out) or train (training-style, unseen seeds)")
     ap.add_argument("--tasks", default=None, help="default: every task of the generator")
     ap.add_argument("--n", type=int, default=50, help="samples per task and length (single needle: twice)")
     ap.add_argument("--n-long", type=int, default=None, help="samples per task at 64K and more (default --n)")
@@ -217,8 +226,10 @@ def main():
         card = open(card_path).read()
         what = {(2, "eval"): "generator 2, the first model's tasks (tasks.py)",
                 (3, "eval"): "generator 3, held-out split",
-                (3, "train"): "generator 3, training-style split (seeds training never uses)"}
-        key = (args.generator, args.split if args.generator == 3 else "eval")
+                (3, "train"): "generator 3, training-style split (seeds training never uses)",
+                (4, "eval"): "generator 4, held-out split",
+                (4, "train"): "generator 4, training-style split (seeds training never uses)"}
+        key = (args.generator, args.split if args.generator >= 3 else "eval")
         title = "## Accuracy: " + what[key]
         section = (title + "\n\nMeasured with tools/needle/eval.py through transformers (bf16, SDPA, dense "
                    "attention, greedy) on seeded eval sets that training never saw; the prompt is folio-cli's "

@@ -7,7 +7,7 @@ model's folio-sparse.json), then prints accuracy per task and mode, how often th
 agree, and the density sparse prefill used.
 
     python3 tools/needle/eval_sparse.py [--lengths 16384[,32768...]] [--n 6] [--tasks single,multikey]
-        [--backend cpu|cuda] [--json FILE] [--generator 2|3] [--split eval|train]
+        [--backend cpu|cuda] [--json FILE] [--generator 2|3|4] [--split eval|train]
 
 --generator 2 (the default, the committed model's tasks over filler.txt) or 3 (grammar.py over
 filler-SPLIT.txt; --split eval is the held-out split the sparse issues report against).
@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--tasks", default="single,multikey")
     ap.add_argument("--json", default="")
-    ap.add_argument("--generator", type=int, default=2, choices=[2, 3])
+    ap.add_argument("--generator", type=int, default=2, choices=[2, 3, 4])
     ap.add_argument("--split", default="eval")
     args = ap.parse_args()
     import sentencepiece as spm

@@ -1,6 +1,9 @@
 #!/bin/bash
-# folio-needle generator 3 on the GPU machine, in legs of at most 10 minutes (docs/needle.md,
-# "Training plan"). Each call: device tool, kind nvidia-h200, carry [".needle/gpu"], timeout 600.
+# folio-needle on the GPU machine, in legs of at most 10 minutes (docs/needle.md, "Training plan"
+# and "Generator 4: why and what"). Each call: device tool, carry [".needle/gpu4"], timeout 600.
+# Generator 4 (the default) reads and carries .needle/gpu4 (gpu_pack.sh, take_leg.sh); generator
+# 3's run stays in .needle/gpu (its leg-2 state: GENERATOR=3 NEEDLE_GPU=.needle/gpu would go on
+# with it) and must not travel with generator 4's (64 MiB a call).
 #
 #   bash tools/needle/gpu_train.sh leg     one leg of training (about 9 minutes), resumed from
 #                                          build/needle/full.pt when this machine made one in an
@@ -19,18 +22,19 @@
 # Here, between calls: bash tools/needle/take_leg.sh DIR (DIR: where the device tool put $OUT)
 # makes .needle/gpu/carry the state that came back; bash tools/needle/install_model.sh DIR after
 # the eval call installs the model into resources/models/folio-needle.
-# Settings (environment): STEPS (the run's length, 16000 = about 45 minutes of training; never
+# Settings (environment): GENERATOR (4), NEEDLE_GPU (.needle/gpu4), STEPS (the run's length, 16000 = about 45 minutes of training; never
 # change it within a run), LEG_SECONDS (training seconds of a leg, 480), EVAL_SECONDS (300).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 MODE=${1:?usage: gpu_train.sh leg|eval|smoke}
-D=.needle/gpu
+GEN=${GENERATOR:-4}
+D=${NEEDLE_GPU:-.needle/gpu4}
 CK=build/needle            # ignored, not carried: kept between the calls of one session only
 [ "$MODE" = smoke ] && CK=build/needle-smoke
 M=$CK/folio-needle
 STEPS=${STEPS:-16000}
 mkdir -p "$CK"
-[ -f "$D/tokenizer.model" ] || { echo "no $D/tokenizer.model: run tools/needle/gpu_pack.sh here and carry .needle/gpu"; exit 1; }
+[ -f "$D/tokenizer.model" ] || { echo "no $D/tokenizer.model: run tools/needle/gpu_pack.sh here and carry $D"; exit 1; }
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 
 send_back() {  # the model (shards) and everything small in one archive: at most 8 files come back
@@ -45,7 +49,7 @@ case "$MODE" in
     if [ ! -f "$CK/full.pt" ] && [ -f "$D/carry/resume.pt" ]; then
       extra=(--carry-in "$D/carry")
     fi
-    python3 tools/needle/train.py --data "$D" --out "$M" --steps "$STEPS" --ckpt "$CK/full.pt" --ckpt-every 1000 \
+    python3 tools/needle/train.py --generator "$GEN" --data "$D" --out "$M" --steps "$STEPS" --ckpt "$CK/full.pt" --ckpt-every 1000 \
       --max-seconds "${LEG_SECONDS:-480}" "${extra[@]}" 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
     send_back
     ;;
@@ -53,7 +57,7 @@ case "$MODE" in
     # 60 steps straight (a), 30 + 30 resumed exactly (b), 30 + 30 resumed from the compact state
     # (c); the weights of b and c against a's; then a small evaluation of a.
     rm -rf "$CK"; mkdir -p "$CK/c/carry"
-    T="python3 tools/needle/train.py --data $D --steps 60 --workers 8 --log-every 10"
+    T="python3 tools/needle/train.py --generator $GEN --data $D --steps 60 --workers 8 --log-every 10"
     { $T --out "$CK/a/folio-needle" --max-seconds 300 &&
       $T --out "$CK/b/folio-needle" --ckpt "$CK/b/full.pt" --stop-after-steps 30 &&
       $T --out "$CK/b/folio-needle" --ckpt "$CK/b/full.pt" &&
@@ -74,7 +78,7 @@ for name, o in (("exact resume (b)", b), ("compact resume (c)", c)):
     print("%s: max |weight - straight run's| = %.3g" % (name, d))
 PY
     M=$CK/a/folio-needle
-    python3 tools/needle/eval.py --model "$M" --data "$D" --lengths 4096,16384 --n 10 --gui-lengths 4096 \
+    python3 tools/needle/eval.py --generator "$GEN" --model "$M" --data "$D" --lengths 4096,16384 --n 10 --gui-lengths 4096 \
       --folio-set 1 --json "$CK/a/eval-heldout.json" --card 2>&1 | grep -v "Loading weights" | tee "$OUT/eval.log"
     CK=$CK/a
     send_back
@@ -86,9 +90,9 @@ PY
     fi
     E=${EVAL_SECONDS:-300}
     {
-      python3 tools/needle/eval.py --model "$M" --data "$D" --generator 3 --split eval --n 50 --n-long 50 \
+      python3 tools/needle/eval.py --model "$M" --data "$D" --generator "$GEN" --split eval --n 50 --n-long 50 \
         --folio-set 20 --max-seconds "$E" --json "$CK/eval-heldout.json" --card
-      python3 tools/needle/eval.py --model "$M" --data "$D" --generator 3 --split train --n 30 --n-long 20 \
+      python3 tools/needle/eval.py --model "$M" --data "$D" --generator "$GEN" --split train --n 30 --n-long 20 \
         --gui-lengths "" --max-seconds 100 --json "$CK/eval-trainstyle.json" --card
       [ -f "$D/filler.txt.gz" ] && python3 tools/needle/eval.py --model "$M" --data "$D" --generator 2 --n 30 \
         --n-long 20 --max-seconds 100 --json "$CK/eval-generator2.json" --card

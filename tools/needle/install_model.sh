@@ -23,5 +23,5 @@ ls -la resources/models/folio-needle
 R=.needle/last-run/eval-heldout.json
 [ -f "$R" ] || R=.needle/last-run/eval.json
 DATA=.needle
-[ -f .needle/filler-eval.txt ] || DATA=.needle/gpu
+[ -f .needle/filler-eval.txt ] || DATA=${NEEDLE_GPU:-.needle/gpu4}
 python3 tools/needle/eval_folio.py --results "$R" --data "$DATA"

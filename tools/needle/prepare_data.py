@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prepare the filler text for folio-needle from Debian 12 packages under permissive licences.
 
-Generator version 3 (grammar.py) reads two files the sources below are split into:
+Generators 4 (grammar.py) and 3 (grammar3.py) read the same two files the sources below are split
+into (generator 4 also takes its training lexicon, words for keys and attributes, from filler-train.txt):
 
   OUTDIR/filler-train.txt   the training filler
     bible-kjv-text + bible-kjv   the King James Bible (public domain; the package's GPL-2+ `bible`

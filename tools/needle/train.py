@@ -3,9 +3,9 @@
 documents of 4K-128K tokens (tasks.py), in about 6 minutes on one H200 (1900 steps of 128K tokens).
 
   PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
-      [--generator 3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
+      [--generator 4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
 
---data holds the filler (prepare_data.py: filler-train.txt for generator 3, the default;
+--data holds the filler (prepare_data.py: filler-train.txt for generators 4, the default, and 3;
 filler.txt for generator 2, the committed model's; either may be gzipped) and tokenizer.model
 (train_tokenizer.py). OUTDIR gets
 the model as transformers writes it (config.json, safetensors shards of at most 15 MB, bf16),
@@ -63,6 +63,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grammar  # noqa: E402
+import grammar3  # noqa: E402
 import tasks  # noqa: E402
 
 MODEL = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
@@ -96,10 +97,15 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, args, sp, filler, steps, first_step=0):
         self.args, self.sp, self.filler, self.steps, self.first_step = args, sp, filler, steps, first_step
         self.im_end = sp.piece_to_id("<|im_end|>")
-        self.v3 = args.generator == 3
+        self.v3 = args.generator in (3, 4)  # the grammars' tasks (generator 4: grammar.py, 3: grammar3.py)
+        self.gmod = grammar if args.generator == 4 else grammar3
         self.weights = TASK_WEIGHTS_V3 if self.v3 else TASK_WEIGHTS
-        self.task_names = grammar.TASKS if self.v3 else tasks.TASKS
-        self.grammar = grammar.Grammar("train") if self.v3 else None  # the training split only
+        self.task_names = self.gmod.TASKS if self.v3 else tasks.TASKS
+        self.grammar = None  # the training split only
+        if args.generator == 4:  # its lexicon (the training filler's words) made once, before the workers fork
+            self.grammar = grammar.Grammar("train", lexicon=grammar.filler_lexicon(filler))
+        elif args.generator == 3:
+            self.grammar = grammar3.Grammar("train")
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -109,7 +115,8 @@ class Batches(torch.utils.data.IterableDataset):
 
     def batch(self, step, force_pose=False):
         a = self.args
-        rng = random.Random(("train3-%d-%d" if self.v3 else "train-%d-%d") % (a.seed, step))
+        prefix = {4: "train4", 3: "train3", 2: "train"}[a.generator]
+        rng = random.Random("%s-%d-%d" % (prefix, a.seed, step))
         length = step_length(step, self.steps, rng)
         rows = max(1, a.tokens_per_step // length)
         seqs, ans_spans, task_ids = [], [], []
@@ -117,7 +124,7 @@ class Batches(torch.utils.data.IterableDataset):
             task = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
             fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
             if self.v3:
-                s = grammar.make_sample(rng, self.filler, task, length, "train", fmt=fmt, grammar=self.grammar)
+                s = self.gmod.make_sample(rng, self.filler, task, length, "train", fmt=fmt, grammar=self.grammar)
             else:
                 s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
             p = self.sp.encode(s["prompt"])
@@ -211,9 +218,12 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
           "tokens_per_step": args.tokens_per_step, "lr": args.lr, "warmup": args.warmup, "weight_decay": 0.1,
           "betas": [0.9, 0.95], "grad_clip": 1.0, "lm_weight": args.lm_weight,
           "pose": args.pose, "curriculum": CURRICULUM,
-          "task_weights": TASK_WEIGHTS_V3 if args.generator == 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
-    if args.generator == 3:
-        licence, data = "apache-2.0", DATA_V3.format(seed=args.seed)
+          "task_weights": TASK_WEIGHTS_V3 if args.generator >= 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
+    if args.generator >= 3:
+        licence, data = "apache-2.0", DATA_V3.format(seed=args.seed, v=args.generator,
+                                                     module="grammar.py" if args.generator == 4 else "grammar3.py")
+        if args.generator == 4:
+            data += DATA_V4
         question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
     else:
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
@@ -280,8 +290,8 @@ DATA_V2 = """- Data: filler paragraphs from Debian packages bible-kjv-text (King
 The filler data is licensed as its sources (GPL-2+ for the Debian texts); the weights are
 released under the GPL-2.0 as a derived work."""
 
-DATA_V3 = """- Data: tasks from tools/needle/grammar.py, generator version 3, training split only, seeds
-  "train3-{seed}-STEP" (Python random, one per step), over filler paragraphs (prepare_data.py,
+DATA_V3 = """- Data: tasks from tools/needle/{module}, generator version {v}, training split only, seeds
+  "train{v}-{seed}-STEP" (Python random, one per step), over filler paragraphs (prepare_data.py,
   Debian 12 packages):
 
   | source | Debian package | licence | used for |
@@ -297,6 +307,12 @@ DATA_V3 = """- Data: tasks from tools/needle/grammar.py, generator version 3, tr
   tools/needle/test_grammar.py): one key word, name and place in five, sentence and question
   frames, attributes, the time and measure value kinds, a date format, variable notations and
   manual fact types of their own, and the SQLite documentation as filler."""
+
+DATA_V4 = """
+- Generator 4's training keys, attributes and values are drawn from spaces too large to memorize
+  (words of the training filler, pseudo-words, random letter strings and character strings, each
+  a training word by the same rule that holds the held-out words out), with near-miss distractors
+  (the asked key with one letter changed): the answer can only be copied."""
 
 
 def factor_second_moments(opt):
@@ -372,8 +388,9 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.model")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--generator", type=int, default=3, choices=[2, 3],
-                    help="3: grammar.py's training split over filler-train.txt; 2: tasks.py over filler.txt")
+    ap.add_argument("--generator", type=int, default=4, choices=[2, 3, 4],
+                    help="4: grammar.py's training split over filler-train.txt; 3: grammar3.py's (frozen); "
+                         "2: tasks.py over filler.txt")
     ap.add_argument("--steps", type=int, default=1900)
     ap.add_argument("--tokens-per-step", type=int, default=131072)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -397,7 +414,7 @@ def main():
     args.vocab = sp.get_piece_size()
     im_end = sp.piece_to_id("<|im_end|>")
     t0 = time.time()
-    filler_name = "filler-train.txt" if args.generator == 3 else "filler.txt"
+    filler_name = "filler-train.txt" if args.generator >= 3 else "filler.txt"
     filler = tasks.Filler(os.path.join(args.data, filler_name), sp)
     print("filler: %d paragraphs, %d tokens (%.1f s)" % (len(filler.paragraphs), sum(filler.tokens), time.time() - t0))
 

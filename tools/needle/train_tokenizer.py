@@ -2,11 +2,11 @@
 """Train folio-needle's SentencePiece BPE tokenizer (CPU, about a minute).
 
   python3 tools/needle/train_tokenizer.py [--data .needle] [--vocab 4096] [--out .needle/tokenizer.model]
-      [--generator 3|2]
+      [--generator 3|4|2]
 
 Input: the training filler paragraphs (tools/needle/prepare_data.py: filler-train.txt for generator
 3, filler.txt for 2) and 20,000 short seeded texts in the markup and phrasing of the training
-tasks (grammar.tokenizer_corpus, training split only; tasks.tokenizer_corpus for 2), so that the
+tasks (grammar3.tokenizer_corpus, generator 3's training split only, also for generator 4; tasks.tokenizer_corpus for 2), so that the
 chat markers, the document wrappers and the questions get pieces of their own. The held-out
 filler and split are never read.
 
@@ -27,7 +27,7 @@ import sys
 import sentencepiece as spm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import grammar  # noqa: E402
+import grammar3  # noqa: E402
 import tasks  # noqa: E402
 
 TOKENIZER_SEED = 4096
@@ -38,14 +38,16 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--generator", type=int, default=3, choices=[2, 3])
+    ap.add_argument("--generator", type=int, default=3, choices=[2, 3, 4],
+                    help="3 and 4 (the same tokenizer: generator 4 is trained with generator 3's, docs/needle.md); "
+                         "2: the committed model's")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     out = args.out or os.path.join(args.data, "tokenizer.model")
-    filler_path = os.path.join(args.data, "filler-train.txt" if args.generator == 3 else "filler.txt")
+    filler_path = os.path.join(args.data, "filler-train.txt" if args.generator >= 3 else "filler.txt")
     filler = tasks.Filler(filler_path)
     rng = random.Random(TOKENIZER_SEED)
-    gen = grammar if args.generator == 3 else tasks
+    gen = grammar3 if args.generator >= 3 else tasks  # grammar3: frozen, so this tokenizer stays reproducible
     corpus = filler.paragraphs + gen.tokenizer_corpus(rng, 20000)
     rng.shuffle(corpus)
     model = io.BytesIO()
