@@ -69,102 +69,48 @@ import re
 import zlib
 
 import tasks
+# Everything of version 3 that version 4 keeps as it was (word lists, the held-out split's
+# attributes, answers, the manual task, planting) comes from the frozen module, not a copy.
+from grammar3 import (  # noqa: E402,F401
+    SPLITS,
+    TASKS,
+    _ADJECTIVES,
+    _NOUNS,
+    _GIVEN,
+    _FAMILY,
+    _PLACE_HEADS,
+    _PLACE_TAILS,
+    _PATH_DIRS,
+    _PATH_EXTS,
+    _VALUE_WORDS,
+    split_of,
+    _words,
+    _MONTHS,
+    _ATTRIBUTES,
+    _VALUE_WORDS_BY_SPLIT,
+    _plural,
+    _UNITS,
+    _BLOCK_HEADS,
+    ANSWER,
+    MULTI_ANSWER,
+    _VT_FRAMES,
+    _VT_QUESTIONS,
+    VT_ANSWER,
+    _MANUAL,
+    _DEVICE_KINDS,
+    _PARTS,
+    _cap,
+    _answer,
+    _distinct,
+    plant,
+    OVERHEAD_TOKENS,
+)
 
 GENERATOR_VERSION = 4
-SPLITS = ("train", "eval")
-TASKS = ["single", "multikey", "multivalue", "vt", "manual"]
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary. Words are assigned to a split by a hash (one word in five held out), so both
 # splits draw from the same kinds of words but never the same word.
-
-_ADJECTIVES = """red blue green yellow purple orange black white silver golden grey brown pink crimson amber
-ivory copper bronze scarlet violet quiet hidden ancient northern southern eastern western frozen broken
-silent bright dark hollow narrow wide tall small old new rusty wooden iron stone glass marble velvet
-paper secret lucky lonely sleepy rapid gentle brave clever happy proud wild calm distant little great
-lower upper inner outer main spare back front side central private public winter summer spring autumn
-early late first second third final long short round square heavy light warm cold dry wet soft hard
-sharp plain empty crowded sunken tiny huge bent curved striped spotted painted carved polished faded
-shiny dusty misty foggy stormy windy sunny cloudy rainy snowy icy sandy rocky grassy leafy mossy
-sacred royal humble noble ruined restored forgotten famous lost found sealed open closed locked
-twisted tangled folded woven knotted patched mended cracked""".split()
-
-_NOUNS = """door window bridge tower garden river mountain valley forest island harbor castle temple library
-market station lantern compass mirror clock anchor arrow basket bell candle chest crown drum feather
-flag fountain gate hammer helmet kettle ladder lamp map needle oven piano pillar ring rope saddle
-scroll shield ship spoon statue sword table tent throne torch trumpet violin wagon wheel whistle
-falcon fox wolf bear owl raven tiger lion horse eagle dolphin whale spider turtle rabbit otter badger
-heron cedar oak willow maple pine rose tulip lily orchid comet planet meteor cloud storm thunder
-glacier desert canyon meadow orchard vineyard lighthouse cottage cellar attic chapel courtyard
-archive room hall office kitchen pantry workshop studio gallery museum theatre stadium arena
-warehouse depot garage hangar dock pier wharf quay jetty canal lock dam reservoir well pump mill
-furnace boiler engine turbine generator battery cable switch valve pipe tank vault safe locker
-cabinet drawer shelf desk chair bench stool bed sofa carpet curtain blanket pillow lantern kettle
-teapot bowl plate cup jug bottle jar box crate barrel sack bag suitcase trunk backpack wallet purse
-camera radio telephone printer scanner monitor keyboard laptop tablet router server satellite
-rocket telescope microscope thermometer barometer gauge meter dial lever pedal handle knob button
-sensor antenna beacon signal tunnel corridor staircase elevator balcony terrace porch roof chimney
-basement greenhouse barn stable kennel aviary aquarium pond lake lagoon bay cove cliff ridge summit
-plateau marsh swamp delta estuary spring creek brook stream waterfall geyser volcano crater quarry
-mine forge foundry bakery brewery pharmacy clinic school college academy laboratory observatory
-embassy consulate courthouse prison barracks fortress citadel palace manor villa lodge cabin hut
-shed silo granary pavilion bandstand kiosk booth counter register ledger diary notebook folder
-binder envelope parcel package ticket coupon voucher badge medal trophy banner poster painting
-sculpture tapestry mosaic fresco carousel swing seesaw slide puzzle riddle cipher chess domino
-card dice marble kite balloon puppet doll robot drone tractor bicycle scooter canoe kayak raft
-ferry barge yacht tram train bus truck van taxi carriage sleigh""".split()
-
-_GIVEN = """Ada Alma Anton Arlo Astrid Basil Beatrix Bruno Cara Cedric Clara Cosmo Dalia Dario Delia Edgar
-Edith Elio Elsa Emil Esme Felix Fern Flora Gideon Greta Gus Hana Hugo Ida Igor Ines Iris Ivo Jada
-Jonas Juno Kai Kira Lars Lena Leo Lila Luca Mabel Magnus Mara Milo Mina Nadia Nell Nico Nora Oda
-Olaf Oren Otto Pavel Petra Pia Quinn Rafa Rhea Rosa Rufus Saga Selma Silas Sven Tamsin Tess Theo
-Tilda Tobias Uma Ursula Vera Vidar Vito Wanda Wren Xavi Yara Yusuf Zara Zeno Agnes Boris Celia Dmitri
-Elena Farah Gemma Hector Imre Jasper Kasia Linus Marta Nils Olga Piet Rosalind Stellan Tova Ulric
-Viggo Wilma Yannick Zofia""".split()
-
-_FAMILY = """Abbot Alder Ashby Barlow Becker Birch Blake Brandt Carver Castell Dorn Draper Ellery Falk Fenwick
-Fischer Garner Gray Hale Harlow Holm Ingram Jansen Keller Kemp Lang Lark Lund Marsh Mercer Moreau
-Nash Novak Olsen Orr Pike Pryor Quill Reyes Rook Sato Serra Shaw Stone Strand Tate Thorne Ulm Vance
-Varga Voss Wade Walsh Weller Wick Yates Zeller Brooks Crane Dahl Eklund Frost Gale Hartley Iver Juhl
-Kovac Lindqvist Maddox Nyberg Ostrom Pellegrini Ravel Sorensen Talbot Underhill Valdez Winslow""".split()
-
-_PLACE_HEADS = """Amber Ash Bell Black Bram Brook Cald Clay Cold Corn Cran Deep Dun East Elm Fair Fern Gold Green
-Grey Hart Hazel High Holly Iron Kings Lang Long Marl Mill Moss North Oak Pen Red Rose Rush Salt Sand
-Shep South Stan Stone Thorn Wal West Whit Wil Win Wood Yar""".split()
-_PLACE_TAILS = """bury by combe dale den field ford gate ham haven hill holm hurst leigh mere minster mouth port
-stead stow thorpe ton wick worth""".split()
-
-_PATH_DIRS = """src lib docs data config etc build tools scripts assets static public tests bench include
-share var logs cache notes reports drafts archive backup exports imports templates fixtures""".split()
-_PATH_EXTS = [".txt", ".md", ".csv", ".json", ".yaml", ".ini", ".log", ".py", ".toml", ".xml", ".cfg", ".sql"]
-
-# Words that values of kind "word" take.
-_VALUE_WORDS = """apricot basalt cobalt dahlia ember fennel garnet hazel indigo jasmine kestrel lilac magenta
-nutmeg obsidian paprika quartz russet saffron tamarind umber vermilion walnut yarrow zinnia almond
-bramble cinder driftwood evergreen flint ginger heather ironwood juniper kelp lavender marigold
-nettle opal pumice quince rosemary sorrel thistle tundra ultramarine vanilla wisteria acorn birch
-clover daisy elder foxglove gorse holly ivy jade kale larch mulberry nectar olive pepper quill
-reed sage tansy umbrella velvet wheat yew zephyr anvil beacon citadel dynamo emerald falconry
-granite harbinger isthmus jubilee kaleidoscope labyrinth meridian nebula odyssey paragon quasar
-rhapsody solstice tempest utopia vortex wanderer xylophone yonder zenith""".split()
-
-
-def split_of(word):
-    """The split a word, name or syllable belongs to: one in five held out, by a stable hash."""
-    return "eval" if zlib.crc32(word.lower().encode()) % 5 == 0 else "train"
-
-
-def _words(items, split):
-    seen, out = set(), []
-    for w in items:
-        if w not in seen and split_of(w) == split:
-            seen.add(w)
-            out.append(w)
-    return out
-
-
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,25 +164,6 @@ def filler_lexicon(filler):
 # ---------------------------------------------------------------------------------------------
 # Attributes (singular, plural) by value kind, split by hand: the held-out ones are other nouns.
 
-_ATTRIBUTES = {
-    "train": {
-        "number": ["number", "serial number", "account number", "room number", "access number", "batch number",
-                   "order number", "locker number", "pin", "extension", "count", "catalogue number"],
-        "code": ["code", "access code", "reference", "ticket code", "voucher code", "key code", "product code",
-                 "booking reference", "tracking code", "licence key"],
-        "word": ["password", "codeword", "nickname", "signal word", "colour", "theme", "call sign"],
-        "date": ["deadline", "date", "launch date", "opening date", "renewal date", "delivery date",
-                 "inspection date"],
-    },
-    "eval": {
-        "number": ["passcode", "badge number", "cabinet number", "station number", "permit number"],
-        "code": ["claim code", "authorisation code", "unlock sequence", "release code"],
-        "word": ["watchword", "secret word", "motto"],
-        "date": ["expiry date", "due date", "review date"],
-        "time": ["meeting time", "departure time", "opening time", "curfew"],
-        "measure": ["weight", "length", "capacity", "height"],
-    },
-}
 
 # Version 4: generated training attributes: one or two training words, then (mostly) a head noun.
 _ATTR_HEADS = {"number": ["number", "count", "id", "index", "total"],
@@ -253,22 +180,6 @@ _EVAL_ATTRS = {a for names in _ATTRIBUTES["eval"].values() for a in names}
 # written in their notations (no ":", no unit words) or in the held-out date notation.
 _VALUE_KINDS = {"train": ["number", "code", "word", "date", "string", "phrase"],
                 "eval": ["number", "code", "word", "date", "time", "measure"]}
-
-
-
-_VALUE_WORDS_BY_SPLIT = {s: _words(_VALUE_WORDS, s) for s in SPLITS}
-
-
-def _plural(attr):
-    last = attr.split(" ")[-1]
-    if last.endswith(("s", "x", "ch", "sh")):
-        return attr + "es"
-    if last.endswith("y") and last[-2:-1] not in "aeiou":
-        return attr[:-1] + "ies"
-    return attr + "s"
-
-
-_UNITS = {"weight": ["kg", "grams"], "length": ["metres", "cm"], "capacity": ["litres"], "height": ["metres", "cm"]}
 
 
 def _train_value_word(rng, avoid=()):
@@ -392,12 +303,6 @@ _LEAD_INS = ["By the way, ", "Earlier today, ", "As {W} noted, ", "In the {W} fi
              "For {W}: ", "Update: ", "After the {W} review, ", "On page {n}, ", "Also, "]
 _QUESTION_LEAD_INS = ["Quick question: ", "About the document: ", "One more thing. ", "{W} wants to know: "]
 
-# Lines that open a block (a table's header, a list's title) before its row.
-_BLOCK_HEADS = {
-    "train": ["", "", "Table 3: records", "| name | field | value |\n|---|---|---|", "Items:", "Configuration:",
-              "```", "Inventory"],
-    "eval": ["", "Register", "Entries follow."],
-}
 
 _QUESTIONS = {
     "train": [
@@ -430,57 +335,6 @@ _MULTI_QUESTIONS = {
               "Give all {A} of {K}, in order."],
     "eval": ["Name all of the {A} that {K} has, please."],
 }
-
-ANSWER = "The {a} of {K} is {v}."
-MULTI_ANSWER = "The {A} of {K} are {vs}."
-
-# Variable tracking: notations of an assignment (value, then copy).
-_VT_FRAMES = {
-    "train": [("VAR {x} = {v}.", "VAR {x} = VAR {y}."), ("let {x} = {v};", "let {x} = {y};"),
-              ("set {x} to {v}.", "set {x} to {y}."), ("{x} = {v}", "{x} = {y}")],
-    "eval": [("{x} := {v}", "{x} := {y}"), ("assign {v} to {x}.", "assign {y} to {x}.")],
-}
-_VT_QUESTIONS = {
-    "train": ["Which variables are assigned the value {v}? List them all.",
-              "List every variable that ends up holding {v}."],
-    "eval": ["Which variables hold the value {v} in the end? Give all of them."],
-}
-VT_ANSWER = "The variables assigned the value {v} are {names}."
-
-# Manual-style facts: (needle wordings, question wordings, answer). {D}: a device or program
-# ("the M-300 pump"), {P}: one of its parts ("fan filter"), {n}: a number.
-_MANUAL = {
-    "train": [
-        (["The {P} of {D} must be replaced every {n} hours.",
-          "Replace the {P} of {D} after {n} hours of use."],
-         ["How often must the {P} of {D} be replaced?", "After how many hours is the {P} of {D} replaced?"],
-         "The {P} of {D} must be replaced every {n} hours."),
-        (["To reset {D}, hold the {P} for {n} seconds.", "Holding the {P} for {n} seconds resets {D}."],
-         ["How long must the {P} be held to reset {D}?", "How do I reset {D}?"],
-         "To reset {D}, hold the {P} for {n} seconds."),
-        (["The {P} of {D} operates at up to {n} degrees.", "{D}: {P} rated for {n} degrees at most."],
-         ["What is the highest temperature the {P} of {D} operates at?",
-          "Up to how many degrees does the {P} of {D} work?"],
-         "The {P} of {D} operates at up to {n} degrees."),
-        (["Error {n} on {D} means the {P} has failed.", "If {D} shows error {n}, the {P} has failed."],
-         ["Which error does {D} show when the {P} fails?", "What error code means the {P} of {D} has failed?"],
-         "Error {n} on {D} means the {P} has failed."),
-    ],
-    "eval": [
-        (["Clean the {P} of {D} once every {n} days.", "Every {n} days, the {P} of {D} needs cleaning."],
-         ["How many days apart should the {P} of {D} be cleaned?"],
-         "Clean the {P} of {D} once every {n} days."),
-        (["The {P} of {D} draws {n} milliamps.", "{D} -- {P} current: {n} milliamps."],
-         ["How much current does the {P} of {D} draw?"],
-         "The {P} of {D} draws {n} milliamps."),
-    ],
-}
-_DEVICE_KINDS = {"train": ["pump", "printer", "router", "heater", "scanner", "controller", "server", "drone",
-                           "camera", "sensor unit", "server module"],
-                 "eval": ["compressor", "projector", "inverter", "charger"]}
-_PARTS = {"train": ["fan filter", "reset button", "main valve", "power switch", "intake filter", "side panel",
-                    "battery pack", "status light", "fuse", "drive belt", "pressure gauge"],
-          "eval": ["cooling fin", "gasket", "relay", "spindle"]}
 
 
 class Grammar:
@@ -773,26 +627,6 @@ class Grammar:
         return s, kind == "block"
 
 
-def _cap(s):
-    return s[0].upper() + s[1:] if s.startswith("the ") else s
-
-
-def _answer(key, attr, value):
-    return _cap(ANSWER.format(a=attr, K=key[1], v=value))
-
-
-def _distinct(rng, n, make):
-    seen, out = set(), []
-    for _ in range(1000 * n):
-        x = make()
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-            if len(out) == n:
-                return out
-    raise RuntimeError("could not draw %d distinct items" % n)
-
-
 def _fact_needles(rng, g, task, train):
     """(needles, ordered, question, answer, items, copies) of a task; needles are (text, is_block);
     copies the spans of the answer copied verbatim, each (text, "question" or "document"): the
@@ -906,36 +740,6 @@ def task_needles(rng, task, split, train=None):
         train = split == "train"
     needles, ordered, q, a, items, _ = _fact_needles(rng, Grammar(split), task, train)
     return [t for t, _ in needles], ordered, q, a, items
-
-
-def plant(rng, paragraphs, needles, ordered):
-    """Plants needles, each (text, is_block), into the filler paragraphs: inline ones at sentence
-    starts (tasks.plant), block ones as paragraphs of their own between filler paragraphs. When
-    the order matters and there are blocks, every needle becomes a paragraph, in order."""
-    texts = [t for t, _ in needles]
-    blocks = [t for t, b in needles if b]
-    if not blocks:
-        return tasks.plant(rng, paragraphs, texts, ordered)
-    if ordered:
-        inline, blocks = [], texts
-    else:
-        inline = [t for t, b in needles if not b]
-    paragraphs = list(paragraphs) or [""]
-    if inline:
-        paragraphs = tasks.plant(rng, paragraphs, inline, False).split("\n\n")
-    order = list(blocks) if ordered else rng.sample(blocks, len(blocks))
-    gaps = sorted(rng.randrange(len(paragraphs) + 1) for _ in order)
-    out, gi = [], 0
-    for i in range(len(paragraphs) + 1):
-        while gi < len(gaps) and gaps[gi] == i:
-            out.append(order[gi])
-            gi += 1
-        if i < len(paragraphs):
-            out.append(paragraphs[i])
-    return "\n\n".join(out)
-
-
-OVERHEAD_TOKENS = tasks.OVERHEAD_TOKENS
 
 
 def make_sample(rng, filler, task, total_tokens, split, fmt="cli", train=None, name=None, grammar=None):
