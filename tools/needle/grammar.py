@@ -68,6 +68,7 @@ samples of a seed.
 import re
 import zlib
 
+import grammar3  # noqa: E402
 import tasks
 # Everything of version 3 that version 4 keeps as it was (word lists, the held-out split's
 # attributes, answers, the manual task, planting) comes from the frozen module, not a copy.
@@ -178,8 +179,7 @@ _EVAL_ATTRS = {a for names in _ATTRIBUTES["eval"].values() for a in names}
 # attributes, so that its accuracy is not only about unfamiliar value formats). Version 4's training
 # adds random strings and phrases; "time" and "measure" stay held out, and no training value is
 # written in their notations (no ":", no unit words) or in the held-out date notation.
-_VALUE_KINDS = {"train": ["number", "code", "word", "date", "string", "phrase"],
-                "eval": ["number", "code", "word", "date", "time", "measure"]}
+_VALUE_KINDS = {"train": grammar3._VALUE_KINDS["train"] + ["string", "phrase"], "eval": grammar3._VALUE_KINDS["eval"]}
 
 
 def _train_value_word(rng, avoid=()):
@@ -214,27 +214,7 @@ def make_value(rng, kind, split, attr=None, avoid=()):
     if split == "train" and kind == "number" and rng.random() < 0.3:
         digits = rng.choice([2, 8, 9])
         return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
-    if kind == "number":
-        digits = rng.randint(3, 7)
-        return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
-    if kind == "code":
-        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-        a = "".join(rng.choice(letters) for _ in range(rng.randint(1, 3)))
-        b = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 5)))
-        return a + rng.choice(["-", "", "-"]) + b + ("" if rng.random() < 0.6 else rng.choice(letters))
-    if kind == "word":
-        return rng.choice(_VALUE_WORDS_BY_SPLIT[split])
-    if kind == "date":
-        y, m, d = rng.randint(1990, 2059), rng.randint(1, 12), rng.randint(1, 28)
-        if split == "eval" and rng.random() < 0.5:
-            return "%d %s %d" % (d, _MONTHS[m - 1], y)  # a held-out date format
-        return "%04d-%02d-%02d" % (y, m, d)
-    if kind == "time":
-        return "%02d:%02d" % (rng.randint(0, 23), rng.choice(range(0, 60, 5)))
-    if kind == "measure":
-        unit = rng.choice(["kg", "metres", "litres", "cm", "grams"] if attr is None else _UNITS[attr])
-        return "%d.%d %s" % (rng.randint(1, 999), rng.randint(0, 9), unit)
-    raise ValueError("unknown value kind " + kind)
+    return grammar3.make_value(rng, kind, split, attr)  # version 3's kinds and notations
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,34 +222,8 @@ def make_value(rng, kind, split, attr=None, avoid=()):
 # "config/net.ini"); {k}: the bare key ("archive room"); {a}: the attribute; {v}: the value.
 # Frames of kind "block" stand on lines of their own (list items, table rows, code comments);
 # "inline" ones go at sentence starts in the filler's paragraphs.
-
 _FRAMES = {
-    "train": [
-        ("inline", "The {a} of {K} is {v}."),
-        ("inline", "The {a} for {K} is {v}."),
-        ("inline", "{K} has the {a} {v}."),
-        ("inline", "Please note that the {a} of {K} is {v}."),
-        ("inline", "For the record, {K} uses {a} {v}."),
-        ("inline", "Remember this: the {a} assigned to {K} is {v}."),
-        ("inline", "We checked again, and the {a} of {K} turned out to be {v}."),
-        ("inline", "{K} was given the {a} {v} last week."),
-        ("inline", "It is worth knowing that {K} carries the {a} {v}."),
-        ("inline", "According to the notes, {v} is the {a} of {K}."),
-        ("inline", "\"What is the {a} of {K}?\" asked Mara. \"It is {v},\" said Theo."),
-        ("inline", "Q: What's the {a} for {K}? A: {v}."),
-        ("inline", "NOTE: {a} of {K} = {v}."),
-        ("inline", "(The {a} of {K}, by the way, is {v}.)"),
-        ("block", "- {k}: {a} {v}"),
-        ("block", "* {k} ({a}): {v}"),
-        ("block", "| {k} | {a} | {v} |"),
-        ("block", "{k}, {a}, {v}"),
-        ("block", "# {a} of {k}: {v}"),
-        ("block", "// the {a} of {k} is {v}"),
-        ("block", "{k}.{a} = \"{v}\""),
-        ("block", "<item name=\"{k}\" {a}=\"{v}\"/>"),
-        ("block", "  {k:<24} {a}: {v}"),
-        ("block", "ANNOUNCER: The {a} of {K} is {v}."),
-        # version 4
+    "train": grammar3._FRAMES["train"] + [  # version 4 adds
         ("inline", "In the ledger, {K} is entered with {a} {v}."),
         ("inline", "Someone wrote that the {a} of {K} had changed to {v}."),
         ("inline", "The {a}, for {K}, reads {v}."),
@@ -283,18 +237,7 @@ _FRAMES = {
         ("block", "UPDATE items SET {a} = '{v}' WHERE name = '{k}';"),
         ("block", "{a} ({k}) .......... {v}"),
     ],
-    "eval": [
-        ("inline", "Do not forget that {K} goes with the {a} {v}."),
-        ("inline", "As it happens, {K} is listed with {a} {v}."),
-        ("inline", "Everyone agreed: the {a} belonging to {K} would be {v}."),
-        ("inline", "\"And {K}?\" she asked about the {a}. \"{v},\" he replied."),
-        ("inline", "Memo: {K} -- {a} {v}."),
-        ("block", "+ {k} => {a} {v}"),
-        ("block", "; {a} for {k} = {v}"),
-        ("block", "{k} | {a}: {v}"),
-        ("block", "{a}[\"{k}\"] = \"{v}\""),
-        ("block", "GUIDE: Write it down, the {a} of {K} is {v}."),
-    ],
+    "eval": grammar3._FRAMES["eval"],
 }
 
 # Version 4: lead-ins before a training inline frame ({W}: a training word), so that no fixed
@@ -305,30 +248,14 @@ _QUESTION_LEAD_INS = ["Quick question: ", "About the document: ", "One more thin
 
 
 _QUESTIONS = {
-    "train": [
-        "What is the {a} of {K}?",
-        "What is the {a} for {K}?",
-        "Which {a} is given for {K}?",
-        "Tell me the {a} of {K}.",
-        "What {a} does the text give for {K}?",
-        "Look up the {a} of {K}.",
-        "According to the document, what is the {a} of {K}?",
-        "Find the {a} recorded for {K}.",
-        "What was the {a} of {K}?",
-        "Do you know the {a} for {K}?",
-        # version 4
+    "train": grammar3._QUESTIONS["train"] + [  # version 4 adds
         "Which value does the text give as the {a} of {K}?",
         "I am looking for the {a} of {K}.",
         "What {a} is listed for {K}?",
         "Give me the {a} for {K}.",
         "Regarding {K}, what is the {a}?",
     ],
-    "eval": [
-        "Can you tell me what the {a} for {K} is?",
-        "I need the {a} of {K}; what is it?",
-        "What does the document say the {a} of {K} is?",
-        "Please give the {a} that belongs to {K}.",
-    ],
+    "eval": grammar3._QUESTIONS["eval"],
 }
 _MULTI_QUESTIONS = {
     "train": ["What are all the {A} of {K}?", "List all {A} given for {K}.", "Which {A} does {K} have?",
