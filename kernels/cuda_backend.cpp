@@ -331,7 +331,7 @@ class CudaBackend final : public Backend {
       // gate|up of one type: one decode GEMV instead of one per tensor)
       DeviceMatrix::Part* last = m.parts.empty() ? nullptr : &m.parts.back();
       if (last != nullptr && last->dtype == p.dtype &&
-          static_cast<uint8_t*>(last->data) + row_bytes(p.dtype == DType::BF16 ? DType::BF16 : p.dtype, cols) * static_cast<size_t>(last->rows) ==
+          static_cast<uint8_t*>(last->data) + row_bytes(p.dtype, cols) * static_cast<size_t>(last->rows) ==
               p.data)
         last->rows += p.rows;
       else
@@ -432,16 +432,13 @@ class CudaBackend final : public Backend {
                                                              : cuda::GemvOut::F32Accumulate;
       const size_t elem = out == cuda::Gemm::Out::Bf16 ? sizeof(bf16) : sizeof(float);
       // Q4_K/Q5_K parts meet the activations at 8 bits (quantized once for all parts), as on the CPU
-      bool quantized = false;
-      for (const DeviceMatrix::Part& p : w.parts)
-        if (cuda::gemv_takes_quantized_x(p.dtype) && w.cols % 32 == 0 && !quantized) {
-          cuda::quantize_x(x, w.cols, qx_, stream_);
-          quantized = true;
-        }
+      // (K-quant rows are whole 256-value blocks, so the activations are whole 32-value blocks)
+      const auto takes_qx = [](const DeviceMatrix::Part& p) { return cuda::gemv_takes_quantized_x(p.dtype); };
+      if (std::any_of(w.parts.begin(), w.parts.end(), takes_qx)) cuda::quantize_x(x, w.cols, qx_, stream_);
       int64_t row = 0;
       for (const DeviceMatrix::Part& p : w.parts) {
         void* yp = static_cast<uint8_t*>(y) + static_cast<size_t>(row) * elem;
-        if (quantized && cuda::gemv_takes_quantized_x(p.dtype)) cuda::quant_gemv_qx(p.dtype, p.data, p.rows, w.cols, qx_, yp, go, stream_);
+        if (takes_qx(p)) cuda::quant_gemv_qx(p.dtype, p.data, p.rows, w.cols, qx_, yp, go, stream_);
         else cuda::quant_gemv(p.dtype, p.data, p.rows, w.cols, x, yp, go, stream_);
         row += p.rows;
       }
