@@ -150,6 +150,21 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // A rank's share of Out or Down goes to xb_ (as project() computes it before adding it to x).
+  void project_part(Proj which, int layer, int64_t n) override {
+    const LayerWeights& L = layer_weights(layer);
+    if (which == Proj::Out) cpu::matmul(pool_, att_.data(), n, L.wo, nullptr, xb_.data());
+    else if (which == Proj::Down) cpu::matmul(pool_, gate_.data(), n, L.w_down, nullptr, xb_.data());
+    else throw Error(ErrorCode::Internal, "project_part: only the Out and Down projections add to x");
+  }
+  PartBuffer part_buffer(int64_t n) override {
+    PartBuffer p;
+    p.data = xb_.data();
+    p.count = n * model_->config.hidden;
+    return p;
+  }
+  void add_part(int64_t n) override { cpu::add_inplace(x_.data(), xb_.data(), n * model_->config.hidden); }
+
   void rope_kv_write(int layer, KvCache& kv_base, int64_t n, int64_t pos, const RopeTable& rope) override {
     auto& kv = dynamic_cast<CpuKvCache&>(kv_base);
     const ModelConfig& c = model_->config;

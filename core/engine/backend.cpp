@@ -28,6 +28,16 @@ class VectorBuffer final : public HostBuffer {
 
 std::unique_ptr<HostBuffer> Backend::host_buffer(size_t bytes) { return std::make_unique<VectorBuffer>(bytes); }
 
+namespace {
+[[noreturn]] void not_a_rank(const Backend& b) {
+  throw Error(ErrorCode::BackendUnavailable, b.name() + " cannot run as a rank of a tensor-parallel layout");
+}
+}  // namespace
+
+void Backend::project_part(Proj, int, int64_t) { not_a_rank(*this); }
+PartBuffer Backend::part_buffer(int64_t) { not_a_rank(*this); }
+void Backend::add_part(int64_t) { not_a_rank(*this); }
+
 void check_forward_args(const ModelConfig& c, const KvCache& kv, std::span<const int32_t> tokens, int64_t pos) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (pos < 0 || pos + n > kv.capacity())

@@ -90,6 +90,16 @@ struct AttentionInputs {
   std::vector<float> k;    // [n_kv_heads][pos + n][head_dim] after RoPE
 };
 
+// A rank's share of a residual-adding projection ([n][hidden]), which a Collective sums over the
+// ranks in place (Backend::project_part).
+struct PartBuffer {
+  void* data = nullptr;
+  int64_t count = 0;         // values
+  int element_bytes = 4;     // 4: fp32, 2: bf16
+  bool on_device = false;    // false: host memory
+  int device = -1;           // the GPU index when on_device
+};
+
 // Host memory a backend lends (Backend::host_buffer).
 class HostBuffer {
  public:
@@ -177,6 +187,16 @@ class Backend {
   virtual void copy_kv(KvCache& /*kv*/, int /*layer*/, int /*tensor*/, int64_t /*n*/, int64_t /*rows*/, void* /*host*/,
                        bool /*into_cache*/, int /*slot*/) {}
   virtual void wait_kv(int /*slot*/) {}
+
+  // ---- tensor parallel (core/engine/tensor_parallel.h drives N backends, each made from a shard of
+  // the model: a slice of the heads and MLP columns). A rank computes its share of a residual-adding
+  // projection (Out or Down) into its part buffer without adding it; a Collective sums the ranks'
+  // parts in place; add_part() then adds the sum to x, so every rank's x stays the same.
+  // Backends that cannot be a rank keep the defaults, which refuse.
+  virtual void project_part(Proj which, int layer, int64_t n);
+  // Where the part of n rows lies (after project_part, until add_part).
+  virtual PartBuffer part_buffer(int64_t n);
+  virtual void add_part(int64_t n);
 };
 
 // Throws Error when tokens at positions [pos, pos + tokens.size()) do not fit `kv` or a token id

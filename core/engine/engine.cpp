@@ -7,6 +7,7 @@
 
 #include "core/common/mapped_file.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/engine/tensor_parallel.h"
 #include "core/model/model_loader.h"
 
 namespace folio {
@@ -105,6 +106,8 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     else
       engine->notice_ = "no usable GPU (this program was built without the CUDA backend); running on the CPU";
   }
+  if (!engine->backend_ && options.cpu_ranks > 1)
+    engine->backend_ = create_cpu_tensor_parallel_backend(engine->model_, options.cpu_ranks, options.threads);
   if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads);
   engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>();
   engine->load_ms_ = now_ms() - t0;

@@ -28,6 +28,10 @@ struct EngineOptions {
   std::string tokenizer_path;  // "" = the one beside the model
   BackendKind backend = BackendKind::Cpu;
   int threads = 0;             // CPU threads; 0 = all
+  // CPU: the model split tensor-parallel over this many ranks in one process (threads with a host
+  // all-reduce; core/engine/tensor_parallel.h): the layout a multi-GPU run uses, to try and test it
+  // without GPUs. Slower than one rank. 1 = no split.
+  int cpu_ranks = 1;
   // CUDA: the device, a cap on the bytes Folio may use there (0 = its free memory), and the
   // context and prefill chunk the sessions will use, so the memory plan is checked before loading.
   int gpu_device = 0;

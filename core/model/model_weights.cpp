@@ -24,4 +24,14 @@ TensorView LoadedModel::own_f32(std::vector<float> values, int64_t rows, int64_t
   return v;
 }
 
+TensorView LoadedModel::own_bytes(DType dtype, int64_t rows, int64_t cols, std::vector<uint8_t> bytes) {
+  owned_bytes_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+  TensorView v;
+  v.dtype = dtype;
+  v.rows = rows;
+  v.cols = cols;
+  v.data = owned_bytes_.back()->data();
+  return v;
+}
+
 }  // namespace folio

@@ -2,6 +2,7 @@
 // tensors (norms, biases) converted to fp32 and owned here.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -52,10 +53,15 @@ class LoadedModel {
 
   // Keeps fp32 copies of small tensors alive; returns a view of the stored copy.
   TensorView own_f32(std::vector<float> values, int64_t rows, int64_t cols);
+  // Keeps a tensor's bytes (as stored: a whole number of blocks per row) alive; returns a view.
+  TensorView own_bytes(DType dtype, int64_t rows, int64_t cols, std::vector<uint8_t> bytes);
   std::vector<std::unique_ptr<MappedFile>> files;
+  // A shard (core/engine/tensor_parallel.h): the whole model, whose files and tensors its views use.
+  std::shared_ptr<const LoadedModel> whole;
 
  private:
   std::vector<std::unique_ptr<std::vector<float>>> owned_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_bytes_;
 };
 
 }  // namespace folio
