@@ -49,6 +49,7 @@ const char* kUsage =
     "                   [--gpu-weights blocks|bf16]   (quantized weights kept in their blocks on the GPU, or bf16)\n"
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
+    "                   [--gpus LIST]   (the model laid across these GPUs, tensor parallel; the cap applies to each)\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
     "                   [--kv-disk FOLDER]   (TTFT from the documents' KV saved on disk vs a fresh prefill)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
@@ -264,6 +265,11 @@ int main(int argc, char** argv) {
       }
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--kv-disk") kv_disk = args.value(a);
+      else if (a == "--gpus") {
+        eo.gpu_devices = args.gpu_list(a);
+        if (eo.gpu_devices.size() == 1) eo.gpu_device = eo.gpu_devices.front();
+        if (eo.gpu_devices.size() == 1) eo.gpu_devices.clear();
+      }
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
         attention = args.value(a);
@@ -497,6 +503,13 @@ int main(int argc, char** argv) {
       flat["device"] = mem.device;
       flat["device_total_bytes"] = mem.total_bytes;
       flat["device_free_bytes"] = mem.free_bytes;
+      // every device the model lies on (tensor parallel: one per GPU), by category
+      nlohmann::json per_device = nlohmann::json::array();
+      for (const folio::DeviceMemory& d : engine->memory())
+        per_device.push_back({{"device", d.device}, {"weights_bytes", d.weights_bytes}, {"kv_bytes", d.kv_bytes},
+                              {"scratch_bytes", d.scratch_bytes}, {"free_bytes", d.free_bytes},
+                              {"total_bytes", d.total_bytes}});
+      flat["devices"] = per_device;
       flat["sparse_chunks"] = last.sparse_chunks;
       flat["density"] = last.attention_density;
       flat["est_mass_mean"] = last.est_mass_mean;

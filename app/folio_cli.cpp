@@ -68,7 +68,7 @@ const char* kUsage =
     "                 [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
     "                 [--repeat-penalty R] [--seed S] [--backend cpu|cuda] [--ctx N] [--chunk N]\n"
     "                 [--threads N] [--chat-format NAME] [--system TEXT] [--stop TEXT ...]\n"
-    "                 [--metrics-json FILE] [--quiet] [--gpu N] [--gpu-mem-limit GIB]\n"
+    "                 [--metrics-json FILE] [--quiet] [--gpu N | --gpus LIST] [--gpu-mem-limit GIB]\n"
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
     "                 [--kv-cache FOLDER] [--kv-cache-limit GIB] [--cpu-ranks N]\n"
@@ -132,7 +132,9 @@ const char* kOptionHelp =
     "                        (with --tokenizer, the served model's, documents larger than the server's\n"
     "                        context are packed here as --fit says)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
-    "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
+    "  --gpus LIST           the GPUs to lay the model across, e.g. 0,1 (--backend cuda): tensor parallel\n"
+    "                        through NCCL, each GPU holding 1/N of the heads, KV cache and MLP\n"
+    "  --gpu-mem-limit GIB   most GPU memory Folio may use (on each GPU)\n"
     "  --gpu-weights KIND    blocks (default): quantized GGUF weights stay quantized on the GPU; bf16:\n"
     "                        expand them at load (more memory)\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
@@ -268,6 +270,11 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
+    else if (a == "--gpus") {
+      o.engine.gpu_devices = args.gpu_list(a);
+      if (o.engine.gpu_devices.size() == 1) o.engine.gpu_device = o.engine.gpu_devices.front();
+      if (o.engine.gpu_devices.size() == 1) o.engine.gpu_devices.clear();
+    }
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
     else if (a == "--gpu-weights") {

@@ -41,9 +41,9 @@ const char* kOptionHelp =
     "                        (or set FOLIO_API_KEY, which keeps the key out of the process list)\n"
     "  --backend cpu|cuda    where the model runs (cuda falls back to the CPU when no GPU is usable)\n"
     "  --gpu N               which GPU (--backend cuda)\n"
-    "  --gpus LIST           the GPUs to lay the model across, e.g. 0,1 (--backend cuda). This build runs\n"
-    "                        a model on one GPU: one index is the same as --gpu; several are refused\n"
-    "                        with a message until tensor parallel lands\n"
+    "  --gpus LIST           the GPUs to lay the model across, e.g. 0,1 (--backend cuda): tensor parallel\n"
+    "                        through NCCL, each GPU holding 1/N of the heads, KV cache and MLP (one index\n"
+    "                        is the same as --gpu)\n"
     "  --gpu-mem-limit GIB   most GPU memory Folio may use\n"
     "  --threads N           CPU threads (0 = all)\n"
     "  --ctx N               context of every request in tokens (default: the model's, at most 8192)\n"
@@ -111,21 +111,9 @@ Options parse(folio::cli::Args& args) {
   if (!o.gpus.empty()) {
     if (o.gpu_given) throw folio::cli::UsageError("give --gpu N or --gpus LIST, not both");
     if (o.engine.backend != folio::BackendKind::Cuda) throw folio::cli::UsageError("--gpus goes with --backend cuda");
-    // The engine runs one model on one device; the tensor-parallel layer over NCCL that would split
-    // heads and MLP columns across these is not built yet. Said plainly instead of using one GPU.
-    if (o.gpus.size() > 1) {
-      std::string list;
-      for (int g : o.gpus) {
-        if (!list.empty()) list += ',';
-        list += std::to_string(g);
-      }
-      throw folio::Error(folio::ErrorCode::BackendUnavailable,
-                         "--gpus " + list + " asks for " + std::to_string(o.gpus.size()) +
-                             " GPUs, but this folio-server runs a model on one GPU: laying its layers across "
-                             "several (tensor parallel) is not implemented yet. Serve on one with --gpus " +
-                             std::to_string(o.gpus.front()) + ", or point clients at a multi-GPU server "
-                             "(vLLM, SGLang)");
-    }
+    // Several: the model laid across them, tensor parallel (the engine refuses with the reason where
+    // that cannot be done here).
+    if (o.gpus.size() > 1) o.engine.gpu_devices = o.gpus;
     o.engine.gpu_device = o.gpus.front();
   }
   o.engine.context_tokens = o.ctx;

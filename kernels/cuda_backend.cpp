@@ -128,7 +128,10 @@ class CudaBackend final : public Backend {
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     native_ = o.quantized_weights ? &model_->weights : nullptr;
     const MemoryPlan plan = plan_memory(c, context, chunk_, native_);
-    const size_t available = available_bytes(free_b, 0);
+    // a rank of a tensor-parallel layout also keeps its share of a projection, fp32 [chunk][hidden]
+    const size_t part_bytes = o.tensor_parallel_rank ? part_arena_bytes() : 0;
+    const size_t held_back = available_bytes(free_b, 0);
+    const size_t available = held_back > part_bytes ? held_back - part_bytes : 0;
     largest_context_ = folio::largest_context(c, chunk_, available, native_);
     if (plan.total() > available) {
       const int64_t fits = largest_context_;
@@ -148,6 +151,10 @@ class CudaBackend final : public Backend {
     const WeightPlan wp = plan_weights(c, native_);
     weights_ = cuda::Arena(device_, wp.bytes, "the weights");
     scratch_ = cuda::Arena(device_, plan_scratch_bytes(c, chunk_), "activations");
+    if (part_bytes > 0) {
+      part_arena_ = cuda::Arena(device_, part_bytes, "a tensor-parallel rank's share of a projection");
+      part_ = static_cast<float*>(part_arena_.base());
+    }
     if (wp.dequant_bytes > 0) {
       dequant_ = cuda::Arena(device_, wp.dequant_bytes, "quantized weights expanded for a GEMM");
       output_piece_rows_ = wp.output_piece_rows;
@@ -210,7 +217,7 @@ class CudaBackend final : public Backend {
     m.weights_bytes = weights_.bytes();
     m.kv_bytes = kv_bytes_.load();
     m.scratch_bytes = scratch_.bytes() + dequant_.bytes() + all_logits_.bytes() + piece_logits_.bytes() +
-                      sparse_bytes_.load();
+                      part_arena_.bytes() + sparse_bytes_.load();
     cuda::DeviceScope scope(device_);
     cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
     return {m};
@@ -218,6 +225,10 @@ class CudaBackend final : public Backend {
 
  private:
   std::string where() const { return "cuda:" + std::to_string(device_); }
+  size_t part_arena_bytes() const {
+    const size_t b = static_cast<size_t>(chunk_) * static_cast<size_t>(model_->config.hidden) * sizeof(float);
+    return (b + (size_t{2} << 20) - 1) / (size_t{2} << 20) * (size_t{2} << 20);  // whole 2 MiB granules
+  }
 
   // What Folio may still take: the device's free memory, within the cap (less what it holds).
   size_t available_bytes(size_t free_b, size_t held) const {
@@ -418,6 +429,26 @@ class CudaBackend final : public Backend {
       case Proj::Down: matmul(L.wdown, act_, n, x_, cuda::Gemm::Out::F32Accumulate); break;
     }
   }
+
+  // A rank's share of Out or Down, written (not added) to part_; a Collective sums the ranks' parts.
+  void project_part(Proj which, int layer, int64_t n) override {
+    if (part_ == nullptr)
+      throw Error(ErrorCode::Internal, where() + " was not made as a tensor-parallel rank (no part buffer)");
+    const DeviceLayer& L = layers_[static_cast<size_t>(layer)];
+    if (which == Proj::Out) matmul(L.wo, xb_, n, part_, cuda::Gemm::Out::F32);
+    else if (which == Proj::Down) matmul(L.wdown, act_, n, part_, cuda::Gemm::Out::F32);
+    else throw Error(ErrorCode::Internal, "project_part: only the Out and Down projections add to x");
+  }
+  PartBuffer part_buffer(int64_t n) override {
+    PartBuffer p;
+    p.data = part_;
+    p.count = n * model_->config.hidden;
+    p.on_device = true;
+    p.device = device_;
+    p.stream = stream_;
+    return p;
+  }
+  void add_part(int64_t n) override { cuda::add_f32(x_, part_, n * model_->config.hidden, stream_); }
 
   // y[n][rows] (+)= x[n][cols] W^T: cuBLASLt on bf16 weights; for weights in blocks, a GEMV per part
   // for one token, else the parts expanded into the bf16 scratch and one GEMM.
@@ -797,6 +828,8 @@ class CudaBackend final : public Backend {
   int64_t largest_context_ = 0;  // the memory plan against what was free (or allowed) at load
   cudaStream_t stream_ = nullptr;
   cuda::Arena weights_, scratch_, all_logits_, dequant_, piece_logits_;
+  cuda::Arena part_arena_;  // a tensor-parallel rank's share of Out or Down, fp32 [chunk][hidden]
+  float* part_ = nullptr;
   const ModelWeights* native_ = nullptr;  // the model's weights when quantized ones stay in their blocks
   int64_t output_piece_rows_ = 0;
   std::unique_ptr<cuda::Gemm> gemm_;
@@ -837,6 +870,8 @@ void register_cuda_backend() {
   register_backend(BackendKind::Cuda, [](std::shared_ptr<const LoadedModel> model, const BackendOptions& options,
                                          std::string& notice) -> std::unique_ptr<Backend> {
     const CudaProbe probe = probe_cuda();
+    if (options.devices.size() > 1 && probe.device_count > 0)
+      return create_cuda_tensor_parallel_backend(std::move(model), options);
     if (probe.device_count == 0) {
       notice = "no usable GPU (" + probe.summary + "); running on the CPU";
       return nullptr;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/engine/backend.h"
 
@@ -21,5 +22,15 @@ void register_cuda_backend();
 // The backend itself (GPU tests); throws Error (OutOfMemory with the numbers, UnsupportedModel,
 // BackendUnavailable without CUDA in the build).
 std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel> model, const BackendOptions& options);
+
+// The model laid across options.devices (kernels/cuda_tensor_parallel.cpp): one CUDA backend per GPU
+// on its shard, summed through NCCL. Every GPU's memory plan is checked before anything is allocated
+// (Error OutOfMemory naming the GPU, the numbers and the largest context that fits on all of them);
+// BackendUnavailable where NCCL is not in the build or cannot be loaded. One device is allowed (one
+// rank through NCCL: the GPU test of the path).
+std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<const LoadedModel> model,
+                                                             const BackendOptions& options);
+// Why NCCL cannot be used here; "" when it can.
+std::string nccl_unavailable();
 
 }  // namespace folio

@@ -136,6 +136,12 @@ __global__ void bf16_to_f32_kernel(const bf16* in, int64_t count, float* out) {
     out[i] = to_f(in[i]);
 }
 
+__global__ void add_f32_kernel(float* x, const float* y, int64_t count) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] += y[i];
+}
+
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -199,6 +205,12 @@ void f32_to_bf16(const float* in, int64_t count, bf16* out, cudaStream_t stream)
 void bf16_to_f32(const bf16* in, int64_t count, float* out, cudaStream_t stream) {
   if (count <= 0) return;
   bf16_to_f32_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(in, count, out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void add_f32(float* x, const float* y, int64_t count, cudaStream_t stream) {
+  if (count <= 0) return;
+  add_f32_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(x, y, count);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -43,6 +43,8 @@ void swiglu(const bf16* gate_up, int n, int ffn, bf16* out, cudaStream_t stream)
 // Conversions and fills (weights, tests).
 void f32_to_bf16(const float* in, int64_t count, bf16* out, cudaStream_t stream);
 void bf16_to_f32(const bf16* in, int64_t count, float* out, cudaStream_t stream);
+// x[i] += y[i] (a tensor-parallel rank adds the summed projection to its residual stream).
+void add_f32(float* x, const float* y, int64_t count, cudaStream_t stream);
 // Deterministic normal(0, stddev) values from (seed, index): random-weight benchmarks fill on the GPU.
 void fill_normal_bf16(bf16* out, int64_t count, uint64_t seed, float stddev, cudaStream_t stream);
 void fill_bf16(bf16* out, int64_t count, float value, cudaStream_t stream);

@@ -16,6 +16,12 @@ std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel>,
   throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support; use --backend cpu");
 }
 
+std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<const LoadedModel>, const BackendOptions&) {
+  throw Error(ErrorCode::BackendUnavailable, "this build of Folio has no CUDA support; use --backend cpu");
+}
+
+std::string nccl_unavailable() { return "this build has no CUDA support"; }
+
 void register_cuda_backend() {
   register_backend(BackendKind::Cuda,
                    [](std::shared_ptr<const LoadedModel>, const BackendOptions&, std::string& notice) {

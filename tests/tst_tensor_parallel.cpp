@@ -383,6 +383,19 @@ class TensorParallelTest : public QObject {
                                       395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292};
     QCOMPARE(out[0], golden);
     QCOMPARE(out[1], golden);
+    // several GPUs asked for by name where they cannot be used: refused with the reason, not run
+    // on the CPU or on one GPU instead
+    o.cpu_ranks = 1;
+    o.backend = folio::BackendKind::Cuda;
+    o.gpu_devices = {0, 1};
+    try {
+      folio::Engine::load(o);
+      QFAIL("--gpus 0,1 ran without two usable GPUs");
+    } catch (const folio::Error& e) {
+      QVERIFY2(QString(e.what()).contains("cannot be laid across 2 GPUs (0,1)"), e.what());
+    }
+    o.backend = folio::BackendKind::Cpu;
+    o.gpu_devices.clear();
     o.cpu_ranks = 3;
     try {
       folio::Engine::load(o);

@@ -2,7 +2,11 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode]    (default: test)
+#                         [server] [kvdisk] [decode] [tp]    (default: test)
+# tp: tensor parallel through NCCL: tst_gpu_model's tensor_parallel case (one rank against the plain
+# backend; on two or more GPUs two ranks against one on a 4K prompt), then, with two GPUs, TTFT and
+# decode on the Llama-3.1-8B shape on one GPU and on two (64K and 128K, dense and sparse; each GPU
+# capped at 24 GB by FOLIO_TP_CAP, default 24), into $OUT/tp.jsonl.
 # decode: tst_gpu_ops' quant case, tst_gpu_model's decoding cases (graphs vs op by op, quantized GGUFs, random shapes), then
 # decode tokens/s on the Llama-3.1-8B shape (bf16, Q4_K, Q4_0 weights; 4K and 32K prompts; CUDA
 # graphs on and off) into $OUT/decode.jsonl, then Nsight Compute's time and DRAM bytes of every
@@ -59,6 +63,24 @@ for step in "${steps[@]}"; do
           --lengths "${FOLIO_KV_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 4 --kv-disk build/kvdisk \
           --json "$out/kv_disk.jsonl" 2>&1 >/dev/null | grep kv-disk
       done ;;
+    tp)
+      FOLIO_GPU_CASES=tensor_parallel build/gpu/kernels/tests/tst_gpu_model 2>&1 | tee "$out/tp_test.log"
+      gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
+      rm -f "$out/tp.jsonl"
+      if [ "$gpus" -ge 2 ]; then
+        for att in dense sparse; do
+          for g in 0 0,1; do
+            build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --gpus $g --attention $att \
+              --gpu-mem-limit "${FOLIO_TP_CAP:-24}" --lengths "${FOLIO_TP_LENGTHS:-65536,131072}" --reps 1 \
+              --decode-tokens 32 --json "$out/tp.jsonl" 2>&1 | tail -n 4 || true
+          done
+        done
+        # decode at 32K without a cap (the issue's decode target), one GPU and two
+        for g in 0 0,1; do
+          build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --gpus $g --lengths 32768 --reps 1 \
+            --decode-tokens 64 --json "$out/tp.jsonl" 2>&1 | tail -n 2 || true
+        done
+      fi ;;
     decode)
       { FOLIO_GPU_CASES=quant,rope_qkv,attention_decode build/gpu/kernels/tests/tst_gpu_ops
         FOLIO_GPU_CASES=decode_graphs,quantized_gguf,random_shapes,memory_plan_matches_device \

@@ -60,6 +60,11 @@ struct BackendOptions {
   // Decode steps recorded once and replayed (CUDA graphs; Backend::recorded_step); false issues
   // every op of every token (benchmarks compare the two).
   bool decode_graphs = true;
+  // GPU: the devices to lay the model across, tensor parallel (core/engine/tensor_parallel.h; two or
+  // more: one rank per device, summed through NCCL); empty or one: `device` alone.
+  std::vector<int> devices;
+  // This backend is one rank of such a layout: it keeps a buffer for its share of the projections.
+  bool tensor_parallel_rank = false;
 };
 
 // A backend's KV cache for one session: keys and values of positions [0, capacity).
@@ -98,6 +103,7 @@ struct PartBuffer {
   int element_bytes = 4;     // 4: fp32, 2: bf16
   bool on_device = false;    // false: host memory
   int device = -1;           // the GPU index when on_device
+  void* stream = nullptr;    // the rank's queue (a cudaStream_t) the part is written on
 };
 
 // Host memory a backend lends (Backend::host_buffer).

@@ -93,6 +93,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     BackendOptions bo;
     bo.threads = options.threads;
     bo.device = options.gpu_device;
+    bo.devices = options.gpu_devices;
     bo.mem_limit_bytes = options.gpu_mem_limit_bytes;
     bo.context_tokens = options.context_tokens;
     bo.chunk = options.prefill_chunk;
@@ -105,6 +106,16 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
       engine->backend_ = factory(engine->model_, bo, engine->notice_);
     else
       engine->notice_ = "no usable GPU (this program was built without the CUDA backend); running on the CPU";
+    // A layout over several GPUs was asked for by name: not quietly run on the CPU instead.
+    if (!engine->backend_ && options.gpu_devices.size() > 1) {
+      std::string list;
+      for (int g : options.gpu_devices) list += (list.empty() ? "" : ",") + std::to_string(g);
+      std::string why = engine->notice_;
+      if (const size_t cut = why.rfind("; running on the CPU"); cut != std::string::npos) why.resize(cut);
+      throw Error(ErrorCode::BackendUnavailable, "the model cannot be laid across " +
+                                                     std::to_string(options.gpu_devices.size()) + " GPUs (" + list +
+                                                     "): " + why + ". Use one GPU (--gpu N) or the CPU (--backend cpu)");
+    }
   }
   if (!engine->backend_ && options.cpu_ranks > 1)
     engine->backend_ = create_cpu_tensor_parallel_backend(engine->model_, options.cpu_ranks, options.threads);

@@ -35,6 +35,9 @@ struct EngineOptions {
   // CUDA: the device, a cap on the bytes Folio may use there (0 = its free memory), and the
   // context and prefill chunk the sessions will use, so the memory plan is checked before loading.
   int gpu_device = 0;
+  // CUDA: two or more GPUs to lay the model across, tensor parallel through NCCL (each takes 1/N of
+  // the heads, the KV cache and the MLP; gpu_mem_limit_bytes caps each); empty: gpu_device alone.
+  std::vector<int> gpu_devices;
   size_t gpu_mem_limit_bytes = 0;
   int64_t context_tokens = 0;
   int64_t prefill_chunk = 0;

@@ -437,17 +437,17 @@ class HttpSuite(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
     def test_gpus_argument(self):
-        # --gpus is read and checked; one GPU is --gpu, several are refused with a message (the
-        # engine has no tensor parallel yet) instead of quietly serving on one.
+        # --gpus is read and checked; one GPU is --gpu; several lay the model across them, and where
+        # that cannot be done (here: no usable GPU) the server refuses with the reason instead of
+        # quietly serving on one GPU or the CPU.
         def run(*extra):
             p = subprocess.run([ARGS.server, "--model", ARGS.model, "--port", "0", "--threads", "1", *extra],
                                capture_output=True, text=True, timeout=30)
             return p.returncode, p.stderr
         rc, err = run("--backend", "cuda", "--gpus", "0,1")
         self.assertEqual(rc, 1, err)
-        self.assertIn("--gpus 0,1 asks for 2 GPUs", err)
-        self.assertIn("tensor parallel", err)
-        self.assertIn("--gpus 0", err)
+        self.assertIn("cannot be laid across 2 GPUs (0,1)", err)
+        self.assertIn("--gpu N", err)
         for extra, words in ((("--gpus", "0"), "--gpus goes with --backend cuda"),
                              (("--backend", "cuda", "--gpus", "0,0"), "names GPU 0 twice"),
                              (("--backend", "cuda", "--gpus", "0,x"), "takes GPU indices"),

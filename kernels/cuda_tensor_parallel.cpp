@@ -1,0 +1,183 @@
+// Tensor parallel over several GPUs of one host: one CudaBackend per GPU, each made from its shard of
+// the model (core/engine/tensor_parallel.h), and the ranks' shares of the attention output and MLP
+// down projections summed by NCCL's all-reduce (one communicator per GPU from ncclCommInitAll, one
+// group call per sum, on each rank's own stream). NCCL is found at build time (its header gives the
+// types) and loaded at run time (dlopen), so the programs start where it is not installed and say
+// why several GPUs cannot be used. NVLink multicast is never asked for (NCCL_NVLS_ENABLE is left as
+// the environment sets it).
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "core/common/error.h"
+#include "core/engine/tensor_parallel.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda_probe.h"
+#include "kernels/gemm.h"
+#include "kernels/memory_plan.h"
+
+#if FOLIO_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+#endif
+
+namespace folio {
+
+#if FOLIO_HAVE_NCCL
+namespace {
+
+struct NcclApi {
+  decltype(&ncclCommInitAll) comm_init_all = nullptr;
+  decltype(&ncclCommDestroy) comm_destroy = nullptr;
+  decltype(&ncclAllReduce) all_reduce = nullptr;
+  decltype(&ncclGroupStart) group_start = nullptr;
+  decltype(&ncclGroupEnd) group_end = nullptr;
+  decltype(&ncclGetErrorString) error_string = nullptr;
+  std::string missing;  // why it could not be loaded ("" when loaded)
+};
+
+const NcclApi& nccl() {
+  static NcclApi api;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* lib = dlopen(FOLIO_NCCL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) lib = dlopen(FOLIO_NCCL_BUILD_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      api.missing = std::string("NCCL (") + FOLIO_NCCL_SONAME + ") could not be loaded: " + dlerror();
+      return;
+    }
+    auto load = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+      if (fn == nullptr && api.missing.empty()) api.missing = std::string("NCCL has no ") + name;
+    };
+    load(api.comm_init_all, "ncclCommInitAll");
+    load(api.comm_destroy, "ncclCommDestroy");
+    load(api.all_reduce, "ncclAllReduce");
+    load(api.group_start, "ncclGroupStart");
+    load(api.group_end, "ncclGroupEnd");
+    load(api.error_string, "ncclGetErrorString");
+  });
+  return api;
+}
+
+void check(ncclResult_t r, const char* what) {
+  if (r != ncclSuccess)
+    throw Error(ErrorCode::BackendUnavailable, std::string("NCCL ") + what + " failed: " + nccl().error_string(r));
+}
+
+// fp32 parts on each rank's GPU, summed in place by one group of all-reduces.
+class NcclCollective final : public Collective {
+ public:
+  explicit NcclCollective(const std::vector<int>& devices) : comms_(devices.size(), nullptr) {
+    check(nccl().comm_init_all(comms_.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
+  }
+  ~NcclCollective() override {
+    for (ncclComm_t c : comms_)
+      if (c != nullptr) nccl().comm_destroy(c);
+  }
+  std::string name() const override { return "NCCL all-reduce"; }
+  void all_reduce_sum(std::span<const PartBuffer> parts) override {
+    if (parts.size() != comms_.size()) throw Error(ErrorCode::Internal, "NCCL: one part per rank is expected");
+    check(nccl().group_start(), "ncclGroupStart");
+    for (size_t r = 0; r < parts.size(); ++r) {
+      const PartBuffer& p = parts[r];
+      if (!p.on_device || p.element_bytes != 4) throw Error(ErrorCode::Internal, "NCCL sums fp32 parts on the GPUs");
+      check(nccl().all_reduce(p.data, p.data, static_cast<size_t>(p.count), ncclFloat32, ncclSum, comms_[r],
+                              static_cast<cudaStream_t>(p.stream)),
+            "ncclAllReduce");
+    }
+    check(nccl().group_end(), "ncclGroupEnd");
+  }
+
+ private:
+  std::vector<ncclComm_t> comms_;
+};
+
+}  // namespace
+
+std::string nccl_unavailable() { return nccl().missing; }
+#else
+std::string nccl_unavailable() {
+  return "this build has no NCCL (its header and library were not found when it was configured)";
+}
+#endif
+
+std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<const LoadedModel> model,
+                                                             const BackendOptions& options) {
+  const std::vector<int>& devices = options.devices;
+  if (devices.empty()) throw Error(ErrorCode::BadArgument, "tensor parallel needs a list of GPUs");
+  if (const std::string why = nccl_unavailable(); !why.empty())
+    throw Error(ErrorCode::BackendUnavailable,
+                "the model cannot be laid across " + std::to_string(devices.size()) + " GPUs: " + why +
+                    ". Install NCCL (the CUDA toolkit's, or pip's nvidia-nccl-cu13), or use one GPU (--gpu N)");
+  if (const std::string why = cuda::cublaslt_unavailable(); !why.empty())
+    throw Error(ErrorCode::BackendUnavailable, "the model cannot be laid across GPUs: " + why);
+  const CudaProbe probe = probe_cuda();
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (devices[i] < 0 || devices[i] >= probe.device_count)
+      throw Error(ErrorCode::BadArgument, "the model cannot be laid across " + std::to_string(devices.size()) +
+                                              " GPUs: there is no GPU cuda:" + std::to_string(devices[i]) + " (" +
+                                              probe.summary + ")");
+    if (std::find(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(i), devices[i]) !=
+        devices.begin() + static_cast<std::ptrdiff_t>(i))
+      throw Error(ErrorCode::BadArgument, "cuda:" + std::to_string(devices[i]) + " is listed twice");
+  }
+  const int ranks = static_cast<int>(devices.size());
+  const TensorParallelLayout layout = plan_tensor_parallel(*model, ranks);
+  std::vector<std::shared_ptr<const LoadedModel>> shards;
+  for (int r = 0; r < ranks; ++r) shards.push_back(shard_model(model, layout, r));
+
+  // Every GPU's plan before anything is allocated on any of them.
+  const int64_t chunk = options.chunk > 0 ? options.chunk : kDefaultCudaChunk;
+  const ModelConfig& c = model->config;
+  const int64_t context = options.context_tokens > 0 ? options.context_tokens : std::min<int64_t>(c.max_context, 8192);
+  const size_t part_bytes = static_cast<size_t>(chunk) * static_cast<size_t>(c.hidden) * sizeof(float);
+  std::string refused;
+  int64_t fits_everywhere = -1;
+  for (int r = 0; r < ranks; ++r) {
+    const ModelConfig& sc = shards[static_cast<size_t>(r)]->config;
+    const ModelWeights* native = options.quantized_weights ? &shards[static_cast<size_t>(r)]->weights : nullptr;
+    const CudaDeviceInfo& d = probe.devices[static_cast<size_t>(devices[static_cast<size_t>(r)])];
+    size_t available = d.free_bytes;
+    if (options.mem_limit_bytes > 0) available = std::min(available, options.mem_limit_bytes);
+    available = available > part_bytes ? available - part_bytes : 0;
+    const MemoryPlan plan = plan_memory(sc, context, chunk, native);
+    const int64_t fits = largest_context(sc, chunk, available, native);
+    fits_everywhere = fits_everywhere < 0 ? fits : std::min(fits_everywhere, fits);
+    if (plan.total() > available && refused.empty())
+      refused = "cuda:" + std::to_string(d.index) + " (" + d.name + ", rank " + std::to_string(r) + " of " +
+                std::to_string(ranks) + ") cannot hold its share with a context of " + std::to_string(context) +
+                " tokens: it needs " + describe_plan(plan) + ", and " + format_gib(available) +
+                (options.mem_limit_bytes > 0 && options.mem_limit_bytes < d.free_bytes ? " are allowed by --gpu-mem-limit"
+                                                                                       : " are free") + ". ";
+  }
+  if (!refused.empty()) {
+    if (fits_everywhere > 0)
+      refused += "The largest context that fits on all " + std::to_string(ranks) + " GPUs is " +
+                 std::to_string(fits_everywhere) + " tokens; choose a smaller context (--ctx) or add GPUs.";
+    else
+      refused += "Not even the weights' shares and one prefill chunk fit; add GPUs or use a smaller model.";
+    throw Error(ErrorCode::OutOfMemory, refused);
+  }
+
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (int r = 0; r < ranks; ++r) {
+    BackendOptions o = options;
+    o.device = devices[static_cast<size_t>(r)];
+    o.devices.clear();
+    o.tensor_parallel_rank = true;
+    // decode steps are not recorded per rank yet: the all-reduce sits between a rank's ops
+    o.decode_graphs = false;
+    backends.push_back(create_cuda_backend(shards[static_cast<size_t>(r)], o));
+  }
+#if FOLIO_HAVE_NCCL
+  auto collective = std::make_unique<NcclCollective>(devices);
+#else
+  std::unique_ptr<Collective> collective;  // unreachable: nccl_unavailable() refused above
+#endif
+  return create_tensor_parallel_backend(std::move(model), layout, std::move(backends), std::move(collective));
+}
+
+}  // namespace folio
