@@ -867,6 +867,13 @@ std::unique_ptr<Backend> create_cuda_backend(std::shared_ptr<const LoadedModel> 
 }
 
 void register_cuda_backend() {
+  register_gpu_lister([](std::string& why) {
+    const CudaProbe probe = probe_cuda();
+    std::vector<GpuInfo> gpus;
+    for (const CudaDeviceInfo& d : probe.devices) gpus.push_back(GpuInfo{d.index, d.name, d.total_bytes, d.free_bytes});
+    if (gpus.empty()) why = probe.summary;
+    return gpus;
+  });
   register_backend(BackendKind::Cuda, [](std::shared_ptr<const LoadedModel> model, const BackendOptions& options,
                                          std::string& notice) -> std::unique_ptr<Backend> {
     const CudaProbe probe = probe_cuda();

@@ -23,6 +23,10 @@ std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<con
 std::string nccl_unavailable() { return "this build has no CUDA support"; }
 
 void register_cuda_backend() {
+  register_gpu_lister([](std::string& why) {
+    why = probe_cuda().summary;
+    return std::vector<GpuInfo>();
+  });
   register_backend(BackendKind::Cuda,
                    [](std::shared_ptr<const LoadedModel>, const BackendOptions&, std::string& notice) {
                      notice = "no usable GPU (" + probe_cuda().summary + "); running on the CPU";

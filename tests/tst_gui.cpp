@@ -1001,6 +1001,65 @@ class TstGui : public QObject {
     QCOMPARE(AppSettings::load().system_prompt, QString("Answer in one sentence."));
   }
 
+  // Settings ▸ Backend CUDA lists the GPUs found: one checked runs the model there, two or more lay
+  // it across them (issue 21); the choice survives a restart, and the memory chart has a bar per GPU.
+  void settings_offer_the_gpus() {
+    AppSettings s = baseline();
+    s.backend = "cuda";
+    SettingsDialog d(s);
+    QVERIFY(d.gpus_row_visible());
+    QVERIFY(d.gpu_boxes().isEmpty());  // this test program registers no GPU backend
+    QVERIFY2(d.gpus_note().contains("No GPU found"), qPrintable(d.gpus_note()));
+    QCOMPARE(d.settings(), s);
+    folio::GpuInfo a{0, "NVIDIA RTX A5000", size_t{24} << 30, size_t{23} << 30};
+    folio::GpuInfo b{1, "NVIDIA RTX A5000", size_t{24} << 30, size_t{22} << 30};
+    d.set_gpus({a, b}, QString());
+    QCOMPARE(d.gpu_boxes().size(), 2);
+    QVERIFY(d.gpu_boxes()[0]->text().contains("cuda:0 NVIDIA RTX A5000 (24.0 GiB, 23.0 free)"));
+    QVERIFY(d.gpu_boxes()[0]->isChecked() && !d.gpu_boxes()[1]->isChecked());
+    QCOMPARE(d.settings().gpus, QString());  // the first alone: the default
+    d.gpu_boxes()[1]->setChecked(true);
+    QCOMPARE(d.settings().gpus, QString("0,1"));
+    QVERIFY2(d.gpus_note().contains("laid across the 2 checked GPUs"), qPrintable(d.gpus_note()));
+    if (qEnvironmentVariableIsSet("FOLIO_GUI_GRAB")) {
+      d.resize(d.sizeHint());
+      d.grab().save(qEnvironmentVariable("FOLIO_GUI_GRAB") + "/settings-gpus.png");
+    }
+    qInfo("settings dialog with two GPUs: %d x %d px", d.sizeHint().width(), d.sizeHint().height());
+    QVERIFY(d.settings().needs_reload(s));
+    d.gpu_boxes()[0]->setChecked(false);
+    QCOMPARE(d.settings().gpus, QString("1"));
+    s.gpus = "0,1";
+    d.set_settings(s);
+    QVERIFY(d.gpu_boxes()[0]->isChecked() && d.gpu_boxes()[1]->isChecked());
+    d.backend_combo()->setCurrentIndex(d.backend_combo()->findData("cpu"));
+    QVERIFY(!d.gpus_row_visible());
+    {
+      const AppSettings on_cpu = d.settings();
+      AppSettings other = on_cpu;
+      other.gpus = "1";
+      QVERIFY(!on_cpu.needs_reload(other));  // the CPU backend does not use them
+    }
+    // kept across restarts; a hand-edited value keeps only indices, each once
+    s.save();
+    QCOMPARE(AppSettings::load().gpus, QString("0,1"));
+    QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").setValue("model/gpus", "0,x,1,1");
+    QCOMPARE(AppSettings::load().gpus, QString("0,1"));
+    QCOMPARE(AppSettings::load().gpu_list(), (std::vector<int>{0, 1}));
+    baseline().save();
+    // the performance panel: a memory bar per GPU
+    folio::ui::PerformancePanel panel;
+    folio::DeviceMemory m0, m1;
+    m0.device = "cuda:0 NVIDIA RTX A5000";
+    m0.weights_bytes = size_t{8} << 30;
+    m0.kv_bytes = size_t{8} << 30;
+    m1 = m0;
+    m1.device = "cuda:1 NVIDIA RTX A5000";
+    panel.show_memory({m0, m1});
+    QCOMPARE(panel.memory_devices().size(), 2);
+    QCOMPARE(panel.memory_value_mib("kv", 1), 8192.0);
+  }
+
   void settings_reset_to_defaults_keeps_the_model() {
     AppSettings s = baseline();
     s.temperature = 0.8;

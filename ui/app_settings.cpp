@@ -6,6 +6,7 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QStandardPaths>
+#include <algorithm>
 
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -45,7 +46,18 @@ bool AppSettings::needs_reload(const AppSettings& before) const {
   if (backend == "remote")
     return remote_url != before.remote_url || remote_model != before.remote_model ||
            remote_api_key != before.remote_api_key;
-  return effective_model_path() != before.effective_model_path() || threads != before.threads;
+  return effective_model_path() != before.effective_model_path() || threads != before.threads ||
+         (backend == "cuda" && gpus != before.gpus);
+}
+
+std::vector<int> AppSettings::gpu_list() const {
+  std::vector<int> ids;
+  for (const QString& part : gpus.split(',', Qt::SkipEmptyParts)) {
+    bool ok = false;
+    const int id = part.trimmed().toInt(&ok);
+    if (ok && id >= 0 && id < 1024 && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  return ids;
 }
 
 QString AppSettings::api_key_path() {
@@ -84,6 +96,7 @@ AppSettings AppSettings::with_defaults() const {
   a.model_path = model_path;
   a.backend = backend;
   a.threads = threads;
+  a.gpus = gpus;
   a.context_tokens = context_tokens;
   a.keep_kv_on_disk = keep_kv_on_disk;
   a.remote_url = remote_url;
@@ -143,6 +156,12 @@ AppSettings AppSettings::load() {
   a.model_path = s.value("model/path", a.model_path).toString();
   a.backend = s.value("model/backend", a.backend).toString();
   a.threads = s.value("model/threads", a.threads).toInt();
+  a.gpus = s.value("model/gpus", a.gpus).toString();
+  {
+    QStringList kept;  // only indices survive a hand-edited file
+    for (int id : a.gpu_list()) kept << QString::number(id);
+    a.gpus = kept.join(',');
+  }
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
   a.keep_kv_on_disk = s.value("model/keep_kv_on_disk", a.keep_kv_on_disk).toBool();
   a.remote_url = s.value("remote/url", a.remote_url).toString();
@@ -169,6 +188,7 @@ void AppSettings::save() const {
   s.setValue("model/path", model_path);
   s.setValue("model/backend", backend);
   s.setValue("model/threads", threads);
+  s.setValue("model/gpus", gpus);
   s.setValue("model/context_tokens", qint64(context_tokens));
   s.setValue("model/keep_kv_on_disk", keep_kv_on_disk);
   s.setValue("remote/url", remote_url);

@@ -4,6 +4,7 @@
 
 #include <QString>
 #include <cstdint>
+#include <vector>
 
 #include "core/engine/sampler.h"
 
@@ -17,6 +18,10 @@ struct AppSettings {
   QString model_path;
   QString backend = "cpu";     // "cpu", "cuda" or "remote" (the model runs behind remote_url)
   int threads = 0;             // 0 = all cores
+  // Backend "cuda": the GPUs, e.g. "1" or "0,1" (two or more: the model laid across them, tensor
+  // parallel); "" = the first GPU.
+  QString gpus;
+  std::vector<int> gpu_list() const;  // the indices of `gpus` (empty for "")
   int64_t context_tokens = 0;  // 0 = min(model's max context, 8192)
   // Keep the KV of the documents' prefix on disk (the user's cache folder, at most kKvCacheBytes),
   // so the same documents are answered without a new prefill after a restart. Opt-in: it takes disk.

@@ -156,6 +156,8 @@ void EngineWorker::load_model(const EngineConfig& config) {
   opt.model_path = config.model_path.toStdString();
   opt.backend = config.backend == "cuda" ? BackendKind::Cuda : BackendKind::Cpu;
   opt.threads = config.threads;
+  if (config.gpus.size() == 1) opt.gpu_device = config.gpus.front();
+  if (config.gpus.size() > 1) opt.gpu_devices = config.gpus;
   float last_fraction = -1.0f;
   std::string last_stage;
   auto progress = [&](float fraction, std::string_view stage) {

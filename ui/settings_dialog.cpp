@@ -67,6 +67,15 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
 #endif
   backend_->setObjectName("backendCombo");
   model_form->addRow(tr("Backend:"), backend_);
+  gpus_row_ = new QWidget(model_box);
+  gpus_row_->setObjectName("gpusRow");
+  gpus_layout_ = new QVBoxLayout(gpus_row_);
+  gpus_layout_->setContentsMargins(0, 0, 0, 0);
+  gpus_note_ = new QLabel(gpus_row_);
+  gpus_note_->setObjectName("gpusNote");
+  gpus_note_->setWordWrap(true);
+  gpus_layout_->addWidget(gpus_note_);
+  model_form->addRow(tr("GPUs:"), gpus_row_);
   threads_ = new QSpinBox(model_box);
   threads_->setRange(0, 1024);
   threads_->setSpecialValueText(tr("all cores (%1)").arg(QThread::idealThreadCount()));
@@ -223,12 +232,69 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
     accept();
   });
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  {
+    std::string why;
+    const std::vector<folio::GpuInfo> gpus = folio::list_gpus(why);
+    set_gpus(gpus, QString::fromStdString(why));
+  }
   set_settings(settings);
+}
+
+void SettingsDialog::set_gpus(const std::vector<folio::GpuInfo>& gpus, const QString& why_none) {
+  const QString asked = gpu_boxes_.isEmpty() ? gpus_asked_ : settings().gpus;
+  for (QCheckBox* b : gpu_boxes_) delete b;
+  gpu_boxes_.clear();
+  const auto gib = [](size_t bytes) { return QString::number(static_cast<double>(bytes) / 1073741824.0, 'f', 1); };
+  for (const folio::GpuInfo& g : gpus) {
+    auto* box = new QCheckBox(tr("cuda:%1 %2 (%3 GiB, %4 free)")
+                                  .arg(g.index)
+                                  .arg(QString::fromStdString(g.name), gib(g.total_bytes), gib(g.free_bytes)),
+                              gpus_row_);
+    box->setProperty("gpuIndex", g.index);
+    gpus_layout_->insertWidget(gpus_layout_->count() - 1, box);
+    gpu_boxes_.push_back(box);
+    connect(box, &QCheckBox::toggled, this, &SettingsDialog::update_gpus_note);
+  }
+  gpus_note_->setProperty("whyNone", why_none);
+  AppSettings s;
+  s.gpus = asked;
+  const std::vector<int> ids = s.gpu_list();
+  for (int i = 0; i < gpu_boxes_.size(); ++i) {
+    const int index = gpu_boxes_[i]->property("gpuIndex").toInt();
+    gpu_boxes_[i]->setChecked(ids.empty() ? i == 0 : std::find(ids.begin(), ids.end(), index) != ids.end());
+  }
+  gpus_asked_ = asked;
+  update_gpus_note();
+}
+
+void SettingsDialog::update_gpus_note() {
+  int checked = 0;
+  for (QCheckBox* b : gpu_boxes_) checked += b->isChecked() ? 1 : 0;
+  if (gpu_boxes_.isEmpty())
+    gpus_note_->setText(tr("No GPU found here (%1); the CUDA backend then runs on the CPU.")
+                            .arg(gpus_note_->property("whyNone").toString()));
+  else if (checked == 0)
+    gpus_note_->setText(tr("None checked: the first GPU is used."));
+  else if (checked == 1)
+    gpus_note_->setText(tr("The model runs on the checked GPU."));
+  else
+    gpus_note_->setText(tr("The model is laid across the %1 checked GPUs (tensor parallel): each holds 1/%1 of "
+                           "the attention heads, the KV cache and the MLP, so longer contexts fit.")
+                            .arg(checked));
 }
 
 void SettingsDialog::set_settings(const AppSettings& s) {
   model_->setText(s.model_path);
   backend_->setCurrentIndex(std::max(0, backend_->findData(s.backend)));
+  gpus_asked_ = s.gpus;
+  {
+    const std::vector<int> ids = s.gpu_list();
+    for (int i = 0; i < gpu_boxes_.size(); ++i) {
+      const int index = gpu_boxes_[i]->property("gpuIndex").toInt();
+      gpu_boxes_[i]->setChecked(ids.empty() ? i == 0 : std::find(ids.begin(), ids.end(), index) != ids.end());
+    }
+    update_gpus_note();
+  }
   threads_->setValue(s.threads);
   context_->setValue(static_cast<int>(std::min<int64_t>(s.context_tokens, context_->maximum())));
   keep_kv_->setChecked(s.keep_kv_on_disk);
@@ -256,6 +322,7 @@ void SettingsDialog::update_backend_rows() {
   model_form_->setRowVisible(model_row_, !remote);
   model_form_->setRowVisible(threads_, !remote);
   model_form_->setRowVisible(keep_kv_, !remote);
+  model_form_->setRowVisible(gpus_row_, backend_->currentData().toString() == "cuda");
 }
 
 void SettingsDialog::test_connection() {
@@ -284,6 +351,16 @@ AppSettings SettingsDialog::settings() const {
   s.model_path = model_->text().trimmed();
   s.backend = backend_->currentData().toString();
   s.threads = threads_->value();
+  if (gpu_boxes_.isEmpty()) {
+    s.gpus = gpus_asked_;  // nothing to choose from here: what was asked stays
+  } else {
+    QStringList ids;
+    for (QCheckBox* b : gpu_boxes_)
+      if (b->isChecked()) ids << QString::number(b->property("gpuIndex").toInt());
+    // the first GPU alone is the default ("")
+    const bool first_only = ids.size() == 1 && gpu_boxes_.front()->isChecked();
+    s.gpus = first_only ? QString() : ids.join(',');
+  }
   s.context_tokens = context_->value();
   s.keep_kv_on_disk = keep_kv_->isChecked();
   s.remote_url = remote_url_->text().trimmed();

@@ -17,6 +17,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QVBoxLayout>
 
 #include "ui/app_settings.h"
 #include "ui/engine_types.h"
@@ -57,6 +58,12 @@ class SettingsDialog : public QDialog {
   QPushButton* test_connection_button() const { return test_connection_; }
   QString connection_status() const { return connection_status_->text(); }
   QGroupBox* remote_box() const { return remote_box_; }
+  // Backend CUDA: a box per GPU found; two or more checked lay the model across them.
+  QList<QCheckBox*> gpu_boxes() const { return gpu_boxes_; }
+  QString gpus_note() const { return gpus_note_->text(); }
+  bool gpus_row_visible() const { return model_form_->isRowVisible(gpus_row_); }
+  // The GPUs to offer (the constructor asks the registered GPU backend; tests give their own).
+  void set_gpus(const std::vector<folio::GpuInfo>& gpus, const QString& why_none);
 
   // Settings ▸ Remote server ▸ Test connection: checks the URL, key and model off the GUI thread
   // and shows what it found (connection_checked when done).
@@ -70,11 +77,17 @@ class SettingsDialog : public QDialog {
   void apply();
   void update_threshold_enabled();
   void update_backend_rows();
+  void update_gpus_note();
 
   QLineEdit* model_ = nullptr;
   QProgressBar* load_progress_ = nullptr;
   QLabel* status_ = nullptr;
   QComboBox* backend_ = nullptr;
+  QWidget* gpus_row_ = nullptr;
+  QVBoxLayout* gpus_layout_ = nullptr;
+  QList<QCheckBox*> gpu_boxes_;
+  QLabel* gpus_note_ = nullptr;
+  QString gpus_asked_;  // the settings' GPUs, kept where none are listed here
   QSpinBox* threads_ = nullptr;
   QComboBox* attention_ = nullptr;
   QSpinBox* threshold_ = nullptr;

@@ -62,6 +62,28 @@ void register_backend(BackendKind kind, BackendFactory factory) {
   registry()[kind] = factory;
 }
 
+namespace {
+GpuLister g_gpu_lister = nullptr;
+}  // namespace
+
+void register_gpu_lister(GpuLister lister) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  g_gpu_lister = lister;
+}
+
+std::vector<GpuInfo> list_gpus(std::string& why) {
+  GpuLister lister = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mutex);
+    lister = g_gpu_lister;
+  }
+  if (lister == nullptr) {
+    why = "this program was built without the CUDA backend";
+    return {};
+  }
+  return lister(why);
+}
+
 BackendFactory registered_backend(BackendKind kind) {
   std::lock_guard<std::mutex> lock(g_registry_mutex);
   auto it = registry().find(kind);

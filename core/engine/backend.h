@@ -217,4 +217,15 @@ using BackendFactory = std::unique_ptr<Backend> (*)(std::shared_ptr<const Loaded
 void register_backend(BackendKind kind, BackendFactory factory);
 BackendFactory registered_backend(BackendKind kind);
 
+// The GPUs this machine offers, for the app's Settings (the CUDA backend registers its probe with
+// register_cuda_backend). Empty with `why` set where there are none or the program has no GPU backend.
+struct GpuInfo {
+  int index = 0;
+  std::string name;
+  size_t total_bytes = 0, free_bytes = 0;
+};
+using GpuLister = std::vector<GpuInfo> (*)(std::string& why);
+void register_gpu_lister(GpuLister lister);
+std::vector<GpuInfo> list_gpus(std::string& why);
+
 }  // namespace folio

@@ -109,7 +109,10 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     // A layout over several GPUs was asked for by name: not quietly run on the CPU instead.
     if (!engine->backend_ && options.gpu_devices.size() > 1) {
       std::string list;
-      for (int g : options.gpu_devices) list += (list.empty() ? "" : ",") + std::to_string(g);
+      for (int g : options.gpu_devices) {
+        if (!list.empty()) list += ',';
+        list += std::to_string(g);
+      }
       std::string why = engine->notice_;
       if (const size_t cut = why.rfind("; running on the CPU"); cut != std::string::npos) why.resize(cut);
       throw Error(ErrorCode::BackendUnavailable, "the model cannot be laid across " +
