@@ -72,6 +72,7 @@ const char* kUsage =
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
     "                 [--kv-cache FOLDER] [--kv-cache-limit GIB] [--cpu-ranks N]\n"
+    "                 [--kv-dtype native|fp8]\n"
     "       folio-cli --backend remote --url URL [--api-key KEY] [--remote-model NAME] [--file DOC ...]\n"
     "                 (--prompt TEXT | --ask QUESTION) [--max-tokens N] [--temperature T] ...\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
@@ -121,6 +122,9 @@ const char* kOptionHelp =
     "                        the available memory); with documents that do not fit, that largest context\n"
     "  --chunk N             prefill chunk in tokens (default: the backend's)\n"
     "  --threads N           CPU threads (0 = all)\n"
+    "  --kv-dtype native|fp8 the KV cache's values: the backend's own (fp32 CPU, bf16 GPU) or 8-bit FP8 E4M3\n"
+    "                        with a scale per token and head (on the CPU: rounded to those values, the\n"
+    "                        reference; not yet on the GPU)\n"
     "  --cpu-ranks N         on the CPU, split the model tensor-parallel over N ranks (threads with a host\n"
     "                        all-reduce): the multi-GPU layout, to try without GPUs; slower than one rank\n"
     "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
@@ -259,6 +263,11 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--chunk") o.chunk = args.integer(a, 1, int64_t{1} << 24);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--cpu-ranks") o.engine.cpu_ranks = static_cast<int>(args.integer(a, 1, 64));
+    else if (a == "--kv-dtype") {
+      const std::string v = args.value(a);
+      if (v != "native" && v != "fp8") throw folio::cli::UsageError("--kv-dtype takes native or fp8, not " + v);
+      o.engine.kv_fp8 = v == "fp8";
+    }
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;

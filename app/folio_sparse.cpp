@@ -30,7 +30,8 @@ constexpr double kDiffuseMass = 0.85;
 const char* kUsage =
     "usage: folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]\n"
     "                    [--backend cpu|cuda]\n"
-    "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n";
+    "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n"
+    "                    [--kv-dtype native|fp8]\n";
 
 struct Options {
   folio::EngineOptions engine;
@@ -51,6 +52,11 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--chunk") o.chunk = args.integer(a, 2, 1 << 20);
     else if (a == "--density") o.density = args.number(a, 0.01, 1.0);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
+    else if (a == "--kv-dtype") {
+      const std::string v = args.value(a);
+      if (v != "native" && v != "fp8") throw UsageError("--kv-dtype takes native or fp8, not " + v);
+      o.engine.kv_fp8 = v == "fp8";
+    }
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--backend") {
       const std::string b = args.value(a);

@@ -11,6 +11,7 @@
 #include "core/cpu/cpu_ops.h"
 #include "core/model/quant.h"
 #include "core/model/tensor.h"
+#include "tests/test_support.h"
 
 using folio::DType;
 
@@ -234,6 +235,78 @@ class QuantTest : public QObject {
   folio::ThreadPool pool_{3};
 
  private slots:
+  // FP8 E4M3 (the 8-bit KV cache's element type) against ml_dtypes' float8_e4m3fn: every code's
+  // value, and the code of every midpoint between neighbours (ties to even), a float32 step either
+  // side, 3,000 random values and the saturating ends (tests/data/e4m3-reference.tsv).
+  void e4m3_matches_ml_dtypes() {
+    const std::string path = folio::test::source_dir() + "/tests/data/e4m3-reference.tsv";
+    QFile f(QString::fromStdString(path));
+    QVERIFY2(f.open(QIODevice::ReadOnly), qPrintable(QString::fromStdString(path)));
+    int codes = 0, rounds = 0;
+    auto as_float = [](uint32_t b) {
+      float x;
+      std::memcpy(&x, &b, 4);
+      return x;
+    };
+    while (!f.atEnd()) {
+      const QList<QByteArray> cols = f.readLine().trimmed().split('\t');
+      if (cols.size() != 3 || cols[0].startsWith('#')) continue;
+      bool ok1 = false, ok2 = false;
+      if (cols[0] == "code") {
+        const auto code = static_cast<uint8_t>(cols[1].toUInt(&ok1, 16));
+        const float want = as_float(cols[2].toUInt(&ok2, 16));
+        QVERIFY(ok1 && ok2);
+        const float got = folio::e4m3_to_f32(code);
+        if (std::isnan(want)) QVERIFY(std::isnan(got));
+        else QVERIFY2(got == want && std::signbit(got) == std::signbit(want), qPrintable(QString("code %1").arg(code)));
+        if (!std::isnan(want)) QCOMPARE(folio::f32_to_e4m3(want), code);  // every finite value is exact
+        ++codes;
+      } else if (cols[0] == "round") {
+        const float x = as_float(cols[1].toUInt(&ok1, 16));
+        const auto want = static_cast<uint8_t>(cols[2].toUInt(&ok2, 16));
+        QVERIFY(ok1 && ok2);
+        const uint8_t got = folio::f32_to_e4m3(x);
+        if (got != want) QFAIL(qPrintable(QString("%1 rounds to %2, want %3").arg(double(x), 0, 'g', 9).arg(got, 2, 16).arg(want, 2, 16)));
+        ++rounds;
+      }
+    }
+    QCOMPARE(codes, 256);
+    QVERIFY(rounds > 3000);
+  }
+
+  // One K or V row of a head: codes and one scale (amax / 448); every value within half an E4M3
+  // step of itself (relative 2^-4, or 2^-10 of the scale where it falls among the subnormals); a
+  // rounded row rounds to itself; a row of zeros stays zeros.
+  void kv_rows_in_fp8() {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int trial = 0; trial < 50; ++trial) {
+      const int n = trial % 2 == 0 ? 128 : 64;
+      std::vector<float> x(static_cast<size_t>(n));
+      const float spread = std::exp2(static_cast<float>(trial % 20 - 10));
+      for (auto& v : x) v = nd(rng) * spread;
+      x[static_cast<size_t>(trial) % x.size()] *= 40.0f;  // an outlier sets the scale
+      std::vector<uint8_t> codes(x.size());
+      const float scale = folio::quantize_kv_row_fp8(x.data(), n, codes.data());
+      float amax = 0.0f;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      QCOMPARE(scale, amax / 448.0f);
+      std::vector<float> y(x.size());
+      folio::dequantize_kv_row_fp8(codes.data(), n, scale, y.data());
+      for (size_t i = 0; i < x.size(); ++i)
+        QVERIFY(std::fabs(y[i] - x[i]) <= std::max(std::fabs(x[i]) * 0.0625f, scale * std::exp2(-10.0f)) * 1.0001f);
+      std::vector<float> z = x;
+      folio::round_kv_row_fp8(z.data(), n);
+      QCOMPARE(z, y);
+      folio::round_kv_row_fp8(z.data(), n);
+      QCOMPARE(z, y);
+    }
+    std::vector<float> zeros(128, 0.0f);
+    std::vector<uint8_t> codes(128, 0xAA);
+    QCOMPARE(folio::quantize_kv_row_fp8(zeros.data(), 128, codes.data()), 0.0f);
+    QVERIFY(std::all_of(codes.begin(), codes.end(), [](uint8_t c) { return c == 0; }));
+  }
+
   void block_sizes() {
     QCOMPARE(folio::block_bytes(DType::Q8_0), size_t{34});
     QCOMPARE(folio::block_bytes(DType::Q4_0), size_t{18});

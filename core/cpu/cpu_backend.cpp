@@ -10,6 +10,7 @@
 #include "core/cpu/cpu_ops.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/model/model_weights.h"
+#include "core/model/quant.h"
 
 namespace folio {
 
@@ -53,7 +54,8 @@ class CpuKvCache final : public KvCache {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads) : model_(std::move(model)), pool_(threads) {
+  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads, bool kv_fp8)
+      : model_(std::move(model)), pool_(threads), kv_fp8_(kv_fp8) {
     if (model_->random_on_device)
       throw Error(ErrorCode::BadArgument, "this random model's weights are made on the GPU; use the CUDA backend");
   }
@@ -74,7 +76,9 @@ class CpuBackend final : public Backend {
   }
 
   // The cache is [kv_head][capacity][head_dim] per layer: each head's first n positions.
-  int kv_element_bytes() const override { return sizeof(float); }
+  // An fp8-rounded cache is not kept on disk (a file holds one element type per model).
+  int kv_element_bytes() const override { return kv_fp8_ ? 0 : static_cast<int>(sizeof(float)); }
+  std::string kv_type() const override { return kv_fp8_ ? "fp8 (e4m3, held in fp32 here)" : "fp32"; }
   void copy_kv(KvCache& kv, int layer, int tensor, int64_t n, int64_t rows, void* host, bool into_cache,
                int /*slot*/) override {
     auto& cache = static_cast<CpuKvCache&>(kv);
@@ -181,6 +185,10 @@ class CpuBackend final : public Backend {
                            static_cast<size_t>(hd);
         std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
         std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
+        if (kv_fp8_) {
+          round_kv_row_fp8(kc + dst, hd);
+          round_kv_row_fp8(vc + dst, hd);
+        }
       }
   }
 
@@ -301,6 +309,7 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<const LoadedModel> model_;
   ThreadPool pool_;
+  bool kv_fp8_ = false;
   std::atomic<size_t> kv_bytes_{0};
   int64_t reserved_tokens_ = 0;
   size_t scratch_bytes_ = 0;
@@ -313,8 +322,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const LoadedModel> model, int threads) {
-  return std::make_unique<CpuBackend>(std::move(model), threads);
+std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const LoadedModel> model, int threads, bool kv_fp8) {
+  return std::make_unique<CpuBackend>(std::move(model), threads, kv_fp8);
 }
 
 }  // namespace folio

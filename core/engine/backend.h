@@ -65,6 +65,8 @@ struct BackendOptions {
   std::vector<int> devices;
   // This backend is one rank of such a layout: it keeps a buffer for its share of the projections.
   bool tensor_parallel_rank = false;
+  // An 8-bit KV cache (EngineOptions::kv_fp8).
+  bool kv_fp8 = false;
 };
 
 // A backend's KV cache for one session: keys and values of positions [0, capacity).

@@ -358,4 +358,32 @@ void quantize_row(DType type, const float* x, uint8_t* out, int64_t cols) {
   }
 }
 
+float quantize_kv_row_fp8(const float* x, int64_t n, uint8_t* codes) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  if (!(amax > 0.0f) || !std::isfinite(amax)) {
+    std::fill(codes, codes + n, uint8_t{0});
+    return amax > 0.0f ? amax : 0.0f;  // inf / NaN rows stay visible as a non-finite scale
+  }
+  const float scale = amax / 448.0f;
+  const float inv = 1.0f / scale;
+  for (int64_t i = 0; i < n; ++i) codes[i] = f32_to_e4m3(x[i] * inv);
+  return scale;
+}
+
+void dequantize_kv_row_fp8(const uint8_t* codes, int64_t n, float scale, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(codes[i]) * scale;
+}
+
+void round_kv_row_fp8(float* x, int64_t n) {
+  uint8_t codes[512];
+  for (int64_t at = 0; at < n; at += 512) {  // head dims are at most 256; longer rows in pieces
+    const int64_t m = std::min<int64_t>(512, n - at);
+    const float scale = quantize_kv_row_fp8(x + at, m, codes);
+    if (!std::isfinite(scale)) continue;
+    dequantize_kv_row_fp8(codes, m, scale, x + at);
+  }
+}
+
 }  // namespace folio
+

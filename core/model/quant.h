@@ -17,4 +17,12 @@ void dequantize_row(DType type, const uint8_t* src, float* out, int64_t cols);
 // row_bytes(type, cols) bytes; cols must be a multiple of block_elements(type).
 void quantize_row(DType type, const float* x, uint8_t* out, int64_t cols);
 
+// The 8-bit KV cache (--kv-dtype fp8): each head's K or V row of one token (head_dim values) as FP8
+// E4M3 codes with one fp32 scale, amax / 448 (a row of zeros: scale 0, codes 0). A row is written
+// once and never rescaled, so decode appends without touching earlier tokens. Returns the scale.
+float quantize_kv_row_fp8(const float* x, int64_t n, uint8_t* codes);
+void dequantize_kv_row_fp8(const uint8_t* codes, int64_t n, float scale, float* out);
+// Both in place: what a reader of the 8-bit cache sees (the CPU backend keeps these values in fp32).
+void round_kv_row_fp8(float* x, int64_t n);
+
 }  // namespace folio

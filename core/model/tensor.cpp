@@ -1,6 +1,8 @@
 #include "core/model/tensor.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "core/model/quant.h"
@@ -146,6 +148,35 @@ void row_to_f32(const TensorView& t, int64_t row, float* out) {
                      out, t.cols);
       break;
   }
+}
+
+uint8_t f32_to_e4m3(float f) {
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
+  if (std::isnan(f)) return static_cast<uint8_t>(sign | 0x7F);
+  const float a = std::fabs(f);
+  if (a >= 448.0f) return static_cast<uint8_t>(sign | 0x7E);
+  if (a < 0.015625f) {  // below 2^-6: subnormals in steps of 2^-9 (exact: a * 512 is a scaling)
+    const int q = static_cast<int>(std::nearbyint(a * 512.0f));  // ties to even; 8 is 2^-6, code 0x08
+    return static_cast<uint8_t>(sign | q);
+  }
+  int e = 0;
+  const float m = std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1)
+  int exp = e - 1;                     // a = r 2^exp, r in [1, 2)
+  int q = static_cast<int>(std::nearbyint((m * 2.0f - 1.0f) * 8.0f));
+  if (q == 8) {
+    q = 0;
+    ++exp;
+  }
+  const int code = ((exp + 7) << 3) | q;
+  return static_cast<uint8_t>(sign | std::min(code, 0x7E));
+}
+
+float e4m3_to_f32(uint8_t v) {
+  const float sign = (v & 0x80) ? -1.0f : 1.0f;
+  const int exp = (v >> 3) & 0xF, mant = v & 0x7;
+  if (exp == 0xF && mant == 0x7) return std::numeric_limits<float>::quiet_NaN();
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);
+  return sign * std::ldexp(1.0f + static_cast<float>(mant) / 8.0f, exp - 7);
 }
 
 }  // namespace folio

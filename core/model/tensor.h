@@ -49,5 +49,9 @@ inline float bf16_to_f32(uint16_t h) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);  // round to nearest even
 uint16_t f32_to_f16(float f);
+// FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities, 0x7F/0xFF NaN, largest finite 448): round to
+// nearest even, values past 448 saturate to +-448 (CUDA's __nv_cvt_float_to_fp8 with satfinite).
+uint8_t f32_to_e4m3(float f);
+float e4m3_to_f32(uint8_t v);
 
 }  // namespace folio
