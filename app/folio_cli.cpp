@@ -72,7 +72,7 @@ const char* kUsage =
     "                 [--attention auto|dense|sparse] [--sparse-config FILE] [--print-prompt]\n"
     "                 [--fit relevant|beginning|error] [--sources] [--password TEXT]\n"
     "                 [--kv-cache FOLDER] [--kv-cache-limit GIB] [--cpu-ranks N]\n"
-    "                 [--kv-dtype native|fp8]\n"
+    "                 [--kv-dtype native|fp8|q8]\n"
     "       folio-cli --backend remote --url URL [--api-key KEY] [--remote-model NAME] [--file DOC ...]\n"
     "                 (--prompt TEXT | --ask QUESTION) [--max-tokens N] [--temperature T] ...\n"
     "       folio-cli tokenize (--model PATH | --tokenizer PATH) TEXT\n"
@@ -122,9 +122,10 @@ const char* kOptionHelp =
     "                        the available memory); with documents that do not fit, that largest context\n"
     "  --chunk N             prefill chunk in tokens (default: the backend's)\n"
     "  --threads N           CPU threads (0 = all)\n"
-    "  --kv-dtype native|fp8 the KV cache's values: the backend's own (fp32 CPU, bf16 GPU) or 8-bit FP8 E4M3\n"
-    "                        with a scale per token and head (on the CPU: rounded to those values, the\n"
-    "                        reference; not yet on the GPU)\n"
+    "  --kv-dtype native|fp8|q8  the KV cache's values: the backend's own (fp32 CPU, bf16 GPU), or 8 bits:\n"
+    "                        fp8 (E4M3, a scale per token and head) or q8 (int8 blocks of 32 with a\n"
+    "                        scale each: closer to the model). The CPU rounds to those values (the\n"
+    "                        reference); not yet on the GPU\n"
     "  --cpu-ranks N         on the CPU, split the model tensor-parallel over N ranks (threads with a host\n"
     "                        all-reduce): the multi-GPU layout, to try without GPUs; slower than one rank\n"
     "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
@@ -265,8 +266,9 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--cpu-ranks") o.engine.cpu_ranks = static_cast<int>(args.integer(a, 1, 64));
     else if (a == "--kv-dtype") {
       const std::string v = args.value(a);
-      if (v != "native" && v != "fp8") throw folio::cli::UsageError("--kv-dtype takes native or fp8, not " + v);
-      o.engine.kv_fp8 = v == "fp8";
+      if (v != "native" && v != "fp8" && v != "q8")
+        throw folio::cli::UsageError("--kv-dtype takes native, fp8 or q8, not " + v);
+      o.engine.kv_quant = v == "fp8" ? folio::KvQuant::Fp8 : v == "q8" ? folio::KvQuant::Q8 : folio::KvQuant::None;
     }
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;

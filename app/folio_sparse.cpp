@@ -31,7 +31,7 @@ const char* kUsage =
     "usage: folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]\n"
     "                    [--backend cpu|cuda]\n"
     "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n"
-    "                    [--kv-dtype native|fp8]\n";
+    "                    [--kv-dtype native|fp8|q8]\n";
 
 struct Options {
   folio::EngineOptions engine;
@@ -54,8 +54,8 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--kv-dtype") {
       const std::string v = args.value(a);
-      if (v != "native" && v != "fp8") throw UsageError("--kv-dtype takes native or fp8, not " + v);
-      o.engine.kv_fp8 = v == "fp8";
+      if (v != "native" && v != "fp8" && v != "q8") throw UsageError("--kv-dtype takes native, fp8 or q8, not " + v);
+      o.engine.kv_quant = v == "fp8" ? folio::KvQuant::Fp8 : v == "q8" ? folio::KvQuant::Q8 : folio::KvQuant::None;
     }
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--backend") {

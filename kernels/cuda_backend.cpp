@@ -112,10 +112,11 @@ class CudaBackend final : public Backend {
     if (!cuda::attention_head_dim_supported(c.head_dim))
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports head dims up to 256; this model has " +
                                                    std::to_string(c.head_dim) + " (use --backend cpu)");
-    if (o.kv_fp8)
+    if (o.kv_quant != KvQuant::None)
       throw Error(ErrorCode::BackendUnavailable,
-                  "an 8-bit (fp8) KV cache is not built for the GPU yet; run with the bf16 KV cache (--kv-dtype "
-                  "native) or on the CPU, whose fp8 KV is the reference");
+                  std::string("an 8-bit (") + kv_quant_name(o.kv_quant) +
+                      ") KV cache is not built for the GPU yet; run with its bf16 KV cache (--kv-dtype native) or on "
+                      "the CPU, whose 8-bit KV is the reference");
     if (c.n_heads / c.n_kv_heads > 16)
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports up to 16 query heads per KV head");
     cuda::DeviceScope scope(device_);

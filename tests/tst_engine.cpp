@@ -39,26 +39,34 @@ class EngineTest : public QObject {
   Q_OBJECT
 
  private slots:
-  // --kv-dtype fp8 on the CPU: keys and values rounded to FP8 E4M3 with a scale per token and head
-  // (the reference of the GPU's 8-bit cache). The logits stay near the fp32 cache's, the KV type
-  // says so, and such a cache is not kept on disk.
-  void fp8_kv_cache_on_the_cpu() {
+  // --kv-dtype fp8 / q8 on the CPU: keys and values rounded to FP8 E4M3 with a scale per token and
+  // head, or to int8 blocks of 32 (the reference of the GPU's 8-bit cache). The logits stay near the
+  // fp32 cache's, the KV type says so, and such a cache is not kept on disk.
+  void eight_bit_kv_cache_on_the_cpu_data() {
+    QTest::addColumn<int>("format");
+    QTest::newRow("fp8") << static_cast<int>(folio::KvQuant::Fp8);
+    QTest::newRow("q8") << static_cast<int>(folio::KvQuant::Q8);
+  }
+  void eight_bit_kv_cache_on_the_cpu() {
+    QFETCH(int, format);
+    const auto q = static_cast<folio::KvQuant>(format);
     FOLIO_REQUIRE_FILE(stories_path());
     folio::EngineOptions o;
     o.model_path = stories_path();
     o.threads = 2;
     auto exact = folio::Engine::load(o);
-    o.kv_fp8 = true;
+    o.kv_quant = q;
     auto fp8 = folio::Engine::load(o);
     QCOMPARE(QString::fromStdString(exact->kv_type()), QString("fp32"));
-    QVERIFY(QString::fromStdString(fp8->kv_type()).startsWith("fp8"));
+    QVERIFY(QString::fromStdString(fp8->kv_type()).startsWith(folio::kv_quant_name(q)));
     const auto prompt = story_prompt(*exact);
     auto a = exact->create_session({});
     auto b = fp8->create_session({});
     a->prefill(prompt);
     b->prefill(prompt);
     const double err = relative_error(b->logits(), a->logits());
-    qInfo("stories260K, %zu-token prompt: fp8 KV logits against fp32 KV: relative %.3g", prompt.size(), err);
+    qInfo("stories260K, %zu-token prompt: %s KV logits against fp32 KV: relative %.3g", prompt.size(),
+          folio::kv_quant_name(q), err);
     QVERIFY2(err > 0.0 && err < 0.05, qPrintable(QString("relative logit error %1").arg(err)));
     // (a 260K-parameter model is sensitive: greedy stories part after 9 tokens on 2026-12-05; the
     // accuracy measure is SmolLM2's perplexity, tst_smollm2 fp8_kv_cache_keeps_perplexity)

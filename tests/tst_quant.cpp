@@ -307,6 +307,34 @@ class QuantTest : public QObject {
     QVERIFY(std::all_of(codes.begin(), codes.end(), [](uint8_t c) { return c == 0; }));
   }
 
+  // Q8 rows: blocks of 32 (a short last block), fp16 scale amax / 127, every value within half a
+  // step of itself; a rounded row rounds to itself.
+  void kv_rows_in_q8() {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int n : {8, 64, 80, 128}) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = nd(rng);
+      x[3] = 25.0f;
+      std::vector<float> y = x;
+      folio::round_kv_row_q8(y.data(), n);
+      for (int b = 0; b < n; b += 32) {
+        float amax = 0.0f;
+        for (int i = b; i < std::min(n, b + 32); ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(i)]));
+        const float d = folio::f16_to_f32(folio::f32_to_f16(amax / 127.0f));
+        for (int i = b; i < std::min(n, b + 32); ++i) {
+          const float q = y[static_cast<size_t>(i)] / d;
+          QVERIFY(std::fabs(q - std::round(q)) < 1e-3f && std::fabs(q) <= 127.0f);
+          QVERIFY(std::fabs(y[static_cast<size_t>(i)] - x[static_cast<size_t>(i)]) <= d * 0.5001f + 1e-6f);
+        }
+      }
+      std::vector<float> z = y;
+      folio::round_kv_row_q8(z.data(), n);
+      for (size_t i = 0; i < z.size(); ++i) QVERIFY(std::fabs(z[i] - y[i]) <= 1e-6f * std::fabs(y[i]) + 1e-9f);
+      folio::round_kv_row(folio::KvQuant::None, x.data(), n);  // native: untouched
+    }
+  }
+
   void block_sizes() {
     QCOMPARE(folio::block_bytes(DType::Q8_0), size_t{34});
     QCOMPARE(folio::block_bytes(DType::Q4_0), size_t{18});

@@ -54,8 +54,8 @@ class CpuKvCache final : public KvCache {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads, bool kv_fp8)
-      : model_(std::move(model)), pool_(threads), kv_fp8_(kv_fp8) {
+  CpuBackend(std::shared_ptr<const LoadedModel> model, int threads, KvQuant kv_quant)
+      : model_(std::move(model)), pool_(threads), kv_quant_(kv_quant) {
     if (model_->random_on_device)
       throw Error(ErrorCode::BadArgument, "this random model's weights are made on the GPU; use the CUDA backend");
   }
@@ -77,8 +77,11 @@ class CpuBackend final : public Backend {
 
   // The cache is [kv_head][capacity][head_dim] per layer: each head's first n positions.
   // An fp8-rounded cache is not kept on disk (a file holds one element type per model).
-  int kv_element_bytes() const override { return kv_fp8_ ? 0 : static_cast<int>(sizeof(float)); }
-  std::string kv_type() const override { return kv_fp8_ ? "fp8 (e4m3, held in fp32 here)" : "fp32"; }
+  int kv_element_bytes() const override { return kv_quant_ != KvQuant::None ? 0 : static_cast<int>(sizeof(float)); }
+  std::string kv_type() const override {
+    if (kv_quant_ == KvQuant::None) return "fp32";
+    return std::string(kv_quant_name(kv_quant_)) + " (values held in fp32 here)";
+  }
   void copy_kv(KvCache& kv, int layer, int tensor, int64_t n, int64_t rows, void* host, bool into_cache,
                int /*slot*/) override {
     auto& cache = static_cast<CpuKvCache&>(kv);
@@ -185,10 +188,8 @@ class CpuBackend final : public Backend {
                            static_cast<size_t>(hd);
         std::memcpy(kc + dst, k_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
         std::memcpy(vc + dst, v_.data() + t * KVD + g * hd, static_cast<size_t>(hd) * sizeof(float));
-        if (kv_fp8_) {
-          round_kv_row_fp8(kc + dst, hd);
-          round_kv_row_fp8(vc + dst, hd);
-        }
+        round_kv_row(kv_quant_, kc + dst, hd);
+        round_kv_row(kv_quant_, vc + dst, hd);
       }
   }
 
@@ -309,7 +310,7 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<const LoadedModel> model_;
   ThreadPool pool_;
-  bool kv_fp8_ = false;
+  KvQuant kv_quant_ = KvQuant::None;
   std::atomic<size_t> kv_bytes_{0};
   int64_t reserved_tokens_ = 0;
   size_t scratch_bytes_ = 0;
@@ -322,8 +323,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const LoadedModel> model, int threads, bool kv_fp8) {
-  return std::make_unique<CpuBackend>(std::move(model), threads, kv_fp8);
+std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const LoadedModel> model, int threads, KvQuant kv_quant) {
+  return std::make_unique<CpuBackend>(std::move(model), threads, kv_quant);
 }
 
 }  // namespace folio

@@ -9,9 +9,9 @@
 namespace folio {
 
 // threads <= 0: all hardware threads.
-// kv_fp8: keys and values rounded as the 8-bit KV cache holds them (core/model/quant.h), kept in
-// fp32: the reference of the GPU's fp8 cache and of its accuracy, not a memory saving here.
+// kv_quant: keys and values rounded as an 8-bit KV cache holds them (core/model/quant.h), kept in
+// fp32: the reference of the GPU's 8-bit cache and of its accuracy, not a memory saving here.
 std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const LoadedModel> model, int threads,
-                                            bool kv_fp8 = false);
+                                            KvQuant kv_quant = KvQuant::None);
 
 }  // namespace folio

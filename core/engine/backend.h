@@ -22,6 +22,7 @@
 
 #include "core/attention/sparse.h"
 #include "core/model/model_config.h"
+#include "core/model/quant.h"
 
 namespace folio {
 
@@ -65,8 +66,8 @@ struct BackendOptions {
   std::vector<int> devices;
   // This backend is one rank of such a layout: it keeps a buffer for its share of the projections.
   bool tensor_parallel_rank = false;
-  // An 8-bit KV cache (EngineOptions::kv_fp8).
-  bool kv_fp8 = false;
+  // An 8-bit KV cache (EngineOptions::kv_quant).
+  KvQuant kv_quant = KvQuant::None;
 };
 
 // A backend's KV cache for one session: keys and values of positions [0, capacity).

@@ -102,7 +102,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     bo.attention_kernel = options.attention_kernel;
     bo.sparse_sums_gemm = options.sparse_sums_gemm;
     bo.decode_graphs = options.decode_graphs;
-    bo.kv_fp8 = options.kv_fp8;
+    bo.kv_quant = options.kv_quant;
     if (BackendFactory factory = registered_backend(options.backend))
       engine->backend_ = factory(engine->model_, bo, engine->notice_);
     else
@@ -123,8 +123,8 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
   }
   if (!engine->backend_ && options.cpu_ranks > 1)
     engine->backend_ =
-        create_cpu_tensor_parallel_backend(engine->model_, options.cpu_ranks, options.threads, options.kv_fp8);
-  if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads, options.kv_fp8);
+        create_cpu_tensor_parallel_backend(engine->model_, options.cpu_ranks, options.threads, options.kv_quant);
+  if (!engine->backend_) engine->backend_ = create_cpu_backend(engine->model_, options.threads, options.kv_quant);
   engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>();
   engine->load_ms_ = now_ms() - t0;
   return engine;

@@ -32,9 +32,9 @@ struct EngineOptions {
   // all-reduce; core/engine/tensor_parallel.h): the layout a multi-GPU run uses, to try and test it
   // without GPUs. Slower than one rank. 1 = no split.
   int cpu_ranks = 1;
-  // An 8-bit KV cache (FP8 E4M3, one scale per token and head; core/model/quant.h). The CPU rounds
-  // its fp32 cache to those values (the reference); the GPU's fp8 cache is not built yet and is refused.
-  bool kv_fp8 = false;
+  // An 8-bit KV cache (--kv-dtype fp8 or q8; core/model/quant.h). The CPU rounds its fp32 cache to
+  // those values (the reference); the GPU's 8-bit cache is not built yet and is refused.
+  KvQuant kv_quant = KvQuant::None;
   // CUDA: the device, a cap on the bytes Folio may use there (0 = its free memory), and the
   // context and prefill chunk the sessions will use, so the memory plan is checked before loading.
   int gpu_device = 0;

@@ -433,12 +433,12 @@ std::unique_ptr<Backend> create_tensor_parallel_backend(std::shared_ptr<const Lo
 }
 
 std::unique_ptr<Backend> create_cpu_tensor_parallel_backend(std::shared_ptr<const LoadedModel> model, int ranks,
-                                                            int threads, bool kv_fp8) {
+                                                            int threads, KvQuant kv_quant) {
   const TensorParallelLayout layout = plan_tensor_parallel(*model, ranks);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<Backend>> backends;
   for (int r = 0; r < ranks; ++r)
-    backends.push_back(create_cpu_backend(shard_model(model, layout, r), std::max(1, threads / ranks), kv_fp8));
+    backends.push_back(create_cpu_backend(shard_model(model, layout, r), std::max(1, threads / ranks), kv_quant));
   return create_tensor_parallel_backend(std::move(model), layout, std::move(backends), nullptr);
 }
 

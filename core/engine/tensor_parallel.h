@@ -69,6 +69,6 @@ std::unique_ptr<Backend> create_tensor_parallel_backend(std::shared_ptr<const Lo
 // N CPU backends in one process, for the tests of the split and for trying the layout without GPUs
 // (slower than one CPU backend: every op waits for every rank). threads: all ranks together.
 std::unique_ptr<Backend> create_cpu_tensor_parallel_backend(std::shared_ptr<const LoadedModel> model, int ranks,
-                                                            int threads, bool kv_fp8 = false);
+                                                            int threads, KvQuant kv_quant = KvQuant::None);
 
 }  // namespace folio

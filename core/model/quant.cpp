@@ -385,5 +385,34 @@ void round_kv_row_fp8(float* x, int64_t n) {
   }
 }
 
-}  // namespace folio
+void round_kv_row_q8(float* x, int64_t n) {
+  for (int64_t b = 0; b < n; b += 32) {
+    const int64_t e = std::min(n, b + 32);
+    float amax = 0.0f;
+    for (int64_t i = b; i < e; ++i) amax = std::max(amax, std::fabs(x[i]));
+    if (!(amax > 0.0f) || !std::isfinite(amax)) continue;  // zeros stay; non-finite rows stay visible
+    const float d = f16_to_f32(f32_to_f16(amax / 127.0f));
+    if (!(d > 0.0f)) {  // below fp16's smallest step: nothing to keep
+      std::fill(x + b, x + e, 0.0f);
+      continue;
+    }
+    const float inv = 1.0f / d;
+    for (int64_t i = b; i < e; ++i) x[i] = std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f) * d;
+  }
+}
 
+const char* kv_quant_name(KvQuant q) {
+  switch (q) {
+    case KvQuant::Fp8: return "fp8";
+    case KvQuant::Q8: return "q8";
+    case KvQuant::None: break;
+  }
+  return "native";
+}
+
+void round_kv_row(KvQuant q, float* x, int64_t n) {
+  if (q == KvQuant::Fp8) round_kv_row_fp8(x, n);
+  else if (q == KvQuant::Q8) round_kv_row_q8(x, n);
+}
+
+}  // namespace folio
