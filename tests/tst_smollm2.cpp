@@ -122,7 +122,7 @@ class SmolLM2Test : public QObject {
   // text (the demo's 35 KB document, its first 1,536 tokens, teacher forced). fp8 (E4M3, a scale per
   // token and head): perplexity within 1.5%, argmax the same at >= 92% of positions (measured
   // +0.37%, 95.1%); q8 (int8 blocks of 32): within 0.5% and >= 94% (-0.10%, 96.4%). At 8K tokens of public-domain
-  // prose (folio-sparse ppl, docs/quantized-gpu.md): fp8 +1.00%, q8 +0.18%.
+  // prose (folio-sparse ppl, docs/quantized-gpu.md): fp8 +1.00%, q8 +0.17%.
   void eight_bit_kv_cache_keeps_perplexity() {
     REQUIRE_SMOLLM2();
     struct Scores final : folio::ForwardObserver {
