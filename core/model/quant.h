@@ -27,7 +27,7 @@ void round_kv_row_fp8(float* x, int64_t n);
 
 // The two 8-bit KV formats (--kv-dtype): FP8 E4M3 rows as above, or Q8 blocks: int8 values in blocks
 // of 32 (a row's last block may be shorter) with one fp16 scale each, amax / 127 (GGUF Q8_0's rule).
-// Q8 keeps more of the model: SmolLM2 at 8K tokens, perplexity +0.18% against +1.00% for FP8
+// Q8 keeps more of the model: SmolLM2 at 8K tokens, perplexity +0.17% against +1.00% for FP8
 // (docs/quantized-gpu.md).
 enum class KvQuant : uint8_t { None, Fp8, Q8 };
 const char* kv_quant_name(KvQuant q);  // "native", "fp8", "q8"
