@@ -199,7 +199,8 @@ class CudaBackend final : public Backend {
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const size_t available =
-        available_bytes(free_b, weights_.bytes() + scratch_.bytes() + dequant_.bytes() + kv_bytes_.load() +
+        available_bytes(free_b, weights_.bytes() + scratch_.bytes() + dequant_.bytes() + part_arena_.bytes() +
+                                    all_logits_.bytes() + piece_logits_.bytes() + kv_bytes_.load() +
                                     sparse_bytes_.load());
     if (need > available) {
       const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
@@ -732,7 +733,7 @@ class CudaBackend final : public Backend {
     const size_t width = static_cast<size_t>(n) * hd_bytes, host_pitch = static_cast<size_t>(rows) * hd_bytes;
     const size_t cache_pitch = static_cast<size_t>(kv.capacity()) * hd_bytes;
     bf16* base = tensor == 0 ? kv.k(layer) : kv.v(layer);
-    FOLIO_CUDA_CHECK(cudaSetDevice(device_));
+    cuda::DeviceScope scope(device_);  // the caller's device back afterwards (tensor parallel copies rank by rank)
     if (into_cache)
       FOLIO_CUDA_CHECK(cudaMemcpy2DAsync(base, cache_pitch, host, host_pitch, width, static_cast<size_t>(c.n_kv_heads),
                                          cudaMemcpyHostToDevice, stream_));

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <exception>
 #include <mutex>
 #include <string>
 
@@ -62,6 +63,11 @@ const NcclApi& nccl() {
   return api;
 }
 
+void cuda_check(cudaError_t e) {
+  if (e != cudaSuccess)
+    throw Error(ErrorCode::BackendUnavailable, std::string("CUDA, preparing NCCL: ") + cudaGetErrorString(e));
+}
+
 void check(ncclResult_t r, const char* what) {
   if (r != ncclSuccess)
     throw Error(ErrorCode::BackendUnavailable, std::string("NCCL ") + what + " failed: " + nccl().error_string(r));
@@ -80,15 +86,49 @@ class NcclCollective final : public Collective {
   std::string name() const override { return "NCCL all-reduce"; }
   void all_reduce_sum(std::span<const PartBuffer> parts) override {
     if (parts.size() != comms_.size()) throw Error(ErrorCode::Internal, "NCCL: one part per rank is expected");
-    check(nccl().group_start(), "ncclGroupStart");
-    for (size_t r = 0; r < parts.size(); ++r) {
-      const PartBuffer& p = parts[r];
+    for (const PartBuffer& p : parts)
       if (!p.on_device || p.element_bytes != 4) throw Error(ErrorCode::Internal, "NCCL sums fp32 parts on the GPUs");
-      check(nccl().all_reduce(p.data, p.data, static_cast<size_t>(p.count), ncclFloat32, ncclSum, comms_[r],
-                              static_cast<cudaStream_t>(p.stream)),
-            "ncclAllReduce");
+    check(nccl().group_start(), "ncclGroupStart");
+    // the group is always closed, even when a call in it fails (an open group would swallow every
+    // later all-reduce and leave the parts unsummed)
+    ncclResult_t first = ncclSuccess;
+    for (size_t r = 0; r < parts.size() && first == ncclSuccess; ++r)
+      first = nccl().all_reduce(parts[r].data, parts[r].data, static_cast<size_t>(parts[r].count), ncclFloat32,
+                                ncclSum, comms_[r], static_cast<cudaStream_t>(parts[r].stream));
+    const ncclResult_t end = nccl().group_end();
+    check(first, "ncclAllReduce");
+    check(end, "ncclGroupEnd");
+  }
+
+  // One small sum on every GPU, so NCCL's own buffers (connected lazily on first use) are on the
+  // devices before the ranks measure their free memory.
+  void warm_up(const std::vector<int>& devices) {
+    std::vector<float*> bufs(devices.size(), nullptr);
+    std::vector<PartBuffer> parts(devices.size());
+    for (size_t r = 0; r < devices.size(); ++r) {
+      cuda_check(cudaSetDevice(devices[r]));
+      cuda_check(cudaMalloc(&bufs[r], 256 * sizeof(float)));
+      cuda_check(cudaMemset(bufs[r], 0, 256 * sizeof(float)));
+      parts[r].data = bufs[r];
+      parts[r].count = 256;
+      parts[r].on_device = true;
+      parts[r].device = devices[r];
     }
-    check(nccl().group_end(), "ncclGroupEnd");
+    std::exception_ptr error;
+    try {
+      all_reduce_sum(parts);
+      for (size_t r = 0; r < devices.size(); ++r) {
+        cuda_check(cudaSetDevice(devices[r]));
+        cuda_check(cudaDeviceSynchronize());
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    for (size_t r = 0; r < devices.size(); ++r) {
+      cudaSetDevice(devices[r]);
+      cudaFree(bufs[r]);
+    }
+    if (error) std::rethrow_exception(error);
   }
 
  private:
@@ -114,18 +154,26 @@ std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<con
                     ". Install NCCL (the CUDA toolkit's, or pip's nvidia-nccl-cu13), or use one GPU (--gpu N)");
   if (const std::string why = cuda::cublaslt_unavailable(); !why.empty())
     throw Error(ErrorCode::BackendUnavailable, "the model cannot be laid across GPUs: " + why);
-  const CudaProbe probe = probe_cuda();
+  const CudaProbe found = probe_cuda();
   for (size_t i = 0; i < devices.size(); ++i) {
-    if (devices[i] < 0 || devices[i] >= probe.device_count)
+    if (devices[i] < 0 || devices[i] >= found.device_count)
       throw Error(ErrorCode::BadArgument, "the model cannot be laid across " + std::to_string(devices.size()) +
                                               " GPUs: there is no GPU cuda:" + std::to_string(devices[i]) + " (" +
-                                              probe.summary + ")");
+                                              found.summary + ")");
     if (std::find(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(i), devices[i]) !=
         devices.begin() + static_cast<std::ptrdiff_t>(i))
       throw Error(ErrorCode::BadArgument, "cuda:" + std::to_string(devices[i]) + " is listed twice");
   }
   const int ranks = static_cast<int>(devices.size());
   const TensorParallelLayout layout = plan_tensor_parallel(*model, ranks);
+#if FOLIO_HAVE_NCCL
+  // NCCL first, so its memory is taken before the plans below measure what is free
+  auto collective = std::make_unique<NcclCollective>(devices);
+  collective->warm_up(devices);
+#else
+  std::unique_ptr<Collective> collective;  // unreachable: nccl_unavailable() refused above
+#endif
+  const CudaProbe probe = probe_cuda();
   std::vector<std::shared_ptr<const LoadedModel>> shards;
   for (int r = 0; r < ranks; ++r) shards.push_back(shard_model(model, layout, r));
 
@@ -172,11 +220,6 @@ std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<con
     o.decode_graphs = false;
     backends.push_back(create_cuda_backend(shards[static_cast<size_t>(r)], o));
   }
-#if FOLIO_HAVE_NCCL
-  auto collective = std::make_unique<NcclCollective>(devices);
-#else
-  std::unique_ptr<Collective> collective;  // unreachable: nccl_unavailable() refused above
-#endif
   return create_tensor_parallel_backend(std::move(model), layout, std::move(backends), std::move(collective));
 }
 

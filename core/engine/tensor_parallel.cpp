@@ -194,6 +194,17 @@ class TensorParallelBackend final : public Backend {
     parts_.resize(ranks_.size());
   }
 
+  // The ranks' queues drained before the collective (NCCL's communicators) goes: a step cut short by
+  // an error may still have work queued that uses them.
+  ~TensorParallelBackend() override {
+    for (auto& r : ranks_) {
+      try {
+        r->finish_step();
+      } catch (...) {
+      }
+    }
+  }
+
   BackendKind kind() const override { return ranks_[0]->kind(); }
   std::string name() const override {
     return "tensor parallel over " + std::to_string(ranks_.size()) + " ranks of " + ranks_[0]->name() + ", " +
