@@ -124,6 +124,10 @@ class SmolLM2Test : public QObject {
   // +0.37%, 95.1%); q8 (int8 blocks of 32): within 0.5% and >= 94% (-0.10%, 96.4%). At 8K tokens of public-domain
   // prose (folio-sparse ppl, docs/quantized-gpu.md): fp8 +1.00%, q8 +0.17%.
   void eight_bit_kv_cache_keeps_perplexity() {
+#ifdef __SANITIZE_ADDRESS__
+    QSKIP("an accuracy measurement (three runs over 1,536 tokens, over 5 minutes under ASan); the 8-bit KV "
+          "code runs under ASan in tst_engine eight_bit_kv_cache_on_the_cpu");
+#endif
     REQUIRE_SMOLLM2();
     struct Scores final : folio::ForwardObserver {
       std::vector<int32_t> tokens;
