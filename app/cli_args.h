@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace folio::cli {
@@ -76,6 +77,15 @@ class Args {
       start = comma + 1;
     }
     return ids;
+  }
+
+  // --gpus LIST into an engine's options: one GPU is the same as --gpu N; two or more lay the model
+  // across them (tensor parallel), the first also the engine's GPU.
+  void gpus(const std::string& option, int& gpu_device, std::vector<int>& gpu_devices) {
+    std::vector<int> ids = gpu_list(option);
+    gpu_device = ids.front();
+    if (ids.size() > 1) gpu_devices = std::move(ids);
+    else gpu_devices.clear();
   }
 
  private:

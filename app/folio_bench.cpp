@@ -265,11 +265,7 @@ int main(int argc, char** argv) {
       }
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--kv-disk") kv_disk = args.value(a);
-      else if (a == "--gpus") {
-        eo.gpu_devices = args.gpu_list(a);
-        if (eo.gpu_devices.size() == 1) eo.gpu_device = eo.gpu_devices.front();
-        if (eo.gpu_devices.size() == 1) eo.gpu_devices.clear();
-      }
+      else if (a == "--gpus") args.gpus(a, eo.gpu_device, eo.gpu_devices);
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
         attention = args.value(a);

@@ -281,11 +281,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--sparse-config") o.sparse_config = args.value(a);
     else if (a == "--gpu") o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
-    else if (a == "--gpus") {
-      o.engine.gpu_devices = args.gpu_list(a);
-      if (o.engine.gpu_devices.size() == 1) o.engine.gpu_device = o.engine.gpu_devices.front();
-      if (o.engine.gpu_devices.size() == 1) o.engine.gpu_devices.clear();
-    }
+    else if (a == "--gpus") args.gpus(a, o.engine.gpu_device, o.engine.gpu_devices);
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
     else if (a == "--gpu-weights") {

@@ -5,7 +5,6 @@
 // types) and loaded at run time (dlopen), so the programs start where it is not installed and say
 // why several GPUs cannot be used. NVLink multicast is never asked for (NCCL_NVLS_ENABLE is left as
 // the environment sets it).
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <exception>
@@ -22,6 +21,8 @@
 #if FOLIO_HAVE_NCCL
 #include <cuda_runtime.h>
 #include <nccl.h>
+
+#include "kernels/shared_library.h"
 #endif
 
 namespace folio {
@@ -43,22 +44,14 @@ const NcclApi& nccl() {
   static NcclApi api;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* lib = dlopen(FOLIO_NCCL_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) lib = dlopen(FOLIO_NCCL_BUILD_PATH, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      api.missing = std::string("NCCL (") + FOLIO_NCCL_SONAME + ") could not be loaded: " + dlerror();
-      return;
-    }
-    auto load = [&](auto& fn, const char* name) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-      if (fn == nullptr && api.missing.empty()) api.missing = std::string("NCCL has no ") + name;
-    };
-    load(api.comm_init_all, "ncclCommInitAll");
-    load(api.comm_destroy, "ncclCommDestroy");
-    load(api.all_reduce, "ncclAllReduce");
-    load(api.group_start, "ncclGroupStart");
-    load(api.group_end, "ncclGroupEnd");
-    load(api.error_string, "ncclGetErrorString");
+    cuda::SharedLibrary lib("NCCL (" FOLIO_NCCL_SONAME ")", {FOLIO_NCCL_SONAME, FOLIO_NCCL_BUILD_PATH});
+    lib.bind("ncclCommInitAll", api.comm_init_all);
+    lib.bind("ncclCommDestroy", api.comm_destroy);
+    lib.bind("ncclAllReduce", api.all_reduce);
+    lib.bind("ncclGroupStart", api.group_start);
+    lib.bind("ncclGroupEnd", api.group_end);
+    lib.bind("ncclGetErrorString", api.error_string);
+    api.missing = lib.error();
   });
   return api;
 }

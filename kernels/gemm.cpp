@@ -1,11 +1,11 @@
 #include "kernels/gemm.h"
 
 #include <cublasLt.h>
-#include <dlfcn.h>
 
 #include <string>
 
 #include "core/common/error.h"
+#include "kernels/shared_library.h"
 
 namespace folio::cuda {
 
@@ -30,35 +30,28 @@ struct CublasLt {
   std::string error;  // why it could not be loaded; "" when loaded
 };
 
-template <typename F>
-bool bind(void* lib, const char* name, F& fn, std::string& error) {
-  fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (fn == nullptr && error.empty()) error = std::string(FOLIO_CUBLASLT_SONAME " has no ") + name;
-  return fn != nullptr;
-}
-
 CublasLt load_cublaslt() {
   CublasLt c;
-  void* lib = dlopen(FOLIO_CUBLASLT_SONAME, RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) lib = dlopen(FOLIO_CUBLASLT_TOOLKIT_PATH, RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
+  SharedLibrary lib(FOLIO_CUBLASLT_SONAME, {FOLIO_CUBLASLT_SONAME, FOLIO_CUBLASLT_TOOLKIT_PATH});
+  if (!lib.loaded()) {
     c.error = "cuBLASLt (" FOLIO_CUBLASLT_SONAME ") is not installed: install NVIDIA's libcublas package for CUDA " +
               std::string(FOLIO_CUDA_VERSION_STR);
     return c;
   }
-  bind(lib, "cublasLtCreate", c.create, c.error);
-  bind(lib, "cublasLtDestroy", c.destroy, c.error);
-  bind(lib, "cublasLtMatmul", c.matmul, c.error);
-  bind(lib, "cublasLtMatmulAlgoGetHeuristic", c.heuristic, c.error);
-  bind(lib, "cublasLtMatmulDescCreate", c.desc_create, c.error);
-  bind(lib, "cublasLtMatmulDescDestroy", c.desc_destroy, c.error);
-  bind(lib, "cublasLtMatmulDescSetAttribute", c.desc_set, c.error);
-  bind(lib, "cublasLtMatmulPreferenceCreate", c.pref_create, c.error);
-  bind(lib, "cublasLtMatmulPreferenceDestroy", c.pref_destroy, c.error);
-  bind(lib, "cublasLtMatmulPreferenceSetAttribute", c.pref_set, c.error);
-  bind(lib, "cublasLtMatrixLayoutCreate", c.layout_create, c.error);
-  bind(lib, "cublasLtMatrixLayoutDestroy", c.layout_destroy, c.error);
-  return c;  // the library stays loaded for the life of the process
+  lib.bind("cublasLtCreate", c.create);
+  lib.bind("cublasLtDestroy", c.destroy);
+  lib.bind("cublasLtMatmul", c.matmul);
+  lib.bind("cublasLtMatmulAlgoGetHeuristic", c.heuristic);
+  lib.bind("cublasLtMatmulDescCreate", c.desc_create);
+  lib.bind("cublasLtMatmulDescDestroy", c.desc_destroy);
+  lib.bind("cublasLtMatmulDescSetAttribute", c.desc_set);
+  lib.bind("cublasLtMatmulPreferenceCreate", c.pref_create);
+  lib.bind("cublasLtMatmulPreferenceDestroy", c.pref_destroy);
+  lib.bind("cublasLtMatmulPreferenceSetAttribute", c.pref_set);
+  lib.bind("cublasLtMatrixLayoutCreate", c.layout_create);
+  lib.bind("cublasLtMatrixLayoutDestroy", c.layout_destroy);
+  c.error = lib.error();
+  return c;
 }
 
 const CublasLt& lt() {

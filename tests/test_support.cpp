@@ -44,6 +44,11 @@ std::string source_dir() { return env_or("FOLIO_SOURCE_DIR", "."); }
 std::string shared_models() { return env_or("FOLIO_SHARED_MODELS", source_dir() + "/../shared/models"); }
 std::string bin_dir() { return env_or("FOLIO_BIN_DIR", "."); }
 bool exists(const std::string& path) { return std::filesystem::exists(path); }
+std::string smollm2_path() {
+  const char* home = std::getenv("HOME");
+  const std::string cache = env_or("XDG_CACHE_HOME", std::string(home != nullptr ? home : "") + "/.cache");
+  return env_or("FOLIO_SMOLLM2_GGUF", cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
 
 QByteArray assemble_pdf(const QVector<QByteArray>& objects, const QByteArray& header, const QByteArray& trailer_extra) {
   QByteArray pdf = header;

@@ -14,6 +14,9 @@ std::string source_dir();      // the repository root
 std::string shared_models();   // ../shared/models (may not exist)
 std::string bin_dir();         // where folio-cli and folio-bench are built
 bool exists(const std::string& path);
+// SmolLM2-135M-Instruct (Q4_1 GGUF) where tools/fetch_model.py puts it ($FOLIO_SMOLLM2_GGUF, else
+// $XDG_CACHE_HOME or ~/.cache, /folio/models/); the path whether or not the file is there.
+std::string smollm2_path();
 
 // A PDF written by hand: one page per text (Helvetica), optional extra catalog entries (e.g.
 // /PageLabels), and optionally encrypted (standard security handler, RC4 40-bit) under a user password.

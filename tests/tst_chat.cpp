@@ -38,15 +38,7 @@ std::string demo_path() {
   return folio::test::source_dir() + "/resources/demo/halcyon-h40-manual.md";
 }
 
-std::string smollm2_path() {
-  if (const char* p = std::getenv("FOLIO_SMOLLM2_GGUF"); p != nullptr && *p != 0) return p;
-  std::string cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0)
-    cache = x;
-  else if (const char* h = std::getenv("HOME"); h != nullptr)
-    cache = std::string(h) + "/.cache";
-  return cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+using folio::test::smollm2_path;
 
 std::unique_ptr<folio::Engine> load(const std::string& model) {
   folio::EngineOptions o;

@@ -405,11 +405,7 @@ class TestCli : public QObject {
 #ifdef __SANITIZE_ADDRESS__
     QSKIP("a SmolLM2 answer takes over the 60 s limit under ASan; the release suite runs it");
 #endif
-    QString smol = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
-    if (smol.isEmpty())
-      smol = (qEnvironmentVariableIsSet("XDG_CACHE_HOME") ? qEnvironmentVariable("XDG_CACHE_HOME")
-                                                          : QDir::homePath() + "/.cache") +
-             "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const QString smol = QString::fromStdString(folio::test::smollm2_path());
     if (!QFile::exists(smol)) QSKIP("SmolLM2-135M-Instruct is not in the cache; run python3 tools/fetch_model.py");
     Run s =
         run_cli({"--model", smol, "--file", manual, "--ask", "How long do the batteries in the outdoor sensor last?",

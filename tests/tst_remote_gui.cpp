@@ -25,6 +25,7 @@
 #include "ui/document_panel.h"
 #include "ui/main_window.h"
 #include "ui/performance_panel.h"
+#include "tests/test_support.h"
 #include "ui/settings_dialog.h"
 
 using namespace folio::ui;
@@ -45,12 +46,7 @@ QString stories_model() {
 
 // SmolLM2-135M-Instruct in the model cache, as tools/fetch_model.py puts it; "" when absent.
 QString smollm2_model() {
-  QString p = qEnvironmentVariable("FOLIO_SMOLLM2_GGUF");
-  if (p.isEmpty()) {
-    const QString cache = qEnvironmentVariableIsEmpty("XDG_CACHE_HOME") ? qEnvironmentVariable("HOME") + "/.cache"
-                                                                        : qEnvironmentVariable("XDG_CACHE_HOME");
-    p = cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  }
+  const QString p = QString::fromStdString(folio::test::smollm2_path());
   return QFile::exists(p) ? p : QString();
 }
 

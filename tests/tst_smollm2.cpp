@@ -16,15 +16,7 @@
 
 namespace {
 
-const char* kModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-std::string model_path() {
-  if (const char* p = std::getenv("FOLIO_SMOLLM2_GGUF"); p != nullptr && *p != 0) return p;
-  std::string cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0) cache = x;
-  else if (const char* h = std::getenv("HOME"); h != nullptr) cache = std::string(h) + "/.cache";
-  return cache + "/folio/models/" + kModelFile;
-}
+std::string model_path() { return folio::test::smollm2_path(); }
 
 #define REQUIRE_SMOLLM2()                                                                              \
   do {                                                                                                 \

@@ -76,13 +76,7 @@ std::pair<double, double> compare(const std::vector<float>& got, const std::vect
   return {diff / scale, rows > 0 ? double(same) / double(rows) : 1.0};
 }
 
-std::string smollm2_path() {
-  if (const char* p = std::getenv("FOLIO_SMOLLM2_GGUF"); p != nullptr && *p != 0) return p;
-  std::string cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0) cache = x;
-  else if (const char* h = std::getenv("HOME"); h != nullptr) cache = std::string(h) + "/.cache";
-  return cache + "/folio/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+using folio::test::smollm2_path;
 
 std::string model_path(const QString& name) {
   if (name == "stories260K") return folio::test::shared_models() + "/stories260K.bin";
