@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/model/quant.h"
+
 namespace folio::cli {
 
 class UsageError : public std::runtime_error {
@@ -77,6 +79,13 @@ class Args {
       start = comma + 1;
     }
     return ids;
+  }
+
+  // --kv-dtype native|fp8|q8: the KV cache's values.
+  KvQuant kv_dtype(const std::string& option) {
+    const std::string v = value(option);
+    if (v != "native" && v != "fp8" && v != "q8") throw UsageError(option + " takes native, fp8 or q8, not " + v);
+    return v == "fp8" ? KvQuant::Fp8 : v == "q8" ? KvQuant::Q8 : KvQuant::None;
   }
 
   // --gpus LIST into an engine's options: one GPU is the same as --gpu N; two or more lay the model

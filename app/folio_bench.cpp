@@ -50,6 +50,7 @@ const char* kUsage =
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "                   [--gpus LIST]   (the model laid across these GPUs, tensor parallel; the cap applies to each)\n"
+    "                   [--kv-dtype native|q8]   (the KV cache's values: bf16 on the GPU, or 8-bit blocks)\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
     "                   [--kv-disk FOLDER]   (TTFT from the documents' KV saved on disk vs a fresh prefill)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
@@ -266,6 +267,7 @@ int main(int argc, char** argv) {
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--kv-disk") kv_disk = args.value(a);
       else if (a == "--gpus") args.gpus(a, eo.gpu_device, eo.gpu_devices);
+      else if (a == "--kv-dtype") eo.kv_quant = args.kv_dtype(a);
       else if (a == "--gpu-mem-limit") eo.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
       else if (a == "--attention") {
         attention = args.value(a);
@@ -485,6 +487,7 @@ int main(int argc, char** argv) {
       flat["attention"] = attention;
       flat["dtype"] = dtype_name;
       flat["gpu_weights"] = eo.gpu_quantized_weights ? "blocks" : "bf16";
+      flat["kv_dtype"] = engine->kv_type();
       flat["decode_graphs"] = eo.decode_graphs;
       flat["n_prompt"] = len;
       flat["chunk"] = last.prefill_chunk;

@@ -125,7 +125,7 @@ const char* kOptionHelp =
     "  --kv-dtype native|fp8|q8  the KV cache's values: the backend's own (fp32 CPU, bf16 GPU), or 8 bits:\n"
     "                        fp8 (E4M3, a scale per token and head) or q8 (int8 blocks of 32 with a\n"
     "                        scale each: closer to the model). The CPU rounds to those values (the\n"
-    "                        reference); not yet on the GPU\n"
+    "                        reference); the GPU keeps q8 in 8 bits (about 0.53x of bf16's bytes)\n"
     "  --cpu-ranks N         on the CPU, split the model tensor-parallel over N ranks (threads with a host\n"
     "                        all-reduce): the multi-GPU layout, to try without GPUs; slower than one rank\n"
     "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
@@ -264,12 +264,7 @@ CliOptions parse_generate(folio::cli::Args& args) {
     else if (a == "--chunk") o.chunk = args.integer(a, 1, int64_t{1} << 24);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--cpu-ranks") o.engine.cpu_ranks = static_cast<int>(args.integer(a, 1, 64));
-    else if (a == "--kv-dtype") {
-      const std::string v = args.value(a);
-      if (v != "native" && v != "fp8" && v != "q8")
-        throw folio::cli::UsageError("--kv-dtype takes native, fp8 or q8, not " + v);
-      o.engine.kv_quant = v == "fp8" ? folio::KvQuant::Fp8 : v == "q8" ? folio::KvQuant::Q8 : folio::KvQuant::None;
-    }
+    else if (a == "--kv-dtype") o.engine.kv_quant = args.kv_dtype(a);
     else if (a == "--metrics-json") o.metrics_json = args.value(a);
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--print-prompt") o.print_prompt = true;

@@ -52,11 +52,7 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--chunk") o.chunk = args.integer(a, 2, 1 << 20);
     else if (a == "--density") o.density = args.number(a, 0.01, 1.0);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
-    else if (a == "--kv-dtype") {
-      const std::string v = args.value(a);
-      if (v != "native" && v != "fp8" && v != "q8") throw UsageError("--kv-dtype takes native, fp8 or q8, not " + v);
-      o.engine.kv_quant = v == "fp8" ? folio::KvQuant::Fp8 : v == "q8" ? folio::KvQuant::Q8 : folio::KvQuant::None;
-    }
+    else if (a == "--kv-dtype") o.engine.kv_quant = args.kv_dtype(a);
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
     else if (a == "--backend") {
       const std::string b = args.value(a);

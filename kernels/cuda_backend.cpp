@@ -24,8 +24,6 @@ namespace {
 
 using cuda::bf16;
 
-size_t a256(size_t b) { return (b + 255) / 256 * 256; }
-
 // Page-locked host memory (copy_kv's pieces: copies at full bus speed, beside the host's work).
 class PinnedBuffer final : public HostBuffer {
  public:
@@ -48,11 +46,11 @@ class PinnedBuffer final : public HostBuffer {
 
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(int device, const ModelConfig& c, int64_t capacity, int64_t chunk, std::atomic<size_t>* live,
-              std::atomic<size_t>* live_sparse)
-      : capacity_(capacity), live_(live), live_sparse_(live_sparse) {
-    per_tensor_ = a256(static_cast<size_t>(c.kv_dim()) * static_cast<size_t>(capacity) * sizeof(bf16));
-    const MemoryPlan p = plan_memory(c, capacity, chunk);
+  CudaKvCache(int device, const ModelConfig& c, int64_t capacity, int64_t chunk, KvQuant quant,
+              std::atomic<size_t>* live, std::atomic<size_t>* live_sparse)
+      : capacity_(capacity), layers_(c.n_layers), live_(live), live_sparse_(live_sparse) {
+    layout_ = plan_kv(c, capacity, quant);
+    const MemoryPlan p = plan_memory(c, capacity, chunk, nullptr, quant);
     arena_ = cuda::Arena(device, p.kv_bytes, "the KV cache");
     *live_ += arena_.bytes();
     // sparse prefill's estimation scratch and tile lists, sized for this context
@@ -68,8 +66,20 @@ class CudaKvCache final : public KvCache {
   }
   int64_t capacity() const override { return capacity_; }
   size_t bytes() const override { return arena_.bytes(); }
-  bf16* k(int layer) const { return at(2 * static_cast<size_t>(layer)); }
-  bf16* v(int layer) const { return at(2 * static_cast<size_t>(layer) + 1); }
+  // The bf16 rows attention and estimation read: the layer's own (bf16 cache), or the stage the
+  // 8-bit rows are expanded into (q8 cache).
+  bf16* k(int layer) const { return q8() ? stage(0) : reinterpret_cast<bf16*>(at(2 * static_cast<size_t>(layer))); }
+  bf16* v(int layer) const { return q8() ? stage(1) : reinterpret_cast<bf16*>(at(2 * static_cast<size_t>(layer) + 1)); }
+  bool q8() const { return layout_.quant == KvQuant::Q8; }
+  const KvLayout& layout() const { return layout_; }
+  // q8: tensor 0 (K) or 1 (V) of a layer, int8 values and fp16 scales
+  int8_t* values(int layer, int tensor) const {
+    return reinterpret_cast<int8_t*>(at(2 * static_cast<size_t>(layer) + static_cast<size_t>(tensor)));
+  }
+  uint16_t* scales(int layer, int tensor) const {
+    return reinterpret_cast<uint16_t*>(base() + 2 * static_cast<size_t>(layers_) * layout_.values +
+                                       (2 * static_cast<size_t>(layer) + static_cast<size_t>(tensor)) * layout_.scales);
+  }
   bool has_sparse() const { return sparse.col != nullptr; }
 
   cuda::SparseScratch sparse;
@@ -77,11 +87,17 @@ class CudaKvCache final : public KvCache {
   std::vector<uint8_t> layer_kinds;  // per layer: 1 some head needs sample sums, 2 some is Block-Cluster
 
  private:
-  bf16* at(size_t i) const { return reinterpret_cast<bf16*>(static_cast<uint8_t*>(arena_.base()) + i * per_tensor_); }
+  uint8_t* base() const { return static_cast<uint8_t*>(arena_.base()); }
+  uint8_t* at(size_t i) const { return base() + i * layout_.values; }
+  bf16* stage(int tensor) const {
+    return reinterpret_cast<bf16*>(base() + 2 * static_cast<size_t>(layers_) * (layout_.values + layout_.scales) +
+                                   static_cast<size_t>(tensor) * layout_.stage);
+  }
   int64_t capacity_;
+  int layers_;
+  KvLayout layout_;
   std::atomic<size_t>* live_;
   std::atomic<size_t>* live_sparse_;
-  size_t per_tensor_ = 0;
   cuda::Arena arena_, sparse_arena_;
 };
 
@@ -112,11 +128,7 @@ class CudaBackend final : public Backend {
     if (!cuda::attention_head_dim_supported(c.head_dim))
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports head dims up to 256; this model has " +
                                                    std::to_string(c.head_dim) + " (use --backend cpu)");
-    if (o.kv_quant != KvQuant::None)
-      throw Error(ErrorCode::BackendUnavailable,
-                  std::string("an 8-bit (") + kv_quant_name(o.kv_quant) +
-                      ") KV cache is not built for the GPU yet; run with its bf16 KV cache (--kv-dtype native) or on "
-                      "the CPU, whose 8-bit KV is the reference");
+    plan_kv(c, 0, o.kv_quant);  // a format the GPU does not keep (fp8) is refused here, naming q8
     if (c.n_heads / c.n_kv_heads > 16)
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports up to 16 query heads per KV head");
     cuda::DeviceScope scope(device_);
@@ -132,12 +144,12 @@ class CudaBackend final : public Backend {
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     native_ = o.quantized_weights ? &model_->weights : nullptr;
-    const MemoryPlan plan = plan_memory(c, context, chunk_, native_);
+    const MemoryPlan plan = plan_memory(c, context, chunk_, native_, o.kv_quant);
     // a rank of a tensor-parallel layout also keeps its share of a projection, fp32 [chunk][hidden]
     const size_t part_bytes = o.tensor_parallel_rank ? part_arena_bytes() : 0;
     const size_t held_back = available_bytes(free_b, 0);
     const size_t available = held_back > part_bytes ? held_back - part_bytes : 0;
-    largest_context_ = folio::largest_context(c, chunk_, available, native_);
+    largest_context_ = folio::largest_context(c, chunk_, available, native_, o.kv_quant);
     if (plan.total() > available) {
       const int64_t fits = largest_context_;
       std::string msg = where() + " cannot hold this model with a context of " + std::to_string(context) +
@@ -194,7 +206,7 @@ class CudaBackend final : public Backend {
     if (capacity_tokens <= 0) throw Error(ErrorCode::BadArgument, "KV cache capacity must be positive");
     cuda::DeviceScope scope(device_);
     const ModelConfig& c = model_->config;
-    const MemoryPlan plan = plan_memory(c, capacity_tokens, chunk_);
+    const MemoryPlan plan = plan_memory(c, capacity_tokens, chunk_, nullptr, options_.kv_quant);
     const size_t need = plan.kv_bytes + plan.sparse_bytes;
     size_t free_b = 0, total_b = 0;
     FOLIO_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -203,7 +215,7 @@ class CudaBackend final : public Backend {
                                     all_logits_.bytes() + piece_logits_.bytes() + kv_bytes_.load() +
                                     sparse_bytes_.load());
     if (need > available) {
-      const size_t per_token = static_cast<size_t>(c.kv_bytes_per_token(2));
+      const size_t per_token = plan.kv_bytes_per_token;
       const int64_t fits = static_cast<int64_t>(available / per_token) / 256 * 256;
       throw Error(ErrorCode::OutOfMemory,
                   "a context of " + std::to_string(capacity_tokens) + " tokens needs a KV cache of " +
@@ -214,7 +226,8 @@ class CudaBackend final : public Backend {
                       "; the largest context that fits is " + std::to_string(fits) +
                       " tokens. Choose a smaller context (--ctx)" + (limit_ > 0 ? " or raise --gpu-mem-limit." : "."));
     }
-    return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, chunk_, &kv_bytes_, &sparse_bytes_);
+    return std::make_unique<CudaKvCache>(device_, c, capacity_tokens, chunk_, options_.kv_quant, &kv_bytes_,
+                                         &sparse_bytes_);
   }
 
   std::vector<DeviceMemory> memory() const override {
@@ -515,6 +528,14 @@ class CudaBackend final : public Backend {
       ra.pos_dev = pos_dev_;
     }
     cuda::rope_qkv(ra, stream_);
+    if (kv.q8()) {
+      // the chunk's rows, written to the stage above, become 8-bit rows of this layer; then, unless
+      // the decode kernel reads the 8-bit rows itself, all rows so far are expanded back into the
+      // stage (the new ones with their rounding: what the CPU's q8 cache holds)
+      const cuda::KvQ8Args qa = q8_args(kv, layer, n, ra.pos0, ra.pos_dev);
+      cuda::kv_quantize_q8(qa, stream_);
+      if (!q8_direct(n)) cuda::kv_expand_q8(qa, ra.pos0 + n, stream_);
+    }
   }
 
   SparseSupport sparse_support(const sparse::SparseConfig& /*config*/, int64_t keys) const override {
@@ -580,6 +601,13 @@ class CudaBackend final : public Backend {
     if (recording_) {
       aa.pos0 = record_pos_;
       aa.pos_dev = pos_dev_;
+    }
+    if (kv.q8() && q8_direct(n)) {
+      aa.k_q8 = kv.values(layer, 0);
+      aa.v_q8 = kv.values(layer, 1);
+      aa.k_scale = kv.scales(layer, 0);
+      aa.v_scale = kv.scales(layer, 1);
+      aa.kv_blocks = kv.layout().blocks;
     }
     if (n == 1) cuda::attention_decode(aa, partial_, num_sms_, stream_);
     else cuda::attention_prefill(aa, stream_);
@@ -718,7 +746,9 @@ class CudaBackend final : public Backend {
   // ---- KV kept on disk: the cache's bf16 rows as they are. Per layer, K and V are
   // [kv head][capacity][head dim]: one strided copy of n positions per tensor, on the backend's
   // queue, through page-locked host buffers.
-  int kv_element_bytes() const override { return sizeof(bf16); }
+  // An 8-bit cache is not kept on disk (its file layout is the bf16 rows).
+  int kv_element_bytes() const override { return options_.kv_quant == KvQuant::None ? sizeof(bf16) : 0; }
+  std::string kv_type() const override { return options_.kv_quant == KvQuant::None ? "bf16" : kv_quant_name(options_.kv_quant); }
 
   std::unique_ptr<HostBuffer> host_buffer(size_t bytes) override {
     FOLIO_CUDA_CHECK(cudaSetDevice(device_));
@@ -732,6 +762,7 @@ class CudaBackend final : public Backend {
     const size_t hd_bytes = static_cast<size_t>(c.head_dim) * sizeof(bf16);
     const size_t width = static_cast<size_t>(n) * hd_bytes, host_pitch = static_cast<size_t>(rows) * hd_bytes;
     const size_t cache_pitch = static_cast<size_t>(kv.capacity()) * hd_bytes;
+    if (kv.q8()) throw Error(ErrorCode::Internal, "an 8-bit KV cache is not copied to or from disk");
     bf16* base = tensor == 0 ? kv.k(layer) : kv.v(layer);
     cuda::DeviceScope scope(device_);  // the caller's device back afterwards (tensor parallel copies rank by rank)
     if (into_cache)
@@ -750,6 +781,28 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Whether a step of n tokens reads the 8-bit rows directly (the split-K decode kernel's head dims)
+  // rather than their expansion into the stage.
+  bool q8_direct(int64_t n) const { return n == 1 && cuda::attention_head_dim_fast(model_->config.head_dim); }
+
+  cuda::KvQ8Args q8_args(const CudaKvCache& kv, int layer, int64_t n, int64_t pos, const int64_t* pos_dev) const {
+    const ModelConfig& c = model_->config;
+    cuda::KvQ8Args a;
+    for (int t = 0; t < 2; ++t) {
+      a.stage[t] = t == 0 ? kv.k(layer) : kv.v(layer);
+      a.values[t] = kv.values(layer, t);
+      a.scales[t] = kv.scales(layer, t);
+    }
+    a.n_kv_heads = c.n_kv_heads;
+    a.head_dim = c.head_dim;
+    a.blocks = kv.layout().blocks;
+    a.capacity = kv.capacity();
+    a.pos0 = pos;
+    a.n = static_cast<int>(n);
+    a.pos_dev = pos_dev;
+    return a;
+  }
+
   void upload_budgets(CudaKvCache& kv, const std::shared_ptr<const sparse::SparseConfig>& config) {
     const ModelConfig& c = model_->config;
     std::vector<cuda::DeviceBudget> b(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads));

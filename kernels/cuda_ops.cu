@@ -2,6 +2,7 @@
 // KV write, SwiGLU, conversions. Each reads and writes global memory once; the residual stream is
 // fp32, everything fed to the tensor cores is bf16.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 
@@ -52,6 +53,74 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
   ss = block_sum<THREADS>(ss);
   const float inv = rsqrtf(ss / static_cast<float>(dim) + eps);
   for (int i = threadIdx.x; i < dim; i += THREADS) yr[i] = to_bits(xr[i] * inv * w[i]);
+}
+
+// q8 KV: one thread per (row, KV head, block of 32) of the tensor blockIdx.y. The rule is the CPU's
+// round_kv_row_q8: scale = fp16(amax / 127), values = clamp(rint(x / scale), -127, 127); an all-zero
+// block keeps scale 0, a block with an infinite value gets a NaN scale (it stays visible as such).
+__global__ void kv_quantize_q8_kernel(KvQ8Args a) {
+  const int t = blockIdx.y;
+  const int64_t pos0 = a.pos_dev != nullptr ? *a.pos_dev : a.pos0;
+  const int64_t count = static_cast<int64_t>(a.n) * a.n_kv_heads * a.blocks;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int b = static_cast<int>(i % a.blocks);
+    const int64_t rest = i / a.blocks;
+    const int g = static_cast<int>(rest % a.n_kv_heads);
+    const int64_t r = rest / a.n_kv_heads;
+    const int64_t row = static_cast<int64_t>(g) * a.capacity + pos0 + r;
+    const bf16* src = a.stage[t] + row * a.head_dim + b * 32;
+    int8_t* dst = a.values[t] + row * a.head_dim + b * 32;
+    const int len = min(32, a.head_dim - b * 32);
+    float amax = 0.0f;
+    for (int j = 0; j < len; ++j) amax = fmaxf(amax, fabsf(to_f(src[j])));
+    uint16_t scale = 0;
+    float inv = 0.0f;
+    if (isinf(amax)) {
+      scale = 0x7e00;  // NaN
+    } else if (amax > 0.0f) {
+      const __half h = __float2half_rn(amax / 127.0f);
+      const float d = __half2float(h);
+      if (d > 0.0f) {
+        scale = __half_as_ushort(h);
+        inv = __frcp_rn(d);
+      }
+    }
+    for (int j = 0; j < len; ++j)
+      dst[j] = static_cast<int8_t>(inv > 0.0f ? fminf(fmaxf(rintf(__fmul_rn(to_f(src[j]), inv)), -127.0f), 127.0f) : 0.0f);
+    a.scales[t][static_cast<int64_t>(g) * a.capacity * a.blocks + (pos0 + r) * a.blocks + b] = scale;
+  }
+}
+
+// q8 rows back to bf16: PER values per thread (8 where the head dim allows: one 8-byte load, one
+// 16-byte store, all in one block of 32).
+template <int PER>
+__global__ void kv_expand_q8_kernel(KvQ8Args a, int64_t rows) {
+  const int t = blockIdx.y;
+  if (a.pos_dev != nullptr) rows = *a.pos_dev + a.n;
+  const int64_t per_row = a.head_dim / PER, per_head = rows * per_row;
+  const int64_t count = per_head * a.n_kv_heads;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t g = i / per_head, rem = i % per_head, r = rem / per_row;
+    const int c = static_cast<int>(rem % per_row) * PER;
+    const int64_t row = g * a.capacity + r;
+    const float s = __half2float(__ushort_as_half(a.scales[t][row * a.blocks + c / 32]));
+    const int8_t* src = a.values[t] + row * a.head_dim + c;
+    bf16* dst = a.stage[t] + row * a.head_dim + c;
+    if constexpr (PER == 8) {
+      const uint2 raw = *reinterpret_cast<const uint2*>(src);
+      const int8_t* v = reinterpret_cast<const int8_t*>(&raw);
+      uint4 out;
+      uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        o[j] = static_cast<uint32_t>(to_bits(v[2 * j] * s)) | (static_cast<uint32_t>(to_bits(v[2 * j + 1] * s)) << 16);
+      *reinterpret_cast<uint4*>(dst) = out;
+    } else {
+      dst[0] = to_bits(src[0] * s);
+    }
+  }
 }
 
 // One block per token (a few for a decode step: blockIdx.y); threads walk (head, pair) for q and
@@ -186,6 +255,23 @@ void rope_qkv(const RopeArgs& a, cudaStream_t stream) {
   const int pairs = (a.n_heads + a.n_kv_heads) * (a.head_dim / 2);
   const unsigned per_token = a.n >= 16 ? 1u : static_cast<unsigned>(std::min(16, (pairs + 255) / 256));
   rope_qkv_kernel<<<dim3(static_cast<unsigned>(a.n), per_token), 256, 0, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void kv_quantize_q8(const KvQ8Args& a, cudaStream_t stream) {
+  const int64_t count = static_cast<int64_t>(a.n) * a.n_kv_heads * a.blocks;
+  if (count <= 0) return;
+  kv_quantize_q8_kernel<<<dim3(blocks_for(count, 128), 2), 128, 0, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+void kv_expand_q8(const KvQ8Args& a, int64_t rows, cudaStream_t stream) {
+  if (rows <= 0) return;
+  const bool wide = a.head_dim % 8 == 0;
+  const int64_t count = rows * a.n_kv_heads * (wide ? a.head_dim / 8 : a.head_dim);
+  const dim3 grid(blocks_for(count, 256), 2);
+  if (wide) kv_expand_q8_kernel<8><<<grid, 256, 0, stream>>>(a, rows);
+  else kv_expand_q8_kernel<1><<<grid, 256, 0, stream>>>(a, rows);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 

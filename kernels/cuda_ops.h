@@ -37,6 +37,25 @@ struct RopeArgs {
 // Adds the bias, rotates q and k, writes q and the chunk's keys and values into the cache.
 void rope_qkv(const RopeArgs& a, cudaStream_t stream);
 
+// The 8-bit KV cache (q8; the CPU reference is round_kv_row_q8 in core/model/quant.h): each head's
+// row of K or V as int8 values in blocks of 32 (the last block of a row may be shorter) with one
+// fp16 scale, amax / 127, per block. Tensor t is K (0) or V (1); each [n_kv_heads][capacity][...].
+struct KvQ8Args {
+  bf16* stage[2] = {nullptr, nullptr};        // bf16 rows [n_kv_heads][capacity][head_dim]
+  int8_t* values[2] = {nullptr, nullptr};     // [n_kv_heads][capacity][head_dim]
+  uint16_t* scales[2] = {nullptr, nullptr};   // fp16 bits, [n_kv_heads][capacity][blocks]
+  int n_kv_heads = 0, head_dim = 0, blocks = 0;
+  int64_t capacity = 0;
+  int64_t pos0 = 0;  // the rows written: pos0 .. pos0 + n - 1 (pos0 = *pos_dev where given)
+  int n = 0;
+  const int64_t* pos_dev = nullptr;
+};
+// The stage's rows pos0 .. pos0 + n - 1 into 8-bit rows.
+void kv_quantize_q8(const KvQ8Args& a, cudaStream_t stream);
+// The 8-bit rows 0 .. rows - 1 expanded into the stage as bf16 (with pos_dev: 0 .. *pos_dev + n - 1,
+// rows sizing the launch).
+void kv_expand_q8(const KvQ8Args& a, int64_t rows, cudaStream_t stream);
+
 // out[t][i] = bf16(silu(gu[t][i]) * gu[t][F + i]) for a fused gate|up of width 2F.
 void swiglu(const bf16* gate_up, int n, int ffn, bf16* out, cudaStream_t stream);
 
@@ -77,6 +96,14 @@ struct AttentionArgs {
   // the largest position the recording serves (it sizes the launch: key ranges beyond the real
   // position are empty).
   const int64_t* pos_dev = nullptr;
+  // Decode from an 8-bit (q8) cache: int8 values in k_cache's layout and fp16 scales per row and
+  // block of 32 values ([n_kv_heads][capacity][kv_blocks]); k_cache / v_cache are then unused.
+  // Head dims 64, 96 and 128 (others expand the rows into bf16 first: kv_expand_q8).
+  const int8_t* k_q8 = nullptr;
+  const int8_t* v_q8 = nullptr;
+  const uint16_t* k_scale = nullptr;
+  const uint16_t* v_scale = nullptr;
+  int kv_blocks = 0;
 };
 constexpr int kQueryTile = 128;
 constexpr int kKeyTile = 64;

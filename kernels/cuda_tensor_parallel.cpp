@@ -184,8 +184,8 @@ std::unique_ptr<Backend> create_cuda_tensor_parallel_backend(std::shared_ptr<con
     size_t available = d.free_bytes;
     if (options.mem_limit_bytes > 0) available = std::min(available, options.mem_limit_bytes);
     available = available > part_bytes ? available - part_bytes : 0;
-    const MemoryPlan plan = plan_memory(sc, context, chunk, native);
-    const int64_t fits = largest_context(sc, chunk, available, native);
+    const MemoryPlan plan = plan_memory(sc, context, chunk, native, options.kv_quant);
+    const int64_t fits = largest_context(sc, chunk, available, native, options.kv_quant);
     fits_everywhere = fits_everywhere < 0 ? fits : std::min(fits_everywhere, fits);
     if (plan.total() > available && refused.empty())
       refused = "cuda:" + std::to_string(d.index) + " (" + d.name + ", rank " + std::to_string(r) + " of " +

@@ -33,6 +33,7 @@
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <atomic>
@@ -292,8 +293,30 @@ __device__ __forceinline__ void load_row(const __nv_bfloat16* p, float (&out)[PE
   }
 }
 
-// kMaxGroup below is the template's bound on query heads per KV head (1, 2, 4, 8 or 16).
-template <int HD, int kMaxGroup>
+// The same from the 8-bit (q8) cache: values d0 .. d0 + PER - 1 of a row, times their blocks' scales.
+template <int PER>
+__device__ __forceinline__ void load_row_q8(const int8_t* p, const uint16_t* row_scales, int d0, float (&out)[PER]) {
+  if constexpr (PER == 4) {  // one block of 32 holds all four (d0 is a multiple of 4)
+    const char4 c = *reinterpret_cast<const char4*>(p);
+    const float s = __half2float(__ushort_as_half(row_scales[d0 / 32]));
+    out[0] = c.x * s;
+    out[1] = c.y * s;
+    out[2] = c.z * s;
+    out[3] = c.w * s;
+  } else if constexpr (PER == 2) {
+    const char2 c = *reinterpret_cast<const char2*>(p);
+    const float s = __half2float(__ushort_as_half(row_scales[d0 / 32]));
+    out[0] = c.x * s;
+    out[1] = c.y * s;
+  } else {
+#pragma unroll
+    for (int i = 0; i < PER; ++i) out[i] = p[i] * __half2float(__ushort_as_half(row_scales[(d0 + i) / 32]));
+  }
+}
+
+// kMaxGroup below is the template's bound on query heads per KV head (1, 2, 4, 8 or 16); Q8 reads
+// the 8-bit cache (AttentionArgs::k_q8 ...).
+template <int HD, int kMaxGroup, bool Q8>
 __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(AttentionArgs a, float* partial, int splits,
                                                                          int64_t keys_per_split) {
   constexpr int PER = HD / 32;  // dims per lane
@@ -325,6 +348,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
   }
   const auto* kc = reinterpret_cast<const __nv_bfloat16*>(a.k_cache) + static_cast<int64_t>(g) * a.capacity * HD;
   const auto* vc = reinterpret_cast<const __nv_bfloat16*>(a.v_cache) + static_cast<int64_t>(g) * a.capacity * HD;
+  const int8_t* kq = a.k_q8 + static_cast<int64_t>(g) * a.capacity * HD;
+  const int8_t* vq = a.v_q8 + static_cast<int64_t>(g) * a.capacity * HD;
+  const uint16_t* ks = a.k_scale + static_cast<int64_t>(g) * a.capacity * a.kv_blocks;
+  const uint16_t* vs = a.v_scale + static_cast<int64_t>(g) * a.capacity * a.kv_blocks;
   // kUnroll keys per step: their loads are all in flight before the first is used.
   for (int64_t base = k_begin + static_cast<int64_t>(warp) * kUnroll; base < k_end;
        base += static_cast<int64_t>(kDecodeWarps) * kUnroll) {
@@ -332,8 +359,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t key = base + u < k_end ? base + u : base;  // repeats a valid key; masked below
-      load_row<PER>(kc + key * HD + lane * PER, kv[u]);
-      load_row<PER>(vc + key * HD + lane * PER, vv[u]);
+      if constexpr (Q8) {
+        load_row_q8<PER>(kq + key * HD + lane * PER, ks + key * a.kv_blocks, lane * PER, kv[u]);
+        load_row_q8<PER>(vq + key * HD + lane * PER, vs + key * a.kv_blocks, lane * PER, vv[u]);
+      } else {
+        load_row<PER>(kc + key * HD + lane * PER, kv[u]);
+        load_row<PER>(vc + key * HD + lane * PER, vv[u]);
+      }
     }
 #pragma unroll
     for (int j = 0; j < kMaxGroup; ++j) {
@@ -514,7 +546,8 @@ void launch_decode(const AttentionArgs& a, float* partial, int num_sms, cudaStre
   const int64_t per = (kv_len + splits - 1) / splits;
   splits = static_cast<int>((kv_len + per - 1) / per);
   dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(splits));
-  flash_decode_kernel<HD, G><<<grid, kDecodeWarps * 32, 0, stream>>>(a, partial, splits, per);
+  if (a.k_q8 != nullptr) flash_decode_kernel<HD, G, true><<<grid, kDecodeWarps * 32, 0, stream>>>(a, partial, splits, per);
+  else flash_decode_kernel<HD, G, false><<<grid, kDecodeWarps * 32, 0, stream>>>(a, partial, splits, per);
   FOLIO_CUDA_CHECK(cudaGetLastError());
   decode_merge_kernel<HD><<<a.n_heads, HD, 0, stream>>>(partial, splits, a.n_heads, a.out);
   FOLIO_CUDA_CHECK(cudaGetLastError());
@@ -536,6 +569,8 @@ void check_args(const AttentionArgs& a) {
   if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
     throw Error(ErrorCode::BadArgument, "attention: heads must be a multiple of KV heads");
   if (a.pos0 + a.n > a.capacity) throw Error(ErrorCode::OutOfContext, "attention: positions past the KV cache");
+  if (a.k_q8 != nullptr && (a.n != 1 || !attention_head_dim_fast(a.head_dim) || a.kv_blocks != (a.head_dim + 31) / 32))
+    throw Error(ErrorCode::Internal, "attention reads 8-bit KV rows only in decode at head dim 64, 96 or 128");
 }
 
 }  // namespace

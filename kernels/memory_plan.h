@@ -11,6 +11,7 @@
 
 #include "core/model/model_config.h"
 #include "core/model/model_weights.h"
+#include "core/model/quant.h"
 
 namespace folio {
 
@@ -24,6 +25,23 @@ struct MemoryPlan {
   size_t kv_bytes_per_token = 0;
   size_t total() const { return weights_bytes + kv_bytes + scratch_bytes + sparse_bytes; }
 };
+
+// The KV cache's layout on the device, in one allocation. bf16 (KvQuant::None): per layer, K then V,
+// each [n_kv_heads][context][head_dim]. q8 (KvQuant::Q8, the CPU's round_kv_row_q8): per layer K then
+// V as int8 values in that layout, then per layer K then V's fp16 scales [n_kv_heads][context][blocks]
+// (blocks of 32 values, a row's last one may be shorter), then one layer's K and V expanded to bf16:
+// the stage that prefill attention and sparse estimation read (decode reads the 8-bit rows).
+struct KvLayout {
+  KvQuant quant = KvQuant::None;
+  int blocks = 0;             // scale blocks per row (q8)
+  size_t values = 0;          // bytes of one layer's K (or V) values, rounded to 256
+  size_t scales = 0;          // bytes of one layer's K (or V) scales (q8), rounded to 256
+  size_t stage = 0;           // bytes of the stage's K (or V) (q8), rounded to 256
+  size_t bytes = 0;           // the allocation (granules)
+  size_t bytes_per_token = 0; // what one more token of context adds
+};
+// The formats the GPU keeps: bf16 and q8 (fp8 throws, naming q8).
+KvLayout plan_kv(const ModelConfig& c, int64_t context, KvQuant quant = KvQuant::None);
 
 // Bytes of the GEMM workspace the backend gives cuBLASLt.
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
@@ -66,11 +84,13 @@ struct WeightPlan {
 bool keeps_blocks(std::initializer_list<const TensorView*> parts);
 WeightPlan plan_weights(const ModelConfig& c, const ModelWeights* native);
 size_t plan_weight_bytes(const ModelConfig& c);  // every matrix bf16
-MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk, const ModelWeights* native = nullptr);
+MemoryPlan plan_memory(const ModelConfig& c, int64_t context, int64_t chunk, const ModelWeights* native = nullptr,
+                       KvQuant kv = KvQuant::None);
 
 // The largest context whose plan fits in `available` bytes (0 if not even the weights and scratch
 // fit), rounded down to a multiple of 256 tokens.
-int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available, const ModelWeights* native = nullptr);
+int64_t largest_context(const ModelConfig& c, int64_t chunk, size_t available, const ModelWeights* native = nullptr,
+                        KvQuant kv = KvQuant::None);
 
 // "weights 15.0 GiB + KV cache 16.0 GiB (131072 tokens) + scratch 1.2 GiB = 32.2 GiB"
 std::string describe_plan(const MemoryPlan& p);

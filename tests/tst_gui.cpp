@@ -942,9 +942,15 @@ class TstGui : public QObject {
       d->context_spin()->setValue(384);
       d->max_tokens_spin()->setValue(77);
       d->temperature_spin()->setValue(0.35);
+      // the KV cache in 8 bits (issue 18): a reload, and the panel says so
+      QCOMPARE(d->kv_dtype_combo()->currentData().toString(), QString("native"));
+      d->kv_dtype_combo()->setCurrentIndex(d->kv_dtype_combo()->findData("q8"));
       d->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok)->click();
       QCOMPARE(w->settings().context_tokens, qint64(384));
+      QCOMPARE(w->settings().kv_dtype, QString("q8"));
       QTRY_COMPARE(w->context_tokens(), qint64(384));
+      QVERIFY(wait_ready(w.get()));
+      QTRY_VERIFY2(w->performance()->model_text().contains("KV q8"), qPrintable(w->performance()->model_text()));
     }
     auto w = make_window();
     QCOMPARE(w->settings().context_tokens, qint64(384));
@@ -956,6 +962,9 @@ class TstGui : public QObject {
     SettingsDialog* d = w->open_settings();
     QCOMPARE(d->context_spin()->value(), 384);
     QCOMPARE(d->max_tokens_spin()->value(), 77);
+    QCOMPARE(d->kv_dtype_combo()->currentData().toString(), QString("q8"));
+    QVERIFY2(d->load_status().contains("KV cache q8"), qPrintable(d->load_status()));
+    QVERIFY2(w->performance()->model_text().contains("KV q8"), qPrintable(w->performance()->model_text()));
     // The file really is in the test folder, not the user's.
     QVERIFY(
         QSettings(QSettings::NativeFormat, QSettings::UserScope, "Folio", "Folio").fileName().startsWith(tmp_.path()));

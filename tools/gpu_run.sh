@@ -2,7 +2,10 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [tp]    (default: test)
+#                         [server] [kvdisk] [decode] [tp] [kvq8]    (default: test)
+# kvq8: the 8-bit (q8) KV cache: tst_gpu_model's kv_q8 case (against the CPU's q8 cache, sparse
+# prefill against bf16 KV, the memory caps), then TTFT and decode on the Llama-3.1-8B shape with Q4_K
+# weights, bf16 KV and q8 KV (32K and 128K; q8 also under a 24 GB cap) into $OUT/kvq8.jsonl.
 # tp: tensor parallel through NCCL: tst_gpu_model's tensor_parallel case (one rank against the plain
 # backend; on two or more GPUs two ranks against one on a 4K prompt), then, with two GPUs, TTFT and
 # decode on the Llama-3.1-8B shape on one GPU and on two (64K and 128K, dense and sparse; each GPU
@@ -81,6 +84,27 @@ for step in "${steps[@]}"; do
             --decode-tokens 64 --json "$out/tp.jsonl" 2>&1 | tail -n 2 || true
         done
       fi ;;
+    kvq8)
+      FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_model 2>&1 | tee "$out/kvq8_test.log" | grep -v "^  FAIL" || true
+      rm -f "$out/kvq8.jsonl"
+      for kv in native q8; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype $kv \
+          --lengths "${FOLIO_KVQ8_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" \
+          > /dev/null 2> "$out/kvq8_$kv.log" || tail -n 5 "$out/kvq8_$kv.log"
+      done
+      build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype q8 --gpu-mem-limit 24 \
+        --lengths 131072 --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" > /dev/null 2> "$out/kvq8_cap24.log" ||
+        tail -n 5 "$out/kvq8_cap24.log"
+      python3 - "$out/kvq8.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'kv':>5} {'n':>7} {'attn':>6} {'TTFT s':>8} {'decode tok/s':>12} {'weights GiB':>11} {'KV GiB':>7} {'total GiB':>9}")
+for r in rows:
+    g = lambda k: r.get(k, 0) / 2**30
+    print(f"{r.get('kv_dtype','?'):>5} {r['n_prompt']:>7} {r['attention']:>6} {r['ttft_ms']/1000:8.3f} {r.get('decode_tok_s',0):12.1f} "
+          f"{g('weights_bytes'):11.2f} {g('kv_bytes'):7.2f} {g('weights_bytes')+g('kv_bytes')+g('scratch_bytes'):9.2f}")
+PY
+      ;;
     decode)
       { FOLIO_GPU_CASES=quant,rope_qkv,attention_decode build/gpu/kernels/tests/tst_gpu_ops
         FOLIO_GPU_CASES=decode_graphs,quantized_gguf,random_shapes,memory_plan_matches_device \

@@ -47,7 +47,7 @@ bool AppSettings::needs_reload(const AppSettings& before) const {
     return remote_url != before.remote_url || remote_model != before.remote_model ||
            remote_api_key != before.remote_api_key;
   return effective_model_path() != before.effective_model_path() || threads != before.threads ||
-         (backend == "cuda" && gpus != before.gpus);
+         kv_dtype != before.kv_dtype || (backend == "cuda" && gpus != before.gpus);
 }
 
 std::vector<int> AppSettings::gpu_list() const {
@@ -98,6 +98,7 @@ AppSettings AppSettings::with_defaults() const {
   a.threads = threads;
   a.gpus = gpus;
   a.context_tokens = context_tokens;
+  a.kv_dtype = kv_dtype;
   a.keep_kv_on_disk = keep_kv_on_disk;
   a.remote_url = remote_url;
   a.remote_model = remote_model;
@@ -163,6 +164,8 @@ AppSettings AppSettings::load() {
     a.gpus = kept.join(',');
   }
   a.context_tokens = s.value("model/context_tokens", qint64(a.context_tokens)).toLongLong();
+  a.kv_dtype = s.value("model/kv_dtype", a.kv_dtype).toString();
+  if (a.kv_dtype != "native" && a.kv_dtype != "q8") a.kv_dtype = "native";
   a.keep_kv_on_disk = s.value("model/keep_kv_on_disk", a.keep_kv_on_disk).toBool();
   a.remote_url = s.value("remote/url", a.remote_url).toString();
   a.remote_model = s.value("remote/model", a.remote_model).toString();
@@ -190,6 +193,7 @@ void AppSettings::save() const {
   s.setValue("model/threads", threads);
   s.setValue("model/gpus", gpus);
   s.setValue("model/context_tokens", qint64(context_tokens));
+  s.setValue("model/kv_dtype", kv_dtype);
   s.setValue("model/keep_kv_on_disk", keep_kv_on_disk);
   s.setValue("remote/url", remote_url);
   s.setValue("remote/model", remote_model);

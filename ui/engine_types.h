@@ -30,6 +30,7 @@ struct EngineConfig {
   QString backend = "cpu";  // "cpu", "cuda" or "remote"
   int threads = 0;
   std::vector<int> gpus;  // backend "cuda": one GPU, or several to lay the model across (empty: the first)
+  QString kv_dtype = "native";  // the KV cache's values: "native" or "q8" (AppSettings::kv_dtype)
   // backend "remote": the OpenAI-compatible API base, its key ("" = none) and model ("" = its first).
   QString remote_url;
   QString remote_api_key;

@@ -158,6 +158,7 @@ void EngineWorker::load_model(const EngineConfig& config) {
   opt.threads = config.threads;
   if (config.gpus.size() == 1) opt.gpu_device = config.gpus.front();
   if (config.gpus.size() > 1) opt.gpu_devices = config.gpus;
+  if (config.kv_dtype == "q8") opt.kv_quant = KvQuant::Q8;
   float last_fraction = -1.0f;
   std::string last_stage;
   auto progress = [&](float fraction, std::string_view stage) {

@@ -453,6 +453,7 @@ void MainWindow::load_model() {
   if (config.backend == "remote" && !options_.model_override.isEmpty()) config.backend = "cpu";
   config.threads = settings_.threads;
   config.gpus = settings_.gpu_list();
+  config.kv_dtype = settings_.kv_dtype;
   config.remote_url = settings_.remote_url;
   config.remote_api_key = settings_.remote_api_key;
   config.remote_model = settings_.remote_model;

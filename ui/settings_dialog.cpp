@@ -87,6 +87,16 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   context_->setSpecialValueText(tr("model default (up to 8,192)"));
   context_->setSuffix(tr(" tokens"));
   model_form->addRow(tr("Context size:"), context_);
+  kv_dtype_ = new QComboBox(model_box);
+  kv_dtype_->setObjectName("kvDtypeCombo");
+  kv_dtype_->addItem(tr("Full precision (fp32 on the CPU, bf16 on the GPU)"), "native");
+  kv_dtype_->addItem(tr("8-bit (q8): about half the GPU memory, a longer context fits"), "q8");
+  kv_dtype_->setToolTip(tr("The KV cache holds every token of the documents and the conversation. In 8 bits (int8 "
+                           "blocks of 32 values with a scale each) it takes about 0.53x of bf16's memory on the GPU; "
+                           "answers barely change (SmolLM2's perplexity +0.17% at 8K tokens). On the CPU the values "
+                           "are rounded the same way but kept in fp32. The load status below says the largest "
+                           "context that fits with the choice."));
+  model_form->addRow(tr("KV cache:"), kv_dtype_);
   keep_kv_ = new QCheckBox(model_box);
   keep_kv_->setObjectName("keepKvBox");
   {
@@ -297,6 +307,7 @@ void SettingsDialog::set_settings(const AppSettings& s) {
   }
   threads_->setValue(s.threads);
   context_->setValue(static_cast<int>(std::min<int64_t>(s.context_tokens, context_->maximum())));
+  kv_dtype_->setCurrentIndex(std::max(0, kv_dtype_->findData(s.kv_dtype)));
   keep_kv_->setChecked(s.keep_kv_on_disk);
   remote_url_->setText(s.remote_url);
   api_key_->setText(s.remote_api_key);
@@ -362,6 +373,7 @@ AppSettings SettingsDialog::settings() const {
     s.gpus = first_only ? QString() : ids.join(',');
   }
   s.context_tokens = context_->value();
+  s.kv_dtype = kv_dtype_->currentData().toString();
   s.keep_kv_on_disk = keep_kv_->isChecked();
   s.remote_url = remote_url_->text().trimmed();
   s.remote_api_key = api_key_->text().trimmed();

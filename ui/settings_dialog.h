@@ -44,6 +44,7 @@ class SettingsDialog : public QDialog {
   // Widgets, for tests.
   QLineEdit* model_edit() const { return model_; }
   QSpinBox* context_spin() const { return context_; }
+  QComboBox* kv_dtype_combo() const { return kv_dtype_; }
   QSpinBox* max_tokens_spin() const { return max_tokens_; }
   QDoubleSpinBox* temperature_spin() const { return temperature_; }
   QComboBox* attention_combo() const { return attention_; }
@@ -92,6 +93,7 @@ class SettingsDialog : public QDialog {
   QComboBox* attention_ = nullptr;
   QSpinBox* threshold_ = nullptr;
   QSpinBox* context_ = nullptr;
+  QComboBox* kv_dtype_ = nullptr;
   QDoubleSpinBox* temperature_ = nullptr;
   QDoubleSpinBox* top_p_ = nullptr;
   QSpinBox* top_k_ = nullptr;

@@ -37,11 +37,15 @@ int argmax(std::span<const float> v) { return static_cast<int>(std::max_element(
 
 // Compares a CPU and a CUDA engine over the same model.
 void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
-                     int64_t chunk, double tol, bool gpu_blocks = true) {
+                     int64_t chunk, double tol, bool gpu_blocks = true, KvQuant kv = KvQuant::None,
+                     bool graphs = true) {
   EngineOptions cpu_o;
   cpu_o.backend = BackendKind::Cpu;
+  cpu_o.kv_quant = kv;
   EngineOptions gpu_o;
   gpu_o.backend = BackendKind::Cuda;
+  gpu_o.kv_quant = kv;
+  gpu_o.decode_graphs = graphs;
   gpu_o.gpu_quantized_weights = gpu_blocks;
   gpu_o.context_tokens = prompt_len + steps + 8;
   auto cpu = Engine::create(model, nullptr, cpu_o);
@@ -379,6 +383,106 @@ void test_memory_plan_matches_device() {
   }
 }
 
+// The 8-bit (q8) KV cache on the GPU against the CPU's q8 cache, the reference (its fp32 rows rounded
+// by the same rule, core/model/quant.h): stories260K (head dim 8: the rows are expanded to bf16 for
+// the generic kernels, in decode too), a random SmolLM2 shape (hd 64) and the GQA hd-128 shape
+// (decode reads the 8-bit rows; recorded as graphs, and op by op); q8 against bf16 on the GPU under
+// sparse prefill at 8K (estimation and the tile lists read the expanded rows); the memory plan
+// against the device, and the caps: the 8B shape with Q4_K weights at 128K within 24 GB and
+// 32K within 12 GB.
+void test_kv_q8() {
+  compare_engines("stories260K, q8 KV", load_model(source_dir() + "/resources/models/stories260K/stories260K.bin"), 200,
+                  24, 64, 2e-2, true, KvQuant::Q8);
+  std::shared_ptr<LoadedModel> smol = make_random_model(named_model_shape("smollm2-135m"), DType::BF16, 7);
+  compare_engines("random smollm2-135m, q8 KV", smol, 700, 12, 256, 3e-2, true, KvQuant::Q8);
+  std::shared_ptr<LoadedModel> gqa = make_random_model(small_gqa_shape(2), DType::BF16, 8);
+  compare_engines("random gqa4 hd128, q8 KV, graphs", gqa, 1500, 40, 512, 3e-2, true, KvQuant::Q8, true);
+  compare_engines("random gqa4 hd128, q8 KV, op by op", gqa, 1500, 40, 512, 3e-2, true, KvQuant::Q8, false);
+
+  // sparse prefill from the 8-bit cache against the bf16 cache, both on the GPU
+  {
+    auto engine_with = [&](KvQuant kv) {
+      EngineOptions o;
+      o.backend = BackendKind::Cuda;
+      o.context_tokens = 8192 + 64;
+      o.kv_quant = kv;
+      return Engine::create(gqa, nullptr, o);
+    };
+    auto e16 = engine_with(KvQuant::None), e8 = engine_with(KvQuant::Q8);
+    GCHECK(e8->kv_type() == "q8" && e16->kv_type() == "bf16", "KV types %s / %s", e8->kv_type().c_str(),
+           e16->kv_type().c_str());
+    SessionOptions so;
+    so.context_tokens = 8192 + 64;
+    so.attention = sparse::AttentionMode::Sparse;
+    auto s16 = e16->create_session(so), s8 = e8->create_session(so);
+    const int32_t vocab = gqa->config.vocab_size;
+    std::vector<int32_t> prompt(8192);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+    s16->prefill(prompt);
+    s8->prefill(prompt);
+    double worst = 0.0;
+    int agree = 0;
+    for (int s = 0; s < 8; ++s) {
+      std::vector<float> a(s16->logits().begin(), s16->logits().end()), b(s8->logits().begin(), s8->logits().end());
+      const Compare c = compare(b, a);
+      worst = std::max(worst, c.rel_norm);
+      GCHECK(c.non_finite == 0 && c.rel_norm < 5e-2, "sparse 8K step %d: q8 vs bf16 logits rel %.3g", s, c.rel_norm);
+      agree += argmax(a) == argmax(b) ? 1 : 0;
+      const int32_t next = argmax(a);
+      s16->prefill(std::span<const int32_t>(&next, 1));
+      s8->prefill(std::span<const int32_t>(&next, 1));
+    }
+    std::printf("  sparse prefill at 8K, q8 vs bf16 KV on the GPU: worst logits rel %.3g, argmax equal %d/8\n", worst,
+                agree);
+    GCHECK(agree >= 7, "sparse 8K: argmax equal at %d of 8 steps", agree);
+  }
+
+  // memory: the plan against the device, and the 8B shape with Q4_K weights under the caps
+  std::shared_ptr<LoadedModel> big = make_random_model(named_model_shape("llama-3.1-8b"), DType::Q4_K, 1, true);
+  for (const auto& [context, cap_gib] : {std::pair<int64_t, int>{131072, 24}, {32768, 12}}) {
+    size_t free0 = 0, free1 = 0, total = 0;
+    cudaFree(nullptr);
+    FOLIO_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+    EngineOptions o;
+    o.backend = BackendKind::Cuda;
+    o.context_tokens = context;
+    o.kv_quant = KvQuant::Q8;
+    o.gpu_mem_limit_bytes = static_cast<size_t>(cap_gib) << 30;
+    auto engine = Engine::create(big, nullptr, o);
+    SessionOptions so;
+    so.context_tokens = context;
+    auto session = engine->create_session(so);
+    std::vector<int32_t> prompt(1000, 5);
+    session->prefill(prompt);
+    FOLIO_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+    const DeviceMemory m = engine->memory().front();
+    const size_t ours = m.weights_bytes + m.kv_bytes + m.scratch_bytes;
+    const MemoryPlan plan = plan_memory(engine->config(), context, engine->default_prefill_chunk(), &big->weights, KvQuant::Q8);
+    const MemoryPlan plan16 = plan_memory(engine->config(), context, engine->default_prefill_chunk(), &big->weights);
+    const double diff = std::fabs(static_cast<double>(free0 - free1) - static_cast<double>(ours)) / static_cast<double>(free0 - free1);
+    std::printf("  8B shape, Q4_K weights, q8 KV, %lld tokens under %d GiB: %s (bf16 KV: %s); device %.3f GiB (%.2f%%)\n",
+                static_cast<long long>(context), cap_gib, describe_plan(plan).c_str(), describe_plan(plan16).c_str(),
+                (free0 - free1) / 1073741824.0, 100 * diff);
+    GCHECK(engine->kv_type() == "q8", "KV type %s", engine->kv_type().c_str());
+    GCHECK(ours == plan.total(), "metrics %zu differ from the plan %zu", ours, plan.total());
+    GCHECK(diff < 0.05, "metrics and cudaMemGetInfo differ by %.2f%%", 100 * diff);
+    GCHECK(plan.total() <= o.gpu_mem_limit_bytes, "the plan %zu is over the cap", plan.total());
+    GCHECK(plan.kv_bytes * 100 < plan16.kv_bytes * 58, "q8 KV %zu bytes against bf16 %zu", plan.kv_bytes, plan16.kv_bytes);
+  }
+  // a format the GPU does not keep is refused with the one it does
+  EngineOptions fp8;
+  fp8.backend = BackendKind::Cuda;
+  fp8.kv_quant = KvQuant::Fp8;
+  bool refused = false;
+  try {
+    Engine::create(gqa, nullptr, fp8);
+  } catch (const Error& e) {
+    refused = std::string(e.what()).find("q8") != std::string::npos;
+    std::printf("  fp8: %s\n", e.what());
+  }
+  GCHECK(refused, "an fp8 KV cache on the GPU must be refused, naming q8");
+}
+
 void test_out_of_memory_messages() {
   std::shared_ptr<LoadedModel> model = make_random_model(named_model_shape("llama-3.1-8b"), DType::BF16, 1, true);
   // a cap below the weights
@@ -586,5 +690,6 @@ int main() {
                                         {"memory_plan_matches_device", test_memory_plan_matches_device},
                                         {"out_of_memory_messages", test_out_of_memory_messages},
                                         {"tensor_parallel", test_tensor_parallel},
+                                        {"kv_q8", test_kv_q8},
                                     });
 }
