@@ -85,7 +85,7 @@ for step in "${steps[@]}"; do
         done
       fi ;;
     kvq8)
-      FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_model 2>&1 | tee "$out/kvq8_test.log" | grep -v "^  FAIL" || true
+      { FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_ops; FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_model; } 2>&1 | tee "$out/kvq8_test.log" | grep -v "^  FAIL" || true
       rm -f "$out/kvq8.jsonl"
       for kv in native q8; do
         build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype $kv \

@@ -437,6 +437,113 @@ void test_attention_decode() {
   for (const AttnCase& c : cases) check_attention(c, true, false);
 }
 
+// The 8-bit (q8) KV rows: kv_quantize_q8 (in two chunks, the second at pos0) and kv_expand_q8
+// against the CPU's round_kv_row_q8 on the same bf16 rows, bit for bit after bf16 rounding: head dims
+// with a short last block (80, 200) and below one block (8), a zero block, a block 1000x larger;
+// then the decode kernel reading the 8-bit rows against the CPU attention over the rounded rows, and
+// against the same kernel over the expanded bf16 rows.
+void test_kv_q8() {
+  struct C {
+    int hd, n_heads, n_kv;
+    int64_t pos0;
+    int n;
+  };
+  for (const C& c : std::vector<C>{{128, 32, 8, 0, 300}, {64, 9, 3, 1000, 1}, {96, 12, 1, 333, 70}, {80, 4, 2, 17, 9},
+                                   {8, 8, 4, 5, 40}, {200, 4, 4, 0, 3}, {128, 16, 2, 4095, 1}}) {
+    const int64_t capacity = c.pos0 + c.n + 3, rows = c.pos0 + c.n;
+    const int blocks = (c.hd + 31) / 32;
+    const size_t cache = static_cast<size_t>(c.n_kv) * static_cast<size_t>(capacity) * c.hd;
+    const size_t scale_count = static_cast<size_t>(c.n_kv) * static_cast<size_t>(capacity) * blocks;
+    std::vector<float> kv[2] = {bf16_round(random_normal(cache, 41 + c.hd, 1.0f)),
+                                bf16_round(random_normal(cache, 42 + c.hd, 1.0f))};
+    for (int d = 0; d < std::min(32, c.hd); ++d) {
+      kv[0][static_cast<size_t>(c.pos0) * c.hd + d] = 0.0f;  // head 0, row pos0: a zero block
+      if (rows > 1) kv[1][static_cast<size_t>(rows - 2) * c.hd + d] *= 1000.0f;
+    }
+    kv[1] = bf16_round(kv[1]);
+    Dev<uint16_t> stage_k(to_bf16(kv[0])), stage_v(to_bf16(kv[1]));
+    Dev<int8_t> val_k(cache), val_v(cache);
+    Dev<uint16_t> sc_k(scale_count), sc_v(scale_count);
+    cuda::KvQ8Args a;
+    a.stage[0] = stage_k.get();
+    a.stage[1] = stage_v.get();
+    a.values[0] = val_k.get();
+    a.values[1] = val_v.get();
+    a.scales[0] = sc_k.get();
+    a.scales[1] = sc_v.get();
+    a.n_kv_heads = c.n_kv;
+    a.head_dim = c.hd;
+    a.blocks = blocks;
+    a.capacity = capacity;
+    if (c.pos0 > 0) {
+      a.pos0 = 0;
+      a.n = static_cast<int>(c.pos0);
+      cuda::kv_quantize_q8(a, nullptr);
+    }
+    a.pos0 = c.pos0;
+    a.n = c.n;
+    cuda::kv_quantize_q8(a, nullptr);
+    // the reference: each head's row rounded on the CPU
+    std::vector<float> want[2] = {kv[0], kv[1]};
+    for (auto& w : want)
+      for (int g = 0; g < c.n_kv; ++g)
+        for (int64_t r = 0; r < rows; ++r) round_kv_row_q8(w.data() + (static_cast<size_t>(g) * capacity + r) * c.hd, c.hd);
+    // decode straight from the 8-bit rows (head dims of the split-K kernel), before the expansion
+    if (c.n == 1 && cuda::attention_head_dim_fast(c.hd)) {
+      auto q = bf16_round(random_normal(static_cast<size_t>(c.n_heads) * c.hd, 43, 1.0f));
+      Dev<uint16_t> dq(to_bf16(q)), out(q.size()), out16(q.size());
+      Dev<float> partial(static_cast<size_t>(c.n_heads) * kMaxDecodeSplits * (c.hd + 2));
+      Dev<uint16_t> rk(to_bf16(want[0])), rv(to_bf16(want[1]));  // the rounded rows as bf16
+      cuda::AttentionArgs d;
+      d.q = dq.get();
+      d.out = out.get();
+      d.n = 1;
+      d.pos0 = c.pos0;
+      d.capacity = capacity;
+      d.n_heads = c.n_heads;
+      d.n_kv_heads = c.n_kv;
+      d.head_dim = c.hd;
+      d.k_q8 = val_k.get();
+      d.v_q8 = val_v.get();
+      d.k_scale = sc_k.get();
+      d.v_scale = sc_v.get();
+      d.kv_blocks = blocks;
+      cuda::attention_decode(d, partial.get(), 132, nullptr);
+      std::vector<float> ref(q.size());
+      cpu::attention(pool(), q.data(), 1, c.pos0, want[0].data(), want[1].data(), capacity, c.n_heads, c.n_kv, c.hd,
+                     ref.data());
+      const Compare cq = compare(from_bf16(out.download()), ref);
+      d.k_q8 = nullptr;
+      d.v_q8 = nullptr;
+      d.k_cache = rk.get();
+      d.v_cache = rv.get();
+      d.out = out16.get();
+      cuda::attention_decode(d, partial.get(), 132, nullptr);
+      const Compare c16 = compare(from_bf16(out.download()), from_bf16(out16.download()));
+      std::printf("  q8 decode hd %d heads %d/%d at %lld: vs CPU rel %.3g (max %.3g); vs bf16 rows rel %.3g\n", c.hd,
+                  c.n_heads, c.n_kv, static_cast<long long>(c.pos0), cq.rel_norm, cq.max_rel, c16.rel_norm);
+      GCHECK(cq.non_finite == 0 && cq.rel_norm < 1.5e-2 && cq.max_rel < 5e-2, "q8 decode hd %d: rel %.3g max %.3g",
+             c.hd, cq.rel_norm, cq.max_rel);
+      GCHECK(c16.non_finite == 0 && c16.rel_norm < 1e-2, "q8 decode hd %d vs bf16 rows: rel %.3g", c.hd, c16.rel_norm);
+    }
+    cuda::kv_expand_q8(a, rows, nullptr);
+    const std::vector<uint16_t> got[2] = {stage_k.download(), stage_v.download()};
+    for (int t = 0; t < 2; ++t) {
+      const std::vector<uint16_t> w = to_bf16(want[t]);
+      size_t differ = 0, first = 0;
+      for (int g = 0; g < c.n_kv; ++g)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int d = 0; d < c.hd; ++d) {
+            const size_t i = (static_cast<size_t>(g) * capacity + r) * c.hd + d;
+            if (got[t][i] != w[i] && differ++ == 0) first = i;
+          }
+      GCHECK(differ == 0, "q8 %s hd %d pos0 %lld n %d: %zu values differ from the CPU's rounding (first at %zu: %g vs %g)",
+             t == 0 ? "K" : "V", c.hd, static_cast<long long>(c.pos0), c.n, differ, first, bf16_to_f32(got[t][first]),
+             bf16_to_f32(w[first]));
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -450,5 +557,6 @@ int main() {
                                       {"attention_prefill", test_attention_prefill},
                                       {"attention_tile_list", test_attention_tile_list},
                                       {"attention_decode", test_attention_decode},
+                                      {"kv_q8", test_kv_q8},
                                   });
 }
