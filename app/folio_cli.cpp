@@ -125,7 +125,7 @@ const char* kOptionHelp =
     "  --kv-dtype native|fp8|q8  the KV cache's values: the backend's own (fp32 CPU, bf16 GPU), or 8 bits:\n"
     "                        fp8 (E4M3, a scale per token and head) or q8 (int8 blocks of 32 with a\n"
     "                        scale each: closer to the model). The CPU rounds to those values (the\n"
-    "                        reference); the GPU keeps q8 in 8 bits (about 0.53x of bf16's bytes)\n"
+    "                        reference); not yet on the GPU\n"
     "  --cpu-ranks N         on the CPU, split the model tensor-parallel over N ranks (threads with a host\n"
     "                        all-reduce): the multi-GPU layout, to try without GPUs; slower than one rank\n"
     "  --backend cpu|cuda|remote  where the model runs (cuda falls back to the CPU when no GPU is usable;\n"
