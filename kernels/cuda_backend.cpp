@@ -129,12 +129,6 @@ class CudaBackend final : public Backend {
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports head dims up to 256; this model has " +
                                                    std::to_string(c.head_dim) + " (use --backend cpu)");
     plan_kv(c, 0, o.kv_quant);  // a format the GPU does not keep (fp8) is refused here, naming q8
-    // The q8 cache below is complete but has not yet passed its GPU tests (tst_gpu_ops / tst_gpu_model
-    // kv_q8; no GPU was lent when it was written): refused until they pass, then this check goes.
-    if (o.kv_quant == KvQuant::Q8)
-      throw Error(ErrorCode::BackendUnavailable,
-                  "the 8-bit (q8) KV cache is not available on the GPU in this version; run with its bf16 KV cache "
-                  "(--kv-dtype native, Settings ▸ KV cache: full precision) or on the CPU");
     if (c.n_heads / c.n_kv_heads > 16)
       throw Error(ErrorCode::UnsupportedModel, "the CUDA backend supports up to 16 query heads per KV head");
     cuda::DeviceScope scope(device_);

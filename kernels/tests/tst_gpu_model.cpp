@@ -35,8 +35,8 @@ std::string source_dir() { return env_or("FOLIO_SOURCE_DIR", "."); }
 
 int argmax(std::span<const float> v) { return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()); }
 
-// Compares a CPU and a CUDA engine over the same model.
-void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
+// Compares a CPU and a CUDA engine over the same model; returns the worst relative logits error.
+double compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
                      int64_t chunk, double tol, bool gpu_blocks = true, KvQuant kv = KvQuant::None,
                      bool graphs = true) {
   EngineOptions cpu_o;
@@ -84,6 +84,35 @@ void compare_engines(const std::string& label, std::shared_ptr<LoadedModel> mode
   }
   std::printf("  %s: %d/%d argmax equal (%d near-ties), worst logits rel error %.3g\n", label.c_str(), agree, steps,
               near_ties, worst);
+  return worst;
+}
+
+// How far the CPU's q8 KV cache takes the logits from its full-precision cache (the format's own
+// error), over the steps compare_engines takes (prompt, then the full-precision engine's argmax).
+double cpu_q8_format_gap(std::shared_ptr<LoadedModel> model, int prompt_len, int steps, int64_t chunk) {
+  EngineOptions o;
+  o.backend = BackendKind::Cpu;
+  auto full = Engine::create(model, nullptr, o);
+  o.kv_quant = KvQuant::Q8;
+  auto q8 = Engine::create(model, nullptr, o);
+  SessionOptions so;
+  so.context_tokens = prompt_len + steps + 8;
+  so.prefill_chunk = chunk;
+  auto fs = full->create_session(so), qs = q8->create_session(so);
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
+  const int32_t vocab = model->config.vocab_size;
+  for (int i = 0; i < prompt_len; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+  fs->prefill(prompt);
+  qs->prefill(prompt);
+  double worst = 0.0;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<float> a(fs->logits().begin(), fs->logits().end()), b(qs->logits().begin(), qs->logits().end());
+    worst = std::max(worst, compare(b, a).rel_norm);
+    const int32_t next = argmax(a);
+    fs->prefill(std::span<const int32_t>(&next, 1));
+    qs->prefill(std::span<const int32_t>(&next, 1));
+  }
+  return worst;
 }
 
 // Llama-3.1-8B's attention (GQA 4, head dim 128, llama3 RoPE) at a small width and depth.
@@ -391,15 +420,28 @@ void test_memory_plan_matches_device() {
 // against the device, and the caps: the 8B shape with Q4_K weights at 128K within 24 GB and
 // 32K within 12 GB.
 void test_kv_q8() {
-  compare_engines("stories260K, q8 KV", load_model(source_dir() + "/resources/models/stories260K/stories260K.bin"), 200,
-                  24, 64, 2e-2, true, KvQuant::Q8);
+  {
+    // The GPU and the CPU round slightly different K and V (bf16 activations against fp32) to 8 bits,
+    // and a value near a rounding edge goes to the neighbouring step: q8 magnifies the engines' small
+    // differences into steps of the format's size. So the GPU's q8 must stay as close to the CPU's q8
+    // as the bf16 comparison's tolerance or the format's own error (CPU q8 against CPU fp32), whichever
+    // is larger; on stories260K (head dim 8: one scale per 8 values) the format's error is large.
+    std::shared_ptr<LoadedModel> stories = load_model(source_dir() + "/resources/models/stories260K/stories260K.bin");
+    const double format_gap = cpu_q8_format_gap(stories, 200, 24, 64);
+    std::printf("  stories260K: the q8 format's own error on the CPU (q8 against fp32 KV): worst logits rel %.3g\n",
+                format_gap);
+    compare_engines("stories260K, q8 KV", stories, 200, 24, 64, std::max(2e-2, format_gap), true, KvQuant::Q8);
+  }
   std::shared_ptr<LoadedModel> smol = make_random_model(named_model_shape("smollm2-135m"), DType::BF16, 7);
   compare_engines("random smollm2-135m, q8 KV", smol, 700, 12, 256, 3e-2, true, KvQuant::Q8);
   std::shared_ptr<LoadedModel> gqa = make_random_model(small_gqa_shape(2), DType::BF16, 8);
   compare_engines("random gqa4 hd128, q8 KV, graphs", gqa, 1500, 40, 512, 3e-2, true, KvQuant::Q8, true);
   compare_engines("random gqa4 hd128, q8 KV, op by op", gqa, 1500, 40, 512, 3e-2, true, KvQuant::Q8, false);
 
-  // sparse prefill from the 8-bit cache against the bf16 cache, both on the GPU
+  // sparse prefill from the 8-bit cache against the bf16 cache, both on the GPU, beside the same
+  // comparison under dense attention (the format's own error at 8K): estimation and the tile lists
+  // read the expanded rows, so q8 may move a few tiles across the budget's edge, but must not take
+  // the logits much further from bf16 than dense attention does.
   {
     auto engine_with = [&](KvQuant kv) {
       EngineOptions o;
@@ -411,29 +453,37 @@ void test_kv_q8() {
     auto e16 = engine_with(KvQuant::None), e8 = engine_with(KvQuant::Q8);
     GCHECK(e8->kv_type() == "q8" && e16->kv_type() == "bf16", "KV types %s / %s", e8->kv_type().c_str(),
            e16->kv_type().c_str());
-    SessionOptions so;
-    so.context_tokens = 8192 + 64;
-    so.attention = sparse::AttentionMode::Sparse;
-    auto s16 = e16->create_session(so), s8 = e8->create_session(so);
+    auto session = [&](Engine& e, sparse::AttentionMode mode) {
+      SessionOptions so;
+      so.context_tokens = 8192 + 64;
+      so.attention = mode;
+      return e.create_session(so);
+    };
+    auto s16 = session(*e16, sparse::AttentionMode::Sparse), s8 = session(*e8, sparse::AttentionMode::Sparse);
+    auto d16 = session(*e16, sparse::AttentionMode::Dense), d8 = session(*e8, sparse::AttentionMode::Dense);
     const int32_t vocab = gqa->config.vocab_size;
     std::vector<int32_t> prompt(8192);
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
-    s16->prefill(prompt);
-    s8->prefill(prompt);
-    double worst = 0.0;
+    for (auto* s : {&s16, &s8, &d16, &d8}) (*s)->prefill(prompt);
+    double worst_sparse = 0.0, worst_dense = 0.0, sparse_vs_dense = 0.0;
     int agree = 0;
-    for (int s = 0; s < 8; ++s) {
-      std::vector<float> a(s16->logits().begin(), s16->logits().end()), b(s8->logits().begin(), s8->logits().end());
-      const Compare c = compare(b, a);
-      worst = std::max(worst, c.rel_norm);
-      GCHECK(c.non_finite == 0 && c.rel_norm < 5e-2, "sparse 8K step %d: q8 vs bf16 logits rel %.3g", s, c.rel_norm);
+    for (int step = 0; step < 8; ++step) {
+      auto logits = [](Session& s) { return std::vector<float>(s.logits().begin(), s.logits().end()); };
+      const std::vector<float> a = logits(*s16), b = logits(*s8), da = logits(*d16), db = logits(*d8);
+      const Compare cs = compare(b, a), cd = compare(db, da), csd = compare(a, da);
+      GCHECK(cs.non_finite == 0, "sparse 8K step %d: non-finite logits from the q8 cache", step);
+      worst_sparse = std::max(worst_sparse, cs.rel_norm);
+      worst_dense = std::max(worst_dense, cd.rel_norm);
+      sparse_vs_dense = std::max(sparse_vs_dense, csd.rel_norm);
       agree += argmax(a) == argmax(b) ? 1 : 0;
       const int32_t next = argmax(a);
-      s16->prefill(std::span<const int32_t>(&next, 1));
-      s8->prefill(std::span<const int32_t>(&next, 1));
+      for (auto* s : {&s16, &s8, &d16, &d8}) (*s)->prefill(std::span<const int32_t>(&next, 1));
     }
-    std::printf("  sparse prefill at 8K, q8 vs bf16 KV on the GPU: worst logits rel %.3g, argmax equal %d/8\n", worst,
-                agree);
+    std::printf("  8K, q8 against bf16 KV on the GPU: sparse worst logits rel %.3g (argmax equal %d/8), dense %.3g; "
+                "sparse against dense (bf16) %.3g\n",
+                worst_sparse, agree, worst_dense, sparse_vs_dense);
+    GCHECK(worst_sparse < std::max(5e-2, 2.0 * worst_dense), "sparse 8K: q8 vs bf16 %.3g against dense's %.3g",
+           worst_sparse, worst_dense);
     GCHECK(agree >= 7, "sparse 8K: argmax equal at %d of 8 steps", agree);
   }
 
