@@ -25,7 +25,7 @@ const char* kUsage =
     "usage: folio-server --model PATH [--tokenizer PATH] [--host ADDR] [--port N] [--api-key KEY]\n"
     "                    [--backend cpu|cuda] [--gpu N | --gpus LIST] [--gpu-mem-limit GIB] [--threads N]\n"
     "                    [--ctx N] [--attention auto|dense|sparse] [--chat-format NAME] [--model-id NAME]\n"
-    "                    [--max-body BYTES] [--queue N] [--kv-slots N]\n"
+    "                    [--kv-dtype native|fp8|q8] [--max-body BYTES] [--queue N] [--kv-slots N]\n"
     "       folio-server --help | --version\n";
 
 const char* kOptionHelp =
@@ -48,6 +48,9 @@ const char* kOptionHelp =
     "  --threads N           CPU threads (0 = all)\n"
     "  --ctx N               context of every request in tokens (default: the model's, at most 8192)\n"
     "  --attention MODE      prefill attention: auto (default), dense, sparse\n"
+    "  --kv-dtype KIND       the KV cache's values: native (default; fp32 on the CPU, bf16 on the GPU),\n"
+    "                        q8 (int8 blocks of 32 with a scale each: about half the memory, so more\n"
+    "                        context or --kv-slots fit) or fp8 (CPU only)\n"
     "  --chat-format NAME    plain, chatml, qwen2, smollm2, llama2, llama3, mistral, phi3;\n"
     "                        default: from the model's template\n"
     "  --model-id NAME       the model's name in /v1/models (default: the model file's name)\n"
@@ -63,8 +66,7 @@ const char* kOptionHelp =
 
 struct Options {
   folio::EngineOptions engine;
-  std::vector<int> gpus;  // --gpus ("" = not given)
-  bool gpu_given = false;  // --gpu
+  bool gpu_given = false, gpus_given = false;  // --gpu, --gpus
   folio::server::ServerOptions server;
   std::string chat_format;
   int64_t ctx = 0;
@@ -92,7 +94,10 @@ Options parse(folio::cli::Args& args) {
       o.engine.gpu_device = static_cast<int>(args.integer(a, 0, 1023));
       o.gpu_given = true;
     } else if (a == "--gpus") {
-      o.gpus = args.gpu_list(a);
+      args.gpus(a, o.engine.gpu_device, o.engine.gpu_devices);
+      o.gpus_given = true;
+    } else if (a == "--kv-dtype") {
+      o.engine.kv_quant = args.kv_dtype(a);
     }
     else if (a == "--gpu-mem-limit")
       o.engine.gpu_mem_limit_bytes = static_cast<size_t>(args.number(a, 0.01, 1e6) * 1073741824.0);
@@ -108,14 +113,11 @@ Options parse(folio::cli::Args& args) {
   if (o.engine.model_path.empty()) throw folio::cli::UsageError("--model PATH is required");
   if (o.server.api_key.find_first_of(" \t\r\n") != std::string::npos)
     throw folio::cli::UsageError("--api-key must not hold spaces or line breaks");
-  if (!o.gpus.empty()) {
-    if (o.gpu_given) throw folio::cli::UsageError("give --gpu N or --gpus LIST, not both");
-    if (o.engine.backend != folio::BackendKind::Cuda) throw folio::cli::UsageError("--gpus goes with --backend cuda");
-    // Several: the model laid across them, tensor parallel (the engine refuses with the reason where
-    // that cannot be done here).
-    if (o.gpus.size() > 1) o.engine.gpu_devices = o.gpus;
-    o.engine.gpu_device = o.gpus.front();
-  }
+  // Several GPUs: the model laid across them, tensor parallel (the engine refuses with the reason
+  // where that cannot be done here).
+  if (o.gpus_given && o.gpu_given) throw folio::cli::UsageError("give --gpu N or --gpus LIST, not both");
+  if (o.gpus_given && o.engine.backend != folio::BackendKind::Cuda)
+    throw folio::cli::UsageError("--gpus goes with --backend cuda");
   o.engine.context_tokens = o.ctx;
   return o;
 }

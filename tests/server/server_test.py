@@ -460,6 +460,20 @@ class HttpSuite(unittest.TestCase):
         with Server("--backend", "cuda", "--gpus", "0") as s:
             self.assertEqual(s.json("GET", "/health")[0], 200)
 
+    def test_kv_dtype_argument(self):
+        # --kv-dtype q8 serves from the 8-bit KV cache: the same greedy text as folio-cli with the same
+        # cache; a name it does not know is a usage error that lists the choices.
+        with Server("--kv-dtype", "q8") as s:
+            for prompt in ("", "Once upon a time"):
+                status, _, body = s.json("POST", "/v1/completions", greedy({"prompt": prompt}))
+                self.assertEqual(status, 200, body)
+                want = cli("--prompt", prompt, "--max-tokens", "24", "--temperature", "0", "--kv-dtype", "q8")
+                self.assertEqual(body["choices"][0]["text"], want)
+        p = subprocess.run([ARGS.server, "--model", ARGS.model, "--port", "0", "--kv-dtype", "int4"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--kv-dtype takes native, fp8 or q8, not int4", p.stderr)
+
     def test_queue_full(self):
         # --queue 0: while one request runs, every other answers 503 at once.
         with Server("--queue", "0") as s:
