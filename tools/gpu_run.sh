@@ -5,7 +5,8 @@
 #                         [server] [kvdisk] [decode] [tp] [kvq8]    (default: test)
 # kvq8: the 8-bit (q8) KV cache: tst_gpu_model's kv_q8 case (against the CPU's q8 cache, sparse
 # prefill against bf16 KV, the memory caps), then TTFT and decode on the Llama-3.1-8B shape with Q4_K
-# weights, bf16 KV and q8 KV (32K and 128K; q8 also under a 24 GB cap) into $OUT/kvq8.jsonl.
+# weights, bf16 KV and q8 KV (32K and 128K; q8 also at 128K under a 24 GB cap and 32K under 12 GB)
+# into $OUT/kvq8.jsonl.
 # tp: tensor parallel through NCCL: tst_gpu_model's tensor_parallel case (one rank against the plain
 # backend; on two or more GPUs two ranks against one on a 4K prompt), then, with two GPUs, TTFT and
 # decode on the Llama-3.1-8B shape on one GPU and on two (64K and 128K, dense and sparse; each GPU
@@ -92,17 +93,26 @@ for step in "${steps[@]}"; do
           --lengths "${FOLIO_KVQ8_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" \
           > /dev/null 2> "$out/kvq8_$kv.log" || tail -n 5 "$out/kvq8_$kv.log"
       done
-      build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype q8 --gpu-mem-limit 24 \
-        --lengths 131072 --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" > /dev/null 2> "$out/kvq8_cap24.log" ||
-        tail -n 5 "$out/kvq8_cap24.log"
+      for cap in 24:131072 12:32768; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype q8 --gpu-mem-limit ${cap%%:*} \
+          --lengths ${cap##*:} --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" > /dev/null 2> "$out/kvq8_cap${cap%%:*}.log" ||
+          tail -n 5 "$out/kvq8_cap${cap%%:*}.log"
+      done
+      # the app's default attention (auto: sparse at these lengths) at 128K, bf16 and q8 KV
+      for kv in native q8; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --kv-dtype $kv --attention auto \
+          --lengths 131072 --reps 1 --decode-tokens 32 --json "$out/kvq8.jsonl" > /dev/null 2> "$out/kvq8_auto_$kv.log" ||
+          tail -n 5 "$out/kvq8_auto_$kv.log"
+      done
       python3 - "$out/kvq8.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'kv':>5} {'n':>7} {'attn':>6} {'TTFT s':>8} {'decode tok/s':>12} {'weights GiB':>11} {'KV GiB':>7} {'total GiB':>9}")
+# rows in the order run: bf16 32K, 128K; q8 32K, 128K; q8 128K capped at 24 GB, 32K at 12 GB; auto bf16, q8 at 128K
+print(f"{'kv':>5} {'n':>7} {'attn':>6} {'TTFT s':>8} {'decode tok/s':>12} {'weights GiB':>11} {'KV GiB':>7} {'total GiB':>9} {'peak GiB':>8}")
 for r in rows:
     g = lambda k: r.get(k, 0) / 2**30
     print(f"{r.get('kv_dtype','?'):>5} {r['n_prompt']:>7} {r['attention']:>6} {r['ttft_ms']/1000:8.3f} {r.get('decode_tok_s',0):12.1f} "
-          f"{g('weights_bytes'):11.2f} {g('kv_bytes'):7.2f} {g('weights_bytes')+g('kv_bytes')+g('scratch_bytes'):9.2f}")
+          f"{g('weights_bytes'):11.2f} {g('kv_bytes'):7.2f} {g('weights_bytes')+g('kv_bytes')+g('scratch_bytes'):9.2f} {g('peak_bytes'):8.2f}")
 PY
       ;;
     decode)
