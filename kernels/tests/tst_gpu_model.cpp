@@ -439,9 +439,11 @@ void test_kv_q8() {
   compare_engines("random gqa4 hd128, q8 KV, op by op", gqa, 1500, 40, 512, 3e-2, true, KvQuant::Q8, false);
 
   // sparse prefill from the 8-bit cache against the bf16 cache, both on the GPU, beside the same
-  // comparison under dense attention (the format's own error at 8K): estimation and the tile lists
-  // read the expanded rows, so q8 may move a few tiles across the budget's edge, but must not take
-  // the logits much further from bf16 than dense attention does.
+  // comparison under dense attention (the format's own error at 8K) and sparse against dense. On
+  // random weights the sparse plans alone move the logits far from dense (0.58 on the H200), so q8's
+  // slightly different keys, moving a few tiles across the budget's edge, move them by a part of
+  // that (0.093 at step 0, then < 0.05); estimation or tile lists reading wrong rows would move
+  // them by the whole of it.
   {
     auto engine_with = [&](KvQuant kv) {
       EngineOptions o;
@@ -482,8 +484,10 @@ void test_kv_q8() {
     std::printf("  8K, q8 against bf16 KV on the GPU: sparse worst logits rel %.3g (argmax equal %d/8), dense %.3g; "
                 "sparse against dense (bf16) %.3g\n",
                 worst_sparse, agree, worst_dense, sparse_vs_dense);
-    GCHECK(worst_sparse < std::max(5e-2, 2.0 * worst_dense), "sparse 8K: q8 vs bf16 %.3g against dense's %.3g",
-           worst_sparse, worst_dense);
+    GCHECK(worst_dense < 3e-2, "dense 8K: q8 vs bf16 %.3g", worst_dense);
+    GCHECK(worst_sparse < std::max(5e-2, 0.25 * sparse_vs_dense),
+           "sparse 8K: q8 vs bf16 %.3g against sparse vs dense's %.3g (dense q8 vs bf16 %.3g)", worst_sparse,
+           sparse_vs_dense, worst_dense);
     GCHECK(agree >= 7, "sparse 8K: argmax equal at %d of 8 steps", agree);
   }
 
