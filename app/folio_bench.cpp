@@ -50,7 +50,7 @@ const char* kUsage =
     "                   [--lengths N[,N...]] [--decode-tokens N] [--reps N] [--chunk N] [--threads N]\n"
     "                   [--backend cpu|cuda] [--attention auto|dense|sparse] [--gpu-mem-limit GIB] [--json FILE]\n"
     "                   [--gpus LIST]   (the model laid across these GPUs, tensor parallel; the cap applies to each)\n"
-    "                   [--kv-dtype native|q8]   (the KV cache's values: bf16 on the GPU, or 8-bit blocks; refused on the GPU until its tests run)\n"
+    "                   [--kv-dtype native|q8]   (the KV cache's values: bf16 on the GPU, or 8-bit blocks with a scale each)\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
     "                   [--kv-disk FOLDER]   (TTFT from the documents' KV saved on disk vs a fresh prefill)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
