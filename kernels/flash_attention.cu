@@ -293,27 +293,21 @@ __device__ __forceinline__ void load_row(const __nv_bfloat16* p, float (&out)[PE
   }
 }
 
-// One signed byte of w (w's bytes XOR 0x80) as a float, without an int-to-float conversion: the
-// conversions share the special-function pipe with exp2f at a quarter of the FMA rate, and 8 of them
-// per key made q8 decode slower than bf16 (0.89x at 128K, H200, 2026-12-06). The byte goes into the
-// mantissa of 2^23 (PRMT), and subtracting 2^23 + 128 gives it back exactly.
-__device__ __forceinline__ float q8_byte(uint32_t w_xor80, int i) {
-  return __uint_as_float(__byte_perm(w_xor80, 0x4B000000u, 0x7540u + static_cast<unsigned>(i))) - 8388736.0f;
-}
-
 // The same from the 8-bit (q8) cache: values d0 .. d0 + PER - 1 of a row, times their blocks' scales.
 template <int PER>
 __device__ __forceinline__ void load_row_q8(const int8_t* p, const uint16_t* row_scales, int d0, float (&out)[PER]) {
   if constexpr (PER == 4) {  // one block of 32 holds all four (d0 is a multiple of 4)
-    const uint32_t w = *reinterpret_cast<const uint32_t*>(p) ^ 0x80808080u;
+    const char4 c = *reinterpret_cast<const char4*>(p);
     const float s = __half2float(__ushort_as_half(row_scales[d0 / 32]));
-#pragma unroll
-    for (int i = 0; i < 4; ++i) out[i] = q8_byte(w, i) * s;
+    out[0] = c.x * s;
+    out[1] = c.y * s;
+    out[2] = c.z * s;
+    out[3] = c.w * s;
   } else if constexpr (PER == 2) {
-    const uint32_t w = static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(p)) ^ 0x8080u;
+    const char2 c = *reinterpret_cast<const char2*>(p);
     const float s = __half2float(__ushort_as_half(row_scales[d0 / 32]));
-    out[0] = q8_byte(w, 0) * s;
-    out[1] = q8_byte(w, 1) * s;
+    out[0] = c.x * s;
+    out[1] = c.y * s;
   } else {
 #pragma unroll
     for (int i = 0; i < PER; ++i) out[i] = p[i] * __half2float(__ushort_as_half(row_scales[(d0 + i) / 32]));
@@ -326,10 +320,6 @@ template <int HD, int kMaxGroup, bool Q8>
 __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(AttentionArgs a, float* partial, int splits,
                                                                          int64_t keys_per_split) {
   constexpr int PER = HD / 32;  // dims per lane
-  // keys whose loads are in flight per warp: an 8-bit row is half the bytes of a bf16 one, so twice
-  // as many keep the same bytes in flight (with kUnroll the 8B shape's decode at 128K ran at 0.94x
-  // of its bf16 rate, H100, 2026-12-06)
-  constexpr int U = Q8 ? 2 * kUnroll : kUnroll;
   const int g = blockIdx.x, split = blockIdx.y;
   const int group = a.n_heads / a.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -362,12 +352,12 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
   const int8_t* vq = a.v_q8 + static_cast<int64_t>(g) * a.capacity * HD;
   const uint16_t* ks = a.k_scale + static_cast<int64_t>(g) * a.capacity * a.kv_blocks;
   const uint16_t* vs = a.v_scale + static_cast<int64_t>(g) * a.capacity * a.kv_blocks;
-  // U keys per step: their loads are all in flight before the first is used.
-  for (int64_t base = k_begin + static_cast<int64_t>(warp) * U; base < k_end;
-       base += static_cast<int64_t>(kDecodeWarps) * U) {
-    float kv[U][PER], vv[U][PER];
+  // kUnroll keys per step: their loads are all in flight before the first is used.
+  for (int64_t base = k_begin + static_cast<int64_t>(warp) * kUnroll; base < k_end;
+       base += static_cast<int64_t>(kDecodeWarps) * kUnroll) {
+    float kv[kUnroll][PER], vv[kUnroll][PER];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int64_t key = base + u < k_end ? base + u : base;  // repeats a valid key; masked below
       if constexpr (Q8) {
         load_row_q8<PER>(kq + key * HD + lane * PER, ks + key * a.kv_blocks, lane * PER, kv[u]);
@@ -380,9 +370,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
 #pragma unroll
     for (int j = 0; j < kMaxGroup; ++j) {
       if (j >= group) continue;
-      float dot[U];
+      float dot[kUnroll];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
+      for (int u = 0; u < kUnroll; ++u) {
         dot[u] = 0.0f;
 #pragma unroll
         for (int p = 0; p < PER; ++p) dot[u] += q[j][p] * kv[u][p];
@@ -390,18 +380,18 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1)
 #pragma unroll
-        for (int u = 0; u < U; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
+        for (int u = 0; u < kUnroll; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
       float mx = dot[0];
 #pragma unroll
-      for (int u = 1; u < U; ++u) {
+      for (int u = 1; u < kUnroll; ++u) {
         if (base + u >= k_end) dot[u] = -INFINITY;
         mx = fmaxf(mx, dot[u]);
       }
       const float m_new = fmaxf(m[j], mx);
       const float alpha = exp2f(m[j] - m_new);
-      float pr[U], psum = 0.0f;
+      float pr[kUnroll], psum = 0.0f;
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
+      for (int u = 0; u < kUnroll; ++u) {
         pr[u] = exp2f(dot[u] - m_new);
         psum += pr[u];
       }
@@ -411,7 +401,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) flash_decode_kernel(Attenti
       for (int p = 0; p < PER; ++p) {
         float acc = o[j][p] * alpha;
 #pragma unroll
-        for (int u = 0; u < U; ++u) acc += pr[u] * vv[u][p];
+        for (int u = 0; u < kUnroll; ++u) acc += pr[u] * vv[u][p];
         o[j][p] = acc;
       }
     }
