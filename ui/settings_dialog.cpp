@@ -90,11 +90,11 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   kv_dtype_ = new QComboBox(model_box);
   kv_dtype_->setObjectName("kvDtypeCombo");
   kv_dtype_->addItem(tr("Full precision (fp32 on the CPU, bf16 on the GPU)"), "native");
-  kv_dtype_->addItem(tr("8-bit (q8): about half the GPU memory"), "q8");
+  kv_dtype_->addItem(tr("8-bit (q8): about half the KV cache's GPU memory"), "q8");
   kv_dtype_->setToolTip(tr("The KV cache holds every token of the documents and the conversation. In 8 bits (int8 "
                            "blocks of 32 values with a scale each) answers barely change (SmolLM2's perplexity +0.17% "
                            "at 8K tokens) and on the GPU the cache takes 56% of bf16's memory, so a longer context "
-                           "fits (an 8B model with 4-bit weights: 128K tokens in 14.3 GB instead of 21.3 GB). On the "
+                           "fits (an 8B model with 4-bit weights: 128K tokens in 14.3 GiB instead of 21.3 GiB). On the "
                            "CPU the values are rounded to 8 bits but kept in fp32 (no memory saved). The load status "
                            "below says the largest context that fits."));
   model_form->addRow(tr("KV cache:"), kv_dtype_);

@@ -35,6 +35,14 @@ std::string source_dir() { return env_or("FOLIO_SOURCE_DIR", "."); }
 
 int argmax(std::span<const float> v) { return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()); }
 
+// n tokens spread over the vocabulary (ids 3 .. vocab-1, multiplicative hashing in 32 bits).
+std::vector<int32_t> spread_prompt(int n, int32_t vocab) {
+  std::vector<int32_t> prompt(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+  return prompt;
+}
+
 // Compares a CPU and a CUDA engine over the same model; returns the worst relative logits error.
 double compare_engines(const std::string& label, std::shared_ptr<LoadedModel> model, int prompt_len, int steps,
                      int64_t chunk, double tol, bool gpu_blocks = true, KvQuant kv = KvQuant::None,
@@ -56,9 +64,7 @@ double compare_engines(const std::string& label, std::shared_ptr<LoadedModel> mo
   so.prefill_chunk = chunk;
   auto cs = cpu->create_session(so);
   auto gs = gpu->create_session(so);
-  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
-  const int32_t vocab = model->config.vocab_size;
-  for (int i = 0; i < prompt_len; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+  const std::vector<int32_t> prompt = spread_prompt(prompt_len, model->config.vocab_size);
   cs->prefill(prompt);
   gs->prefill(prompt);
   int agree = 0, near_ties = 0;
@@ -99,9 +105,7 @@ double cpu_q8_format_gap(std::shared_ptr<LoadedModel> model, int prompt_len, int
   so.context_tokens = prompt_len + steps + 8;
   so.prefill_chunk = chunk;
   auto fs = full->create_session(so), qs = q8->create_session(so);
-  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
-  const int32_t vocab = model->config.vocab_size;
-  for (int i = 0; i < prompt_len; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(vocab - 3) + 3);
+  const std::vector<int32_t> prompt = spread_prompt(prompt_len, model->config.vocab_size);
   fs->prefill(prompt);
   qs->prefill(prompt);
   double worst = 0.0;
@@ -222,9 +226,7 @@ void test_kv_saved_and_restored() {
   SessionOptions so;
   so.context_tokens = 1024;
   so.prefill_chunk = 256;
-  std::vector<int32_t> prompt(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i)
-    prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(c.vocab_size - 3) + 3);
+  const std::vector<int32_t> prompt = spread_prompt(n, c.vocab_size);
 
   auto cs = cpu->create_session(so);
   auto whole = gpu->create_session(so);
@@ -673,9 +675,7 @@ void test_tensor_parallel() {
   cudaGetDeviceCount(&gpus);
   std::shared_ptr<LoadedModel> model = make_random_model(small_gqa_shape(4), DType::BF16, 21);
   const int prompt_len = gpus >= 2 ? 4096 : 1500;
-  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
-  for (int i = 0; i < prompt_len; ++i)
-    prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 2654435761u) % 4093u + 3);
+  const std::vector<int32_t> prompt = spread_prompt(prompt_len, model->config.vocab_size);  // vocab 4096
   BackendOptions o;
   o.context_tokens = prompt_len + 64;
   o.chunk = 1024;
