@@ -4,14 +4,27 @@
 //       prefill chunk it estimates each pattern kind (triangular, interval-slash, block-cluster)
 //       at the same tile budget (D of the causal tiles) and scores it by the exact attention mass
 //       it keeps. Writes the best kind per head as a sparse config (folio-sparse.json; put it
-//       beside the model's weights and the engine uses it).
+//       beside the model's weights and the engine uses it). Heads whose best kind keeps little at
+//       that budget (diffuse or retrieval heads) get no cap; the others keep the default cap,
+//       growing with the square root of the keys from --grow-from N keys on (default: flat).
 //   folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]
 //       Perplexity of DOC's first N tokens (teacher forcing), to compare dense and sparse prefill.
+//   folio-sparse crossover --model PATH --file DOC [--tokens N] [--from N] [--out FILE] [--backend cpu|cuda]
+//       Where auto attention should turn sparse on this backend: DOC's first L tokens prefilled
+//       dense and sparse for L = --from, 2x, 4x, ... up to N (default 2048 .. 32768), after a warm-up,
+//       the best of --repeat R runs each (default 2);
+//       the crossover is the shortest L from which sparse was faster at L and every longer length
+//       (none if it was not faster at N). Written with the times into the model's config (its
+//       folio-sparse.json, or FILE), where the engine's auto mode on this backend follows it and the
+//       app's Settings show it.
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "app/cli_args.h"
@@ -29,14 +42,17 @@ constexpr double kDiffuseMass = 0.85;
 
 const char* kUsage =
     "usage: folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]\n"
-    "                    [--backend cpu|cuda]\n"
+    "                    [--grow-from N] [--backend cpu|cuda]\n"
     "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n"
-    "                    [--kv-dtype native|fp8|q8]\n";
+    "                    [--kv-dtype native|fp8|q8]\n"
+    "       folio-sparse crossover --model PATH --file DOC [--tokens N] [--from N] [--repeat R] [--out FILE]\n"
+    "                    [--backend cpu|cuda]\n";
 
 struct Options {
   folio::EngineOptions engine;
   std::string file, out;
-  int64_t tokens = 8192, chunk = 512;
+  int64_t tokens = 8192, chunk = 512, grow_from = 0, from = 2048, repeat = 2;
+  bool tokens_given = false, chunk_given = false;
   double density = 0.2;
   folio::sparse::AttentionMode attention = folio::sparse::AttentionMode::Dense;
 };
@@ -48,9 +64,17 @@ Options parse(folio::cli::Args& args) {
     if (a == "--model") o.engine.model_path = args.value(a);
     else if (a == "--file") o.file = args.value(a);
     else if (a == "--out") o.out = args.value(a);
-    else if (a == "--tokens") o.tokens = args.integer(a, 256, int64_t{1} << 22);
-    else if (a == "--chunk") o.chunk = args.integer(a, 2, 1 << 20);
+    else if (a == "--tokens") {
+      o.tokens = args.integer(a, 256, int64_t{1} << 22);
+      o.tokens_given = true;
+    } else if (a == "--chunk") {
+      o.chunk = args.integer(a, 2, 1 << 20);
+      o.chunk_given = true;
+    }
+    else if (a == "--from") o.from = args.integer(a, 256, int64_t{1} << 22);
+    else if (a == "--repeat") o.repeat = args.integer(a, 1, 100);
     else if (a == "--density") o.density = args.number(a, 0.01, 1.0);
+    else if (a == "--grow-from") o.grow_from = args.integer(a, 0, folio::sparse::kMaxBudgetKeys);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--kv-dtype") o.engine.kv_quant = args.kv_dtype(a);
     else if (a == "--attention") o.attention = folio::sparse::attention_mode_from_name(args.value(a));
@@ -171,9 +195,14 @@ int run_search(const Options& o) {
       folio::sparse::HeadBudget b = cfg.default_head;
       b.pattern = kinds[best];
       // A head whose best pattern keeps little at this budget is diffuse (or retrieves from
-      // anywhere): let its budget rise to every tile rather than cut its mass.
+      // anywhere): let its budget rise to every tile rather than cut its mass, with no key cap.
       const double best_mass = mass[l][h][static_cast<size_t>(best)] / steps;
-      if (best_mass < kDiffuseMass) b.max_density = 1.0;
+      if (best_mass < kDiffuseMass) {
+        b.max_density = 1.0;
+        b.max_keys = 0;
+      } else {
+        b.grow_from = o.grow_from;
+      }
       heads.push_back(b);
       std::printf("%5zu %4zu", l, h);
       for (int k = 0; k < 3; ++k)
@@ -190,6 +219,81 @@ int run_search(const Options& o) {
     f << cfg.to_json() << "\n";
     std::fprintf(stderr, "wrote %s\n", o.out.c_str());
   }
+  return 0;
+}
+
+// One prefill of ids in a fresh session, timed from the call to the last chunk's logits.
+double timed_prefill(folio::Engine& engine, const Options& o, std::span<const int32_t> ids,
+                     folio::sparse::AttentionMode mode) {
+  folio::SessionOptions so;
+  so.context_tokens = static_cast<int64_t>(ids.size());
+  so.attention = mode;
+  if (o.chunk_given) so.prefill_chunk = o.chunk;
+  auto session = engine.create_session(so);
+  const auto t0 = std::chrono::steady_clock::now();
+  session->prefill(ids);
+  (void)session->logits();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+int run_crossover(Options o) {
+  if (!o.tokens_given) o.tokens = 32768;
+  if (o.from > o.tokens) throw UsageError("--from must not exceed --tokens");
+  auto engine = folio::Engine::load(o.engine);
+  const std::vector<int32_t> ids = document_tokens(*engine, o);
+  folio::sparse::MeasuredCrossover m;
+  m.backend = folio::backend_key(engine->backend_kind());
+  m.device = engine->backend_name();
+  m.date = today();
+  // a warm-up (first-use allocations, kernel loading) that counts for neither side
+  const std::span<const int32_t> all(ids);
+  timed_prefill(*engine, o, all.first(static_cast<size_t>(std::min<int64_t>(o.from, 1024))),
+                folio::sparse::AttentionMode::Sparse);
+  std::printf("crossover on %s (%s): prefill of the first L tokens of %s\n", m.backend.c_str(), m.device.c_str(),
+              o.file.c_str());
+  std::printf("%8s %12s %12s %8s\n", "L", "dense ms", "sparse ms", "gain");
+  for (int64_t len = o.from;; len *= 2) {
+    len = std::min(len, o.tokens);
+    const auto part = all.first(static_cast<size_t>(len));
+    folio::sparse::CrossoverPoint p;
+    p.tokens = len;
+    p.dense_ms = p.sparse_ms = std::numeric_limits<double>::infinity();
+    for (int64_t r = 0; r < o.repeat; ++r) {  // the best of --repeat runs each, alternating
+      p.dense_ms = std::min(p.dense_ms, timed_prefill(*engine, o, part, folio::sparse::AttentionMode::Dense));
+      p.sparse_ms = std::min(p.sparse_ms, timed_prefill(*engine, o, part, folio::sparse::AttentionMode::Sparse));
+    }
+    std::printf("%8lld %12.1f %12.1f %7.2fx\n", static_cast<long long>(len), p.dense_ms, p.sparse_ms,
+                p.dense_ms / p.sparse_ms);
+    std::fflush(stdout);
+    m.points.push_back(p);
+    if (len >= o.tokens) break;
+  }
+  m.tokens = folio::sparse::crossover_from_points(m.points);
+  m.up_to = o.tokens;
+  if (m.tokens > 0)
+    std::printf("crossover: sparse is faster from %lld tokens on (measured up to %lld)\n",
+                static_cast<long long>(m.tokens), static_cast<long long>(m.up_to));
+  else
+    std::printf("crossover: sparse was not faster at %lld tokens: auto attention stays dense on this backend\n",
+                static_cast<long long>(m.up_to));
+  folio::sparse::SparseConfig cfg = *engine->sparse_config();
+  cfg.set_measured_crossover(m);
+  const std::string out = o.out.empty() ? folio::sparse_config_path(o.engine.model_path) : o.out;
+  std::ofstream f(out);
+  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
+  f << cfg.to_json() << "\n";
+  f.close();
+  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
+  std::fprintf(stderr, "wrote %s\n", out.c_str());
   return 0;
 }
 
@@ -253,8 +357,9 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    if (cmd != "search" && cmd != "ppl") throw UsageError("give a command: search or ppl");
+    if (cmd != "search" && cmd != "ppl" && cmd != "crossover") throw UsageError("give a command: search, ppl or crossover");
     const Options o = parse(args);
+    if (cmd == "crossover") return run_crossover(o);
     return cmd == "search" ? run_search(o) : run_ppl(o);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "folio-sparse: %s\n%s", e.what(), kUsage);

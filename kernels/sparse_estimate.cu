@@ -613,7 +613,8 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   const int64_t threshold = __double2ll_rn(__dmul_rn(__dmul_rn(bud.mass_target, static_cast<double>(a.rows)), sparse::kFixedOne));
   int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(causal))));
   int64_t max_tiles = max(int64_t{1}, static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(causal)))));
-  if (bud.max_keys > 0) max_tiles = min(max_tiles, static_cast<int64_t>(nq) * max(int64_t{1}, bud.max_keys / kKeyTile));
+  if (bud.max_keys > 0)
+    max_tiles = min(max_tiles, static_cast<int64_t>(nq) * sparse::cap_tiles_per_query(bud.max_keys, bud.grow_from, pos0 + n));
   min_tiles = min(min_tiles, max_tiles);
   // the prefix: one atomic per warp (thousands of threads on one shared address serialise)
   if (tid == 0) {
@@ -986,7 +987,7 @@ __global__ void __launch_bounds__(kBcSelectThreads) bc_select_kernel(BcArgs a) {
   // as sparse::block_row_limits
   const int64_t threshold = __double2ll_rn(__dmul_rn(bud.mass_target, sparse::kFixedOne));
   int64_t max_tiles = static_cast<int64_t>(floor(__dmul_rn(bud.max_density, static_cast<double>(cnt))));
-  if (bud.max_keys > 0) max_tiles = min(max_tiles, max(int64_t{1}, bud.max_keys / kKeyTile));
+  if (bud.max_keys > 0) max_tiles = min(max_tiles, sparse::cap_tiles_per_query(bud.max_keys, bud.grow_from, a.pos0 + a.n));
   const int64_t min_tiles = static_cast<int64_t>(ceil(__dmul_rn(bud.min_density, static_cast<double>(cnt))));
   const int64_t cap = max(mand, max_tiles);
   auto stops = [&](int64_t k, int64_t cum) { return (mand_mass + cum >= threshold && mand + k >= min_tiles) || mand + k >= cap; };
@@ -1084,6 +1085,7 @@ DeviceBudget device_budget(const sparse::HeadBudget& b) {
   d.min_density = b.min_density;
   d.max_density = b.max_density;
   d.max_keys = b.max_keys;
+  d.grow_from = static_cast<int32_t>(b.grow_from);
   return d;
 }
 

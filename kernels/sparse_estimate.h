@@ -35,7 +35,7 @@ constexpr int64_t kMaxSelectKeyTiles = 4096;
 struct DeviceBudget {
   int32_t pattern = 1;  // 0 triangular, 1 interval-slash, 2 block-cluster
   int32_t sink_tiles = 1, window_tiles = 8;
-  int32_t pad = 0;
+  int32_t grow_from = 0;  // sparse::HeadBudget::grow_from (<= kMaxBudgetKeys)
   double mass_target = 0.95, min_density = 0.0, max_density = 0.35;
   int64_t max_keys = 0;
 };

@@ -51,8 +51,8 @@ struct Run {
   }
 };
 
-// Runs folio-cli in the repository root with `args` (and `env` added to the environment).
-Run run_cli(const QStringList& args, const QProcessEnvironment& env = {}) {
+// Runs `program` in the repository root with `args` (and `env` added to the environment).
+Run run_program(const QString& program, const QStringList& args, const QProcessEnvironment& env = {}) {
   Run r;
   QProcess p;
   p.setWorkingDirectory(qs(source_dir()));
@@ -61,7 +61,7 @@ Run run_cli(const QStringList& args, const QProcessEnvironment& env = {}) {
     all.insert(env);
     p.setProcessEnvironment(all);
   }
-  p.start(cli_path(), args);
+  p.start(program, args);
   r.started = p.waitForStarted(kTimeoutMs);
   if (!r.started) return r;
   p.closeWriteChannel();
@@ -76,6 +76,8 @@ Run run_cli(const QStringList& args, const QProcessEnvironment& env = {}) {
   r.err = p.readAllStandardError();
   return r;
 }
+
+Run run_cli(const QStringList& args, const QProcessEnvironment& env = {}) { return run_program(cli_path(), args, env); }
 
 bool write_bytes(const QString& path, const QByteArray& bytes) {
   QFile f(path);
@@ -385,6 +387,37 @@ class TestCli : public QObject {
       const QRegularExpression described("\n  " + QRegularExpression::escape(o) + "( [A-Za-z|]+)? +\\S");
       QVERIFY2(described.match(help).hasMatch(), qPrintable(o + " is not described in --help:\n" + help));
     }
+  }
+
+  // folio-sparse crossover: dense and sparse prefill timed at doubling lengths on this backend, the
+  // crossover and the times written into the model's config (here --out), which the engine reads.
+  void sparseCrossoverIsWrittenToTheConfig() {
+    const QString out = tmp_.filePath("folio-sparse.json");
+    Run r = run_program(qs(bin_dir()) + "/folio-sparse",
+                        {"crossover", "--model", qs(source_dir()) + "/resources/models/folio-needle", "--file",
+                         qs(source_dir()) + "/resources/demo/planted-facts.md", "--from", "256", "--tokens", "512",
+                         "--repeat", "1", "--threads", "1", "--out", out});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("crossover: "), qPrintable(r.describe()));
+    QFile f(out);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QJsonObject cfg = QJsonDocument::fromJson(f.readAll()).object();
+    const QJsonArray measured = cfg["measured"].toArray();
+    QCOMPARE(measured.size(), 1);
+    const QJsonObject m = measured[0].toObject();
+    QCOMPARE(m["backend"].toString(), QString("cpu"));
+    QCOMPARE(m["up_to"].toInteger(), qint64{512});
+    QVERIFY(m["device"].toString().startsWith("cpu"));
+    const QJsonArray points = m["points"].toArray();
+    QCOMPARE(points.size(), 2);
+    QCOMPARE(points[0].toObject()["tokens"].toInteger(), qint64{256});
+    for (const auto& p : points) QVERIFY(p.toObject()["dense_ms"].toDouble() > 0 && p.toObject()["sparse_ms"].toDouble() > 0);
+    // the crossover follows from the points by the rule
+    const bool faster_at_512 = points[1].toObject()["sparse_ms"].toDouble() < points[1].toObject()["dense_ms"].toDouble();
+    const bool faster_at_256 = points[0].toObject()["sparse_ms"].toDouble() < points[0].toObject()["dense_ms"].toDouble();
+    QCOMPARE(m["tokens"].toInteger(), faster_at_512 ? (faster_at_256 ? qint64{256} : qint64{512}) : qint64{0});
+    QCOMPARE(cfg["layers"].toArray().size(), 6);  // the model's own searched config, kept
   }
 
   // --sources: after the answer, the passages of the documents that support it. With the default

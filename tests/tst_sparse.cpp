@@ -217,6 +217,56 @@ class SparseTest : public QObject {
     QCOMPARE(engine->auto_sparse_tokens(), INT64_MAX);
   }
 
+  // A crossover measured on a backend (folio-sparse crossover) replaces the rule there, and only
+  // there: sparse from its length, or never where sparse measured no gain.
+  void a_measured_crossover_decides_on_its_backend() {
+    QCOMPARE(crossover_from_points({{2048, 10, 11}, {4096, 20, 19}, {8192, 40, 30}}), int64_t{4096});
+    QCOMPARE(crossover_from_points({{8192, 40, 30}, {2048, 10, 9}, {4096, 20, 21}}), int64_t{8192});  // any order
+    QCOMPARE(crossover_from_points({{2048, 10, 9}, {4096, 20, 21}}), int64_t{0});  // slower at the longest
+    QCOMPARE(crossover_from_points({{2048, 10, 9}, {4096, 20, 19}}), int64_t{2048});
+    QCOMPARE(crossover_from_points({}), int64_t{0});
+    AttentionPolicy p;
+    p.mode = AttentionMode::Auto;
+    auto cfg = std::make_shared<SparseConfig>();
+    cfg->crossover_tokens = 16384;
+    MeasuredCrossover cpu;
+    cpu.backend = "cpu";
+    cpu.tokens = 2048;
+    cpu.up_to = 4096;
+    cfg->set_measured_crossover(cpu);
+    p.config = cfg;
+    const GainOnlyBackend gpu_like(BackendKind::Cuda, 4096), cpu_like(BackendKind::Cpu, INT64_MAX);
+    QCOMPARE(auto_sparse_keys(p, cpu_like), int64_t{2048});
+    QVERIFY(use_sparse(p, cpu_like, 1024, 1024));
+    QCOMPARE(auto_sparse_keys(p, gpu_like), int64_t{16384});  // no measurement on the GPU: the rule
+    MeasuredCrossover none;
+    none.backend = "cuda";
+    none.tokens = 0;  // sparse was not faster at up_to
+    none.up_to = 65536;
+    none.device = "GPU 0 Test Card";
+    cfg->set_measured_crossover(none);
+    QCOMPARE(cfg->measured.size(), size_t{2});
+    QCOMPARE(auto_sparse_keys(p, gpu_like), INT64_MAX);
+    cpu.tokens = 8192;
+    cfg->set_measured_crossover(cpu);  // replaces the CPU's entry
+    QCOMPARE(cfg->measured.size(), size_t{2});
+    QCOMPARE(auto_sparse_keys(p, cpu_like), int64_t{8192});
+    // in the config file, with the times
+    cpu.points = {{4096, 20.5, 19.25}, {8192, 40, 30}};
+    cfg->set_measured_crossover(cpu);
+    const SparseConfig back = SparseConfig::from_json(cfg->to_json(), "test");
+    QVERIFY(back.measured_crossover("cpu") && back.measured_crossover("cuda"));
+    QCOMPARE(back.measured_crossover("cpu")->tokens, int64_t{8192});
+    QCOMPARE(back.measured_crossover("cpu")->points.size(), size_t{2});
+    QCOMPARE(back.measured_crossover("cpu")->points[0].sparse_ms, 19.25);
+    QCOMPARE(back.measured_crossover("cuda")->device, std::string("GPU 0 Test Card"));
+    QCOMPARE(back.measured_crossover("cuda")->up_to, int64_t{65536});
+    for (const char* bad : {"{\"measured\": [{\"backend\": \"tpu\", \"tokens\": 1}]}",
+                            "{\"measured\": [{\"backend\": \"cpu\", \"tokens\": -5}]}",
+                            "{\"measured\": [{\"backend\": \"cpu\"}]}"})
+      QVERIFY_THROWS_EXCEPTION(Error, SparseConfig::from_json(bad, "bad.json"));
+  }
+
   // Tools look inside a run through the session's observer: every position's logits (the last
   // equal to the session's own), each layer's queries and keys per step, and one call per step.
   void observer_sees_the_run() {
@@ -526,6 +576,43 @@ class SparseTest : public QObject {
     }
   }
 
+  // grow_from: past that many keys the cap grows with their square root (density still falls with
+  // length), on both selections, Interval-Slash's per chunk and Block-Cluster's per row.
+  void the_cap_grows_with_the_square_root_of_the_keys() {
+    QCOMPARE(cap_tiles_per_query(8192, 0, 131072), int64_t{128});      // flat
+    QCOMPARE(cap_tiles_per_query(8192, 32768, 32768), int64_t{128});   // at grow_from
+    QCOMPARE(cap_tiles_per_query(8192, 32768, 65536), int64_t{181});   // 128 sqrt 2 = 181.02
+    QCOMPARE(cap_tiles_per_query(8192, 32768, 131072), int64_t{256});  // 4x the keys, 2x the cap
+    QCOMPARE(cap_tiles_per_query(8192, 32768, 1000), int64_t{128});
+    QCOMPARE(cap_tiles_per_query(0, 32768, 131072), int64_t{0});       // no cap
+    QCOMPARE(cap_tiles_per_query(10, 0, 100), int64_t{1});             // at least a tile
+    const int64_t n = 1024, pos0 = 15360, kv_len = pos0 + n, rows = 64;
+    std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
+    std::mt19937 rng(5);
+    std::exponential_distribution<float> ex(1.0f);
+    for (int64_t j = 0; j < kv_len; ++j) {
+      col[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+      diag[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+    }
+    HeadBudget b;
+    b.mass_target = 1.0;
+    b.max_density = 0.5;
+    b.max_keys = 512;  // 8 tiles a query flat
+    const HeadPlan flat = select_from_sums(b, col.data(), diag.data(), rows, n, pos0);
+    b.grow_from = 4096;  // 16K keys = 4x: 16 tiles a query
+    const HeadPlan grown = select_from_sums(b, col.data(), diag.data(), rows, n, pos0);
+    const int64_t nq = grown.list.n_qtiles();
+    qInfo("flat cap: %lld tiles, grown cap: %lld tiles", static_cast<long long>(flat.list.computed()),
+          static_cast<long long>(grown.list.computed()));
+    QVERIFY(flat.list.computed() <= nq * 8);
+    QVERIFY(grown.list.computed() <= nq * 16);
+    QVERIFY(grown.list.computed() >= nq * 16 * 8 / 10);  // units span several tiles: not every slot fills
+    QVERIFY(grown.list.computed() > flat.list.computed() * 3 / 2);
+    QCOMPARE(block_row_limits(b, 256, kv_len).max_tiles, int64_t{16});
+    b.grow_from = 0;
+    QCOMPARE(block_row_limits(b, 256, kv_len).max_tiles, int64_t{8});
+  }
+
   void all_tiles_equal_dense_exactly() {
     ThreadPool pool(2);
     for (auto [n, pos0, hd] : std::vector<std::tuple<int64_t, int64_t, int>>{{1, 0, 64}, {300, 129, 64}, {130, 1000, 96}}) {
@@ -600,15 +687,23 @@ class SparseTest : public QObject {
     HeadBudget tri;
     tri.pattern = Pattern::Triangular;
     tri.window_tiles = 4;
-    c.layers = {{tri, c.default_head}, {c.default_head, tri}};
+    HeadBudget grows;
+    grows.grow_from = 32768;
+    HeadBudget uncapped;
+    uncapped.max_keys = 0;
+    c.layers = {{tri, c.default_head}, {grows, uncapped}};
     const SparseConfig back = SparseConfig::from_json(c.to_json(), "test");
     QCOMPARE(back.crossover_tokens, int64_t{8192});
     QCOMPARE(back.layers.size(), size_t{2});
     QVERIFY(back.head(0, 0).pattern == Pattern::Triangular);
     QCOMPARE(back.head(0, 0).window_tiles, 4);
+    QCOMPARE(back.head(1, 0).grow_from, int64_t{32768});
+    QCOMPARE(back.head(1, 1).max_keys, int64_t{0});
+    QCOMPARE(back.head(0, 1).grow_from, int64_t{0});
     QVERIFY(back.head(5, 9).pattern == c.default_head.pattern);  // heads without an entry get the default
     for (const char* bad : {"[1,2]", "{\"default\": {\"pattern\": \"diagonal\"}}", "{\"default\": {\"mass\": 1.5}}",
-                            "{\"layers\": [[{\"max_density\": 0}]]}", "{\"crossover_tokens\": -1}", "not json"}) {
+                            "{\"layers\": [[{\"max_density\": 0}]]}", "{\"crossover_tokens\": -1}", "not json",
+                            "{\"default\": {\"grow_from\": -1}}", "{\"default\": {\"max_keys\": 2000000000}}"}) {
       try {
         SparseConfig::from_json(bad, "bad.json");
         QFAIL(bad);

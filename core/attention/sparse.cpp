@@ -268,7 +268,7 @@ HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* di
     count[static_cast<size_t>(r) + 1] = count[static_cast<size_t>(r)] + hist[static_cast<size_t>(r)];
     cum[static_cast<size_t>(r) + 1] = cum[static_cast<size_t>(r)] + mhist[static_cast<size_t>(r)];
   }
-  const Limits lim = limits(b, rows, causal_tiles(n, pos0), nq);
+  const Limits lim = limits(b, rows, causal_tiles(n, pos0), nq, pos0 + n);
   int64_t k_mass = K, k_min = K;
   for (int64_t k = forced; k <= K; ++k)
     if (cum[static_cast<size_t>(k)] >= lim.threshold) {
@@ -308,12 +308,12 @@ HeadPlan select_from_sums(const HeadBudget& b, const float* col, const float* di
   return plan;
 }
 
-Limits limits(const HeadBudget& b, int64_t rows, int64_t causal, int64_t n_qtiles) {
+Limits limits(const HeadBudget& b, int64_t rows, int64_t causal, int64_t n_qtiles, int64_t kv_len) {
   Limits l;
   l.threshold = std::llrint(b.mass_target * static_cast<double>(rows) * kFixedOne);
   l.min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(causal)));
   l.max_tiles = std::max<int64_t>(1, static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(causal))));
-  if (b.max_keys > 0) l.max_tiles = std::min(l.max_tiles, n_qtiles * std::max<int64_t>(1, b.max_keys / kKeyTile));
+  if (b.max_keys > 0) l.max_tiles = std::min(l.max_tiles, n_qtiles * cap_tiles_per_query(b.max_keys, b.grow_from, kv_len));
   l.min_tiles = std::min(l.min_tiles, l.max_tiles);
   return l;
 }
@@ -359,11 +359,11 @@ PooledScores pooled_scores(const float* q, int64_t q_stride, int64_t n, int64_t 
   return ps;
 }
 
-BlockRowLimits block_row_limits(const HeadBudget& b, int64_t row_tiles) {
+BlockRowLimits block_row_limits(const HeadBudget& b, int64_t row_tiles, int64_t kv_len) {
   BlockRowLimits l;
   l.threshold = std::llrint(b.mass_target * kFixedOne);
   l.max_tiles = static_cast<int64_t>(std::floor(b.max_density * static_cast<double>(row_tiles)));
-  if (b.max_keys > 0) l.max_tiles = std::min<int64_t>(l.max_tiles, std::max<int64_t>(1, b.max_keys / kKeyTile));
+  if (b.max_keys > 0) l.max_tiles = std::min<int64_t>(l.max_tiles, cap_tiles_per_query(b.max_keys, b.grow_from, kv_len));
   l.min_tiles = static_cast<int64_t>(std::ceil(b.min_density * static_cast<double>(row_tiles)));
   return l;
 }
@@ -401,7 +401,7 @@ HeadPlan select_block_cluster(const HeadBudget& b, const float* p, int64_t p_str
       const int64_t rx = x.first >> kBlockRankShift, ry = y.first >> kBlockRankShift;
       return rx != ry ? rx > ry : x.second < y.second;
     });
-    const BlockRowLimits lim = block_row_limits(b, last + 1);
+    const BlockRowLimits lim = block_row_limits(b, last + 1, pos0 + n);
     const int64_t cap = std::max(have, lim.max_tiles);
     for (const auto& [m, t] : cands) {
       if ((kept >= lim.threshold && have >= lim.min_tiles) || have >= cap) break;
@@ -478,20 +478,47 @@ HeadBudget budget_from_json(const nlohmann::json& j, const HeadBudget& base, con
   if (j.contains("sink_tiles")) b.sink_tiles = j.at("sink_tiles").get<int>();
   if (j.contains("window_tiles")) b.window_tiles = j.at("window_tiles").get<int>();
   if (j.contains("max_keys")) b.max_keys = j.at("max_keys").get<int64_t>();
+  if (j.contains("grow_from")) b.grow_from = j.at("grow_from").get<int64_t>();
   if (!(b.mass_target > 0.0 && b.mass_target <= 1.0) || b.min_density < 0.0 || b.max_density <= 0.0 ||
-      b.max_density > 1.0 || b.min_density > b.max_density || b.sink_tiles < 1 || b.window_tiles < 0 || b.max_keys < 0)
-    throw Error(ErrorCode::BadConfig, source + ": a head budget is out of range (mass in (0, 1], 0 <= min_density <= "
-                                               "max_density <= 1, sink_tiles >= 1, window_tiles >= 0, max_keys >= 0)");
+      b.max_density > 1.0 || b.min_density > b.max_density || b.sink_tiles < 1 || b.window_tiles < 0 ||
+      b.max_keys < 0 || b.max_keys > kMaxBudgetKeys || b.grow_from < 0 || b.grow_from > kMaxBudgetKeys)
+    throw Error(ErrorCode::BadConfig,
+                source + ": a head budget is out of range (mass in (0, 1], 0 <= min_density <= max_density <= 1, "
+                         "sink_tiles >= 1, window_tiles >= 0, max_keys and grow_from in 0.." +
+                    std::to_string(kMaxBudgetKeys) + ")");
   return b;
 }
 
 nlohmann::json budget_to_json(const HeadBudget& b) {
   return {{"pattern", pattern_name(b.pattern)}, {"mass", b.mass_target},       {"min_density", b.min_density},
           {"max_density", b.max_density},       {"sink_tiles", b.sink_tiles}, {"window_tiles", b.window_tiles},
-          {"max_keys", b.max_keys}};
+          {"max_keys", b.max_keys},         {"grow_from", b.grow_from}};
 }
 
 }  // namespace
+
+int64_t crossover_from_points(std::vector<CrossoverPoint> points) {
+  std::sort(points.begin(), points.end(),
+            [](const CrossoverPoint& a, const CrossoverPoint& b) { return a.tokens < b.tokens; });
+  int64_t from = 0;
+  for (auto it = points.rbegin(); it != points.rend() && it->sparse_ms < it->dense_ms; ++it) from = it->tokens;
+  return from;
+}
+
+const MeasuredCrossover* SparseConfig::measured_crossover(const std::string& backend) const {
+  for (const MeasuredCrossover& m : measured)
+    if (m.backend == backend) return &m;
+  return nullptr;
+}
+
+void SparseConfig::set_measured_crossover(MeasuredCrossover m) {
+  for (MeasuredCrossover& e : measured)
+    if (e.backend == m.backend) {
+      e = std::move(m);
+      return;
+    }
+  measured.push_back(std::move(m));
+}
 
 SparseConfig SparseConfig::from_json(const std::string& text, const std::string& source) {
   SparseConfig c;
@@ -509,6 +536,24 @@ SparseConfig SparseConfig::from_json(const std::string& text, const std::string&
         std::vector<HeadBudget> heads;
         for (const auto& h : layer) heads.push_back(budget_from_json(h, c.default_head, source));
         c.layers.push_back(std::move(heads));
+      }
+    }
+    if (j.contains("measured")) {
+      for (const auto& m : j.at("measured")) {
+        MeasuredCrossover x;
+        x.backend = m.at("backend").get<std::string>();
+        x.tokens = m.at("tokens").get<int64_t>();
+        x.up_to = m.value("up_to", int64_t{0});
+        x.device = m.value("device", std::string());
+        x.date = m.value("date", std::string());
+        if (m.contains("points"))
+          for (const auto& p : m.at("points"))
+            x.points.push_back({p.at("tokens").get<int64_t>(), p.at("dense_ms").get<double>(),
+                                p.at("sparse_ms").get<double>()});
+        if ((x.backend != "cpu" && x.backend != "cuda") || x.tokens < 0 || x.up_to < 0)
+          throw Error(ErrorCode::BadConfig, source + ": a measured crossover needs backend \"cpu\" or \"cuda\" and "
+                                                     "tokens >= 0");
+        c.set_measured_crossover(std::move(x));
       }
     }
   } catch (const nlohmann::json::exception& e) {
@@ -530,6 +575,17 @@ std::string SparseConfig::to_json() const {
     ls.push_back(hs);
   }
   j["layers"] = ls;
+  if (!measured.empty()) {
+    nlohmann::json ms = nlohmann::json::array();
+    for (const MeasuredCrossover& m : measured) {
+      nlohmann::json ps = nlohmann::json::array();
+      for (const CrossoverPoint& p : m.points)
+        ps.push_back({{"tokens", p.tokens}, {"dense_ms", p.dense_ms}, {"sparse_ms", p.sparse_ms}});
+      ms.push_back({{"backend", m.backend}, {"tokens", m.tokens}, {"up_to", m.up_to}, {"device", m.device},
+                    {"date", m.date}, {"points", ps}});
+    }
+    j["measured"] = ms;
+  }
   return j.dump(1);
 }
 

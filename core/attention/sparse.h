@@ -14,6 +14,7 @@
 // block-sparse attention; kernels/ runs the same lists on the GPU.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@ namespace folio::sparse {
 
 constexpr int kQueryTile = 128;  // = cuda::kQueryTile
 constexpr int kKeyTile = 64;     // = cuda::kKeyTile
+constexpr int64_t kMaxBudgetKeys = int64_t{1} << 30;  // max_keys and grow_from (the GPU keeps grow_from in 32 bits)
 
 enum class Pattern { Triangular, IntervalSlash, BlockCluster };
 const char* pattern_name(Pattern p);
@@ -37,11 +39,52 @@ struct HeadBudget {
   // At most this many keys per query on average (0 = no cap): the budget stops growing with the
   // document, so sparse attention's cost per token stays flat at long contexts.
   int64_t max_keys = 8192;
+  // From this many keys on (0 = never) the cap grows with the square root of the keys: a chunk
+  // with 4x grow_from keys may keep 2x max_keys. Density still falls with length (as 1/sqrt),
+  // but a head whose mass is spread keeps more of it at 128K than a flat cap allows.
+  int64_t grow_from = 0;
 };
+
+#if defined(__CUDACC__)
+#define FOLIO_HOST_DEVICE __host__ __device__
+#else
+#define FOLIO_HOST_DEVICE
+#endif
+
+// Key tiles per query tile a budget allows in a chunk whose keys end at kv_len (0 = no cap):
+// floor(max_keys / 64 x sqrt(kv_len / grow_from)) past grow_from, else max_keys / 64 (at least 1).
+// The CPU reference and the GPU selection both call this; each step is one correctly rounded
+// IEEE operation (no sum that could be contracted), so both sides get the same integer.
+FOLIO_HOST_DEVICE inline int64_t cap_tiles_per_query(int64_t max_keys, int64_t grow_from, int64_t kv_len) {
+  if (max_keys <= 0) return 0;
+  const int64_t base = max_keys / kKeyTile > 1 ? max_keys / kKeyTile : 1;
+  if (grow_from <= 0 || kv_len <= grow_from) return base;
+  return static_cast<int64_t>(
+      floor(static_cast<double>(base) * sqrt(static_cast<double>(kv_len) / static_cast<double>(grow_from))));
+}
 
 enum class AttentionMode { Auto, Dense, Sparse };
 const char* attention_mode_name(AttentionMode m);
 AttentionMode attention_mode_from_name(const std::string& name);  // throws Error(BadArgument)
+
+// One length of a crossover measurement: a prefill of that many tokens, dense and sparse.
+struct CrossoverPoint {
+  int64_t tokens = 0;
+  double dense_ms = 0.0, sparse_ms = 0.0;
+};
+// Where auto attention starts to pay on one backend (folio-sparse crossover): the model's prefill
+// timed dense and sparse at doubling lengths on that backend and device.
+struct MeasuredCrossover {
+  std::string backend;  // "cpu" or "cuda" (backend_key)
+  int64_t tokens = 0;   // sparse was faster from here on, at every longer length measured (0: at none)
+  int64_t up_to = 0;    // the longest length measured
+  std::string device;   // what it ran on, in words
+  std::string date;     // YYYY-MM-DD
+  std::vector<CrossoverPoint> points;
+};
+// The crossover of a measurement: the shortest length from which sparse is faster at that and
+// every longer length (0 if it is not faster at the longest). Points in any order.
+int64_t crossover_from_points(std::vector<CrossoverPoint> points);
 
 // Per model: each head's pattern and budget (from the offline search), the crossover length from
 // which auto mode uses sparse attention, and the estimation's sample size.
@@ -51,8 +94,13 @@ struct SparseConfig {
   int last_queries = 64;                     // IntervalSlash: sample rows
   HeadBudget default_head;                   // heads without an entry
   std::vector<std::vector<HeadBudget>> layers;  // [layer][head]; may be empty
+  // Measured crossovers, one per backend at most; where one exists for the backend in use, auto
+  // attention follows it instead of crossover_tokens.
+  std::vector<MeasuredCrossover> measured;
 
   const HeadBudget& head(int layer, int head) const;
+  const MeasuredCrossover* measured_crossover(const std::string& backend) const;  // null if none
+  void set_measured_crossover(MeasuredCrossover m);  // replaces the backend's entry
   static SparseConfig from_json(const std::string& text, const std::string& source);  // throws Error(BadConfig)
   std::string to_json() const;
 };
@@ -123,7 +171,7 @@ struct Limits {
   int64_t threshold = 0;  // mass target x rows in fixed point
   int64_t min_tiles = 0, max_tiles = 0;  // max: max_density of the causal tiles, capped by max_keys
 };
-Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal, int64_t n_qtiles);
+Limits limits(const HeadBudget& budget, int64_t rows, int64_t causal, int64_t n_qtiles, int64_t kv_len);
 // The smallest rank of a unit covering tile (i, t): -1 for tiles always listed (tile 0, the
 // diagonal tiles, a Triangular head's last query tile), kNoRank if no unit covers it.
 // vrank[u] / brank[b]: the rank of vertical u / band b in the order (kNoRank if not a candidate).
@@ -147,13 +195,13 @@ PooledScores pooled_scores(const float* q, int64_t q_stride, int64_t n, int64_t 
 //    (ranked at 2^-19, fixed point >> kBlockRankShift, so that rank and tile fit a 32-bit sort key
 //    on the GPU; larger first, ties: lower tile; masses summed in full fixed point) until the kept mass reaches the target with at
 //    least min_density of the row's causal tiles, or the row holds max_density of them (at most
-//    max_keys keys). est_mass: the rows' mean kept mass; mass_reached: every row reached it.
+//    max_keys keys, grown past grow_from as cap_tiles_per_query says). est_mass: the rows' mean kept mass; mass_reached: every row reached it.
 constexpr int kBlockRankShift = 13;
 struct BlockRowLimits {
   int64_t threshold = 0;  // mass target in fixed point
   int64_t min_tiles = 0, max_tiles = 0;
 };
-BlockRowLimits block_row_limits(const HeadBudget& budget, int64_t row_tiles);
+BlockRowLimits block_row_limits(const HeadBudget& budget, int64_t row_tiles, int64_t kv_len);
 HeadPlan select_block_cluster(const HeadBudget& budget, const float* p, int64_t p_stride, int64_t n, int64_t pos0);
 
 // The tiles an IntervalSlash selection covers: tile (i, t) is listed iff some query p of tile i

@@ -7,6 +7,8 @@
 
 namespace folio {
 
+const char* backend_key(BackendKind k) { return k == BackendKind::Cuda ? "cuda" : "cpu"; }
+
 const char* backend_kind_name(BackendKind k) {
   switch (k) {
     case BackendKind::Cpu: return "the CPU";

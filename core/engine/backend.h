@@ -30,6 +30,7 @@ class LoadedModel;
 
 enum class BackendKind { Cpu, Cuda };
 const char* backend_kind_name(BackendKind k);
+const char* backend_key(BackendKind k);  // "cpu" or "cuda": as on the command line and in configs
 
 // Memory a backend holds, by category, on one device.
 struct DeviceMemory {

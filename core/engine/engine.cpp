@@ -73,14 +73,19 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, const LoadPro
   auto engine = create(std::move(model), std::move(tokenizer), options);
   // a sparse-attention config from the offline search, beside the weights
   std::error_code ec;
-  std::filesystem::path dir(options.model_path);
-  if (!std::filesystem::is_directory(dir, ec)) dir = dir.parent_path();
-  const std::filesystem::path sparse_json = dir / "folio-sparse.json";
+  const std::string sparse_json = sparse_config_path(options.model_path);
   if (std::filesystem::is_regular_file(sparse_json, ec))
     engine->sparse_config_ = std::make_shared<const sparse::SparseConfig>(
-        sparse::SparseConfig::from_json(read_text_file(sparse_json.string()), sparse_json.string()));
+        sparse::SparseConfig::from_json(read_text_file(sparse_json), sparse_json));
   engine->load_ms_ = now_ms() - t0;
   return engine;
+}
+
+std::string sparse_config_path(const std::string& model_path) {
+  std::error_code ec;
+  std::filesystem::path dir(model_path);
+  if (!std::filesystem::is_directory(dir, ec)) dir = dir.parent_path();
+  return (dir / "folio-sparse.json").string();
 }
 
 std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::unique_ptr<Tokenizer> tokenizer,

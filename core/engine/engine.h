@@ -141,6 +141,10 @@ struct SessionOptions {
   std::shared_ptr<const sparse::SparseConfig> sparse_config;
 };
 
+// The sparse-attention config of a model (folio-sparse.json beside its weights, or in its folder):
+// the engine reads it at load when it exists; folio-sparse search and crossover write it.
+std::string sparse_config_path(const std::string& model_path);
+
 class Engine;
 
 // One conversation's KV cache and position. Not thread-safe: use a session from one thread.

@@ -24,6 +24,8 @@ void AttentionStats::add_plan(int layer, int head, int n_layers, int n_heads, in
 
 int64_t auto_sparse_keys(const AttentionPolicy& policy, const Backend& backend) {
   if (!policy.config) return std::numeric_limits<int64_t>::max();
+  if (const sparse::MeasuredCrossover* m = policy.config->measured_crossover(backend_key(backend.kind())))
+    return m->tokens > 0 ? m->tokens : std::numeric_limits<int64_t>::max();
   return std::max(policy.config->crossover_tokens, backend.sparse_gain_keys());
 }
 
@@ -45,9 +47,16 @@ constexpr int kMarksPerLayer = 3;
 // Whether this step runs sparse: the policy asks for it and the backend can (else a note says why).
 bool sparse_step(Backend& backend, const AttentionPolicy& policy, AttentionStats& stats, int64_t n, int64_t pos) {
   if (policy.mode == sparse::AttentionMode::Auto && n > 1 && policy.config &&
-      pos + n >= policy.config->crossover_tokens && pos + n < backend.sparse_gain_keys())
-    stats.note = "auto attention runs dense on " + std::string(backend_kind_name(backend.kind())) +
-                 " here: its sparse path measured no gain at this length; --attention sparse forces it";
+      pos + n >= policy.config->crossover_tokens && pos + n < auto_sparse_keys(policy, backend)) {
+    const sparse::MeasuredCrossover* m = policy.config->measured_crossover(backend_key(backend.kind()));
+    std::string why = "its sparse path measured no gain at this length";
+    if (m && m->tokens > 0)
+      why = "sparse measured faster only from " + std::to_string(m->tokens) + " tokens on " + m->device;
+    else if (m)
+      why = "sparse measured no faster up to " + std::to_string(m->up_to) + " tokens on " + m->device;
+    stats.note = "auto attention runs dense on " + std::string(backend_kind_name(backend.kind())) + " here: " + why +
+                 "; --attention sparse forces it";
+  }
   if (!use_sparse(policy, backend, n, pos)) return false;
   const SparseSupport s = backend.sparse_support(*policy.config, pos + n);
   if (!s.note.empty()) stats.note = s.note;

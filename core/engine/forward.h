@@ -24,8 +24,10 @@ struct AttentionPolicy {
   std::shared_ptr<const sparse::SparseConfig> config;
 };
 
-// The keys from which auto attention runs sparse on `backend`: the model config's crossover, or
-// later where the backend's sparse path does not pay yet. The same rule on every backend.
+// The keys from which auto attention runs sparse on `backend`: the crossover measured on this
+// backend where the config holds one (folio-sparse crossover; never if sparse measured no gain),
+// else the config's crossover, or later where the backend's sparse path does not pay yet. The
+// same rule on every backend.
 int64_t auto_sparse_keys(const AttentionPolicy& policy, const Backend& backend);
 
 // True when a step of n tokens at pos runs sparse attention under `policy` on `backend`.
