@@ -1255,6 +1255,46 @@ class TstGui : public QObject {
     QVERIFY(w->performance_visible());
   }
 
+  // Settings say where auto attention turns sparse for the loaded model and from what: a crossover
+  // measured on this backend (folio-sparse crossover, in the model's folio-sparse.json), which the
+  // "Sparse above" setting follows by default ("As measured"), or that none was measured.
+  void settings_say_where_auto_attention_turns_sparse() {
+    QDir().mkpath(tmp_.filePath("measured-model"));
+    const QString model = tmp_.filePath("measured-model/stories260K.bin");
+    QFile::remove(model);
+    QFile::remove(tmp_.filePath("measured-model/tok512.bin"));
+    QVERIFY(QFile::copy(stories_model(), model));
+    QVERIFY(QFile::copy(QFileInfo(stories_model()).dir().filePath("tok512.bin"), tmp_.filePath("measured-model/tok512.bin")));
+    QVERIFY(!write_file("measured-model/folio-sparse.json",
+                        "{\"measured\": [{\"backend\": \"cpu\", \"tokens\": 4096, \"up_to\": 16384, "
+                        "\"device\": \"cpu (2 threads)\", \"date\": \"2026-12-06\"}]}")
+                    .isEmpty());
+    AppSettings s = baseline();
+    s.save();
+    {
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      SettingsDialog* d = w->open_settings();
+      QVERIFY2(d->auto_attention_text().startsWith("Auto attention stays dense on the CPU"),
+               qPrintable(d->auto_attention_text()));
+      QCOMPARE(d->findChild<QSpinBox*>("sparseThreshold")->text(), QString("As measured"));
+      d->close();
+    }
+    s.model_path = model;
+    s.save();
+    {
+      auto w = make_window();
+      QVERIFY(wait_ready(w.get()));
+      SettingsDialog* d = w->open_settings();
+      QVERIFY2(d->auto_attention_text() ==
+                   "Auto attention turns sparse from 4096 tokens on the CPU (measured on cpu (2 threads), 2026-12-06).",
+               qPrintable(d->auto_attention_text()));
+      QCOMPARE(d->settings().sparse_threshold_tokens, int64_t{0});  // the default follows the measurement
+      d->close();
+    }
+    baseline().save();
+  }
+
   void no_gpu_is_one_notice_that_can_be_dismissed_for_good() {
     // This build has no CUDA backend (or the machine no GPU): asking for CUDA falls back to the CPU.
     AppSettings s = baseline();

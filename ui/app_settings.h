@@ -43,7 +43,7 @@ struct AppSettings {
   // Prefill attention: a name from attention_modes(), and the length above which a sparse mode
   // takes over from dense (kept for sparse modes; dense ignores it).
   QString attention_mode = "auto";
-  int64_t sparse_threshold_tokens = 16384;
+  int64_t sparse_threshold_tokens = 0;  // 0: as measured (the model's folio-sparse.json)
 
   // Sampling. Document questions want the most likely answer: greedy, and no repetition penalty
   // (it pushes the model off numbers and names the document repeats; 1.1 made SmolLM2 answer the

@@ -48,6 +48,7 @@ struct ModelInfo {
   int64_t max_context = 0;  // what the model was trained for
   int64_t largest_context = 0;  // what this backend's memory holds beside the model (0: unknown)
   QString kv_type;              // the KV cache's element type ("bf16", "fp32")
+  QString auto_attention;       // where auto attention turns sparse here, and from what (Engine::auto_attention_note)
   int64_t vocab_size = 0;
   double load_ms = 0.0;
   std::vector<DeviceMemory> memory;
@@ -72,7 +73,7 @@ struct AskRequest {
   int max_tokens = 512;
   QString system_prompt;  // first in the system turn, before the documents ("" = none)
   QString attention_mode = "auto";
-  int64_t sparse_threshold_tokens = 16384;  // auto: sparse for chunks whose keys reach this
+  int64_t sparse_threshold_tokens = 0;  // auto: sparse for chunks whose keys reach this (0: as the model's config says)
   // When the documents do not fit: ask the user (Error: prompt_does_not_fit), or fill the context
   // with the parts most relevant to the question (Relevant).
   folio::chat::FitMode fit = folio::chat::FitMode::Error;

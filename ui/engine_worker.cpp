@@ -191,6 +191,7 @@ void EngineWorker::load_model(const EngineConfig& config) {
     info.max_context = engine_->config().max_context;
     info.largest_context = engine_->largest_context();
     info.kv_type = QString::fromStdString(engine_->kv_type());
+    info.auto_attention = QString::fromStdString(engine_->auto_attention_note());
     info.vocab_size = engine_->config().vocab_size;
     info.load_ms = engine_->load_ms();
     info.memory = engine_->memory();
@@ -561,8 +562,12 @@ std::vector<folio::chat::SourcePassage> EngineWorker::ground(const AskRequest& r
 }
 
 std::shared_ptr<const sparse::SparseConfig> EngineWorker::sparse_config_with_threshold(int64_t threshold) const {
+  // 0: as the model's config says (its crossover measured on this backend, if any); else the
+  // user's length, in place of any measurement
+  if (threshold <= 0) return engine_->sparse_config();
   auto c = std::make_shared<sparse::SparseConfig>(*engine_->sparse_config());
   c->crossover_tokens = threshold;
+  c->measured.clear();
   return c;
 }
 

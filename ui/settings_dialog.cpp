@@ -158,8 +158,17 @@ SettingsDialog::SettingsDialog(const AppSettings& settings, QWidget* parent) : Q
   threshold_->setRange(0, 1 << 20);
   threshold_->setSingleStep(1024);
   threshold_->setSuffix(tr(" tokens"));
-  threshold_->setToolTip(tr("Prompts shorter than this use dense attention (applies to sparse modes)"));
+  threshold_->setObjectName("sparseThreshold");
+  threshold_->setSpecialValueText(tr("As measured"));
+  threshold_->setToolTip(tr("Prompts shorter than this use dense attention (applies to sparse modes). "
+                            "As measured: where sparse prefill measured faster than dense for this model on "
+                            "this backend (folio-sparse crossover), else 16K tokens where the backend gains"));
   att_form->addRow(tr("Sparse above:"), threshold_);
+  auto_attention_ = new QLabel(att_box);
+  auto_attention_->setObjectName("autoAttention");
+  auto_attention_->setWordWrap(true);
+  auto_attention_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  att_form->addRow(QString(), auto_attention_);
   left->addWidget(att_box);
   left->addStretch(1);
 
@@ -434,6 +443,10 @@ void SettingsDialog::show_loaded(const ModelInfo& info) {
                        .arg(qRound64(info.load_ms))
                        .arg(fits)
                        .arg(info.notice.isEmpty() ? QString() : "\n" + tr("Note: %1").arg(info.notice)));
+  // where auto attention turns sparse for this model here, beside the setting it explains
+  auto_attention_->setText(info.auto_attention.isEmpty()
+                               ? QString()
+                               : info.auto_attention.left(1).toUpper() + info.auto_attention.mid(1) + ".");
 }
 
 }  // namespace folio::ui

@@ -40,6 +40,7 @@ class SettingsDialog : public QDialog {
   void show_load_error(const QString& message);
   void show_loaded(const ModelInfo& info);
   QString load_status() const { return status_->text(); }
+  QString auto_attention_text() const { return auto_attention_->text(); }
 
   // Widgets, for tests.
   QLineEdit* model_edit() const { return model_; }
@@ -92,6 +93,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* threads_ = nullptr;
   QComboBox* attention_ = nullptr;
   QSpinBox* threshold_ = nullptr;
+  QLabel* auto_attention_ = nullptr;  // where auto attention turns sparse for the loaded model
   QSpinBox* context_ = nullptr;
   QComboBox* kv_dtype_ = nullptr;
   QDoubleSpinBox* temperature_ = nullptr;

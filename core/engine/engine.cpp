@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "core/common/mapped_file.h"
 #include "core/cpu/cpu_backend.h"
@@ -149,6 +150,24 @@ int64_t Engine::auto_sparse_tokens() const {
   p.mode = sparse::AttentionMode::Auto;
   p.config = sparse_config_;
   return auto_sparse_keys(p, *backend_);
+}
+
+std::string Engine::auto_attention_note() const {
+  const std::string where = backend_kind_name(backend_->kind());
+  if (!sparse_config_) return "auto attention stays dense: this model has no sparse-attention config";
+  const sparse::MeasuredCrossover* m = sparse_config_->measured_crossover(backend_key(backend_->kind()));
+  if (m && m->tokens > 0)
+    return "auto attention turns sparse from " + std::to_string(m->tokens) + " tokens on " + where + " (measured on " +
+           m->device + (m->date.empty() ? "" : ", " + m->date) + ")";
+  if (m)
+    return "auto attention stays dense on " + where + ": sparse measured no faster up to " + std::to_string(m->up_to) +
+           " tokens (on " + m->device + (m->date.empty() ? "" : ", " + m->date) + ")";
+  const int64_t k = auto_sparse_tokens();
+  if (k == std::numeric_limits<int64_t>::max())
+    return "auto attention stays dense on " + where +
+           " (its sparse path is not known to pay; folio-sparse crossover measures it for this model)";
+  return "auto attention turns sparse from " + std::to_string(k) + " tokens on " + where +
+         " (not measured for this model here; folio-sparse crossover measures it)";
 }
 
 const Tokenizer& Engine::tokenizer() const {

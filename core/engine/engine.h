@@ -238,6 +238,9 @@ class Engine {
   int64_t default_prefill_chunk() const { return backend_->preferred_chunk(); }
   // Where auto attention turns sparse for this model on this backend (sessions with the engine's config).
   int64_t auto_sparse_tokens() const;
+  // Where auto attention turns sparse on this backend and where that comes from (a crossover
+  // measured by folio-sparse crossover, the model's config, or the backend's own rule), in words.
+  std::string auto_attention_note() const;
   std::string backend_name() const { return backend_->name(); }
   std::vector<DeviceMemory> memory() const { return backend_->memory(); }
   // The largest context a session can ask for: the model's trained context (8,192 when it says
