@@ -7,6 +7,12 @@
 //       beside the model's weights and the engine uses it). Heads whose best kind keeps little at
 //       that budget (diffuse or retrieval heads) get no cap; the others keep the default cap,
 //       growing with the square root of the keys from --grow-from N keys on (default: flat).
+//       With --goal G instead: each head's kind AND mass target from the exact mass its plans keep:
+//       every kind at mass targets 0.90-0.995 (max density 0.35) and 0.995 uncapped is run through
+//       the real selection rule on each chunk and scored by the exact attention mass of its list;
+//       a head gets the cheapest (kind, target) whose mean exact mass reaches G, or the one keeping
+//       the most if none does. The rule's own estimate (last queries, pooled means) overstates what
+//       earlier rows keep; this calibrates the target per head against what they really keep.
 //   folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]
 //       Perplexity of DOC's first N tokens (teacher forcing), to compare dense and sparse prefill.
 //   folio-sparse crossover --model PATH --file DOC [--tokens N] [--from N] [--out FILE] [--backend cpu|cuda]
@@ -42,7 +48,7 @@ constexpr double kDiffuseMass = 0.85;
 
 const char* kUsage =
     "usage: folio-sparse search --model PATH --file DOC [--tokens N] [--density D] [--chunk N] [--out FILE]\n"
-    "                    [--grow-from N] [--backend cpu|cuda]\n"
+    "                    [--grow-from N] [--goal G] [--backend cpu|cuda]\n"
     "       folio-sparse ppl --model PATH --file DOC [--tokens N] [--attention dense|sparse] [--chunk N]\n"
     "                    [--kv-dtype native|fp8|q8]\n"
     "       folio-sparse crossover --model PATH --file DOC [--tokens N] [--from N] [--repeat R] [--out FILE]\n"
@@ -54,6 +60,7 @@ struct Options {
   int64_t tokens = 8192, chunk = 512, grow_from = 0, from = 2048, repeat = 2;
   bool tokens_given = false, chunk_given = false;
   double density = 0.2;
+  double goal = 0.0;  // > 0: the calibrated search
   folio::sparse::AttentionMode attention = folio::sparse::AttentionMode::Dense;
 };
 
@@ -74,6 +81,7 @@ Options parse(folio::cli::Args& args) {
     else if (a == "--from") o.from = args.integer(a, 256, int64_t{1} << 22);
     else if (a == "--repeat") o.repeat = args.integer(a, 1, 100);
     else if (a == "--density") o.density = args.number(a, 0.01, 1.0);
+    else if (a == "--goal") o.goal = args.number(a, 0.5, 1.0);
     else if (a == "--grow-from") o.grow_from = args.integer(a, 0, folio::sparse::kMaxBudgetKeys);
     else if (a == "--threads") o.engine.threads = static_cast<int>(args.integer(a, 0, 4096));
     else if (a == "--kv-dtype") o.engine.kv_quant = args.kv_dtype(a);
@@ -167,7 +175,151 @@ class PatternSearch final : public folio::ForwardObserver {
   folio::ThreadPool pool_;
 };
 
+// The calibrated search: each kind at each candidate budget through the real selection rule,
+// scored by the exact mass of its list and by the tiles it computes.
+class TargetSearch final : public folio::ForwardObserver {
+ public:
+  struct Candidate {
+    double mass, max_density;
+    bool uncapped;
+  };
+  static constexpr int kKinds = 3, kCandidates = 5;
+  static constexpr Candidate kCandidateBudgets[kCandidates] = {
+      {0.90, 0.35, false}, {0.95, 0.35, false}, {0.98, 0.35, false}, {0.995, 0.35, false}, {0.995, 1.0, true}};
+  static constexpr folio::sparse::Pattern kKindOrder[kKinds] = {
+      folio::sparse::Pattern::Triangular, folio::sparse::Pattern::IntervalSlash, folio::sparse::Pattern::BlockCluster};
+  struct Score {
+    double mass = 0.0, tiles = 0.0;
+  };
+  TargetSearch(const folio::ModelConfig& c, std::shared_ptr<const folio::sparse::SparseConfig> config, int threads)
+      : c_(c), config_(std::move(config)), pool_(threads) {
+    score.assign(static_cast<size_t>(c.n_layers) * static_cast<size_t>(c.n_heads) * kKinds * kCandidates, Score{});
+    causal.assign(static_cast<size_t>(c.n_layers), 0.0);
+  }
+  Score& at(int layer, int64_t head, int kind, int cand) {
+    return score[((static_cast<size_t>(layer) * static_cast<size_t>(c_.n_heads) + static_cast<size_t>(head)) * kKinds +
+                  static_cast<size_t>(kind)) * kCandidates + static_cast<size_t>(cand)];
+  }
+  bool wants_attention_inputs() const override { return true; }
+  void on_attention_inputs(int layer, const folio::AttentionInputs& in) override {
+    if (layer == 0) ++steps;
+    const int hd = c_.head_dim;
+    const int group = c_.n_heads / c_.n_kv_heads;
+    const int64_t keys = in.pos + in.n;
+    causal[static_cast<size_t>(layer)] += static_cast<double>(folio::sparse::causal_tiles(in.n, in.pos));
+    pool_.parallel_for(c_.n_heads * kKinds, [&](int64_t b, int64_t e, int) {
+      for (int64_t idx = b; idx < e; ++idx) {
+        const int64_t h = idx / kKinds;
+        const int kind = static_cast<int>(idx % kKinds);
+        const float* qh = in.q.data() + h * hd;
+        const float* kh = in.k.data() + (h / group) * keys * hd;
+        // the estimate once per kind; the selection for each candidate budget
+        folio::sparse::SampleSums sums;
+        folio::sparse::PooledScores pooled;
+        if (kKindOrder[kind] == folio::sparse::Pattern::BlockCluster)
+          pooled = folio::sparse::pooled_scores(qh, c_.q_dim(), in.n, in.pos, kh, hd, hd);
+        else
+          sums = folio::sparse::sample_sums(config_->last_queries, qh, c_.q_dim(), in.n, in.pos, kh, hd, hd);
+        for (int cand = 0; cand < kCandidates; ++cand) {
+          folio::sparse::HeadBudget budget = config_->head(layer, static_cast<int>(h));
+          budget.pattern = kKindOrder[kind];
+          budget.mass_target = kCandidateBudgets[cand].mass;
+          budget.max_density = kCandidateBudgets[cand].max_density;
+          if (kCandidateBudgets[cand].uncapped) budget.max_keys = 0;
+          const folio::sparse::HeadPlan plan =
+              kKindOrder[kind] == folio::sparse::Pattern::BlockCluster
+                  ? folio::sparse::select_block_cluster(budget, pooled.p.data(), pooled.n_ktiles, in.n, in.pos)
+                  : folio::sparse::select_from_sums(budget, sums.col.data(), sums.diag.data(), sums.rows, in.n, in.pos);
+          Score& s = at(layer, h, kind, cand);
+          s.mass += folio::sparse::exact_mass(qh, c_.q_dim(), in.n, in.pos, kh, hd, hd, plan.list, PatternSearch::kRowStep);
+          s.tiles += static_cast<double>(plan.list.computed());
+        }
+      }
+    });
+  }
+  std::vector<Score> score;    // [layer][head][kind][candidate], summed over steps
+  std::vector<double> causal;  // [layer]: causal tiles summed over steps
+  int64_t steps = 0;
+
+ private:
+  const folio::ModelConfig& c_;
+  std::shared_ptr<const folio::sparse::SparseConfig> config_;
+  folio::ThreadPool pool_;
+};
+
+void write_config(const folio::sparse::SparseConfig& cfg, const std::string& out) {
+  if (out.empty()) return;
+  std::ofstream f(out);
+  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
+  f << cfg.to_json() << "\n";
+  f.close();
+  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
+  std::fprintf(stderr, "wrote %s\n", out.c_str());
+}
+
+int run_target_search(const Options& o) {
+  auto engine = folio::Engine::load(o.engine);
+  const std::vector<int32_t> ids = document_tokens(*engine, o);
+  const folio::ModelConfig& c = engine->config();
+  TargetSearch search(c, engine->sparse_config(), o.engine.threads);
+  prefill_observed(*engine, o, ids, folio::sparse::AttentionMode::Dense, search, "search");
+  const double steps = static_cast<double>(std::max<int64_t>(search.steps, 1));
+  folio::sparse::SparseConfig cfg = *engine->sparse_config();
+  cfg.model = o.engine.model_path;
+  cfg.layers.clear();
+  const char* names[3] = {"triangular", "interval-slash", "block-cluster"};
+  std::printf("per head: the cheapest kind and mass target whose exact mass kept reaches %.3f (mean over %lld chunks)\n",
+              o.goal, static_cast<long long>(search.steps));
+  std::printf("layer head  kind            target  max_density  exact_mass  density\n");
+  int wins[3] = {0, 0, 0}, short_of_goal = 0, uncapped = 0;
+  double density_sum = 0.0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    std::vector<folio::sparse::HeadBudget> heads;
+    const double causal = std::max(search.causal[static_cast<size_t>(l)], 1.0);
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      int bk = -1, bc = -1;
+      double bmass = -1.0, bdens = 2.0;
+      bool reached = false;
+      for (int k = 0; k < TargetSearch::kKinds; ++k)
+        for (int ci = 0; ci < TargetSearch::kCandidates; ++ci) {
+          const auto& s = search.at(l, h, k, ci);
+          const double mass = s.mass / steps, dens = s.tiles / causal;
+          const bool ok = mass >= o.goal;
+          const bool better = ok ? (!reached || dens < bdens) : (!reached && (mass > bmass || (mass == bmass && dens < bdens)));
+          if (better) {
+            bk = k, bc = ci, bmass = mass, bdens = dens;
+            reached = reached || ok;
+          }
+        }
+      folio::sparse::HeadBudget b = cfg.default_head;
+      const TargetSearch::Candidate& cand = TargetSearch::kCandidateBudgets[bc];
+      b.pattern = TargetSearch::kKindOrder[bk];
+      b.mass_target = cand.mass;
+      b.max_density = cand.max_density;
+      if (cand.uncapped) {
+        b.max_keys = 0;
+        ++uncapped;
+      } else {
+        b.grow_from = o.grow_from;
+      }
+      heads.push_back(b);
+      ++wins[bk];
+      if (!reached) ++short_of_goal;
+      density_sum += bdens;
+      std::printf("%5d %4lld  %-15s %6.3f  %11.2f  %10.4f  %7.3f%s\n", l, static_cast<long long>(h), names[bk], cand.mass,
+                  cand.max_density, bmass, bdens, reached ? "" : "  (short of the goal)");
+    }
+    cfg.layers.push_back(heads);
+  }
+  std::printf("kinds: triangular %d, interval-slash %d, block-cluster %d; %d uncapped; %d short of the goal; "
+              "mean density %.3f\n",
+              wins[0], wins[1], wins[2], uncapped, short_of_goal, density_sum / (c.n_layers * c.n_heads));
+  write_config(cfg, o.out);
+  return 0;
+}
+
 int run_search(const Options& o) {
+  if (o.goal > 0.0) return run_target_search(o);
   auto engine = folio::Engine::load(o.engine);
   const std::vector<int32_t> ids = document_tokens(*engine, o);
   const folio::ModelConfig& c = engine->config();
@@ -213,12 +365,7 @@ int run_search(const Options& o) {
     cfg.layers.push_back(heads);
   }
   std::printf("best kind: triangular %d, interval-slash %d, block-cluster %d heads\n", wins[0], wins[1], wins[2]);
-  if (!o.out.empty()) {
-    std::ofstream f(o.out);
-    if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + o.out);
-    f << cfg.to_json() << "\n";
-    std::fprintf(stderr, "wrote %s\n", o.out.c_str());
-  }
+  write_config(cfg, o.out);
   return 0;
 }
 
@@ -287,13 +434,7 @@ int run_crossover(Options o) {
                 static_cast<long long>(m.up_to));
   folio::sparse::SparseConfig cfg = *engine->sparse_config();
   cfg.set_measured_crossover(m);
-  const std::string out = o.out.empty() ? folio::sparse_config_path(o.engine.model_path) : o.out;
-  std::ofstream f(out);
-  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
-  f << cfg.to_json() << "\n";
-  f.close();
-  if (!f) throw folio::Error(folio::ErrorCode::FileUnreadable, "cannot write " + out);
-  std::fprintf(stderr, "wrote %s\n", out.c_str());
+  write_config(cfg, o.out.empty() ? folio::sparse_config_path(o.engine.model_path) : o.out);
   return 0;
 }
 

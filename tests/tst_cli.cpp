@@ -420,6 +420,45 @@ class TestCli : public QObject {
     QCOMPARE(cfg["layers"].toArray().size(), 6);  // the model's own searched config, kept
   }
 
+  // folio-sparse search --goal: per head the cheapest kind and mass target whose plans keep the goal
+  // of the exact attention mass, written as a config the engine loads.
+  void sparseSearchCalibratesEachHead() {
+    const QString out = tmp_.filePath("searched.json");
+    Run r = run_program(qs(bin_dir()) + "/folio-sparse",
+                        {"search", "--model", stories_bin(), "--file",
+                         qs(source_dir()) + "/resources/demo/planted-facts.md", "--tokens", "384", "--chunk", "128",
+                         "--goal", "0.9", "--threads", "1", "--out", out});
+    VERIFY_RAN(r);
+    QVERIFY2(r.code == 0, qPrintable(r.describe()));
+    QVERIFY2(r.out.contains("short of the goal; mean density"), qPrintable(r.describe()));
+    QFile f(out);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QJsonArray layers = QJsonDocument::fromJson(f.readAll()).object()["layers"].toArray();
+    QCOMPARE(layers.size(), 5);  // stories260K: 5 layers of 8 heads
+    for (const auto& l : layers) {
+      QCOMPARE(l.toArray().size(), 8);
+      for (const auto& h : l.toArray()) {
+        const QJsonObject b = h.toObject();
+        const double mass = b["mass"].toDouble();
+        QVERIFY2(mass == 0.9 || mass == 0.95 || mass == 0.98 || mass == 0.995, qPrintable(QString::number(mass)));
+        // the uncapped candidate is the only one past 0.35 of the tiles
+        QCOMPARE(b["max_keys"].toInteger() == 0, b["max_density"].toDouble() == 1.0);
+      }
+    }
+    // the engine takes it: the golden run with every chunk sparse under it still runs
+    QDir().mkpath(tmp_.filePath("searched-model"));
+    QFile::remove(tmp_.filePath("searched-model/stories260K.bin"));
+    QFile::remove(tmp_.filePath("searched-model/tok512.bin"));
+    QFile::remove(tmp_.filePath("searched-model/folio-sparse.json"));
+    QVERIFY(QFile::copy(stories_bin(), tmp_.filePath("searched-model/stories260K.bin")));
+    QVERIFY(QFile::copy(QFileInfo(stories_bin()).dir().filePath("tok512.bin"), tmp_.filePath("searched-model/tok512.bin")));
+    QVERIFY(QFile::copy(out, tmp_.filePath("searched-model/folio-sparse.json")));
+    Run g = run_cli({"--model", tmp_.filePath("searched-model/stories260K.bin"), "--prompt", "Once upon a time",
+                     "--max-tokens", "8", "--temperature", "0", "--attention", "sparse"});
+    VERIFY_RAN(g);
+    QVERIFY2(g.code == 0 && !g.out.trimmed().isEmpty(), qPrintable(g.describe()));
+  }
+
   // --sources: after the answer, the passages of the documents that support it. With the default
   // model (when it is in the cache) the demo question finds its section of the manual; with any
   // model the list (or that none was found) follows the answer; --sources needs documents.

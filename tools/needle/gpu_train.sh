@@ -50,7 +50,7 @@ case "$MODE" in
       extra=(--carry-in "$D/carry")
     fi
     python3 tools/needle/train.py --generator "$GEN" --data "$D" --out "$M" --steps "$STEPS" --ckpt "$CK/full.pt" --ckpt-every 1000 \
-      --max-seconds "${LEG_SECONDS:-480}" "${extra[@]}" 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
+      --max-seconds "${LEG_SECONDS:-480}" "${extra[@]}" 2>&1 | grep --line-buffered -v "Writing model" | tee "$OUT/train.log" || exit 1
     send_back
     ;;
   smoke)
@@ -63,7 +63,7 @@ case "$MODE" in
       $T --out "$CK/b/folio-needle" --ckpt "$CK/b/full.pt" &&
       $T --out "$CK/c/folio-needle" --stop-after-steps 30 &&
       cp "$CK"/c/folio-needle/* "$CK/c/folio-needle-resume/resume.pt" "$CK/c/carry/" &&
-      $T --out "$CK/c/folio-needle" --carry-in "$CK/c/carry"; } 2>&1 | grep -v "Writing model" | tee "$OUT/train.log" || exit 1
+      $T --out "$CK/c/folio-needle" --carry-in "$CK/c/carry"; } 2>&1 | grep --line-buffered -v "Writing model" | tee "$OUT/train.log" || exit 1
     python3 - "$CK" <<'PY' 2>&1 | tee -a "$OUT/train.log"
 import glob, sys
 from safetensors.torch import load_file
@@ -96,7 +96,7 @@ PY
         --gui-lengths "" --max-seconds 100 --json "$CK/eval-trainstyle.json" --card
       [ -f "$D/filler.txt.gz" ] && python3 tools/needle/eval.py --model "$M" --data "$D" --generator 2 --n 30 \
         --n-long 20 --max-seconds 100 --json "$CK/eval-generator2.json" --card
-    } 2>&1 | grep -v "Loading weights" | tee "$OUT/eval.log"
+    } 2>&1 | grep --line-buffered -v "Loading weights" | tee "$OUT/eval.log"
     send_back
     ;;
   *)
