@@ -182,6 +182,19 @@ class Recorder final : public ForwardObserver {
   std::vector<StepInfo> steps;
 };
 
+// Sample sums with no structure (exponential noise around half the sample's mass spread evenly):
+// the budget then runs to whatever caps it.
+std::pair<std::vector<float>, std::vector<float>> flat_sums(int64_t kv_len, int64_t rows, unsigned seed) {
+  std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
+  std::mt19937 rng(seed);
+  std::exponential_distribution<float> ex(1.0f);
+  for (int64_t j = 0; j < kv_len; ++j) {
+    col[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+    diag[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
+  }
+  return {std::move(col), std::move(diag)};
+}
+
 }  // namespace
 
 class SparseTest : public QObject {
@@ -551,13 +564,7 @@ class SparseTest : public QObject {
   // sparse cost per token stays flat.
   void max_keys_caps_the_budget() {
     const int64_t n = 1024, pos0 = 15360, kv_len = pos0 + n, rows = 64;
-    std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
-    std::mt19937 rng(3);
-    std::exponential_distribution<float> ex(1.0f);
-    for (int64_t j = 0; j < kv_len; ++j) {
-      col[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
-      diag[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
-    }
+    const auto [col, diag] = flat_sums(kv_len, rows, 3);
     for (int64_t max_keys : {int64_t{512}, int64_t{2048}, int64_t{0}}) {
       HeadBudget b;
       b.mass_target = 1.0;  // never reached: the budget runs to its maximum
@@ -587,13 +594,7 @@ class SparseTest : public QObject {
     QCOMPARE(cap_tiles_per_query(0, 32768, 131072), int64_t{0});       // no cap
     QCOMPARE(cap_tiles_per_query(10, 0, 100), int64_t{1});             // at least a tile
     const int64_t n = 1024, pos0 = 15360, kv_len = pos0 + n, rows = 64;
-    std::vector<float> col(static_cast<size_t>(kv_len)), diag(static_cast<size_t>(kv_len));
-    std::mt19937 rng(5);
-    std::exponential_distribution<float> ex(1.0f);
-    for (int64_t j = 0; j < kv_len; ++j) {
-      col[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
-      diag[static_cast<size_t>(j)] = ex(rng) * rows / static_cast<float>(2 * kv_len);
-    }
+    const auto [col, diag] = flat_sums(kv_len, rows, 5);
     HeadBudget b;
     b.mass_target = 1.0;
     b.max_density = 0.5;
