@@ -65,6 +65,8 @@ sparse::HeadBudget budget_for(int h, int trial) {
   b.min_density = (h % 5 == 1) ? 0.1 : 0.0;
   b.window_tiles = 1 + h % 4;
   b.max_keys = (h % 2 == 0) ? 1024 : 8192;
+  // a cap that grows with sqrt(keys) past 512 (sparse::cap_tiles_per_query, shared by both sides)
+  b.grow_from = (h % 6 == 2) ? 512 : 0;
   return b;
 }
 
