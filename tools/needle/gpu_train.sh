@@ -23,7 +23,8 @@
 # makes .needle/gpu/carry the state that came back; bash tools/needle/install_model.sh DIR after
 # the eval call installs the model into resources/models/folio-needle.
 # Settings (environment): GENERATOR (4), NEEDLE_GPU (.needle/gpu4), STEPS (the run's length, 16000 = about 45 minutes of training; never
-# change it within a run), LEG_SECONDS (training seconds of a leg, 480), EVAL_SECONDS (300).
+# change it within a run), LEG_SECONDS (training seconds of a leg, 480), EVAL_SECONDS (420: all three
+# evaluations together).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 MODE=${1:?usage: gpu_train.sh leg|eval|smoke}
@@ -88,14 +89,17 @@ PY
       mkdir -p "$M" && cp "$D"/carry/* "$M"/ && rm -f "$M/resume.pt"
       cp "$D/carry/train_log.jsonl" "$CK/" 2>/dev/null
     fi
-    E=${EVAL_SECONDS:-300}
+    # EVAL_SECONDS is the whole call's evaluation time (model loads aside): 70% for the held-out
+    # split, 15% each for the training-style split and generator 2's tasks (the call's limit is 600 s)
+    E=${EVAL_SECONDS:-420}
+    E1=$((E * 70 / 100)); E2=$((E * 15 / 100))
     {
       python3 tools/needle/eval.py --model "$M" --data "$D" --generator "$GEN" --split eval --n 50 --n-long 50 \
-        --folio-set 20 --max-seconds "$E" --json "$CK/eval-heldout.json" --card
+        --folio-set 20 --max-seconds "$E1" --json "$CK/eval-heldout.json" --card
       python3 tools/needle/eval.py --model "$M" --data "$D" --generator "$GEN" --split train --n 30 --n-long 20 \
-        --gui-lengths "" --max-seconds 100 --json "$CK/eval-trainstyle.json" --card
+        --gui-lengths "" --max-seconds "$E2" --json "$CK/eval-trainstyle.json" --card
       [ -f "$D/filler.txt.gz" ] && python3 tools/needle/eval.py --model "$M" --data "$D" --generator 2 --n 30 \
-        --n-long 20 --max-seconds 100 --json "$CK/eval-generator2.json" --card
+        --n-long 20 --max-seconds "$E2" --json "$CK/eval-generator2.json" --card
     } 2>&1 | grep --line-buffered -v "Loading weights" | tee "$OUT/eval.log"
     send_back
     ;;
