@@ -57,6 +57,7 @@ const char* kUsage =
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
     "kernel variants:   [--attn-kernel auto|mma|hopper] [--attn-mtiles 1|2] (mma: m16 query tiles per warp) [--sparse-sums fused|gemm]\n"
     "                   [--decode-graphs on|off] (CUDA: decode steps recorded as graphs and replayed; default on)\n"
+    "                   [--decode-kernel auto|simt] (CUDA decode attention: tensor cores where they apply, or SIMT)\n"
     "                   [--reps N] [--json FILE]\n"
     "       folio-bench --matmul-only [--dtype f32|bf16|f16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k] [--rows M] [--cols K]\n"
     "                   [--lengths N[,N...]] [--reps N] [--threads N] [--json FILE]   (CPU backend)\n"
@@ -263,6 +264,11 @@ int main(int argc, char** argv) {
         const std::string v = args.value(a);
         if (v != "on" && v != "off") throw folio::cli::UsageError("--decode-graphs takes on or off");
         eo.decode_graphs = v == "on";
+      }
+      else if (a == "--decode-kernel") {
+        const std::string v = args.value(a);
+        if (v != "auto" && v != "simt") throw folio::cli::UsageError("--decode-kernel takes auto or simt");
+        eo.decode_kernel = v == "simt" ? 1 : 0;
       }
       else if (a == "--json") json_path = args.value(a);
       else if (a == "--kv-disk") kv_disk = args.value(a);
@@ -489,6 +495,7 @@ int main(int argc, char** argv) {
       flat["gpu_weights"] = eo.gpu_quantized_weights ? "blocks" : "bf16";
       flat["kv_dtype"] = engine->kv_type();
       flat["decode_graphs"] = eo.decode_graphs;
+      flat["decode_kernel"] = eo.decode_kernel == 1 ? "simt" : "auto";
       flat["n_prompt"] = len;
       flat["chunk"] = last.prefill_chunk;
       flat["ttft_ms"] = median(ttft);

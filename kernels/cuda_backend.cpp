@@ -594,6 +594,7 @@ class CudaBackend final : public Backend {
     aa.head_dim = c.head_dim;
     aa.query_mtiles = options_.attention_query_mtiles;
     aa.kernel = static_cast<cuda::AttentionKernel>(options_.attention_kernel);
+    aa.decode_kernel = static_cast<cuda::DecodeKernel>(options_.decode_kernel);
     if (listed) {
       aa.tile_offset = kv.sparse.tile_offset;
       aa.tile_index = kv.sparse.tile_index;

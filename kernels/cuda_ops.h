@@ -72,6 +72,11 @@ void fill_bf16(bf16* out, int64_t count, float value, cudaStream_t stream);
 // and the build have it and the mma.sync kernel (sm_80 and later) elsewhere; Mma and Hopper force
 // one (Hopper throws where it cannot run). Benchmarks and tests compare them.
 enum class AttentionKernel { Auto = 0, Mma = 1, Hopper = 2 };
+// The decode kernel (one query row): Auto runs the tensor-core kernel where it applies (head dims
+// 64, 96 and 128; from the 8-bit cache when its scale rows are 4-byte aligned, i.e. capacity x
+// blocks even) and the SIMT kernel elsewhere; Simt forces the SIMT kernel (benchmarks
+// and tests compare them).
+enum class DecodeKernel { Auto = 0, Simt = 1 };
 
 // Attention over the KV cache. q: [n][n_heads][hd] at positions pos0..pos0+n-1; caches
 // [n_kv_heads][capacity][hd] hold keys 0..pos0+n-1; out: [n][n_heads][hd]. Scale 1/sqrt(hd).
@@ -92,6 +97,7 @@ struct AttentionArgs {
   const int32_t* tile_index = nullptr;
   int query_mtiles = 2;  // mma.sync prefill kernel variant: m16 query tiles per warp (1 or 2)
   AttentionKernel kernel = AttentionKernel::Auto;
+  DecodeKernel decode_kernel = DecodeKernel::Auto;
   // Decode in a recorded step (CUDA graph): the position is read here on the device, and pos0 is
   // the largest position the recording serves (it sizes the launch: key ranges beyond the real
   // position are empty).

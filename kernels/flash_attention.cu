@@ -13,9 +13,11 @@
 // buffered in shared memory with cp.async; rows are padded by 16 bytes so ldmatrix is free of
 // bank conflicts. Tiles that cross the causal diagonal or the end of the keys are masked.
 //
-// Decode kernel (one query row): split-K. CTAs own (kv head, key range); each warp walks keys for
-// all query heads of the group at once (the keys are read once per group), partial results
-// (max, sum, unnormalised output) go to a scratch buffer and a second kernel merges them.
+// Decode kernels (one query row): split-K. CTAs own (kv head, key range); partial results (max,
+// sum, unnormalised output) go to a scratch buffer and a second kernel merges them. The
+// tensor-core kernel (head dims 64/96/128, bf16 or 8-bit KV) puts the group's query heads in the
+// rows of one m16 tile; the SIMT kernel (a lane per hd/32 dims, the dot products reduced with
+// shuffles) serves the rest and is kept for comparison (AttentionArgs::decode_kernel).
 //
 // History (H200, Llama-3.1-8B layer shape: 32 heads, 8 KV heads, hd 128, causal, bf16):
 //   v1 (2026-11-28): mma.sync FA2-style, Br 128 / Bc 64, 8 warps of 16 rows, Q in registers,
@@ -30,6 +32,9 @@
 //       Also rejected the same day: 8 keys per warp step instead of 4 (more loads in flight, more
 //       registers): 32K 163.2 -> 152.5 tok/s (Q4_K), 102.3 -> 99.4 (bf16); 128K 85.2 -> 76.6 and
 //       65.5 -> 60.3. The kernel's occupancy is bound by registers (5 CTAs of 4 warps per SM).
+// Decode v3 (2026-12-07, H100): the tensor-core kernel (mma.sync, 64-key tiles in a 3-stage
+//       cp.async ring, 2 CTAs per SM). 8B-shape decode, bf16, same call: 4K 141.0 -> 146.7 tok/s,
+//       32K 105.3 -> 122.2, 128K 67.2 -> 78.7. docs/benchmarks.md.
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
@@ -458,6 +463,287 @@ __global__ void decode_merge_kernel(const float* partial, int splits, int n_head
   }
 }
 
+// Decode on the tensor cores (head dims 64, 96, 128; bf16 or 8-bit KV). The query heads of one KV
+// group are the rows of a single m16 tile (rows past the group are zeros), so S = Q K^T and
+// O += P V are mma.sync instructions: each key is read once per group and no dot product is reduced
+// across lanes (the SIMT kernel above spends five shuffles per key and head on that, and is
+// issue-bound at about half the memory bandwidth). A CTA of kDecodeWarps warps owns (KV head, key
+// range) as in the SIMT kernel; all its threads load tiles of kKeyTile keys with cp.async into a
+// ring of kDecodeStages buffers, each warp computes 16 keys of every tile with its own running max,
+// sum and output, and the warps are merged through shared memory into the same partial rows (so
+// decode_merge_kernel serves both kernels). From the 8-bit cache the ring holds the int8 rows and
+// their scales, and each tile is expanded to bf16 in one shared tile before the MMAs (values as
+// the SIMT kernel's, int8 x fp16 scale, rounded once to bf16).
+constexpr int kDecodeStages = 3;
+constexpr int kDecodeKeysPerWarp = kKeyTile / kDecodeWarps;
+static_assert(kDecodeKeysPerWarp == 16, "each warp computes one k16 step of P V per tile");
+
+template <int HD, bool Q8>
+struct DecodeSmem {
+  static constexpr int kStride = Tile<HD>::kStride;
+  static constexpr int kBlocks = HD / 32;  // q8 scales per row
+  static constexpr size_t kQ = static_cast<size_t>(16) * kStride;          // bf16 elements
+  static constexpr size_t kTile = static_cast<size_t>(2) * kKeyTile * kStride;  // K and V, bf16 elements
+  // bf16: a ring of kDecodeStages tiles; q8: one bf16 tile, then a ring of 8-bit tiles with scales
+  static constexpr size_t kBf16 = kQ + (Q8 ? 1 : kDecodeStages) * kTile;
+  static constexpr size_t kQ8Values = static_cast<size_t>(kKeyTile) * HD;          // bytes, K or V
+  static constexpr size_t kQ8Scales = static_cast<size_t>(kKeyTile) * kBlocks * 2;  // bytes, K or V
+  static constexpr size_t kQ8Stage = 2 * (kQ8Values + kQ8Scales);
+  static constexpr size_t kBytes = sizeof(__nv_bfloat16) * kBf16 + (Q8 ? kDecodeStages * kQ8Stage : 0);
+  // after the loop the bf16 tiles hold the warps' outputs, maxima and sums for the merge
+  static_assert(sizeof(float) * kDecodeWarps * 16 * (HD + 2) <= sizeof(__nv_bfloat16) * (kBf16 - kQ), "merge area");
+  static_assert(kQ8Values % 16 == 0 && kQ8Scales % 16 == 0, "16-byte aligned stage parts");
+};
+
+// One 8-bit tile (rows row0 .. row0 + kKeyTile - 1 of head g, K then V) into a ring stage: values
+// by 16-byte cp.async, scales by 4-byte cp.async where a pair lies below kv_len, one by one (zeros
+// past it) in the pair that crosses it. Rows past kv_len get zero scales, so they expand to zeros.
+template <int HD>
+__device__ __forceinline__ void load_q8_tile(unsigned char* stage, const AttentionArgs& a, int g, int64_t row0,
+                                             int64_t kv_len) {
+  using L = DecodeSmem<HD, true>;
+  constexpr int kThreads = kDecodeWarps * 32;
+  constexpr int C = HD / 16;  // 16-byte pieces per 8-bit row
+  for (int t = 0; t < 2; ++t) {
+    const int8_t* src = (t == 0 ? a.k_q8 : a.v_q8) + static_cast<int64_t>(g) * a.capacity * HD;
+    const uint16_t* scales = (t == 0 ? a.k_scale : a.v_scale) + static_cast<int64_t>(g) * a.capacity * L::kBlocks;
+    unsigned char* values = stage + t * (L::kQ8Values + L::kQ8Scales);
+    auto* sscale = reinterpret_cast<uint16_t*>(values + L::kQ8Values);
+    for (int i = threadIdx.x; i < kKeyTile * C; i += kThreads) {
+      const int r = i / C, c = i % C;
+      if (row0 + r < kv_len) cp_async16(values + r * HD + c * 16, src + (row0 + r) * HD + c * 16);
+      else *reinterpret_cast<uint4*>(values + r * HD + c * 16) = make_uint4(0, 0, 0, 0);
+    }
+    for (int i = threadIdx.x; i < static_cast<int>(L::kQ8Scales / 4); i += kThreads) {
+      if (row0 + (i * 2 + 1) / L::kBlocks < kv_len) {
+        cp_async4(sscale + i * 2, scales + row0 * L::kBlocks + i * 2);
+      } else {
+        for (int e = 0; e < 2; ++e)
+          sscale[i * 2 + e] = row0 + (i * 2 + e) / L::kBlocks < kv_len ? scales[row0 * L::kBlocks + i * 2 + e] : 0;
+      }
+    }
+  }
+}
+
+// An 8-bit ring stage expanded into the bf16 K/V tile (value x its block's fp16 scale).
+template <int HD>
+__device__ __forceinline__ void expand_q8_tile(__nv_bfloat16* tile, const unsigned char* stage) {
+  using L = DecodeSmem<HD, true>;
+  constexpr int kThreads = kDecodeWarps * 32;
+  constexpr int C = HD / 16;
+  for (int i = threadIdx.x; i < 2 * kKeyTile * C; i += kThreads) {
+    const int t = i / (kKeyTile * C), r = (i / C) % kKeyTile, c = i % C;
+    const unsigned char* values = stage + t * (L::kQ8Values + L::kQ8Scales);
+    const auto* sscale = reinterpret_cast<const uint16_t*>(values + L::kQ8Values);
+    const float sc = __half2float(__ushort_as_half(sscale[r * L::kBlocks + (c * 16) / 32]));
+    const uint4 raw = *reinterpret_cast<const uint4*>(values + r * HD + c * 16);
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+    uint32_t packed[8];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float v0 = static_cast<float>(static_cast<int8_t>(w[k] & 0xff)) * sc;
+      const float v1 = static_cast<float>(static_cast<int8_t>((w[k] >> 8) & 0xff)) * sc;
+      const float v2 = static_cast<float>(static_cast<int8_t>((w[k] >> 16) & 0xff)) * sc;
+      const float v3 = static_cast<float>(static_cast<int8_t>(w[k] >> 24)) * sc;
+      packed[2 * k] = pack_bf16(v0, v1);
+      packed[2 * k + 1] = pack_bf16(v2, v3);
+    }
+    __nv_bfloat16* dst = tile + (t * kKeyTile + r) * L::kStride + c * 16;
+    reinterpret_cast<uint4*>(dst)[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    reinterpret_cast<uint4*>(dst)[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+  }
+}
+
+template <int HD, bool Q8>
+__global__ void __launch_bounds__(kDecodeWarps * 32, 2)
+    flash_decode_mma_kernel(AttentionArgs a, float* partial, int splits, int64_t keys_per_split) {
+  using L = DecodeSmem<HD, Q8>;
+  constexpr int kThreads = kDecodeWarps * 32;
+  constexpr int S = L::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* tiles = sQ + L::kQ;  // bf16 K/V tiles (a ring, or the one expanded q8 tile)
+  unsigned char* q8_ring = smem_raw + sizeof(__nv_bfloat16) * L::kBf16;
+  auto sK = [&](int b) { return tiles + (2 * b) * kKeyTile * S; };
+  auto sV = [&](int b) { return tiles + (2 * b + 1) * kKeyTile * S; };
+  auto q8_stage = [&](int b) { return q8_ring + b * L::kQ8Stage; };
+
+  const int g = blockIdx.x, split = blockIdx.y;
+  const int group = a.n_heads / a.n_kv_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kv_len = (a.pos_dev != nullptr ? *a.pos_dev : a.pos0) + 1;
+  // a recorded step's launch is sized for its largest position: the real keys spread over the splits
+  if (a.pos_dev != nullptr)
+    keys_per_split = ((kv_len + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
+  const int64_t k_begin = split * keys_per_split;
+  const int64_t k_end = min(kv_len, k_begin + keys_per_split);
+  const int n_tiles = k_end > k_begin ? static_cast<int>((k_end - k_begin + kKeyTile - 1) / kKeyTile) : 0;
+  const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
+  const bf16* v_head = a.v_cache + static_cast<int64_t>(g) * a.capacity * HD;
+  auto load_tile = [&](int j) {  // tile j into ring stage j % kDecodeStages
+    const int64_t row0 = k_begin + static_cast<int64_t>(j) * kKeyTile;
+    const int st = j % kDecodeStages;
+    if constexpr (Q8) {
+      load_q8_tile<HD>(q8_stage(st), a, g, row0, kv_len);
+    } else {
+      load_kv_tile<HD, kThreads>(sK(st), k_head, row0, kv_len);
+      load_kv_tile<HD, kThreads>(sV(st), v_head, row0, kv_len);
+    }
+  };
+
+  // the group's query rows (contiguous: one query row, heads g * group ...), zeros below them
+  {
+    constexpr int C = Tile<HD>::kChunks;
+    for (int i = threadIdx.x; i < 16 * C; i += kThreads) {
+      const int r = i / C, c = i % C;
+      __nv_bfloat16* sp = sQ + r * S + c * 8;
+      if (r < group) cp_async16(sp, a.q + static_cast<int64_t>(g * group + r) * HD + c * 8);
+      else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+    }
+    cp_async_commit();
+  }
+  // the first kDecodeStages - 1 tiles, a commit group each (empty groups past the last tile)
+#pragma unroll
+  for (int st = 0; st < kDecodeStages - 1; ++st) {
+    if (st < n_tiles) load_tile(st);
+    cp_async_commit();
+  }
+  cp_async_wait<kDecodeStages - 1>();  // the query rows
+  __syncthreads();
+  uint32_t qa[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qa[kk], sQ + (lane % 16) * S + kk * 16 + (lane / 16) * 8);
+
+  float o[HD / 8][4];
+#pragma unroll
+  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
+  const int wkey = warp * kDecodeKeysPerWarp;  // this warp's 16 keys within each tile
+
+  for (int j = 0; j < n_tiles; ++j) {
+    cp_async_wait<kDecodeStages - 2>();
+    __syncthreads();  // tile j is in; every warp is done with tile j - 1, whose stage is refilled now
+    if (j + kDecodeStages - 1 < n_tiles) load_tile(j + kDecodeStages - 1);
+    cp_async_commit();
+    int buf = j % kDecodeStages;
+    if constexpr (Q8) {
+      expand_q8_tile<HD>(tiles, q8_stage(buf));
+      __syncthreads();
+      buf = 0;
+    }
+    const int64_t key0 = k_begin + static_cast<int64_t>(j) * kKeyTile + wkey;
+
+    // S = Q K^T: 16 rows (the group's heads) x this warp's 16 keys
+    float s[2][4];
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t b[4];
+      const int key = wkey + (lane % 8) + (lane / 16) * 8;
+      const int col = kk * 16 + ((lane / 8) % 2) * 8;
+      ldmatrix_x4(b, sK(buf) + key * S + col);
+      mma_bf16(s[0], qa[kk], b[0], b[1]);
+      mma_bf16(s[1], qa[kk], b[2], b[3]);
+    }
+    // keys past the split's range (another split's, or past the cache's rows: zeros) are masked
+    if (key0 + kDecodeKeysPerWarp > k_end) {
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (key0 + nb * 8 + (lane % 4) * 2 + (e & 1) >= k_end) s[nb][e] = -INFINITY;
+    }
+    // online softmax: rows lane / 4 (e = 0, 1) and lane / 4 + 8 (e = 2, 3)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[r], mx * scale_log2);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = fast_exp2(m_run[r] - m_use);
+      float sum = 0.0f;
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        s[nb][2 * r] = fast_exp2(fmaf(s[nb][2 * r], scale_log2, -m_use));
+        s[nb][2 * r + 1] = fast_exp2(fmaf(s[nb][2 * r + 1], scale_log2, -m_use));
+        sum += s[nb][2 * r] + s[nb][2 * r + 1];
+      }
+      l_run[r] = l_run[r] * alpha + sum;  // per-thread partial; reduced across the quad at the end
+      m_run[r] = m_new;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        o[d][2 * r] *= alpha;
+        o[d][2 * r + 1] *= alpha;
+      }
+    }
+    // O += P V over the warp's 16 keys
+    uint32_t p[4];
+    p[0] = pack_bf16(s[0][0], s[0][1]);
+    p[1] = pack_bf16(s[0][2], s[0][3]);
+    p[2] = pack_bf16(s[1][0], s[1][1]);
+    p[3] = pack_bf16(s[1][2], s[1][3]);
+#pragma unroll
+    for (int d = 0; d < HD / 16; ++d) {
+      uint32_t b[4];
+      const int m = lane / 8;
+      const int key = wkey + (lane % 8) + (m % 2) * 8;
+      const int col = d * 16 + (m / 2) * 8;
+      ldmatrix_x4_trans(b, sV(buf) + key * S + col);
+      mma_bf16(o[2 * d], p, b[0], b[1]);
+      mma_bf16(o[2 * d + 1], p, b[2], b[3]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the bf16 tiles are free: they hold the merge area now
+
+  float* so = reinterpret_cast<float*>(tiles);  // [warp][row][HD]
+  float* sm = so + kDecodeWarps * 16 * HD;      // [warp][row]
+  float* sl = sm + kDecodeWarps * 16;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = lane / 4 + 8 * r;
+    if (row < group) {
+      float* dst = so + (warp * 16 + row) * HD;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d) {
+        const int col = d * 8 + (lane % 4) * 2;
+        dst[col] = o[d][2 * r];
+        dst[col + 1] = o[d][2 * r + 1];
+      }
+      if (lane % 4 == 0) {
+        sm[warp * 16 + row] = m_run[r];
+        sl[warp * 16 + row] = l;
+      }
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * HD; idx += kThreads) {
+    const int j = idx / HD, d = idx % HD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm[w * 16 + j]);
+    float L = 0.0f, O = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float f = sm[w * 16 + j] == -INFINITY ? 0.0f : exp2f(sm[w * 16 + j] - M);
+      L += sl[w * 16 + j] * f;
+      O += so[(w * 16 + j) * HD + d] * f;
+    }
+    float* dst = partial + (static_cast<int64_t>(g * group + j) * splits + split) * (HD + 2);
+    dst[d] = O;
+    if (d == 0) {
+      dst[HD] = M;
+      dst[HD + 1] = L;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Any head dim up to 256 (tiny test models, head dims 80 ...): one warp per (query row, head),
 // keys walked one by one with an online softmax. Correct everywhere, fast nowhere.
@@ -553,6 +839,42 @@ void launch_decode(const AttentionArgs& a, float* partial, int num_sms, cudaStre
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
+template <int HD, bool Q8>
+void launch_decode_mma(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
+  const int64_t kv_len = a.pos0 + 1;
+  constexpr size_t smem = DecodeSmem<HD, Q8>::kBytes;
+  static std::atomic<uint64_t> configured{0};
+  allow_shared_memory(reinterpret_cast<const void*>(flash_decode_mma_kernel<HD, Q8>), smem, configured);
+  // shared memory admits two CTAs per SM: one wave of them, at least two tiles each
+  int splits = std::max(1, (2 * num_sms + a.n_kv_heads - 1) / a.n_kv_heads);
+  splits = static_cast<int>(std::min<int64_t>(splits, std::max<int64_t>(1, (kv_len + 2 * kKeyTile - 1) / (2 * kKeyTile))));
+  splits = std::min(splits, kMaxDecodeSplits);
+  const int64_t per = ((kv_len + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
+  splits = static_cast<int>((kv_len + per - 1) / per);
+  dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(splits));
+  flash_decode_mma_kernel<HD, Q8><<<grid, kDecodeWarps * 32, smem, stream>>>(a, partial, splits, per);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+  decode_merge_kernel<HD><<<a.n_heads, HD, 0, stream>>>(partial, splits, a.n_heads, a.out);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
+}
+
+template <bool Q8>
+void launch_decode_mma_hd(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 64: launch_decode_mma<64, Q8>(a, partial, num_sms, stream); break;
+    case 96: launch_decode_mma<96, Q8>(a, partial, num_sms, stream); break;
+    default: launch_decode_mma<128, Q8>(a, partial, num_sms, stream); break;
+  }
+}
+
+// The tensor-core kernel copies the 8-bit cache's scales 4 bytes at a time: each head's scale rows
+// must start 4-byte aligned (capacity x blocks even: always at head dims 64 and 128), its values 16.
+bool q8_rows_aligned(const AttentionArgs& a) {
+  const auto aligned = [](const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; };
+  return (a.capacity * a.kv_blocks) % 2 == 0 && aligned(a.k_scale, 4) && aligned(a.v_scale, 4) && aligned(a.k_q8, 16) &&
+         aligned(a.v_q8, 16);
+}
+
 template <int G>
 void launch_decode_g(const AttentionArgs& a, float* partial, int num_sms, cudaStream_t stream) {
   switch (a.head_dim) {
@@ -611,6 +933,16 @@ void attention_decode(const AttentionArgs& a, float* partial, int num_sms, cudaS
     return;
   }
   const int group = a.n_heads / a.n_kv_heads;
+  if (a.decode_kernel == DecodeKernel::Auto) {
+    if (a.k_q8 == nullptr) {
+      launch_decode_mma_hd<false>(a, partial, num_sms, stream);
+      return;
+    }
+    if (q8_rows_aligned(a)) {
+      launch_decode_mma_hd<true>(a, partial, num_sms, stream);
+      return;
+    }
+  }
   if (group <= 1) launch_decode_g<1>(a, partial, num_sms, stream);
   else if (group <= 2) launch_decode_g<2>(a, partial, num_sms, stream);
   else if (group <= 4) launch_decode_g<4>(a, partial, num_sms, stream);

@@ -25,6 +25,9 @@
 // History (H200, Llama-3.1-8B attention shape: 32 heads, 8 KV heads, hd 128, causal, bf16):
 //   v1 (2026-12-04): this file. Producer warp + two consumer warpgroups, 64-key tiles, no
 //       ping-pong between the groups yet. Numbers: docs/benchmarks.md.
+//   v2 (2026-12-07, H100): hd 64 runs two CTAs per SM (4 stages each, 94 registers): 16K 409 and
+//       128K 425 TFLOP/s against the mma.sync kernel's 260 / 281 in the same call (one CTA, 6
+//       stages: 326 at 128K on the H200).
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -49,7 +52,10 @@ struct Sm90Traits {
   static constexpr int kAtom = 64 * 128;  // one column block of 64 rows: 8 KiB
   static constexpr int kQBytes = 2 * kColBlocks * kAtom;
   static constexpr int kTileBytes = kColBlocks * kAtom;  // K or V of one key tile
-  static constexpr int kStages = HD == 128 ? 4 : 6;
+  // hd 64: two CTAs per SM (at most 112 registers a thread), so one CTA's softmax and barrier waits
+  // overlap the other's wgmma; its tiles are small enough for four stages each. Others: one CTA.
+  static constexpr int kMinBlocks = HD == 64 ? 2 : 1;
+  static constexpr int kStages = HD == 96 ? 6 : 4;
   static constexpr int kConsumers = 256;
   static constexpr int kThreads = kConsumers + 32;
   // + 1024 to align the base, + the barriers
@@ -70,7 +76,7 @@ __device__ __forceinline__ void wgmma_pv(float (&o)[HD / 2], const uint32_t (&p)
 #endif
 
 template <int HD>
-__global__ void __launch_bounds__(Sm90Traits<HD>::kThreads, 1)
+__global__ void __launch_bounds__(Sm90Traits<HD>::kThreads, Sm90Traits<HD>::kMinBlocks)
     flash_prefill_sm90_kernel(const __grid_constant__ Sm90Maps maps, AttentionArgs a, int n_qtiles) {
 #ifdef FOLIO_SM90A
   using T = Sm90Traits<HD>;

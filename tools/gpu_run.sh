@@ -2,7 +2,11 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [tp] [kvq8]    (default: test)
+#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8]    (default: test)
+# decodek: the decode attention kernels (tensor-core and SIMT): tst_gpu_ops' decode and q8 cases,
+# tst_gpu_model's graph and random-shape cases, decode tok/s on the Llama-3.1-8B shape at 4K, 32K and
+# 128K with each kernel (bf16; and Q4_K weights with the 8-bit KV cache at 32K and 128K) into
+# $OUT/decodek.jsonl, and Nsight Compute's time and DRAM bytes of both kernels at 32K.
 # kvq8: the 8-bit (q8) KV cache: tst_gpu_model's kv_q8 case (against the CPU's q8 cache, sparse
 # prefill against bf16 KV, the memory caps), then TTFT and decode on the Llama-3.1-8B shape with Q4_K
 # weights, bf16 KV and q8 KV (32K and 128K; q8 also at 128K under a 24 GB cap and 32K under 12 GB)
@@ -140,6 +144,42 @@ PY
           build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --dtype q4_k --decode-graphs off --lengths 512 \
           --reps 1 --decode-tokens 8 > "$out/ncu_q4k.txt" 2>&1 || echo "ncu: rc $?"
         grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum|dram__bytes_read.sum" "$out/ncu_q4k.txt" | head -n 80 || true
+      fi ;;
+    decodek)
+      # issue 13's decode: the tensor-core decode kernel (auto) against the SIMT kernel, same call
+      { FOLIO_GPU_CASES=attention_decode,kv_q8 build/gpu/kernels/tests/tst_gpu_ops
+        FOLIO_GPU_CASES=decode_graphs,random_shapes build/gpu/kernels/tests/tst_gpu_model; } 2>&1 |
+        tee "$out/decodek_test.log" | grep -v "^  FAIL" || true
+      rm -f "$out/decodek.jsonl"
+      for k in auto simt; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --attention sparse --decode-kernel $k \
+          --lengths "${FOLIO_DECODE_LENGTHS:-4096,32768,131072}" --reps 1 --decode-tokens 64 --json "$out/decodek.jsonl" \
+          > /dev/null 2> "$out/decodek_$k.log" || tail -n 5 "$out/decodek_$k.log"
+      done
+      # the 8-bit KV cache (issue 18's 24 GB layout: Q4_K weights)
+      for k in auto simt; do
+        build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --attention sparse --decode-kernel $k \
+          --dtype q4_k --kv-dtype q8 --lengths "${FOLIO_DECODE_Q8_LENGTHS:-32768,131072}" --reps 1 --decode-tokens 64 \
+          --json "$out/decodek.jsonl" > /dev/null 2> "$out/decodek_q8_$k.log" || tail -n 5 "$out/decodek_q8_$k.log"
+      done
+      python3 - "$out/decodek.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'kernel':>6} {'dtype':>6} {'kv':>6} {'n':>7} {'TTFT s':>8} {'decode tok/s':>12} {'ms/token':>9}")
+for r in rows:
+    t = r.get('decode_tok_s', 0)
+    print(f"{r.get('decode_kernel','?'):>6} {r.get('dtype','?'):>6} {r.get('kv_dtype','?'):>6} {r['n_prompt']:>7} "
+          f"{r['ttft_ms']/1000:8.3f} {t:12.1f} {1000/t if t else 0:9.3f}")
+PY
+      if [ -z "${FOLIO_NO_NCU:-}" ] && command -v ncu > /dev/null; then
+        # the decode attention kernels' time and DRAM traffic at 32K (graphs off: one launch each)
+        for k in auto simt; do
+          timeout 240 ncu --clock-control none --kernel-name regex:flash_decode -c 8 \
+            --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+            build/gpu/app/folio-bench --shape llama-3.1-8b --backend cuda --attention sparse --decode-kernel $k \
+            --decode-graphs off --lengths 32768 --reps 1 --decode-tokens 2 > "$out/ncu_decode_$k.txt" 2>&1 || echo "ncu: rc $?"
+          grep -E "flash_decode|gpu__time_duration.sum|dram__bytes_read.sum|dram__throughput" "$out/ncu_decode_$k.txt" | head -n 8 || true
+        done
       fi ;;
     attn)
       rm -f "$out/attn_kernels.jsonl"

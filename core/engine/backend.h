@@ -62,6 +62,9 @@ struct BackendOptions {
   // Decode steps recorded once and replayed (CUDA graphs; Backend::recorded_step); false issues
   // every op of every token (benchmarks compare the two).
   bool decode_graphs = true;
+  // The decode attention kernel: 0 = the tensor-core kernel where it applies (bf16 KV, head dims 64,
+  // 96, 128), 1 = the SIMT kernel (benchmarks compare the two).
+  int decode_kernel = 0;
   // GPU: the devices to lay the model across, tensor parallel (core/engine/tensor_parallel.h; two or
   // more: one rank per device, summed through NCCL); empty or one: `device` alone.
   std::vector<int> devices;

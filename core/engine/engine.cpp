@@ -108,6 +108,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<LoadedModel> model, std::
     bo.attention_kernel = options.attention_kernel;
     bo.sparse_sums_gemm = options.sparse_sums_gemm;
     bo.decode_graphs = options.decode_graphs;
+    bo.decode_kernel = options.decode_kernel;
     bo.kv_quant = options.kv_quant;
     if (BackendFactory factory = registered_backend(options.backend))
       engine->backend_ = factory(engine->model_, bo, engine->notice_);

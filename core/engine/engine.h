@@ -51,6 +51,7 @@ struct EngineOptions {
   int attention_kernel = 0;
   bool sparse_sums_gemm = false;
   bool decode_graphs = true;
+  int decode_kernel = 0;
 };
 
 // Shared by app/ and ui/: a flag that long work polls between chunks.

@@ -334,7 +334,8 @@ struct AttnCase {
 
 // Runs GPU attention (prefill kernel, or decode for n == 1 when `decode`) and the CPU reference.
 void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles,
-                     cuda::AttentionKernel kernel = cuda::AttentionKernel::Auto) {
+                     cuda::AttentionKernel kernel = cuda::AttentionKernel::Auto,
+                     cuda::DecodeKernel decode_kernel = cuda::DecodeKernel::Auto) {
   const int64_t capacity = ac.pos0 + ac.n + 5;
   const int64_t kv_len = ac.pos0 + ac.n;
   const size_t cache = static_cast<size_t>(ac.n_kv) * static_cast<size_t>(capacity) * ac.hd;
@@ -364,6 +365,7 @@ void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles,
   a.n_kv_heads = ac.n_kv;
   a.head_dim = ac.hd;
   a.kernel = kernel;
+  a.decode_kernel = decode_kernel;
   std::vector<int32_t> offsets, indices;
   std::unique_ptr<Dev<int32_t>> doff, didx;
   if (explicit_tiles) {
@@ -390,7 +392,10 @@ void check_attention(const AttnCase& ac, bool decode, bool explicit_tiles,
   GCHECK(c.non_finite == 0 && c.rel_norm < 1.5e-2 && c.max_rel < 5e-2,
          "hd %d heads %d/%d n %d pos0 %lld %s%s%s: rel %.3g max %.3g non-finite %zu", ac.hd, ac.n_heads, ac.n_kv, ac.n,
          static_cast<long long>(ac.pos0), decode ? "decode" : "prefill", explicit_tiles ? " (tile list)" : "",
-         kernel == cuda::AttentionKernel::Hopper ? " [hopper]" : kernel == cuda::AttentionKernel::Mma ? " [mma]" : "",
+         decode ? (decode_kernel == cuda::DecodeKernel::Simt ? " [simt]" : "")
+                : kernel == cuda::AttentionKernel::Hopper ? " [hopper]"
+                : kernel == cuda::AttentionKernel::Mma    ? " [mma]"
+                                                          : "",
          c.rel_norm, c.max_rel, c.non_finite);
 }
 
@@ -433,8 +438,12 @@ void test_attention_decode() {
       {64, 9, 3, 1, 0},    {64, 9, 3, 1, 999},   {128, 32, 8, 1, 32767}, {96, 32, 32, 1, 4999},
       {128, 8, 1, 1, 65535}, {128, 16, 2, 1, 100}, {80, 2, 1, 1, 299},    {128, 28, 4, 1, 777},
       {64, 16, 1, 1, 2000},  {128, 8, 4, 1, 1500}, {96, 12, 1, 1, 333},   // groups of 16, 2 and 12
+      {64, 8, 8, 1, 12345},  {96, 24, 2, 1, 64},    {128, 32, 8, 1, 127},  {128, 32, 8, 1, 0},
   };
-  for (const AttnCase& c : cases) check_attention(c, true, false);
+  // the tensor-core kernel (the default for bf16 KV at hd 64/96/128) and the SIMT kernel
+  for (const AttnCase& c : cases)
+    for (cuda::DecodeKernel dk : {cuda::DecodeKernel::Auto, cuda::DecodeKernel::Simt})
+      check_attention(c, true, false, cuda::AttentionKernel::Auto, dk);
 }
 
 // The 8-bit (q8) KV rows: kv_quantize_q8 (in two chunks, the second at pos0) and kv_expand_q8
@@ -449,7 +458,10 @@ void test_kv_q8() {
     int n;
   };
   for (const C& c : std::vector<C>{{128, 32, 8, 0, 300}, {64, 9, 3, 1000, 1}, {96, 12, 1, 333, 70}, {80, 4, 2, 17, 9},
-                                   {8, 8, 4, 5, 40}, {200, 4, 4, 0, 3}, {128, 16, 2, 4095, 1}}) {
+                                   {8, 8, 4, 5, 40}, {200, 4, 4, 0, 3}, {128, 16, 2, 4095, 1}, {96, 24, 2, 5000, 1},
+                                   {64, 32, 8, 777, 1}, {128, 32, 8, 130, 1}, {96, 12, 4, 1001, 1}}) {
+    // the tensor-core decode kernel reads 8-bit rows where capacity x blocks is even (the last case's
+    // is odd: the SIMT kernel reads it)
     const int64_t capacity = c.pos0 + c.n + 3, rows = c.pos0 + c.n;
     const int blocks = (c.hd + 31) / 32;
     const size_t cache = static_cast<size_t>(c.n_kv) * static_cast<size_t>(capacity) * c.hd;
@@ -513,6 +525,15 @@ void test_kv_q8() {
       cpu::attention(pool(), q.data(), 1, c.pos0, want[0].data(), want[1].data(), capacity, c.n_heads, c.n_kv, c.hd,
                      ref.data());
       const Compare cq = compare(from_bf16(out.download()), ref);
+      // the other decode kernel on the same 8-bit rows (SIMT where the tensor-core kernel ran, and the
+      // SIMT kernel again where the capacity sent both to it)
+      Dev<uint16_t> out_simt(q.size());
+      d.out = out_simt.get();
+      d.decode_kernel = cuda::DecodeKernel::Simt;
+      cuda::attention_decode(d, partial.get(), 132, nullptr);
+      d.decode_kernel = cuda::DecodeKernel::Auto;
+      d.out = out.get();
+      const Compare cs = compare(from_bf16(out.download()), from_bf16(out_simt.download()));
       d.k_q8 = nullptr;
       d.v_q8 = nullptr;
       d.k_cache = rk.get();
@@ -520,11 +541,14 @@ void test_kv_q8() {
       d.out = out16.get();
       cuda::attention_decode(d, partial.get(), 132, nullptr);
       const Compare c16 = compare(from_bf16(out.download()), from_bf16(out16.download()));
-      std::printf("  q8 decode hd %d heads %d/%d at %lld: vs CPU rel %.3g (max %.3g); vs bf16 rows rel %.3g\n", c.hd,
-                  c.n_heads, c.n_kv, static_cast<long long>(c.pos0), cq.rel_norm, cq.max_rel, c16.rel_norm);
+      std::printf("  q8 decode hd %d heads %d/%d at %lld (capacity %lld, %s kernel): vs CPU rel %.3g (max %.3g); vs "
+                  "bf16 rows rel %.3g; vs the SIMT kernel rel %.3g\n",
+                  c.hd, c.n_heads, c.n_kv, static_cast<long long>(c.pos0), static_cast<long long>(capacity),
+                  (capacity * blocks) % 2 == 0 ? "tensor-core" : "SIMT", cq.rel_norm, cq.max_rel, c16.rel_norm, cs.rel_norm);
       GCHECK(cq.non_finite == 0 && cq.rel_norm < 1.5e-2 && cq.max_rel < 5e-2, "q8 decode hd %d: rel %.3g max %.3g",
              c.hd, cq.rel_norm, cq.max_rel);
       GCHECK(c16.non_finite == 0 && c16.rel_norm < 1e-2, "q8 decode hd %d vs bf16 rows: rel %.3g", c.hd, c16.rel_norm);
+      GCHECK(cs.non_finite == 0 && cs.rel_norm < 1e-2, "q8 decode hd %d vs the SIMT kernel: rel %.3g", c.hd, cs.rel_norm);
     }
     cuda::kv_expand_q8(a, rows, nullptr);
     const std::vector<uint16_t> got[2] = {stage_k.download(), stage_v.download()};
