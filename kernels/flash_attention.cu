@@ -34,7 +34,8 @@
 //       65.5 -> 60.3. The kernel's occupancy is bound by registers (5 CTAs of 4 warps per SM).
 // Decode v3 (2026-12-07, H100): the tensor-core kernel (mma.sync, 64-key tiles in a 3-stage
 //       cp.async ring, 2 CTAs per SM). 8B-shape decode, bf16, same call: 4K 141.0 -> 146.7 tok/s,
-//       32K 105.3 -> 122.2, 128K 67.2 -> 78.7. docs/benchmarks.md.
+//       32K 105.3 -> 122.2, 128K 67.2 -> 78.7. docs/benchmarks.md. Rejected the same day: 2 stages
+//       and 3 CTAs per SM (same DRAM throughput at 32K, 76%; 128K 77.7/78.2 -> 73.7/73.3 tok/s).
 //   v2 (2026-11-28): 4 warps of 32 rows (K/V fragments feed two MMAs), Q read from shared memory
 //       per k-step, 2 CTAs per SM, ex2.approx for the softmax. Numbers: docs/benchmarks.md.
 #include <cuda_bf16.h>
@@ -194,30 +195,7 @@ __global__ void __launch_bounds__(Warps<kMTiles>::kThreads, 2) flash_prefill_ker
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run[mt][r], mx * scale_log2);
-        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-        const float alpha = fast_exp2(m_run[mt][r] - m_use);
-        float sum = 0.0f;
-#pragma unroll
-        for (int nb = 0; nb < kKeyTile / 8; ++nb) {
-          s[mt][nb][2 * r] = fast_exp2(fmaf(s[mt][nb][2 * r], scale_log2, -m_use));
-          s[mt][nb][2 * r + 1] = fast_exp2(fmaf(s[mt][nb][2 * r + 1], scale_log2, -m_use));
-          sum += s[mt][nb][2 * r] + s[mt][nb][2 * r + 1];
-        }
-        l_run[mt][r] = l_run[mt][r] * alpha + sum;  // per-thread partial; reduced across the quad at the end
-        m_run[mt][r] = m_new;
-#pragma unroll
-        for (int d = 0; d < HD / 8; ++d) {
-          o[mt][d][2 * r] *= alpha;
-          o[mt][d][2 * r + 1] *= alpha;
-        }
-      }
+      for (int r = 0; r < 2; ++r) online_softmax_row(s[mt], o[mt], r, m_run[mt][r], l_run[mt][r], scale_log2);
     // O += P V
 #pragma unroll
     for (int t = 0; t < kKeyTile / 16; ++t) {
@@ -657,28 +635,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
     }
     // online softmax: rows lane / 4 (e = 0, 1) and lane / 4 + 8 (e = 2, 3)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[r], mx * scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = fast_exp2(m_run[r] - m_use);
-      float sum = 0.0f;
-#pragma unroll
-      for (int nb = 0; nb < 2; ++nb) {
-        s[nb][2 * r] = fast_exp2(fmaf(s[nb][2 * r], scale_log2, -m_use));
-        s[nb][2 * r + 1] = fast_exp2(fmaf(s[nb][2 * r + 1], scale_log2, -m_use));
-        sum += s[nb][2 * r] + s[nb][2 * r + 1];
-      }
-      l_run[r] = l_run[r] * alpha + sum;  // per-thread partial; reduced across the quad at the end
-      m_run[r] = m_new;
-#pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        o[d][2 * r] *= alpha;
-        o[d][2 * r + 1] *= alpha;
-      }
-    }
+    for (int r = 0; r < 2; ++r) online_softmax_row(s, o, r, m_run[r], l_run[r], scale_log2);
     // O += P V over the warp's 16 keys
     uint32_t p[4];
     p[0] = pack_bf16(s[0][0], s[0][1]);

@@ -178,32 +178,12 @@ __global__ void __launch_bounds__(Sm90Traits<HD>::kThreads, Sm90Traits<HD>::kMin
           if (key > qpos0 + 8 * (e / 2) || key >= kv_len) sc[4 * nb + e] = -INFINITY;
         }
     }
-    // online softmax: two rows per thread (lane / 4: e = 0, 1; lane / 4 + 8: e = 2, 3)
+    // online softmax: two rows per thread (lane / 4: e = 0, 1; lane / 4 + 8: e = 2, 3); the wgmma
+    // accumulators hold the same per-thread layout as eight (scores) or hd / 8 (output) m16n8 tiles
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nb = 0; nb < 8; ++nb) mx = fmaxf(mx, fmaxf(sc[4 * nb + 2 * r], sc[4 * nb + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[r], mx * scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = fast_exp2(m_run[r] - m_use);
-      float sum = 0.0f;
-#pragma unroll
-      for (int nb = 0; nb < 8; ++nb) {
-        sc[4 * nb + 2 * r] = fast_exp2(fmaf(sc[4 * nb + 2 * r], scale_log2, -m_use));
-        sc[4 * nb + 2 * r + 1] = fast_exp2(fmaf(sc[4 * nb + 2 * r + 1], scale_log2, -m_use));
-        sum += sc[4 * nb + 2 * r] + sc[4 * nb + 2 * r + 1];
-      }
-      l_run[r] = l_run[r] * alpha + sum;  // per-thread partial; reduced across the quad at the end
-      m_run[r] = m_new;
-#pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        o[4 * d + 2 * r] *= alpha;
-        o[4 * d + 2 * r + 1] *= alpha;
-      }
-    }
+    for (int r = 0; r < 2; ++r)
+      online_softmax_row(reinterpret_cast<float(&)[8][4]>(sc), reinterpret_cast<float(&)[HD / 8][4]>(o), r, m_run[r],
+                         l_run[r], scale_log2);
     // O += P V: P as register A fragments, 16 keys per step
     uint32_t p[4][4];
 #pragma unroll

@@ -59,6 +59,38 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// One online-softmax step for row r of the two rows a thread holds in mma accumulator tiles (row
+// lane / 4 in elements 0 and 1, row lane / 4 + 8 in elements 2 and 3; a quad of lanes shares a
+// row): the row's scores s (NB tiles of 8 keys, unscaled) become exp2(s x scale_log2 - max), the
+// running max m (log2 units) and the thread's partial sum l move on, and the row's output o (D
+// tiles of 8 columns) is rescaled. A row with no key yet (max -inf) keeps zeros.
+template <int NB, int D>
+__device__ __forceinline__ void online_softmax_row(float (&s)[NB][4], float (&o)[D][4], int r, float& m, float& l,
+                                                   float scale_log2) {
+  float mx = -INFINITY;
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(m, mx * scale_log2);
+  const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+  const float alpha = fast_exp2(m - m_use);
+  float sum = 0.0f;
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    s[nb][2 * r] = fast_exp2(fmaf(s[nb][2 * r], scale_log2, -m_use));
+    s[nb][2 * r + 1] = fast_exp2(fmaf(s[nb][2 * r + 1], scale_log2, -m_use));
+    sum += s[nb][2 * r] + s[nb][2 * r + 1];
+  }
+  l = l * alpha + sum;  // per-thread partial; reduced across the quad at the end
+  m = m_new;
+#pragma unroll
+  for (int d = 0; d < D; ++d) {
+    o[d][2 * r] *= alpha;
+    o[d][2 * r + 1] *= alpha;
+  }
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
