@@ -117,6 +117,8 @@ SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk) {
   l.index = a256(H * u(l.index_stride) * 4);
   l.budgets = a256(u(c.n_layers) * H * 48);  // cuda::DeviceBudget
   l.results = a256(u(c.n_layers) * H * 24);  // cuda::HeadResult
+  l.unit_max = a256(H * 2 * u(nk) * 4);
+  l.unit_mass = a256(H * 2 * u(nk) * 8);
   l.pooled_q = a256(H * u(nq) * u(c.head_dim) * 2);
   l.pooled = a256(H * u(nq) * u(nk) * 4);
   l.flags = a256(H * u(nq) * u((nk + 15) / 16 * 16));

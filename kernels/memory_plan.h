@@ -57,13 +57,15 @@ constexpr size_t kSparseScoreBytes = size_t{256} << 20;
 // rounded to 256 bytes; none when the GPU path does not cover the model's head dim.
 struct SparseLayout {
   size_t q_sample = 0, scores = 0, lse = 0, col = 0, diag = 0, offsets = 0, index = 0, budgets = 0, results = 0;
+  // per head and unit (key tile, distance band): the strongest sample sum and the fixed-point mass
+  size_t unit_max = 0, unit_mass = 0;
   // Block-Cluster: mean queries, pooled scores per (query tile, key tile), chosen-tile flags, row results
   size_t pooled_q = 0, pooled = 0, flags = 0, row_stats = 0;
   int groups_per_pass = 0;     // KV-head groups whose scores are held at once
   int64_t index_stride = 0;    // tile indices per head
   size_t total() const {
-    return q_sample + scores + lse + col + diag + offsets + index + budgets + results + pooled_q + pooled + flags +
-           row_stats;
+    return q_sample + scores + lse + col + diag + offsets + index + budgets + results + unit_max + unit_mass +
+           pooled_q + pooled + flags + row_stats;
   }
 };
 SparseLayout plan_sparse(const ModelConfig& c, int64_t context, int64_t chunk);

@@ -142,12 +142,15 @@ __global__ void __launch_bounds__(kColKeys) col_diag_kernel(const float* scores,
 }
 
 // ---- step 1, fused: scores on the tensor cores, never written ---------------------------------
-// For up to 64 sample rows per head (4 warps x 16 rows). Grid (key splits, heads); each CTA walks
-// kFusedSplit keys in 64-key tiles (K double-buffered with cp.async). Pass 1 keeps the online
-// max and sum of each row and writes them per split; a merge gives each row's log-sum-exp.
-// Pass 2 recomputes the scores, turns them into probabilities in a shared tile, sums its columns
-// (col: each key belongs to one CTA) and its 127 diagonals into a per-CTA distance accumulator,
-// then adds the accumulator to diag with one global atomic per distance.
+// For up to 64 sample rows per head (4 warps x 16 rows). Grid (key splits, heads / HP): each CTA
+// takes HP query heads of one KV group (2 where the group size is even) and walks kFusedSplit keys
+// in 64-key tiles (K double-buffered with cp.async); each key fragment loaded from shared memory
+// feeds the products of all HP heads. Pass 1 keeps the online max and sum of each row and writes
+// them per split; a merge (one warp per row) gives each row's log-sum-exp. Pass 2 recomputes the
+// scores and turns them into probabilities: column sums (col: each key belongs to one CTA) from
+// the registers through warp shuffles and a shared row of partial sums per warp; the 127 diagonals
+// of each head's shared probability tile (every thread 32 rows) into a per-CTA distance
+// accumulator per half of the rows, added to diag with one global atomic per distance.
 constexpr int kFusedRows = 64;
 constexpr int kFusedSplit = 1024;  // keys per CTA
 constexpr int kFusedThreads = 128;
@@ -155,10 +158,7 @@ constexpr int kFusedThreads = 128;
 template <int HD>
 struct FusedSmem {
   static constexpr int kStride = HD + 8;  // padded bf16 rows (conflict-free ldmatrix)
-  static constexpr int kP = kKeyTile + 1;  // padded fp32 probability rows
-  static constexpr size_t kQ = sizeof(__nv_bfloat16) * kFusedRows * kStride;
   static constexpr size_t kK = sizeof(__nv_bfloat16) * kKeyTile * kStride;
-  static constexpr size_t kBytes = kQ + 2 * kK + sizeof(float) * (kFusedRows * kP + kFusedSplit + kFusedRows);
 };
 
 template <int HD, int THREADS = kFusedThreads>
@@ -216,18 +216,72 @@ struct FusedArgs {
   const DeviceBudget* budgets;  // [n_heads]: Block-Cluster heads need no sums
 };
 
-template <int HD, bool kSums>
+// The sample kernel's shared memory for HP query heads of one KV group per CTA. Region 0 holds the
+// heads' sample queries until every warp has its fragments, then (pass 2) their probability tiles;
+// then two K tiles; then per head two distance accumulators (rows 0-31 and 32-63) and the warps'
+// column sums.
+template <int HD, int HP>
+struct SampleSmem {
+  static constexpr int kStride = FusedSmem<HD>::kStride;
+  // padded fp32 probability rows: the fragments' 8-byte stores reach every bank pair once per half warp
+  static constexpr int kP = kKeyTile + 8;
+  static constexpr int kSpan = kFusedSplit + kFusedRows;  // distances one CTA can touch
+  static constexpr size_t kQ = sizeof(__nv_bfloat16) * HP * kFusedRows * kStride;
+  static constexpr size_t kPBytes = sizeof(float) * HP * kFusedRows * kP;
+  static constexpr size_t kRegion0 = kQ > kPBytes ? kQ : kPBytes;
+  static constexpr size_t kK = FusedSmem<HD>::kK;
+  static constexpr size_t kStatsBytes = kRegion0 + 2 * kK;
+  static constexpr size_t kSumsBytes = kStatsBytes + sizeof(float) * HP * (2 * kSpan + (kFusedThreads / 32) * kKeyTile);
+};
+
+// Scores of the warp's 16 query rows of each of HP heads against the 64 keys in sK: every key
+// fragment read from shared memory feeds HP products.
+template <int HD, int HP>
+__device__ __forceinline__ void tile_scores_heads(const uint32_t (&qa)[HP][HD / 16][4], const __nv_bfloat16* sK,
+                                                  int lane, float (&sc)[HP][kKeyTile / 8][4]) {
+  constexpr int S = FusedSmem<HD>::kStride;
+#pragma unroll
+  for (int hp = 0; hp < HP; ++hp)
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[hp][nb][0] = sc[hp][nb][1] = sc[hp][nb][2] = sc[hp][nb][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 16; ++nb) {
+      uint32_t b[4];
+      const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
+      const int c = kk * 16 + ((lane / 8) % 2) * 8;
+      ldmatrix_x4(b, sK + key * S + c);
+#pragma unroll
+      for (int hp = 0; hp < HP; ++hp) {
+        mma_bf16(sc[hp][2 * nb], qa[hp][kk], b[0], b[1]);
+        mma_bf16(sc[hp][2 * nb + 1], qa[hp][kk], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// Sample sums, both passes, for HP query heads of one KV group per CTA (grid: key splits x
+// n_heads / HP). Pass 1 (kSums false): each row's running max and sum per split into `partial`.
+// Pass 2: probabilities from the merged log-sum-exp; column sums through registers and warp
+// shuffles (written per key), distance sums through the shared probability tile (one global
+// atomic per distance and CTA).
+template <int HD, bool kSums, int HP>
 __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  using SM = FusedSmem<HD>;
+  using SM = SampleSmem<HD, HP>;
   constexpr int S = SM::kStride;
-  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kQ + b * SM::kK); };
-  float* sP = reinterpret_cast<float*>(smem_raw + SM::kQ + 2 * SM::kK);  // [64][65]
-  float* sD = sP + kFusedRows * SM::kP;  // distances of the CTA: kFusedSplit + kFusedRows entries
-  const int split = blockIdx.x, h = blockIdx.y;
-  if (a.budgets[h].pattern == 2) return;
-  const int g = h / (a.n_heads / a.n_kv_heads);
+  auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [HP][64][S]
+  auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + SM::kRegion0 + b * SM::kK); };
+  float* sP = reinterpret_cast<float*>(smem_raw);  // [HP][64][kP], over sQ once the fragments are loaded
+  float* sD = reinterpret_cast<float*>(smem_raw + SM::kStatsBytes);  // [HP][2][kSpan]
+  float* sCol = sD + HP * 2 * SM::kSpan;  // [HP][warps][64]
+  const int split = blockIdx.x, h0 = blockIdx.y * HP;
+  bool any = false;
+#pragma unroll
+  for (int hp = 0; hp < HP; ++hp) any |= a.budgets[h0 + hp].pattern != 2;
+  if (!any) return;  // Block-Cluster heads need no sums
+  const int g = h0 / (a.n_heads / a.n_kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t kv_len = a.pos0 + a.n;
   const int64_t p_first = kv_len - a.rows;  // position of sample row 0
@@ -237,29 +291,33 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
   const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
 
-  // Q: sample rows (rows >= a.rows are zeros and masked)
-  for (int i = threadIdx.x; i < kFusedRows * (HD / 8); i += kFusedThreads) {
-    const int r = i / (HD / 8), c = i % (HD / 8);
-    __nv_bfloat16* sp = sQ + r * S + c * 8;
+  // Q: sample rows of each head (rows >= a.rows are zeros and masked)
+  for (int i = threadIdx.x; i < HP * kFusedRows * (HD / 8); i += kFusedThreads) {
+    const int hp = i / (kFusedRows * (HD / 8)), r = (i / (HD / 8)) % kFusedRows, c = i % (HD / 8);
+    __nv_bfloat16* sp = sQ + (hp * kFusedRows + r) * S + c * 8;
     if (r < a.rows)
-      cp_async16(sp, a.q + (static_cast<int64_t>(a.n - a.rows + r) * a.n_heads + h) * HD + c * 8);
+      cp_async16(sp, a.q + (static_cast<int64_t>(a.n - a.rows + r) * a.n_heads + h0 + hp) * HD + c * 8);
     else
       *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
   }
   if (kSums) {
-    // the distance accumulator covers d in [p_first - (ke - 1), p_first + 63 - kb]: at most
-    // kFusedSplit + 63 entries
-    for (int i = threadIdx.x; i < kFusedSplit + kFusedRows; i += kFusedThreads) sD[i] = 0.0f;
+    // each accumulator covers d in [p_first - (ke - 1), p_first + 63 - kb]: at most kFusedSplit + 63 entries
+    for (int i = threadIdx.x; i < HP * 2 * SM::kSpan; i += kFusedThreads) sD[i] = 0.0f;
   }
   if (n_tiles > 0) load_k_tile<HD>(sK(0), k_head, kb, ke);
   cp_async_commit();
   const int r_lo = warp * 16 + lane / 4;  // this thread's rows: r_lo and r_lo + 8
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, lse_row[2] = {0.0f, 0.0f};
-  if (kSums) {
-    for (int e = 0; e < 2; ++e) lse_row[e] = a.lse2[h * kFusedRows + r_lo + 8 * e];
-  }
+  float m_run[HP][2], l_run[HP][2], lse_row[HP][2];
+#pragma unroll
+  for (int hp = 0; hp < HP; ++hp)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      m_run[hp][e] = -INFINITY;
+      l_run[hp][e] = 0.0f;
+      lse_row[hp][e] = kSums ? a.lse2[(h0 + hp) * kFusedRows + r_lo + 8 * e] : 0.0f;
+    }
 
-  uint32_t qa[HD / 16][4];
+  uint32_t qa[HP][HD / 16][4];
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t & 1;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
@@ -267,60 +325,119 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (t == 0) load_q_frags<HD>(sQ, warp, lane, qa);
-    float sc[kKeyTile / 8][4];
-    tile_scores_q<HD>(qa, sK(buf), lane, sc);
-    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
+    if (t == 0) {
 #pragma unroll
-    for (int nb = 0; nb < kKeyTile / 8; ++nb)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = r_lo + 8 * (e / 2);
-        const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
-        if (r >= a.rows || key > p_first + r || key >= ke) sc[nb][e] = -INFINITY;
-      }
-    if (!kSums) {
-#pragma unroll
-      for (int e2 = 0; e2 < 2; ++e2) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(sc[nb][2 * e2], sc[nb][2 * e2 + 1]));
-        mx *= scale_log2;
-        const float m_new = fmaxf(m_run[e2], mx);
-        if (m_new == -INFINITY) continue;
-        float sum = 0.0f;
-#pragma unroll
-        for (int nb = 0; nb < kKeyTile / 8; ++nb)
-          sum += fast_exp2(fmaf(sc[nb][2 * e2], scale_log2, -m_new)) + fast_exp2(fmaf(sc[nb][2 * e2 + 1], scale_log2, -m_new));
-        l_run[e2] = (m_run[e2] == -INFINITY ? 0.0f : l_run[e2] * fast_exp2(m_run[e2] - m_new)) + sum;
-        m_run[e2] = m_new;
-      }
-    } else {
-      // probabilities into the shared tile
+      for (int hp = 0; hp < HP; ++hp) load_q_frags<HD>(sQ + hp * kFusedRows * S, warp, lane, qa[hp]);
+      if (kSums) __syncthreads();  // sP overwrites sQ
+    }
+    float sc[HP][kKeyTile / 8][4];
+    tile_scores_heads<HD, HP>(qa, sK(buf), lane, sc);
+    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing (a tile
+    // every row sees whole, the most of them, skips the checks)
+    if (key0 + kKeyTile - 1 > p_first || key0 + kKeyTile > ke || a.rows < kFusedRows) {
 #pragma unroll
       for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int r = r_lo + 8 * (e / 2);
-          const int c = nb * 8 + (lane % 4) * 2 + (e & 1);
-          sP[r * SM::kP + c] = sc[nb][e] == -INFINITY ? 0.0f : fast_exp2(fmaf(sc[nb][e], scale_log2, -lse_row[e / 2]));
+          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
+          if (r >= a.rows || key > p_first + r || key >= ke) {
+#pragma unroll
+            for (int hp = 0; hp < HP; ++hp) sc[hp][nb][e] = -INFINITY;
+          }
         }
+    }
+    if (!kSums) {
+#pragma unroll
+      for (int hp = 0; hp < HP; ++hp)
+#pragma unroll
+        for (int e2 = 0; e2 < 2; ++e2) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nb = 0; nb < kKeyTile / 8; ++nb) mx = fmaxf(mx, fmaxf(sc[hp][nb][2 * e2], sc[hp][nb][2 * e2 + 1]));
+          mx *= scale_log2;
+          const float m_new = fmaxf(m_run[hp][e2], mx);
+          if (m_new == -INFINITY) continue;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nb = 0; nb < kKeyTile / 8; ++nb)
+            sum += fast_exp2(fmaf(sc[hp][nb][2 * e2], scale_log2, -m_new)) +
+                   fast_exp2(fmaf(sc[hp][nb][2 * e2 + 1], scale_log2, -m_new));
+          l_run[hp][e2] = (m_run[hp][e2] == -INFINITY ? 0.0f : l_run[hp][e2] * fast_exp2(m_run[hp][e2] - m_new)) + sum;
+          m_run[hp][e2] = m_new;
+        }
+    } else {
+      // probabilities: into the shared tile (for the distances) and, summed over the thread's two
+      // rows and then over the warp's eight row groups (lanes with the same lane % 4), the warp's
+      // column sums
+#pragma unroll
+      for (int hp = 0; hp < HP; ++hp) {
+        float* sPh = sP + hp * kFusedRows * SM::kP;
+        float cs[kKeyTile / 8][2];
+#pragma unroll
+        for (int nb = 0; nb < kKeyTile / 8; ++nb) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            sc[hp][nb][e] = sc[hp][nb][e] == -INFINITY
+                                ? 0.0f
+                                : fast_exp2(fmaf(sc[hp][nb][e], scale_log2, -lse_row[hp][e / 2]));
+          const int c = nb * 8 + (lane % 4) * 2;
+          *reinterpret_cast<float2*>(sPh + r_lo * SM::kP + c) = make_float2(sc[hp][nb][0], sc[hp][nb][1]);
+          *reinterpret_cast<float2*>(sPh + (r_lo + 8) * SM::kP + c) = make_float2(sc[hp][nb][2], sc[hp][nb][3]);
+          cs[nb][0] = sc[hp][nb][0] + sc[hp][nb][2];
+          cs[nb][1] = sc[hp][nb][1] + sc[hp][nb][3];
+        }
+#pragma unroll
+        for (int o = 4; o < 32; o *= 2)
+#pragma unroll
+          for (int nb = 0; nb < kKeyTile / 8; ++nb) {
+            cs[nb][0] += __shfl_xor_sync(0xffffffffu, cs[nb][0], o);
+            cs[nb][1] += __shfl_xor_sync(0xffffffffu, cs[nb][1], o);
+          }
+        if (lane < 4) {
+          float* sc_out = sCol + (hp * (kFusedThreads / 32) + warp) * kKeyTile;
+#pragma unroll
+          for (int nb = 0; nb < kKeyTile / 8; ++nb) {
+            sc_out[nb * 8 + lane * 2] = cs[nb][0];
+            sc_out[nb * 8 + lane * 2 + 1] = cs[nb][1];
+          }
+        }
+      }
       __syncthreads();
-      // columns: threads 0..63, one key each
       if (threadIdx.x < kKeyTile) {
         const int64_t key = key0 + threadIdx.x;
-        float c = 0.0f;
-        for (int r = 0; r < kFusedRows; ++r) c += sP[r * SM::kP + threadIdx.x];
-        if (key < ke) a.col[static_cast<int64_t>(h) * a.capacity + key] = c;
+#pragma unroll
+        for (int hp = 0; hp < HP; ++hp) {
+          float c = 0.0f;
+#pragma unroll
+          for (int w = 0; w < kFusedThreads / 32; ++w) c += sCol[(hp * (kFusedThreads / 32) + w) * kKeyTile + threadIdx.x];
+          if (key < ke) a.col[static_cast<int64_t>(h0 + hp) * a.capacity + key] = c;
+        }
       }
-      // diagonals: q = r - c + 63 in [0, 126]; distance d = p_first - key0 + q - 63
-      if (threadIdx.x < 2 * kKeyTile - 1) {
-        const int q = threadIdx.x;
-        float sum = 0.0f;
-        for (int r = max(0, q - (kKeyTile - 1)); r <= min(kFusedRows - 1, q); ++r) sum += sP[r * SM::kP + r - q + kKeyTile - 1];
-        // index in the CTA's accumulator: d - (p_first - (ke - 1))
-        const int64_t idx = (ke - 1 - key0) + q - (kKeyTile - 1);
-        if (idx >= 0 && sum != 0.0f) sD[idx] += sum;
+      // diagonals: q = r - c + 63 in [0, 126]; distance d = p_first - key0 + q - 63. Thread (half,
+      // tt) sums its half's rows for q = tt and q = tt + 64 (32 rows in all) into its half's
+      // accumulator, at index d - (p_first - (ke - 1)).
+      {
+        const int half = threadIdx.x / 64, tt = threadIdx.x % 64;
+        const int r0 = half * (kFusedRows / 2), r1 = r0 + kFusedRows / 2;
+        const int64_t idx0 = (ke - 1 - key0) - (kKeyTile - 1);
+#pragma unroll
+        for (int hp = 0; hp < HP; ++hp) {
+          const float* sPh = sP + hp * kFusedRows * SM::kP;
+          float* acc = sD + (hp * 2 + half) * SM::kSpan;
+          {
+            const int q = tt;  // rows 0..q
+            float sum = 0.0f;
+            for (int r = r0; r <= min(r1 - 1, q); ++r) sum += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
+          }
+          if (tt < kKeyTile - 1) {
+            const int q = tt + kKeyTile;  // rows q - 63..63
+            float sum = 0.0f;
+            for (int r = max(r0, q - (kKeyTile - 1)); r < r1; ++r) sum += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
+          }
+        }
       }
     }
     __syncthreads();
@@ -329,41 +446,80 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   if (!kSums) {
     // the quad's four threads hold parts of the same two rows
 #pragma unroll
-    for (int e2 = 0; e2 < 2; ++e2) {
-      float m = m_run[e2], l = l_run[e2];
-      for (int o = 1; o <= 2; o *= 2) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
-        const float mn = fmaxf(m, m2);
-        l = (m == -INFINITY ? 0.0f : l * fast_exp2(m - mn)) + (m2 == -INFINITY ? 0.0f : l2 * fast_exp2(m2 - mn));
-        m = mn;
+    for (int hp = 0; hp < HP; ++hp)
+#pragma unroll
+      for (int e2 = 0; e2 < 2; ++e2) {
+        float m = m_run[hp][e2], l = l_run[hp][e2];
+        for (int o = 1; o <= 2; o *= 2) {
+          const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+          const float mn = fmaxf(m, m2);
+          l = (m == -INFINITY ? 0.0f : l * fast_exp2(m - mn)) + (m2 == -INFINITY ? 0.0f : l2 * fast_exp2(m2 - mn));
+          m = mn;
+        }
+        if (lane % 4 == 0) {
+          float* pp = a.partial + ((static_cast<int64_t>(h0 + hp) * kFusedRows + r_lo + 8 * e2) * a.splits + split) * 2;
+          pp[0] = m;
+          pp[1] = l;
+        }
       }
-      if (lane % 4 == 0) {
-        float* pp = a.partial + ((static_cast<int64_t>(h) * kFusedRows + r_lo + 8 * e2) * a.splits + split) * 2;
-        pp[0] = m;
-        pp[1] = l;
-      }
-    }
   } else {
     const int64_t d_lo = p_first - (ke - 1);
     const int span = static_cast<int>(ke - kb) + kFusedRows - 1;
-    for (int i = threadIdx.x; i < span; i += kFusedThreads) {
-      const int64_t d = d_lo + i;
-      if (d >= 0 && d < kv_len && sD[i] != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h) * a.capacity + d], sD[i]);
-    }
+#pragma unroll
+    for (int hp = 0; hp < HP; ++hp)
+      for (int i = threadIdx.x; i < span; i += kFusedThreads) {
+        const int64_t d = d_lo + i;
+        const float v = sD[hp * 2 * SM::kSpan + i] + sD[(hp * 2 + 1) * SM::kSpan + i];
+        if (d >= 0 && d < kv_len && v != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h0 + hp) * a.capacity + d], v);
+      }
   }
 }
 
-// lse2[h][r] = log2-sum-exp2 of row r over the splits' (max, sum).
-__global__ void fused_merge_kernel(const float* partial, int splits, int n_heads, float* lse2) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;  // h * 64 + r
+// lse2[h][r] = log2-sum-exp2 of row r over the splits' (max, sum): one warp per row.
+__device__ __forceinline__ void combine_max_sum(float& m, float& l, float m2, float l2) {
+  if (m2 == -INFINITY) return;
+  const float mn = fmaxf(m, m2);
+  l = (m == -INFINITY ? 0.0f : l * exp2f(m - mn)) + l2 * exp2f(m2 - mn);
+  m = mn;
+}
+
+constexpr int kMergeThreads = 256;
+
+__global__ void __launch_bounds__(kMergeThreads) fused_merge_kernel(const float* partial, int splits, int n_heads,
+                                                                   float* lse2) {
+  const int i = (blockIdx.x * kMergeThreads + threadIdx.x) / 32, lane = threadIdx.x % 32;  // i = h * 64 + r
   if (i >= n_heads * kFusedRows) return;
   const float* p = partial + static_cast<int64_t>(i) * splits * 2;
-  float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, p[2 * s]);
-  float l = 0.0f;
-  for (int s = 0; s < splits; ++s)
-    if (p[2 * s] != -INFINITY) l += p[2 * s + 1] * exp2f(p[2 * s] - m);
-  lse2[i] = m == -INFINITY ? 0.0f : m + log2f(l);
+  float m = -INFINITY, l = 0.0f;
+  for (int s = lane; s < splits; s += 32) combine_max_sum(m, l, p[2 * s], p[2 * s + 1]);
+  for (int o = 16; o > 0; o /= 2) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+    combine_max_sum(m, l, m2, l2);
+  }
+  if (lane == 0) lse2[i] = m == -INFINITY ? 0.0f : m + log2f(l);
+}
+
+// Query heads of one KV group per sample-kernel CTA. Pass 1 takes two where the group has an even
+// count (each key fragment then feeds two heads' products: 297 vs 368 us per layer at the last
+// chunk of 128K, 8B shape, H100); pass 2 one (its probability tiles and registers would leave two
+// CTAs per SM: 686 vs 623 us).
+int sample_heads_per_cta(int group, bool sums) {
+  static const int forced = [] {
+    const char* e = std::getenv("FOLIO_SAMPLE_HEADS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 1 || forced == 2) return group % forced == 0 ? forced : 1;
+  return !sums && group % 2 == 0 ? 2 : 1;
+}
+
+template <int HD, bool kSums, int HP>
+void launch_sample_pass(const FusedArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = kSums ? SampleSmem<HD, HP>::kSumsBytes : SampleSmem<HD, HP>::kStatsBytes;
+  static std::atomic<uint64_t> configured{0};
+  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, kSums, HP>), smem, configured);
+  dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_heads / HP));
+  fused_sample_kernel<HD, kSums, HP><<<grid, kFusedThreads, smem, stream>>>(a);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
 template <int HD>
@@ -385,19 +541,15 @@ void launch_fused(const EstimateArgs& ea, const SparseScratch& s, cudaStream_t s
   a.col = s.col;
   a.diag = s.diag;
   a.budgets = ea.budgets;
-  constexpr size_t smem = FusedSmem<HD>::kBytes;
-  static std::atomic<uint64_t> configured_stats{0}, configured_sums{0};
-  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, false>), smem, configured_stats);
-  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, true>), smem, configured_sums);
-  dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(ea.n_heads));
-  fused_sample_kernel<HD, false><<<grid, kFusedThreads, smem, stream>>>(a);
-  FOLIO_CUDA_CHECK(cudaGetLastError());
+  const int group = ea.n_heads / ea.n_kv_heads;
+  if (sample_heads_per_cta(group, false) == 2) launch_sample_pass<HD, false, 2>(a, stream);
+  else launch_sample_pass<HD, false, 1>(a, stream);
   const int rows_total = ea.n_heads * kFusedRows;
-  fused_merge_kernel<<<(rows_total + 255) / 256, 256, 0, stream>>>(a.partial, a.splits, ea.n_heads,
-                                                                   const_cast<float*>(a.lse2));
+  fused_merge_kernel<<<(rows_total * 32 + kMergeThreads - 1) / kMergeThreads, kMergeThreads, 0, stream>>>(
+      a.partial, a.splits, ea.n_heads, const_cast<float*>(a.lse2));
   FOLIO_CUDA_CHECK(cudaGetLastError());
-  fused_sample_kernel<HD, true><<<grid, kFusedThreads, smem, stream>>>(a);
-  FOLIO_CUDA_CHECK(cudaGetLastError());
+  if (sample_heads_per_cta(group, true) == 2) launch_sample_pass<HD, true, 2>(a, stream);
+  else launch_sample_pass<HD, true, 1>(a, stream);
 }
 
 // ---- step 2: selection and tile lists ---------------------------------------------------------
@@ -461,6 +613,9 @@ __device__ T block_exclusive_scan(T* a, int len, T* warp_sums) {
 struct SelectParams {
   const float* col;
   const float* diag;
+  float* unit_max;      // [n_heads][unit_stride] (unit_stats_kernel writes, select_kernel reads)
+  int64_t* unit_mass;   // [n_heads][unit_stride]
+  int64_t unit_stride;
   int64_t capacity;
   int n;
   int64_t pos0;
@@ -477,6 +632,35 @@ size_t select_smem_bytes(int64_t nk) {
   size_t P = 1;
   while (P < U) P *= 2;
   return P * 4 /*key*/ + P * 4 /*id*/ + U * 4 /*rank*/ + (U + 3) * 4 /*hist*/ + (U + 3) * 8 /*cum*/ + 64 * 8 /*misc*/;
+}
+
+// Per head and unit (key tile x < nk of col, distance band x - nk of diag): the strongest sum and
+// the fixed-point mass, one warp per unit (the selection's single CTA per head only gathers them).
+constexpr int kUnitWarps = 8;
+
+__global__ void __launch_bounds__(kUnitWarps * 32) unit_stats_kernel(SelectParams a) {
+  const int h = blockIdx.y, lane = threadIdx.x % 32;
+  if (a.budgets[h].pattern == 2) return;
+  const int64_t L = a.pos0 + a.n, nk = (L + kKeyTile - 1) / kKeyTile;
+  const int64_t x = static_cast<int64_t>(blockIdx.x) * kUnitWarps + threadIdx.x / 32;
+  if (x >= 2 * nk) return;
+  const float* src = (x < nk ? a.col : a.diag) + static_cast<int64_t>(h) * a.capacity;
+  const int64_t j0 = (x < nk ? x : x - nk) * kKeyTile;
+  float m = 0.0f;
+  int64_t f = 0;
+  for (int64_t j = j0 + lane; j < min(j0 + kKeyTile, L); j += 32) {
+    const float v = src[j];
+    m = fmaxf(m, v);
+    f += to_fixed_dev(v);
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    f += __shfl_xor_sync(0xffffffffu, f, o);
+  }
+  if (lane == 0) {
+    a.unit_max[h * a.unit_stride + x] = m;
+    a.unit_mass[h * a.unit_stride + x] = f;
+  }
 }
 
 __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) {
@@ -500,21 +684,15 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   __shared__ int32_t warp32[32];
   __shared__ int64_t sh_mand, sh_mand_mass;
   __shared__ unsigned sh_kmass, sh_kmin, sh_kcut;
-  const float* colh = a.col + static_cast<int64_t>(h) * a.capacity;
-  const float* diagh = a.diag + static_cast<int64_t>(h) * a.capacity;
 
-  // units: scores (strongest key / distance)
-  for (int x = warp; x < U; x += kSelectThreads / 32) {
-    const float* src = x < nk ? colh : diagh;
-    const int64_t j0 = static_cast<int64_t>(x < nk ? x : x - nk) * kKeyTile;
-    float m = 0.0f;
-    for (int64_t j = j0 + lane; j < min(j0 + kKeyTile, L); j += 32) m = fmaxf(m, src[j]);
-    for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if (lane == 0) {
-      const bool forced = !triangular && (x == 0 || x == nk);
-      key[x] = (forced || m <= 0.0f) ? -1.0f : m;
-      id[x] = x;
-    }
+  // units: scores (strongest key / distance), from unit_stats_kernel
+  const float* umax = a.unit_max + static_cast<int64_t>(h) * a.unit_stride;
+  const int64_t* umass = a.unit_mass + static_cast<int64_t>(h) * a.unit_stride;
+  for (int x = tid; x < U; x += kSelectThreads) {
+    const float m = umax[x];
+    const bool forced = !triangular && (x == 0 || x == nk);
+    key[x] = (forced || m <= 0.0f) ? -1.0f : m;
+    id[x] = x;
   }
   for (int x = U + tid; x < P; x += kSelectThreads) {
     key[x] = -1.0f;
@@ -576,18 +754,12 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   // Interval-Slash, each key tile of the last query tile at the smallest rank that lists it
   const int64_t last_tile_last = (pos0 + n - 1) / kKeyTile;
   const int mass_units = triangular ? K : static_cast<int>(last_tile_last + 1);
-  for (int x = warp; x < mass_units; x += kSelectThreads / 32) {
+  for (int x = tid; x < mass_units; x += kSelectThreads) {
     const int unit = triangular ? order_at(x) : x;
-    const float* src = unit < nk ? colh : diagh;
-    const int64_t j0 = static_cast<int64_t>(unit < nk ? unit : unit - nk) * kKeyTile;
-    int64_t m = 0;
-    for (int64_t j = j0 + lane; j < min(j0 + kKeyTile, L); j += 32) m += to_fixed_dev(src[j]);
-    for (int o = 16; o > 0; o /= 2) m += __shfl_xor_sync(0xffffffffu, m, o);
-    if (lane == 0) {
-      const int32_t r = triangular ? x : cell_rank_dev(rank, rank + nk, nk, n, pos0, nq - 1, x, false, nq);
-      if (r < 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh_mand_mass), static_cast<unsigned long long>(m));
-      else if (r < K) atomicAdd(reinterpret_cast<unsigned long long*>(&cum[r]), static_cast<unsigned long long>(m));
-    }
+    const int64_t m = umass[unit];
+    const int32_t r = triangular ? x : cell_rank_dev(rank, rank + nk, nk, n, pos0, nq - 1, x, false, nq);
+    if (r < 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh_mand_mass), static_cast<unsigned long long>(m));
+    else if (r < K) atomicAdd(reinterpret_cast<unsigned long long*>(&cum[r]), static_cast<unsigned long long>(m));
   }
   // histogram of each causal tile's smallest covering rank
   int64_t mand = 0, causal = 0;
@@ -1110,6 +1282,8 @@ SparseScratch SparseScratch::carve(void* base, const SparseLayout& l, int64_t ca
   s.tile_index = static_cast<int32_t*>(take(l.index));
   s.budgets = static_cast<DeviceBudget*>(take(l.budgets));
   s.results = static_cast<HeadResult*>(take(l.results));
+  s.unit_max = static_cast<float*>(take(l.unit_max));
+  s.unit_mass = static_cast<int64_t*>(take(l.unit_mass));
   s.pooled_q = static_cast<bf16*>(take(l.pooled_q));
   s.pooled = static_cast<float*>(take(l.pooled));
   s.flags = static_cast<uint8_t*>(take(l.flags));
@@ -1189,6 +1363,12 @@ void select_tiles(const EstimateArgs& a, const SparseScratch& s, cudaStream_t st
   p.tile_offset = s.tile_offset;
   p.tile_index = s.tile_index;
   p.index_stride = s.index_stride;
+  p.unit_max = s.unit_max;
+  p.unit_mass = s.unit_mass;
+  p.unit_stride = 2 * s.pooled_stride;
+  unit_stats_kernel<<<dim3(static_cast<unsigned>((2 * nk + kUnitWarps - 1) / kUnitWarps), static_cast<unsigned>(a.n_heads)),
+                      kUnitWarps * 32, 0, stream>>>(p);
+  FOLIO_CUDA_CHECK(cudaGetLastError());
   select_kernel<<<static_cast<unsigned>(a.n_heads), kSelectThreads, smem, stream>>>(p);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }

@@ -1,16 +1,19 @@
 // Sparse prefill on the GPU: estimation and tile lists (the CPU reference is core/attention).
 //
 // Per layer and prefill chunk, for every query head:
-//   1. sample sums: the chunk's last `rows` queries against every key before them. Their scores
-//      come from cuBLASLt (one GEMM per KV-head group: the group's query heads share the keys), a
-//      row kernel takes each row's log-sum-exp, a column kernel turns scores into probabilities
-//      and sums them per key (col) and per distance (diag; per-block shared-memory sums, then one
-//      atomic per distance and block).
-//   2. selection and tile lists (one CTA per head): units (key tiles and distance bands) scored
-//      from the sums, sorted on the chip (bitonic), ranks, a histogram of each tile's smallest
-//      covering rank (so the tiles of every prefix are known at once), fixed-point mass prefix
-//      sums, the prefix chosen by the budget rule, and the list written per query tile in key
-//      order. Given the same sums this is the CPU's select_from_sums bit for bit.
+//   1. sample sums: the chunk's last `rows` queries against every key before them, turned into
+//      probabilities and summed per key (col) and per distance (diag). Up to 64 rows: a fused
+//      tensor-core kernel that never writes scores (pass 1: each row's max and sum per key split,
+//      a merge to the log-sum-exp, pass 2: probabilities, column sums through warp shuffles,
+//      distance sums through a shared tile), two query heads of a KV group per CTA where the group
+//      allows (each key fragment read from shared memory feeds both). More rows, or force_gemm:
+//      cuBLASLt scores per KV-head group, a row kernel for the log-sum-exp, a column kernel.
+//   2. selection and tile lists: a unit kernel (one warp per key tile and distance band: the
+//      strongest sum and the fixed-point mass), then one CTA per head: units sorted on the chip
+//      (bitonic), ranks, a histogram of each tile's smallest covering rank (so the tiles of every
+//      prefix are known at once), fixed-point mass prefix sums, the prefix chosen by the budget
+//      rule, and the list written per query tile in key order. Given the same sums this is the
+//      CPU's select_from_sums bit for bit.
 // The lists feed attention_prefill (tile_offset / tile_index).
 #pragma once
 
@@ -67,6 +70,8 @@ struct SparseScratch {
   int32_t* tile_index = nullptr;   // [n_heads][index_stride]
   DeviceBudget* budgets = nullptr;  // [n_layers][n_heads]
   HeadResult* results = nullptr;    // [n_layers][n_heads]
+  float* unit_max = nullptr;        // [n_heads][2 * pooled_stride]: key tiles, then distance bands
+  int64_t* unit_mass = nullptr;     // [n_heads][2 * pooled_stride], fixed point
   bf16* pooled_q = nullptr;         // [n_heads][chunk tiles][hd]: each query tile's mean query
   // The next three are laid out per chunk: [n_heads][this chunk's query tiles]...
   float* pooled = nullptr;          // [..][pooled_stride]: log2-sum-exp2, then probabilities
