@@ -223,8 +223,7 @@ struct FusedArgs {
 template <int HD, int HP>
 struct SampleSmem {
   static constexpr int kStride = FusedSmem<HD>::kStride;
-  // padded fp32 probability rows: the fragments' 8-byte stores reach every bank pair once per half warp
-  static constexpr int kP = kKeyTile + 8;
+  static constexpr int kP = kKeyTile + 4;  // padded fp32 probability rows (2-way conflicts at most on store)
   static constexpr int kSpan = kFusedSplit + kFusedRows;  // distances one CTA can touch
   static constexpr size_t kQ = sizeof(__nv_bfloat16) * HP * kFusedRows * kStride;
   static constexpr size_t kPBytes = sizeof(float) * HP * kFusedRows * kP;
@@ -332,21 +331,18 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     }
     float sc[HP][kKeyTile / 8][4];
     tile_scores_heads<HD, HP>(qa, sK(buf), lane, sc);
-    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing (a tile
-    // every row sees whole, the most of them, skips the checks)
-    if (key0 + kKeyTile - 1 > p_first || key0 + kKeyTile > ke || a.rows < kFusedRows) {
+    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
 #pragma unroll
-      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+    for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = r_lo + 8 * (e / 2);
-          const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
-          if (r >= a.rows || key > p_first + r || key >= ke) {
+      for (int e = 0; e < 4; ++e) {
+        const int r = r_lo + 8 * (e / 2);
+        const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
+        if (r >= a.rows || key > p_first + r || key >= ke) {
 #pragma unroll
-            for (int hp = 0; hp < HP; ++hp) sc[hp][nb][e] = -INFINITY;
-          }
+          for (int hp = 0; hp < HP; ++hp) sc[hp][nb][e] = -INFINITY;
         }
-    }
+      }
     if (!kSums) {
 #pragma unroll
       for (int hp = 0; hp < HP; ++hp)
@@ -377,13 +373,14 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
 #pragma unroll
         for (int nb = 0; nb < kKeyTile / 8; ++nb) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e)
-            sc[hp][nb][e] = sc[hp][nb][e] == -INFINITY
-                                ? 0.0f
-                                : fast_exp2(fmaf(sc[hp][nb][e], scale_log2, -lse_row[hp][e / 2]));
-          const int c = nb * 8 + (lane % 4) * 2;
-          *reinterpret_cast<float2*>(sPh + r_lo * SM::kP + c) = make_float2(sc[hp][nb][0], sc[hp][nb][1]);
-          *reinterpret_cast<float2*>(sPh + (r_lo + 8) * SM::kP + c) = make_float2(sc[hp][nb][2], sc[hp][nb][3]);
+          for (int e = 0; e < 4; ++e) {
+            const int r = r_lo + 8 * (e / 2);
+            const int c = nb * 8 + (lane % 4) * 2 + (e & 1);
+            const float p = sc[hp][nb][e] == -INFINITY ? 0.0f
+                                                       : fast_exp2(fmaf(sc[hp][nb][e], scale_log2, -lse_row[hp][e / 2]));
+            sPh[r * SM::kP + c] = p;
+            sc[hp][nb][e] = p;
+          }
           cs[nb][0] = sc[hp][nb][0] + sc[hp][nb][2];
           cs[nb][1] = sc[hp][nb][1] + sc[hp][nb][3];
         }
