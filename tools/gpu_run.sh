@@ -2,7 +2,8 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8]    (default: test)
+#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets]    (default: test)
+# targets: issue 13's targets on this card with their peers in the same call (see the step).
 # decodek: the decode attention kernels (tensor-core and SIMT): tst_gpu_ops' decode and q8 cases,
 # tst_gpu_model's graph and random-shape cases, decode tok/s on the Llama-3.1-8B shape at 4K, 32K and
 # 128K with each kernel (bf16; and Q4_K weights with the 8-bit KV cache at 32K and 128K) into
@@ -316,6 +317,55 @@ for (which, mode, n), j in sorted(rows.items(), key=lambda kv: (str(kv[0][1]), k
     b = rows[("base", mode, n)]
     print(f"{mode:7} {n:>7} {j['ttft_ms']/1e3:9.3f} {b['ttft_ms']/1e3:9.3f} {j['ttft_ms']/b['ttft_ms']:8.3f} "
           f"{j.get('decode_tok_s', 0):8.1f} {b.get('decode_tok_s', 0):8.1f}")
+PY
+      ;;
+    targets)
+      # issue 13's targets on this card, peers in the same call (~6 min): attention alone (the
+      # Hopper kernel, hd 128/96/64, causal) against PyTorch SDPA (cuDNN, flash); the whole
+      # Llama-3.1-8B shape dense and sparse at 16K-128K with 64 decode tokens; HF + SDPA at the
+      # same lengths. Tables into $OUT/targets.txt.
+      L=${FOLIO_TARGET_LENGTHS:-16384,32768,65536,131072}
+      rm -f "$out"/targets_attn.jsonl "$out"/targets_model.jsonl "$out"/targets_sdpa.jsonl
+      for shape in "128 32 8" "96 32 32" "64 32 8"; do
+        set -- $shape
+        build/gpu/app/folio-bench --attention-only --head-dim $1 --heads $2 --kv-heads $3 --sparse-stride 0 --lengths "$L" \
+          --reps 3 --attn-kernel hopper --json "$out/targets_attn.jsonl" > /dev/null 2>> "$out/targets.log" || tail -3 "$out/targets.log"
+      done
+      python3 - "$out" "$L" >> "$out/targets.log" 2>&1 <<'PY' || tail -3 "$out/targets.log"
+import json, sys
+sys.path.insert(0, "tools")
+import bench_gpu_peers as b
+rows, lengths = [], [int(x) for x in sys.argv[2].split(",")]
+for heads, kv, hd in ((32, 8, 128), (32, 32, 96), (32, 8, 64)):
+    b.bench_sdpa(lengths, heads, kv, hd, rows)
+with open(sys.argv[1] + "/targets_sdpa.jsonl", "w") as f:
+    for r in rows:
+        f.write(json.dumps(r) + "\n")
+PY
+      for att in dense sparse; do
+        build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention $att --lengths "$L" \
+          --decode-tokens 64 --reps 1 --json "$out/targets_model.jsonl" > /dev/null 2>> "$out/targets.log" || tail -3 "$out/targets.log"
+      done
+      python3 tools/bench_gpu_peers.py --out "$out" --hf-only --shapes llama-3.1-8b --lengths "$L" > "$out/peers_hf.log" 2>&1 ||
+        tail -5 "$out/peers_hf.log"
+      python3 - "$out" <<'PY' | tee "$out/targets.txt"
+import json, os, sys
+o = sys.argv[1]
+load = lambda f: [json.loads(l) for l in open(os.path.join(o, f))] if os.path.exists(os.path.join(o, f)) else []
+sdpa = {(r["head_dim"], r["n"], r["peer"]): r for r in load("targets_sdpa.jsonl") if r.get("ms")}
+print("| hd | tokens | Folio Hopper TFLOP/s | SDPA cuDNN | SDPA flash |")
+print("|---|---|---|---|---|")
+for r in load("targets_attn.jsonl"):
+    c, f = sdpa.get((r["head_dim"], r["n"], "torch-sdpa-cudnn")), sdpa.get((r["head_dim"], r["n"], "torch-sdpa-flash"))
+    print(f"| {r['head_dim']} | {r['n']} | {r.get('tile_tflops', 0):.0f} | {c['tflops'] if c else 0:.0f} | {f['tflops'] if f else 0:.0f} |")
+hf = {r["n_prompt"]: r["ttft_ms"] for r in load("peers.jsonl") if r.get("peer") == "hf-transformers-sdpa" and r.get("ttft_ms")}
+print()
+print("| attention | tokens | TTFT s | HF s | vs HF | decode tok/s | estimation ms |")
+print("|---|---|---|---|---|---|---|")
+for r in load("targets_model.jsonl"):
+    h = hf.get(r["n_prompt"])
+    print(f"| {r.get('attention')} | {r['n_prompt']} | {r['ttft_ms'] / 1e3:.3f} | {h / 1e3 if h else 0:.3f} | "
+          f"{h / r['ttft_ms'] if h else 0:.2f}x | {r.get('decode_tok_s', 0):.1f} | {r.get('estimate_ms', 0):.1f} |")
 PY
       ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
