@@ -2,8 +2,10 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets]    (default: test)
+#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets] [estimation]    (default: test)
 # targets: issue 13's targets on this card with their peers in the same call (see the step).
+# estimation: the sparse estimation kernels' tests, whole-model estimation time (against the build of
+# `base` when there is one) and Nsight Compute's time per kernel at the last chunk of 128K.
 # decodek: the decode attention kernels (tensor-core and SIMT): tst_gpu_ops' decode and q8 cases,
 # tst_gpu_model's graph and random-shape cases, decode tok/s on the Llama-3.1-8B shape at 4K, 32K and
 # 128K with each kernel (bf16; and Q4_K weights with the 8-bit KV cache at 32K and 128K) into
@@ -318,6 +320,41 @@ for (which, mode, n), j in sorted(rows.items(), key=lambda kv: (str(kv[0][1]), k
     print(f"{mode:7} {n:>7} {j['ttft_ms']/1e3:9.3f} {b['ttft_ms']/1e3:9.3f} {j['ttft_ms']/b['ttft_ms']:8.3f} "
           f"{j.get('decode_tok_s', 0):8.1f} {b.get('decode_tok_s', 0):8.1f}")
 PY
+      ;;
+    estimation)
+      # issue 15: the sparse estimation kernels. tst_gpu_sparse with the default heads per CTA and
+      # with two in both passes; then Interval-Slash everywhere (sparse forced) at 32K-128K with this
+      # build and, when `base` built one, the older build in $FOLIO_BASE_DIR; then Nsight Compute's
+      # time of each estimation kernel at the last chunk of 128K (layers 0 and 1).
+      for hp in 0 2; do
+        FOLIO_SAMPLE_HEADS=$hp timeout 200 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sparse_test_$hp.log" 2>&1 || true
+        echo "tst_gpu_sparse FOLIO_SAMPLE_HEADS=$hp:"; grep -E "^(PASS|FAIL)" "$out/sparse_test_$hp.log" || tail -5 "$out/sparse_test_$hp.log"
+      done
+      base=${FOLIO_BASE_DIR:-.base}
+      rm -f "$out"/estimation_new.jsonl "$out"/estimation_base.jsonl
+      for which in new base; do
+        bin=build/gpu/app/folio-bench
+        [ "$which" = base ] && bin=$base/build/gpu/app/folio-bench
+        [ -x "$bin" ] || continue
+        $bin --shape llama3.1-8b --random-weights --backend cuda --attention sparse --sparse-pattern interval-slash \
+          --lengths "${FOLIO_ESTIMATION_LENGTHS:-32768,65536,131072}" --decode-tokens 4 --reps 1 \
+          --json "$out/estimation_$which.jsonl" > /dev/null 2> "$out/estimation_$which.log" || tail -5 "$out/estimation_$which.log"
+      done
+      for f in "$out"/estimation_new.jsonl "$out"/estimation_base.jsonl; do
+        [ -f "$f" ] && python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print(sys.argv[2], r['n_prompt'], 'TTFT %.3f s' % (r['ttft_ms'] / 1e3), 'estimation %.1f ms' % r['estimate_ms'],
+          'sparse attention %.1f ms' % r['sparse_attention_ms'], 'density %.3f' % r['density'], 'mass %.3f' % r['est_mass_mean'])" "$f" "$(basename "$f" .jsonl)"
+      done
+      # launches per (layer, chunk): pass 1, merge, pass 2, units, selection; --launch-skip counts
+      # only the kernels the filter matches
+      timeout 150 ncu --clock-control none --kernel-name regex:"fused_sample|fused_merge|unit_stats|select_kernel" \
+        --launch-skip $((31 * 32 * 5)) -c 10 --metrics gpu__time_duration.sum \
+        build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
+        --sparse-pattern interval-slash --lengths 131072 --decode-tokens 1 --reps 1 > "$out/estimation_ncu.txt" 2>&1 || true
+      grep -E "Context 1|duration" "$out/estimation_ncu.txt" | sed -E 's/^ *//; s/\(.*//' | paste - - | awk '{print $1, $NF}' || true
       ;;
     targets)
       # issue 13's targets on this card, peers in the same call (~6 min): attention alone (the
