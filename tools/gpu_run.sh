@@ -354,7 +354,7 @@ for l in open(sys.argv[1]):
         --launch-skip $((31 * 32 * 5)) -c 10 --metrics gpu__time_duration.sum \
         build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
         --sparse-pattern interval-slash --lengths 131072 --decode-tokens 1 --reps 1 > "$out/estimation_ncu.txt" 2>&1 || true
-      grep -E "Context 1|duration" "$out/estimation_ncu.txt" | sed -E 's/^ *//; s/\(.*//' | paste - - | awk '{print $1, $NF}' || true
+      grep -E "Context 1|duration" "$out/estimation_ncu.txt" | sed -E 's/^ +//; s/ +/ /g' | cut -c1-110 || true
       ;;
     targets)
       # issue 13's targets on this card, peers in the same call (~6 min): attention alone (the
