@@ -180,28 +180,6 @@ __device__ __forceinline__ void load_q_frags(const __nv_bfloat16* sQ, int warp, 
   for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qa[kk], sQ + (warp * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
 }
 
-// Scores of the warp's 16 query rows against the 64 keys in sK, mma.sync m16n8k16:
-// sc[nb][e] is row warp * 16 + lane / 4 + 8 * (e / 2), key nb * 8 + (lane % 4) * 2 + (e & 1).
-template <int HD>
-__device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], const __nv_bfloat16* sK, int lane,
-                                              float (&sc)[kKeyTile / 8][4]) {
-  constexpr int S = FusedSmem<HD>::kStride;
-#pragma unroll
-  for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk) {
-#pragma unroll
-    for (int nb = 0; nb < kKeyTile / 16; ++nb) {
-      uint32_t b[4];
-      const int key = nb * 16 + (lane % 8) + (lane / 16) * 8;
-      const int c = kk * 16 + ((lane / 8) % 2) * 8;
-      ldmatrix_x4(b, sK + key * S + c);
-      mma_bf16(sc[2 * nb], qa[kk], b[0], b[1]);
-      mma_bf16(sc[2 * nb + 1], qa[kk], b[2], b[3]);
-    }
-  }
-}
-
 struct FusedArgs {
   const bf16* q;        // [n][n_heads][hd]
   const bf16* k_cache;  // [n_kv_heads][capacity][hd]
@@ -223,7 +201,7 @@ struct FusedArgs {
 template <int HD, int HP>
 struct SampleSmem {
   static constexpr int kStride = FusedSmem<HD>::kStride;
-  static constexpr int kP = kKeyTile + 4;  // padded fp32 probability rows (2-way conflicts at most on store)
+  static constexpr int kP = kKeyTile + 8;  // padded fp32 probability rows: conflict-free float2 stores
   static constexpr int kSpan = kFusedSplit + kFusedRows;  // distances one CTA can touch
   static constexpr size_t kQ = sizeof(__nv_bfloat16) * HP * kFusedRows * kStride;
   static constexpr size_t kPBytes = sizeof(float) * HP * kFusedRows * kP;
@@ -258,6 +236,15 @@ __device__ __forceinline__ void tile_scores_heads(const uint32_t (&qa)[HP][HD / 
       }
     }
   }
+}
+
+// One head's scores (the pooled kernel): sc[nb][e] is row warp * 16 + lane / 4 + 8 * (e / 2), key
+// nb * 8 + (lane % 4) * 2 + (e & 1).
+template <int HD>
+__device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], const __nv_bfloat16* sK, int lane,
+                                              float (&sc)[kKeyTile / 8][4]) {
+  tile_scores_heads<HD, 1>(reinterpret_cast<const uint32_t(&)[1][HD / 16][4]>(qa), sK, lane,
+                           reinterpret_cast<float(&)[1][kKeyTile / 8][4]>(sc));
 }
 
 // Sample sums, both passes, for HP query heads of one KV group per CTA (grid: key splits x
@@ -331,9 +318,11 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     }
     float sc[HP][kKeyTile / 8][4];
     tile_scores_heads<HD, HP>(qa, sK(buf), lane, sc);
-    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing
+    // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing (a tile
+    // every sample row sees whole needs none)
+    const bool whole = a.rows == kFusedRows && key0 + kKeyTile <= ke && key0 + kKeyTile - 1 <= p_first;
 #pragma unroll
-    for (int nb = 0; nb < kKeyTile / 8; ++nb)
+    for (int nb = 0; nb < kKeyTile / 8 && !whole; ++nb)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = r_lo + 8 * (e / 2);
@@ -373,14 +362,13 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
 #pragma unroll
         for (int nb = 0; nb < kKeyTile / 8; ++nb) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int r = r_lo + 8 * (e / 2);
-            const int c = nb * 8 + (lane % 4) * 2 + (e & 1);
-            const float p = sc[hp][nb][e] == -INFINITY ? 0.0f
+          for (int e = 0; e < 4; ++e)
+            sc[hp][nb][e] = sc[hp][nb][e] == -INFINITY ? 0.0f
                                                        : fast_exp2(fmaf(sc[hp][nb][e], scale_log2, -lse_row[hp][e / 2]));
-            sPh[r * SM::kP + c] = p;
-            sc[hp][nb][e] = p;
-          }
+          // rows r_lo and r_lo + 8, keys c and c + 1: one 8-byte store each
+          const int c = nb * 8 + (lane % 4) * 2;
+          *reinterpret_cast<float2*>(sPh + r_lo * SM::kP + c) = make_float2(sc[hp][nb][0], sc[hp][nb][1]);
+          *reinterpret_cast<float2*>(sPh + (r_lo + 8) * SM::kP + c) = make_float2(sc[hp][nb][2], sc[hp][nb][3]);
           cs[nb][0] = sc[hp][nb][0] + sc[hp][nb][2];
           cs[nb][1] = sc[hp][nb][1] + sc[hp][nb][3];
         }
@@ -422,16 +410,28 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
         for (int hp = 0; hp < HP; ++hp) {
           const float* sPh = sP + hp * kFusedRows * SM::kP;
           float* acc = sD + (hp * 2 + half) * SM::kSpan;
+          // 32 rows each, unrolled with four accumulators (a lane whose diagonal misses a row skips
+          // its load; the warp issues the same loads as a loop over its longest diagonal)
           {
-            const int q = tt;  // rows 0..q
-            float sum = 0.0f;
-            for (int r = r0; r <= min(r1 - 1, q); ++r) sum += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            const int q = tt;  // rows r0..min(r1 - 1, q)
+            float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int j = 0; j < kFusedRows / 2; ++j) {
+              const int r = r0 + j;
+              if (r <= q) s4[j % 4] += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            }
+            const float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
             if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
           }
           if (tt < kKeyTile - 1) {
-            const int q = tt + kKeyTile;  // rows q - 63..63
-            float sum = 0.0f;
-            for (int r = max(r0, q - (kKeyTile - 1)); r < r1; ++r) sum += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            const int q = tt + kKeyTile;  // rows max(r0, q - 63)..r1 - 1, walked down so the warp reads one row at a time
+            float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int j = 0; j < kFusedRows / 2; ++j) {
+              const int r = r1 - 1 - j;
+              if (r >= q - (kKeyTile - 1)) s4[j % 4] += sPh[r * SM::kP + r - q + kKeyTile - 1];
+            }
+            const float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
             if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
           }
         }
@@ -817,28 +817,33 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
     __syncthreads();
     kstar = sh_kcut;
   }
-  // the list, per query tile in key order
+  // the list, per query tile in key order: each warp takes query tiles warp, warp + 32, ...; it
+  // counts their cells first, a scan over the query tiles gives each its offset, then it writes
+  // them (no block-wide barrier per tile). The counts go where the sort's keys were.
   int32_t* offsets = a.tile_offset + static_cast<int64_t>(h) * (nq + 1);
   int32_t* index = a.tile_index + static_cast<int64_t>(h) * a.index_stride;
   const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
-  int32_t written = 0;  // uniform across the block
-  for (int i = 0; i < nq; ++i) {
-    if (tid == 0) offsets[i] = base + written;
-    const int64_t last = (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile;
-    for (int64_t t0 = 0; t0 <= last; t0 += kSelectThreads) {
-      const int64_t t = t0 + tid;
+  int32_t* tile_count = reinterpret_cast<int32_t*>(key);  // [nq]: nq <= nk <= P / 2
+  const unsigned lanes_below = (1u << lane) - 1u;
+  auto last_key_tile = [&](int i) { return (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile; };
+  for (int i = warp; i < nq; i += kSelectThreads / 32) {
+    const int64_t last = last_key_tile(i);
+    int32_t c = 0;
+    for (int64_t t = lane; t - lane <= last; t += 32)
+      c += __popc(__ballot_sync(0xffffffffu, t <= last && cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq) < kstar));
+    if (lane == 0) tile_count[i] = c;
+  }
+  __syncthreads();
+  const int32_t written = block_exclusive_scan<int32_t>(tile_count, nq, warp32);
+  for (int i = warp; i < nq; i += kSelectThreads / 32) {
+    const int64_t last = last_key_tile(i);
+    int32_t at = tile_count[i];
+    if (lane == 0) offsets[i] = base + at;
+    for (int64_t t = lane; t - lane <= last; t += 32) {
       const bool on = t <= last && cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq) < kstar;
       const unsigned ballot = __ballot_sync(0xffffffffu, on);
-      if (lane == 0) warp32[warp] = __popc(ballot);
-      __syncthreads();
-      int before = 0, total = 0;
-      for (int w = 0; w < kSelectThreads / 32; ++w) {
-        if (w < warp) before += warp32[w];
-        total += warp32[w];
-      }
-      if (on) index[written + before + __popc(ballot & ((1u << lane) - 1u))] = static_cast<int32_t>(t);
-      written += total;
-      __syncthreads();
+      if (on) index[at + __popc(ballot & lanes_below)] = static_cast<int32_t>(t);
+      at += __popc(ballot);
     }
   }
   if (tid == 0) {
