@@ -10,6 +10,7 @@
 #include "core/common/error.h"
 #include "kernels/cuda_util.h"
 #include "kernels/gemm.h"
+#include "kernels/hopper.cuh"
 #include "kernels/mma.cuh"
 
 namespace folio::cuda {
@@ -206,7 +207,11 @@ struct SampleSmem {
   static constexpr size_t kQ = sizeof(__nv_bfloat16) * HP * kFusedRows * kStride;
   static constexpr size_t kPBytes = sizeof(float) * HP * kFusedRows * kP;
   static constexpr size_t kRegion0 = kQ > kPBytes ? kQ : kPBytes;
-  static constexpr size_t kK = FusedSmem<HD>::kK;
+  // a K tile: padded rows (ldmatrix) or, on sm_90a, the 128-byte swizzle of kernels/hopper.cuh that
+  // wgmma reads (column blocks of 64 rows x 128 bytes); room for either, 1,024-byte aligned
+  static constexpr size_t kKSwizzled = static_cast<size_t>((HD + 63) / 64) * kKeyTile * 128;
+  static constexpr size_t kK = ((FusedSmem<HD>::kK > kKSwizzled ? FusedSmem<HD>::kK : kKSwizzled) + 1023) / 1024 * 1024;
+  static_assert(kRegion0 % 1024 == 0, "the K tiles start 1,024-byte aligned");
   static constexpr size_t kStatsBytes = kRegion0 + 2 * kK;
   static constexpr size_t kSumsBytes = kStatsBytes + sizeof(float) * HP * (2 * kSpan + (kFusedThreads / 32) * kKeyTile);
 };
@@ -247,6 +252,62 @@ __device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], 
                            reinterpret_cast<float(&)[1][kKeyTile / 8][4]>(sc));
 }
 
+// The sample kernel's K tiles and scores. On sm_90a one warpgroup (the CTA's 4 warps, 64 sample
+// rows) multiplies with wgmma: the query fragments stay in registers (the A operand of m64n64k16 is
+// the mma.sync fragment of each warp's 16 rows) and each K tile is read from shared memory once per
+// warpgroup, not once per warp; the accumulator has the layout of tile_scores_heads' sc. Elsewhere
+// the mma.sync path above.
+template <int HD>
+__device__ __forceinline__ void sample_load_k(__nv_bfloat16* dst, const bf16* head, int64_t row0, int64_t limit) {
+#ifdef FOLIO_SM90A
+  constexpr int C = HD / 8;  // 16-byte chunks per row; chunk c of row r at block c / 8, slot (c % 8) ^ (r % 8)
+  for (int i = threadIdx.x; i < kKeyTile * C; i += kFusedThreads) {
+    const int r = i / C, c = i % C;
+    auto* sp = reinterpret_cast<unsigned char*>(dst) + (c / 8) * (kKeyTile * 128) + r * 128 + ((c % 8) ^ (r % 8)) * 16;
+    if (row0 + r < limit) cp_async16(sp, head + (row0 + r) * HD + c * 8);
+    else *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
+  }
+#else
+  load_k_tile<HD>(dst, head, row0, limit);
+#endif
+}
+
+// Between a K tile's arrival (cp.async and zero stores: the generic proxy) and the barrier before
+// wgmma reads it (the async proxy).
+__device__ __forceinline__ void sample_k_fence() {
+#ifdef FOLIO_SM90A
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+template <int HD, int HP>
+__device__ __forceinline__ void sample_scores(const uint32_t (&qa)[HP][HD / 16][4], const __nv_bfloat16* sK, int lane,
+                                              float (&sc)[HP][kKeyTile / 8][4]) {
+#ifdef FOLIO_SM90A
+  using Acc = float(&)[kKeyTile / 2];
+#pragma unroll
+  for (int hp = 0; hp < HP; ++hp) {
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb) sc[hp][nb][0] = sc[hp][nb][1] = sc[hp][nb][2] = sc[hp][nb][3] = 0.0f;
+    sm90::fence_regs(reinterpret_cast<Acc>(sc[hp]));
+  }
+  sm90::wgmma_fence();
+  const uint32_t k_addr = smem_addr(sK);
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    const uint64_t desc = sm90::smem_desc(k_addr + (kk / 4) * (kKeyTile * 128) + (kk % 4) * 32, 16, 1024);
+#pragma unroll
+    for (int hp = 0; hp < HP; ++hp) sm90::wgmma_rs_m64n64k16<0>(reinterpret_cast<Acc>(sc[hp]), qa[hp][kk], desc);
+  }
+  sm90::wgmma_commit();
+  sm90::wgmma_wait<0>();
+#pragma unroll
+  for (int hp = 0; hp < HP; ++hp) sm90::fence_regs(reinterpret_cast<Acc>(sc[hp]));
+#else
+  tile_scores_heads<HD, HP>(qa, sK, lane, sc);
+#endif
+}
+
 // Sample sums, both passes, for HP query heads of one KV group per CTA (grid: key splits x
 // n_heads / HP). Pass 1 (kSums false): each row's running max and sum per split into `partial`.
 // Pass 2: probabilities from the merged log-sum-exp; column sums through registers and warp
@@ -254,7 +315,7 @@ __device__ __forceinline__ void tile_scores_q(const uint32_t (&qa)[HD / 16][4], 
 // atomic per distance and CTA).
 template <int HD, bool kSums, int HP>
 __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
   using SM = SampleSmem<HD, HP>;
   constexpr int S = SM::kStride;
   auto* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [HP][64][S]
@@ -290,7 +351,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     // each accumulator covers d in [p_first - (ke - 1), p_first + 63 - kb]: at most kFusedSplit + 63 entries
     for (int i = threadIdx.x; i < HP * 2 * SM::kSpan; i += kFusedThreads) sD[i] = 0.0f;
   }
-  if (n_tiles > 0) load_k_tile<HD>(sK(0), k_head, kb, ke);
+  if (n_tiles > 0) sample_load_k<HD>(sK(0), k_head, kb, ke);
   cp_async_commit();
   const int r_lo = warp * 16 + lane / 4;  // this thread's rows: r_lo and r_lo + 8
   float m_run[HP][2], l_run[HP][2], lse_row[HP][2];
@@ -307,9 +368,10 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   for (int t = 0; t < n_tiles; ++t) {
     const int buf = t & 1;
     const int64_t key0 = kb + static_cast<int64_t>(t) * kKeyTile;
-    if (t + 1 < n_tiles) load_k_tile<HD>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
+    if (t + 1 < n_tiles) sample_load_k<HD>(sK(buf ^ 1), k_head, key0 + kKeyTile, ke);
     cp_async_commit();
     cp_async_wait<1>();
+    sample_k_fence();
     __syncthreads();
     if (t == 0) {
 #pragma unroll
@@ -317,7 +379,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
       if (kSums) __syncthreads();  // sP overwrites sQ
     }
     float sc[HP][kKeyTile / 8][4];
-    tile_scores_heads<HD, HP>(qa, sK(buf), lane, sc);
+    sample_scores<HD, HP>(qa, sK(buf), lane, sc);
     // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing (a tile
     // every sample row sees whole needs none)
     const bool whole = a.rows == kFusedRows && key0 + kKeyTile <= ke && key0 + kKeyTile - 1 <= p_first;
