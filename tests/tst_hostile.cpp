@@ -6,6 +6,7 @@
 #include <QByteArray>
 #include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QMap>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -647,6 +648,24 @@ class TestHostile : public QObject {
     const QString message = load_error(path, o, &problem);
     QCOMPARE(problem, folio::docs::DocumentProblem::Broken);
     QVERIFY2(message.contains("did not finish within 2.0 s") && message.contains("not opened"), qPrintable(message));
+  }
+
+  void a_pdf_that_crashes_the_reader_is_reported_and_not_opened() {
+    // tests/fixtures/pdf/pdfium-recursion.pdf: a 2,761-byte mutation of a fuzz seed (fuzz_pdf,
+    // 2026-12-07) on which Qt PDF (PDFium) recurses until its stack overflows. In the worker that
+    // is a crashed child process and a clear error; this process goes on.
+    const QString path = QString::fromStdString(folio::test::source_dir() + "/tests/fixtures/pdf/pdfium-recursion.pdf");
+    QVERIFY(QFileInfo::exists(path));
+    folio::docs::DocumentProblem problem{};
+    const QString message = load_error(path, guarded(), &problem);
+    QCOMPARE(problem, folio::docs::DocumentProblem::Broken);
+    QVERIFY2(message.contains("pdfium-recursion.pdf") && message.contains("it crashed") && message.contains("not opened"),
+             qPrintable(message));
+    // the next document still opens through a new worker
+    const QString good = tmp_.filePath("after-crash.pdf");
+    QVERIFY(write_file(good, folio::test::make_pdf({"Still here"})));
+    const folio::docs::Document doc = folio::docs::load_document(good, guarded());
+    QCOMPARE(doc.page_count, 1);
   }
 
   void a_pdf_reader_over_its_memory_limit_is_stopped() {
