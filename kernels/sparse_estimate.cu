@@ -620,18 +620,20 @@ __device__ __forceinline__ int64_t to_fixed_dev(float v) {
   return __double2ll_rn(__dmul_rn(static_cast<double>(v), sparse::kFixedOne));
 }
 
-__device__ __forceinline__ int64_t floor_div64(int64_t x) { return x >= 0 ? x / kKeyTile : -((-x + kKeyTile - 1) / kKeyTile); }
 
 // Same as sparse::cell_rank.
-__device__ __forceinline__ int32_t cell_rank_dev(const int32_t* vrank, const int32_t* brank, int64_t nk, int64_t n,
-                                                 int64_t pos0, int i, int64_t t, bool last_tile_dense, int nq) {
-  const int64_t p0 = pos0 + static_cast<int64_t>(i) * kQueryTile;
-  const int64_t p1 = pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1;
-  if (t == 0 || (t >= p0 / kKeyTile && t <= p1 / kKeyTile) || (last_tile_dense && i == nq - 1)) return -1;
+// Positions fit in 31 bits (select_tiles checks nk <= kMaxSelectKeyTiles), so 32-bit arithmetic,
+// and floor division by the 64-key tile is a shift.
+__device__ __forceinline__ int32_t cell_rank_dev(const int32_t* vrank, const int32_t* brank, int nk, int n, int pos0,
+                                                 int i, int t, bool last_tile_dense, int nq) {
+  static_assert(kKeyTile == 64, "the shifts below divide by 64");
+  const int p0 = pos0 + i * kQueryTile;
+  const int p1 = pos0 + min(n, (i + 1) * kQueryTile) - 1;
+  if (t == 0 || (t >= (p0 >> 6) && t <= (p1 >> 6)) || (last_tile_dense && i == nq - 1)) return -1;
   int32_t r = vrank[t];
-  const int64_t b_hi = min((p1 - kKeyTile * t) / kKeyTile, nk - 1);
-  const int64_t b_lo = max(floor_div64(p0 - kKeyTile * t - (2 * kKeyTile - 1)) + 1, int64_t{0});
-  for (int64_t b = b_lo; b <= b_hi; ++b) r = min(r, brank[b]);
+  const int b_hi = min((p1 - kKeyTile * t) >> 6, nk - 1);
+  const int b_lo = max(((p0 - kKeyTile * t - (2 * kKeyTile - 1)) >> 6) + 1, 0);
+  for (int b = b_lo; b <= b_hi; ++b) r = min(r, brank[b]);
   return r;
 }
 
@@ -731,6 +733,7 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   const int64_t n = a.n, pos0 = a.pos0, L = pos0 + n;
   const int64_t nk = (L + kKeyTile - 1) / kKeyTile;
   const int nq = static_cast<int>((n + kQueryTile - 1) / kQueryTile);
+  const int nk32 = static_cast<int>(nk), n32 = static_cast<int>(n), pos32 = static_cast<int>(pos0);  // < 2^31 (nk <= kMaxSelectKeyTiles)
   const int U = static_cast<int>(2 * nk);
   int P = 1;
   while (P < U) P *= 2;
@@ -816,17 +819,17 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   for (int x = tid; x < mass_units; x += kSelectThreads) {
     const int unit = triangular ? order_at(x) : x;
     const int64_t m = umass[unit];
-    const int32_t r = triangular ? x : cell_rank_dev(rank, rank + nk, nk, n, pos0, nq - 1, x, false, nq);
+    const int32_t r = triangular ? x : cell_rank_dev(rank, rank + nk, nk32, n32, pos32, nq - 1, x, false, nq);
     if (r < 0) atomicAdd(reinterpret_cast<unsigned long long*>(&sh_mand_mass), static_cast<unsigned long long>(m));
     else if (r < K) atomicAdd(reinterpret_cast<unsigned long long*>(&cum[r]), static_cast<unsigned long long>(m));
   }
   // histogram of each causal tile's smallest covering rank
   int64_t mand = 0, causal = 0;
   for (int i = 0; i < nq; ++i) {
-    const int64_t last = (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile;
+    const int last = (pos32 + min(n32, (i + 1) * kQueryTile) - 1) / kKeyTile;
     causal += last + 1;
-    for (int64_t t = tid; t <= last; t += kSelectThreads) {
-      const int32_t r = cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq);
+    for (int t = tid; t <= last; t += kSelectThreads) {
+      const int32_t r = cell_rank_dev(rank, rank + nk, nk32, n32, pos32, i, t, triangular, nq);
       if (r < 0) ++mand;
       else if (r < K) atomicAdd(&hist[r], 1);
     }
@@ -887,22 +890,22 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
   int32_t* tile_count = reinterpret_cast<int32_t*>(key);  // [nq]: nq <= nk <= P / 2
   const unsigned lanes_below = (1u << lane) - 1u;
-  auto last_key_tile = [&](int i) { return (pos0 + min(n, static_cast<int64_t>(i + 1) * kQueryTile) - 1) / kKeyTile; };
+  auto last_key_tile = [&](int i) { return (pos32 + min(n32, (i + 1) * kQueryTile) - 1) / kKeyTile; };
   for (int i = warp; i < nq; i += kSelectThreads / 32) {
-    const int64_t last = last_key_tile(i);
+    const int last = last_key_tile(i);
     int32_t c = 0;
-    for (int64_t t = lane; t - lane <= last; t += 32)
-      c += __popc(__ballot_sync(0xffffffffu, t <= last && cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq) < kstar));
+    for (int t = lane; t - lane <= last; t += 32)
+      c += __popc(__ballot_sync(0xffffffffu, t <= last && cell_rank_dev(rank, rank + nk, nk32, n32, pos32, i, t, triangular, nq) < kstar));
     if (lane == 0) tile_count[i] = c;
   }
   __syncthreads();
   const int32_t written = block_exclusive_scan<int32_t>(tile_count, nq, warp32);
   for (int i = warp; i < nq; i += kSelectThreads / 32) {
-    const int64_t last = last_key_tile(i);
+    const int last = last_key_tile(i);
     int32_t at = tile_count[i];
     if (lane == 0) offsets[i] = base + at;
-    for (int64_t t = lane; t - lane <= last; t += 32) {
-      const bool on = t <= last && cell_rank_dev(rank, rank + nk, nk, n, pos0, i, t, triangular, nq) < kstar;
+    for (int t = lane; t - lane <= last; t += 32) {
+      const bool on = t <= last && cell_rank_dev(rank, rank + nk, nk32, n32, pos32, i, t, triangular, nq) < kstar;
       const unsigned ballot = __ballot_sync(0xffffffffu, on);
       if (on) index[at + __popc(ballot & lanes_below)] = static_cast<int32_t>(t);
       at += __popc(ballot);
