@@ -26,6 +26,12 @@ def reports(text):
             cur = [line]
             continue
         if cur is not None:
+            if re.match(r"#\d+: cov: ", line):
+                # fork mode with -ignore_crashes prints only a crash's first line; its artifact is
+                # judged by running it again
+                out.append("\n".join(cur + ["(abbreviated)"]))
+                cur = None
+                continue
             cur.append(line)
             if line.startswith("SUMMARY:"):
                 out.append("\n".join(cur))
@@ -55,7 +61,12 @@ def main():
     if not re.search(r"^#\d+: cov: ", text, re.M):
         print(f"no progress line in {log}: the fuzzer did not run")
         return 1
-    findings = [r for r in reports(text) if not set_aside(r)]
+    names = sorted(os.listdir(artifacts)) if os.path.isdir(artifacts) else []
+    crash_files = [n for n in names if n.startswith("crash-")]
+    abbreviated = [r for r in reports(text) if r.endswith("(abbreviated)")]
+    findings = [r for r in reports(text) if not r.endswith("(abbreviated)") and not set_aside(r)]
+    if abbreviated and not crash_files:
+        findings.append(f"{len(abbreviated)} crashes in the log and no crash artifact to run again\n" + abbreviated[0])
     oom = re.search(r"ERROR: libFuzzer: out-of-memory[^\n]*", text)
     if oom:
         findings.append(oom.group(0))
@@ -64,9 +75,8 @@ def main():
         findings.append(other.group(0))
     if "runtime error:" in text:
         findings.append("UBSan: " + re.search(r"[^\n]*runtime error:[^\n]*", text).group(0))
-    names = sorted(os.listdir(artifacts)) if os.path.isdir(artifacts) else []
     odd = [n for n in names if not n.startswith(("timeout-", "crash-"))]
-    for name in (n for n in names if n.startswith("crash-")):
+    for name in crash_files:
         try:
             run = subprocess.run([binary, os.path.join(artifacts, name)], capture_output=True, text=True,
                                  errors="replace", timeout=120)
