@@ -620,7 +620,6 @@ __device__ __forceinline__ int64_t to_fixed_dev(float v) {
   return __double2ll_rn(__dmul_rn(static_cast<double>(v), sparse::kFixedOne));
 }
 
-
 // Same as sparse::cell_rank.
 // Positions fit in 31 bits (select_tiles checks nk <= kMaxSelectKeyTiles), so 32-bit arithmetic,
 // and floor division by the 64-key tile is a shift.

@@ -63,15 +63,16 @@ def main():
         return 1
     names = sorted(os.listdir(artifacts)) if os.path.isdir(artifacts) else []
     crash_files = [n for n in names if n.startswith("crash-")]
-    abbreviated = [r for r in reports(text) if r.endswith("(abbreviated)")]
-    findings = [r for r in reports(text) if not r.endswith("(abbreviated)") and not set_aside(r)]
+    found = reports(text)
+    abbreviated = [r for r in found if r.endswith("(abbreviated)")]
+    findings = [r for r in found if not r.endswith("(abbreviated)") and not set_aside(r)]
     if abbreviated and not crash_files:
         findings.append(f"{len(abbreviated)} crashes in the log and no crash artifact to run again\n" + abbreviated[0])
     oom = re.search(r"ERROR: libFuzzer: out-of-memory[^\n]*", text)
     if oom:
         findings.append(oom.group(0))
     other = re.search(r"ERROR: libFuzzer: (deadly signal|fuzz target exited)[^\n]*", text)
-    if other and not reports(text):
+    if other and not found:
         findings.append(other.group(0))
     if "runtime error:" in text:
         findings.append("UBSan: " + re.search(r"[^\n]*runtime error:[^\n]*", text).group(0))
@@ -90,9 +91,7 @@ def main():
         findings.append("artifacts: " + " ".join(odd))
     if findings:
         for f in findings:
-            print(f.splitlines()[0] if "\n" in f else f)
-            if "\n" in f:
-                print("\n".join(f.splitlines()[1:12]))
+            print("\n".join(f.splitlines()[:12]))
         return 1
     if names:
         print(f"(fuzz_pdf: PDFium hangs and stack overflows set aside: {' '.join(names)})")

@@ -340,14 +340,7 @@ PY
           --lengths "${FOLIO_ESTIMATION_LENGTHS:-32768,65536,131072}" --decode-tokens 4 --reps 1 \
           --json "$out/estimation_$which.jsonl" > /dev/null 2> "$out/estimation_$which.log" || tail -5 "$out/estimation_$which.log"
       done
-      # FOLIO_ESTIMATION_HEADS="1 2": this build again with that many heads per CTA in both passes
-      for hp in ${FOLIO_ESTIMATION_HEADS:-}; do
-        rm -f "$out/estimation_heads$hp.jsonl"
-        FOLIO_SAMPLE_HEADS=$hp build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
-          --sparse-pattern interval-slash --lengths "${FOLIO_ESTIMATION_LENGTHS:-32768,65536,131072}" --decode-tokens 4 --reps 1 \
-          --json "$out/estimation_heads$hp.jsonl" > /dev/null 2> "$out/estimation_heads$hp.log" || tail -5 "$out/estimation_heads$hp.log"
-      done
-      for f in "$out"/estimation_new.jsonl "$out"/estimation_base.jsonl "$out"/estimation_heads*.jsonl; do
+      for f in "$out"/estimation_new.jsonl "$out"/estimation_base.jsonl; do
         [ -f "$f" ] && python3 -c "
 import json, sys
 for l in open(sys.argv[1]):
