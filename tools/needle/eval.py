@@ -2,10 +2,11 @@
 """Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
-      [--generator 4|3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
+      [--generator 5|4|3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
       [--json results.json] [--card]
 
---generator 4 (the default): grammar.py's samples (seeds "eval4-..."; --generator 3: the frozen
+--generator 5 (the default) or 4: grammar.py's samples (seeds "eval5-..." and "eval4-...", the held-out
+split of both with "eval4-...", the same samples; --generator 3: the frozen
 grammar3.py's, seeds "eval3-..."), --split eval the held-out split (its frames,
 words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
 and filler with seeds training never uses ("evalV-SPLIT-TASK-LENGTH-I-FORMAT", V the generator;
@@ -54,7 +55,7 @@ def filler_path(data, generator, split):
 
 
 def grammar_module(generator):
-    return grammar if generator == 4 else grammar3
+    return grammar if generator >= 4 else grammar3
 
 
 def generator_tasks(generator):
@@ -64,20 +65,23 @@ def generator_tasks(generator):
 def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval"):
     """The seeded eval sample (task, length, i): prompt ids at most `length` tokens.
 
-    generator 2: tasks.py (seeds "eval-..."); generators 4 (grammar.py) and 3 (grammar3.py): a
-    split, "eval" (held out) or "train" (the training grammar and filler, with seeds training never
-    uses: "eval4-..." or "eval3-...").
+    generator 2: tasks.py (seeds "eval-..."); generators 5 and 4 (grammar.py) and 3 (grammar3.py):
+    a split, "eval" (held out) or "train" (the training grammar and filler, with seeds training never
+    uses: "eval5-...", "eval4-..." or "eval3-..."; generator 5's held-out split uses generator 4's
+    seeds, whose samples are the same).
     """
     target = length
     gmod = grammar_module(generator)
-    g = gmod.Grammar(split) if generator >= 3 else None
+    g = (grammar.Grammar(split, version=generator) if generator >= 4 else gmod.Grammar(split)) if generator >= 3 else None
     for attempt in range(8):
         tail = "" if attempt == 0 else "-%d" % attempt
         if generator == 2:
             rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, tail))
             s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
         else:
-            rng = random.Random("eval%d-%s-%s-%d-%d-%s%s" % (generator, split, task, length, i, fmt, tail))
+            # generator 5's held-out split is generator 4's: the same seeds give the same samples
+            v = 4 if (generator, split) == (5, "eval") else generator
+            rng = random.Random("eval%d-%s-%s-%d-%d-%s%s" % (v, split, task, length, i, fmt, tail))
             s = gmod.make_sample(rng, filler, task, target, split, fmt=fmt, train=False, name=DOC_NAME,
                                     grammar=g)
         ids = sp.encode(s["prompt"])
@@ -155,11 +159,11 @@ def main():
     ap.add_argument("--model", default="resources/models/folio-needle")
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
-    ap.add_argument("--generator", type=int, default=4, choices=[2, 3, 4],
-                    help="4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
+    ap.add_argument("--generator", type=int, default=5, choices=[2, 3, 4, 5],
+                    help="5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
                          "(filler.txt)")
     ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
-                    help="generators 3 and 4: eval (held out) or train (training-style, unseen seeds)")
+                    help="generators 3-5: eval (held out) or train (training-style, unseen seeds)")
     ap.add_argument("--tasks", default=None, help="default: every task of the generator")
     ap.add_argument("--n", type=int, default=50, help="samples per task and length (single needle: twice)")
     ap.add_argument("--n-long", type=int, default=None, help="samples per task at 64K and more (default --n)")

@@ -1,5 +1,13 @@
-"""Generator version 4 of folio-needle's tasks: facts from a grammar, with a held-out split, keys
-and attributes from spaces too large to memorize (docs/needle.md, "Generator 4: why and what").
+"""Generator versions 5 and 4 of folio-needle's tasks: facts from a grammar, with a held-out split,
+keys and attributes from spaces too large to memorize (docs/needle.md, "Generator 4: why and what",
+"Generator 5").
+
+Version 5 (the default; Grammar(..., version=4) draws version 4's samples) adds one training value
+kind, "mixed": two or three parts, numbers (some with a decimal) and words, mostly joined by spaces
+("228.0 velmor", "8 brask 2042"). Version 4's model copied held-out keys but cut held-out values
+where a number met a word ("228.0" for "228.0 metres", "8042" for "8 November 2042"): no training
+value ever went on after a number. The held-out split is the same in both versions (same seeds, same
+samples), and no mixed value is in a held-out notation (no unit word, no month, no ":").
 
 Version 3 (grammar3.py, frozen) drew its training keys from about 400 words and its attributes from
 36 phrases; a model trained on it scored 0.95+ on training batches and ~0 on the held-out split: it
@@ -107,7 +115,8 @@ from grammar3 import (  # noqa: E402,F401
     OVERHEAD_TOKENS,
 )
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
+VERSIONS = (4, 5)  # what Grammar(version=) draws; the held-out split is the same in both
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary. Words are assigned to a split by a hash (one word in five held out), so both
@@ -172,7 +181,8 @@ _ATTR_HEADS = {"number": ["number", "count", "id", "index", "total"],
                "word": ["word", "name", "label", "term"],
                "date": ["date", "day"],
                "string": ["setting", "value", "string", "entry", "mark"],
-               "phrase": ["phrase", "motif", "line"]}
+               "phrase": ["phrase", "motif", "line"],
+               "mixed": ["reading", "record", "figure", "entry"]}
 _EVAL_ATTRS = {a for names in _ATTRIBUTES["eval"].values() for a in names}
 
 # Kinds of value each split draws (the held-out split also draws the training kinds, with held-out
@@ -180,6 +190,7 @@ _EVAL_ATTRS = {a for names in _ATTRIBUTES["eval"].values() for a in names}
 # adds random strings and phrases; "time" and "measure" stay held out, and no training value is
 # written in their notations (no ":", no unit words) or in the held-out date notation.
 _VALUE_KINDS = {"train": grammar3._VALUE_KINDS["train"] + ["string", "phrase"], "eval": grammar3._VALUE_KINDS["eval"]}
+_VALUE_KINDS_V5_TRAIN = _VALUE_KINDS["train"] + ["mixed"]
 
 
 def _train_value_word(rng, avoid=()):
@@ -201,6 +212,20 @@ def make_value(rng, kind, split, attr=None, avoid=()):
     if kind == "phrase":
         sep = rng.choice([" ", " ", "-"])
         return sep.join(_train_value_word(rng, avoid) for _ in range(rng.randint(2, 3)))
+    if kind == "mixed":  # version 5: numbers and words in one value, "228.0 velmor", "8 brask 2042"
+        n = rng.choice([2, 2, 3])
+        numeric = [rng.random() < 0.5 for _ in range(n)]
+        if all(numeric) or not any(numeric):
+            numeric[rng.randrange(n)] = not numeric[0]
+        parts = []
+        for is_number in numeric:
+            if not is_number:
+                parts.append(_train_value_word(rng, avoid))
+            elif rng.random() < 0.4:
+                parts.append("%d.%d" % (rng.randint(1, 999), rng.randint(0, 9)))
+            else:
+                parts.append(str(rng.randrange(1, 10 ** rng.randint(1, 4))))
+        return rng.choice([" "] * 6 + [" / ", "-"]).join(parts)  # no ", ": multi-value answers list with it
     if kind == "string":
         n = rng.randint(4, 11)
         out = "".join(rng.choice(_STRING_CHARS) for _ in range(n))
@@ -267,12 +292,15 @@ _MULTI_QUESTIONS = {
 class Grammar:
     """The vocabulary, frames and questions of one split; draws keys, values and facts."""
 
-    def __init__(self, split, record=False, lexicon=None):
+    def __init__(self, split, record=False, lexicon=None, version=GENERATOR_VERSION):
         """lexicon (training only): words for keys and attributes besides the pools and
-        pseudo-words, filler_lexicon(filler); make_sample sets it from its filler when None."""
+        pseudo-words, filler_lexicon(filler); make_sample sets it from its filler when None.
+        version: 5 or 4 (4 draws no mixed values; the held-out split is the same)."""
         if split not in SPLITS:
             raise ValueError("split must be one of %s, not %r" % (SPLITS, split))
-        self.split = split
+        if version not in VERSIONS:
+            raise ValueError("grammar.py draws versions %s, not %r" % (VERSIONS, version))
+        self.split, self.version = split, version
         self.adjectives = _words(_ADJECTIVES, split)
         self.nouns = _words(_NOUNS, split)
         self.given = _words(_GIVEN, split)
@@ -281,7 +309,7 @@ class Grammar:
         self.place_tails = _PLACE_TAILS
         self.dirs = _words(_PATH_DIRS, split)
         self.attributes = _ATTRIBUTES[split]
-        self.value_kinds = _VALUE_KINDS[split]
+        self.value_kinds = _VALUE_KINDS_V5_TRAIN if split == "train" and version >= 5 else _VALUE_KINDS[split]
         self.frames = _FRAMES[split]
         self.block_heads = _BLOCK_HEADS[split]
         self.questions = _QUESTIONS[split]

@@ -3,9 +3,9 @@
 documents of 4K-128K tokens (tasks.py), in about 6 minutes on one H200 (1900 steps of 128K tokens).
 
   PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
-      [--generator 4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
+      [--generator 5|4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
 
---data holds the filler (prepare_data.py: filler-train.txt for generators 4, the default, and 3;
+--data holds the filler (prepare_data.py: filler-train.txt for generators 5, the default, 4 and 3;
 filler.txt for generator 2, the committed model's; either may be gzipped) and tokenizer.model
 (train_tokenizer.py). OUTDIR gets
 the model as transformers writes it (config.json, safetensors shards of at most 15 MB, bf16),
@@ -97,13 +97,13 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, args, sp, filler, steps, first_step=0):
         self.args, self.sp, self.filler, self.steps, self.first_step = args, sp, filler, steps, first_step
         self.im_end = sp.piece_to_id("<|im_end|>")
-        self.v3 = args.generator in (3, 4)  # the grammars' tasks (generator 4: grammar.py, 3: grammar3.py)
-        self.gmod = grammar if args.generator == 4 else grammar3
+        self.v3 = args.generator in (3, 4, 5)  # the grammars' tasks (generators 5 and 4: grammar.py, 3: grammar3.py)
+        self.gmod = grammar if args.generator >= 4 else grammar3
         self.weights = TASK_WEIGHTS_V3 if self.v3 else TASK_WEIGHTS
         self.task_names = self.gmod.TASKS if self.v3 else tasks.TASKS
         self.grammar = None  # the training split only
-        if args.generator == 4:  # its lexicon (the training filler's words) made once, before the workers fork
-            self.grammar = grammar.Grammar("train", lexicon=grammar.filler_lexicon(filler))
+        if args.generator >= 4:  # its lexicon (the training filler's words) made once, before the workers fork
+            self.grammar = grammar.Grammar("train", lexicon=grammar.filler_lexicon(filler), version=args.generator)
         elif args.generator == 3:
             self.grammar = grammar3.Grammar("train")
 
@@ -115,7 +115,7 @@ class Batches(torch.utils.data.IterableDataset):
 
     def batch(self, step, force_pose=False):
         a = self.args
-        prefix = {4: "train4", 3: "train3", 2: "train"}[a.generator]
+        prefix = {5: "train5", 4: "train4", 3: "train3", 2: "train"}[a.generator]
         rng = random.Random("%s-%d-%d" % (prefix, a.seed, step))
         length = step_length(step, self.steps, rng)
         rows = max(1, a.tokens_per_step // length)
@@ -221,9 +221,11 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
           "task_weights": TASK_WEIGHTS_V3 if args.generator >= 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
     if args.generator >= 3:
         licence, data = "apache-2.0", DATA_V3.format(seed=args.seed, v=args.generator,
-                                                     module="grammar.py" if args.generator == 4 else "grammar3.py")
-        if args.generator == 4:
+                                                     module="grammar.py" if args.generator >= 4 else "grammar3.py")
+        if args.generator >= 4:
             data += DATA_V4
+        if args.generator >= 5:
+            data += DATA_V5
         question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
     else:
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
@@ -313,6 +315,10 @@ DATA_V4 = """
   (words of the training filler, pseudo-words, random letter strings and character strings, each
   a training word by the same rule that holds the held-out words out), with near-miss distractors
   (the asked key with one letter changed): the answer can only be copied."""
+DATA_V5 = """
+- Generator 5 adds a training value kind of numbers and words together ("228.0 velmor", "8 brask
+  2042"): values go on after a number, as the held-out measures and dates do, in no held-out
+  notation (no unit words, no month names, no ":")."""
 
 
 def factor_second_moments(opt):
@@ -388,8 +394,9 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.model")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--generator", type=int, default=4, choices=[2, 3, 4],
-                    help="4: grammar.py's training split over filler-train.txt; 3: grammar3.py's (frozen); "
+    ap.add_argument("--generator", type=int, default=5, choices=[2, 3, 4, 5],
+                    help="5 (4 plus mixed values) or 4: grammar.py's training split over filler-train.txt; "
+                         "3: grammar3.py's (frozen); "
                          "2: tasks.py over filler.txt")
     ap.add_argument("--steps", type=int, default=1900)
     ap.add_argument("--tokens-per-step", type=int, default=131072)
