@@ -206,7 +206,7 @@ def _train_value_word(rng, avoid=()):
 _STRING_CHARS = _LETTERS + _LETTERS.upper() + "0123456789" * 2
 
 
-def make_value(rng, kind, split, attr=None, avoid=()):
+def make_value(rng, kind, split, attr=None, avoid=(), version=GENERATOR_VERSION):
     if split == "train" and kind == "word":
         return _train_value_word(rng, avoid)
     if kind == "phrase":
@@ -229,9 +229,15 @@ def make_value(rng, kind, split, attr=None, avoid=()):
     if kind == "string":
         n = rng.randint(4, 11)
         out = "".join(rng.choice(_STRING_CHARS) for _ in range(n))
-        for _ in range(rng.randint(0, 2)):  # punctuation inside, never ":" or a space
+        # punctuation inside, never a space; version 5 also ":" (never between digits: the held-out
+        # times' notation), so a held-out time asks for a character that training values copy
+        marks = "-_./#+:" if version >= 5 else "-_./#+"
+        for _ in range(rng.randint(0, 2)):
             i = rng.randrange(1, len(out))
-            out = out[:i] + rng.choice("-_./#+") + out[i:]
+            mark = rng.choice(marks)
+            if mark == ":" and (out[i - 1].isdigit() or out[i].isdigit()):
+                mark = "-"
+            out = out[:i] + mark + out[i:]
         return out
     if split == "train" and kind == "date" and rng.random() < 0.4:
         y, m, d = rng.randint(1990, 2059), rng.randint(1, 12), rng.randint(1, 28)
@@ -524,7 +530,7 @@ class Grammar:
         raise RuntimeError("no attribute found")
 
     def value(self, rng, kind, attr):
-        v = make_value(rng, kind, self.split, attr, avoid=getattr(self, "lexicon_set", ()))
+        v = make_value(rng, kind, self.split, attr, avoid=getattr(self, "lexicon_set", ()), version=self.version)
         if self.record:
             self.used_values.append(v)
         return v

@@ -241,6 +241,11 @@ class SampleTest(unittest.TestCase):
             self.assertNotIn(", ", v)
         self.assertGreater(sum(1 for v in values if re.match(r"\d+\.\d ", v)), 200)  # "228.0 velmor"
         self.assertGreater(len(set(values)), 1900)
+        strings = [grammar.make_value(rng, "string", "train") for _ in range(3000)]
+        self.assertGreater(sum(":" in v for v in strings), 200)  # version 5: ":" in strings ...
+        for v in strings:  # ... never between digits (the held-out times' notation)
+            self.assertIsNone(re.search(r"\d:|:\d", v), v)
+        self.assertFalse(any(":" in grammar.make_value(rng, "string", "train", version=4) for _ in range(3000)))
 
     def test_answers_are_copies(self):
         # Every answer is its fixed frame around verbatim copies: the key and attribute (and a vt
