@@ -2,11 +2,11 @@
 """Evaluate folio-needle through transformers on the GPU: accuracy per task and length, greedy.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/eval.py --model resources/models/folio-needle --data .needle \\
-      [--generator 5|4|3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
+      [--generator 6|5|4|3|2] [--split eval|train] [--lengths 4096,8192,16384,32768,65536,131072] [--n 50]
       [--json results.json] [--card]
 
---generator 5 (the default) or 4: grammar.py's samples (seeds "eval5-..." and "eval4-...", the held-out
-split of both with "eval4-...", the same samples; --generator 3: the frozen
+--generator 6 (the default), 5 or 4: grammar.py's samples (seeds "eval6-...", "eval5-..." and "eval4-...",
+the held-out split of all three with "eval4-...", the same samples; --generator 3: the frozen
 grammar3.py's, seeds "eval3-..."), --split eval the held-out split (its frames,
 words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
 and filler with seeds training never uses ("evalV-SPLIT-TASK-LENGTH-I-FORMAT", V the generator;
@@ -65,10 +65,10 @@ def generator_tasks(generator):
 def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval"):
     """The seeded eval sample (task, length, i): prompt ids at most `length` tokens.
 
-    generator 2: tasks.py (seeds "eval-..."); generators 5 and 4 (grammar.py) and 3 (grammar3.py):
+    generator 2: tasks.py (seeds "eval-..."); generators 6, 5 and 4 (grammar.py) and 3 (grammar3.py):
     a split, "eval" (held out) or "train" (the training grammar and filler, with seeds training never
-    uses: "eval5-...", "eval4-..." or "eval3-..."; generator 5's held-out split uses generator 4's
-    seeds, whose samples are the same).
+    uses: "eval6-...", "eval5-...", "eval4-..." or "eval3-..."; generators 6 and 5's held-out split
+    uses generator 4's seeds, whose samples are the same).
     """
     target = length
     gmod = grammar_module(generator)
@@ -79,8 +79,8 @@ def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval
             rng = random.Random("eval-%s-%d-%d-%s%s" % (task, length, i, fmt, tail))
             s = tasks.make_sample(rng, filler, task, target, fmt=fmt, train=False, name=DOC_NAME)
         else:
-            # generator 5's held-out split is generator 4's: the same seeds give the same samples
-            v = 4 if (generator, split) == (5, "eval") else generator
+            # generators 5 and 6 hold out generator 4's split: the same seeds give the same samples
+            v = 4 if generator >= 5 and split == "eval" else generator
             rng = random.Random("eval%d-%s-%s-%d-%d-%s%s" % (v, split, task, length, i, fmt, tail))
             s = gmod.make_sample(rng, filler, task, target, split, fmt=fmt, train=False, name=DOC_NAME,
                                     grammar=g)
@@ -159,8 +159,8 @@ def main():
     ap.add_argument("--model", default="resources/models/folio-needle")
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
-    ap.add_argument("--generator", type=int, default=5, choices=[2, 3, 4, 5],
-                    help="5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
+    ap.add_argument("--generator", type=int, default=6, choices=[2, 3, 4, 5, 6],
+                    help="6, 5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
                          "(filler.txt)")
     ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
                     help="generators 3-5: eval (held out) or train (training-style, unseen seeds)")

@@ -92,7 +92,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=None)
     ap.add_argument("--cells", default=None, help="TASK:LENGTH:N,... asked of Folio alone (no --results)")
-    ap.add_argument("--generator", type=int, default=5, choices=[2, 3, 4, 5])
+    ap.add_argument("--generator", type=int, default=6, choices=[2, 3, 4, 5, 6])
     ap.add_argument("--split", default="eval")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", default=None)

@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--tasks", default="single,multikey")
     ap.add_argument("--json", default="")
-    ap.add_argument("--generator", type=int, default=2, choices=[2, 3, 4, 5])
+    ap.add_argument("--generator", type=int, default=2, choices=[2, 3, 4, 5, 6])
     ap.add_argument("--split", default="eval")
     args = ap.parse_args()
     import sentencepiece as spm

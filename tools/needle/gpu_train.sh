@@ -22,13 +22,13 @@
 # Here, between calls: bash tools/needle/take_leg.sh DIR (DIR: where the device tool put $OUT)
 # makes .needle/gpu/carry the state that came back; bash tools/needle/install_model.sh DIR after
 # the eval call installs the model into resources/models/folio-needle.
-# Settings (environment): GENERATOR (5; 4 and 5 share .needle/gpu4), NEEDLE_GPU (.needle/gpu4), STEPS (the run's length, 16000 = about 45 minutes of training; never
+# Settings (environment): GENERATOR (6; 4-6 share .needle/gpu4), NEEDLE_GPU (.needle/gpu4), STEPS (the run's length, 16000 = about 45 minutes of training; never
 # change it within a run), LEG_SECONDS (training seconds of a leg, 480), EVAL_SECONDS (420: all three
 # evaluations together).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 MODE=${1:?usage: gpu_train.sh leg|eval|smoke}
-GEN=${GENERATOR:-5}
+GEN=${GENERATOR:-6}
 D=${NEEDLE_GPU:-.needle/gpu4}
 CK=build/needle            # ignored, not carried: kept between the calls of one session only
 [ "$MODE" = smoke ] && CK=build/needle-smoke

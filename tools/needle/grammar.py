@@ -115,8 +115,8 @@ from grammar3 import (  # noqa: E402,F401
     OVERHEAD_TOKENS,
 )
 
-GENERATOR_VERSION = 5
-VERSIONS = (4, 5)  # what Grammar(version=) draws; the held-out split is the same in both
+GENERATOR_VERSION = 6
+VERSIONS = (4, 5, 6)  # what Grammar(version=) draws; the held-out split is the same in all
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary. Words are assigned to a split by a hash (one word in five held out), so both
@@ -276,8 +276,6 @@ _FRAMES = {
 _LEAD_INS = ["By the way, ", "Earlier today, ", "As {W} noted, ", "In the {W} file, ", "Separately, ",
              "For {W}: ", "Update: ", "After the {W} review, ", "On page {n}, ", "Also, "]
 _QUESTION_LEAD_INS = ["Quick question: ", "About the document: ", "One more thing. ", "{W} wants to know: "]
-
-
 _QUESTIONS = {
     "train": grammar3._QUESTIONS["train"] + [  # version 4 adds
         "Which value does the text give as the {a} of {K}?",
@@ -295,13 +293,28 @@ _MULTI_QUESTIONS = {
 }
 
 
+# Version 6: training questions in generated frames (60%): random words before, between and after
+# the attribute and the key, the key first or last, so that the key and attribute to copy can only
+# be told by what the document says, not by where a known frame puts them. The random words are
+# never words that only the held-out question frames use ("belongs", "say", "please", ...), so no
+# generated frame is a held-out one.
+_QUESTION_LINKS = ["of", "for", "on", "about", "from", "at", "in", "under", "with"]
+_GENERATED_QUESTIONS = ["{P} the {a} {L} {K}{S}?", "{P} the {a} {L} {K}{S}.", "{P} {K}{S}, the {a}?",
+                        "{K}: {a}?", "{P} {K} {L} the {a}{S}?", "The {a} {L} {K}, {S2}?", "{a} {L} {K}?"]
+_TRAIN_QUESTION_WORDS = {w.lower() for q in _QUESTIONS["train"] + _MULTI_QUESTIONS["train"] + _QUESTION_LEAD_INS
+                         for w in re.findall(r"[A-Za-z]+", q)}
+_EVAL_ONLY_QUESTION_WORDS = {w.lower() for q in _QUESTIONS["eval"] + _MULTI_QUESTIONS["eval"]
+                             for w in re.findall(r"[A-Za-z]+", q)} - _TRAIN_QUESTION_WORDS - {"a", "k"}
+
+
 class Grammar:
     """The vocabulary, frames and questions of one split; draws keys, values and facts."""
 
     def __init__(self, split, record=False, lexicon=None, version=GENERATOR_VERSION):
         """lexicon (training only): words for keys and attributes besides the pools and
         pseudo-words, filler_lexicon(filler); make_sample sets it from its filler when None.
-        version: 5 or 4 (4 draws no mixed values; the held-out split is the same)."""
+        version: 6, 5 or 4 (5 draws no generated question frames, 4 no mixed values either; the
+        held-out split is the same in all three)."""
         if split not in SPLITS:
             raise ValueError("split must be one of %s, not %r" % (SPLITS, split))
         if version not in VERSIONS:
@@ -535,6 +548,31 @@ class Grammar:
             self.used_values.append(v)
         return v
 
+    def question_frame(self, rng, multi=False):
+        """A question frame with {a} (multi: {A}, the plural) and {K}: one of the split's frames, or
+        (version 6, training, 60%) a generated one."""
+        frames = self.multi_questions if multi else self.questions
+        if self.split != "train" or self.version < 6 or rng.random() < 0.4:
+            return rng.choice(frames)
+        words = lambda lo, hi: " ".join(self.question_word(rng) for _ in range(rng.randint(lo, hi)))
+        link = rng.choice(_QUESTION_LINKS) if rng.random() < 0.5 else words(1, 3)
+        suffix = "" if rng.random() < 0.6 else " " + words(1, 3)
+        q = rng.choice(_GENERATED_QUESTIONS).format(P=words(0, 4), L=link, S=suffix, S2=words(1, 3),
+                                                    a="{A}" if multi else "{a}", K="{K}")
+        q = " ".join(q.split())  # no double spaces where a part is empty
+        if q.startswith("{K}"):  # a word first: a key "the ..." would be capitalized, and no copy
+            q = self.question_word(rng).capitalize() + " " + q
+        return q
+
+    def question_word(self, rng):
+        """A word of a generated question frame (version 6): any training word but those only the
+        held-out question frames use."""
+        for _ in range(100):
+            w = self.word(rng)
+            if w.lower() not in _EVAL_ONLY_QUESTION_WORDS:
+                return w
+        raise RuntimeError("no question word found")
+
     def question(self, rng, q):
         q = _cap(q)
         if self.split == "train" and rng.random() < 0.2:
@@ -631,7 +669,7 @@ def _fact_needles(rng, g, task, train):
             while i and (value in v or v in value):
                 v = g.value(rng, g.value_kind(a), a)
             needles.append(g.render(rng, rng.choice(g.frames), k, a, v))
-        q = g.question(rng, rng.choice(g.questions).format(a=attr, K=target[1]))
+        q = g.question(rng, g.question_frame(rng).format(a=attr, K=target[1]))
         return needles, False, q, _answer(target, attr, value), [value], \
             [(attr, "question"), (target[1], "question"), (value, "document")]
     if task == "multivalue":
@@ -642,7 +680,7 @@ def _fact_needles(rng, g, task, train):
         frame = rng.choice(g.frames)  # one frame for all values of a key, as a document would
         needles = [g.render(rng, frame if rng.random() < 0.7 else rng.choice(g.frames), key, attr, v) for v in values]
         plural = _plural(attr)
-        q = g.question(rng, rng.choice(g.multi_questions).format(a=attr, A=plural, K=key[1]))
+        q = g.question(rng, g.question_frame(rng, multi=True).format(a=attr, A=plural, K=key[1]))
         ans = _cap(MULTI_ANSWER.format(A=plural, K=key[1], vs=", ".join(values)))
         return needles, True, q, ans, values, \
             [(plural, "question"), (key[1], "question")] + [(v, "document") for v in values]

@@ -210,8 +210,8 @@ class SampleTest(unittest.TestCase):
     def test_pinned_samples(self):
         # Changing what a seed gives needs a new GENERATOR_VERSION (and these digests). Version 4's
         # samples are still drawn by Grammar(version=4); the held-out split is the same in both.
-        self.assertEqual(grammar.GENERATOR_VERSION, 5)
-        for version, pinned in ((4, PINNED), (5, PINNED5)):
+        self.assertEqual(grammar.GENERATOR_VERSION, 6)
+        for version, pinned in ((4, PINNED), (5, PINNED5), (6, PINNED6)):
             got = {}
             for split, task, seed in pinned:
                 s = grammar.make_sample(random.Random(seed), SmallFiller(), task, 800, split,
@@ -226,9 +226,10 @@ class SampleTest(unittest.TestCase):
         for task in grammar.TASKS:  # the held-out split: the same samples from the same seeds
             a = grammar.make_sample(random.Random("v-" + task), filler, task, 700, "eval",
                                     grammar=grammar.Grammar("eval", version=4))
-            b = grammar.make_sample(random.Random("v-" + task), filler, task, 700, "eval",
-                                    grammar=grammar.Grammar("eval", version=5))
-            self.assertEqual(a, b)
+            for version in (5, 6):
+                b = grammar.make_sample(random.Random("v-" + task), filler, task, 700, "eval",
+                                        grammar=grammar.Grammar("eval", version=version))
+                self.assertEqual(a, b)
         self.assertNotIn("mixed", grammar.Grammar("train", version=4).value_kinds)
         self.assertNotIn("mixed", grammar.Grammar("eval").value_kinds)
         rng = random.Random("mixed")
@@ -246,6 +247,30 @@ class SampleTest(unittest.TestCase):
         for v in strings:  # ... never between digits (the held-out times' notation)
             self.assertIsNone(re.search(r"\d:|:\d", v), v)
         self.assertFalse(any(":" in grammar.make_value(rng, "string", "train", version=4) for _ in range(3000)))
+
+    def test_version_6_generates_question_frames(self):
+        # 60% of training questions in generated frames, none using a word only held-out question
+        # frames use; the key and attribute stand in them verbatim (the copies test covers the rest).
+        g = grammar.Grammar("train", lexicon=grammar.filler_lexicon(SmallFiller()))
+        rng = random.Random("questions")
+        frames = [g.question_frame(rng, multi=i % 4 == 0) for i in range(4000)]
+        fixed = set(g.questions) | set(g.multi_questions)
+        generated = [f for f in frames if f not in fixed]
+        self.assertGreater(len(generated), 0.5 * len(frames))
+        self.assertGreater(len(set(generated)), 0.8 * len(generated))  # short ones ("{a} of {K}?") repeat
+        held_out_words = grammar._EVAL_ONLY_QUESTION_WORDS
+        self.assertTrue({"belongs", "say", "please"} <= held_out_words)
+        for f in generated:
+            self.assertEqual(f.count("{K}"), 1, f)
+            self.assertEqual(f.count("{A}" if "{A}" in f else "{a}"), 1, f)
+            self.assertFalse(f.startswith("{K}"), f)
+            self.assertFalse({w.lower() for w in re.findall(r"[A-Za-z]+", f.replace("{K}", "").replace("{a}", "")
+                                                              .replace("{A}", ""))} & held_out_words, f)
+        self.assertGreater(sum(f.index("{K}") < f.index("{a}") for f in generated if "{a}" in f), 300)  # key first
+        v5 = grammar.Grammar("train", version=5)
+        self.assertTrue(all(v5.question_frame(rng) in v5.questions for _ in range(500)))
+        self.assertTrue(all(grammar.Grammar("eval").question_frame(rng) in grammar._QUESTIONS["eval"]
+                            for _ in range(500)))
 
     def test_answers_are_copies(self):
         # Every answer is its fixed frame around verbatim copies: the key and attribute (and a vt
@@ -311,6 +336,11 @@ PINNED = {
 # kinds takes the same 3 random bits unless they make 6), pinned-9 draws a mixed value.
 PINNED5 = dict(PINNED)
 PINNED5[("train", "single", "pinned-9")] = "c4975ff21523fe4b"
+# Version 6 draws question frames differently in training (the held-out digests stay).
+PINNED6 = dict(PINNED5)
+PINNED6[("train", "single", "pinned-2")] = "f59fe6845790b3d2"
+PINNED6[("train", "multikey", "pinned-3")] = "430bafdff263191b"
+PINNED6[("train", "single", "pinned-9")] = "713176a8fcdc0d2e"
 
 if __name__ == "__main__":
     unittest.main()

@@ -3,9 +3,9 @@
 documents of 4K-128K tokens (tasks.py), in about 6 minutes on one H200 (1900 steps of 128K tokens).
 
   PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
-      [--generator 5|4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
+      [--generator 6|5|4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
 
---data holds the filler (prepare_data.py: filler-train.txt for generators 5, the default, 4 and 3;
+--data holds the filler (prepare_data.py: filler-train.txt for generators 6, the default, 5, 4 and 3;
 filler.txt for generator 2, the committed model's; either may be gzipped) and tokenizer.model
 (train_tokenizer.py). OUTDIR gets
 the model as transformers writes it (config.json, safetensors shards of at most 15 MB, bf16),
@@ -97,7 +97,7 @@ class Batches(torch.utils.data.IterableDataset):
     def __init__(self, args, sp, filler, steps, first_step=0):
         self.args, self.sp, self.filler, self.steps, self.first_step = args, sp, filler, steps, first_step
         self.im_end = sp.piece_to_id("<|im_end|>")
-        self.v3 = args.generator in (3, 4, 5)  # the grammars' tasks (generators 5 and 4: grammar.py, 3: grammar3.py)
+        self.v3 = args.generator >= 3  # the grammars' tasks (generators 6, 5 and 4: grammar.py, 3: grammar3.py)
         self.gmod = grammar if args.generator >= 4 else grammar3
         self.weights = TASK_WEIGHTS_V3 if self.v3 else TASK_WEIGHTS
         self.task_names = self.gmod.TASKS if self.v3 else tasks.TASKS
@@ -115,7 +115,7 @@ class Batches(torch.utils.data.IterableDataset):
 
     def batch(self, step, force_pose=False):
         a = self.args
-        prefix = {5: "train5", 4: "train4", 3: "train3", 2: "train"}[a.generator]
+        prefix = "train%d" % a.generator if a.generator >= 3 else "train"
         rng = random.Random("%s-%d-%d" % (prefix, a.seed, step))
         length = step_length(step, self.steps, rng)
         rows = max(1, a.tokens_per_step // length)
@@ -226,6 +226,8 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
             data += DATA_V4
         if args.generator >= 5:
             data += DATA_V5
+        if args.generator >= 6:
+            data += DATA_V6
         question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
     else:
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
@@ -319,6 +321,10 @@ DATA_V5 = """
 - Generator 5 adds a training value kind of numbers and words together ("228.0 velmor", "8 brask
   2042"): values go on after a number, as the held-out measures and dates do, in no held-out
   notation (no unit words, no month names, no ":")."""
+DATA_V6 = """
+- Generator 6 asks 60% of its training questions in generated frames (random words before, between
+  and after the attribute and the key, the key first or last), never with a word that only the
+  held-out question frames use."""
 
 
 def factor_second_moments(opt):
@@ -394,8 +400,8 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.model")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--generator", type=int, default=5, choices=[2, 3, 4, 5],
-                    help="5 (4 plus mixed values) or 4: grammar.py's training split over filler-train.txt; "
+    ap.add_argument("--generator", type=int, default=6, choices=[2, 3, 4, 5, 6],
+                    help="6 (5 plus generated question frames), 5 (4 plus mixed values) or 4: grammar.py's training split over filler-train.txt; "
                          "3: grammar3.py's (frozen); "
                          "2: tasks.py over filler.txt")
     ap.add_argument("--steps", type=int, default=1900)
