@@ -101,6 +101,11 @@ class Batches(torch.utils.data.IterableDataset):
         self.gmod = grammar if args.generator >= 4 else grammar3
         self.weights = TASK_WEIGHTS_V3 if self.v3 else TASK_WEIGHTS
         self.task_names = self.gmod.TASKS if self.v3 else tasks.TASKS
+        # --old-tasks: a share of the rows are generator 2's tasks (tasks.py: the committed model's
+        # templates, which the app's demo and tst_needle ask) over the same training filler
+        self.old_share = args.old_tasks if self.v3 else 0.0
+        if self.old_share:
+            self.task_names = list(self.task_names) + ["v2-" + t for t in tasks.TASKS]
         self.grammar = None  # the training split only
         if args.generator >= 4:  # its lexicon (the training filler's words) made once, before the workers fork
             self.grammar = grammar.Grammar("train", lexicon=grammar.filler_lexicon(filler), version=args.generator)
@@ -123,7 +128,11 @@ class Batches(torch.utils.data.IterableDataset):
         for _ in range(rows):
             task = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
             fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
-            if self.v3:
+            if self.old_share and rng.random() < self.old_share:
+                task = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()))[0]
+                s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
+                task = "v2-" + task
+            elif self.v3:
                 s = self.gmod.make_sample(rng, self.filler, task, length, "train", fmt=fmt, grammar=self.grammar)
             else:
                 s = tasks.make_sample(rng, self.filler, task, length, fmt=fmt, train=True)
@@ -217,7 +226,7 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
     hp = {"model": MODEL, "vocab": args.vocab, "steps": args.steps, "steps_done": steps_done,
           "tokens_per_step": args.tokens_per_step, "lr": args.lr, "warmup": args.warmup, "weight_decay": 0.1,
           "betas": [0.9, 0.95], "grad_clip": 1.0, "lm_weight": args.lm_weight,
-          "pose": args.pose, "curriculum": CURRICULUM,
+          "pose": args.pose, "curriculum": CURRICULUM, "old_tasks": args.old_tasks,
           "task_weights": TASK_WEIGHTS_V3 if args.generator >= 3 else TASK_WEIGHTS, "format_weights": FORMAT_WEIGHTS}
     if args.generator >= 3:
         licence, data = "apache-2.0", DATA_V3.format(seed=args.seed, v=args.generator,
@@ -324,7 +333,8 @@ DATA_V5 = """
 DATA_V6 = """
 - Generator 6 asks 60% of its training questions in generated frames (random words before, between
   and after the attribute and the key, the key first or last), never with a word that only the
-  held-out question frames use."""
+  held-out question frames use; 10% of its rows are generator 2's tasks (tasks.py's templates, the
+  ones the app's demo asks) over the same permissively licensed training filler."""
 
 
 def factor_second_moments(opt):
@@ -388,7 +398,7 @@ def save_full(path, model, opt, next_step, seconds, args):
 
 def same_run(saved, args):
     """The settings a resumed run must share with the saved one (else the batches differ)."""
-    keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab"]
+    keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab", "old_tasks"]
     diff = {k: (saved.get(k), getattr(args, k)) for k in keys if saved.get(k) != getattr(args, k)}
     if diff:
         sys.exit("the checkpoint was made with other settings (saved, now): %s" % diff)
@@ -404,6 +414,9 @@ def main():
                     help="6 (5 plus generated question frames), 5 (4 plus mixed values) or 4: grammar.py's training split over filler-train.txt; "
                          "3: grammar3.py's (frozen); "
                          "2: tasks.py over filler.txt")
+    ap.add_argument("--old-tasks", type=float, default=None,
+                    help="share of rows from generator 2's tasks (tasks.py templates) over the training filler "
+                         "(default 0.1 for generator 6, else 0)")
     ap.add_argument("--steps", type=int, default=1900)
     ap.add_argument("--tokens-per-step", type=int, default=131072)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -422,6 +435,8 @@ def main():
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of the code")
     ap.add_argument("--time-lengths", default="", help="smoke: time 3 steps at each of these lengths and exit")
     args = ap.parse_args()
+    if args.old_tasks is None:
+        args.old_tasks = 0.1 if args.generator >= 6 else 0.0
     sp_path = args.tokenizer or os.path.join(args.data, "tokenizer.model")
     sp = spm.SentencePieceProcessor(model_file=sp_path)
     args.vocab = sp.get_piece_size()
