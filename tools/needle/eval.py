@@ -163,7 +163,7 @@ def main():
                     help="6, 5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
                          "(filler.txt)")
     ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
-                    help="generators 3-5: eval (held out) or train (training-style, unseen seeds)")
+                    help="generators 3-6: eval (held out) or train (training-style, unseen seeds)")
     ap.add_argument("--tasks", default=None, help="default: every task of the generator")
     ap.add_argument("--n", type=int, default=50, help="samples per task and length (single needle: twice)")
     ap.add_argument("--n-long", type=int, default=None, help="samples per task at 64K and more (default --n)")

@@ -1,8 +1,12 @@
-"""Generator versions 5 and 4 of folio-needle's tasks: facts from a grammar, with a held-out split,
-keys and attributes from spaces too large to memorize (docs/needle.md, "Generator 4: why and what",
-"Generator 5").
+"""Generator versions 6, 5 and 4 of folio-needle's tasks: facts from a grammar, with a held-out
+split, keys and attributes from spaces too large to memorize (docs/needle.md, "Generator 4: why and
+what", "Generator 5", "Generator 6").
 
-Version 5 (the default; Grammar(..., version=4) draws version 4's samples) adds one training value
+Version 6 (the default; Grammar(..., version=5 or 4) draws those versions' samples) asks 60% of
+training questions in generated frames (Grammar.question_frame): random words before, between and
+after the attribute and the key, so that where a known frame puts the key stops being a cue.
+
+Version 5 adds one training value
 kind, "mixed": two or three parts, numbers (some with a decimal) and words, mostly joined by spaces
 ("228.0 velmor", "8 brask 2042"). Version 4's model copied held-out keys but cut held-out values
 where a number met a word ("228.0" for "228.0 metres", "8042" for "8 November 2042"): no training
@@ -560,8 +564,8 @@ class Grammar:
         q = rng.choice(_GENERATED_QUESTIONS).format(P=words(0, 4), L=link, S=suffix, S2=words(1, 3),
                                                     a="{A}" if multi else "{a}", K="{K}")
         q = " ".join(q.split())  # no double spaces where a part is empty
-        if q.startswith("{K}"):  # a word first: a key "the ..." would be capitalized, and no copy
-            q = self.question_word(rng).capitalize() + " " + q
+        if q.startswith(("{K}", "{a}", "{A}")):  # a word first: a key or attribute "the ..." would be
+            q = self.question_word(rng).capitalize() + " " + q  # capitalized there, and no copy
         return q
 
     def question_word(self, rng):

@@ -106,6 +106,10 @@ class Batches(torch.utils.data.IterableDataset):
         self.old_share = args.old_tasks if self.v3 else 0.0
         if self.old_share:
             self.task_names = list(self.task_names) + ["v2-" + t for t in tasks.TASKS]
+            # tasks.py's key words include held-out key words ("amber", "torch"): its keys here are
+            # drawn from the rest only (workers fork after this, so they inherit the lists)
+            tasks.ADJECTIVES = [w for w in tasks.ADJECTIVES if grammar.train_word_ok(w)]
+            tasks.NOUNS = [w for w in tasks.NOUNS if grammar.train_word_ok(w)]
         self.grammar = None  # the training split only
         if args.generator >= 4:  # its lexicon (the training filler's words) made once, before the workers fork
             self.grammar = grammar.Grammar("train", lexicon=grammar.filler_lexicon(filler), version=args.generator)
@@ -237,6 +241,8 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
             data += DATA_V5
         if args.generator >= 6:
             data += DATA_V6
+        if args.old_tasks:
+            data += DATA_OLD_TASKS.format(share=round(100 * args.old_tasks))
         question, answer = "What is the access code of the harbor lock gate?", "The access code of the harbor lock gate is K7-4821."
     else:
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
@@ -333,8 +339,11 @@ DATA_V5 = """
 DATA_V6 = """
 - Generator 6 asks 60% of its training questions in generated frames (random words before, between
   and after the attribute and the key, the key first or last), never with a word that only the
-  held-out question frames use; 10% of its rows are generator 2's tasks (tasks.py's templates, the
-  ones the app's demo asks) over the same permissively licensed training filler."""
+  held-out question frames use."""
+DATA_OLD_TASKS = """
+- {share}% of the training rows are generator 2's tasks (tasks.py's templates, the ones the app's
+  demo asks) over the same permissively licensed training filler, their keys drawn from tasks.py's
+  words less the held-out key words."""
 
 
 def factor_second_moments(opt):
@@ -399,7 +408,9 @@ def save_full(path, model, opt, next_step, seconds, args):
 def same_run(saved, args):
     """The settings a resumed run must share with the saved one (else the batches differ)."""
     keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab", "old_tasks"]
-    diff = {k: (saved.get(k), getattr(args, k)) for k in keys if saved.get(k) != getattr(args, k)}
+    default = {"old_tasks": 0.0}  # runs saved before the option existed had none
+    diff = {k: (saved.get(k, default.get(k)), getattr(args, k)) for k in keys
+            if saved.get(k, default.get(k)) != getattr(args, k)}
     if diff:
         sys.exit("the checkpoint was made with other settings (saved, now): %s" % diff)
 
@@ -437,6 +448,8 @@ def main():
     args = ap.parse_args()
     if args.old_tasks is None:
         args.old_tasks = 0.1 if args.generator >= 6 else 0.0
+    if not 0.0 <= args.old_tasks <= 1.0 or (args.old_tasks and args.generator < 3):
+        sys.exit("--old-tasks is a share in [0, 1] of rows, for generators 3-6 (generator 2's rows are all old tasks)")
     sp_path = args.tokenizer or os.path.join(args.data, "tokenizer.model")
     sp = spm.SentencePieceProcessor(model_file=sp_path)
     args.vocab = sp.get_piece_size()
