@@ -72,7 +72,11 @@ def eval_sample(filler, sp, task, length, i, fmt="cli", generator=2, split="eval
     """
     target = length
     gmod = grammar_module(generator)
-    g = (grammar.Grammar(split, version=generator) if generator >= 4 else gmod.Grammar(split)) if generator >= 3 else None
+    g = None  # generator 2: tasks.py has no Grammar
+    if generator >= 4:
+        g = grammar.Grammar(split, version=generator)
+    elif generator == 3:
+        g = grammar3.Grammar(split)
     for attempt in range(8):
         tail = "" if attempt == 0 else "-%d" % attempt
         if generator == 2:

@@ -6,12 +6,12 @@ Version 6 (the default; Grammar(..., version=5 or 4) draws those versions' sampl
 training questions in generated frames (Grammar.question_frame): random words before, between and
 after the attribute and the key, so that where a known frame puts the key stops being a cue.
 
-Version 5 adds one training value
-kind, "mixed": two or three parts, numbers (some with a decimal) and words, mostly joined by spaces
-("228.0 velmor", "8 brask 2042"). Version 4's model copied held-out keys but cut held-out values
-where a number met a word ("228.0" for "228.0 metres", "8042" for "8 November 2042"): no training
-value ever went on after a number. The held-out split is the same in both versions (same seeds, same
-samples), and no mixed value is in a held-out notation (no unit word, no month, no ":").
+Version 5 adds one training value kind, "mixed": two or three parts, numbers (some with a decimal)
+and words, mostly joined by spaces ("228.0 velmor", "8 brask 2042"). Version 4's model copied
+held-out keys but cut held-out values where a number met a word ("228.0" for "228.0 metres", "8042"
+for "8 November 2042"): no training value ever went on after a number. The held-out split is the
+same in all three versions (same seeds, same samples), and no mixed value is in a held-out notation
+(no unit word, no month, no ":").
 
 Version 3 (grammar3.py, frozen) drew its training keys from about 400 words and its attributes from
 36 phrases; a model trained on it scored 0.95+ on training batches and ~0 on the held-out split: it

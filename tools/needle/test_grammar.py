@@ -209,7 +209,7 @@ class SampleTest(unittest.TestCase):
 
     def test_pinned_samples(self):
         # Changing what a seed gives needs a new GENERATOR_VERSION (and these digests). Version 4's
-        # samples are still drawn by Grammar(version=4); the held-out split is the same in both.
+        # and 5's samples are still drawn by Grammar(version=...); the held-out split is the same in all.
         self.assertEqual(grammar.GENERATOR_VERSION, 6)
         for version, pinned in ((4, PINNED), (5, PINNED5), (6, PINNED6)):
             got = {}
