@@ -287,7 +287,7 @@ class TestCli : public QObject {
     const QString needle = qs(source_dir()) + "/resources/models/folio-needle";
     FOLIO_REQUIRE_FILE(needle.toStdString() + "/config.json");
     QByteArray text;
-    for (int i = 0; text.size() < 21000; ++i)  // about 9.4K tokens: past the 8192 default, cheap to prefill
+    for (int i = 0; text.size() < 28000; ++i)  // about 9.3K tokens: past the 8192 default, cheap to prefill
       text += "Paragraph " + QByteArray::number(i) + ": the pump log records pressure, flow and the valve state.\n";
     const QString doc = tmp_.filePath("long-log.txt");
     QVERIFY(write_bytes(doc, text));

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Dense against sparse prefill on folio-needle, through folio-cli (CPU or GPU).
+"""Dense against sparse prefill on folio-needle, or one KV cache type against another, through
+folio-cli (CPU or GPU).
 
 Rebuilds seeded eval samples (eval.py's generator, indices from 3000: never trained on, not in the
 GPU sets) at one length and asks each twice, with --attention dense and --attention sparse (the
 model's folio-sparse.json), then prints accuracy per task and mode, how often the two answers
-agree, and the density sparse prefill used.
+agree, and the density sparse prefill used. --compare kv asks with --kv-dtype native and with
+--kv-dtype KV (q8, or fp8 on cuda; issue 18's check of the 8-bit KV cache), both with --attention
+ATTENTION (dense unless given).
 
     python3 tools/needle/eval_sparse.py [--lengths 16384[,32768...]] [--n 6] [--tasks single,multikey]
-        [--backend cpu|cuda] [--json FILE] [--generator 2|3|4] [--split eval|train]
+        [--backend cpu|cuda] [--json FILE] [--generator 2-6] [--split eval|train]
+        [--compare attention|kv] [--kv q8|fp8] [--attention dense|sparse|auto]
 
 --generator 2 (the default, the committed model's tasks over filler.txt) or 3 (grammar.py over
 filler-SPLIT.txt; --split eval is the held-out split the sparse issues report against).
@@ -37,7 +41,16 @@ def main():
     ap.add_argument("--json", default="")
     ap.add_argument("--generator", type=int, default=2, choices=[2, 3, 4, 5, 6])
     ap.add_argument("--split", default="eval")
+    ap.add_argument("--compare", default="attention", choices=["attention", "kv"])
+    ap.add_argument("--kv", default="q8", help="--compare kv: the 8-bit type set against native (q8 or fp8)")
+    ap.add_argument("--attention", default="dense", help="--compare kv: the attention of both runs")
     args = ap.parse_args()
+    if args.compare == "attention":
+        modes = [("dense", ["--attention", "dense"]), ("sparse", ["--attention", "sparse"])]
+    else:
+        modes = [("native", ["--attention", args.attention, "--kv-dtype", "native"]),
+                 (args.kv, ["--attention", args.attention, "--kv-dtype", args.kv])]
+    (a, _), (b, _) = modes
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
     filler = tasks.Filler(needle_eval.filler_path(args.data, args.generator, args.split), sp)
@@ -51,12 +64,12 @@ def main():
                 with open(os.path.join(tmp, needle_eval.DOC_NAME), "w", encoding="utf-8") as f:
                     f.write(s["document"])
                 row = dict(task=task, length=length, i=i, tokens=len(s["ids"]), answer=s["answer"])
-                for mode in ("dense", "sparse"):
+                for mode, mode_args in modes:
                     t = time.time()
                     mj = os.path.join(tmp, "m.json")
                     out = subprocess.run([cli, "--model", model, "--file", needle_eval.DOC_NAME, "--ask", s["question"],
                                           "--temperature", "0", "--max-tokens", str(needle_eval.MAX_NEW[task]),
-                                          "--ctx", str(length + 64), "--attention", mode, "--backend", args.backend, "--quiet",
+                                          "--ctx", str(length + 64), *mode_args, "--backend", args.backend, "--quiet",
                                           "--metrics-json", mj], cwd=tmp, capture_output=True, text=True)
                     if out.returncode != 0:
                         sys.exit("folio-cli failed: " + out.stderr)
@@ -64,21 +77,21 @@ def main():
                         att = json.load(f)["attention"]
                     row[mode] = out.stdout.strip()
                     row[mode + "_s"] = round(time.time() - t, 1)
-                    if mode == "sparse":
+                    if mode == b:  # the second run's density (sparse, or the KV comparison's attention)
                         row["density"] = att["density"]
                         row["est_mass"] = att["est_mass_mean"]
                 rows.append(row)
-                print("%-9s %5d tokens  dense %s (%.0f s)  sparse %s (%.0f s, density %.3f)" %
-                      (task, row["tokens"], "right" if row["dense"] == row["answer"] else "WRONG", row["dense_s"],
-                       "right" if row["sparse"] == row["answer"] else "WRONG", row["sparse_s"], row["density"]),
+                print("%-9s %5d tokens  %s %s (%.0f s)  %s %s (%.0f s, density %.3f)" %
+                      (task, row["tokens"], a, "right" if row[a] == row["answer"] else "WRONG", row[a + "_s"],
+                       b, "right" if row[b] == row["answer"] else "WRONG", row[b + "_s"], row["density"]),
                       flush=True)
-    print("\n| task | length | samples | dense right | sparse right | same answer | sparse density |")
+    print("\n| task | length | samples | %s right | %s right | same answer | %s density |" % (a, b, b))
     print("|---|---|---|---|---|---|---|")
     for length, task in [(int(n), t) for n in args.lengths.split(",") for t in args.tasks.split(",")]:
         r = [x for x in rows if x["task"] == task and x["length"] == length]
         print("| %s | %d | %d | %d | %d | %d | %.3f |" % (
-            task, length, len(r), sum(x["dense"] == x["answer"] for x in r),
-            sum(x["sparse"] == x["answer"] for x in r), sum(x["dense"] == x["sparse"] for x in r),
+            task, length, len(r), sum(x[a] == x["answer"] for x in r),
+            sum(x[b] == x["answer"] for x in r), sum(x[a] == x[b] for x in r),
             sum(x["density"] for x in r) / len(r)))
     if args.json:
         with open(args.json, "w") as f:

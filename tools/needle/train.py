@@ -227,6 +227,7 @@ def write_model(model, sp_path, out, card):
 
 
 def model_card(args, n_params, steps_done, seconds, log_tail):
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "the CPU"
     hp = {"model": MODEL, "vocab": args.vocab, "steps": args.steps, "steps_done": steps_done,
           "tokens_per_step": args.tokens_per_step, "lr": args.lr, "warmup": args.warmup, "weight_decay": 0.1,
           "betas": [0.9, 0.95], "grad_clip": 1.0, "lm_weight": args.lm_weight,
@@ -289,7 +290,7 @@ the fact ("{answer}"), then `<|im_end|>`.
 ## Training
 
 Reproduce with `tools/needle/` in the Folio repository (docs/needle.md): prepare_data.py, then
-train_tokenizer.py, then train.py on one H200 ({seconds:.0f} s of training for this model).
+train_tokenizer.py, then train.py on one GPU ({device}, {seconds:.0f} s of training for this model).
 
 {data}
 - Seed of the weights: torch.manual_seed({args.seed}).
