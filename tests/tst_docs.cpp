@@ -519,6 +519,23 @@ class DocsTest : public QObject {
     QCOMPARE(stack.ignored(path, is_dir), ignored);
   }
 
+  // An exclude file past 1 MiB is not parsed (every file would be matched against all its
+  // patterns), and the listing says so instead of applying it silently in part.
+  void source_tree_with_a_huge_exclude_file() {
+    const QString root = tmp_.filePath("huge-exclude");
+    write_file(root + "/main.c", "int main(void) { return 0; }\n");
+    QByteArray patterns;
+    while (patterns.size() <= (1 << 20)) patterns += "*.generated-" + QByteArray::number(patterns.size()) + "\n";
+    write_file(root + "/.git/info/exclude", patterns);
+    const Document doc = load_document(root, LoadOptions());
+    QCOMPARE(doc.files.size(), 1);
+    QCOMPARE(doc.files[0].path, QString("main.c"));
+    bool listed = false;
+    for (const SkippedFile& s : doc.skipped)
+      if (s.path == ".git/info/exclude") listed = s.kind == SkipKind::TooLarge && s.reason.contains("not applied");
+    QVERIFY(listed);
+  }
+
   void source_tree() {
     QTemporaryDir outside;
     write_file(outside.filePath("secret.txt"), "outside the tree\n");
@@ -537,6 +554,10 @@ class DocsTest : public QObject {
     put("keep.log", "kept by negation\n");
     put("build/out.txt", "ignored folder\n");
     put(".git/config", "[core]\n");
+    put(".git/info/exclude", "# local files kept out of git\nscratch/\n*.bak\n!src/keep.bak\n");
+    put("scratch/notes.txt", "excluded locally\n");
+    put("src/old.bak", "excluded locally\n");
+    put("src/keep.bak", "kept by the exclude file's own negation\n");
     put("bin/data.bin", QByteArray("\x7F" "ELF\x00\x00\x01", 7));
     put("web/app.min.js", "var a=1;\n");
     put("web/bundle.js", QByteArray(2000, 'x') + "\n");
@@ -559,7 +580,7 @@ class DocsTest : public QObject {
     QStringList files;
     for (const FileEntry& f : doc.files) files << f.path;
     const QStringList want = {".gitignore",   "docs/readme.md",  "keep.log",
-                              "src/.gitignore", "src/generated_keep.cpp", "src/main.cpp",
+                              "src/.gitignore", "src/generated_keep.cpp", "src/keep.bak", "src/main.cpp",
                               "src/sub/deep/mod.py", "src/sub/root_only.txt", "src/util.h",
                               "util_link.h",  "web/app.js",      "wide.txt"};
     QCOMPARE(files, want);
@@ -576,11 +597,13 @@ class DocsTest : public QObject {
         {"debug.log", SkipKind::Ignored},      {"docs/a/b/x.tmp", SkipKind::Ignored},
         {"empty.txt", SkipKind::Empty},        {"outside_link.txt", SkipKind::Symlink},
         {"root_only.txt", SkipKind::Ignored},  {"src/generated_x.cpp", SkipKind::Ignored},
+        {"scratch/", SkipKind::Ignored},       {"src/old.bak", SkipKind::Ignored},
         {"src_link/", SkipKind::Symlink},      {"web/app.min.js", SkipKind::Generated},
         {"web/bundle.js", SkipKind::Generated}};
     QCOMPARE(skipped.keys(), want_skips.keys());
     for (auto it = want_skips.cbegin(); it != want_skips.cend(); ++it) QCOMPARE(skipped[it.key()].first, it.value());
-    QVERIFY(skipped["src/generated_x.cpp"].second.contains("src/.gitignore line 1"));
+    QVERIFY(skipped["src/generated_x.cpp"].second.contains("src/.gitignore (line 1: generated_*.cpp)"));
+    QVERIFY(skipped["src/old.bak"].second.contains(".git/info/exclude (line 3: *.bak)"));
     QVERIFY(skipped["bin/data.bin"].second.contains("NUL"));
     QVERIFY(skipped["big.txt"].second.contains("larger than 1 MiB"));
     QVERIFY(skipped["web/bundle.js"].second.contains("2000 characters"));

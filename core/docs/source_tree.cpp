@@ -1,4 +1,4 @@
-// Source trees: walk a folder honouring .gitignore, skip what is not source text, keep relative
+// Source trees: walk a folder honouring .gitignore and .git/info/exclude, skip what is not source text, keep relative
 // paths and line numbers, in sorted order.
 #include <QFile>
 #include <QFileInfo>
@@ -84,7 +84,7 @@ struct Walker {
       const GitignoreRule* rule = nullptr;
       if (stack.ignored(rel, is_dir, &rule)) {
         skip(is_dir ? rel + "/" : rel, SkipKind::Ignored,
-             QString("ignored by .gitignore (%1 line %2: %3)").arg(rule->source).arg(rule->line).arg(rule->pattern));
+             QString("ignored by %1 (line %2: %3)").arg(rule->source).arg(rule->line).arg(rule->pattern));
         continue;
       }
       if (e.isSymLink()) {
@@ -178,7 +178,19 @@ Document load_source_tree(const QString& root, const LoadOptions& options) {
   walker.canonical_root = info.canonicalFilePath();
   walker.options = &options;
   walker.root = root;
-  walker.walk(info.absoluteFilePath(), QString(), GitignoreStack());
+  // The repository's own exclude file (.git/info/exclude) holds patterns as a .gitignore does, for
+  // files a developer keeps out of git without committing a rule; git reads it before (so below)
+  // every .gitignore of the tree, and so does the walk.
+  GitignoreStack excludes;
+  const QFileInfo exclude(info.absoluteFilePath() + "/.git/info/exclude");
+  if (exclude.isFile() && !exclude.isSymLink()) {
+    QFile f(exclude.filePath());
+    if (exclude.size() > (1 << 20))
+      walker.skip(".git/info/exclude", SkipKind::TooLarge, "larger than 1 MiB: its patterns were not applied");
+    else if (f.open(QIODevice::ReadOnly))
+      excludes.add(parse_gitignore(QString::fromUtf8(f.readAll()), QString(), ".git/info/exclude"));
+  }
+  walker.walk(info.absoluteFilePath(), QString(), excludes);
   std::sort(walker.files.begin(), walker.files.end(),
             [](const Candidate& a, const Candidate& b) { return a.rel < b.rel; });
 
