@@ -536,6 +536,18 @@ class DocsTest : public QObject {
     QVERIFY(listed);
   }
 
+  // A .git that links out of the tree is not followed for its exclude file either.
+  void source_tree_with_a_git_link_outside() {
+    QTemporaryDir outside;
+    write_file(outside.filePath("info/exclude"), "*.c\n");
+    const QString root = tmp_.filePath("git-link");
+    write_file(root + "/main.c", "int main(void) { return 0; }\n");
+    QVERIFY(QFile::link(outside.path(), root + "/.git"));
+    const Document doc = load_document(root, LoadOptions());
+    QCOMPARE(doc.files.size(), 1);
+    QCOMPARE(doc.files[0].path, QString("main.c"));
+  }
+
   void source_tree() {
     QTemporaryDir outside;
     write_file(outside.filePath("secret.txt"), "outside the tree\n");

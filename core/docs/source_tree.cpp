@@ -1,5 +1,5 @@
-// Source trees: walk a folder honouring .gitignore and .git/info/exclude, skip what is not source text, keep relative
-// paths and line numbers, in sorted order.
+// Source trees: walk a folder honouring .gitignore and .git/info/exclude, skip what is not source
+// text, keep relative paths and line numbers, in sorted order.
 #include <QFile>
 #include <QFileInfo>
 #include <QMap>
@@ -180,10 +180,11 @@ Document load_source_tree(const QString& root, const LoadOptions& options) {
   walker.root = root;
   // The repository's own exclude file (.git/info/exclude) holds patterns as a .gitignore does, for
   // files a developer keeps out of git without committing a rule; git reads it before (so below)
-  // every .gitignore of the tree, and so does the walk.
+  // every .gitignore of the tree, and so does the walk. Read only where it lies inside the tree (a
+  // .git linked to elsewhere is not followed), as for .gitignore.
   GitignoreStack excludes;
   const QFileInfo exclude(info.absoluteFilePath() + "/.git/info/exclude");
-  if (exclude.isFile() && !exclude.isSymLink()) {
+  if (exclude.isFile() && walker.inside_root(exclude.canonicalFilePath())) {
     QFile f(exclude.filePath());
     if (exclude.size() > (1 << 20))
       walker.skip(".git/info/exclude", SkipKind::TooLarge, "larger than 1 MiB: its patterns were not applied");
