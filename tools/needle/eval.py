@@ -10,7 +10,7 @@ the held-out split of all three with "eval4-...", the same samples; --generator 
 grammar3.py's, seeds "eval3-..."), --split eval the held-out split (its frames,
 words, attributes, value kinds and filler, filler-eval.txt), --split train the training grammar
 and filler with seeds training never uses ("evalV-SPLIT-TASK-LENGTH-I-FORMAT", V the generator;
-training uses "trainV-SEED-STEP"). --generator 2: tasks.py over filler.txt, the committed model's tasks
+training uses "trainV-SEED-STEP"). --generator 2: tasks.py over filler.txt, the first model's tasks
 ("eval-TASK-LENGTH-I"; training used "train-SEED-STEP"). Both use RULER's usual fixed counts:
 multikey 4 keys, multivalue 4 values, kv 8 pairs (generator 2), vt 4 hops with a 4-hop
 distractor chain. The main rows wrap the document in the user turn
@@ -164,7 +164,7 @@ def main():
     ap.add_argument("--data", default=".needle")
     ap.add_argument("--lengths", default="4096,8192,16384,32768,65536,131072")
     ap.add_argument("--generator", type=int, default=6, choices=[2, 3, 4, 5, 6],
-                    help="6, 5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the committed model's "
+                    help="6, 5 or 4: grammar.py, 3: grammar3.py (filler-SPLIT.txt); 2: tasks.py, the first model's "
                          "(filler.txt)")
     ap.add_argument("--split", default="eval", choices=list(grammar.SPLITS),
                     help="generators 3-6: eval (held out) or train (training-style, unseen seeds)")

@@ -13,7 +13,7 @@ ATTENTION (dense unless given).
         [--backend cpu|cuda] [--json FILE] [--generator 2-6] [--split eval|train]
         [--compare attention|kv] [--kv q8|fp8] [--attention dense|sparse|auto]
 
---generator 2 (the default, the committed model's tasks over filler.txt) or 3 (grammar.py over
+--generator 2 (the default, the first model's tasks over filler.txt) or 3 (grammar.py over
 filler-SPLIT.txt; --split eval is the held-out split the sparse issues report against).
 """
 import argparse

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Here, before the first GPU call of a training run: .needle/gpu4 (generator 4; NEEDLE_GPU=.needle/gpu
 # was generator 3's), what gpu_train.sh reads on the GPU machine (carry [".needle/gpu4"]): the fillers gzipped (train, held-out eval, and
-# generator 2's for the comparison with the committed model) and the tokenizer. The repository
+# generator 2's for the comparison with the first model) and the tokenizer. The repository
 # and the carried paths travel together within 64 MiB: the tracked tree is about 31 MiB, this
 # folder about 6 MiB, and the compact state of a leg (.needle/gpu4/carry, take_leg.sh) about 22 MiB.
 # Generators 3 and 4 use the same filler and tokenizer (docs/needle.md).

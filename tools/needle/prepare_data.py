@@ -16,7 +16,7 @@ Each package's debian/copyright (usr/share/doc/PACKAGE/copyright) was read for t
 (docs/needle.md has the table). Nothing GPL goes into either file.
 
 --legacy writes OUTDIR/filler.txt as generator version 2 had it (King James Bible, the Debian
-Reference, GPL-2+, and doc-debian), which the committed model was trained on; only to reproduce
+Reference, GPL-2+, and doc-debian), which the first model (generator 2) was trained on; only to reproduce
 that model.
 
 Output: one paragraph per line (UTF-8, no tabs), and FILE.json beside each file with the sources,

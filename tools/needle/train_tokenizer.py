@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--generator", type=int, default=3, choices=[2, 3, 4],
                     help="3 and 4 (the same tokenizer: generator 4 is trained with generator 3's, docs/needle.md); "
-                         "2: the committed model's")
+                         "2: the first model's")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     out = args.out or os.path.join(args.data, "tokenizer.model")
