@@ -2,7 +2,8 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets] [estimation]    (default: test)
+#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets] [estimation] [needle]
+#                         (default: test)
 # targets: issue 13's targets on this card with their peers in the same call (see the step).
 # estimation: the sparse estimation kernels' tests, whole-model estimation time (against the build of
 # `base` when there is one) and Nsight Compute's time per kernel at the last chunk of 128K.
@@ -10,6 +11,7 @@
 # tst_gpu_model's graph and random-shape cases, decode tok/s on the Llama-3.1-8B shape at 4K, 32K and
 # 128K with each kernel (bf16; and Q4_K weights with the 8-bit KV cache at 32K and 128K) into
 # $OUT/decodek.jsonl, and Nsight Compute's time and DRAM bytes of both kernels at 32K.
+# needle: folio-needle on the GPU (the step says what; carry .needle/gpu4 too).
 # kvq8: the 8-bit (q8) KV cache: tst_gpu_model's kv_q8 case (against the CPU's q8 cache, sparse
 # prefill against bf16 KV, the memory caps), then TTFT and decode on the Llama-3.1-8B shape with Q4_K
 # weights, bf16 KV and q8 KV (32K and 128K; q8 also at 128K under a 24 GB cap and 32K under 12 GB)
@@ -92,6 +94,25 @@ for step in "${steps[@]}"; do
             --decode-tokens 64 --json "$out/tp.jsonl" 2>&1 | tail -n 2 || true
         done
       fi ;;
+    needle)
+      # folio-needle on this GPU (issues 20 and 18), with .needle/gpu4 carried (tools/needle/gpu_pack.sh
+      # here): the whole-model sparse check GPU against CPU (tst_gpu_sparse), Folio CUDA on the
+      # held-out Folio set against transformers' answers of the installed model's eval (eval_folio.py
+      # on the committed eval JSON), then sparse against dense and the q8 KV against bf16 at
+      # NEEDLE_LENGTHS (32K-128K), NEEDLE_N samples of each task a length (eval_sparse.py).
+      nd=${NEEDLE_DATA:-.needle/gpu4}
+      if [ ! -f "$nd/tokenizer.model" ]; then echo "needle: $nd is not here (carry it)"; continue; fi
+      build/gpu/kernels/tests/tst_gpu_sparse 2>&1 | tee "$out/needle_tst_gpu_sparse.log" | grep -E "folio-needle|FAIL|passed" || true
+      gunzip -c docs/bench/gpu-2026-12-07-needle6/eval-heldout.json.gz > /tmp/needle-eval-heldout.json
+      python3 tools/needle/eval_folio.py --results /tmp/needle-eval-heldout.json --data "$nd" \
+        --cli build/gpu/app/folio-cli --backend cuda > "$out/needle_folio_cuda.log" 2>&1 || true
+      tail -n 1 "$out/needle_folio_cuda.log"
+      for cmp in attention kv; do
+        python3 tools/needle/eval_sparse.py --generator 6 --split eval --data "$nd" --cli build/gpu/app/folio-cli \
+          --backend cuda --compare $cmp --kv q8 --lengths "${NEEDLE_LENGTHS:-32768,65536,131072}" \
+          --n "${NEEDLE_N:-10}" --json "$out/needle_$cmp.json" > "$out/needle_$cmp.log" 2>&1 || true
+        tail -n 5 "$out/needle_$cmp.log"
+      done ;;
     kvq8)
       { FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_ops; FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_model; } 2>&1 | tee "$out/kvq8_test.log" | grep -v "^  FAIL" || true
       rm -f "$out/kvq8.jsonl"
