@@ -823,9 +823,10 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
     else if (r < K) atomicAdd(reinterpret_cast<unsigned long long*>(&cum[r]), static_cast<unsigned long long>(m));
   }
   // histogram of each causal tile's smallest covering rank
+  auto last_key_tile = [&](int i) { return (pos32 + min(n32, (i + 1) * kQueryTile) - 1) / kKeyTile; };
   int64_t mand = 0, causal = 0;
   for (int i = 0; i < nq; ++i) {
-    const int last = (pos32 + min(n32, (i + 1) * kQueryTile) - 1) / kKeyTile;
+    const int last = last_key_tile(i);
     causal += last + 1;
     for (int t = tid; t <= last; t += kSelectThreads) {
       const int32_t r = cell_rank_dev(rank, rank + nk, nk32, n32, pos32, i, t, triangular, nq);
@@ -889,7 +890,6 @@ __global__ void __launch_bounds__(kSelectThreads) select_kernel(SelectParams a) 
   const int32_t base = static_cast<int32_t>(static_cast<int64_t>(h) * a.index_stride);
   int32_t* tile_count = reinterpret_cast<int32_t*>(key);  // [nq]: nq <= nk <= P / 2
   const unsigned lanes_below = (1u << lane) - 1u;
-  auto last_key_tile = [&](int i) { return (pos32 + min(n32, (i + 1) * kQueryTile) - 1) / kKeyTile; };
   for (int i = warp; i < nq; i += kSelectThreads / 32) {
     const int last = last_key_tile(i);
     int32_t c = 0;
