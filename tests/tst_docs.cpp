@@ -536,6 +536,35 @@ class DocsTest : public QObject {
     QVERIFY(listed);
   }
 
+  // The same bound for a .gitignore anywhere in the tree: listed once, its patterns not applied,
+  // the rest of the walk unchanged (the folder's other .gitignore rules still hold).
+  void source_tree_with_a_huge_gitignore() {
+    const QString root = tmp_.filePath("huge-gitignore");
+    write_file(root + "/.gitignore", "*.log\n");
+    write_file(root + "/main.c", "int main(void) { return 0; }\n");
+    write_file(root + "/run.log", "ignored by the root's .gitignore\n");
+    write_file(root + "/lib/util.c", "int util(void) { return 1; }\n");
+    write_file(root + "/lib/debug.log", "still ignored below lib/\n");
+    QByteArray patterns = "util.c\n";
+    while (patterns.size() <= (1 << 20)) patterns += "*.generated-" + QByteArray::number(patterns.size()) + "\n";
+    write_file(root + "/lib/.gitignore", patterns);
+    const Document doc = load_document(root, LoadOptions());
+    QStringList paths;
+    for (const auto& f : doc.files) paths << f.path;
+    QVERIFY2(paths.contains("lib/util.c"), qPrintable(paths.join(", ")));  // its pattern was not applied
+    QVERIFY(paths.contains("main.c"));
+    QVERIFY(!paths.contains("run.log"));
+    QVERIFY(!paths.contains("lib/debug.log"));
+    int listed = 0;
+    for (const SkippedFile& s : doc.skipped)
+      if (s.path == "lib/.gitignore") {
+        ++listed;
+        QCOMPARE(s.kind, SkipKind::TooLarge);
+        QVERIFY2(s.reason.contains("not applied"), qPrintable(s.reason));
+      }
+    QCOMPARE(listed, 1);
+  }
+
   // A .git that links out of the tree is not followed for its exclude file either.
   void source_tree_with_a_git_link_outside() {
     QTemporaryDir outside;

@@ -7,7 +7,8 @@
 // Elsewhere, each beside the code it guards:
 // - documents: only regular files (FIFOs, devices, sockets refused by type, symbolic link loops
 //   named), a text document at most LoadOptions::max_text_file_bytes (256 MiB), source files of a
-//   folder at most max_source_file_bytes (1 MiB) each (core/docs/ingest.h);
+//   folder at most max_source_file_bytes (1 MiB) each (core/docs/ingest.h), its .gitignore and
+//   .git/info/exclude files at most kMaxPatternFileBytes (1 MiB) each (core/docs/source_tree.cpp);
 // - whole-file reads at most kMaxWholeFileBytes (1 GiB, core/common/mapped_file.h);
 // - token counts of documents: counted in pieces of kCountPieceBytes and only up to a bound past
 //   the context, so a document many times the context costs memory and time in proportion to the

@@ -3,6 +3,7 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QMap>
+#include <QSet>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +19,9 @@
 namespace folio::docs {
 
 namespace {
+
+// .gitignore and .git/info/exclude: real ones are a few KiB (see add_patterns)
+constexpr qint64 kMaxPatternFileBytes = 1 << 20;
 
 struct Candidate {
   QString rel;
@@ -54,6 +58,8 @@ struct Walker {
   const LoadOptions* options = nullptr;
   QString root;
 
+  QSet<QString> unapplied_patterns;  // pattern files listed as skipped by add_patterns (not listed twice)
+
   void skip(const QString& rel, SkipKind kind, const QString& reason) { skipped.push_back({rel, reason, kind}); }
 
   bool inside_root(const QString& canonical) const {
@@ -61,14 +67,31 @@ struct Walker {
                                                                                             : canonical_root + '/');
   }
 
+  // Adds the patterns of a .gitignore-style file (rel: its path in the tree, base: the folder its
+  // patterns are relative to) to `stack`. Read only where it lies inside the tree (a link out of
+  // it is not followed) and up to kMaxPatternFileBytes: every file of the walk is matched against
+  // every pattern, so a file of millions of patterns would make the walk quadratic. One too large
+  // or unreadable is listed as skipped, with its patterns not applied.
+  void add_patterns(const QFileInfo& file, const QString& rel, const QString& base, GitignoreStack& stack) {
+    if (!file.isFile() || !inside_root(file.canonicalFilePath())) return;
+    if (file.size() > kMaxPatternFileBytes) {
+      skip(rel, SkipKind::TooLarge, "larger than 1 MiB: its patterns were not applied");
+      unapplied_patterns.insert(rel);
+      return;
+    }
+    QFile f(file.filePath());
+    if (!f.open(QIODevice::ReadOnly)) {
+      skip(rel, SkipKind::Unreadable,
+           QString("cannot be read (%1): its patterns were not applied").arg(f.errorString()));
+      unapplied_patterns.insert(rel);
+      return;
+    }
+    stack.add(parse_gitignore(QString::fromUtf8(f.read(kMaxPatternFileBytes)), base, rel));
+  }
+
   void walk(const QString& dir_abs, const QString& rel_prefix, GitignoreStack stack) {
     detail::check_cancel(*options, root);
-    const QFileInfo gitignore(dir_abs + "/.gitignore");
-    if (gitignore.isFile() && (!gitignore.isSymLink() || inside_root(gitignore.canonicalFilePath()))) {
-      QFile f(gitignore.filePath());
-      if (f.open(QIODevice::ReadOnly))
-        stack.add(parse_gitignore(QString::fromUtf8(f.readAll()), rel_prefix, rel_prefix + ".gitignore"));
-    }
+    add_patterns(QFileInfo(dir_abs + "/.gitignore"), rel_prefix + ".gitignore", rel_prefix, stack);
     list_undecodable_names(dir_abs, rel_prefix);
     const QFileInfoList entries =
         QDir(dir_abs).entryInfoList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden | QDir::System, QDir::Name);
@@ -108,7 +131,7 @@ struct Walker {
       if (is_dir) {
         walk(e.filePath(), rel + "/", stack);
       } else if (e.isFile()) {
-        files.push_back({rel, e.filePath(), e.size()});
+        if (!unapplied_patterns.contains(rel)) files.push_back({rel, e.filePath(), e.size()});  // else listed
       } else {
         SkipKind kind = SkipKind::Unreadable;
         const QString reason = special_entry_reason(e.filePath(), &kind);
@@ -183,14 +206,8 @@ Document load_source_tree(const QString& root, const LoadOptions& options) {
   // every .gitignore of the tree, and so does the walk. Read only where it lies inside the tree (a
   // .git linked to elsewhere is not followed), as for .gitignore.
   GitignoreStack excludes;
-  const QFileInfo exclude(info.absoluteFilePath() + "/.git/info/exclude");
-  if (exclude.isFile() && walker.inside_root(exclude.canonicalFilePath())) {
-    QFile f(exclude.filePath());
-    if (exclude.size() > (1 << 20))
-      walker.skip(".git/info/exclude", SkipKind::TooLarge, "larger than 1 MiB: its patterns were not applied");
-    else if (f.open(QIODevice::ReadOnly))
-      excludes.add(parse_gitignore(QString::fromUtf8(f.readAll()), QString(), ".git/info/exclude"));
-  }
+  walker.add_patterns(QFileInfo(info.absoluteFilePath() + "/.git/info/exclude"), ".git/info/exclude", QString(),
+                      excludes);
   walker.walk(info.absoluteFilePath(), QString(), excludes);
   std::sort(walker.files.begin(), walker.files.end(),
             [](const Candidate& a, const Candidate& b) { return a.rel < b.rel; });
