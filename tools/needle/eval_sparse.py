@@ -7,11 +7,12 @@ GPU sets) at one length and asks each twice, with --attention dense and --attent
 model's folio-sparse.json), then prints accuracy per task and mode, how often the two answers
 agree, and the density sparse prefill used. --compare kv asks with --kv-dtype native and with
 --kv-dtype KV (q8, or fp8 on cuda; issue 18's check of the 8-bit KV cache), both with --attention
-ATTENTION (dense unless given).
+ATTENTION (dense unless given). --sparse-config FILE gives the sparse runs another folio-sparse.json
+than the model's (e.g. fewer estimation sample rows: "last_queries").
 
     python3 tools/needle/eval_sparse.py [--lengths 16384[,32768...]] [--n 6] [--tasks single,multikey]
         [--backend cpu|cuda] [--json FILE] [--generator 2-6] [--split eval|train]
-        [--compare attention|kv] [--kv q8|fp8] [--attention dense|sparse|auto]
+        [--compare attention|kv] [--kv q8|fp8] [--attention dense|sparse|auto] [--sparse-config FILE]
 
 --generator 6 (the default, the installed model's grammar over filler-SPLIT.txt; --split eval is the
 held-out split the sparse issues report against); 2 the first model's tasks over filler.txt.
@@ -44,12 +45,16 @@ def main():
     ap.add_argument("--compare", default="attention", choices=["attention", "kv"])
     ap.add_argument("--kv", default="q8", help="--compare kv: the 8-bit type set against native (q8 or fp8)")
     ap.add_argument("--attention", default="dense", help="--compare kv: the attention of both runs")
+    ap.add_argument("--sparse-config", default="",
+                    help="a folio-sparse.json for the sparse runs (default: the model's own)")
     args = ap.parse_args()
+    sparse_config = ["--sparse-config", os.path.abspath(args.sparse_config)] if args.sparse_config else []
     if args.compare == "attention":
-        modes = [("dense", ["--attention", "dense"]), ("sparse", ["--attention", "sparse"])]
+        modes = [("dense", ["--attention", "dense"]), ("sparse", ["--attention", "sparse", *sparse_config])]
     else:
-        modes = [("native", ["--attention", args.attention, "--kv-dtype", "native"]),
-                 (args.kv, ["--attention", args.attention, "--kv-dtype", args.kv])]
+        extra = sparse_config if args.attention != "dense" else []
+        modes = [("native", ["--attention", args.attention, "--kv-dtype", "native", *extra]),
+                 (args.kv, ["--attention", args.attention, "--kv-dtype", args.kv, *extra])]
     (a, _), (b, _) = modes
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
