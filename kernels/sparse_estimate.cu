@@ -984,7 +984,7 @@ struct PooledSmem {
 // written). Tiles every row sees whole skip the masks.
 template <int HD>
 __global__ void __launch_bounds__(kPooledThreads, 3) pooled_kernel(PooledArgs a) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
   using SM = PooledSmem<HD>;
   auto sK = [&](int b) { return reinterpret_cast<__nv_bfloat16*>(smem_raw + b * SM::kK); };
   const int split = blockIdx.x, g = blockIdx.y, rb = blockIdx.z;
