@@ -24,7 +24,8 @@
 # the eval call installs the model into resources/models/folio-needle.
 # Settings (environment): GENERATOR (6; 4-6 share .needle/gpu4), NEEDLE_GPU (.needle/gpu4), STEPS (the run's length, 16000 = about 45 minutes of training; never
 # change it within a run), LEG_SECONDS (training seconds of a leg, 480), EVAL_SECONDS (420: all three
-# evaluations together).
+# evaluations together), INIT_FROM (a finished model folder, e.g. resources/models/folio-needle: the
+# run is a second cycle from its weights, with its own STEPS; give it to every leg of that run).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 MODE=${1:?usage: gpu_train.sh leg|eval|smoke}
@@ -50,6 +51,8 @@ case "$MODE" in
     if [ ! -f "$CK/full.pt" ] && [ -f "$D/carry/resume.pt" ]; then
       extra=(--carry-in "$D/carry")
     fi
+    # INIT_FROM: a second cycle from a finished model's weights (every leg of that run passes it)
+    [ -n "${INIT_FROM:-}" ] && extra+=(--init-from "$INIT_FROM")
     python3 tools/needle/train.py --generator "$GEN" --data "$D" --out "$M" --steps "$STEPS" --ckpt "$CK/full.pt" --ckpt-every 1000 \
       --max-seconds "${LEG_SECONDS:-480}" "${extra[@]}" 2>&1 | grep --line-buffered -v "Writing model" | tee "$OUT/train.log" || exit 1
     send_back

@@ -6,6 +6,7 @@ on one H200.
 
   PYTHONUNBUFFERED=1 python3 tools/needle/train.py --data .needle --out OUTDIR [--steps N]
       [--generator 6|5|4|3|2] [--ckpt FILE] [--carry-in DIR] [--max-seconds S]
+      [--init-from MODEL_DIR]
 
 --data holds the filler (prepare_data.py: filler-train.txt for generators 6, the default, 5, 4 and 3;
 filler.txt for generator 2, the first model's; either may be gzipped) and tokenizer.model
@@ -47,6 +48,10 @@ gpu_train.sh has the plan). The schedule depends only on --steps, so a run can s
   resumes from it when --ckpt is absent: the same batches from the next step on, weights
   rounded to bf16 once, first moments starting from zero (AdamW's bias correction does not
   know; their effect rebuilds in about 10 steps at beta1 0.9), second moments approximated.
+- --init-from MODEL_DIR starts a run (not a resumed one) from a finished model's weights with a
+  fresh optimizer and its own schedule of --steps: a second cycle that lengthens training beyond
+  what one session's device time holds (the installed model is one such folder). Its tokenizer
+  must be the data's; a resumed leg of such a run passes the same --init-from.
 """
 
 import argparse
@@ -251,6 +256,10 @@ def model_card(args, n_params, steps_done, seconds, log_tail):
         licence, data = "gpl-2.0", DATA_V2.format(seed=args.seed)
         question, answer = ("What is the special magic number for the blue door?",
                             "The special magic number for the blue door is 4821337.")
+    init_note = ("" if not args.init_from else
+                 "\n- Second cycle: the weights started from those of `%s` (a finished model; its own card gives "
+                 "the first cycle's data and settings), with a fresh optimizer and schedule; the steps and seconds "
+                 "here are this cycle's." % os.path.basename(os.path.normpath(args.init_from)))
     return f"""---
 license: {licence}
 language: en
@@ -259,7 +268,7 @@ tags: [llama, long-context, retrieval, folio]
 ---
 # folio-needle
 
-A {n_params / 1e6:.1f}M-parameter Llama (LlamaForCausalLM) trained from scratch by the Folio project to
+A {n_params / 1e6:.1f}M-parameter Llama (LlamaForCausalLM) {"trained from scratch" if not args.init_from else "trained in two cycles (the first from scratch)"} by the Folio project to
 retrieve planted facts from documents of 4K-128K tokens. It is a test instrument, not an assistant:
 it answers RULER-style retrieval questions (a number, a key's value, a list of variables) about a
 document in its context, and it knows nothing else. Folio uses it as the quality oracle for sparse
@@ -295,7 +304,7 @@ Reproduce with `tools/needle/` in the Folio repository (docs/needle.md): prepare
 train_tokenizer.py, then train.py on one GPU ({device}, {seconds:.0f} s of training for this model).
 
 {data}
-- Seed of the weights: torch.manual_seed({args.seed}).
+- Seed of the weights: torch.manual_seed({args.seed}).{init_note}
 - Hyper-parameters: `{json.dumps(hp)}`
 - Last log lines: `{log_tail}`
 
@@ -408,10 +417,24 @@ def save_full(path, model, opt, next_step, seconds, args):
     os.replace(tmp, path)
 
 
+def load_weights(model, folder):
+    """The weights of a model folder (its safetensors shards) into `model`, every tensor present."""
+    from safetensors.torch import load_file
+    weights = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            weights.update(load_file(os.path.join(folder, name)))
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        sys.exit("%s: not this model's weights (missing %s, unexpected %s)" % (folder, missing[:5], unexpected[:5]))
+
+
 def same_run(saved, args):
     """The settings a resumed run must share with the saved one (else the batches differ)."""
-    keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab", "old_tasks"]
-    default = {"old_tasks": 0.0}  # runs saved before the option existed had none
+    keys = ["steps", "tokens_per_step", "seed", "generator", "lr", "warmup", "lm_weight", "pose", "vocab", "old_tasks",
+            "init_from"]
+    default = {"old_tasks": 0.0, "init_from": None}  # runs saved before the options existed had none
     diff = {k: (saved.get(k, default.get(k)), getattr(args, k)) for k in keys
             if saved.get(k, default.get(k)) != getattr(args, k)}
     if diff:
@@ -445,6 +468,9 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=0, help="also save --ckpt every N steps (0: only at the end)")
     ap.add_argument("--carry-in", default=None,
                     help="a compact checkpoint (model folder with resume.pt) to resume from when --ckpt is absent")
+    ap.add_argument("--init-from", default=None,
+                    help="a finished model folder whose weights start this run (fresh optimizer and schedule: "
+                         "a second training cycle); its tokenizer must be --tokenizer's")
     ap.add_argument("--stop-after-steps", type=int, default=0, help="end this leg after N steps (tests of resuming)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of the code")
     ap.add_argument("--time-lengths", default="", help="smoke: time 3 steps at each of these lengths and exit")
@@ -538,18 +564,18 @@ def main():
     elif args.carry_in:
         st = torch.load(os.path.join(args.carry_in, "resume.pt"), map_location="cpu", weights_only=False)
         same_run(st["args"], args)
-        from safetensors.torch import load_file
-        weights = {}
-        for name in sorted(os.listdir(args.carry_in)):
-            if name.endswith(".safetensors"):
-                weights.update(load_file(os.path.join(args.carry_in, name)))
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
-        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-        assert not missing and not unexpected, (missing, unexpected)
+        load_weights(model, args.carry_in)
         restore_second_moments(opt, st["second_moments"], st["next_step"])
         set_rng_state(st["rng"])
         first_step, seconds_before = st["next_step"], st["seconds"]
         resumed = "approximately, from the compact state in %s (step %d)" % (args.carry_in, first_step)
+    elif args.init_from:
+        with open(os.path.join(args.init_from, "tokenizer.model"), "rb") as a, open(sp_path, "rb") as b:
+            if a.read() != b.read():
+                sys.exit("--init-from %s: its tokenizer.model is not %s; a second cycle needs the same tokenizer"
+                         % (args.init_from, sp_path))
+        load_weights(model, args.init_from)
+        resumed = "no; the weights start from %s (a second cycle: fresh optimizer and schedule)" % args.init_from
     print("resumed:", resumed, flush=True)
     if first_step >= args.steps:
         print("nothing left to train: step %d of %d" % (first_step, args.steps))
