@@ -100,7 +100,7 @@ for step in "${steps[@]}"; do
       # held-out Folio set against transformers' answers of the installed model's eval (eval_folio.py
       # on the committed eval JSON), then sparse against dense and the q8 KV against bf16 at
       # NEEDLE_LENGTHS (32K-128K), NEEDLE_N samples of each task a length (eval_sparse.py; NEEDLE_COMPARE
-      # picks which of kv and attention, in that order).
+      # picks which of kv and attention, in that order; NEEDLE_JOBS samples side by side, default 4).
       nd=${NEEDLE_DATA:-.needle/gpu4}
       if [ ! -f "$nd/tokenizer.model" ]; then echo "needle: $nd is not here (carry it)"; continue; fi
       build/gpu/kernels/tests/tst_gpu_sparse 2>&1 | tee "$out/needle_tst_gpu_sparse.log" | grep -E "folio-needle|FAIL|passed" || true
@@ -111,7 +111,7 @@ for step in "${steps[@]}"; do
       for cmp in ${NEEDLE_COMPARE:-kv attention}; do
         python3 tools/needle/eval_sparse.py --generator 6 --split eval --data "$nd" --cli build/gpu/app/folio-cli \
           --backend cuda --compare $cmp --kv q8 --lengths "${NEEDLE_LENGTHS:-32768,65536,131072}" \
-          --n "${NEEDLE_N:-10}" --json "$out/needle_$cmp.json" > "$out/needle_$cmp.log" 2>&1 || true
+          --n "${NEEDLE_N:-10}" --jobs "${NEEDLE_JOBS:-4}" --json "$out/needle_$cmp.json" > "$out/needle_$cmp.log" 2>&1 || true
         tail -n 5 "$out/needle_$cmp.log"
       done ;;
     kvq8)
