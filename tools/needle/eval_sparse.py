@@ -46,7 +46,8 @@ def main():
     ap.add_argument("--compare", default="attention", choices=["attention", "kv"])
     ap.add_argument("--kv", default="q8", help="--compare kv: the 8-bit type set against native (q8 or fp8)")
     ap.add_argument("--attention", default="dense", help="--compare kv: the attention of both runs")
-    ap.add_argument("--jobs", type=int, default=1, help="samples asked side by side (each folio-cli run is one process)")
+    ap.add_argument("--jobs", type=int, default=1, help="samples asked side by side (each folio-cli run is one process); the per-run seconds "
+                    "printed and saved (MODE_s) are then taken beside the other jobs: not per-run costs")
     ap.add_argument("--sparse-config", default="",
                     help="a folio-sparse.json for the sparse runs (default: the model's own)")
     args = ap.parse_args()
