@@ -2,7 +2,7 @@
 # Run on the GPU machine (no Qt, no network), with .deps carried (tools/gpu_prepare.sh here first):
 # builds the engine, the CUDA backend and the GPU tests for sm_90a, then runs what is asked.
 #   bash tools/gpu_run.sh [test] [attn] [patterns] [sanitize] [bench] [peers] [hfcheck] [base] [regress] [archs]
-#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets] [estimation] [needle]
+#                         [server] [kvdisk] [decode] [decodek] [tp] [kvq8] [targets] [estimation] [needle] [chunks]
 #                         (default: test)
 # targets: issue 13's targets on this card with their peers in the same call (see the step).
 # estimation: the sparse estimation kernels' tests, whole-model estimation time (against the build of
@@ -11,7 +11,9 @@
 # tst_gpu_model's graph and random-shape cases, decode tok/s on the Llama-3.1-8B shape at 4K, 32K and
 # 128K with each kernel (bf16; and Q4_K weights with the 8-bit KV cache at 32K and 128K) into
 # $OUT/decodek.jsonl, and Nsight Compute's time and DRAM bytes of both kernels at 32K.
-# needle: folio-needle on the GPU (the step says what; carry .needle/gpu4 too).
+# needle: folio-needle on the GPU (the step says what; carry .needle/gpu4 too; NEEDLE_ONLY_COMPARE=1
+# runs only the comparisons).
+# chunks: sparse prefill on the 8B shape with prefill chunks of 4096, 8192 and 16384 tokens.
 # kvq8: the 8-bit (q8) KV cache: tst_gpu_model's kv_q8 case (against the CPU's q8 cache, sparse
 # prefill against bf16 KV, the memory caps), then TTFT and decode on the Llama-3.1-8B shape with Q4_K
 # weights, bf16 KV and q8 KV (32K and 128K; q8 also at 128K under a 24 GB cap and 32K under 12 GB)
@@ -103,17 +105,40 @@ for step in "${steps[@]}"; do
       # picks which of kv and attention, in that order; NEEDLE_JOBS samples side by side, default 4).
       nd=${NEEDLE_DATA:-.needle/gpu4}
       if [ ! -f "$nd/tokenizer.model" ]; then echo "needle: $nd is not here (carry it)"; continue; fi
-      build/gpu/kernels/tests/tst_gpu_sparse 2>&1 | tee "$out/needle_tst_gpu_sparse.log" | grep -E "folio-needle|FAIL|passed" || true
-      gunzip -c docs/bench/gpu-2026-12-07-needle6/eval-heldout.json.gz > /tmp/needle-eval-heldout.json
-      python3 tools/needle/eval_folio.py --results /tmp/needle-eval-heldout.json --data "$nd" \
-        --cli build/gpu/app/folio-cli --backend cuda > "$out/needle_folio_cuda.log" 2>&1 || true
-      tail -n 1 "$out/needle_folio_cuda.log"
+      if [ "${NEEDLE_ONLY_COMPARE:-0}" = 0 ]; then
+        build/gpu/kernels/tests/tst_gpu_sparse 2>&1 | tee "$out/needle_tst_gpu_sparse.log" | grep -E "folio-needle|FAIL|passed" || true
+        gunzip -c docs/bench/gpu-2026-12-07-needle6/eval-heldout.json.gz > /tmp/needle-eval-heldout.json
+        python3 tools/needle/eval_folio.py --results /tmp/needle-eval-heldout.json --data "$nd" \
+          --cli build/gpu/app/folio-cli --backend cuda > "$out/needle_folio_cuda.log" 2>&1 || true
+        tail -n 1 "$out/needle_folio_cuda.log"
+      fi
+      # NEEDLE_SPARSE_CONFIG: another folio-sparse.json for the sparse runs (e.g. fewer sample rows)
       for cmp in ${NEEDLE_COMPARE:-kv attention}; do
+        tag=$cmp${NEEDLE_TAG:+_$NEEDLE_TAG}
         python3 tools/needle/eval_sparse.py --generator 6 --split eval --data "$nd" --cli build/gpu/app/folio-cli \
           --backend cuda --compare $cmp --kv q8 --lengths "${NEEDLE_LENGTHS:-32768,65536,131072}" \
-          --n "${NEEDLE_N:-10}" --jobs "${NEEDLE_JOBS:-4}" --json "$out/needle_$cmp.json" > "$out/needle_$cmp.log" 2>&1 || true
-        tail -n 5 "$out/needle_$cmp.log"
+          ${NEEDLE_SPARSE_CONFIG:+--sparse-config "$NEEDLE_SPARSE_CONFIG"} \
+          --n "${NEEDLE_N:-10}" --jobs "${NEEDLE_JOBS:-4}" --json "$out/needle_$tag.json" > "$out/needle_$tag.log" 2>&1 || true
+        tail -n 7 "$out/needle_$tag.log"
       done ;;
+    chunks)
+      # the prefill chunk's effect on sparse prefill (estimation runs once a chunk, so its share
+      # falls as the chunk grows; scratch grows with it): the 8B shape, sparse forced, 64K and 128K
+      rm -f "$out/chunks.jsonl"
+      for c in ${FOLIO_CHUNKS:-4096 8192 16384}; do
+        build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse --chunk $c \
+          --lengths "${FOLIO_CHUNK_LENGTHS:-65536,131072}" --decode-tokens 4 --reps 1 --json "$out/chunks.jsonl" \
+          > /dev/null 2> "$out/chunks_$c.log" || tail -n 5 "$out/chunks_$c.log"
+      done
+      python3 - "$out/chunks.jsonl" <<'PY'
+import json, sys
+print(f"{'chunk':>6} {'n':>7} {'TTFT s':>7} {'est ms':>7} {'sparse attn ms':>14} {'est/attn':>8} {'density':>7} {'scratch GiB':>11}")
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print(f"{r.get('chunk', 0):>6} {r['n_prompt']:>7} {r['ttft_ms']/1e3:7.3f} {r['estimate_ms']:7.1f} {r['sparse_attention_ms']:14.1f} "
+          f"{r['estimate_ms']/max(r['sparse_attention_ms'],1e-9):8.1%} {r['density']:7.3f} {r.get('scratch_bytes', 0)/2**30:11.2f}")
+PY
+      ;;
     kvq8)
       { FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_ops; FOLIO_GPU_CASES=kv_q8 build/gpu/kernels/tests/tst_gpu_model; } 2>&1 | tee "$out/kvq8_test.log" | grep -v "^  FAIL" || true
       rm -f "$out/kvq8.jsonl"
