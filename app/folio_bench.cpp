@@ -52,6 +52,7 @@ const char* kUsage =
     "                   [--gpus LIST]   (the model laid across these GPUs, tensor parallel; the cap applies to each)\n"
     "                   [--kv-dtype native|q8]   (the KV cache's values: bf16 on the GPU, or 8-bit blocks with a scale each)\n"
     "                   [--sparse-pattern triangular|interval-slash|block-cluster]   (every head, budgets kept)\n"
+    "                   [--last-queries N]   (Interval-Slash estimation's sample rows a head; default the config's)\n"
     "                   [--kv-disk FOLDER]   (TTFT from the documents' KV saved on disk vs a fresh prefill)\n"
     "       folio-bench --attention-only [--heads 32] [--kv-heads 8] [--head-dim 128] [--lengths N[,N...]]\n"
     "                   [--sparse-stride S]   (tile-list kernel: sinks, a 16-tile window, every S-th key tile)\n"
@@ -219,6 +220,7 @@ int main(int argc, char** argv) {
     int64_t mm_rows = 4096, mm_cols = 4096;
     int sparse_stride = 0;
     std::string sparse_pattern, kv_disk;
+    int last_queries = 0;  // 0: the config's
     int heads = 32, kv_heads = 8, head_dim = 128;
     while (!args.done()) {
       std::string a = args.next();
@@ -243,6 +245,7 @@ int main(int argc, char** argv) {
         sparse_pattern = args.value(a);
         folio::sparse::pattern_from_name(sparse_pattern);  // checks the name
       }
+      else if (a == "--last-queries") last_queries = static_cast<int>(args.integer(a, 1, 4096));
       else if (a == "--sparse-stride") sparse_stride = static_cast<int>(args.integer(a, 0, 1 << 20));
       else if (a == "--heads") heads = static_cast<int>(args.integer(a, 1, 1024));
       else if (a == "--kv-heads") kv_heads = static_cast<int>(args.integer(a, 1, 1024));
@@ -449,13 +452,16 @@ int main(int argc, char** argv) {
       so.context_tokens = len + decode + 1;
       so.prefill_chunk = chunk;
       so.attention = folio::sparse::attention_mode_from_name(attention);
-      if (!sparse_pattern.empty()) {
-        // every head of the model's config takes this pattern, budgets unchanged
+      if (!sparse_pattern.empty() || last_queries > 0) {
+        // every head of the model's config takes this pattern, budgets unchanged; or other sample rows
         auto cfg = std::make_shared<folio::sparse::SparseConfig>(*engine->sparse_config());
-        const auto pattern = folio::sparse::pattern_from_name(sparse_pattern);
-        cfg->default_head.pattern = pattern;
-        for (auto& layer : cfg->layers)
-          for (auto& h : layer) h.pattern = pattern;
+        if (!sparse_pattern.empty()) {
+          const auto pattern = folio::sparse::pattern_from_name(sparse_pattern);
+          cfg->default_head.pattern = pattern;
+          for (auto& layer : cfg->layers)
+            for (auto& h : layer) h.pattern = pattern;
+        }
+        if (last_queries > 0) cfg->last_queries = last_queries;
         so.sparse_config = cfg;
       }
       auto session = engine->create_session(so);

@@ -309,12 +309,19 @@ __device__ __forceinline__ void sample_scores(const uint32_t (&qa)[HP][HD / 16][
 }
 
 // Sample sums, both passes, for HP query heads of one KV group per CTA (grid: key splits x
-// n_heads / HP). Pass 1 (kSums false): each row's running max and sum per split into `partial`.
+// n_heads / HP). kStack (HP 1, at most 32 sample rows a head): two heads of the group share the 64
+// rows of one product, head h0 in rows 0-31 (warps 0-1) and h0 + 1 in rows 32-63 (warps 2-3), so
+// each K tile feeds one m64 product for both; row r is head h0 + r / 32's sample r % 32. Column
+// sums are then per pair of warps, distance sums per half of the rows (the halves of the
+// unstacked kernel), and every sum is the one the unstacked kernel gives for that head. Pass 1 (kSums false): each row's running max and sum per split into `partial`.
 // Pass 2: probabilities from the merged log-sum-exp; column sums through registers and warp
 // shuffles (written per key), distance sums through the shared probability tile (one global
 // atomic per distance and CTA).
-template <int HD, bool kSums, int HP>
+template <int HD, bool kSums, int HP, bool kStack>
 __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a) {
+  static_assert(!kStack || HP == 1, "a stacked CTA holds two heads in one product");
+  constexpr int RH = kStack ? kFusedRows / 2 : kFusedRows;  // row slots a head
+  constexpr int NH = kStack ? 2 : HP;                        // heads a CTA
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   using SM = SampleSmem<HD, HP>;
   constexpr int S = SM::kStride;
@@ -323,10 +330,10 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   float* sP = reinterpret_cast<float*>(smem_raw);  // [HP][64][kP], over sQ once the fragments are loaded
   float* sD = reinterpret_cast<float*>(smem_raw + SM::kStatsBytes);  // [HP][2][kSpan]
   float* sCol = sD + HP * 2 * SM::kSpan;  // [HP][warps][64]
-  const int split = blockIdx.x, h0 = blockIdx.y * HP;
+  const int split = blockIdx.x, h0 = blockIdx.y * NH;
   bool any = false;
 #pragma unroll
-  for (int hp = 0; hp < HP; ++hp) any |= a.budgets[h0 + hp].pattern != 2;
+  for (int hp = 0; hp < NH; ++hp) any |= a.budgets[h0 + hp].pattern != 2;
   if (!any) return;  // Block-Cluster heads need no sums
   const int g = h0 / (a.n_heads / a.n_kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -338,12 +345,13 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   const bf16* k_head = a.k_cache + static_cast<int64_t>(g) * a.capacity * HD;
   const float scale_log2 = rsqrtf(static_cast<float>(HD)) * kLog2e;
 
-  // Q: sample rows of each head (rows >= a.rows are zeros and masked)
+  // Q: sample rows of each head (slots >= a.rows are zeros and masked)
   for (int i = threadIdx.x; i < HP * kFusedRows * (HD / 8); i += kFusedThreads) {
     const int hp = i / (kFusedRows * (HD / 8)), r = (i / (HD / 8)) % kFusedRows, c = i % (HD / 8);
+    const int head = h0 + hp + r / RH, slot = r % RH;
     __nv_bfloat16* sp = sQ + (hp * kFusedRows + r) * S + c * 8;
-    if (r < a.rows)
-      cp_async16(sp, a.q + (static_cast<int64_t>(a.n - a.rows + r) * a.n_heads + h0 + hp) * HD + c * 8);
+    if (slot < a.rows)
+      cp_async16(sp, a.q + (static_cast<int64_t>(a.n - a.rows + slot) * a.n_heads + head) * HD + c * 8);
     else
       *reinterpret_cast<uint4*>(sp) = make_uint4(0, 0, 0, 0);
   }
@@ -354,6 +362,8 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   if (n_tiles > 0) sample_load_k<HD>(sK(0), k_head, kb, ke);
   cp_async_commit();
   const int r_lo = warp * 16 + lane / 4;  // this thread's rows: r_lo and r_lo + 8
+  const int hw = r_lo / RH;               // stacked: the warp's head in the pair (else 0)
+  const int s_lo = r_lo % RH;             // the rows' sample slots: s_lo and s_lo + 8
   float m_run[HP][2], l_run[HP][2], lse_row[HP][2];
 #pragma unroll
   for (int hp = 0; hp < HP; ++hp)
@@ -361,7 +371,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     for (int e = 0; e < 2; ++e) {
       m_run[hp][e] = -INFINITY;
       l_run[hp][e] = 0.0f;
-      lse_row[hp][e] = kSums ? a.lse2[(h0 + hp) * kFusedRows + r_lo + 8 * e] : 0.0f;
+      lse_row[hp][e] = kSums ? a.lse2[(h0 + hp + hw) * kFusedRows + s_lo + 8 * e] : 0.0f;
     }
 
   uint32_t qa[HP][HD / 16][4];
@@ -382,12 +392,12 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
     sample_scores<HD, HP>(qa, sK(buf), lane, sc);
     // causal and range masks: row r sees keys <= p_first + r; rows >= a.rows see nothing (a tile
     // every sample row sees whole needs none)
-    const bool whole = a.rows == kFusedRows && key0 + kKeyTile <= ke && key0 + kKeyTile - 1 <= p_first;
+    const bool whole = a.rows == RH && key0 + kKeyTile <= ke && key0 + kKeyTile - 1 <= p_first;
 #pragma unroll
     for (int nb = 0; nb < kKeyTile / 8 && !whole; ++nb)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int r = r_lo + 8 * (e / 2);
+        const int r = s_lo + 8 * (e / 2);
         const int64_t key = key0 + nb * 8 + (lane % 4) * 2 + (e & 1);
         if (r >= a.rows || key > p_first + r || key >= ke) {
 #pragma unroll
@@ -451,7 +461,13 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
         }
       }
       __syncthreads();
-      if (threadIdx.x < kKeyTile) {
+      if constexpr (kStack) {
+        // thread t: head h0 + t / 64 (warps 2 (t / 64) and 2 (t / 64) + 1), key t % 64
+        const int hs = threadIdx.x / kKeyTile, kt = threadIdx.x % kKeyTile;
+        const int64_t key = key0 + kt;
+        const float c = sCol[(2 * hs) * kKeyTile + kt] + sCol[(2 * hs + 1) * kKeyTile + kt];
+        if (key < ke) a.col[static_cast<int64_t>(h0 + hs) * a.capacity + key] = c;
+      } else if (threadIdx.x < kKeyTile) {
         const int64_t key = key0 + threadIdx.x;
 #pragma unroll
         for (int hp = 0; hp < HP; ++hp) {
@@ -461,9 +477,9 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
           if (key < ke) a.col[static_cast<int64_t>(h0 + hp) * a.capacity + key] = c;
         }
       }
-      // diagonals: q = r - c + 63 in [0, 126]; distance d = p_first - key0 + q - 63. Thread (half,
-      // tt) sums its half's rows for q = tt and q = tt + 64 (32 rows in all) into its half's
-      // accumulator, at index d - (p_first - (ke - 1)).
+      // diagonals: q = s - c + 63 in [0, 126] for sample slot s (stacked: r - r0; else r); distance
+      // d = p_first - key0 + q - 63. Thread (half, tt) sums its half's rows for q = tt and
+      // q = tt + 64 (32 rows in all) into its half's accumulator, at index d - (p_first - (ke - 1)).
       {
         const int half = threadIdx.x / 64, tt = threadIdx.x % 64;
         const int r0 = half * (kFusedRows / 2), r1 = r0 + kFusedRows / 2;
@@ -479,8 +495,8 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
             float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int j = 0; j < kFusedRows / 2; ++j) {
-              const int r = r0 + j;
-              if (r <= q) s4[j % 4] += sPh[r * SM::kP + r - q + kKeyTile - 1];
+              const int r = r0 + j, sl = kStack ? j : r;
+              if (sl <= q) s4[j % 4] += sPh[r * SM::kP + sl - q + kKeyTile - 1];
             }
             const float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
             if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
@@ -490,8 +506,8 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
             float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int j = 0; j < kFusedRows / 2; ++j) {
-              const int r = r1 - 1 - j;
-              if (r >= q - (kKeyTile - 1)) s4[j % 4] += sPh[r * SM::kP + r - q + kKeyTile - 1];
+              const int r = r1 - 1 - j, sl = kStack ? r - r0 : r;
+              if (sl >= q - (kKeyTile - 1)) s4[j % 4] += sPh[r * SM::kP + sl - q + kKeyTile - 1];
             }
             const float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
             if (idx0 + q >= 0 && sum != 0.0f) acc[idx0 + q] += sum;
@@ -516,7 +532,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
           m = mn;
         }
         if (lane % 4 == 0) {
-          float* pp = a.partial + ((static_cast<int64_t>(h0 + hp) * kFusedRows + r_lo + 8 * e2) * a.splits + split) * 2;
+          float* pp = a.partial + ((static_cast<int64_t>(h0 + hp + hw) * kFusedRows + s_lo + 8 * e2) * a.splits + split) * 2;
           pp[0] = m;
           pp[1] = l;
         }
@@ -524,13 +540,23 @@ __global__ void __launch_bounds__(kFusedThreads) fused_sample_kernel(FusedArgs a
   } else {
     const int64_t d_lo = p_first - (ke - 1);
     const int span = static_cast<int>(ke - kb) + kFusedRows - 1;
+    if constexpr (kStack) {
+      // half h of the rows is head h0 + h
+      for (int hs = 0; hs < 2; ++hs)
+        for (int i = threadIdx.x; i < span; i += kFusedThreads) {
+          const int64_t d = d_lo + i;
+          const float v = sD[hs * SM::kSpan + i];
+          if (d >= 0 && d < kv_len && v != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h0 + hs) * a.capacity + d], v);
+        }
+    } else {
 #pragma unroll
-    for (int hp = 0; hp < HP; ++hp)
-      for (int i = threadIdx.x; i < span; i += kFusedThreads) {
-        const int64_t d = d_lo + i;
-        const float v = sD[hp * 2 * SM::kSpan + i] + sD[(hp * 2 + 1) * SM::kSpan + i];
-        if (d >= 0 && d < kv_len && v != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h0 + hp) * a.capacity + d], v);
-      }
+      for (int hp = 0; hp < HP; ++hp)
+        for (int i = threadIdx.x; i < span; i += kFusedThreads) {
+          const int64_t d = d_lo + i;
+          const float v = sD[hp * 2 * SM::kSpan + i] + sD[(hp * 2 + 1) * SM::kSpan + i];
+          if (d >= 0 && d < kv_len && v != 0.0f) atomicAdd(&a.diag[static_cast<int64_t>(h0 + hp) * a.capacity + d], v);
+        }
+    }
   }
 }
 
@@ -545,9 +571,9 @@ __device__ __forceinline__ void combine_max_sum(float& m, float& l, float m2, fl
 constexpr int kMergeThreads = 256;
 
 __global__ void __launch_bounds__(kMergeThreads) fused_merge_kernel(const float* partial, int splits, int n_heads,
-                                                                   float* lse2) {
+                                                                   int rows, float* lse2) {
   const int i = (blockIdx.x * kMergeThreads + threadIdx.x) / 32, lane = threadIdx.x % 32;  // i = h * 64 + r
-  if (i >= n_heads * kFusedRows) return;
+  if (i >= n_heads * kFusedRows || i % kFusedRows >= rows) return;  // rows past a.rows: never read
   const float* p = partial + static_cast<int64_t>(i) * splits * 2;
   float m = -INFINITY, l = 0.0f;
   for (int s = lane; s < splits; s += 32) combine_max_sum(m, l, p[2 * s], p[2 * s + 1]);
@@ -562,6 +588,16 @@ __global__ void __launch_bounds__(kMergeThreads) fused_merge_kernel(const float*
 // count (each key fragment then feeds two heads' products: 297 vs 368 us per layer at the last
 // chunk of 128K, 8B shape, H100); pass 2 one (its probability tiles and registers would leave two
 // CTAs per SM: 686 vs 623 us).
+// Two heads of a group in one product (kStack) where each has at most 32 sample rows and the group
+// an even count; FOLIO_SAMPLE_STACK=0 turns it off (for measurements).
+bool sample_stack(int group, int rows) {
+  static const bool off = [] {
+    const char* e = std::getenv("FOLIO_SAMPLE_STACK");
+    return e != nullptr && std::string(e) == "0";
+  }();
+  return !off && rows <= kFusedRows / 2 && group % 2 == 0;
+}
+
 int sample_heads_per_cta(int group, bool sums) {
   static const int forced = [] {
     const char* e = std::getenv("FOLIO_SAMPLE_HEADS");
@@ -571,13 +607,13 @@ int sample_heads_per_cta(int group, bool sums) {
   return !sums && group % 2 == 0 ? 2 : 1;
 }
 
-template <int HD, bool kSums, int HP>
+template <int HD, bool kSums, int HP, bool kStack = false>
 void launch_sample_pass(const FusedArgs& a, cudaStream_t stream) {
   constexpr size_t smem = kSums ? SampleSmem<HD, HP>::kSumsBytes : SampleSmem<HD, HP>::kStatsBytes;
   static std::atomic<uint64_t> configured{0};
-  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, kSums, HP>), smem, configured);
-  dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_heads / HP));
-  fused_sample_kernel<HD, kSums, HP><<<grid, kFusedThreads, smem, stream>>>(a);
+  allow_shared_memory(reinterpret_cast<const void*>(fused_sample_kernel<HD, kSums, HP, kStack>), smem, configured);
+  dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_heads / (kStack ? 2 : HP)));
+  fused_sample_kernel<HD, kSums, HP, kStack><<<grid, kFusedThreads, smem, stream>>>(a);
   FOLIO_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -601,13 +637,16 @@ void launch_fused(const EstimateArgs& ea, const SparseScratch& s, cudaStream_t s
   a.diag = s.diag;
   a.budgets = ea.budgets;
   const int group = ea.n_heads / ea.n_kv_heads;
-  if (sample_heads_per_cta(group, false) == 2) launch_sample_pass<HD, false, 2>(a, stream);
+  const bool stack = sample_stack(group, a.rows);
+  if (stack) launch_sample_pass<HD, false, 1, true>(a, stream);
+  else if (sample_heads_per_cta(group, false) == 2) launch_sample_pass<HD, false, 2>(a, stream);
   else launch_sample_pass<HD, false, 1>(a, stream);
   const int rows_total = ea.n_heads * kFusedRows;
   fused_merge_kernel<<<(rows_total * 32 + kMergeThreads - 1) / kMergeThreads, kMergeThreads, 0, stream>>>(
-      a.partial, a.splits, ea.n_heads, const_cast<float*>(a.lse2));
+      a.partial, a.splits, ea.n_heads, a.rows, const_cast<float*>(a.lse2));
   FOLIO_CUDA_CHECK(cudaGetLastError());
-  if (sample_heads_per_cta(group, true) == 2) launch_sample_pass<HD, true, 2>(a, stream);
+  if (stack) launch_sample_pass<HD, true, 1, true>(a, stream);
+  else if (sample_heads_per_cta(group, true) == 2) launch_sample_pass<HD, true, 2>(a, stream);
   else launch_sample_pass<HD, true, 1>(a, stream);
 }
 

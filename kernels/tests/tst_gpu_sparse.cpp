@@ -228,6 +228,9 @@ void test_kernels_against_cpu() {
   const std::vector<Shape> shapes = {
       {128, 8, 2, 1024, 7168, 64}, {64, 6, 2, 700, 1000, 64}, {96, 4, 4, 130, 64, 64},  {64, 4, 1, 40, 0, 40},
       {128, 8, 8, 1000, 3, 64},    {128, 16, 2, 4096, 12288, 64}, {96, 8, 1, 257, 5000, 32}, {64, 2, 2, 3000, 29000, 128},
+      // at most 32 sample rows and an even group: two heads share one product (the stacked sample
+      // kernel); 6 / 2 (group 3) keeps one head a product
+      {128, 8, 2, 1024, 7168, 32}, {64, 4, 2, 500, 3000, 20},   {128, 6, 2, 800, 900, 32},  {64, 4, 2, 24, 4000, 24},
   };
   int trial = 0;
   for (const Shape& s : shapes) check_shape(s, trial++);
