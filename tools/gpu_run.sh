@@ -374,7 +374,7 @@ PY
       # 32K-128K with this build (64 and 32 sample rows, stacked and not) and, when `base` built one,
       # the older build in $FOLIO_BASE_DIR; then Nsight Compute's time of each estimation kernel at
       # the last chunk of 128K (layers 0 and 1; FOLIO_NCU_ROWS=32 for 32 sample rows).
-      for hp in 0 2; do
+      for hp in ${FOLIO_SAMPLE_HEADS_LIST:-0 2}; do
         FOLIO_SAMPLE_HEADS=$hp timeout 200 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sparse_test_$hp.log" 2>&1 || true
         echo "tst_gpu_sparse FOLIO_SAMPLE_HEADS=$hp:"; grep -E "^(PASS|FAIL)" "$out/sparse_test_$hp.log" || tail -5 "$out/sparse_test_$hp.log"
       done
@@ -407,7 +407,7 @@ for l in open(sys.argv[1]):
       done
       # launches per (layer, chunk): pass 1, merge, pass 2, units, selection; --launch-skip counts
       # only the kernels the filter matches
-      timeout 150 ncu --clock-control none --kernel-name regex:"fused_sample|fused_merge|unit_stats|select_kernel" \
+      [ "${FOLIO_NCU:-1}" = 0 ] || timeout 150 ncu --clock-control none --kernel-name regex:"fused_sample|fused_merge|unit_stats|select_kernel" \
         --launch-skip $((31 * 32 * 5)) -c 10 --metrics gpu__time_duration.sum \
         build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
         --sparse-pattern interval-slash --last-queries "${FOLIO_NCU_ROWS:-64}" --lengths 131072 --decode-tokens 1 \
