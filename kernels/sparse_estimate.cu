@@ -189,7 +189,7 @@ struct FusedArgs {
   int64_t pos0;
   int n_heads, n_kv_heads, rows, splits;
   float* partial;  // [n_heads][64][splits][2]: max, sum (log2 domain)
-  const float* lse2;  // [n_heads][64] (log2 domain)
+  const float* lse2;  // [n_heads][64] (log2 domain); rows >= rows are not written (stale): masked by every reader
   float* col;
   float* diag;
   const DeviceBudget* budgets;  // [n_heads]: Block-Cluster heads need no sums
