@@ -91,7 +91,7 @@ int64_t crossover_from_points(std::vector<CrossoverPoint> points);
 struct SparseConfig {
   std::string model;                         // what it was searched on ("" = default)
   int64_t crossover_tokens = 16384;          // auto: sparse for chunks whose keys reach this many
-  int last_queries = 64;                     // IntervalSlash: sample rows
+  int last_queries = 32;                     // IntervalSlash: sample rows (docs/sparse.md: why 32)
   HeadBudget default_head;                   // heads without an entry
   std::vector<std::vector<HeadBudget>> layers;  // [layer][head]; may be empty
   // Measured crossovers, one per backend at most; where one exists for the backend in use, auto
