@@ -373,7 +373,7 @@ PY
       # two in both passes and without stacking; then Interval-Slash everywhere (sparse forced) at
       # 32K-128K with this build (64 and 32 sample rows, stacked and not) and, when `base` built one,
       # the older build in $FOLIO_BASE_DIR; then Nsight Compute's time of each estimation kernel at
-      # the last chunk of 128K (layers 0 and 1; FOLIO_NCU_ROWS=32 for 32 sample rows).
+      # the last chunk of 128K (layers 0 and 1; FOLIO_NCU_ROWS=64 for 64 sample rows).
       for hp in ${FOLIO_SAMPLE_HEADS_LIST:-0 2}; do
         FOLIO_SAMPLE_HEADS=$hp timeout 200 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sparse_test_$hp.log" 2>&1 || true
         echo "tst_gpu_sparse FOLIO_SAMPLE_HEADS=$hp:"; grep -E "^(PASS|FAIL)" "$out/sparse_test_$hp.log" || tail -5 "$out/sparse_test_$hp.log"
@@ -381,13 +381,14 @@ PY
       FOLIO_SAMPLE_STACK=0 FOLIO_GPU_CASES=kernels_against_cpu timeout 200 build/gpu/kernels/tests/tst_gpu_sparse > "$out/sparse_test_nostack.log" 2>&1 || true
       echo "tst_gpu_sparse FOLIO_SAMPLE_STACK=0:"; grep -E "^(PASS|FAIL)" "$out/sparse_test_nostack.log" || tail -5 "$out/sparse_test_nostack.log"
       base=${FOLIO_BASE_DIR:-.base}
-      # variants: this build (the config's 64 sample rows), 32 rows (two heads a product where the
-      # group is even), 32 rows one head a product (FOLIO_SAMPLE_STACK=0), the base build
+      # variants: 64 sample rows (the default before 2026-12-08), 32 rows (the default: two heads a
+      # product where the group is even), 32 rows one head a product (FOLIO_SAMPLE_STACK=0), the base build
       rm -f "$out"/estimation_*.jsonl
-      for which in new rows32 rows32-nostack base; do
+      for which in rows64 rows32 rows32-nostack base; do
         bin=build/gpu/app/folio-bench; extra=(); stack=1
         case $which in
           base) bin=$base/build/gpu/app/folio-bench ;;
+          rows64) extra=(--last-queries 64) ;;
           rows32) extra=(--last-queries 32) ;;
           rows32-nostack) extra=(--last-queries 32); stack=0 ;;
         esac
@@ -410,7 +411,7 @@ for l in open(sys.argv[1]):
       [ "${FOLIO_NCU:-1}" = 0 ] || timeout 150 ncu --clock-control none --kernel-name regex:"fused_sample|fused_merge|unit_stats|select_kernel" \
         --launch-skip $((31 * 32 * 5)) -c 10 --metrics gpu__time_duration.sum \
         build/gpu/app/folio-bench --shape llama3.1-8b --random-weights --backend cuda --attention sparse \
-        --sparse-pattern interval-slash --last-queries "${FOLIO_NCU_ROWS:-64}" --lengths 131072 --decode-tokens 1 \
+        --sparse-pattern interval-slash --last-queries "${FOLIO_NCU_ROWS:-32}" --lengths 131072 --decode-tokens 1 \
         --reps 1 > "$out/estimation_ncu.txt" 2>&1 || true
       grep -E "Context 1|duration" "$out/estimation_ncu.txt" | sed -E 's/^ +//; s/ +/ /g' | cut -c1-110 || true
       ;;
